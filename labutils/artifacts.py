@@ -1,0 +1,115 @@
+"""Where a run's files go, how they are written (atomically), and what a run records about itself."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def atomic_write_bytes(path: str | os.PathLike, write) -> Path:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it into place,
+    so an interrupted run never leaves a half-written checkpoint or report behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | os.PathLike, payload) -> Path:
+    text = json.dumps(payload, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    return atomic_write_bytes(path, lambda f: f.write(text.encode()))
+
+
+def read_json(path: str | os.PathLike):
+    with open(path) as f:
+        return json.load(f)
+
+
+def resolve_out_dir(profile: str, out: str | os.PathLike | None = None) -> Path:
+    """Where a run writes. ``full`` defaults to the repository root (the committed reference
+    run); reduced profiles default to ``runs/<profile>`` and may never write into the root, so a
+    smoke or CPU run cannot overwrite the reference notebooks, figures and report."""
+    if not out:
+        return REPO_ROOT if profile == "full" else REPO_ROOT / "runs" / profile
+    path = Path(out).resolve()
+    if profile != "full" and path == REPO_ROOT:
+        raise ValueError(f"a {profile!r} run may not write into the repository root {REPO_ROOT}: "
+                         f"that holds the committed reference run. Leave the output folder unset "
+                         f"(it becomes runs/{profile}) or choose another folder.")
+    return path
+
+
+class RunDirs:
+    """The folders of one run: ``out/models_saved``, ``out/figures``, ``out/metrics``."""
+
+    def __init__(self, out: str | os.PathLike = REPO_ROOT):
+        self.root = Path(out).resolve()
+        self.models = self.root / "models_saved"
+        self.figures = self.root / "figures"
+        self.metrics = self.root / "metrics"
+        for d in (self.models, self.figures, self.metrics):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint(self, model: str, stage: str) -> Path:
+        """``models_saved/{model}_{stage}.pth`` (stage: before_pruning, after_..._pruning)."""
+        return self.models / f"{model}_{stage}.pth"
+
+    def metrics_file(self, model: str, stage: str) -> Path:
+        return self.metrics / f"{model}_{stage}.json"
+
+    def figure(self, name: str) -> Path:
+        return self.figures / name
+
+    def __repr__(self) -> str:
+        return f"RunDirs({str(self.root)!r})"
+
+
+def git_commit(root: Path = REPO_ROOT) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_name(device) -> str:
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def run_info(profile: str, data: str, device, run_id: str | None = None) -> dict:
+    """What a metrics file says about the run that made it (the report checks these agree)."""
+    return {
+        "run_id": run_id or new_run_id(profile),
+        "profile": profile,
+        "data": data,
+        "device": device_name(device),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+    }
+
+
+def new_run_id(profile: str) -> str:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{profile}-{stamp}-{uuid.uuid4().hex[:6]}"

@@ -1,0 +1,108 @@
+"""One checkpoint format for every model in the workbook.
+
+A checkpoint is a plain dict that ``torch.load(..., weights_only=True)`` can read (tensors,
+numbers, strings, lists, dicts only)::
+
+    {"format": "labutils.checkpoint", "version": 1,
+     "arch": "resnet18", "arch_kwargs": {...},      # enough to rebuild, pruned widths included
+     "encoding": "dense" | "sparse",                # sparse: nonzeros + a bitmask per tensor
+     "state_dict": {...}, "metrics": {...}, "meta": {...}}
+
+Files are written to a temporary name and renamed, so a crash never leaves half a checkpoint.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .artifacts import atomic_write_bytes
+from .models import build_model
+
+FORMAT, VERSION = "labutils.checkpoint", 1
+# Packing a tensor pays once more than 1/32 of it is zero (one mask bit against 32 value bits);
+# below a quarter the saving is too small to be worth the unpacking.
+SPARSE_MIN_ZERO_FRACTION = 0.25
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable labutils checkpoint."""
+
+
+def pack_sparse(state_dict: dict) -> dict:
+    """Store each float tensor that is mostly zeros as its nonzero values plus a bitmask."""
+    packed = {}
+    for name, t in state_dict.items():
+        t = t.detach().cpu()
+        if t.is_floating_point() and t.numel() and (t == 0).float().mean() >= SPARSE_MIN_ZERO_FRACTION:
+            mask = (t != 0).flatten()
+            packed[name] = {"shape": list(t.shape), "values": t.flatten()[mask].clone(),
+                            "bitmask": torch.from_numpy(np.packbits(mask.numpy()))}
+        else:
+            packed[name] = t.clone()
+    return packed
+
+
+def unpack_sparse(packed: dict) -> dict:
+    state = {}
+    for name, v in packed.items():
+        if isinstance(v, dict):
+            n = int(np.prod(v["shape"]))
+            mask = torch.from_numpy(np.unpackbits(v["bitmask"].numpy(), count=n).astype(bool))
+            dense = torch.zeros(n, dtype=v["values"].dtype)
+            dense[mask] = v["values"]
+            state[name] = dense.view(v["shape"])
+        else:
+            state[name] = v
+    return state
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, metrics: dict | None = None,
+                    meta: dict | None = None, sparse: bool = False) -> Path:
+    """Write ``model`` (built by ``build_model``) with its metrics; ``sparse`` packs zeros away."""
+    arch = getattr(model, "arch", None)
+    if not arch:
+        raise ValueError("the model has no .arch record; build it with labutils.models.build_model")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "version": VERSION, "arch": arch["name"],
+               "arch_kwargs": arch["kwargs"], "encoding": "sparse" if sparse else "dense",
+               "state_dict": pack_sparse(state) if sparse else state,
+               "metrics": metrics or {}, "meta": meta or {}}
+    return atomic_write_bytes(path, lambda f: torch.save(payload, f))
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The checkpoint's dict (state dict unpacked), after checking it is one of ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; run the notebook that writes it first")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated: {err}); "
+                              f"delete it and re-run the notebook that writes it") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        keys = sorted(ckpt)[:6] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path} was not written by labutils (found {keys}); "
+                              f"save models with labutils.checkpoint.save_checkpoint")
+    if ckpt.get("version") != VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {ckpt.get('version')}, "
+                              f"this labutils reads version {VERSION}")
+    if ckpt.get("encoding") == "sparse":
+        ckpt["state_dict"] = unpack_sparse(ckpt["state_dict"])
+    return ckpt
+
+
+def load_checkpoint(path: str | os.PathLike, device="cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the model a checkpoint describes and load its weights: (model, checkpoint dict)."""
+    ckpt = read_checkpoint(path)
+    model = build_model(ckpt["arch"], **ckpt["arch_kwargs"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not fit architecture {ckpt['arch']} "
+                              f"{ckpt['arch_kwargs']}: {err}") from err
+    return model.to(device), ckpt

@@ -1,0 +1,69 @@
+"""``python -m labutils``: run the workbook headlessly, or evaluate checkpoints."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .course import MODEL_NAMES
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m labutils", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="execute the notebooks in order with papermill",
+                         description="Execute the workbook's notebooks in order with papermill. "
+                                     "Writes DIR/notebooks (executed), DIR/models_saved, "
+                                     "DIR/figures, DIR/metrics and, with notebook 05, DIR/report.json.")
+    run.add_argument("--profile", default="auto", choices=["auto", "smoke", "cpu", "full"],
+                     help="auto (default): full on a CUDA GPU, cpu otherwise")
+    run.add_argument("--out", metavar="DIR", default=None,
+                     help="output folder (default: the repository root for full, runs/PROFILE otherwise)")
+    run.add_argument("--data-root", metavar="DIR", default=None,
+                     help="folder holding cifar-10-batches-py (default: ./data or $LABUTILS_DATA)")
+    run.add_argument("--models", type=_csv, default=list(MODEL_NAMES),
+                     help="comma-separated subset of cnn,vit,vit_scratch (default: all)")
+    run.add_argument("--notebooks", type=_csv, default=None,
+                     help="comma-separated notebook numbers, e.g. 01,02 (default: all)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
+    run.add_argument("--vit-weights", metavar="FILE", default=None,
+                     help="local file with timm's pretrained vit_tiny_patch16_224 weights "
+                          "(default: timm's hub, or its local cache)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    return 2
+
+
+def _run(args) -> int:
+    from .pipeline import NotebookFailed, run_pipeline
+    from .profiles import auto_profile
+
+    unknown = [m for m in args.models if m not in MODEL_NAMES]
+    if unknown:
+        print(f"error: unknown model(s) {unknown}; choose from {', '.join(MODEL_NAMES)}", file=sys.stderr)
+        return 2
+    profile = auto_profile() if args.profile == "auto" else args.profile
+    try:
+        summary = run_pipeline(profile, args.out, args.data_root, args.models, args.notebooks,
+                               args.seed, args.device, args.vit_weights)
+    except (NotebookFailed, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    times = ", ".join(f"{k} {v:.0f}s" for k, v in summary["notebooks"].items())
+    print(f"done: profile {profile}, run {summary['run_id']}, {summary['total_seconds']:.0f}s "
+          f"({times}); outputs in {summary['out']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

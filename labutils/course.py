@@ -1,0 +1,16 @@
+"""The course's fixed facts (../shared/SPEC.md): model names, checkpoint stages and minimums."""
+
+MODEL_NAMES = ("cnn", "vit", "vit_scratch")
+STAGES = ("before_pruning", "after_unstructured_pruning", "after_structured_pruning")
+
+# Test accuracy (fraction) each model must reach before pruning ...
+BEFORE_PRUNING_MIN = {"cnn": 0.90, "vit": 0.92, "vit_scratch": 0.85}
+# ... and after pruning and fine-tuning.
+AFTER_PRUNING_MIN = {"cnn": 0.85, "vit": 0.88, "vit_scratch": 0.80}
+# Share removed (percent): of prunable weights (unstructured), of channels/heads (structured).
+SPARSITY_MIN = {"unstructured": 70.0, "structured": 25.0}
+
+
+def checkpoint_names() -> list[str]:
+    """The nine file names the course expects in models_saved/."""
+    return [f"{m}_{s}.pth" for m in MODEL_NAMES for s in STAGES]

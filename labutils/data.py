@@ -1,0 +1,289 @@
+"""CIFAR-10 (and CINIC-10) for the workbook.
+
+Two ways to feed a model:
+
+* ``get_loaders(batch_size)`` - the course's standard torch DataLoaders with torchvision
+  transforms (random crop with padding 4, horizontal flip, normalisation).
+* ``DeviceLoader`` - the fast path the training loops use: a whole split lives on the device
+  as one uint8 tensor and each batch is cropped, flipped, normalised (and resized for the
+  pretrained ViT) there, so no CPU worker ever touches a pixel during training.
+
+Both read the official "python version" batches from ``DATA_ROOT/cifar-10-batches-py``.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+BATCH_DIR = "cifar-10-batches-py"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILES = ("test_batch",)
+# The repository's (git-ignored) data/ folder unless LABUTILS_DATA says otherwise.
+DEFAULT_DATA_ROOT = Path(os.environ.get("LABUTILS_DATA", Path(__file__).resolve().parents[1] / "data"))
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The CIFAR-10 batches are missing and could not be downloaded."""
+
+
+def _manual_instructions(root: Path) -> str:
+    return (f"CIFAR-10 is not in {root / BATCH_DIR} and could not be downloaded.\n"
+            f"Put it there by hand: download {CIFAR10_URL} on a machine with internet and "
+            f"unpack it into {root} (it creates {BATCH_DIR}/), or write an offline copy in the "
+            f"same layout (for example `python ../shared/data/make_cifar10.py {root}`), "
+            f"then run again (or pass the folder as DATA_ROOT / --data-root).")
+
+
+def download_cifar10(root: str | os.PathLike) -> Path:
+    """Fetch and unpack the official archive (MD5 checked by torchvision's utility)."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    root = Path(root)
+    try:
+        download_and_extract_archive(CIFAR10_URL, str(root), md5=CIFAR10_MD5)
+    except Exception as err:  # no network, proxy, checksum mismatch ...
+        raise DataNotFoundError(f"{_manual_instructions(root)}\n(download failed: {err})") from err
+    return root / BATCH_DIR
+
+
+def cifar10_dir(root: str | os.PathLike = DEFAULT_DATA_ROOT, download: bool = True) -> Path:
+    """Folder with the official batches; downloads them when absent and allowed."""
+    root = Path(root)
+    folder = root / BATCH_DIR
+    if all((folder / f).is_file() for f in TRAIN_FILES + TEST_FILES):
+        return folder
+    if not download:
+        raise DataNotFoundError(_manual_instructions(root))
+    return download_cifar10(root)
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="latin1")
+        data = np.asarray(batch["data"], dtype=np.uint8)
+        labels = np.asarray(batch.get("labels", batch.get("fine_labels")), dtype=np.int64)
+    except Exception as err:
+        raise ValueError(f"{path} is not a CIFAR-10 python batch ({err}); "
+                         f"delete the folder and fetch the data again") from err
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def load_cifar10(root: str | os.PathLike = DEFAULT_DATA_ROOT, train: bool = True,
+                 download: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """One split as (images uint8 [N, 3, 32, 32], labels int64 [N]) in the official order."""
+    folder = cifar10_dir(root, download)
+    parts = [_read_batch(folder / f) for f in (TRAIN_FILES if train else TEST_FILES)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def class_names(root: str | os.PathLike = DEFAULT_DATA_ROOT) -> list[str]:
+    meta = Path(root) / BATCH_DIR / "batches.meta"
+    if meta.is_file():
+        with open(meta, "rb") as f:
+            return list(pickle.load(f, encoding="latin1")["label_names"])
+    return list(CIFAR10_CLASSES)
+
+
+# ----------------------------------------------------------------------------------------
+# Synthetic data in the official layout: smoke runs and tests exercise the same reader.
+# ----------------------------------------------------------------------------------------
+def write_synthetic_cifar10(root: str | os.PathLike, n_train: int = 1000, n_test: int = 500,
+                            seed: int = 0) -> Path:
+    """Write a tiny learnable CIFAR-shaped dataset as ``root/cifar-10-batches-py``.
+
+    Each class is a coloured blob at a class-specific place on noise, so a model can learn it
+    in a few steps and a pipeline bug (shuffled labels, wrong normalisation) shows up as
+    chance accuracy. Five train batches and one test batch, like the real thing.
+    """
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / BATCH_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:32, 0:32]
+    centers = [(8 + 16 * (c % 2), 4 + 6 * (c // 2)) for c in range(10)]
+    colours = rng.integers(40, 255, size=(10, 3))
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.arange(n) % 10
+        rng.shuffle(labels)
+        images = rng.integers(0, 90, size=(n, 3, 32, 32)).astype(np.float32)
+        for i, c in enumerate(labels):
+            cy, cx = centers[c]
+            cy, cx = cy + rng.integers(-2, 3), cx + rng.integers(-2, 3)
+            blob = ((yy - cx) ** 2 + (xx - cy) ** 2) < 20
+            images[i][:, blob] = colours[c][:, None]
+        return images.clip(0, 255).astype(np.uint8), labels
+
+    def dump(name: str, images: np.ndarray, labels: np.ndarray, label: str) -> None:
+        batch = {"batch_label": label, "labels": [int(x) for x in labels],
+                 "data": images.reshape(len(images), 3072),
+                 "filenames": [f"synthetic_{name}_{i:05d}.png" for i in range(len(images))]}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f, protocol=4)
+
+    train_x, train_y = make(n_train)
+    for b, idx in enumerate(np.array_split(np.arange(n_train), 5)):
+        dump(TRAIN_FILES[b], train_x[idx], train_y[idx], f"training batch {b + 1} of 5")
+    test_x, test_y = make(n_test)
+    dump(TEST_FILES[0], test_x, test_y, "testing batch 1 of 1")
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"num_cases_per_batch": n_train // 5, "num_vis": 3072,
+                     "label_names": list(CIFAR10_CLASSES)}, f, protocol=4)
+    return folder
+
+
+# ----------------------------------------------------------------------------------------
+# The course's standard DataLoaders.
+# ----------------------------------------------------------------------------------------
+class ArrayDataset(torch.utils.data.Dataset):
+    """Images held as a uint8 array [N, 3, H, W], transformed one by one (torchvision style)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform=None):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        x = torch.from_numpy(self.images[i])
+        return (self.transform(x) if self.transform else x), int(self.labels[i])
+
+
+def standard_transforms(train: bool, size: int = 32):
+    from torchvision.transforms import v2
+
+    steps = [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()] if train else []
+    if size != 32:
+        steps.append(v2.Resize(size, antialias=False))
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(CIFAR10_MEAN, CIFAR10_STD)]
+    return v2.Compose(steps)
+
+
+def get_loaders(batch_size: int = 128, root: str | os.PathLike = DEFAULT_DATA_ROOT,
+                num_workers: int = 2, size: int = 32, download: bool = True):
+    """The course's ``get_loaders``: (train_loader, test_loader) as plain torch DataLoaders."""
+    train_x, train_y = load_cifar10(root, train=True, download=download)
+    test_x, test_y = load_cifar10(root, train=False, download=download)
+    common = dict(batch_size=batch_size, num_workers=num_workers,
+                  pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
+    train = torch.utils.data.DataLoader(
+        ArrayDataset(train_x, train_y, standard_transforms(True, size)),
+        shuffle=True, drop_last=True, **common)
+    test = torch.utils.data.DataLoader(
+        ArrayDataset(test_x, test_y, standard_transforms(False, size)), shuffle=False, **common)
+    return train, test
+
+
+# ----------------------------------------------------------------------------------------
+# The fast path: the split on the device, augmented there.
+# ----------------------------------------------------------------------------------------
+def random_crop_flip(x: torch.Tensor, padding: int = 4, generator=None) -> torch.Tensor:
+    """Per-image random crop (zero padding) and horizontal flip of a uint8 batch [B, C, H, W]."""
+    b, c, h, w = x.shape
+    dev = x.device
+    padded = F.pad(x, (padding,) * 4)
+    dy = torch.randint(0, 2 * padding + 1, (b,), device=dev, generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (b,), device=dev, generator=generator)
+    rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]
+    flip = torch.rand(b, device=dev, generator=generator) < 0.5
+    cols = torch.where(flip[:, None, None, None], cols.flip(-1), cols)
+    return padded[torch.arange(b, device=dev)[:, None, None, None],
+                  torch.arange(c, device=dev)[None, :, None, None], rows, cols]
+
+
+class DeviceLoader:
+    """Iterates over one split kept on ``device`` as a single uint8 tensor.
+
+    Yields (float images normalised, channels_last; int64 labels). With ``train`` it shuffles
+    and applies random crop (pad 4) + horizontal flip on the device; ``size`` resizes to the
+    model's input (224 for the pretrained ViT) after augmentation.
+    """
+
+    def __init__(self, images, labels, batch_size: int, train: bool, device="cpu",
+                 size: int = 32, seed: int = 0, drop_last: bool | None = None):
+        self.device = torch.device(device)
+        self.images = torch.as_tensor(images, dtype=torch.uint8).to(self.device)
+        self.labels = torch.as_tensor(labels, dtype=torch.int64).to(self.device)
+        self.batch_size, self.train, self.size = batch_size, train, size
+        self.drop_last = train if drop_last is None else drop_last
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.mean = torch.tensor(CIFAR10_MEAN, device=self.device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(CIFAR10_STD, device=self.device).view(1, 3, 1, 1) * 255
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.labels)
+        order = (torch.randperm(n, device=self.device, generator=self.generator)
+                 if self.train else torch.arange(n, device=self.device))
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            x = self.images[idx]
+            if self.train:
+                x = random_crop_flip(x, generator=self.generator)
+            yield self.prepare(x), self.labels[idx]
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 batch -> normalised float batch at the model's size, channels_last."""
+        x = (x.float() - self.mean) / self.std
+        if self.size != x.shape[-1]:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return x.contiguous(memory_format=torch.channels_last)
+
+
+def subset(images: np.ndarray, labels: np.ndarray, n: int | None, seed: int = 0):
+    """A class-balanced subset of ``n`` examples (all of them when ``n`` is None or too big)."""
+    if n is None or n >= len(labels):
+        return images, labels
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    take = np.sort(np.concatenate([p[: -(-n // len(per_class))] for p in per_class]))[:n]
+    return images[take], labels[take]
+
+
+def device_loaders(batch_size: int, root=DEFAULT_DATA_ROOT, device="cpu", size: int = 32,
+                   n_train: int | None = None, n_test: int | None = None, seed: int = 0,
+                   eval_batch_size: int | None = None, download: bool = True):
+    """(train, test) ``DeviceLoader`` pair over CIFAR-10 (optionally a balanced subset)."""
+    train = subset(*load_cifar10(root, True, download), n_train, seed)
+    test = subset(*load_cifar10(root, False, download), n_test, seed)
+    return (DeviceLoader(*train, batch_size, True, device, size, seed),
+            DeviceLoader(*test, eval_batch_size or 2 * batch_size, False, device, size, seed))
+
+
+# ----------------------------------------------------------------------------------------
+# CINIC-10 (image-folder layout train/valid/test) used by the seed material.
+# ----------------------------------------------------------------------------------------
+CINIC10_MEAN = (0.47889522, 0.47227842, 0.43047404)
+CINIC10_STD = (0.24205776, 0.23828046, 0.25874835)
+
+
+def cinic10_datasets(root: str | os.PathLike, train_transform=None, test_transform=None):
+    """CINIC-10 from ``root/{train,valid,test}/<class>/*.png`` as torchvision ImageFolders."""
+    from torchvision import datasets, transforms as T
+
+    root = Path(root)
+    missing = [s for s in ("train", "valid", "test") if not (root / s).is_dir()]
+    if missing:
+        raise DataNotFoundError(
+            f"CINIC-10 folders {missing} are missing under {root}; unpack CINIC-10 there so that "
+            f"it holds train/, valid/ and test/, each with one folder per class")
+    norm = [T.ToTensor(), T.Normalize(CINIC10_MEAN, CINIC10_STD)]
+    train_t = train_transform or T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] + norm)
+    test_t = test_transform or T.Compose(norm)
+    return {split: datasets.ImageFolder(str(root / split), train_t if split == "train" else test_t)
+            for split in ("train", "valid", "test")}

@@ -1,0 +1,240 @@
+"""The course's models, each rebuildable from (architecture name, arguments).
+
+* ``resnet18``  - torchvision's ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max-pool).
+* ``resnet20``  - the classic 0.27M-parameter CIFAR ResNet (He et al., option-A shortcuts).
+* ``vit_tiny_patch16_224`` - timm's ViT-Tiny, pretrained weights from timm's hub or a local file.
+* ``vit_scratch`` - ViT-Tiny (width 192, depth 12, 3 heads) with 4x4 patches for 32x32 input.
+
+Every builder takes explicit widths (stream and inner channels for the ResNets, heads and MLP
+neurons per block for the ViTs), so a structurally pruned model is rebuilt from its checkpoint
+without the original. ``build_model`` records ``model.arch = {"name", "kwargs"}`` for that.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock, ResNet, conv1x1, conv3x3
+
+
+class PretrainedWeightsUnavailable(RuntimeError):
+    """Neither timm's hub nor a local file could provide the pretrained ViT-Tiny weights."""
+
+
+# ----------------------------------------------------------------------------------------
+# ResNets
+# ----------------------------------------------------------------------------------------
+def _block(in_ch: int, inner: int, out_ch: int, stride: int, shortcut: str) -> BasicBlock:
+    """torchvision's BasicBlock with an inner width of its own (pruned blocks differ)."""
+    downsample = None
+    if stride != 1 or in_ch != out_ch:
+        downsample = (nn.Sequential(conv1x1(in_ch, out_ch, stride), nn.BatchNorm2d(out_ch))
+                      if shortcut == "conv" else PadShortcut(in_ch, out_ch, stride))
+    block = BasicBlock(in_ch, out_ch, stride, downsample)
+    block.conv1, block.bn1 = conv3x3(in_ch, inner, stride), nn.BatchNorm2d(inner)
+    block.conv2 = conv3x3(inner, out_ch)
+    return block
+
+
+class PadShortcut(nn.Module):
+    """Option-A shortcut of the classic CIFAR ResNets: subsample and pad channels with zeros."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int):
+        super().__init__()
+        self.in_ch, self.out_ch, self.stride = in_ch, out_ch, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, ::self.stride, ::self.stride]
+        return nn.functional.pad(x, (0, 0, 0, 0, 0, self.out_ch - self.in_ch))
+
+
+def _cifar_resnet(blocks_per_stage: list[int], stages: list[int], inner: list[list[int]] | None,
+                  num_classes: int, shortcut: str) -> ResNet:
+    inner = inner or [[w] * n for w, n in zip(stages, blocks_per_stage)]
+    if [len(i) for i in inner] != list(blocks_per_stage):
+        raise ValueError(f"inner widths {inner} do not match blocks per stage {blocks_per_stage}")
+    # Start from torchvision's ResNet (its forward, init and fc), then set the CIFAR parts.
+    model = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=num_classes)
+    model.conv1 = nn.Conv2d(3, stages[0], 3, 1, 1, bias=False)
+    model.bn1 = nn.BatchNorm2d(stages[0])
+    model.maxpool = nn.Identity()
+    in_ch = stages[0]
+    for s in range(4):
+        if s >= len(stages):
+            setattr(model, f"layer{s + 1}", nn.Identity())
+            continue
+        layer = []
+        for b in range(blocks_per_stage[s]):
+            stride = 2 if (s > 0 and b == 0) else 1
+            layer.append(_block(in_ch, inner[s][b], stages[s], stride, shortcut))
+            in_ch = stages[s]
+        setattr(model, f"layer{s + 1}", nn.Sequential(*layer))
+    model.fc = nn.Linear(in_ch, num_classes)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight), nn.init.zeros_(m.bias)
+    return model
+
+
+def resnet18(num_classes: int = 10, width: int = 64, stages: list[int] | None = None,
+             inner: list[list[int]] | None = None) -> ResNet:
+    """ResNet-18 for 32x32 input. ``width`` scales the default stages (64, 128, 256, 512);
+    ``stages`` (residual-stream widths) and ``inner`` (each block's conv1 width) override it."""
+    stages = stages or [width, 2 * width, 4 * width, 8 * width]
+    return _cifar_resnet([2, 2, 2, 2], stages, inner, num_classes, shortcut="conv")
+
+
+def resnet20(num_classes: int = 10, width: int = 16, stages: list[int] | None = None,
+             inner: list[list[int]] | None = None) -> ResNet:
+    """The classic CIFAR ResNet-20 (3 stages of 3 blocks, 16/32/64 channels, ~0.27M params)."""
+    stages = stages or [width, 2 * width, 4 * width]
+    return _cifar_resnet([3, 3, 3], stages, inner, num_classes, shortcut="pad")
+
+
+# ----------------------------------------------------------------------------------------
+# ViT-Tiny (timm)
+# ----------------------------------------------------------------------------------------
+def set_vit_widths(model: nn.Module, heads: list[int] | None = None,
+                   mlp_hidden: list[int] | None = None) -> nn.Module:
+    """Give each transformer block its own head count and MLP width (fresh weights)."""
+    for i, block in enumerate(model.blocks):
+        attn, mlp = block.attn, block.mlp
+        dim = attn.qkv.in_features
+        if heads is not None and heads[i] != attn.num_heads:
+            width = heads[i] * attn.head_dim
+            attn.qkv = nn.Linear(dim, 3 * width, bias=attn.qkv.bias is not None)
+            attn.proj = nn.Linear(width, dim, bias=attn.proj.bias is not None)
+            attn.num_heads, attn.attn_dim = heads[i], width
+        if mlp_hidden is not None and mlp_hidden[i] != mlp.fc1.out_features:
+            mlp.fc1 = nn.Linear(dim, mlp_hidden[i], bias=mlp.fc1.bias is not None)
+            mlp.fc2 = nn.Linear(mlp_hidden[i], dim, bias=mlp.fc2.bias is not None)
+    return model
+
+
+def vit_tiny_patch16_224(num_classes: int = 10, img_size: int = 224, pretrained: bool = False,
+                         weights_path: str | None = None, heads: list[int] | None = None,
+                         mlp_hidden: list[int] | None = None, drop_path_rate: float = 0.0):
+    """timm's ``vit_tiny_patch16_224``. With ``pretrained``, ImageNet weights come from a local
+    file (``weights_path``) or else timm's hub; the classifier is new (``num_classes``)."""
+    import timm
+
+    kwargs = dict(num_classes=num_classes, img_size=img_size, drop_path_rate=drop_path_rate)
+    if pretrained:
+        weights_path = weights_path or _cached_hub_file("vit_tiny_patch16_224")
+        if weights_path:
+            kwargs["pretrained_cfg_overlay"] = dict(file=str(weights_path))
+        elif not _hub_reachable():
+            # Fail in a second instead of after a minute of retries against an unreachable hub.
+            raise PretrainedWeightsUnavailable(_no_weights_message(
+                "timm's hub", "huggingface.co cannot be reached and the weights are not in the local cache"))
+    try:
+        model = timm.create_model("vit_tiny_patch16_224", pretrained=pretrained, **kwargs)
+    except Exception as err:
+        if not pretrained:
+            raise
+        where = f"the local file {weights_path!r}" if weights_path else "timm's hub"
+        raise PretrainedWeightsUnavailable(_no_weights_message(where, err)) from err
+    return set_vit_widths(model, heads, mlp_hidden)
+
+
+def _no_weights_message(where: str, why) -> str:
+    return (f"could not load pretrained vit_tiny_patch16_224 weights from {where} ({why}).\n"
+            "Two ways to provide them: (1) run where the Hugging Face hub is reachable, so timm "
+            "downloads them; or (2) save them once on such a machine with "
+            "`torch.save(timm.create_model('vit_tiny_patch16_224', pretrained=True).state_dict(), "
+            "'vit_tiny_patch16_224.pth')` and pass that file as VIT_WEIGHTS (notebook parameter) "
+            "or --vit-weights (CLI).")
+
+
+def _cached_hub_file(name: str) -> str | None:
+    """The weights file of timm model ``name`` if the Hugging Face cache already holds it."""
+    try:
+        import timm
+        from huggingface_hub import try_to_load_from_cache
+
+        repo = timm.models.get_pretrained_cfg(name).hf_hub_id
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            path = try_to_load_from_cache(repo, filename)
+            if isinstance(path, str):
+                return path
+    except Exception:  # no huggingface_hub, unknown cfg: fall back to timm's own download
+        pass
+    return None
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    import socket
+
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def vit_scratch(num_classes: int = 10, img_size: int = 32, patch_size: int = 4,
+                embed_dim: int = 192, depth: int = 12, num_heads: int = 3, mlp_ratio: float = 4.0,
+                drop_path_rate: float = 0.1, heads: list[int] | None = None,
+                mlp_hidden: list[int] | None = None):
+    """ViT-Tiny (width 192, depth 12, 3 heads) for 32x32 CIFAR images, random init."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    model = VisionTransformer(img_size=img_size, patch_size=patch_size, num_classes=num_classes,
+                              embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+                              mlp_ratio=mlp_ratio, drop_path_rate=drop_path_rate)
+    return set_vit_widths(model, heads, mlp_hidden)
+
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "resnet18": resnet18,
+    "resnet20": resnet20,
+    "vit_tiny_patch16_224": vit_tiny_patch16_224,
+    "vit_scratch": vit_scratch,
+}
+# Arguments that say where initial weights come from, not what the architecture is.
+_INIT_ONLY = ("pretrained", "weights_path")
+
+# The course's three models: checkpoint prefix -> architecture and input size.
+COURSE_MODELS = {
+    "cnn": {"arch": "resnet18", "input_size": 32, "title": "ResNet-18"},
+    "vit": {"arch": "vit_tiny_patch16_224", "input_size": 224, "pretrained": True,
+            "title": "ViT-Tiny (pretrained, fine-tuned)"},
+    "vit_scratch": {"arch": "vit_scratch", "input_size": 32, "title": "ViT-Tiny (from scratch)"},
+}
+
+
+def build_model(arch: str, **kwargs) -> nn.Module:
+    """Build ``arch`` and remember how (``model.arch``), so a checkpoint can rebuild it."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+    model = ARCHITECTURES[arch](**kwargs)
+    model.arch = {"name": arch,
+                  "kwargs": {k: copy.deepcopy(v) for k, v in kwargs.items() if k not in _INIT_ONLY}}
+    return model
+
+
+def course_model(name: str, pretrained_weights: str | None = None, **overrides) -> nn.Module:
+    """One of the course's models ("cnn", "vit", "vit_scratch"); ``overrides`` are arch kwargs
+    (a profile's reduced widths, for example)."""
+    if name not in COURSE_MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(COURSE_MODELS)}")
+    spec = COURSE_MODELS[name]
+    kwargs = dict(overrides)
+    if spec.get("pretrained"):
+        kwargs.update(pretrained=True, weights_path=pretrained_weights or None)
+        kwargs.setdefault("img_size", spec["input_size"])
+    return build_model(spec["arch"], **kwargs)
+
+
+def input_size(model: nn.Module) -> int:
+    """Side of the square images the model expects (32 for the ResNets)."""
+    embed = getattr(model, "patch_embed", None)
+    return int(embed.img_size[0]) if embed is not None else 32
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,175 @@
+"""A notebook's handle on its run: profile, folders, device, data and run identity in one object,
+so each notebook cell stays a line or two."""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data as D
+from .artifacts import RunDirs, resolve_out_dir, device_name, new_run_id, read_json, run_info, write_json
+from .checkpoint import load_checkpoint, save_checkpoint
+from .models import COURSE_MODELS, course_model, input_size
+from .profiles import auto_profile, get_profile
+from .train import get_device, seed_everything
+
+
+def describe_data(root: str | os.PathLike) -> str:
+    """Name the data honestly: the official CIFAR-10, the offline JPEG-q75 copy, or synthetic."""
+    path = Path(root) / D.BATCH_DIR / "test_batch"
+    try:
+        with open(path, "rb") as f:
+            first = pickle.load(f, encoding="latin1")["filenames"][0]
+    except (OSError, KeyError, IndexError, pickle.UnpicklingError):
+        return "unknown"
+    if first.startswith("synthetic"):
+        return "synthetic CIFAR-shaped data"
+    if first.startswith("cifar10_q75"):
+        return "CIFAR-10 (offline JPEG-q75 copy)"
+    return "CIFAR-10"
+
+
+class Session:
+    """Everything a notebook needs to know about its run.
+
+    ``profile`` "auto" means ``full`` on a CUDA GPU, else ``cpu``; an empty ``out_dir`` means the
+    profile's default (see ``resolve_out_dir``); an empty ``data_root`` the default data folder.
+
+    >>> s = Session("smoke")                          # doctest: +SKIP
+    >>> train, test = s.loaders("cnn")               # doctest: +SKIP
+    """
+
+    def __init__(self, profile: str = "auto", out_dir: str | os.PathLike | None = None,
+                 data_root: str | os.PathLike | None = None, device: str = "auto", seed: int = 0,
+                 run_id: str | None = None):
+        self.profile = get_profile(auto_profile() if profile == "auto" else profile)
+        self.name = self.profile["name"]
+        self.dirs = RunDirs(resolve_out_dir(self.name, out_dir))
+        self.device = get_device(device)
+        self.seed = seed
+        synthetic = self.profile["data"]["source"] == "synthetic"
+        default_root = self.dirs.root / "data-synthetic" if synthetic else D.DEFAULT_DATA_ROOT
+        self.data_root = Path(data_root or default_root)
+        self.run_id = run_id or self._run_id()
+        self._arrays: dict[bool, tuple[np.ndarray, np.ndarray]] = {}
+        seed_everything(seed)
+
+    # -- identity -------------------------------------------------------------------------
+    def _run_id(self) -> str:
+        """Reuse the run id of this folder's run of the same profile, so notebooks run one by
+        one (interactively) still form one run; else start a new one."""
+        path = self.dirs.metrics / "run.json"
+        if path.is_file():
+            saved = read_json(path)
+            if saved.get("profile") == self.name:
+                return saved["run_id"]
+        run_id = new_run_id(self.name)
+        write_json(path, {"run_id": run_id, "profile": self.name})
+        return run_id
+
+    @property
+    def info(self) -> dict:
+        return run_info(self.name, self.data_description, self.device, self.run_id) | {
+            "reduced": self.profile["reduced"], "seed": self.seed}
+
+    @property
+    def data_description(self) -> str:
+        return describe_data(self.data_root)
+
+    def caption(self) -> str:
+        """One line naming the run, for the foot of every figure."""
+        tag = " (reduced run)" if self.profile["reduced"] else ""
+        return (f"profile {self.name}{tag} | {self.data_description} | "
+                f"{device_name(self.device)} | run {self.run_id}")
+
+    # -- data -----------------------------------------------------------------------------
+    def prepare_data(self) -> Path:
+        """Make sure the batches exist: synthetic ones are written, CIFAR-10 is downloaded
+        (or a clear error says how to place it by hand)."""
+        if self.profile["data"]["source"] == "synthetic":
+            if not (self.data_root / D.BATCH_DIR / "test_batch").is_file():
+                D.write_synthetic_cifar10(self.data_root, seed=self.seed,
+                                          n_train=self.profile["data"]["n_train"],
+                                          n_test=self.profile["data"]["n_test"])
+            return self.data_root / D.BATCH_DIR
+        return D.cifar10_dir(self.data_root)
+
+    def arrays(self, train: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The profile's (balanced subset of the) split as uint8 images and labels."""
+        if train not in self._arrays:
+            self.prepare_data()
+            key = "n_train" if train else "n_test"
+            self._arrays[train] = D.subset(*D.load_cifar10(self.data_root, train),
+                                           self.profile["data"][key], self.seed)
+        return self._arrays[train]
+
+    def class_names(self) -> list[str]:
+        return D.class_names(self.data_root)
+
+    def loaders(self, model_name: str, batch_size: int | None = None):
+        """Fast (train, test) loaders on the device at the model's input size."""
+        batch_size = batch_size or self.train_config(model_name)["batch_size"]
+        size = self.input_size(model_name)
+        train = D.DeviceLoader(*self.arrays(True), batch_size, True, self.device, size, self.seed)
+        test = D.DeviceLoader(*self.arrays(False), 2 * batch_size, False, self.device, size, self.seed)
+        return train, test
+
+    # -- models ---------------------------------------------------------------------------
+    def model_overrides(self, name: str) -> dict:
+        return dict(self.profile["models"].get(name, {}))
+
+    def input_size(self, name: str) -> int:
+        return int(self.model_overrides(name).get("img_size", COURSE_MODELS[name]["input_size"]))
+
+    def train_config(self, name: str) -> dict:
+        return dict(self.profile["train"][name])
+
+    def new_model(self, name: str, pretrained_weights: str | None = None) -> torch.nn.Module:
+        seed_everything(self.seed)
+        model = course_model(name, pretrained_weights, **self.model_overrides(name))
+        assert input_size(model) == self.input_size(name)
+        return model.to(self.device, memory_format=torch.channels_last)
+
+    # -- artifacts ------------------------------------------------------------------------
+    def save(self, model: torch.nn.Module, name: str, stage: str, metrics: dict,
+             sparse: bool = False) -> dict:
+        """Checkpoint ``models_saved/{name}_{stage}.pth`` and ``metrics/{name}_{stage}.json``.
+        Returns the metrics record written (with run info and the checkpoint's size)."""
+        path = self.dirs.checkpoint(name, stage)
+        record = {"model": name, "stage": stage, "run": self.info, "produced": True, **metrics}
+        save_checkpoint(path, model, metrics=_numbers_only(metrics), meta=record["run"], sparse=sparse)
+        record["checkpoint"] = {"path": str(path.relative_to(self.dirs.root)),
+                                "bytes": path.stat().st_size, "encoding": "sparse" if sparse else "dense"}
+        write_json(self.dirs.metrics_file(name, stage), record)
+        return record
+
+    def record_missing(self, name: str, stage: str, reason: str) -> dict:
+        """Say in the metrics that ``name`` was not produced, and why (no made-up numbers)."""
+        record = {"model": name, "stage": stage, "run": self.info, "produced": False, "reason": reason}
+        write_json(self.dirs.metrics_file(name, stage), record)
+        return record
+
+    def load(self, name: str, stage: str) -> tuple[torch.nn.Module, dict]:
+        model, ckpt = load_checkpoint(self.dirs.checkpoint(name, stage), self.device)
+        return model.to(memory_format=torch.channels_last), ckpt
+
+    def metrics(self, name: str, stage: str) -> dict | None:
+        path = self.dirs.metrics_file(name, stage)
+        return read_json(path) if path.is_file() else None
+
+    def available(self, name: str, stage: str = "before_pruning") -> bool:
+        """True when an earlier notebook produced ``name`` at ``stage`` in this run."""
+        m = self.metrics(name, stage)
+        return bool(m and m.get("produced") and self.dirs.checkpoint(name, stage).is_file())
+
+    def __repr__(self) -> str:
+        return (f"Session(profile={self.name!r}, device={self.device}, data={self.data_description!r}, "
+                f"out={str(self.dirs.root)!r}, run_id={self.run_id!r})")
+
+
+def _numbers_only(metrics: dict) -> dict:
+    """The scalar part of a metrics dict (histories and lists stay in the JSON file)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
