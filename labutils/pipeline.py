@@ -41,12 +41,10 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     """
     import papermill as pm
 
-    from .artifacts import new_run_id
-
     out_dir = resolve_out_dir(profile, out)
     books = select_notebooks(notebooks)
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
-    run_id = run_id or new_run_id(profile)
+    run_id = run_id or _run_id_for(out_dir, profile, books)
     params = {"PROFILE": profile, "OUT_DIR": str(out_dir), "DATA_ROOT": str(data_root or ""),
               "MODELS": list(models or ["cnn", "vit", "vit_scratch"]), "SEED": seed,
               "DEVICE": device, "RUN_ID": run_id, "VIT_WEIGHTS": str(vit_weights or "")}
@@ -74,6 +72,22 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
         timings[book.name] = time.perf_counter() - t0
         print(f"== {book.name} done in {timings[book.name]:.0f}s", flush=True)
     return _write_summary(out_dir, summary, start)
+
+
+def _run_id_for(out_dir: Path, profile: str, books: list[Path]) -> str:
+    """A run starts where the baseline is trained (notebook 01 or 02); running later notebooks
+    alone continues the run already in ``out_dir`` (its ``metrics/run.json``)."""
+    from .artifacts import new_run_id, read_json
+
+    marker = out_dir / "metrics" / "run.json"
+    starts = any(b.name[:2] in ("01", "02") for b in books)
+    if not starts and marker.is_file():
+        saved = read_json(marker)
+        if saved.get("profile") == profile:
+            return saved["run_id"]
+    run_id = new_run_id(profile)
+    write_json(marker, {"run_id": run_id, "profile": profile})
+    return run_id
 
 
 def _write_summary(out_dir: Path, summary: dict, start: float, failed: str | None = None) -> dict:

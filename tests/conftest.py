@@ -1,0 +1,24 @@
+"""Shared fixtures. ``smoke_run`` executes notebooks 01-02 once per test session (smoke profile,
+synthetic data) so the later notebooks' tests can continue that run in the same folder."""
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    from labutils.pipeline import run_pipeline
+
+    out = tmp_path_factory.mktemp("smoke_run")
+    summary = run_pipeline("smoke", out, notebooks=["01", "02"])
+    assert summary["failed"] is None
+    return out
+
+
+@pytest.fixture()
+def synthetic_root(tmp_path):
+    from labutils.data import write_synthetic_cifar10
+
+    write_synthetic_cifar10(tmp_path, n_train=200, n_test=100, seed=0)
+    return tmp_path
