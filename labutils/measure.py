@@ -1,0 +1,124 @@
+"""What a model costs: multiply-accumulates counted from its layers, and latency measured on a device.
+
+* ``count_macs(model, input_size)`` - MACs for ONE image, from forward hooks on every ``Conv2d`` and
+  ``Linear`` plus the two attention matmuls (q @ k^T and attn @ v) of timm's ViT attention. Bias
+  adds, normalisation, activations and softmax are not counted (they are a rounding error next to
+  the matmuls, and BatchNorm folds into the conv before it at deployment).
+* ``measure_latency(model, input_size, batch_size, device)`` - the median time of a forward pass in
+  inference conditions: eval mode, no_grad, channels_last, bf16 autocast on CUDA; CUDA events after
+  a warm-up on GPU, ``time.perf_counter`` on CPU.
+
+The theoretical speedup of a structurally pruned model is ``count_macs(dense) / count_macs(pruned)``;
+the measured one is the ratio of their ``ms_per_batch``. Only physically smaller tensors can make the
+second follow the first (zeros in dense tensors cost as much as any other number).
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+
+import torch
+from torch import nn
+
+
+def _input_shape(input_size) -> tuple[int, int, int]:
+    """(channels, height, width) from an int side (RGB assumed) or a (C, H, W) / (N, C, H, W) shape."""
+    if isinstance(input_size, int):
+        return 3, input_size, input_size
+    shape = tuple(int(v) for v in input_size)
+    if len(shape) == 4:
+        shape = shape[1:]
+    if len(shape) != 3:
+        raise ValueError(f"input_size must be an int side or a (C, H, W) shape, got {input_size!r}")
+    return shape
+
+
+def _is_timm_attention(module: nn.Module) -> bool:
+    return all(hasattr(module, a) for a in ("qkv", "num_heads", "head_dim", "proj"))
+
+
+@torch.no_grad()
+def count_macs(model: nn.Module, input_size) -> int:
+    """Multiply-accumulates of one forward pass of ONE image of ``input_size`` (int side or (C, H, W)).
+
+    Conv2d: output elements x (in_channels / groups) x kernel area. Linear: output elements x
+    in_features (tokens included, so a ViT's per-token layers count once per token). timm attention:
+    2 x heads x tokens^2 x head_dim for the two matmuls that have no module of their own.
+    """
+    macs = [0]
+
+    def conv_hook(m: nn.Conv2d, inputs, out):
+        k = m.kernel_size[0] * m.kernel_size[1]
+        macs[0] += out.numel() // out.shape[0] * (m.in_channels // m.groups) * k
+
+    def linear_hook(m: nn.Linear, inputs, out):
+        macs[0] += out.numel() // out.shape[0] * m.in_features
+
+    def attention_hook(m: nn.Module, inputs, out):
+        tokens = inputs[0].shape[1]
+        macs[0] += 2 * m.num_heads * tokens * tokens * m.head_dim
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            handles.append(m.register_forward_hook(linear_hook))
+        elif _is_timm_attention(m):
+            handles.append(m.register_forward_hook(attention_hook))
+    was_training = model.training
+    param = next(model.parameters())
+    try:
+        model.eval()
+        model(torch.zeros(1, *_input_shape(input_size), device=param.device, dtype=param.dtype))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return int(macs[0])
+
+
+@torch.no_grad()
+def measure_latency(model: nn.Module, input_size, batch_size: int, device="cpu", warmup: int = 3,
+                    iters: int = 10) -> dict:
+    """Median latency of ``iters`` forward passes of a random batch, after ``warmup`` untimed ones.
+
+    Runs on a copy of ``model`` moved to ``device`` (the caller's model is left where it is), in
+    eval mode, under no_grad, with channels_last input; on CUDA in bf16 autocast, each pass timed
+    by CUDA events (GPU time, no host jitter), after warm-up (cuDNN autotuning, allocator). The
+    median resists the odd slow pass (another process, a page fault).
+
+    Returns {"ms_per_batch", "ms_per_image", "images_per_second", "batch_size", "device", "iters"}.
+    """
+    if iters < 1 or batch_size < 1:
+        raise ValueError(f"need iters >= 1 and batch_size >= 1, got iters={iters}, batch_size={batch_size}")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device} requested but no CUDA GPU is visible; measure on 'cpu'")
+    net = copy.deepcopy(model).to(device, memory_format=torch.channels_last).eval()
+    x = torch.randn(batch_size, *_input_shape(input_size), device=device)
+    x = x.contiguous(memory_format=torch.channels_last)
+    cuda = device.type == "cuda"
+    times_ms = []
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        for _ in range(warmup):
+            net(x)
+        if cuda:
+            torch.cuda.synchronize(device)
+        for _ in range(iters):
+            if cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                net(x)
+                end.record()
+                end.synchronize()
+                times_ms.append(start.elapsed_time(end))
+            else:
+                t0 = time.perf_counter()
+                net(x)
+                times_ms.append(1000.0 * (time.perf_counter() - t0))
+    ms = statistics.median(times_ms)
+    return {"ms_per_batch": ms, "ms_per_image": ms / batch_size,
+            "images_per_second": 1000.0 * batch_size / ms, "batch_size": batch_size,
+            "device": str(device), "iters": iters}

@@ -1,0 +1,56 @@
+"""labutils.measure: MAC counts against hand counts, latency results' shape and consistency."""
+import pytest
+import torch
+from torch import nn
+
+from labutils.measure import count_macs, measure_latency
+from labutils.models import build_model
+
+
+def tiny_cnn():
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),    # 8x8x8 outputs, 3*9 MACs each
+        nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1),      # 16x4x4 outputs, 8*9 MACs each
+        nn.Conv2d(16, 16, 3, padding=1, groups=4),     # 16x4x4 outputs, (16/4)*9 MACs each
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(16, 10))                             # 10 outputs, 16 MACs each
+
+
+def test_count_macs_matches_hand_count():
+    hand = 8 * 8 * 8 * 3 * 9 + 16 * 4 * 4 * 8 * 9 + 16 * 4 * 4 * 4 * 9 + 10 * 16
+    assert count_macs(tiny_cnn(), 8) == hand
+    assert count_macs(tiny_cnn(), (3, 8, 8)) == hand
+
+
+def test_count_macs_vit_includes_attention_matmuls():
+    model = build_model("vit_scratch", embed_dim=24, depth=1, num_heads=3, img_size=8, patch_size=4)
+    tokens, dim, hidden = 2 * 2 + 1, 24, 96
+    patch = 4 * dim * (3 * 16)                        # 4 patches, each a 3x4x4 -> 24 projection
+    block = tokens * (dim * 3 * dim + dim * dim + dim * hidden + hidden * dim)
+    attention = 2 * 3 * tokens * tokens * (dim // 3)  # q @ k^T and attn @ v
+    head = 10 * dim
+    assert count_macs(model, 8) == patch + block + attention + head
+
+
+def test_count_macs_leaves_model_state_alone():
+    model = tiny_cnn().train()
+    count_macs(model, 8)
+    assert model.training
+    assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_measure_latency_reports_consistent_numbers():
+    model = tiny_cnn()
+    r = measure_latency(model, 8, batch_size=4, device="cpu", warmup=1, iters=3)
+    assert r["ms_per_batch"] > 0
+    assert r["ms_per_image"] == pytest.approx(r["ms_per_batch"] / 4)
+    assert r["images_per_second"] == pytest.approx(4000.0 / r["ms_per_batch"])
+    assert model.training  # the caller's model is untouched (a copy was measured)
+
+
+def test_measure_latency_rejects_missing_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        measure_latency(tiny_cnn(), 8, 1, "cuda")
