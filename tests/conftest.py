@@ -8,11 +8,10 @@ torch.set_num_threads(2)
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
-    from labutils.pipeline import run_pipeline
+    from labutils.cli import main
 
     out = tmp_path_factory.mktemp("smoke_run")
-    summary = run_pipeline("smoke", out, notebooks=["01", "02"])
-    assert summary["failed"] is None
+    assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", "01,02"]) == 0
     return out
 
 

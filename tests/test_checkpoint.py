@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+from labutils.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from labutils.models import build_model
+
+
+def _same_outputs(a, b):
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        return torch.equal(a.eval()(x), b.eval()(x))
+
+
+@pytest.mark.parametrize("arch, kwargs", [("resnet18", {"width": 8}), ("vit_scratch", {"depth": 2})])
+def test_round_trip(tmp_path, arch, kwargs):
+    model = build_model(arch, **kwargs)
+    path = save_checkpoint(tmp_path / "m.pth", model, metrics={"accuracy": 0.5}, meta={"profile": "x"})
+    loaded, ckpt = load_checkpoint(path)
+    assert ckpt["metrics"] == {"accuracy": 0.5} and ckpt["meta"] == {"profile": "x"}
+    assert loaded.arch == model.arch
+    assert _same_outputs(model, loaded)
+
+
+def test_pruned_widths_round_trip(tmp_path):
+    model = build_model("resnet18", stages=[8, 16, 24, 32], inner=[[4, 5], [6, 7], [8, 9], [10, 11]])
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "p.pth", model))
+    assert loaded.layer3[1].conv1.out_channels == 9
+    assert _same_outputs(model, loaded)
+
+
+def test_sparse_encoding_is_exact_and_smaller(tmp_path):
+    model = build_model("resnet18", width=16)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim > 1:
+                p.mul_((torch.rand_like(p) > 0.9).float())  # ~90% zeros
+    dense = save_checkpoint(tmp_path / "dense.pth", model)
+    sparse = save_checkpoint(tmp_path / "sparse.pth", model, sparse=True)
+    assert sparse.stat().st_size < 0.3 * dense.stat().st_size
+    a, b = read_checkpoint(dense)["state_dict"], read_checkpoint(sparse)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    loaded, _ = load_checkpoint(sparse)
+    assert _same_outputs(model, loaded)
+
+
+def test_corrupt_file_is_rejected_clearly(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pth", build_model("resnet20"))
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(path)
+
+
+def test_foreign_file_is_rejected_clearly(tmp_path):
+    torch.save(build_model("resnet20").state_dict(), tmp_path / "plain.pth")
+    with pytest.raises(CheckpointError, match="not written by labutils"):
+        load_checkpoint(tmp_path / "plain.pth")
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    """weights_only loading: a whole pickled module is not executed, it is rejected."""
+    torch.save(build_model("resnet20"), tmp_path / "module.pth")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "module.pth")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run the notebook"):
+        load_checkpoint(tmp_path / "nope.pth")
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    """A failure while writing leaves the previous file intact and no temporary file behind."""
+    path = save_checkpoint(tmp_path / "m.pth", build_model("resnet20"), metrics={"v": 1})
+
+    def broken(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, build_model("resnet20"), metrics={"v": 2})
+    monkeypatch.undo()
+    assert read_checkpoint(path)["metrics"] == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pth"]

@@ -1,0 +1,129 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from labutils import data as D
+
+
+def test_synthetic_reads_back_in_official_layout(synthetic_root):
+    folder = synthetic_root / D.BATCH_DIR
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        list(D.TRAIN_FILES) + list(D.TEST_FILES) + ["batches.meta"])
+    x, y = D.load_cifar10(synthetic_root, train=True, download=False)
+    assert x.shape == (200, 3, 32, 32) and x.dtype == np.uint8
+    assert y.shape == (200,) and set(np.unique(y)) == set(range(10))
+    xt, yt = D.load_cifar10(synthetic_root, train=False, download=False)
+    assert xt.shape == (100, 3, 32, 32)
+    assert D.class_names(synthetic_root) == list(D.CIFAR10_CLASSES)
+
+
+def test_label_order_follows_batch_files(synthetic_root):
+    """Images and labels come back in file order: batch 1 first, row order kept."""
+    x, y = D.load_cifar10(synthetic_root, train=True, download=False)
+    with open(synthetic_root / D.BATCH_DIR / "data_batch_1", "rb") as f:
+        first = pickle.load(f, encoding="latin1")
+    n = len(first["labels"])
+    assert list(y[:n]) == first["labels"]
+    assert np.array_equal(x[:n].reshape(n, -1), first["data"])
+
+
+def test_missing_data_without_download_says_what_to_do(tmp_path):
+    with pytest.raises(D.DataNotFoundError, match="Put it there by hand"):
+        D.load_cifar10(tmp_path, download=False)
+
+
+def test_failed_download_says_what_to_do(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as U
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(U, "download_and_extract_archive", offline)
+    with pytest.raises(D.DataNotFoundError, match="network unreachable"):
+        D.load_cifar10(tmp_path)
+
+
+def test_corrupt_batch_is_named(synthetic_root):
+    (synthetic_root / D.BATCH_DIR / "test_batch").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="test_batch"):
+        D.load_cifar10(synthetic_root, train=False, download=False)
+
+
+def test_random_crop_flip_matches_a_reference_crop():
+    """Each output image is a 32x32 window of the zero-padded input, flipped or not."""
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    out = D.random_crop_flip(x, generator=torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    for i in range(len(x)):
+        windows = [padded[i, :, dy:dy + 32, dx:dx + 32] for dy in range(9) for dx in range(9)]
+        assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)
+
+
+def test_random_crop_flip_varies_and_flips_about_half():
+    x = torch.arange(32, dtype=torch.uint8).repeat(400, 3, 32, 1)  # columns 0..31
+    out = D.random_crop_flip(x, padding=0, generator=torch.Generator().manual_seed(1))
+    flipped = (out[:, 0, 0, 0] == 31).float().mean().item()
+    assert 0.4 < flipped < 0.6
+
+
+def test_device_loader_is_seeded_and_normalised(synthetic_root):
+    x, y = D.load_cifar10(synthetic_root, train=True, download=False)
+    a = [b for b, _ in D.DeviceLoader(x, y, 50, True, seed=3)]
+    b = [b for b, _ in D.DeviceLoader(x, y, 50, True, seed=3)]
+    c = [b for b, _ in D.DeviceLoader(x, y, 50, True, seed=4)]
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    assert not torch.equal(a[0], c[0])
+    test = D.DeviceLoader(x, y, 64, False)
+    batches = list(test)
+    assert len(test) == len(batches) == 4 and sum(len(l) for _, l in batches) == 200
+    assert torch.equal(torch.cat([l for _, l in batches]), torch.as_tensor(y))
+    # Test batches are the images normalised, in order.
+    expected = (torch.as_tensor(x[:64]).float() / 255 - torch.tensor(D.CIFAR10_MEAN).view(1, 3, 1, 1)) \
+        / torch.tensor(D.CIFAR10_STD).view(1, 3, 1, 1)
+    assert torch.allclose(batches[0][0], expected, atol=1e-5)
+    assert batches[0][0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_device_loader_resizes_for_the_pretrained_vit(synthetic_root):
+    x, y = D.load_cifar10(synthetic_root, train=False, download=False)
+    images, _ = next(iter(D.DeviceLoader(x, y, 8, True, size=224)))
+    assert images.shape == (8, 3, 224, 224)
+
+
+def test_standard_loaders_match_fast_path_statistics(synthetic_root):
+    train, test = D.get_loaders(32, synthetic_root, num_workers=0, download=False)
+    xb, yb = next(iter(test))
+    assert xb.shape == (32, 3, 32, 32) and yb.dtype == torch.int64
+    x, y = D.load_cifar10(synthetic_root, train=False, download=False)
+    fast, _ = next(iter(D.DeviceLoader(x, y, 32, False)))
+    assert torch.allclose(xb, fast, atol=1e-5)
+    xtr, _ = next(iter(train))
+    assert xtr.shape == (32, 3, 32, 32)
+
+
+def test_balanced_subset():
+    labels = np.repeat(np.arange(10), 50)
+    images = np.zeros((500, 3, 32, 32), np.uint8)
+    _, sub = D.subset(images, labels, 100, seed=0)
+    assert len(sub) == 100 and np.bincount(sub).tolist() == [10] * 10
+
+
+def test_cinic10_image_folder(tmp_path):
+    for split in ("train", "valid", "test"):
+        for c in D.CIFAR10_CLASSES[:3]:
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(tmp_path / split / c / f"{i}.png")
+    sets = D.cinic10_datasets(tmp_path)
+    assert len(sets["train"]) == 6 and sets["valid"].classes == list(D.CIFAR10_CLASSES[:3])
+    x, y = sets["test"][0]
+    assert x.shape == (3, 32, 32) and y == 0
+
+
+def test_cinic10_missing_split_is_explained(tmp_path):
+    (tmp_path / "train").mkdir()
+    with pytest.raises(D.DataNotFoundError, match="valid"):
+        D.cinic10_datasets(tmp_path)

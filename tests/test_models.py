@@ -1,0 +1,66 @@
+import pytest
+import timm
+import torch
+
+from labutils import models as M
+
+
+@pytest.mark.parametrize("arch, params, size", [
+    ("resnet18", 11_173_962, 32),          # torchvision ResNet-18 with a 3x3 stem, 10 classes
+    ("resnet20", 269_722, 32),             # the classic 0.27M CIFAR ResNet-20
+    ("vit_scratch", 5_362_762, 32),        # ViT-Tiny, patch 4
+    ("vit_tiny_patch16_224", 5_526_346, 224),
+])
+def test_parameter_counts_and_output_shapes(arch, params, size):
+    model = M.build_model(arch).eval()
+    assert M.count_parameters(model) == params
+    assert M.input_size(model) == size
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, size, size)).shape == (2, 10)
+
+
+def test_resnet18_has_the_cifar_stem():
+    model = M.build_model("resnet18")
+    assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
+    assert isinstance(model.maxpool, torch.nn.Identity)
+    # 32x32 in -> 4x4 before pooling: three stride-2 stages only.
+    feats = torch.nn.Sequential(*list(model.children())[:-2])(torch.randn(1, 3, 32, 32))
+    assert feats.shape == (1, 512, 4, 4)
+
+
+def test_pruned_widths_rebuild():
+    model = M.build_model("resnet18", stages=[32, 64, 96, 128], inner=[[8, 16], [24, 32], [40, 48], [56, 64]])
+    assert model.layer2[0].conv1.out_channels == 24 and model.layer4[1].conv2.in_channels == 64
+    assert model.fc.in_features == 128
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    vit = M.build_model("vit_scratch", depth=2, heads=[1, 2], mlp_hidden=[100, 7])
+    assert vit.blocks[0].attn.qkv.out_features == 3 * 64 and vit.blocks[1].mlp.fc1.out_features == 7
+    assert vit(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    assert vit.arch == {"name": "vit_scratch", "kwargs": {"depth": 2, "heads": [1, 2], "mlp_hidden": [100, 7]}}
+
+
+def test_pretrained_vit_from_a_local_file(tmp_path):
+    reference = timm.create_model("vit_tiny_patch16_224")
+    path = tmp_path / "vit_tiny.pth"
+    torch.save(reference.state_dict(), path)
+    model = M.course_model("vit", pretrained_weights=str(path))
+    assert torch.equal(model.blocks[3].mlp.fc1.weight, reference.blocks[3].mlp.fc1.weight)
+    assert model.head.out_features == 10
+    assert "weights_path" not in model.arch["kwargs"] and "pretrained" not in model.arch["kwargs"]
+
+
+def test_pretrained_vit_unavailable_names_both_options(tmp_path, monkeypatch):
+    monkeypatch.setattr(M, "_cached_hub_file", lambda name: None)
+    monkeypatch.setattr(M, "_hub_reachable", lambda: False)
+    with pytest.raises(M.PretrainedWeightsUnavailable, match="VIT_WEIGHTS") as err:
+        M.course_model("vit")
+    assert "hub" in str(err.value)
+    with pytest.raises(M.PretrainedWeightsUnavailable, match="local file"):
+        M.course_model("vit", pretrained_weights=str(tmp_path / "missing.pth"))
+
+
+def test_unknown_names_are_explained():
+    with pytest.raises(ValueError, match="choose one of"):
+        M.build_model("resnet50")
+    with pytest.raises(ValueError, match="choose from"):
+        M.course_model("mlp")

@@ -1,0 +1,66 @@
+"""The papermill pipeline through the CLI: notebooks 01-02 in the smoke profile."""
+import json
+
+import nbformat
+import pytest
+
+from labutils import pipeline
+from labutils.artifacts import REPO_ROOT
+from labutils.checkpoint import load_checkpoint
+from labutils.cli import main
+
+
+def test_smoke_run_of_01_02(smoke_run):
+    executed = smoke_run / "notebooks"
+    assert sorted(p.name for p in executed.iterdir()) == ["01_data.ipynb", "02_baseline_training.ipynb"]
+    nb = nbformat.read(executed / "02_baseline_training.ipynb", 4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    for fig in ("01_samples.png", "01_class_counts.png", "01_augmentation.png", "02_learning_curves.png"):
+        assert (smoke_run / "figures" / fig).stat().st_size > 5000
+    run_id = json.loads((smoke_run / "metrics" / "run.json").read_text())["run_id"]
+    for name in ("cnn", "vit_scratch"):
+        record = json.loads((smoke_run / "metrics" / f"{name}_before_pruning.json").read_text())
+        assert record["produced"] and record["run"]["run_id"] == run_id
+        assert record["run"]["profile"] == "smoke" and record["run"]["data"].startswith("synthetic")
+        model, ckpt = load_checkpoint(smoke_run / "models_saved" / f"{name}_before_pruning.pth")
+        assert ckpt["metrics"]["accuracy"] == record["accuracy"]
+        assert 0.0 <= record["accuracy"] <= 1.0 and len(record["history"]) >= 1
+    # Offline there are no pretrained weights: vit is recorded as not produced, with the reason.
+    vit = json.loads((smoke_run / "metrics" / "vit_before_pruning.json").read_text())
+    assert vit["produced"] is False and "VIT_WEIGHTS" in vit["reason"]
+    assert not (smoke_run / "models_saved" / "vit_before_pruning.pth").exists()
+
+
+def test_cnn_learns_something_in_smoke(smoke_run):
+    record = json.loads((smoke_run / "metrics" / "cnn_before_pruning.json").read_text())
+    assert record["accuracy"] > 0.2  # chance is 0.1 on the synthetic blobs
+
+
+def test_reduced_profiles_never_write_into_the_repository_root(capsys):
+    assert main(["run", "--profile", "smoke", "--out", str(REPO_ROOT), "--notebooks", "01"]) == 1
+    assert "may not write into the repository root" in capsys.readouterr().err
+
+
+def test_failing_notebook_is_named_with_its_cell(tmp_path, monkeypatch, capsys):
+    books = tmp_path / "books"
+    books.mkdir()
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("PROFILE = 'smoke'")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('boom')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, books / "01_fails.ipynb")
+    nbformat.write(nb, books / "02_never.ipynb")
+    monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", books)
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "01_fails.ipynb failed in cell" in err and "ValueError: boom" in err
+    assert not (tmp_path / "out" / "notebooks" / "02_never.ipynb").exists()
+    summary = json.loads((tmp_path / "out" / "metrics" / "pipeline.json").read_text())
+    assert summary["failed"] == "01_fails.ipynb"
+
+
+def test_unknown_notebook_and_model_are_refused(tmp_path, capsys):
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--notebooks", "99"]) == 1
+    assert "unknown notebook" in capsys.readouterr().err
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--models", "mlp"]) == 2

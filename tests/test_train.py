@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from labutils.data import DeviceLoader, load_cifar10
+from labutils.models import build_model
+from labutils.train import evaluate, fit, get_device, make_schedule, seed_everything
+
+
+def _loaders(root):
+    train = DeviceLoader(*load_cifar10(root, True, download=False), 50, True, seed=0)
+    test = DeviceLoader(*load_cifar10(root, False, download=False), 100, False)
+    return train, test
+
+
+def test_training_learns_the_synthetic_task(synthetic_root):
+    seed_everything(0)
+    train, test = _loaders(synthetic_root)
+    model = build_model("resnet18", width=8)
+    before = evaluate(model, test)["accuracy"]
+    history = fit(model, train, test, epochs=4, lr=0.05)
+    assert len(history) == 4 and history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["test_accuracy"] > max(0.3, before + 0.15)
+
+
+def test_callback_runs_after_every_step_and_max_steps_stops(synthetic_root):
+    train, _ = _loaders(synthetic_root)
+    steps = []
+    fit(build_model("resnet20", width=4), train, None, epochs=3, lr=0.01,
+        callback=lambda m, opt, step: steps.append(step), max_steps=6)
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_seeded_training_is_deterministic(synthetic_root):
+    results = []
+    for _ in range(2):
+        seed_everything(1)
+        train, test = _loaders(synthetic_root)
+        model = build_model("vit_scratch", embed_dim=24, depth=1, num_heads=3)
+        results.append(fit(model, train, test, epochs=1, lr=1e-3, optimizer="adamw")[-1]["train_loss"])
+    assert results[0] == pytest.approx(results[1], abs=1e-6)
+
+
+def test_schedules_shape():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = make_schedule(opt, "onecycle", 100, warmup=0.2)
+    lrs = []
+    for _ in range(100):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    assert max(lrs) == pytest.approx(1.0) and lrs.index(max(lrs)) == 19 and lrs[-1] < 0.02
+    with pytest.raises(ValueError, match="unknown schedule"):
+        make_schedule(opt, "step", 10).step()
+
+
+def test_device_selection_never_assumes_cuda():
+    assert get_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert get_device("auto").type in ("cpu", "mps")
+        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            get_device("cuda")
