@@ -1,0 +1,221 @@
+"""When and how much to prune: one-shot, iterative, gradual (Zhu & Gupta) and the N:M pattern.
+
+Scopes (the ``scope`` argument everywhere):
+
+* ``"global"``  - one threshold across all prunable weights (exact count, ties by position);
+* ``"layer"``   - the same share in every layer;
+* a callable ``target -> {layer: share}`` - per-layer shares, e.g. a
+  :class:`labutils.prune.sensitivity.SensitivityScope` built from a sensitivity scan;
+* ``"N:M"`` (e.g. ``"2:4"``) - in every group of M consecutive weights of a row (the reduction
+  dimension), keep the N largest: the pattern sparse tensor cores accelerate. Its sparsity is 1-N/M.
+
+API used by other notebooks (06 prunes before quantising)::
+
+    masks = one_shot_prune(model, sparsity, scope="global", scores=None)
+    masks, history = iterative_prune(model, train_loader, test_loader, sparsity, rounds,
+                                     epochs_per_round, scope="global", **fit_kwargs)
+
+Both prune ``model`` in place and return keep-masks {parameter name: bool tensor}.
+``fit_kwargs`` go to :func:`labutils.train.fit` (lr, optimizer, schedule, weight_decay, ...);
+``epochs_per_round`` may be fractional (e.g. 0.25 = a quarter epoch via ``max_steps``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .criteria import compute_scores
+from .masks import Masks, MaskEnforcer, apply_masks, masks_from_scores, prunable_parameters, sparsity_report
+from ..train import evaluate, fit
+
+# -- masks under a scope ------------------------------------------------------------------
+def parse_nm(scope) -> tuple[int, int] | None:
+    """(N, M) for a scope like "2:4", else None."""
+    if isinstance(scope, str) and ":" in scope:
+        n, m = (int(v) for v in scope.split(":"))
+        if not 0 < n < m:
+            raise ValueError(f"N:M scope needs 0 < N < M, got {scope!r}")
+        return n, m
+    return None
+
+
+def nm_masks(scores: dict[str, torch.Tensor], n: int = 2, m: int = 4) -> Masks:
+    """Keep the ``n`` highest scores in every group of ``m`` consecutive weights along each
+    output row (in*kh*kw for a conv, in_features for a linear layer). A layer whose row length
+    is not a multiple of ``m`` cannot carry the pattern and is left dense (all True)."""
+    masks = {}
+    for name, s in scores.items():
+        rows = s.reshape(s.shape[0], -1)
+        if rows.shape[1] % m:
+            masks[name] = torch.ones_like(s, dtype=torch.bool)
+            continue
+        groups = rows.reshape(-1, m).float()
+        keep = torch.zeros_like(groups, dtype=torch.bool)
+        keep.scatter_(1, groups.topk(n, dim=1).indices, True)
+        masks[name] = keep.view_as(s)
+    return masks
+
+
+def scope_masks(scores: dict[str, torch.Tensor], sparsity: float, scope="global") -> Masks:
+    """Keep-masks for ``sparsity`` under ``scope`` (see the module docstring)."""
+    nm = parse_nm(scope)
+    if nm:
+        if sparsity is not None and abs(sparsity - (1 - nm[0] / nm[1])) > 1e-9:
+            raise ValueError(f"scope {scope!r} means sparsity {1 - nm[0] / nm[1]:.2f}, "
+                             f"but sparsity={sparsity} was asked; pass sparsity=None or the matching value")
+        return nm_masks(scores, *nm)
+    if callable(scope):
+        return masks_from_scores(scores, scope(sparsity), "layer")
+    return masks_from_scores(scores, sparsity, scope)
+
+
+def nested_scores(scores: dict[str, torch.Tensor], masks: Masks | None) -> dict[str, torch.Tensor]:
+    """Scores with already-pruned entries pushed below every other (scores are >= 0), so a
+    sparser mask always contains the previous one."""
+    if not masks:
+        return scores
+    return {n: s.float().masked_fill(~masks[n].to(s.device), -1.0) if n in masks else s
+            for n, s in scores.items()}
+
+
+def scope_label(scope) -> str:
+    return getattr(scope, "label", None) or (scope if isinstance(scope, str) else type(scope).__name__)
+
+
+# -- one-shot ------------------------------------------------------------------------------
+def one_shot_prune(model: nn.Module, sparsity: float | None, scope="global",
+                   scores: dict[str, torch.Tensor] | None = None,
+                   params: dict[str, torch.Tensor] | None = None,
+                   previous: Masks | None = None) -> Masks:
+    """Remove ``sparsity`` (0..1) of ``params`` (default: ``prunable_parameters(model)``) in one
+    go and return the keep-masks. ``scores`` default to magnitude; ``previous`` masks stay pruned."""
+    params = params if params is not None else prunable_parameters(model)
+    scores = scores if scores is not None else compute_scores("magnitude", model, params)
+    missing = set(params) - set(scores)
+    if missing:
+        raise ValueError(f"scores are missing for {sorted(missing)[:3]}...; score the same parameters you prune")
+    masks = scope_masks(nested_scores({n: scores[n] for n in params}, previous), sparsity, scope)
+    apply_masks(model, masks)
+    return masks
+
+
+# -- fine-tuning budgets ---------------------------------------------------------------------
+def fit_budget(epochs: float, train_loader, epoch_steps: int | None = None) -> dict:
+    """``fit`` arguments for ``epochs`` (possibly fractional) epochs; ``epoch_steps`` caps what
+    one epoch means (reduced profiles fine-tune on slices of the training set)."""
+    per_epoch = len(train_loader) if not epoch_steps else min(epoch_steps, len(train_loader))
+    steps = max(1, int(round(epochs * per_epoch)))
+    return {"epochs": max(1, math.ceil(steps / len(train_loader))), "max_steps": steps}
+
+
+def _finetune(model, train_loader, epochs, masks, desc, epoch_steps=None, callback=None, **fit_kwargs):
+    if epochs <= 0:
+        return []
+    return fit(model, train_loader, None, callback=callback or MaskEnforcer(masks), desc=desc,
+               **fit_budget(epochs, train_loader, epoch_steps), **fit_kwargs)
+
+
+# -- iterative -------------------------------------------------------------------------------
+def round_targets(sparsity: float, rounds: int) -> list[float]:
+    """Sparsity after each of ``rounds`` rounds when each keeps (1-s)^(1/k) of what is left."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    keep = (1.0 - sparsity) ** (1.0 / rounds)
+    return [1.0 - keep ** r for r in range(1, rounds + 1)][:-1] + [sparsity]
+
+
+def iterative_prune(model: nn.Module, train_loader, test_loader, sparsity: float, rounds: int,
+                    epochs_per_round: float, scope="global", *, criterion: str = "magnitude",
+                    params: dict[str, torch.Tensor] | None = None, score_loader=None,
+                    score_batches: int = 4, epoch_steps: int | None = None,
+                    desc: str = "iterative", **fit_kwargs) -> tuple[Masks, list[dict]]:
+    """``rounds`` rounds of (prune to the round's target, fine-tune ``epochs_per_round``).
+
+    Each round keeps (1-s)^(1/rounds) of the remaining weights, so the last round lands on
+    ``sparsity``. Scores are recomputed on the current weights every round (``score_loader``,
+    default ``train_loader``, for data-aware criteria). ``test_loader`` (may be None) is evaluated
+    after each round. Returns (masks, history: one dict per round).
+    """
+    params = params if params is not None else prunable_parameters(model)
+    masks, history = None, []
+    for r, target in enumerate(round_targets(sparsity, rounds), 1):
+        scores = compute_scores(criterion, model, params, score_loader or train_loader, score_batches)
+        masks = one_shot_prune(model, target, scope, scores, params, previous=masks)
+        fits = _finetune(model, train_loader, epochs_per_round, masks, f"{desc} round {r}/{rounds}",
+                         epoch_steps, **fit_kwargs)
+        report = sparsity_report(model, params, masks)
+        entry = {"round": r, "target_sparsity": target,
+                 "measured_sparsity": report["pruning_percentage"] / 100, "fit": fits}
+        if test_loader is not None:
+            entry["accuracy"] = evaluate(model, test_loader)["accuracy"]
+        history.append(entry)
+    return masks, history
+
+
+# -- gradual (Zhu & Gupta, 2017) -----------------------------------------------------------------
+def cubic_sparsity(step: int, final: float, begin: int, end: int, initial: float = 0.0) -> float:
+    """s_t = s_f + (s_i - s_f) * (1 - (t - t0) / (t1 - t0))^3, held at s_i before t0, s_f after t1:
+    prune fast while many redundant weights remain, slowly near the target."""
+    if step <= begin:
+        return initial
+    if step >= end:
+        return final
+    return final + (initial - final) * (1.0 - (step - begin) / (end - begin)) ** 3
+
+
+class GradualPruner:
+    """``fit`` callback that raises sparsity on the cubic schedule and keeps pruned weights at zero.
+
+    Every ``frequency`` optimizer steps between ``begin`` and ``end`` it rescores the weights
+    (``score_fn(model, params)``, magnitude by default) and prunes to the schedule's sparsity;
+    masks only grow. After every step the masks and the optimizer state are enforced.
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor], final: float, begin: int, end: int,
+                 frequency: int = 1, scope="global", initial: float = 0.0,
+                 score_fn: Callable | None = None):
+        if end < begin:
+            raise ValueError(f"gradual pruning must end after it begins (begin={begin}, end={end})")
+        self.names, self.final, self.begin, self.end = list(params), final, begin, end
+        self.frequency, self.scope, self.initial = max(1, frequency), scope, initial
+        self.score_fn = score_fn or (lambda model, p: compute_scores("magnitude", model, p))
+        self.masks: Masks = {}
+        self.enforcer = MaskEnforcer(self.masks)
+        self.events: list[dict] = []
+
+    def due(self, step: int) -> bool:
+        return step == self.end or (self.begin <= step < self.end and (step - self.begin) % self.frequency == 0)
+
+    def __call__(self, model: nn.Module, optimizer, step: int) -> None:
+        if self.due(step):
+            all_params = dict(model.named_parameters())
+            params = {n: all_params[n] for n in self.names}
+            target = cubic_sparsity(step, self.final, self.begin, self.end, self.initial)
+            scores = nested_scores(self.score_fn(model, params), self.masks)
+            self.masks.update(scope_masks(scores, target, self.scope))
+            self.events.append({"step": step, "sparsity": target})
+        if self.masks:
+            self.enforcer(model, optimizer, step)
+
+
+def gradual_prune(model: nn.Module, train_loader, test_loader, sparsity: float, epochs: float,
+                  scope="global", *, begin: float = 0.0, end: float = 0.7, prunings: int = 20,
+                  params: dict[str, torch.Tensor] | None = None, epoch_steps: int | None = None,
+                  desc: str = "gradual", **fit_kwargs) -> tuple[Masks, list[dict]]:
+    """Fine-tune for ``epochs`` while the sparsity ramps from 0 to ``sparsity`` on the cubic schedule
+    between fractions ``begin`` and ``end`` of the steps (about ``prunings`` pruning events); the
+    rest of the steps recover at the final sparsity. Returns (masks, history)."""
+    params = params if params is not None else prunable_parameters(model)
+    budget = fit_budget(epochs, train_loader, epoch_steps)
+    total = budget["max_steps"]
+    first, last = max(1, int(begin * total)), max(1, int(end * total))
+    pruner = GradualPruner(params, sparsity, first, last, max(1, (last - first) // max(prunings, 1)), scope)
+    fits = fit(model, train_loader, None, callback=pruner, desc=desc, **budget, **fit_kwargs)
+    entry = {"fit": fits, "events": pruner.events,
+             "measured_sparsity": sparsity_report(model, params, pruner.masks)["pruning_percentage"] / 100}
+    if test_loader is not None:
+        entry["accuracy"] = evaluate(model, test_loader)["accuracy"]
+    return pruner.masks, [entry]
