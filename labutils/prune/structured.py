@@ -1,0 +1,432 @@
+"""Structured pruning by hand: remove whole channels (ResNet-18), attention heads and MLP neurons
+(timm ViTs), giving a smaller DENSE model that ``build_model`` rebuilds from its recorded widths.
+
+Units and groups
+----------------
+A *group* is a set of channels that must be removed together, because they are one tensor
+dimension in several layers:
+
+* ``layerS.B.inner`` - a ResNet block's conv1 outputs = bn1 = conv2 inputs;
+* ``layerS.stream``  - the residual stream of stage S: every conv writing to it (the stem for
+  stage 1, each block's conv2, the shortcut projection) and their BatchNorms, and every layer
+  reading it (the next blocks' conv1, the next stage's conv1 and shortcut, the classifier).
+  The residual additions tie these together: channel c of the stream is one channel in all of them;
+* ``blocks.I.heads`` - a ViT block's attention heads: q, k, v rows of ``qkv``, columns of ``proj``;
+* ``blocks.I.mlp``   - a ViT block's hidden neurons: rows of ``fc1``, columns of ``fc2``.
+
+Masking = removing (the BatchNorm shift)
+----------------------------------------
+The mask of a unit is put on its OUTPUT gate: for a ResNet channel the BatchNorm scale AND shift
+(``gamma = beta = 0``, so the BN emits exact zeros whatever its running statistics), for a head
+the ``proj`` columns, for a neuron the ``fc2`` column. A masked unit then contributes exactly
+nothing, so physical removal gives the same outputs (to float rounding). Zeroing only the conv
+filter would NOT: BN would still emit its shift ``beta - gamma * mean / std``, through ReLU into the
+next conv, and removal drops it (the classic discrepancy). Folding that constant into the next
+layer's bias is exact only without zero padding (border pixels of a 3x3 conv see padding, not the
+constant), so the workbook masks the BN output instead.
+
+Importance (bigger = keep)
+--------------------------
+``l1`` / ``l2`` - norms of the weights that produce the unit (filters; q/k/v rows and proj columns;
+fc1 row and fc2 column); ``bn_scale`` - |gamma| of the unit's BatchNorms (network slimming, CNN
+only); ``taylor`` - data-aware: the squared first-order estimate of the loss change when the
+unit's mask is applied, (sum over its gate parameters of w * dL/dw)^2 averaged over batches
+(Molchanov et al. 2019). A group fed by several layers averages their scores, each layer's scores
+divided by its mean first so layers of different scale weigh alike.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models import build_model
+
+CRITERIA = ("l1", "l2", "bn_scale", "taylor")
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Dimension ``dim`` of state-dict entry ``name``, seen as [chunks, group size, unit]: unit c
+    of the group is ``[:, c, :]`` (q, k, v are 3 chunks of a head's rows, a head is head_dim wide)."""
+    name: str
+    dim: int
+    chunks: int = 1
+    unit: int = 1
+
+
+@dataclass
+class Group:
+    name: str
+    kind: str                      # "inner", "stream", "heads", "mlp"
+    size: int                      # units now
+    slices: list[Slice]            # every tensor cut when units are removed
+    producers: list[list[Slice]]   # per producing layer, the weights that make a unit (l1/l2)
+    gates: list[Slice]             # zeroing these masks a unit (see the module docstring)
+    bn: list[str] = field(default_factory=list)   # BatchNorm weights of the unit (bn_scale)
+    channels_per_unit: int = 1     # output channels one unit stands for (for the accounting)
+
+
+# ----------------------------------------------------------------------------------------
+# Layouts
+# ----------------------------------------------------------------------------------------
+def family(model: nn.Module) -> str:
+    """"resnet" or "vit" (the two layouts this module knows), from the model's recorded arch."""
+    arch = getattr(model, "arch", None)
+    if not arch:
+        raise ValueError("the model has no .arch record; build it with labutils.models.build_model")
+    if arch["name"] == "resnet18":
+        return "resnet"
+    if arch["name"] in ("vit_scratch", "vit_tiny_patch16_224"):
+        return "vit"
+    raise ValueError(f"structured pruning knows resnet18 and the timm ViTs, not {arch['name']!r} "
+                     f"(resnet20's zero-padding shortcuts tie stage widths together)")
+
+
+def channel_groups(model: nn.Module) -> dict[str, Group]:
+    """The model's prunable groups, in model order."""
+    return _resnet_groups(model) if family(model) == "resnet" else _vit_groups(model)
+
+
+def _conv_bn(conv: str, bn: str) -> list[Slice]:
+    """A conv's output channels with its BatchNorm's parameters and running statistics."""
+    return [Slice(f"{conv}.weight", 0)] + [Slice(f"{bn}.{t}", 0) for t in
+                                           ("weight", "bias", "running_mean", "running_var")]
+
+
+def _resnet_groups(model: nn.Module) -> dict[str, Group]:
+    stages = [(f"layer{i}", getattr(model, f"layer{i}")) for i in range(1, 5)
+              if isinstance(getattr(model, f"layer{i}"), nn.Sequential)]
+    groups: dict[str, Group] = {}
+    # The stem writes the first stage's stream.
+    writers = [("conv1", "bn1")]
+    for s, (lname, layer) in enumerate(stages):
+        stream = f"{lname}.stream"
+        readers: list[Slice] = []
+        for b, block in enumerate(layer):
+            p = f"{lname}.{b}"
+            if block.downsample is not None:
+                ds = block.downsample
+                if not (isinstance(ds, nn.Sequential) and isinstance(ds[0], nn.Conv2d)):
+                    raise ValueError(f"{p}: only 1x1-conv shortcuts can be pruned, found {type(ds).__name__}")
+                writers.append((f"{p}.downsample.0", f"{p}.downsample.1"))
+                if s > 0:  # the projection reads the previous stage's stream
+                    groups[f"{stages[s - 1][0]}.stream"].slices.append(Slice(f"{p}.downsample.0.weight", 1))
+            # conv1 reads the stream entering the block: the previous stage's for block 0.
+            target = groups[f"{stages[s - 1][0]}.stream"] if (b == 0 and s > 0) else None
+            reader = Slice(f"{p}.conv1.weight", 1)
+            (target.slices if target else readers).append(reader)
+            groups[f"{p}.inner"] = Group(
+                f"{p}.inner", "inner", block.conv1.out_channels,
+                slices=_conv_bn(f"{p}.conv1", f"{p}.bn1") + [Slice(f"{p}.conv2.weight", 1)],
+                producers=[[Slice(f"{p}.conv1.weight", 0)]],
+                gates=[Slice(f"{p}.bn1.weight", 0), Slice(f"{p}.bn1.bias", 0)], bn=[f"{p}.bn1.weight"])
+            writers.append((f"{p}.conv2", f"{p}.bn2"))
+        width = layer[0].conv2.out_channels
+        groups[stream] = Group(
+            stream, "stream", width,
+            slices=[sl for conv, bn in writers for sl in _conv_bn(conv, bn)] + readers,
+            producers=[[Slice(f"{conv}.weight", 0)] for conv, _ in writers],
+            gates=[Slice(f"{bn}.{t}", 0) for _, bn in writers for t in ("weight", "bias")],
+            bn=[f"{bn}.weight" for _, bn in writers], channels_per_unit=len(writers))
+        writers = []
+    groups[f"{stages[-1][0]}.stream"].slices.append(Slice("fc.weight", 1))
+    # Model order: each stage's stream after its blocks' inner groups.
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0].split(".")[0], kv[1].kind == "stream", kv[0])))
+
+
+def _vit_groups(model: nn.Module) -> dict[str, Group]:
+    groups = {}
+    for i, block in enumerate(model.blocks):
+        attn, mlp, p = block.attn, block.mlp, f"blocks.{i}"
+        extras = [n for n in ("q_norm", "k_norm", "norm") if not isinstance(getattr(attn, n, nn.Identity()), nn.Identity)]
+        if extras or getattr(attn, "gate", None) is not None:
+            raise ValueError(f"{p}.attn has {extras or 'a gate'}: only plain timm attention can be pruned")
+        hd, a = attn.head_dim, f"{p}.attn"
+        qkv = [Slice(f"{a}.qkv.weight", 0, 3, hd)] + ([Slice(f"{a}.qkv.bias", 0, 3, hd)] if attn.qkv.bias is not None else [])
+        proj = Slice(f"{a}.proj.weight", 1, 1, hd)
+        groups[f"{p}.heads"] = Group(f"{p}.heads", "heads", attn.num_heads, slices=qkv + [proj],
+                                     producers=[[qkv[0], proj]], gates=[proj], channels_per_unit=hd)
+        m = f"{p}.mlp"
+        fc1 = [Slice(f"{m}.fc1.weight", 0)] + ([Slice(f"{m}.fc1.bias", 0)] if mlp.fc1.bias is not None else [])
+        fc2 = Slice(f"{m}.fc2.weight", 1)
+        groups[m] = Group(m, "mlp", mlp.fc1.out_features, slices=fc1 + [fc2],
+                          producers=[[fc1[0], fc2]], gates=[fc2])
+    return groups
+
+
+def widths(model: nn.Module) -> dict[str, int]:
+    """Units per group: {"layer1.stream": 64, "layer1.0.inner": 64, ...} or {"blocks.0.heads": 3, ...}."""
+    return {name: g.size for name, g in channel_groups(model).items()}
+
+
+def arch_widths(model: nn.Module, sizes: dict[str, int]) -> dict:
+    """The ``build_model`` keyword arguments that give ``model`` the group sizes ``sizes``."""
+    if family(model) == "resnet":
+        stages = [n.split(".")[0] for n in sizes if n.endswith(".stream")]
+        return {"stages": [sizes[f"{s}.stream"] for s in stages],
+                "inner": [[sizes[f"{s}.{b}.inner"] for b in range(len(getattr(model, s)))] for s in stages]}
+    depth = len(model.blocks)
+    return {"heads": [sizes[f"blocks.{i}.heads"] for i in range(depth)],
+            "mlp_hidden": [sizes[f"blocks.{i}.mlp"] for i in range(depth)]}
+
+
+# ----------------------------------------------------------------------------------------
+# Tensor views
+# ----------------------------------------------------------------------------------------
+def _units(t: torch.Tensor, sl: Slice, size: int) -> torch.Tensor:
+    """[size, everything else]: row c holds all entries of unit c."""
+    t = t.movedim(sl.dim, 0)
+    t = t.reshape(sl.chunks, size, sl.unit, *t.shape[1:]).movedim(1, 0)
+    return t.reshape(size, -1)
+
+
+def _select(t: torch.Tensor, sl: Slice, size: int, keep: torch.Tensor) -> torch.Tensor:
+    """``t`` with only the units ``keep`` along the slice's dimension."""
+    t = t.movedim(sl.dim, 0)
+    rest = t.shape[1:]
+    t = t.reshape(sl.chunks, size, sl.unit, *rest)[:, keep.to(t.device)]
+    return t.reshape(sl.chunks * len(keep) * sl.unit, *rest).movedim(0, sl.dim).contiguous()
+
+
+def _drop_mask(size: int, keep: torch.Tensor) -> torch.Tensor:
+    drop = torch.ones(size, dtype=torch.bool)
+    drop[keep.cpu()] = False
+    return drop
+
+
+# ----------------------------------------------------------------------------------------
+# Importance
+# ----------------------------------------------------------------------------------------
+def _normalised_mean(per_layer: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([s / s.mean().clamp_min(1e-12) for s in per_layer]).mean(0)
+
+
+@torch.no_grad()
+def norm_scores(model: nn.Module, p: int = 1, groups: dict[str, Group] | None = None) -> dict[str, torch.Tensor]:
+    """L1 (``p=1``) or L2 norm of the weights producing each unit."""
+    groups = groups or channel_groups(model)
+    state = model.state_dict()
+    out = {}
+    for name, g in groups.items():
+        per_layer = [torch.cat([_units(state[sl.name].float(), sl, g.size) for sl in layer], 1).norm(p=p, dim=1)
+                     for layer in g.producers]
+        out[name] = _normalised_mean(per_layer).cpu()
+    return out
+
+
+@torch.no_grad()
+def bn_scale_scores(model: nn.Module, groups: dict[str, Group] | None = None) -> dict[str, torch.Tensor]:
+    """|gamma| of the BatchNorms behind each channel (network slimming). CNN only."""
+    groups = groups or channel_groups(model)
+    if not all(g.bn for g in groups.values()):
+        raise ValueError("bn_scale needs BatchNorm after every pruned layer (the ResNet); "
+                         "for a ViT use l1, l2 or taylor")
+    state = model.state_dict()
+    return {name: _normalised_mean([state[n].float().abs() for n in g.bn]).cpu() for name, g in groups.items()}
+
+
+def taylor_scores(model: nn.Module, loader, batches: int = 8,
+                  groups: dict[str, Group] | None = None) -> dict[str, torch.Tensor]:
+    """E_batch[(sum over the unit's gate parameters of w * dL/dw)^2]: the first-order loss change
+    of applying the unit's mask, squared so that either sign counts, averaged over ``batches``.
+    Computed in eval mode (BatchNorm statistics stay untouched)."""
+    from ..train import _to_device, autocast
+
+    groups = groups or channel_groups(model)
+    params = dict(model.named_parameters())
+    device = next(model.parameters()).device
+    sums = {name: torch.zeros(g.size, device=device) for name, g in groups.items()}
+    was_training, seen = model.training, 0
+    model.eval()
+    try:
+        for x, y in loader:
+            x, y = _to_device(x, y, device)
+            model.zero_grad(set_to_none=True)
+            with autocast(device):
+                loss = F.cross_entropy(model(x).float(), y)
+            loss.backward()
+            with torch.no_grad():
+                for name, g in groups.items():
+                    change = sum(_units((params[sl.name] * params[sl.name].grad).float(), sl, g.size).sum(1)
+                                 for sl in g.gates)
+                    sums[name] += change ** 2
+            seen += 1
+            if seen >= batches:
+                break
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    if not seen:
+        raise ValueError("taylor importance needs at least one batch of data; the loader was empty")
+    return {name: (v / seen / (v / seen).mean().clamp_min(1e-30)).cpu() for name, v in sums.items()}
+
+
+def importance(model: nn.Module, criterion: str, loader=None, batches: int = 8) -> dict[str, torch.Tensor]:
+    """Scores per group (one per unit; bigger = more important) under ``criterion``."""
+    if criterion == "l1":
+        return norm_scores(model, 1)
+    if criterion == "l2":
+        return norm_scores(model, 2)
+    if criterion == "bn_scale":
+        return bn_scale_scores(model)
+    if criterion == "taylor":
+        if loader is None:
+            raise ValueError("the taylor criterion needs data: pass a (training) loader")
+        return taylor_scores(model, loader, batches)
+    raise ValueError(f"unknown criterion {criterion!r}; choose one of {CRITERIA}")
+
+
+# ----------------------------------------------------------------------------------------
+# Selection
+# ----------------------------------------------------------------------------------------
+def _kept_count(original: int, share: float, multiple: int, min_keep: int) -> int:
+    keep = original * (1.0 - share)
+    if multiple > 1:  # tensor cores like widths in multiples of 8
+        keep = multiple * round(keep / multiple)
+    return int(min(original, max(min_keep, round(keep))))
+
+
+def select(scores: dict[str, torch.Tensor], share: float, original: dict[str, int] | None = None,
+           scope: str = "uniform", multiple: int = 1, min_keep: int = 1,
+           groups: dict[str, Group] | None = None) -> dict[str, torch.Tensor]:
+    """Which units to keep (sorted indices per group), removing ``share`` of the ORIGINAL units
+    (``original``: group sizes before any pruning; default the current sizes), so iterative
+    steps give targets against the dense model.
+
+    ``scope="uniform"``: every group loses the same share (rounded to ``multiple``), the highest
+    scores stay. ``scope="global"``: one ranking of the (per-layer normalised) scores across groups
+    removes ``share`` of all channels (weighted by ``groups[...].channels_per_unit``); each group
+    keeps at least ``min_keep`` units and at least 10% of its original size.
+    """
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"share must be in [0, 1), got {share}")
+    original = original or {n: len(s) for n, s in scores.items()}
+    if scope == "uniform":
+        counts = {n: min(len(s), _kept_count(original[n], share, multiple, min_keep)) for n, s in scores.items()}
+    elif scope == "global":
+        counts = _global_counts(scores, share, original, min_keep,
+                                {n: (groups[n].channels_per_unit if groups else 1) for n in scores})
+    else:
+        raise ValueError(f"unknown scope {scope!r}; use 'uniform' or 'global'")
+    keep = {}
+    for n, s in scores.items():
+        # Stable sort of the negated scores: the best first, ties by position.
+        order = torch.sort(-s.float(), stable=True).indices[:counts[n]]
+        keep[n] = torch.sort(order).values
+    return keep
+
+
+def _global_counts(scores, share, original, min_keep, weight) -> dict[str, int]:
+    total = sum(original[n] * weight[n] for n in scores)
+    to_remove = share * total - sum((original[n] - len(s)) * weight[n] for n, s in scores.items())
+    counts = {n: len(s) for n, s in scores.items()}
+    floor = {n: max(min_keep, -(-original[n] // 10)) for n in scores}
+    ranked = sorted((float(v), n) for n, s in scores.items() for v in s)
+    for _, n in ranked:
+        if to_remove < weight[n] / 2:
+            break
+        if counts[n] > floor[n]:
+            counts[n] -= 1
+            to_remove -= weight[n]
+    return counts
+
+
+# ----------------------------------------------------------------------------------------
+# Masking and removal
+# ----------------------------------------------------------------------------------------
+@torch.no_grad()
+def apply_unit_masks(model: nn.Module, keep: dict[str, torch.Tensor]) -> nn.Module:
+    """Zero the output gates of the units NOT in ``keep`` (in place): the model computes what the
+    pruned model computes, at the dense model's cost. For demonstrations and the equivalence test."""
+    groups, params = channel_groups(model), dict(model.named_parameters())
+    for name, idx in keep.items():
+        g = groups[name]
+        kept = (~_drop_mask(g.size, idx)).float()
+        for sl in g.gates:
+            p = params[sl.name]
+            factor = kept.view(1, g.size, 1).expand(sl.chunks, g.size, sl.unit).reshape(-1)
+            shape = [1] * p.ndim
+            shape[sl.dim] = -1
+            p.mul_(factor.to(p.device, p.dtype).view(shape))
+    return model
+
+
+@torch.no_grad()
+def remove_units(model: nn.Module, keep: dict[str, torch.Tensor]) -> nn.Module:
+    """A new, smaller dense model holding only the units in ``keep`` (groups not named stay whole).
+
+    It is built by ``build_model`` with the new widths, so ``model.arch`` (and every checkpoint of
+    it) records them and loading rebuilds the small model without the original.
+    """
+    groups = channel_groups(model)
+    unknown = set(keep) - set(groups)
+    if unknown:
+        raise ValueError(f"unknown groups {sorted(unknown)}; the model has {list(groups)}")
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    sizes = {}
+    for name, g in groups.items():
+        idx = keep.get(name, torch.arange(g.size))
+        if len(idx) < 1:
+            raise ValueError(f"{name}: at least one unit must stay (a layer needs a width)")
+        for sl in g.slices:
+            state[sl.name] = _select(state[sl.name], sl, g.size, idx)
+        sizes[name] = len(idx)
+    param = next(model.parameters())
+    kwargs = dict(model.arch["kwargs"], **arch_widths(model, sizes))
+    small = build_model(model.arch["name"], **kwargs)
+    small.load_state_dict(state)
+    small.to(param.device, memory_format=torch.channels_last)
+    return small.train(model.training)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, loader, batches: int = 20) -> nn.Module:
+    """Re-estimate BatchNorm running statistics on ``batches`` training batches (cumulative
+    average): removing input channels shifts every later activation, so the stored statistics no
+    longer fit. A no-op for models without BatchNorm."""
+    from ..train import _to_device, autocast
+
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or batches <= 0:
+        return model
+    device = next(model.parameters()).device
+    was_training = model.training
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average: every batch weighs the same
+    model.train()
+    for i, (x, _) in enumerate(loader):
+        if i >= batches:
+            break
+        x, _ = _to_device(x, x, device)
+        with autocast(device):
+            model(x)
+    for bn, m in zip(bns, saved):
+        bn.momentum = m
+    return model.train(was_training)
+
+
+# ----------------------------------------------------------------------------------------
+# Accounting
+# ----------------------------------------------------------------------------------------
+def channel_share_removed(original: dict[str, int], pruned: dict[str, int],
+                          groups: dict[str, Group]) -> float:
+    """Percent of channels removed: for a ResNet the output channels of every conv (a stream
+    channel counts once per conv writing it), for a ViT the heads' channels (head_dim each) and
+    the MLP neurons."""
+    total = sum(original[n] * g.channels_per_unit for n, g in groups.items())
+    removed = sum((original[n] - pruned[n]) * g.channels_per_unit for n, g in groups.items())
+    return 100.0 * removed / total
+
+
+def kind_share_removed(original: dict[str, int], pruned: dict[str, int], groups: dict[str, Group],
+                       kind: str) -> float:
+    """Percent of the units of one kind ("heads", "mlp", "inner", "stream") removed."""
+    names = [n for n, g in groups.items() if g.kind == kind]
+    total = sum(original[n] for n in names)
+    return 100.0 * sum(original[n] - pruned[n] for n in names) / max(total, 1)
+

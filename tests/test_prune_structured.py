@@ -1,0 +1,182 @@
+"""Structured pruning: shapes after removal, masked == removed (BatchNorm shift included),
+checkpoint round trip, importance criteria and the accounting."""
+import pytest
+import torch
+from torch import nn
+
+from labutils.checkpoint import load_checkpoint, save_checkpoint
+from labutils.measure import count_macs
+from labutils.models import build_model, count_parameters
+from labutils.prune import structured as S
+
+
+def trained_like_resnet(seed=0):
+    """A narrow ResNet-18 with random BatchNorm scales, shifts and running statistics, so a wrong
+    treatment of the BN shift or of the stream coupling shows in the outputs."""
+    torch.manual_seed(seed)
+    model = build_model("resnet18", width=8)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.5)
+                m.running_mean.normal_(0, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def small_vit(seed=0):
+    torch.manual_seed(seed)
+    return build_model("vit_scratch", embed_dim=48, depth=2, num_heads=3, drop_path_rate=0.0).eval()
+
+
+def random_keep(model, share, seed=1):
+    scores = {n: torch.rand(g.size, generator=torch.Generator().manual_seed(seed + i))
+              for i, (n, g) in enumerate(S.channel_groups(model).items())}
+    return S.select(scores, share)
+
+
+def test_resnet_shapes_after_removal():
+    model = trained_like_resnet()
+    small = S.remove_units(model, random_keep(model, 0.5))
+    assert small.arch["kwargs"]["stages"] == [4, 8, 16, 32]
+    assert small.arch["kwargs"]["inner"] == [[4, 4], [8, 8], [16, 16], [32, 32]]
+    assert small.conv1.weight.shape == (4, 3, 3, 3)
+    assert small.layer2[0].conv1.weight.shape == (8, 4, 3, 3)
+    assert small.layer2[0].downsample[0].weight.shape == (8, 4, 1, 1)
+    assert small.layer4[1].bn2.running_var.shape == (32,)
+    assert small.fc.weight.shape == (10, 32)
+    assert count_parameters(small) < 0.3 * count_parameters(model)
+    assert small(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_resnet_masked_equals_removed_with_batchnorm_shift():
+    model = trained_like_resnet()
+    keep = random_keep(model, 0.5)
+    x = torch.randn(4, 3, 32, 32)
+    removed = S.remove_units(model, keep).eval()
+    masked = S.apply_unit_masks(_copy(model), keep)
+    with torch.no_grad():
+        dense, out_masked, out_removed = model(x), masked(x), removed(x)
+    torch.testing.assert_close(out_removed, out_masked, atol=1e-4, rtol=1e-4)
+    assert (dense - out_masked).abs().max() > 1e-2  # the pruning did change something
+
+
+def test_zeroing_only_the_filters_is_not_removal():
+    """The known failure the masks avoid: a zeroed filter still lets BN emit its shift."""
+    model = trained_like_resnet()
+    keep = {"layer2.0.inner": torch.arange(0, 16, 2)}
+    naive = _copy(model)
+    drop = torch.arange(1, 16, 2)
+    with torch.no_grad():
+        naive.layer2[0].conv1.weight[drop] = 0
+        x = torch.randn(2, 3, 32, 32)
+        gap = (naive(x) - S.remove_units(model, keep)(x)).abs().max()
+    assert gap > 1e-3
+
+
+def test_vit_shapes_and_masked_equals_removed():
+    model = small_vit()
+    keep = {"blocks.0.heads": torch.tensor([0, 2]), "blocks.1.heads": torch.tensor([1]),
+            "blocks.0.mlp": torch.arange(0, 192, 3), "blocks.1.mlp": torch.arange(100)}
+    small = S.remove_units(model, keep).eval()
+    a0, a1 = small.blocks[0].attn, small.blocks[1].attn
+    assert (a0.num_heads, a0.attn_dim, a0.qkv.weight.shape, a0.proj.weight.shape) == (2, 32, (96, 48), (48, 32))
+    assert (a1.num_heads, a1.attn_dim) == (1, 16)
+    assert small.blocks[0].mlp.fc1.weight.shape == (64, 48) and small.blocks[1].mlp.fc2.weight.shape == (48, 100)
+    assert small.arch["kwargs"]["heads"] == [2, 1] and small.arch["kwargs"]["mlp_hidden"] == [64, 100]
+    x = torch.randn(3, 3, 32, 32)
+    masked = S.apply_unit_masks(_copy(model), keep)
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), masked(x), atol=1e-4, rtol=1e-4)
+        assert (model(x) - masked(x)).abs().max() > 1e-3
+
+
+def test_vit_keeps_a_head_per_block():
+    model = small_vit()
+    scores = S.importance(model, "l1")
+    for scope in ("uniform", "global"):
+        keep = S.select(scores, 0.9, scope=scope, groups=S.channel_groups(model))
+        assert all(len(keep[f"blocks.{i}.heads"]) >= 1 for i in range(2))
+
+
+def test_checkpoint_round_trip_rebuilds_the_small_model(tmp_path):
+    for model in (trained_like_resnet(), small_vit()):
+        small = S.remove_units(model, random_keep(model, 0.4)).eval()
+        path = save_checkpoint(tmp_path / "m.pth", small)
+        loaded, ckpt = load_checkpoint(path)
+        loaded.to(memory_format=torch.channels_last).eval()  # as Session.load does: same kernels
+        assert count_parameters(loaded) == count_parameters(small) < count_parameters(model)
+        x = torch.randn(2, 3, 32, 32)
+        with torch.no_grad():
+            assert torch.equal(loaded(x), small(x))
+
+
+@pytest.mark.parametrize("criterion", ["l1", "l2", "bn_scale", "taylor"])
+def test_criteria_score_every_unit(criterion):
+    model = trained_like_resnet()
+    data = [(torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))) for _ in range(2)]
+    scores = S.importance(model, criterion, data, batches=2)
+    groups = S.channel_groups(model)
+    assert set(scores) == set(groups)
+    for n, s in scores.items():
+        assert s.shape == (groups[n].size,) and torch.isfinite(s).all() and (s >= 0).all()
+    assert not model.training and all(p.grad is None for p in model.parameters())
+
+
+def test_l1_and_bn_scale_rank_the_obvious_channel_last():
+    model = trained_like_resnet()
+    with torch.no_grad():
+        model.layer3[0].conv1.weight[5] *= 1e-3
+        model.layer3[0].bn1.weight[7] = 1e-3
+    assert S.importance(model, "l1")["layer3.0.inner"].argmin() == 5
+    assert S.importance(model, "bn_scale")["layer3.0.inner"].argmin() == 7
+
+
+def test_taylor_scores_a_dead_head_zero():
+    model = small_vit()
+    with torch.no_grad():
+        model.blocks[0].attn.proj.weight[:, 16:32] = 0  # head 1 writes nothing
+    data = [(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))]
+    assert S.importance(model, "taylor", data, batches=1)["blocks.0.heads"][1] == 0
+    with pytest.raises(ValueError, match="bn_scale"):
+        S.importance(model, "bn_scale")
+
+
+def test_select_uniform_and_global_counts():
+    scores = {"a": torch.tensor([3.0, 1.0, 2.0, 4.0]), "b": torch.arange(8.0)}
+    keep = S.select(scores, 0.5)
+    assert keep["a"].tolist() == [0, 3] and keep["b"].tolist() == [4, 5, 6, 7]
+    # Iterative steps count against the original sizes.
+    assert len(S.select({"b": torch.arange(6.0)}, 0.5, original={"b": 8})["b"]) == 4
+    assert len(S.select({"b": torch.arange(16.0)}, 0.3, multiple=8)["b"]) == 8
+    glob = S.select({"a": torch.tensor([1.0, 1.0, 1.0, 1.0]), "b": torch.tensor([0.1, 0.2, 5.0, 5.0])}, 0.25,
+                    scope="global")
+    assert glob["a"].tolist() == [0, 1, 2, 3] and glob["b"].tolist() == [2, 3]
+
+
+def test_accounting_ratios():
+    model = trained_like_resnet()
+    groups = S.channel_groups(model)
+    original = S.widths(model)
+    small = S.remove_units(model, S.select(S.importance(model, "l1"), 0.5))
+    pruned = S.widths(small)
+    assert S.channel_share_removed(original, pruned, groups) == pytest.approx(50.0)
+    # Conv output channels of the dense model, counted by hand: stem 8, stage s 2 inner + 2
+    # conv2 (+ 1 shortcut after stage 1) times 8 * 2**s.
+    total = 8 + sum((4 + (s > 0)) * 8 * 2 ** s for s in range(4))
+    assert sum(original[n] * g.channels_per_unit for n, g in groups.items()) == total
+    assert S.kind_share_removed(original, pruned, groups, "stream") == pytest.approx(50.0)
+    # Halving every width quarters the conv MACs (the 3-channel stem input and fc stay).
+    ratio = count_macs(small, 32) / count_macs(model, 32)
+    assert 0.25 <= ratio < 0.27
+
+
+def test_unknown_architecture_is_refused():
+    with pytest.raises(ValueError, match="resnet20"):
+        S.channel_groups(build_model("resnet20"))
+
+
+def _copy(model):
+    import copy
+    return copy.deepcopy(model)
