@@ -191,6 +191,14 @@ def _select(t: torch.Tensor, sl: Slice, size: int, keep: torch.Tensor) -> torch.
     return t.reshape(sl.chunks * len(keep) * sl.unit, *rest).movedim(0, sl.dim).contiguous()
 
 
+def _scale_units(p: torch.Tensor, sl: Slice, factor: torch.Tensor) -> None:
+    """Multiply unit c of ``p`` (in place) by ``factor[c]``."""
+    full = factor.view(1, -1, 1).expand(sl.chunks, len(factor), sl.unit).reshape(-1)
+    shape = [1] * p.ndim
+    shape[sl.dim] = -1
+    p.data.mul_(full.to(p.device, p.dtype).view(shape))
+
+
 def _drop_mask(size: int, keep: torch.Tensor) -> torch.Tensor:
     drop = torch.ones(size, dtype=torch.bool)
     drop[keep.cpu()] = False
@@ -296,8 +304,8 @@ def select(scores: dict[str, torch.Tensor], share: float, original: dict[str, in
     (``original``: group sizes before any pruning; default the current sizes), so iterative
     steps give targets against the dense model.
 
-    ``scope="uniform"``: every group loses the same share (rounded to ``multiple``), the highest
-    scores stay. ``scope="global"``: one ranking of the (per-layer normalised) scores across groups
+    ``scope="uniform"``: every group loses the same share (kept widths rounded to ``multiple``,
+    except head counts), the highest scores stay. ``scope="global"``: one ranking of the (per-layer normalised) scores across groups
     removes ``share`` of all channels (weighted by ``groups[...].channels_per_unit``); each group
     keeps at least ``min_keep`` units and at least 10% of its original size.
     """
@@ -305,7 +313,9 @@ def select(scores: dict[str, torch.Tensor], share: float, original: dict[str, in
         raise ValueError(f"share must be in [0, 1), got {share}")
     original = original or {n: len(s) for n, s in scores.items()}
     if scope == "uniform":
-        counts = {n: min(len(s), _kept_count(original[n], share, multiple, min_keep)) for n, s in scores.items()}
+        # Heads are not rounded: one head is already head_dim channels wide.
+        counts = {n: min(len(s), _kept_count(original[n], share, 1 if n.endswith(".heads") else multiple,
+                                             min_keep)) for n, s in scores.items()}
     elif scope == "global":
         counts = _global_counts(scores, share, original, min_keep,
                                 {n: (groups[n].channels_per_unit if groups else 1) for n in scores})
@@ -346,11 +356,21 @@ def apply_unit_masks(model: nn.Module, keep: dict[str, torch.Tensor]) -> nn.Modu
         g = groups[name]
         kept = (~_drop_mask(g.size, idx)).float()
         for sl in g.gates:
-            p = params[sl.name]
-            factor = kept.view(1, g.size, 1).expand(sl.chunks, g.size, sl.unit).reshape(-1)
-            shape = [1] * p.ndim
-            shape[sl.dim] = -1
-            p.mul_(factor.to(p.device, p.dtype).view(shape))
+            _scale_units(params[sl.name], sl, kept)
+    return model
+
+
+@torch.no_grad()
+def zero_producers(model: nn.Module, keep: dict[str, torch.Tensor]) -> nn.Module:
+    """The NAIVE mask (in place), kept to show why it is wrong: zero only the weights that produce
+    each dropped unit (conv filters; q/k/v rows; fc1 rows). BatchNorm shifts and biases still leak
+    through, so this model differs from the physically pruned one."""
+    groups, params = channel_groups(model), dict(model.named_parameters())
+    for name, idx in keep.items():
+        g = groups[name]
+        kept = (~_drop_mask(g.size, idx)).float()
+        for layer in g.producers:
+            _scale_units(params[layer[0].name], layer[0], kept)
     return model
 
 
