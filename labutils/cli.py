@@ -34,6 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--vit-weights", metavar="FILE", default=None,
                      help="local file with timm's pretrained vit_tiny_patch16_224 weights "
                           "(default: timm's hub, or its local cache)")
+    ev = sub.add_parser("evaluate", help="measure saved checkpoints",
+                        description="Load each checkpoint safely and measure test accuracy, sparsity, "
+                                    "parameters, MACs, size on disk and time per image. A missing, "
+                                    "corrupt or foreign file is reported by name; the others still run.")
+    ev.add_argument("paths", nargs="+", metavar="PATH", help="checkpoint files (.pth)")
+    ev.add_argument("--data-root", metavar="DIR", default=None,
+                    help="evaluate on the whole test split in DIR (default: the data and test subset "
+                         "each checkpoint was measured on)")
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--no-accuracy", action="store_true", help="skip the test-set pass")
+    ev.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
     return parser
 
 
@@ -41,7 +52,25 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "evaluate":
+        return _evaluate(args)
     return 2
+
+
+def _evaluate(args) -> int:
+    from .artifacts import write_json
+    from .evaluate import evaluate_paths, format_table
+    from .train import get_device
+
+    rows, failures = evaluate_paths(args.paths, get_device(args.device), args.data_root,
+                                    accuracy=not args.no_accuracy)
+    if rows:
+        print(format_table(rows))
+    for f in failures:
+        print(f"error: {f['checkpoint']}: {f['error']}", file=sys.stderr)
+    if args.json:
+        write_json(args.json, {"results": rows, "failures": failures})
+    return 1 if failures else 0
 
 
 def _run(args) -> int:

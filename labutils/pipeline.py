@@ -71,6 +71,8 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
                 f"The executed notebook with the full traceback is {target}") from None
         timings[book.name] = time.perf_counter() - t0
         print(f"== {book.name} done in {timings[book.name]:.0f}s", flush=True)
+        # Written after each notebook, so the report notebook sees the earlier ones' times.
+        _write_summary(out_dir, summary, start)
     return _write_summary(out_dir, summary, start)
 
 
@@ -91,6 +93,14 @@ def _run_id_for(out_dir: Path, profile: str, books: list[Path]) -> str:
 
 
 def _write_summary(out_dir: Path, summary: dict, start: float, failed: str | None = None) -> dict:
+    from .artifacts import read_json
+
     summary = dict(summary, total_seconds=time.perf_counter() - start, failed=failed)
     write_json(out_dir / "metrics" / "pipeline.json", summary)
+    # The report's sidecar carries the run's timings; the report notebook cannot time itself.
+    details = out_dir / "report_details.json"
+    if details.is_file():
+        sidecar = read_json(details)
+        if sidecar.get("run", {}).get("run_id") == summary["run_id"]:
+            write_json(details, dict(sidecar, timings=summary))
     return summary

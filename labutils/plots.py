@@ -84,3 +84,40 @@ def learning_curves(histories: dict[str, list[dict]], targets: dict[str, float] 
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return finish(fig, path, caption)
+
+
+def report_accuracy_vs_sparsity(report: dict, after_min: dict, sparsity_min: dict,
+                                path=None, caption=None):
+    """Each model's dense accuracy (at 0%) and pruned accuracy (at its pruning percentage), for
+    unstructured and structured pruning; dashed lines are the course's minimums."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, (section, kind) in zip(axes, (("unstructured_pruning", "unstructured"),
+                                          ("structured_pruning", "structured"))):
+        for i, (model, e) in enumerate(report[section].items()):
+            color = f"C{i}"
+            ax.axhline(100 * after_min[model], color=color, ls="--", lw=0.8)
+            if e["pruned_accuracy"] is None:
+                ax.plot([], [], color=color, label=f"{model}: not produced")
+                continue
+            xs, ys = [0, e["pruning_percentage"]], [100 * e["original_accuracy"], 100 * e["pruned_accuracy"]]
+            ax.plot(xs, ys, "o-", color=color, label=f"{model}: {ys[1]:.1f}% at {xs[1]:.1f}% removed")
+        ax.axvline(sparsity_min[kind], color="0.5", ls=":", lw=1)
+        what = "prunable weights" if kind == "unstructured" else "channels / heads / neurons"
+        ax.set(title=f"{kind} pruning", xlabel=f"share of {what} removed (%)", xlim=(-3, 103))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    axes[0].set_ylabel("test accuracy (%)  (dashed: minimum after pruning; dotted: minimum sparsity)")
+    return finish(fig, path, caption)
+
+
+def table_figure(columns: list[str], rows: list[list[str]], title: str = "", path=None, caption=None):
+    """A table as a figure, for the executed notebook and figures/."""
+    fig, ax = plt.subplots(figsize=(min(16, 1.3 * len(columns) + 2), 0.35 * len(rows) + 1.2))
+    ax.axis("off")
+    table = ax.table(cellText=rows, colLabels=columns, loc="center", cellLoc="right")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    table.auto_set_column_width(list(range(len(columns))))
+    if title:
+        ax.set_title(title, fontsize=10)
+    return finish(fig, path, caption)

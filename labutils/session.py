@@ -17,6 +17,11 @@ from .profiles import auto_profile, get_profile
 from .train import get_device, seed_everything
 
 
+# One evaluation batch size everywhere, so re-evaluating a checkpoint (python -m labutils
+# evaluate) runs the same arithmetic and reproduces the recorded accuracy exactly.
+EVAL_BATCH_SIZE = 500
+
+
 def describe_data(root: str | os.PathLike) -> str:
     """Name the data honestly: the official CIFAR-10, the offline JPEG-q75 copy, or synthetic."""
     path = Path(root) / D.BATCH_DIR / "test_batch"
@@ -73,7 +78,8 @@ class Session:
     @property
     def info(self) -> dict:
         return run_info(self.name, self.data_description, self.device, self.run_id) | {
-            "reduced": self.profile["reduced"], "seed": self.seed}
+            "reduced": self.profile["reduced"], "seed": self.seed, "data_root": str(self.data_root),
+            "n_test": self.profile["data"]["n_test"]}
 
     @property
     def data_description(self) -> str:
@@ -114,7 +120,7 @@ class Session:
         batch_size = batch_size or self.train_config(model_name)["batch_size"]
         size = self.input_size(model_name)
         train = D.DeviceLoader(*self.arrays(True), batch_size, True, self.device, size, self.seed)
-        test = D.DeviceLoader(*self.arrays(False), 2 * batch_size, False, self.device, size, self.seed)
+        test = D.DeviceLoader(*self.arrays(False), EVAL_BATCH_SIZE, False, self.device, size, self.seed)
         return train, test
 
     # -- models ---------------------------------------------------------------------------

@@ -1,0 +1,94 @@
+"""Training throughput: the fast device path against the course's standard DataLoader path.
+
+Same model, same batch size, same number of optimizer steps; each path is warmed up first, then
+timed over ``--steps`` steps (images/s = steps x batch / seconds). Run from the repository root:
+
+    python benchmarks/bench_loaders.py --data-root data --arch resnet18 --width 16 --steps 40
+
+On a GPU add --device cuda (and a larger --batch-size). Prints a table; --json FILE keeps it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+import torch.nn.functional as F
+
+from labutils.artifacts import device_name
+from labutils.data import DeviceLoader, get_loaders, load_cifar10
+from labutils.models import build_model
+from labutils.train import autocast, get_device, make_optimizer
+
+
+def time_steps(model, loader, device, steps: int, warmup: int) -> float:
+    """Seconds for ``steps`` training steps after ``warmup`` untimed ones (loader included)."""
+    opt = make_optimizer(model, "sgd", 0.01)
+    it = iter(loader)
+
+    def step():
+        nonlocal it
+        try:
+            x, y = next(it)
+        except StopIteration:
+            it = iter(loader)
+            x, y = next(it)
+        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        y = y.to(device, non_blocking=True)
+        with autocast(device):
+            loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-root", default="data")
+    ap.add_argument("--arch", default="resnet18")
+    ap.add_argument("--width", type=int, default=16, help="ResNet width (64 = full ResNet-18)")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers for the standard path")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    device = get_device(args.device)
+    torch.manual_seed(0)
+    images, labels = load_cifar10(args.data_root, train=True, download=False)
+    standard, _ = get_loaders(args.batch_size, args.data_root, num_workers=args.workers, download=False)
+    fast = DeviceLoader(images, labels, args.batch_size, True, device)
+    rows = []
+    for name, loader in (("standard DataLoader", standard), ("fast device path", fast)):
+        model = build_model(args.arch, width=args.width).to(device, memory_format=torch.channels_last).train()
+        seconds = time_steps(model, loader, device, args.steps, args.warmup)
+        rows.append({"path": name, "images_per_second": args.steps * args.batch_size / seconds,
+                     "seconds": seconds})
+    speedup = rows[1]["images_per_second"] / rows[0]["images_per_second"]
+    print(f"{args.arch} width {args.width}, batch {args.batch_size}, {args.steps} steps on "
+          f"{device_name(device)}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for r in rows:
+        print(f"  {r['path']:20s} {r['images_per_second']:9.1f} images/s  ({r['seconds']:.1f}s)")
+    print(f"  fast / standard: {speedup:.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "device": device_name(device), "rows": rows,
+                       "speedup": speedup}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

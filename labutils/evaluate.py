@@ -1,0 +1,81 @@
+"""Evaluate saved checkpoints: test accuracy, sparsity, size, MACs and time per image.
+
+Used by ``python -m labutils evaluate PATH...`` (the course's "evaluate pruned models") and by the
+report notebook's table of checkpoints. A missing, corrupt or foreign file is reported by name and
+the others still run.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from . import data as D
+from .checkpoint import load_checkpoint
+from .measure import count_macs, measure_latency
+from .models import count_parameters, input_size
+from .prune import prunable_parameters, sparsity_report
+from .session import EVAL_BATCH_SIZE
+from .train import evaluate
+
+
+def test_loader_for(ckpt: dict, model, device, data_root: str | os.PathLike | None = None):
+    """The test images the checkpoint was measured on (its run's data folder and test subset), or,
+    given ``data_root``, the whole test split found there."""
+    meta = ckpt.get("meta", {})
+    root = data_root or meta.get("data_root")
+    if not root:
+        raise ValueError("the checkpoint does not say which data it was measured on; pass --data-root")
+    n_test = None if data_root else meta.get("n_test")
+    images, labels = D.subset(*D.load_cifar10(root, train=False, download=False), n_test, meta.get("seed", 0))
+    return D.DeviceLoader(images, labels, EVAL_BATCH_SIZE, False, device, input_size(model))
+
+
+def evaluate_checkpoint(path: str | os.PathLike, device="cpu", data_root=None, accuracy: bool = True,
+                        latency_batch: int = 1) -> dict:
+    """One checkpoint's numbers. Raises (FileNotFoundError, CheckpointError, ...) on a bad file."""
+    path = Path(path)
+    device = torch.device(device)
+    model, ckpt = load_checkpoint(path, device)
+    model.eval()
+    size = input_size(model)
+    prunable = sparsity_report(model, prunable_parameters(model))
+    row = {"checkpoint": str(path), "name": path.stem, "arch": ckpt["arch"],
+           "profile": ckpt.get("meta", {}).get("profile"), "run_id": ckpt.get("meta", {}).get("run_id"),
+           "recorded_accuracy": ckpt.get("metrics", {}).get("accuracy"),
+           "parameters": count_parameters(model),
+           "nonzero_parameters": prunable["all_total"] - prunable["all_zeros"],
+           "sparsity_all_parameters": prunable["sparsity_all_parameters"],
+           "prunable_sparsity": prunable["pruning_percentage"],
+           "macs": count_macs(model, size), "size_bytes": path.stat().st_size, "input_size": size}
+    if accuracy:
+        result = evaluate(model, test_loader_for(ckpt, model, device, data_root), device)
+        row.update(accuracy=result["accuracy"], test_images=result["n"])
+    timing = measure_latency(model, size, latency_batch, device)
+    row["ms_per_image"] = timing["ms_per_image"]
+    return row
+
+
+def evaluate_paths(paths, device="cpu", data_root=None, accuracy: bool = True) -> tuple[list[dict], list[dict]]:
+    """(rows, failures): every path is tried; a failure is {"checkpoint", "error"}."""
+    rows, failures = [], []
+    for p in paths:
+        try:
+            rows.append(evaluate_checkpoint(p, device, data_root, accuracy))
+        except Exception as err:  # report it by name and go on with the others
+            failures.append({"checkpoint": str(p), "error": f"{type(err).__name__}: {err}"})
+    return rows, failures
+
+
+def format_table(rows: list[dict]) -> str:
+    """A plain-text table (one line per checkpoint)."""
+    head = (f"{'checkpoint':42s} {'acc':>7s} {'sparsity':>8s} {'params':>9s} {'nonzero':>9s} "
+            f"{'MMACs':>8s} {'size MB':>8s} {'ms/img':>7s}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        acc = f"{r['accuracy']:.2%}" if r.get("accuracy") is not None else "-"
+        lines.append(f"{r['name']:42s} {acc:>7s} {r['sparsity_all_parameters']:7.1f}% "
+                     f"{r['parameters'] / 1e6:8.2f}M {r['nonzero_parameters'] / 1e6:8.2f}M "
+                     f"{r['macs'] / 1e6:8.1f} {r['size_bytes'] / 1e6:8.2f} {r['ms_per_image']:7.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,144 @@
+"""report.json: schema, refusal to mix runs, and the whole smoke pipeline 01 -> 05 through the CLI."""
+import copy
+import json
+
+import pytest
+import timm
+import torch
+
+from labutils import report as R
+from labutils.artifacts import RunDirs, write_json
+from labutils.cli import main
+from labutils.course import checkpoint_names
+
+GOOD = {
+    "initial_accuracies": {"cnn_before_pruning": 0.912, "vit_before_pruning": None,
+                           "vit_scratch_before_pruning": 0.862},
+    "unstructured_pruning": {
+        "cnn": {"original_accuracy": 0.912, "pruned_accuracy": 0.861, "pruning_percentage": 93.5},
+        "vit": {"original_accuracy": None, "pruned_accuracy": None, "pruning_percentage": None},
+        "vit_scratch": {"original_accuracy": 0.862, "pruned_accuracy": 0.85, "pruning_percentage": 90.0}},
+    "structured_pruning": {
+        "cnn": {"original_accuracy": 0.912, "pruned_accuracy": 0.9, "pruning_percentage": 50.0},
+        "vit": {"original_accuracy": None, "pruned_accuracy": None, "pruning_percentage": None},
+        "vit_scratch": {"original_accuracy": 0.862, "pruned_accuracy": 0.85, "pruning_percentage": 33.0}},
+}
+
+
+def test_schema_accepts_the_spec_format():
+    R.validate_report(GOOD)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: r["unstructured_pruning"].pop("vit_scratch"), "'vit_scratch' is a required property"),
+    (lambda r: r["initial_accuracies"].update(cnn_before_pruning=91.2), "initial_accuracies/cnn_before_pruning"),
+    (lambda r: r["structured_pruning"]["cnn"].update(pruning_percentage=150.0), "pruning_percentage"),
+    (lambda r: r["structured_pruning"]["cnn"].update(pruned_accuracy=-0.1), "pruned_accuracy"),
+    (lambda r: r.update(extra={}), "Additional properties"),
+    (lambda r: r["unstructured_pruning"]["cnn"].update(pruned_accuracy="0.86"), "pruned_accuracy"),
+])
+def test_schema_rejects(mutate, message):
+    bad = copy.deepcopy(GOOD)
+    mutate(bad)
+    with pytest.raises(R.ReportError, match=message):
+        R.validate_report(bad)
+
+
+def _record(model, stage, run_id, profile="smoke", **values):
+    return {"model": model, "stage": stage, "produced": True,
+            "run": {"run_id": run_id, "profile": profile}, **values}
+
+
+def test_mixed_runs_are_refused(tmp_path):
+    dirs = RunDirs(tmp_path)
+    write_json(dirs.metrics_file("cnn", "before_pruning"), _record("cnn", "before_pruning", "A", accuracy=0.9))
+    write_json(dirs.metrics_file("cnn", "after_unstructured_pruning"),
+               _record("cnn", "after_unstructured_pruning", "B", accuracy=0.8, pruning_percentage=80.0))
+    with pytest.raises(R.ReportError, match="2 different runs"):
+        R.check_one_run(R.load_records(dirs))
+
+
+def test_mixed_profiles_are_refused(tmp_path):
+    dirs = RunDirs(tmp_path)
+    write_json(dirs.metrics_file("cnn", "before_pruning"), _record("cnn", "before_pruning", "A", "cpu", accuracy=0.9))
+    write_json(dirs.metrics_file("vit_scratch", "before_pruning"),
+               _record("vit_scratch", "before_pruning", "A", "full", accuracy=0.9))
+    with pytest.raises(R.ReportError, match="will not be combined"):
+        R.check_one_run(R.load_records(dirs))
+
+
+def test_missing_entries_stay_null_with_a_reason(tmp_path):
+    dirs = RunDirs(tmp_path)
+    write_json(dirs.metrics_file("cnn", "before_pruning"), _record("cnn", "before_pruning", "A", accuracy=0.9))
+    write_json(dirs.metrics_file("vit", "before_pruning"),
+               {"model": "vit", "stage": "before_pruning", "produced": False, "reason": "no weights",
+                "run": {"run_id": "A", "profile": "smoke"}})
+    records = R.load_records(dirs)
+    report = R.build_report(records)
+    R.validate_report(report)
+    assert report["initial_accuracies"] == {"cnn_before_pruning": 0.9, "vit_before_pruning": None,
+                                            "vit_scratch_before_pruning": None}
+    assert report["unstructured_pruning"]["cnn"] == {"original_accuracy": None, "pruned_accuracy": None,
+                                                     "pruning_percentage": None}
+    details = R.build_details(records, R.check_one_run(records))
+    assert details["entries"]["vit_before_pruning"]["reason"] == "no weights"
+    assert "notebook 03" in details["entries"]["cnn_after_unstructured_pruning"]["reason"]
+
+
+def test_invalid_report_is_not_written(tmp_path):
+    bad = copy.deepcopy(GOOD)
+    bad["initial_accuracies"]["cnn_before_pruning"] = 91.2
+    with pytest.raises(R.ReportError):
+        R.write_report(tmp_path, bad, {})
+    assert not (tmp_path / "report.json").exists()
+
+
+@pytest.fixture(scope="module")
+def full_smoke_run(tmp_path_factory):
+    """01 -> 05 in the smoke profile, with a stand-in ViT-Tiny weights file (random init) so that
+    the `vit` path runs too. The file is a test fixture; real runs use timm's weights."""
+    out = tmp_path_factory.mktemp("full_smoke")
+    weights = out / "vit_tiny_random_init.pth"
+    torch.save(timm.create_model("vit_tiny_patch16_224").state_dict(), weights)
+    rc = main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", "01,02,03,04,05",
+               "--vit-weights", str(weights)])
+    assert rc == 0
+    return out
+
+
+def test_all_nine_checkpoints_and_a_valid_report(full_smoke_run):
+    saved = sorted(p.name for p in (full_smoke_run / "models_saved").glob("*.pth"))
+    assert saved == sorted(checkpoint_names())
+    report = json.loads((full_smoke_run / "report.json").read_text())
+    R.validate_report(report)
+    assert all(v is not None for v in report["initial_accuracies"].values())
+    details = json.loads((full_smoke_run / "report_details.json").read_text())
+    assert details["run"]["profile"] == "smoke"
+    assert set(details["timings"]["notebooks"]) >= {"01_data.ipynb", "05_report.ipynb"}
+    for fig in ("05_accuracy_vs_sparsity.png", "05_checkpoints.png"):
+        assert (full_smoke_run / "figures" / fig).stat().st_size > 5000
+
+
+def test_evaluate_reproduces_the_report_exactly(full_smoke_run, capsys):
+    models = full_smoke_run / "models_saved"
+    out = full_smoke_run / "evaluate.json"
+    assert main(["evaluate", *sorted(str(p) for p in models.glob("*.pth")), "--device", "cpu",
+                 "--json", str(out)]) == 0
+    measured = {r["name"]: r["accuracy"] for r in json.loads(out.read_text())["results"]}
+    report = json.loads((full_smoke_run / "report.json").read_text())
+    for m in ("cnn", "vit", "vit_scratch"):
+        assert measured[f"{m}_before_pruning"] == report["initial_accuracies"][f"{m}_before_pruning"]
+        assert measured[f"{m}_after_unstructured_pruning"] == report["unstructured_pruning"][m]["pruned_accuracy"]
+        assert measured[f"{m}_after_structured_pruning"] == report["structured_pruning"][m]["pruned_accuracy"]
+    assert "cnn_after_structured_pruning" in capsys.readouterr().out
+
+
+def test_evaluate_reports_bad_files_by_name_and_goes_on(full_smoke_run, tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"\x00" * 100)
+    good = full_smoke_run / "models_saved" / "cnn_before_pruning.pth"
+    rc = main(["evaluate", str(tmp_path / "missing.pth"), str(corrupt), str(good), "--no-accuracy"])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert "missing.pth" in captured.err and "corrupt.pth" in captured.err
+    assert "cnn_before_pruning" in captured.out
