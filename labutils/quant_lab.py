@@ -1,0 +1,335 @@
+"""Notebook 06's work: the course's fixed-point study on ResNet-20 (post-training quantization,
+quantization-aware fine-tuning, 80% pruning then quantization), the same on the pruned ResNet-18,
+the seed study's numbers for comparison, and the figures.
+
+Accuracies are fractions; every dict keyed by bit width uses string keys ("4") so it is JSON.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from .models import build_model, count_parameters
+from .plots import finish
+from .prune import MaskEnforcer, apply_masks, magnitude_scores, masks_from_scores, prunable_parameters, sparsity_report
+from .quant import FakeQuantizer, QuantSpec, model_size_bits, quantize_model_, quantized_parameters
+from .session import Session
+from .train import evaluate, fit, progress, seed_everything
+
+# The seed study (ResNet-20 on the full CIFAR-10, fp32 91.51%), as fractions by bit width.
+SEED_RESULTS = {
+    "fp32": 0.9151,
+    "ptq": {"asymmetric": {6: 0.9144, 5: 0.9113, 4: 0.8973, 3: 0.7660, 2: 0.0899},
+            "symmetric": {6: 0.9134, 5: 0.9071, 4: 0.8532, 3: 0.7151, 2: 0.1000}},
+    "qat": {"asymmetric": {5: 0.9156, 4: 0.9140, 3: 0.9058, 2: 0.8597}},
+    "pruned80_qat": {5: 0.9032, 4: 0.8994, 3: 0.8715, 2: 0.3348},
+}
+BASELINE_FILE = "resnet20_baseline.pth"
+PRUNED_CNN = ("cnn", "after_unstructured_pruning")
+
+
+def config(s: Session) -> dict:
+    if "quant" not in s.profile:
+        raise KeyError(f"profile {s.name!r} has no 'quant' section; add one in labutils/profiles.py")
+    return copy.deepcopy(s.profile["quant"])
+
+
+def _steps(recipe: dict, loader) -> int:
+    """A recipe gives either ``steps`` or ``epochs`` (converted with the loader's length)."""
+    return int(recipe["steps"]) if recipe.get("steps") else int(recipe["epochs"]) * len(loader)
+
+
+def _finetune(model: nn.Module, train, recipe: dict, steps: int, callback=None, desc="fine-tune"):
+    opts = {k: v for k, v in recipe.items() if k not in ("steps", "epochs", "batch_size", "refresh_every")}
+    return fit(model, train, None, epochs=math.ceil(steps / len(train)), max_steps=steps,
+               callback=callback, desc=desc, **opts)
+
+
+def _acc(model: nn.Module, test) -> float:
+    return evaluate(model, test)["accuracy"]
+
+
+def zero_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Keep-masks (weight != 0) of every quantized weight that holds zeros: the pruned entries."""
+    return {n: p.detach() != 0 for n, p in quantized_parameters(model).items() if bool((p == 0).any())}
+
+
+# ----------------------------------------------------------------------------------------
+# ResNet-20 baseline
+# ----------------------------------------------------------------------------------------
+def resnet20_baseline(s: Session) -> tuple[nn.Module, dict]:
+    """Train ResNet-20 with the profile's recipe and save ``models_saved/resnet20_baseline.pth``.
+    A checkpoint this run already wrote is reused (re-running the notebook cell by cell)."""
+    cfg = config(s)
+    path = s.dirs.models / BASELINE_FILE
+    if path.is_file() and read_checkpoint(path)["meta"].get("run_id") == s.run_id:
+        model, ckpt = load_checkpoint(path, s.device)
+        print(f"reusing {path.name} from this run: {ckpt['metrics']['accuracy']:.2%}")
+        return model.to(memory_format=torch.channels_last), dict(ckpt["metrics"], reused=True)
+    recipe = dict(cfg["train"])
+    train, test = s.loaders("cnn", recipe["batch_size"])
+    seed_everything(s.seed)
+    model = build_model("resnet20", **cfg["resnet20"]).to(s.device, memory_format=torch.channels_last)
+    start = time.perf_counter()
+    _finetune(model, train, recipe, _steps(recipe, train), desc="resnet20")
+    seconds = time.perf_counter() - start
+    metrics = {"accuracy": _acc(model, test), "parameters": count_parameters(model),
+               "train_seconds": seconds, "test_images": len(test.labels), "reused": False}
+    save_checkpoint(path, model, metrics=metrics, meta=s.info)
+    print(f"resnet20: {metrics['accuracy']:.2%} on {metrics['test_images']} test images, "
+          f"{metrics['parameters']:,} parameters, trained in {seconds:.0f}s -> {path.name}")
+    return model, metrics
+
+
+# ----------------------------------------------------------------------------------------
+# Sweeps
+# ----------------------------------------------------------------------------------------
+def ptq_sweep(model: nn.Module, test, methods: list[str], bits: list[int],
+              masks: dict | None = None) -> dict:
+    """Post-training quantization: {method: {"accuracy": {bits: acc}, "size_bits": {bits: n}}}."""
+    out = {}
+    for method in methods:
+        acc, size = {}, {}
+        for b in progress(bits, desc=f"PTQ {method}"):
+            spec = QuantSpec.parse(method, b)
+            q = quantize_model_(copy.deepcopy(model), spec, masks)
+            acc[str(b)], size[str(b)] = _acc(q, test), model_size_bits(q, spec)["total_bits"]
+        out[method] = {"accuracy": acc, "size_bits": size}
+        print(f"PTQ {method:28s} " + "  ".join(f"{b}b {a:.2%}" for b, a in acc.items()))
+    return out
+
+
+def qat(model: nn.Module, train, test, spec: QuantSpec, recipe: dict,
+        masks: dict | None = None) -> tuple[nn.Module, float]:
+    """Quantization-aware fine-tuning of a copy of ``model``: (quantized copy, test accuracy)."""
+    q = copy.deepcopy(model)
+    fq = FakeQuantizer(q, spec, masks, refresh_every=recipe.get("refresh_every", 100))
+    _finetune(q, train, recipe, _steps(recipe, train), callback=fq, desc=f"QAT {spec.bits}b")
+    fq.finish()
+    return q, _acc(q, test)
+
+
+def qat_sweep(model: nn.Module, train, test, method: str, bits: list[int], recipe: dict,
+              masks: dict | None = None) -> dict:
+    """{"method", "accuracy": {bits: acc}, "size_bits": {bits: n}, "zeros_kept": bool}."""
+    acc, size, kept = {}, {}, True
+    for b in bits:
+        spec = QuantSpec.parse(method, b)
+        q, acc[str(b)] = qat(model, train, test, spec, recipe, masks)
+        size[str(b)] = model_size_bits(q, spec)["total_bits"]
+        if masks:
+            params = quantized_parameters(q)
+            kept &= all(bool((params[n][~m.to(params[n].device)] == 0).all()) for n, m in masks.items())
+    print(f"QAT {method:28s} " + "  ".join(f"{b}b {a:.2%}" for b, a in acc.items()))
+    return {"method": method, "accuracy": acc, "size_bits": size,
+            **({"zeros_kept": kept} if masks else {})}
+
+
+# ----------------------------------------------------------------------------------------
+# Pruning then quantization
+# ----------------------------------------------------------------------------------------
+def prune(model: nn.Module, train, sparsity: float, scope: str, rounds: int, recipe: dict):
+    """Magnitude pruning of a copy to ``sparsity`` of the prunable weights in ``rounds`` steps
+    (1 = one-shot), each followed by fine-tuning with the mask enforced; the total fine-tuning
+    budget is the same whatever the rounds. Returns (pruned copy, masks)."""
+    model = copy.deepcopy(model)
+    params = prunable_parameters(model)
+    steps = _steps(recipe, train) // rounds
+    for r in range(1, rounds + 1):
+        # Geometric schedule: every round removes the same share of what is left.
+        target = 1 - (1 - sparsity) ** (r / rounds)
+        masks = masks_from_scores(magnitude_scores(params), target, scope)
+        apply_masks(model, masks)
+        _finetune(model, train, recipe, steps, callback=MaskEnforcer(masks),
+                  desc=f"{scope} prune round {r}/{rounds}")
+    return model, masks
+
+
+def pruning_study(model: nn.Module, train, test, cfg: dict) -> dict:
+    """For each pruning variant: prune + fine-tune (float), then PTQ and QAT at each bit width."""
+    p = cfg["prune"]
+    out = {}
+    for name, variant in p["variants"].items():
+        start = time.perf_counter()
+        pruned, masks = prune(model, train, p["sparsity"], variant["scope"], variant["rounds"], p["finetune"])
+        report = sparsity_report(pruned, prunable_parameters(pruned), masks)
+        record = {"scope": variant["scope"], "rounds": variant["rounds"], "accuracy": _acc(pruned, test),
+                  "pruning_percentage": report["pruning_percentage"],
+                  "sparsity_all_parameters": report["sparsity_all_parameters"],
+                  "size_bits_fp32": model_size_bits(pruned)["total_bits"]}
+        print(f"{name}: {record['pruning_percentage']:.1f}% pruned, float {record['accuracy']:.2%}")
+        record["ptq"] = ptq_sweep(pruned, test, [cfg["qat_method"]], p["bits"], masks)[cfg["qat_method"]]
+        if name in p["qat_variants"]:
+            record["qat"] = qat_sweep(pruned, train, test, cfg["qat_method"], p["bits"], cfg["qat"], masks)
+        record["seconds"] = time.perf_counter() - start
+        out[name] = record
+    return out
+
+
+def start_results(model: nn.Module, baseline: dict) -> dict:
+    """The ResNet-20 results dict the sweeps fill in: fp32 accuracy and size first."""
+    return {"fp32_accuracy": baseline["accuracy"], "baseline": baseline,
+            "size_bits_fp32": model_size_bits(model)["total_bits"]}
+
+
+def pruned_cnn_study(s: Session) -> dict:
+    """PTQ and QAT of notebook 03's pruned ResNet-18 with its zeros kept; skipped when absent."""
+    if not s.available(*PRUNED_CNN):
+        m = s.metrics(*PRUNED_CNN)
+        reason = (m or {}).get("reason") or "notebook 03 has not written cnn_after_unstructured_pruning in this run"
+        print(f"pruned ResNet-18 section skipped: {reason}")
+        return {"skipped": True, "reason": reason}
+    cfg = config(s)
+    model, ckpt = s.load(*PRUNED_CNN)
+    masks = zero_masks(model)
+    train, test = s.loaders("cnn", s.train_config("cnn")["batch_size"])
+    before = sparsity_report(model, quantized_parameters(model))
+    out = {"accuracy": _acc(model, test), "recorded_accuracy": ckpt["metrics"].get("accuracy"),
+           "zeros": before["prunable_zeros"], "weights": before["prunable_total"],
+           "size_bits_fp32": model_size_bits(model)["total_bits"]}
+    print(f"pruned ResNet-18: {out['accuracy']:.2%}, {out['zeros'] / out['weights']:.1%} of conv/linear "
+          f"weights zero")
+    out["ptq"] = ptq_sweep(model, test, cfg["ptq_methods"], cfg["ptq_bits"], masks)
+    out["qat"] = qat_sweep(model, train, test, cfg["qat_method"], cfg["cnn_qat_bits"], cfg["qat"], masks)
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Comparison, results file, figures
+# ----------------------------------------------------------------------------------------
+def _best(methods: dict, scheme: str, bits: int) -> tuple[str | None, float | None]:
+    scored = [(r["accuracy"][str(bits)], m) for m, r in methods.items()
+              if m.startswith(scheme) and str(bits) in r["accuracy"]]
+    return (max(scored)[1], max(scored)[0]) if scored else (None, None)
+
+
+def comparison(r20: dict) -> list[dict]:
+    """Each seed row next to our best matching number (same scheme, bits, fine-tuning)."""
+    rows = []
+
+    def add(row, seed, ours, how):
+        if ours is not None:
+            rows.append({"row": row, "seed": seed, "ours": ours, "ours_from": how,
+                         "delta": ours - seed, "matches_or_beats": ours >= seed})
+
+    add("fp32", SEED_RESULTS["fp32"], r20["fp32_accuracy"], "resnet20 baseline")
+    for scheme, by_bits in SEED_RESULTS["ptq"].items():
+        for b, seed in by_bits.items():
+            method, acc = _best(r20["ptq"], scheme, b)
+            add(f"PTQ {scheme} {b}b", seed, acc, method)
+    for b, seed in SEED_RESULTS["qat"]["asymmetric"].items():
+        add(f"QAT asymmetric {b}b", seed, r20["qat"]["accuracy"].get(str(b)), r20["qat"]["method"])
+    for b, seed in SEED_RESULTS["pruned80_qat"].items():
+        scored = [(v["qat"]["accuracy"][str(b)], n) for n, v in r20["pruning"].items()
+                  if "qat" in v and str(b) in v["qat"]["accuracy"]]
+        if scored:
+            add(f"pruned 80% + QAT {b}b", seed, max(scored)[0], max(scored)[1])
+    return rows
+
+
+def print_comparison(rows: list[dict], reduced: bool) -> None:
+    if reduced:
+        print("reduced run: smaller data, model and training than the seed study, so the "
+              "comparison only shows the workflow")
+    for r in rows:
+        mark = "ok " if r["matches_or_beats"] else "   "
+        print(f"{mark}{r['row']:26s} seed {r['seed']:6.2%}  ours {r['ours']:6.2%}  "
+              f"({r['delta']:+.2%}, {r['ours_from']})")
+
+
+def seed_table() -> dict:
+    """SEED_RESULTS with string keys (for JSON)."""
+    def conv(v):
+        return {str(k): conv(x) for k, x in v.items()} if isinstance(v, dict) else v
+    return conv(SEED_RESULTS)
+
+
+def write_results(s: Session, r20: dict, cnn: dict) -> dict:
+    """``metrics/quantization.json``: run info, profile section, seed table, results, comparison."""
+    from .artifacts import write_json
+
+    payload = {"run": s.info, "config": config(s), "seed_study": seed_table(), "resnet20": r20,
+               "cnn_after_unstructured_pruning": cnn, "comparison_with_seed": comparison(r20)}
+    path = write_json(s.dirs.metrics / "quantization.json", payload)
+    print(f"wrote {path}")
+    return payload
+
+
+def _line(ax, by_bits: dict, **kw):
+    bits = sorted(int(b) for b in by_bits)
+    ax.plot(bits, [100 * by_bits[str(b)] if str(b) in by_bits else 100 * by_bits[b] for b in bits], **kw)
+
+
+def plot_bits(r20: dict, path=None, caption=None):
+    """Accuracy vs bits: PTQ methods, QAT, pruned + quantized; the seed's numbers dashed black."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+    seed = SEED_RESULTS
+    ax = axes[0]
+    for i, (method, r) in enumerate(r20["ptq"].items()):
+        _line(ax, r["accuracy"], marker="o", color=f"C{i}", label=method)
+    for scheme, ls in (("asymmetric", "--"), ("symmetric", ":")):
+        _line(ax, seed["ptq"][scheme], ls=ls, color="k", marker="x", label=f"seed {scheme}")
+    ax.set_title("post-training quantization (no fine-tuning)")
+    ax = axes[1]
+    _line(ax, r20["ptq"].get(r20["qat"]["method"], {"accuracy": {}})["accuracy"] or {}, marker="o",
+          color="C7", label=f"PTQ {r20['qat']['method']}")
+    _line(ax, r20["qat"]["accuracy"], marker="o", color="C3", label=f"QAT {r20['qat']['method']}")
+    _line(ax, seed["qat"]["asymmetric"], ls="--", color="k", marker="x", label="seed asymmetric QAT")
+    ax.set_title("quantization-aware fine-tuning")
+    ax = axes[2]
+    for i, (name, v) in enumerate(r20["pruning"].items()):
+        _line(ax, v["ptq"]["accuracy"], ls=":", marker=".", color=f"C{i}", label=f"{name} no FT")
+        if "qat" in v:
+            _line(ax, v["qat"]["accuracy"], marker="o", color=f"C{i}", label=f"{name} QAT")
+    _line(ax, seed["pruned80_qat"], ls="--", color="k", marker="x", label="seed pruned 80% + QAT")
+    ax.set_title(f"{next(iter(r20['pruning'].values()))['pruning_percentage']:.0f}% pruned, then quantized")
+    for ax in axes:
+        ax.axhline(100 * r20["fp32_accuracy"], color="C2", lw=0.8, label="our fp32")
+        ax.axhline(100 * seed["fp32"], color="k", lw=0.6, ls="-.", label="seed fp32")
+        ax.set(xlabel="weight bits", xticks=range(2, 9))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("test accuracy (%)")
+    return finish(fig, path, caption)
+
+
+def plot_size(r20: dict, path=None, caption=None):
+    """Accuracy vs storage (kilobytes: values x bits + sparse index + scales + float BN)."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+
+    def pts(rec, **kw):
+        bits = sorted(rec["accuracy"], key=int)
+        ax.plot([rec["size_bits"][b] / 8000 for b in bits], [100 * rec["accuracy"][b] for b in bits], **kw)
+        for b in bits:
+            ax.annotate(f"{b}b", (rec["size_bits"][b] / 8000, 100 * rec["accuracy"][b]), fontsize=6,
+                        xytext=(2, 2), textcoords="offset points")
+
+    ax.plot([r20["size_bits_fp32"] / 8000], [100 * r20["fp32_accuracy"]], "k*", ms=10, label="fp32 dense")
+    pts(r20["qat"], marker="o", color="C3", label="dense + QAT")
+    for i, (name, v) in enumerate(r20["pruning"].items()):
+        pts(v.get("qat", v["ptq"]), marker="s", color=f"C{i}", label=f"{name} + {'QAT' if 'qat' in v else 'PTQ'}")
+    ax.set(xscale="log", xlabel="model size (kB, log scale)", ylabel="test accuracy (%)",
+           title="ResNet-20: accuracy vs storage")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    return finish(fig, path, caption)
+
+
+def plot_cnn(cnn: dict, path=None, caption=None):
+    """Pruned ResNet-18: PTQ per method and QAT vs bits."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for i, (method, r) in enumerate(cnn["ptq"].items()):
+        _line(ax, r["accuracy"], marker="o", ls=":", color=f"C{i}", label=f"PTQ {method}")
+    _line(ax, cnn["qat"]["accuracy"], marker="s", color="C3", label=f"QAT {cnn['qat']['method']}")
+    ax.axhline(100 * cnn["accuracy"], color="C2", lw=0.8, label="pruned, float")
+    ax.set(xlabel="weight bits", ylabel="test accuracy (%)", xticks=range(2, 9),
+           title=f"pruned ResNet-18 ({100 * cnn['zeros'] / cnn['weights']:.0f}% of weights zero), quantized")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return finish(fig, path, caption)
