@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .course import MODEL_NAMES
 
@@ -84,7 +85,8 @@ def _run(args) -> int:
     profile = auto_profile() if args.profile == "auto" else args.profile
     try:
         summary = run_pipeline(profile, args.out, args.data_root, args.models, args.notebooks,
-                               args.seed, args.device, args.vit_weights)
+                               args.seed, args.device,
+                               str(Path(args.vit_weights).resolve()) if args.vit_weights else None)
     except (NotebookFailed, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

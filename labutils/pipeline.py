@@ -45,7 +45,8 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     books = select_notebooks(notebooks)
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     run_id = run_id or _run_id_for(out_dir, profile, books)
-    params = {"PROFILE": profile, "OUT_DIR": str(out_dir), "DATA_ROOT": str(data_root or ""),
+    # Paths are made absolute here: the kernels run in out/notebooks, not in the caller's folder.
+    params = {"PROFILE": profile, "OUT_DIR": str(out_dir), "DATA_ROOT": str(Path(data_root).resolve()) if data_root else "",
               "MODELS": list(models or ["cnn", "vit", "vit_scratch"]), "SEED": seed,
               "DEVICE": device, "RUN_ID": run_id, "VIT_WEIGHTS": str(vit_weights or "")}
     # The kernels inherit this: progress becomes one printed line per epoch, not redrawn bars.
