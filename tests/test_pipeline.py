@@ -64,3 +64,17 @@ def test_unknown_notebook_and_model_are_refused(tmp_path, capsys):
     assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--notebooks", "99"]) == 1
     assert "unknown notebook" in capsys.readouterr().err
     assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--models", "mlp"]) == 2
+
+
+def test_relative_paths_reach_the_kernels_absolute(tmp_path, monkeypatch):
+    """Kernels run in OUT/notebooks, so relative paths given on the command line must be resolved."""
+    import papermill
+
+    seen = {}
+    monkeypatch.setattr(papermill, "execute_notebook",
+                        lambda src, dst, parameters, **kw: seen.update(parameters))
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--profile", "smoke", "--out", "out", "--notebooks", "01",
+                 "--data-root", "data", "--vit-weights", "w.pth"]) == 0
+    assert seen["DATA_ROOT"] == str(tmp_path / "data") and seen["VIT_WEIGHTS"] == str(tmp_path / "w.pth")
+    assert seen["OUT_DIR"] == str(tmp_path / "out")
