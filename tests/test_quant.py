@@ -1,0 +1,227 @@
+"""Fixed-point quantization: grids, STE, zeros of pruned weights, QAT steps, size accounting."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from labutils.data import DeviceLoader
+from labutils.models import build_model
+from labutils.prune import apply_masks, magnitude_scores, masks_from_scores, prunable_parameters
+from labutils.quant import (FakeQuantizer, QuantSpec, distinct_levels, fake_quantize, model_size_bits,
+                            qparams, quantize_model_, quantize_tensor, quantized_parameters,
+                            relative_index_entries, tensor_size_bits)
+from labutils.train import fit
+
+METHODS = [f"{s}/{g}/{c}" for s, g, c in itertools.product(("symmetric", "asymmetric"),
+                                                            ("tensor", "channel"), ("minmax", "mse"))]
+
+
+def weights(seed=0, shape=(6, 4, 3, 3)):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(shape, generator=g)
+    w[0] *= 10  # one channel with a much wider range than the others
+    w[1] = w[1].abs()  # one channel with no negative weights (asymmetric zero-point at the edge)
+    return w
+
+
+def pruned(w, sparsity=0.7):
+    mask = masks_from_scores({"w": w.abs()}, sparsity, "global")["w"]
+    return w * mask, mask
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_at_most_2_to_the_bits_levels(method, bits):
+    spec = QuantSpec.parse(method, bits)
+    w = weights() if bits < 8 else torch.randn(64, 200)  # enough values to fill 256 levels
+    q = quantize_tensor(w, spec)
+    limit = 2 ** bits - (1 if spec.scheme == "symmetric" else 0)
+    assert distinct_levels(q, "channel") <= limit
+    if spec.granularity == "tensor":
+        assert distinct_levels(q, "tensor") <= limit
+    # Not trivially few levels: a wide tensor uses most of its grid.
+    wide = torch.rand(4, 4000) * 2 - 1
+    assert distinct_levels(quantize_tensor(wide, QuantSpec(bits, spec.scheme, "tensor", "minmax"))) >= limit - 1
+
+
+@pytest.mark.parametrize("granularity", ["tensor", "channel"])
+@pytest.mark.parametrize("bits", [2, 3, 5])
+def test_symmetric_grid_is_symmetric_around_zero(granularity, bits):
+    spec = QuantSpec(bits, "symmetric", granularity, "minmax")
+    w = weights(1)
+    q = quantize_tensor(w, spec)
+    assert torch.equal(quantize_tensor(-w, spec), -q)
+    scale, zero = qparams(w, spec)
+    assert torch.all(zero == 0)
+    codes = torch.round(q / scale)
+    assert torch.allclose(codes * scale, q)  # every value is a code times the scale
+    assert codes.abs().max() <= 2 ** (bits - 1) - 1  # codes within +-(2^(b-1) - 1)
+    # The extreme weight of each group lands on +-qmax: the grid reaches both ends equally.
+    assert codes.abs().max() == 2 ** (bits - 1) - 1
+
+
+def test_ste_passes_gradient_inside_the_clipping_range_only():
+    spec = QuantSpec(3, "asymmetric", "tensor", "minmax")
+    w = torch.linspace(-2, 2, 41, requires_grad=True)
+    scale, zero = qparams(w, spec, ratio=0.5)  # range [-1, 1]: the outer weights are clipped
+    out = fake_quantize(w, scale, zero, spec)
+    upstream = torch.arange(41.0)
+    out.backward(upstream)
+    # The grid after the zero-point nudge: codes 0..7 cover [(0 - zero) * scale, (7 - zero) * scale].
+    low, high = (0 - zero - 0.5) * scale, (7 - zero + 0.5) * scale
+    inside = (w.detach() >= low) & (w.detach() <= high)
+    assert inside.sum() < 41 and inside.sum() > 10
+    assert torch.equal(w.grad[inside], upstream[inside])  # identity inside
+    assert torch.all(w.grad[~inside] == 0)  # blocked outside
+    assert distinct_levels(out.detach()) <= 8
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("bits", [2, 3, 6])
+def test_zeros_stay_exactly_zero(method, bits):
+    w, mask = pruned(weights(2) + 0.05)  # shifted: some channels' ranges barely include zero
+    for m in (None, mask):
+        q = quantize_tensor(w, QuantSpec.parse(method, bits), m)
+        assert torch.all(q[w == 0] == 0)
+        assert torch.all(q.view(-1)[~mask.view(-1)] == 0)
+
+
+def test_asymmetric_zero_is_on_the_grid_for_one_sided_ranges():
+    # All weights positive: the range is [0, max]; a nudged zero-point keeps 0 representable
+    # and weights close to zero may round to zero but never to a nonzero value below it.
+    w = torch.tensor([[0.0, 0.3, 0.7, 1.0], [0.0, -0.2, -0.9, -0.1]])
+    q = quantize_tensor(w, QuantSpec(2, "asymmetric", "channel", "minmax"))
+    assert q[0, 0] == 0 and q[1, 0] == 0
+    assert torch.all(q[0] >= 0) and torch.all(q[1] <= 0)
+
+
+def test_quant_spec_rejects_bad_settings():
+    with pytest.raises(ValueError, match="bits"):
+        QuantSpec(1)
+    with pytest.raises(ValueError, match="scheme"):
+        QuantSpec(4, "logarithmic")
+    with pytest.raises(ValueError, match="scheme/granularity/clip"):
+        QuantSpec.parse("asymmetric", 4)
+
+
+def test_mse_clipping_beats_minmax_at_low_bits():
+    w = torch.randn(16, 300)
+    w[:, 0] = 12.0  # an outlier per channel wastes most of a min/max grid
+    err = {c: (quantize_tensor(w, QuantSpec(3, "asymmetric", "channel", c)) - w).pow(2).mean()
+           for c in ("minmax", "mse")}
+    assert err["mse"] < 0.75 * err["minmax"]
+
+
+def _loader(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    return DeviceLoader(rng.integers(0, 255, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n), 16, True)
+
+
+def _pruned_resnet(sparsity=0.8):
+    torch.manual_seed(0)
+    model = build_model("resnet20", width=4)
+    params = prunable_parameters(model)
+    masks = masks_from_scores(magnitude_scores(params), sparsity, "global")
+    apply_masks(model, masks)
+    return model, masks
+
+
+def test_qat_keeps_zeros_updates_weights_and_bakes_a_grid():
+    model, masks = _pruned_resnet()
+    keys = set(model.state_dict())
+    before = {n: p.detach().clone() for n, p in quantized_parameters(model).items()}
+    spec = QuantSpec(3, "asymmetric", "channel", "mse")
+    fq = FakeQuantizer(model, spec, masks, refresh_every=2)
+
+    seen = []
+
+    def check(m, opt, step):
+        fq(m, opt, step)
+        params = dict(m.named_parameters())
+        seen.append(all(bool((params[n][~k] == 0).all()) for n, k in masks.items()))
+
+    fit(model, _loader(), epochs=1, lr=0.05, max_steps=3, callback=check, warmup=0.0)
+    assert seen == [True, True, True]  # shadow weights: pruned entries zero after every step
+    fq.finish()
+    assert set(model.state_dict()) == keys  # names unchanged: masks and checkpoints still fit
+    assert "forward" not in vars(model.conv1)  # the layer's own forward is back
+    params = quantized_parameters(model)
+    for name, p in params.items():
+        assert distinct_levels(p, "channel") <= 2 ** 3
+        if name in masks:
+            assert torch.all(p[~masks[name]] == 0)
+    moved = sum(float((params[n].detach() - before[n]).abs().sum()) for n in params)
+    assert moved > 0
+    # Baking again is a no-op: the weights are already on their grids.
+    again = {n: p.detach().clone() for n, p in params.items()}
+    quantize_model_(model, spec, masks)
+    assert all(torch.allclose(again[n], p, atol=1e-6) for n, p in params.items())
+
+
+def test_fake_quantized_forward_matches_the_baked_model():
+    model, masks = _pruned_resnet(0.5)
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    spec = QuantSpec(4, "symmetric", "channel", "mse")
+    fq = FakeQuantizer(model, spec, masks)
+    with torch.no_grad():
+        fake = model(x)
+    fq.finish()
+    with torch.no_grad():
+        baked = model(x)
+    assert torch.allclose(fake, baked, atol=1e-5)
+
+
+def test_relative_index_and_size_on_a_hand_example():
+    w = torch.tensor([0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    pos = torch.tensor([1, 6])
+    # gaps 1 and 4: with 1-bit gaps the 4 needs 2 fillers, with 2-bit gaps 1, with 3 bits none.
+    assert [relative_index_entries(pos, k) for k in (1, 2, 3)] == [4, 3, 2]
+    size = tensor_size_bits(w, 4)
+    # dense 8*4 = 32; bitmask 2*4 + 8 = 16; relative: k=1 4*5 = 20, k=2 3*6 = 18, k=3 2*7 = 14.
+    assert (size["encoding"], size["weight_bits"], size["nonzeros"]) == ("relative3", 14, 2)
+    assert tensor_size_bits(torch.ones(8), 4)["encoding"] == "dense"
+    alternating = torch.tensor([1.0, 0.0] * 32)  # gaps of 1: one-bit gap codes, 32 x (2 + 1)
+    assert tensor_size_bits(alternating, 2)["encoding"] == "relative1"
+    assert tensor_size_bits(alternating, 2)["weight_bits"] == 96
+    # Dense runs with gaps of 3: bitmask 20 x 8 + 32 = 192 beats 2-bit gaps (20 x 10 = 200).
+    runs = torch.tensor([1.0] * 5 + [0.0] * 3).repeat(4)
+    assert tensor_size_bits(runs, 8, qparam_bits=32) == {
+        "numel": 32, "nonzeros": 20, "bits": 8, "encoding": "bitmask", "weight_bits": 192,
+        "qparam_bits": 32, "total_bits": 224}
+
+
+def test_model_size_counts_values_scales_and_floats():
+    model = nn.Sequential(nn.Linear(4, 3, bias=True), nn.BatchNorm1d(3))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.arange(1.0, 13.0).view(3, 4))
+    fp32 = model_size_bits(model)
+    # 12 weights + 3 bias + 3+3 BN affine + 3+3 running stats, all 32-bit.
+    assert fp32["total_bits"] == (12 + 3 + 12) * 32
+    size = model_size_bits(model, QuantSpec(4, "asymmetric", "channel", "mse"))
+    # 12 weights x 4 bits + 3 channels x (32-bit scale + 4-bit zero-point) + 15 floats.
+    assert size["quantized_weight_bits"] == 12 * 4 + 3 * 36
+    assert size["total_bits"] == 12 * 4 + 3 * 36 + 15 * 32
+    sym = model_size_bits(model, QuantSpec(4, "symmetric", "tensor", "minmax"))
+    assert sym["quantized_weight_bits"] == 12 * 4 + 32
+
+
+def test_pruned_cnn_study_quantizes_the_pruned_resnet18(tmp_path):
+    from labutils import Session, quant_lab
+
+    s = Session("smoke", tmp_path, device="cpu")
+    s.profile["quant"].update(ptq_methods=["asymmetric/channel/mse"], ptq_bits=[3], cnn_qat_bits=[2],
+                              qat={"steps": 1, "lr": 0.01, "warmup": 0.0})
+    assert quant_lab.pruned_cnn_study(s)["skipped"]
+    model = s.new_model("cnn")
+    masks = masks_from_scores(magnitude_scores(prunable_parameters(model)), 0.8, "global")
+    apply_masks(model, masks)
+    s.save(model, "cnn", "after_unstructured_pruning", {"accuracy": 0.1})
+    out = quant_lab.pruned_cnn_study(s)
+    assert not out.get("skipped")
+    assert out["zeros"] >= 0.7 * out["weights"]
+    assert set(out["ptq"]) == {"asymmetric/channel/mse"} and set(out["ptq"]["asymmetric/channel/mse"]["accuracy"]) == {"3"}
+    assert out["qat"]["zeros_kept"] is True
+    assert 0.0 <= out["qat"]["accuracy"]["2"] <= 1.0
