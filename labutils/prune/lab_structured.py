@@ -1,0 +1,202 @@
+"""Notebook 04's work: structured pruning of the course models, with the profile's recipe
+(``profile["structured"][name]``), a comparison of importance criteria, the cost accounting
+(channels, weights, MACs) and measured latency of the dense and the pruned model.
+
+The recipe: ``steps`` are shares of the ORIGINAL units removed, cut after cut; after each cut
+BatchNorm statistics are re-estimated (``bn_batches``) and the model fine-tuned (``step_epochs``
+between cuts, ``finetune["epochs"]`` after the last), so the network recovers before it loses more.
+"""
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+from torch import nn
+
+from ..data import DeviceLoader, subset
+from ..measure import count_macs, measure_latency
+from ..models import count_parameters
+from ..session import Session
+from ..train import evaluate, fit
+from . import structured as S
+
+STAGE = "after_structured_pruning"
+
+
+def _weights(model: nn.Module) -> int:
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
+def criteria_for(model: nn.Module, names: list[str]) -> list[str]:
+    """The criteria of ``names`` that apply to ``model`` (bn_scale needs BatchNorm: CNN only)."""
+    return [c for c in names if c != "bn_scale" or S.family(model) == "resnet"]
+
+
+def compare_criteria(model: nn.Module, train, test, cfg: dict) -> dict:
+    """Accuracy right after a one-shot cut (BN re-estimated, no fine-tuning) for each criterion
+    and share in ``cfg["compare_shares"]``: which criterion picks the units that matter least.
+
+    Returns {criterion: [{"share", "pruning_percentage", "accuracy"}, ...]} plus "dense_accuracy".
+    """
+    groups, original = S.channel_groups(model), S.widths(model)
+    study = {"dense_accuracy": evaluate(model, test)["accuracy"], "images": len(test.labels),
+             "criteria": {}}
+    for criterion in criteria_for(model, cfg["compare"]):
+        scores = S.importance(model, criterion, train, cfg["taylor_batches"])
+        points = []
+        for share in cfg["compare_shares"]:
+            keep = S.select(scores, share, original, cfg["scope"], cfg["multiple"], groups=groups)
+            small = S.recalibrate_batchnorm(S.remove_units(model, keep), train, cfg["bn_batches"])
+            points.append({"share": share,
+                           "pruning_percentage": S.channel_share_removed(original, S.widths(small), groups),
+                           "accuracy": evaluate(small, test)["accuracy"]})
+        study["criteria"][criterion] = points
+        print(f"  {criterion:8s} " + "  ".join(f"{p['pruning_percentage']:.0f}% removed: {p['accuracy']:.2%}"
+                                             for p in points))
+    return study
+
+
+def iterative_prune(model: nn.Module, train, test, cfg: dict, device, desc: str = "prune"):
+    """Cut and fine-tune per ``cfg["steps"]``; returns (pruned model, per-step records)."""
+    groups, original = S.channel_groups(model), S.widths(model)
+    steps = []
+    for i, share in enumerate(cfg["steps"]):
+        scores = S.importance(model, cfg["criterion"], train, cfg["taylor_batches"])
+        keep = S.select(scores, share, original, cfg["scope"], cfg["multiple"], groups=groups)
+        model = S.recalibrate_batchnorm(S.remove_units(model, keep), train, cfg["bn_batches"])
+        cut = evaluate(model, test)["accuracy"]
+        last = i == len(cfg["steps"]) - 1
+        epochs = cfg["finetune"]["epochs"] if last else cfg["step_epochs"]
+        start = time.perf_counter()
+        history = (fit(model, train, test, device=device, desc=f"{desc} cut {i + 1}",
+                       **dict(cfg["finetune"], epochs=epochs)) if epochs else [])
+        steps.append({"step": i + 1, "share": share,
+                      "pruning_percentage": S.channel_share_removed(original, S.widths(model), groups),
+                      "accuracy_after_cut": cut,
+                      "accuracy": history[-1]["test_accuracy"] if history else cut,
+                      "epochs": epochs, "seconds": time.perf_counter() - start, "history": history})
+        print(f"{desc}: cut {i + 1} removes {steps[-1]['pruning_percentage']:.1f}% of channels -> "
+              f"{cut:.2%} before, {steps[-1]['accuracy']:.2%} after {epochs} epoch(s) of fine-tuning")
+    return model, steps
+
+
+def costs(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict) -> dict:
+    """MACs, parameters and measured latency (dense vs pruned) on each device of
+    ``cfg["latency"]`` that is present, at the listed batch sizes."""
+    macs, macs_dense = count_macs(pruned, size), count_macs(dense, size)
+    latency = {}
+    for device, batch_sizes in cfg["latency"].items():
+        if device == "cuda" and not torch.cuda.is_available():
+            latency[device] = "not measured: no CUDA GPU on this machine"
+            continue
+        for b in batch_sizes:
+            # Dense and pruned take turns, so a burst of load from elsewhere hits both alike;
+            # each keeps its median round.
+            kw = dict(warmup=cfg["latency_warmup"], iters=cfg["latency_iters"])
+            runs = [(measure_latency(dense, size, b, device, **kw), measure_latency(pruned, size, b, device, **kw))
+                    for _ in range(cfg["latency_rounds"])]
+            d = sorted((r[0] for r in runs), key=lambda r: r["ms_per_batch"])[len(runs) // 2]
+            p = sorted((r[1] for r in runs), key=lambda r: r["ms_per_batch"])[len(runs) // 2]
+            latency[f"{device}_batch{b}"] = {
+                "device": device, "batch_size": b, "threads": torch.get_num_threads(),
+                "dense": d, "pruned": p, "speedup": d["ms_per_batch"] / p["ms_per_batch"],
+                "mac_ratio": macs_dense / macs}
+            print(f"  {device} batch {b:3d}: dense {d['ms_per_batch']:.1f} ms, pruned {p['ms_per_batch']:.1f} ms "
+                  f"-> {latency[f'{device}_batch{b}']['speedup']:.2f}x measured "
+                  f"({macs_dense / macs:.2f}x fewer MACs)")
+    return {"macs": macs, "macs_original": macs_dense, "latency": latency}
+
+
+def prune_structured(session: Session, name: str) -> dict:
+    """Prune ``name``'s baseline with the profile's recipe, fine-tune, save as
+    ``{name}_after_structured_pruning`` and return the metrics record. A model whose baseline was
+    not produced is recorded as missing (nothing else is pruned under its name)."""
+    if not session.available(name, "before_pruning"):
+        base = session.metrics(name, "before_pruning") or {}
+        reason = base.get("reason", "no before_pruning checkpoint in this run; run notebook 02 first")
+        print(f"'{name}' NOT PRODUCED: baseline not produced: {reason.splitlines()[0]}")
+        return session.record_missing(name, STAGE, "baseline not produced: " + reason)
+    cfg = session.profile["structured"][name]
+    dense, _ = session.load(name, "before_pruning")
+    dense.eval()
+    train, test = session.loaders(name, cfg["batch_size"])
+    study_test = DeviceLoader(*subset(*session.arrays(False), cfg["compare_images"], session.seed),
+                              2 * cfg["batch_size"], False, session.device, session.input_size(name))
+    print(f"{name}: criteria, one-shot cut without fine-tuning, on {len(study_test.labels)} test images")
+    study = compare_criteria(dense, train, study_test, cfg)
+
+    groups, original = S.channel_groups(dense), S.widths(dense)
+    start = time.perf_counter()
+    model, steps = iterative_prune(dense, train, test, cfg, session.device, desc=name)
+    seconds = time.perf_counter() - start
+    final = evaluate(model, test)
+    kept = S.widths(model)
+    cost = costs(dense, model, session.input_size(name), cfg)
+    params, params_dense = count_parameters(model), count_parameters(dense)
+    removed_params = 100.0 * (1 - params / params_dense)
+    metrics = {
+        "accuracy": final["accuracy"], "test_loss": final["loss"], "test_images": final["n"],
+        "original_accuracy": session.metrics(name, "before_pruning")["accuracy"],
+        "pruning_percentage": S.channel_share_removed(original, kept, groups),
+        "pruning_unit": ("conv output channels (a residual-stream channel counts once per conv writing it)"
+                         if S.family(dense) == "resnet" else
+                         "attention-head channels (head_dim per head) and MLP hidden neurons"),
+        "removed_by_kind": {k: S.kind_share_removed(original, kept, groups, k)
+                            for k in dict.fromkeys(g.kind for g in groups.values())},
+        "weights_removed_percentage": 100.0 * (1 - _weights(model) / _weights(dense)),
+        "parameters": params, "parameters_original": params_dense, "nonzero_parameters": params,
+        "sparsity_all_parameters": removed_params,
+        "macs_removed_percentage": 100.0 * (1 - cost["macs"] / cost["macs_original"]),
+        "theoretical_speedup": cost["macs_original"] / cost["macs"],
+        **cost,
+        "widths": kept, "widths_original": original, "arch": model.arch,
+        "criterion": cfg["criterion"], "scope": cfg["scope"], "recipe": cfg,
+        "steps": steps, "finetune_seconds": seconds, "criteria_study": study,
+    }
+    record = session.save(model, name, STAGE, metrics)
+    print(f"{name}: {metrics['pruning_percentage']:.1f}% of channels removed "
+          f"({metrics['weights_removed_percentage']:.1f}% of weights, {metrics['macs_removed_percentage']:.1f}% "
+          f"of MACs), accuracy {final['accuracy']:.2%} (dense {metrics['original_accuracy']:.2%}) "
+          f"-> {record['checkpoint']['path']}")
+    return record
+
+
+def equivalence_check(session: Session, name: str, share: float = 0.25) -> dict | None:
+    """On ``name``'s baseline: largest output difference between (a) the BN-output / gate mask
+    and physical removal, (b) the naive producer-only mask and physical removal."""
+    if not session.available(name, "before_pruning"):
+        print(f"{name}: no baseline in this run, nothing to check")
+        return None
+    dense, _ = session.load(name, "before_pruning")
+    dense.eval()
+    keep = S.select(S.importance(dense, "l1"), share)
+    x = next(iter(session.loaders(name)[1]))[0][:16]
+    with torch.no_grad():
+        removed = S.remove_units(dense, keep).eval()(x).float()
+        masked = S.apply_unit_masks(copy.deepcopy(dense), keep)(x).float()
+        naive = S.zero_producers(copy.deepcopy(dense), keep)(x).float()
+    result = {"masked_vs_removed": float((masked - removed).abs().max()),
+              "naive_vs_removed": float((naive - removed).abs().max()),
+              "logit_scale": float(removed.abs().max())}
+    print(f"{name}: max |logit difference| masked vs removed {result['masked_vs_removed']:.2e}, "
+          f"naive (weights only) vs removed {result['naive_vs_removed']:.2e} "
+          f"(logits up to {result['logit_scale']:.1f})")
+    return result
+
+
+def summary(results: dict[str, dict]) -> None:
+    """One line per model: accuracy against the course minimum, share removed, costs."""
+    from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN
+
+    for name, r in results.items():
+        if not r.get("produced"):
+            print(f"{name:12s} not produced: {r['reason'].splitlines()[0]}")
+            continue
+        ok = (r["accuracy"] >= AFTER_PRUNING_MIN[name]
+              and r["pruning_percentage"] >= SPARSITY_MIN["structured"])
+        print(f"{name:12s} {r['accuracy']:.2%} (dense {r['original_accuracy']:.2%}), "
+              f"{r['pruning_percentage']:.1f}% channels removed, params {r['parameters_original']:,} -> "
+              f"{r['parameters']:,}, MACs {r['macs_original'] / 1e6:.1f}M -> {r['macs'] / 1e6:.1f}M "
+              f"({'meets' if ok else 'misses'} the course minimum: >= {AFTER_PRUNING_MIN[name]:.0%} at "
+              f">= {SPARSITY_MIN['structured']:.0f}%)")

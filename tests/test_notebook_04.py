@@ -1,0 +1,47 @@
+"""Notebook 04 in the smoke profile, continuing the shared smoke run (01-02): checkpoints of the
+smaller models, metrics with the structured accounting, figures; vit recorded as not produced."""
+import json
+
+import pytest
+import torch
+
+from labutils.checkpoint import load_checkpoint
+from labutils.models import count_parameters
+from labutils.pipeline import run_pipeline
+
+
+@pytest.fixture(scope="module")
+def run04(smoke_run):
+    summary = run_pipeline("smoke", smoke_run, notebooks=["04"])
+    assert summary["failed"] is None
+    return smoke_run
+
+
+def test_pruned_models_are_smaller_and_rebuild_from_their_checkpoints(run04):
+    for name in ("cnn", "vit_scratch"):
+        m = json.loads((run04 / "metrics" / f"{name}_after_structured_pruning.json").read_text())
+        assert m["produced"] and m["pruning_percentage"] >= 25
+        assert 0 <= m["accuracy"] <= 1 and 0 <= m["original_accuracy"] <= 1
+        assert m["parameters"] < m["parameters_original"] and m["macs"] < m["macs_original"]
+        assert m["nonzero_parameters"] == m["parameters"]
+        assert m["sparsity_all_parameters"] == pytest.approx(100 * (1 - m["parameters"] / m["parameters_original"]))
+        assert m["weights_removed_percentage"] > 0
+        assert m["latency"]["cpu_batch1"]["pruned"]["ms_per_batch"] > 0 and "cpu_batch64" in m["latency"]
+        assert sum(m["widths"].values()) < sum(m["widths_original"].values())
+        model, ckpt = load_checkpoint(run04 / "models_saved" / f"{name}_after_structured_pruning.pth")
+        assert count_parameters(model) == m["parameters"]
+        assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    cnn = json.loads((run04 / "metrics" / "cnn_after_structured_pruning.json").read_text())
+    assert cnn["arch"]["kwargs"]["stages"] == [cnn["widths"][f"layer{i}.stream"] for i in range(1, 5)]
+    assert set(cnn["criteria_study"]["criteria"]) == {"l1", "l2", "bn_scale", "taylor"}
+
+
+def test_vit_is_recorded_as_not_produced(run04):
+    m = json.loads((run04 / "metrics" / "vit_after_structured_pruning.json").read_text())
+    assert m["produced"] is False and m["reason"].startswith("baseline not produced")
+    assert not (run04 / "models_saved" / "vit_after_structured_pruning.pth").exists()
+
+
+def test_figures_written(run04):
+    for fig in ("04_channels_kept.png", "04_criteria.png", "04_speed_vs_macs.png"):
+        assert (run04 / "figures" / fig).stat().st_size > 10_000
