@@ -69,8 +69,9 @@ PROFILES: dict[str, dict] = {
         },
         "quant": {  # notebook 06: the fixed-point study on ResNet-20
             "resnet20": {"width": 8},
-            "train": {"steps": 10, "batch_size": 32, "lr": 0.05, "optimizer": "sgd",
+            "train": {"steps": 8, "batch_size": 32, "lr": 0.05, "optimizer": "sgd",
                       "schedule": "onecycle", "weight_decay": 5e-4},
+            "eval_images": 200,  # test images per sweep point (every point is an evaluation)
             "ptq_bits": [6, 5, 4, 3, 2],
             "ptq_methods": ["symmetric/tensor/minmax", "asymmetric/channel/mse"],
             "qat_method": "asymmetric/channel/mse",
@@ -150,6 +151,7 @@ PROFILES: dict[str, dict] = {
             "resnet20": {"width": 16},
             "train": {"epochs": 8, "batch_size": 128, "lr": 0.1, "optimizer": "sgd",
                       "schedule": "onecycle", "weight_decay": 5e-4},
+            "eval_images": 2500,  # test images per sweep point (every point is an evaluation)
             "ptq_bits": [6, 5, 4, 3, 2],
             "ptq_methods": ["symmetric/tensor/minmax", "asymmetric/tensor/minmax",
                             "symmetric/channel/mse", "asymmetric/channel/mse"],

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
+from . import data as D
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .models import build_model, count_parameters
 from .plots import finish
@@ -172,9 +173,22 @@ def pruning_study(model: nn.Module, train, test, cfg: dict) -> dict:
     return out
 
 
-def start_results(model: nn.Module, baseline: dict) -> dict:
-    """The ResNet-20 results dict the sweeps fill in: fp32 accuracy and size first."""
-    return {"fp32_accuracy": baseline["accuracy"], "baseline": baseline,
+def loaders(s: Session):
+    """(train, test) loaders for the study; the test set is cut to the profile's ``eval_images``
+    (class-balanced) when set, since every sweep point is an evaluation."""
+    cfg = config(s)
+    train, test = s.loaders("cnn", cfg["train"]["batch_size"])
+    n = cfg.get("eval_images")
+    if n and n < len(test.labels):
+        images, labels = D.subset(*s.arrays(False), n, s.seed)
+        test = D.DeviceLoader(images, labels, test.batch_size, False, s.device, test.size, s.seed)
+    return train, test
+
+
+def start_results(model: nn.Module, baseline: dict, test) -> dict:
+    """The ResNet-20 results dict the sweeps fill in: fp32 accuracy on the sweeps' test images
+    (``baseline["accuracy"]`` is on the whole test set) and size."""
+    return {"fp32_accuracy": _acc(model, test), "test_images": len(test.labels), "baseline": baseline,
             "size_bits_fp32": model_size_bits(model)["total_bits"]}
 
 
@@ -189,8 +203,9 @@ def pruned_cnn_study(s: Session) -> dict:
     model, ckpt = s.load(*PRUNED_CNN)
     masks = zero_masks(model)
     train, test = s.loaders("cnn", s.train_config("cnn")["batch_size"])
+    test = loaders(s)[1] if cfg.get("eval_images") else test
     before = sparsity_report(model, quantized_parameters(model))
-    out = {"accuracy": _acc(model, test), "recorded_accuracy": ckpt["metrics"].get("accuracy"),
+    out = {"accuracy": _acc(model, test), "test_images": len(test.labels), "recorded_accuracy": ckpt["metrics"].get("accuracy"),
            "zeros": before["prunable_zeros"], "weights": before["prunable_total"],
            "size_bits_fp32": model_size_bits(model)["total_bits"]}
     print(f"pruned ResNet-18: {out['accuracy']:.2%}, {out['zeros'] / out['weights']:.1%} of conv/linear "

@@ -1,0 +1,50 @@
+"""Notebook 06 (quantization) continues the shared smoke run and writes its study and figures."""
+import json
+
+from labutils.checkpoint import load_checkpoint
+from labutils.pipeline import run_pipeline
+from labutils.profiles import get_profile
+from labutils.quant_lab import SEED_RESULTS
+
+
+def test_notebook_06_smoke(smoke_run):
+    summary = run_pipeline("smoke", smoke_run, notebooks=["06"])
+    assert summary["failed"] is None
+    cfg = get_profile("smoke")["quant"]
+    results = json.loads((smoke_run / "metrics" / "quantization.json").read_text())
+    run = json.loads((smoke_run / "metrics" / "run.json").read_text())
+    assert results["run"]["run_id"] == run["run_id"] and results["run"]["profile"] == "smoke"
+
+    r20 = results["resnet20"]
+    assert 0.0 <= r20["fp32_accuracy"] <= 1.0
+    assert set(r20["ptq"]) == set(cfg["ptq_methods"])
+    for method in cfg["ptq_methods"]:
+        assert set(r20["ptq"][method]["accuracy"]) == {str(b) for b in cfg["ptq_bits"]}
+        sizes = [r20["ptq"][method]["size_bits"][str(b)] for b in sorted(cfg["ptq_bits"])]
+        assert sizes == sorted(sizes) and sizes[-1] < r20["size_bits_fp32"]  # fewer bits, smaller model
+    assert set(r20["qat"]["accuracy"]) == {str(b) for b in cfg["qat_bits"]}
+    assert set(r20["pruning"]) == set(cfg["prune"]["variants"])
+    for name, v in r20["pruning"].items():
+        assert abs(v["pruning_percentage"] - 100 * cfg["prune"]["sparsity"]) < 0.5
+        assert ("qat" in v) == (name in cfg["prune"]["qat_variants"])
+        if "qat" in v:
+            assert v["qat"]["zeros_kept"] is True
+            # Pruned + quantized beats dense + quantized on storage at the same bits.
+            b = str(cfg["prune"]["bits"][-1])
+            assert v["qat"]["size_bits"][b] < r20["qat"]["size_bits"][b]
+
+    rows = {r["row"]: r for r in results["comparison_with_seed"]}
+    assert rows["fp32"]["seed"] == SEED_RESULTS["fp32"]
+    assert "QAT asymmetric 2b" in rows and "PTQ symmetric 6b" in rows
+    assert results["seed_study"]["pruned80_qat"]["2"] == SEED_RESULTS["pruned80_qat"][2]
+
+    cnn = results["cnn_after_unstructured_pruning"]
+    assert cnn.get("skipped") is True and cnn["reason"] or "qat" in cnn
+
+    model, ckpt = load_checkpoint(smoke_run / "models_saved" / "resnet20_baseline.pth")
+    assert model.arch["name"] == "resnet20" and ckpt["meta"]["run_id"] == run["run_id"]
+    assert ckpt["metrics"]["accuracy"] == r20["baseline"]["accuracy"]
+    assert r20["test_images"] == cfg["eval_images"]
+    for fig in ("06_accuracy_vs_bits.png", "06_accuracy_vs_size.png"):
+        assert (smoke_run / "figures" / fig).stat().st_size > 10_000
+    assert (smoke_run / "figures" / "06_pruned_cnn_quantized.png").is_file() == ("qat" in cnn)
