@@ -127,7 +127,7 @@ PROFILES: dict[str, dict] = {
             # Iterative: cut a quarter, recover an epoch, cut to half, fine-tune.
             "cnn": {"criterion": "taylor", "scope": "uniform", "steps": [0.25, 0.5], "step_epochs": 1,
                     "batch_size": 128, "taylor_batches": 8, "bn_batches": 20, "multiple": 1,
-                    "finetune": {"epochs": 5, "lr": 0.05, "optimizer": "sgd", "schedule": "onecycle",
+                    "finetune": {"epochs": 8, "lr": 0.05, "optimizer": "sgd", "schedule": "onecycle",
                                  "weight_decay": 5e-4, "warmup": 0.15},
                     "compare": ["l1", "l2", "bn_scale", "taylor"], "compare_shares": [0.25, 0.5, 0.75],
                     "compare_images": 2000, "latency": {"cpu": [1, 64], "cuda": [1, 256]},
@@ -141,7 +141,7 @@ PROFILES: dict[str, dict] = {
                     "latency_warmup": 2, "latency_iters": 5, "latency_rounds": 3},
             "vit_scratch": {"criterion": "taylor", "scope": "uniform", "steps": [0.34], "step_epochs": 0,
                             "batch_size": 128, "taylor_batches": 8, "bn_batches": 0, "multiple": 1,
-                            "finetune": {"epochs": 4, "lr": 5e-4, "optimizer": "adamw", "schedule": "cosine",
+                            "finetune": {"epochs": 5, "lr": 5e-4, "optimizer": "adamw", "schedule": "cosine",
                                          "weight_decay": 0.05, "warmup": 0.1},
                             "compare": ["l1", "l2", "taylor"], "compare_shares": [0.25, 0.34, 0.5],
                             "compare_images": 2000, "latency": {"cpu": [1, 64], "cuda": [1, 256]},
