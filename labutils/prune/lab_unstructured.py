@@ -1,0 +1,408 @@
+"""Notebook 03's work: unstructured pruning of the course models, each step a function.
+
+Every experiment starts from a copy of the dense ``*_before_pruning`` model. Sweeps and studies
+are scored on a fixed, class-balanced slice of the test split (``probe``); the saved model's
+accuracy and the frontier are measured on the profile's whole test split. In reduced profiles
+one fine-tuning "epoch" is capped at ``epoch_steps`` optimizer steps (see the profile section).
+"""
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import plots as P
+from .criteria import compute_scores
+from .masks import prunable_parameters, sparsity_report
+from .schedules import _finetune, fit_budget, gradual_prune, iterative_prune, one_shot_prune
+from .sensitivity import SensitivityScope, sensitivity_scan
+from ..artifacts import read_json, write_json
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN
+from ..data import DeviceLoader, subset
+from ..models import count_parameters
+from ..train import evaluate, seed_everything
+
+STAGE = "after_unstructured_pruning"
+METHODS = ("one_shot", "iterative", "gradual")
+
+
+@dataclass
+class Subject:
+    """One course model ready to prune: the dense baseline and its data."""
+
+    name: str
+    model: nn.Module
+    train: DeviceLoader
+    test: DeviceLoader
+    probe: DeviceLoader
+    baseline: float
+    cfg: dict
+    seed: int = 0
+    results: dict = field(default_factory=dict)
+
+    def params(self, model: nn.Module) -> dict[str, nn.Parameter]:
+        return prunable_parameters(model, self.cfg["include_first"], self.cfg["include_classifier"])
+
+    def fresh(self) -> tuple[nn.Module, dict[str, nn.Parameter]]:
+        """A copy of the dense baseline (and its prunable weights), with the seed reset."""
+        seed_everything(self.seed)
+        model = copy.deepcopy(self.model)
+        return model, self.params(model)
+
+    @property
+    def fit_kwargs(self) -> dict:
+        return dict(self.cfg["finetune"][self.name])
+
+
+def settings(s) -> dict:
+    if "unstructured" not in s.profile:
+        raise KeyError(f"profile {s.name!r} has no 'unstructured' section; add one in labutils/profiles.py")
+    return s.profile["unstructured"]
+
+
+def _probe_loader(s, images: int, batch_size: int, size: int) -> DeviceLoader:
+    x, y = s.arrays(False)
+    x, y = subset(x, y, images, s.seed)
+    return DeviceLoader(x, y, 2 * batch_size, False, s.device, size, s.seed)
+
+
+def load_subjects(s, models: list[str]) -> dict[str, Subject]:
+    """Baselines of ``models``; a model whose baseline was not produced is recorded as missing."""
+    cfg, subjects = settings(s), {}
+    for name in models:
+        if not s.available(name):
+            before = s.metrics(name, "before_pruning") or {}
+            reason = before.get("reason", "no before_pruning checkpoint in this run; run notebook 02 first")
+            s.record_missing(name, STAGE, "baseline not produced: " + reason)
+            print(f"{name:12s} skipped: baseline not produced ({reason.splitlines()[0]})")
+            continue
+        model, _ = s.load(name, "before_pruning")
+        batch = s.train_config(name)["batch_size"]
+        train, test = s.loaders(name, batch)
+        probe = _probe_loader(s, cfg["probe_images"], batch, s.input_size(name))
+        subjects[name] = Subject(name, model, train, test, probe,
+                                 s.metrics(name, "before_pruning")["accuracy"], cfg, s.seed)
+        print(f"{name:12s} baseline {subjects[name].baseline:.2%}, "
+              f"{sum(p.numel() for p in subjects[name].params(model).values()):,} prunable weights "
+              f"in {len(subjects[name].params(model))} layers, probe {len(probe.labels)} test images")
+    return subjects
+
+
+# -- sensitivity ----------------------------------------------------------------------------------
+def sensitivity(subject: Subject) -> dict:
+    """Accuracy of each layer pruned alone (magnitude) at the profile's levels, on the probe."""
+    model, params = subject.fresh()
+    scan = sensitivity_scan(model, params, subject.probe, subject.cfg["sensitivity_levels"])
+    subject.results["sensitivity"] = scan
+    return scan
+
+
+# -- accuracy against sparsity, no fine-tuning ------------------------------------------------------
+def sweep(subject: Subject) -> dict:
+    """One-shot pruning without fine-tuning at each sweep level, for every scope and criterion.
+
+    Curves: global / layer-wise / sensitivity-chosen ratios with magnitude, and global Taylor and
+    Fisher scores (computed once on the dense model). Per-layer sparsity (from actual zeros) is
+    kept for each point.
+    """
+    cfg = subject.cfg
+    model, params = subject.fresh()
+    original = {n: p.detach().clone() for n, p in params.items()}
+    scopes = {"global": "global", "layer": "layer"}
+    if "sensitivity" in subject.results:
+        scopes["sensitivity"] = SensitivityScope(subject.results["sensitivity"])
+    curves = {f"{scope} magnitude": (scope, "magnitude") for scope in scopes}
+    curves.update({f"global {c}": ("global", c) for c in cfg["criteria"] if c != "magnitude"})
+    scores = {c: compute_scores(c, model, params, subject.train, cfg["score_batches"])
+              for c in {crit for _, crit in curves.values()}}
+    levels = cfg["sweep_levels"]
+    out = {"sparsities": levels, "baseline": evaluate(model, subject.probe)["accuracy"],
+           "accuracy": {}, "layers": {}}
+    for label, (scope, crit) in curves.items():
+        out["accuracy"][label], out["layers"][label] = [], []
+        for level in levels:
+            masks = one_shot_prune(model, level, scopes[scope], scores[crit], params)
+            report = sparsity_report(model, params, masks)
+            out["accuracy"][label].append(evaluate(model, subject.probe)["accuracy"])
+            out["layers"][label].append({n: v["sparsity"] for n, v in report["layers"].items()})
+            with torch.no_grad():
+                for n, p in params.items():
+                    p.copy_(original[n])
+    subject.results["sweep"] = out
+    return out
+
+
+# -- the course's study: one-shot vs iterative vs gradual ----------------------------------------------
+def prune_and_finetune(subject: Subject, method: str, sparsity: float, epochs: float,
+                       epoch_steps: int | None, scope="global", eval_loader=None):
+    """A fresh copy pruned to ``sparsity`` by ``method`` with ``epochs`` of fine-tuning in total.
+    Returns (model, masks, row) where row holds accuracy, measured sparsity and time."""
+    cfg, kw = subject.cfg, subject.fit_kwargs
+    eval_loader = eval_loader or subject.probe
+    model, params = subject.fresh()
+    start = time.perf_counter()
+    row = {"method": method, "sparsity": sparsity, "epochs": epochs}
+    desc = f"{subject.name} {method} {sparsity:.0%}"
+    if method == "one_shot":
+        masks = one_shot_prune(model, sparsity, scope, params=params)
+        row["accuracy_before_finetune"] = evaluate(model, eval_loader)["accuracy"]
+        _finetune(model, subject.train, epochs, masks, desc, epoch_steps, **kw)
+    elif method == "iterative":
+        rounds = cfg["rounds"]
+        masks, history = iterative_prune(model, subject.train, None, sparsity, rounds, epochs / rounds,
+                                         scope, params=params, epoch_steps=epoch_steps, desc=desc, **kw)
+        row["round_sparsity"] = [h["measured_sparsity"] for h in history]
+    elif method == "gradual":
+        masks, _ = gradual_prune(model, subject.train, None, sparsity, epochs, scope, params=params,
+                                 end=cfg["gradual_end"], epoch_steps=epoch_steps, desc=desc, **kw)
+    else:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    report = sparsity_report(model, params, masks)  # raises if a pruned weight came back
+    row.update(accuracy=evaluate(model, eval_loader)["accuracy"],
+               measured_sparsity=report["pruning_percentage"] / 100, seconds=time.perf_counter() - start)
+    return model, masks, row
+
+
+def study(subject: Subject, sparsities: list[float], epochs: list[float]) -> list[dict]:
+    """Every method at every sparsity with every fine-tuning budget (same budget for all methods).
+    Reduced profiles scale the budgets (``study_epoch_scale``) and cap an epoch (``epoch_steps``);
+    rows keep the nominal epochs and record the steps actually run."""
+    rows, scale, cap = [], subject.cfg["study_epoch_scale"], subject.cfg["epoch_steps"]
+    for e in epochs:
+        for level in sparsities:
+            for method in METHODS:
+                _, _, row = prune_and_finetune(subject, method, level, e * scale, cap)
+                row.update(epochs=e, steps=fit_budget(e * scale, subject.train, cap)["max_steps"])
+                rows.append(row)
+                print(f"{subject.name:12s} {method:9s} {level:4.0%} {e} ep: {row['accuracy']:.2%} "
+                      f"({row['seconds']:.0f}s)")
+    subject.results["study"] = rows
+    return rows
+
+
+def best_method(rows: list[dict]) -> str:
+    """The method with the best accuracy at the study's highest sparsity and largest budget."""
+    top_s, top_e = max(r["sparsity"] for r in rows), max(r["epochs"] for r in rows)
+    return max((r for r in rows if r["sparsity"] == top_s and r["epochs"] == top_e),
+               key=lambda r: r["accuracy"])["method"]
+
+
+# -- the final recipe -------------------------------------------------------------------------------
+def final_recipe(subject: Subject, method: str | None = None) -> dict:
+    """The profile's target for this model, pruned by ``method`` (default: the profile's choice,
+    "best" meaning the study's winner) and fine-tuned; accuracy on the whole test split."""
+    cfg = subject.cfg["final"][subject.name]
+    method = method or subject.cfg["final_method"]
+    if method == "best":
+        method = best_method(subject.results["study"]) if subject.results.get("study") else "gradual"
+    if cfg["sparsity"] * 100 < SPARSITY_MIN["unstructured"]:
+        raise ValueError(f"final sparsity {cfg['sparsity']} is below the course's "
+                         f"{SPARSITY_MIN['unstructured']}% minimum; raise it in the profile")
+    model, masks, row = prune_and_finetune(subject, method, cfg["sparsity"], cfg["epochs"],
+                                           subject.cfg["final_epoch_steps"], eval_loader=subject.test)
+    subject.results["final"] = {"model": model, "masks": masks, "row": row}
+    print(f"{subject.name:12s} {method} to {row['measured_sparsity']:.2%}: {row['accuracy']:.2%} "
+          f"(baseline {subject.baseline:.2%}, minimum {AFTER_PRUNING_MIN[subject.name]:.0%}) "
+          f"in {row['seconds']:.0f}s")
+    return row
+
+
+def save_final(s, subject: Subject) -> dict:
+    """Save the final model as a compact (sparse) checkpoint with the metrics the report reads;
+    check it loads back identical and record its size against a dense one."""
+    final = subject.results["final"]
+    model, masks, row = final["model"], final["masks"], final["row"]
+    report = sparsity_report(model, subject.params(model), masks)
+    metrics = {
+        "accuracy": row["accuracy"], "original_accuracy": subject.baseline,
+        "pruning_percentage": report["pruning_percentage"],
+        "parameters": count_parameters(model), "nonzero_parameters": report["all_total"] - report["all_zeros"],
+        "sparsity_all_parameters": report["sparsity_all_parameters"],
+        "meets_accuracy_minimum": row["accuracy"] >= AFTER_PRUNING_MIN[subject.name],
+        "recipe": {"method": row["method"], "sparsity": row["sparsity"], "epochs": row["epochs"],
+                   "scope": "global", "criterion": "magnitude",
+                   "epoch_steps": subject.cfg["final_epoch_steps"],
+                   "finetune": subject.fit_kwargs, "include_first": subject.cfg["include_first"],
+                   "include_classifier": subject.cfg["include_classifier"]},
+        "prunable_weights": report["prunable_total"], "pruned_weights": report["prunable_zeros"],
+        "layer_sparsity": {n: v["sparsity"] for n, v in report["layers"].items()},
+        "finetune_seconds": row["seconds"], "test_images": len(subject.test.labels),
+    }
+    for key in ("sensitivity", "sweep", "study"):
+        if key in subject.results:
+            metrics[key] = subject.results[key]
+    metrics["dense_checkpoint_bytes"] = _dense_bytes(model)
+    record = s.save(model, subject.name, STAGE, metrics, sparse=True)
+    reloaded, _ = load_checkpoint(s.dirs.checkpoint(subject.name, STAGE))
+    ref = model.state_dict()
+    exact = all(torch.equal(v.cpu(), ref[k].detach().cpu()) for k, v in reloaded.state_dict().items())
+    if not exact:
+        raise AssertionError(f"{subject.name}: the compact checkpoint does not load back identical")
+    record = add_metrics(s, subject.name, {"reload_exact": exact})
+    print(f"{subject.name:12s} saved {record['checkpoint']['path']}: "
+          f"{record['checkpoint']['bytes'] / 1e6:.2f} MB (dense {metrics['dense_checkpoint_bytes'] / 1e6:.2f} MB), "
+          f"{metrics['pruning_percentage']:.2f}% of prunable weights and "
+          f"{metrics['sparsity_all_parameters']:.2f}% of all parameters zero; reloads exactly")
+    return record
+
+
+def _dense_bytes(model: nn.Module) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_checkpoint(Path(tmp) / "dense.pth", model)
+        return path.stat().st_size
+
+
+def add_metrics(s, name: str, extra: dict) -> dict:
+    """Merge ``extra`` into the saved metrics file of ``name`` (the checkpoint is unchanged)."""
+    path = s.dirs.metrics_file(name, STAGE)
+    record = read_json(path) | extra
+    write_json(path, record)
+    return record
+
+
+# -- the extra-credit frontier --------------------------------------------------------------------
+def frontier_threshold(s, subject: Subject) -> tuple[float, str]:
+    """The course's minimum; in reduced profiles, where the small baseline may sit below it,
+    the baseline minus ``frontier_drop`` if that is lower (said so in the result)."""
+    course = AFTER_PRUNING_MIN[subject.name]
+    if not s.profile["reduced"]:
+        return course, "course minimum"
+    relative = subject.baseline - subject.cfg["frontier"]["drop"]
+    if relative < course:
+        return relative, f"reduced run: baseline {subject.baseline:.2%} minus {subject.cfg['frontier']['drop']:.0%}"
+    return course, "course minimum"
+
+
+def frontier(s, subject: Subject) -> dict:
+    """Search the highest sparsity that still meets the accuracy threshold.
+
+    Ascending steps, each keeping ``step_keep`` of the remaining weights and fine-tuning (global
+    magnitude, masks nested), continue from the last model that passed: from the final model if
+    it passes, else from the dense baseline. After the first failure, ``refine`` bisection steps
+    between the last pass and the failure. Accuracy on the whole test split.
+    """
+    cfg = subject.cfg["frontier"]
+    threshold, rule = frontier_threshold(s, subject)
+    final = subject.results.get("final")
+    if final and final["row"]["accuracy"] >= threshold:
+        current = (copy.deepcopy(final["model"]), dict(final["masks"]), final["row"]["measured_sparsity"],
+                   final["row"]["accuracy"])
+    else:
+        model, _ = subject.fresh()
+        current = (model, None, 0.0, subject.baseline)
+    trials, failed = [], None
+    for _ in range(cfg["max_trials"]):
+        level = current[2]
+        if failed is None:
+            target = min(1 - (1 - level) * cfg["step_keep"], cfg["max_sparsity"])
+        else:
+            target = (level + failed) / 2
+        if target <= level + 1e-6:
+            break
+        seed_everything(subject.seed)
+        model = copy.deepcopy(current[0])
+        params = subject.params(model)
+        masks = one_shot_prune(model, target, "global", params=params, previous=current[1])
+        _finetune(model, subject.train, cfg["epochs"], masks, f"{subject.name} frontier {target:.2%}",
+                  cfg["epoch_steps"], **subject.fit_kwargs)
+        measured = sparsity_report(model, params, masks)["pruning_percentage"] / 100
+        acc = evaluate(model, subject.test)["accuracy"]
+        passed = acc >= threshold
+        trials.append({"from_sparsity": level, "sparsity": measured, "accuracy": acc, "passed": passed})
+        print(f"{subject.name:12s} frontier {level:.2%} -> {measured:.2%}: {acc:.2%} "
+              f"({'meets' if passed else 'below'} {threshold:.2%})")
+        if passed:
+            current = (model, masks, measured, acc)
+        else:
+            failed = measured
+            if len([t for t in trials if not t["passed"]]) > cfg["refine"]:
+                break
+        if current[2] >= cfg["max_sparsity"] - 1e-9:
+            break
+    result = {"threshold": threshold, "threshold_rule": rule, "frontier_sparsity": current[2],
+              "frontier_accuracy": current[3], "first_failure": failed, "trials": trials,
+              "epochs_per_trial": cfg["epochs"], "epoch_steps": cfg["epoch_steps"]}
+    subject.results["frontier"] = result
+    if s.metrics(subject.name, STAGE):
+        add_metrics(s, subject.name, {"frontier": result})
+    return result
+
+
+# -- figures and the interactive view ----------------------------------------------------------------
+def layer_bars_data(subjects: dict[str, Subject], level: float) -> tuple[float, dict]:
+    """(the sweep level nearest ``level``, {model: {curve: {layer: sparsity}}} at that level)."""
+    out, used = {}, level
+    for name, subj in subjects.items():
+        sw = subj.results["sweep"]
+        i = min(range(len(sw["sparsities"])), key=lambda j: abs(sw["sparsities"][j] - level))
+        used = sw["sparsities"][i]
+        out[name] = {c: layers[i] for c, layers in sw["layers"].items() if "magnitude" in c}
+    return used, out
+
+
+def interactive(subjects: dict[str, Subject]):
+    """ipywidgets view of the precomputed sweeps: pick model, curve and sparsity; see accuracy
+    and per-layer sparsity. Nothing is recomputed."""
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    names = [n for n, s in subjects.items() if "sweep" in s.results]
+    if not names:
+        print("no sweeps to explore: run the sweep section first")
+        return None
+    model_w = W.Dropdown(options=names, description="model")
+    curve_w = W.Dropdown(options=list(subjects[names[0]].results["sweep"]["accuracy"]), description="curve")
+    level_w = W.SelectionSlider(options=subjects[names[0]].results["sweep"]["sparsities"], description="sparsity")
+    out = W.Output()
+
+    def draw(*_):
+        sw = subjects[model_w.value].results["sweep"]
+        i = sw["sparsities"].index(level_w.value)
+        with out:
+            out.clear_output(wait=True)
+            fig = P.layer_bars({f"{curve_w.value}: accuracy {sw['accuracy'][curve_w.value][i]:.2%} "
+                                f"(dense {sw['baseline']:.2%})": sw["layers"][curve_w.value][i]},
+                               title=f"{model_w.value} at {level_w.value:.0%} sparsity")
+            plt.show(fig)
+
+    for w in (model_w, curve_w, level_w):
+        w.observe(draw, names="value")
+    draw()
+    box = W.VBox([W.HBox([model_w, curve_w]), level_w, out])
+    display(box)
+    return box
+
+
+def summary(s, subjects: dict[str, Subject], models: list[str]) -> list[dict]:
+    """One row per course model from the saved metrics (not produced ones say why)."""
+    rows = []
+    for name in models:
+        m = s.metrics(name, STAGE) or {"produced": False, "reason": "not run"}
+        if not m.get("produced"):
+            rows.append({"model": name, "produced": False, "reason": m.get("reason", "")})
+            continue
+        f = m.get("frontier", {})
+        rows.append({"model": name, "produced": True, "original_accuracy": m["original_accuracy"],
+                     "accuracy": m["accuracy"], "pruning_percentage": m["pruning_percentage"],
+                     "sparsity_all_parameters": m["sparsity_all_parameters"],
+                     "checkpoint_mb": m["checkpoint"]["bytes"] / 1e6,
+                     "dense_checkpoint_mb": m["dense_checkpoint_bytes"] / 1e6,
+                     "frontier_sparsity": f.get("frontier_sparsity"), "frontier_accuracy": f.get("frontier_accuracy"),
+                     "frontier_threshold": f.get("threshold")})
+    for r in rows:
+        if not r["produced"]:
+            print(f"{r['model']:12s} not produced: {r['reason'].splitlines()[0] if r['reason'] else ''}")
+            continue
+        front = (f"; frontier {r['frontier_sparsity']:.2%} at {r['frontier_accuracy']:.2%} "
+                 f"(threshold {r['frontier_threshold']:.2%})" if r["frontier_sparsity"] is not None else "")
+        print(f"{r['model']:12s} {r['original_accuracy']:.2%} -> {r['accuracy']:.2%} at "
+              f"{r['pruning_percentage']:.2f}% of prunable weights ({r['sparsity_all_parameters']:.2f}% of all), "
+              f"checkpoint {r['checkpoint_mb']:.2f} MB vs dense {r['dense_checkpoint_mb']:.2f} MB{front}")
+    return rows

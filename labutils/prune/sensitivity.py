@@ -1,0 +1,93 @@
+"""Layer sensitivity: how much accuracy each layer loses when it alone is pruned, and per-layer
+ratios chosen from that scan (robust layers pruned harder, fragile layers spared)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .masks import magnitude_scores, masks_from_scores
+from ..train import evaluate, progress
+
+DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@torch.no_grad()
+def sensitivity_scan(model: nn.Module, params: dict[str, torch.Tensor], loader,
+                     sparsities=DEFAULT_LEVELS, scores: dict[str, torch.Tensor] | None = None) -> dict:
+    """Accuracy on ``loader`` with each layer pruned alone (lowest ``scores``, magnitude by
+    default) at each of ``sparsities``; every layer is restored afterwards.
+
+    Returns {"sparsities": [...], "baseline": accuracy, "sizes": {layer: weights},
+    "layers": {layer: [accuracy per sparsity]}}.
+    """
+    scores = scores if scores is not None else magnitude_scores(params)
+    result = {"sparsities": [float(s) for s in sparsities], "baseline": evaluate(model, loader)["accuracy"],
+              "sizes": {n: p.numel() for n, p in params.items()}, "layers": {}}
+    for name in progress(list(params), desc="sensitivity", unit="layer"):
+        p = params[name]
+        original = p.detach().clone()
+        accs = []
+        for s in result["sparsities"]:
+            keep = masks_from_scores({name: scores[name]}, s, "layer")[name]
+            p.mul_(keep.to(p.device, p.dtype))
+            accs.append(evaluate(model, loader)["accuracy"])
+            p.copy_(original)
+        result["layers"][name] = accs
+    return result
+
+
+class SensitivityScope:
+    """A pruning scope (``target -> {layer: share}``) built from a :func:`sensitivity_scan`.
+
+    For an accuracy-drop tolerance d, each layer may be pruned as far as its scan stays within d
+    of the baseline (linear between scanned levels, at most the last level scanned). d is chosen by
+    bisection so these shares remove the ``target`` share of all weights, but at most 80% of the last
+    level scanned: beyond that every layer would sit at the last level and the scan's ranking
+    would be lost. A last common rescaling of the keep fractions makes the total exact (and takes
+    targets beyond the scan's range, keeping the layers' relative robustness).
+    """
+
+    label = "sensitivity"
+
+    def __init__(self, scan: dict):
+        self.scan = scan
+        self.levels = np.array([0.0] + scan["sparsities"])
+        self.names = list(scan["layers"])
+        self.sizes = np.array([scan["sizes"][n] for n in self.names], dtype=float)
+        base = scan["baseline"]
+        # Drop in accuracy, made non-decreasing in sparsity (a lucky noisy point must not let a
+        # layer jump past a level where it already hurt).
+        self.drops = np.array([np.maximum.accumulate(base - np.array([base] + scan["layers"][n]))
+                               for n in self.names])
+
+    def _shares(self, tolerance: float) -> np.ndarray:
+        out = np.empty(len(self.names))
+        for i, drop in enumerate(self.drops):
+            ok = np.flatnonzero(drop <= tolerance)
+            j = ok[-1]  # level 0 always qualifies: its drop is 0
+            if j + 1 < len(drop) and drop[j + 1] > drop[j]:  # go part of the way to the next level
+                frac = (tolerance - drop[j]) / (drop[j + 1] - drop[j])
+                out[i] = self.levels[j] + min(max(frac, 0.0), 1.0) * (self.levels[j + 1] - self.levels[j])
+            else:
+                out[i] = self.levels[j]
+        return out
+
+    def __call__(self, target: float) -> dict[str, float]:
+        if not 0.0 <= target < 1.0:
+            raise ValueError(f"target sparsity must be in [0, 1), got {target}")
+        total, want_kept = self.sizes.sum(), (1.0 - target) * self.sizes.sum()
+        reach_kept = (1.0 - min(target, 0.8 * self.levels[-1])) * total
+        lo, hi = 0.0, float(self.drops.max()) + 1e-9
+        for _ in range(40):  # kept weights fall as the tolerance grows: bisect for reach_kept
+            mid = (lo + hi) / 2
+            kept = ((1.0 - self._shares(mid)) * self.sizes).sum()
+            lo, hi = (mid, hi) if kept > reach_kept else (lo, mid)
+        keep = 1.0 - self._shares(hi)
+        keep = np.clip(keep * want_kept / max((keep * self.sizes).sum(), 1.0), 0.0, 1.0)
+        if abs((keep * self.sizes).sum() - want_kept) > 1e-6 * total:  # clipped at 1: spread the rest
+            spare = keep < 1.0
+            need = want_kept - (keep * self.sizes)[~spare].sum()
+            keep[spare] *= need / max((keep * self.sizes)[spare].sum(), 1.0)
+            keep = np.clip(keep, 0.0, 1.0)
+        return {n: float(1.0 - k) for n, k in zip(self.names, keep)}
