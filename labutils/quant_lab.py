@@ -18,7 +18,8 @@ from . import data as D
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .models import build_model, count_parameters
 from .plots import finish
-from .prune import MaskEnforcer, apply_masks, magnitude_scores, masks_from_scores, prunable_parameters, sparsity_report
+from .prune import prunable_parameters, sparsity_report
+from .prune.schedules import iterative_prune
 from .quant import FakeQuantizer, QuantSpec, model_size_bits, quantize_model_, quantized_parameters
 from .session import Session
 from .train import evaluate, fit, progress, seed_everything
@@ -46,10 +47,14 @@ def _steps(recipe: dict, loader) -> int:
     return int(recipe["steps"]) if recipe.get("steps") else int(recipe["epochs"]) * len(loader)
 
 
+def _fit_options(recipe: dict) -> dict:
+    """The recipe's ``fit`` arguments (its length and our own keys taken out)."""
+    return {k: v for k, v in recipe.items() if k not in ("steps", "epochs", "batch_size", "refresh_every")}
+
+
 def _finetune(model: nn.Module, train, recipe: dict, steps: int, callback=None, desc="fine-tune"):
-    opts = {k: v for k, v in recipe.items() if k not in ("steps", "epochs", "batch_size", "refresh_every")}
     return fit(model, train, None, epochs=math.ceil(steps / len(train)), max_steps=steps,
-               callback=callback, desc=desc, **opts)
+               callback=callback, desc=desc, **_fit_options(recipe))
 
 
 def _acc(model: nn.Module, test) -> float:
@@ -136,19 +141,14 @@ def qat_sweep(model: nn.Module, train, test, method: str, bits: list[int], recip
 # Pruning then quantization
 # ----------------------------------------------------------------------------------------
 def prune(model: nn.Module, train, sparsity: float, scope: str, rounds: int, recipe: dict):
-    """Magnitude pruning of a copy to ``sparsity`` of the prunable weights in ``rounds`` steps
-    (1 = one-shot), each followed by fine-tuning with the mask enforced; the total fine-tuning
-    budget is the same whatever the rounds. Returns (pruned copy, masks)."""
+    """Magnitude pruning of a copy to ``sparsity`` of the prunable weights in ``rounds`` rounds
+    (1 = one-shot) with ``labutils.prune.schedules.iterative_prune``: each round prunes, then
+    fine-tunes with the mask enforced. The total fine-tuning is the same whatever the rounds.
+    Returns (pruned copy, masks)."""
     model = copy.deepcopy(model)
-    params = prunable_parameters(model)
-    steps = _steps(recipe, train) // rounds
-    for r in range(1, rounds + 1):
-        # Geometric schedule: every round removes the same share of what is left.
-        target = 1 - (1 - sparsity) ** (r / rounds)
-        masks = masks_from_scores(magnitude_scores(params), target, scope)
-        apply_masks(model, masks)
-        _finetune(model, train, recipe, steps, callback=MaskEnforcer(masks),
-                  desc=f"{scope} prune round {r}/{rounds}")
+    epochs_per_round = _steps(recipe, train) / rounds / len(train)
+    masks, _ = iterative_prune(model, train, None, sparsity, rounds, epochs_per_round, scope,
+                               desc=f"{scope} prune", **_fit_options(recipe))
     return model, masks
 
 
