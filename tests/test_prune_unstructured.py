@@ -1,0 +1,180 @@
+"""Unstructured pruning by hand: masks that hold through fine-tuning, exact thresholds, schedules,
+data-aware scores against a hand computation, compact checkpoints."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from labutils.checkpoint import load_checkpoint, save_checkpoint
+from labutils.data import DeviceLoader
+from labutils.models import build_model
+from labutils.prune import (MaskEnforcer, cubic_sparsity, fisher_scores, gradual_prune,
+                            iterative_prune, nm_masks, one_shot_prune, prunable_parameters,
+                            round_targets, sparsity_report, taylor_scores)
+from labutils.prune.sensitivity import SensitivityScope
+from labutils.train import fit
+
+
+def tiny_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 10))
+
+
+def tiny_loaders(n=64, batch=16):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (n, 3, 32, 32), dtype=np.uint8)
+    y = rng.integers(0, 10, n)
+    return DeviceLoader(x, y, batch, True), DeviceLoader(x, y, 2 * batch, False)
+
+
+def zeros_at(model, masks):
+    params = dict(model.named_parameters())
+    return {n: int((params[n][~m] != 0).sum()) for n, m in masks.items()}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_pruned_weights_stay_zero_through_finetuning(optimizer):
+    model = tiny_cnn()
+    params = prunable_parameters(model)
+    assert list(params) == ["2.weight", "6.weight"]  # first conv and classifier stay dense
+    masks = one_shot_prune(model, 0.7)
+    before = params["2.weight"].detach().clone()
+    train, _ = tiny_loaders()
+    fit(model, train, epochs=2, lr=0.05, optimizer=optimizer, weight_decay=0.05, momentum=0.9,
+        callback=MaskEnforcer(masks))
+    assert zeros_at(model, masks) == {"2.weight": 0, "6.weight": 0}
+    report = sparsity_report(model, params, masks)  # would raise on a revived weight
+    assert report["pruning_percentage"] == pytest.approx(70.0, abs=100 / report["prunable_total"])
+    # ...while the kept weights did train.
+    kept = masks["2.weight"]
+    assert not torch.equal(params["2.weight"].detach()[kept], before[kept])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_enforcer_clears_optimizer_state_of_pruned_weights(optimizer):
+    model = tiny_cnn()
+    masks = one_shot_prune(model, 0.5)
+    opt = (torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1) if optimizer == "sgd"
+           else torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.1))
+    enforcer, x, y = MaskEnforcer(masks), torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    for step in range(3):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        enforcer(model, opt, step)
+    params = dict(model.named_parameters())
+    for name, mask in masks.items():
+        state = opt.state[params[name]]
+        buffers = [state["momentum_buffer"]] if optimizer == "sgd" else [state["exp_avg"], state["exp_avg_sq"]]
+        for buf in buffers:
+            assert int((buf[~mask] != 0).sum()) == 0
+            assert int((buf[mask] != 0).sum()) > 0
+
+
+@pytest.mark.parametrize("sparsity", [0.1, 0.333, 0.5, 0.77, 0.9, 0.99])
+def test_global_threshold_exact_with_ties(sparsity):
+    model = tiny_cnn()
+    params = prunable_parameters(model)
+    with torch.no_grad():  # only four distinct magnitudes: massive ties across layers
+        for p in params.values():
+            p.copy_(torch.randint(1, 5, p.shape).float() * torch.sign(torch.randn(p.shape)))
+    one_shot_prune(model, sparsity, "global")
+    report = sparsity_report(model, params)
+    assert abs(report["prunable_zeros"] - sparsity * report["prunable_total"]) <= 1
+
+
+def test_layer_scope_prunes_each_layer_alike():
+    model = tiny_cnn()
+    one_shot_prune(model, 0.6, "layer")
+    for layer in sparsity_report(model)["layers"].values():
+        assert abs(layer["zeros"] - 0.6 * layer["total"]) <= 1
+
+
+def test_iterative_schedule_reaches_target_with_nested_masks():
+    assert round_targets(0.9, 3)[-1] == 0.9
+    keep = [1 - t for t in [0.0] + round_targets(0.9, 3)]
+    assert [keep[i + 1] / keep[i] for i in range(3)] == pytest.approx([0.1 ** (1 / 3)] * 3)
+    model = tiny_cnn()
+    params = prunable_parameters(model)
+    train, test = tiny_loaders()
+    masks, history = iterative_prune(model, train, test, 0.9, 3, 0.5, "global", lr=0.05, weight_decay=5e-4)
+    measured = [h["measured_sparsity"] for h in history]
+    assert measured == sorted(measured) and len(history) == 3
+    total = sum(p.numel() for p in params.values())
+    assert abs(measured[-1] * total - 0.9 * total) <= 1
+    assert sum(zeros_at(model, masks).values()) == 0
+
+
+def test_gradual_schedule_follows_cubic_ramp_to_target():
+    assert cubic_sparsity(0, 0.9, 0, 10) == 0.0 and cubic_sparsity(10, 0.9, 0, 10) == 0.9
+    ramp = [cubic_sparsity(t, 0.9, 2, 10) for t in range(12)]
+    assert ramp == sorted(ramp) and ramp[5] - ramp[4] > ramp[9] - ramp[8]  # fast early, slow late
+    model = tiny_cnn()
+    train, _ = tiny_loaders()
+    masks, history = gradual_prune(model, train, None, 0.8, 2, lr=0.05, momentum=0.9)
+    params = prunable_parameters(model)
+    total = sum(p.numel() for p in params.values())
+    assert abs(history[0]["measured_sparsity"] * total - 0.8 * total) <= 1
+    assert len(history[0]["events"]) > 2 and sum(zeros_at(model, masks).values()) == 0
+
+
+def test_nm_pattern_keeps_two_of_every_four():
+    model = tiny_cnn()
+    one_shot_prune(model, None, "2:4")
+    for p in prunable_parameters(model).values():
+        groups = (p.detach().reshape(p.shape[0], -1).reshape(-1, 4) != 0).sum(1)
+        assert bool((groups <= 2).all())
+    scores = {"w": torch.tensor([[4.0, 1.0, 3.0, 2.0, 0.0, 5.0, 6.0, 1.0]])}
+    assert nm_masks(scores)["w"].tolist() == [[True, False, True, False, False, True, True, False]]
+    with pytest.raises(ValueError, match="2:4"):
+        one_shot_prune(tiny_cnn(), 0.7, "2:4")
+
+
+def test_taylor_and_fisher_match_hand_computation():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(4, 3, bias=False))
+    w = model[0].weight
+    batches = [(torch.randn(5, 4), torch.randint(0, 3, (5,))) for _ in range(3)]
+    grads = []
+    for x, y in batches:  # dL/dW for mean cross-entropy: (softmax - onehot)^T x / B
+        p = torch.softmax(x @ w.detach().T, dim=1)
+        grads.append((p - F.one_hot(y, 3).float()).T @ x / len(y))
+    taylor = sum((w.detach() * g).abs() for g in grads) / 3
+    fisher = 0.5 * (sum(g ** 2 for g in grads) / 3) * w.detach() ** 2
+    params = {"0.weight": w}
+    assert torch.allclose(taylor_scores(model, params, batches, batches=3)["0.weight"], taylor, atol=1e-6)
+    assert torch.allclose(fisher_scores(model, params, batches, batches=3)["0.weight"], fisher, atol=1e-7)
+    assert torch.allclose(taylor_scores(model, params, batches, batches=1)["0.weight"],
+                          (w.detach() * grads[0]).abs(), atol=1e-6)
+    assert w.grad is None  # scoring leaves .grad alone
+
+
+def test_sensitivity_scope_spares_fragile_layers_and_hits_target():
+    scan = {"sparsities": [0.3, 0.6, 0.9], "baseline": 0.9, "sizes": {"robust": 1000, "fragile": 1000},
+            "layers": {"robust": [0.9, 0.9, 0.88], "fragile": [0.6, 0.3, 0.1]}}
+    for target in (0.5, 0.8, 0.95):
+        ratios = SensitivityScope(scan)(target)
+        assert ratios["robust"] > ratios["fragile"]
+        assert (ratios["robust"] + ratios["fragile"]) / 2 == pytest.approx(target)
+
+
+def test_compact_checkpoint_round_trip_exact_and_smaller(tmp_path: Path):
+    model = build_model("resnet18", width=8)
+    one_shot_prune(model, 0.9, params=prunable_parameters(model, True, True))
+    sparse = save_checkpoint(tmp_path / "sparse.pth", model, sparse=True)
+    dense = save_checkpoint(tmp_path / "dense.pth", model)
+    assert sparse.stat().st_size < 0.25 * dense.stat().st_size
+    loaded, ckpt = load_checkpoint(sparse)
+    assert ckpt["encoding"] == "sparse"
+    ref = model.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in loaded.state_dict().items())
+
+
+def test_no_library_pruning_in_my_modules():
+    root = Path(__file__).resolve().parents[1] / "labutils" / "prune"
+    for name in ("criteria.py", "schedules.py", "sensitivity.py", "lab_unstructured.py", "plots.py"):
+        assert "nn.utils.prune" not in (root / name).read_text()
