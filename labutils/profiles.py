@@ -149,7 +149,7 @@ PROFILES: dict[str, dict] = {
         },
         "quant": {  # notebook 06: the fixed-point study on ResNet-20 (about 5 minutes on 2 cores)
             "resnet20": {"width": 16},
-            "train": {"epochs": 8, "batch_size": 128, "lr": 0.1, "optimizer": "sgd",
+            "train": {"epochs": 7, "batch_size": 128, "lr": 0.1, "optimizer": "sgd",
                       "schedule": "onecycle", "weight_decay": 5e-4},
             "eval_images": 2500,  # test images per sweep point (every point is an evaluation)
             "ptq_bits": [6, 5, 4, 3, 2],

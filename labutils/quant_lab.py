@@ -11,6 +11,7 @@ import math
 import time
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 import torch
 from torch import nn
 
@@ -331,6 +332,9 @@ def plot_size(r20: dict, path=None, caption=None):
         pts(v.get("qat", v["ptq"]), marker="s", color=f"C{i}", label=f"{name} + {'QAT' if 'qat' in v else 'PTQ'}")
     ax.set(xscale="log", xlabel="model size (kB, log scale)", ylabel="test accuracy (%)",
            title="ResNet-20: accuracy vs storage")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     return finish(fig, path, caption)
