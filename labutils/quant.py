@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .prune import MaskEnforcer, prunable_parameters
+from .prune import MaskEnforcer, apply_masks, prunable_parameters
 
 SCHEMES = ("symmetric", "asymmetric")
 GRANULARITIES = ("tensor", "channel")
@@ -254,7 +254,6 @@ class FakeQuantizer:
                 self.layers[weight_name] = module
         if self.enforcer:
             # Start from exactly-zero pruned weights, whatever the model held.
-            from .prune import apply_masks
             apply_masks(model, masks)
 
     def __call__(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
