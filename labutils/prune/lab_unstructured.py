@@ -96,9 +96,13 @@ def load_subjects(s, models: list[str]) -> dict[str, Subject]:
 
 # -- sensitivity ----------------------------------------------------------------------------------
 def sensitivity(subject: Subject) -> dict:
-    """Accuracy of each layer pruned alone (magnitude) at the profile's levels, on the probe."""
+    """Accuracy of each layer pruned alone (magnitude) at the profile's levels, on the first
+    ``sensitivity_images`` of the probe (layers x levels evaluations add up)."""
     model, params = subject.fresh()
-    scan = sensitivity_scan(model, params, subject.probe, subject.cfg["sensitivity_levels"])
+    n = subject.cfg["sensitivity_images"]
+    probe = subject.probe
+    loader = DeviceLoader(probe.images[:n], probe.labels[:n], probe.batch_size, False, probe.device, probe.size)
+    scan = sensitivity_scan(model, params, loader, subject.cfg["sensitivity_levels"])
     subject.results["sensitivity"] = scan
     return scan
 

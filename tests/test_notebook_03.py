@@ -1,0 +1,52 @@
+"""Notebook 03 end to end in the smoke profile, continuing the shared 01-02 smoke run."""
+import pytest
+import torch
+
+from labutils.artifacts import read_json
+from labutils.checkpoint import load_checkpoint
+from labutils.models import count_parameters
+from labutils.pipeline import run_pipeline
+
+
+@pytest.fixture(scope="module")
+def run03(smoke_run):
+    summary = run_pipeline("smoke", smoke_run, notebooks=["03"])
+    assert summary["failed"] is None
+    return smoke_run
+
+
+@pytest.mark.parametrize("name", ["cnn", "vit_scratch"])
+def test_pruned_checkpoint_and_metrics(run03, name):
+    m = read_json(run03 / "metrics" / f"{name}_after_unstructured_pruning.json")
+    before = read_json(run03 / "metrics" / f"{name}_before_pruning.json")
+    assert m["produced"] and m["run"]["run_id"] == before["run"]["run_id"]
+    assert m["pruning_percentage"] >= 70 and 0.0 <= m["accuracy"] <= 1.0
+    assert m["original_accuracy"] == before["accuracy"]
+    path = run03 / "models_saved" / f"{name}_after_unstructured_pruning.pth"
+    model, ckpt = load_checkpoint(path)
+    assert ckpt["encoding"] == "sparse" and m["reload_exact"]
+    assert m["checkpoint"]["bytes"] == path.stat().st_size < m["dense_checkpoint_bytes"]
+    # The recorded counts agree with the weights in the file.
+    assert m["parameters"] == count_parameters(model)
+    zeros = sum(int((p == 0).sum()) for p in model.parameters())
+    assert m["nonzero_parameters"] == m["parameters"] - zeros
+    assert m["sparsity_all_parameters"] == pytest.approx(100 * zeros / m["parameters"])
+    state = dict(model.named_parameters())
+    layer_zeros = {n: float((state[n] == 0).float().mean()) for n in m["layer_sparsity"]}
+    assert layer_zeros == pytest.approx(m["layer_sparsity"])
+    assert 0 < m["sparsity_all_parameters"] < m["pruning_percentage"]  # dense first conv, norms, head
+    f = m["frontier"]
+    assert 0.0 <= f["frontier_sparsity"] < 1.0 and f["trials"]
+    assert all(t["passed"] == (t["accuracy"] >= f["threshold"]) for t in f["trials"])
+    assert {r["method"] for r in m["study"]} == {"one_shot", "iterative", "gradual"}
+
+
+def test_vit_recorded_as_not_produced(run03):
+    m = read_json(run03 / "metrics" / "vit_after_unstructured_pruning.json")
+    assert m["produced"] is False and m["reason"].startswith("baseline not produced")
+    assert not (run03 / "models_saved" / "vit_after_unstructured_pruning.pth").exists()
+
+
+def test_figures_written(run03):
+    for fig in ("sensitivity", "accuracy_vs_sparsity", "layer_sparsity", "study", "frontier"):
+        assert (run03 / "figures" / f"03_{fig}.png").stat().st_size > 10_000
