@@ -31,7 +31,8 @@ PROFILES: dict[str, dict] = {
         },
         "unstructured": {  # notebook 03; an "epoch" of fine-tuning is capped at epoch_steps steps
             "include_first": False, "include_classifier": False,
-            "probe_images": 64, "criteria": ["magnitude", "taylor", "fisher"], "score_batches": 1,
+            "probe_images": 64, "sensitivity_images": 64, "criteria": ["magnitude", "taylor", "fisher"],
+            "score_batches": 1,
             "sensitivity_levels": [0.5, 0.9], "sweep_levels": [0.5, 0.9],
             "epoch_steps": 1, "study_epoch_scale": 0.4, "rounds": 3, "gradual_end": 0.7,
             "finetune": {"cnn": {"lr": 0.01, "optimizer": "sgd", "schedule": "cosine", "weight_decay": 5e-4},
@@ -108,8 +109,8 @@ PROFILES: dict[str, dict] = {
         },
         "unstructured": {  # notebook 03 (about 8 minutes for cnn + vit_scratch on 2 cores)
             "include_first": False, "include_classifier": False,
-            "probe_images": 1000, "criteria": ["magnitude", "taylor", "fisher"], "score_batches": 4,
-            "sensitivity_levels": [0.1, 0.3, 0.5, 0.7, 0.9],
+            "probe_images": 500, "sensitivity_images": 400, "criteria": ["magnitude", "taylor", "fisher"],
+            "score_batches": 4, "sensitivity_levels": [0.3, 0.6, 0.9],
             "sweep_levels": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
             # The study fine-tunes on slices: one "epoch" is 4 steps (512 images) here.
             "epoch_steps": 4, "study_epoch_scale": 1.0, "rounds": 3, "gradual_end": 0.7,
@@ -188,7 +189,8 @@ PROFILES: dict[str, dict] = {
         },
         "unstructured": {  # notebook 03: the GPU recipe (goals: cnn 95% sparse at 93%, vit_scratch 90% at 85%)
             "include_first": False, "include_classifier": False,
-            "probe_images": 2000, "criteria": ["magnitude", "taylor", "fisher"], "score_batches": 16,
+            "probe_images": 2000, "sensitivity_images": 2000, "criteria": ["magnitude", "taylor", "fisher"],
+            "score_batches": 16,
             "sensitivity_levels": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
             "sweep_levels": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
             "epoch_steps": None, "study_epoch_scale": 1.0, "rounds": 3, "gradual_end": 0.7,
