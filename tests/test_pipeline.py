@@ -12,7 +12,8 @@ from labutils.cli import main
 
 def test_smoke_run_of_01_02(smoke_run):
     executed = smoke_run / "notebooks"
-    assert sorted(p.name for p in executed.iterdir()) == ["01_data.ipynb", "02_baseline_training.ipynb"]
+    # Later notebooks' tests continue this run, so more notebooks may be there.
+    assert {"01_data.ipynb", "02_baseline_training.ipynb"} <= {p.name for p in executed.iterdir()}
     nb = nbformat.read(executed / "02_baseline_training.ipynb", 4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
     for fig in ("01_samples.png", "01_class_counts.png", "01_augmentation.png", "02_learning_curves.png"):
