@@ -92,19 +92,22 @@ def _range(w: torch.Tensor, granularity: str) -> tuple[torch.Tensor, torch.Tenso
 def qparams(w: torch.Tensor, spec: QuantSpec, ratio: torch.Tensor | float = 1.0):
     """(scale, zero_point), broadcastable to ``w``, for the range shrunk by ``ratio``."""
     lo, hi = _range(w, spec.granularity)
-    lo, hi = lo * ratio, hi * ratio
+    return _scale_zero(lo * ratio, hi * ratio, spec)
+
+
+def _scale_zero(lo: torch.Tensor, hi: torch.Tensor, spec: QuantSpec):
+    """(scale, zero_point) of the grid spanning [lo, hi] (any broadcastable shapes)."""
     qmin, qmax = spec.qrange
     if spec.scheme == "symmetric":
         scale = torch.maximum(-lo, hi) / qmax
-        zero = torch.zeros_like(scale)
     else:
         scale = (hi - lo) / (qmax - qmin)
     # An all-zero channel has no range: any positive scale maps it to zero.
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    if spec.scheme == "asymmetric":
-        # The nudge: an integer zero-point puts 0.0 exactly on the grid.
-        zero = torch.clamp(torch.round(qmin - lo / scale), qmin, qmax)
-    return scale, zero
+    if spec.scheme == "symmetric":
+        return scale, torch.zeros_like(scale)
+    # The nudge: an integer zero-point puts 0.0 exactly on the grid.
+    return scale, torch.clamp(torch.round(qmin - lo / scale), qmin, qmax)
 
 
 def _levels(w: torch.Tensor, scale, zero, qmin: int, qmax: int) -> torch.Tensor:
@@ -144,15 +147,7 @@ def search_clip(w: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
     flat = w.reshape(lo.shape[0], -1)                          # [groups, n]
     ratios = torch.tensor(CLIP_GRID, device=w.device).view(-1, 1, 1)
     lo, hi = lo.reshape(1, -1, 1) * ratios, hi.reshape(1, -1, 1) * ratios  # [R, groups, 1]
-    # All candidate ranges at once (the same arithmetic as ``qparams``).
-    if spec.scheme == "symmetric":
-        scale = torch.maximum(-lo, hi) / qmax
-        zero = torch.zeros_like(scale)
-    else:
-        scale = (hi - lo) / (qmax - qmin)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    if spec.scheme == "asymmetric":
-        zero = torch.clamp(torch.round(qmin - lo / scale), qmin, qmax)
+    scale, zero = _scale_zero(lo, hi, spec)  # all candidate ranges at once
     err = ((_levels(flat, scale, zero, qmin, qmax) - zero) * scale - flat).pow(2).sum(-1)  # [R, groups]
     best = err.argmin(0)  # the first (smallest) ratio among equals
     return ratios.flatten()[best].view(_range(w, spec.granularity)[0].shape)

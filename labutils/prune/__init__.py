@@ -1,4 +1,4 @@
-"""Pruning, written by hand with tensor operations (``torch.nn.utils.prune`` is not used)."""
+"""Pruning, written by hand with tensor operations (PyTorch's built-in pruning module is not used)."""
 from .masks import (MaskEnforcer, apply_masks, magnitude_scores, masks_from_scores,
                     prunable_parameters, sparsity_report)
 from .criteria import compute_scores, fisher_scores, taylor_scores

@@ -1,4 +1,4 @@
-"""Unstructured pruning masks, written by hand (the course forbids ``torch.nn.utils.prune``).
+"""Unstructured pruning masks, written by hand (the course forbids PyTorch's built-in pruning module).
 
 A mask is a bool tensor per prunable weight, True where the weight is kept. Masks come from
 scores (bigger = more important) and a target sparsity, under one of two scopes:
