@@ -90,7 +90,7 @@ def report_accuracy_vs_sparsity(report: dict, after_min: dict, sparsity_min: dic
                                 path=None, caption=None):
     """Each model's dense accuracy (at 0%) and pruned accuracy (at its pruning percentage), for
     unstructured and structured pruning; dashed lines are the course's minimums."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
     for ax, (section, kind) in zip(axes, (("unstructured_pruning", "unstructured"),
                                           ("structured_pruning", "structured"))):
         for i, (model, e) in enumerate(report[section].items()):
@@ -105,19 +105,22 @@ def report_accuracy_vs_sparsity(report: dict, after_min: dict, sparsity_min: dic
         what = "prunable weights" if kind == "unstructured" else "channels / heads / neurons"
         ax.set(title=f"{kind} pruning", xlabel=f"share of {what} removed (%)", xlim=(-3, 103))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
-    axes[0].set_ylabel("test accuracy (%)  (dashed: minimum after pruning; dotted: minimum sparsity)")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    axes[0].set_ylabel("test accuracy (%)")
+    fig.suptitle("dense (0%) to pruned; dashed: accuracy minimum after pruning, dotted: minimum share removed",
+                 fontsize=9)
     return finish(fig, path, caption)
 
 
 def table_figure(columns: list[str], rows: list[list[str]], title: str = "", path=None, caption=None):
     """A table as a figure, for the executed notebook and figures/."""
-    fig, ax = plt.subplots(figsize=(min(16, 1.3 * len(columns) + 2), 0.35 * len(rows) + 1.2))
+    widths = [max(len(str(v)) for v in [c, *(r[i] for r in rows)]) for i, c in enumerate(columns)]
+    fig, ax = plt.subplots(figsize=(0.085 * sum(widths) + 0.5, 0.28 * len(rows) + 0.9))
     ax.axis("off")
-    table = ax.table(cellText=rows, colLabels=columns, loc="center", cellLoc="right")
+    table = ax.table(cellText=rows, colLabels=columns, cellLoc="right", bbox=[0, 0, 1, 1],
+                     colWidths=[w / sum(widths) for w in widths])
     table.auto_set_font_size(False)
     table.set_fontsize(8)
-    table.auto_set_column_width(list(range(len(columns))))
     if title:
         ax.set_title(title, fontsize=10)
     return finish(fig, path, caption)

@@ -138,3 +138,17 @@ def meets_minimums(report: dict) -> dict:
             verdict[section][m] = None if e["pruned_accuracy"] is None else (
                 e["pruned_accuracy"] >= AFTER_PRUNING_MIN[m] and e["pruning_percentage"] >= SPARSITY_MIN[kind])
     return verdict
+
+
+def checkpoint_table(rows: list[dict], records: dict) -> tuple[list[str], list[list[str]]]:
+    """Columns and text rows for the table of checkpoints. "removed" is the share of the dense
+    model's parameters that are zero (unstructured) or gone (structured), from the metrics."""
+    columns = ["checkpoint", "accuracy", "removed", "params", "nonzero", "MMACs", "size (MB)", "ms/image"]
+    table = []
+    for r in rows:
+        model, stage = next(k for k in records if f"{k[0]}_{k[1]}" == r["name"])
+        removed = records[model, stage].get("sparsity_all_parameters", 0.0)
+        table.append([r["name"], f"{r['accuracy']:.2%}", f"{removed:.1f}%", f"{r['parameters'] / 1e6:.2f}M",
+                      f"{r['nonzero_parameters'] / 1e6:.2f}M", f"{r['macs'] / 1e6:.1f}",
+                      f"{r['size_bytes'] / 1e6:.2f}", f"{r['ms_per_image']:.2f}"])
+    return columns, table

@@ -60,8 +60,9 @@ def layer_bars(curves: dict[str, dict[str, float]], title: str = "", ax=None):
         ax.bar(x + (k - (len(curves) - 1) / 2) * width, [100 * v for v in layers.values()], width, label=label)
     names = list(next(iter(curves.values())))
     ax.set_xticks(np.arange(len(names)), [_short(n) for n in names], rotation=90, fontsize=6)
-    ax.set(ylabel="sparsity (%)", title=title, ylim=(0, 100))
-    ax.legend(fontsize=7)
+    # Headroom above 100% so the legend sits over the bars, not on them.
+    ax.set(ylabel="sparsity (%)", title=title, ylim=(0, 118), yticks=range(0, 101, 20))
+    ax.legend(fontsize=7, ncol=3, loc="upper left")
     return fig if fig is not None else ax.figure
 
 
@@ -99,11 +100,17 @@ def frontier(results: dict[str, dict], path=None, caption=None):
     for ax, (name, res) in zip(axes, results.items()):
         for t in res["trials"]:
             ax.scatter(100 * t["sparsity"], 100 * t["accuracy"], color="C2" if t["passed"] else "C3", zorder=3)
-            ax.annotate("", (100 * t["sparsity"], 100 * t["accuracy"]), (100 * t["from_sparsity"], 100 * t["accuracy"]),
+            start = (100 * t["from_sparsity"], 100 * t["accuracy"])
+            ax.annotate("", (100 * t["sparsity"], 100 * t["accuracy"]), start,
                         arrowprops={"arrowstyle": "->", "color": "0.6", "lw": 0.6})
+            ax.update_datalim([start])  # annotations do not widen the axes: keep each arrow inside
         ax.axhline(100 * res["threshold"], color="C3", ls="--", lw=0.8, label=f"threshold ({res['threshold_rule']})")
         ax.axvline(100 * res["frontier_sparsity"], color="C2", lw=0.8,
                    label=f"frontier {res['frontier_sparsity']:.2%} at {res['frontier_accuracy']:.2%}")
+        # The frontier point itself, so the axes always hold it and every arrow's start.
+        ax.scatter(100 * res["frontier_sparsity"], 100 * res["frontier_accuracy"], marker="*", s=120,
+                   color="C2", zorder=4)
+        ax.margins(x=0.1, y=0.15)
         ax.set(title=f"{name}: highest sparsity meeting the threshold", xlabel="sparsity (%)",
                ylabel="test accuracy (%)")
         ax.grid(alpha=0.3)
