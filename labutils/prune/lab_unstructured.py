@@ -19,7 +19,7 @@ from torch import nn
 from . import plots as P
 from .criteria import compute_scores
 from .masks import prunable_parameters, sparsity_report
-from .schedules import _finetune, fit_budget, gradual_prune, iterative_prune, one_shot_prune
+from .schedules import finetune_masked, fit_budget, gradual_prune, iterative_prune, one_shot_prune
 from .sensitivity import SensitivityScope, sensitivity_scan
 from ..artifacts import read_json, write_json
 from ..checkpoint import load_checkpoint, save_checkpoint
@@ -156,7 +156,7 @@ def prune_and_finetune(subject: Subject, method: str, sparsity: float, epochs: f
     if method == "one_shot":
         masks = one_shot_prune(model, sparsity, scope, params=params)
         row["accuracy_before_finetune"] = evaluate(model, eval_loader)["accuracy"]
-        _finetune(model, subject.train, epochs, masks, desc, epoch_steps, **kw)
+        finetune_masked(model, subject.train, epochs, masks, desc, epoch_steps, **kw)
     elif method == "iterative":
         rounds = cfg["rounds"]
         masks, history = iterative_prune(model, subject.train, None, sparsity, rounds, epochs / rounds,
@@ -313,7 +313,7 @@ def frontier(s, subject: Subject) -> dict:
         model = copy.deepcopy(current[0])
         params = subject.params(model)
         masks = one_shot_prune(model, target, "global", params=params, previous=current[1])
-        _finetune(model, subject.train, cfg["epochs"], masks, f"{subject.name} frontier {target:.2%}",
+        finetune_masked(model, subject.train, cfg["epochs"], masks, f"{subject.name} frontier {target:.2%}",
                   cfg["epoch_steps"], **subject.fit_kwargs)
         measured = sparsity_report(model, params, masks)["pruning_percentage"] / 100
         acc = evaluate(model, subject.test)["accuracy"]

@@ -111,7 +111,8 @@ def fit_budget(epochs: float, train_loader, epoch_steps: int | None = None) -> d
     return {"epochs": max(1, math.ceil(steps / len(train_loader))), "max_steps": steps}
 
 
-def _finetune(model, train_loader, epochs, masks, desc, epoch_steps=None, callback=None, **fit_kwargs):
+def finetune_masked(model, train_loader, epochs, masks, desc, epoch_steps=None, callback=None, **fit_kwargs):
+    """Fine-tune for ``epochs`` (fractions allowed) while ``masks`` keep pruned weights at zero."""
     if epochs <= 0:
         return []
     return fit(model, train_loader, None, callback=callback or MaskEnforcer(masks), desc=desc,
@@ -144,7 +145,7 @@ def iterative_prune(model: nn.Module, train_loader, test_loader, sparsity: float
     for r, target in enumerate(round_targets(sparsity, rounds), 1):
         scores = compute_scores(criterion, model, params, score_loader or train_loader, score_batches)
         masks = one_shot_prune(model, target, scope, scores, params, previous=masks)
-        fits = _finetune(model, train_loader, epochs_per_round, masks, f"{desc} round {r}/{rounds}",
+        fits = finetune_masked(model, train_loader, epochs_per_round, masks, f"{desc} round {r}/{rounds}",
                          epoch_steps, **fit_kwargs)
         report = sparsity_report(model, params, masks)
         entry = {"round": r, "target_sparsity": target,
