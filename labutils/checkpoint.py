@@ -105,4 +105,5 @@ def load_checkpoint(path: str | os.PathLike, device="cpu") -> tuple[nn.Module, d
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit architecture {ckpt['arch']} "
                               f"{ckpt['arch_kwargs']}: {err}") from err
-    return model.to(device), ckpt
+    # channels_last, as in training: the same memory format gives the same arithmetic.
+    return model.to(device, memory_format=torch.channels_last), ckpt

@@ -159,8 +159,7 @@ class Session:
         return record
 
     def load(self, name: str, stage: str) -> tuple[torch.nn.Module, dict]:
-        model, ckpt = load_checkpoint(self.dirs.checkpoint(name, stage), self.device)
-        return model.to(memory_format=torch.channels_last), ckpt
+        return load_checkpoint(self.dirs.checkpoint(name, stage), self.device)
 
     def metrics(self, name: str, stage: str) -> dict | None:
         path = self.dirs.metrics_file(name, stage)
