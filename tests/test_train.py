@@ -59,3 +59,28 @@ def test_device_selection_never_assumes_cuda():
         assert get_device("auto").type in ("cpu", "mps")
         with pytest.raises(RuntimeError, match="no CUDA GPU"):
             get_device("cuda")
+
+
+def test_mix_batch_targets_are_soft_and_match_the_mix():
+    import numpy as np
+
+    from labutils.train import mix_batch
+
+    x = torch.zeros(8, 3, 32, 32)
+    x[:4] = 1.0  # half the batch white, half black: the mix is visible in the pixel means
+    y = torch.tensor([0] * 4 + [1] * 4)
+    for seed in range(6):
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        mixed, target = mix_batch(x, y, 10, alpha=0.8, label_smoothing=0.0)
+        assert mixed.shape == x.shape and target.shape == (8, 10)
+        assert torch.allclose(target.sum(1), torch.ones(8))
+        # Each image's share of white pixels equals its target weight on class 0.
+        assert torch.allclose(mixed.mean((1, 2, 3)), target[:, 0], atol=1e-5)
+
+
+def test_fit_with_mixup_and_clipping_runs(synthetic_root):
+    train, test = _loaders(synthetic_root)
+    history = fit(build_model("vit_scratch", embed_dim=24, depth=1, num_heads=3), train, test, epochs=1,
+                  lr=1e-3, optimizer="adamw", mixup=0.8, grad_clip=1.0, max_steps=3)
+    assert history[-1]["train_loss"] > 0 and "test_accuracy" in history[-1]
