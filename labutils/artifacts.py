@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 import platform
@@ -80,6 +81,7 @@ class RunDirs:
         return f"RunDirs({str(self.root)!r})"
 
 
+@functools.lru_cache(maxsize=None)
 def git_commit(root: Path = REPO_ROOT) -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,

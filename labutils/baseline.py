@@ -5,7 +5,7 @@ import time
 
 from .models import PretrainedWeightsUnavailable, count_parameters
 from .session import Session
-from .train import evaluate, fit
+from .train import fit
 
 
 def train_baseline(session: Session, name: str, pretrained_weights: str | None = None) -> dict:
@@ -24,12 +24,12 @@ def train_baseline(session: Session, name: str, pretrained_weights: str | None =
     start = time.perf_counter()
     history = fit(model, train, test, device=session.device, desc=name, **config)
     seconds = time.perf_counter() - start
-    final = evaluate(model, test)
+    final = history[-1]  # fit evaluates the test split after the last epoch
     record = session.save(model, name, "before_pruning", {
-        "accuracy": final["accuracy"], "test_loss": final["loss"], "test_images": final["n"],
+        "accuracy": final["test_accuracy"], "test_loss": final["test_loss"], "test_images": len(test.labels),
         "parameters": count_parameters(model), "train_seconds": seconds,
-        "images_per_second": len(train) * train.batch_size * len(history) / seconds,
+        "images_per_second": sum(h["images"] for h in history) / sum(h["train_seconds"] for h in history),
         "train_config": session.train_config(name), "arch": model.arch, "history": history})
-    print(f"{name}: test accuracy {final['accuracy']:.2%} on {final['n']} images "
+    print(f"{name}: test accuracy {record['accuracy']:.2%} on {record['test_images']} images "
           f"after {len(history)} epochs in {seconds:.0f}s -> {record['checkpoint']['path']}")
     return record

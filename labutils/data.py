@@ -255,16 +255,6 @@ def subset(images: np.ndarray, labels: np.ndarray, n: int | None, seed: int = 0)
     return images[take], labels[take]
 
 
-def device_loaders(batch_size: int, root=DEFAULT_DATA_ROOT, device="cpu", size: int = 32,
-                   n_train: int | None = None, n_test: int | None = None, seed: int = 0,
-                   eval_batch_size: int | None = None, download: bool = True):
-    """(train, test) ``DeviceLoader`` pair over CIFAR-10 (optionally a balanced subset)."""
-    train = subset(*load_cifar10(root, True, download), n_train, seed)
-    test = subset(*load_cifar10(root, False, download), n_test, seed)
-    return (DeviceLoader(*train, batch_size, True, device, size, seed),
-            DeviceLoader(*test, eval_batch_size or 2 * batch_size, False, device, size, seed))
-
-
 # ----------------------------------------------------------------------------------------
 # CINIC-10 (image-folder layout train/valid/test) used by the seed material.
 # ----------------------------------------------------------------------------------------

@@ -105,6 +105,10 @@ def set_vit_widths(model: nn.Module, heads: list[int] | None = None,
         attn, mlp = block.attn, block.mlp
         dim = attn.qkv.in_features
         if heads is not None and heads[i] != attn.num_heads:
+            if not hasattr(attn, "attn_dim"):
+                import timm
+                raise RuntimeError(f"timm {timm.__version__} reshapes attention output to the embedding "
+                                   "width, so pruned head counts cannot run; upgrade it: pip install -U timm")
             width = heads[i] * attn.head_dim
             attn.qkv = nn.Linear(dim, 3 * width, bias=attn.qkv.bias is not None)
             attn.proj = nn.Linear(width, dim, bias=attn.proj.bias is not None)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from .artifacts import REPO_ROOT, resolve_out_dir, write_json
+from .course import MODEL_NAMES
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -47,7 +48,7 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     run_id = run_id or _run_id_for(out_dir, profile, books)
     # Paths are made absolute here: the kernels run in out/notebooks, not in the caller's folder.
     params = {"PROFILE": profile, "OUT_DIR": str(out_dir), "DATA_ROOT": str(Path(data_root).resolve()) if data_root else "",
-              "MODELS": list(models or ["cnn", "vit", "vit_scratch"]), "SEED": seed,
+              "MODELS": list(models or MODEL_NAMES), "SEED": seed,
               "DEVICE": device, "RUN_ID": run_id, "VIT_WEIGHTS": str(vit_weights or "")}
     # The kernels inherit this: progress becomes one printed line per epoch, not redrawn bars.
     os.environ["LABUTILS_PLAIN_PROGRESS"] = "1"

@@ -91,7 +91,7 @@ PROFILES: dict[str, dict] = {
     },
     "cpu": {
         "description": ("reduced CPU run: 10k/5k-image CIFAR-10 subsets, ResNet-18 at 1/4 width, "
-                        "ViT-Tiny at half width and depth, few epochs"),
+                        "ViT-Tiny from scratch at half width and depth, few epochs"),
         "reduced": True,
         "data": {"source": "cifar10", "n_train": 10000, "n_test": 5000},
         "models": {

@@ -16,12 +16,12 @@ import torch
 from torch import nn
 
 from . import data as D
-from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .models import build_model, count_parameters
 from .plots import finish
 from .prune import prunable_parameters, sparsity_report
 from .prune.schedules import iterative_prune
-from .quant import FakeQuantizer, QuantSpec, model_size_bits, quantize_model_, quantized_parameters
+from .quant import FakeQuantizer, QuantSpec, model_size_bits, quantized_copy, quantized_parameters
 from .session import Session
 from .train import evaluate, fit, progress, seed_everything
 
@@ -75,10 +75,11 @@ def resnet20_baseline(s: Session) -> tuple[nn.Module, dict]:
     A checkpoint this run already wrote is reused (re-running the notebook cell by cell)."""
     cfg = config(s)
     path = s.dirs.models / BASELINE_FILE
-    if path.is_file() and read_checkpoint(path)["meta"].get("run_id") == s.run_id:
+    if path.is_file():
         model, ckpt = load_checkpoint(path, s.device)
-        print(f"reusing {path.name} from this run: {ckpt['metrics']['accuracy']:.2%}")
-        return model.to(memory_format=torch.channels_last), dict(ckpt["metrics"], reused=True)
+        if ckpt["meta"].get("run_id") == s.run_id:
+            print(f"reusing {path.name} from this run: {ckpt['metrics']['accuracy']:.2%}")
+            return model, dict(ckpt["metrics"], reused=True)
     recipe = dict(cfg["train"])
     train, test = s.loaders("cnn", recipe["batch_size"])
     seed_everything(s.seed)
@@ -105,7 +106,7 @@ def ptq_sweep(model: nn.Module, test, methods: list[str], bits: list[int],
         acc, size = {}, {}
         for b in progress(bits, desc=f"PTQ {method}"):
             spec = QuantSpec.parse(method, b)
-            q = quantize_model_(copy.deepcopy(model), spec, masks)
+            q = quantized_copy(model, spec, masks)
             acc[str(b)], size[str(b)] = _acc(q, test), model_size_bits(q, spec)["total_bits"]
         out[method] = {"accuracy": acc, "size_bits": size}
         print(f"PTQ {method:28s} " + "  ".join(f"{b}b {a:.2%}" for b, a in acc.items()))

@@ -2,6 +2,7 @@
 so each notebook cell stays a line or two."""
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 from pathlib import Path
@@ -60,6 +61,7 @@ class Session:
         self.data_root = Path(data_root or default_root)
         self.run_id = run_id or self._run_id()
         self._arrays: dict[bool, tuple[np.ndarray, np.ndarray]] = {}
+        self._on_device: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
         seed_everything(seed)
 
     # -- identity -------------------------------------------------------------------------
@@ -81,7 +83,7 @@ class Session:
             "reduced": self.profile["reduced"], "seed": self.seed, "data_root": str(self.data_root),
             "n_test": self.profile["data"]["n_test"]}
 
-    @property
+    @functools.cached_property
     def data_description(self) -> str:
         return describe_data(self.data_root)
 
@@ -119,9 +121,17 @@ class Session:
         """Fast (train, test) loaders on the device at the model's input size."""
         batch_size = batch_size or self.train_config(model_name)["batch_size"]
         size = self.input_size(model_name)
-        train = D.DeviceLoader(*self.arrays(True), batch_size, True, self.device, size, self.seed)
-        test = D.DeviceLoader(*self.arrays(False), EVAL_BATCH_SIZE, False, self.device, size, self.seed)
+        train = D.DeviceLoader(*self.device_arrays(True), batch_size, True, self.device, size, self.seed)
+        test = D.DeviceLoader(*self.device_arrays(False), EVAL_BATCH_SIZE, False, self.device, size, self.seed)
         return train, test
+
+    def device_arrays(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """``arrays(train)`` as uint8/int64 tensors on the device, copied there once per session."""
+        if train not in self._on_device:
+            images, labels = self.arrays(train)
+            self._on_device[train] = (torch.as_tensor(images).to(self.device),
+                                      torch.as_tensor(labels, dtype=torch.int64).to(self.device))
+        return self._on_device[train]
 
     # -- models ---------------------------------------------------------------------------
     def model_overrides(self, name: str) -> dict:

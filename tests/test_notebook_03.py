@@ -1,6 +1,5 @@
 """Notebook 03 end to end in the smoke profile, continuing the shared 01-02 smoke run."""
 import pytest
-import torch
 
 from labutils.artifacts import read_json
 from labutils.checkpoint import load_checkpoint

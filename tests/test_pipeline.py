@@ -2,7 +2,6 @@
 import json
 
 import nbformat
-import pytest
 
 from labutils import pipeline
 from labutils.artifacts import REPO_ROOT

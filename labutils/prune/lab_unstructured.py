@@ -50,8 +50,10 @@ class Subject:
         return prunable_parameters(model, self.cfg["include_first"], self.cfg["include_classifier"])
 
     def fresh(self) -> tuple[nn.Module, dict[str, nn.Parameter]]:
-        """A copy of the dense baseline (and its prunable weights), with the seed reset."""
+        """A copy of the dense baseline (and its prunable weights), with the seeds reset: the global
+        ones and the loader's, so every method sees the same batches and crops."""
         seed_everything(self.seed)
+        self.train.generator.manual_seed(self.seed)
         model = copy.deepcopy(self.model)
         return model, self.params(model)
 

@@ -81,10 +81,6 @@ def nested_scores(scores: dict[str, torch.Tensor], masks: Masks | None) -> dict[
             for n, s in scores.items()}
 
 
-def scope_label(scope) -> str:
-    return getattr(scope, "label", None) or (scope if isinstance(scope, str) else type(scope).__name__)
-
-
 # -- one-shot ------------------------------------------------------------------------------
 def one_shot_prune(model: nn.Module, sparsity: float | None, scope="global",
                    scores: dict[str, torch.Tensor] | None = None,

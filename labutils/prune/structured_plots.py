@@ -1,5 +1,5 @@
-"""Notebook 04's figures, drawn from the metrics records that ``prune_structured`` returns (so the
-report notebook can redraw them from metrics/*_after_structured_pruning.json)."""
+"""Notebook 04's figures, drawn from the metrics records that ``prune_structured`` returns (the same
+records are saved as metrics/*_after_structured_pruning.json)."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
