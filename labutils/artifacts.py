@@ -112,6 +112,19 @@ def run_info(profile: str, data: str, device, run_id: str | None = None) -> dict
     }
 
 
+def run_id_for(metrics_dir: str | os.PathLike, profile: str, fresh: bool = False) -> str:
+    """The run id of a folder: its ``metrics/run.json`` when that names the same profile (so
+    notebooks run one at a time still form one run), else a new id recorded there."""
+    marker = Path(metrics_dir) / "run.json"
+    if not fresh and marker.is_file():
+        saved = read_json(marker)
+        if saved.get("profile") == profile:
+            return saved["run_id"]
+    run_id = new_run_id(profile)
+    write_json(marker, {"run_id": run_id, "profile": profile})
+    return run_id
+
+
 def new_run_id(profile: str) -> str:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     return f"{profile}-{stamp}-{uuid.uuid4().hex[:6]}"

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from .artifacts import REPO_ROOT, resolve_out_dir, write_json
+from .artifacts import REPO_ROOT, resolve_out_dir, run_id_for, write_json
 from .course import MODEL_NAMES
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -45,7 +45,10 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     out_dir = resolve_out_dir(profile, out)
     books = select_notebooks(notebooks)
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
-    run_id = run_id or _run_id_for(out_dir, profile, books)
+    # A run starts where the baseline is trained (notebook 01 or 02); later notebooks run alone
+    # continue the run already in out_dir.
+    starts = any(b.name[:2] in ("01", "02") for b in books)
+    run_id = run_id or run_id_for(out_dir / "metrics", profile, fresh=starts)
     # Paths are made absolute here: the kernels run in out/notebooks, not in the caller's folder.
     params = {"PROFILE": profile, "OUT_DIR": str(out_dir), "DATA_ROOT": str(Path(data_root).resolve()) if data_root else "",
               "MODELS": list(models or MODEL_NAMES), "SEED": seed,
@@ -76,22 +79,6 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
         # Written after each notebook, so the report notebook sees the earlier ones' times.
         _write_summary(out_dir, summary, start)
     return _write_summary(out_dir, summary, start)
-
-
-def _run_id_for(out_dir: Path, profile: str, books: list[Path]) -> str:
-    """A run starts where the baseline is trained (notebook 01 or 02); running later notebooks
-    alone continues the run already in ``out_dir`` (its ``metrics/run.json``)."""
-    from .artifacts import new_run_id, read_json
-
-    marker = out_dir / "metrics" / "run.json"
-    starts = any(b.name[:2] in ("01", "02") for b in books)
-    if not starts and marker.is_file():
-        saved = read_json(marker)
-        if saved.get("profile") == profile:
-            return saved["run_id"]
-    run_id = new_run_id(profile)
-    write_json(marker, {"run_id": run_id, "profile": profile})
-    return run_id
 
 
 def _write_summary(out_dir: Path, summary: dict, start: float, failed: str | None = None) -> dict:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from . import data as D
-from .artifacts import RunDirs, resolve_out_dir, device_name, new_run_id, read_json, run_info, write_json
+from .artifacts import RunDirs, device_name, read_json, resolve_out_dir, run_id_for, run_info, write_json
 from .checkpoint import load_checkpoint, save_checkpoint
 from .models import COURSE_MODELS, course_model, input_size
 from .profiles import auto_profile, get_profile
@@ -59,24 +59,12 @@ class Session:
         synthetic = self.profile["data"]["source"] == "synthetic"
         default_root = self.dirs.root / "data-synthetic" if synthetic else D.DEFAULT_DATA_ROOT
         self.data_root = Path(data_root or default_root)
-        self.run_id = run_id or self._run_id()
+        self.run_id = run_id or run_id_for(self.dirs.metrics, self.name)
         self._arrays: dict[bool, tuple[np.ndarray, np.ndarray]] = {}
         self._on_device: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
         seed_everything(seed)
 
     # -- identity -------------------------------------------------------------------------
-    def _run_id(self) -> str:
-        """Reuse the run id of this folder's run of the same profile, so notebooks run one by
-        one (interactively) still form one run; else start a new one."""
-        path = self.dirs.metrics / "run.json"
-        if path.is_file():
-            saved = read_json(path)
-            if saved.get("profile") == self.name:
-                return saved["run_id"]
-        run_id = new_run_id(self.name)
-        write_json(path, {"run_id": run_id, "profile": self.name})
-        return run_id
-
     @property
     def info(self) -> dict:
         return run_info(self.name, self.data_description, self.device, self.run_id) | {

@@ -78,3 +78,13 @@ def test_relative_paths_reach_the_kernels_absolute(tmp_path, monkeypatch):
                  "--data-root", "data", "--vit-weights", "w.pth"]) == 0
     assert seen["DATA_ROOT"] == str(tmp_path / "data") and seen["VIT_WEIGHTS"] == str(tmp_path / "w.pth")
     assert seen["OUT_DIR"] == str(tmp_path / "out")
+
+
+def test_run_id_is_shared_by_a_folder_until_a_new_run_starts(tmp_path):
+    from labutils.artifacts import run_id_for
+
+    first = run_id_for(tmp_path, "smoke")
+    assert first.startswith("smoke-") and run_id_for(tmp_path, "smoke") == first
+    assert run_id_for(tmp_path, "smoke", fresh=True) != first
+    other = run_id_for(tmp_path, "cpu")
+    assert other.startswith("cpu-") and run_id_for(tmp_path, "cpu") == other
