@@ -15,7 +15,6 @@ from matplotlib.ticker import FuncFormatter
 import torch
 from torch import nn
 
-from . import data as D
 from .checkpoint import load_checkpoint, save_checkpoint
 from .models import build_model, count_parameters
 from .plots import finish
@@ -182,8 +181,7 @@ def loaders(s: Session):
     train, test = s.loaders("cnn", cfg["train"]["batch_size"])
     n = cfg.get("eval_images")
     if n and n < len(test.labels):
-        images, labels = D.subset(*s.arrays(False), n, s.seed)
-        test = D.DeviceLoader(images, labels, test.batch_size, False, s.device, test.size, s.seed)
+        test = s.test_subset_loader(n, test.batch_size, test.size)
     return train, test
 
 

@@ -113,6 +113,12 @@ class Session:
         test = D.DeviceLoader(*self.device_arrays(False), EVAL_BATCH_SIZE, False, self.device, size, self.seed)
         return train, test
 
+    def test_subset_loader(self, n: int | None, batch_size: int, size: int) -> D.DeviceLoader:
+        """A class-balanced ``n``-image slice of the test split (all of it for None), for
+        studies that evaluate many times."""
+        images, labels = D.subset(*self.arrays(False), n, self.seed)
+        return D.DeviceLoader(images, labels, batch_size, False, self.device, size, self.seed)
+
     def device_arrays(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """``arrays(train)`` as uint8/int64 tensors on the device, copied there once per session."""
         if train not in self._on_device:

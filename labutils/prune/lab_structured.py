@@ -14,7 +14,6 @@ import time
 import torch
 from torch import nn
 
-from ..data import DeviceLoader, subset
 from ..measure import count_macs, measure_latency
 from ..models import count_parameters
 from ..session import Session
@@ -121,8 +120,7 @@ def prune_structured(session: Session, name: str) -> dict:
     dense, _ = session.load(name, "before_pruning")
     dense.eval()
     train, test = session.loaders(name, cfg["batch_size"])
-    study_test = DeviceLoader(*subset(*session.arrays(False), cfg["compare_images"], session.seed),
-                              2 * cfg["batch_size"], False, session.device, session.input_size(name))
+    study_test = session.test_subset_loader(cfg["compare_images"], 2 * cfg["batch_size"], session.input_size(name))
     print(f"{name}: criteria, one-shot cut without fine-tuning, on {len(study_test.labels)} test images")
     study = compare_criteria(dense, train, study_test, cfg)
 

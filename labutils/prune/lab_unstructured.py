@@ -24,7 +24,7 @@ from .sensitivity import SensitivityScope, sensitivity_scan
 from ..artifacts import read_json, write_json
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN
-from ..data import DeviceLoader, subset
+from ..data import DeviceLoader
 from ..models import count_parameters
 from ..train import evaluate, seed_everything
 
@@ -69,9 +69,7 @@ def settings(s) -> dict:
 
 
 def _probe_loader(s, images: int, batch_size: int, size: int) -> DeviceLoader:
-    x, y = s.arrays(False)
-    x, y = subset(x, y, images, s.seed)
-    return DeviceLoader(x, y, 2 * batch_size, False, s.device, size, s.seed)
+    return s.test_subset_loader(images, 2 * batch_size, size)
 
 
 def load_subjects(s, models: list[str]) -> dict[str, Subject]:
