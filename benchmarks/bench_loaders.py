@@ -16,6 +16,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from labutils.accel import memory_format
 from labutils.artifacts import device_name
 from labutils.data import DeviceLoader, get_loaders, load_cifar10
 from labutils.models import build_model
@@ -34,7 +35,7 @@ def time_steps(model, loader, device, steps: int, warmup: int) -> float:
         except StopIteration:
             it = iter(loader)
             x, y = next(it)
-        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format(device))
         y = y.to(device, non_blocking=True)
         with autocast(device):
             loss = F.cross_entropy(model(x).float(), y)
@@ -74,7 +75,7 @@ def main() -> None:
     fast = DeviceLoader(images, labels, args.batch_size, True, device)
     rows = []
     for name, loader in (("standard DataLoader", standard), ("fast device path", fast)):
-        model = build_model(args.arch, width=args.width).to(device, memory_format=torch.channels_last).train()
+        model = build_model(args.arch, width=args.width).to(device, memory_format=memory_format(device)).train()
         seconds = time_steps(model, loader, device, args.steps, args.warmup)
         rows.append({"path": name, "images_per_second": args.steps * args.batch_size / seconds,
                      "seconds": seconds})

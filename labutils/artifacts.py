@@ -83,12 +83,15 @@ class RunDirs:
 
 @functools.lru_cache(maxsize=None)
 def git_commit(root: Path = REPO_ROOT) -> str | None:
+    """The checkout's commit; where the tree has no git metadata (a copy sent to a GPU machine),
+    ``$LABUTILS_GIT_COMMIT`` names it."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
                              capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None
+        commit = out.stdout.strip() if out.returncode == 0 else ""
     except (OSError, subprocess.SubprocessError):
-        return None
+        commit = ""
+    return commit or os.environ.get("LABUTILS_GIT_COMMIT") or None
 
 
 def device_name(device) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .accel import memory_format
 from .artifacts import atomic_write_bytes
 from .models import build_model
 
@@ -105,5 +106,5 @@ def load_checkpoint(path: str | os.PathLike, device="cpu") -> tuple[nn.Module, d
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit architecture {ckpt['arch']} "
                               f"{ckpt['arch_kwargs']}: {err}") from err
-    # channels_last, as in training: the same memory format gives the same arithmetic.
-    return model.to(device, memory_format=torch.channels_last), ckpt
+    # The training memory format: the same layout gives the same arithmetic.
+    return model.to(device, memory_format=memory_format(device)), ckpt

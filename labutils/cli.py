@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated subset of cnn,vit,vit_scratch (default: all)")
     run.add_argument("--notebooks", type=_csv, default=None,
                      help="comma-separated notebook numbers, e.g. 01,02 (default: all)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in --out: skip the notebooks it finished (same profile, "
+                          "commit, models and seed, else refused)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
     run.add_argument("--vit-weights", metavar="FILE", default=None,
@@ -75,7 +78,7 @@ def _evaluate(args) -> int:
 
 
 def _run(args) -> int:
-    from .pipeline import NotebookFailed, run_pipeline
+    from .pipeline import NotebookFailed, format_seconds, run_pipeline
     from .profiles import auto_profile
 
     unknown = [m for m in args.models if m not in MODEL_NAMES]
@@ -86,12 +89,13 @@ def _run(args) -> int:
     try:
         summary = run_pipeline(profile, args.out, args.data_root, args.models, args.notebooks,
                                args.seed, args.device,
-                               str(Path(args.vit_weights).resolve()) if args.vit_weights else None)
+                               str(Path(args.vit_weights).resolve()) if args.vit_weights else None,
+                               resume=args.resume)
     except (NotebookFailed, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    times = ", ".join(f"{k} {v:.0f}s" for k, v in summary["notebooks"].items())
-    print(f"done: profile {profile}, run {summary['run_id']}, {summary['total_seconds']:.0f}s "
+    times = ", ".join(f"{k[:2]} {format_seconds(v)}" for k, v in summary["notebooks"].items())
+    print(f"done: profile {profile}, run {summary['run_id']}, {format_seconds(summary['total_seconds'])} "
           f"({times}); outputs in {summary['out']}")
     return 0
 

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .accel import memory_format
+
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -206,7 +208,7 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4, generator=None) -> torch
 class DeviceLoader:
     """Iterates over one split kept on ``device`` as a single uint8 tensor.
 
-    Yields (float images normalised, channels_last; int64 labels). With ``train`` it shuffles
+    Yields (float images normalised, channels_last on CUDA; int64 labels). With ``train`` it shuffles
     and applies random crop (pad 4) + horizontal flip on the device; ``size`` resizes to the
     model's input (224 for the pretrained ViT) after augmentation.
     """
@@ -238,11 +240,11 @@ class DeviceLoader:
             yield self.prepare(x), self.labels[idx]
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 batch -> normalised float batch at the model's size, channels_last."""
+        """uint8 batch -> normalised float batch at the model's size (channels_last on CUDA)."""
         x = (x.float() - self.mean) / self.std
         if self.size != x.shape[-1]:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        return x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous(memory_format=memory_format(x.device))
 
 
 def subset(images: np.ndarray, labels: np.ndarray, n: int | None, seed: int = 0):

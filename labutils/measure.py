@@ -21,6 +21,8 @@ import time
 import torch
 from torch import nn
 
+from .accel import memory_format
+
 
 def _input_shape(input_size) -> tuple[int, int, int]:
     """(channels, height, width) from an int side (RGB assumed) or a (C, H, W) / (N, C, H, W) shape."""
@@ -96,9 +98,9 @@ def measure_latency(model: nn.Module, input_size, batch_size: int, device="cpu",
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {device} requested but no CUDA GPU is visible; measure on 'cpu'")
-    net = copy.deepcopy(model).to(device, memory_format=torch.channels_last).eval()
+    net = copy.deepcopy(model).to(device, memory_format=memory_format(device)).eval()
     x = torch.randn(batch_size, *_input_shape(input_size), device=device)
-    x = x.contiguous(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=memory_format(device))
     cuda = device.type == "cuda"
     times_ms = []
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from .artifacts import REPO_ROOT, resolve_out_dir, run_id_for, write_json
+from .artifacts import REPO_ROOT, git_commit, read_json, resolve_out_dir, run_id_for, write_json
 from .course import MODEL_NAMES
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -31,32 +31,80 @@ def select_notebooks(ids: list[str] | None) -> list[Path]:
     return [books[i] for i in sorted(ids)]
 
 
+class ResumeRefused(ValueError):
+    """``--resume`` found no run to continue, or one that this invocation must not continue."""
+
+
+def _identity(profile: str, models: list[str], seed: int) -> dict:
+    """What must match for a run to be continued: same profile, code, models and seed."""
+    return {"profile": profile, "git_commit": git_commit(), "models": list(models), "seed": seed}
+
+
+def previous_run(out_dir: Path, identity: dict) -> dict:
+    """The summary of the run in ``out_dir`` that ``--resume`` may continue, or ResumeRefused."""
+    path = out_dir / "metrics" / "pipeline.json"
+    if not path.is_file():
+        raise ResumeRefused(f"nothing to resume in {out_dir}: it has no metrics/pipeline.json. "
+                            f"Start the run without --resume.")
+    saved = read_json(path)
+    if "finished" not in saved:
+        raise ResumeRefused(f"the run in {out_dir} was made by an older version of the workbook that "
+                            f"did not record finished notebooks; start it again without --resume.")
+    what = {"profile": "profile", "git_commit": "commit", "models": "models", "seed": "seed"}
+    for key, word in what.items():
+        if saved.get(key) != identity[key]:
+            raise ResumeRefused(
+                f"cannot resume run {saved.get('run_id')} in {out_dir}: it was made with {word} "
+                f"{saved.get(key)!r}, this invocation has {word} {identity[key]!r}. A report must come from "
+                f"one {word}: "
+                + ("check out that commit to resume it, or" if key == "git_commit" else f"pass the same {word} to resume it, or")
+                + " start a new run without --resume (or in another --out folder).")
+    return saved
+
+
 def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: str | None = None,
                  models: list[str] | None = None, notebooks: list[str] | None = None,
                  seed: int = 0, device: str = "auto", vit_weights: str | None = None,
-                 run_id: str | None = None) -> dict:
+                 run_id: str | None = None, resume: bool = False) -> dict:
     """Execute the selected notebooks in order into ``out/notebooks``; stop at the first failure.
 
-    Returns {"run_id", "out", "notebooks": {name: seconds}, "total_seconds"}; the same is
-    written to ``out/metrics/pipeline.json``.
+    With ``resume`` the run already in ``out`` continues: notebooks it finished are skipped, its
+    run id is kept, and a run of another profile, commit, model list or seed is refused
+    (``ResumeRefused``). So a long run can be split across several short GPU sessions.
+
+    Returns {"run_id", "out", "notebooks": {name: seconds}, "finished", "total_seconds", ...}; the
+    same is written to ``out/metrics/pipeline.json`` after every notebook.
     """
     import papermill as pm
 
     out_dir = resolve_out_dir(profile, out)
     books = select_notebooks(notebooks)
+    models = list(models or MODEL_NAMES)
+    identity = _identity(profile, models, seed)
+    timings: dict[str, float] = {}
+    if resume:
+        saved = previous_run(out_dir, identity)
+        run_id = saved["run_id"]
+        timings = {name: saved["notebooks"][name] for name in saved["finished"]}
+        skipped = [b.name for b in books if b.name in timings and (out_dir / "notebooks" / b.name).is_file()]
+        books = [b for b in books if b.name not in skipped]
+        print(f"resuming run {run_id} in {out_dir}: {len(skipped)} notebook(s) already finished "
+              f"({', '.join(skipped) or 'none'}), {len(books)} to run", flush=True)
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     # A run starts where the baseline is trained (notebook 01 or 02); later notebooks run alone
     # continue the run already in out_dir.
-    starts = any(b.name[:2] in ("01", "02") for b in books)
+    starts = not resume and any(b.name[:2] in ("01", "02") for b in books)
     run_id = run_id or run_id_for(out_dir / "metrics", profile, fresh=starts)
+    if not resume and not starts:
+        timings = _earlier_timings(out_dir, run_id)
     # Paths are made absolute here: the kernels run in out/notebooks, not in the caller's folder.
     params = {"PROFILE": profile, "OUT_DIR": str(out_dir), "DATA_ROOT": str(Path(data_root).resolve()) if data_root else "",
-              "MODELS": list(models or MODEL_NAMES), "SEED": seed,
+              "MODELS": models, "SEED": seed,
               "DEVICE": device, "RUN_ID": run_id, "VIT_WEIGHTS": str(vit_weights or "")}
     # The kernels inherit this: progress becomes one printed line per epoch, not redrawn bars.
     os.environ["LABUTILS_PLAIN_PROGRESS"] = "1"
-    timings: dict[str, float] = {}
-    summary = {"run_id": run_id, "profile": profile, "out": str(out_dir), "notebooks": timings}
+    summary = {"run_id": run_id, **identity, "out": str(out_dir), "notebooks": timings,
+               "finished": list(timings)}
     start = time.perf_counter()
     for book in books:
         target = out_dir / "notebooks" / book.name
@@ -75,16 +123,36 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
                 f"{': ' + first_line[0] if first_line else ''}): {err.ename}: {err.evalue}\n"
                 f"The executed notebook with the full traceback is {target}") from None
         timings[book.name] = time.perf_counter() - t0
-        print(f"== {book.name} done in {timings[book.name]:.0f}s", flush=True)
+        summary["finished"] = [n for n in summary["finished"] if n != book.name] + [book.name]
         # Written after each notebook, so the report notebook sees the earlier ones' times.
-        _write_summary(out_dir, summary, start)
+        written = _write_summary(out_dir, summary, start)
+        print(f"== {book.name} done in {format_seconds(timings[book.name])} "
+              f"(run total {format_seconds(written['total_seconds'])})", flush=True)
     return _write_summary(out_dir, summary, start)
 
 
-def _write_summary(out_dir: Path, summary: dict, start: float, failed: str | None = None) -> dict:
-    from .artifacts import read_json
+def format_seconds(seconds: float) -> str:
+    """``95s`` or ``4m 05s``."""
+    seconds = int(round(seconds))
+    return f"{seconds}s" if seconds < 60 else f"{seconds // 60}m {seconds % 60:02d}s"
 
-    summary = dict(summary, total_seconds=time.perf_counter() - start, failed=failed)
+
+def _earlier_timings(out_dir: Path, run_id: str) -> dict[str, float]:
+    """Times of the notebooks this run already finished (later notebooks run one at a time)."""
+    path = out_dir / "metrics" / "pipeline.json"
+    if not path.is_file():
+        return {}
+    saved = read_json(path)
+    if saved.get("run_id") != run_id:
+        return {}
+    return {name: saved["notebooks"][name] for name in saved.get("finished", []) if name in saved["notebooks"]}
+
+
+def _write_summary(out_dir: Path, summary: dict, start: float, failed: str | None = None) -> dict:
+    # total_seconds: all notebooks of the run, earlier sessions included (--resume);
+    # session_seconds: this invocation's wall time.
+    summary = dict(summary, total_seconds=sum(summary["notebooks"].values()),
+                   session_seconds=time.perf_counter() - start, failed=failed)
     write_json(out_dir / "metrics" / "pipeline.json", summary)
     # The report's sidecar carries the run's timings; the report notebook cannot time itself.
     details = out_dir / "report_details.json"

@@ -15,6 +15,7 @@ from matplotlib.ticker import FuncFormatter
 import torch
 from torch import nn
 
+from .accel import memory_format
 from .checkpoint import load_checkpoint, save_checkpoint
 from .models import build_model, count_parameters
 from .plots import finish
@@ -44,7 +45,19 @@ def config(s: Session) -> dict:
 
 def _steps(recipe: dict, loader) -> int:
     """A recipe gives either ``steps`` or ``epochs`` (converted with the loader's length)."""
-    return int(recipe["steps"]) if recipe.get("steps") else int(recipe["epochs"]) * len(loader)
+    return int(recipe["steps"]) if recipe.get("steps") else round(float(recipe["epochs"]) * len(loader))
+
+
+def at_bits(recipe: dict, bits: int) -> dict:
+    """The recipe for one bit width: ``steps`` or ``epochs`` may be a dict keyed by bits
+    ({"5": 1, "2": 4}), since low bit widths need longer fine-tuning than high ones."""
+    out = dict(recipe)
+    for key in ("steps", "epochs"):
+        if isinstance(out.get(key), dict):
+            if str(bits) not in out[key]:
+                raise KeyError(f"the QAT recipe's {key} has no entry for {bits} bits: {out[key]}")
+            out[key] = out[key][str(bits)]
+    return out
 
 
 def _fit_options(recipe: dict) -> dict:
@@ -82,7 +95,7 @@ def resnet20_baseline(s: Session) -> tuple[nn.Module, dict]:
     recipe = dict(cfg["train"])
     train, test = s.loaders("cnn", recipe["batch_size"])
     seed_everything(s.seed)
-    model = build_model("resnet20", **cfg["resnet20"]).to(s.device, memory_format=torch.channels_last)
+    model = build_model("resnet20", **cfg["resnet20"]).to(s.device, memory_format=memory_format(s.device))
     start = time.perf_counter()
     _finetune(model, train, recipe, _steps(recipe, train), desc="resnet20")
     seconds = time.perf_counter() - start
@@ -128,7 +141,7 @@ def qat_sweep(model: nn.Module, train, test, method: str, bits: list[int], recip
     acc, size, kept = {}, {}, True
     for b in bits:
         spec = QuantSpec.parse(method, b)
-        q, acc[str(b)] = qat(model, train, test, spec, recipe, masks)
+        q, acc[str(b)] = qat(model, train, test, spec, at_bits(recipe, b), masks)
         size[str(b)] = model_size_bits(q, spec)["total_bits"]
         if masks:
             params = quantized_parameters(q)

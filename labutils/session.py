@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from . import data as D
+from .accel import memory_format
 from .artifacts import RunDirs, device_name, read_json, resolve_out_dir, run_id_for, run_info, write_json
 from .checkpoint import load_checkpoint, save_checkpoint
 from .models import COURSE_MODELS, course_model, input_size
@@ -141,7 +142,7 @@ class Session:
         seed_everything(self.seed)
         model = course_model(name, pretrained_weights, **self.model_overrides(name))
         assert input_size(model) == self.input_size(name)
-        return model.to(self.device, memory_format=torch.channels_last)
+        return model.to(self.device, memory_format=memory_format(self.device))
 
     # -- artifacts ------------------------------------------------------------------------
     def save(self, model: torch.nn.Module, name: str, stage: str, metrics: dict,

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .accel import forward_runner, fused_optimizer, memory_format, tune_backends
+
 StepCallback = Callable[[nn.Module, torch.optim.Optimizer, int], None]
 
 
@@ -59,7 +61,7 @@ def autocast(device: torch.device):
 
 def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device):
     if x.device != device:
-        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format(device))
         y = y.to(device, non_blocking=True)
     return x, y
 
@@ -86,17 +88,19 @@ def evaluate(model: nn.Module, loader, device: torch.device | None = None) -> di
 def make_optimizer(model: nn.Module, name: str = "sgd", lr: float = 0.1,
                    weight_decay: float = 5e-4, momentum: float = 0.9,
                    betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
-    """SGD (Nesterov) or AdamW; biases, norms and embeddings (1-D or token tensors) get no decay."""
+    """SGD (Nesterov) or AdamW; biases, norms and embeddings (1-D or token tensors) get no decay.
+    On CUDA the fused kernels update every parameter in one launch."""
     decay, no_decay = [], []
     for pname, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 or "pos_embed" in pname or "cls_token" in pname else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
+    fused = {"fused": True} if fused_optimizer(model) else {}
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0, **fused)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, **fused)
     raise ValueError(f"unknown optimizer {name!r}; use 'sgd' or 'adamw'")
 
 
@@ -135,7 +139,7 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int, alpha: float,
         cy, cx = np.random.randint(h), np.random.randint(w)
         y0, y1, x0, x1 = max(cy - ch // 2, 0), min(cy + ch // 2, h), max(cx - cw // 2, 0), min(cx + cw // 2, w)
         x = x.clone()
-        x[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
+        x[..., y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
         lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
     return x, lam * target + (1 - lam) * target[perm]
 
@@ -145,16 +149,21 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
         momentum: float = 0.9, warmup: float = 0.2, label_smoothing: float = 0.1,
         mixup: float = 0.0, num_classes: int = 10, grad_clip: float | None = None,
         callback: StepCallback | None = None, device: torch.device | None = None,
-        desc: str = "train", eval_every: int = 1, max_steps: int | None = None) -> list[dict]:
+        desc: str = "train", eval_every: int = 1, max_steps: int | None = None,
+        compile: bool = False) -> list[dict]:
     """Train ``model`` and return its history: one dict per epoch (losses, accuracies, lr, time).
 
     ``callback(model, optimizer, step)`` runs after every optimizer step. ``mixup`` > 0 mixes
     batches (Mixup or CutMix with Beta(mixup, mixup) weights). ``test_loader`` is
     evaluated every ``eval_every`` epochs and after the last. ``max_steps`` stops early
-    (smoke runs and tests).
+    (smoke runs and tests). ``compile`` runs the training forward through ``torch.compile``
+    (eager if that fails; worth it for long runs only, see ``labutils.accel``). The step loop
+    never waits for the device: losses and counts are summed there and read once per epoch.
     """
     device = device or next(model.parameters()).device
-    model.to(device, memory_format=torch.channels_last).train()
+    tune_backends(device)
+    model.to(device, memory_format=memory_format(device)).train()
+    forward = forward_runner(model, compile)
     opt = make_optimizer(model, optimizer, lr, weight_decay, momentum)
     total = epochs * len(train_loader) if max_steps is None else min(max_steps, epochs * len(train_loader))
     sched = make_schedule(opt, schedule, total, warmup)
@@ -168,7 +177,7 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
             if mixup:
                 x, target = mix_batch(x, y, num_classes, mixup, label_smoothing)
             with autocast(device):
-                logits = model(x)
+                logits = forward(x)
                 loss = F.cross_entropy(logits.float(), target,
                                        label_smoothing=0.0 if mixup else label_smoothing)
             opt.zero_grad(set_to_none=True)

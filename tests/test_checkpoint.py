@@ -1,14 +1,15 @@
 import pytest
 import torch
 
+from labutils.accel import memory_format
 from labutils.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from labutils.models import build_model
 
 
 def _same_outputs(a, b):
-    """Bit-identical outputs; both in channels_last, as load_checkpoint returns models."""
+    """Bit-identical outputs; both in the training memory format, as load_checkpoint returns models."""
     x = torch.randn(2, 3, 32, 32)
-    a, b = (m.to(memory_format=torch.channels_last).eval() for m in (a, b))
+    a, b = (m.to(memory_format=memory_format("cpu")).eval() for m in (a, b))
     with torch.no_grad():
         return torch.equal(a(x), b(x))
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from labutils.accel import memory_format
 from labutils import data as D
 
 
@@ -84,7 +85,7 @@ def test_device_loader_is_seeded_and_normalised(synthetic_root):
     expected = (torch.as_tensor(x[:64]).float() / 255 - torch.tensor(D.CIFAR10_MEAN).view(1, 3, 1, 1)) \
         / torch.tensor(D.CIFAR10_STD).view(1, 3, 1, 1)
     assert torch.allclose(batches[0][0], expected, atol=1e-5)
-    assert batches[0][0].is_contiguous(memory_format=torch.channels_last)
+    assert batches[0][0].is_contiguous(memory_format=memory_format(batches[0][0].device))
 
 
 def test_device_loader_resizes_for_the_pretrained_vit(synthetic_root):

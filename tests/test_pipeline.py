@@ -2,6 +2,7 @@
 import json
 
 import nbformat
+import pytest
 
 from labutils import pipeline
 from labutils.artifacts import REPO_ROOT
@@ -88,3 +89,46 @@ def test_run_id_is_shared_by_a_folder_until_a_new_run_starts(tmp_path):
     assert run_id_for(tmp_path, "smoke", fresh=True) != first
     other = run_id_for(tmp_path, "cpu")
     assert other.startswith("cpu-") and run_id_for(tmp_path, "cpu") == other
+
+
+ALL_BOOKS = [p.name for p in pipeline.available_notebooks().values()]
+
+
+def test_resume_after_02_gives_the_report_of_an_uninterrupted_run(tmp_path, capsys):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert main(["run", "--profile", "smoke", "--out", str(whole)]) == 0
+    assert main(["run", "--profile", "smoke", "--out", str(split), "--notebooks", "01,02"]) == 0
+    stopped = json.loads((split / "metrics" / "pipeline.json").read_text())
+    assert stopped["finished"] == ALL_BOOKS[:2]
+    capsys.readouterr()
+
+    assert main(["run", "--profile", "smoke", "--out", str(split), "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "2 notebook(s) already finished" in out and "== 01_data.ipynb" not in out
+    assert "== 03_unstructured_pruning.ipynb" in out and "run total" in out
+    summary = json.loads((split / "metrics" / "pipeline.json").read_text())
+    assert summary["run_id"] == stopped["run_id"] and summary["finished"] == ALL_BOOKS
+    # The earlier session's times count towards the run's total.
+    assert summary["notebooks"]["02_baseline_training.ipynb"] == stopped["notebooks"]["02_baseline_training.ipynb"]
+    assert summary["total_seconds"] == pytest.approx(sum(summary["notebooks"].values()))
+    assert json.loads((split / "report.json").read_text()) == json.loads((whole / "report.json").read_text())
+
+    # Nothing is left: a second resume runs nothing and keeps the run.
+    assert main(["run", "--profile", "smoke", "--out", str(split), "--resume"]) == 0
+    assert "0 to run" in capsys.readouterr().out
+
+
+def test_resume_refuses_what_it_must_not_continue(tmp_path, capsys):
+    from labutils.artifacts import git_commit, write_json
+
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--resume"]) == 1
+    assert "nothing to resume" in capsys.readouterr().err
+    saved = {"run_id": "smoke-earlier", "profile": "smoke", "git_commit": git_commit(),
+             "models": ["cnn", "vit", "vit_scratch"], "seed": 0, "notebooks": {"01_data.ipynb": 3.0},
+             "finished": ["01_data.ipynb"]}
+    for change, word in (({"profile": "cpu"}, "profile 'cpu'"), ({"git_commit": "0123456789ab"}, "commit '0123456789ab'"),
+                         ({"seed": 3}, "seed 3"), ({"models": ["cnn"]}, "models ['cnn']")):
+        write_json(tmp_path / "metrics" / "pipeline.json", saved | change)
+        assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--resume"]) == 1
+        err = capsys.readouterr().err
+        assert "cannot resume run smoke-earlier" in err and word in err and "without --resume" in err

@@ -84,3 +84,38 @@ def test_fit_with_mixup_and_clipping_runs(synthetic_root):
     history = fit(build_model("vit_scratch", embed_dim=24, depth=1, num_heads=3), train, test, epochs=1,
                   lr=1e-3, optimizer="adamw", mixup=0.8, grad_clip=1.0, max_steps=3)
     assert history[-1]["train_loss"] > 0 and "test_accuracy" in history[-1]
+
+
+def test_fit_falls_back_to_eager_when_compile_fails(synthetic_root, monkeypatch):
+    """Where torch.compile cannot work (no compiler, unsupported platform), training goes on."""
+    def broken_compile(model, mode=None):
+        def call(x):
+            raise RuntimeError("no C++ compiler found")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    train, test = _loaders(synthetic_root)
+    with pytest.warns(RuntimeWarning, match="torch.compile is not available here.*no C\\+\\+ compiler"):
+        history = fit(build_model("resnet20", width=4), train, test, epochs=1, lr=0.05, compile=True, max_steps=3)
+    assert history[-1]["images"] == 3 * 50 and "test_accuracy" in history[-1]
+
+
+def test_compiled_forward_is_used_when_it_works(synthetic_root, monkeypatch):
+    from labutils.accel import CompiledForward
+
+    calls = []
+
+    def fake_compile(model, mode=None):
+        def call(x):
+            calls.append(x.shape[0])
+            return model(x)
+        return call
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    train, _ = _loaders(synthetic_root)
+    fit(build_model("resnet20", width=4), train, None, epochs=1, lr=0.05, compile=True, max_steps=2)
+    assert calls == [50, 50]
+    model = build_model("resnet20", width=4)
+    forward = CompiledForward(model)
+    forward(torch.zeros(2, 3, 32, 32))
+    assert forward.working is True

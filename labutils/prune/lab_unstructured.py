@@ -190,6 +190,16 @@ def study(subject: Subject, sparsities: list[float], epochs: list[float]) -> lis
     return rows
 
 
+def study_subjects(subjects: dict[str, Subject]) -> dict[str, Subject]:
+    """The models the profile runs the study on (``study_models``, default all): the study
+    fine-tunes 18 times per model, so a time-boxed profile keeps it to the course's CNN."""
+    chosen = [n for n in subjects if n in subjects[n].cfg.get("study_models", subjects)] if subjects else []
+    skipped = [n for n in subjects if n not in chosen]
+    if skipped:
+        print(f"study skipped for {', '.join(skipped)} in this profile (study_models: {', '.join(chosen) or 'none'})")
+    return {n: subjects[n] for n in chosen}
+
+
 def best_method(rows: list[dict]) -> str:
     """The method with the best accuracy at the study's highest sparsity and largest budget."""
     top_s, top_e = max(r["sparsity"] for r in rows), max(r["epochs"] for r in rows)

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..accel import memory_format
 from ..models import build_model
 
 CRITERIA = ("l1", "l2", "bn_scale", "taylor")
@@ -398,7 +399,7 @@ def remove_units(model: nn.Module, keep: dict[str, torch.Tensor]) -> nn.Module:
     kwargs = dict(model.arch["kwargs"], **arch_widths(model, sizes))
     small = build_model(model.arch["name"], **kwargs)
     small.load_state_dict(state)
-    small.to(param.device, memory_format=torch.channels_last)
+    small.to(param.device, memory_format=memory_format(param.device))
     return small.train(model.training)
 
 

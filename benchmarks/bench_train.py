@@ -1,0 +1,159 @@
+"""Training throughput of every model the workbook trains, dense and pruned, on this device.
+
+Each case runs ``labutils.train.fit`` itself (the loop the notebooks use: device-side data and
+augmentation, bf16 autocast, channels_last and fused optimizers on CUDA, the profile's recipe) on
+random uint8 images kept on the device. The first epoch pays for warm-up (cuDNN autotuning and,
+with compilation, the compiler); images/s is counted over the later epochs only.
+
+Cases (recipes from the ``full`` profile, batch sizes included):
+
+* ``resnet18``     dense | ``unstructured-90``: 90% magnitude masks enforced every step |
+                   ``structured-50``: half of every channel group removed (notebook 04's target)
+* ``vit_scratch``  dense | ``unstructured-90`` | ``structured-33``: 2 of 3 heads, 512 of 768 MLP neurons
+* ``resnet20``     dense | ``qat-4bit``: fake-quantized weights (notebook 06's fine-tuning)
+
+    python benchmarks/bench_train.py                       # all cases, compiled and eager on CUDA
+    python benchmarks/bench_train.py --models resnet20 --compile on --json bench.json
+    python benchmarks/bench_train.py --smoke               # seconds on a CPU: narrow models, few images
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import sys
+import time
+
+import torch
+
+from labutils.artifacts import device_name, git_commit
+from labutils.data import DeviceLoader
+from labutils.models import build_model
+from labutils.profiles import get_profile
+from labutils.prune import MaskEnforcer, one_shot_prune
+from labutils.quant import FakeQuantizer, QuantSpec
+from labutils.train import fit, get_device, seed_everything
+
+MODELS = ("resnet18", "vit_scratch", "resnet20")
+
+
+def _recipe(model: str, smoke: bool) -> dict:
+    """The ``full`` profile's recipe for ``model`` (what a real run trains with)."""
+    full = get_profile("full")
+    recipe = dict(full["quant"]["train"] if model == "resnet20" else
+                  full["train"]["cnn" if model == "resnet18" else "vit_scratch"])
+    recipe.pop("epochs", None)
+    recipe.pop("compile", None)
+    if smoke:
+        recipe["batch_size"] = 32
+    return recipe
+
+
+def _arch(model: str, variant: str, smoke: bool) -> dict:
+    """Architecture arguments of a case (narrow in smoke size)."""
+    if model == "resnet18":
+        width = 8 if smoke else 64
+        kw = {"width": width}
+        if variant.startswith("structured"):
+            stages = [width // 2 * m for m in (1, 2, 4, 8)]
+            kw = {"stages": stages, "inner": [[s, s] for s in stages]}
+        return kw
+    if model == "vit_scratch":
+        kw = {"embed_dim": 48, "depth": 2} if smoke else {}
+        depth = kw.get("depth", 12)
+        if variant.startswith("structured"):
+            kw.update(heads=[2] * depth, mlp_hidden=[kw.get("embed_dim", 192) * 4 * 2 // 3] * depth)
+        return kw
+    return {"width": 8 if smoke else 16}
+
+
+def cases(models=MODELS) -> list[tuple[str, str]]:
+    variants = {"resnet18": ("dense", "unstructured-90", "structured-50"),
+                "vit_scratch": ("dense", "unstructured-90", "structured-33"),
+                "resnet20": ("dense", "qat-4bit")}
+    return [(m, v) for m in models for v in variants[m]]
+
+
+def measure(model_name: str, variant: str, device: torch.device, compile: bool, images: int,
+            epochs: int, smoke: bool = False) -> dict:
+    """Train one case for ``epochs`` epochs of ``images`` random images; images/s after the first."""
+    seed_everything(0)
+    recipe = _recipe(model_name, smoke)
+    batch = recipe.pop("batch_size")
+    model = build_model(model_name, **_arch(model_name, variant, smoke)).to(device)
+    gen = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (images, 3, 32, 32), dtype=torch.uint8, generator=gen)
+    labels = torch.randint(0, 10, (images,), generator=gen)
+    loader = DeviceLoader(pixels, labels, batch, True, device)
+    callback, fq = None, None
+    if variant.startswith("unstructured"):
+        callback = MaskEnforcer(one_shot_prune(model, 0.9))
+    elif variant.startswith("qat"):
+        callback = fq = FakeQuantizer(model, QuantSpec(4), refresh_every=100)
+    history = fit(model, loader, None, epochs=epochs, callback=callback, device=device,
+                  desc=f"{model_name} {variant}", compile=compile, **recipe)
+    if fq is not None:
+        fq.finish()
+    timed = history[1:] or history
+    rate = sum(h["images"] for h in timed) / sum(h["train_seconds"] for h in timed)
+    return {"model": model_name, "variant": variant, "compile": compile, "batch_size": batch,
+            "optimizer": recipe["optimizer"], "mixup": recipe.get("mixup", 0.0),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "images_per_second": rate, "first_epoch_seconds": history[0]["train_seconds"],
+            "steady_epoch_seconds": sum(h["train_seconds"] for h in timed) / len(timed),
+            "steps_per_epoch": len(loader)}
+
+
+def settings(device: torch.device) -> dict:
+    cuda = device.type == "cuda"
+    return {"device": device_name(device), "torch": torch.__version__, "python": platform.python_version(),
+            "autocast": "bf16" if cuda else "off (fp32 on CPU)", "memory_format": "channels_last" if cuda else "contiguous",
+            "cudnn_benchmark": cuda, "fused_optimizer": cuda, "threads": torch.get_num_threads(),
+            "git_commit": git_commit()}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
+    ap.add_argument("--compile", default="auto", choices=["auto", "on", "off", "both"],
+                    help="auto (default): both on CUDA, off elsewhere")
+    ap.add_argument("--images", type=int, default=None, help="images per epoch (default 50,000; smoke 128)")
+    ap.add_argument("--epochs", type=int, default=3, help="epochs per case; the first is not timed")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--smoke", action="store_true", help="narrow models and few images (CPU tests)")
+    ap.add_argument("--json", metavar="FILE", default=None)
+    args = ap.parse_args(argv)
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        ap.error(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
+    if args.epochs < 2:
+        ap.error("--epochs must be at least 2: the first epoch is warm-up")
+    device = get_device(args.device)
+    images = args.images or (128 if args.smoke else 50_000)
+    modes = {"auto": [False, True] if device.type == "cuda" else [False], "on": [True], "off": [False],
+             "both": [False, True]}[args.compile]
+    info = settings(device)
+    print(" | ".join(f"{k} {v}" for k, v in info.items()), flush=True)
+    rows = []
+    for model_name, variant in cases(models):
+        for compile in modes:
+            start = time.perf_counter()
+            row = measure(model_name, variant, device, compile, images, args.epochs, args.smoke)
+            row["wall_seconds"] = time.perf_counter() - start
+            rows.append(row)
+            print(f"{model_name:12s} {variant:16s} {'compiled' if compile else 'eager':8s} "
+                  f"batch {row['batch_size']:4d} {row['images_per_second']:10,.0f} images/s "
+                  f"(first epoch {row['first_epoch_seconds']:.1f}s, then {row['steady_epoch_seconds']:.2f}s)",
+                  flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"settings": info, "images_per_epoch": images, "epochs": args.epochs, "rows": rows}, f, indent=2)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
