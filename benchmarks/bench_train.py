@@ -14,6 +14,7 @@ Cases (recipes from the ``full`` profile, batch sizes included):
 
     python benchmarks/bench_train.py                       # all cases, compiled and eager on CUDA
     python benchmarks/bench_train.py --models resnet20 --compile on --json bench.json
+    python benchmarks/bench_train.py --compile-mode reduce-overhead   # CUDA graphs
     python benchmarks/bench_train.py --smoke               # seconds on a CPU: narrow models, few images
 """
 from __future__ import annotations
@@ -75,7 +76,7 @@ def cases(models=MODELS) -> list[tuple[str, str]]:
     return [(m, v) for m in models for v in variants[m]]
 
 
-def measure(model_name: str, variant: str, device: torch.device, compile: bool, images: int,
+def measure(model_name: str, variant: str, device: torch.device, compile: bool | str, images: int,
             epochs: int, smoke: bool = False) -> dict:
     """Train one case for ``epochs`` epochs of ``images`` random images; images/s after the first."""
     seed_everything(0)
@@ -97,7 +98,9 @@ def measure(model_name: str, variant: str, device: torch.device, compile: bool, 
         fq.finish()
     timed = history[1:] or history
     rate = sum(h["images"] for h in timed) / sum(h["train_seconds"] for h in timed)
-    return {"model": model_name, "variant": variant, "compile": compile, "batch_size": batch,
+    return {"model": model_name, "variant": variant, "compile": compile is not False,
+            "compile_mode": (None if compile is False else "default" if compile is True else compile),
+            "batch_size": batch,
             "optimizer": recipe["optimizer"], "mixup": recipe.get("mixup", 0.0),
             "parameters": sum(p.numel() for p in model.parameters()),
             "images_per_second": rate, "first_epoch_seconds": history[0]["train_seconds"],
@@ -118,6 +121,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
     ap.add_argument("--compile", default="auto", choices=["auto", "on", "off", "both"],
                     help="auto (default): both on CUDA, off elsewhere")
+    ap.add_argument("--compile-mode", default="default",
+                    choices=["default", "reduce-overhead", "max-autotune-no-cudagraphs"],
+                    help="torch.compile mode of the compiled cases (reduce-overhead: CUDA graphs)")
     ap.add_argument("--images", type=int, default=None, help="images per epoch (default 50,000; smoke 128)")
     ap.add_argument("--epochs", type=int, default=3, help="epochs per case; the first is not timed")
     ap.add_argument("--device", default="auto")
@@ -133,8 +139,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ap.error("--epochs must be at least 2: the first epoch is warm-up")
     device = get_device(args.device)
     images = args.images or (128 if args.smoke else 50_000)
-    modes = {"auto": [False, True] if device.type == "cuda" else [False], "on": [True], "off": [False],
-             "both": [False, True]}[args.compile]
+    compiled = True if args.compile_mode == "default" else args.compile_mode
+    modes = {"auto": [False, compiled] if device.type == "cuda" else [False], "on": [compiled], "off": [False],
+             "both": [False, compiled]}[args.compile]
     info = settings(device)
     print(" | ".join(f"{k} {v}" for k, v in info.items()), flush=True)
     rows = []
@@ -144,7 +151,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             row = measure(model_name, variant, device, compile, images, args.epochs, args.smoke)
             row["wall_seconds"] = time.perf_counter() - start
             rows.append(row)
-            print(f"{model_name:12s} {variant:16s} {'compiled' if compile else 'eager':8s} "
+            print(f"{model_name:12s} {variant:16s} {row['compile_mode'] or 'eager':8s} "
                   f"batch {row['batch_size']:4d} {row['images_per_second']:10,.0f} images/s "
                   f"(first epoch {row['first_epoch_seconds']:.1f}s, then {row['steady_epoch_seconds']:.2f}s)",
                   flush=True)

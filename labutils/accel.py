@@ -49,13 +49,16 @@ class CompiledForward:
     """
 
     def __init__(self, model: nn.Module, mode: str | None = None):
-        self.model = model
+        self.model, self.mode = model, mode
         self.compiled = torch.compile(model, mode=mode) if hasattr(torch, "compile") else None
         self.working: bool | None = None if self.compiled is not None else False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.working is False:
             return self.model(x)
+        if self.mode == "reduce-overhead":
+            # CUDA graphs: each training step is a new generation (earlier outputs may be reused).
+            torch.compiler.cudagraph_mark_step_begin()
         try:
             out = self.compiled(x)
         except Exception as err:  # compiler errors surface at the first call
@@ -70,6 +73,11 @@ class CompiledForward:
         return out
 
 
-def forward_runner(model: nn.Module, compile: bool):
-    """What ``fit`` calls for a training forward pass: the model itself, or its compiled form."""
-    return CompiledForward(model) if compile else model
+def forward_runner(model: nn.Module, compile: bool | str):
+    """What ``fit`` calls for a training forward pass: the model itself, or its compiled form.
+    ``compile`` is False, True (torch.compile's default mode) or a mode name such as
+    ``"reduce-overhead"`` (CUDA graphs: removes the per-kernel launch cost that bounds small models
+    on a slow host, not yet measured for this workbook)."""
+    if not compile:
+        return model
+    return CompiledForward(model, None if compile is True else compile)

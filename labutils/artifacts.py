@@ -83,15 +83,16 @@ class RunDirs:
 
 @functools.lru_cache(maxsize=None)
 def git_commit(root: Path = REPO_ROOT) -> str | None:
-    """The checkout's commit; where the tree has no git metadata (a copy sent to a GPU machine),
-    ``$LABUTILS_GIT_COMMIT`` names it."""
+    """The checkout's commit. ``$LABUTILS_GIT_COMMIT`` names it where git cannot: a copy of the
+    tree sent to a GPU machine has no git metadata, or stale metadata of an older commit."""
+    if os.environ.get("LABUTILS_GIT_COMMIT"):
+        return os.environ["LABUTILS_GIT_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
                              capture_output=True, text=True, timeout=10)
-        commit = out.stdout.strip() if out.returncode == 0 else ""
+        return (out.stdout.strip() if out.returncode == 0 else "") or None
     except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return commit or os.environ.get("LABUTILS_GIT_COMMIT") or None
+        return None
 
 
 def device_name(device) -> str:

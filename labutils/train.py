@@ -150,14 +150,15 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
         mixup: float = 0.0, num_classes: int = 10, grad_clip: float | None = None,
         callback: StepCallback | None = None, device: torch.device | None = None,
         desc: str = "train", eval_every: int = 1, max_steps: int | None = None,
-        compile: bool = False) -> list[dict]:
+        compile: bool | str = False) -> list[dict]:
     """Train ``model`` and return its history: one dict per epoch (losses, accuracies, lr, time).
 
     ``callback(model, optimizer, step)`` runs after every optimizer step. ``mixup`` > 0 mixes
     batches (Mixup or CutMix with Beta(mixup, mixup) weights). ``test_loader`` is
     evaluated every ``eval_every`` epochs and after the last. ``max_steps`` stops early
-    (smoke runs and tests). ``compile`` runs the training forward through ``torch.compile``
-    (eager if that fails; worth it for long runs only, see ``labutils.accel``). The step loop
+    (smoke runs and tests). ``compile`` (True or a torch.compile mode name) runs the training
+    forward through ``torch.compile`` (eager if that fails; worth it for long runs only, see
+    ``labutils.accel``). The step loop
     never waits for the device: losses and counts are summed there and read once per epoch.
     """
     device = device or next(model.parameters()).device

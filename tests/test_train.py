@@ -103,9 +103,11 @@ def test_fit_falls_back_to_eager_when_compile_fails(synthetic_root, monkeypatch)
 def test_compiled_forward_is_used_when_it_works(synthetic_root, monkeypatch):
     from labutils.accel import CompiledForward
 
-    calls = []
+    calls, modes = [], []
 
     def fake_compile(model, mode=None):
+        modes.append(mode)
+
         def call(x):
             calls.append(x.shape[0])
             return model(x)
@@ -114,7 +116,8 @@ def test_compiled_forward_is_used_when_it_works(synthetic_root, monkeypatch):
     monkeypatch.setattr(torch, "compile", fake_compile)
     train, _ = _loaders(synthetic_root)
     fit(build_model("resnet20", width=4), train, None, epochs=1, lr=0.05, compile=True, max_steps=2)
-    assert calls == [50, 50]
+    fit(build_model("resnet20", width=4), train, None, epochs=1, lr=0.05, compile="reduce-overhead", max_steps=1)
+    assert calls == [50, 50, 50] and modes == [None, "reduce-overhead"]
     model = build_model("resnet20", width=4)
     forward = CompiledForward(model)
     forward(torch.zeros(2, 3, 32, 32))
