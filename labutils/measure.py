@@ -15,6 +15,7 @@ second follow the first (zeros in dense tensors cost as much as any other number
 from __future__ import annotations
 
 import copy
+import math
 import statistics
 import time
 
@@ -124,3 +125,14 @@ def measure_latency(model: nn.Module, input_size, batch_size: int, device="cpu",
     return {"ms_per_batch": ms, "ms_per_image": ms / batch_size,
             "images_per_second": 1000.0 * batch_size / ms, "batch_size": batch_size,
             "device": str(device), "iters": iters}
+
+
+def accuracy_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson 95% interval of an accuracy measured on ``n`` test images: the range that sampling
+    the test set alone could move it in. Two accuracies whose intervals overlap widely are not
+    shown to differ."""
+    if n <= 0:
+        raise ValueError(f"an accuracy needs test images, got n={n}")
+    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

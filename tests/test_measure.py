@@ -54,3 +54,29 @@ def test_measure_latency_rejects_missing_cuda():
         pytest.skip("a GPU is present")
     with pytest.raises(RuntimeError, match="no CUDA GPU"):
         measure_latency(tiny_cnn(), 8, 1, "cuda")
+
+
+def test_accuracy_interval_is_wilsons():
+    from labutils.measure import accuracy_interval
+
+    low, high = accuracy_interval(0.5, 100)
+    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
+    low, high = accuracy_interval(0.9, 10_000)
+    assert low < 0.9 < high and (high - low) / 2 == pytest.approx(0.0059, abs=2e-4)
+    assert accuracy_interval(1.0, 50)[1] == 1.0 and accuracy_interval(0.0, 50)[0] == 0.0
+    with pytest.raises(ValueError, match="test images"):
+        accuracy_interval(0.5, 0)
+
+
+def test_study_verdict_says_which_differences_are_real():
+    from labutils.measure import accuracy_interval
+    from labutils.prune.lab_unstructured import study_verdict
+
+    def row(method, sparsity, acc, n=10_000):
+        return {"method": method, "sparsity": sparsity, "epochs": 3, "accuracy": acc, "test_images": n,
+                "ci95": list(accuracy_interval(acc, n))}
+
+    noise = study_verdict([row("one_shot", 0.5, 0.903), row("iterative", 0.5, 0.9035), row("gradual", 0.9, 0.901)])
+    assert "no method, sparsity or budget here is shown to beat another" in noise
+    real = study_verdict([row("one_shot", 0.5, 0.905), row("iterative", 0.9, 0.904), row("one_shot", 0.9, 0.85)])
+    assert "Real differences: 1 point(s)" in real and "one_shot 90% 3 ep" in real

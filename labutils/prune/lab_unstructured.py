@@ -25,6 +25,7 @@ from ..artifacts import read_json, write_json
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN
 from ..data import DeviceLoader
+from ..measure import accuracy_interval
 from ..models import count_parameters
 from ..train import evaluate, seed_everything
 
@@ -168,7 +169,9 @@ def prune_and_finetune(subject: Subject, method: str, sparsity: float, epochs: f
     else:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     report = sparsity_report(model, params, masks)  # raises if a pruned weight came back
-    row.update(accuracy=evaluate(model, eval_loader)["accuracy"],
+    scored = evaluate(model, eval_loader)
+    row.update(accuracy=scored["accuracy"], test_images=scored["n"],
+               ci95=list(accuracy_interval(scored["accuracy"], scored["n"])),
                measured_sparsity=report["pruning_percentage"] / 100, seconds=time.perf_counter() - start)
     return model, masks, row
 
@@ -184,10 +187,31 @@ def study(subject: Subject, sparsities: list[float], epochs: list[float]) -> lis
                 _, _, row = prune_and_finetune(subject, method, level, e * scale, cap)
                 row.update(epochs=e, steps=fit_budget(e * scale, subject.train, cap)["max_steps"])
                 rows.append(row)
+                low, high = row["ci95"]
                 print(f"{subject.name:12s} {method:9s} {level:4.0%} {e} ep: {row['accuracy']:.2%} "
-                      f"({row['seconds']:.0f}s)")
+                      f"[{low:.2%}, {high:.2%}] ({row['seconds']:.0f}s)")
     subject.results["study"] = rows
+    print(study_verdict(rows))
     return rows
+
+
+def study_verdict(rows: list[dict]) -> str:
+    """Which of the study's differences are real: the spread of its accuracies against the 95%
+    interval of one measurement (rows that all share one interval teach only that they are equal)."""
+    accs = [r["accuracy"] for r in rows]
+    best, worst = max(rows, key=lambda r: r["accuracy"]), min(rows, key=lambda r: r["accuracy"])
+    separated = best["ci95"][0] > worst["ci95"][1]
+    n = best["test_images"]
+    head = (f"study: {len(rows)} points from {min(accs):.2%} to {max(accs):.2%} on {n:,} test images; "
+            f"one point's 95% interval is about +/-{(best['ci95'][1] - best['ci95'][0]) / 2:.2%}. ")
+    if not separated:
+        return head + ("Every interval overlaps every other: no method, sparsity or budget here is shown "
+                       "to beat another.")
+    real = [r for r in rows if r["ci95"][1] < best["ci95"][0]]
+    return head + (f"Real differences: {len(real)} point(s) lie wholly below the best "
+                   f"({best['method']} {best['sparsity']:.0%}, {best['epochs']} ep): "
+                   + ", ".join(f"{r['method']} {r['sparsity']:.0%} {r['epochs']} ep" for r in real[:6])
+                   + ("..." if len(real) > 6 else "") + "; the other differences are within the noise.")
 
 
 def study_subjects(subjects: dict[str, Subject]) -> dict[str, Subject]:

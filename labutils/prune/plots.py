@@ -82,13 +82,18 @@ def study(studies: dict[str, list[dict]], baselines: dict[str, float], path=None
         budgets = sorted({r["epochs"] for r in rows})
         for method, style in styles.items():
             for j, e in enumerate(budgets):
-                pts = sorted((r["sparsity"], r["accuracy"]) for r in rows if r["method"] == method and r["epochs"] == e)
+                pts = sorted((r["sparsity"], r["accuracy"], *r.get("ci95", (r["accuracy"],) * 2))
+                             for r in rows if r["method"] == method and r["epochs"] == e)
                 if pts:
-                    ax.plot([100 * p[0] for p in pts], [100 * p[1] for p in pts], style, ms=4,
-                            color=f"C{list(styles).index(method)}", alpha=0.5 + 0.5 * j / max(len(budgets) - 1, 1),
-                            label=f"{method.replace('_', '-')}, {e} epochs")
+                    # Error bars: each point's 95% interval; a shift within them is noise.
+                    ax.errorbar([100 * p[0] + 0.4 * (j - 0.5) for p in pts], [100 * p[1] for p in pts],
+                                yerr=[[100 * (p[1] - p[2]) for p in pts], [100 * (p[3] - p[1]) for p in pts]],
+                                fmt=style, ms=4, capsize=2, lw=1,
+                                color=f"C{list(styles).index(method)}", alpha=0.5 + 0.5 * j / max(len(budgets) - 1, 1),
+                                label=f"{method.replace('_', '-')}, {e} epochs")
         ax.axhline(100 * baselines[name], color="0.3", ls="--", lw=0.8, label="dense")
-        ax.set(title=f"{name}: prune + fine-tune", xlabel="sparsity (%)", ylabel="probe accuracy (%)")
+        ax.set(title=f"{name}: prune + fine-tune (95% intervals)", xlabel="sparsity (%)",
+               ylabel="test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     return finish(fig, path, caption)
