@@ -20,10 +20,8 @@ Cases (recipes from the ``full`` profile, batch sizes included):
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import platform
-import sys
 import time
 
 import torch
@@ -98,7 +96,7 @@ def measure(model_name: str, variant: str, device: torch.device, compile: bool |
         fq.finish()
     timed = history[1:] or history
     rate = sum(h["images"] for h in timed) / sum(h["train_seconds"] for h in timed)
-    return {"model": model_name, "variant": variant, "compile": compile is not False,
+    return {"model": model_name, "variant": variant,
             "compile_mode": (None if compile is False else "default" if compile is True else compile),
             "batch_size": batch,
             "optimizer": recipe["optimizer"], "mixup": recipe.get("mixup", 0.0),
@@ -163,4 +161,3 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 if __name__ == "__main__":
     main()
-    sys.exit(0)

@@ -3,7 +3,7 @@
 * ``memory_format(device)`` - channels_last on CUDA, the default layout elsewhere.
 * ``tune_backends(device)`` - cuDNN picks the fastest convolution for each shape it meets
   (the workbook's batches have fixed shapes) and fp32 matmuls may use TF32.
-* ``fused_optimizer(device)`` - whether the optimizers should use their fused CUDA kernels (one
+* ``fused_optimizer(model)`` - whether the optimizers should use their fused CUDA kernels (one
   launch for all parameters instead of several per tensor: tiny models are launch-bound).
 * ``CompiledForward`` - ``torch.compile`` of a model's forward (and, through it, backward) with a
   fallback: where compilation is unavailable or fails, training goes on eagerly with a warning.
@@ -50,8 +50,8 @@ class CompiledForward:
 
     def __init__(self, model: nn.Module, mode: str | None = None):
         self.model, self.mode = model, mode
-        self.compiled = torch.compile(model, mode=mode) if hasattr(torch, "compile") else None
-        self.working: bool | None = None if self.compiled is not None else False
+        self.compiled = torch.compile(model, mode=mode)  # lazy: nothing is compiled until the first call
+        self.working: bool | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.working is False:

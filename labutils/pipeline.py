@@ -85,7 +85,7 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     if resume:
         saved = previous_run(out_dir, identity)
         run_id = saved["run_id"]
-        timings = {name: saved["notebooks"][name] for name in saved["finished"]}
+        timings = _finished_timings(saved)
         skipped = [b.name for b in books if b.name in timings and (out_dir / "notebooks" / b.name).is_file()]
         books = [b for b in books if b.name not in skipped]
         print(f"resuming run {run_id} in {out_dir}: {len(skipped)} notebook(s) already finished "
@@ -95,16 +95,17 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     # continue the run already in out_dir.
     starts = not resume and any(b.name[:2] in ("01", "02") for b in books)
     run_id = run_id or run_id_for(out_dir / "metrics", profile, fresh=starts)
-    if not resume and not starts:
-        timings = _earlier_timings(out_dir, run_id)
+    if not resume and not starts:  # later notebooks alone: the run's earlier times still count
+        marker = out_dir / "metrics" / "pipeline.json"
+        saved = read_json(marker) if marker.is_file() else {}
+        timings = _finished_timings(saved) if saved.get("run_id") == run_id else {}
     # Paths are made absolute here: the kernels run in out/notebooks, not in the caller's folder.
     params = {"PROFILE": profile, "OUT_DIR": str(out_dir), "DATA_ROOT": str(Path(data_root).resolve()) if data_root else "",
               "MODELS": models, "SEED": seed,
               "DEVICE": device, "RUN_ID": run_id, "VIT_WEIGHTS": str(vit_weights or "")}
     # The kernels inherit this: progress becomes one printed line per epoch, not redrawn bars.
     os.environ["LABUTILS_PLAIN_PROGRESS"] = "1"
-    summary = {"run_id": run_id, **identity, "out": str(out_dir), "notebooks": timings,
-               "finished": list(timings)}
+    summary = {"run_id": run_id, **identity, "out": str(out_dir), "notebooks": timings}
     start = time.perf_counter()
     for book in books:
         target = out_dir / "notebooks" / book.name
@@ -123,7 +124,6 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
                 f"{': ' + first_line[0] if first_line else ''}): {err.ename}: {err.evalue}\n"
                 f"The executed notebook with the full traceback is {target}") from None
         timings[book.name] = time.perf_counter() - t0
-        summary["finished"] = [n for n in summary["finished"] if n != book.name] + [book.name]
         # Written after each notebook, so the report notebook sees the earlier ones' times.
         written = _write_summary(out_dir, summary, start)
         print(f"== {book.name} done in {format_seconds(timings[book.name])} "
@@ -137,21 +137,16 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds}s" if seconds < 60 else f"{seconds // 60}m {seconds % 60:02d}s"
 
 
-def _earlier_timings(out_dir: Path, run_id: str) -> dict[str, float]:
-    """Times of the notebooks this run already finished (later notebooks run one at a time)."""
-    path = out_dir / "metrics" / "pipeline.json"
-    if not path.is_file():
-        return {}
-    saved = read_json(path)
-    if saved.get("run_id") != run_id:
-        return {}
+def _finished_timings(saved: dict) -> dict[str, float]:
+    """{notebook: seconds} of the notebooks a saved summary says finished."""
     return {name: saved["notebooks"][name] for name in saved.get("finished", []) if name in saved["notebooks"]}
 
 
 def _write_summary(out_dir: Path, summary: dict, start: float, failed: str | None = None) -> dict:
-    # total_seconds: all notebooks of the run, earlier sessions included (--resume);
-    # session_seconds: this invocation's wall time.
-    summary = dict(summary, total_seconds=sum(summary["notebooks"].values()),
+    # finished: every timed notebook but a failed one; total_seconds: all notebooks of the run,
+    # earlier sessions included (--resume); session_seconds: this invocation's wall time.
+    summary = dict(summary, finished=[n for n in summary["notebooks"] if n != failed],
+                   total_seconds=sum(summary["notebooks"].values()),
                    session_seconds=time.perf_counter() - start, failed=failed)
     write_json(out_dir / "metrics" / "pipeline.json", summary)
     # The report's sidecar carries the run's timings; the report notebook cannot time itself.

@@ -198,11 +198,10 @@ def study(subject: Subject, sparsities: list[float], epochs: list[float]) -> lis
 def study_verdict(rows: list[dict]) -> str:
     """Which of the study's differences are real: the spread of its accuracies against the 95%
     interval of one measurement (rows that all share one interval teach only that they are equal)."""
-    accs = [r["accuracy"] for r in rows]
     best, worst = max(rows, key=lambda r: r["accuracy"]), min(rows, key=lambda r: r["accuracy"])
     separated = best["ci95"][0] > worst["ci95"][1]
     n = best["test_images"]
-    head = (f"study: {len(rows)} points from {min(accs):.2%} to {max(accs):.2%} on {n:,} test images; "
+    head = (f"study: {len(rows)} points from {worst['accuracy']:.2%} to {best['accuracy']:.2%} on {n:,} test images; "
             f"one point's 95% interval is about +/-{(best['ci95'][1] - best['ci95'][0]) / 2:.2%}. ")
     if not separated:
         return head + ("Every interval overlaps every other: no method, sparsity or budget here is shown "
