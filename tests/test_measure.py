@@ -70,7 +70,7 @@ def test_accuracy_interval_is_wilsons():
 
 def test_study_verdict_says_which_differences_are_real():
     from labutils.measure import accuracy_interval
-    from labutils.prune.lab_unstructured import study_verdict
+    from labutils.labs.unstructured import study_verdict
 
     def row(method, sparsity, acc, n=10_000):
         return {"method": method, "sparsity": sparsity, "epochs": 3, "accuracy": acc, "test_images": n,

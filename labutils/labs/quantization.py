@@ -1,6 +1,11 @@
-"""Notebook 06's work: the course's fixed-point study on ResNet-20 (post-training quantization,
-quantization-aware fine-tuning, 80% pruning then quantization), the same on the pruned ResNet-18,
-the seed study's numbers for comparison, and the figures.
+"""Notebook 06 · quantization: the course's fixed-point study on ResNet-20 (post-training
+quantization, quantization-aware fine-tuning, 80% pruning then quantization), the same on the
+pruned ResNet-18, the seed study's numbers for comparison, and the figures.
+
+What it teaches: what each bit costs in accuracy, how much fine-tuning with a straight-through
+estimator buys back, and that pruning and quantization compose (zeros stay zero). Library pieces:
+``quant`` (quantizers, fake quantization, size accounting), ``prune`` (masks and schedules),
+``train.fit``.
 
 Accuracies are fractions; every dict keyed by bit width uses string keys ("4") so it is JSON.
 """
@@ -15,15 +20,16 @@ from matplotlib.ticker import FuncFormatter
 import torch
 from torch import nn
 
-from .accel import memory_format
-from .checkpoint import load_checkpoint, save_checkpoint
-from .models import build_model, count_parameters
-from .plots import finish
-from .prune import prunable_parameters, sparsity_report
-from .prune.schedules import iterative_prune
-from .quant import FakeQuantizer, QuantSpec, model_size_bits, quantized_copy, quantized_parameters
-from .session import Session
-from .train import evaluate, fit, progress, seed_everything
+from ..accel import memory_format
+from ..artifacts import write_json
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..models import build_model, count_parameters
+from ..plots import finish
+from ..prune import prunable_parameters, sparsity_report
+from ..prune.schedules import iterative_prune
+from ..quant import FakeQuantizer, QuantSpec, model_size_bits, quantized_copy, quantized_parameters
+from ..session import Session
+from ..train import evaluate, fit, progress, seed_everything
 
 # The seed study (ResNet-20 on the full CIFAR-10, fp32 91.51%), as fractions by bit width.
 SEED_RESULTS = {
@@ -280,8 +286,6 @@ def seed_table() -> dict:
 
 def write_results(s: Session, r20: dict, cnn: dict) -> dict:
     """``metrics/quantization.json``: run info, profile section, seed table, results, comparison."""
-    from .artifacts import write_json
-
     payload = {"run": s.info, "config": config(s), "seed_study": seed_table(), "resnet20": r20,
                "cnn_after_unstructured_pruning": cnn, "comparison_with_seed": comparison(r20)}
     path = write_json(s.dirs.metrics / "quantization.json", payload)

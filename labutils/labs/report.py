@@ -1,19 +1,29 @@
-"""``report.json`` from the metrics files of notebooks 02-04, validated before it is written.
+"""Notebook 05 · the report: ``report.json`` from the metrics files of notebooks 02-04, validated
+before it is written, every checkpoint measured again, and the figures of the whole run.
 
-The report has exactly the course's keys (../shared/SPEC.md): accuracies as fractions, the pruning
+What it teaches: a result is a file that a program wrote from measurements, checked against a
+schema and against the checkpoints it describes, never a number typed in by hand. Library pieces:
+``artifacts`` (atomic writes), ``evaluate`` (re-measuring checkpoints), ``course`` (the minimums).
+
+The report has exactly the course's keys (``labutils.course``): accuracies as fractions, the pruning
 percentages as percents. A model that was not produced (no pretrained weights, say) gets ``null``
 values, never a made-up number; ``report_details.json`` beside it says why, and carries the extra
 measurements and the run's identity. Metrics from different runs or profiles are never combined.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import jsonschema
 
-from .artifacts import RunDirs, read_json, write_json
-from .course import AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, SPARSITY_MIN
+import matplotlib.pyplot as plt
+
+from ..artifacts import RunDirs, read_json, write_json
+from ..course import AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, SPARSITY_MIN, checkpoint_names
+from ..evaluate import evaluate_paths, format_table
+from ..plots import finish
 
 FRACTION = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
 PERCENT = {"type": ["number", "null"], "minimum": 0, "maximum": 100}
@@ -152,3 +162,95 @@ def checkpoint_table(rows: list[dict], records: dict) -> tuple[list[str], list[l
                       f"{r['nonzero_parameters'] / 1e6:.2f}M", f"{r['macs'] / 1e6:.1f}",
                       f"{r['size_bytes'] / 1e6:.2f}", f"{r['ms_per_image']:.2f}"])
     return columns, table
+
+
+# -- the notebook's steps -------------------------------------------------------------------------
+def load_run(session) -> tuple[dict, dict]:
+    """The run's metrics records and its identity (refused if they come from several runs)."""
+    records = load_records(session.dirs)
+    run = check_one_run(records)
+    print(f"run {run['run_id']}: profile {run['profile']}, {run['data']}, {run['device']}, "
+          f"commit {run['git_commit']}")
+    return records, run
+
+
+def print_report(report: dict, records: dict) -> None:
+    """The report as JSON, then each empty entry with the reason it is empty."""
+    print(json.dumps(report, indent=2))
+    missing = {f"{m}_{st}": r["reason"].splitlines()[0] for (m, st), r in records.items() if not r.get("produced")}
+    for key, reason in missing.items():
+        print(f"{key}: {reason}")
+    print(f"{len(missing)} of {len(records)} entries not produced")
+
+
+def remeasure_checkpoints(session) -> list[dict]:
+    """Load every course checkpoint of the run back and measure it on the test images its notebook
+    used; the accuracy must equal the recorded one (that checks the files, not just the metrics)."""
+    paths = [session.dirs.models / n for n in checkpoint_names() if (session.dirs.models / n).is_file()]
+    rows, failures = evaluate_paths(paths, session.device)
+    print(format_table(rows))
+    if failures:  # the metrics say these were produced: they must load
+        raise ReportError(f"checkpoints that do not load: {failures}")
+    differ = {r["name"]: (r["recorded_accuracy"], r["accuracy"]) for r in rows if r["accuracy"] != r["recorded_accuracy"]}
+    print("every checkpoint reproduces its recorded accuracy exactly" if not differ
+          else f"recorded vs re-measured: {differ}")
+    return rows
+
+
+def write(session, report: dict, records: dict, run: dict, rows: list[dict]) -> tuple[Path, Path]:
+    """``report.json`` and its sidecar ``report_details.json`` (with the run's timings so far)."""
+    pipeline = session.dirs.metrics / "pipeline.json"
+    timings = read_json(pipeline) if pipeline.is_file() else {}
+    paths = write_report(session.dirs.root, report, build_details(records, run, rows, timings))
+    for p in paths:
+        print("wrote", p)
+    return paths
+
+
+def print_verdict(report: dict, reduced: bool) -> None:
+    """Each entry against the course's minimums: True met, False not met, None not produced."""
+    for section, models in meets_minimums(report).items():
+        print(f"{section:22s}", "  ".join(f"{m}: {v}" for m, v in models.items()))
+    if reduced:
+        print("\nThis is a reduced run: its numbers are not the course's results.")
+
+
+# -- figures -------------------------------------------------------------------------------------
+def plot_accuracy_vs_sparsity(report: dict, after_min: dict = AFTER_PRUNING_MIN, sparsity_min: dict = SPARSITY_MIN,
+                                path=None, caption=None):
+    """Each model's dense accuracy (at 0%) and pruned accuracy (at its pruning percentage), for
+    unstructured and structured pruning; dashed lines are the course's minimums."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
+    for ax, (section, kind) in zip(axes, (("unstructured_pruning", "unstructured"),
+                                          ("structured_pruning", "structured"))):
+        for i, (model, e) in enumerate(report[section].items()):
+            color = f"C{i}"
+            ax.axhline(100 * after_min[model], color=color, ls="--", lw=0.8)
+            if e["pruned_accuracy"] is None:
+                ax.plot([], [], color=color, label=f"{model}: not produced")
+                continue
+            xs, ys = [0, e["pruning_percentage"]], [100 * e["original_accuracy"], 100 * e["pruned_accuracy"]]
+            ax.plot(xs, ys, "o-", color=color, label=f"{model}: {ys[1]:.1f}% at {xs[1]:.1f}% removed")
+        ax.axvline(sparsity_min[kind], color="0.5", ls=":", lw=1)
+        what = "prunable weights" if kind == "unstructured" else "channels / heads / neurons"
+        ax.set(title=f"{kind} pruning", xlabel=f"share of {what} removed (%)", xlim=(-3, 103))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    axes[0].set_ylabel("test accuracy (%)")
+    fig.suptitle("dense (0%) to pruned; dashed: accuracy minimum after pruning, dotted: minimum share removed",
+                 fontsize=9)
+    return finish(fig, path, caption)
+
+
+def plot_table(columns: list[str], rows: list[list[str]], title: str = "", path=None, caption=None):
+    """A table as a figure, for the executed notebook and figures/."""
+    widths = [max(len(str(v)) for v in [c, *(r[i] for r in rows)]) for i, c in enumerate(columns)]
+    fig, ax = plt.subplots(figsize=(0.085 * sum(widths) + 0.5, 0.28 * len(rows) + 0.9))
+    ax.axis("off")
+    table = ax.table(cellText=rows, colLabels=columns, cellLoc="right", bbox=[0, 0, 1, 1],
+                     colWidths=[w / sum(widths) for w in widths])
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return finish(fig, path, caption)

@@ -1,8 +1,12 @@
-"""Notebook 04's work: structured pruning of the course models, with the profile's recipe
-(``profile["structured"][name]``), a comparison of importance criteria, the cost accounting
-(channels, weights, MACs) and measured latency of the dense and the pruned model.
+"""Notebook 04 · structured pruning: whole channels, attention heads and MLP neurons physically
+removed, so the pruned model is a smaller dense model that runs faster.
 
-The recipe: ``steps`` are shares of the ORIGINAL units removed, cut after cut; after each cut
+What it teaches: which units are coupled (residual streams), why masking a channel must also
+silence its BatchNorm shift, how importance criteria compare, and where fewer MACs become
+wall-clock speed. Library pieces: ``prune.structured`` (groups, importance, surgery),
+``measure`` (MACs, latency), ``train.fit``.
+
+The recipe (``profile["structured"][name]``): ``steps`` are shares of the ORIGINAL units removed, cut after cut; after each cut
 BatchNorm statistics are re-estimated (``bn_batches``) and the model fine-tuned (``step_epochs``
 between cuts, ``finetune["epochs"]`` after the last), so the network recovers before it loses more.
 """
@@ -11,20 +15,38 @@ from __future__ import annotations
 import copy
 import time
 
+import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from torch import nn
 
+from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN
 from ..measure import count_macs, measure_latency
-from ..models import count_parameters
+from ..models import build_model, count_parameters
+from ..plots import finish
+from ..prune import structured as S
 from ..session import Session
 from ..train import evaluate, fit
-from . import structured as S
 
 STAGE = "after_structured_pruning"
 
 
 def _weights(model: nn.Module) -> int:
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
+def print_cnn_groups(session: Session) -> None:
+    """The channel groups of the dense ``cnn`` architecture (this profile's width) and their widths."""
+    for group, width in S.widths(build_model("resnet18", **session.model_overrides("cnn"))).items():
+        print(f"{group:16s} {width}")
+
+
+def print_recipes(session: Session, models: list[str]) -> None:
+    """Each model's structured recipe (criterion, cuts, latency settings) and its fine-tuning."""
+    for name in models:
+        cfg = session.profile["structured"][name]
+        print(f"{name:12s}", {k: v for k, v in cfg.items() if k != "finetune"})
+        print(f"{'':12s} fine-tuning", cfg["finetune"])
 
 
 def criteria_for(model: nn.Module, names: list[str]) -> list[str]:
@@ -185,8 +207,6 @@ def equivalence_check(session: Session, name: str, share: float = 0.25) -> dict 
 
 def summary(results: dict[str, dict]) -> None:
     """One line per model: accuracy against the course minimum, share removed, costs."""
-    from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN
-
     for name, r in results.items():
         if not r.get("produced"):
             print(f"{name:12s} not produced: {r['reason'].splitlines()[0]}")
@@ -198,3 +218,73 @@ def summary(results: dict[str, dict]) -> None:
               f"{r['parameters']:,}, MACs {r['macs_original'] / 1e6:.1f}M -> {r['macs'] / 1e6:.1f}M "
               f"({'meets' if ok else 'misses'} the course minimum: >= {AFTER_PRUNING_MIN[name]:.0%} at "
               f">= {SPARSITY_MIN['structured']:.0f}%)")
+
+
+# -- figures -------------------------------------------------------------------------------------
+def _produced(results: dict[str, dict]) -> dict[str, dict]:
+    produced = {n: r for n, r in results.items() if r.get("produced")}
+    if not produced:
+        raise ValueError("no model was pruned in this run (see the records' reasons); nothing to draw")
+    return produced
+
+
+def plot_channels_kept(results: dict[str, dict], path=None, caption=None):
+    """Per model, each group's original width (light) and what is kept (dark)."""
+    produced = _produced(results)
+    fig, axes = plt.subplots(len(produced), 1, figsize=(10, 2.8 * len(produced)), squeeze=False)
+    for ax, (name, r) in zip(axes[:, 0], produced.items()):
+        groups = list(r["widths_original"])
+        x = np.arange(len(groups))
+        ax.bar(x, [r["widths_original"][g] for g in groups], color="0.85", label="original")
+        ax.bar(x, [r["widths"][g] for g in groups], color="C0", label="kept")
+        ax.set_xticks(x, groups, rotation=45, ha="right", fontsize=7)
+        ax.set_ylabel("units (channels, heads, neurons)")
+        ax.set_title(f"{name}: {r['pruning_percentage']:.1f}% of channels removed "
+                     f"({r['criterion']}, {r['scope']})", fontsize=9)
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    return finish(fig, path, caption)
+
+
+def plot_criteria(results: dict[str, dict], minimums: dict[str, float] | None = AFTER_PRUNING_MIN,
+                    path=None, caption=None):
+    """Accuracy right after a one-shot cut (no fine-tuning) vs share removed, one line per
+    criterion; the star is the final model after iterative pruning and fine-tuning."""
+    produced = _produced(results)
+    fig, axes = plt.subplots(1, len(produced), figsize=(5 * len(produced), 3.6), squeeze=False)
+    for ax, (name, r) in zip(axes[0], produced.items()):
+        study = r["criteria_study"]
+        for i, (criterion, points) in enumerate(study["criteria"].items()):
+            ax.plot([0] + [p["pruning_percentage"] for p in points],
+                    [100 * study["dense_accuracy"]] + [100 * p["accuracy"] for p in points],
+                    "o-", ms=3, color=f"C{i}", label=criterion)
+        ax.plot(r["pruning_percentage"], 100 * r["accuracy"], "*", ms=12, color="k",
+                label=f"{r['criterion']} + fine-tuning")
+        if minimums and name in minimums:
+            ax.axhline(100 * minimums[name], color="0.5", ls="--", lw=0.8, label="course minimum")
+        ax.set(xlabel="channels removed (%)", ylabel="test accuracy (%)",
+               title=f"{name}: one-shot cut, no fine-tuning ({study['images']} images)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return finish(fig, path, caption)
+
+
+def plot_speed_vs_macs(results: dict[str, dict], path=None, caption=None):
+    """Measured speedup of the pruned model next to the theoretical one (MAC ratio), per device
+    and batch size."""
+    produced = _produced(results)
+    fig, axes = plt.subplots(1, len(produced), figsize=(5 * len(produced), 3.6), squeeze=False)
+    for ax, (name, r) in zip(axes[0], produced.items()):
+        runs = {k: v for k, v in r["latency"].items() if isinstance(v, dict)}
+        x = np.arange(len(runs))
+        ax.bar(x - 0.2, [v["mac_ratio"] for v in runs.values()], 0.4, color="0.7", label="fewer MACs (theory)")
+        bars = ax.bar(x + 0.2, [v["speedup"] for v in runs.values()], 0.4, color="C2", label="measured speedup")
+        ax.bar_label(bars, fmt="%.2fx", fontsize=7)
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xticks(x, [f"{v['device']}\nbatch {v['batch_size']}" for v in runs.values()], fontsize=8)
+        skipped = [f"{k}: {v}" for k, v in r["latency"].items() if not isinstance(v, dict)]
+        ax.set(ylabel="dense time / pruned time", title=f"{name}" + (f"\n({'; '.join(skipped)})" if skipped else ""))
+        ax.title.set_fontsize(9)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7)
+    return finish(fig, path, caption)

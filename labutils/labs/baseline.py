@@ -1,0 +1,87 @@
+"""Notebook 02 · baseline training: train (or fine-tune) each course model and save it as
+``models_saved/<model>_before_pruning.pth``, then draw the learning curves.
+
+What it teaches: a pruning experiment is only as good as its dense starting point, and each model
+family needs its own recipe (one-cycle SGD for the ResNet, AdamW with Mixup/CutMix for a ViT from
+scratch). Library pieces: ``Session`` (data, models, checkpoints), ``train.fit`` (the training loop),
+``profiles`` (the recipes).
+"""
+from __future__ import annotations
+
+import time
+
+import matplotlib.pyplot as plt
+
+from ..course import BEFORE_PRUNING_MIN
+from ..models import PretrainedWeightsUnavailable, count_parameters
+from ..plots import finish
+from ..session import Session
+from ..train import fit
+
+
+def train_baseline(session: Session, name: str, pretrained_weights: str | None = None) -> dict:
+    """Train ``name`` with the profile's recipe, save checkpoint + metrics, return the metrics.
+
+    If the pretrained ViT weights cannot be had, nothing is trained under the name ``vit``:
+    the metrics record says it was not produced, and why.
+    """
+    try:
+        model = session.new_model(name, pretrained_weights)
+    except PretrainedWeightsUnavailable as err:
+        print(f"'{name}' NOT PRODUCED: {err}")
+        return session.record_missing(name, "before_pruning", str(err))
+    config = session.train_config(name)
+    train, test = session.loaders(name, config.pop("batch_size"))
+    start = time.perf_counter()
+    history = fit(model, train, test, device=session.device, desc=name, **config)
+    seconds = time.perf_counter() - start
+    final = history[-1]  # fit evaluates the test split after the last epoch
+    record = session.save(model, name, "before_pruning", {
+        "accuracy": final["test_accuracy"], "test_loss": final["test_loss"], "test_images": len(test.labels),
+        "parameters": count_parameters(model), "train_seconds": seconds,
+        "images_per_second": sum(h["images"] for h in history) / sum(h["train_seconds"] for h in history),
+        "train_config": session.train_config(name), "arch": model.arch, "history": history})
+    print(f"{name}: test accuracy {record['accuracy']:.2%} on {record['test_images']} images "
+          f"after {len(history)} epochs in {seconds:.0f}s -> {record['checkpoint']['path']}")
+    return record
+
+
+def print_recipes(session: Session, models: list[str]) -> None:
+    """Each model's training recipe and architecture overrides, as the profile sets them."""
+    for name in models:
+        print(f"{name:12s}", session.train_config(name), session.model_overrides(name) or "")
+
+
+def print_results(results: dict[str, dict]) -> None:
+    """One line per model: accuracy against the course minimum, size, time and throughput."""
+    for name, r in results.items():
+        if not r["produced"]:
+            print(f"{name:12s} not produced: {r['reason'].splitlines()[0]}")
+            continue
+        verdict = "meets" if r["accuracy"] >= BEFORE_PRUNING_MIN[name] else "below"
+        print(f"{name:12s} {r['accuracy']:.2%} ({verdict} the {BEFORE_PRUNING_MIN[name]:.0%} minimum), "
+              f"{r['parameters'] / 1e6:.2f}M parameters, {r['train_seconds']:.0f}s, "
+              f"{r['images_per_second']:,.0f} images/s")
+
+
+# -- figures -------------------------------------------------------------------------------------
+def plot_learning_curves(histories: dict[str, list[dict]], targets: dict[str, float] | None = BEFORE_PRUNING_MIN,
+                         path=None, caption=None):
+    """Training loss and test accuracy per epoch for each model; dashed lines mark the minimums."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for i, (name, history) in enumerate(histories.items()):
+        color = f"C{i}"
+        epochs = [h["epoch"] for h in history]
+        ax_loss.plot(epochs, [h["train_loss"] for h in history], color=color, label=name)
+        tested = [h for h in history if "test_accuracy" in h]
+        ax_acc.plot([h["epoch"] for h in tested], [100 * h["test_accuracy"] for h in tested],
+                    "o-", ms=3, color=color, label=name)
+        if targets and name in targets:
+            ax_acc.axhline(100 * targets[name], color=color, ls="--", lw=0.8)
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)",
+               title="test accuracy (dashed: course minimum)")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return finish(fig, path, caption)

@@ -1,0 +1,67 @@
+"""The layout a reader relies on: one lab module per notebook, imported the same way, and a library
+below the labs that never imports them."""
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "labutils"
+LABS = {"01_data": "data", "02_baseline_training": "baseline", "03_unstructured_pruning": "unstructured",
+        "04_structured_pruning": "structured", "05_report": "report", "06_quantization": "quantization"}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Absolute names of the labutils modules ``path`` imports (relative imports resolved)."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(p for p in (base, node.module or "") if p)
+            names |= {module} | {f"{module}.{a.name}" for a in node.names}
+    return {n for n in names if n.startswith("labutils")}
+
+
+def test_the_import_detector_resolves_relative_imports(tmp_path):
+    names = _imported_modules(PACKAGE / "labs" / "structured.py")
+    assert "labutils.prune.structured" in names and "labutils.session" in names
+
+
+@pytest.mark.parametrize("path", sorted(p for p in PACKAGE.rglob("*.py") if "labs" not in p.parts),
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_library_module_imports_a_lab(path):
+    assert not [n for n in _imported_modules(path) if n.startswith("labutils.labs")]
+
+
+def test_one_lab_per_notebook():
+    notebooks = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert notebooks == sorted(LABS)
+    assert sorted(p.stem for p in (PACKAGE / "labs").glob("*.py") if p.stem != "__init__") == sorted(LABS.values())
+
+
+@pytest.mark.parametrize("notebook", sorted(LABS))
+def test_a_notebook_imports_only_session_and_its_lab(notebook):
+    cells = json.loads((ROOT / "notebooks" / f"{notebook}.ipynb").read_text())["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    imports = sorted(set(re.findall(r"^\s*(?:from\s+\S+\s+)?import\s+.+$", code, re.M)))
+    assert imports == sorted(["from labutils import Session",
+                              f"from labutils.labs import {LABS[notebook]} as lab",
+                              "import sys"]), imports  # sys: the Colab cell
+
+
+@pytest.mark.parametrize("lab", sorted(LABS.values()))
+def test_each_lab_says_what_its_notebook_teaches(lab):
+    doc = ast.get_docstring(ast.parse((PACKAGE / "labs" / f"{lab}.py").read_text()))
+    notebook = next(n for n, l in LABS.items() if l == lab)
+    assert doc and doc.startswith(f"Notebook {notebook[:2]}") and "teaches" in doc and "Library pieces" in doc
+
+
+def test_readme_maps_each_notebook_to_its_lab():
+    readme = (ROOT / "README.md").read_text()
+    for notebook, lab in LABS.items():
+        assert re.search(rf"`{notebook}\.ipynb`.*\[`labs/{lab}\.py`\]\(labutils/labs/{lab}\.py\)", readme), notebook
