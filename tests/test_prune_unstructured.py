@@ -1,5 +1,6 @@
 """Unstructured pruning by hand: masks that hold through fine-tuning, exact thresholds, schedules,
 data-aware scores against a hand computation, compact checkpoints."""
+from pathlib import Path
 
 import numpy as np
 import pytest
