@@ -1,4 +1,5 @@
-"""The course's fixed facts (../shared/SPEC.md): model names, checkpoint stages and minimums."""
+"""The course's fixed facts: model names, checkpoint stages and minimums (what they mean:
+docs/course.md in the repository)."""
 
 MODEL_NAMES = ("cnn", "vit", "vit_scratch")
 STAGES = ("before_pruning", "after_unstructured_pruning", "after_structured_pruning")

@@ -42,9 +42,9 @@ class DataNotFoundError(FileNotFoundError):
 def _manual_instructions(root: Path) -> str:
     return (f"CIFAR-10 is not in {root / BATCH_DIR} and could not be downloaded.\n"
             f"Put it there by hand: download {CIFAR10_URL} on a machine with internet and "
-            f"unpack it into {root} (it creates {BATCH_DIR}/), or write an offline copy in the "
-            f"same layout (for example `python ../shared/data/make_cifar10.py {root}`), "
-            f"then run again (or pass the folder as DATA_ROOT / --data-root).")
+            f"unpack it into {root} (it creates {BATCH_DIR}/), or write a copy you already have "
+            f"with labutils.data.write_cifar10(root, train_images, train_labels, test_images, "
+            f"test_labels), then run again (or pass the folder as DATA_ROOT / --data-root).")
 
 
 def download_cifar10(root: str | os.PathLike) -> Path:
@@ -99,8 +99,41 @@ def class_names(root: str | os.PathLike = DEFAULT_DATA_ROOT) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------
-# Synthetic data in the official layout: smoke runs and tests exercise the same reader.
+# Writing the official layout: from any copy of the images, or synthetic data for tests.
 # ----------------------------------------------------------------------------------------
+def write_cifar10(root: str | os.PathLike, train_images: np.ndarray, train_labels, test_images: np.ndarray,
+                  test_labels, classes=CIFAR10_CLASSES, name: str = "cifar10") -> Path:
+    """Write ``root/cifar-10-batches-py`` in the official "python version" layout (five train
+    batches, one test batch, ``batches.meta``) from uint8 images [N, 3, 32, 32] or [N, 32, 32, 3].
+
+    For a copy of CIFAR-10 that is not the official archive (another format, another machine):
+    the workbook then reads it like the real thing. File names in the batches start with
+    ``name``, which is how the metrics name the data (``describe_data``)."""
+    folder = Path(root) / BATCH_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def channels_first(images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images, dtype=np.uint8)
+        return images.transpose(0, 3, 1, 2) if images.shape[-1] == 3 else images
+
+    def dump(file: str, images: np.ndarray, labels, label: str, first: int) -> None:
+        batch = {"batch_label": label, "labels": [int(x) for x in labels],
+                 "data": np.ascontiguousarray(images.reshape(len(images), 3072)),
+                 "filenames": [f"{name}_{first + i:05d}.png" for i in range(len(images))]}
+        with open(folder / file, "wb") as f:
+            pickle.dump(batch, f, protocol=4)
+
+    train_images, test_images = channels_first(train_images), channels_first(test_images)
+    for b, idx in enumerate(np.array_split(np.arange(len(train_images)), len(TRAIN_FILES))):
+        dump(TRAIN_FILES[b], train_images[idx], np.asarray(train_labels)[idx],
+             f"training batch {b + 1} of {len(TRAIN_FILES)}", int(idx[0]) if len(idx) else 0)
+    dump(TEST_FILES[0], test_images, test_labels, "testing batch 1 of 1", 0)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"num_cases_per_batch": -(-len(train_images) // len(TRAIN_FILES)), "num_vis": 3072,
+                     "label_names": [str(c) for c in classes]}, f, protocol=4)
+    return folder
+
+
 def write_synthetic_cifar10(root: str | os.PathLike, n_train: int = 1000, n_test: int = 500,
                             seed: int = 0) -> Path:
     """Write a tiny learnable CIFAR-shaped dataset as ``root/cifar-10-batches-py``.
@@ -110,8 +143,6 @@ def write_synthetic_cifar10(root: str | os.PathLike, n_train: int = 1000, n_test
     chance accuracy. Five train batches and one test batch, like the real thing.
     """
     rng = np.random.default_rng(seed)
-    folder = Path(root) / BATCH_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     yy, xx = np.mgrid[0:32, 0:32]
     centers = [(8 + 16 * (c % 2), 4 + 6 * (c // 2)) for c in range(10)]
     colours = rng.integers(40, 255, size=(10, 3))
@@ -127,22 +158,9 @@ def write_synthetic_cifar10(root: str | os.PathLike, n_train: int = 1000, n_test
             images[i][:, blob] = colours[c][:, None]
         return images.clip(0, 255).astype(np.uint8), labels
 
-    def dump(name: str, images: np.ndarray, labels: np.ndarray, label: str) -> None:
-        batch = {"batch_label": label, "labels": [int(x) for x in labels],
-                 "data": images.reshape(len(images), 3072),
-                 "filenames": [f"synthetic_{name}_{i:05d}.png" for i in range(len(images))]}
-        with open(folder / name, "wb") as f:
-            pickle.dump(batch, f, protocol=4)
-
     train_x, train_y = make(n_train)
-    for b, idx in enumerate(np.array_split(np.arange(n_train), 5)):
-        dump(TRAIN_FILES[b], train_x[idx], train_y[idx], f"training batch {b + 1} of 5")
     test_x, test_y = make(n_test)
-    dump(TEST_FILES[0], test_x, test_y, "testing batch 1 of 1")
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"num_cases_per_batch": n_train // 5, "num_vis": 3072,
-                     "label_names": list(CIFAR10_CLASSES)}, f, protocol=4)
-    return folder
+    return write_cifar10(root, train_x, train_y, test_x, test_y, name="synthetic")
 
 
 # ----------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +35,10 @@ def describe_data(root: str | os.PathLike) -> str:
         return "unknown"
     if first.startswith("synthetic"):
         return "synthetic CIFAR-shaped data"
-    if first.startswith("cifar10_q75"):
+    if first.startswith("cifar10_q75_"):
         return "CIFAR-10 (offline JPEG-q75 copy)"
-    return "CIFAR-10"
+    copy = re.fullmatch(r"(.+)_\d{5}\.png", first)  # a copy written by data.write_cifar10
+    return f"CIFAR-10 (copy: {copy.group(1)})" if copy else "CIFAR-10"
 
 
 class Session:

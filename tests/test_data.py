@@ -128,3 +128,29 @@ def test_cinic10_missing_split_is_explained(tmp_path):
     (tmp_path / "train").mkdir()
     with pytest.raises(D.DataNotFoundError, match="valid"):
         D.cinic10_datasets(tmp_path)
+
+
+def test_write_cifar10_round_trips_any_copy_in_the_official_layout(tmp_path):
+    rng = np.random.default_rng(1)
+    train = rng.integers(0, 256, size=(50, 32, 32, 3), dtype=np.uint8)  # channels last, as images come
+    test = rng.integers(0, 256, size=(20, 3, 32, 32), dtype=np.uint8)   # channels first
+    train_y, test_y = np.arange(50) % 10, np.arange(20) % 10
+    folder = D.write_cifar10(tmp_path, train, train_y, test, test_y, name="mycopy")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(D.TRAIN_FILES + D.TEST_FILES + ("batches.meta",))
+    x, y = D.load_cifar10(tmp_path, train=True, download=False)
+    assert np.array_equal(x, train.transpose(0, 3, 1, 2)) and np.array_equal(y, train_y)
+    x, y = D.load_cifar10(tmp_path, train=False, download=False)
+    assert np.array_equal(x, test) and np.array_equal(y, test_y)
+    assert D.class_names(tmp_path) == list(D.CIFAR10_CLASSES)
+
+
+def test_the_data_is_named_by_where_it_came_from(tmp_path):
+    from labutils.session import describe_data
+
+    images, labels = np.zeros((10, 3, 32, 32), np.uint8), np.arange(10)
+    for name, expected in [("synthetic", "synthetic CIFAR-shaped data"),
+                           ("cifar10_q75", "CIFAR-10 (offline JPEG-q75 copy)"),
+                           ("cifar10_mycopy", "CIFAR-10 (copy: cifar10_mycopy)")]:
+        D.write_cifar10(tmp_path / name, images, labels, images, labels, name=name)
+        assert describe_data(tmp_path / name) == expected
+    assert describe_data(tmp_path / "nothing") == "unknown"
