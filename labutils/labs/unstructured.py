@@ -11,6 +11,8 @@ Every experiment starts from a copy of the dense ``*_before_pruning`` model. Swe
 are scored on a fixed, class-balanced slice of the test split (``probe``); the saved model's
 accuracy and the frontier are measured on the profile's whole test split. In reduced profiles
 one fine-tuning "epoch" is capped at ``epoch_steps`` optimizer steps (see the profile section).
+The live ``playground`` (JupyterLab, Colab) does the same at each move of its controls (one-shot, on
+a slice of the probe).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from torch import nn
 from ..artifacts import read_json, write_json
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN
-from ..data import DeviceLoader
+from ..data import DeviceLoader, subset
 from ..measure import accuracy_interval
 from ..models import count_parameters
 from ..plots import finish
@@ -36,7 +38,7 @@ from ..prune.criteria import compute_scores
 from ..prune.masks import prunable_parameters, sparsity_report
 from ..prune.schedules import finetune_masked, fit_budget, gradual_prune, iterative_prune, one_shot_prune
 from ..prune.sensitivity import SensitivityScope, sensitivity_scan
-from ..train import evaluate, seed_everything
+from ..train import evaluate, plain_progress, seed_everything
 
 STAGE = "after_unstructured_pruning"
 METHODS = ("one_shot", "iterative", "gradual")
@@ -380,7 +382,7 @@ def frontier(s, subject: Subject) -> dict:
     return result
 
 
-# -- figures and the interactive view ----------------------------------------------------------------
+# -- per-layer sparsity at one level, and the summary ------------------------------------------------
 def layer_bars_data(subjects: dict[str, Subject], level: float) -> tuple[float, dict]:
     """(the sweep level nearest ``level``, {model: {curve: {layer: sparsity}}} at that level)."""
     out, used = {}, level
@@ -390,40 +392,6 @@ def layer_bars_data(subjects: dict[str, Subject], level: float) -> tuple[float, 
         used = sw["sparsities"][i]
         out[name] = {c: layers[i] for c, layers in sw["layers"].items() if "magnitude" in c}
     return used, out
-
-
-def interactive(subjects: dict[str, Subject]):
-    """ipywidgets view of the precomputed sweeps: pick model, curve and sparsity; see accuracy
-    and per-layer sparsity. Nothing is recomputed."""
-    import ipywidgets as W
-    import matplotlib.pyplot as plt
-    from IPython.display import display
-
-    names = [n for n, s in subjects.items() if "sweep" in s.results]
-    if not names:
-        print("no sweeps to explore: run the sweep section first")
-        return None
-    model_w = W.Dropdown(options=names, description="model")
-    curve_w = W.Dropdown(options=list(subjects[names[0]].results["sweep"]["accuracy"]), description="curve")
-    level_w = W.SelectionSlider(options=subjects[names[0]].results["sweep"]["sparsities"], description="sparsity")
-    out = W.Output()
-
-    def draw(*_):
-        sw = subjects[model_w.value].results["sweep"]
-        i = sw["sparsities"].index(level_w.value)
-        with out:
-            out.clear_output(wait=True)
-            fig = layer_bars({f"{curve_w.value}: accuracy {sw['accuracy'][curve_w.value][i]:.2%} "
-                                f"(dense {sw['baseline']:.2%})": sw["layers"][curve_w.value][i]},
-                               title=f"{model_w.value} at {level_w.value:.0%} sparsity")
-            plt.show(fig)
-
-    for w in (model_w, curve_w, level_w):
-        w.observe(draw, names="value")
-    draw()
-    box = W.VBox([W.HBox([model_w, curve_w]), level_w, out])
-    display(box)
-    return box
 
 
 def summary(s, subjects: dict[str, Subject], models: list[str]) -> list[dict]:
@@ -568,3 +536,193 @@ def plot_frontier(results: dict[str, dict], path=None, caption=None):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return finish(fig, path, caption)
+
+
+# -- the playground --------------------------------------------------------------------------------
+PLAYGROUND_CRITERIA = ("magnitude", "taylor")
+SCOPES = ("global", "layer")
+
+
+@dataclass
+class _Live:
+    """One model in the playground: a private copy, its dense prunable weights, the probe slice."""
+
+    model: nn.Module
+    params: dict[str, nn.Parameter]
+    dense: dict[str, torch.Tensor]
+    probe: DeviceLoader
+    dense_accuracy: float
+    bins: tuple | None = None  # (log-spaced |w| edges, bin of each weight or -1 for a zero)
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for n, p in self.params.items():
+            p.copy_(self.dense[n])
+
+
+def _probe_slice(probe: DeviceLoader, n: int, seed: int) -> DeviceLoader:
+    """A class-balanced ``n``-image slice of the probe, on the probe's device."""
+    images, labels = subset(probe.images.cpu().numpy(), probe.labels.cpu().numpy(), n, seed)
+    return DeviceLoader(images, labels, probe.batch_size, False, probe.device, probe.size)
+
+
+def _weight_bins(dense: dict[str, torch.Tensor], count: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """Log-spaced |w| bins over all prunable weights, and each weight's bin (-1 for exact zeros),
+    computed once per model so an update only counts the removed weights."""
+    w = torch.cat([t.detach().abs().flatten().float().cpu() for t in dense.values()]).numpy()
+    nonzero = w[w > 0]
+    # From the 0.1% quantile: the few tiniest weights would stretch the axis; they go in bin 0.
+    edges = np.logspace(np.log10(np.quantile(nonzero, 0.001)), np.log10(nonzero.max()), count + 1)
+    bins = np.clip(np.searchsorted(edges, w, side="right") - 1, 0, count - 1)
+    return edges, np.where(w > 0, bins, -1)
+
+
+class Playground:
+    """Live one-shot pruning without fine-tuning: the logic behind :func:`playground`, usable (and
+    tested) without a browser.
+
+    Each model is copied once. An update prunes the copy with the workbook's masks
+    (``one_shot_prune`` on cached scores), counts sparsity from its zeros, scores it on a fixed
+    class-balanced slice of the probe (``probe_images``) and copies the dense weights back, so
+    updates never drift. Data-aware scores are computed once per model and criterion on the dense
+    weights, with a private copy of the training loader: the notebook's other cells see the same
+    batches whether the playground ran or not.
+    """
+
+    def __init__(self, subjects: dict[str, Subject], probe_images: int = 256,
+                 criteria: tuple[str, ...] = PLAYGROUND_CRITERIA):
+        self.subjects, self.probe_images, self.criteria = subjects, probe_images, criteria
+        self._live: dict[str, _Live] = {}
+        self._scores: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+        self.controls: dict = {}
+        self.label = self.output = None
+
+    def live(self, name: str) -> _Live:
+        if name not in self._live:
+            subj = self.subjects[name]
+            model = copy.deepcopy(subj.model)
+            params = subj.params(model)
+            probe = _probe_slice(subj.probe, self.probe_images, subj.seed)
+            self._live[name] = _Live(model, params, {n: p.detach().clone() for n, p in params.items()},
+                                     probe, evaluate(model, probe)["accuracy"])
+        return self._live[name]
+
+    def scores(self, name: str, criterion: str) -> dict[str, torch.Tensor]:
+        if (name, criterion) not in self._scores:
+            subj, live = self.subjects[name], self.live(name)
+            loader = copy.copy(subj.train)  # the same images, its own crops and order
+            loader.generator = torch.Generator(device=loader.device).manual_seed(subj.seed)
+            self._scores[name, criterion] = compute_scores(criterion, live.model, live.params, loader,
+                                                           subj.cfg["score_batches"])
+        return self._scores[name, criterion]
+
+    def update(self, name: str, criterion: str = "magnitude", scope: str = "global",
+               sparsity: float = 0.5) -> dict:
+        """Prune ``name`` to ``sparsity`` and measure it; the dense weights are back afterwards.
+
+        Returns accuracy and dense_accuracy (on the probe slice of ``images``), measured_sparsity
+        (from the zeros), layers {layer: sparsity}, thresholds {layer: highest removed score},
+        threshold (the one global cut; None in the layer scope or when nothing goes), the masks
+        and the seconds the update took (the first one per model and criterion includes scoring).
+        """
+        if scope not in SCOPES:
+            raise ValueError(f"unknown scope {scope!r}; the playground offers {SCOPES}")
+        start = time.perf_counter()
+        live, scores = self.live(name), self.scores(name, criterion)
+        try:
+            masks = one_shot_prune(live.model, sparsity, scope, scores, live.params)
+            report = sparsity_report(live.model, live.params, masks)
+            accuracy = evaluate(live.model, live.probe)["accuracy"]
+        finally:
+            live.restore()
+        thresholds = {n: float(scores[n][~m].max()) for n, m in masks.items() if not m.all()}
+        return {"model": name, "criterion": criterion, "scope": scope, "sparsity": sparsity,
+                "accuracy": accuracy, "dense_accuracy": live.dense_accuracy, "images": len(live.probe.labels),
+                "measured_sparsity": report["pruning_percentage"] / 100,
+                "layers": {n: v["sparsity"] for n, v in report["layers"].items()},
+                "threshold": max(thresholds.values()) if scope == "global" and thresholds else None,
+                "thresholds": thresholds, "masks": masks, "seconds": time.perf_counter() - start}
+
+    @staticmethod
+    def describe(r: dict) -> str:
+        return (f"probe accuracy {r['accuracy']:.1%} at {r['measured_sparsity']:.1%} sparsity (counted from zeros)"
+                f" · dense {r['dense_accuracy']:.1%} · {r['images']} probe images · {r['seconds']:.2f} s")
+
+    def figure(self, r: dict):
+        """|w| of the prunable weights (removed ones stacked in red) with the magnitude threshold(s),
+        and the per-layer sparsity."""
+        live = self.live(r["model"])
+        live.bins = live.bins or _weight_bins(live.dense)
+        edges, bins = live.bins
+        removed = torch.cat([~m.flatten() for m in r["masks"].values()]).cpu().numpy()
+        total = np.bincount(bins[bins >= 0], minlength=len(edges) - 1)
+        cut = np.bincount(bins[(bins >= 0) & removed], minlength=len(edges) - 1)
+        fig, (hist, bars) = plt.subplots(1, 2, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1, 2]})
+        hist.stairs(total - cut, edges, fill=True, color="C0", label="kept")
+        hist.stairs(total, edges, baseline=total - cut, fill=True, color="C3", alpha=0.8, label="removed")
+        if r["criterion"] != "magnitude":
+            hist.plot([], [], " ", label=f"{r['criterion']} cuts its own score, not |w|")
+        elif r["threshold"] is not None:
+            hist.axvline(r["threshold"], color="k", lw=1, label=f"global threshold {r['threshold']:.2g}")
+        elif r["thresholds"]:
+            cuts = list(r["thresholds"].values())
+            for i, t in enumerate(cuts):
+                hist.axvline(t, color="k", lw=0.7, alpha=0.4,
+                             label=None if i else f"{len(cuts)} per-layer thresholds, {min(cuts):.2g} to {max(cuts):.2g}")
+        hist.set(xscale="log", xlabel="|w| (log scale)", ylabel="weights",
+                 title=f"{r['model']}: {int(total.sum()):,} prunable weights")
+        hist.legend(fontsize=7, loc="upper left")
+        layer_bars({f"{r['scope']} {r['criterion']}, {r['measured_sparsity']:.1%} overall": r["layers"]},
+                   title=f"{r['model']}: per-layer sparsity", ax=bars)
+        # Fixed margins (room for the rotated layer names): tight_layout would double the drawing time.
+        fig.subplots_adjust(left=0.07, right=0.99, top=0.9, bottom=0.3, wspace=0.14)
+        return fig
+
+    def widget(self):
+        """The controls, the accuracy line and the figures, wired to :meth:`update`."""
+        import ipywidgets as W
+        from IPython.display import display
+
+        self.controls = {
+            "model": W.Dropdown(options=list(self.subjects), description="model"),
+            "criterion": W.ToggleButtons(options=list(self.criteria), description="criterion"),
+            "scope": W.ToggleButtons(options=list(SCOPES), description="scope"),
+            # Released, not dragged: one update per move instead of a queue of them.
+            "sparsity": W.FloatSlider(value=0.5, min=0.0, max=0.99, step=0.01, description="sparsity",
+                                      continuous_update=False, readout_format=".0%"),
+        }
+        self.label, self.output = W.Label(), W.Output()
+
+        def show(*_):
+            c = {k: w.value for k, w in self.controls.items()}
+            with self.output:  # an error shows here, not in a log the student never opens
+                r = self.update(c["model"], c["criterion"], c["scope"], c["sparsity"])
+                self.label.value = self.describe(r)
+                fig = self.figure(r)
+                self.output.clear_output(wait=True)
+                display(fig)
+                plt.close(fig)  # drawn once into the output; pyplot keeps nothing
+
+        for w in self.controls.values():
+            w.observe(show, names="value")
+        show()
+        return W.VBox([*self.controls.values(), self.label, self.output])
+
+
+def playground(subjects: dict[str, Subject], probe_images: int = 256) -> Playground | None:
+    """Show the live pruning playground (JupyterLab, Colab): pick a model, a criterion, a scope
+    and a sparsity; each change prunes a copy of the dense model one-shot and shows its accuracy
+    on a fixed probe slice, the |w| histogram with the threshold and the per-layer sparsity.
+    Under papermill (the pipeline) it prints one line instead: widgets need a live kernel."""
+    if plain_progress():
+        print("the pruning playground runs only interactively: open this notebook in JupyterLab "
+              "(jupyter lab notebooks/03_unstructured_pruning.ipynb) or Colab and run this cell")
+        return None
+    if not subjects:
+        print("pruning playground skipped: no baseline to prune (run notebook 02 first)")
+        return None
+    from IPython.display import display
+
+    live = Playground(subjects, probe_images)
+    display(live.widget())
+    return live

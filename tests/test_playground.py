@@ -1,0 +1,128 @@
+"""Notebook 03's live pruning playground: the logic without a browser (smoke-sized models trained
+for a few steps here), the widget wiring in-process, and the papermill / no-model skips."""
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+from labutils import Session
+from labutils.labs import unstructured as lab
+from labutils.train import evaluate, fit
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def subjects(tmp_path_factory):
+    s = Session("smoke", tmp_path_factory.mktemp("playground"), device="cpu")
+    cfg, out = lab.settings(s), {}
+    for name, recipe in {"cnn": {"lr": 0.05, "optimizer": "sgd"},
+                         "vit_scratch": {"lr": 1e-3, "optimizer": "adamw"}}.items():
+        model = s.new_model(name)
+        train, test = s.loaders(name, 64)
+        fit(model, train, epochs=1, max_steps=15, **recipe)
+        probe = s.test_subset_loader(cfg["probe_images"], 128, s.input_size(name))
+        out[name] = lab.Subject(name, model, train, test, probe, evaluate(model, probe)["accuracy"], cfg, s.seed)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pg(subjects):
+    return lab.Playground(subjects, probe_images=48)
+
+
+def dense_copy(subject):
+    return {n: p.detach().clone() for n, p in subject.params(subject.model).items()}
+
+
+@pytest.mark.parametrize("name", ["cnn", "vit_scratch"])
+def test_accuracy_moves_with_sparsity_and_sparsity_is_measured(pg, name):
+    runs = {sp: pg.update(name, "magnitude", "global", sp) for sp in (0.0, 0.5, 0.9)}
+    assert runs[0.0]["accuracy"] == runs[0.0]["dense_accuracy"]
+    assert runs[0.9]["accuracy"] != runs[0.0]["accuracy"]
+    assert runs[0.0]["images"] == 48
+    live = pg.live(name)
+    labels = live.probe.labels.cpu().numpy()
+    assert np.bincount(labels).max() - np.bincount(labels).min() <= 1  # class-balanced slice
+    total = sum(p.numel() for p in live.params.values())
+    for sp, r in runs.items():
+        assert r["measured_sparsity"] == pytest.approx(sp, abs=1 / total)  # one weight of rounding
+        assert r["layers"].keys() == live.params.keys()
+
+
+def test_dense_weights_restored_exactly_and_the_subject_untouched(pg, subjects):
+    before = dense_copy(subjects["cnn"])
+    live = pg.live("cnn")
+    for criterion, scope, sp in [("magnitude", "global", 0.9), ("taylor", "layer", 0.7),
+                                 ("magnitude", "layer", 0.3), ("taylor", "global", 0.95)]:
+        pg.update("cnn", criterion, scope, sp)
+        assert all(torch.equal(p, live.dense[n]) for n, p in live.params.items())
+    # No drift: the same request twice gives the same answer, and the notebook's model is as it was.
+    first, again = pg.update("cnn", "magnitude", "global", 0.6), pg.update("cnn", "magnitude", "global", 0.6)
+    assert first["accuracy"] == again["accuracy"] and first["layers"] == again["layers"]
+    after = dense_copy(subjects["cnn"])
+    assert all(torch.equal(before[n], after[n]) for n in before)
+    assert all(torch.equal(before[n], live.dense[n]) for n in before)
+
+
+def test_taylor_and_magnitude_remove_different_weights(pg):
+    mag, tay = pg.update("cnn", "magnitude", "global", 0.5), pg.update("cnn", "taylor", "global", 0.5)
+    assert any(not torch.equal(mag["masks"][n], tay["masks"][n]) for n in mag["masks"])
+    assert pg.scores("cnn", "taylor") is pg.scores("cnn", "taylor")  # computed once, then cached
+
+
+def test_scopes_global_threshold_and_equal_layer_shares(pg):
+    glob, layer = pg.update("cnn", "magnitude", "global", 0.7), pg.update("cnn", "magnitude", "layer", 0.7)
+    live = pg.live("cnn")
+    for n, share in layer["layers"].items():
+        assert share == pytest.approx(0.7, abs=1 / live.params[n].numel())
+    assert layer["threshold"] is None and len(set(layer["thresholds"].values())) > 1
+    # One global cut: every removed |w| is at or below it, every kept one at or above.
+    t = glob["threshold"]
+    assert t == max(glob["thresholds"].values())
+    for n, mask in glob["masks"].items():
+        w = live.dense[n].abs()
+        assert w[~mask].max() <= t <= w[mask].min()
+    assert max(glob["layers"].values()) - min(glob["layers"].values()) > 0.05
+
+
+def test_figure_has_the_histogram_threshold_and_layer_bars(pg):
+    import matplotlib.pyplot as plt
+
+    fig = pg.figure(pg.update("cnn", "magnitude", "global", 0.7))
+    hist, bars = fig.axes
+    assert hist.get_xscale() == "log" and any("threshold" in t.get_text() for t in hist.get_legend().get_texts())
+    assert len(bars.patches) == len(pg.live("cnn").params)
+    plt.close(fig)
+
+
+def test_widget_updates_the_accuracy_line_when_the_slider_moves(subjects):
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+
+    figures = plt.get_fignums()
+    pg = lab.Playground(subjects, probe_images=48)
+    box = pg.widget()
+    assert isinstance(box, W.VBox) and pg.controls["sparsity"].continuous_update is False
+    start = pg.label.value
+    assert start.startswith("probe accuracy") and "at 50.0% sparsity" in start
+    pg.controls["sparsity"].value = 0.95  # observers run synchronously in-process
+    assert pg.label.value.startswith("probe accuracy") and pg.label.value != start
+    assert "at 95.0% sparsity" in pg.label.value
+    pg.controls["model"].value = "vit_scratch"
+    assert "at 95.0% sparsity" in pg.label.value
+    assert plt.get_fignums() == figures  # every drawn figure was closed
+
+
+def test_skipped_under_papermill_and_without_models(subjects, monkeypatch, capsys):
+    monkeypatch.setenv("LABUTILS_PLAIN_PROGRESS", "1")
+    assert lab.playground(subjects) is None
+    assert "runs only interactively" in capsys.readouterr().out
+    monkeypatch.delenv("LABUTILS_PLAIN_PROGRESS")
+    assert lab.playground({}) is None
+    assert "no baseline" in capsys.readouterr().out
+
+
+def test_unknown_scope_is_refused(pg):
+    with pytest.raises(ValueError, match="scope"):
+        pg.update("cnn", "magnitude", "2:4", 0.5)
