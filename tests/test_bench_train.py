@@ -14,18 +14,45 @@ def _bench():
     return module
 
 
-def test_bench_train_measures_every_case(tmp_path, capsys):
+def test_bench_train_measures_every_case_in_each_mode(tmp_path, capsys):
     bench = _bench()
     out = tmp_path / "bench.json"
     rows = bench.main(["--smoke", "--epochs", "2", "--json", str(out)])
     assert {(r["model"], r["variant"]) for r in rows} == set(bench.cases())
     assert {r["model"] for r in rows} == set(bench.MODELS)
-    for r in rows:
+    eager = [r for r in rows if r["mode"] == "eager"]
+    assert len(eager) == len(bench.cases())
+    for r in eager:
         assert r["images_per_second"] > 0 and r["steady_epoch_seconds"] > 0 and r["compile_mode"] is None
+    graphs = [r for r in rows if r["mode"] == "graphs"]
+    if torch.cuda.is_available():
+        assert all(r["images_per_second"] or r["note"] == "fell back to eager" for r in graphs)
+    else:
+        assert len(graphs) == len(eager) and all(r["note"] == "n/a (needs CUDA)" for r in graphs)
     saved = json.loads(out.read_text())
     assert saved["settings"]["torch"] == torch.__version__ and saved["settings"]["device"].startswith("cpu")
+    assert saved["settings"]["precision"] == "fp32" and len(saved["rows"]) == len(rows)
     printed = capsys.readouterr().out
-    assert "torch " + torch.__version__ in printed and printed.count("images/s") == len(rows)
+    assert "torch " + torch.__version__ in printed and printed.count("images/s") == len(rows) + 1
+    # the side-by-side table: one line per case, one column per mode
+    assert "| model | case | eager | graphs |" in printed
+    assert f"| resnet18 | dense | {eager[0]['images_per_second']:,.0f} | n/a (needs CUDA) |" in printed
+    assert "elapsed" in printed
+
+
+def test_bench_train_marks_a_fallback_and_honours_the_time_limit(tmp_path, monkeypatch):
+    """A mode that fell back to eager reports no number of its own; cases past the time limit
+    are recorded as skipped."""
+    bench = _bench()
+    monkeypatch.setattr(bench, "graphs_unavailable", lambda device: None)  # as if on a GPU
+    rows = bench.main(["--smoke", "--epochs", "2", "--models", "resnet20", "--modes", "eager,graphs",
+                       "--images", "64"])
+    graphs = [r for r in rows if r["mode"] == "graphs"]
+    assert all(r["images_per_second"] is None and r["note"] == "fell back to eager"
+               and r["fallback_images_per_second"] > 0 for r in graphs)
+    rows = bench.main(["--smoke", "--epochs", "2", "--models", "resnet20", "--modes", "eager",
+                       "--time-limit", "0.5"])  # the first case starts, the second does not
+    assert rows[0]["images_per_second"] > 0 and rows[1]["note"] == "skipped: time limit"
 
 
 def test_bench_train_uses_the_full_profile_recipes():
