@@ -1,4 +1,5 @@
-"""The training benchmark in smoke size: every model and variant reports a positive throughput."""
+"""The benchmarks in smoke size: every case that can run here reports a positive throughput
+(training: every model, variant and mode; inference: dense and pruned at each batch size)."""
 import importlib.util
 import json
 
@@ -7,8 +8,8 @@ import torch
 from labutils.artifacts import REPO_ROOT
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_train", REPO_ROOT / "benchmarks" / "bench_train.py")
+def _bench(name="bench_train"):
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -63,3 +64,21 @@ def test_bench_train_uses_the_full_profile_recipes():
     assert bench._recipe("resnet18", smoke=False)["batch_size"] == full["train"]["cnn"]["batch_size"]
     assert bench._recipe("vit_scratch", smoke=False)["mixup"] == full["train"]["vit_scratch"]["mixup"]
     assert bench._recipe("resnet20", smoke=False)["lr"] == full["quant"]["train"]["lr"]
+
+
+def test_bench_infer_sweeps_batch_sizes_dense_and_pruned(tmp_path, capsys):
+    bench = _bench("bench_infer")
+    out = tmp_path / "infer.json"
+    rows = bench.main(["--smoke", "--json", str(out)])
+    assert {(r["model"], r["batch_size"], r["mode"]) for r in rows} == {
+        (m, b, mode) for m in bench.MODELS for b in bench.BATCHES["smoke"] for mode in bench.MODES}
+    for r in rows:
+        assert r["mac_ratio"] > 1.3  # the pruned model really is smaller
+        if r["mode"] == "eager" or torch.cuda.is_available():
+            assert r["dense"]["images_per_second"] > 0 and r["pruned"]["images_per_second"] > 0
+        else:
+            assert r["dense"]["note"] == r["pruned"]["note"] == "n/a (needs CUDA)"
+    assert len(json.loads(out.read_text())["rows"]) == len(rows)
+    printed = capsys.readouterr().out
+    assert "| batch | dense eager | pruned eager | speed-up eager | dense graphs |" in printed
+    assert "elapsed" in printed
