@@ -10,7 +10,9 @@ epoch is warm-up and not timed), and the enforcement alone (milliseconds per cal
 synchronised), as a share of a dense step.
 
     python benchmarks/bench_masks.py                       # CUDA: width 64, batch 512
-    python benchmarks/bench_masks.py --width 16 --batch 128 --images 2560   # a 2-core CPU
+    python benchmarks/bench_masks.py --width 16 --batch 128 --images 2560   # a 2-core CPU (the default there)
+    python benchmarks/bench_masks.py --smoke         # seconds: the code path only
+    python benchmarks/bench_masks.py --ops-only --threads 1 --width 64 --batch 32   # a shared CPU
 """
 from __future__ import annotations
 
@@ -84,6 +86,24 @@ def op_ms(device, width, batch, repeats) -> dict:
     return out
 
 
+def step_ms(device, width, batch, steps=4) -> float:
+    """Median milliseconds of a dense training step (forward, backward, SGD), after one warm-up."""
+    model = build_model("resnet18", width=width).to(device)
+    opt = make_optimizer(model, "sgd", 0.05)
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    times = []
+    for _ in range(steps):
+        _sync(device)
+        start = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        _sync(device)
+        times.append(1000 * (time.perf_counter() - start))
+    return sorted(times[1:])[len(times[1:]) // 2]
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
@@ -92,8 +112,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--images", type=int, default=None, help="images per epoch (default 25,000 on CUDA, 2,560 elsewhere)")
     ap.add_argument("--epochs", type=int, default=3, help="the first is not timed")
     ap.add_argument("--repeats", type=int, default=50, help="calls timed per enforcement")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (1 keeps a shared CPU's timings steady)")
+    ap.add_argument("--ops-only", action="store_true",
+                    help="time the enforcements and one dense step only (no training runs: fast on a CPU)")
+    ap.add_argument("--smoke", action="store_true", help="width 8, batch 32, 128 images, 2 epochs (seconds)")
     ap.add_argument("--json", metavar="FILE", default=None)
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.width, args.batch, args.images, args.epochs, args.repeats = 8, 32, 128, 2, 5
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = get_device(args.device)
     cuda = device.type == "cuda"
     width, batch = args.width or (64 if cuda else 16), args.batch or (512 if cuda else 128)
@@ -101,18 +129,21 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     print(f"device {device_name(device)} | torch {torch.__version__} | threads {torch.get_num_threads()} | "
           f"resnet18 width {width} batch {batch} | 90% masks", flush=True)
-    rates = {how or "dense": train_rate(device, width, batch, images, args.epochs, how)
-             for how in (None, "after-step", "gradients")}
+    rates = ({} if args.ops_only else
+             {how or "dense": train_rate(device, width, batch, images, args.epochs, how)
+              for how in (None, "after-step", "gradients")})
     ops = op_ms(device, width, batch, args.repeats)
-    step_ms = 1000 * batch / rates["dense"]
+    dense_ms = 1000 * batch / rates["dense"] if rates else step_ms(device, width, batch)
     print(f"{'':12s} {'images/s':>10s} {'vs dense':>9s} {'enforcement alone':>18s}")
-    print(f"{'dense':12s} {rates['dense']:10,.0f} {'':>9s} {'':>18s}   (a step: {step_ms:.2f} ms)")
+    rate = lambda how: f"{rates[how]:10,.0f}" if rates else f"{'-':>10s}"  # noqa: E731
+    print(f"{'dense':12s} {rate('dense')} {'':>9s} {'':>18s}   (a step: {dense_ms:.2f} ms)")
     for how in ("after-step", "gradients"):
-        print(f"{how:12s} {rates[how]:10,.0f} {rates[how] / rates['dense'] - 1:+9.1%} "
-              f"{ops[how]:9.3f} ms = {ops[how] / step_ms:5.1%} of a dense step")
+        vs = f"{rates[how] / rates['dense'] - 1:+9.1%}" if rates else f"{'-':>9s}"
+        print(f"{how:12s} {rate(how)} {vs} "
+              f"{ops[how]:9.3f} ms = {ops[how] / dense_ms:5.1%} of a dense step")
     result = {"device": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "git_commit": git_commit(), "width": width, "batch_size": batch, "images_per_epoch": images,
-              "epochs": args.epochs, "images_per_second": rates, "enforcement_ms": ops, "dense_step_ms": step_ms,
+              "epochs": args.epochs, "images_per_second": rates, "enforcement_ms": ops, "dense_step_ms": dense_ms,
               "seconds": time.perf_counter() - start}
     print(f"elapsed {result['seconds']:.0f} s", flush=True)
     if args.json:

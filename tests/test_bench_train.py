@@ -82,3 +82,10 @@ def test_bench_infer_sweeps_batch_sizes_dense_and_pruned(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| batch | dense eager | pruned eager | speed-up eager | dense graphs |" in printed
     assert "elapsed" in printed
+
+
+def test_bench_masks_times_both_enforcements(tmp_path):
+    result = _bench("bench_masks").main(["--smoke", "--json", str(tmp_path / "masks.json")])
+    assert set(result["images_per_second"]) == {"dense", "after-step", "gradients"}
+    assert min(result["images_per_second"].values()) > 0 and min(result["enforcement_ms"].values()) > 0
+    assert json.loads((tmp_path / "masks.json").read_text())["dense_step_ms"] > 0
