@@ -125,6 +125,13 @@ def autocast(device, precision: str | None = None, cache: bool = True):
                           cache_enabled=cache)
 
 
+def unscaled_precision(device) -> str:
+    """For a backward pass without a gradient scaler (pruning scores): the device's precision, but
+    fp32 where that is fp16, whose small gradients would underflow unscaled."""
+    precision = precision_for(device)
+    return "fp32" if precision == "fp16" else precision
+
+
 def grad_scaler(device, precision: str | None = None) -> torch.amp.GradScaler:
     """A gradient scaler, enabled for fp16 only (bf16 has fp32's range: nothing underflows).
     Disabled, its ``scale``/``step``/``update`` are plain pass-throughs."""

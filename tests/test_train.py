@@ -135,6 +135,8 @@ def test_precision_follows_the_gpus_compute_capability(monkeypatch, capability, 
     assert accel.precision_for("cuda") == expected
     assert accel.precision_for("cpu") == "fp32"
     assert accel.grad_scaler("cuda").is_enabled() == (expected == "fp16")
+    # pruning scores backpropagate without a scaler: fp32 rather than fp16 there
+    assert accel.unscaled_precision("cuda") == ("fp32" if expected == "fp16" else expected)
 
 
 def test_precision_is_fp32_without_a_gpu(monkeypatch):
