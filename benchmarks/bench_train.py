@@ -1,9 +1,9 @@
-"""Training throughput of every model the workbook trains, dense and pruned, on this device.
+"""Training throughput of every model the workbook trains, dense and pruned, in each speed mode.
 
 Each case runs ``labutils.train.fit`` itself (the loop the notebooks use: device-side data and
-augmentation, bf16 autocast, channels_last and fused optimizers on CUDA, the profile's recipe) on
-random uint8 images kept on the device. The first epoch pays for warm-up (cuDNN autotuning and,
-with compilation, the compiler); images/s is counted over the later epochs only.
+augmentation, the device's mixed precision, channels_last and fused optimizers on CUDA, the
+profile's recipe) on random uint8 images kept on the device. The first epoch pays for warm-up
+(cuDNN autotuning, compilation, graph capture); images/s is counted over the later epochs only.
 
 Cases (recipes from the ``full`` profile, batch sizes included):
 
@@ -12,20 +12,29 @@ Cases (recipes from the ``full`` profile, batch sizes included):
 * ``vit_scratch``  dense | ``unstructured-90`` | ``structured-33``: 2 of 3 heads, 512 of 768 MLP neurons
 * ``resnet20``     dense | ``qat-4bit``: fake-quantized weights (notebook 06's fine-tuning)
 
-    python benchmarks/bench_train.py                       # all cases, compiled and eager on CUDA
-    python benchmarks/bench_train.py --models resnet20 --compile on --json bench.json
-    python benchmarks/bench_train.py --compile-mode reduce-overhead   # CUDA graphs
+Modes, one column each: ``eager``; ``compiled`` (torch.compile, default mode); ``reduce-overhead``
+(torch.compile with CUDA graphs for forward and backward); ``graphs`` (``fit(graphs=True)``: the
+whole step, optimizer included, captured in a CUDA graph); ``compiled+graphs``. A mode that cannot
+run here says so ("n/a (needs CUDA)"); one where ``fit`` fell back to eager says that instead of a
+number.
+
+    python benchmarks/bench_train.py                      # CUDA: eager, compiled, graphs; CPU: eager
+    python benchmarks/bench_train.py --models resnet20 --modes eager,reduce-overhead --json bench.json
     python benchmarks/bench_train.py --smoke               # seconds on a CPU: narrow models, few images
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
+import warnings
+from pathlib import Path
 
 import torch
 
+from labutils.accel import graphs_unavailable, precision_for
 from labutils.artifacts import device_name, git_commit
 from labutils.data import DeviceLoader
 from labutils.models import build_model
@@ -75,7 +84,7 @@ def cases(models=MODELS) -> list[tuple[str, str]]:
 
 
 def measure(model_name: str, variant: str, device: torch.device, compile: bool | str, images: int,
-            epochs: int, smoke: bool = False) -> dict:
+            epochs: int, smoke: bool = False, graphs: bool = False) -> dict:
     """Train one case for ``epochs`` epochs of ``images`` random images; images/s after the first."""
     seed_everything(0)
     recipe = _recipe(model_name, smoke)
@@ -91,7 +100,7 @@ def measure(model_name: str, variant: str, device: torch.device, compile: bool |
     elif variant.startswith("qat"):
         callback = fq = FakeQuantizer(model, QuantSpec(4), refresh_every=100)
     history = fit(model, loader, None, epochs=epochs, callback=callback, device=device,
-                  desc=f"{model_name} {variant}", compile=compile, **recipe)
+                  desc=f"{model_name} {variant}", compile=compile, graphs=graphs, **recipe)
     if fq is not None:
         fq.finish()
     timed = history[1:] or history
@@ -106,10 +115,55 @@ def measure(model_name: str, variant: str, device: torch.device, compile: bool |
             "steps_per_epoch": len(loader)}
 
 
+MODES = {"eager": {}, "compiled": {"compile": True}, "reduce-overhead": {"compile": "reduce-overhead"},
+         "graphs": {"graphs": True}, "compiled+graphs": {"compile": True, "graphs": True}}
+FALLBACKS = ("CUDA graphs not used", "torch.compile is not available")
+
+
+def run_mode(model_name: str, variant: str, mode: str, device: torch.device, images: int, epochs: int,
+             smoke: bool) -> dict:
+    """One cell of the table: the case trained in ``mode``, or why it has no number."""
+    kwargs = MODES[mode]
+    if kwargs.get("graphs") and (reason := graphs_unavailable(device)):
+        return {"model": model_name, "variant": variant, "mode": mode, "images_per_second": None,
+                "note": "n/a (needs CUDA)", "reason": reason}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        row = measure(model_name, variant, device, kwargs.get("compile", False), images, epochs, smoke,
+                      graphs=kwargs.get("graphs", False))
+    fallbacks = [str(w.message) for w in caught if str(w.message).startswith(FALLBACKS)]
+    row["mode"] = mode
+    if fallbacks:  # what ran was eager: its number does not belong in this column
+        row.update(fallback_images_per_second=row["images_per_second"], images_per_second=None,
+                   note="fell back to eager", reason=fallbacks[0])
+    return row
+
+
+def _cell(row: dict) -> str:
+    return f"{row['images_per_second']:,.0f}" if row.get("images_per_second") else row.get("note", "-")
+
+
+def table(rows: list[dict], modes: list[str]) -> str:
+    """Markdown: one line per case, one column per mode (images/s)."""
+    cells = {(r["model"], r["variant"], r["mode"]): _cell(r) for r in rows}
+    lines = ["| model | case | " + " | ".join(modes) + " |", "|---|---|" + "---|" * len(modes)]
+    for model_name, variant in dict.fromkeys((r["model"], r["variant"]) for r in rows):
+        lines.append(f"| {model_name} | {variant} | "
+                     + " | ".join(cells.get((model_name, variant, m), "-") for m in modes) + " |")
+    return "\n".join(lines)
+
+
+def write_json(path: str, payload: dict) -> None:
+    """Atomically: a run cut short (time limit, a killed job) keeps the cases done so far."""
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)
+
+
 def settings(device: torch.device) -> dict:
     cuda = device.type == "cuda"
     return {"device": device_name(device), "torch": torch.__version__, "python": platform.python_version(),
-            "autocast": "bf16" if cuda else "off (fp32 on CPU)", "memory_format": "channels_last" if cuda else "contiguous",
+            "precision": precision_for(device), "memory_format": "channels_last" if cuda else "contiguous",
             "cudnn_benchmark": cuda, "fused_optimizer": cuda, "threads": torch.get_num_threads(),
             "git_commit": git_commit()}
 
@@ -117,16 +171,16 @@ def settings(device: torch.device) -> dict:
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
-    ap.add_argument("--compile", default="auto", choices=["auto", "on", "off", "both"],
-                    help="auto (default): both on CUDA, off elsewhere")
-    ap.add_argument("--compile-mode", default="default",
-                    choices=["default", "reduce-overhead", "max-autotune-no-cudagraphs"],
-                    help="torch.compile mode of the compiled cases (reduce-overhead: CUDA graphs)")
+    ap.add_argument("--modes", default="auto",
+                    help="comma-separated subset of " + ",".join(MODES) + "; auto (default): eager, compiled, "
+                         "graphs on CUDA; eager and graphs elsewhere (graphs then reads n/a)")
     ap.add_argument("--images", type=int, default=None, help="images per epoch (default 50,000; smoke 128)")
     ap.add_argument("--epochs", type=int, default=3, help="epochs per case; the first is not timed")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--smoke", action="store_true", help="narrow models and few images (CPU tests)")
-    ap.add_argument("--json", metavar="FILE", default=None)
+    ap.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                    help="start no case after this many seconds (the rest are recorded as skipped)")
+    ap.add_argument("--json", metavar="FILE", default=None, help="results, rewritten after every case")
     args = ap.parse_args(argv)
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -136,26 +190,33 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.epochs < 2:
         ap.error("--epochs must be at least 2: the first epoch is warm-up")
     device = get_device(args.device)
+    modes = ((["eager", "compiled", "graphs"] if device.type == "cuda" else ["eager", "graphs"])
+             if args.modes == "auto" else [m.strip() for m in args.modes.split(",") if m.strip()])
+    if unknown := [m for m in modes if m not in MODES]:
+        ap.error(f"unknown mode(s) {unknown}; choose from {', '.join(MODES)}")
     images = args.images or (128 if args.smoke else 50_000)
-    compiled = True if args.compile_mode == "default" else args.compile_mode
-    modes = {"auto": [False, compiled] if device.type == "cuda" else [False], "on": [compiled], "off": [False],
-             "both": [False, compiled]}[args.compile]
     info = settings(device)
     print(" | ".join(f"{k} {v}" for k, v in info.items()), flush=True)
-    rows = []
+    start, rows = time.perf_counter(), []
     for model_name, variant in cases(models):
-        for compile in modes:
-            start = time.perf_counter()
-            row = measure(model_name, variant, device, compile, images, args.epochs, args.smoke)
-            row["wall_seconds"] = time.perf_counter() - start
+        for mode in modes:
+            began = time.perf_counter()
+            if args.time_limit is not None and began - start > args.time_limit:
+                row = {"model": model_name, "variant": variant, "mode": mode, "images_per_second": None,
+                       "note": "skipped: time limit"}
+            else:
+                row = run_mode(model_name, variant, mode, device, images, args.epochs, args.smoke)
+            row["wall_seconds"] = time.perf_counter() - began
             rows.append(row)
-            print(f"{model_name:12s} {variant:16s} {row['compile_mode'] or 'eager':8s} "
-                  f"batch {row['batch_size']:4d} {row['images_per_second']:10,.0f} images/s "
-                  f"(first epoch {row['first_epoch_seconds']:.1f}s, then {row['steady_epoch_seconds']:.2f}s)",
-                  flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"settings": info, "images_per_epoch": images, "epochs": args.epochs, "rows": rows}, f, indent=2)
+            detail = (f"(first epoch {row['first_epoch_seconds']:.1f}s, then {row['steady_epoch_seconds']:.2f}s)"
+                      if row.get("images_per_second") else row.get("reason", ""))
+            print(f"{model_name:12s} {variant:16s} {mode:16s} {_cell(row):>18s} images/s {detail} "
+                  f"[{time.perf_counter() - start:.0f} s elapsed]", flush=True)
+            if args.json:
+                write_json(args.json, {"settings": info, "images_per_epoch": images, "epochs": args.epochs,
+                                       "modes": modes, "rows": rows})
+    print("\ntraining images/s (the first epoch not counted)\n" + table(rows, modes), flush=True)
+    print(f"elapsed {time.perf_counter() - start:.0f} s", flush=True)
     return rows
 
 

@@ -7,6 +7,14 @@
   launch for all parameters instead of several per tensor: tiny models are launch-bound).
 * ``CompiledForward`` - ``torch.compile`` of a model's forward (and, through it, backward) with a
   fallback: where compilation is unavailable or fails, training goes on eagerly with a warning.
+* ``precision_for(device)`` - the ONE place that decides the mixed precision: "bf16" on CUDA GPUs
+  with native bf16 (compute capability >= 8.0), "fp16" with a gradient scaler on older ones
+  (Colab's T4 is 7.5), "fp32" on CPU and MPS. ``autocast`` and ``grad_scaler`` follow it; training,
+  evaluation and latency measurement all use them, and a run's metadata records it.
+* ``GraphedStep`` / ``graphed_call`` - CUDA graphs: a whole training step (forward, backward,
+  gradient masks, optimizer step) or an inference forward captured once and replayed, one launch
+  instead of hundreds for the launch-bound small models. Eager, with a warning, where capture is
+  unavailable (CPU, MPS) or fails.
 
 Compiling pays off only for long runs: the first step of each new shape costs seconds to a
 minute, later copies of the same architecture reuse the compiled graph (inductor also caches it
@@ -16,6 +24,8 @@ on disk between processes). Profiles switch it on per recipe (``"compile": True`
 from __future__ import annotations
 
 import warnings
+from collections import Counter
+from typing import Callable
 
 import torch
 from torch import nn
@@ -81,3 +91,162 @@ def forward_runner(model: nn.Module, compile: bool | str):
     if not compile:
         return model
     return CompiledForward(model, None if compile is True else compile)
+
+
+# -- mixed precision ----------------------------------------------------------------------------
+PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def precision_for(device) -> str:
+    """The precision ``device`` trains and measures in: "bf16" on CUDA GPUs that run it natively
+    (compute capability >= 8.0: A100, H100, RTX 30xx and later), "fp16" on older CUDA GPUs (a T4,
+    7.5, has fp16 tensor cores but no bf16 ones; training then needs a gradient scaler), "fp32" on
+    CPU and MPS (autocast there is slower than fp32 for these small convolutions)."""
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return "fp32"
+    major, _ = torch.cuda.get_device_capability(device)
+    return "bf16" if major >= 8 else "fp16"
+
+
+def _checked(precision: str | None, device) -> str:
+    precision = precision or precision_for(device)
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)} (or None: auto)")
+    return precision
+
+
+def autocast(device, precision: str | None = None, cache: bool = True):
+    """Autocast to ``precision`` (None: ``precision_for(device)``); a no-op context for "fp32".
+    ``cache=False`` inside CUDA graph capture (cast copies must be recomputed at each replay)."""
+    device = torch.device(device)
+    precision = _checked(precision, device)
+    return torch.autocast(device.type, dtype=PRECISIONS[precision], enabled=precision != "fp32",
+                          cache_enabled=cache)
+
+
+def unscaled_precision(device) -> str:
+    """For a backward pass without a gradient scaler (pruning scores): the device's precision, but
+    fp32 where that is fp16, whose small gradients would underflow unscaled."""
+    precision = precision_for(device)
+    return "fp32" if precision == "fp16" else precision
+
+
+def grad_scaler(device, precision: str | None = None) -> torch.amp.GradScaler:
+    """A gradient scaler, enabled for fp16 only (bf16 has fp32's range: nothing underflows).
+    Disabled, its ``scale``/``step``/``update`` are plain pass-throughs."""
+    device = torch.device(device)
+    fp16 = _checked(precision, device) == "fp16"
+    return torch.amp.GradScaler(device.type if fp16 else "cpu", enabled=fp16)
+
+
+# -- CUDA graphs --------------------------------------------------------------------------------
+def graphs_unavailable(device) -> str | None:
+    """None where CUDA graphs can be captured on ``device``, else why not (one line)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return f"CUDA graphs need a CUDA device, this is {device.type}"
+    if not torch.cuda.is_available():
+        return "CUDA graphs need a CUDA GPU and none is visible"
+    return None
+
+
+def _fallback_warning(reason: str) -> None:
+    warnings.warn(f"CUDA graphs not used ({reason}); running eagerly", RuntimeWarning, stacklevel=3)
+
+
+class _SideStream:
+    """Eager calls before a capture run on a side stream, as CUDA graph capture requires."""
+
+    def __init__(self):
+        self.stream = torch.cuda.Stream()
+
+    def __call__(self, fn: Callable, *args):
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream):
+            out = fn(*args)
+        torch.cuda.current_stream().wait_stream(self.stream)
+        return out
+
+
+def _capture(fn: Callable, *static_inputs):
+    """(graph, outputs): ``fn(*static_inputs)`` recorded, not run (the caller replays it)."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn(*static_inputs)
+    return graph, out
+
+
+class GraphedStep:
+    """Call ``step(*inputs)`` through CUDA graphs: per input shape, ``warmup`` eager calls on a side
+    stream (cuDNN autotuning, optimizer state, compilation), then one capture into static input
+    buffers, then for every later call: copy the inputs in, replay, return the static outputs
+    (overwritten by the next call: use them before calling again).
+
+    ``step`` must do tensor work only: no host synchronisation (``.item()``, printing a tensor), no
+    Python decision that depends on tensor values or on a step count (it runs once, at capture).
+    ``version()``, when given, names what the capture depends on beyond the inputs (a mask
+    enforcer's layout): when it changes, the graphs are dropped and captured again.
+
+    Where graphs are unavailable (not CUDA) or a capture fails, ``step`` runs eagerly from then on,
+    with a warning; ``self.reason`` says why (None while graphs are in use).
+    """
+
+    def __init__(self, step: Callable, device, warmup: int = 3, version: Callable | None = None):
+        self.step, self.warmup, self.version = step, max(1, warmup), version
+        self.reason = graphs_unavailable(device)
+        if self.reason:
+            _fallback_warning(self.reason)
+        self.graphs: dict = {}  # input shapes -> (graph, static inputs, static outputs)
+        self.calls: Counter = Counter()
+        self._version = None
+        self._side = None
+
+    def __call__(self, *inputs):
+        if self.reason:
+            return self.step(*inputs)
+        if self.version is not None and self.version() != self._version:
+            self._version, self.graphs, self.calls = self.version(), {}, Counter()
+        key = tuple((t.shape, t.dtype) for t in inputs)
+        if key in self.graphs:
+            graph, static_in, out = self.graphs[key]
+            for buffer, t in zip(static_in, inputs):
+                buffer.copy_(t)
+            graph.replay()
+            return out
+        if self.calls[key] < self.warmup:
+            self.calls[key] += 1
+            self._side = self._side or _SideStream()
+            return self._side(self.step, *inputs)
+        static_in = [t.clone() for t in inputs]
+        try:
+            graph, out = _capture(self.step, *static_in)
+        except Exception as err:  # an operation that cannot be captured
+            self.reason = f"capture failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            _fallback_warning(self.reason)
+            return self.step(*inputs)
+        self.graphs[key] = (graph, static_in, out)
+        graph.replay()  # capturing records the step without running it: run it now
+        return out
+
+
+def graphed_call(fn: Callable, device, warmup: int = 3) -> tuple[Callable, str | None]:
+    """(call, reason): ``fn()`` (no arguments: it reads tensors it closes over) captured in a CUDA
+    graph after ``warmup`` eager calls, ``call`` replaying it; or ``fn`` itself with the reason
+    graphs are not used (warned). For timing inference at a fixed batch."""
+    reason = graphs_unavailable(device)
+    if reason is None:
+        try:
+            side = _SideStream()
+            for _ in range(max(1, warmup)):
+                side(fn)
+            graph, out = _capture(fn)
+
+            def replay():
+                graph.replay()
+                return out
+            return replay, None
+        except Exception as err:
+            reason = f"capture failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+    _fallback_warning(reason)
+    return fn, reason

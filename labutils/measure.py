@@ -5,8 +5,11 @@
   adds, normalisation, activations and softmax are not counted (they are a rounding error next to
   the matmuls, and BatchNorm folds into the conv before it at deployment).
 * ``measure_latency(model, input_size, batch_size, device)`` - the median time of a forward pass in
-  inference conditions: eval mode, no_grad, channels_last, bf16 autocast on CUDA; CUDA events after
-  a warm-up on GPU, ``time.perf_counter`` on CPU.
+  inference conditions: eval mode, no_grad, channels_last, the device's mixed precision
+  (``accel.precision_for``: bf16 or fp16 on CUDA, fp32 elsewhere); CUDA events after a warm-up on
+  GPU, ``time.perf_counter`` on CPU; optionally replayed from a CUDA graph (``graphs=True``).
+* ``measure_throughput(model, input_size, batch_sizes, device)`` - images/s at each batch size: where
+  a small model stops being bound by per-layer launch overhead and its MACs start to count.
 
 The theoretical speedup of a structurally pruned model is ``count_macs(dense) / count_macs(pruned)``;
 the measured one is the ratio of their ``ms_per_batch``. Only physically smaller tensors can make the
@@ -22,7 +25,7 @@ import time
 import torch
 from torch import nn
 
-from .accel import memory_format
+from .accel import autocast, graphed_call, graphs_unavailable, memory_format, precision_for
 
 
 def _input_shape(input_size) -> tuple[int, int, int]:
@@ -84,15 +87,18 @@ def count_macs(model: nn.Module, input_size) -> int:
 
 @torch.no_grad()
 def measure_latency(model: nn.Module, input_size, batch_size: int, device="cpu", warmup: int = 3,
-                    iters: int = 10) -> dict:
+                    iters: int = 10, graphs: bool = False) -> dict:
     """Median latency of ``iters`` forward passes of a random batch, after ``warmup`` untimed ones.
 
     Runs on a copy of ``model`` moved to ``device`` (the caller's model is left where it is), in
-    eval mode, under no_grad, with channels_last input; on CUDA in bf16 autocast, each pass timed
-    by CUDA events (GPU time, no host jitter), after warm-up (cuDNN autotuning, allocator). The
-    median resists the odd slow pass (another process, a page fault).
+    eval mode, under no_grad, with channels_last input on CUDA, under the device's autocast
+    (``accel.precision_for``); on CUDA each pass is timed by CUDA events (GPU time, no host
+    jitter), after warm-up (cuDNN autotuning, allocator). The median resists the odd slow pass
+    (another process, a page fault). ``graphs``: the pass is captured once in a CUDA graph and
+    replayed (no per-layer launch cost; eager with a warning where graphs are unavailable).
 
-    Returns {"ms_per_batch", "ms_per_image", "images_per_second", "batch_size", "device", "iters"}.
+    Returns {"ms_per_batch", "ms_per_image", "images_per_second", "batch_size", "device", "iters",
+    "precision", "graphs" (whether a CUDA graph was replayed)}.
     """
     if iters < 1 or batch_size < 1:
         raise ValueError(f"need iters >= 1 and batch_size >= 1, got iters={iters}, batch_size={batch_size}")
@@ -104,27 +110,42 @@ def measure_latency(model: nn.Module, input_size, batch_size: int, device="cpu",
     x = x.contiguous(memory_format=memory_format(device))
     cuda = device.type == "cuda"
     times_ms = []
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+    with autocast(device, cache=not graphs):
+        run, reason = graphed_call(lambda: net(x), device, warmup) if graphs else (lambda: net(x), "off")
         for _ in range(warmup):
-            net(x)
+            run()
         if cuda:
             torch.cuda.synchronize(device)
         for _ in range(iters):
             if cuda:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
-                net(x)
+                run()
                 end.record()
                 end.synchronize()
                 times_ms.append(start.elapsed_time(end))
             else:
                 t0 = time.perf_counter()
-                net(x)
+                run()
                 times_ms.append(1000.0 * (time.perf_counter() - t0))
     ms = statistics.median(times_ms)
     return {"ms_per_batch": ms, "ms_per_image": ms / batch_size,
             "images_per_second": 1000.0 * batch_size / ms, "batch_size": batch_size,
-            "device": str(device), "iters": iters}
+            "device": str(device), "iters": iters, "precision": precision_for(device),
+            "graphs": reason is None}
+
+
+def measure_throughput(model: nn.Module, input_size, batch_sizes, device="cpu", graphs: bool | None = None,
+                       warmup: int = 3, iters: int = 10) -> list[dict]:
+    """``measure_latency`` at each batch size: one record per size, images/s included.
+    ``graphs`` None: CUDA graphs wherever they can be captured (a CUDA device), eager elsewhere.
+
+    Small batches show a model's fixed cost per pass (one launch per layer, Python, the framework);
+    large ones its cost per image, which is where fewer MACs can turn into speed."""
+    if graphs is None:
+        graphs = graphs_unavailable(device) is None
+    return [measure_latency(model, input_size, b, device, warmup=warmup, iters=iters, graphs=graphs)
+            for b in batch_sizes]
 
 
 def accuracy_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -251,6 +251,10 @@ class FakeQuantizer:
             # Start from exactly-zero pruned weights, whatever the model held.
             apply_masks(model, masks)
 
+    def before_step(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        if self.enforcer:
+            self.enforcer.before_step(model, optimizer)
+
     def __call__(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
         if self.enforcer:
             self.enforcer(model, optimizer, step)

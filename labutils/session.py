@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from . import data as D
-from .accel import memory_format
+from .accel import memory_format, precision_for
 from .artifacts import RunDirs, device_name, read_json, resolve_out_dir, run_id_for, run_info, write_json
 from .checkpoint import load_checkpoint, save_checkpoint
 from .models import COURSE_MODELS, course_model, input_size
@@ -72,7 +72,7 @@ class Session:
     def info(self) -> dict:
         return run_info(self.name, self.data_description, self.device, self.run_id) | {
             "reduced": self.profile["reduced"], "seed": self.seed, "data_root": str(self.data_root),
-            "n_test": self.profile["data"]["n_test"]}
+            "n_test": self.profile["data"]["n_test"], "precision": precision_for(self.device)}
 
     @functools.cached_property
     def data_description(self) -> str:

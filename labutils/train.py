@@ -1,6 +1,8 @@
-"""Training and evaluation: bf16 autocast on CUDA, channels_last, label smoothing, one-cycle or
-cosine schedules, SGD or AdamW, and a callback after every optimizer step (pruning masks use it
-to keep removed weights at zero)."""
+"""Training and evaluation: mixed precision chosen per device (``accel.precision_for``: bf16 on
+recent GPUs, fp16 with a gradient scaler on older ones, fp32 on CPU), channels_last, label
+smoothing, one-cycle or cosine schedules, SGD or AdamW, a callback after every optimizer step and
+its optional gradient hook before it (pruning masks use them to keep removed weights at zero), and
+optionally the whole step captured in a CUDA graph."""
 from __future__ import annotations
 
 import math
@@ -8,6 +10,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from typing import Callable, Iterable
 
 import numpy as np
@@ -15,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .accel import forward_runner, fused_optimizer, memory_format, tune_backends
+from .accel import (GraphedStep, autocast, forward_runner, fused_optimizer, grad_scaler,
+                    graphs_unavailable, memory_format, precision_for, tune_backends)
 
 StepCallback = Callable[[nn.Module, torch.optim.Optimizer, int], None]
 
@@ -54,11 +58,6 @@ def progress(iterable: Iterable | None = None, **kwargs):
     return tqdm(iterable, disable=plain_progress() or kwargs.pop("disable", False), **kwargs)
 
 
-def autocast(device: torch.device):
-    # bf16 on CUDA only: on CPU it is slower than fp32 for these small convolutions.
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
 def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device):
     if x.device != device:
         x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format(device))
@@ -87,9 +86,13 @@ def evaluate(model: nn.Module, loader, device: torch.device | None = None) -> di
 
 def make_optimizer(model: nn.Module, name: str = "sgd", lr: float = 0.1,
                    weight_decay: float = 5e-4, momentum: float = 0.9,
-                   betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+                   betas: tuple[float, float] = (0.9, 0.999), graphs: bool = False) -> torch.optim.Optimizer:
     """SGD (Nesterov) or AdamW; biases, norms and embeddings (1-D or token tensors) get no decay.
-    On CUDA the fused kernels update every parameter in one launch."""
+    On CUDA the fused kernels update every parameter in one launch.
+
+    ``graphs`` (for a step captured in a CUDA graph): the learning rate lives in a device tensor
+    that the schedule overwrites in place, so the replayed step reads the current one, and AdamW
+    keeps its step count on the device (``capturable``)."""
     decay, no_decay = [], []
     for pname, p in model.named_parameters():
         if p.requires_grad:
@@ -97,16 +100,22 @@ def make_optimizer(model: nn.Module, name: str = "sgd", lr: float = 0.1,
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     fused = {"fused": True} if fused_optimizer(model) else {}
+    if graphs:
+        device = next(p.device for g in groups for p in g["params"])
+        for g in groups:  # one tensor per group: the schedule writes each in place
+            g["lr"] = torch.tensor(float(lr), device=device)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0, **fused)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, **fused)
+        capturable = {"capturable": True} if graphs and fused else {}
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, **fused, **capturable)
     raise ValueError(f"unknown optimizer {name!r}; use 'sgd' or 'adamw'")
 
 
 def make_schedule(optimizer, schedule: str, total_steps: int, warmup: float = 0.1):
     """"onecycle" (linear up for ``warmup`` of the steps, then linear down to zero), "cosine"
-    (linear warm-up, cosine decay) or "constant"; as a LambdaLR stepped every batch."""
+    (linear warm-up, cosine decay) or "constant"; as a LambdaLR stepped every batch (with tensor
+    learning rates, ``make_optimizer(graphs=True)``, it fills them in place: same values)."""
     warm = max(1, int(warmup * total_steps))
 
     def factor(step: int) -> float:
@@ -150,22 +159,36 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
         mixup: float = 0.0, num_classes: int = 10, grad_clip: float | None = None,
         callback: StepCallback | None = None, device: torch.device | None = None,
         desc: str = "train", eval_every: int = 1, max_steps: int | None = None,
-        compile: bool | str = False) -> list[dict]:
+        compile: bool | str = False, precision: str | None = None, graphs: bool = False) -> list[dict]:
     """Train ``model`` and return its history: one dict per epoch (losses, accuracies, lr, time).
 
-    ``callback(model, optimizer, step)`` runs after every optimizer step. ``mixup`` > 0 mixes
+    ``callback(model, optimizer, step)`` runs after every optimizer step; a callback with a
+    ``before_step(model, optimizer)`` method has it run between the backward pass and the
+    optimizer step (``MaskEnforcer`` masks the gradients there). ``mixup`` > 0 mixes
     batches (Mixup or CutMix with Beta(mixup, mixup) weights). ``test_loader`` is
     evaluated every ``eval_every`` epochs and after the last. ``max_steps`` stops early
     (smoke runs and tests). ``compile`` (True or a torch.compile mode name) runs the training
     forward through ``torch.compile`` (eager if that fails; worth it for long runs only, see
-    ``labutils.accel``). The step loop
+    ``labutils.accel``). ``precision`` ("bf16", "fp16" with a gradient scaler, "fp32"; None:
+    ``accel.precision_for(device)``) sets the autocast. ``graphs`` captures the whole step in a
+    CUDA graph (``accel.GraphedStep``; eager, with a warning, where it cannot be: see
+    ``_graphs_obstacle``). The step loop
     never waits for the device: losses and counts are summed there and read once per epoch.
     """
     device = device or next(model.parameters()).device
     tune_backends(device)
     model.to(device, memory_format=memory_format(device)).train()
     forward = forward_runner(model, compile)
-    opt = make_optimizer(model, optimizer, lr, weight_decay, momentum)
+    precision = precision or precision_for(device)
+    if graphs and (obstacle := _graphs_obstacle(device, precision, callback, compile)):
+        warnings.warn(f"CUDA graphs not used ({obstacle}); training eagerly", RuntimeWarning, stacklevel=2)
+        graphs = False
+    opt = make_optimizer(model, optimizer, lr, weight_decay, momentum, graphs=graphs)
+    train_step = make_train_step(model, forward, opt, device, precision, grad_clip,
+                                 0.0 if mixup else label_smoothing, getattr(callback, "before_step", None),
+                                 graphs)
+    if graphs:
+        train_step = GraphedStep(train_step, device, version=getattr(callback, "graph_version", None))
     total = epochs * len(train_loader) if max_steps is None else min(max_steps, epochs * len(train_loader))
     sched = make_schedule(opt, schedule, total, warmup)
     history, step = [], 0
@@ -177,15 +200,7 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
             target = y
             if mixup:
                 x, target = mix_batch(x, y, num_classes, mixup, label_smoothing)
-            with autocast(device):
-                logits = forward(x)
-                loss = F.cross_entropy(logits.float(), target,
-                                       label_smoothing=0.0 if mixup else label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            opt.step()
+            loss, logits = train_step(x, target)
             sched.step()
             step += 1
             if callback is not None:
@@ -196,7 +211,7 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
             if step >= total:
                 break
         record = {"epoch": epoch + 1, "train_loss": float(loss_sum) / max(seen, 1),
-                  "images": seen, "train_seconds": time.perf_counter() - start, "lr": sched.get_last_lr()[0]}
+                  "images": seen, "train_seconds": time.perf_counter() - start, "lr": float(sched.get_last_lr()[0])}
         if not mixup:  # against mixed targets, accuracy on the unmixed labels means little
             record["train_accuracy"] = float(correct) / max(seen, 1)
         last = epoch == epochs - 1 or step >= total
@@ -209,6 +224,47 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
         if step >= total:
             break
     return history
+
+
+def make_train_step(model: nn.Module, forward, opt: torch.optim.Optimizer, device: torch.device,
+                    precision: str, grad_clip: float | None = None, label_smoothing: float = 0.0,
+                    before_step=None, graphs: bool = False):
+    """One training step as a function ``(images, targets) -> (loss, logits)``, both detached:
+    forward under autocast, backward (scaled for fp16), ``before_step`` (gradient masks), clipping
+    (on unscaled gradients), optimizer step. Tensor work only, never a host sync, so
+    ``GraphedStep`` can capture it whole."""
+    scaler = grad_scaler(device, precision)
+
+    def step(x: torch.Tensor, target: torch.Tensor):
+        with autocast(device, precision, cache=not graphs):
+            logits = forward(x)
+            loss = F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if before_step is not None:
+            before_step(model, opt)
+        if grad_clip:
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(opt)  # skipped by the scaler when fp16 gradients overflowed
+        scaler.update()
+        return loss.detach(), logits.detach()
+
+    return step
+
+
+def _graphs_obstacle(device: torch.device, precision: str, callback, compile) -> str | None:
+    """Why ``fit(graphs=True)`` must run eagerly, or None."""
+    if reason := graphs_unavailable(device):
+        return reason
+    if precision == "fp16":
+        return "the fp16 gradient scaler decides on the host whether to step"
+    if compile == "reduce-overhead":
+        return "compile='reduce-overhead' already uses CUDA graphs for the forward and backward"
+    if callback is not None and not getattr(callback, "graph_safe", False):
+        return (f"the step callback {type(callback).__name__} is not marked graph_safe (it may "
+                f"replace tensors the captured step reads)")
+    return None
 
 
 def _report(desc: str, epochs: int, record: dict, bar) -> None:

@@ -1,4 +1,5 @@
-"""The training benchmark in smoke size: every model and variant reports a positive throughput."""
+"""The benchmarks in smoke size: every case that can run here reports a positive throughput
+(training: every model, variant and mode; inference: dense and pruned at each batch size)."""
 import importlib.util
 import json
 
@@ -7,25 +8,52 @@ import torch
 from labutils.artifacts import REPO_ROOT
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_train", REPO_ROOT / "benchmarks" / "bench_train.py")
+def _bench(name="bench_train"):
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_bench_train_measures_every_case(tmp_path, capsys):
+def test_bench_train_measures_every_case_in_each_mode(tmp_path, capsys):
     bench = _bench()
     out = tmp_path / "bench.json"
     rows = bench.main(["--smoke", "--epochs", "2", "--json", str(out)])
     assert {(r["model"], r["variant"]) for r in rows} == set(bench.cases())
     assert {r["model"] for r in rows} == set(bench.MODELS)
-    for r in rows:
+    eager = [r for r in rows if r["mode"] == "eager"]
+    assert len(eager) == len(bench.cases())
+    for r in eager:
         assert r["images_per_second"] > 0 and r["steady_epoch_seconds"] > 0 and r["compile_mode"] is None
+    graphs = [r for r in rows if r["mode"] == "graphs"]
+    if torch.cuda.is_available():
+        assert all(r["images_per_second"] or r["note"] == "fell back to eager" for r in graphs)
+    else:
+        assert len(graphs) == len(eager) and all(r["note"] == "n/a (needs CUDA)" for r in graphs)
     saved = json.loads(out.read_text())
     assert saved["settings"]["torch"] == torch.__version__ and saved["settings"]["device"].startswith("cpu")
+    assert saved["settings"]["precision"] == "fp32" and len(saved["rows"]) == len(rows)
     printed = capsys.readouterr().out
-    assert "torch " + torch.__version__ in printed and printed.count("images/s") == len(rows)
+    assert "torch " + torch.__version__ in printed and printed.count("images/s") == len(rows) + 1
+    # the side-by-side table: one line per case, one column per mode
+    assert "| model | case | eager | graphs |" in printed
+    assert f"| resnet18 | dense | {eager[0]['images_per_second']:,.0f} | n/a (needs CUDA) |" in printed
+    assert "elapsed" in printed
+
+
+def test_bench_train_marks_a_fallback_and_honours_the_time_limit(tmp_path, monkeypatch):
+    """A mode that fell back to eager reports no number of its own; cases past the time limit
+    are recorded as skipped."""
+    bench = _bench()
+    monkeypatch.setattr(bench, "graphs_unavailable", lambda device: None)  # as if on a GPU
+    rows = bench.main(["--smoke", "--epochs", "2", "--models", "resnet20", "--modes", "eager,graphs",
+                       "--images", "64"])
+    graphs = [r for r in rows if r["mode"] == "graphs"]
+    assert all(r["images_per_second"] is None and r["note"] == "fell back to eager"
+               and r["fallback_images_per_second"] > 0 for r in graphs)
+    rows = bench.main(["--smoke", "--epochs", "2", "--models", "resnet20", "--modes", "eager",
+                       "--time-limit", "0.5"])  # the first case starts, the second does not
+    assert rows[0]["images_per_second"] > 0 and rows[1]["note"] == "skipped: time limit"
 
 
 def test_bench_train_uses_the_full_profile_recipes():
@@ -36,3 +64,28 @@ def test_bench_train_uses_the_full_profile_recipes():
     assert bench._recipe("resnet18", smoke=False)["batch_size"] == full["train"]["cnn"]["batch_size"]
     assert bench._recipe("vit_scratch", smoke=False)["mixup"] == full["train"]["vit_scratch"]["mixup"]
     assert bench._recipe("resnet20", smoke=False)["lr"] == full["quant"]["train"]["lr"]
+
+
+def test_bench_infer_sweeps_batch_sizes_dense_and_pruned(tmp_path, capsys):
+    bench = _bench("bench_infer")
+    out = tmp_path / "infer.json"
+    rows = bench.main(["--smoke", "--json", str(out)])
+    assert {(r["model"], r["batch_size"], r["mode"]) for r in rows} == {
+        (m, b, mode) for m in bench.MODELS for b in bench.BATCHES["smoke"] for mode in bench.MODES}
+    for r in rows:
+        assert r["mac_ratio"] > 1.3  # the pruned model really is smaller
+        if r["mode"] == "eager" or torch.cuda.is_available():
+            assert r["dense"]["images_per_second"] > 0 and r["pruned"]["images_per_second"] > 0
+        else:
+            assert r["dense"]["note"] == r["pruned"]["note"] == "n/a (needs CUDA)"
+    assert len(json.loads(out.read_text())["rows"]) == len(rows)
+    printed = capsys.readouterr().out
+    assert "| batch | dense eager | pruned eager | speed-up eager | dense graphs |" in printed
+    assert "elapsed" in printed
+
+
+def test_bench_masks_times_both_enforcements(tmp_path):
+    result = _bench("bench_masks").main(["--smoke", "--json", str(tmp_path / "masks.json")])
+    assert set(result["images_per_second"]) == {"dense", "after-step", "gradients"}
+    assert min(result["images_per_second"].values()) > 0 and min(result["enforcement_ms"].values()) > 0
+    assert json.loads((tmp_path / "masks.json").read_text())["dense_step_ms"] > 0

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from labutils.measure import count_macs, measure_latency
+from labutils.measure import count_macs, measure_latency, measure_throughput
 from labutils.models import build_model
 
 
@@ -47,6 +47,15 @@ def test_measure_latency_reports_consistent_numbers():
     assert r["ms_per_image"] == pytest.approx(r["ms_per_batch"] / 4)
     assert r["images_per_second"] == pytest.approx(4000.0 / r["ms_per_batch"])
     assert model.training  # the caller's model is untouched (a copy was measured)
+
+
+def test_measure_throughput_sweeps_batch_sizes_eagerly_on_cpu():
+    rows = measure_throughput(tiny_cnn(), 8, [1, 4, 16], "cpu", warmup=1, iters=2)
+    assert [r["batch_size"] for r in rows] == [1, 4, 16]
+    assert all(r["images_per_second"] > 0 and r["graphs"] is False and r["precision"] == "fp32" for r in rows)
+    with pytest.warns(RuntimeWarning, match="CUDA graphs not used .*CUDA device"):
+        forced = measure_latency(tiny_cnn(), 8, 2, "cpu", warmup=1, iters=1, graphs=True)
+    assert forced["graphs"] is False and forced["ms_per_batch"] > 0
 
 
 def test_measure_latency_rejects_missing_cuda():

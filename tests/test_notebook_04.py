@@ -27,6 +27,12 @@ def test_pruned_models_are_smaller_and_rebuild_from_their_checkpoints(run04):
         assert m["sparsity_all_parameters"] == pytest.approx(100 * (1 - m["parameters"] / m["parameters_original"]))
         assert m["weights_removed_percentage"] > 0
         assert m["latency"]["cpu_batch1"]["pruned"]["ms_per_batch"] > 0 and "cpu_batch64" in m["latency"]
+        sweep = m["throughput"]["cpu"]  # the profile's batch sizes, dense and pruned
+        assert sweep["batch_sizes"] == [1, 8] and min(sweep["dense"] + sweep["pruned"]) > 0
+        assert sweep["speedup"] == pytest.approx([p / d for d, p in zip(sweep["dense"], sweep["pruned"])])
+        assert sweep["mac_ratio"] == pytest.approx(m["macs_original"] / m["macs"]) and sweep["graphs"] is False
+        if not torch.cuda.is_available():
+            assert m["throughput"]["cuda"].startswith("not measured")
         assert sum(m["widths"].values()) < sum(m["widths_original"].values())
         model, ckpt = load_checkpoint(run04 / "models_saved" / f"{name}_after_structured_pruning.pth")
         assert count_parameters(model) == m["parameters"]
@@ -43,5 +49,5 @@ def test_vit_is_recorded_as_not_produced(run04):
 
 
 def test_figures_written(run04):
-    for fig in ("04_channels_kept.png", "04_criteria.png", "04_speed_vs_macs.png"):
+    for fig in ("04_channels_kept.png", "04_criteria.png", "04_speed_vs_macs.png", "04_throughput.png"):
         assert (run04 / "figures" / fig).stat().st_size > 10_000

@@ -173,3 +173,103 @@ def test_compact_checkpoint_round_trip_exact_and_smaller(tmp_path: Path):
     ref = model.state_dict()
     assert all(torch.equal(v, ref[k]) for k, v in loaded.state_dict().items())
 
+
+
+# -- gradient masking: one multiply per step, still exact ------------------------------------------
+OPTIMIZERS = {
+    "sgd-momentum": lambda ps, **kw: torch.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.05, **kw),
+    "sgd-nesterov": lambda ps, **kw: torch.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True,
+                                                     weight_decay=0.05, **kw),
+    "adamw": lambda ps, **kw: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.1, **kw),
+}
+
+
+@pytest.mark.parametrize("impl", [{"foreach": False}, {"foreach": True}, {"fused": True}],
+                         ids=["for-loop", "foreach", "fused"])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_masked_gradients_keep_pruned_weights_and_state_exactly_zero(name, impl):
+    """Masks re-applied to weights and state once (first step); afterwards only the gradients are
+    masked, and over 40 steps no pruned weight or optimizer state entry leaves zero."""
+    model = tiny_cnn()
+    masks = one_shot_prune(model, 0.7)
+    # Revive the pruned weights on purpose: the first step's full pass must clear them.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)
+    opt, enforcer = OPTIMIZERS[name](model.parameters(), **impl), MaskEnforcer(masks)
+    params, x, y = dict(model.named_parameters()), torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    for step in range(1, 41):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        enforcer.before_step(model, opt)
+        opt.step()
+        enforcer(model, opt, step)
+        for n, mask in masks.items():
+            assert int((params[n][~mask] != 0).sum()) == 0, (step, n)
+            for value in opt.state[params[n]].values():
+                if value.shape == mask.shape:
+                    assert int((value[~mask] != 0).sum()) == 0, (step, n)
+    assert enforcer.full_passes == 1
+    kept = masks["2.weight"]
+    assert int((params["2.weight"][kept] != 0).sum()) == int(kept.sum())  # the kept ones trained
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_masking_gradients_equals_masking_after_the_step(name):
+    """The kept weights follow exactly the same path as with the older enforcement (weights and
+    state re-masked after every step), without clipping."""
+    runs = []
+    for before in (True, False):
+        model = tiny_cnn()
+        masks = one_shot_prune(model, 0.7)
+        opt, enforcer = OPTIMIZERS[name](model.parameters()), MaskEnforcer(masks)
+        torch.manual_seed(1)
+        for step in range(1, 16):
+            x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            if before:
+                enforcer.before_step(model, opt)
+            opt.step()
+            enforcer(model, opt, step)
+        assert enforcer.full_passes == (1 if before else 15)
+        runs.append(model.state_dict())
+    for key in runs[0]:
+        assert torch.equal(runs[0][key], runs[1][key]), key
+
+
+def test_enforcer_reuses_its_buffers_and_follows_mask_changes():
+    model = tiny_cnn().to(memory_format=torch.channels_last)
+    masks = one_shot_prune(model, 0.5)
+    opt, enforcer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), MaskEnforcer(masks)
+    params, x, y = dict(model.named_parameters()), torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+
+    def step(i):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        enforcer.before_step(model, opt)
+        opt.step()
+        enforcer(model, opt, i)
+
+    step(1)
+    layout = enforcer.graph_version()
+    # factors laid out like their weights (channels_last): the multi-tensor kernels' fast path
+    assert enforcer._factors["2.weight"].stride() == params["2.weight"].stride()
+    masks["2.weight"] = masks["2.weight"] & (torch.rand(masks["2.weight"].shape) < 0.5)  # a sparser mask
+    step(2)
+    assert enforcer.graph_version() == layout and enforcer.full_passes == 2  # same buffers, re-masked once
+    assert int((params["2.weight"][~masks["2.weight"]] != 0).sum()) == 0
+    del masks["6.weight"]
+    step(3)
+    assert enforcer.graph_version() != layout and list(enforcer._factors) == ["2.weight"]
+
+
+def test_gradual_pruner_masks_gradients_and_stays_exact():
+    model = tiny_cnn()
+    params = prunable_parameters(model)
+    train, _ = tiny_loaders(n=128)
+    masks, history = gradual_prune(model, train, None, sparsity=0.8, epochs=3, prunings=3, lr=0.05,
+                                   momentum=0.9, weight_decay=0.05)
+    report = sparsity_report(model, params, masks)  # raises on a revived weight
+    assert report["pruning_percentage"] == pytest.approx(80.0, abs=0.5)
+    assert len(history[0]["events"]) >= 3

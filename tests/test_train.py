@@ -122,3 +122,185 @@ def test_compiled_forward_is_used_when_it_works(synthetic_root, monkeypatch):
     forward = CompiledForward(model)
     forward(torch.zeros(2, 3, 32, 32))
     assert forward.working is True
+
+
+# -- mixed precision: one place decides (accel.precision_for) -------------------------------------
+@pytest.mark.parametrize("capability, expected", [((9, 0), "bf16"), ((8, 0), "bf16"), ((7, 5), "fp16"),
+                                                  ((6, 1), "fp16")])
+def test_precision_follows_the_gpus_compute_capability(monkeypatch, capability, expected):
+    from labutils import accel
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert accel.precision_for("cuda") == expected
+    assert accel.precision_for("cpu") == "fp32"
+    assert accel.grad_scaler("cuda").is_enabled() == (expected == "fp16")
+    # pruning scores backpropagate without a scaler: fp32 rather than fp16 there
+    assert accel.unscaled_precision("cuda") == ("fp32" if expected == "fp16" else expected)
+
+
+def test_precision_is_fp32_without_a_gpu(monkeypatch):
+    from labutils import accel
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert accel.precision_for("cuda") == "fp32" and accel.precision_for("cpu") == "fp32"
+    assert accel.precision_for("mps") == "fp32"
+    assert not accel.grad_scaler("cpu").is_enabled()
+    with pytest.raises(ValueError, match="unknown precision"):
+        accel.autocast("cpu", "fp8")
+
+
+def test_run_metadata_and_latency_record_the_precision(tmp_path):
+    from labutils.measure import measure_latency
+    from labutils.session import Session
+
+    assert Session("smoke", tmp_path, device="cpu").info["precision"] == "fp32"
+    assert measure_latency(build_model("resnet20", width=4), 32, 2, "cpu", warmup=1, iters=1)["precision"] == "fp32"
+
+
+def test_fp16_training_steps_through_the_gradient_scaler_and_keeps_masks_exact(synthetic_root, monkeypatch):
+    """The fp16 path (a T4's) on the CPU: autocast to fp16, scaled backward, unscale before clipping."""
+    import labutils.train as T
+    from labutils.prune import MaskEnforcer, one_shot_prune
+
+    scalers, unscaled = [], []
+
+    def spy_scaler(device, precision):
+        scaler = torch.amp.GradScaler("cpu", init_scale=256.0, enabled=precision == "fp16")
+        real_unscale = scaler.unscale_
+        scaler.unscale_ = lambda opt: (unscaled.append(1), real_unscale(opt))
+        scalers.append(scaler)
+        return scaler
+
+    monkeypatch.setattr(T, "grad_scaler", spy_scaler)
+    train, _ = _loaders(synthetic_root)
+    model = build_model("resnet20", width=4)
+    masks = one_shot_prune(model, 0.8)
+    history = fit(model, train, None, epochs=1, lr=0.05, precision="fp16", grad_clip=1.0,
+                  callback=MaskEnforcer(masks), max_steps=3)
+    assert scalers[0].is_enabled() and len(unscaled) == 3
+    assert history[-1]["train_loss"] > 0
+    params = dict(model.named_parameters())
+    assert all(int((params[n][~m] != 0).sum()) == 0 for n, m in masks.items())
+
+
+# -- CUDA graphs: the captured step, its eager fallback, the device-tensor learning rate ----------
+def _train_tiny(root, **kw):
+    from labutils.prune import MaskEnforcer, one_shot_prune
+
+    seed_everything(3)
+    train, _ = _loaders(root)
+    model = build_model("resnet20", width=4)
+    masks = one_shot_prune(model, 0.9)
+    history = fit(model, train, None, epochs=2, lr=0.05, callback=MaskEnforcer(masks), max_steps=6, **kw)
+    return model, masks, history
+
+
+def test_graphs_requested_without_cuda_fall_back_to_identical_eager_training(synthetic_root):
+    eager, _, h_eager = _train_tiny(synthetic_root)
+    with pytest.warns(RuntimeWarning, match="CUDA graphs not used .*CUDA device"):
+        graphed, masks, h_graphs = _train_tiny(synthetic_root, graphs=True)
+    assert [h["train_loss"] for h in h_graphs] == [h["train_loss"] for h in h_eager]
+    for (name, a), b in zip(eager.state_dict().items(), graphed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")  # no optimizer steps here
+def test_device_tensor_learning_rate_follows_lambdalr():
+    from labutils.train import make_optimizer
+
+    model = build_model("resnet20", width=4)
+    for schedule in ("onecycle", "cosine"):
+        plain = make_schedule(make_optimizer(model, "sgd", lr=0.1), schedule, 50, 0.2)
+        opt = make_optimizer(model, "adamw", lr=0.1, graphs=True)
+        lr_tensors = [g["lr"] for g in opt.param_groups]
+        assert all(torch.is_tensor(t) for t in lr_tensors)
+        tensor = make_schedule(opt, schedule, 50, 0.2)
+        for _ in range(50):
+            # the very tensors a captured step reads are overwritten in place
+            assert all(g["lr"] is t for g, t in zip(opt.param_groups, lr_tensors))
+            assert float(lr_tensors[0]) == pytest.approx(plain.get_last_lr()[0], rel=1e-6, abs=1e-9)
+            assert float(lr_tensors[1]) == float(lr_tensors[0])
+            plain.step()
+            tensor.step()
+
+
+class _FakeGraph:
+    """Stands in for a CUDA graph on the CPU: 'capture' runs the step once on the static inputs
+    (as the capture's own step), each later replay reruns it and writes into the same outputs."""
+
+    def __init__(self, fn, static):
+        self.fn, self.static, self.replays = fn, static, -1
+        self.out = fn(*static)
+
+    def replay(self):
+        self.replays += 1
+        if self.replays:
+            for o, new in zip(self.out, self.fn(*self.static)):
+                o.copy_(new)
+
+
+def test_graphed_step_plumbing_keeps_masks_exact_and_matches_eager(synthetic_root, monkeypatch):
+    """fit(graphs=True) with the capture faked: warm-up steps, one capture per input shape, later
+    steps copied into static buffers and replayed, masks exact, same numbers as eager training."""
+    from labutils import accel
+
+    graphs = []
+
+    def fake_capture(fn, *static):
+        graphs.append(_FakeGraph(fn, static))
+        return graphs[-1], graphs[-1].out
+
+    import labutils.train as T
+
+    for module in (accel, T):
+        monkeypatch.setattr(module, "graphs_unavailable", lambda device: None)
+    monkeypatch.setattr(accel, "_SideStream", lambda: (lambda fn, *args: fn(*args)))
+    monkeypatch.setattr(accel, "_capture", fake_capture)
+    graphed, masks, h_graphs = _train_tiny(synthetic_root, graphs=True)
+    # The same optimizer eagerly (learning rates in tensors: fp32 rounding alone moves a 90%-pruned
+    # ResNet's weights by 1e-4 within 6 steps, so the comparison needs the same arithmetic).
+    real_optimizer = T.make_optimizer
+    monkeypatch.setattr(T, "make_optimizer", lambda *a, graphs=False, **k: real_optimizer(*a, graphs=True, **k))
+    eager, _, h_eager = _train_tiny(synthetic_root)
+    # step 1 lays out the mask buffers (a new graph_version: warm-up starts again), steps 2-4 warm
+    # up, step 5 is the capture's own, step 6 a replay
+    assert len(graphs) == 1 and graphs[0].replays == 1
+    params = dict(graphed.named_parameters())
+    assert all(int((params[n][~m] != 0).sum()) == 0 for n, m in masks.items())
+    assert [h["train_loss"] for h in h_graphs] == [h["train_loss"] for h in h_eager]
+    for (name, a), b in zip(eager.state_dict().items(), graphed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_graphed_step_recaptures_when_the_version_changes_and_falls_back_when_capture_fails(monkeypatch):
+    from labutils import accel
+
+    monkeypatch.setattr(accel, "graphs_unavailable", lambda device: None)
+    monkeypatch.setattr(accel, "_SideStream", lambda: (lambda fn, *args: fn(*args)))
+    captures = []
+
+    def fake_capture(fn, *static):
+        captures.append(_FakeGraph(fn, static))
+        return captures[-1], captures[-1].out
+
+    monkeypatch.setattr(accel, "_capture", fake_capture)
+    version = [0]
+    step = accel.GraphedStep(lambda x: (x * 2,), "cuda", warmup=2, version=lambda: version[0])
+    for _ in range(4):
+        (out,) = step(torch.ones(3))
+    assert len(captures) == 1 and torch.equal(out, torch.full((3,), 2.0))
+    version[0] = 1  # e.g. new mask buffers: capture again after a new warm-up
+    for _ in range(3):
+        step(torch.ones(3))
+    assert len(captures) == 2
+
+    def failing(fn, *static):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(accel, "_capture", failing)
+    broken = accel.GraphedStep(lambda x: (x + 1,), "cuda", warmup=1)
+    broken(torch.zeros(2))
+    with pytest.warns(RuntimeWarning, match="capture failed: RuntimeError"):
+        (out,) = broken(torch.zeros(2))
+    assert torch.equal(out, torch.ones(2)) and broken.reason.startswith("capture failed")

@@ -3,8 +3,9 @@ removed, so the pruned model is a smaller dense model that runs faster.
 
 What it teaches: which units are coupled (residual streams), why masking a channel must also
 silence its BatchNorm shift, how importance criteria compare, and where fewer MACs become
-wall-clock speed. Library pieces: ``prune.structured`` (groups, importance, surgery),
-``measure`` (MACs, latency), ``train.fit``.
+wall-clock speed (``throughput``: images/s against batch size, dense vs pruned, CUDA graphs on a
+GPU). Library pieces: ``prune.structured`` (groups, importance, surgery), ``measure`` (MACs,
+latency, throughput), ``train.fit``.
 
 The recipe (``profile["structured"][name]``): ``steps`` are shares of the ORIGINAL units removed, cut after cut; after each cut
 BatchNorm statistics are re-estimated (``bn_batches``) and the model fine-tuned (``step_epochs``
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN
-from ..measure import count_macs, measure_latency
+from ..measure import count_macs, measure_latency, measure_throughput
 from ..models import build_model, count_parameters
 from ..plots import finish
 from ..prune import structured as S
@@ -102,9 +103,37 @@ def iterative_prune(model: nn.Module, train, test, cfg: dict, device, desc: str 
     return model, steps
 
 
+def throughput(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict) -> dict:
+    """Images/s of dense and pruned at each batch size of ``cfg["throughput"][device]``, on each
+    listed device that is present (CUDA graphs on a GPU: launch overhead removed). Each round
+    sweeps dense, then pruned; each point keeps its median over ``cfg["latency_rounds"]`` rounds.
+
+    Returns {device: {"batch_sizes", "dense", "pruned" (images/s), "speedup" (pruned / dense),
+    "mac_ratio", "graphs", "precision", "threads"}} or {device: "not measured: ..."}."""
+    mac_ratio = count_macs(dense, size) / count_macs(pruned, size)
+    out = {}
+    for device, batch_sizes in cfg["throughput"].items():
+        if device == "cuda" and not torch.cuda.is_available():
+            out[device] = "not measured: no CUDA GPU on this machine"
+            continue
+        kw = dict(warmup=2, iters=cfg["throughput_iters"])
+        rounds = [(measure_throughput(dense, size, batch_sizes, device, **kw),
+                   measure_throughput(pruned, size, batch_sizes, device, **kw)) for _ in range(cfg["latency_rounds"])]
+        d = [float(np.median([r[0][i]["images_per_second"] for r in rounds])) for i in range(len(batch_sizes))]
+        p = [float(np.median([r[1][i]["images_per_second"] for r in rounds])) for i in range(len(batch_sizes))]
+        first = rounds[0][0][0]
+        out[device] = {"batch_sizes": list(batch_sizes), "dense": d, "pruned": p,
+                       "speedup": [b / a for a, b in zip(d, p)], "mac_ratio": mac_ratio,
+                       "graphs": first["graphs"], "precision": first["precision"], "threads": torch.get_num_threads()}
+        print(f"  {device}{' (CUDA graphs)' if first['graphs'] else ''} images/s dense -> pruned: "
+              + ", ".join(f"batch {b} {a:,.0f} -> {c:,.0f}" for b, a, c in zip(batch_sizes, d, p))
+              + f" ({mac_ratio:.2f}x fewer MACs)")
+    return out
+
+
 def costs(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict) -> dict:
     """MACs, parameters and measured latency (dense vs pruned) on each device of
-    ``cfg["latency"]`` that is present, at the listed batch sizes."""
+    ``cfg["latency"]`` that is present, at the listed batch sizes; and the ``throughput`` sweep."""
     macs, macs_dense = count_macs(pruned, size), count_macs(dense, size)
     latency = {}
     for device, batch_sizes in cfg["latency"].items():
@@ -126,7 +155,8 @@ def costs(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict) -> dict:
             print(f"  {device} batch {b:3d}: dense {d['ms_per_batch']:.1f} ms, pruned {p['ms_per_batch']:.1f} ms "
                   f"-> {latency[f'{device}_batch{b}']['speedup']:.2f}x measured "
                   f"({macs_dense / macs:.2f}x fewer MACs)")
-    return {"macs": macs, "macs_original": macs_dense, "latency": latency}
+    return {"macs": macs, "macs_original": macs_dense, "latency": latency,
+            "throughput": throughput(dense, pruned, size, cfg)}
 
 
 def prune_structured(session: Session, name: str) -> dict:
@@ -287,4 +317,36 @@ def plot_speed_vs_macs(results: dict[str, dict], path=None, caption=None):
         ax.title.set_fontsize(9)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)
+    return finish(fig, path, caption)
+
+
+def plot_throughput(results: dict[str, dict], path=None, caption=None):
+    """Per model, top: images/s against batch size, dense (solid) and pruned (dashed), one colour
+    per device; bottom: the measured speed-up (pruned / dense images/s) against the MAC ratio."""
+    produced = _produced(results)
+    fig, axes = plt.subplots(2, len(produced), figsize=(5 * len(produced), 6.4), squeeze=False,
+                             sharex="col", gridspec_kw={"height_ratios": [3, 2]})
+    for col, (name, r) in enumerate(produced.items()):
+        top, bottom = axes[0, col], axes[1, col]
+        sweeps = {d: v for d, v in r["throughput"].items() if isinstance(v, dict)}
+        for i, (device, v) in enumerate(sweeps.items()):
+            label = f"{device}{' (CUDA graphs)' if v['graphs'] else ''}"
+            top.plot(v["batch_sizes"], v["dense"], "o-", ms=3, color=f"C{i}", label=f"{label} dense")
+            top.plot(v["batch_sizes"], v["pruned"], "s--", ms=3, color=f"C{i}", label=f"{label} pruned")
+            bottom.plot(v["batch_sizes"], v["speedup"], "o-", ms=3, color=f"C{i}", label=label)
+        ratio = next(iter(sweeps.values()))["mac_ratio"] if sweeps else None
+        if ratio:
+            bottom.axhline(ratio, color="0.4", ls=":", lw=1, label=f"fewer MACs ({ratio:.2f}x)")
+        bottom.axhline(1.0, color="k", lw=0.8)
+        skipped = [f"{d}: {v}" for d, v in r["throughput"].items() if not isinstance(v, dict)]
+        top.set(xscale="log", yscale="log", ylabel="images / s",
+                title=name + (f"\n({'; '.join(skipped)})" if skipped else ""))
+        top.title.set_fontsize(9)
+        bottom.set(xscale="log", xlabel="batch size", ylabel="speed-up (pruned / dense)")
+        sizes = sorted({b for v in sweeps.values() for b in v["batch_sizes"]})
+        bottom.set_xticks(sizes, [str(b) for b in sizes], fontsize=8)
+        bottom.xaxis.set_minor_locator(plt.NullLocator())
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=7)
     return finish(fig, path, caption)

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .masks import magnitude_scores
-from ..train import _to_device, autocast
+from ..accel import autocast, unscaled_precision
+from ..train import _to_device
 
 CRITERIA = ("magnitude", "taylor", "fisher")
 
@@ -35,7 +36,7 @@ def _batch_gradients(model: nn.Module, params: dict[str, torch.Tensor], loader, 
     try:
         for x, y in loader:
             x, y = _to_device(x, y, device)
-            with autocast(device):
+            with autocast(device, unscaled_precision(device)):
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y)
             grads = torch.autograd.grad(loss, tensors)

@@ -8,9 +8,9 @@ scores (bigger = more important) and a target sparsity, under one of two scopes:
 * ``"layer"``  - the same share removed in every layer (or per-layer shares given as a dict).
 
 ``MaskEnforcer`` is the training callback that keeps pruned weights at exactly zero during
-fine-tuning: after every optimizer step it re-applies the masks and clears the optimizer's
-momentum (and Adam moments) for pruned entries, so neither momentum nor weight decay can
-revive them.
+fine-tuning: it masks the gradients before every optimizer step, and re-applies the masks to the
+weights and the optimizer's momentum (and Adam moments) whenever they may have drifted, so neither
+momentum nor weight decay can revive a pruned weight.
 """
 from __future__ import annotations
 
@@ -84,40 +84,105 @@ def apply_masks(model: nn.Module, masks: Masks) -> None:
 
 
 class MaskEnforcer:
-    """``fit`` callback: after each optimizer step, re-zero pruned weights and their optimizer state.
+    """``fit`` callback that keeps pruned weights at exactly zero, for about one multiply per step.
 
-    One multi-tensor multiply for all weights and one for all optimizer state (a handful of
-    kernel launches per step, not several per layer).
+    ``before_step`` (``fit`` runs it between backward and the optimizer step) multiplies the
+    gradients by the masks: one multi-tensor kernel. A pruned weight that is zero, with a zero
+    gradient and zero optimizer state, stays exactly zero under SGD (momentum, Nesterov, weight
+    decay: decay of a zero weight is zero, its momentum never leaves zero) and AdamW (decoupled
+    decay scales zero; both moments stay zero, so its update is 0 / (0 + eps) = 0). So the weights
+    and the optimizer state (momentum, Adam moments) need re-masking only when that premise may not
+    hold: the first step, a new optimizer, or masks that changed. Clipping then sees the gradient
+    actually applied (pruned entries excluded from its norm).
+
+    Called after the step (``__call__``), it re-masks weights and state in those cases, and after
+    every step when ``before_step`` never ran (a training loop of one's own): always exact.
+
+    The masks are kept as multiplicative factors laid out like their weights (channels_last
+    included), so the multi-tensor kernels take their fast path; a mask changed in place of an
+    existing one is copied into the same buffer, which is what a captured CUDA graph reads
+    (``graph_version`` changes only when the layout of the buffers does).
 
     >>> fit(model, train, test, epochs=3, lr=0.01, callback=MaskEnforcer(masks))  # doctest: +SKIP
     """
 
+    graph_safe = True  # before_step is tensor work; masks changed later are copied in place
+
     def __init__(self, masks: Masks):
         self.masks = masks
-        self._factors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # name -> (mask, as p's dtype)
+        self.full_passes = 0  # how often weights and optimizer state were re-masked (tests, benchmarks)
+        self._model: nn.Module | None = None
+        self._optimizer = None  # the optimizer whose gradients before_step masks
+        self._held: dict[str, torch.Tensor] = {}  # name -> the mask its factor holds
+        self._params: dict[str, torch.Tensor] = {}
+        self._factors: dict[str, torch.Tensor] = {}  # name -> mask as p's dtype, device and strides
+        self._layout: tuple = ()
 
-    def _factor(self, name: str, p: torch.Tensor) -> torch.Tensor:
-        mask = self.masks[name]
-        cached = self._factors.get(name)
-        if cached is None or cached[0] is not mask or cached[1].dtype != p.dtype:
-            cached = (mask, mask.to(p.device, p.dtype))
-            self._factors[name] = cached
-        return cached[1]
+    def _sync(self, model: nn.Module) -> bool:
+        """Bring the factors up to date with the masks and ``model``; True if anything changed."""
+        if model is not self._model:
+            self._model, self._held, self._params, self._factors = model, {}, {}, {}
+        changed = False
+        if len(self._held) != len(self.masks) or any(self._held.get(n) is not m for n, m in self.masks.items()):
+            params = dict(model.named_parameters())
+            for name in list(self._held):
+                if name not in self.masks:
+                    del self._held[name], self._params[name], self._factors[name]
+            for name, mask in self.masks.items():
+                if self._held.get(name) is not mask:
+                    self._params[name] = params[name]
+                    self._held[name] = mask
+                    self._factor(name).copy_(mask)
+            changed = True
+        for name, p in self._params.items():  # moved or re-laid-out weights (model.to(...))
+            f = self._factors[name]
+            if f.device != p.device or f.dtype != p.dtype or f.stride() != p.stride():
+                self._factor(name).copy_(self._held[name])
+                changed = True
+        if changed:
+            self._layout = tuple((n, f.data_ptr()) for n, f in self._factors.items())
+        return changed
+
+    def _factor(self, name: str) -> torch.Tensor:
+        p, f = self._params[name], self._factors.get(name)
+        if f is None or f.device != p.device or f.dtype != p.dtype or f.stride() != p.stride():
+            f = self._factors[name] = torch.empty_like(p, requires_grad=False)  # p's strides
+        return f
+
+    def graph_version(self) -> tuple:
+        """Which factor buffers a captured step reads (new buffers need a new capture)."""
+        return self._layout
 
     @torch.no_grad()
-    def __call__(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
-        params = dict(model.named_parameters())
+    def enforce(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Re-mask the weights and every per-weight optimizer state tensor (momentum_buffer,
+        exp_avg, ...), all in one multi-tensor multiply."""
         tensors, factors = [], []
-        for name in self.masks:
-            p, factor = params[name], self._factor(name, params[name])
+        for name, p in self._params.items():
+            factor = self._factors[name]
             tensors.append(p)
             factors.append(factor)
-            for value in optimizer.state.get(p, {}).values():  # momentum_buffer, exp_avg, ...
+            state = optimizer.state.get(p, {}) if optimizer is not None else {}
+            for value in state.values():
                 if torch.is_tensor(value) and value.shape == p.shape:
                     tensors.append(value)
                     factors.append(factor if value.dtype == p.dtype else factor.to(value.dtype))
         if tensors:
             torch._foreach_mul_(tensors, factors)
+        self.full_passes += 1
+
+    @torch.no_grad()
+    def before_step(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        if self._sync(model) or optimizer is not self._optimizer:
+            self.enforce(optimizer)
+            self._optimizer = optimizer
+        pairs = [(p.grad, self._factors[n]) for n, p in self._params.items() if p.grad is not None]
+        if pairs:
+            torch._foreach_mul_([g for g, _ in pairs], [f for _, f in pairs])
+
+    def __call__(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
+        if self._sync(model) or optimizer is not self._optimizer:
+            self.enforce(optimizer)
 
 
 @torch.no_grad()

@@ -168,8 +168,11 @@ class GradualPruner:
 
     Every ``frequency`` optimizer steps between ``begin`` and ``end`` it rescores the weights
     (``score_fn(model, params)``, magnitude by default) and prunes to the schedule's sparsity;
-    masks only grow. After every step the masks and the optimizer state are enforced.
+    masks only grow. Its ``MaskEnforcer`` masks the gradients before every step and re-masks
+    weights and optimizer state after the steps that changed the masks.
     """
+
+    graph_safe = True  # new masks are copied into the enforcer's buffers; new buffers re-capture
 
     def __init__(self, params: dict[str, torch.Tensor], final: float, begin: int, end: int,
                  frequency: int = 1, scope="global", initial: float = 0.0,
@@ -196,6 +199,13 @@ class GradualPruner:
             self.events.append({"step": step, "sparsity": target})
         if self.masks:
             self.enforcer(model, optimizer, step)
+
+    def before_step(self, model: nn.Module, optimizer) -> None:
+        if self.masks:
+            self.enforcer.before_step(model, optimizer)
+
+    def graph_version(self) -> tuple:
+        return self.enforcer.graph_version()
 
 
 def gradual_prune(model: nn.Module, train_loader, test_loader, sparsity: float, epochs: float,

@@ -242,7 +242,8 @@ def taylor_scores(model: nn.Module, loader, batches: int = 8,
     """E_batch[(sum over the unit's gate parameters of w * dL/dw)^2]: the first-order loss change
     of applying the unit's mask, squared so that either sign counts, averaged over ``batches``.
     Computed in eval mode (BatchNorm statistics stay untouched)."""
-    from ..train import _to_device, autocast
+    from ..accel import autocast, unscaled_precision
+    from ..train import _to_device
 
     groups = groups or channel_groups(model)
     params = dict(model.named_parameters())
@@ -254,7 +255,7 @@ def taylor_scores(model: nn.Module, loader, batches: int = 8,
         for x, y in loader:
             x, y = _to_device(x, y, device)
             model.zero_grad(set_to_none=True)
-            with autocast(device):
+            with autocast(device, unscaled_precision(device)):
                 loss = F.cross_entropy(model(x).float(), y)
             loss.backward()
             with torch.no_grad():

@@ -1,0 +1,156 @@
+"""What keeping 90% of ResNet-18's weights pruned costs per training step, two ways.
+
+* ``after-step``: weights and optimizer state (momentum) re-masked after every optimizer step: the
+  enforcement the workbook used before (one multi-tensor multiply over twice the weights).
+* ``gradients``: ``MaskEnforcer`` as ``fit`` uses it now: the gradients masked before the step
+  (one multi-tensor multiply over the weights' size), weights and state only when masks change.
+
+Two measurements: training images/s through ``labutils.train.fit`` (dense, and each way; the first
+epoch is warm-up and not timed), and the enforcement alone (milliseconds per call, device
+synchronised), as a share of a dense step.
+
+    python benchmarks/bench_masks.py                       # CUDA: width 64, batch 512
+    python benchmarks/bench_masks.py --width 16 --batch 128 --images 2560   # a 2-core CPU (the default there)
+    python benchmarks/bench_masks.py --smoke         # seconds: the code path only
+    python benchmarks/bench_masks.py --ops-only --threads 1 --width 64 --batch 32   # a shared CPU
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+import torch.nn.functional as F
+
+from labutils.artifacts import device_name, git_commit
+from labutils.data import DeviceLoader
+from labutils.models import build_model
+from labutils.prune import MaskEnforcer, one_shot_prune
+from labutils.train import fit, get_device, make_optimizer, seed_everything
+
+
+class AfterStepOnly:
+    """The older enforcement: no gradient hook, so weights and state are re-masked every step."""
+
+    def __init__(self, masks):
+        self.enforcer = MaskEnforcer(masks)
+
+    def __call__(self, model, optimizer, step):
+        self.enforcer(model, optimizer, step)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_rate(device, width, batch, images, epochs, how) -> float:
+    """Training images/s after the first epoch, dense (``how`` None) or 90% masks kept ``how``."""
+    seed_everything(0)
+    model = build_model("resnet18", width=width).to(device)
+    gen = torch.Generator().manual_seed(0)
+    loader = DeviceLoader(torch.randint(0, 256, (images, 3, 32, 32), dtype=torch.uint8, generator=gen),
+                          torch.randint(0, 10, (images,), generator=gen), batch, True, device)
+    callback = None
+    if how is not None:
+        masks = one_shot_prune(model, 0.9)
+        callback = MaskEnforcer(masks) if how == "gradients" else AfterStepOnly(masks)
+    history = fit(model, loader, None, epochs=epochs, lr=0.05, callback=callback, device=device,
+                  desc=f"resnet18 {how or 'dense'}")
+    timed = history[1:]
+    return sum(h["images"] for h in timed) / sum(h["train_seconds"] for h in timed)
+
+
+def op_ms(device, width, batch, repeats) -> dict:
+    """Milliseconds per call of each enforcement alone, on a model with gradients and momentum."""
+    model = build_model("resnet18", width=width).to(device)
+    enforcer = MaskEnforcer(one_shot_prune(model, 0.9))
+    opt = make_optimizer(model, "sgd", 0.05)
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    F.cross_entropy(model(x), y).backward()
+    enforcer.before_step(model, opt)
+    opt.step()  # momentum buffers exist from here on
+    out = {}
+    for name, call in (("after-step", lambda: enforcer.enforce(opt)),
+                       ("gradients", lambda: enforcer.before_step(model, opt))):
+        for _ in range(3):
+            call()
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            call()
+        _sync(device)
+        out[name] = 1000 * (time.perf_counter() - start) / repeats
+    return out
+
+
+def step_ms(device, width, batch, steps=4) -> float:
+    """Median milliseconds of a dense training step (forward, backward, SGD), after one warm-up."""
+    model = build_model("resnet18", width=width).to(device)
+    opt = make_optimizer(model, "sgd", 0.05)
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    times = []
+    for _ in range(steps):
+        _sync(device)
+        start = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        _sync(device)
+        times.append(1000 * (time.perf_counter() - start))
+    return sorted(times[1:])[len(times[1:]) // 2]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--width", type=int, default=None, help="ResNet-18 width (default 64 on CUDA, 16 elsewhere)")
+    ap.add_argument("--batch", type=int, default=None, help="default 512 on CUDA, 128 elsewhere")
+    ap.add_argument("--images", type=int, default=None, help="images per epoch (default 25,000 on CUDA, 2,560 elsewhere)")
+    ap.add_argument("--epochs", type=int, default=3, help="the first is not timed")
+    ap.add_argument("--repeats", type=int, default=50, help="calls timed per enforcement")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (1 keeps a shared CPU's timings steady)")
+    ap.add_argument("--ops-only", action="store_true",
+                    help="time the enforcements and one dense step only (no training runs: fast on a CPU)")
+    ap.add_argument("--smoke", action="store_true", help="width 8, batch 32, 128 images, 2 epochs (seconds)")
+    ap.add_argument("--json", metavar="FILE", default=None)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.width, args.batch, args.images, args.epochs, args.repeats = 8, 32, 128, 2, 5
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = get_device(args.device)
+    cuda = device.type == "cuda"
+    width, batch = args.width or (64 if cuda else 16), args.batch or (512 if cuda else 128)
+    images = args.images or (25_000 if cuda else 2_560)
+    start = time.perf_counter()
+    print(f"device {device_name(device)} | torch {torch.__version__} | threads {torch.get_num_threads()} | "
+          f"resnet18 width {width} batch {batch} | 90% masks", flush=True)
+    rates = ({} if args.ops_only else
+             {how or "dense": train_rate(device, width, batch, images, args.epochs, how)
+              for how in (None, "after-step", "gradients")})
+    ops = op_ms(device, width, batch, args.repeats)
+    dense_ms = 1000 * batch / rates["dense"] if rates else step_ms(device, width, batch)
+    print(f"{'':12s} {'images/s':>10s} {'vs dense':>9s} {'enforcement alone':>18s}")
+    rate = lambda how: f"{rates[how]:10,.0f}" if rates else f"{'-':>10s}"  # noqa: E731
+    print(f"{'dense':12s} {rate('dense')} {'':>9s} {'':>18s}   (a step: {dense_ms:.2f} ms)")
+    for how in ("after-step", "gradients"):
+        vs = f"{rates[how] / rates['dense'] - 1:+9.1%}" if rates else f"{'-':>9s}"
+        print(f"{how:12s} {rate(how)} {vs} "
+              f"{ops[how]:9.3f} ms = {ops[how] / dense_ms:5.1%} of a dense step")
+    result = {"device": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "git_commit": git_commit(), "width": width, "batch_size": batch, "images_per_epoch": images,
+              "epochs": args.epochs, "images_per_second": rates, "enforcement_ms": ops, "dense_step_ms": dense_ms,
+              "seconds": time.perf_counter() - start}
+    print(f"elapsed {result['seconds']:.0f} s", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()
