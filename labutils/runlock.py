@@ -24,6 +24,8 @@ class RunLocked(RuntimeError):
 
 
 def _alive(pid: int) -> bool:
+    if os.name == "nt":  # there os.kill(pid, 0) would send Ctrl-C, not probe: assume it runs
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
