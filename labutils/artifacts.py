@@ -21,6 +21,8 @@ def atomic_write_bytes(path: str | os.PathLike, write) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file 0600; give it the mode any new file of this process gets.
+        os.chmod(tmp, 0o666 & ~process_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -30,6 +32,21 @@ def atomic_write_bytes(path: str | os.PathLike, write) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def process_umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (``/proc``); elsewhere
+    it is set and restored at once (the only portable way to read it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | os.PathLike, payload) -> Path:

@@ -21,7 +21,8 @@ from torch import nn
 
 from .accel import memory_format
 from .artifacts import atomic_write_bytes
-from .models import build_model
+from .course import MODEL_NAMES, STAGES
+from .models import COURSE_MODELS, build_model
 
 FORMAT, VERSION = "labutils.checkpoint", 1
 # Packing a tensor pays once more than 1/32 of it is zero (one mask bit against 32 value bits);
@@ -97,9 +98,32 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return ckpt
 
 
-def load_checkpoint(path: str | os.PathLike, device="cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model a checkpoint describes and load its weights: (model, checkpoint dict)."""
+def course_model_of(path: str | os.PathLike) -> str | None:
+    """The course model a file name says it holds (``vit_scratch_before_pruning.pth`` ->
+    "vit_scratch"), or None for a name outside the ``<model>_<stage>.pth`` convention."""
+    stem = Path(path).stem
+    return next((m for m in MODEL_NAMES for st in STAGES if stem == f"{m}_{st}"), None)
+
+
+def check_architecture(path: str | os.PathLike, ckpt: dict, model: str) -> None:
+    """CheckpointError unless the checkpoint holds the architecture of course model ``model``."""
+    expected = COURSE_MODELS[model]["arch"]
+    if ckpt.get("arch") != expected:
+        raise CheckpointError(f"{path} is named for {model!r} ({expected}) but holds a {ckpt.get('arch')} "
+                              f"model; it was renamed or copied from another model. Delete it and re-run "
+                              f"the notebook that writes it")
+
+
+def load_checkpoint(path: str | os.PathLike, device="cpu", expect_model: str | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild the model a checkpoint describes and load its weights: (model, checkpoint dict).
+
+    The architecture must be that of ``expect_model`` (a course model name), or, by default, of
+    the model the file's name says (``cnn_*`` a ResNet-18, ...): a checkpoint renamed to another
+    model's name is refused."""
     ckpt = read_checkpoint(path)
+    model_name = expect_model or course_model_of(path)
+    if model_name:
+        check_architecture(path, ckpt, model_name)
     model = build_model(ckpt["arch"], **ckpt["arch_kwargs"])
     try:
         model.load_state_dict(ckpt["state_dict"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -29,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--models", type=_csv, default=list(MODEL_NAMES),
                      help="comma-separated subset of cnn,vit,vit_scratch (default: all)")
     run.add_argument("--notebooks", type=_csv, default=None,
-                     help="comma-separated notebook numbers, e.g. 01,02 (default: all)")
+                     help="comma-separated notebook numbers, e.g. 01,02 (default: all); later ones "
+                          "alone continue the run in --out (same profile, commit, models and seed)")
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out: skip the notebooks it finished (same profile, "
                           "commit, models and seed, else refused)")
@@ -80,6 +82,7 @@ def _evaluate(args) -> int:
 def _run(args) -> int:
     from .pipeline import NotebookFailed, format_seconds, run_pipeline
     from .profiles import auto_profile
+    from .runlock import RunLocked
 
     unknown = [m for m in args.models if m not in MODEL_NAMES]
     if unknown:
@@ -91,13 +94,31 @@ def _run(args) -> int:
                                args.seed, args.device,
                                str(Path(args.vit_weights).resolve()) if args.vit_weights else None,
                                resume=args.resume)
-    except (NotebookFailed, ValueError) as err:
+    except (NotebookFailed, RunLocked, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # not a directory, read-only, no space left: one line, no traceback
+        print(f"error: {describe_os_error(err, args.out)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: continue this run with --resume (and the same --out)", file=sys.stderr)
+        return 130
     times = ", ".join(f"{k[:2]} {format_seconds(v)}" for k, v in summary["notebooks"].items())
     print(f"done: profile {profile}, run {summary['run_id']}, {format_seconds(summary['total_seconds'])} "
           f"({times}); outputs in {summary['out']}")
     return 0
+
+
+# Errors that mean the run could not write where it was told to.
+_WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST,
+                 errno.EISDIR, errno.EDQUOT, errno.EFBIG}
+
+
+def describe_os_error(err: OSError, out: str | None) -> str:
+    """``cannot write /x/y: No space left on device``: the path and the cause in one line."""
+    path = err.filename or out or "the output folder"
+    cause = err.strerror or str(err)
+    return f"cannot write {path}: {cause}" if err.errno in _WRITE_ERRORS else f"{path}: {cause}"
 
 
 if __name__ == "__main__":

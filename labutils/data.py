@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .accel import memory_format
+from .artifacts import atomic_write_bytes
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -38,24 +40,49 @@ DEFAULT_DATA_ROOT = Path(os.environ.get("LABUTILS_DATA", Path(__file__).resolve(
 class DataNotFoundError(FileNotFoundError):
     """The CIFAR-10 batches are missing and could not be downloaded."""
 
+    def _render_traceback_(self) -> list[str]:
+        # What IPython (JupyterLab, Colab, papermill) shows instead of the traceback: the
+        # instructions, not three screens of urllib internals above them.
+        return f"{type(self).__name__}: {self}".splitlines()
 
-def _manual_instructions(root: Path) -> str:
-    return (f"CIFAR-10 is not in {root / BATCH_DIR} and could not be downloaded.\n"
+
+class DataError(ValueError):
+    """A data file that is not a valid CIFAR-10 batch (the message names it and what to do)."""
+
+
+def _manual_instructions(root: Path, reason: str = "") -> str:
+    return (f"CIFAR-10 is not in {root / BATCH_DIR} and could not be downloaded"
+            f"{f' ({reason})' if reason else ''}.\n"
             f"Put it there by hand: download {CIFAR10_URL} on a machine with internet and "
             f"unpack it into {root} (it creates {BATCH_DIR}/), or write a copy you already have "
             f"with labutils.data.write_cifar10(root, train_images, train_labels, test_images, "
             f"test_labels), then run again (or pass the folder as DATA_ROOT / --data-root).")
 
 
-def download_cifar10(root: str | os.PathLike) -> Path:
-    """Fetch and unpack the official archive (MD5 checked by torchvision's utility)."""
+def _why_download_failed(err: BaseException, timeout: float) -> str:
+    """One line: a server that never answers, or the error's own first line."""
+    cause = getattr(err, "reason", err)  # urllib wraps the socket's error
+    if isinstance(cause, TimeoutError):
+        return f"download failed: no answer within {timeout:g} s"
+    text = str(cause).strip().splitlines()
+    return f"download failed: {type(err).__name__}: {text[0] if text else ''}"
+
+
+def download_cifar10(root: str | os.PathLike, timeout: float | None = None) -> Path:
+    """Fetch and unpack the official archive (MD5 checked by torchvision's utility). A server that
+    stops answering for ``timeout`` seconds ($LABUTILS_DOWNLOAD_TIMEOUT, default 60) ends it."""
     from torchvision.datasets.utils import download_and_extract_archive
 
     root = Path(root)
+    timeout = timeout or float(os.environ.get("LABUTILS_DOWNLOAD_TIMEOUT", 60))
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)  # torchvision's urllib calls take no timeout of their own
     try:
         download_and_extract_archive(CIFAR10_URL, str(root), md5=CIFAR10_MD5)
-    except Exception as err:  # no network, proxy, checksum mismatch ...
-        raise DataNotFoundError(f"{_manual_instructions(root)}\n(download failed: {err})") from err
+    except Exception as err:  # no network, proxy, silent server, checksum mismatch ...
+        raise DataNotFoundError(_manual_instructions(root, _why_download_failed(err, timeout))) from None
+    finally:
+        socket.setdefaulttimeout(previous)
     return root / BATCH_DIR
 
 
@@ -63,6 +90,9 @@ def cifar10_dir(root: str | os.PathLike = DEFAULT_DATA_ROOT, download: bool = Tr
     """Folder with the official batches; downloads them when absent and allowed."""
     root = Path(root)
     folder = root / BATCH_DIR
+    for f in TRAIN_FILES + TEST_FILES:
+        if (folder / f).exists() and not (folder / f).is_file():
+            raise _invalid(folder / f, "it is a folder, not a file")
     if all((folder / f).is_file() for f in TRAIN_FILES + TEST_FILES):
         return folder
     if not download:
@@ -70,16 +100,61 @@ def cifar10_dir(root: str | os.PathLike = DEFAULT_DATA_ROOT, download: bool = Tr
     return download_cifar10(root)
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """Reads only what a CIFAR-10 pickle holds: dicts, lists, strings, numbers and numpy arrays.
+    Any other global a file names (os.system, eval, ...) is refused before it can run."""
+
+    ALLOWED = ({("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+               | {(f"numpy.{core}.multiarray", f) for core in ("core", "_core") for f in ("_reconstruct", "scalar")}
+               | {(f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")}
+               | {(b, t) for b in ("builtins", "__builtin__")
+                  for t in ("dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray", "int", "float")})
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which no CIFAR-10 file holds "
+                                         f"(refused: loading it could run code)")
+        return super().find_class(module, name)
+
+
+def load_pickle(path: str | os.PathLike):
+    """A CIFAR-10 pickle (batch or ``batches.meta``), read with the restricted unpickler."""
+    with open(path, "rb") as f:
+        return _BatchUnpickler(f, encoding="latin1").load()
+
+
+def _invalid(path: Path, found: str) -> DataError:
+    return DataError(f"{path} is not a valid CIFAR-10 batch: {found}. A batch is a dict with 'data', uint8 "
+                     f"[N, 3072] (N 32x32 RGB images), and N 'labels' in 0-9. Fetch the data again "
+                     f"(delete {path.parent} and run again), or rewrite your copy with "
+                     f"labutils.data.write_cifar10")
+
+
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file, validated: a clear DataError names the file and what is wrong with it."""
+    if not path.is_file():
+        raise _invalid(path, "it is a folder, not a file" if path.is_dir() else "it is missing")
+    if path.stat().st_size == 0:
+        raise _invalid(path, "the file is empty")
     try:
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")
-        data = np.asarray(batch["data"], dtype=np.uint8)
-        labels = np.asarray(batch.get("labels", batch.get("fine_labels")), dtype=np.int64)
+        batch = load_pickle(path)
     except Exception as err:
-        raise ValueError(f"{path} is not a CIFAR-10 python batch ({err}); "
-                         f"delete the folder and fetch the data again") from err
-    return data.reshape(-1, 3, 32, 32), labels
+        raise _invalid(path, f"it cannot be read ({type(err).__name__}: {err})") from None
+    labels = batch.get("labels", batch.get("fine_labels")) if isinstance(batch, dict) else None
+    if labels is None or "data" not in batch:
+        raise _invalid(path, f"it holds a {type(batch).__name__} without 'data' and 'labels'")
+    data, labels = batch["data"], np.asarray(labels)
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        shape = list(data.shape) if isinstance(data, np.ndarray) else type(data).__name__
+        raise _invalid(path, f"its 'data' is {shape} {getattr(data, 'dtype', '')}".rstrip())
+    if len(data) == 0:
+        raise _invalid(path, "it holds no images")
+    if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
+        raise _invalid(path, f"it holds {labels.size:,} labels ({labels.dtype}) for {len(data):,} images")
+    wrong = np.unique(labels[(labels < 0) | (labels > 9)])
+    if len(wrong):
+        raise _invalid(path, f"labels outside 0-9: {', '.join(map(str, wrong[:5]))}")
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
 def load_cifar10(root: str | os.PathLike = DEFAULT_DATA_ROOT, train: bool = True,
@@ -93,8 +168,7 @@ def load_cifar10(root: str | os.PathLike = DEFAULT_DATA_ROOT, train: bool = True
 def class_names(root: str | os.PathLike = DEFAULT_DATA_ROOT) -> list[str]:
     meta = Path(root) / BATCH_DIR / "batches.meta"
     if meta.is_file():
-        with open(meta, "rb") as f:
-            return list(pickle.load(f, encoding="latin1")["label_names"])
+        return list(load_pickle(meta)["label_names"])
     return list(CIFAR10_CLASSES)
 
 
@@ -120,17 +194,16 @@ def write_cifar10(root: str | os.PathLike, train_images: np.ndarray, train_label
         batch = {"batch_label": label, "labels": [int(x) for x in labels],
                  "data": np.ascontiguousarray(images.reshape(len(images), 3072)),
                  "filenames": [f"{name}_{first + i:05d}.png" for i in range(len(images))]}
-        with open(folder / file, "wb") as f:
-            pickle.dump(batch, f, protocol=4)
+        atomic_write_bytes(folder / file, lambda f: pickle.dump(batch, f, protocol=4))
 
     train_images, test_images = channels_first(train_images), channels_first(test_images)
     for b, idx in enumerate(np.array_split(np.arange(len(train_images)), len(TRAIN_FILES))):
         dump(TRAIN_FILES[b], train_images[idx], np.asarray(train_labels)[idx],
              f"training batch {b + 1} of {len(TRAIN_FILES)}", int(idx[0]) if len(idx) else 0)
     dump(TEST_FILES[0], test_images, test_labels, "testing batch 1 of 1", 0)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"num_cases_per_batch": -(-len(train_images) // len(TRAIN_FILES)), "num_vis": 3072,
-                     "label_names": [str(c) for c in classes]}, f, protocol=4)
+    meta = {"num_cases_per_batch": -(-len(train_images) // len(TRAIN_FILES)), "num_vis": 3072,
+            "label_names": [str(c) for c in classes]}
+    atomic_write_bytes(folder / "batches.meta", lambda f: pickle.dump(meta, f, protocol=4))
     return folder
 
 

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from .artifacts import REPO_ROOT, git_commit, read_json, resolve_out_dir, run_id_for, write_json
-from .course import MODEL_NAMES
+from .course import MODEL_NAMES, STAGES
+from .runlock import RunLock
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -31,7 +32,11 @@ def select_notebooks(ids: list[str] | None) -> list[Path]:
     return [books[i] for i in sorted(ids)]
 
 
-class ResumeRefused(ValueError):
+class RunRefused(ValueError):
+    """The output folder holds a run that this invocation must not continue or mix with."""
+
+
+class ResumeRefused(RunRefused):
     """``--resume`` found no run to continue, or one that this invocation must not continue."""
 
 
@@ -50,16 +55,70 @@ def previous_run(out_dir: Path, identity: dict) -> dict:
     if "finished" not in saved:
         raise ResumeRefused(f"the run in {out_dir} was made by an older version of the workbook that "
                             f"did not record finished notebooks; start it again without --resume.")
-    what = {"profile": "profile", "git_commit": "commit", "models": "models", "seed": "seed"}
-    for key, word in what.items():
+    for key, word in _WORDS.items():
         if saved.get(key) != identity[key]:
             raise ResumeRefused(
                 f"cannot resume run {saved.get('run_id')} in {out_dir}: it was made with {word} "
                 f"{saved.get(key)!r}, this invocation has {word} {identity[key]!r}. A report must come from "
                 f"one {word}: "
-                + ("check out that commit to resume it, or" if key == "git_commit" else f"pass the same {word} to resume it, or")
-                + " start a new run without --resume (or in another --out folder).")
+                + ("check out that commit to resume it, or start a new run without --resume."
+                   if key == "git_commit" else
+                   f"pass the same {word} to resume it, or start a new run without --resume in another --out folder."))
     return saved
+
+
+_WORDS = {"profile": "profile", "git_commit": "commit", "models": "models", "seed": "seed"}
+
+
+def check_same_run(out_dir: Path, identity: dict, starts: bool) -> None:
+    """RunRefused when ``out_dir`` holds a run this invocation would mix with.
+
+    Later notebooks alone (``starts`` False) continue the folder's run, so profile, commit, models
+    and seed must all match. A run that starts at 01 or 02 replaces the folder's run notebook by
+    notebook: it may be made by newer code, but with another profile, model list or seed it would
+    leave the old run's other files beside its own, so it is refused too."""
+    path = out_dir / "metrics" / "pipeline.json"
+    saved = read_json(path) if path.is_file() else {}
+    keys = [k for k in _WORDS if k != "git_commit" or not starts]
+    differ = [k for k in keys if k in saved and saved[k] != identity[k]]
+    if not differ:
+        return
+    found = ", ".join(f"{_WORDS[k]} {saved[k]!r}" for k in differ)
+    asked = ", ".join(f"{_WORDS[k]} {identity[k]!r}" for k in differ)
+    same = " ".join(_option(k, saved[k]) for k in differ)
+    raise RunRefused(
+        f"{out_dir} holds run {saved.get('run_id')} made with {found}; this invocation has {asked}. "
+        + ("One folder holds one run: " if starts else "Notebooks run alone continue the folder's run: ")
+        + f"pass {same} to {'replace' if starts else 'continue'} it, or write into another --out folder"
+        + (f" (or delete {out_dir} to start over there)." if starts else "."))
+
+
+def _option(key: str, value) -> str:
+    if key == "git_commit":
+        return f"the code of commit {value}"
+    if key == "models":
+        return f"--models {','.join(value)}"
+    return f"--{key} {value}"
+
+
+def _first_missing_output(out_dir: Path, book_names: list[str], models: list[str]) -> tuple[str, Path] | None:
+    """(notebook, file) for the first of ``book_names`` whose outputs are gone, or None.
+    02-04 leave one metrics record per model, and a checkpoint for each one produced; 05 the
+    report; 06 its metrics."""
+    stage_of = dict(zip(("02", "03", "04"), STAGES))
+    for name in book_names:
+        if name[:2] in stage_of:
+            for model in models:
+                record = out_dir / "metrics" / f"{model}_{stage_of[name[:2]]}.json"
+                if not record.is_file():
+                    return name, record
+                ckpt = out_dir / "models_saved" / f"{model}_{stage_of[name[:2]]}.pth"
+                if read_json(record).get("produced") and not ckpt.is_file():
+                    return name, ckpt
+        needed = {"05": out_dir / "report.json", "06": out_dir / "metrics" / "quantization.json"}.get(name[:2])
+        if needed and not needed.is_file():
+            return name, needed
+    return None
 
 
 def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: str | None = None,
@@ -68,13 +127,31 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
                  run_id: str | None = None, resume: bool = False) -> dict:
     """Execute the selected notebooks in order into ``out/notebooks``; stop at the first failure.
 
-    With ``resume`` the run already in ``out`` continues: notebooks it finished are skipped, its
-    run id is kept, and a run of another profile, commit, model list or seed is refused
-    (``ResumeRefused``). So a long run can be split across several short GPU sessions.
+    One run at a time writes into ``out`` (``out/.labutils.lock``, see ``runlock``), and a run
+    never mixes with another: the run already in ``out`` is continued only by the same profile,
+    commit, model list and seed (``check_same_run``; ``RunRefused``).
+
+    With ``resume`` the run already in ``out`` continues: notebooks it finished are skipped (when
+    their checkpoints and metrics are still there; else the run goes on from the first notebook
+    whose outputs are gone), its run id is kept, and a run of another profile, commit, model list
+    or seed is refused (``ResumeRefused``). So a long run can be split across several short GPU
+    sessions.
 
     Returns {"run_id", "out", "notebooks": {name: seconds}, "finished", "total_seconds", ...}; the
     same is written to ``out/metrics/pipeline.json`` after every notebook.
     """
+    out_dir = resolve_out_dir(profile, out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunRefused(f"the output folder {out_dir} is an existing file: pass a folder to --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(out_dir) as lock:
+        return _run_pipeline(profile, out_dir, data_root, models, notebooks, seed, device, vit_weights,
+                             run_id, resume, lock)
+
+
+def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[str] | None,
+                  notebooks: list[str] | None, seed: int, device: str, vit_weights: str | None,
+                  run_id: str | None, resume: bool, lock: RunLock) -> dict:
     import papermill as pm
 
     out_dir = resolve_out_dir(profile, out)
@@ -87,6 +164,11 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
         run_id = saved["run_id"]
         timings = _finished_timings(saved)
         skipped = [b.name for b in books if b.name in timings and (out_dir / "notebooks" / b.name).is_file()]
+        missing = _first_missing_output(out_dir, skipped, models)
+        if missing:  # a finished notebook's outputs were deleted: go on from that notebook
+            print(f"{missing[1]} of {missing[0]} is gone: running again from {missing[0]}", flush=True)
+            skipped = [n for n in skipped if n < missing[0]]
+            timings = {n: t for n, t in timings.items() if n < missing[0]}
         books = [b for b in books if b.name not in skipped]
         print(f"resuming run {run_id} in {out_dir}: {len(skipped)} notebook(s) already finished "
               f"({', '.join(skipped) or 'none'}), {len(books)} to run", flush=True)
@@ -94,7 +176,10 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     # A run starts where the baseline is trained (notebook 01 or 02); later notebooks run alone
     # continue the run already in out_dir.
     starts = not resume and any(b.name[:2] in ("01", "02") for b in books)
+    if not resume:
+        check_same_run(out_dir, identity, starts)
     run_id = run_id or run_id_for(out_dir / "metrics", profile, fresh=starts)
+    lock.name_run(run_id)
     if not resume and not starts:  # later notebooks alone: the run's earlier times still count
         marker = out_dir / "metrics" / "pipeline.json"
         saved = read_json(marker) if marker.is_file() else {}
@@ -107,28 +192,40 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     os.environ["LABUTILS_PLAIN_PROGRESS"] = "1"
     summary = {"run_id": run_id, **identity, "out": str(out_dir), "notebooks": timings}
     start = time.perf_counter()
+    _write_summary(out_dir, summary, start)  # the folder names its run from the start
     for book in books:
-        target = out_dir / "notebooks" / book.name
-        print(f"== {book.name} ({profile}) -> {target}", flush=True)
+        final = out_dir / "notebooks" / book.name
+        target = final.with_name(f".{final.stem}.partial.ipynb")  # renamed to final once papermill is done
+        print(f"== {book.name} ({profile}) -> {final}", flush=True)
         t0 = time.perf_counter()
         try:
             pm.execute_notebook(str(book), str(target), parameters=params, kernel_name="python3",
                                 cwd=str(target.parent), progress_bar=False, log_output=True,
                                 stdout_file=sys.stdout, stderr_file=sys.stderr)
         except pm.PapermillExecutionError as err:
+            _replace_if_written(target, final)  # the executed notebook, with the traceback
             timings[book.name] = time.perf_counter() - t0
             _write_summary(out_dir, summary, start, failed=book.name)
             first_line = (err.source or "").strip().splitlines()[:1]
             raise NotebookFailed(
                 f"{book.name} failed in cell {err.cell_index} (execution count {err.exec_count}"
                 f"{': ' + first_line[0] if first_line else ''}): {err.ename}: {err.evalue}\n"
-                f"The executed notebook with the full traceback is {target}") from None
+                f"The executed notebook with the full traceback is {final}") from None
+        except BaseException:  # interrupted, or the disk is full: never leave half a notebook
+            target.unlink(missing_ok=True)
+            raise
+        _replace_if_written(target, final)
         timings[book.name] = time.perf_counter() - t0
         # Written after each notebook, so the report notebook sees the earlier ones' times.
         written = _write_summary(out_dir, summary, start)
         print(f"== {book.name} done in {format_seconds(timings[book.name])} "
               f"(run total {format_seconds(written['total_seconds'])})", flush=True)
     return _write_summary(out_dir, summary, start)
+
+
+def _replace_if_written(partial: Path, final: Path) -> None:
+    if partial.is_file():
+        os.replace(partial, final)
 
 
 def format_seconds(seconds: float) -> str:

@@ -29,9 +29,8 @@ def describe_data(root: str | os.PathLike) -> str:
     """Name the data honestly: the official CIFAR-10, the offline JPEG-q75 copy, or synthetic."""
     path = Path(root) / D.BATCH_DIR / "test_batch"
     try:
-        with open(path, "rb") as f:
-            first = pickle.load(f, encoding="latin1")["filenames"][0]
-    except (OSError, KeyError, IndexError, pickle.UnpicklingError):
+        first = D.load_pickle(path)["filenames"][0]
+    except (OSError, KeyError, IndexError, TypeError, EOFError, pickle.UnpicklingError):
         return "unknown"
     if first.startswith("synthetic"):
         return "synthetic CIFAR-shaped data"
@@ -89,7 +88,8 @@ class Session:
         """Make sure the batches exist: synthetic ones are written, CIFAR-10 is downloaded
         (or a clear error says how to place it by hand)."""
         if self.profile["data"]["source"] == "synthetic":
-            if not (self.data_root / D.BATCH_DIR / "test_batch").is_file():
+            folder = self.data_root / D.BATCH_DIR
+            if not all((folder / f).is_file() for f in D.TRAIN_FILES + D.TEST_FILES + ("batches.meta",)):
                 D.write_synthetic_cifar10(self.data_root, seed=self.seed,
                                           n_train=self.profile["data"]["n_train"],
                                           n_test=self.profile["data"]["n_test"])
@@ -100,9 +100,14 @@ class Session:
         """The profile's (balanced subset of the) split as uint8 images and labels."""
         if train not in self._arrays:
             self.prepare_data()
-            key = "n_train" if train else "n_test"
-            self._arrays[train] = D.subset(*D.load_cifar10(self.data_root, train),
-                                           self.profile["data"][key], self.seed)
+            n = self.profile["data"]["n_train" if train else "n_test"]
+            images, labels = D.load_cifar10(self.data_root, train)
+            if n is not None and len(labels) < n:  # a smaller copy would silently shrink the run
+                split = "training" if train else "test"
+                raise D.DataError(f"the {self.name} profile uses {n:,} {split} images, but "
+                                  f"{self.data_root / D.BATCH_DIR} holds {len(labels):,}; use the whole "
+                                  f"CIFAR-10 (see the README's Data section) or another DATA_ROOT / --data-root")
+            self._arrays[train] = D.subset(images, labels, n, self.seed)
         return self._arrays[train]
 
     def class_names(self) -> list[str]:
@@ -166,7 +171,7 @@ class Session:
         return record
 
     def load(self, name: str, stage: str) -> tuple[torch.nn.Module, dict]:
-        return load_checkpoint(self.dirs.checkpoint(name, stage), self.device)
+        return load_checkpoint(self.dirs.checkpoint(name, stage), self.device, expect_model=name)
 
     def metrics(self, name: str, stage: str) -> dict | None:
         path = self.dirs.metrics_file(name, stage)

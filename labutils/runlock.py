@@ -1,0 +1,104 @@
+"""One run at a time per output folder: ``out/.labutils.lock`` is held for the whole run.
+
+The lock is a file created with O_CREAT|O_EXCL (atomic on every local file system) holding
+{pid, host, run_id, started, token}. A second run into the folder is refused with the holder's run
+id and PID. A lock left by a process of this host that no longer runs (killed with SIGKILL, or the
+machine restarted) is reported and taken over; one from another host cannot be checked and is refused.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import socket
+import sys
+import uuid
+from pathlib import Path
+
+LOCK_NAME = ".labutils.lock"
+
+
+class RunLocked(RuntimeError):
+    """Another run holds the output folder."""
+
+
+def _alive(pid: int) -> bool:
+    if os.name == "nt":  # there os.kill(pid, 0) would send Ctrl-C, not probe: assume it runs
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    except OSError:
+        return True  # cannot tell: assume it runs (refusing is the safe side)
+    return True
+
+
+def _describe(holder: dict) -> str:
+    run = f"run {holder['run_id']}" if holder.get("run_id") else "a run"
+    return f"{run} (PID {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')})"
+
+
+class RunLock:
+    """``with RunLock(out_dir) as lock: ... lock.name_run(run_id)``; released on any exit."""
+
+    def __init__(self, out_dir: str | os.PathLike):
+        self.path = Path(out_dir) / LOCK_NAME
+        self.info = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": None,
+                     "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                     "token": uuid.uuid4().hex}
+
+    def __enter__(self) -> "RunLock":
+        if not self._create():
+            self._take_over_if_stale()
+            if not self._create():
+                raise RunLocked(f"{self.path.parent} is being written by another run that started just now; "
+                                f"wait for it to finish or use another --out folder")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def name_run(self, run_id: str) -> None:
+        """Record the run id once it is known, so a refused run can name the holder."""
+        self.info["run_id"] = run_id
+        tmp = self.path.with_name(f"{LOCK_NAME}.{self.info['token']}.tmp")
+        tmp.write_text(json.dumps(self.info))
+        os.replace(tmp, self.path)  # the lock path exists throughout, so no one can take it
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(self.path.read_text()).get("token") == self.info["token"]:
+                self.path.unlink()
+
+    def _create(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(self.info))
+        return True
+
+    def _take_over_if_stale(self) -> None:
+        """Remove a lock whose process is gone (saying so); raise RunLocked for a live one."""
+        try:
+            holder = json.loads(self.path.read_text())
+            pid = int(holder["pid"])
+        except FileNotFoundError:
+            return  # released meanwhile
+        except (OSError, ValueError, KeyError, TypeError):
+            raise RunLocked(f"{self.path} exists but cannot be read; if no run is writing into "
+                            f"{self.path.parent}, delete it and start again") from None
+        if holder.get("host") != self.info["host"]:
+            raise RunLocked(f"{self.path.parent} is locked by {_describe(holder)}; a process on another "
+                            f"host cannot be checked from here: if it no longer runs, delete {self.path}")
+        if _alive(pid):
+            raise RunLocked(f"{self.path.parent} is in use by {_describe(holder)}; wait for it to "
+                            f"finish, or write this run into another --out folder")
+        print(f"warning: taking over the stale lock of {_describe(holder)}: that process no longer "
+              f"runs (it was killed or crashed)", file=sys.stderr)
+        self.path.unlink(missing_ok=True)

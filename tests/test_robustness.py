@@ -1,0 +1,401 @@
+"""One run, one folder, one truth (issue 19): a lock and an identity for every run, data checked
+when read and read without running code, no hanging download, checkpoints that are what their
+name says, a resume that checks what it skips, one-line errors for a folder that cannot be written,
+and files written with the process's umask. Pipeline tests replace papermill with a stand-in that
+writes a notebook, so they take no kernel time."""
+import errno
+import json
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import traceback
+import urllib.error
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from labutils import data as D
+from labutils import pipeline
+from labutils.artifacts import git_commit, write_json
+from labutils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from labutils.cli import main
+from labutils.models import build_model
+from labutils.runlock import LOCK_NAME, RunLock
+from labutils.session import Session, describe_data
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL_BOOKS = [p.name for p in pipeline.available_notebooks().values()]
+
+
+@pytest.fixture()
+def ran(monkeypatch):
+    """papermill replaced: each "executed" notebook is a valid empty notebook; returns the names run."""
+    import papermill
+
+    names = []
+
+    def execute(src, dst, parameters, **kw):
+        names.append(Path(src).name)
+        nbformat.write(nbformat.v4.new_notebook(), dst)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    return names
+
+
+def run(out, *args):
+    return main(["run", "--profile", "smoke", "--out", str(out), *args])
+
+
+# -- 1. one run at a time per folder ---------------------------------------------------------
+def test_a_second_run_into_a_locked_folder_is_refused_with_the_holders_run_and_pid(tmp_path, ran, capsys):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from labutils.runlock import RunLock\n"
+         f"with RunLock({str(tmp_path)!r}) as lock:\n"
+         "    lock.name_run('smoke-holder'); print('locked', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert run(tmp_path, "--notebooks", "01") == 1
+        err = capsys.readouterr().err
+        assert "smoke-holder" in err and f"PID {holder.pid}" in err and len(err.splitlines()) == 1
+        assert ran == [] and not (tmp_path / "metrics").exists()
+    finally:
+        holder.communicate("")  # closes its stdin: it releases the lock and exits
+    assert holder.returncode == 0 and not (tmp_path / LOCK_NAME).exists()
+    assert run(tmp_path, "--notebooks", "01") == 0  # free again
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, RuntimeError])
+def test_the_lock_is_released_on_any_exit(tmp_path, monkeypatch, interrupt):
+    import papermill
+
+    def execute(*args, **kw):
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+        raise interrupt("stop")
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    if interrupt is KeyboardInterrupt:
+        assert run(tmp_path, "--notebooks", "01") == 130
+    else:
+        with pytest.raises(RuntimeError):
+            run(tmp_path, "--notebooks", "01")
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_stale_lock_of_a_dead_process_is_reported_and_taken_over(tmp_path, ran, capsys):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    write_json(tmp_path / LOCK_NAME, {"pid": dead.pid, "host": socket.gethostname(), "run_id": "smoke-killed",
+                                      "started": "2026-01-01T00:00:00+00:00", "token": "x"})
+    assert run(tmp_path, "--notebooks", "01") == 0
+    err = capsys.readouterr().err
+    assert "stale lock" in err and "smoke-killed" in err and f"PID {dead.pid}" in err
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_lock_from_another_host_is_not_broken(tmp_path, ran, capsys):
+    lock = {"pid": 1, "host": "elsewhere", "run_id": "smoke-remote", "started": "then", "token": "x"}
+    write_json(tmp_path / LOCK_NAME, lock)
+    assert run(tmp_path, "--notebooks", "01") == 1
+    assert "another host" in capsys.readouterr().err
+    assert json.loads((tmp_path / LOCK_NAME).read_text()) == lock
+
+
+def test_a_lock_of_a_live_process_is_kept_by_the_one_that_fails_to_take_it(tmp_path):
+    with RunLock(tmp_path) as first:
+        with pytest.raises(RuntimeError, match=f"PID {os.getpid()}"):
+            RunLock(tmp_path).__enter__()
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["token"] == first.info["token"]
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+# -- 2. one identity per run folder ----------------------------------------------------------
+def test_later_notebooks_alone_continue_only_a_run_of_the_same_identity(tmp_path, ran, capsys):
+    assert run(tmp_path, "--notebooks", "01,02") == 0
+    before = json.loads((tmp_path / "metrics" / "pipeline.json").read_text())
+    capsys.readouterr()
+    assert run(tmp_path, "--notebooks", "04", "--models", "cnn", "--seed", "5") == 1
+    err = capsys.readouterr().err
+    assert before["run_id"] in err and "seed 0" in err and "seed 5" in err and "models ['cnn']" in err
+    assert "--seed 0" in err and "--models cnn,vit,vit_scratch" in err and "another --out" in err
+    assert json.loads((tmp_path / "metrics" / "pipeline.json").read_text()) == before
+    assert ran == ["01_data.ipynb", "02_baseline_training.ipynb"]
+    assert run(tmp_path, "--notebooks", "04") == 0  # the same options continue it
+    after = json.loads((tmp_path / "metrics" / "pipeline.json").read_text())
+    assert after["run_id"] == before["run_id"] and after["finished"] == ALL_BOOKS[:2] + [ALL_BOOKS[3]]
+
+
+def test_a_new_run_over_another_runs_folder_is_refused_but_newer_code_may_replace_it(tmp_path, ran, capsys):
+    assert run(tmp_path, "--notebooks", "01,02") == 0
+    capsys.readouterr()
+    assert run(tmp_path, "--seed", "1") == 1
+    err = capsys.readouterr().err
+    assert "One folder holds one run" in err and "--seed 0" in err and f"delete {tmp_path}" in err
+    # A run made by other code: a new run replaces it, notebooks alone may not continue it.
+    marker = tmp_path / "metrics" / "pipeline.json"
+    write_json(marker, json.loads(marker.read_text()) | {"git_commit": "0123456789ab"})
+    assert run(tmp_path, "--notebooks", "04") == 1
+    assert "commit '0123456789ab'" in capsys.readouterr().err
+    assert run(tmp_path, "--notebooks", "01,02") == 0
+    assert json.loads(marker.read_text())["git_commit"] == git_commit()
+
+
+# -- 3. data validated when read, naming the file --------------------------------------------
+def _rewrite(root, file, **changes):
+    path = root / D.BATCH_DIR / file
+    with open(path, "rb") as f:
+        batch = pickle.load(f)
+    batch.update(changes)
+    with open(path, "wb") as f:
+        pickle.dump(batch, f)
+
+
+def _fewer_labels(root):
+    _rewrite(root, "data_batch_1", labels=list(range(10)) * 3 + [0] * 6)  # 36 labels, 40 images
+
+
+def _bigger_images(root):
+    _rewrite(root, "data_batch_1", data=np.zeros((40, 64 * 64 * 3), np.uint8))
+
+
+def _labels_out_of_range(root):
+    _rewrite(root, "data_batch_1", labels=[-1, 10, 42] + [0] * 37)
+
+
+def _width_3000(root):
+    _rewrite(root, "data_batch_1", data=np.zeros((40, 3000), np.uint8))
+
+
+def _empty_test_batch(root):
+    (root / D.BATCH_DIR / "test_batch").write_bytes(b"")
+
+
+def _folder_for_a_batch(root):
+    (root / D.BATCH_DIR / "test_batch").unlink()
+    (root / D.BATCH_DIR / "test_batch").mkdir()
+
+
+@pytest.mark.parametrize("spoil, file, found", [
+    (_fewer_labels, "data_batch_1", "36 labels (int64) for 40 images"),
+    (_bigger_images, "data_batch_1", "[40, 12288] uint8"),
+    (_labels_out_of_range, "data_batch_1", "labels outside 0-9: -1, 10, 42"),
+    (_width_3000, "data_batch_1", "[40, 3000] uint8"),
+    (_empty_test_batch, "test_batch", "the file is empty"),
+    (_folder_for_a_batch, "test_batch", "it is a folder"),
+], ids=lambda v: v.__name__.strip("_") if callable(v) else None)
+def test_invalid_data_is_refused_naming_the_file(synthetic_root, spoil, file, found):
+    spoil(synthetic_root)
+    train = file != "test_batch"
+    with pytest.raises(D.DataError) as info:
+        D.load_cifar10(synthetic_root, train=train)  # download allowed: it must not be attempted
+    message = str(info.value)
+    assert str(synthetic_root / D.BATCH_DIR / file) in message and found in message
+    assert "write_cifar10" in message and "Fetch the data again" in message
+
+
+def test_a_copy_smaller_than_the_profile_takes_is_refused(synthetic_root, tmp_path):
+    s = Session("cpu", tmp_path / "out", data_root=synthetic_root, device="cpu")
+    with pytest.raises(D.DataError, match="uses 10,000 training images, but .* holds 200"):
+        s.arrays(True)
+
+
+# -- 4. data pickles cannot run code -------------------------------------------------------------
+class _Payload:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.path),)
+
+
+@pytest.mark.parametrize("file", ["test_batch", "batches.meta"])
+def test_a_crafted_data_pickle_is_refused_without_running_it(synthetic_root, tmp_path, file):
+    proof = tmp_path / "it-ran"
+    with open(synthetic_root / D.BATCH_DIR / file, "wb") as f:
+        pickle.dump({"data": _Payload(proof), "labels": [0], "filenames": _Payload(proof),
+                     "label_names": _Payload(proof)}, f)
+    if file == "test_batch":
+        with pytest.raises(D.DataError, match="posix.mkdir|os.mkdir|nt.mkdir"):
+            D.load_cifar10(synthetic_root, train=False)
+        assert describe_data(synthetic_root) == "unknown"
+    else:
+        with pytest.raises(pickle.UnpicklingError, match="could run code"):
+            D.class_names(synthetic_root)
+    assert not proof.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_the_restricted_reader_reads_real_batches(tmp_path, protocol):
+    """Every protocol a CIFAR-10 batch is found in (the official one is protocol 2)."""
+    data = np.arange(2 * 3072, dtype=np.int64).astype(np.uint8).reshape(2, 3072)
+    batch = {"batch_label": "testing batch 1 of 1", "labels": [3, np.int64(7)], "data": data,
+             "filenames": ["a.png", "b.png"]}
+    (tmp_path / "b").write_bytes(pickle.dumps(batch, protocol=protocol))
+    images, labels = D._read_batch(tmp_path / "b")
+    assert np.array_equal(images.reshape(2, 3072), data) and labels.tolist() == [3, 7]
+
+
+# -- 5. the download cannot hang --------------------------------------------------------------
+def test_a_server_that_never_answers_ends_the_download_with_a_timeout(tmp_path, monkeypatch):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # accepts connections into its backlog and never answers
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(D, "CIFAR10_URL", f"http://127.0.0.1:{silent.getsockname()[1]}/cifar-10-python.tar.gz")
+    monkeypatch.setenv("LABUTILS_DOWNLOAD_TIMEOUT", "0.5")
+    before = socket.getdefaulttimeout()
+    try:
+        with pytest.raises(D.DataNotFoundError, match=r"no answer within 0.5 s"):
+            D.load_cifar10(tmp_path)
+    finally:
+        silent.close()
+    assert socket.getdefaulttimeout() == before
+
+
+def test_no_data_and_no_network_is_a_short_error_that_leads_with_the_instructions(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as U
+
+    def offline(*args, **kwargs):
+        try:
+            raise socket.gaierror(-2, "Name or service not known")
+        except OSError as err:
+            raise urllib.error.URLError(err)
+
+    monkeypatch.setattr(U, "download_and_extract_archive", offline)
+    with pytest.raises(D.DataNotFoundError) as info:
+        Session("cpu", tmp_path / "out", data_root=tmp_path / "data", device="cpu").arrays(True)
+    err = info.value
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    assert len(text.splitlines()) < 25 and "During handling" not in text and "URLError" not in text.split("\n")[-4]
+    shown = err._render_traceback_()  # what IPython shows in a notebook cell instead of a traceback
+    assert shown[0].startswith("DataNotFoundError: CIFAR-10 is not in") and "Name or service not known" in shown[0]
+    assert shown[1].startswith("Put it there by hand") and len(shown) == 2
+    assert text.rstrip().endswith(shown[-1])
+
+
+# -- 6. a checkpoint is what its name says ---------------------------------------------------------
+def test_a_vit_named_cnn_is_refused_by_notebooks_and_evaluate(tmp_path, capsys):
+    s = Session("smoke", tmp_path, device="cpu")
+    vit = build_model("vit_scratch", embed_dim=48, depth=1, num_heads=3)
+    save_checkpoint(s.dirs.checkpoint("cnn", "before_pruning"), vit)
+    with pytest.raises(CheckpointError, match="named for 'cnn' \\(resnet18\\) but holds a vit_scratch"):
+        s.load("cnn", "before_pruning")
+    assert main(["evaluate", str(s.dirs.checkpoint("cnn", "before_pruning")), "--no-accuracy"]) == 1
+    assert "named for 'cnn'" in capsys.readouterr().err
+    save_checkpoint(s.dirs.checkpoint("vit_scratch", "before_pruning"), vit)
+    model, ckpt = s.load("vit_scratch", "before_pruning")  # the right name loads
+    other = tmp_path / "my_experiment.pth"  # outside the course's names: no check
+    save_checkpoint(other, vit)
+    assert load_checkpoint(other)[1]["arch"] == "vit_scratch"
+
+
+# -- 7. resume checks what it skips ----------------------------------------------------------
+def test_resume_runs_again_from_the_notebook_whose_checkpoint_is_gone(tmp_path, ran, capsys):
+    out = tmp_path
+    assert run(out, "--models", "cnn", "--notebooks", "01,02,03,04") == 0
+    for stage in ("before_pruning", "after_unstructured_pruning", "after_structured_pruning"):
+        write_json(out / "metrics" / f"cnn_{stage}.json", {"produced": True})
+        (out / "models_saved").mkdir(exist_ok=True)
+        (out / "models_saved" / f"cnn_{stage}.pth").write_bytes(b"stand-in")
+    (out / "models_saved" / "cnn_after_unstructured_pruning.pth").unlink()
+    ran.clear()
+    capsys.readouterr()
+    assert run(out, "--models", "cnn", "--resume") == 0
+    assert ran == ALL_BOOKS[2:]
+    printed = capsys.readouterr().out
+    assert "cnn_after_unstructured_pruning.pth of 03_unstructured_pruning.ipynb is gone" in printed
+    assert "2 notebook(s) already finished" in printed
+
+
+# -- 8. one-line errors for folders that cannot be written; nothing half-written --------------
+def test_out_that_is_a_file_is_a_one_line_error(tmp_path, ran, capsys):
+    (tmp_path / "file").write_text("mine")
+    assert run(tmp_path / "file", "--notebooks", "01") == 1
+    err = capsys.readouterr().err
+    assert err == f"error: the output folder {tmp_path / 'file'} is an existing file: pass a folder to --out\n"
+    assert run(tmp_path / "file" / "sub", "--notebooks", "01") == 1
+    assert capsys.readouterr().err == f"error: cannot write {tmp_path / 'file' / 'sub'}: Not a directory\n"
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+@pytest.fixture()
+def read_only_dir(tmp_path):
+    """A folder this process cannot write: a read-only tmpfs as root, else a chmod 555 folder."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("running as root and cannot mount a read-only tmpfs")
+        yield folder
+        subprocess.run(["umount", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+
+
+def test_out_that_cannot_be_written_is_a_one_line_error(read_only_dir, ran, capsys):
+    assert run(read_only_dir / "out", "--notebooks", "01") == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write {read_only_dir / 'out'}: ") and len(err.splitlines()) == 1
+    assert "Read-only file system" in err or "Permission denied" in err
+
+
+def test_disk_full_is_one_line_and_keeps_earlier_files(tmp_path, monkeypatch, ran, capsys):
+    import papermill
+
+    assert run(tmp_path, "--notebooks", "01") == 0
+    executed = tmp_path / "notebooks" / "01_data.ipynb"
+    earlier = {p: p.read_bytes() for p in (executed, tmp_path / "metrics" / "pipeline.json")}
+
+    def disk_full(src, dst, parameters, **kw):
+        Path(dst).write_text('{"cells": [')  # half a notebook, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(papermill, "execute_notebook", disk_full)
+    capsys.readouterr()
+    assert run(tmp_path, "--notebooks", "01") == 1
+    assert capsys.readouterr().err == f"error: cannot write {tmp_path}: No space left on device\n"
+    assert executed.read_bytes() == earlier[executed]  # the earlier notebook, whole
+    assert not list((tmp_path / "notebooks").glob(".*"))  # no half-written notebook
+    json.loads((tmp_path / "metrics" / "pipeline.json").read_text())
+
+
+def test_generated_data_is_written_atomically(tmp_path, monkeypatch):
+    D.write_synthetic_cifar10(tmp_path, n_train=50, n_test=20, seed=0)
+    folder = tmp_path / D.BATCH_DIR
+    earlier = {p.name: p.read_bytes() for p in folder.iterdir()}
+    real_dump = pickle.dump
+
+    def dump(obj, f, protocol=None):
+        if obj.get("batch_label", "").startswith("testing"):
+            f.write(b"\x80\x04half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_dump(obj, f, protocol=protocol)
+
+    monkeypatch.setattr(pickle, "dump", dump)
+    with pytest.raises(OSError, match="No space left"):
+        D.write_synthetic_cifar10(tmp_path, n_train=50, n_test=20, seed=1)
+    assert (folder / "test_batch").read_bytes() == earlier["test_batch"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(earlier)  # no temporary file left
+
+
+# -- 9. files written with the process's umask ---------------------------------------------------
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_written_files_follow_the_umask(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        report = write_json(tmp_path / "report.json", {"a": 1})
+        ckpt = save_checkpoint(tmp_path / "m.pth", build_model("resnet20", width=4))
+        batches = D.write_synthetic_cifar10(tmp_path, n_train=20, n_test=10)
+    finally:
+        os.umask(previous)
+    for path in (report, ckpt, batches / "test_batch"):
+        assert path.stat().st_mode & 0o777 == mode, path
