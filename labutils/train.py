@@ -8,6 +8,8 @@ import os
 import random
 import sys
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Callable, Iterable
 
 import numpy as np
@@ -47,11 +49,29 @@ def plain_progress() -> bool:
     return os.environ.get("LABUTILS_PLAIN_PROGRESS", "") not in ("", "0")
 
 
+_quiet = ContextVar("labutils_quiet_progress", default=False)
+
+
 def progress(iterable: Iterable | None = None, **kwargs):
-    """tqdm.auto's bar (a widget in Jupyter), or a silent pass-through under papermill."""
+    """tqdm.auto's bar (a widget in Jupyter), or a silent pass-through under papermill and inside
+    ``quiet_progress``. A bar must end full (or have no total): tqdm paints one closed short red,
+    its failure colour. No bar here uses leave=False: a closed widget left in a saved notebook
+    shows "Error displaying widget" after a reload."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, disable=plain_progress() or kwargs.pop("disable", False), **kwargs)
+    disable = kwargs.pop("disable", False) or plain_progress() or _quiet.get()
+    return tqdm(iterable, disable=disable, **kwargs)
+
+
+@contextmanager
+def quiet_progress():
+    """Silence the bars and per-epoch lines of the fits run inside: a loop of fits (a study, a
+    search) shows one bar of its own and one line per point instead of a bar per fit."""
+    token = _quiet.set(True)
+    try:
+        yield
+    finally:
+        _quiet.reset(token)
 
 
 def autocast(device: torch.device):
@@ -169,10 +189,12 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     total = epochs * len(train_loader) if max_steps is None else min(max_steps, epochs * len(train_loader))
     sched = make_schedule(opt, schedule, total, warmup)
     history, step = [], 0
-    epoch_bar = progress(range(epochs), desc=desc, unit="epoch")
-    for epoch in epoch_bar:
+    # One bar counting optimizer steps, updated by hand: it ends full even when max_steps stops
+    # the run inside an epoch (a bar wrapping the loops would close short, in red).
+    bar = progress(total=total, desc=desc, unit="step")
+    for epoch in range(epochs):
         start, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
-        for x, y in progress(train_loader, desc=f"epoch {epoch + 1}", leave=False, unit="batch"):
+        for x, y in train_loader:
             x, y = _to_device(x, y, device)
             target = y
             if mixup:
@@ -188,6 +210,7 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
             opt.step()
             sched.step()
             step += 1
+            bar.update()
             if callback is not None:
                 callback(model, opt, step)
             loss_sum += loss.detach() * len(y)  # no .item(): a sync per step would stall the GPU
@@ -205,18 +228,27 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
             record.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])
         record["seconds"] = time.perf_counter() - start
         history.append(record)
-        _report(desc, epochs, record, epoch_bar)
+        _report(desc, math.ceil(total / max(len(train_loader), 1)), record, bar)
         if step >= total:
             break
+    bar.close()
     return history
 
 
 def _report(desc: str, epochs: int, record: dict, bar) -> None:
     test = f" test {record['test_accuracy']:.2%}" if "test_accuracy" in record else ""
     train = f" train {record['train_accuracy']:.2%}" if "train_accuracy" in record else ""
-    line = (f"{desc}: epoch {record['epoch']}/{epochs} loss {record['train_loss']:.3f}"
-            f"{train}{test} ({record['seconds']:.1f}s)")
+    epoch = f"epoch {record['epoch']}/{epochs} loss {record['train_loss']:.3f}"
+    report_progress(bar, desc, epoch + test, f"{epoch}{train}{test} ({record['seconds']:.1f}s)")
+
+
+def report_progress(bar, desc: str, short: str, line: str | None = None) -> None:
+    """A finished unit's numbers (an epoch, a round): ``desc: line`` printed on the plain path,
+    ``short`` as the bar's postfix otherwise (a long postfix wraps the widget onto a second
+    line); nothing inside ``quiet_progress``."""
+    if _quiet.get():
+        return
     if plain_progress():
-        print(line, file=sys.stdout, flush=True)
+        print(f"{desc}: {line or short}", file=sys.stdout, flush=True)
     else:
-        bar.set_postfix_str(line.split(": ", 1)[1])
+        bar.set_postfix_str(short)
