@@ -10,6 +10,7 @@ import sys
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
+from html import unescape
 from typing import Callable, Iterable
 
 import numpy as np
@@ -53,14 +54,58 @@ _quiet = ContextVar("labutils_quiet_progress", default=False)
 
 
 def progress(iterable: Iterable | None = None, **kwargs):
-    """tqdm.auto's bar (a widget in Jupyter), or a silent pass-through under papermill and inside
-    ``quiet_progress``. A bar must end full (or have no total): tqdm paints one closed short red,
-    its failure colour. No bar here uses leave=False: a closed widget left in a saved notebook
-    shows "Error displaying widget" after a reload."""
+    """tqdm.auto's bar, or a silent pass-through under papermill and inside ``quiet_progress``.
+
+    In Jupyter the bar is a widget while it runs; once closed it gives way to a static copy of its
+    last state (HTML and text), because a widget in a saved notebook renders only while its kernel
+    lives ("Error displaying widget: model not found" after a reload or restart). A closed bar
+    must be full or have no total: tqdm paints one closed short red, its failure colour.
+    """
     from tqdm.auto import tqdm
+    from tqdm.notebook import tqdm_notebook
 
     disable = kwargs.pop("disable", False) or plain_progress() or _quiet.get()
+    if not disable and issubclass(tqdm, tqdm_notebook):
+        tqdm = _settling(tqdm)
     return tqdm(iterable, disable=disable, **kwargs)
+
+
+_SETTLING: dict[type, type] = {}
+
+
+def _settling(notebook_bar: type) -> type:
+    """tqdm's notebook bar class, made to replace its widget by ``_static_copy`` when it closes
+    (by nothing when leave=False: the bar is then gone)."""
+    if notebook_bar not in _SETTLING:
+        from IPython.display import display
+
+        class Settling(notebook_bar):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, display=False, **kwargs)
+                # display() returns None outside a kernel: then there is nothing to replace.
+                self._handle = None if self.disable else display(self.container, display_id=True)
+
+            def close(self):
+                was_open = not self.disable
+                super().close()
+                if was_open and self._handle is not None:
+                    self._handle.update(_static_copy(self) if self.leave else {"text/plain": ""}, raw=True)
+
+        _SETTLING[notebook_bar] = Settling
+    return _SETTLING[notebook_bar]
+
+
+def _static_copy(bar) -> dict:
+    """A notebook bar's last state (text, colour, fill) as HTML and plain text: renders anywhere."""
+    left, widget, right = bar.container.children
+    share = widget.value / widget.max if widget.max else 1.0
+    colour = {"success": "#388e3c", "danger": "#d32f2f"}.get(widget.bar_style, "#1976d2")
+    html = (f'<div class="labutils-bar" data-style="{widget.bar_style}" data-fill="{share:.3f}" '
+            f'style="display:flex;align-items:center;gap:0.6em;white-space:nowrap">'
+            f'<span>{left.value}</span><span style="display:inline-block;width:20em;height:1.1em;'
+            f'background:#e0e0e0"><span style="display:block;height:100%;width:{100 * share:.1f}%;'
+            f'background:{colour}"></span></span><span>{right.value}</span></div>')
+    return {"text/html": html, "text/plain": unescape(f"{left.value} {right.value}").replace("\u2007", " ")}
 
 
 @contextmanager

@@ -27,10 +27,20 @@ def tiny_loaders(n=64, batch=16):
 
 @pytest.fixture()
 def bars(monkeypatch):
-    """Every visible bar ``progress`` makes, as tqdm.notebook's widget bars (JupyterLab's path)."""
+    """Every visible bar ``progress`` makes, as tqdm.notebook's widget bars (JupyterLab's path),
+    each shown through a display handle that records what replaces the widget."""
+    import IPython.display
     import tqdm.auto
     import tqdm.notebook
 
+    class Handle:
+        def __init__(self, obj):
+            self.shown, self.updates = obj, []
+
+        def update(self, obj, **kwargs):
+            self.updates.append(obj)
+
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kwargs: Handle(obj))
     made = []
 
     class Recording(tqdm.notebook.tqdm):
@@ -51,6 +61,11 @@ def assert_finished(bar):
     assert bar.leave is not False, f"{bar.desc}: leave=False leaves a dead widget in a saved notebook"
     assert bar.total is None or bar.n == bar.total, f"{bar.desc}: closed at {bar.n}/{bar.total}"
     assert widget.bar_style == "success" and widget.value == widget.max, (bar.desc, widget.bar_style)
+    # Closed, the widget gives way to a static copy (a saved notebook renders it without a kernel).
+    assert bar._handle.shown is bar.container and len(bar._handle.updates) == 1
+    static = bar._handle.updates[0]
+    assert 'data-style="success" data-fill="1.000"' in static["text/html"]
+    assert bar.desc in static["text/plain"] and ("100%" in static["text/plain"] or bar.total is None)
 
 
 def test_fit_shows_one_bar_that_ends_full_when_max_steps_stops_inside_an_epoch(bars):
@@ -116,3 +131,11 @@ def test_plain_path_prints_a_line_per_epoch_and_nothing_inside_quiet_progress(mo
     with quiet_progress():
         fit(tiny_cnn(), train, None, epochs=1, lr=0.01, desc="quiet")
     assert capsys.readouterr().out == ""
+
+
+def test_a_bar_left_with_leave_false_is_cleared(bars):
+    from labutils.train import progress
+
+    for _ in progress(range(3), desc="transient", leave=False):
+        pass
+    assert bars[0]._handle.updates == [{"text/plain": ""}]  # the widget's output emptied, not a dead widget
