@@ -2,7 +2,6 @@
 so each notebook cell stays a line or two."""
 from __future__ import annotations
 
-import functools
 import os
 import pickle
 import re
@@ -64,6 +63,7 @@ class Session:
         self.run_id = run_id or run_id_for(self.dirs.metrics, self.name)
         self._arrays: dict[bool, tuple[np.ndarray, np.ndarray]] = {}
         self._on_device: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._data_description: str | None = None
         seed_everything(seed)
 
     # -- identity -------------------------------------------------------------------------
@@ -73,9 +73,16 @@ class Session:
             "reduced": self.profile["reduced"], "seed": self.seed, "data_root": str(self.data_root),
             "n_test": self.profile["data"]["n_test"], "precision": precision_for(self.device)}
 
-    @functools.cached_property
+    @property
     def data_description(self) -> str:
-        return describe_data(self.data_root)
+        """What the data is (``describe_data``), read once its files exist: a session shown before
+        ``prepare_data`` says the data is not there yet, and names it once it is."""
+        if self._data_description is None:
+            if not (self.data_root / D.BATCH_DIR / "test_batch").is_file():
+                source = "synthetic CIFAR-shaped data" if self.profile["data"]["source"] == "synthetic" else "CIFAR-10"
+                return f"{source} (not prepared yet)"
+            self._data_description = describe_data(self.data_root)
+        return self._data_description
 
     def caption(self) -> str:
         """One line naming the run, for the foot of every figure."""

@@ -11,6 +11,9 @@ import random
 import sys
 import time
 import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
+from html import unescape
 from typing import Callable, Iterable
 
 import numpy as np
@@ -51,11 +54,73 @@ def plain_progress() -> bool:
     return os.environ.get("LABUTILS_PLAIN_PROGRESS", "") not in ("", "0")
 
 
-def progress(iterable: Iterable | None = None, **kwargs):
-    """tqdm.auto's bar (a widget in Jupyter), or a silent pass-through under papermill."""
-    from tqdm.auto import tqdm
+_quiet = ContextVar("labutils_quiet_progress", default=False)
 
-    return tqdm(iterable, disable=plain_progress() or kwargs.pop("disable", False), **kwargs)
+
+def progress(iterable: Iterable | None = None, **kwargs):
+    """tqdm.auto's bar, or a silent pass-through under papermill and inside ``quiet_progress``.
+
+    In Jupyter the bar is a widget while it runs; once closed it gives way to a static copy of its
+    last state (HTML and text), because a widget in a saved notebook renders only while its kernel
+    lives ("Error displaying widget: model not found" after a reload or restart). A closed bar
+    must be full or have no total: tqdm paints one closed short red, its failure colour.
+    """
+    from tqdm.auto import tqdm
+    from tqdm.notebook import tqdm_notebook
+
+    disable = kwargs.pop("disable", False) or plain_progress() or _quiet.get()
+    if not disable and issubclass(tqdm, tqdm_notebook):
+        tqdm = _settling(tqdm)
+    return tqdm(iterable, disable=disable, **kwargs)
+
+
+_SETTLING: dict[type, type] = {}
+
+
+def _settling(notebook_bar: type) -> type:
+    """tqdm's notebook bar class, made to replace its widget by ``_static_copy`` when it closes
+    (by nothing when leave=False: the bar is then gone)."""
+    if notebook_bar not in _SETTLING:
+        from IPython.display import display
+
+        class Settling(notebook_bar):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, display=False, **kwargs)
+                # display() returns None outside a kernel: then there is nothing to replace.
+                self._handle = None if self.disable else display(self.container, display_id=True)
+
+            def close(self):
+                was_open = not self.disable
+                super().close()
+                if was_open and self._handle is not None:
+                    self._handle.update(_static_copy(self) if self.leave else {"text/plain": ""}, raw=True)
+
+        _SETTLING[notebook_bar] = Settling
+    return _SETTLING[notebook_bar]
+
+
+def _static_copy(bar) -> dict:
+    """A notebook bar's last state (text, colour, fill) as HTML and plain text: renders anywhere."""
+    left, widget, right = bar.container.children
+    share = widget.value / widget.max if widget.max else 1.0
+    colour = {"success": "#388e3c", "danger": "#d32f2f"}.get(widget.bar_style, "#1976d2")
+    html = (f'<div class="labutils-bar" data-style="{widget.bar_style}" data-fill="{share:.3f}" '
+            f'style="display:flex;align-items:center;gap:0.6em;white-space:nowrap">'
+            f'<span>{left.value}</span><span style="display:inline-block;width:20em;height:1.1em;'
+            f'background:#e0e0e0"><span style="display:block;height:100%;width:{100 * share:.1f}%;'
+            f'background:{colour}"></span></span><span>{right.value}</span></div>')
+    return {"text/html": html, "text/plain": unescape(f"{left.value} {right.value}").replace("\u2007", " ")}
+
+
+@contextmanager
+def quiet_progress():
+    """Silence the bars and per-epoch lines of the fits run inside: a loop of fits (a study, a
+    search) shows one bar of its own and one line per point instead of a bar per fit."""
+    token = _quiet.set(True)
+    try:
+        yield
+    finally:
+        _quiet.reset(token)
 
 
 def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device):
@@ -192,10 +257,12 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     total = epochs * len(train_loader) if max_steps is None else min(max_steps, epochs * len(train_loader))
     sched = make_schedule(opt, schedule, total, warmup)
     history, step = [], 0
-    epoch_bar = progress(range(epochs), desc=desc, unit="epoch")
-    for epoch in epoch_bar:
+    # One bar counting optimizer steps, updated by hand: it ends full even when max_steps stops
+    # the run inside an epoch (a bar wrapping the loops would close short, in red).
+    bar = progress(total=total, desc=desc, unit="step")
+    for epoch in range(epochs):
         start, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
-        for x, y in progress(train_loader, desc=f"epoch {epoch + 1}", leave=False, unit="batch"):
+        for x, y in train_loader:
             x, y = _to_device(x, y, device)
             target = y
             if mixup:
@@ -203,6 +270,7 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
             loss, logits = train_step(x, target)
             sched.step()
             step += 1
+            bar.update()
             if callback is not None:
                 callback(model, opt, step)
             loss_sum += loss.detach() * len(y)  # no .item(): a sync per step would stall the GPU
@@ -220,9 +288,10 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
             record.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])
         record["seconds"] = time.perf_counter() - start
         history.append(record)
-        _report(desc, epochs, record, epoch_bar)
+        _report(desc, math.ceil(total / max(len(train_loader), 1)), record, bar)
         if step >= total:
             break
+    bar.close()
     return history
 
 
@@ -270,9 +339,17 @@ def _graphs_obstacle(device: torch.device, precision: str, callback, compile) ->
 def _report(desc: str, epochs: int, record: dict, bar) -> None:
     test = f" test {record['test_accuracy']:.2%}" if "test_accuracy" in record else ""
     train = f" train {record['train_accuracy']:.2%}" if "train_accuracy" in record else ""
-    line = (f"{desc}: epoch {record['epoch']}/{epochs} loss {record['train_loss']:.3f}"
-            f"{train}{test} ({record['seconds']:.1f}s)")
+    epoch = f"epoch {record['epoch']}/{epochs} loss {record['train_loss']:.3f}"
+    report_progress(bar, desc, epoch + test, f"{epoch}{train}{test} ({record['seconds']:.1f}s)")
+
+
+def report_progress(bar, desc: str, short: str, line: str | None = None) -> None:
+    """A finished unit's numbers (an epoch, a round): ``desc: line`` printed on the plain path,
+    ``short`` as the bar's postfix otherwise (a long postfix wraps the widget onto a second
+    line); nothing inside ``quiet_progress``."""
+    if _quiet.get():
+        return
     if plain_progress():
-        print(line, file=sys.stdout, flush=True)
+        print(f"{desc}: {line or short}", file=sys.stdout, flush=True)
     else:
-        bar.set_postfix_str(line.split(": ", 1)[1])
+        bar.set_postfix_str(short)

@@ -49,3 +49,21 @@ def test_vit_recorded_as_not_produced(run03):
 def test_figures_written(run03):
     for fig in ("sensitivity", "accuracy_vs_sparsity", "layer_sparsity", "study", "frontier"):
         assert (run03 / "figures" / f"03_{fig}.png").stat().st_size > 10_000
+
+
+def test_every_cell_keeps_its_outputs_few(run03):
+    """The study and the frontier search print a line per point, not a bar or lines per fine-tune:
+    no cell needs "Show more outputs", and the study's figure sits in its own cell's outputs."""
+    import nbformat
+
+    def shown(outputs):  # as JupyterLab shows them: consecutive prints to one stream form one output
+        return [o for i, o in enumerate(outputs) if not (o.output_type == "stream" and i
+                and outputs[i - 1].output_type == "stream" and outputs[i - 1].name == o.name)]
+
+    book = nbformat.read(run03 / "notebooks" / "03_unstructured_pruning.ipynb", as_version=4)
+    code = [c for c in book.cells if c.cell_type == "code"]
+    assert max(len(shown(c.outputs)) for c in code) <= 6, [len(shown(c.outputs)) for c in code]
+    study = next(c for c in code if "lab.study(" in c.source)
+    assert any("image/png" in o.get("data", {}) for o in study.outputs)
+    text = "".join(o.get("text", "") for o in study.outputs if o.output_type == "stream")
+    assert text.count("study: ") == 2 and len(text.splitlines()) <= 40  # 18 points and a verdict per model

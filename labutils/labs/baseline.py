@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from ..course import BEFORE_PRUNING_MIN
 from ..models import PretrainedWeightsUnavailable, count_parameters
@@ -82,6 +83,7 @@ def plot_learning_curves(histories: dict[str, list[dict]], targets: dict[str, fl
     ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)",
                title="test accuracy (dashed: course minimum)")
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.2, 1.4 ticks
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return finish(fig, path, caption)

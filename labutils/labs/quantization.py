@@ -29,7 +29,7 @@ from ..prune import prunable_parameters, sparsity_report
 from ..prune.schedules import iterative_prune
 from ..quant import FakeQuantizer, QuantSpec, model_size_bits, quantized_copy, quantized_parameters
 from ..session import Session
-from ..train import evaluate, fit, progress, seed_everything
+from ..train import evaluate, fit, progress, quiet_progress, seed_everything
 
 # The seed study (ResNet-20 on the full CIFAR-10, fp32 91.51%), as fractions by bit width.
 SEED_RESULTS = {
@@ -176,20 +176,26 @@ def pruning_study(model: nn.Module, train, test, cfg: dict) -> dict:
     """For each pruning variant: prune + fine-tune (float), then PTQ and QAT at each bit width."""
     p = cfg["prune"]
     out = {}
+    # One bar for the study and its printed lines; the fits and sweeps inside show no bar of their own.
+    bar = progress(total=len(p["variants"]), desc="pruning study", unit="variant")
     for name, variant in p["variants"].items():
         start = time.perf_counter()
-        pruned, masks = prune(model, train, p["sparsity"], variant["scope"], variant["rounds"], p["finetune"])
+        with quiet_progress():
+            pruned, masks = prune(model, train, p["sparsity"], variant["scope"], variant["rounds"], p["finetune"])
         report = sparsity_report(pruned, prunable_parameters(pruned), masks)
         record = {"scope": variant["scope"], "rounds": variant["rounds"], "accuracy": _acc(pruned, test),
                   "pruning_percentage": report["pruning_percentage"],
                   "sparsity_all_parameters": report["sparsity_all_parameters"],
                   "size_bits_fp32": model_size_bits(pruned)["total_bits"]}
         print(f"{name}: {record['pruning_percentage']:.1f}% pruned, float {record['accuracy']:.2%}")
-        record["ptq"] = ptq_sweep(pruned, test, [cfg["qat_method"]], p["bits"], masks)[cfg["qat_method"]]
-        if name in p["qat_variants"]:
-            record["qat"] = qat_sweep(pruned, train, test, cfg["qat_method"], p["bits"], cfg["qat"], masks)
+        with quiet_progress():
+            record["ptq"] = ptq_sweep(pruned, test, [cfg["qat_method"]], p["bits"], masks)[cfg["qat_method"]]
+            if name in p["qat_variants"]:
+                record["qat"] = qat_sweep(pruned, train, test, cfg["qat_method"], p["bits"], cfg["qat"], masks)
         record["seconds"] = time.perf_counter() - start
         out[name] = record
+        bar.update()
+    bar.close()
     return out
 
 

@@ -38,7 +38,7 @@ from ..prune.criteria import compute_scores
 from ..prune.masks import prunable_parameters, sparsity_report
 from ..prune.schedules import finetune_masked, fit_budget, gradual_prune, iterative_prune, one_shot_prune
 from ..prune.sensitivity import SensitivityScope, sensitivity_scan
-from ..train import evaluate, plain_progress, seed_everything
+from ..train import evaluate, plain_progress, progress, quiet_progress, seed_everything
 
 STAGE = "after_unstructured_pruning"
 METHODS = ("one_shot", "iterative", "gradual")
@@ -192,15 +192,19 @@ def study(subject: Subject, sparsities: list[float], epochs: list[float]) -> lis
     Reduced profiles scale the budgets (``study_epoch_scale``) and cap an epoch (``epoch_steps``);
     rows keep the nominal epochs and record the steps actually run."""
     rows, scale, cap = [], subject.cfg["study_epoch_scale"], subject.cfg["epoch_steps"]
-    for e in epochs:
-        for level in sparsities:
-            for method in METHODS:
-                _, _, row = prune_and_finetune(subject, method, level, e * scale, cap)
-                row.update(epochs=e, steps=fit_budget(e * scale, subject.train, cap)["max_steps"])
-                rows.append(row)
-                low, high = row["ci95"]
-                print(f"{subject.name:12s} {method:9s} {level:4.0%} {e} ep: {row['accuracy']:.2%} "
-                      f"[{low:.2%}, {high:.2%}] ({row['seconds']:.0f}s)")
+    points = [(e, level, method) for e in epochs for level in sparsities for method in METHODS]
+    # One bar for the study and a line per point: a bar per fine-tune would bury the figure.
+    bar = progress(total=len(points), desc=f"{subject.name} study", unit="fit")
+    for e, level, method in points:
+        with quiet_progress():
+            _, _, row = prune_and_finetune(subject, method, level, e * scale, cap)
+        row.update(epochs=e, steps=fit_budget(e * scale, subject.train, cap)["max_steps"])
+        rows.append(row)
+        bar.update()
+        low, high = row["ci95"]
+        print(f"{subject.name:12s} {method:9s} {level:4.0%} {e} ep: {row['accuracy']:.2%} "
+              f"[{low:.2%}, {high:.2%}] ({row['seconds']:.0f}s)", flush=True)
+    bar.close()
     subject.results["study"] = rows
     print(study_verdict(rows))
     return rows
@@ -345,6 +349,7 @@ def frontier(s, subject: Subject) -> dict:
         model, _ = subject.fresh()
         current = (model, None, 0.0, subject.baseline)
     trials, failed = [], None
+    bar = progress(desc=f"{subject.name} frontier", unit="trial")  # no total: the search stops when it may
     for _ in range(cfg["max_trials"]):
         level = current[2]
         if failed is None:
@@ -357,12 +362,14 @@ def frontier(s, subject: Subject) -> dict:
         model = copy.deepcopy(current[0])
         params = subject.params(model)
         masks = one_shot_prune(model, target, "global", params=params, previous=current[1])
-        finetune_masked(model, subject.train, cfg["epochs"], masks, f"{subject.name} frontier {target:.2%}",
-                  cfg["epoch_steps"], **subject.fit_kwargs)
+        with quiet_progress():
+            finetune_masked(model, subject.train, cfg["epochs"], masks, f"{subject.name} frontier {target:.2%}",
+                            cfg["epoch_steps"], **subject.fit_kwargs)
         measured = sparsity_report(model, params, masks)["pruning_percentage"] / 100
         acc = evaluate(model, subject.test)["accuracy"]
         passed = acc >= threshold
         trials.append({"from_sparsity": level, "sparsity": measured, "accuracy": acc, "passed": passed})
+        bar.update()
         print(f"{subject.name:12s} frontier {level:.2%} -> {measured:.2%}: {acc:.2%} "
               f"({'meets' if passed else 'below'} {threshold:.2%})")
         if passed:
@@ -373,6 +380,7 @@ def frontier(s, subject: Subject) -> dict:
                 break
         if current[2] >= cfg["max_sparsity"] - 1e-9:
             break
+    bar.close()
     result = {"threshold": threshold, "threshold_rule": rule, "frontier_sparsity": current[2],
               "frontier_accuracy": current[3], "first_failure": failed, "trials": trials,
               "epochs_per_trial": cfg["epochs"], "epoch_steps": cfg["epoch_steps"]}
@@ -384,14 +392,23 @@ def frontier(s, subject: Subject) -> dict:
 
 # -- per-layer sparsity at one level, and the summary ------------------------------------------------
 def layer_bars_data(subjects: dict[str, Subject], level: float) -> tuple[float, dict]:
-    """(the sweep level nearest ``level``, {model: {curve: {layer: sparsity}}} at that level)."""
-    out, used = {}, level
+    """(``level``, {model: {curve: {layer: sparsity}}}): a copy of each dense model pruned to
+    exactly ``level`` with magnitude scores under each scope of the sweep (global, layer-wise and,
+    after a sensitivity scan, sensitivity-chosen), sparsity counted from the weights' zeros. Only
+    magnitudes are needed, so this costs no evaluation whatever the sweep's levels."""
+    out = {}
     for name, subj in subjects.items():
-        sw = subj.results["sweep"]
-        i = min(range(len(sw["sparsities"])), key=lambda j: abs(sw["sparsities"][j] - level))
-        used = sw["sparsities"][i]
-        out[name] = {c: layers[i] for c, layers in sw["layers"].items() if "magnitude" in c}
-    return used, out
+        scopes = {"global": "global", "layer": "layer"}
+        if "sensitivity" in subj.results:
+            scopes["sensitivity"] = SensitivityScope(subj.results["sensitivity"])
+        out[name] = {}
+        for label, scope in scopes.items():
+            model = copy.deepcopy(subj.model)
+            params = subj.params(model)
+            masks = one_shot_prune(model, level, scope, params=params)
+            report = sparsity_report(model, params, masks)
+            out[name][f"{label} magnitude"] = {n: v["sparsity"] for n, v in report["layers"].items()}
+    return level, out
 
 
 def summary(s, subjects: dict[str, Subject], models: list[str]) -> list[dict]:

@@ -29,7 +29,7 @@ from torch import nn
 
 from .criteria import compute_scores
 from .masks import Masks, MaskEnforcer, apply_masks, masks_from_scores, prunable_parameters, sparsity_report
-from ..train import evaluate, fit
+from ..train import evaluate, fit, progress, quiet_progress, report_progress
 
 # -- masks under a scope ------------------------------------------------------------------
 def parse_nm(scope) -> tuple[int, int] | None:
@@ -138,17 +138,23 @@ def iterative_prune(model: nn.Module, train_loader, test_loader, sparsity: float
     """
     params = params if params is not None else prunable_parameters(model)
     masks, history = None, []
+    # One bar for the rounds; the fine-tuning of each round runs without a bar of its own.
+    bar = progress(total=rounds, desc=desc, unit="round")
     for r, target in enumerate(round_targets(sparsity, rounds), 1):
         scores = compute_scores(criterion, model, params, score_loader or train_loader, score_batches)
         masks = one_shot_prune(model, target, scope, scores, params, previous=masks)
-        fits = finetune_masked(model, train_loader, epochs_per_round, masks, f"{desc} round {r}/{rounds}",
-                         epoch_steps, **fit_kwargs)
+        with quiet_progress():
+            fits = finetune_masked(model, train_loader, epochs_per_round, masks, f"{desc} round {r}/{rounds}",
+                                   epoch_steps, **fit_kwargs)
         report = sparsity_report(model, params, masks)
         entry = {"round": r, "target_sparsity": target,
                  "measured_sparsity": report["pruning_percentage"] / 100, "fit": fits}
         if test_loader is not None:
             entry["accuracy"] = evaluate(model, test_loader)["accuracy"]
         history.append(entry)
+        bar.update()
+        report_progress(bar, desc, f"round {r}/{rounds} {entry['measured_sparsity']:.1%} zero")
+    bar.close()
     return masks, history
 
 

@@ -1,0 +1,68 @@
+"""Details a student sees in the notebooks: the data named once it exists, charts that say what
+they draw, whole-epoch ticks, notebooks saved as JupyterLab saves them."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from labutils import Session
+from labutils.data import DeviceLoader
+from labutils.labs import baseline as B
+from labutils.labs import unstructured as U
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def test_session_shown_before_its_data_names_the_data_once_prepared(tmp_path):
+    s = Session("smoke", tmp_path)
+    before = repr(s)  # notebook 01 shows the session before prepare_data writes the data
+    assert "not prepared yet" in before and "unknown" not in before
+    s.prepare_data()
+    assert s.data_description == "synthetic CIFAR-shaped data"
+    assert "synthetic CIFAR-shaped data" in s.caption() and "not prepared" not in s.caption()
+
+
+def test_layer_sparsity_chart_draws_the_level_it_names():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 16, 3), nn.Conv2d(16, 16, 3), nn.Flatten(),
+                          nn.LazyLinear(10))
+    model(torch.zeros(1, 3, 32, 32))
+    x = np.zeros((8, 3, 32, 32), dtype=np.uint8)
+    loader = DeviceLoader(x, np.zeros(8, dtype=np.int64), 4, False)
+    cfg = {"include_first": False, "include_classifier": False}
+    subject = U.Subject("cnn", model, loader, loader, loader, 0.5, cfg)
+    subject.results["sweep"] = {"sparsities": [0.5, 0.9]}  # the sweep's levels do not matter
+    level, data = U.layer_bars_data({"cnn": subject}, 0.8)
+    assert level == 0.8 and set(data["cnn"]) == {"global magnitude", "layer magnitude"}
+    sizes = {n: p.numel() for n, p in subject.params(model).items()}
+    for curve, layers in data["cnn"].items():
+        overall = sum(layers[n] * sizes[n] for n in sizes) / sum(sizes.values())
+        assert overall == pytest.approx(0.8, abs=1e-3), curve
+    assert all(v == pytest.approx(0.8, abs=0.01) for v in data["cnn"]["layer magnitude"].values())
+    fig = U.plot_layer_sparsity(data, level)
+    assert fig.axes[0].get_title() == "cnn: per-layer sparsity at 80% overall"
+    assert all(bool((p != 0).all()) for p in subject.params(subject.model).values())  # the dense model untouched
+
+
+def test_learning_curves_tick_whole_epochs():
+    history = [{"epoch": e, "train_loss": 2.0 / e, "test_accuracy": 0.1 * e} for e in (1, 2)]
+    fig = B.plot_learning_curves({"cnn": history})
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if 1 <= t <= 2]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_carry_the_metadata_jupyterlab_writes(path):
+    """Without it JupyterLab adds it when a kernel starts and marks the notebook modified."""
+    meta = json.loads(path.read_text())["metadata"]
+    assert meta["kernelspec"] == {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    info = meta["language_info"]
+    assert info["codemirror_mode"] == {"name": "ipython", "version": 3}
+    assert {k: info[k] for k in ("file_extension", "mimetype", "name", "nbconvert_exporter", "pygments_lexer")} == {
+        "file_extension": ".py", "mimetype": "text/x-python", "name": "python",
+        "nbconvert_exporter": "python", "pygments_lexer": "ipython3"}
+    assert info["version"].startswith("3.")
