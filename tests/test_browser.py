@@ -5,7 +5,8 @@ Checks what only a browser shows: every cell ran without an error; the training 
 widgets that end full and green (never tqdm's red failure state, never "Error displaying widget" or
 a raw ``HBox(...)``, also after saving and reloading); figures are images; notebook 03's study
 figure and verdict sit among its visible outputs (no "Show more outputs"); notebook 01 names its
-data; opening a notebook does not mark it modified.
+data; opening a notebook does not mark it modified; notebook 03's pruning playground answers a
+move of its sparsity slider with a new accuracy.
 
 Needs Debian's ``chromium`` (/usr/bin/chromium; ``.ci/run`` installs it) and Playwright for
 Python (the ``test`` extra), which drives that Chromium: no browser is downloaded. Screenshots go
@@ -266,9 +267,12 @@ def assert_bars_finished(page, at_least: int) -> None:
 
 
 def assert_images(page, state: dict, at_least: int) -> None:
-    """Every image output is an <img> on the page."""
+    """Every image output of a cell is an <img> on the page (images a widget draws into its own
+    output area, like the playground's, are not the cells' outputs and are not counted)."""
     pngs = sum("image/png" in o.get("data", {}) for c in state["cells"] for o in c["outputs"])
-    imgs = page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output img").count()
+    imgs = page.evaluate("""() => [...document.querySelectorAll(
+            '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output img')]
+        .filter(img => !img.closest('.widget-output')).length""")
     assert pngs >= at_least and imgs == pngs, (pngs, imgs)
 
 
@@ -341,3 +345,27 @@ def test_03_unstructured_pruning(page, lab):
     screenshot(page, lab, "03_study_cell", study_cell)
     assert study_cell.locator(".jp-OutputArea-output img").is_visible()
     assert study_cell.get_by_text(re.compile(r"study: \d+ points")).first.is_visible()
+
+
+PLAYGROUND_LINE = re.compile(r"probe accuracy ([\d.]+)% at ([\d.]+)% sparsity")
+
+
+def test_03_playground_answers_the_slider(page, lab):
+    """The live playground (notebook 03, still open from the test above): moving the sparsity
+    slider prunes again and shows the new accuracy and sparsity under the controls."""
+    panel = page.locator(".jp-NotebookPanel:visible")
+    line = panel.get_by_text(PLAYGROUND_LINE).first
+    line.wait_for(timeout=60_000)
+    before = PLAYGROUND_LINE.search(line.inner_text()).groups()
+    assert float(before[1]) == pytest.approx(50, abs=1)  # the slider starts at 50%
+    handle = panel.locator(".widget-slider .noUi-handle").first
+    handle.focus()
+    handle.press("End")  # the keyboard's way to the slider's maximum: one release, one update
+    page.wait_for_function(
+        r"""() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .widget-label')]
+            .some(el => / at 9\d(\.\d)?% sparsity/.test(el.innerText))""", timeout=60_000)
+    after = PLAYGROUND_LINE.search(line.inner_text()).groups()
+    state = notebook_state(page)
+    screenshot(page, lab, "03_playground", cell(page, code_cell_index(state, "playground(", page)))
+    assert float(after[1]) > 90 and float(after[0]) != float(before[0]), (before, after)
+    assert_clean_run(page, state)
