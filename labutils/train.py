@@ -67,8 +67,10 @@ def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device: torch.device | None = None) -> dict:
-    """{"accuracy": fraction correct, "loss": mean cross-entropy, "n": examples seen}."""
+def evaluate(model: nn.Module, loader, device: torch.device | None = None, tta_flip: bool = False) -> dict:
+    """{"accuracy": fraction correct, "loss": mean cross-entropy, "n": examples seen}. With
+    ``tta_flip`` the logits are the mean of each image's and its mirror image's (test-time
+    augmentation: twice the work)."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -77,6 +79,8 @@ def evaluate(model: nn.Module, loader, device: torch.device | None = None) -> di
         x, y = _to_device(x, y, device)
         with autocast(device):
             logits = model(x)
+            if tta_flip:
+                logits = (logits.float() + model(x.flip(-1)).float()) / 2
         # Summed on the device: one host sync at the end, not two per batch.
         loss += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
@@ -150,7 +154,7 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
         mixup: float = 0.0, num_classes: int = 10, grad_clip: float | None = None,
         callback: StepCallback | None = None, device: torch.device | None = None,
         desc: str = "train", eval_every: int = 1, max_steps: int | None = None,
-        compile: bool | str = False) -> list[dict]:
+        compile: bool | str = False, ema: float = 0.0) -> list[dict]:
     """Train ``model`` and return its history: one dict per epoch (losses, accuracies, lr, time).
 
     ``callback(model, optimizer, step)`` runs after every optimizer step. ``mixup`` > 0 mixes
@@ -158,7 +162,10 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     evaluated every ``eval_every`` epochs and after the last. ``max_steps`` stops early
     (smoke runs and tests). ``compile`` (True or a torch.compile mode name) runs the training
     forward through ``torch.compile`` (eager if that fails; worth it for long runs only, see
-    ``labutils.accel``). The step loop
+    ``labutils.accel``). ``ema`` > 0 keeps an exponential moving average of the weights (and
+    BatchNorm statistics) with that decay per step; it is what gets evaluated, and it is copied
+    into ``model`` at the end (dense training only: an average does not keep pruned weights at
+    zero). The step loop
     never waits for the device: losses and counts are summed there and read once per epoch.
     """
     device = device or next(model.parameters()).device
@@ -168,6 +175,8 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     opt = make_optimizer(model, optimizer, lr, weight_decay, momentum)
     total = epochs * len(train_loader) if max_steps is None else min(max_steps, epochs * len(train_loader))
     sched = make_schedule(opt, schedule, total, warmup)
+    averaged = weight_average(model, ema) if ema else None
+    scored = averaged.module if averaged is not None else model
     history, step = [], 0
     epoch_bar = progress(range(epochs), desc=desc, unit="epoch")
     for epoch in epoch_bar:
@@ -190,6 +199,8 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
             step += 1
             if callback is not None:
                 callback(model, opt, step)
+            if averaged is not None:
+                averaged.update_parameters(model)
             loss_sum += loss.detach() * len(y)  # no .item(): a sync per step would stall the GPU
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
@@ -201,14 +212,24 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
             record["train_accuracy"] = float(correct) / max(seen, 1)
         last = epoch == epochs - 1 or step >= total
         if test_loader is not None and ((epoch + 1) % eval_every == 0 or last):
-            ev = evaluate(model, test_loader, device)
+            ev = evaluate(scored, test_loader, device)
             record.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])
         record["seconds"] = time.perf_counter() - start
         history.append(record)
         _report(desc, epochs, record, epoch_bar)
         if step >= total:
             break
+    if averaged is not None:
+        model.load_state_dict(averaged.module.state_dict())
     return history
+
+
+def weight_average(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of ``model``'s weights and buffers, updated in one
+    multi-tensor operation per step."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _report(desc: str, epochs: int, record: dict, bar) -> None:
