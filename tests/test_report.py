@@ -149,6 +149,8 @@ def test_an_executed_notebook_re_executes_where_it_lies(full_smoke_run):
     holds relative paths, and the run id comes from the run's metrics/run.json."""
     import papermill as pm
 
+    for executed in (full_smoke_run / "notebooks").glob("*.ipynb"):  # no machine path anywhere
+        assert str(full_smoke_run) not in executed.read_text(), executed.name
     book = full_smoke_run / "notebooks" / "05_report.ipynb"
     before = json.loads((full_smoke_run / "report.json").read_text())
     pm.execute_notebook(str(book), str(book), kernel_name="python3", cwd=str(book.parent),
