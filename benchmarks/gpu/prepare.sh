@@ -22,10 +22,10 @@ cp "$pack/cifar10_q75.npz" "$pack/make_cifar10.py" .gpu/
 git rev-parse --short=12 HEAD > .gpu/COMMIT
 
 # In the GPU machine's image already (its package list, 2026-11): not carried.
-present=" aiohappyeyeballs aiohttp aiosignal attrs certifi charset_normalizer click filelock frozenlist fsspec
- idna jinja2 markupsafe matplotlib multidict numpy packaging pillow pip propcache psutil pygments
- python_dateutil pyyaml requests setuptools six timm torch torchvision tqdm typing_extensions urllib3
- wheel yarl "
+present=" aiohappyeyeballs aiohttp aiosignal attrs certifi charset_normalizer click filelock frozenlist fsspec "
+present+=" idna jinja2 markupsafe matplotlib multidict numpy packaging pillow pip propcache psutil pygments "
+present+=" python_dateutil pyyaml requests setuptools six timm torch torchvision tqdm typing_extensions urllib3 "
+present+=" wheel yarl "
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 python3 -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
