@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Here, after the session: make the full run in results.tar the repository's reference run.
 #
-#   bash benchmarks/gpu/adopt.sh PATH/results.tar
+#   bash benchmarks/gpu/adopt.sh PATH/results.tar [FOLDER]
 #
 # Refuses a reduced run or a report without its sidecar. Copies the executed notebooks over
 # notebooks/, the figures into figures/, report.json and report_details.json into the root, the
-# sweep's tables, the logs and metrics/pipeline.json into benchmarks/results/<device>-<date>/;
+# sweep's tables, the logs and metrics/pipeline.json into benchmarks/results/FOLDER/ (default
+# <gpu>-<date>, which must not exist yet);
 # regenerates README's results table and runs its test. Review with git diff, then commit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,13 +19,17 @@ if [ ! -f "$tmp/full/report.json" ]; then
     exit 1
 fi
 python3 -m labutils results-table --root "$tmp/full" > /dev/null  # refuses a reduced run
-folder=benchmarks/results/$(python3 - "$tmp/full/report_details.json" <<'PY'
+folder=benchmarks/results/${2:-$(python3 - "$tmp/full/report_details.json" <<'PY'
 import json, re, sys
 run = json.load(open(sys.argv[1]))["run"]
 name = re.sub(r"[^a-z0-9]+", "-", run["device"].lower().replace("nvidia", "")).strip("-")
 print(f"{name.split('-')[0]}-{run['date'][:10]}")
 PY
-)
+)}
+if [ -e "$folder" ]; then
+    echo "error: $folder exists already: name another folder as the second argument" >&2
+    exit 1
+fi
 cp "$tmp"/full/notebooks/*.ipynb notebooks/
 mkdir -p figures "$folder"
 cp "$tmp"/full/figures/*.png figures/
