@@ -88,13 +88,14 @@ def injected_parameters(out_dir: Path, profile: str, data_root=None, models=MODE
     return {k: v for k, v in wanted.items() if v != NOTEBOOK_DEFAULTS[k]}
 
 
-def _forget_machine_paths(executed: Path) -> None:
+def _forget_machine_paths(executed: Path, name: str) -> None:
     """papermill records the absolute paths it read and wrote in the notebook's metadata; keep
-    them relative (to the repository, and to the executed notebook's folder)."""
+    them relative (to the repository, and to the executed notebook's folder). ``name``: the
+    notebook's file name (``executed`` may be a temporary file)."""
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
-    nb.metadata.papermill.update(input_path=f"notebooks/{executed.name}", output_path=executed.name)
+    nb.metadata.papermill.update(input_path=f"notebooks/{name}", output_path=name)
     atomic_write_bytes(executed, lambda f: f.write(nbformat.writes(nb).encode()))
 
 
@@ -164,7 +165,7 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
                 f"{': ' + first_line[0] if first_line else ''}): {err.ename}: {err.evalue}\n"
                 f"The executed notebook with the full traceback is {target}") from None
         timings[book.name] = time.perf_counter() - t0
-        _forget_machine_paths(target)
+        _forget_machine_paths(target, book.name)
         # Written after each notebook, so the report notebook sees the earlier ones' times.
         written = _write_summary(out_dir, summary, start)
         print(f"== {book.name} done in {format_seconds(timings[book.name])} "

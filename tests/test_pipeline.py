@@ -75,7 +75,7 @@ def test_kernels_get_paths_relative_to_the_executed_notebook(tmp_path, monkeypat
     seen = {}
     monkeypatch.setattr(papermill, "execute_notebook",
                         lambda src, dst, parameters, **kw: seen.update(parameters))
-    monkeypatch.setattr(pipeline, "_forget_machine_paths", lambda path: None)
+    monkeypatch.setattr(pipeline, "_forget_machine_paths", lambda path, name: None)
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--profile", "smoke", "--out", "out", "--notebooks", "01",
                  "--data-root", "data", "--vit-weights", "w.pth", "--seed", "3"]) == 0
