@@ -1,4 +1,4 @@
-"""``python -m labutils``: run the workbook headlessly, or evaluate checkpoints."""
+"""``python -m labutils``: run the workbook headlessly, evaluate checkpoints, or print the results table."""
 from __future__ import annotations
 
 import argparse
@@ -51,6 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto")
     ev.add_argument("--no-accuracy", action="store_true", help="skip the test-set pass")
     ev.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
+    res = sub.add_parser("results-table", help="the README's results table from report.json",
+                         description="Print the results section (for every number of report.json, "
+                                     "the course's minimum and the project's goal, and whether each "
+                                     "is met) from report.json and report_details.json in DIR.")
+    res.add_argument("--root", metavar="DIR", default=None,
+                     help="folder holding report.json (default: the repository root, the reference run)")
+    res.add_argument("--write-readme", action="store_true",
+                     help="write the section into the repository's README.md between its markers")
     return parser
 
 
@@ -60,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     if args.command == "evaluate":
         return _evaluate(args)
+    if args.command == "results-table":
+        return _results_table(args)
     return 2
 
 
@@ -77,6 +87,24 @@ def _evaluate(args) -> int:
     if args.json:
         write_json(args.json, {"results": rows, "failures": failures})
     return 1 if failures else 0
+
+
+def _results_table(args) -> int:
+    from .artifacts import REPO_ROOT
+    from .results import ResultsError, results_section, write_readme
+
+    try:
+        if args.write_readme:
+            if args.root and Path(args.root).resolve() != REPO_ROOT:
+                raise ResultsError("--write-readme writes the repository's own run: copy the run's "
+                                   "files into the repository root first, and leave out --root.")
+            print(f"wrote the results section of {write_readme(REPO_ROOT)}")
+        else:
+            print(results_section(args.root or REPO_ROOT))
+    except ResultsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _run(args) -> int:

@@ -296,20 +296,36 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4, generator=None) -> torch
                   torch.arange(c, device=dev)[None, :, None, None], rows, cols]
 
 
+def cutout(x: torch.Tensor, size: int, fill: torch.Tensor, generator=None) -> torch.Tensor:
+    """Cutout (DeVries & Taylor 2017), a square form of random erasing: per image, a ``size`` x
+    ``size`` square at a random centre (clipped at the borders) is set to ``fill`` (per channel,
+    the data's mean), on a uint8 batch [B, C, H, W] on its device."""
+    b, _, h, w = x.shape
+    dev = x.device
+    cy = torch.randint(0, h, (b, 1, 1), device=dev, generator=generator)
+    cx = torch.randint(0, w, (b, 1, 1), device=dev, generator=generator)
+    rows = torch.arange(h, device=dev)[None, :, None]
+    cols = torch.arange(w, device=dev)[None, None, :]
+    top, left = cy - size // 2, cx - size // 2
+    square = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)  # [B, H, W]
+    return torch.where(square[:, None], fill.view(1, -1, 1, 1).to(x.dtype), x)
+
+
 class DeviceLoader:
     """Iterates over one split kept on ``device`` as a single uint8 tensor.
 
     Yields (float images normalised, channels_last on CUDA; int64 labels). With ``train`` it shuffles
     and applies random crop (pad 4) + horizontal flip on the device; ``size`` resizes to the
-    model's input (224 for the pretrained ViT) after augmentation.
+    model's input (224 for the pretrained ViT) after augmentation. ``cutout`` > 0 also erases a
+    square of that side in every training image (see ``cutout``; 16 is the paper's CIFAR-10 size).
     """
 
     def __init__(self, images, labels, batch_size: int, train: bool, device="cpu",
-                 size: int = 32, seed: int = 0, drop_last: bool | None = None):
+                 size: int = 32, seed: int = 0, drop_last: bool | None = None, cutout: int = 0):
         self.device = torch.device(device)
         self.images = torch.as_tensor(images, dtype=torch.uint8).to(self.device)
         self.labels = torch.as_tensor(labels, dtype=torch.int64).to(self.device)
-        self.batch_size, self.train, self.size = batch_size, train, size
+        self.batch_size, self.train, self.size, self.cutout = batch_size, train, size, cutout
         self.drop_last = train if drop_last is None else drop_last
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.mean = torch.tensor(CIFAR10_MEAN, device=self.device).view(1, 3, 1, 1) * 255
@@ -328,6 +344,8 @@ class DeviceLoader:
             x = self.images[idx]
             if self.train:
                 x = random_crop_flip(x, generator=self.generator)
+                if self.cutout:
+                    x = cutout(x, self.cutout, self.mean.flatten().round(), self.generator)
             yield self.prepare(x), self.labels[idx]
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:

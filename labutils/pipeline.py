@@ -6,8 +6,9 @@ import sys
 import time
 from pathlib import Path
 
-from .artifacts import REPO_ROOT, git_commit, read_json, resolve_out_dir, run_id_for, write_json
+from .artifacts import REPO_ROOT, atomic_write_bytes, git_commit, read_json, resolve_out_dir, run_id_for, write_json
 from .course import MODEL_NAMES, STAGES
+from .data import DEFAULT_DATA_ROOT
 from .runlock import RunLock
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -121,6 +122,48 @@ def _first_missing_output(out_dir: Path, book_names: list[str], models: list[str
     return None
 
 
+# The notebooks' ``parameters`` cell (a test checks that every notebook's cell says the same).
+NOTEBOOK_DEFAULTS = {"PROFILE": "auto", "DEVICE": "auto", "DATA_ROOT": "", "OUT_DIR": "",
+                     "MODELS": list(MODEL_NAMES), "SEED": 0, "RUN_ID": "", "VIT_WEIGHTS": ""}
+
+
+def injected_parameters(out_dir: Path, profile: str, data_root=None, models=MODEL_NAMES, seed: int = 0,
+                        device: str = "auto", vit_weights=None) -> dict:
+    """What papermill injects: only the parameters that differ from the notebooks' defaults, with
+    paths relative to ``out_dir/notebooks``, where the kernel runs and the executed notebook lies.
+    So an executed notebook names no folder of the machine that ran it, and re-executes from where
+    it lies (``OUT_DIR = ".."``: the run folder above it). The run id is not injected: the session
+    reads it from ``out_dir/metrics/run.json``."""
+    here = out_dir / "notebooks"
+
+    def relative(path) -> str:
+        return os.path.relpath(Path(path).resolve(), here) if path else ""
+
+    if data_root and Path(data_root).resolve() == Path(DEFAULT_DATA_ROOT).resolve():
+        data_root = None  # the default folder: re-executed elsewhere, that machine's default
+    wanted = {"PROFILE": profile, "DEVICE": device, "MODELS": list(models), "SEED": seed,
+              "OUT_DIR": "" if out_dir == resolve_out_dir(profile) else relative(out_dir),
+              "DATA_ROOT": relative(data_root), "VIT_WEIGHTS": relative(vit_weights)}
+    return {k: v for k, v in wanted.items() if v != NOTEBOOK_DEFAULTS[k]}
+
+
+def _forget_machine_paths(executed: Path, name: str) -> None:
+    """papermill records the absolute paths it read and wrote in the notebook's metadata; keep
+    them relative (to the repository, and to the executed notebook's folder). ``name``: the
+    notebook's file name (``executed`` may be a temporary file)."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    nb.metadata.papermill.update(input_path=f"notebooks/{name}", output_path=name)
+    atomic_write_bytes(executed, lambda f: f.write(nbformat.writes(nb).encode()))
+
+
+def _record_run_id(out_dir: Path, run_id: str, profile: str) -> None:
+    """The kernels take the run id from ``metrics/run.json``: make sure it names this run."""
+    if run_id_for(out_dir / "metrics", profile) != run_id:
+        write_json(out_dir / "metrics" / "run.json", {"run_id": run_id, "profile": profile})
+
+
 def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: str | None = None,
                  models: list[str] | None = None, notebooks: list[str] | None = None,
                  seed: int = 0, device: str = "auto", vit_weights: str | None = None,
@@ -184,10 +227,8 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         marker = out_dir / "metrics" / "pipeline.json"
         saved = read_json(marker) if marker.is_file() else {}
         timings = _finished_timings(saved) if saved.get("run_id") == run_id else {}
-    # Paths are made absolute here: the kernels run in out/notebooks, not in the caller's folder.
-    params = {"PROFILE": profile, "OUT_DIR": str(out_dir), "DATA_ROOT": str(Path(data_root).resolve()) if data_root else "",
-              "MODELS": models, "SEED": seed,
-              "DEVICE": device, "RUN_ID": run_id, "VIT_WEIGHTS": str(vit_weights or "")}
+    params = injected_parameters(out_dir, profile, data_root, models, seed, device, vit_weights)
+    _record_run_id(out_dir, run_id, profile)
     # The kernels inherit this: progress becomes one printed line per epoch, not redrawn bars.
     os.environ["LABUTILS_PLAIN_PROGRESS"] = "1"
     summary = {"run_id": run_id, **identity, "out": str(out_dir), "notebooks": timings}
@@ -203,6 +244,7 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
                                 cwd=str(target.parent), progress_bar=False, log_output=True,
                                 stdout_file=sys.stdout, stderr_file=sys.stderr)
         except pm.PapermillExecutionError as err:
+            _forget_machine_paths(target, book.name)
             _replace_if_written(target, final)  # the executed notebook, with the traceback
             timings[book.name] = time.perf_counter() - t0
             _write_summary(out_dir, summary, start, failed=book.name)
@@ -214,6 +256,7 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         except BaseException:  # interrupted, or the disk is full: never leave half a notebook
             target.unlink(missing_ok=True)
             raise
+        _forget_machine_paths(target, book.name)
         _replace_if_written(target, final)
         timings[book.name] = time.perf_counter() - t0
         # Written after each notebook, so the report notebook sees the earlier ones' times.

@@ -59,7 +59,8 @@ class Session:
         self.seed = seed
         synthetic = self.profile["data"]["source"] == "synthetic"
         default_root = self.dirs.root / "data-synthetic" if synthetic else D.DEFAULT_DATA_ROOT
-        self.data_root = Path(data_root or default_root)
+        # Absolute: checkpoints record it, and the CLI evaluates them from any folder.
+        self.data_root = Path(data_root or default_root).resolve()
         self.run_id = run_id or run_id_for(self.dirs.metrics, self.name)
         self._arrays: dict[bool, tuple[np.ndarray, np.ndarray]] = {}
         self._on_device: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -191,7 +192,16 @@ class Session:
 
     def __repr__(self) -> str:
         return (f"Session(profile={self.name!r}, device={self.device}, data={self.data_description!r}, "
-                f"out={str(self.dirs.root)!r}, run_id={self.run_id!r})")
+                f"out={shown_path(self.dirs.root)!r}, run_id={self.run_id!r})")
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the working folder (a notebook's own folder in Jupyter and papermill),
+    so an executed notebook's outputs name no folder of the machine that ran it."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return str(path)
 
 
 def _numbers_only(metrics: dict) -> dict:

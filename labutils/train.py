@@ -131,8 +131,10 @@ def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device: torch.device | None = None) -> dict:
-    """{"accuracy": fraction correct, "loss": mean cross-entropy, "n": examples seen}."""
+def evaluate(model: nn.Module, loader, device: torch.device | None = None, tta_flip: bool = False) -> dict:
+    """{"accuracy": fraction correct, "loss": mean cross-entropy, "n": examples seen}. With
+    ``tta_flip`` the logits are the mean of each image's and its mirror image's (test-time
+    augmentation: twice the work)."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -141,6 +143,8 @@ def evaluate(model: nn.Module, loader, device: torch.device | None = None) -> di
         x, y = _to_device(x, y, device)
         with autocast(device):
             logits = model(x)
+            if tta_flip:
+                logits = (logits.float() + model(x.flip(-1)).float()) / 2
         # Summed on the device: one host sync at the end, not two per batch.
         loss += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
@@ -224,7 +228,8 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
         mixup: float = 0.0, num_classes: int = 10, grad_clip: float | None = None,
         callback: StepCallback | None = None, device: torch.device | None = None,
         desc: str = "train", eval_every: int = 1, max_steps: int | None = None,
-        compile: bool | str = False, precision: str | None = None, graphs: bool = False) -> list[dict]:
+        compile: bool | str = False, precision: str | None = None, graphs: bool = False,
+        ema: float = 0.0) -> list[dict]:
     """Train ``model`` and return its history: one dict per epoch (losses, accuracies, lr, time).
 
     ``callback(model, optimizer, step)`` runs after every optimizer step; a callback with a
@@ -237,7 +242,10 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     ``labutils.accel``). ``precision`` ("bf16", "fp16" with a gradient scaler, "fp32"; None:
     ``accel.precision_for(device)``) sets the autocast. ``graphs`` captures the whole step in a
     CUDA graph (``accel.GraphedStep``; eager, with a warning, where it cannot be: see
-    ``_graphs_obstacle``). The step loop
+    ``_graphs_obstacle``). ``ema`` > 0 keeps an exponential moving average of the weights (and
+    BatchNorm statistics) with that decay per step; it is what gets evaluated, and it is copied
+    into ``model`` at the end (dense training only: an average does not keep pruned weights at
+    zero). The step loop
     never waits for the device: losses and counts are summed there and read once per epoch.
     """
     device = device or next(model.parameters()).device
@@ -256,6 +264,8 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
         train_step = GraphedStep(train_step, device, version=getattr(callback, "graph_version", None))
     total = epochs * len(train_loader) if max_steps is None else min(max_steps, epochs * len(train_loader))
     sched = make_schedule(opt, schedule, total, warmup)
+    averaged = weight_average(model, ema) if ema else None
+    scored = averaged.module if averaged is not None else model
     history, step = [], 0
     # One bar counting optimizer steps, updated by hand: it ends full even when max_steps stops
     # the run inside an epoch (a bar wrapping the loops would close short, in red).
@@ -273,6 +283,8 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
             bar.update()
             if callback is not None:
                 callback(model, opt, step)
+            if averaged is not None:
+                averaged.update_parameters(model)
             loss_sum += loss.detach() * len(y)  # no .item(): a sync per step would stall the GPU
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
@@ -284,7 +296,7 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
             record["train_accuracy"] = float(correct) / max(seen, 1)
         last = epoch == epochs - 1 or step >= total
         if test_loader is not None and ((epoch + 1) % eval_every == 0 or last):
-            ev = evaluate(model, test_loader, device)
+            ev = evaluate(scored, test_loader, device)
             record.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])
         record["seconds"] = time.perf_counter() - start
         history.append(record)
@@ -292,6 +304,8 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
         if step >= total:
             break
     bar.close()
+    if averaged is not None:
+        model.load_state_dict(averaged.module.state_dict())
     return history
 
 
@@ -334,6 +348,14 @@ def _graphs_obstacle(device: torch.device, precision: str, callback, compile) ->
         return (f"the step callback {type(callback).__name__} is not marked graph_safe (it may "
                 f"replace tensors the captured step reads)")
     return None
+
+
+def weight_average(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of ``model``'s weights and buffers, updated in one
+    multi-tensor operation per step."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _report(desc: str, epochs: int, record: dict, bar) -> None:

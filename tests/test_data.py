@@ -154,3 +154,32 @@ def test_the_data_is_named_by_where_it_came_from(tmp_path):
         D.write_cifar10(tmp_path / name, images, labels, images, labels, name=name)
         assert describe_data(tmp_path / name) == expected
     assert describe_data(tmp_path / "nothing") == "unknown"
+
+
+def test_cutout_erases_one_clipped_square_per_image_with_the_mean():
+    x = torch.full((64, 3, 32, 32), 255, dtype=torch.uint8)
+    fill = torch.tensor([125, 123, 114])
+    out = D.cutout(x, 16, fill, torch.Generator().manual_seed(0))
+    erased = (out != 255).all(1)  # [B, H, W]: every channel changed
+    assert torch.equal(erased, (out != 255).any(1))
+    for img, mask in zip(out, erased):
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        # one rectangle (the square clipped at the border), at most 16 x 16, filled with the mean
+        assert 0 < len(rows) <= 16 and 0 < len(cols) <= 16
+        assert mask.sum() == len(rows) * len(cols) and rows.diff().eq(1).all() and cols.diff().eq(1).all()
+        assert torch.equal(img[:, mask], fill[:, None].expand(3, int(mask.sum())).to(torch.uint8))
+    assert (erased.sum((1, 2)) == 256).float().mean() > 0.1  # whole squares are common, clipped ones too
+    assert (erased.sum((1, 2)) < 256).any()
+
+
+def test_device_loader_applies_cutout_to_training_batches_only(synthetic_root):
+    x, y = D.load_cifar10(synthetic_root, train=True, download=False)
+    plain = next(iter(D.DeviceLoader(x, y, 50, True, seed=3)))[0]
+    cut = next(iter(D.DeviceLoader(x, y, 50, True, seed=3, cutout=8)))[0]
+    mean = (torch.tensor(D.CIFAR10_MEAN) * 255).round().view(1, 3, 1, 1)
+    at_mean = ((mean - torch.tensor(D.CIFAR10_MEAN).view(1, 3, 1, 1) * 255)
+               / (torch.tensor(D.CIFAR10_STD).view(1, 3, 1, 1) * 255))
+    erased = (cut - at_mean).abs().amax(1) < 1e-4
+    assert erased.flatten(1).sum(1).gt(0).all() and not torch.equal(plain, cut)
+    test = D.DeviceLoader(x, y, 50, False, cutout=8)
+    assert torch.equal(next(iter(test))[0], next(iter(D.DeviceLoader(x, y, 50, False)))[0])

@@ -67,18 +67,53 @@ def test_unknown_notebook_and_model_are_refused(tmp_path, capsys):
     assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--models", "mlp"]) == 2
 
 
-def test_relative_paths_reach_the_kernels_absolute(tmp_path, monkeypatch):
-    """Kernels run in OUT/notebooks, so relative paths given on the command line must be resolved."""
+def test_kernels_get_paths_relative_to_the_executed_notebook(tmp_path, monkeypatch):
+    """Kernels run in OUT/notebooks, where the executed notebook lies: paths given on the command
+    line reach them relative to that folder, and only what differs from the defaults is injected."""
     import papermill
 
     seen = {}
     monkeypatch.setattr(papermill, "execute_notebook",
                         lambda src, dst, parameters, **kw: seen.update(parameters))
+    monkeypatch.setattr(pipeline, "_forget_machine_paths", lambda path, name: None)
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--profile", "smoke", "--out", "out", "--notebooks", "01",
-                 "--data-root", "data", "--vit-weights", "w.pth"]) == 0
-    assert seen["DATA_ROOT"] == str(tmp_path / "data") and seen["VIT_WEIGHTS"] == str(tmp_path / "w.pth")
-    assert seen["OUT_DIR"] == str(tmp_path / "out")
+                 "--data-root", "data", "--vit-weights", "w.pth", "--seed", "3"]) == 0
+    assert seen == {"PROFILE": "smoke", "OUT_DIR": "..", "DATA_ROOT": "../../data",
+                    "VIT_WEIGHTS": "../../w.pth", "SEED": 3}
+    notebooks = tmp_path / "out" / "notebooks"
+    assert (notebooks / seen["DATA_ROOT"]).resolve() == tmp_path / "data"
+
+
+def test_defaults_are_not_injected():
+    from labutils.data import DEFAULT_DATA_ROOT
+
+    out = REPO_ROOT / "runs" / "smoke"  # the smoke profile's default folder
+    assert pipeline.injected_parameters(out, "smoke", DEFAULT_DATA_ROOT) == {"PROFILE": "smoke"}
+    assert pipeline.injected_parameters(out, "smoke", models=["cnn"], device="cpu") == {
+        "PROFILE": "smoke", "MODELS": ["cnn"], "DEVICE": "cpu"}
+
+
+@pytest.mark.parametrize("book", [p.name for p in pipeline.available_notebooks().values()])
+def test_notebook_defaults_match_every_parameters_cell(book):
+    nb = nbformat.read(pipeline.NOTEBOOK_DIR / book, 4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    values = {}
+    exec(cell.source, {}, values)
+    assert {k: values[k] for k in pipeline.NOTEBOOK_DEFAULTS} == pipeline.NOTEBOOK_DEFAULTS
+
+
+def test_executed_notebooks_name_no_folder_of_the_machine(smoke_run):
+    """Neither the run's folder (where the synthetic data lies too) nor the repository's appears
+    anywhere in an executed notebook: not in the injected cell, the metadata or the outputs."""
+    for book in (smoke_run / "notebooks").glob("*.ipynb"):
+        text = book.read_text()
+        assert str(smoke_run) not in text and str(smoke_run.resolve()) not in text, book.name
+        assert str(REPO_ROOT) not in text, book.name
+    nb = nbformat.read(smoke_run / "notebooks" / "02_baseline_training.ipynb", 4)
+    injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert 'OUT_DIR = ".."' in injected.source and "RUN_ID" not in injected.source
+    assert nb.metadata.papermill.output_path == "02_baseline_training.ipynb"
 
 
 def test_run_id_is_shared_by_a_folder_until_a_new_run_starts(tmp_path):

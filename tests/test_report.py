@@ -142,3 +142,19 @@ def test_evaluate_reports_bad_files_by_name_and_goes_on(full_smoke_run, tmp_path
     assert rc == 1
     assert "missing.pth" in captured.err and "corrupt.pth" in captured.err
     assert "cnn_before_pruning" in captured.out
+
+
+def test_an_executed_notebook_re_executes_where_it_lies(full_smoke_run):
+    """The executed report notebook runs again in place, with nothing passed: its injected cell
+    holds relative paths, and the run id comes from the run's metrics/run.json."""
+    import papermill as pm
+
+    for executed in (full_smoke_run / "notebooks").glob("*.ipynb"):  # no machine path anywhere
+        assert str(full_smoke_run) not in executed.read_text(), executed.name
+    book = full_smoke_run / "notebooks" / "05_report.ipynb"
+    before = json.loads((full_smoke_run / "report.json").read_text())
+    pm.execute_notebook(str(book), str(book), kernel_name="python3", cwd=str(book.parent),
+                        progress_bar=False)
+    assert json.loads((full_smoke_run / "report.json").read_text()) == before
+    assert str(full_smoke_run) not in "".join(
+        str(o) for c in json.loads(book.read_text())["cells"] for o in c.get("outputs", []))

@@ -304,3 +304,43 @@ def test_graphed_step_recaptures_when_the_version_changes_and_falls_back_when_ca
     with pytest.warns(RuntimeWarning, match="capture failed: RuntimeError"):
         (out,) = broken(torch.zeros(2))
     assert torch.equal(out, torch.ones(2)) and broken.reason.startswith("capture failed")
+
+def test_ema_weights_are_what_is_scored_and_kept(synthetic_root):
+    """With ema=0.5 over three steps the model ends as 1/4 w1 + 1/4 w2 + 1/2 w3 of the weights
+    w1..w3 that plain training passes through, and that average is what the history scores."""
+    trajectory = []
+
+    def run(**kw):
+        seed_everything(0)
+        train, test = _loaders(synthetic_root)
+        model = build_model("resnet20", width=4)
+        return model, fit(model, train, test, epochs=1, lr=0.05, max_steps=3, **kw)
+
+    plain, _ = run(callback=lambda m, opt, step: trajectory.append([p.detach().clone() for p in m.parameters()]))
+    averaged, history = run(ema=0.5)
+    w1, w2, w3 = trajectory
+    for a, b, c, q, p in zip(w1, w2, w3, averaged.parameters(), plain.parameters()):
+        assert torch.allclose(q, a / 4 + b / 4 + c / 2, atol=1e-6)
+    assert any(not torch.equal(q, p) for q, p in zip(averaged.parameters(), plain.parameters()))
+    _, test = _loaders(synthetic_root)
+    assert history[-1]["test_accuracy"] == evaluate(averaged, test)["accuracy"]
+
+
+class _Mirrored(torch.nn.Module):
+    """The mean of a model's logits on the images and on their mirror images."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return (self.model(x).float() + self.model(x.flip(-1)).float()) / 2
+
+
+def test_flip_tta_averages_the_mirrored_logits(synthetic_root):
+    _, test = _loaders(synthetic_root)
+    seed_everything(0)
+    model = build_model("resnet20", width=4).eval()
+    with_tta = evaluate(model, test, tta_flip=True)
+    assert with_tta == evaluate(_Mirrored(model), test)
+    assert with_tta["loss"] != evaluate(model, test)["loss"]

@@ -295,7 +295,7 @@ def write_results(s: Session, r20: dict, cnn: dict) -> dict:
     payload = {"run": s.info, "config": config(s), "seed_study": seed_table(), "resnet20": r20,
                "cnn_after_unstructured_pruning": cnn, "comparison_with_seed": comparison(r20)}
     path = write_json(s.dirs.metrics / "quantization.json", payload)
-    print(f"wrote {path}")
+    print(f"wrote {path.relative_to(s.dirs.root)}")
     return payload
 
 

@@ -203,7 +203,7 @@ def write(session, report: dict, records: dict, run: dict, rows: list[dict]) -> 
     timings = read_json(pipeline) if pipeline.is_file() else {}
     paths = write_report(session.dirs.root, report, build_details(records, run, rows, timings))
     for p in paths:
-        print("wrote", p)
+        print("wrote", p.relative_to(session.dirs.root))
     return paths
 
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Tar what the write-up needs into $OUT/results.tar: the executed notebooks, figures, report.json,
+# report_details.json, the metrics JSON, the sweep's tables and the logs; no checkpoints, no data.
+#
+#   bash benchmarks/gpu/collect.sh
+set -euo pipefail
+WORK=${WORK:-/tmp/gpu}
+dest=${OUT:?OUT is not set: run this as a device command, whose \$OUT comes back}/results.tar
+cd "$WORK"
+want=(run.log stages full/notebooks full/figures full/report.json full/report_details.json full/metrics sweep)
+have=()
+for p in "${want[@]}"; do [ -e "$p" ] && have+=("$p"); done
+tar cf "$dest" --exclude='*.pth' --exclude='sweep/data-synthetic' --exclude='sweep/airbench' "${have[@]}"
+size=$(stat -c %s "$dest")
+echo "wrote results.tar: ${have[*]} ($((size / 1024)) KiB)"
+[ "$size" -lt $((16 * 1024 * 1024)) ] || echo "warning: over 16 MiB, it will not come back: leave out full/notebooks' figures?" >&2

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# On the GPU machine, from the repository root (the carried .gpu/ made by prepare.sh): install
+# the wheels, write the data, then start the stages in the background, in their own process
+# session, so they outlive this call while the machine stays warm. Returns at once.
+#
+#   bash benchmarks/gpu/run_on_gpu.sh                 # the sweep (SWEEP_BUDGET_S), then the full run
+#   STAGES=full bash benchmarks/gpu/run_on_gpu.sh     # the full run only
+#   DRY_RUN=1 bash benchmarks/gpu/run_on_gpu.sh       # on a CPU: smoke sizes, nothing installed
+#
+# Settings (environment): WORK (default /tmp/gpu: data, outputs, run.log), STAGES ("sweep full"),
+# SWEEP_MODELS ("cnn"; airbench94/96 join the cnn sweep), SWEEP_BUDGET_S (180 per model).
+# Then poll with wait.sh and bring the results back with collect.sh.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export WORK=${WORK:-/tmp/gpu} DRY_RUN=${DRY_RUN:-0}
+mkdir -p "$WORK"
+if [ -f "$WORK/stages.pid" ] && kill -0 "$(cat "$WORK/stages.pid")" 2>/dev/null; then
+    echo "error: the stages are already running (pid $(cat "$WORK/stages.pid")): poll with wait.sh" >&2
+    exit 1
+fi
+LABUTILS_GIT_COMMIT=${LABUTILS_GIT_COMMIT:-$(cat .gpu/COMMIT 2>/dev/null || true)}
+if [ -z "$LABUTILS_GIT_COMMIT" ]; then
+    echo "error: .gpu/COMMIT is missing: run benchmarks/gpu/prepare.sh before the session and carry .gpu" >&2
+    exit 1
+fi
+# The copy sent to the GPU machine has no (or stale) git metadata: the variable names the code.
+export LABUTILS_GIT_COMMIT PYTHONUNBUFFERED=1
+if [ "$DRY_RUN" = 1 ]; then
+    export PROFILE=smoke
+else
+    export PROFILE=full LABUTILS_DATA="$WORK/data"
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/wheels/*.whl
+    export PYTHONPATH="/tmp/site:$PWD"  # papermill's kernels inherit it
+    [ -f "$WORK/data/cifar-10-batches-py/test_batch" ] || python3 .gpu/make_cifar10.py "$WORK/data"
+    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+fi
+setsid nohup bash benchmarks/gpu/stages.sh >> "$WORK/run.log" 2>&1 < /dev/null &
+echo $! > "$WORK/stages.pid"
+echo "started stages '${STAGES:-sweep full}' (pid $!, commit $LABUTILS_GIT_COMMIT, profile $PROFILE); log $WORK/run.log"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Poll the background stages for up to SECONDS (default 540: one call stays under 10 minutes),
+# then print where they stand. Call it again at once while they run: an idle machine goes back.
+#
+#   bash benchmarks/gpu/wait.sh [SECONDS]
+WORK=${WORK:-/tmp/gpu}
+end=$((SECONDS + ${1:-540}))
+running() { [ -f "$WORK/stages.pid" ] && kill -0 "$(cat "$WORK/stages.pid")" 2>/dev/null; }
+while running && [ $SECONDS -lt $end ]; do sleep 10; done
+echo "--- stages"; cat "$WORK/stages" 2>/dev/null
+echo "--- progress"; grep -E "^== |^done:|^error|Error" "$WORK/run.log" 2>/dev/null | tail -15
+echo "--- last lines"; tail -n 4 "$WORK/run.log" 2>/dev/null
+if running; then echo "STILL RUNNING: call wait.sh again now"; else echo "FINISHED: run collect.sh"; fi

@@ -1,0 +1,269 @@
+"""A recipe sweep: train candidate recipes for one model, each scored on the whole test split of
+the data given, within a time budget, and write the table as JSON and markdown.
+
+Each candidate overrides the ``full`` profile's recipe of the model (``labutils/profiles.py``:
+``TRAIN`` for cnn and vit_scratch, ``QUANT`` for resnet20)::
+
+    {"name": "cutout+ema", "train": {"cutout": 16, "ema": 0.999}, "model": {"drop_path_rate": 0.2}}
+
+``train`` keys are ``labutils.train.fit``'s arguments (epochs, lr, weight_decay, label_smoothing,
+mixup, ema, ...) plus ``batch_size``, ``cutout`` (the training loader's Cutout square) and
+``tta_flip`` (flip test-time augmentation when scoring); ``model`` keys are the architecture's.
+Columns: accuracy on the whole test split with its Wilson 95% interval, epochs, seconds of
+training (the first epoch's warm-up and compilation included; wall time with building and
+scoring in the JSON's ``wall_seconds``) and training images/s.
+``{"name": "airbench94", "airbench": true}`` (or airbench96) runs the airbench peer on the same
+data (``benchmarks/airbench_peer.py``; CUDA only, otherwise the row says why it did not run).
+
+Built-in lists per model (``CANDIDATES``), or ``--candidates FILE`` (a JSON list, or a Python
+file defining ``CANDIDATES``). When the budget is spent no new candidate starts: the rest are
+listed as skipped. Not available as candidates (not in the library): TrivialAugment/RandAugment
+on device batches and repeated augmentation.
+
+    python benchmarks/sweep.py --model cnn --data-root /tmp/data --out /tmp/sweep --budget-s 300 --airbench
+    python benchmarks/sweep.py --model resnet20 --smoke --out /tmp/sweep    # seconds on a CPU
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import inspect
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from labutils.artifacts import atomic_write_bytes, device_name, git_commit, write_json
+from labutils.data import DeviceLoader, load_cifar10, write_synthetic_cifar10
+from labutils.measure import accuracy_interval
+from labutils.models import build_model, course_model
+from labutils.profiles import get_profile
+from labutils.session import describe_data
+from labutils.train import evaluate, fit, get_device, seed_everything
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import airbench_peer  # noqa: E402  (beside this file)
+
+MODELS = ("cnn", "vit_scratch", "resnet20")
+LOADER_KEYS, EVAL_KEYS = {"batch_size", "cutout"}, {"tta_flip"}
+FIT_KEYS = set(inspect.signature(fit).parameters) - {"model", "train_loader", "test_loader", "callback",
+                                                     "device", "desc"}
+AIRBENCH = [{"name": "airbench94", "airbench": True}, {"name": "airbench96", "airbench": True}]
+
+# Candidates worth a few points each according to public recipes (issue: the write-up).
+CANDIDATES = {
+    "cnn": [
+        {"name": "today", "train": {}},
+        {"name": "cutout 16", "train": {"cutout": 16}},
+        {"name": "ema 0.999", "train": {"ema": 0.999}},
+        {"name": "flip TTA", "train": {"tta_flip": True}},
+        {"name": "label smoothing 0.2", "train": {"label_smoothing": 0.2}},
+        {"name": "50 epochs", "train": {"epochs": 50}},
+        {"name": "cutout+ema+TTA, 50 epochs", "train": {"cutout": 16, "ema": 0.999, "tta_flip": True, "epochs": 50}},
+    ],
+    # Compared at a short horizon (30 epochs); extrapolate only what wins there.
+    "vit_scratch": [
+        {"name": "today at 30 epochs", "train": {"epochs": 30}},
+        {"name": "cutout 8", "train": {"epochs": 30, "cutout": 8}},
+        {"name": "stochastic depth 0.2", "train": {"epochs": 30}, "model": {"drop_path_rate": 0.2}},
+        {"name": "ema 0.999", "train": {"epochs": 30, "ema": 0.999}},
+        {"name": "flip TTA", "train": {"epochs": 30, "tta_flip": True}},
+        {"name": "no mixup, label smoothing 0.1", "train": {"epochs": 30, "mixup": 0.0}},
+    ],
+    "resnet20": [
+        {"name": "today", "train": {}},
+        {"name": "weight decay 1e-4", "train": {"weight_decay": 1e-4}},
+        {"name": "classic: batch 128, lr 0.1, wd 1e-4", "train": {"batch_size": 128, "lr": 0.1, "weight_decay": 1e-4}},
+        {"name": "120 epochs, wd 1e-4", "train": {"epochs": 120, "weight_decay": 1e-4}},
+        {"name": "cutout 16, flip TTA", "train": {"cutout": 16, "tta_flip": True}},
+    ],
+}
+
+
+class SweepError(ValueError):
+    """A candidate list the sweep cannot run (unknown keys, no name...)."""
+
+
+def base_recipe(model: str) -> tuple[dict, dict]:
+    """(training recipe, architecture overrides) of ``model`` in the ``full`` profile."""
+    full = get_profile("full")
+    if model == "resnet20":
+        return dict(full["quant"]["train"]), dict(full["quant"]["resnet20"])
+    return dict(full["train"][model]), dict(full["models"][model])
+
+
+def check(candidates: list[dict]) -> list[dict]:
+    """Refuse, naming the candidate, what the sweep could not run."""
+    names = [c.get("name") for c in candidates]
+    if not all(names) or len(set(names)) != len(names):
+        raise SweepError(f"every candidate needs a name of its own; got {names}")
+    for c in candidates:
+        unknown = set(c.get("train", {})) - FIT_KEYS - LOADER_KEYS - EVAL_KEYS
+        if unknown:
+            raise SweepError(f"candidate {c['name']!r}: unknown train key(s) {sorted(unknown)}; "
+                             f"known: {sorted(FIT_KEYS | LOADER_KEYS | EVAL_KEYS)}")
+        if c.get("airbench") and c["name"] not in airbench_peer.VARIANTS:
+            raise SweepError(f"candidate {c['name']!r}: an airbench row is named one of {airbench_peer.VARIANTS}")
+    return candidates
+
+
+def load_candidates(path: str) -> list[dict]:
+    """A JSON list, or a Python file defining ``CANDIDATES``."""
+    if path.endswith(".py"):
+        spec = importlib.util.spec_from_file_location("sweep_candidates", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return list(module.CANDIDATES)
+    return json.loads(Path(path).read_text())
+
+
+def build(model: str, arch: dict) -> torch.nn.Module:
+    return build_model("resnet20", **arch) if model == "resnet20" else course_model(model, **arch)
+
+
+def train_candidate(model_name: str, candidate: dict, data: dict, device: torch.device, smoke: bool) -> dict:
+    """Train one candidate from the base recipe and score it on the whole test split."""
+    recipe, arch = base_recipe(model_name)
+    recipe.update(candidate.get("train", {}))
+    arch.update(candidate.get("model", {}))
+    if smoke:  # a couple of steps, narrow models: the workflow, not the numbers
+        recipe.update(epochs=1, max_steps=2, batch_size=32, compile=False)
+        arch.update(get_profile("smoke")["quant"]["resnet20"] if model_name == "resnet20"
+                    else get_profile("smoke")["models"][model_name])
+    loader = {k: recipe.pop(k) for k in LOADER_KEYS if k in recipe}
+    tta = bool(recipe.pop("tta_flip", False))
+    seed_everything(0)
+    train = DeviceLoader(*data["train"], loader["batch_size"], True, device, seed=0, cutout=loader.get("cutout", 0))
+    test = DeviceLoader(*data["test"], 500, False, device)
+    model = build(model_name, arch).to(device)
+    history = fit(model, train, None, device=device, desc=f"{model_name} {candidate['name']}", **recipe)
+    score = evaluate(model, test, device, tta_flip=tta)
+    seconds = sum(h["train_seconds"] for h in history)
+    return {"accuracy": score["accuracy"], "interval": list(accuracy_interval(score["accuracy"], score["n"])),
+            "test_images": score["n"], "epochs": len(history), "seconds": seconds,
+            "images_per_second": sum(h["images"] for h in history) / seconds}
+
+
+def run_row(model_name: str, candidate: dict, data: dict, device, smoke: bool, airbench_dir) -> dict:
+    """One row of the table: done (with numbers), not run (airbench off CUDA) or failed (why)."""
+    row = {"name": candidate["name"], "overrides": {k: v for k, v in candidate.items() if k != "name"}}
+    start = time.perf_counter()
+    try:
+        if candidate.get("airbench"):
+            reason = airbench_peer.not_run_reason()
+            if reason:
+                return row | {"status": "not run", "note": reason}
+            return row | airbench_peer.run_airbench(candidate["name"], airbench_dir())
+        row |= {"status": "done", **train_candidate(model_name, candidate, data, device, smoke)}
+    except (RuntimeError, ValueError, TypeError, OSError) as err:  # out of memory, a bad value...
+        row |= {"status": "failed", "note": f"{type(err).__name__}: {str(err).splitlines()[0]}"}
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    row["wall_seconds"] = time.perf_counter() - start
+    return row
+
+
+def sweep(model_name: str, candidates: list[dict], data_root: Path, out: Path, budget_s: float,
+          device, smoke: bool = False) -> dict:
+    """Run the candidates in order until the budget is spent; write the JSON and markdown tables."""
+    check(candidates)
+    data = {"train": load_cifar10(data_root, True, download=False),
+            "test": load_cifar10(data_root, False, download=False)}
+    airbench_folder = []
+
+    def airbench_dir() -> Path:  # written once, when the first airbench row runs
+        if not airbench_folder:
+            airbench_folder.append(airbench_peer.write_airbench_data(data_root, out / "airbench").parent)
+        return airbench_folder[0]
+
+    result = {"model": model_name, "smoke": smoke, "device": device_name(device),
+              "data": describe_data(data_root), "git_commit": git_commit(),
+              "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
+              "budget_seconds": budget_s, "base_recipe": dict(zip(("train", "model"), base_recipe(model_name))),
+              "rows": []}
+    start = time.perf_counter()
+    for candidate in candidates:
+        spent = time.perf_counter() - start
+        if spent >= budget_s:
+            row = {"name": candidate["name"], "status": "skipped",
+                   "note": f"time budget spent ({spent:.0f} of {budget_s:.0f} s)"}
+        else:
+            row = run_row(model_name, candidate, data, device, smoke, airbench_dir)
+        result["rows"].append(row)
+        print(format_row(row), flush=True)
+        write_tables(result, out)  # after every row: a run cut short keeps what it measured
+    return result
+
+
+def format_row(row: dict) -> str:
+    if row["status"] != "done":
+        return f"{row['name']}: {row['status']} ({row.get('note', '')})"
+    lo, hi = row["interval"]
+    return (f"{row['name']}: {row['accuracy']:.2%} [{lo:.2%}, {hi:.2%}] on {row['test_images']} images, "
+            f"{row['epochs']:g} epochs, {row['seconds']:.0f} s, {row['images_per_second']:,.0f} images/s")
+
+
+def markdown(result: dict) -> str:
+    lines = [f"# Recipe sweep: {result['model']}", "",
+             f"{result['device']}, {result['data']}, commit `{result['git_commit']}`, {result['date'][:10]}, "
+             f"torch {result['torch']}, budget {result['budget_seconds']:.0f} s"
+             + (" (smoke: a couple of steps on synthetic data; the numbers mean nothing)" if result["smoke"] else ""),
+             "", "| candidate | accuracy | 95% interval | epochs | seconds | images/s | note |",
+             "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        if r["status"] == "done":
+            lo, hi = r["interval"]
+            lines.append(f"| {r['name']} | {r['accuracy']:.2%} | {lo:.2%} - {hi:.2%} | {r['epochs']:g} | "
+                         f"{r['seconds']:.0f} | {r['images_per_second']:,.0f} | {r.get('note', '')} |")
+        else:
+            lines.append(f"| {r['name']} | {r['status']} | | | | | {r.get('note', '')} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(result: dict, out: Path) -> tuple[Path, Path]:
+    stem = out / f"sweep_{result['model']}"
+    text = markdown(result)
+    md = atomic_write_bytes(f"{stem}.md", lambda f: f.write(text.encode()))
+    return write_json(f"{stem}.json", result), md
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, choices=MODELS)
+    ap.add_argument("--candidates", metavar="FILE", default=None,
+                    help="JSON list or Python file with CANDIDATES (default: the built-in list of --model)")
+    ap.add_argument("--data-root", metavar="DIR", default=None,
+                    help="folder holding cifar-10-batches-py (its whole test split scores every candidate)")
+    ap.add_argument("--out", metavar="DIR", required=True, help="where sweep_MODEL.json and .md go")
+    ap.add_argument("--budget-s", type=float, default=540.0,
+                    help="start no candidate after this many seconds (default 540)")
+    ap.add_argument("--airbench", action="store_true", help="add airbench94 and airbench96 rows first (CUDA)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--smoke", action="store_true",
+                    help="synthetic data, narrow models, two steps per candidate (tests, CPU)")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("LABUTILS_PLAIN_PROGRESS", "1")  # one printed line per epoch in the log
+    out = Path(args.out)
+    if args.smoke:
+        data_root = out / "data-synthetic"
+        if not (data_root / "cifar-10-batches-py" / "test_batch").is_file():
+            write_synthetic_cifar10(data_root, n_train=200, n_test=100, seed=0)
+    elif args.data_root:
+        data_root = Path(args.data_root)
+    else:
+        ap.error("--data-root is required (or --smoke)")
+    try:
+        candidates = load_candidates(args.candidates) if args.candidates else CANDIDATES[args.model]
+        candidates = (AIRBENCH if args.airbench else []) + list(candidates)
+        return sweep(args.model, candidates, data_root, out, args.budget_s, get_device(args.device), args.smoke)
+    except (SweepError, json.JSONDecodeError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""The README's results table, generated from a run's ``report.json`` and its sidecar
+``report_details.json``: for every number, the course's minimum and the project's own goal, and
+whether each is met. ``python -m labutils results-table --write-readme`` writes it into README.md
+between the markers below, so the numbers in the docs cannot drift from the committed run.
+
+The repository root holds the reference run, which must be a ``full`` run; a reduced (smoke or
+cpu) report there is refused. Without any report the section says that no full GPU run is
+committed yet.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .artifacts import REPO_ROOT, atomic_write_bytes, read_json
+from .course import AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, SPARSITY_MIN
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+# The project's own goals on the q75 CIFAR-10 copy, whole test split: stretch goals beyond the
+# course's minimums (labutils.course). Per model and stage: "accuracy" (least test accuracy, a
+# fraction), "removed" (least share removed, percent), "max_drop" (largest loss against the
+# model's dense accuracy, a fraction). A model without an entry has the course's minimums only.
+PROJECT_GOALS = {
+    "cnn": {"before_pruning": {"accuracy": 0.935},
+            "unstructured": {"removed": 95.0, "max_drop": 0.005},
+            "structured": {"removed": 50.0, "max_drop": 0.01}},
+    "vit_scratch": {"before_pruning": {"accuracy": 0.90},
+                    "unstructured": {"removed": 90.0, "accuracy": 0.86},
+                    "structured": {"removed": 33.0, "accuracy": 0.86}},
+}
+# Project goals on numbers that report.json does not hold, and where to read them.
+GOALS_ELSEWHERE = [
+    "cnn dense at least airbench96's accuracy on the same data (the recipe sweep, `benchmarks/sweep.py`)",
+    "cnn unstructured frontier: at least 99.5% of weights removed at >= 90% (notebook 03)",
+    "ResNet-20 fp32 >= 91.5% (the seed's 91.51%), then the seed's quantization rows matched or beaten (notebook 06)",
+]
+STAGES = (("before_pruning", "dense"), ("unstructured", "unstructured"), ("structured", "structured"))
+
+
+class ResultsError(ValueError):
+    """The files cannot give the reference results table (a reduced run, a missing sidecar...)."""
+
+
+def course_goal(model: str, stage: str) -> dict:
+    if stage == "before_pruning":
+        return {"accuracy": BEFORE_PRUNING_MIN[model]}
+    return {"accuracy": AFTER_PRUNING_MIN[model], "removed": SPARSITY_MIN[stage]}
+
+
+def numbers(report: dict, model: str, stage: str) -> dict:
+    """{"accuracy", "removed", "dense"} of one entry of report.json (None where not produced)."""
+    dense = report["initial_accuracies"][f"{model}_before_pruning"]
+    if stage == "before_pruning":
+        return {"accuracy": dense, "removed": None, "dense": dense}
+    entry = report[f"{stage}_pruning"][model]
+    return {"accuracy": entry["pruned_accuracy"], "removed": entry["pruning_percentage"],
+            "dense": entry["original_accuracy"]}
+
+
+def met(goal: dict | None, got: dict) -> bool | None:
+    """True / False; None when there is no goal or no number."""
+    if not goal or got["accuracy"] is None:
+        return None
+    return (got["accuracy"] >= goal.get("accuracy", 0.0)
+            # to the shown precision: 89.99999% of weights counted from zeros is the 90% asked for
+            and round(got["removed"] or 0.0, 1) >= goal.get("removed", 0.0)
+            and got["dense"] - got["accuracy"] <= goal.get("max_drop", 1.0))
+
+
+def describe_goal(goal: dict | None) -> str:
+    if not goal:
+        return "-"
+    parts = []
+    if "accuracy" in goal:
+        parts.append(f">= {goal['accuracy']:.1%}")
+    if "max_drop" in goal:
+        parts.append(f"within {100 * goal['max_drop']:.1f} pp of dense")
+    if "removed" in goal:
+        parts.append(f"at >= {goal['removed']:g}% removed")
+    return " ".join(parts)
+
+
+def _verdict(value: bool | None, produced: bool) -> str:
+    if not produced:
+        return "not produced"
+    return {True: "**met**", False: "missed", None: "-"}[value]
+
+
+def results_table(report: dict) -> str:
+    """The markdown table: one row per model and stage, each number with both goals."""
+    rows = ["| model | stage | accuracy | removed | course minimum | met | project goal | met |",
+            "|---|---|---|---|---|---|---|---|"]
+    for model in MODEL_NAMES:
+        for stage, label in STAGES:
+            got = numbers(report, model, stage)
+            produced = got["accuracy"] is not None
+            course, project = course_goal(model, stage), PROJECT_GOALS.get(model, {}).get(stage)
+            accuracy = f"{got['accuracy']:.2%}" if produced else "-"
+            removed = f"{got['removed']:.1f}%" if produced and got["removed"] is not None else "-"
+            rows.append(f"| {model} | {label} | {accuracy} | {removed} | {describe_goal(course)} | "
+                        f"{_verdict(met(course, got), produced)} | {describe_goal(project)} | "
+                        f"{_verdict(met(project, got), produced) if project else '-'} |")
+    return "\n".join(rows)
+
+
+def run_line(details: dict) -> str:
+    """Which run the table shows: profile, device, data, commit, date, run id and time."""
+    run = details.get("run", {})
+    total = details.get("timings", {}).get("total_seconds")
+    took = f", {int(total) // 60} min {int(total) % 60:02d} s for the notebooks" if total else ""
+    return (f"Run `{run.get('run_id')}`: profile {run.get('profile')} on {run.get('device')}, "
+            f"{run.get('data')}, commit `{run.get('git_commit')}`, {str(run.get('date', ''))[:10]}{took}.")
+
+
+def load_reference(root: str | os.PathLike = REPO_ROOT) -> tuple[dict, dict] | None:
+    """(report, details) of the run in ``root``, None when there is none; ResultsError when the
+    report has no sidecar or comes from a reduced profile (the reference must be a full run)."""
+    root = Path(root)
+    if not (root / "report.json").is_file():
+        return None
+    if not (root / "report_details.json").is_file():
+        raise ResultsError(f"{root / 'report.json'} has no sidecar report_details.json: commit both "
+                           f"files of one run (notebook 05 writes them together).")
+    report, details = read_json(root / "report.json"), read_json(root / "report_details.json")
+    profile = details.get("run", {}).get("profile")
+    if profile != "full":
+        raise ResultsError(f"the report in {root} comes from a {profile!r} run: the reference results "
+                           f"must come from a full run (python -m labutils run --profile full).")
+    return report, details
+
+
+def results_section(root: str | os.PathLike = REPO_ROOT) -> str:
+    """The README's section between the markers, for the run in ``root`` (or its absence)."""
+    reference = load_reference(root)
+    if reference is None:
+        body = ("No full GPU run is committed yet: the repository root holds no `report.json`, so "
+                "there are no reference results to show. A full run's results appear here when one "
+                "is committed (see `benchmarks/GPU_SESSION.md`).")
+    else:
+        report, details = reference
+        body = f"{run_line(details)}\n\n{results_table(report)}"
+    elsewhere = "\n".join(f"- {goal}" for goal in GOALS_ELSEWHERE)
+    return (f"{START}\n<!-- generated by `python -m labutils results-table --write-readme`; do not edit -->\n"
+            f"{body}\n\nProject goals that report.json does not hold:\n\n{elsewhere}\n{END}")
+
+
+def readme_section(readme_text: str) -> str:
+    """The part of README.md between the markers, markers included."""
+    start, end = readme_text.find(START), readme_text.find(END)
+    if start < 0 or end < start:
+        raise ResultsError(f"README.md has no results section: add the lines {START} and {END}.")
+    return readme_text[start:end + len(END)]
+
+
+def write_readme(root: str | os.PathLike = REPO_ROOT) -> Path:
+    """Replace README.md's results section with the one the run in ``root`` gives."""
+    path = Path(root) / "README.md"
+    text = path.read_text()
+    new = text.replace(readme_section(text), results_section(root))
+    return atomic_write_bytes(path, lambda f: f.write(new.encode()))

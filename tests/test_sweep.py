@@ -1,0 +1,85 @@
+"""The recipe sweep and the airbench peer in smoke size (CPU, synthetic data)."""
+import importlib.util
+import json
+import pickle
+import sys
+
+import pytest
+import torch
+
+from labutils.artifacts import REPO_ROOT
+from labutils.data import load_cifar10
+
+
+def _module(name):
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+sweep = _module("sweep")
+peer = _module("airbench_peer")
+
+
+@pytest.mark.parametrize("model", sweep.MODELS)
+def test_smoke_sweep_scores_every_candidate_with_its_interval(model, tmp_path):
+    result = sweep.main(["--model", model, "--smoke", "--out", str(tmp_path), "--airbench", "--device", "cpu"])
+    names = [r["name"] for r in result["rows"]]
+    assert names == ["airbench94", "airbench96"] + [c["name"] for c in sweep.CANDIDATES[model]]
+    saved = json.loads((tmp_path / f"sweep_{model}.json").read_text())
+    table = (tmp_path / f"sweep_{model}.md").read_text()
+    assert saved["rows"] == result["rows"] and saved["base_recipe"]["train"]["epochs"] > 1
+    for row in saved["rows"]:
+        assert f"| {row['name']} |" in table
+        if row["name"].startswith("airbench"):
+            assert row["status"] == "not run" and row["note"] == "airbench needs a CUDA GPU: not run"
+            continue
+        assert row["status"] == "done", row
+        lo, hi = row["interval"]
+        assert 0 <= lo <= row["accuracy"] <= hi <= 1 and hi - lo > 0.05  # 100 test images: a wide interval
+        assert row["test_images"] == 100 and row["epochs"] == 1 and row["images_per_second"] > 0
+
+
+def test_no_candidate_starts_once_the_budget_is_spent(tmp_path):
+    result = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path), "--budget-s", "0"])
+    assert [r["status"] for r in result["rows"]] == ["skipped"] * len(sweep.CANDIDATES["resnet20"])
+    assert "time budget spent" in (tmp_path / "sweep_resnet20.md").read_text()
+
+
+def test_candidates_from_a_file_and_unknown_keys_refused(tmp_path, capsys):
+    good = tmp_path / "mine.json"
+    good.write_text(json.dumps([{"name": "short", "train": {"epochs": 2, "cutout": 4, "tta_flip": True}}]))
+    result = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path), "--candidates", str(good)])
+    assert [r["status"] for r in result["rows"]] == ["done"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"name": "typo", "train": {"epoch": 2}}]))
+    with pytest.raises(SystemExit):
+        sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path), "--candidates", str(bad)])
+    assert "candidate 'typo': unknown train key(s) ['epoch']" in capsys.readouterr().err
+
+
+def test_airbench_files_are_what_airbench_reads(synthetic_root, tmp_path):
+    """airbench 0.1.8's CifarLoader: torch.load(path)['images'|'labels'|'classes'], images uint8
+    NHWC (torchvision CIFAR10.data), labels int64; the pixels are the data root's."""
+    folder = peer.write_airbench_data(synthetic_root, tmp_path)
+    assert folder == tmp_path / "cifar10"
+    for split, train, n in (("train", True, 200), ("test", False, 100)):
+        data = torch.load(folder / f"{split}.pt", weights_only=True)
+        assert sorted(data) == sorted(peer.KEYS)
+        images, labels = load_cifar10(synthetic_root, train, download=False)
+        assert data["images"].dtype == torch.uint8 and data["images"].shape == (n, 32, 32, 3)
+        assert data["labels"].dtype == torch.int64 and data["labels"].shape == (n,)
+        assert torch.equal(data["images"].permute(0, 3, 1, 2), torch.from_numpy(images))
+        assert torch.equal(data["labels"], torch.from_numpy(labels))
+    with open(synthetic_root / "cifar-10-batches-py" / "batches.meta", "rb") as f:
+        assert data["classes"] == pickle.load(f, encoding="latin1")["label_names"]
+
+
+def test_airbench_loader_reads_the_files_where_installed(synthetic_root, tmp_path):
+    airbench = pytest.importorskip("airbench")
+    peer.write_airbench_data(synthetic_root, tmp_path)
+    with peer.working_folder(tmp_path):
+        loader = airbench.CifarLoader("cifar10", train=False, batch_size=50, gpu="cpu")
+    assert loader.images.shape == (100, 3, 32, 32) and len(loader.classes) == 10
