@@ -1,6 +1,7 @@
 """Run the workbook's notebooks in order with papermill (the batch way to use the workbook)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -154,6 +155,8 @@ def _forget_machine_paths(executed: Path, name: str) -> None:
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
+    if "papermill" not in nb.metadata:  # not written by papermill: nothing of it to rewrite
+        return
     nb.metadata.papermill.update(input_path=f"notebooks/{name}", output_path=name)
     atomic_write_bytes(executed, lambda f: f.write(nbformat.writes(nb).encode()))
 
@@ -187,9 +190,24 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     if out_dir.exists() and not out_dir.is_dir():
         raise RunRefused(f"the output folder {out_dir} is an existing file: pass a folder to --out")
     out_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(out_dir) as lock:
+    with RunLock(out_dir) as lock, _plain_progress_in_kernels():
         return _run_pipeline(profile, out_dir, data_root, models, notebooks, seed, device, vit_weights,
                              run_id, resume, lock)
+
+
+@contextlib.contextmanager
+def _plain_progress_in_kernels():
+    """The kernels papermill starts inherit this process's environment: there progress becomes one
+    printed line per epoch, not redrawn bars. Restored afterwards, so the caller's own bars stay."""
+    before = os.environ.get("LABUTILS_PLAIN_PROGRESS")
+    os.environ["LABUTILS_PLAIN_PROGRESS"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("LABUTILS_PLAIN_PROGRESS", None)
+        else:
+            os.environ["LABUTILS_PLAIN_PROGRESS"] = before
 
 
 def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[str] | None,
@@ -229,8 +247,6 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         timings = _finished_timings(saved) if saved.get("run_id") == run_id else {}
     params = injected_parameters(out_dir, profile, data_root, models, seed, device, vit_weights)
     _record_run_id(out_dir, run_id, profile)
-    # The kernels inherit this: progress becomes one printed line per epoch, not redrawn bars.
-    os.environ["LABUTILS_PLAIN_PROGRESS"] = "1"
     summary = {"run_id": run_id, **identity, "out": str(out_dir), "notebooks": timings}
     start = time.perf_counter()
     _write_summary(out_dir, summary, start)  # the folder names its run from the start

@@ -2,6 +2,7 @@
 (training: every model, variant and mode; inference: dense and pruned at each batch size)."""
 import importlib.util
 import json
+import types
 
 import torch
 
@@ -51,8 +52,11 @@ def test_bench_train_marks_a_fallback_and_honours_the_time_limit(tmp_path, monke
     graphs = [r for r in rows if r["mode"] == "graphs"]
     assert all(r["images_per_second"] is None and r["note"] == "fell back to eager"
                and r["fallback_images_per_second"] > 0 for r in graphs)
+    # A clock that jumps 100 s once the first case has started: the second case must not start.
+    ticks = iter([0.0, 0.0])
+    monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks, 100.0)))
     rows = bench.main(["--smoke", "--epochs", "2", "--models", "resnet20", "--modes", "eager",
-                       "--time-limit", "0.5"])  # the first case starts, the second does not
+                       "--time-limit", "50"])
     assert rows[0]["images_per_second"] > 0 and rows[1]["note"] == "skipped: time limit"
 
 

@@ -20,7 +20,6 @@ import os
 import platform
 import re
 import secrets
-import shutil
 import socket
 import subprocess
 import sys

@@ -1,28 +1,12 @@
 """What a student sees while the workbook runs: every progress bar ends finished (full and green,
 never tqdm's red failure state), a loop of fits shows one bar and a line per point, the plain path
 (papermill) prints one line per epoch. The widget path is tested with tqdm's own notebook bars."""
-import numpy as np
 import pytest
-import torch
-from torch import nn
 
-from labutils.data import DeviceLoader
 from labutils.labs import unstructured as U
 from labutils.prune import iterative_prune
 from labutils.train import fit, quiet_progress
-
-
-def tiny_cnn() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 10))
-
-
-def tiny_loaders(n=64, batch=16):
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 255, (n, 3, 32, 32), dtype=np.uint8)
-    y = rng.integers(0, 10, n)
-    return DeviceLoader(x, y, batch, True), DeviceLoader(x, y, 2 * batch, False)
+from tiny import tiny_cnn, tiny_loaders
 
 
 @pytest.fixture()

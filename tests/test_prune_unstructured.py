@@ -2,33 +2,19 @@
 data-aware scores against a hand computation, compact checkpoints."""
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from labutils.checkpoint import load_checkpoint, save_checkpoint
-from labutils.data import DeviceLoader
 from labutils.models import build_model
 from labutils.prune import (MaskEnforcer, cubic_sparsity, fisher_scores, gradual_prune,
                             iterative_prune, nm_masks, one_shot_prune, prunable_parameters,
                             round_targets, sparsity_report, taylor_scores)
 from labutils.prune.sensitivity import SensitivityScope
 from labutils.train import fit
-
-
-def tiny_cnn() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 10))
-
-
-def tiny_loaders(n=64, batch=16):
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 255, (n, 3, 32, 32), dtype=np.uint8)
-    y = rng.integers(0, 10, n)
-    return DeviceLoader(x, y, batch, True), DeviceLoader(x, y, 2 * batch, False)
+from tiny import tiny_cnn, tiny_loaders
 
 
 def zeros_at(model, masks):

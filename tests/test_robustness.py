@@ -17,7 +17,6 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-import torch
 
 from labutils import data as D
 from labutils import pipeline
@@ -399,3 +398,18 @@ def test_written_files_follow_the_umask(tmp_path, umask, mode):
         os.umask(previous)
     for path in (report, ckpt, batches / "test_batch"):
         assert path.stat().st_mode & 0o777 == mode, path
+
+
+def test_kernels_print_plain_progress_but_the_caller_keeps_its_bars(tmp_path, monkeypatch):
+    import papermill
+
+    seen = []
+
+    def execute(src, dst, parameters, **kw):
+        seen.append(os.environ.get("LABUTILS_PLAIN_PROGRESS"))  # what a kernel started now inherits
+        nbformat.write(nbformat.v4.new_notebook(), dst)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    monkeypatch.delenv("LABUTILS_PLAIN_PROGRESS", raising=False)
+    assert run(tmp_path, "--notebooks", "01") == 0
+    assert seen == ["1"] and "LABUTILS_PLAIN_PROGRESS" not in os.environ
