@@ -20,13 +20,20 @@ from .session import EVAL_BATCH_SIZE
 from .train import evaluate
 
 
-def test_loader_for(ckpt: dict, model, device, data_root: str | os.PathLike | None = None):
+def test_loader_for(ckpt: dict, model, device, data_root: str | os.PathLike | None = None,
+                    checkpoint: str | os.PathLike | None = None):
     """The test images the checkpoint was measured on (its run's data folder and test subset), or,
-    given ``data_root``, the whole test split found there."""
+    given ``data_root``, the whole test split found there. A run records its data folder relative
+    to the run folder, the parent of the ``checkpoint``'s ``models_saved/``."""
     meta = ckpt.get("meta", {})
     root = data_root or meta.get("data_root")
     if not root:
         raise ValueError("the checkpoint does not say which data it was measured on; pass --data-root")
+    if not data_root and not Path(root).is_absolute():
+        if checkpoint is None:
+            raise ValueError(f"the checkpoint's data folder {root!r} is relative to its run folder: "
+                             f"give the checkpoint's path, or pass --data-root")
+        root = Path(checkpoint).resolve().parent.parent / root
     n_test = None if data_root else meta.get("n_test")
     images, labels = D.subset(*D.load_cifar10(root, train=False, download=False), n_test, meta.get("seed", 0))
     return D.DeviceLoader(images, labels, EVAL_BATCH_SIZE, False, device, input_size(model))
@@ -50,7 +57,7 @@ def evaluate_checkpoint(path: str | os.PathLike, device="cpu", data_root=None, a
            "prunable_sparsity": prunable["pruning_percentage"],
            "macs": count_macs(model, size), "size_bytes": path.stat().st_size, "input_size": size}
     if accuracy:
-        result = evaluate(model, test_loader_for(ckpt, model, device, data_root), device)
+        result = evaluate(model, test_loader_for(ckpt, model, device, data_root, path), device)
         row.update(accuracy=result["accuracy"], test_images=result["n"])
     timing = measure_latency(model, size, latency_batch, device)
     row["ms_per_image"] = timing["ms_per_image"]

@@ -184,7 +184,8 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     sessions.
 
     Returns {"run_id", "out", "notebooks": {name: seconds}, "finished", "total_seconds", ...}; the
-    same is written to ``out/metrics/pipeline.json`` after every notebook.
+    same but "out" (no folder of the machine in the files) is written to
+    ``out/metrics/pipeline.json`` after every notebook.
     """
     out_dir = resolve_out_dir(profile, out)
     if out_dir.exists() and not out_dir.is_dir():
@@ -247,7 +248,8 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         timings = _finished_timings(saved) if saved.get("run_id") == run_id else {}
     params = injected_parameters(out_dir, profile, data_root, models, seed, device, vit_weights)
     _record_run_id(out_dir, run_id, profile)
-    summary = {"run_id": run_id, **identity, "out": str(out_dir), "notebooks": timings}
+    # No folder of this machine in the files: the run's folder is where they lie.
+    summary = {"run_id": run_id, **identity, "notebooks": timings}
     start = time.perf_counter()
     _write_summary(out_dir, summary, start)  # the folder names its run from the start
     for book in books:
@@ -279,7 +281,7 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         written = _write_summary(out_dir, summary, start)
         print(f"== {book.name} done in {format_seconds(timings[book.name])} "
               f"(run total {format_seconds(written['total_seconds'])})", flush=True)
-    return _write_summary(out_dir, summary, start)
+    return _write_summary(out_dir, summary, start) | {"out": str(out_dir)}
 
 
 def _replace_if_written(partial: Path, final: Path) -> None:

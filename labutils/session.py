@@ -59,7 +59,6 @@ class Session:
         self.seed = seed
         synthetic = self.profile["data"]["source"] == "synthetic"
         default_root = self.dirs.root / "data-synthetic" if synthetic else D.DEFAULT_DATA_ROOT
-        # Absolute: checkpoints record it, and the CLI evaluates them from any folder.
         self.data_root = Path(data_root or default_root).resolve()
         self.run_id = run_id or run_id_for(self.dirs.metrics, self.name)
         self._arrays: dict[bool, tuple[np.ndarray, np.ndarray]] = {}
@@ -71,8 +70,19 @@ class Session:
     @property
     def info(self) -> dict:
         return run_info(self.name, self.data_description, self.device, self.run_id) | {
-            "reduced": self.profile["reduced"], "seed": self.seed, "data_root": str(self.data_root),
+            "reduced": self.profile["reduced"], "seed": self.seed, "data_root": self.data_root_from_run,
             "n_test": self.profile["data"]["n_test"], "precision": precision_for(self.device)}
+
+    @property
+    def data_root_from_run(self) -> str:
+        """The data folder as the run's files record it: relative to the run folder (the records
+        then name no folder of the machine, and a run folder moved with its data still finds it;
+        ``evaluate`` resolves it against the checkpoint's run folder), absolute where no relative
+        path exists (another drive)."""
+        try:
+            return os.path.relpath(self.data_root, self.dirs.root)
+        except ValueError:
+            return str(self.data_root)
 
     @property
     def data_description(self) -> str:

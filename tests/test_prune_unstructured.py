@@ -108,6 +108,17 @@ def test_gradual_schedule_follows_cubic_ramp_to_target():
     assert len(history[0]["events"]) > 2 and sum(zeros_at(model, masks).values()) == 0
 
 
+@pytest.mark.parametrize("steps", [1, 2])
+def test_gradual_pruning_reaches_its_target_within_a_tiny_budget(steps):
+    """A budget of a step or two (smoke runs, reduced studies) still ends at the target sparsity:
+    the ramp then begins and ends at the same step."""
+    assert cubic_sparsity(1, 0.9, 1, 1) == 0.9
+    model = tiny_cnn()
+    train, _ = tiny_loaders()
+    _, history = gradual_prune(model, train, None, 0.9, steps, epoch_steps=1, lr=0.05)
+    assert history[0]["measured_sparsity"] == pytest.approx(0.9, abs=0.01)
+
+
 def test_nm_pattern_keeps_two_of_every_four():
     model = tiny_cnn()
     one_shot_prune(model, None, "2:4")

@@ -151,6 +151,9 @@ def test_an_executed_notebook_re_executes_where_it_lies(full_smoke_run):
 
     for executed in (full_smoke_run / "notebooks").glob("*.ipynb"):  # no machine path anywhere
         assert str(full_smoke_run) not in executed.read_text(), executed.name
+    records = [full_smoke_run / "report_details.json", *(full_smoke_run / "metrics").glob("*.json")]
+    for record in records:  # nor in the files committed with a run
+        assert str(full_smoke_run) not in record.read_text(), record.name
     book = full_smoke_run / "notebooks" / "05_report.ipynb"
     before = json.loads((full_smoke_run / "report.json").read_text())
     pm.execute_notebook(str(book), str(book), kernel_name="python3", cwd=str(book.parent),

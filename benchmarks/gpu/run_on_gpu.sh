@@ -3,11 +3,11 @@
 # the wheels, write the data, then start the stages in the background, in their own process
 # session, so they outlive this call while the machine stays warm. Returns at once.
 #
-#   bash benchmarks/gpu/run_on_gpu.sh                 # the sweep (SWEEP_BUDGET_S), then the full run
-#   STAGES=full bash benchmarks/gpu/run_on_gpu.sh     # the full run only
+#   bash benchmarks/gpu/run_on_gpu.sh                 # the full run
+#   STAGES="sweep full" bash benchmarks/gpu/run_on_gpu.sh   # the sweep (SWEEP_BUDGET_S), then the full run
 #   DRY_RUN=1 bash benchmarks/gpu/run_on_gpu.sh       # on a CPU: smoke sizes, nothing installed
 #
-# Settings (environment): WORK (default /tmp/gpu: data, outputs, run.log), STAGES ("sweep full"),
+# Settings (environment): WORK (default /tmp/gpu: data, outputs, run.log), STAGES ("full"; "sweep full" runs the sweep first),
 # SWEEP_MODELS ("cnn"; airbench94/96 join the cnn sweep), SWEEP_BUDGET_S (180 per model).
 # Then poll with wait.sh and bring the results back with collect.sh.
 set -euo pipefail
@@ -36,4 +36,4 @@ else
 fi
 setsid nohup bash benchmarks/gpu/stages.sh >> "$WORK/run.log" 2>&1 < /dev/null &
 echo $! > "$WORK/stages.pid"
-echo "started stages '${STAGES:-sweep full}' (pid $!, commit $LABUTILS_GIT_COMMIT, profile $PROFILE); log $WORK/run.log"
+echo "started stages '${STAGES:-full}' (pid $!, commit $LABUTILS_GIT_COMMIT, profile $PROFILE); log $WORK/run.log"

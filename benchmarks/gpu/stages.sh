@@ -10,7 +10,7 @@ stage() {
     "$@"
     note "end $name: exit status $?"
 }
-for s in ${STAGES:-sweep full}; do
+for s in ${STAGES:-full}; do
     case $s in
     sweep)
         for model in ${SWEEP_MODELS:-cnn}; do

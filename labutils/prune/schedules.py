@@ -162,10 +162,10 @@ def iterative_prune(model: nn.Module, train_loader, test_loader, sparsity: float
 def cubic_sparsity(step: int, final: float, begin: int, end: int, initial: float = 0.0) -> float:
     """s_t = s_f + (s_i - s_f) * (1 - (t - t0) / (t1 - t0))^3, held at s_i before t0, s_f after t1:
     prune fast while many redundant weights remain, slowly near the target."""
+    if step >= end:  # first: a ramp that begins and ends at one step (a budget of a step or two) prunes
+        return final
     if step <= begin:
         return initial
-    if step >= end:
-        return final
     return final + (initial - final) * (1.0 - (step - begin) / (end - begin)) ** 3
 
 
