@@ -65,3 +65,14 @@ def test_readme_maps_each_notebook_to_its_lab():
     readme = (ROOT / "README.md").read_text()
     for notebook, lab in LABS.items():
         assert re.search(rf"`{notebook}\.ipynb`.*\[`labs/{lab}\.py`\]\(labutils/labs/{lab}\.py\)", readme), notebook
+
+
+def test_the_product_points_nowhere_outside_the_repository():
+    """A user's clone has nothing beside it: no code, doc, message or notebook may send them to a
+    folder outside the repository (such as the course machines' ../shared)."""
+    product = [*PACKAGE.rglob("*.py"), *(ROOT / "notebooks").glob("*.ipynb"), *(ROOT / "docs").rglob("*.md"),
+               *(ROOT / "benchmarks").rglob("*.md"), *(ROOT / "benchmarks").rglob("*.py"),
+               *(ROOT / "benchmarks").rglob("*.sh"), ROOT / "README.md", ROOT / "environment.yml",
+               ROOT / "pyproject.toml"]
+    offenders = [str(p.relative_to(ROOT)) for p in product if re.search(r"\.\./shared\b", p.read_text())]
+    assert not offenders, offenders

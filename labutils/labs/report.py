@@ -188,6 +188,8 @@ def remeasure_checkpoints(session) -> list[dict]:
     used; the accuracy must equal the recorded one (that checks the files, not just the metrics)."""
     paths = [session.dirs.models / n for n in checkpoint_names() if (session.dirs.models / n).is_file()]
     rows, failures = evaluate_paths(paths, session.device)
+    for r in rows:  # the rows go into the sidecar, which names no folder of the machine
+        r["checkpoint"] = os.path.relpath(r["checkpoint"], session.dirs.root)
     print(format_table(rows))
     if failures:  # the metrics say these were produced: they must load
         raise ReportError(f"checkpoints that do not load: {failures}")
