@@ -6,7 +6,9 @@ Two ways to feed a model:
   transforms (random crop with padding 4, horizontal flip, normalisation).
 * ``DeviceLoader`` - the fast path the training loops use: a whole split lives on the device
   as one uint8 tensor and each batch is cropped, flipped, normalised (and resized for the
-  pretrained ViT) there, so no CPU worker ever touches a pixel during training.
+  pretrained ViT) there, so no CPU worker ever touches a pixel during training. Stronger
+  augmentation for the recipes that need it (``AUGMENTATION``: Cutout, TrivialAugment /
+  RandAugment / AutoAugment, repeated augmentation) runs there too.
 
 Both read the official "python version" batches from ``DATA_ROOT/cifar-10-batches-py``.
 """
@@ -311,21 +313,70 @@ def cutout(x: torch.Tensor, size: int, fill: torch.Tensor, generator=None) -> to
     return torch.where(square[:, None], fill.view(1, -1, 1, 1).to(x.dtype), x)
 
 
+# A recipe's keys that shape its training batches (``DeviceLoader``'s arguments), not ``fit``'s.
+AUGMENTATION = ("cutout", "augment", "repeats", "augment_groups")
+AUGMENT_POLICIES = ("trivialaugment", "randaugment", "autoaugment")
+
+
+def _policies() -> dict:
+    from torchvision.transforms import v2
+
+    return {"trivialaugment": v2.TrivialAugmentWide, "randaugment": v2.RandAugment,
+            "autoaugment": lambda: v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)}
+
+
+def augmentation_of(recipe: dict) -> dict:
+    """A training recipe's ``AUGMENTATION`` options (``DeviceLoader`` arguments)."""
+    return {k: v for k, v in recipe.items() if k in AUGMENTATION}
+
+
+def fit_arguments(recipe: dict) -> dict:
+    """A training recipe without what its loader takes (batch size, augmentation): ``fit``'s part."""
+    return {k: v for k, v in recipe.items() if k != "batch_size" and k not in AUGMENTATION}
+
+
+def policy_augment(x: torch.Tensor, policy, groups: int) -> torch.Tensor:
+    """A torchvision v2 policy (TrivialAugment...) on a uint8 batch [B, C, H, W] on its device.
+
+    The transform draws one operation and magnitude per call and applies it to all it is given,
+    so the batch is cut into ``groups`` groups (the batch is already shuffled) and each group gets
+    a draw of its own: per-image draws would cost a call per image. Draws come from torch's global
+    generator (``seed_everything`` fixes them)."""
+    return torch.cat([policy(group) for group in x.chunk(groups)])
+
+
 class DeviceLoader:
     """Iterates over one split kept on ``device`` as a single uint8 tensor.
 
     Yields (float images normalised, channels_last on CUDA; int64 labels). With ``train`` it shuffles
     and applies random crop (pad 4) + horizontal flip on the device; ``size`` resizes to the
-    model's input (224 for the pretrained ViT) after augmentation. ``cutout`` > 0 also erases a
-    square of that side in every training image (see ``cutout``; 16 is the paper's CIFAR-10 size).
+    model's input (224 for the pretrained ViT) after augmentation. Training batches only:
+
+    * ``augment``: "trivialaugment", "randaugment" (2 ops, magnitude 9) or "autoaugment" (the
+      CIFAR-10 policy), torchvision's transforms after crop and flip, one draw per group of
+      images (``augment_groups`` groups a batch, see ``policy_augment``);
+    * ``cutout`` > 0: a square of that side erased in every image (see ``cutout``; 16 is the
+      paper's CIFAR-10 size), last;
+    * ``repeats`` = k > 1: repeated augmentation (Hoffer et al. 2020, DeiT): an epoch draws
+      1/k of the images and each batch holds every one of them k times, augmented apart, so an
+      epoch keeps its number of steps.
     """
 
     def __init__(self, images, labels, batch_size: int, train: bool, device="cpu",
-                 size: int = 32, seed: int = 0, drop_last: bool | None = None, cutout: int = 0):
+                 size: int = 32, seed: int = 0, drop_last: bool | None = None, cutout: int = 0,
+                 augment: str | None = None, repeats: int = 1, augment_groups: int = 16):
+        if augment and augment not in AUGMENT_POLICIES:
+            raise ValueError(f"augment={augment!r} is not a policy; use one of {AUGMENT_POLICIES} or None")
+        if int(repeats) != repeats or repeats < 1 or int(augment_groups) != augment_groups or augment_groups < 1:
+            raise ValueError(f"repeats and augment_groups are whole numbers >= 1; got {repeats}, {augment_groups}")
+        if not 0 <= cutout <= size:
+            raise ValueError(f"cutout={cutout} must be between 0 (off) and the image side {size}")
         self.device = torch.device(device)
         self.images = torch.as_tensor(images, dtype=torch.uint8).to(self.device)
         self.labels = torch.as_tensor(labels, dtype=torch.int64).to(self.device)
         self.batch_size, self.train, self.size, self.cutout = batch_size, train, size, cutout
+        self.repeats, self.augment_groups = int(repeats), int(augment_groups)
+        self.policy = _policies()[augment]() if augment else None
         self.drop_last = train if drop_last is None else drop_last
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.mean = torch.tensor(CIFAR10_MEAN, device=self.device).view(1, 3, 1, 1) * 255
@@ -339,11 +390,15 @@ class DeviceLoader:
         n = len(self.labels)
         order = (torch.randperm(n, device=self.device, generator=self.generator)
                  if self.train else torch.arange(n, device=self.device))
+        if self.train and self.repeats > 1:  # each drawn image k times in a row: same batch
+            order = order[:-(-n // self.repeats)].repeat_interleave(self.repeats)[:n]
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             x = self.images[idx]
             if self.train:
                 x = random_crop_flip(x, generator=self.generator)
+                if self.policy is not None:
+                    x = policy_augment(x, self.policy, self.augment_groups)
                 if self.cutout:
                     x = cutout(x, self.cutout, self.mean.flatten().round(), self.generator)
             yield self.prepare(x), self.labels[idx]

@@ -45,7 +45,8 @@ MODELS = {
     "full": {"cnn": {}, "vit": {}, "vit_scratch": {}},
 }
 
-# -- notebook 02: baseline training recipes (arguments of labutils.train.fit) ------------------
+# -- notebook 02: baseline training recipes (arguments of labutils.train.fit; batch_size and ----
+# the data.AUGMENTATION keys go to the model's training loader, in notebooks 03/04 too) ------
 TRAIN = {
     "smoke": {
         "cnn": {"epochs": 2, "batch_size": 64, "lr": 0.05, "optimizer": "sgd",

@@ -131,11 +131,16 @@ class Session:
     def class_names(self) -> list[str]:
         return D.class_names(self.data_root)
 
-    def loaders(self, model_name: str, batch_size: int | None = None):
-        """Fast (train, test) loaders on the device at the model's input size."""
-        batch_size = batch_size or self.train_config(model_name)["batch_size"]
+    def loaders(self, model_name: str, batch_size: int | None = None, augmentation: dict | None = None):
+        """Fast (train, test) loaders on the device at the model's input size. The training
+        batches are augmented as the model's recipe says (its ``data.AUGMENTATION`` keys, so its
+        pruning fine-tunes see the same data as its training) unless ``augmentation`` is given."""
+        recipe = self.train_config(model_name)
+        batch_size = batch_size or recipe["batch_size"]
+        augmentation = D.augmentation_of(recipe) if augmentation is None else augmentation
         size = self.input_size(model_name)
-        train = D.DeviceLoader(*self.device_arrays(True), batch_size, True, self.device, size, self.seed)
+        train = D.DeviceLoader(*self.device_arrays(True), batch_size, True, self.device, size, self.seed,
+                               **augmentation)
         test = D.DeviceLoader(*self.device_arrays(False), EVAL_BATCH_SIZE, False, self.device, size, self.seed)
         return train, test
 

@@ -183,3 +183,101 @@ def test_device_loader_applies_cutout_to_training_batches_only(synthetic_root):
     assert erased.flatten(1).sum(1).gt(0).all() and not torch.equal(plain, cut)
     test = D.DeviceLoader(x, y, 50, False, cutout=8)
     assert torch.equal(next(iter(test))[0], next(iter(D.DeviceLoader(x, y, 50, False)))[0])
+
+
+# -- stronger augmentation: policies, repeated augmentation, recipes --------------------------
+@pytest.mark.parametrize("policy", D.AUGMENT_POLICIES)
+def test_policy_augmentation_changes_training_batches_only(synthetic_root, policy):
+    x, y = D.load_cifar10(synthetic_root, train=True, download=False)
+    torch.manual_seed(0)
+    plain, labels = next(iter(D.DeviceLoader(x, y, 64, True, seed=3)))
+    torch.manual_seed(0)
+    strong, strong_labels = next(iter(D.DeviceLoader(x, y, 64, True, seed=3, augment=policy)))
+    assert strong.shape == plain.shape and strong.dtype == plain.dtype and torch.equal(labels, strong_labels)
+    assert not torch.equal(plain, strong)
+    # still pixels of a uint8 image after normalisation: inside [(0 - mean) / std, (255 - mean) / std]
+    lo = -torch.tensor(D.CIFAR10_MEAN) / torch.tensor(D.CIFAR10_STD)
+    hi = (1 - torch.tensor(D.CIFAR10_MEAN)) / torch.tensor(D.CIFAR10_STD)
+    assert (strong >= lo.view(1, 3, 1, 1) - 1e-4).all() and (strong <= hi.view(1, 3, 1, 1) + 1e-4).all()
+    # the same global seed draws the same operations: a run is reproducible
+    torch.manual_seed(0)
+    again = next(iter(D.DeviceLoader(x, y, 64, True, seed=3, augment=policy)))[0]
+    assert torch.equal(strong, again)
+    test = next(iter(D.DeviceLoader(x, y, 64, False, augment=policy)))[0]
+    assert torch.equal(test, next(iter(D.DeviceLoader(x, y, 64, False)))[0])
+
+
+def test_policy_augment_draws_once_per_group_of_the_batch():
+    calls = []
+
+    def policy(group):  # stands in for a torchvision policy: records what each call is given
+        calls.append(len(group))
+        return group + len(calls)
+
+    x = torch.zeros(100, 3, 4, 4, dtype=torch.uint8)
+    out = D.policy_augment(x, policy, groups=8)
+    assert sum(calls) == 100 and len(calls) == 8 and max(calls) - min(calls) <= 4
+    # every image went through exactly one call, groups in order
+    assert torch.equal(out[:, 0, 0, 0], torch.repeat_interleave(torch.arange(1, 9), torch.tensor(calls)).to(out.dtype))
+
+
+def test_repeated_augmentation_keeps_the_steps_and_repeats_each_image_in_its_batch():
+    n, k = 120, 3
+    x = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 3, 32, 32).contiguous()
+    loader = D.DeviceLoader(x, torch.arange(n) % 10, 24, True, seed=1, repeats=k)
+    plain = D.DeviceLoader(x, torch.arange(n) % 10, 24, True, seed=1)
+    assert len(loader) == len(plain) == 5
+    seen = []
+    for _, labels in loader:
+        assert len(labels) == 24
+        seen.append(labels)
+    # the labels carry the images' order: each drawn image comes k times in a row, in one batch
+    ids = []
+    for batch in D.DeviceLoader(x, torch.arange(n), 24, True, seed=1, repeats=k):
+        labels = batch[1]
+        assert torch.equal(labels.view(-1, k), labels.view(-1, k)[:, :1].expand(-1, k))
+        ids += labels[::k].tolist()
+    assert len(set(ids)) == len(ids) == n // k
+    # the copies of an image are augmented apart (crop and flip drawn per copy)
+    images = next(iter(D.DeviceLoader(x * 0 + torch.randint(0, 255, (n, 3, 32, 32), dtype=torch.uint8),
+                                      torch.arange(n), 24, True, seed=1, repeats=k)))[0]
+    assert not all(torch.equal(images[i], images[i + 1]) for i in range(0, 24, k))
+
+
+@pytest.mark.parametrize("kwargs, words", [({"augment": "autoaug"}, "trivialaugment"),
+                                           ({"repeats": 0}, "repeats"), ({"repeats": 1.5}, "repeats"),
+                                           ({"augment_groups": 0}, "augment_groups"),
+                                           ({"cutout": 40}, "cutout=40")])
+def test_device_loader_refuses_bad_augmentation_saying_what_is_allowed(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        D.DeviceLoader(np.zeros((4, 3, 32, 32), np.uint8), np.zeros(4), 2, True, **kwargs)
+
+
+def test_a_recipe_splits_into_loader_and_fit_arguments():
+    recipe = {"epochs": 3, "batch_size": 64, "lr": 0.1, "augment": "randaugment", "repeats": 2, "cutout": 8}
+    assert D.augmentation_of(recipe) == {"augment": "randaugment", "repeats": 2, "cutout": 8}
+    assert D.fit_arguments(recipe) == {"epochs": 3, "lr": 0.1}
+
+
+def test_session_loaders_augment_as_the_models_recipe_says(tmp_path):
+    from labutils.session import Session
+
+    s = Session("smoke", tmp_path, device="cpu")
+    s.profile["train"]["cnn"].update(augment="trivialaugment", cutout=8, repeats=2)
+    train, test = s.loaders("cnn")
+    assert train.policy is not None and train.cutout == 8 and train.repeats == 2
+    assert test.policy is None and not test.train
+    plain, _ = s.loaders("cnn", augmentation={})  # ResNet-20 borrows the CNN's loaders this way
+    assert plain.policy is None and plain.cutout == 0 and plain.repeats == 1
+    assert s.loaders("vit_scratch")[0].policy is None
+
+
+def test_notebook_02_trains_a_recipe_that_holds_augmentation(tmp_path):
+    from labutils.labs import baseline
+    from labutils.session import Session
+
+    s = Session("smoke", tmp_path, device="cpu")
+    s.profile["train"]["cnn"].update(augment="randaugment", repeats=2, max_steps=3)
+    record = baseline.train_baseline(s, "cnn")
+    assert record["produced"] and record["train_config"]["augment"] == "randaugment"
+    assert record["history"][-1]["images"] == 3 * s.train_config("cnn")["batch_size"]

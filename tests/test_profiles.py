@@ -1,10 +1,11 @@
-"""Every profile, the full one included, hands fit() only arguments it knows: a typo in the GPU
-recipe would otherwise surface only on a GPU."""
+"""Every profile, the full one included, hands fit() only arguments it knows (and its loaders only
+augmentation they know): a typo in the GPU recipe would otherwise surface only on a GPU."""
 import inspect
 
 import pytest
 
 from labutils.course import MODEL_NAMES
+from labutils.data import AUGMENT_POLICIES, augmentation_of, fit_arguments
 from labutils.profiles import PROFILES, auto_profile, get_profile
 from labutils.train import fit
 
@@ -14,12 +15,15 @@ FIT_ARGS = set(inspect.signature(fit).parameters) - {"model", "train_loader", "t
 @pytest.mark.parametrize("name", sorted(PROFILES))
 def test_recipes_use_fit_arguments(name):
     p = get_profile(name)
-    recipes = {f"train.{m}": {k: v for k, v in p["train"][m].items() if k != "batch_size"} for m in MODEL_NAMES}
+    recipes = {f"train.{m}": fit_arguments(p["train"][m]) for m in MODEL_NAMES}
     recipes |= {f"unstructured.finetune.{m}": p["unstructured"]["finetune"][m] for m in MODEL_NAMES}
     recipes |= {f"structured.{m}.finetune": p["structured"][m]["finetune"] for m in MODEL_NAMES}
     for where, recipe in recipes.items():
         unknown = set(recipe) - FIT_ARGS
         assert not unknown, f"{name}: {where} has {unknown}, which fit() does not take"
+    for m in MODEL_NAMES:
+        augmentation = augmentation_of(p["train"][m])
+        assert augmentation.get("augment") in (None, *AUGMENT_POLICIES), f"{name}: train.{m}: {augmentation}"
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 from ..course import BEFORE_PRUNING_MIN
+from ..data import fit_arguments
 from ..models import PretrainedWeightsUnavailable, count_parameters
 from ..plots import finish
 from ..session import Session
@@ -31,10 +32,10 @@ def train_baseline(session: Session, name: str, pretrained_weights: str | None =
     except PretrainedWeightsUnavailable as err:
         print(f"'{name}' NOT PRODUCED: {err}")
         return session.record_missing(name, "before_pruning", str(err))
-    config = session.train_config(name)
-    train, test = session.loaders(name, config.pop("batch_size"))
+    recipe = session.train_config(name)
+    train, test = session.loaders(name, recipe["batch_size"])
     start = time.perf_counter()
-    history = fit(model, train, test, device=session.device, desc=name, **config)
+    history = fit(model, train, test, device=session.device, desc=name, **fit_arguments(recipe))
     seconds = time.perf_counter() - start
     final = history[-1]  # fit evaluates the test split after the last epoch
     record = session.save(model, name, "before_pruning", {

@@ -23,6 +23,7 @@ from torch import nn
 from ..accel import memory_format
 from ..artifacts import write_json
 from ..checkpoint import load_checkpoint, save_checkpoint
+from ..data import augmentation_of, fit_arguments
 from ..models import build_model, count_parameters
 from ..plots import finish
 from ..prune import prunable_parameters, sparsity_report
@@ -68,7 +69,7 @@ def at_bits(recipe: dict, bits: int) -> dict:
 
 def _fit_options(recipe: dict) -> dict:
     """The recipe's ``fit`` arguments (its length and our own keys taken out)."""
-    return {k: v for k, v in recipe.items() if k not in ("steps", "epochs", "batch_size", "refresh_every")}
+    return {k: v for k, v in fit_arguments(recipe).items() if k not in ("steps", "epochs", "refresh_every")}
 
 
 def _finetune(model: nn.Module, train, recipe: dict, steps: int, callback=None, desc="fine-tune"):
@@ -99,7 +100,7 @@ def resnet20_baseline(s: Session) -> tuple[nn.Module, dict]:
             print(f"reusing {path.name} from this run: {ckpt['metrics']['accuracy']:.2%}")
             return model, dict(ckpt["metrics"], reused=True)
     recipe = dict(cfg["train"])
-    train, test = s.loaders("cnn", recipe["batch_size"])
+    train, test = s.loaders("cnn", recipe["batch_size"], augmentation_of(recipe))  # its own, not the CNN's
     seed_everything(s.seed)
     model = build_model("resnet20", **cfg["resnet20"]).to(s.device, memory_format=memory_format(s.device))
     start = time.perf_counter()
@@ -203,7 +204,7 @@ def loaders(s: Session):
     """(train, test) loaders for the study; the test set is cut to the profile's ``eval_images``
     (class-balanced) when set, since every sweep point is an evaluation."""
     cfg = config(s)
-    train, test = s.loaders("cnn", cfg["train"]["batch_size"])
+    train, test = s.loaders("cnn", cfg["train"]["batch_size"], augmentation_of(cfg["train"]))
     n = cfg.get("eval_images")
     if n and n < len(test.labels):
         test = s.test_subset_loader(n, test.batch_size, test.size)
