@@ -318,11 +318,16 @@ AUGMENTATION = ("cutout", "augment", "repeats", "augment_groups")
 AUGMENT_POLICIES = ("trivialaugment", "randaugment", "autoaugment")
 
 
-def _policies() -> dict:
+def augment_policy(name: str):
+    """torchvision's transform for ``name``, one of ``AUGMENT_POLICIES``: TrivialAugment (wide),
+    RandAugment (2 operations, magnitude 9) or AutoAugment's CIFAR-10 policy."""
     from torchvision.transforms import v2
 
-    return {"trivialaugment": v2.TrivialAugmentWide, "randaugment": v2.RandAugment,
-            "autoaugment": lambda: v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)}
+    policies = {"trivialaugment": v2.TrivialAugmentWide, "randaugment": v2.RandAugment,
+                "autoaugment": lambda: v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)}
+    if name not in policies:
+        raise ValueError(f"augment={name!r} is not a policy; use one of {AUGMENT_POLICIES} or None")
+    return policies[name]()
 
 
 def augmentation_of(recipe: dict) -> dict:
@@ -365,8 +370,6 @@ class DeviceLoader:
     def __init__(self, images, labels, batch_size: int, train: bool, device="cpu",
                  size: int = 32, seed: int = 0, drop_last: bool | None = None, cutout: int = 0,
                  augment: str | None = None, repeats: int = 1, augment_groups: int = 16):
-        if augment and augment not in AUGMENT_POLICIES:
-            raise ValueError(f"augment={augment!r} is not a policy; use one of {AUGMENT_POLICIES} or None")
         if int(repeats) != repeats or repeats < 1 or int(augment_groups) != augment_groups or augment_groups < 1:
             raise ValueError(f"repeats and augment_groups are whole numbers >= 1; got {repeats}, {augment_groups}")
         if not 0 <= cutout <= size:
@@ -376,7 +379,7 @@ class DeviceLoader:
         self.labels = torch.as_tensor(labels, dtype=torch.int64).to(self.device)
         self.batch_size, self.train, self.size, self.cutout = batch_size, train, size, cutout
         self.repeats, self.augment_groups = int(repeats), int(augment_groups)
-        self.policy = _policies()[augment]() if augment else None
+        self.policy = augment_policy(augment) if augment else None
         self.drop_last = train if drop_last is None else drop_last
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.mean = torch.tensor(CIFAR10_MEAN, device=self.device).view(1, 3, 1, 1) * 255

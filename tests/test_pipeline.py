@@ -16,7 +16,7 @@ def test_smoke_run_of_01_02(smoke_run):
     assert {"01_data.ipynb", "02_baseline_training.ipynb"} <= {p.name for p in executed.iterdir()}
     nb = nbformat.read(executed / "02_baseline_training.ipynb", 4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
-    for fig in ("01_samples.png", "01_class_counts.png", "01_augmentation.png", "02_learning_curves.png"):
+    for fig in ("01_samples.png", "01_class_counts.png", "01_augmentation.png", "01_strong_augmentation.png", "02_learning_curves.png"):
         assert (smoke_run / "figures" / fig).stat().st_size > 5000
     run_id = json.loads((smoke_run / "metrics" / "run.json").read_text())["run_id"]
     for name in ("cnn", "vit_scratch"):

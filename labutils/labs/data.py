@@ -3,7 +3,8 @@ models will see (images per class, class balance, the training augmentation, the
 
 What it teaches: the data pipeline every later notebook relies on, and why the training loops keep
 a whole split on the device as one uint8 tensor. Library pieces: ``Session`` (which data, where),
-``data`` (the batches, ``get_loaders``, ``DeviceLoader``, ``random_crop_flip``).
+``data`` (the batches, ``get_loaders``, ``DeviceLoader``, ``random_crop_flip``, the stronger
+augmentation a recipe may add: ``augment_policy``, ``cutout``).
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ..data import get_loaders, random_crop_flip
+from ..data import CIFAR10_MEAN, augment_policy, get_loaders, policy_augment, random_crop_flip
+from ..data import cutout as cutout_square
 from ..plots import finish
 from ..session import Session
 
@@ -27,11 +29,24 @@ def load(session: Session) -> dict:
             "classes": session.class_names()}
 
 
-def augmentation_draws(images: np.ndarray, draws: int = 5) -> list[np.ndarray]:
-    """``draws`` seeded random crop+flip versions of ``images`` (uint8 [N, 3, H, W])."""
+def augmentation_draws(images: np.ndarray, draws: int = 5, augment: str | None = None,
+                       cutout: int = 0) -> list[np.ndarray]:
+    """``draws`` seeded random crop+flip versions of ``images`` (uint8 [N, 3, H, W]), then, as a
+    recipe may ask (``data.AUGMENTATION``), a policy (``augment``, drawn per image here) and Cutout."""
     originals = torch.from_numpy(images)
-    return [random_crop_flip(originals, generator=torch.Generator().manual_seed(k)).numpy()
-            for k in range(draws)]
+    policy = augment_policy(augment) if augment else None
+    fill = (torch.tensor(CIFAR10_MEAN) * 255).round()  # Cutout's fill, as in DeviceLoader
+    out = []
+    for k in range(draws):
+        generator = torch.Generator().manual_seed(k)
+        x = random_crop_flip(originals, generator=generator)
+        if policy is not None:
+            torch.manual_seed(k)  # the policies draw from torch's global generator
+            x = policy_augment(x, policy, groups=len(x))
+        if cutout:
+            x = cutout_square(x, cutout, fill, generator)
+        out.append(x.numpy())
+    return out
 
 
 def compare_loaders(session: Session, batch_size: int = 128) -> None:
