@@ -14,6 +14,7 @@ categories counts in the first. Kernels inside a CUDA graph replay may be linked
     python benchmarks/profile_step.py                                     # vit_scratch, eager
     python benchmarks/profile_step.py --mode compiled --batch-size 1024 --out results/ --trace
     python benchmarks/profile_step.py --mode compiled --compile-mode max-autotune --json p.json
+    python benchmarks/profile_step.py --mode compiled --augment trivialaugment   # the policy's cost
     python benchmarks/profile_step.py --smoke                             # seconds on a CPU
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import FALLBACKS, MODES, _arch, _recipe, settings, write_json  # noqa: E402
 
 from labutils import train  # noqa: E402
-from labutils.data import DeviceLoader  # noqa: E402
+from labutils.data import AUGMENT_POLICIES, DeviceLoader  # noqa: E402
 from labutils.models import build_model  # noqa: E402
 
 MODELS = ("vit_scratch", "resnet18", "resnet20")
@@ -172,7 +173,8 @@ def profile_case(args, device: torch.device) -> dict:
     total = args.warmup + args.steps
     gen = torch.Generator().manual_seed(0)
     loader = Labelled(torch.randint(0, 256, (batch * total, 3, 32, 32), dtype=torch.uint8, generator=gen),
-                      torch.randint(0, 10, (batch * total,), generator=gen), batch, True, device)
+                      torch.randint(0, 10, (batch * total,), generator=gen), batch, True, device,
+                      augment=args.augment)
     cuda = device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     # Profiler step i is what runs after fit's callback i: fit's steps warmup+1 ... warmup+steps.
@@ -192,7 +194,7 @@ def profile_case(args, device: torch.device) -> dict:
     on_device = cuda and any(e.device_type == DeviceType.CUDA for e in events)
     step_s = (marker.times[total] - marker.times[args.warmup]) / args.steps
     result = {"settings": settings(device), "model": args.model, "mode": args.mode, "compile_mode": compile_mode,
-              "batch_size": batch, "warmup_steps": args.warmup, "steps": args.steps, "profiled_steps": profiled,
+              "batch_size": batch, "augment": args.augment, "warmup_steps": args.warmup, "steps": args.steps, "profiled_steps": profiled,
               "step_ms": step_s * 1e3, "images_per_second": batch / step_s,
               "time_basis": "device kernel time" if on_device else "self CPU time of ops",
               "launch_unit": "device kernels" if on_device else "leaf aten ops"}
@@ -205,7 +207,8 @@ def profile_case(args, device: torch.device) -> dict:
         result["note"] = f"fell back to eager: {fallbacks[0]}"
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        stem = f"profile_{args.model}_{args.mode}{f'-{args.compile_mode}' if args.compile_mode else ''}_b{batch}"
+        stem = (f"profile_{args.model}_{args.mode}{f'-{args.compile_mode}' if args.compile_mode else ''}_b{batch}"
+                f"{f'_{args.augment}' if args.augment else ''}")
         if args.trace:
             prof.export_chrome_trace(str(args.out / f"{stem}.trace.json.gz"))
         tmp = args.out / f"{stem}.txt.tmp"
@@ -221,6 +224,7 @@ def report(r: dict, top: int = 15) -> str:
               f"{t['share']:.1%} |" for t in r["top"][:top]]
     busy = f", device busy {r['device_busy']:.0%} of it" if "device_busy" in r else ""
     mode = r["mode"] + (f" ({r['compile_mode']})" if r["compile_mode"] not in (None, "default") else "")
+    mode += f", {r['augment']}" if r.get("augment") else ""
     attn = r["attention"]
     lines += ["", f"{r['model']} {mode}, batch {r['batch_size']}, {r['settings']['device']} "
                   f"({r['settings']['precision']}): {r['step_ms']:.2f} ms/step, {r['images_per_second']:,.0f} "
@@ -242,6 +246,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--compile-mode", default=None, metavar="NAME",
                     help="torch.compile mode of the compiling modes: max-autotune, max-autotune-no-cudagraphs...")
     ap.add_argument("--batch-size", type=int, default=None, help="default: the recipe's (512; smoke 32)")
+    ap.add_argument("--augment", default=None, choices=AUGMENT_POLICIES,
+                    help="a policy on the loader's batches (its cost shows under data)")
     ap.add_argument("--warmup", type=int, default=5, help="steps run before profiling (compilation, capture)")
     ap.add_argument("--steps", type=int, default=5, help="profiled steps")
     ap.add_argument("--device", default="auto")

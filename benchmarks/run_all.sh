@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark in one go, for one GPU booking (about 7 minutes on an H100, bounded under 10 by
 # the time limits): where the ViT's training step goes (torch.profiler, compiled, batch 512 and
-# 1024, about 1.5 minutes, taken from the training benchmark's time limit), training images/s per
+# 1024, and 512 with TrivialAugment; about 2 minutes, taken from the training benchmark's time
+# limit), training images/s per
 # mode (eager, compiled, CUDA graphs, both), inference images/s against batch size (dense vs
 # pruned, eager vs graphs), and the cost of keeping masks.
 #
@@ -13,22 +14,23 @@ out=${1:?usage: bash benchmarks/run_all.sh RESULTS_FOLDER}
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" LABUTILS_PLAIN_PROGRESS=1
 if [[ -n "${BENCH_SMOKE:-}" ]]; then
-  profile=(--smoke --warmup 2 --steps 2) batches=(32 64)
+  profile=(--smoke --warmup 2 --steps 2) cases=(32 64 32:trivialaugment)
   train=(--smoke --epochs 2 --modes eager,graphs) infer=(--smoke) masks=(--smoke)
 else
-  profile=(--mode compiled --steps 5) batches=(512 1024)
+  profile=(--mode compiled --steps 5) cases=(512 1024 512:trivialaugment)
   train=(--epochs 2 --images 25000 --modes eager,compiled,graphs,compiled+graphs) infer=(--time-limit 75) masks=()
 fi
 SECONDS=0
 # The profile compiles into a cache of its own, so the training benchmark's compile times stay
 # comparable with earlier runs; a profile that fails does not stop the benchmarks after it.
 cache=$(mktemp -d)
-for batch in "${batches[@]}"; do
-  trace=()
-  if [[ $batch == "${batches[0]}" ]]; then trace=(--trace); fi  # one small chrome trace
+for case in "${cases[@]}"; do  # BATCH or BATCH:POLICY
+  batch=${case%%:*} extra=() name=b$batch
+  if [[ $case == *:* ]]; then extra=(--augment "${case#*:}") name=${name}_${case#*:}; fi
+  if [[ $case == "${cases[0]}" ]]; then extra+=(--trace); fi  # one small chrome trace
   TORCHINDUCTOR_CACHE_DIR=$cache/inductor TRITON_CACHE_DIR=$cache/triton python benchmarks/profile_step.py \
-    "${profile[@]}" --batch-size "$batch" --out "$out" "${trace[@]}" --json "$out/profile_vit_scratch_b$batch.json" \
-    2>&1 | tee "$out/profile_vit_scratch_b$batch.log" || echo "profile_step.py failed at batch $batch: see its log"
+    "${profile[@]}" --batch-size "$batch" --out "$out" "${extra[@]}" --json "$out/profile_vit_scratch_$name.json" \
+    2>&1 | tee "$out/profile_vit_scratch_$name.log" || echo "profile_step.py failed for $case: see its log"
 done
 rm -rf "$cache"
 if [[ -z "${BENCH_SMOKE:-}" ]]; then  # what the profile took comes off the training benchmark's limit

@@ -132,3 +132,16 @@ def test_names_decide_the_category_and_the_attention_kernel(names, category, kin
     assert prof.categorise(names) == category
     if category == "attention":  # the kind is asked of attention's kernels only
         assert prof.attention_kind(names)[0] == kind
+
+
+def test_profile_with_a_policy_counts_its_cost_as_data(tmp_path):
+    prof = _bench("profile_step")
+    common = ["--smoke", "--device", "cpu", "--model", "resnet20", "--batch-size", "16", "--warmup", "2",
+              "--steps", "2", "--out", str(tmp_path)]
+    plain = prof.main(common)
+    strong = prof.main(common + ["--augment", "trivialaugment"])
+    assert plain["augment"] is None and strong["augment"] == "trivialaugment"
+    # 16 policy calls per batch on top of crop and flip: the data share grows
+    assert strong["categories"]["data"]["ms_per_step"] > plain["categories"]["data"]["ms_per_step"]
+    assert (tmp_path / "profile_resnet20_eager_b16_trivialaugment.txt").is_file()
+    assert ", trivialaugment" in (tmp_path / "profile_resnet20_eager_b16_trivialaugment.txt").read_text()
