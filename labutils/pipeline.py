@@ -260,7 +260,7 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         try:
             pm.execute_notebook(str(book), str(target), parameters=params, kernel_name="python3",
                                 cwd=str(target.parent), progress_bar=False, log_output=True,
-                                stdout_file=sys.stdout, stderr_file=sys.stderr)
+                                stdout_file=sys.stdout, stderr_file=sys.stderr, config=kernel_config())
         except pm.PapermillExecutionError as err:
             _forget_machine_paths(target, book.name)
             _replace_if_written(target, final)  # the executed notebook, with the traceback
@@ -282,6 +282,22 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         print(f"== {book.name} done in {format_seconds(timings[book.name])} "
               f"(run total {format_seconds(written['total_seconds'])})", flush=True)
     return _write_summary(out_dir, summary, start) | {"out": str(out_dir)}
+
+
+def kernel_config():
+    """The kernel manager's settings for papermill: encrypted kernel channels (CurveZMQ) where the
+    kernel's spec says it supports them. ipykernel 7.4 logs "Kernel is running over TCP without
+    encryption" on every start unless the manager provisions keys, which jupyter_client does only
+    when asked (``transport_encryption``, off by default). Older versions neither warn nor know the
+    setting: it is set only where it exists (traitlets warns of an unknown one) and pyzmq has Curve
+    (else jupyter_client refuses it)."""
+    import zmq
+    from jupyter_client import KernelManager
+    from traitlets.config import Config
+
+    if "transport_encryption" not in KernelManager.class_trait_names() or not zmq.has("curve"):
+        return Config()
+    return Config({"KernelManager": {"transport_encryption": "auto"}})
 
 
 def _replace_if_written(partial: Path, final: Path) -> None:

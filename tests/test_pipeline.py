@@ -129,16 +129,21 @@ def test_run_id_is_shared_by_a_folder_until_a_new_run_starts(tmp_path):
 ALL_BOOKS = [p.name for p in pipeline.available_notebooks().values()]
 
 
-def test_resume_after_02_gives_the_report_of_an_uninterrupted_run(tmp_path, capsys):
+def test_resume_after_02_gives_the_report_of_an_uninterrupted_run(tmp_path, capfd):
     whole, split = tmp_path / "whole", tmp_path / "split"
     assert main(["run", "--profile", "smoke", "--out", str(whole)]) == 0
+    # The kernels write to this process's stderr (file descriptor 2): six kernel starts, and none
+    # warns that its channels are unencrypted (the pipeline asks for CurveZMQ keys).
+    whole_output = capfd.readouterr()
+    assert "== 06_quantization.ipynb done" in whole_output.out
+    assert "without encryption" not in whole_output.out + whole_output.err
     assert main(["run", "--profile", "smoke", "--out", str(split), "--notebooks", "01,02"]) == 0
     stopped = json.loads((split / "metrics" / "pipeline.json").read_text())
     assert stopped["finished"] == ALL_BOOKS[:2]
-    capsys.readouterr()
+    capfd.readouterr()
 
     assert main(["run", "--profile", "smoke", "--out", str(split), "--resume"]) == 0
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     assert "2 notebook(s) already finished" in out and "== 01_data.ipynb" not in out
     assert "== 03_unstructured_pruning.ipynb" in out and "run total" in out
     summary = json.loads((split / "metrics" / "pipeline.json").read_text())
@@ -150,7 +155,7 @@ def test_resume_after_02_gives_the_report_of_an_uninterrupted_run(tmp_path, caps
 
     # Nothing is left: a second resume runs nothing and keeps the run.
     assert main(["run", "--profile", "smoke", "--out", str(split), "--resume"]) == 0
-    assert "0 to run" in capsys.readouterr().out
+    assert "0 to run" in capfd.readouterr().out
 
 
 def test_resume_refuses_what_it_must_not_continue(tmp_path, capsys):

@@ -18,7 +18,10 @@ if [ ! -f "$tmp/full/report.json" ]; then
     echo "error: $tar holds no full/report.json: the run did not reach notebook 05" >&2
     exit 1
 fi
-python3 -m labutils results-table --root "$tmp/full" > /dev/null  # refuses a reduced run
+if ! python3 -m labutils results-table --root "$tmp/full" > /dev/null; then  # refuses a reduced run
+    echo "error: $tar is not adopted (the reason is above); nothing was changed" >&2
+    exit 1
+fi
 folder=benchmarks/results/${2:-$(python3 - "$tmp/full/report_details.json" <<'PY'
 import json, re, sys
 run = json.load(open(sys.argv[1]))["run"]

@@ -25,12 +25,15 @@ if [ -z "$LABUTILS_GIT_COMMIT" ]; then
 fi
 # The copy sent to the GPU machine has no (or stale) git metadata: the variable names the code.
 export LABUTILS_GIT_COMMIT PYTHONUNBUFFERED=1
+# papermill's kernels and the sweep inherit it: they import this checkout's labutils, not one
+# installed from another checkout (a dry run from a second worktree ran the installed one's).
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [ "$DRY_RUN" = 1 ]; then
     export PROFILE=smoke
 else
     export PROFILE=full LABUTILS_DATA="$WORK/data"
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/wheels/*.whl
-    export PYTHONPATH="/tmp/site:$PWD"  # papermill's kernels inherit it
+    export PYTHONPATH="/tmp/site:$PYTHONPATH"
     [ -f "$WORK/data/cifar-10-batches-py/test_batch" ] || python3 .gpu/make_cifar10.py "$WORK/data"
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 fi
