@@ -116,6 +116,17 @@ def test_executed_notebooks_name_no_folder_of_the_machine(smoke_run):
     assert nb.metadata.papermill.output_path == "02_baseline_training.ipynb"
 
 
+def test_executed_notebooks_carry_no_warning_on_stderr(smoke_run):
+    """No cell wrote to stderr: a warning there is committed with the notebooks. (Without
+    ipywidgets, timm's import of tqdm.auto warns "IProgress not found" in every kernel; a
+    rehearsal of the GPU machine's Python without it showed one in each of notebooks 02-06.)"""
+    for book in (smoke_run / "notebooks").glob("*.ipynb"):
+        nb = nbformat.read(book, 4)
+        stderr = [o.text for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                  if o.output_type == "stream" and o.name == "stderr"]
+        assert not stderr, (book.name, stderr)
+
+
 def test_run_id_is_shared_by_a_folder_until_a_new_run_starts(tmp_path):
     from labutils.artifacts import run_id_for
 

@@ -7,9 +7,10 @@
 # PACK_DIR holds the course's offline CIFAR-10 pack (cifar10_q75.npz) and its decoder
 # (make_cifar10.py); both are copied into .gpu/. Then the wheels the GPU machine lacks are
 # downloaded into .gpu/wheels (Python 3.12, x86-64: papermill, nbclient, nbformat, ipykernel,
-# jsonschema and what they need, plus airbench built from its sdist), leaving out what its image
-# already holds (torch, torchvision, timm, numpy, matplotlib, requests, ...). .gpu/COMMIT names the
-# commit the run will record: the working tree must be clean, so that commit is the code that runs.
+# jsonschema, ipywidgets and what they need, plus airbench built from its sdist), leaving out what
+# its image already holds (torch, torchvision, timm, numpy, matplotlib, requests, ...).
+# .gpu/COMMIT names the commit the run will record: the working tree must be clean, so that commit
+# is the code that runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 pack=${1:?usage: bash benchmarks/gpu/prepare.sh PACK_DIR (the folder with cifar10_q75.npz and make_cifar10.py)}
@@ -28,9 +29,11 @@ present+=" python_dateutil pyyaml requests setuptools six timm torch torchvision
 present+=" wheel yarl "
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# ipywidgets: timm imports tqdm.auto, which without it warns "IProgress not found" on stderr in
+# every kernel, and that warning would be committed in the executed notebooks.
 python3 -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    -d "$tmp" papermill nbclient nbformat ipykernel jsonschema
+    -d "$tmp" papermill nbclient nbformat ipykernel jsonschema ipywidgets
 rm -f .gpu/wheels/*.whl
 for wheel in "$tmp"/*.whl; do
     name=$(basename "$wheel" | cut -d- -f1 | tr 'A-Z.-' 'a-z__')
