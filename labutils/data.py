@@ -350,6 +350,19 @@ def policy_augment(x: torch.Tensor, policy, groups: int) -> torch.Tensor:
     return torch.cat([policy(group) for group in x.chunk(groups)])
 
 
+def augment_batch(x: torch.Tensor, generator=None, policy=None, groups: int = 16, cutout_size: int = 0,
+                  fill: torch.Tensor | None = None) -> torch.Tensor:
+    """A uint8 training batch [B, C, H, W] augmented as ``DeviceLoader`` does: random crop and flip,
+    then the policy (``policy_augment``) if any, then Cutout with ``fill`` (default: the mean colour)."""
+    x = random_crop_flip(x, generator=generator)
+    if policy is not None:
+        x = policy_augment(x, policy, groups)
+    if cutout_size:
+        fill = (torch.tensor(CIFAR10_MEAN, device=x.device) * 255).round() if fill is None else fill
+        x = cutout(x, cutout_size, fill, generator)
+    return x
+
+
 class DeviceLoader:
     """Iterates over one split kept on ``device`` as a single uint8 tensor.
 
@@ -383,6 +396,7 @@ class DeviceLoader:
         self.drop_last = train if drop_last is None else drop_last
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.mean = torch.tensor(CIFAR10_MEAN, device=self.device).view(1, 3, 1, 1) * 255
+        self.fill = self.mean.flatten().round()  # Cutout's colour
         self.std = torch.tensor(CIFAR10_STD, device=self.device).view(1, 3, 1, 1) * 255
 
     def __len__(self) -> int:
@@ -399,11 +413,7 @@ class DeviceLoader:
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             x = self.images[idx]
             if self.train:
-                x = random_crop_flip(x, generator=self.generator)
-                if self.policy is not None:
-                    x = policy_augment(x, self.policy, self.augment_groups)
-                if self.cutout:
-                    x = cutout(x, self.cutout, self.mean.flatten().round(), self.generator)
+                x = augment_batch(x, self.generator, self.policy, self.augment_groups, self.cutout, self.fill)
             yield self.prepare(x), self.labels[idx]
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:

@@ -252,6 +252,7 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
     summary = {"run_id": run_id, **identity, "notebooks": timings}
     start = time.perf_counter()
     _write_summary(out_dir, summary, start)  # the folder names its run from the start
+    kernel = kernel_config()
     for book in books:
         final = out_dir / "notebooks" / book.name
         target = final.with_name(f".{final.stem}.partial.ipynb")  # renamed to final once papermill is done
@@ -260,7 +261,7 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         try:
             pm.execute_notebook(str(book), str(target), parameters=params, kernel_name="python3",
                                 cwd=str(target.parent), progress_bar=False, log_output=True,
-                                stdout_file=sys.stdout, stderr_file=sys.stderr, config=kernel_config())
+                                stdout_file=sys.stdout, stderr_file=sys.stderr, config=kernel)
         except pm.PapermillExecutionError as err:
             _forget_machine_paths(target, book.name)
             _replace_if_written(target, final)  # the executed notebook, with the traceback

@@ -3,8 +3,8 @@ models will see (images per class, class balance, the training augmentation, the
 
 What it teaches: the data pipeline every later notebook relies on, and why the training loops keep
 a whole split on the device as one uint8 tensor. Library pieces: ``Session`` (which data, where),
-``data`` (the batches, ``get_loaders``, ``DeviceLoader``, ``random_crop_flip``, the stronger
-augmentation a recipe may add: ``augment_policy``, ``cutout``).
+``data`` (the batches, ``get_loaders``, ``DeviceLoader``, ``augment_batch``: crop and flip, and the
+stronger augmentation a recipe may add).
 """
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ..data import CIFAR10_MEAN, augment_policy, get_loaders, policy_augment, random_crop_flip
-from ..data import cutout as cutout_square
+from ..data import augment_batch, augment_policy, get_loaders
 from ..plots import finish
 from ..session import Session
 
@@ -35,16 +34,10 @@ def augmentation_draws(images: np.ndarray, draws: int = 5, augment: str | None =
     recipe may ask (``data.AUGMENTATION``), a policy (``augment``, drawn per image here) and Cutout."""
     originals = torch.from_numpy(images)
     policy = augment_policy(augment) if augment else None
-    fill = (torch.tensor(CIFAR10_MEAN) * 255).round()  # Cutout's fill, as in DeviceLoader
     out = []
     for k in range(draws):
-        generator = torch.Generator().manual_seed(k)
-        x = random_crop_flip(originals, generator=generator)
-        if policy is not None:
-            torch.manual_seed(k)  # the policies draw from torch's global generator
-            x = policy_augment(x, policy, groups=len(x))
-        if cutout:
-            x = cutout_square(x, cutout, fill, generator)
+        torch.manual_seed(k)  # the policies draw from torch's global generator
+        x = augment_batch(originals, torch.Generator().manual_seed(k), policy, len(originals), cutout)
         out.append(x.numpy())
     return out
 
