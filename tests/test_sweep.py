@@ -78,7 +78,7 @@ def test_airbench_files_are_what_airbench_reads(synthetic_root, tmp_path):
 
 
 def test_airbench_loader_reads_the_files_where_installed(synthetic_root, tmp_path):
-    airbench = pytest.importorskip("airbench")
+    airbench = pytest.importorskip("airbench", reason="airbench is not installed: pip install -e '.[test]'")
     peer.write_airbench_data(synthetic_root, tmp_path)
     with peer.working_folder(tmp_path):
         loader = airbench.CifarLoader("cifar10", train=False, batch_size=50, gpu="cpu")
