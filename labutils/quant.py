@@ -223,8 +223,8 @@ class _LayerQuantizer:
 
 class FakeQuantizer:
     """Quantize conv/linear weights in every forward pass while the optimizer updates float shadow
-    weights; also a ``fit`` callback (re-applies pruning masks after each step and re-searches
-    the clipping ranges every ``refresh_every`` steps).
+    weights; also a ``fit`` callback (keeps pruned weights at zero through a ``MaskEnforcer`` and
+    re-searches the clipping ranges every ``refresh_every`` steps).
 
     Parameter names and the state dict do not change, so masks, optimizers and checkpoints work
     as usual. ``finish()`` writes the quantized weights into the parameters and restores the
