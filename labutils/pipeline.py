@@ -191,24 +191,35 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     if out_dir.exists() and not out_dir.is_dir():
         raise RunRefused(f"the output folder {out_dir} is an existing file: pass a folder to --out")
     out_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(out_dir) as lock, _plain_progress_in_kernels():
+    with RunLock(out_dir) as lock, _kernel_environment():
         return _run_pipeline(profile, out_dir, data_root, models, notebooks, seed, device, vit_weights,
                              run_id, resume, lock)
 
 
 @contextlib.contextmanager
-def _plain_progress_in_kernels():
-    """The kernels papermill starts inherit this process's environment: there progress becomes one
-    printed line per epoch, not redrawn bars. Restored afterwards, so the caller's own bars stay."""
-    before = os.environ.get("LABUTILS_PLAIN_PROGRESS")
-    os.environ["LABUTILS_PLAIN_PROGRESS"] = "1"
+def _kernel_environment():
+    """The kernels papermill starts inherit this process's environment, set here for the run and
+    restored afterwards (the caller's own progress bars stay):
+
+    * progress becomes one printed line per epoch, not redrawn bars;
+    * from a checkout, its folder comes first on ``PYTHONPATH``, so the kernels import the labutils
+      that runs the pipeline: not another copy installed in the environment (a second checkout,
+      an editable install pointing elsewhere), nor none at all (run from a checkout, not installed).
+      One run is one version of the code. An installed labutils (no checkout) is left as it is."""
+    settings = {"LABUTILS_PLAIN_PROGRESS": "1"}
+    if (REPO_ROOT / "pyproject.toml").is_file():
+        settings["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [
+            entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry])
+    before = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop("LABUTILS_PLAIN_PROGRESS", None)
-        else:
-            os.environ["LABUTILS_PLAIN_PROGRESS"] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[str] | None,

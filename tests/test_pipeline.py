@@ -1,5 +1,7 @@
 """The papermill pipeline through the CLI: notebooks 01-02 in the smoke profile."""
 import json
+import os
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -59,6 +61,31 @@ def test_failing_notebook_is_named_with_its_cell(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "out" / "notebooks" / "02_never.ipynb").exists()
     summary = json.loads((tmp_path / "out" / "metrics" / "pipeline.json").read_text())
     assert summary["failed"] == "01_fails.ipynb"
+
+
+def test_kernels_import_the_labutils_that_runs_the_pipeline(tmp_path, monkeypatch):
+    """Another labutils earlier on the caller's PYTHONPATH (a second checkout, a stale install)
+    would otherwise run in the kernels while this one writes the run's records."""
+    other = tmp_path / "other" / "labutils"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text("raise ImportError('the other labutils')\n")
+    monkeypatch.setenv("PYTHONPATH", str(other.parent))
+    books = tmp_path / "books"
+    books.mkdir()
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("PROFILE = 'smoke'")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "import os, labutils\nprint(labutils.__file__)\nprint(os.environ['PYTHONPATH'])")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, books / "01_which.ipynb")
+    monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", books)
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "out")]) == 0
+    executed = nbformat.read(tmp_path / "out" / "notebooks" / "01_which.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for o in executed.cells[-1].outputs).splitlines()
+    assert Path(printed[0]) == REPO_ROOT / "labutils" / "__init__.py"
+    assert printed[1].split(os.pathsep) == [str(REPO_ROOT), str(other.parent)]  # the caller's entries stay
+    assert os.environ["PYTHONPATH"] == str(other.parent)  # restored after the run
 
 
 def test_unknown_notebook_and_model_are_refused(tmp_path, capsys):
