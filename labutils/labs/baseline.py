@@ -8,13 +8,14 @@ scratch). Library pieces: ``Session`` (data, models, checkpoints), ``train.fit``
 """
 from __future__ import annotations
 
+import inspect
 import time
 
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 from ..course import BEFORE_PRUNING_MIN
-from ..data import fit_arguments
+from ..data import AUGMENTATION, augmentation_of, fit_arguments
 from ..models import PretrainedWeightsUnavailable, count_parameters
 from ..plots import finish
 from ..session import Session
@@ -46,6 +47,34 @@ def train_baseline(session: Session, name: str, pretrained_weights: str | None =
     print(f"{name}: test accuracy {record['accuracy']:.2%} on {record['test_images']} images "
           f"after {len(history)} epochs in {seconds:.0f}s -> {record['checkpoint']['path']}")
     return record
+
+
+# What try_recipe may change: fit's recipe arguments, the batch size and the loader's augmentation.
+RECIPE_KEYS = tuple(name for name, p in inspect.signature(fit).parameters.items() if p.kind is p.KEYWORD_ONLY
+                    and name not in ("callback", "device", "desc", "max_steps", "num_classes")) + ("batch_size",) + AUGMENTATION
+
+
+def try_recipe(session: Session, name: str, pretrained_weights: str | None = None, **changes) -> list[dict]:
+    """Train a fresh ``name`` with its profile's recipe changed by ``changes`` (``epochs=12``,
+    ``label_smoothing=0.0``, ``cutout=16``, ``augment="trivialaugment"``...) and say how it compares
+    with this run's baseline. Nothing is saved: the run's checkpoints, metrics and figures stay as
+    ``train_baseline`` wrote them. Returns the history (one dict per epoch, as ``fit``'s)."""
+    unknown = sorted(set(changes) - set(RECIPE_KEYS))
+    if unknown:
+        raise ValueError(f"try_recipe cannot change {', '.join(unknown)}: a recipe holds "
+                         f"{', '.join(RECIPE_KEYS)}")
+    recipe = session.train_config(name) | changes
+    model = session.new_model(name, pretrained_weights)
+    train, test = session.loaders(name, recipe["batch_size"], augmentation_of(recipe))
+    start = time.perf_counter()
+    history = fit(model, train, test, device=session.device, desc=f"{name} (try)", **fit_arguments(recipe))
+    baseline = session.metrics(name, "before_pruning") or {}
+    than = (f"this run's baseline: {baseline['accuracy']:.2%}" if baseline.get("produced")
+            else "no baseline in this run to compare with")
+    changed = ", ".join(f"{k}={v!r}" for k, v in changes.items()) or "the recipe unchanged"
+    print(f"{name} with {changed}: {history[-1]['test_accuracy']:.2%} after {len(history)} epochs in "
+          f"{time.perf_counter() - start:.0f}s ({than}); nothing saved")
+    return history
 
 
 def print_recipes(session: Session, models: list[str]) -> None:

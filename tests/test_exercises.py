@@ -1,0 +1,114 @@
+"""The "Try it yourself" exercises that end notebooks 02, 03, 04 and 06 run as written, in the
+smoke profile, on a copy of the shared 01-02 smoke run: a renamed function, argument or variable
+breaks them here, not in a student's hands. Each says it saves nothing; that is checked too."""
+import ast
+import builtins
+import re
+import shutil
+import textwrap
+from importlib import import_module
+
+import nbformat
+import pytest
+
+from labutils import Session
+from labutils.artifacts import REPO_ROOT
+
+LABS = {"02_baseline_training": "baseline", "03_unstructured_pruning": "unstructured",
+        "04_structured_pruning": "structured", "06_quantization": "quantization"}
+
+
+def _notebook(stem: str):
+    return nbformat.read(REPO_ROOT / "notebooks" / f"{stem}.ipynb", as_version=4)
+
+
+def exercises(stem: str) -> list[str]:
+    """The python blocks of the notebook's last cell, the "Try it yourself" one."""
+    last = _notebook(stem).cells[-1]
+    assert last.cell_type == "markdown" and last.source.startswith("## Try it yourself\n"), stem
+    blocks = [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", last.source, re.S)]
+    assert blocks, f"{stem}: no python block in its exercises"
+    return blocks
+
+
+def _names(tree: ast.AST, ctx) -> set[str]:
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ctx)}
+
+
+def _bound(tree: ast.AST) -> set[str]:
+    imported = {(a.asname or a.name).split(".")[0] for n in ast.walk(tree)
+                if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+    return _names(tree, ast.Store) | imported
+
+
+def free_names(blocks: list[str]) -> set[str]:
+    """Names the exercises use without defining: they must come from the notebook above them."""
+    trees = [ast.parse(b) for b in blocks]
+    bound = set().union(*(_bound(t) for t in trees))
+    return set().union(*(_names(t, ast.Load) for t in trees)) - bound - set(dir(builtins))
+
+
+def notebook_names(stem: str) -> set[str]:
+    """What the notebook's code cells bind at top level (IPython magics and shell lines dropped)."""
+    code = "\n".join(line for c in _notebook(stem).cells if c.cell_type == "code"
+                     for line in c.source.splitlines() if not line.lstrip().startswith(("!", "%")))
+    return _bound(ast.parse(code))
+
+
+@pytest.mark.parametrize("stem", LABS)
+def test_exercises_use_only_what_their_notebook_defines(stem):
+    assert free_names(exercises(stem)) <= notebook_names(stem)
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()}
+
+
+def _namespace(stem: str, s: Session) -> dict:
+    """The names the exercises take from their notebook, made as the notebook makes them."""
+    params = next(c for c in _notebook(stem).cells if "parameters" in c.metadata.get("tags", []))
+    ns: dict = {}
+    exec(params.source, ns)  # the notebook's defaults (MODELS, STUDY_EPOCHS...)
+    lab = import_module(f"labutils.labs.{LABS[stem]}")
+    ns.update(s=s, lab=lab)
+    if stem.startswith("02"):
+        ns["results"] = {name: s.metrics(name, "before_pruning") for name in ns["MODELS"]}
+    elif stem.startswith("03"):
+        ns["subjects"] = lab.load_subjects(s, ns["MODELS"])
+        ns["sweeps"] = {name: lab.sweep(subject) for name, subject in ns["subjects"].items()}
+    elif stem.startswith("06"):
+        ns["cfg"] = lab.config(s)
+        ns["model"], _ = lab.resnet20_baseline(s)
+        ns["train"], ns["test"] = lab.loaders(s)
+    return ns
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", LABS)
+def test_exercises_run_and_save_nothing(stem, smoke_run, tmp_path, capsys):
+    run = shutil.copytree(smoke_run, tmp_path / "run")
+    s = Session("smoke", run)
+    ns = _namespace(stem, s)
+    before = _snapshot(run)
+    for block in exercises(stem):
+        exec(compile(block, f"{stem} exercise", "exec"), ns)
+    assert _snapshot(run) == before  # "saves nothing"
+    printed = capsys.readouterr().out
+    if stem.startswith("02"):
+        assert len(ns["longer"]) == 2 * s.train_config("cnn")["epochs"]
+        assert printed.count("nothing saved") == 4 and "cutout=16" in printed
+    if stem.startswith("03"):
+        assert re.search(r"yours \d+\.\d+%, global magnitude \d+\.\d+%, layer-wise \d+\.\d+% at 90%", printed)
+        assert {r["sparsity"] for r in ns["rows"]} == {0.95, 0.98}
+    if stem.startswith("04"):
+        assert ns["steps"][-1]["pruning_percentage"] > ns["steps"][0]["pruning_percentage"] >= 40
+    if stem.startswith("06"):
+        assert "PTQ symmetric/channel/minmax" in printed and "QAT symmetric/tensor/minmax" in printed
+
+
+def test_try_recipe_names_what_a_recipe_may_change(tmp_path):
+    from labutils.labs import baseline
+
+    with pytest.raises(ValueError, match="cannot change epoch: a recipe holds epochs, lr"):
+        baseline.try_recipe(Session("smoke", tmp_path / "run"), "cnn", epoch=3)
