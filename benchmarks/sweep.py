@@ -18,10 +18,17 @@ scoring in the JSON's ``wall_seconds``) and training images/s.
 data (``benchmarks/airbench_peer.py``; CUDA only, otherwise the row says why it did not run).
 
 Built-in lists per model (``CANDIDATES``), or ``--candidates FILE`` (a JSON list, or a Python
-file defining ``CANDIDATES``). When the budget is spent no new candidate starts: the rest are
-listed as skipped.
+file defining ``CANDIDATES``); ``--only NAME`` keeps the named ones. When the budget is spent no
+new candidate starts: the rest are listed as skipped.
+
+``--jobs N`` trains N candidates at a time on the device, each in a process of its own: these
+models are too small to keep a large GPU busy (a training step is bound by kernel launches, not
+arithmetic), so several at once finish a list sooner. Each still sees its own seed and data; its
+seconds and images/s are then those of a shared device, not comparable with a run alone (the
+table says so). The airbench rows always run alone, first.
 
     python benchmarks/sweep.py --model cnn --data-root /tmp/data --out /tmp/sweep --budget-s 300 --airbench
+    python benchmarks/sweep.py --model vit_scratch --data-root /tmp/data --out /tmp/sweep --jobs 3
     python benchmarks/sweep.py --model resnet20 --smoke --out /tmp/sweep    # seconds on a CPU
 """
 from __future__ import annotations
@@ -32,6 +39,8 @@ import importlib.util
 import inspect
 import json
 import os
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -175,9 +184,12 @@ def run_row(model_name: str, candidate: dict, data: dict, device, smoke: bool, a
 
 
 def sweep(model_name: str, candidates: list[dict], data_root: Path, out: Path, budget_s: float,
-          device, smoke: bool = False) -> dict:
-    """Run the candidates in order until the budget is spent; write the JSON and markdown tables."""
+          device, smoke: bool = False, jobs: int = 1) -> dict:
+    """Run the candidates in order until the budget is spent (``jobs`` at a time, each in a
+    process of its own, when more than one); write the JSON and markdown tables."""
     check(candidates)
+    if jobs < 1:
+        raise SweepError(f"--jobs must be 1 or more, got {jobs}")
     data = {"train": load_cifar10(data_root, True, download=False),
             "test": load_cifar10(data_root, False, download=False)}
     airbench_folder = []
@@ -190,20 +202,84 @@ def sweep(model_name: str, candidates: list[dict], data_root: Path, out: Path, b
     result = {"model": model_name, "smoke": smoke, "device": device_name(device),
               "data": describe_data(data_root), "git_commit": git_commit(),
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
-              "budget_seconds": budget_s, "base_recipe": dict(zip(("train", "model"), base_recipe(model_name))),
-              "rows": []}
+              "budget_seconds": budget_s, "jobs": jobs,
+              "base_recipe": dict(zip(("train", "model"), base_recipe(model_name))), "rows": []}
     start = time.perf_counter()
-    for candidate in candidates:
-        spent = time.perf_counter() - start
-        if spent >= budget_s:
-            row = {"name": candidate["name"], "status": "skipped",
-                   "note": f"time budget spent ({spent:.0f} of {budget_s:.0f} s)"}
-        else:
-            row = run_row(model_name, candidate, data, device, smoke, airbench_dir)
+
+    def add(row: dict) -> None:
         result["rows"].append(row)
         print(format_row(row), flush=True)
         write_tables(result, out)  # after every row: a run cut short keeps what it measured
+
+    def skipped(candidate: dict) -> dict | None:
+        spent = time.perf_counter() - start
+        if spent < budget_s:
+            return None
+        return {"name": candidate["name"], "status": "skipped",
+                "note": f"time budget spent ({spent:.0f} of {budget_s:.0f} s)"}
+
+    in_processes = [c for c in candidates if not c.get("airbench")] if jobs > 1 else []
+    for candidate in candidates:  # airbench rows alone, first; everything when jobs == 1
+        if candidate not in in_processes:
+            add(skipped(candidate) or run_row(model_name, candidate, data, device, smoke, airbench_dir))
+    if in_processes:
+        for row in run_in_processes(model_name, in_processes, data_root, out, budget_s, device, smoke,
+                                    jobs, skipped):
+            add(row)
     return result
+
+
+def job_folders(candidates: list[dict], out: Path) -> dict[str, Path]:
+    """Each candidate's folder under ``out/jobs/``: its place in the list, then its name."""
+    return {c["name"]: out / "jobs" / f"{i + 1:02d}_{re.sub(r'[^A-Za-z0-9.+-]+', '_', c['name'])}"
+            for i, c in enumerate(candidates)}
+
+
+def run_in_processes(model_name: str, candidates: list[dict], data_root: Path, out: Path, budget_s: float,
+                     device, smoke: bool, jobs: int, skipped):
+    """Yield the candidates' rows in their order, training ``jobs`` at a time: each in a child
+    ``sweep.py --only NAME`` writing its own table and log under ``out/jobs/``, read back when it ends."""
+    listed = write_json(out / "jobs" / "candidates.json", candidates)
+    folders = job_folders(candidates, out)
+    base = [sys.executable, str(Path(__file__).resolve()), "--model", model_name, "--candidates", str(listed),
+            "--data-root", str(data_root), "--device", str(device), "--budget-s", str(budget_s)]
+    base += ["--smoke"] if smoke else []
+    rows: dict[str, dict] = {}
+    running: dict[str, subprocess.Popen] = {}
+    waiting, given = list(candidates), 0
+    try:
+        while given < len(candidates):
+            while waiting and len(running) < jobs:
+                candidate = waiting.pop(0)
+                if (row := skipped(candidate)) is not None:
+                    rows[candidate["name"]] = row
+                    continue
+                folder = folders[candidate["name"]]
+                folder.mkdir(parents=True, exist_ok=True)
+                with open(folder / "log.txt", "wb") as log:  # its epochs, not interleaved with the others'
+                    running[candidate["name"]] = subprocess.Popen(base + ["--only", candidate["name"], "--out", str(folder)],
+                                                                  stdout=log, stderr=subprocess.STDOUT)
+                print(f"{candidate['name']}: started (log: {(folder / 'log.txt').relative_to(out)})", flush=True)
+            for name, child in list(running.items()):
+                if child.poll() is not None:
+                    del running[name]
+                    rows[name] = _child_row(name, child.returncode, folders[name], model_name)
+            while given < len(candidates) and candidates[given]["name"] in rows:  # in order, once known
+                yield rows[candidates[given]["name"]]
+                given += 1
+            time.sleep(0.2)
+    finally:
+        for child in running.values():  # interrupted: no orphan keeps the device busy
+            child.terminate()
+
+
+def _child_row(name: str, returncode: int, child_out: Path, model_name: str) -> dict:
+    table = child_out / f"sweep_{model_name}.json"
+    if returncode == 0 and table.is_file():
+        return json.loads(table.read_text())["rows"][0]
+    tail = (child_out / "log.txt").read_text(errors="replace").strip().splitlines()[-1:] or [""]
+    return {"name": name, "status": "failed",
+            "note": f"its process ended with exit status {returncode}: {tail[0]} (log: jobs/{child_out.name}/log.txt)"}
 
 
 def format_row(row: dict) -> str:
@@ -218,6 +294,8 @@ def markdown(result: dict) -> str:
     lines = [f"# Recipe sweep: {result['model']}", "",
              f"{result['device']}, {result['data']}, commit `{result['git_commit']}`, {result['date'][:10]}, "
              f"torch {result['torch']}, budget {result['budget_seconds']:.0f} s"
+             + (f", {result['jobs']} candidates at a time on the one device (seconds and images/s are "
+                f"shared-device figures; the airbench rows ran alone)" if result.get("jobs", 1) > 1 else "")
              + (" (smoke: a couple of steps on synthetic data; the numbers mean nothing)" if result["smoke"] else ""),
              "", "| candidate | accuracy | 95% interval | epochs | seconds | images/s | note |",
              "|---|---|---|---|---|---|---|"]
@@ -249,24 +327,34 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--budget-s", type=float, default=540.0,
                     help="start no candidate after this many seconds (default 540)")
     ap.add_argument("--airbench", action="store_true", help="add airbench94 and airbench96 rows first (CUDA)")
+    ap.add_argument("--only", metavar="NAME", action="append", default=None,
+                    help="run only this candidate of the list (repeat for more)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="candidates trained at a time on the device, each in a process of its own (default 1)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--smoke", action="store_true",
                     help="synthetic data, narrow models, two steps per candidate (tests, CPU)")
     args = ap.parse_args(argv)
     os.environ.setdefault("LABUTILS_PLAIN_PROGRESS", "1")  # one printed line per epoch in the log
     out = Path(args.out)
-    if args.smoke:
+    if args.data_root:
+        data_root = Path(args.data_root)
+    elif args.smoke:
         data_root = out / "data-synthetic"
         if not (data_root / "cifar-10-batches-py" / "test_batch").is_file():
             write_synthetic_cifar10(data_root, n_train=200, n_test=100, seed=0)
-    elif args.data_root:
-        data_root = Path(args.data_root)
     else:
         ap.error("--data-root is required (or --smoke)")
     try:
         candidates = load_candidates(args.candidates) if args.candidates else CANDIDATES[args.model]
         candidates = (AIRBENCH if args.airbench else []) + list(candidates)
-        return sweep(args.model, candidates, data_root, out, args.budget_s, get_device(args.device), args.smoke)
+        if args.only:
+            known = [c.get("name") for c in candidates]
+            if unknown := [n for n in args.only if n not in known]:
+                raise SweepError(f"--only {', '.join(unknown)}: no such candidate; the list has {known}")
+            candidates = [c for c in candidates if c.get("name") in args.only]
+        return sweep(args.model, candidates, data_root, out, args.budget_s, get_device(args.device),
+                     args.smoke, args.jobs)
     except (SweepError, json.JSONDecodeError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None

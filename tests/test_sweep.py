@@ -48,6 +48,46 @@ def test_no_candidate_starts_once_the_budget_is_spent(tmp_path):
     assert "time budget spent" in (tmp_path / "sweep_resnet20.md").read_text()
 
 
+def test_jobs_train_candidates_side_by_side_and_keep_their_order(tmp_path):
+    """--jobs 2: each candidate in a child process of its own (its table under jobs/), the rows
+    in the list's order in one table that says they shared the device; airbench rows run first,
+    in this process."""
+    names = [c["name"] for c in sweep.CANDIDATES["resnet20"]][:3]
+    only = [arg for name in names for arg in ("--only", name)]
+    result = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path), "--device", "cpu",
+                         "--airbench", "--jobs", "2", *only, "--only", "airbench94"])
+    assert [r["name"] for r in result["rows"]] == ["airbench94"] + names
+    assert [r["status"] for r in result["rows"]] == ["not run"] + ["done"] * 3
+    assert result["jobs"] == 2 and "2 candidates at a time on the one device" in (tmp_path / "sweep_resnet20.md").read_text()
+    folders = sweep.job_folders(sweep.CANDIDATES["resnet20"][:3], tmp_path)
+    assert [f.name for f in folders.values()] == ["01_today", "02_weight_decay_1e-4", "03_classic_batch_128_lr_0.1_wd_1e-4"]
+    for row in result["rows"][1:]:  # what each child measured and wrote is what the table holds
+        child = json.loads((folders[row["name"]] / "sweep_resnet20.json").read_text())
+        assert child["rows"] == [row] and child["jobs"] == 1 and row["test_images"] == 100
+        assert "epoch 1/1" in (folders[row["name"]] / "log.txt").read_text()
+
+
+def test_a_job_that_fails_is_a_failed_row_saying_why(tmp_path):
+    bad = tmp_path / "bad.json"  # a value fit refuses, in the child
+    bad.write_text(json.dumps([{"name": "fine", "train": {}}, {"name": "broken", "train": {"optimizer": "lion"}}]))
+    result = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path / "out"), "--device", "cpu",
+                         "--candidates", str(bad), "--jobs", "2"])
+    fine, broken = result["rows"]
+    assert fine["status"] == "done" and broken["status"] == "failed" and "lion" in broken["note"]
+    # A child that dies (killed, out of memory) leaves no table: its row names the exit and the log's end.
+    dead = tmp_path / "dead"
+    dead.mkdir()
+    (dead / "log.txt").write_text("epoch 1/30 ...\nKilled\n")
+    row = sweep._child_row("broken", -9, dead, "resnet20")
+    assert row["status"] == "failed" and row["note"].startswith("its process ended with exit status -9: Killed")
+
+
+def test_only_refuses_a_name_not_in_the_list(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path), "--only", "todya"])
+    assert "--only todya: no such candidate; the list has ['today'" in capsys.readouterr().err
+
+
 def test_candidates_from_a_file_and_unknown_keys_refused(tmp_path, capsys):
     good = tmp_path / "mine.json"
     good.write_text(json.dumps([{"name": "short", "train": {"epochs": 2, "cutout": 4, "tta_flip": True}}]))

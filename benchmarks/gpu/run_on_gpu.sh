@@ -8,7 +8,8 @@
 #   DRY_RUN=1 bash benchmarks/gpu/run_on_gpu.sh       # on a CPU: smoke sizes, nothing installed
 #
 # Settings (environment): WORK (default /tmp/gpu: data, outputs, run.log), STAGES ("full"; "sweep full" runs the sweep first),
-# SWEEP_MODELS ("cnn"; airbench94/96 join the cnn sweep), SWEEP_BUDGET_S (180 per model).
+# SWEEP_MODELS ("cnn"; airbench94/96 join the cnn sweep), SWEEP_BUDGET_S (180 per model),
+# SWEEP_JOBS (3: candidates trained at a time on the GPU, each in its own process).
 # Then poll with wait.sh and bring the results back with collect.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -14,7 +14,7 @@ for s in ${STAGES:-full}; do
     case $s in
     sweep)
         for model in ${SWEEP_MODELS:-cnn}; do
-            args=(--model "$model" --out "$WORK/sweep" --budget-s "${SWEEP_BUDGET_S:-180}")
+            args=(--model "$model" --out "$WORK/sweep" --budget-s "${SWEEP_BUDGET_S:-180}" --jobs "${SWEEP_JOBS:-3}")
             [ "$model" = cnn ] && args+=(--airbench)
             if [ "$DRY_RUN" = 1 ]; then args+=(--smoke); else args+=(--data-root "$LABUTILS_DATA"); fi
             stage "sweep-$model" python3 benchmarks/sweep.py "${args[@]}"
