@@ -386,6 +386,28 @@ def test_generated_data_is_written_atomically(tmp_path, monkeypatch):
     assert sorted(p.name for p in folder.iterdir()) == sorted(earlier)  # no temporary file left
 
 
+def test_figures_are_written_atomically(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from labutils.plots import finish
+
+    path = tmp_path / "figures" / "03_study.png"
+    finish(plt.figure(), path, caption="run one")
+    earlier = path.read_bytes()
+    assert earlier.startswith(b"\x89PNG")
+    def disk_full_halfway(f, **kw):
+        f.write(b"\x89PNG half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    fig = plt.figure()
+    fig.savefig = disk_full_halfway
+    with pytest.raises(OSError, match="No space left"):
+        finish(fig, path, caption="run two")
+    assert path.read_bytes() == earlier  # the earlier figure, whole
+    assert [p.name for p in path.parent.iterdir()] == ["03_study.png"]  # no temporary file left
+    plt.close("all")
+
+
 # -- 9. files written with the process's umask ---------------------------------------------------
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
 def test_written_files_follow_the_umask(tmp_path, umask, mode):
