@@ -129,8 +129,14 @@ def run_mode(model_name: str, variant: str, mode: str, device: torch.device, ima
                 "note": "n/a (needs CUDA)", "reason": reason}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        row = measure(model_name, variant, device, kwargs.get("compile", False), images, epochs, smoke,
-                      graphs=kwargs.get("graphs", False))
+        try:
+            row = measure(model_name, variant, device, kwargs.get("compile", False), images, epochs, smoke,
+                          graphs=kwargs.get("graphs", False))
+        except Exception as err:  # one case that breaks (out of memory, a compiler error) ends only its cell
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            return {"model": model_name, "variant": variant, "mode": mode, "images_per_second": None,
+                    "note": "failed", "reason": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
     fallbacks = [str(w.message) for w in caught if str(w.message).startswith(FALLBACKS)]
     row["mode"] = mode
     if fallbacks:  # what ran was eager: its number does not belong in this column

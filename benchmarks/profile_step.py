@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import FALLBACKS, MODES, _arch, _recipe, settings, write_json  # noqa: E402
 
 from labutils import train  # noqa: E402
+from labutils.accel import compile_uses_cudagraphs  # noqa: E402
 from labutils.data import AUGMENT_POLICIES, DeviceLoader  # noqa: E402
 from labutils.models import build_model  # noqa: E402
 
@@ -263,6 +264,9 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error("--warmup must be at least 5 with CUDA graphs: fit captures the step at its 4th")
     if args.compile_mode and not MODES[args.mode].get("compile"):
         ap.error(f"--compile-mode needs a compiling --mode (compiled, compiled+graphs), not {args.mode}")
+    if "graphs" in args.mode and compile_uses_cudagraphs(args.compile_mode):
+        ap.error(f"--compile-mode {args.compile_mode} captures CUDA graphs itself: use --mode compiled "
+                 f"with it, or max-autotune-no-cudagraphs with {args.mode}")
     if args.trace and not args.out:
         ap.error("--trace needs --out DIR")
     result = profile_case(args, train.get_device(args.device))

@@ -66,7 +66,7 @@ class CompiledForward:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.working is False:
             return self.model(x)
-        if self.mode == "reduce-overhead":
+        if compile_uses_cudagraphs(self.mode):
             # CUDA graphs: each training step is a new generation (earlier outputs may be reused).
             torch.compiler.cudagraph_mark_step_begin()
         try:
@@ -81,6 +81,18 @@ class CompiledForward:
             return self.model(x)
         self.working = True
         return out
+
+
+def compile_uses_cudagraphs(mode: bool | str | None) -> bool:
+    """Whether ``torch.compile``'s ``mode`` captures CUDA graphs itself ("reduce-overhead", and
+    "max-autotune" too): each step must then mark its start, and no graph of ours may wrap it."""
+    if mode in (None, False, True, "default"):
+        return False
+    try:
+        from torch._inductor import list_mode_options
+        return bool(list_mode_options(mode).get("triton.cudagraphs"))
+    except Exception:  # an unknown mode, or an inductor without the table: the names we know
+        return mode in ("reduce-overhead", "max-autotune")
 
 
 def forward_runner(model: nn.Module, compile: bool | str):
@@ -170,11 +182,27 @@ class _SideStream:
 
 
 def _capture(fn: Callable, *static_inputs):
-    """(graph, outputs): ``fn(*static_inputs)`` recorded, not run (the caller replays it)."""
+    """(graph, outputs): ``fn(*static_inputs)`` recorded, not run (the caller replays it). If the
+    capture fails, the caller's stream is made current again before the error goes on:
+    ``torch.cuda.graph`` leaves its capture stream current when ending the capture raises, and the
+    eager fallback must not run there."""
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = fn(*static_inputs)
+    stream = torch.cuda.current_stream()
+    try:
+        with torch.cuda.graph(graph):
+            out = fn(*static_inputs)
+    except BaseException:
+        torch.cuda.set_stream(stream)
+        raise
     return graph, out
+
+
+def _capture_failure(err: BaseException) -> str:
+    """Why a capture failed, as its first error says: ending a capture that an operation broke
+    raises again ("capture invalidated") on top of the error that names the operation."""
+    while err.__context__ is not None:
+        err = err.__context__
+    return f"capture failed: {type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
 
 
 class GraphedStep:
@@ -222,7 +250,7 @@ class GraphedStep:
         try:
             graph, out = _capture(self.step, *static_in)
         except Exception as err:  # an operation that cannot be captured
-            self.reason = f"capture failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            self.reason = _capture_failure(err)
             _fallback_warning(self.reason)
             return self.step(*inputs)
         self.graphs[key] = (graph, static_in, out)
@@ -247,6 +275,6 @@ def graphed_call(fn: Callable, device, warmup: int = 3) -> tuple[Callable, str |
                 return out
             return replay, None
         except Exception as err:
-            reason = f"capture failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+            reason = _capture_failure(err)
     _fallback_warning(reason)
     return fn, reason

@@ -25,7 +25,7 @@ import time
 import torch
 from torch import nn
 
-from .accel import autocast, graphed_call, graphs_unavailable, memory_format, precision_for
+from .accel import autocast, graphed_call, graphs_unavailable, memory_format, precision_for, tune_backends
 
 
 def _input_shape(input_size) -> tuple[int, int, int]:
@@ -93,7 +93,8 @@ def measure_latency(model: nn.Module, input_size, batch_size: int, device="cpu",
     Runs on a copy of ``model`` moved to ``device`` (the caller's model is left where it is), in
     eval mode, under no_grad, with channels_last input on CUDA, under the device's autocast
     (``accel.precision_for``); on CUDA each pass is timed by CUDA events (GPU time, no host
-    jitter), after warm-up (cuDNN autotuning, allocator). The median resists the odd slow pass
+    jitter), after warm-up (cuDNN autotuning, allocator); the autocast cache is off, so eager and
+    replayed passes both cast the weights. The median resists the odd slow pass
     (another process, a page fault). ``graphs``: the pass is captured once in a CUDA graph and
     replayed (no per-layer launch cost; eager with a warning where graphs are unavailable).
 
@@ -110,7 +111,10 @@ def measure_latency(model: nn.Module, input_size, batch_size: int, device="cpu",
     x = x.contiguous(memory_format=memory_format(device))
     cuda = device.type == "cuda"
     times_ms = []
-    with autocast(device, cache=not graphs):
+    tune_backends(device)  # cuDNN autotuning, as in training: the warm-up passes pick the kernels
+    # No autocast cache in either mode: eager would cast the weights once and reuse the copies,
+    # a replayed graph casts them every pass, and the two columns would not measure the same work.
+    with autocast(device, cache=False):
         run, reason = graphed_call(lambda: net(x), device, warmup) if graphs else (lambda: net(x), "off")
         for _ in range(warmup):
             run()

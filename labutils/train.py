@@ -5,6 +5,8 @@ its optional gradient hook before it (pruning masks use them to keep removed wei
 optionally the whole step captured in a CUDA graph."""
 from __future__ import annotations
 
+import copy
+import itertools
 import math
 import os
 import random
@@ -21,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .accel import (GraphedStep, autocast, forward_runner, fused_optimizer, grad_scaler,
-                    graphs_unavailable, memory_format, precision_for, tune_backends)
+from .accel import (GraphedStep, autocast, compile_uses_cudagraphs, forward_runner, fused_optimizer,
+                    grad_scaler, graphs_unavailable, memory_format, precision_for, tune_backends)
 
 StepCallback = Callable[[nn.Module, torch.optim.Optimizer, int], None]
 
@@ -342,20 +344,45 @@ def _graphs_obstacle(device: torch.device, precision: str, callback, compile) ->
         return reason
     if precision == "fp16":
         return "the fp16 gradient scaler decides on the host whether to step"
-    if compile == "reduce-overhead":
-        return "compile='reduce-overhead' already uses CUDA graphs for the forward and backward"
+    if compile_uses_cudagraphs(compile):
+        return f"compile={compile!r} already uses CUDA graphs for the forward and backward"
     if callback is not None and not getattr(callback, "graph_safe", False):
         return (f"the step callback {type(callback).__name__} is not marked graph_safe (it may "
                 f"replace tensors the captured step reads)")
     return None
 
 
-def weight_average(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
-    """An exponential moving average of ``model``'s weights and buffers, updated in one
-    multi-tensor operation per step."""
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+class WeightAverage:
+    """An exponential moving average of a model's weights and buffers (``.module``), updated
+    after each step by one multi-tensor lerp, with no host sync: torch's ``AveragedModel`` reads
+    its step count on the host at every update (``bool(n_averaged == 0)``, a device-to-host copy
+    that waits for the GPU: pytorch/pytorch#157705). The first update copies the weights; integer
+    buffers (BatchNorm's batch counts) are copied, not averaged."""
 
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    def __init__(self, model: nn.Module, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"ema must lie between 0 and 1 (for example 0.999), got {decay}")
+        self.module, self.decay, self._started = copy.deepcopy(model), decay, False
+
+    @torch.no_grad()
+    def update_parameters(self, model: nn.Module) -> None:
+        averaged = itertools.chain(self.module.parameters(), self.module.buffers())
+        current = itertools.chain(model.parameters(), model.buffers())
+        lerped, copied = ([], []), ([], [])
+        for a, c in zip(averaged, current):
+            target = lerped if self._started and a.is_floating_point() else copied
+            target[0].append(a)
+            target[1].append(c)
+        if copied[0]:  # the first update, and integer buffers
+            torch._foreach_copy_(*copied)
+        if lerped[0]:
+            torch._foreach_lerp_(*lerped, 1.0 - self.decay)
+        self._started = True
+
+
+def weight_average(model: nn.Module, decay: float) -> WeightAverage:
+    """``fit(ema=decay)``'s average of ``model`` (see ``WeightAverage``)."""
+    return WeightAverage(model, decay)
 
 
 def _report(desc: str, epochs: int, record: dict, bar) -> None:

@@ -60,6 +60,25 @@ def test_bench_train_marks_a_fallback_and_honours_the_time_limit(tmp_path, monke
     assert rows[0]["images_per_second"] > 0 and rows[1]["note"] == "skipped: time limit"
 
 
+def test_bench_train_a_case_that_breaks_ends_only_its_cell(tmp_path, monkeypatch):
+    bench = _bench()
+    real = bench.measure
+
+    def out_of_memory_when_compiled(model_name, variant, device, compile, *args, **kw):
+        if compile:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+        return real(model_name, variant, device, compile, *args, **kw)
+
+    monkeypatch.setattr(bench, "measure", out_of_memory_when_compiled)
+    rows = bench.main(["--smoke", "--epochs", "2", "--models", "resnet20", "--modes", "compiled,eager",
+                       "--images", "64"])
+    compiled = [r for r in rows if r["mode"] == "compiled"]
+    assert compiled and all(r["note"] == "failed" and r["images_per_second"] is None
+                            and r["reason"] == "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
+                            for r in compiled)
+    assert all(r["images_per_second"] > 0 for r in rows if r["mode"] == "eager")
+
+
 def test_bench_train_uses_the_full_profile_recipes():
     bench = _bench()
     from labutils.profiles import get_profile
