@@ -50,8 +50,10 @@ def train_baseline(session: Session, name: str, pretrained_weights: str | None =
 
 
 # What try_recipe may change: fit's recipe arguments, the batch size and the loader's augmentation.
-RECIPE_KEYS = tuple(name for name, p in inspect.signature(fit).parameters.items() if p.kind is p.KEYWORD_ONLY
-                    and name not in ("callback", "device", "desc", "max_steps", "num_classes")) + ("batch_size",) + AUGMENTATION
+RECIPE_KEYS = tuple(name for name, p in inspect.signature(fit).parameters.items()
+                    if p.kind is p.KEYWORD_ONLY
+                    and name not in ("callback", "device", "desc", "max_steps", "num_classes")
+                    ) + ("batch_size",) + AUGMENTATION
 
 
 def try_recipe(session: Session, name: str, pretrained_weights: str | None = None, **changes) -> list[dict]:
