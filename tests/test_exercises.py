@@ -1,4 +1,4 @@
-"""The "Try it yourself" exercises that end notebooks 02, 03, 04 and 06 run as written, in the
+"""The "Try it yourself" exercises that end notebooks 01, 02, 03, 04 and 06 run as written, in the
 smoke profile, on a copy of the shared 01-02 smoke run: a renamed function, argument or variable
 breaks them here, not in a student's hands. Each says it saves nothing; that is checked too."""
 import ast
@@ -8,13 +8,14 @@ import shutil
 import textwrap
 from importlib import import_module
 
+import matplotlib.pyplot as plt
 import nbformat
 import pytest
 
 from labutils import Session
 from labutils.artifacts import REPO_ROOT
 
-LABS = {"02_baseline_training": "baseline", "03_unstructured_pruning": "unstructured",
+LABS = {"01_data": "data", "02_baseline_training": "baseline", "03_unstructured_pruning": "unstructured",
         "04_structured_pruning": "structured", "06_quantization": "quantization"}
 
 
@@ -72,7 +73,9 @@ def _namespace(stem: str, s: Session) -> dict:
     exec(params.source, ns)  # the notebook's defaults (MODELS, STUDY_EPOCHS...)
     lab = import_module(f"labutils.labs.{LABS[stem]}")
     ns.update(s=s, lab=lab)
-    if stem.startswith("02"):
+    if stem.startswith("01"):
+        ns["originals"] = lab.load(s)["train_x"][:6]
+    elif stem.startswith("02"):
         ns["results"] = {name: s.metrics(name, "before_pruning") for name in ns["MODELS"]}
     elif stem.startswith("03"):
         ns["subjects"] = lab.load_subjects(s, ns["MODELS"])
@@ -91,10 +94,13 @@ def test_exercises_run_and_save_nothing(stem, smoke_run, tmp_path, capsys):
     s = Session("smoke", run)
     ns = _namespace(stem, s)
     before = _snapshot(run)
+    plt.close("all")
     for block in exercises(stem):
         exec(compile(block, f"{stem} exercise", "exec"), ns)
     assert _snapshot(run) == before  # "saves nothing"
     printed = capsys.readouterr().out
+    if stem.startswith("01"):
+        assert len(plt.get_fignums()) == 3  # a figure per set of draws
     if stem.startswith("02"):
         assert len(ns["longer"]) == 2 * s.train_config("cnn")["epochs"]
         assert printed.count("nothing saved") == 4 and "cutout=16" in printed
