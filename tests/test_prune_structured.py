@@ -155,6 +155,25 @@ def test_select_uniform_and_global_counts():
     assert glob["a"].tolist() == [0, 1, 2, 3] and glob["b"].tolist() == [2, 3]
 
 
+def test_global_scope_passes_over_a_head_too_wide_for_what_is_left():
+    """A head (head_dim channels) ranked lowest but wider than the share asked for must not end
+    the ranking: the MLP neurons after it still go (it used to remove nothing at small shares)."""
+    model = build_model("vit_scratch", depth=2, embed_dim=48, num_heads=3, drop_path_rate=0.0)
+    groups, original = S.channel_groups(model), S.widths(model)
+    scores = {"blocks.0.heads": torch.tensor([0.1, 1.0, 1.9]), "blocks.0.mlp": torch.linspace(0.5, 1.5, 192),
+              "blocks.1.heads": torch.ones(3), "blocks.1.mlp": torch.linspace(0.6, 1.4, 192)}
+    for share in (0.01, 0.015):
+        kept = {n: len(k) for n, k in S.select(scores, share, scope="global", groups=groups).items()}
+        assert kept["blocks.0.heads"] == 3  # the head (16 channels) is wider than the 5-7 asked for
+        assert abs(S.channel_share_removed(original, kept, groups) - 100 * share) < 0.1
+
+
+def test_kept_widths_round_half_up_and_share_zero_keeps_everything():
+    assert S._kept_count(20, 0.0, 8, 1) == 20  # rounding to a multiple never removes at share 0
+    assert S._kept_count(40, 0.5, 8, 1) == 24  # 20 kept is 2.5 multiples of 8: up, not to even
+    assert S._kept_count(64, 0.35, 8, 1) == 40
+
+
 def test_accounting_ratios():
     model = trained_like_resnet()
     groups = S.channel_groups(model)

@@ -36,6 +36,7 @@ divided by its mean first so layers of different scale weigh alike.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -294,9 +295,9 @@ def importance(model: nn.Module, criterion: str, loader=None, batches: int = 8) 
 # ----------------------------------------------------------------------------------------
 def _kept_count(original: int, share: float, multiple: int, min_keep: int) -> int:
     keep = original * (1.0 - share)
-    if multiple > 1:  # tensor cores like widths in multiples of 8
-        keep = multiple * round(keep / multiple)
-    return int(min(original, max(min_keep, round(keep))))
+    if multiple > 1 and share > 0:  # tensor cores like widths in multiples of 8 (half up, not to even)
+        keep = multiple * math.floor(keep / multiple + 0.5)
+    return int(min(original, max(min_keep, math.floor(keep + 0.5))))
 
 
 def select(scores: dict[str, torch.Tensor], share: float, original: dict[str, int] | None = None,
@@ -337,10 +338,13 @@ def _global_counts(scores, share, original, min_keep, weight) -> dict[str, int]:
     counts = {n: len(s) for n, s in scores.items()}
     floor = {n: max(min_keep, -(-original[n] // 10)) for n in scores}
     ranked = sorted((float(v), n) for n, s in scores.items() for v in s)
+    cheapest = min(weight[n] for n in scores)
     for _, n in ranked:
-        if to_remove < weight[n] / 2:
+        if to_remove < cheapest / 2:
             break
-        if counts[n] > floor[n]:
+        # A unit wider than what is left to remove (a head) is passed over, not the end of the
+        # ranking: cheaper units ranked after it (MLP neurons) may still fit.
+        if to_remove >= weight[n] / 2 and counts[n] > floor[n]:
             counts[n] -= 1
             to_remove -= weight[n]
     return counts
