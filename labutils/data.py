@@ -376,8 +376,10 @@ class DeviceLoader:
     * ``cutout`` > 0: a square of that side erased in every image (see ``cutout``; 16 is the
       paper's CIFAR-10 size), last;
     * ``repeats`` = k > 1: repeated augmentation (Hoffer et al. 2020, DeiT): an epoch draws
-      1/k of the images and each batch holds every one of them k times, augmented apart, so an
-      epoch keeps its number of steps.
+      1/k of the images and each batch holds every one of them k times (k - 1 for a few when the
+      batch size is not a multiple of k), augmented apart, so an epoch keeps its number of steps.
+      The copies are spread over the batch (its images one after the other, then again), so the
+      policy's groups give each copy a draw of its own.
     """
 
     def __init__(self, images, labels, batch_size: int, train: bool, device="cpu",
@@ -385,10 +387,11 @@ class DeviceLoader:
                  augment: str | None = None, repeats: int = 1, augment_groups: int = 16):
         if int(repeats) != repeats or repeats < 1 or int(augment_groups) != augment_groups or augment_groups < 1:
             raise ValueError(f"repeats and augment_groups are whole numbers >= 1; got {repeats}, {augment_groups}")
-        if not 0 <= cutout <= size:
-            raise ValueError(f"cutout={cutout} must be between 0 (off) and the image side {size}")
         self.device = torch.device(device)
         self.images = torch.as_tensor(images, dtype=torch.uint8).to(self.device)
+        side = self.images.shape[-1]  # Cutout works on the stored images, before any resize
+        if not 0 <= cutout <= side:
+            raise ValueError(f"cutout={cutout} must be between 0 (off) and the image side {side}")
         self.labels = torch.as_tensor(labels, dtype=torch.int64).to(self.device)
         self.batch_size, self.train, self.size, self.cutout = batch_size, train, size, cutout
         self.repeats, self.augment_groups = int(repeats), int(augment_groups)
@@ -407,10 +410,12 @@ class DeviceLoader:
         n = len(self.labels)
         order = (torch.randperm(n, device=self.device, generator=self.generator)
                  if self.train else torch.arange(n, device=self.device))
-        if self.train and self.repeats > 1:  # each drawn image k times in a row: same batch
-            order = order[:-(-n // self.repeats)].repeat_interleave(self.repeats)[:n]
+        repeated = self.train and self.repeats > 1
+        drawn = -(-self.batch_size // self.repeats) if repeated else self.batch_size  # images per batch
         for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            idx = order[i * drawn:(i + 1) * drawn]
+            if repeated:  # each image k times in its batch, the copies apart (see the docstring)
+                idx = idx.repeat(self.repeats)[:self.batch_size]
             x = self.images[idx]
             if self.train:
                 x = augment_batch(x, self.generator, self.policy, self.augment_groups, self.cutout, self.fill)
@@ -430,7 +435,13 @@ def subset(images: np.ndarray, labels: np.ndarray, n: int | None, seed: int = 0)
         return images, labels
     rng = np.random.default_rng(seed)
     per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
-    take = np.sort(np.concatenate([p[: -(-n // len(per_class))] for p in per_class]))[:n]
+    # Round by round: every class's first pick, then every class's second..., the classes in a
+    # random order within a round; the first n. Counts differ by at most one between classes
+    # (a class that runs out leaves its turns to the others).
+    picks = np.concatenate(per_class)
+    rounds = np.concatenate([np.arange(len(p)) for p in per_class])
+    order = np.lexsort((rng.random(len(picks)), rounds))
+    take = np.sort(picks[order[:n]])
     return images[take], labels[take]
 
 

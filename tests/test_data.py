@@ -231,17 +231,53 @@ def test_repeated_augmentation_keeps_the_steps_and_repeats_each_image_in_its_bat
     for _, labels in loader:
         assert len(labels) == 24
         seen.append(labels)
-    # the labels carry the images' order: each drawn image comes k times in a row, in one batch
+    # the labels carry the images' order: each drawn image comes k times in its batch, its copies
+    # a batch's worth of images apart (so in different groups of a policy's draws)
     ids = []
     for batch in D.DeviceLoader(x, torch.arange(n), 24, True, seed=1, repeats=k):
         labels = batch[1]
-        assert torch.equal(labels.view(-1, k), labels.view(-1, k)[:, :1].expand(-1, k))
-        ids += labels[::k].tolist()
+        assert torch.equal(labels.view(k, -1), labels[:24 // k].expand(k, -1))
+        ids += labels[:24 // k].tolist()
     assert len(set(ids)) == len(ids) == n // k
+    # a batch size that is not a multiple of k: ceil(25 / 3) = 9 images, 7 of them 3 times, 2 twice
+    for _, labels in D.DeviceLoader(x, torch.arange(n), 25, True, seed=1, repeats=k):
+        assert sorted(torch.bincount(labels).tolist())[-9:] == [2, 2, 3, 3, 3, 3, 3, 3, 3]
     # the copies of an image are augmented apart (crop and flip drawn per copy)
     images = next(iter(D.DeviceLoader(x * 0 + torch.randint(0, 255, (n, 3, 32, 32), dtype=torch.uint8),
                                       torch.arange(n), 24, True, seed=1, repeats=k)))[0]
-    assert not all(torch.equal(images[i], images[i + 1]) for i in range(0, 24, k))
+    assert not all(torch.equal(images[i], images[i + 24 // k]) for i in range(24 // k))
+
+
+def test_repeated_copies_get_policy_draws_of_their_own():
+    """With a policy, the k copies of an image fall in different groups of the batch: each group
+    gets one draw, so copies in one group would share their operation and strength."""
+    n, k, batch = 256, 4, 64
+    loader = D.DeviceLoader(torch.zeros(n, 3, 32, 32, dtype=torch.uint8), torch.arange(n), batch, True,
+                            seed=0, repeats=k, augment="trivialaugment")
+    _, labels = next(iter(loader))
+    groups = labels.view(loader.augment_groups, -1)  # policy_augment's contiguous groups
+    assert all(len(set(g.tolist())) == len(g) for g in groups)  # no image twice in a group
+
+
+def test_subset_is_class_balanced_whatever_n():
+    rng = np.random.default_rng(1)
+    labels = rng.permutation(np.repeat(np.arange(10), 50))
+    images = np.arange(len(labels))
+    for n in (25, 64, 256, 400):
+        _, got = D.subset(images, labels, n, seed=0)
+        counts = np.bincount(got, minlength=10)
+        assert len(got) == n and counts.max() - counts.min() <= 1, (n, counts)
+    short = np.concatenate([labels, np.full(5, 10)])  # an eleventh class of only 5 images
+    _, got = D.subset(np.arange(len(short)), short, 110, seed=0)
+    assert len(got) == 110 and np.bincount(got)[10] == 5
+    # n a multiple of the classes, all of them large enough: n / 10 of each, as before
+    assert (np.bincount(D.subset(images, labels, 300, seed=0)[1]) == 30).all()
+
+
+def test_cutout_is_bounded_by_the_stored_images_not_the_model_input():
+    x = torch.zeros(4, 3, 32, 32, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="cutout=64 must be between 0 \\(off\\) and the image side 32"):
+        D.DeviceLoader(x, torch.arange(4), 2, True, size=224, cutout=64)
 
 
 @pytest.mark.parametrize("kwargs, words", [({"augment": "autoaug"}, "trivialaugment"),

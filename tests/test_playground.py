@@ -39,7 +39,9 @@ def dense_copy(subject):
 def test_accuracy_moves_with_sparsity_and_sparsity_is_measured(pg, name):
     runs = {sp: pg.update(name, "magnitude", "global", sp) for sp in (0.0, 0.5, 0.9)}
     assert runs[0.0]["accuracy"] == runs[0.0]["dense_accuracy"]
-    assert runs[0.9]["accuracy"] != runs[0.0]["accuracy"]
+    # What is scored is the pruned model: its loss moves (its accuracy need not, for a model this
+    # barely trained: dense and pruned may both name one class for every image of a balanced slice).
+    assert runs[0.9]["loss"] != runs[0.0]["loss"]
     assert runs[0.0]["images"] == 48
     live = pg.live(name)
     labels = live.probe.labels.cpu().numpy()

@@ -637,7 +637,7 @@ class Playground:
                sparsity: float = 0.5) -> dict:
         """Prune ``name`` to ``sparsity`` and measure it; the dense weights are back afterwards.
 
-        Returns accuracy and dense_accuracy (on the probe slice of ``images``), measured_sparsity
+        Returns accuracy, loss and dense_accuracy (on the probe slice of ``images``), measured_sparsity
         (from the zeros), layers {layer: sparsity}, thresholds {layer: highest removed score},
         threshold (the one global cut; None in the layer scope or when nothing goes), the masks
         and the seconds the update took (the first one per model and criterion includes scoring).
@@ -649,12 +649,13 @@ class Playground:
         try:
             masks = one_shot_prune(live.model, sparsity, scope, scores, live.params)
             report = sparsity_report(live.model, live.params, masks)
-            accuracy = evaluate(live.model, live.probe)["accuracy"]
+            measured = evaluate(live.model, live.probe)
         finally:
             live.restore()
         thresholds = {n: float(scores[n][~m].max()) for n, m in masks.items() if not m.all()}
         return {"model": name, "criterion": criterion, "scope": scope, "sparsity": sparsity,
-                "accuracy": accuracy, "dense_accuracy": live.dense_accuracy, "images": len(live.probe.labels),
+                "accuracy": measured["accuracy"], "loss": measured["loss"], "dense_accuracy": live.dense_accuracy,
+                "images": len(live.probe.labels),
                 "measured_sparsity": report["pruning_percentage"] / 100,
                 "layers": {n: v["sparsity"] for n, v in report["layers"].items()},
                 "threshold": max(thresholds.values()) if scope == "global" and thresholds else None,
