@@ -128,3 +128,14 @@ def test_skipped_under_papermill_and_without_models(subjects, monkeypatch, capsy
 def test_unknown_scope_is_refused(pg):
     with pytest.raises(ValueError, match="scope"):
         pg.update("cnn", "magnitude", "2:4", 0.5)
+
+
+def test_no_frontier_when_not_even_the_dense_model_meets_the_threshold(subjects, monkeypatch, tmp_path):
+    """The frontier is the highest sparsity meeting the threshold: with none meeting it, the dense
+    start included, there is none to report (it was reported as 0% at the baseline's accuracy)."""
+    s = Session("smoke", tmp_path, device="cpu")
+    monkeypatch.setattr(lab, "frontier_threshold", lambda session, subject: (1.01, "above any accuracy"))
+    result = lab.frontier(s, subjects["cnn"])
+    assert result["trials"] and not any(t["passed"] for t in result["trials"])
+    assert result["frontier_sparsity"] is None and result["frontier_accuracy"] is None
+    lab.plot_frontier({"cnn": result})  # draws the trials and the threshold, no frontier line

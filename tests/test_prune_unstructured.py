@@ -159,6 +159,21 @@ def test_sensitivity_scope_spares_fragile_layers_and_hits_target():
         assert (ratios["robust"] + ratios["fragile"]) / 2 == pytest.approx(target)
 
 
+def test_sensitivity_scope_hits_low_targets_when_robust_layers_fill_up():
+    """Layers that lose nothing at the first levels take the whole of a low target; the rescaling
+    that makes the total exact must not push one past keeping everything and overshoot (a 10%
+    target removed 24% when the spill-over was spread only once)."""
+    levels = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    scan = {"sparsities": levels, "baseline": 0.9, "sizes": {"a": 100, "b": 100, "c": 100},
+            "layers": {"a": [0.9] * 9, "b": [0.9] * 5 + [0.85, 0.8, 0.7, 0.6],
+                       "c": [0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.1]}}
+    scope = SensitivityScope(scan)
+    for target in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9):
+        ratios = scope(target)
+        assert sum(ratios.values()) / 3 == pytest.approx(target), target
+        assert all(0.0 <= r <= 1.0 for r in ratios.values()) and ratios["a"] >= ratios["b"] >= ratios["c"]
+
+
 def test_compact_checkpoint_round_trip_exact_and_smaller(tmp_path: Path):
     model = build_model("resnet18", width=8)
     one_shot_prune(model, 0.9, params=prunable_parameters(model, True, True))

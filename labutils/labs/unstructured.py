@@ -225,7 +225,8 @@ def study_verdict(rows: list[dict]) -> str:
     return head + (f"Real differences: {len(real)} point(s) lie wholly below the best "
                    f"({best['method']} {best['sparsity']:.0%}, {best['epochs']} ep): "
                    + ", ".join(f"{r['method']} {r['sparsity']:.0%} {r['epochs']} ep" for r in real[:6])
-                   + ("..." if len(real) > 6 else "") + "; the other differences are within the noise.")
+                   + ("..." if len(real) > 6 else "") + "; the other points' intervals overlap the best's "
+                   "(two of them may still differ from each other: compare their intervals in the table).")
 
 
 def study_subjects(subjects: dict[str, Subject]) -> dict[str, Subject]:
@@ -336,8 +337,10 @@ def frontier(s, subject: Subject) -> dict:
 
     Ascending steps, each keeping ``step_keep`` of the remaining weights and fine-tuning (global
     magnitude, masks nested), continue from the last model that passed: from the final model if
-    it passes, else from the dense baseline. After the first failure, ``refine`` bisection steps
-    between the last pass and the failure. Accuracy on the whole test split.
+    it passes, else from the dense baseline. After the first failure, bisection between the last
+    pass and the nearest failure, until ``refine`` more trials have failed (or ``max_trials``).
+    Accuracy on the whole test split. When nothing meets the threshold, the dense baseline
+    included, there is no frontier: ``frontier_sparsity`` is None.
     """
     cfg = subject.cfg["frontier"]
     threshold, rule = frontier_threshold(s, subject)
@@ -381,8 +384,13 @@ def frontier(s, subject: Subject) -> dict:
         if current[2] >= cfg["max_sparsity"] - 1e-9:
             break
     bar.close()
-    result = {"threshold": threshold, "threshold_rule": rule, "frontier_sparsity": current[2],
-              "frontier_accuracy": current[3], "first_failure": failed, "trials": trials,
+    found = current[3] >= threshold  # False only when the dense start is below it and no trial passed
+    if not found:
+        print(f"{subject.name:12s} no frontier: the dense baseline ({current[3]:.2%}) is below the threshold "
+              f"({threshold:.2%}) and no trial met it")
+    result = {"threshold": threshold, "threshold_rule": rule,
+              "frontier_sparsity": current[2] if found else None,
+              "frontier_accuracy": current[3] if found else None, "first_failure": failed, "trials": trials,
               "epochs_per_trial": cfg["epochs"], "epoch_steps": cfg["epoch_steps"]}
     subject.results["frontier"] = result
     if s.metrics(subject.name, STAGE):
@@ -542,11 +550,12 @@ def plot_frontier(results: dict[str, dict], path=None, caption=None):
                         arrowprops={"arrowstyle": "->", "color": "0.6", "lw": 0.6})
             ax.update_datalim([start])  # annotations do not widen the axes: keep each arrow inside
         ax.axhline(100 * res["threshold"], color="C3", ls="--", lw=0.8, label=f"threshold ({res['threshold_rule']})")
-        ax.axvline(100 * res["frontier_sparsity"], color="C2", lw=0.8,
-                   label=f"frontier {res['frontier_sparsity']:.2%} at {res['frontier_accuracy']:.2%}")
-        # The frontier point itself, so the axes always hold it and every arrow's start.
-        ax.scatter(100 * res["frontier_sparsity"], 100 * res["frontier_accuracy"], marker="*", s=120,
-                   color="C2", zorder=4)
+        if res["frontier_sparsity"] is not None:  # None: not even the dense model met the threshold
+            ax.axvline(100 * res["frontier_sparsity"], color="C2", lw=0.8,
+                       label=f"frontier {res['frontier_sparsity']:.2%} at {res['frontier_accuracy']:.2%}")
+            # The frontier point itself, so the axes always hold it and every arrow's start.
+            ax.scatter(100 * res["frontier_sparsity"], 100 * res["frontier_accuracy"], marker="*", s=120,
+                       color="C2", zorder=4)
         ax.margins(x=0.1, y=0.15)
         ax.set(title=f"{name}: highest sparsity meeting the threshold", xlabel="sparsity (%)",
                ylabel="test accuracy (%)")

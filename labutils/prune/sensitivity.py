@@ -45,7 +45,8 @@ class SensitivityScope:
     bisection so these shares remove the ``target`` share of all weights, but at most 80% of the last
     level scanned: beyond that every layer would sit at the last level and the scan's ranking
     would be lost. A last common rescaling of the keep fractions makes the total exact (and takes
-    targets beyond the scan's range, keeping the layers' relative robustness).
+    targets beyond the scan's range, keeping the layers' relative robustness); a layer it would
+    take past keeping everything stays whole, and the others are rescaled again.
     """
 
     label = "sensitivity"
@@ -84,10 +85,16 @@ class SensitivityScope:
             kept = ((1.0 - self._shares(mid)) * self.sizes).sum()
             lo, hi = (mid, hi) if kept > reach_kept else (lo, mid)
         keep = 1.0 - self._shares(hi)
-        keep = np.clip(keep * want_kept / max((keep * self.sizes).sum(), 1.0), 0.0, 1.0)
-        if abs((keep * self.sizes).sum() - want_kept) > 1e-6 * total:  # clipped at 1: spread the rest
-            spare = keep < 1.0
-            need = want_kept - (keep * self.sizes)[~spare].sum()
-            keep[spare] *= need / max((keep * self.sizes)[spare].sum(), 1.0)
-            keep = np.clip(keep, 0.0, 1.0)
+        whole = np.zeros(len(keep), dtype=bool)  # layers that reached keep 1: no further share
+        for _ in range(len(keep)):  # rescale the others to the target until none passes 1
+            rest = (keep * self.sizes)[~whole].sum()
+            if rest <= 0:
+                break
+            keep[~whole] *= (want_kept - self.sizes[whole].sum()) / rest
+            over = ~whole & (keep >= 1.0)
+            if not over.any():
+                break
+            whole |= over
+            keep[whole] = 1.0
+        keep = np.clip(keep, 0.0, 1.0)
         return {n: float(1.0 - k) for n, k in zip(self.names, keep)}
