@@ -59,7 +59,8 @@ def compare_criteria(model: nn.Module, train, test, cfg: dict) -> dict:
     """Accuracy right after a one-shot cut (BN re-estimated, no fine-tuning) for each criterion
     and share in ``cfg["compare_shares"]``: which criterion picks the units that matter least.
 
-    Returns {criterion: [{"share", "pruning_percentage", "accuracy"}, ...]} plus "dense_accuracy".
+    Returns {"dense_accuracy", "images" (how many test images scored it), "criteria": {criterion:
+    [{"share", "pruning_percentage", "accuracy"}, ...]}}.
     """
     groups, original = S.channel_groups(model), S.widths(model)
     study = {"dense_accuracy": evaluate(model, test)["accuracy"], "images": len(test.labels),
