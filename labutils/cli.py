@@ -116,7 +116,11 @@ def _run(args) -> int:
     if unknown:
         print(f"error: unknown model(s) {unknown}; choose from {', '.join(MODEL_NAMES)}", file=sys.stderr)
         return 2
-    profile = auto_profile() if args.profile == "auto" else args.profile
+    try:  # "auto" follows the device asked for: --device cpu on a GPU machine is the cpu profile
+        profile = auto_profile(args.device) if args.profile == "auto" else args.profile
+    except RuntimeError as err:  # --device cuda where no GPU is visible
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     try:
         summary = run_pipeline(profile, args.out, args.data_root, args.models, args.notebooks,
                                args.seed, args.device,

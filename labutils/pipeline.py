@@ -31,7 +31,7 @@ def select_notebooks(ids: list[str] | None) -> list[Path]:
     unknown = [i for i in ids if i not in books]
     if unknown:
         raise ValueError(f"unknown notebook(s) {unknown}; available: {', '.join(books)}")
-    return [books[i] for i in sorted(ids)]
+    return [books[i] for i in sorted(set(ids))]
 
 
 class RunRefused(ValueError):
@@ -241,7 +241,12 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         if missing:  # a finished notebook's outputs were deleted: go on from that notebook
             print(f"{missing[1]} of {missing[0]} is gone: running again from {missing[0]}", flush=True)
             skipped = [n for n in skipped if n < missing[0]]
-            timings = {n: t for n, t in timings.items() if n < missing[0]}
+        # Everything after the first notebook to run again runs again too: a later notebook
+        # finished before it read the outputs it is about to replace (05's report from 03's metrics).
+        first = min((b.name for b in books if b.name not in skipped), default=None)
+        if first is not None:
+            skipped = [n for n in skipped if n < first]
+        timings = {n: t for n, t in timings.items() if n in skipped}
         books = [b for b in books if b.name not in skipped]
         print(f"resuming run {run_id} in {out_dir}: {len(skipped)} notebook(s) already finished "
               f"({', '.join(skipped) or 'none'}), {len(books)} to run", flush=True)
@@ -257,6 +262,8 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         marker = out_dir / "metrics" / "pipeline.json"
         saved = read_json(marker) if marker.is_file() else {}
         timings = _finished_timings(saved) if saved.get("run_id") == run_id else {}
+    for book in books:  # about to run again: not finished until it has (a kill must not say so)
+        timings.pop(book.name, None)
     params = injected_parameters(out_dir, profile, data_root, models, seed, device, vit_weights)
     _record_run_id(out_dir, run_id, profile)
     # No folder of this machine in the files: the run's folder is where they lie.

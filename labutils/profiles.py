@@ -318,8 +318,9 @@ def get_profile(name: str) -> dict:
     return profile
 
 
-def auto_profile() -> str:
-    """``full`` where a CUDA GPU is visible, else ``cpu``: what the README's main command runs."""
-    import torch
+def auto_profile(device="auto") -> str:
+    """``full`` where the run's device is a CUDA GPU (``"auto"``: one is visible), else ``cpu``:
+    what the README's main command runs. ``--device cpu`` on a GPU machine gets the cpu profile."""
+    from .train import get_device
 
-    return "full" if torch.cuda.is_available() else "cpu"
+    return "full" if get_device(device).type == "cuda" else "cpu"

@@ -52,7 +52,7 @@ class Session:
     def __init__(self, profile: str = "auto", out_dir: str | os.PathLike | None = None,
                  data_root: str | os.PathLike | None = None, device: str = "auto", seed: int = 0,
                  run_id: str | None = None):
-        self.profile = get_profile(auto_profile() if profile == "auto" else profile)
+        self.profile = get_profile(auto_profile(device) if profile == "auto" else profile)
         self.name = self.profile["name"]
         self.dirs = RunDirs(resolve_out_dir(self.name, out_dir))
         self.device = get_device(device)

@@ -38,3 +38,21 @@ def test_unknown_profile_is_explained():
     with pytest.raises(ValueError, match="choose one of"):
         get_profile("huge")
     assert auto_profile() in ("cpu", "full")
+
+
+def test_auto_profile_follows_the_device_asked_for(monkeypatch, capsys):
+    """--device cpu on a GPU machine is the cpu profile (it was full: 150 epochs on the CPU, into
+    the repository root); --device cuda without a GPU is a clear error."""
+    import torch
+
+    from labutils.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert auto_profile() == "full" and auto_profile("cuda") == "full" and auto_profile("cpu") == "cpu"
+    from labutils import Session
+
+    assert Session("auto", device="cpu").name == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert auto_profile() == "cpu"
+    assert main(["run", "--device", "cuda", "--notebooks", "05"]) == 2
+    assert "no CUDA GPU is visible" in capsys.readouterr().err

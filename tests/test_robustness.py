@@ -422,6 +422,50 @@ def test_written_files_follow_the_umask(tmp_path, umask, mode):
         assert path.stat().st_mode & 0o777 == mode, path
 
 
+def _fake_notebooks(monkeypatch, interrupt=()):
+    """papermill replaced: each notebook writes the outputs --resume checks for (not-produced
+    records, the report, the quantization metrics); a name in ``interrupt`` is Ctrl-C instead."""
+    import papermill
+
+    from labutils.course import MODEL_NAMES, STAGES
+
+    ran = []
+
+    def execute(src, dst, parameters, cwd, **kw):
+        name = Path(src).name
+        if name[:2] in interrupt:
+            raise KeyboardInterrupt
+        ran.append(name[:2])
+        out = Path(cwd).parent
+        stage = dict(zip(("02", "03", "04"), STAGES)).get(name[:2])
+        for model in MODEL_NAMES if stage else ():
+            write_json(out / "metrics" / f"{model}_{stage}.json", {"produced": False})
+        extra = {"05": out / "report.json", "06": out / "metrics" / "quantization.json"}.get(name[:2])
+        if extra:
+            write_json(extra, {})
+        nbformat.write(nbformat.v4.new_notebook(), dst)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    return ran
+
+
+def test_a_notebook_run_again_counts_as_finished_only_once_it_has(tmp_path, monkeypatch):
+    """A later notebook run alone and interrupted (Ctrl-C, a GPU session ending) is not recorded
+    as finished from its earlier run; --resume then runs it again, and every notebook after it,
+    whose outputs were made from the ones it replaces."""
+    ran = _fake_notebooks(monkeypatch)
+    assert run(tmp_path) == 0 and ran == ["01", "02", "03", "04", "05", "06"]
+    _fake_notebooks(monkeypatch, interrupt=("03",))
+    assert run(tmp_path, "--notebooks", "03") == 130
+    finished = json.loads((tmp_path / "metrics" / "pipeline.json").read_text())["finished"]
+    assert [n[:2] for n in finished] == ["01", "02", "04", "05", "06"]
+    ran = _fake_notebooks(monkeypatch)
+    assert run(tmp_path, "--resume") == 0
+    assert ran == ["03", "04", "05", "06"]
+    summary = json.loads((tmp_path / "metrics" / "pipeline.json").read_text())
+    assert [n[:2] for n in summary["finished"]] == ["01", "02", "03", "04", "05", "06"]
+
+
 def test_kernels_print_plain_progress_but_the_caller_keeps_its_bars(tmp_path, monkeypatch):
     import papermill
 
