@@ -67,6 +67,20 @@ def test_mixed_profiles_are_refused(tmp_path):
         R.check_one_run(R.load_records(dirs))
 
 
+def test_one_run_on_two_data_copies_is_refused(tmp_path):
+    """A run resumed with another data folder keeps its run id: its records still name their data."""
+    dirs = RunDirs(tmp_path)
+    q75, official = "CIFAR-10 (offline JPEG-q75 copy)", "CIFAR-10"
+    first = _record("cnn", "before_pruning", "A", accuracy=0.9)
+    first["run"]["data"] = q75
+    later = _record("cnn", "after_unstructured_pruning", "A", accuracy=0.8, pruning_percentage=80.0)
+    later["run"]["data"] = official
+    write_json(dirs.metrics_file("cnn", "before_pruning"), first)
+    write_json(dirs.metrics_file("cnn", "after_unstructured_pruning"), later)
+    with pytest.raises(R.ReportError, match=r"data CIFAR-10 \(offline JPEG-q75 copy\).*data CIFAR-10\)"):
+        R.check_one_run(R.load_records(dirs))
+
+
 def test_missing_entries_stay_null_with_a_reason(tmp_path):
     dirs = RunDirs(tmp_path)
     write_json(dirs.metrics_file("cnn", "before_pruning"), _record("cnn", "before_pruning", "A", accuracy=0.9))

@@ -82,16 +82,18 @@ def load_records(dirs: RunDirs, models=MODEL_NAMES) -> dict:
 
 
 def check_one_run(records: dict) -> dict:
-    """The run all records share; ReportError if they come from different runs or profiles."""
+    """The run all records share; ReportError if they come from different runs, profiles or
+    data (a run resumed with another data folder keeps its run id)."""
     runs = {}
     for (model, stage), r in records.items():
         if "run" in r:
-            runs.setdefault((r["run"]["run_id"], r["run"]["profile"]), []).append(f"{model}_{stage}")
+            key = (r["run"]["run_id"], r["run"]["profile"], r["run"].get("data"))
+            runs.setdefault(key, []).append(f"{model}_{stage}")
     if not runs:
         raise ReportError("no metrics files found: run notebooks 02-04 first")
     if len(runs) > 1:
-        listing = "; ".join(f"run {rid} (profile {prof}): {', '.join(files)}"
-                            for (rid, prof), files in runs.items())
+        listing = "; ".join(f"run {rid} (profile {prof}, data {data}): {', '.join(files)}"
+                            for (rid, prof, data), files in runs.items())
         raise ReportError(f"the metrics come from {len(runs)} different runs and will not be combined: "
                           f"{listing}. Re-run the notebooks of one run (python -m labutils run) "
                           f"or delete the stale metrics files.")
