@@ -363,3 +363,16 @@ def test_flip_tta_averages_the_mirrored_logits(synthetic_root):
     with_tta = evaluate(model, test, tta_flip=True)
     assert with_tta == evaluate(_Mirrored(model), test)
     assert with_tta["loss"] != evaluate(model, test)["loss"]
+
+
+def test_compile_modes_that_capture_cuda_graphs_themselves_are_known(monkeypatch):
+    """max-autotune captures CUDA graphs too (inductor's triton.cudagraphs), not only
+    reduce-overhead: fit must not wrap either in a graph of its own."""
+    import labutils.train as T
+    from labutils.accel import compile_uses_cudagraphs
+
+    modes = (None, False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+    assert [compile_uses_cudagraphs(m) for m in modes] == [False, False, False, False, True, True, False]
+    monkeypatch.setattr(T, "graphs_unavailable", lambda device: None)  # as on a GPU
+    assert (T._graphs_obstacle(torch.device("cuda"), "bf16", None, "max-autotune")
+            == "compile='max-autotune' already uses CUDA graphs for the forward and backward")
