@@ -88,9 +88,10 @@ def run_airbench(variant: str, folder: str | os.PathLike) -> dict:
         accuracy = airbench.evaluate(model, test, tta_level=lib.hyp["net"]["tta_level"])
         batch = lib.hyp["opt"]["batch_size"]
         # The images it trained on: airbench drops each epoch's last partial batch and runs
-        # ceil(steps per epoch x epochs) steps in all (airbench 0.1.8, utils.py).
-        per_epoch = len(airbench.CifarLoader("cifar10", train=True, batch_size=batch))
-        steps = math.ceil(per_epoch * lib.hyp["opt"]["train_epochs"])
+        # ceil(steps per epoch x epochs) steps in all (airbench 0.1.8, utils.py). The labels
+        # count them; memory-mapped, the images are not read again.
+        n_train = len(torch.load("cifar10/train.pt", weights_only=True, mmap=True)["labels"])
+        steps = math.ceil(n_train // batch * lib.hyp["opt"]["train_epochs"])
     n = len(test.labels)
     epochs = lib.hyp["opt"]["train_epochs"]
     return {"name": variant, "status": "done", "accuracy": accuracy,

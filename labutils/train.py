@@ -266,7 +266,7 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
         train_step = GraphedStep(train_step, device, version=getattr(callback, "graph_version", None))
     total = epochs * len(train_loader) if max_steps is None else min(max_steps, epochs * len(train_loader))
     sched = make_schedule(opt, schedule, total, warmup)
-    averaged = weight_average(model, ema) if ema else None
+    averaged = WeightAverage(model, ema) if ema else None
     scored = averaged.module if averaged is not None else model
     history, step = [], 0
     # One bar counting optimizer steps, updated by hand: it ends full even when max_steps stops
@@ -378,11 +378,6 @@ class WeightAverage:
         if lerped[0]:
             torch._foreach_lerp_(*lerped, 1.0 - self.decay)
         self._started = True
-
-
-def weight_average(model: nn.Module, decay: float) -> WeightAverage:
-    """``fit(ema=decay)``'s average of ``model`` (see ``WeightAverage``)."""
-    return WeightAverage(model, decay)
 
 
 def _report(desc: str, epochs: int, record: dict, bar) -> None:

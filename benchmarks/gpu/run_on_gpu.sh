@@ -26,8 +26,9 @@ if [ -z "$LABUTILS_GIT_COMMIT" ]; then
 fi
 # The copy sent to the GPU machine has no (or stale) git metadata: the variable names the code.
 export LABUTILS_GIT_COMMIT PYTHONUNBUFFERED=1
-# papermill's kernels and the sweep inherit it: they import this checkout's labutils, not one
-# installed from another checkout (a dry run from a second worktree ran the installed one's).
+# The sweep (run as benchmarks/sweep.py, so not from the checkout's root) imports this checkout's
+# labutils through it, not one installed from another checkout; the pipeline puts the checkout
+# first for its kernels itself.
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [ "$DRY_RUN" = 1 ]; then
     export PROFILE=smoke
