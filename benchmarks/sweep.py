@@ -52,7 +52,7 @@ from labutils.data import AUGMENTATION, DeviceLoader, augmentation_of, fit_argum
 from labutils.measure import accuracy_interval
 from labutils.models import build_model, course_model
 from labutils.profiles import get_profile
-from labutils.session import describe_data
+from labutils.data import describe_data
 from labutils.train import evaluate, fit, get_device, seed_everything
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -31,10 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated subset of cnn,vit,vit_scratch (default: all)")
     run.add_argument("--notebooks", type=_csv, default=None,
                      help="comma-separated notebook numbers, e.g. 01,02 (default: all); later ones "
-                          "alone continue the run in --out (same profile, commit, models and seed)")
+                          "alone continue the run in --out (same profile, commit, models, seed and data)")
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out: skip the notebooks it finished (same profile, "
-                          "commit, models and seed, else refused)")
+                          "commit, models, seed and data, else refused)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
     run.add_argument("--vit-weights", metavar="FILE", default=None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import socket
 from pathlib import Path
 
@@ -130,6 +131,28 @@ def _invalid(path: Path, found: str) -> DataError:
                      f"[N, 3072] (N 32x32 RGB images), and N 'labels' in 0-9. Fetch the data again "
                      f"(delete {path.parent} and run again), or rewrite your copy with "
                      f"labutils.data.write_cifar10")
+
+
+def describe_data(root: str | os.PathLike) -> str:
+    """Name the data honestly: the official CIFAR-10, the offline JPEG-q75 copy, or synthetic."""
+    path = Path(root) / BATCH_DIR / "test_batch"
+    try:
+        first = load_pickle(path)["filenames"][0]
+    except (OSError, KeyError, IndexError, TypeError, EOFError, pickle.UnpicklingError):
+        return "unknown"
+    if first.startswith("synthetic"):
+        return "synthetic CIFAR-shaped data"
+    if first.startswith("cifar10_q75_"):
+        return "CIFAR-10 (offline JPEG-q75 copy)"
+    copy = re.fullmatch(r"(.+)_\d{5}\.png", first)  # a copy written by data.write_cifar10
+    return f"CIFAR-10 (copy: {copy.group(1)})" if copy else "CIFAR-10"
+
+
+def run_data_root(source: str, out_root: str | os.PathLike, data_root: str | os.PathLike | None = None) -> Path:
+    """The data folder a run reads: ``data_root`` when given, else the synthetic batches in the
+    run's own folder (``source`` "synthetic", the smoke profile) or ``DEFAULT_DATA_ROOT``."""
+    default = Path(out_root) / "data-synthetic" if source == "synthetic" else DEFAULT_DATA_ROOT
+    return Path(data_root or default).resolve()
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .artifacts import REPO_ROOT, atomic_write_bytes, git_commit, read_json, resolve_out_dir, run_id_for, write_json
 from .course import MODEL_NAMES, STAGES
-from .data import DEFAULT_DATA_ROOT
+from .data import BATCH_DIR, DEFAULT_DATA_ROOT, describe_data, run_data_root
+from .profiles import get_profile
 from .runlock import RunLock
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -42,9 +43,27 @@ class ResumeRefused(RunRefused):
     """``--resume`` found no run to continue, or one that this invocation must not continue."""
 
 
-def _identity(profile: str, models: list[str], seed: int) -> dict:
-    """What must match for a run to be continued: same profile, code, models and seed."""
-    return {"profile": profile, "git_commit": git_commit(), "models": list(models), "seed": seed}
+def _identity(profile: str, models: list[str], seed: int, data: str | None = None) -> dict:
+    """What must match for a run to be continued: same profile, code, models, seed and data
+    (``data_of_run``; None while the data is not there yet, which matches any)."""
+    return {"profile": profile, "git_commit": git_commit(), "models": list(models), "seed": seed,
+            "data": data}
+
+
+def data_of_run(profile: str, out_dir: Path, data_root=None) -> str | None:
+    """What the run's data is (``describe_data``), or None before notebook 01 has prepared it.
+    Read from the files, not the folder's name: a run resumed on another machine may find the
+    same data elsewhere, and the same folder may hold another copy."""
+    root = run_data_root(get_profile(profile)["data"]["source"], out_dir, data_root)
+    return describe_data(root) if (root / BATCH_DIR / "test_batch").is_file() else None
+
+
+def _differs(key: str, saved: dict, identity: dict) -> bool:
+    """Whether a saved run and this invocation disagree on ``key``. Data not known on one side
+    (not prepared yet, or a run recorded before data was part of its identity) matches any."""
+    if key == "data":
+        return None not in (saved.get("data"), identity["data"]) and saved["data"] != identity["data"]
+    return saved.get(key) != identity[key]
 
 
 def previous_run(out_dir: Path, identity: dict) -> dict:
@@ -58,31 +77,32 @@ def previous_run(out_dir: Path, identity: dict) -> dict:
         raise ResumeRefused(f"the run in {out_dir} was made by an older version of the workbook that "
                             f"did not record finished notebooks; start it again without --resume.")
     for key, word in _WORDS.items():
-        if saved.get(key) != identity[key]:
+        if _differs(key, saved, identity):
             raise ResumeRefused(
                 f"cannot resume run {saved.get('run_id')} in {out_dir}: it was made with {word} "
                 f"{saved.get(key)!r}, this invocation has {word} {identity[key]!r}. A report must come from "
                 f"one {word}: "
                 + ("check out that commit to resume it, or start a new run without --resume."
                    if key == "git_commit" else
-                   f"pass the same {word} to resume it, or start a new run without --resume in another --out folder."))
+                   f"pass {_option(key, saved[key])} to resume it, or start a new run without --resume "
+                   f"in another --out folder."))
     return saved
 
 
-_WORDS = {"profile": "profile", "git_commit": "commit", "models": "models", "seed": "seed"}
+_WORDS = {"profile": "profile", "git_commit": "commit", "models": "models", "seed": "seed", "data": "data copy"}
 
 
 def check_same_run(out_dir: Path, identity: dict, starts: bool) -> None:
     """RunRefused when ``out_dir`` holds a run this invocation would mix with.
 
-    Later notebooks alone (``starts`` False) continue the folder's run, so profile, commit, models
-    and seed must all match. A run that starts at 01 or 02 replaces the folder's run notebook by
-    notebook: it may be made by newer code, but with another profile, model list or seed it would
+    Later notebooks alone (``starts`` False) continue the folder's run, so profile, commit, models,
+    seed and data must all match. A run that starts at 01 or 02 replaces the folder's run notebook by
+    notebook: it may be made by newer code, but with another profile, model list, seed or data it would
     leave the old run's other files beside its own, so it is refused too."""
     path = out_dir / "metrics" / "pipeline.json"
     saved = read_json(path) if path.is_file() else {}
     keys = [k for k in _WORDS if k != "git_commit" or not starts]
-    differ = [k for k in keys if k in saved and saved[k] != identity[k]]
+    differ = [k for k in keys if k in saved and _differs(k, saved, identity)]
     if not differ:
         return
     found = ", ".join(f"{_WORDS[k]} {saved[k]!r}" for k in differ)
@@ -100,6 +120,8 @@ def _option(key: str, value) -> str:
         return f"the code of commit {value}"
     if key == "models":
         return f"--models {','.join(value)}"
+    if key == "data":
+        return f"--data-root of a folder holding {value}"
     return f"--{key} {value}"
 
 
@@ -175,12 +197,12 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
 
     One run at a time writes into ``out`` (``out/.labutils.lock``, see ``runlock``), and a run
     never mixes with another: the run already in ``out`` is continued only by the same profile,
-    commit, model list and seed (``check_same_run``; ``RunRefused``).
+    commit, model list, seed and data (``check_same_run``; ``RunRefused``).
 
     With ``resume`` the run already in ``out`` continues: notebooks it finished are skipped (when
     their checkpoints and metrics are still there; else the run goes on from the first notebook
-    whose outputs are gone), its run id is kept, and a run of another profile, commit, model list
-    or seed is refused (``ResumeRefused``). So a long run can be split across several short GPU
+    whose outputs are gone), its run id is kept, and a run of another profile, commit, model list,
+    seed or data is refused (``ResumeRefused``). So a long run can be split across several short GPU
     sessions.
 
     Returns {"run_id", "out", "notebooks": {name: seconds}, "finished", "total_seconds", ...}; the
@@ -230,7 +252,7 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
     out_dir = resolve_out_dir(profile, out)
     books = select_notebooks(notebooks)
     models = list(models or MODEL_NAMES)
-    identity = _identity(profile, models, seed)
+    identity = _identity(profile, models, seed, data_of_run(profile, out_dir, data_root))
     timings: dict[str, float] = {}
     if resume:
         saved = previous_run(out_dir, identity)
@@ -296,6 +318,8 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         _forget_machine_paths(target, book.name)
         _replace_if_written(target, final)
         timings[book.name] = time.perf_counter() - t0
+        if summary["data"] is None:  # notebook 01 has just prepared it: a resume must find the same
+            summary["data"] = data_of_run(profile, out_dir, data_root)
         # Written after each notebook, so the report notebook sees the earlier ones' times.
         written = _write_summary(out_dir, summary, start)
         print(f"== {book.name} done in {format_seconds(timings[book.name])} "

@@ -3,8 +3,6 @@ so each notebook cell stays a line or two."""
 from __future__ import annotations
 
 import os
-import pickle
-import re
 from pathlib import Path
 
 import numpy as np
@@ -22,21 +20,6 @@ from .train import get_device, seed_everything
 # One evaluation batch size everywhere, so re-evaluating a checkpoint (python -m labutils
 # evaluate) runs the same arithmetic and reproduces the recorded accuracy exactly.
 EVAL_BATCH_SIZE = 500
-
-
-def describe_data(root: str | os.PathLike) -> str:
-    """Name the data honestly: the official CIFAR-10, the offline JPEG-q75 copy, or synthetic."""
-    path = Path(root) / D.BATCH_DIR / "test_batch"
-    try:
-        first = D.load_pickle(path)["filenames"][0]
-    except (OSError, KeyError, IndexError, TypeError, EOFError, pickle.UnpicklingError):
-        return "unknown"
-    if first.startswith("synthetic"):
-        return "synthetic CIFAR-shaped data"
-    if first.startswith("cifar10_q75_"):
-        return "CIFAR-10 (offline JPEG-q75 copy)"
-    copy = re.fullmatch(r"(.+)_\d{5}\.png", first)  # a copy written by data.write_cifar10
-    return f"CIFAR-10 (copy: {copy.group(1)})" if copy else "CIFAR-10"
 
 
 class Session:
@@ -57,9 +40,7 @@ class Session:
         self.dirs = RunDirs(resolve_out_dir(self.name, out_dir))
         self.device = get_device(device)
         self.seed = seed
-        synthetic = self.profile["data"]["source"] == "synthetic"
-        default_root = self.dirs.root / "data-synthetic" if synthetic else D.DEFAULT_DATA_ROOT
-        self.data_root = Path(data_root or default_root).resolve()
+        self.data_root = D.run_data_root(self.profile["data"]["source"], self.dirs.root, data_root)
         self.run_id = run_id or run_id_for(self.dirs.metrics, self.name)
         self._arrays: dict[bool, tuple[np.ndarray, np.ndarray]] = {}
         self._on_device: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -92,7 +73,7 @@ class Session:
             if not (self.data_root / D.BATCH_DIR / "test_batch").is_file():
                 source = "synthetic CIFAR-shaped data" if self.profile["data"]["source"] == "synthetic" else "CIFAR-10"
                 return f"{source} (not prepared yet)"
-            self._data_description = describe_data(self.data_root)
+            self._data_description = D.describe_data(self.data_root)
         return self._data_description
 
     def caption(self) -> str:

@@ -145,7 +145,7 @@ def test_write_cifar10_round_trips_any_copy_in_the_official_layout(tmp_path):
 
 
 def test_the_data_is_named_by_where_it_came_from(tmp_path):
-    from labutils.session import describe_data
+    from labutils.data import describe_data
 
     images, labels = np.zeros((10, 3, 32, 32), np.uint8), np.arange(10)
     for name, expected in [("synthetic", "synthetic CIFAR-shaped data"),

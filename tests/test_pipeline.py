@@ -21,6 +21,8 @@ def test_smoke_run_of_01_02(smoke_run):
     for fig in ("01_samples.png", "01_class_counts.png", "01_augmentation.png", "01_strong_augmentation.png", "02_learning_curves.png"):
         assert (smoke_run / "figures" / fig).stat().st_size > 5000
     run_id = json.loads((smoke_run / "metrics" / "run.json").read_text())["run_id"]
+    # 01 prepared the data: the run's identity now names it, so a resume must find the same.
+    assert json.loads((smoke_run / "metrics" / "pipeline.json").read_text())["data"] == "synthetic CIFAR-shaped data"
     for name in ("cnn", "vit_scratch"):
         record = json.loads((smoke_run / "metrics" / f"{name}_before_pruning.json").read_text())
         assert record["produced"] and record["run"]["run_id"] == run_id
@@ -210,3 +212,28 @@ def test_resume_refuses_what_it_must_not_continue(tmp_path, capsys):
         assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--resume"]) == 1
         err = capsys.readouterr().err
         assert "cannot resume run smoke-earlier" in err and word in err and "without --resume" in err
+
+
+def test_a_run_is_continued_only_on_the_same_data(tmp_path, capsys):
+    """A run resumed or continued with another data copy would mix two datasets in one report."""
+    from labutils.artifacts import git_commit, write_json
+    from labutils.data import write_synthetic_cifar10
+
+    write_synthetic_cifar10(tmp_path / "data-synthetic", n_train=20, n_test=10)  # this run's data
+    saved = {"run_id": "smoke-earlier", "profile": "smoke", "git_commit": git_commit(),
+             "models": ["cnn", "vit", "vit_scratch"], "seed": 0, "notebooks": {"01_data.ipynb": 3.0},
+             "finished": ["01_data.ipynb"], "data": "CIFAR-10 (offline JPEG-q75 copy)"}
+    write_json(tmp_path / "metrics" / "pipeline.json", saved)
+    for how in (["--resume"], ["--notebooks", "03"]):
+        assert main(["run", "--profile", "smoke", "--out", str(tmp_path), *how]) == 1
+        err = capsys.readouterr().err
+        assert "'CIFAR-10 (offline JPEG-q75 copy)'" in err and "'synthetic CIFAR-shaped data'" in err
+        assert "--data-root of a folder holding CIFAR-10 (offline JPEG-q75 copy)" in err
+    assert not (tmp_path / "notebooks" / "03_unstructured_pruning.ipynb").exists()
+
+    # Data not known on one side matches any: a run recorded before data was part of its
+    # identity, or a run whose data notebook 01 has not prepared yet.
+    identity = pipeline._identity("smoke", ["cnn"], 0, "synthetic CIFAR-shaped data")
+    assert not pipeline._differs("data", {}, identity)
+    assert not pipeline._differs("data", {"data": "CIFAR-10"}, identity | {"data": None})
+    assert pipeline._differs("data", {"data": "CIFAR-10"}, identity)

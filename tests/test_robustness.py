@@ -25,7 +25,8 @@ from labutils.checkpoint import CheckpointError, load_checkpoint, save_checkpoin
 from labutils.cli import main
 from labutils.models import build_model
 from labutils.runlock import LOCK_NAME, RunLock
-from labutils.session import Session, describe_data
+from labutils.data import describe_data
+from labutils.session import Session
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_BOOKS = [p.name for p in pipeline.available_notebooks().values()]

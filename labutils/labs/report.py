@@ -83,7 +83,8 @@ def load_records(dirs: RunDirs, models=MODEL_NAMES) -> dict:
 
 def check_one_run(records: dict) -> dict:
     """The run all records share; ReportError if they come from different runs, profiles or
-    data (a run resumed with another data folder keeps its run id)."""
+    data. The pipeline refuses to continue a run on another data copy; this also catches records
+    written by hand-run notebooks, which keep the folder's run id whatever data they read."""
     runs = {}
     for (model, stage), r in records.items():
         if "run" in r:
