@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", default=None,
                      help="output folder (default: the repository root for full, runs/PROFILE otherwise)")
     run.add_argument("--data-root", metavar="DIR", default=None,
-                     help="folder holding cifar-10-batches-py (default: ./data or $LABUTILS_DATA)")
+                     help="folder holding cifar-10-batches-py (default: $LABUTILS_DATA, else the "
+                          "repository's data/ folder)")
     run.add_argument("--models", type=_csv, default=list(MODEL_NAMES),
                      help="comma-separated subset of cnn,vit,vit_scratch (default: all)")
     run.add_argument("--notebooks", type=_csv, default=None,
@@ -108,7 +109,7 @@ def _results_table(args) -> int:
 
 
 def _run(args) -> int:
-    from .pipeline import NotebookFailed, format_seconds, run_pipeline
+    from .pipeline import NotebookFailed, NotebooksNotFound, format_seconds, run_pipeline
     from .profiles import auto_profile
     from .runlock import RunLocked
 
@@ -126,7 +127,7 @@ def _run(args) -> int:
                                args.seed, args.device,
                                str(Path(args.vit_weights).resolve()) if args.vit_weights else None,
                                resume=args.resume)
-    except (NotebookFailed, RunLocked, ValueError) as err:
+    except (NotebookFailed, NotebooksNotFound, RunLocked, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except OSError as err:  # not a directory, read-only, no space left: one line, no traceback

@@ -20,6 +20,10 @@ class NotebookFailed(RuntimeError):
     """A notebook raised: the message names the notebook and the failing cell."""
 
 
+class NotebooksNotFound(RuntimeError):
+    """This labutils has no notebooks beside it: it was installed without its checkout."""
+
+
 def available_notebooks() -> dict[str, Path]:
     """{"01": notebooks/01_data.ipynb, ...} in order."""
     return {p.name[:2]: p for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))}
@@ -27,6 +31,11 @@ def available_notebooks() -> dict[str, Path]:
 
 def select_notebooks(ids: list[str] | None) -> list[Path]:
     books = available_notebooks()
+    if not books:  # labutils installed without its checkout (pip install ., not -e): no notebooks
+        raise NotebooksNotFound(
+            f"no notebooks in {NOTEBOOK_DIR}: this labutils ({Path(__file__).parent}) is not the one in a "
+            f"checkout of the workbook. Clone the repository and install it from there in editable mode "
+            f"(python -m pip install -e .), then run python -m labutils run inside it.")
     if not ids:
         return list(books.values())
     unknown = [i for i in ids if i not in books]
@@ -209,6 +218,7 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     same but "out" (no folder of the machine in the files) is written to
     ``out/metrics/pipeline.json`` after every notebook.
     """
+    select_notebooks(notebooks)  # unknown ones, or none beside this labutils: refused before any write
     out_dir = resolve_out_dir(profile, out)
     if out_dir.exists() and not out_dir.is_dir():
         raise RunRefused(f"the output folder {out_dir} is an existing file: pass a folder to --out")

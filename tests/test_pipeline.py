@@ -96,6 +96,15 @@ def test_unknown_notebook_and_model_are_refused(tmp_path, capsys):
     assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--models", "mlp"]) == 2
 
 
+def test_a_labutils_without_its_notebooks_says_how_to_install(tmp_path, monkeypatch, capsys):
+    """pip install . (not -e) copies labutils alone: a run found no notebooks, ran none and said done."""
+    monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", tmp_path / "site-packages" / "notebooks")
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "no notebooks in" in err and "pip install -e ." in err
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
 def test_kernels_get_paths_relative_to_the_executed_notebook(tmp_path, monkeypatch):
     """Kernels run in OUT/notebooks, where the executed notebook lies: paths given on the command
     line reach them relative to that folder, and only what differs from the defaults is injected."""
