@@ -12,6 +12,7 @@ without the original. ``build_model`` records ``model.arch = {"name", "kwargs"}`
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -130,6 +131,9 @@ def vit_tiny_patch16_224(num_classes: int = 10, img_size: int = 224, pretrained:
     if pretrained:
         weights_path = weights_path or _cached_hub_file("vit_tiny_patch16_224")
         if weights_path:
+            if not Path(weights_path).is_file():  # timm's own error for this has no text
+                raise PretrainedWeightsUnavailable(_no_weights_message(
+                    f"the local file {str(weights_path)!r}", "no such file"))
             kwargs["pretrained_cfg_overlay"] = dict(file=str(weights_path))
         elif not _hub_reachable():
             # Fail in a second instead of after a minute of retries against an unreachable hub.
@@ -140,8 +144,8 @@ def vit_tiny_patch16_224(num_classes: int = 10, img_size: int = 224, pretrained:
     except Exception as err:
         if not pretrained:
             raise
-        where = f"the local file {weights_path!r}" if weights_path else "timm's hub"
-        raise PretrainedWeightsUnavailable(_no_weights_message(where, err)) from err
+        where = f"the local file {str(weights_path)!r}" if weights_path else "timm's hub"
+        raise PretrainedWeightsUnavailable(_no_weights_message(where, str(err) or type(err).__name__)) from err
     return set_vit_widths(model, heads, mlp_hidden)
 
 
