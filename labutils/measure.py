@@ -5,7 +5,7 @@
   adds, normalisation, activations and softmax are not counted (they are a rounding error next to
   the matmuls, and BatchNorm folds into the conv before it at deployment).
 * ``measure_latency(model, input_size, batch_size, device)`` - the median time of a forward pass in
-  inference conditions: eval mode, no_grad, channels_last, the device's mixed precision
+  inference conditions: eval mode, no_grad, channels_last on CUDA, the device's mixed precision
   (``accel.precision_for``: bf16 or fp16 on CUDA, fp32 elsewhere); CUDA events after a warm-up on
   GPU, ``time.perf_counter`` on CPU; optionally replayed from a CUDA graph (``graphs=True``).
 * ``measure_throughput(model, input_size, batch_sizes, device)`` - images/s at each batch size: where

@@ -129,6 +129,8 @@ def test_all_nine_checkpoints_and_a_valid_report(full_smoke_run):
     details = json.loads((full_smoke_run / "report_details.json").read_text())
     assert details["run"]["profile"] == "smoke"
     assert set(details["timings"]["notebooks"]) >= {"01_data.ipynb", "05_report.ipynb"}
+    vit = details["entries"]["vit_scratch_after_structured_pruning"]  # heads and neurons, each its own share
+    assert set(vit["removed_by_kind"]) == {"heads", "mlp"} and "MLP hidden neurons" in vit["pruning_unit"]
     for fig in ("05_accuracy_vs_sparsity.png", "05_checkpoints.png"):
         assert (full_smoke_run / "figures" / fig).stat().st_size > 5000
 

@@ -125,8 +125,10 @@ def build_details(records: dict, run: dict, checkpoints: list[dict] | None = Non
     """The sidecar: why entries are empty, extra measurements, the run's identity and timings."""
     entries = {}
     for (model, stage), r in records.items():
+        # removed_by_kind: a ViT's structured percentage counts head channels and MLP neurons
+        # together (neurons are 4 in 5 units); the sidecar also gives each kind's own share.
         keep = ("produced", "reason", "accuracy", "original_accuracy", "pruning_percentage",
-                "sparsity_all_parameters", "weights_removed_percentage", "parameters",
+                "pruning_unit", "removed_by_kind", "sparsity_all_parameters", "weights_removed_percentage", "parameters",
                 "nonzero_parameters", "parameters_original", "macs", "macs_original", "latency",
                 "checkpoint", "train_seconds")
         entries[f"{model}_{stage}"] = {k: r[k] for k in keep if k in r}
@@ -192,7 +194,8 @@ def print_report(report: dict, records: dict) -> None:
 
 def remeasure_checkpoints(session) -> list[dict]:
     """Load every course checkpoint of the run back and measure it on the test images its notebook
-    used; the accuracy must equal the recorded one (that checks the files, not just the metrics)."""
+    used, and print any difference from the recorded accuracy (that checks the files, not just the
+    metrics). Raises ReportError when a checkpoint the metrics say was produced does not load."""
     paths = [session.dirs.models / n for n in checkpoint_names() if (session.dirs.models / n).is_file()]
     rows, failures = evaluate_paths(paths, session.device)
     for r in rows:  # the rows go into the sidecar, which names no folder of the machine
