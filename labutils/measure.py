@@ -152,6 +152,39 @@ def measure_throughput(model: nn.Module, input_size, batch_sizes, device="cpu", 
             for b in batch_sizes]
 
 
+def compare_latency(dense: nn.Module, pruned: nn.Module, input_size, cfg: dict,
+                    mac_ratio: float | None = None) -> dict:
+    """Dense against pruned latency at each batch size of ``cfg["latency"]`` ({device: [sizes]}),
+    on each listed device that is present, printing a line per point. The two take turns for
+    ``cfg["latency_rounds"]`` rounds (a burst of load from elsewhere hits both alike) and each
+    keeps its median round; ``cfg["latency_warmup"]`` and ``cfg["latency_iters"]`` go to
+    ``measure_latency``. ``mac_ratio``: dense MACs over pruned MACs, recorded and printed beside
+    the measured speed-up.
+
+    Returns {"<device>_batch<b>": {"device", "batch_size", "threads", "dense", "pruned" (the
+    ``measure_latency`` records), "speedup" (dense time / pruned time), "mac_ratio"}}, and
+    {"cuda": "not measured: ..."} where no GPU is visible."""
+    latency = {}
+    for device, batch_sizes in cfg["latency"].items():
+        if device == "cuda" and not torch.cuda.is_available():
+            latency[device] = "not measured: no CUDA GPU on this machine"
+            continue
+        for b in batch_sizes:
+            kw = dict(warmup=cfg["latency_warmup"], iters=cfg["latency_iters"])
+            runs = [(measure_latency(dense, input_size, b, device, **kw),
+                     measure_latency(pruned, input_size, b, device, **kw)) for _ in range(cfg["latency_rounds"])]
+            d = sorted((r[0] for r in runs), key=lambda r: r["ms_per_batch"])[len(runs) // 2]
+            p = sorted((r[1] for r in runs), key=lambda r: r["ms_per_batch"])[len(runs) // 2]
+            point = {"device": device, "batch_size": b, "threads": torch.get_num_threads(), "dense": d,
+                     "pruned": p, "speedup": d["ms_per_batch"] / p["ms_per_batch"], "mac_ratio": mac_ratio}
+            latency[f"{device}_batch{b}"] = point
+            print(f"  {device} batch {b:3d}: dense {d['ms_per_batch']:.1f} ms ({d['ms_per_image']:.3f} ms/image), "
+                  f"pruned {p['ms_per_batch']:.1f} ms ({p['ms_per_image']:.3f} ms/image) -> "
+                  f"{point['speedup']:.2f}x measured"
+                  + (f" ({mac_ratio:.2f}x fewer MACs)" if mac_ratio is not None else ""))
+    return latency
+
+
 def accuracy_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson 95% interval of an accuracy measured on ``n`` test images: the range that sampling
     the test set alone could move it in. Two accuracies whose intervals overlap widely are not

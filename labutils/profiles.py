@@ -100,6 +100,8 @@ UNSTRUCTURED = {
                   "vit_scratch": {"sparsity": 0.8, "epochs": 2}},
         "frontier": {"step_keep": 0.5, "refine": 1, "max_trials": 3, "max_sparsity": 0.995,
                      "epochs": 1, "epoch_steps": 2, "drop": 0.02},
+        # Dense against pruned time per image (the zeros are stored dense: no speed-up expected).
+        "latency": {"cpu": [1, 64], "cuda": [1, 256]}, "latency_warmup": 1, "latency_iters": 2, "latency_rounds": 1,
     },
     "cpu": {  # about 8 minutes for cnn + vit_scratch on 2 cores
         "include_first": False, "include_classifier": False,
@@ -117,6 +119,8 @@ UNSTRUCTURED = {
                   "vit_scratch": {"sparsity": 0.8, "epochs": 2}},
         "frontier": {"step_keep": 0.5, "refine": 1, "max_trials": 4, "max_sparsity": 0.995,
                      "epochs": 1, "epoch_steps": 20, "drop": 0.03},
+        # Dense against pruned time per image (the zeros are stored dense: no speed-up expected).
+        "latency": {"cpu": [1, 64], "cuda": [1, 256]}, "latency_warmup": 2, "latency_iters": 5, "latency_rounds": 3,
     },
     "full": {  # the GPU recipe (goals, results.PROJECT_GOALS: cnn 95% sparse within 0.5 pp of dense, vit_scratch 90% at 86%)
         # Studies and sweeps are scored on the whole test split (an evaluation costs well under
@@ -140,6 +144,8 @@ UNSTRUCTURED = {
                   "vit_scratch": {"sparsity": 0.9, "epochs": 40}},
         "frontier": {"step_keep": 0.5, "refine": 1, "max_trials": 4, "max_sparsity": 0.998,
                      "epochs": 5, "epoch_steps": None, "drop": 0.02},
+        # Dense against pruned time per image (the zeros are stored dense: no speed-up expected).
+        "latency": {"cpu": [1, 64], "cuda": [1, 256]}, "latency_warmup": 3, "latency_iters": 10, "latency_rounds": 3,
     },
 }
 

@@ -38,6 +38,11 @@ def test_pruned_checkpoint_and_metrics(run03, name):
     assert 0.0 <= f["frontier_sparsity"] < 1.0 and f["trials"]
     assert all(t["passed"] == (t["accuracy"] >= f["threshold"]) for t in f["trials"])
     assert {r["method"] for r in m["study"]} == {"one_shot", "iterative", "gradual"}
+    # Dense against pruned time per image, measured on this machine's CPU (no GPU: said so).
+    assert set(m["latency"]) == {"cpu_batch1", "cpu_batch64", "cuda"} and m["latency"]["cuda"].startswith("not measured")
+    for point in (m["latency"]["cpu_batch1"], m["latency"]["cpu_batch64"]):
+        assert point["speedup"] == pytest.approx(point["dense"]["ms_per_batch"] / point["pruned"]["ms_per_batch"])
+        assert point["pruned"]["ms_per_image"] > 0 and point["mac_ratio"] is None
 
 
 def test_vit_recorded_as_not_produced(run03):
@@ -67,3 +72,9 @@ def test_every_cell_keeps_its_outputs_few(run03):
     assert any("image/png" in o.get("data", {}) for o in study.outputs)
     text = "".join(o.get("text", "") for o in study.outputs if o.output_type == "stream")
     assert text.count("study: ") == 2 and len(text.splitlines()) <= 40  # 18 points and a verdict per model
+    layers = next(c for c in code if "lab.print_layer_sparsity(" in c.source)
+    text = "".join(o.get("text", "") for o in layers.outputs if o.output_type == "stream")
+    m = read_json(run03 / "metrics" / "cnn_after_unstructured_pruning.json")
+    printed = [line.split() for line in text.splitlines() if line.strip().split(" ")[0] in m["layer_sparsity"]]
+    assert len(printed) >= len(m["layer_sparsity"])  # every pruned layer of the cnn, with its share
+    assert all(row[-1].endswith("%") for row in printed) and "ms/image" in text

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN, removed_at_least
-from ..measure import count_macs, measure_latency, measure_throughput
+from ..measure import compare_latency, count_macs, measure_throughput
 from ..models import build_model, count_parameters
 from ..plots import finish
 from ..prune import structured as S
@@ -136,26 +136,7 @@ def costs(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict) -> dict:
     """MACs, parameters and measured latency (dense vs pruned) on each device of
     ``cfg["latency"]`` that is present, at the listed batch sizes; and the ``throughput`` sweep."""
     macs, macs_dense = count_macs(pruned, size), count_macs(dense, size)
-    latency = {}
-    for device, batch_sizes in cfg["latency"].items():
-        if device == "cuda" and not torch.cuda.is_available():
-            latency[device] = "not measured: no CUDA GPU on this machine"
-            continue
-        for b in batch_sizes:
-            # Dense and pruned take turns, so a burst of load from elsewhere hits both alike;
-            # each keeps its median round.
-            kw = dict(warmup=cfg["latency_warmup"], iters=cfg["latency_iters"])
-            runs = [(measure_latency(dense, size, b, device, **kw), measure_latency(pruned, size, b, device, **kw))
-                    for _ in range(cfg["latency_rounds"])]
-            d = sorted((r[0] for r in runs), key=lambda r: r["ms_per_batch"])[len(runs) // 2]
-            p = sorted((r[1] for r in runs), key=lambda r: r["ms_per_batch"])[len(runs) // 2]
-            latency[f"{device}_batch{b}"] = {
-                "device": device, "batch_size": b, "threads": torch.get_num_threads(),
-                "dense": d, "pruned": p, "speedup": d["ms_per_batch"] / p["ms_per_batch"],
-                "mac_ratio": macs_dense / macs}
-            print(f"  {device} batch {b:3d}: dense {d['ms_per_batch']:.1f} ms, pruned {p['ms_per_batch']:.1f} ms "
-                  f"-> {latency[f'{device}_batch{b}']['speedup']:.2f}x measured "
-                  f"({macs_dense / macs:.2f}x fewer MACs)")
+    latency = compare_latency(dense, pruned, size, cfg, mac_ratio=macs_dense / macs)
     return {"macs": macs, "macs_original": macs_dense, "latency": latency,
             "throughput": throughput(dense, pruned, size, cfg)}
 

@@ -31,7 +31,7 @@ from ..artifacts import read_json, write_json
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN
 from ..data import DeviceLoader, subset
-from ..measure import accuracy_interval
+from ..measure import accuracy_interval, compare_latency
 from ..models import count_parameters
 from ..plots import finish
 from ..prune.criteria import compute_scores
@@ -303,6 +303,32 @@ def save_final(s, subject: Subject) -> dict:
           f"{metrics['pruning_percentage']:.2f}% of prunable weights and "
           f"{metrics['sparsity_all_parameters']:.2f}% of all parameters zero; reloads exactly")
     return record
+
+
+def print_layer_sparsity(subject: Subject) -> None:
+    """The final model's sparsity layer by layer, counted from its zeros: where the global
+    threshold took the weights."""
+    model = subject.results["final"]["model"]
+    params = subject.params(model)
+    layers = sparsity_report(model, params)["layers"]
+    width = max(len(n) for n in layers)
+    print(f"{subject.name}: {len(layers)} pruned layers")
+    print(f"  {'layer':{width}s}  {'shape':>16s}  {'weights':>9s}  {'zero':>9s}  sparsity")
+    for n, v in layers.items():
+        shape = "x".join(map(str, params[n].shape))
+        print(f"  {n:{width}s}  {shape:>16s}  {v['total']:9,d}  {v['zeros']:9,d}  {v['sparsity']:8.2%}")
+
+
+def latency_dense_vs_pruned(s, subject: Subject) -> dict:
+    """Time per image of the dense baseline and the final pruned model, which holds its zeros in
+    dense tensors, at the profile's batch sizes on each device present; recorded in the model's
+    metrics (``latency``). Dense kernels multiply the zeros too, so expect no speed-up."""
+    print(f"{subject.name}: dense vs {subject.results['final']['row']['sparsity']:.0%}-sparse, "
+          f"both stored dense")
+    latency = compare_latency(subject.model, subject.results["final"]["model"], s.input_size(subject.name),
+                              subject.cfg)
+    add_metrics(s, subject.name, {"latency": latency})
+    return latency
 
 
 def _dense_bytes(model: nn.Module) -> int:
