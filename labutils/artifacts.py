@@ -55,8 +55,13 @@ def write_json(path: str | os.PathLike, payload) -> Path:
 
 
 def read_json(path: str | os.PathLike):
+    """The JSON in ``path``; a damaged file is a ValueError that names it (json's own names none)."""
     with open(path) as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}): it was damaged; delete it and run "
+                             f"again what wrote it (the notebook, or the command)") from None
 
 
 def resolve_out_dir(profile: str, out: str | os.PathLike | None = None) -> Path:
@@ -141,6 +146,12 @@ def run_id_for(metrics_dir: str | os.PathLike, profile: str, fresh: bool = False
         saved = read_json(marker)
         if saved.get("profile") == profile:
             return saved["run_id"]
+        # Another profile's run: a new id here would make its records and this session's two runs
+        # in one folder, and the pipeline would no longer know which notebooks that run finished.
+        folder = Path(metrics_dir).parent
+        raise ValueError(f"{folder} holds run {saved.get('run_id')} of profile {saved.get('profile')!r}, not "
+                         f"{profile!r}: set PROFILE = {saved.get('profile')!r} to continue it, or another "
+                         f"OUT_DIR for a {profile} run (or delete {folder} to start over there)")
     run_id = new_run_id(profile)
     write_json(marker, {"run_id": run_id, "profile": profile})
     return run_id

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 from pathlib import Path
 
@@ -79,14 +80,27 @@ def _evaluate(args) -> int:
     from .evaluate import evaluate_paths, format_table
     from .train import get_device
 
-    rows, failures = evaluate_paths(args.paths, get_device(args.device), args.data_root,
-                                    accuracy=not args.no_accuracy)
+    try:
+        device = get_device(args.device)
+    except (RuntimeError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    folder = Path(args.json).resolve().parent if args.json else None
+    if folder and not (folder.is_dir() and os.access(folder, os.W_OK)):  # found out before, not after, the work
+        print(f"error: cannot write {args.json}: {folder} is not a folder this process can write to",
+              file=sys.stderr)
+        return 2
+    rows, failures = evaluate_paths(args.paths, device, args.data_root, accuracy=not args.no_accuracy)
     if rows:
         print(format_table(rows))
     for f in failures:
         print(f"error: {f['checkpoint']}: {f['error']}", file=sys.stderr)
     if args.json:
-        write_json(args.json, {"results": rows, "failures": failures})
+        try:
+            write_json(args.json, {"results": rows, "failures": failures})
+        except OSError as err:
+            print(f"error: {describe_os_error(err, args.json)}", file=sys.stderr)
+            return 1
     return 1 if failures else 0
 
 
@@ -101,8 +115,11 @@ def _results_table(args) -> int:
                                    "files into the repository root first, and leave out --root.")
             print(f"wrote the results section of {write_readme(REPO_ROOT)}")
         else:
+            if args.root and not (Path(args.root) / "report.json").is_file():
+                raise ResultsError(f"{args.root} holds no report.json: pass the folder of a run "
+                                   f"(notebook 05 writes report.json there)")
             print(results_section(args.root or REPO_ROOT))
-    except ResultsError as err:
+    except (ResultsError, ValueError) as err:  # ValueError: a damaged JSON file, named
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
@@ -113,15 +130,29 @@ def _run(args) -> int:
     from .profiles import auto_profile
     from .runlock import RunLocked
 
+    from .models import check_vit_weights
+    from .profiles import get_profile
+    from .train import get_device
+
     unknown = [m for m in args.models if m not in MODEL_NAMES]
-    if unknown:
-        print(f"error: unknown model(s) {unknown}; choose from {', '.join(MODEL_NAMES)}", file=sys.stderr)
+    if unknown or not args.models:
+        print(f"error: unknown model(s) {unknown}; choose from {', '.join(MODEL_NAMES)}" if unknown else
+              f"error: --models names no model; choose from {', '.join(MODEL_NAMES)}", file=sys.stderr)
         return 2
-    try:  # "auto" follows the device asked for: --device cpu on a GPU machine is the cpu profile
+    # Checked before anything is written: a bad value found by a notebook would have replaced the
+    # folder's run (its id, its finished notebooks) with a failed one.
+    try:
+        get_device(args.device)
+        if args.vit_weights and "vit" in args.models:
+            check_vit_weights(args.vit_weights)
+        # "auto" follows the device asked for: --device cpu on a GPU machine is the cpu profile
         profile = auto_profile(args.device) if args.profile == "auto" else args.profile
-    except RuntimeError as err:  # --device cuda where no GPU is visible
+    except (RuntimeError, ValueError) as err:  # PretrainedWeightsUnavailable is a RuntimeError
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.data_root and get_profile(profile)["data"]["source"] == "synthetic":
+        print(f"note: the {profile} profile writes and reads its own synthetic data in the run's folder; "
+              f"--data-root is not used", file=sys.stderr)
     try:
         summary = run_pipeline(profile, args.out, args.data_root, args.models, args.notebooks,
                                args.seed, args.device,

@@ -149,10 +149,13 @@ def describe_data(root: str | os.PathLike) -> str:
 
 
 def run_data_root(source: str, out_root: str | os.PathLike, data_root: str | os.PathLike | None = None) -> Path:
-    """The data folder a run reads: ``data_root`` when given, else the synthetic batches in the
-    run's own folder (``source`` "synthetic", the smoke profile) or ``DEFAULT_DATA_ROOT``."""
-    default = Path(out_root) / "data-synthetic" if source == "synthetic" else DEFAULT_DATA_ROOT
-    return Path(data_root or default).resolve()
+    """The data folder a run reads: for ``source`` "synthetic" (the smoke profile) always the
+    synthetic batches in the run's own folder, whatever ``data_root`` says (a smoke run is
+    synthetic by definition, and its records must say so); else ``data_root`` when given, or
+    ``DEFAULT_DATA_ROOT``."""
+    if source == "synthetic":
+        return (Path(out_root) / "data-synthetic").resolve()
+    return Path(data_root or DEFAULT_DATA_ROOT).resolve()
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:

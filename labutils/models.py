@@ -12,6 +12,7 @@ without the original. ``build_model`` records ``model.arch = {"name", "kwargs"}`
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -131,9 +132,7 @@ def vit_tiny_patch16_224(num_classes: int = 10, img_size: int = 224, pretrained:
     if pretrained:
         weights_path = weights_path or _cached_hub_file("vit_tiny_patch16_224")
         if weights_path:
-            if not Path(weights_path).is_file():  # timm's own error for this has no text
-                raise PretrainedWeightsUnavailable(_no_weights_message(
-                    f"the local file {str(weights_path)!r}", "no such file"))
+            check_vit_weights(weights_path)
             kwargs["pretrained_cfg_overlay"] = dict(file=str(weights_path))
         elif not _hub_reachable():
             # Fail in a second instead of after a minute of retries against an unreachable hub.
@@ -147,6 +146,41 @@ def vit_tiny_patch16_224(num_classes: int = 10, img_size: int = 224, pretrained:
         where = f"the local file {str(weights_path)!r}" if weights_path else "timm's hub"
         raise PretrainedWeightsUnavailable(_no_weights_message(where, str(err) or type(err).__name__)) from err
     return set_vit_widths(model, heads, mlp_hidden)
+
+
+def check_vit_weights(path: str | os.PathLike) -> None:
+    """PretrainedWeightsUnavailable unless ``path`` holds vit_tiny_patch16_224's weights: every
+    tensor of the model but the classifier, each with its shape. timm loads a file loosely (it only
+    prints the keys it did not expect), so another model's weights would leave a ViT at its random
+    initialisation, called pretrained. Reads ``.safetensors``, else ``torch.load(weights_only=True)``."""
+    import timm
+
+    where = f"the local file {str(path)!r}"
+    if not Path(path).is_file():  # timm's own error for this has no text
+        raise PretrainedWeightsUnavailable(_no_weights_message(where, "no such file"))
+    try:
+        if str(path).endswith(".safetensors"):
+            from safetensors.torch import load_file
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # not a tensor file, or not one torch may load safely
+        raise PretrainedWeightsUnavailable(_no_weights_message(
+            where, f"not a state dict that loads safely: {type(err).__name__}: {str(err)[:200]}")) from None
+    for wrapper in ("state_dict", "model"):  # the usual training-checkpoint wrappings, as timm accepts
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict):
+        raise PretrainedWeightsUnavailable(_no_weights_message(where, f"it holds a {type(state).__name__}, not a state dict"))
+    expected = {k: v.shape for k, v in timm.create_model("vit_tiny_patch16_224").state_dict().items()
+                if not k.startswith("head.")}  # the classifier is replaced anyway
+    missing = [k for k in expected if k not in state]
+    wrong = [k for k in expected if k in state and getattr(state[k], "shape", None) != expected[k]]
+    if missing or wrong:
+        found = [f"{len(missing)} of its {len(expected)} tensors missing (such as {missing[0]})" if missing else "",
+                 f"{len(wrong)} of another shape (such as {wrong[0]})" if wrong else ""]
+        raise PretrainedWeightsUnavailable(_no_weights_message(
+            where, "not vit_tiny_patch16_224 weights: " + ", ".join(f for f in found if f)))
 
 
 def _no_weights_message(where: str, why) -> str:

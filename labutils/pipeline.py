@@ -173,6 +173,8 @@ def injected_parameters(out_dir: Path, profile: str, data_root=None, models=MODE
 
     if data_root and Path(data_root).resolve() == Path(DEFAULT_DATA_ROOT).resolve():
         data_root = None  # the default folder: re-executed elsewhere, that machine's default
+    if get_profile(profile)["data"]["source"] == "synthetic":
+        data_root = None  # synthetic data in the run's folder, whatever the data folder (run_data_root)
     wanted = {"PROFILE": profile, "DEVICE": device, "MODELS": list(models), "SEED": seed,
               "OUT_DIR": "" if out_dir == resolve_out_dir(profile) else relative(out_dir),
               "DATA_ROOT": relative(data_root), "VIT_WEIGHTS": relative(vit_weights)}

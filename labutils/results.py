@@ -123,7 +123,16 @@ def load_reference(root: str | os.PathLike = REPO_ROOT) -> tuple[dict, dict] | N
     if not (root / "report_details.json").is_file():
         raise ResultsError(f"{root / 'report.json'} has no sidecar report_details.json: commit both "
                            f"files of one run (notebook 05 writes them together).")
+    from .labs.report import ReportError, validate_report
+
     report, details = read_json(root / "report.json"), read_json(root / "report_details.json")
+    try:
+        validate_report(report)
+    except ReportError as err:
+        raise ResultsError(f"{root / 'report.json'}: {err}; run notebook 05 again to write it") from None
+    if not isinstance(details, dict) or not isinstance(details.get("run"), dict):
+        raise ResultsError(f"{root / 'report_details.json'} does not hold a run's details (no \"run\" "
+                           f"entry); run notebook 05 again to write it")
     profile = details.get("run", {}).get("profile")
     if profile != "full":
         raise ResultsError(f"the report in {root} comes from a {profile!r} run: the reference results "

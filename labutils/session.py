@@ -41,6 +41,9 @@ class Session:
         self.device = get_device(device)
         self.seed = seed
         self.data_root = D.run_data_root(self.profile["data"]["source"], self.dirs.root, data_root)
+        if data_root and Path(data_root).resolve() != self.data_root:
+            print(f"note: the {self.name} profile writes and reads its own synthetic data "
+                  f"({self.data_root.name}/ in the run's folder); DATA_ROOT is not used")
         self.run_id = run_id or run_id_for(self.dirs.metrics, self.name)
         self._arrays: dict[bool, tuple[np.ndarray, np.ndarray]] = {}
         self._on_device: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}

@@ -32,9 +32,20 @@ StepCallback = Callable[[nn.Module, torch.optim.Optimizer, int], None]
 def get_device(preference: str | torch.device = "auto") -> torch.device:
     """"auto" picks CUDA when present, else Apple's MPS, else the CPU; never assumes CUDA."""
     if str(preference) != "auto":
-        device = torch.device(preference)
+        try:
+            device = torch.device(preference)
+        except RuntimeError:  # torch's message lists a dozen backends the workbook does not use
+            raise ValueError(f"unknown device {str(preference)!r}: use auto, cpu, cuda, cuda:N or mps") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"DEVICE={preference!r} but no CUDA GPU is visible; use DEVICE='auto' or 'cpu'")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(f"DEVICE={preference!r} but this machine has {torch.cuda.device_count()} CUDA "
+                               f"GPU(s), numbered from 0")
+        mps = getattr(torch.backends, "mps", None)
+        if device.type == "mps" and not (mps and mps.is_available()):
+            raise RuntimeError(f"DEVICE={preference!r} but Apple's MPS is not available here; use DEVICE='auto' or 'cpu'")
+        if device.type not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"device {str(preference)!r} is not one the workbook runs on: use auto, cpu, cuda, cuda:N or mps")
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")

@@ -60,7 +60,19 @@ def test_pretrained_vit_unavailable_names_both_options(tmp_path, monkeypatch):
     (tmp_path / "notes.txt").write_text("not a state dict")
     with pytest.raises(M.PretrainedWeightsUnavailable, match=r"notes.txt' \([^)]") as err:
         M.course_model("vit", pretrained_weights=str(tmp_path / "notes.txt"))
-    assert "notes.txt' ()" not in str(err.value)  # timm's errors may have no text: the reason is never blank
+    assert "notes.txt' (not a state dict that loads safely" in str(err.value)
+
+
+def test_a_file_of_other_weights_is_not_taken_for_the_pretrained_vit(tmp_path):
+    """timm loads a file loosely: another model's weights left the ViT at its random init,
+    recorded as pretrained. The file is checked tensor by tensor first."""
+    torch.save(M.build_model("resnet18").state_dict(), tmp_path / "resnet.pth")
+    with pytest.raises(M.PretrainedWeightsUnavailable, match=r"not vit_tiny_patch16_224 weights: 150 of its 150 tensors missing"):
+        M.course_model("vit", pretrained_weights=str(tmp_path / "resnet.pth"))
+    wider = timm.create_model("vit_tiny_patch16_224", mlp_ratio=2.0).state_dict()
+    torch.save({"state_dict": wider}, tmp_path / "wrapped.pth")  # a wrapped checkpoint is unwrapped
+    with pytest.raises(M.PretrainedWeightsUnavailable, match=r"36 of another shape \(such as blocks.0.mlp.fc1.weight\)"):
+        M.course_model("vit", pretrained_weights=str(tmp_path / "wrapped.pth"))
 
 
 def test_unknown_names_are_explained():

@@ -115,9 +115,12 @@ def test_kernels_get_paths_relative_to_the_executed_notebook(tmp_path, monkeypat
                         lambda src, dst, parameters, **kw: seen.update(parameters))
     monkeypatch.setattr(pipeline, "_forget_machine_paths", lambda path, name: None)
     monkeypatch.chdir(tmp_path)
-    assert main(["run", "--profile", "smoke", "--out", "out", "--notebooks", "01",
+    import timm
+    import torch
+    torch.save(timm.create_model("vit_tiny_patch16_224").state_dict(), "w.pth")  # checked before the run
+    assert main(["run", "--profile", "cpu", "--out", "out", "--notebooks", "01",
                  "--data-root", "data", "--vit-weights", "w.pth", "--seed", "3"]) == 0
-    assert seen == {"PROFILE": "smoke", "OUT_DIR": "..", "DATA_ROOT": "../../data",
+    assert seen == {"PROFILE": "cpu", "OUT_DIR": "..", "DATA_ROOT": "../../data",
                     "VIT_WEIGHTS": "../../w.pth", "SEED": 3}
     notebooks = tmp_path / "out" / "notebooks"
     assert (notebooks / seen["DATA_ROOT"]).resolve() == tmp_path / "data"

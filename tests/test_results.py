@@ -120,6 +120,22 @@ def test_a_report_without_its_sidecar_is_refused(tmp_path):
         R.results_section(tmp_path)
 
 
+def test_a_damaged_or_missing_report_is_named(tmp_path, capsys):
+    assert main(["results-table", "--root", str(tmp_path / "nothing")]) == 1  # said "no report", exit 0
+    assert "holds no report.json" in capsys.readouterr().err
+    write_run(tmp_path)
+    (tmp_path / "report.json").write_text('{"initial_accuracies": {')
+    assert main(["results-table", "--root", str(tmp_path)]) == 1  # was a JSONDecodeError traceback
+    assert f"{tmp_path / 'report.json'} is not valid JSON" in capsys.readouterr().err
+    write_json(tmp_path / "report.json", {"initial_accuracies": {}})
+    assert main(["results-table", "--root", str(tmp_path)]) == 1  # was KeyError: 'cnn_before_pruning'
+    assert "report.json is invalid" in capsys.readouterr().err
+    write_run(tmp_path)
+    write_json(tmp_path / "report_details.json", [])
+    assert main(["results-table", "--root", str(tmp_path)]) == 1  # was AttributeError
+    assert "does not hold a run's details" in capsys.readouterr().err
+
+
 def test_write_readme_replaces_only_the_section(tmp_path):
     write_run(tmp_path)
     (tmp_path / "README.md").write_text(f"# title\n\nbefore\n\n{R.START}\nold\n{R.END}\n\nafter\n")

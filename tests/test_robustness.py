@@ -480,3 +480,57 @@ def test_kernels_print_plain_progress_but_the_caller_keeps_its_bars(tmp_path, mo
     monkeypatch.delenv("LABUTILS_PLAIN_PROGRESS", raising=False)
     assert run(tmp_path, "--notebooks", "01") == 0
     assert seen == ["1"] and "LABUTILS_PLAIN_PROGRESS" not in os.environ
+
+
+# -- 8. bad values are refused before the folder's run is touched -------------------------------
+@pytest.mark.parametrize("option", [["--device", "gpu"], ["--device", "mps"], ["--models", ","],
+                                    ["--vit-weights", "no_such_file.pth"]])
+def test_a_bad_option_leaves_the_folders_run_as_it_was(tmp_path, ran, capsys, option):
+    """A bad --device failed in notebook 01 after the run had been replaced: a new run id, nothing
+    finished, so --resume would have started over."""
+    assert run(tmp_path, "--notebooks", "01,02") == 0
+    before = (tmp_path / "metrics" / "pipeline.json").read_text()
+    capsys.readouterr()
+    assert run(tmp_path, *option) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and ("auto, cpu, cuda" in err or "no model" in err or "no such file" in err
+                                          or "MPS is not available" in err)
+    assert (tmp_path / "metrics" / "pipeline.json").read_text() == before
+    assert ran == ["01_data.ipynb", "02_baseline_training.ipynb"]
+
+
+def test_smoke_is_synthetic_whatever_data_folder_is_named(tmp_path, synthetic_root, capsys):
+    """--data-root reached smoke's notebooks only when it was not the default folder, so the same
+    data read as synthetic or as CIFAR-10 depending on how its path was spelled."""
+    out = tmp_path / "out"
+    s = Session("smoke", out, synthetic_root, device="cpu")
+    assert s.data_root == (out / "data-synthetic").resolve()
+    assert "DATA_ROOT is not used" in capsys.readouterr().out
+    assert "DATA_ROOT" not in pipeline.injected_parameters(out, "smoke", synthetic_root)
+    assert pipeline.injected_parameters(out, "cpu", synthetic_root)["DATA_ROOT"]
+
+
+def test_a_session_of_another_profile_does_not_take_over_the_folders_run(tmp_path):
+    first = Session("smoke", tmp_path, device="cpu").run_id
+    with pytest.raises(ValueError, match=f"holds run {first} of profile 'smoke', not 'cpu': set PROFILE = 'smoke'"):
+        Session("cpu", tmp_path, device="cpu")
+    assert Session("smoke", tmp_path, device="cpu").run_id == first
+
+
+def test_a_damaged_record_is_named(tmp_path, ran, capsys):
+    assert run(tmp_path, "--notebooks", "01") == 0
+    (tmp_path / "metrics" / "pipeline.json").write_text("{\"run_id\": ")
+    capsys.readouterr()
+    assert run(tmp_path, "--resume") == 1
+    assert f"{tmp_path / 'metrics' / 'pipeline.json'} is not valid JSON" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_a_bad_device_or_an_unwritable_json_before_measuring(read_only_dir, tmp_path, capsys):
+    """Both were tracebacks; the unwritable --json one came after every measurement was done."""
+    model = tmp_path / "m.pth"
+    save_checkpoint(model, build_model("vit_scratch", embed_dim=48, depth=1, num_heads=3))
+    assert main(["evaluate", str(model), "--no-accuracy", "--device", "gpu"]) == 2
+    assert "unknown device 'gpu'" in capsys.readouterr().err
+    assert main(["evaluate", str(model), "--no-accuracy", "--json", str(read_only_dir / "r.json")]) == 2
+    out = capsys.readouterr()
+    assert "cannot write" in out.err and "m.pth" not in out.out  # refused before any measurement
