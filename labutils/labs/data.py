@@ -51,7 +51,8 @@ def compare_loaders(session: Session, batch_size: int = 128) -> None:
     x_fast, _ = next(iter(fast_train))
     print(f"standard: {len(train_loader.dataset):,} images, batch {tuple(x_std.shape)}, "
           f"mean {x_std.mean():+.3f}, std {x_std.std():.3f}")
-    print(f"fast:     {len(fast_train) * batch_size:,} images, batch {tuple(x_fast.shape)}, "
+    print(f"fast:     {len(fast_train) * batch_size:,} images an epoch (the profile's {len(fast_train.labels):,}, "
+          f"whole batches), batch {tuple(x_fast.shape)}, "
           f"mean {x_fast.mean():+.3f}, std {x_fast.std():.3f} on {x_fast.device}")
 
 
