@@ -76,8 +76,9 @@ def evaluate_paths(paths, device="cpu", data_root=None, accuracy: bool = True) -
 
 
 def format_table(rows: list[dict]) -> str:
-    """A plain-text table (one line per checkpoint)."""
-    head = (f"{'checkpoint':42s} {'acc':>7s} {'sparsity':>8s} {'params':>9s} {'nonzero':>9s} "
+    """A plain-text table (one line per checkpoint). "zeros": the share of the checkpoint's own
+    parameters that are zero (a structurally pruned model has few: its channels are gone)."""
+    head = (f"{'checkpoint':42s} {'acc':>7s} {'zeros':>8s} {'params':>9s} {'nonzero':>9s} "
             f"{'MMACs':>8s} {'size MB':>8s} {'ms/img':>7s}")
     lines = [head, "-" * len(head)]
     for r in rows:

@@ -56,3 +56,13 @@ def test_auto_profile_follows_the_device_asked_for(monkeypatch, capsys):
     assert auto_profile() == "cpu"
     assert main(["run", "--device", "cuda", "--notebooks", "05"]) == 2
     assert "no CUDA GPU is visible" in capsys.readouterr().err
+
+
+def test_settings_print_as_wrapped_pairs():
+    from labutils.profiles import format_settings
+
+    text = format_settings(get_profile("full")["structured"]["cnn"], indent=13)
+    lines = text.splitlines()
+    assert len(lines) > 1 and "criterion=taylor" in lines[0] and "{'criterion'" not in text
+    assert all(13 + len(lines[0]) <= 100 for _ in [0]) and all(len(line) <= 100 for line in lines[1:])
+    assert all(line.startswith(" " * 13) for line in lines[1:])

@@ -18,6 +18,7 @@ from ..course import BEFORE_PRUNING_MIN
 from ..data import AUGMENTATION, augmentation_of, fit_arguments
 from ..models import PretrainedWeightsUnavailable, count_parameters
 from ..plots import finish
+from ..profiles import format_settings
 from ..session import Session
 from ..train import fit
 
@@ -82,7 +83,10 @@ def try_recipe(session: Session, name: str, pretrained_weights: str | None = Non
 def print_recipes(session: Session, models: list[str]) -> None:
     """Each model's training recipe and architecture overrides, as the profile sets them."""
     for name in models:
-        print(f"{name:12s}", session.train_config(name), session.model_overrides(name) or "")
+        overrides = session.model_overrides(name)
+        print(f"{name:12s} {format_settings(session.train_config(name))}")
+        if overrides:
+            print(f"{'':12s} model: {format_settings(overrides, indent=20)}")
 
 
 def print_results(results: dict[str, dict]) -> None:

@@ -162,7 +162,7 @@ def meets_minimums(report: dict) -> dict:
 def checkpoint_table(rows: list[dict], records: dict) -> tuple[list[str], list[list[str]]]:
     """Columns and text rows for the table of checkpoints. "removed" is the share of the dense
     model's parameters that are zero (unstructured) or gone (structured), from the metrics."""
-    columns = ["checkpoint", "accuracy", "removed", "params", "nonzero", "MMACs", "size (MB)", "ms/image"]
+    columns = ["checkpoint", "accuracy", "removed vs dense", "params", "nonzero", "MMACs", "size (MB)", "ms/image"]
     table = []
     for r in rows:
         model, stage = next(k for k in records if f"{k[0]}_{k[1]}" == r["name"])

@@ -25,6 +25,7 @@ from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN, removed_at_least
 from ..measure import compare_latency, count_macs, measure_throughput
 from ..models import build_model, count_parameters
 from ..plots import finish
+from ..profiles import format_settings
 from ..prune import structured as S
 from ..session import Session
 from ..train import evaluate, fit
@@ -46,8 +47,8 @@ def print_recipes(session: Session, models: list[str]) -> None:
     """Each model's structured recipe (criterion, cuts, latency settings) and its fine-tuning."""
     for name in models:
         cfg = session.profile["structured"][name]
-        print(f"{name:12s}", {k: v for k, v in cfg.items() if k != "finetune"})
-        print(f"{'':12s} fine-tuning", cfg["finetune"])
+        print(f"{name:12s} {format_settings({k: v for k, v in cfg.items() if k != 'finetune'})}")
+        print(f"{'':12s} fine-tuning: {format_settings(cfg['finetune'], indent=26)}")
 
 
 def criteria_for(model: nn.Module, names: list[str]) -> list[str]:
