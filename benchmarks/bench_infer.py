@@ -17,17 +17,14 @@ batch size and mode; a mode that cannot run here reads "n/a (needs CUDA)".
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import time
 import warnings
-from pathlib import Path
 
 import torch
 
 from labutils.accel import graphs_unavailable, precision_for
-from labutils.artifacts import device_name, git_commit
+from labutils.artifacts import device_name, git_commit, write_json
 from labutils.measure import count_macs, measure_latency
 from labutils.models import build_model
 from labutils.prune import structured as S
@@ -88,12 +85,6 @@ def table(rows: list[dict], modes: list[str]) -> str:
                 cells += [_ips(r["dense"]), _ips(r["pruned"]), _speedup(r["dense"], r["pruned"])]
             out.append(f"| {batch} | " + " | ".join(cells) + " |")
     return "\n".join(out)
-
-
-def write_json(path: str, payload: dict) -> None:
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

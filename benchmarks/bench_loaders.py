@@ -10,14 +10,13 @@ On a GPU add --device cuda (and a larger --batch-size). Prints a table; --json F
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
 import torch.nn.functional as F
 
 from labutils.accel import memory_format
-from labutils.artifacts import device_name
+from labutils.artifacts import device_name, write_json
 from labutils.data import DeviceLoader, get_loaders, load_cifar10
 from labutils.models import build_model
 from labutils.train import autocast, get_device, make_optimizer
@@ -86,9 +85,7 @@ def main() -> None:
         print(f"  {r['path']:20s} {r['images_per_second']:9.1f} images/s  ({r['seconds']:.1f}s)")
     print(f"  fast / standard: {speedup:.2f}x")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "device": device_name(device), "rows": rows,
-                       "speedup": speedup}, f, indent=2)
+        write_json(args.json, {"args": vars(args), "device": device_name(device), "rows": rows, "speedup": speedup})
 
 
 if __name__ == "__main__":

@@ -17,13 +17,12 @@ synchronised), as a share of a dense step.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
 import torch.nn.functional as F
 
-from labutils.artifacts import device_name, git_commit
+from labutils.artifacts import device_name, git_commit, write_json
 from labutils.data import DeviceLoader
 from labutils.models import build_model
 from labutils.prune import MaskEnforcer, one_shot_prune
@@ -147,8 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
               "seconds": time.perf_counter() - start}
     print(f"elapsed {result['seconds']:.0f} s", flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+        write_json(args.json, result)
     return result
 
 

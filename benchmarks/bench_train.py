@@ -25,17 +25,14 @@ number.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import time
 import warnings
-from pathlib import Path
 
 import torch
 
 from labutils.accel import graphs_unavailable, precision_for
-from labutils.artifacts import device_name, git_commit
+from labutils.artifacts import device_name, git_commit, write_json
 from labutils.data import DeviceLoader
 from labutils.models import build_model
 from labutils.profiles import get_profile
@@ -159,13 +156,6 @@ def table(rows: list[dict], modes: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: str, payload: dict) -> None:
-    """Atomically: a run cut short (time limit, a killed job) keeps the cases done so far."""
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
-
-
 def settings(device: torch.device) -> dict:
     cuda = device.type == "cuda"
     return {"device": device_name(device), "torch": torch.__version__, "python": platform.python_version(),
@@ -218,7 +208,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                       if row.get("images_per_second") else row.get("reason", ""))
             print(f"{model_name:12s} {variant:16s} {mode:16s} {_cell(row):>18s} images/s {detail} "
                   f"[{time.perf_counter() - start:.0f} s elapsed]", flush=True)
-            if args.json:
+            if args.json:  # atomically, after every case: a run cut short keeps the cases done so far
                 write_json(args.json, {"settings": info, "images_per_epoch": images, "epochs": args.epochs,
                                        "modes": modes, "rows": rows})
     print("\ntraining images/s (the first epoch not counted)\n" + table(rows, modes), flush=True)

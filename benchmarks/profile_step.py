@@ -31,10 +31,11 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import FALLBACKS, MODES, _arch, _recipe, settings, write_json  # noqa: E402
+from bench_train import FALLBACKS, MODES, _arch, _recipe, settings  # noqa: E402
 
 from labutils import train  # noqa: E402
 from labutils.accel import compile_uses_cudagraphs  # noqa: E402
+from labutils.artifacts import atomic_write_bytes, write_json  # noqa: E402
 from labutils.data import AUGMENT_POLICIES, DeviceLoader  # noqa: E402
 from labutils.models import build_model  # noqa: E402
 
@@ -212,9 +213,8 @@ def profile_case(args, device: torch.device) -> dict:
                 f"{f'_{args.augment}' if args.augment else ''}")
         if args.trace:
             prof.export_chrome_trace(str(args.out / f"{stem}.trace.json.gz"))
-        tmp = args.out / f"{stem}.txt.tmp"
-        tmp.write_text(report(result, args.top) + "\n")
-        tmp.replace(args.out / f"{stem}.txt")
+        text = report(result, args.top) + "\n"
+        atomic_write_bytes(args.out / f"{stem}.txt", lambda f: f.write(text.encode()))
     return result
 
 

@@ -14,6 +14,7 @@ Both read the official "python version" batches from ``DATA_ROOT/cifar-10-batche
 """
 from __future__ import annotations
 
+import numbers
 import os
 import pickle
 import re
@@ -126,9 +127,12 @@ def load_pickle(path: str | os.PathLike):
         return _BatchUnpickler(f, encoding="latin1").load()
 
 
-def _invalid(path: Path, found: str) -> DataError:
-    return DataError(f"{path} is not a valid CIFAR-10 batch: {found}. A batch is a dict with 'data', uint8 "
-                     f"[N, 3072] (N 32x32 RGB images), and N 'labels' in 0-9. Fetch the data again "
+_EXPECTED = {"batch": "A batch is a dict with 'data', uint8 [N, 3072] (N 32x32 RGB images), and N 'labels' in 0-9",
+             "batches.meta": "batches.meta is a dict whose 'label_names' are the 10 class names"}
+
+
+def _invalid(path: Path, found: str, kind: str = "batch") -> DataError:
+    return DataError(f"{path} is not a valid CIFAR-10 {kind}: {found}. {_EXPECTED[kind]}. Fetch the data again "
                      f"(delete {path.parent} and run again), or rewrite your copy with "
                      f"labutils.data.write_cifar10")
 
@@ -194,10 +198,20 @@ def load_cifar10(root: str | os.PathLike = DEFAULT_DATA_ROOT, train: bool = True
 
 
 def class_names(root: str | os.PathLike = DEFAULT_DATA_ROOT) -> list[str]:
-    meta = Path(root) / BATCH_DIR / "batches.meta"
-    if meta.is_file():
-        return list(load_pickle(meta)["label_names"])
-    return list(CIFAR10_CLASSES)
+    """The 10 class names from ``batches.meta`` (CIFAR-10's own names when there is no such file),
+    validated like the batches: a broken file is named, with what to do."""
+    path = Path(root) / BATCH_DIR / "batches.meta"
+    if not path.is_file():
+        return list(CIFAR10_CLASSES)
+    try:
+        meta = load_pickle(path)
+    except Exception as err:
+        raise _invalid(path, f"it cannot be read ({type(err).__name__}: {err})", "batches.meta") from None
+    names = meta.get("label_names") if isinstance(meta, dict) else None
+    if not isinstance(names, (list, tuple)) or len(names) != 10 or not all(isinstance(n, str) for n in names):
+        found = "it holds no 'label_names'" if names is None else f"its 'label_names' are {str(names)[:80]}"
+        raise _invalid(path, found, "batches.meta")
+    return list(names)
 
 
 # ----------------------------------------------------------------------------------------
@@ -413,6 +427,8 @@ class DeviceLoader:
                  augment: str | None = None, repeats: int = 1, augment_groups: int = 16):
         if int(repeats) != repeats or repeats < 1 or int(augment_groups) != augment_groups or augment_groups < 1:
             raise ValueError(f"repeats and augment_groups are whole numbers >= 1; got {repeats}, {augment_groups}")
+        if not isinstance(batch_size, numbers.Integral) or batch_size < 1:  # 0 or -1 would mean no batches
+            raise ValueError(f"batch_size={batch_size!r} must be a whole number >= 1 (images per batch), e.g. 128")
         self.device = torch.device(device)
         self.images = torch.as_tensor(images, dtype=torch.uint8).to(self.device)
         side = self.images.shape[-1]  # Cutout works on the stored images, before any resize

@@ -2,6 +2,7 @@
 so each notebook cell stays a line or two."""
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 
@@ -120,7 +121,7 @@ class Session:
         batches are augmented as the model's recipe says (its ``data.AUGMENTATION`` keys, so its
         pruning fine-tunes see the same data as its training) unless ``augmentation`` is given."""
         recipe = self.train_config(model_name)
-        batch_size = batch_size or recipe["batch_size"]
+        batch_size = recipe["batch_size"] if batch_size is None else batch_size  # 0 is refused, not replaced
         augmentation = D.augmentation_of(recipe) if augmentation is None else augmentation
         size = self.input_size(model_name)
         train = D.DeviceLoader(*self.device_arrays(True), batch_size, True, self.device, size, self.seed,
@@ -131,6 +132,9 @@ class Session:
     def test_subset_loader(self, n: int | None, batch_size: int, size: int) -> D.DeviceLoader:
         """A class-balanced ``n``-image slice of the test split (all of it for None), for
         studies that evaluate many times."""
+        # n <= 0 would slice from the end (n=-5: all but five), 0 give a loader with no batch.
+        if n is not None and (not isinstance(n, numbers.Integral) or n < 1):
+            raise ValueError(f"n={n!r} must be a whole number of test images >= 1, or None for the whole test split")
         images, labels = D.subset(*self.arrays(False), n, self.seed)
         return D.DeviceLoader(images, labels, batch_size, False, self.device, size, self.seed)
 
@@ -144,12 +148,14 @@ class Session:
 
     # -- models ---------------------------------------------------------------------------
     def model_overrides(self, name: str) -> dict:
+        _check_model(name)
         return dict(self.profile["models"].get(name, {}))
 
     def input_size(self, name: str) -> int:
         return int(self.model_overrides(name).get("img_size", COURSE_MODELS[name]["input_size"]))
 
     def train_config(self, name: str) -> dict:
+        _check_model(name)
         return dict(self.profile["train"][name])
 
     def new_model(self, name: str, pretrained_weights: str | None = None) -> torch.nn.Module:
@@ -192,6 +198,12 @@ class Session:
     def __repr__(self) -> str:
         return (f"Session(profile={self.name!r}, device={self.device}, data={self.data_description!r}, "
                 f"out={shown_path(self.dirs.root)!r}, run_id={self.run_id!r})")
+
+
+def _check_model(name: str) -> None:
+    """A course model's name, or an error listing them (a bare KeyError 'resnet' said neither)."""
+    if name not in COURSE_MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(COURSE_MODELS)}")
 
 
 def shown_path(path: str | os.PathLike) -> str:

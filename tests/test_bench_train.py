@@ -112,3 +112,27 @@ def test_bench_masks_times_both_enforcements(tmp_path):
     assert set(result["images_per_second"]) == {"dense", "after-step", "gradients"}
     assert min(result["images_per_second"].values()) > 0 and min(result["enforcement_ms"].values()) > 0
     assert json.loads((tmp_path / "masks.json").read_text())["dense_step_ms"] > 0
+
+
+def test_benchmarks_write_json_through_the_atomic_writer(tmp_path, monkeypatch):
+    """labutils.artifacts.write_json: a run cut short leaves no half-written file, and no file of
+    a fixed temporary name (bench.tmp beside bench.json) is overwritten or taken."""
+    from labutils import artifacts
+
+    written, real = [], artifacts.atomic_write_bytes
+
+    def spy(path, write):
+        written.append(str(path))
+        return real(path, write)
+
+    monkeypatch.setattr(artifacts, "atomic_write_bytes", spy)
+    for name, args in (("bench_masks", ["--smoke", "--ops-only"]),
+                       # every case skipped by the time limit: only the writing is under test
+                       ("bench_train", ["--smoke", "--epochs", "2", "--models", "resnet20", "--modes", "eager",
+                                        "--time-limit", "-1"]),
+                       ("bench_infer", ["--smoke", "--models", "resnet18", "--modes", "eager", "--time-limit", "-1"])):
+        out, mine = tmp_path / f"{name}.json", tmp_path / f"{name}.tmp"
+        mine.write_text("not the benchmark's")
+        _bench(name).main(args + ["--json", str(out)])
+        assert str(out) in written and json.loads(out.read_text()), name
+        assert mine.read_text() == "not the benchmark's", name

@@ -53,6 +53,19 @@ def test_corrupt_batch_is_named(synthetic_root):
         D.load_cifar10(synthetic_root, train=False, download=False)
 
 
+def test_corrupt_batches_meta_is_named_with_what_to_do(synthetic_root):
+    meta = synthetic_root / D.BATCH_DIR / "batches.meta"
+    good = meta.read_bytes()
+    for content, found in ((good[:len(good) // 2], "it cannot be read (UnpicklingError"),
+                           (pickle.dumps({"label_names": ["cat", "dog"]}), "its 'label_names' are ['cat', 'dog']")):
+        meta.write_bytes(content)
+        with pytest.raises(D.DataError) as info:
+            D.class_names(synthetic_root)
+        message = str(info.value)
+        assert str(meta) in message and found in message and "10 class names" in message
+        assert "write_cifar10" in message and "Fetch the data again" in message
+
+
 def test_random_crop_flip_matches_a_reference_crop():
     """Each output image is a 32x32 window of the zero-padded input, flipped or not."""
     x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
@@ -287,6 +300,28 @@ def test_cutout_is_bounded_by_the_stored_images_not_the_model_input():
 def test_device_loader_refuses_bad_augmentation_saying_what_is_allowed(kwargs, words):
     with pytest.raises(ValueError, match=words):
         D.DeviceLoader(np.zeros((4, 3, 32, 32), np.uint8), np.zeros(4), 2, True, **kwargs)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5])
+def test_device_loader_refuses_a_batch_size_that_is_not_a_positive_whole_number(batch_size):
+    with pytest.raises(ValueError, match=rf"batch_size={batch_size} must be a whole number >= 1 \(images per batch\)"):
+        D.DeviceLoader(np.zeros((4, 3, 32, 32), np.uint8), np.zeros(4), batch_size, True)
+
+
+def test_session_names_the_course_models_and_refuses_empty_loaders(tmp_path):
+    from labutils.session import Session
+
+    s = Session("smoke", tmp_path, device="cpu")
+    for call in (lambda: s.loaders("resnet"), lambda: s.train_config("CNN")):
+        with pytest.raises(ValueError, match=r"unknown model '\w+'; choose from \['cnn', 'vit', 'vit_scratch'\]"):
+            call()
+    with pytest.raises(ValueError, match="batch_size=0"):  # refused, not replaced by the recipe's
+        s.loaders("cnn", batch_size=0)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        s.test_subset_loader(50, 0, 32)
+    for n in (0, -5):
+        with pytest.raises(ValueError, match=f"n={n} must be a whole number of test images >= 1, or None"):
+            s.test_subset_loader(n, 32, 32)
 
 
 def test_a_recipe_splits_into_loader_and_fit_arguments():

@@ -100,6 +100,18 @@ def test_vit_keeps_a_head_per_block():
         assert all(len(keep[f"blocks.{i}.heads"]) >= 1 for i in range(2))
 
 
+def test_repeated_or_out_of_range_unit_indices_are_refused_naming_the_group():
+    model = trained_like_resnet()  # layer1.0.inner has 8 units
+    with pytest.raises(ValueError, match=r"layer1.0.inner: unit indices \[1\] are given more than once"):
+        S.remove_units(model, {"layer1.0.inner": torch.tensor([0, 1, 1])})
+    for indices, bad in (([0, 8], 8), ([-1, 0], -1)):
+        with pytest.raises(ValueError, match=rf"layer1.0.inner: unit indices \[{bad}\] are out of range: "
+                                             r"the group has 8 units, give indices from 0 to 7"):
+            S.remove_units(model, {"layer1.0.inner": torch.tensor(indices)})
+    with pytest.raises(ValueError, match="out of range"):
+        S.apply_unit_masks(model, {"layer1.0.inner": torch.tensor([0, 8])})
+
+
 def test_checkpoint_round_trip_rebuilds_the_small_model(tmp_path):
     for model in (trained_like_resnet(), small_vit()):
         small = S.remove_units(model, random_keep(model, 0.4)).eval()

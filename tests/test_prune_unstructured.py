@@ -9,7 +9,7 @@ from torch import nn
 
 from labutils.checkpoint import load_checkpoint, save_checkpoint
 from labutils.models import build_model
-from labutils.prune import (MaskEnforcer, cubic_sparsity, fisher_scores, gradual_prune,
+from labutils.prune import (GradualPruner, MaskEnforcer, cubic_sparsity, fisher_scores, gradual_prune,
                             iterative_prune, nm_masks, one_shot_prune, prunable_parameters,
                             round_targets, sparsity_report, taylor_scores)
 from labutils.prune.sensitivity import SensitivityScope
@@ -129,6 +129,32 @@ def test_nm_pattern_keeps_two_of_every_four():
     assert nm_masks(scores)["w"].tolist() == [[True, False, True, False, False, True, True, False]]
     with pytest.raises(ValueError, match="2:4"):
         one_shot_prune(tiny_cnn(), 0.7, "2:4")
+
+
+def test_a_bad_nm_pattern_says_what_a_pattern_is():
+    for scope in ("a:b", "2:4:8"):
+        with pytest.raises(ValueError, match=f"N:M scope '{scope}' is not a pattern: .* e.g. '2:4'"):
+            one_shot_prune(tiny_cnn(), None, scope)
+
+
+def test_sparsity_must_be_a_share_below_one_in_every_schedule():
+    """A percentage (90) or 1.0 is refused up front, with the share to give, before any training."""
+    train, _ = tiny_loaders()
+    model = tiny_cnn()
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=r"sparsity 90 is not a share: give 0.9 for 90%"):
+        round_targets(90, 3)
+    with pytest.raises(ValueError, match=r"sparsity 90 is not a share: give 0.9 for 90%"):
+        iterative_prune(model, train, None, 90, 3, 0.0)
+    with pytest.raises(ValueError, match=r"sparsity 90 is not a share"):
+        gradual_prune(model, train, None, 90, 1, lr=0.05)
+    with pytest.raises(ValueError, match=r"final sparsity 90 is not a share"):
+        GradualPruner(prunable_parameters(model), 90, 0, 10)
+    for prune in (lambda: one_shot_prune(model, 1.0), lambda: iterative_prune(model, train, None, 1.0, 2, 0.0),
+                  lambda: gradual_prune(model, train, None, 1.0, 1, lr=0.05)):
+        with pytest.raises(ValueError, match="sparsity 1.0 would remove every prunable weight"):
+            prune()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # nothing pruned or trained
 
 
 def test_taylor_and_fisher_match_hand_computation():

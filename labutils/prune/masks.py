@@ -14,6 +14,8 @@ momentum nor weight decay can revive a pruned weight.
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import nn
 
@@ -39,6 +41,18 @@ def magnitude_scores(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return {n: p.detach().abs() for n, p in params.items()}
 
 
+def check_share(value, name: str = "sparsity") -> float:
+    """``value`` as a float in [0, 1): the share of weights to remove. A percentage (90) is the
+    usual slip; 1 would zero every weight, which no pruning schedule means."""
+    number = isinstance(value, numbers.Real)
+    if number and 0.0 <= value < 1.0:
+        return float(value)
+    what = "would remove every prunable weight" if number and value == 1 else "is not a share"
+    hint = (f"give {value / 100:g} for {value:g}%" if number and 1.0 < value <= 100.0
+            else "give a number from 0 up to, not including, 1 (0.9 for 90%)")
+    raise ValueError(f"{name} {value!r} {what}: {hint}")
+
+
 def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float | dict[str, float],
                       scope: str = "global") -> Masks:
     """Keep-masks removing the lowest-scoring weights.
@@ -57,16 +71,15 @@ def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float | dict[st
             start += s.numel()
         return masks
     if scope == "layer":
-        return {name: _keep_lowest_removed(s.flatten().float(),
-                                           sparsity[name] if isinstance(sparsity, dict) else sparsity).view_as(s)
-                for name, s in scores.items()}
+        if isinstance(sparsity, dict):
+            return {name: _keep_lowest_removed(s.flatten().float(), sparsity[name], f"sparsity[{name!r}]").view_as(s)
+                    for name, s in scores.items()}
+        return {name: _keep_lowest_removed(s.flatten().float(), sparsity).view_as(s) for name, s in scores.items()}
     raise ValueError(f"unknown scope {scope!r}; use 'global' or 'layer'")
 
 
-def _keep_lowest_removed(flat: torch.Tensor, sparsity: float) -> torch.Tensor:
-    if not 0.0 <= sparsity <= 1.0:
-        raise ValueError(f"sparsity must be a share between 0 and 1, got {sparsity}")
-    k = int(round(sparsity * flat.numel()))
+def _keep_lowest_removed(flat: torch.Tensor, sparsity: float, name: str = "sparsity") -> torch.Tensor:
+    k = int(round(check_share(sparsity, name) * flat.numel()))
     keep = torch.ones_like(flat, dtype=torch.bool)
     if k:
         # A stable sort ranks ties by position: exactly k entries go, whatever the ties.

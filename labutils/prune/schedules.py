@@ -28,17 +28,19 @@ import torch
 from torch import nn
 
 from .criteria import compute_scores
-from .masks import Masks, MaskEnforcer, apply_masks, masks_from_scores, prunable_parameters, sparsity_report
+from .masks import (Masks, MaskEnforcer, apply_masks, check_share, masks_from_scores, prunable_parameters,
+                    sparsity_report)
 from ..train import evaluate, fit, progress, quiet_progress, report_progress
 
 # -- masks under a scope ------------------------------------------------------------------
 def parse_nm(scope) -> tuple[int, int] | None:
     """(N, M) for a scope like "2:4", else None."""
     if isinstance(scope, str) and ":" in scope:
-        n, m = (int(v) for v in scope.split(":"))
-        if not 0 < n < m:
-            raise ValueError(f"N:M scope needs 0 < N < M, got {scope!r}")
-        return n, m
+        parts = scope.split(":")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or not 0 < int(parts[0]) < int(parts[1]):
+            raise ValueError(f"N:M scope {scope!r} is not a pattern: give two whole numbers with 0 < N < M, "
+                             f"e.g. '2:4' (keep 2 of every 4 weights)")
+        return int(parts[0]), int(parts[1])
     return None
 
 
@@ -120,6 +122,7 @@ def round_targets(sparsity: float, rounds: int) -> list[float]:
     """Sparsity after each of ``rounds`` rounds when each keeps (1-s)^(1/k) of what is left."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
+    sparsity = check_share(sparsity)  # 90 would give complex targets, 1 a model of zeros
     keep = (1.0 - sparsity) ** (1.0 / rounds)
     return [1.0 - keep ** r for r in range(1, rounds + 1)][:-1] + [sparsity]
 
@@ -138,9 +141,10 @@ def iterative_prune(model: nn.Module, train_loader, test_loader, sparsity: float
     """
     params = params if params is not None else prunable_parameters(model)
     masks, history = None, []
+    targets = round_targets(sparsity, rounds)  # checks the arguments before a bar is shown
     # One bar for the rounds; the fine-tuning of each round runs without a bar of its own.
     bar = progress(total=rounds, desc=desc, unit="round")
-    for r, target in enumerate(round_targets(sparsity, rounds), 1):
+    for r, target in enumerate(targets, 1):
         scores = compute_scores(criterion, model, params, score_loader or train_loader, score_batches)
         masks = one_shot_prune(model, target, scope, scores, params, previous=masks)
         with quiet_progress():
@@ -185,6 +189,8 @@ class GradualPruner:
                  score_fn: Callable | None = None):
         if end < begin:
             raise ValueError(f"gradual pruning must end after it begins (begin={begin}, end={end})")
+        # Checked now, not at the first pruning event deep into fine-tuning.
+        final, initial = check_share(final, "final sparsity"), check_share(initial, "initial sparsity")
         self.names, self.final, self.begin, self.end = list(params), final, begin, end
         self.frequency, self.scope, self.initial = max(1, frequency), scope, initial
         self.score_fn = score_fn or (lambda model, p: compute_scores("magnitude", model, p))
@@ -221,6 +227,7 @@ def gradual_prune(model: nn.Module, train_loader, test_loader, sparsity: float, 
     """Fine-tune for ``epochs`` while the sparsity ramps from 0 to ``sparsity`` on the cubic schedule
     between fractions ``begin`` and ``end`` of the steps (about ``prunings`` pruning events); the
     rest of the steps recover at the final sparsity. Returns (masks, history)."""
+    check_share(sparsity)  # named as the caller knows it (GradualPruner says "final sparsity")
     params = params if params is not None else prunable_parameters(model)
     budget = fit_budget(epochs, train_loader, epoch_steps)
     total = budget["max_steps"]

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .masks import magnitude_scores, masks_from_scores
+from .masks import check_share, magnitude_scores, masks_from_scores
 from ..train import evaluate, progress
 
 DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -75,8 +75,7 @@ class SensitivityScope:
         return out
 
     def __call__(self, target: float) -> dict[str, float]:
-        if not 0.0 <= target < 1.0:
-            raise ValueError(f"target sparsity must be in [0, 1), got {target}")
+        target = check_share(target, "target sparsity")
         total, want_kept = self.sizes.sum(), (1.0 - target) * self.sizes.sum()
         reach_kept = (1.0 - min(target, 0.8 * self.levels[-1])) * total
         lo, hi = 0.0, float(self.drops.max()) + 1e-9

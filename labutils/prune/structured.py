@@ -201,6 +201,21 @@ def _scale_units(p: torch.Tensor, sl: Slice, factor: torch.Tensor) -> None:
     p.data.mul_(full.to(p.device, p.dtype).view(shape))
 
 
+def _kept_units(name: str, keep, size: int) -> torch.Tensor:
+    """``keep`` as indices of distinct units 0..size-1 of group ``name``: a repeated index would
+    build a duplicated channel, one out of range a bare IndexError deep in the slicing."""
+    keep = torch.as_tensor(keep)
+    outside = keep[(keep < 0) | (keep >= size)]
+    if len(outside):
+        raise ValueError(f"{name}: unit indices {outside.tolist()} are out of range: the group has {size} "
+                         f"units, give indices from 0 to {size - 1}")
+    values, counts = keep.unique(return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(f"{name}: unit indices {values[counts > 1].tolist()} are given more than once: "
+                         f"list each unit to keep once (0 to {size - 1})")
+    return keep
+
+
 def _drop_mask(size: int, keep: torch.Tensor) -> torch.Tensor:
     drop = torch.ones(size, dtype=torch.bool)
     drop[keep.cpu()] = False
@@ -360,7 +375,7 @@ def apply_unit_masks(model: nn.Module, keep: dict[str, torch.Tensor]) -> nn.Modu
     groups, params = channel_groups(model), dict(model.named_parameters())
     for name, idx in keep.items():
         g = groups[name]
-        kept = (~_drop_mask(g.size, idx)).float()
+        kept = (~_drop_mask(g.size, _kept_units(name, idx, g.size))).float()
         for sl in g.gates:
             _scale_units(params[sl.name], sl, kept)
     return model
@@ -374,7 +389,7 @@ def zero_producers(model: nn.Module, keep: dict[str, torch.Tensor]) -> nn.Module
     groups, params = channel_groups(model), dict(model.named_parameters())
     for name, idx in keep.items():
         g = groups[name]
-        kept = (~_drop_mask(g.size, idx)).float()
+        kept = (~_drop_mask(g.size, _kept_units(name, idx, g.size))).float()
         for layer in g.producers:
             _scale_units(params[layer[0].name], layer[0], kept)
     return model
@@ -394,7 +409,7 @@ def remove_units(model: nn.Module, keep: dict[str, torch.Tensor]) -> nn.Module:
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     sizes = {}
     for name, g in groups.items():
-        idx = keep.get(name, torch.arange(g.size))
+        idx = _kept_units(name, keep.get(name, torch.arange(g.size)), g.size)
         if len(idx) < 1:
             raise ValueError(f"{name}: at least one unit must stay (a layer needs a width)")
         for sl in g.slices:
