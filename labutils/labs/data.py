@@ -83,7 +83,8 @@ def plot_class_counts(train_labels: np.ndarray, test_labels: np.ndarray, classes
         ax.bar_label(bars, fontsize=6)
     ax.set_xticks(x, classes, rotation=30, fontsize=8)
     ax.set_ylabel("images")
-    ax.legend(fontsize=8)
+    ax.margins(y=0.25)  # headroom: the legend sits above the bars and their numbers
+    ax.legend(fontsize=8, loc="upper center", ncol=2)
     return finish(fig, path, caption)
 
 

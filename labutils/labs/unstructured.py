@@ -484,20 +484,25 @@ def _axes(n: int, width: float = 5.0, height: float = 3.6):
 
 
 def plot_sensitivity(scans: dict[str, dict], path=None, caption=None):
-    """Accuracy with each layer pruned alone, one line per layer (darker = deeper)."""
-    fig, axes = _axes(len(scans))
-    for ax, (name, scan) in zip(axes, scans.items()):
+    """Accuracy lost with each layer pruned alone: one row per layer, one column per sparsity, the
+    colour and the number in percentage points below the dense model. A heat map reads at 19
+    (ResNet-18) or 48 (ViT) layers, where as many lines and their legend would not."""
+    rows = max(len(scan["layers"]) for scan in scans.values()) if scans else 1
+    fig, axes = plt.subplots(1, max(len(scans), 1), squeeze=False,
+                             figsize=(5.2 * max(len(scans), 1), max(3.6, 1.6 + 0.2 * rows)))
+    for ax, (name, scan) in zip(axes[0], scans.items()):
         layers = list(scan["layers"])
-        colors = plt.cm.viridis(np.linspace(0, 0.95, len(layers)))
-        x = [0.0] + scan["sparsities"]
-        for color, layer in zip(colors, layers):
-            ax.plot([100 * v for v in x], [100 * a for a in [scan["baseline"]] + scan["layers"][layer]],
-                    color=color, lw=1, label=_short(layer))
-        ax.set(title=f"{name}: each layer pruned alone", xlabel="sparsity of that layer (%)",
-               ylabel="probe accuracy (%)")
-        ax.grid(alpha=0.3)
-        if len(layers) <= 24:
-            ax.legend(fontsize=5, ncol=2)
+        lost = 100 * (scan["baseline"] - np.array([scan["layers"][layer] for layer in layers]))
+        image = ax.imshow(lost, cmap="Reds", vmin=0, vmax=max(float(lost.max()), 1.0), aspect="auto")
+        if lost.size <= 600:  # numbers stay legible up to the full profile's 48 x 9
+            for (i, j), v in np.ndenumerate(lost):
+                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=6,
+                        color="white" if v > 0.6 * image.get_clim()[1] else "black")
+        ax.set_xticks(range(len(scan["sparsities"])), [f"{100 * v:.0f}" for v in scan["sparsities"]])
+        ax.set_yticks(range(len(layers)), [_short(layer) for layer in layers], fontsize=7)
+        ax.set(title=f"{name}: each layer pruned alone (dense {scan['baseline']:.1%})",
+               xlabel="sparsity of that layer (%)")
+        fig.colorbar(image, ax=ax, shrink=0.8, label="probe accuracy lost (pp)")
     return finish(fig, path, caption)
 
 
@@ -543,6 +548,7 @@ def plot_layer_sparsity(data: dict[str, dict[str, dict[str, float]]], level: flo
 def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path=None, caption=None):
     """The course's comparison: accuracy after fine-tuning against sparsity, per method and budget."""
     fig, axes = _axes(len(studies))
+    fig.set_size_inches(fig.get_size_inches() + (2.2, 0))  # room for one legend beside the panels
     styles = {"one_shot": "o-", "iterative": "s--", "gradual": "^:"}
     for ax, (name, rows) in zip(axes, studies.items()):
         budgets = sorted({r["epochs"] for r in rows})
@@ -559,9 +565,10 @@ def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path
                                 label=f"{method.replace('_', '-')}, {e} epochs")
         ax.axhline(100 * baselines[name], color="0.3", ls="--", lw=0.8, label="dense")
         ax.set(title=f"{name}: prune + fine-tune (95% intervals)", xlabel="sparsity (%)",
-               ylabel="test accuracy (%)")
+               ylabel="probe accuracy (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+    if studies:  # the same styles in every panel: one legend, outside, so no error bar is hidden
+        axes[len(studies) - 1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return finish(fig, path, caption)
 
 
@@ -586,7 +593,9 @@ def plot_frontier(results: dict[str, dict], path=None, caption=None):
         ax.set(title=f"{name}: highest sparsity meeting the threshold", xlabel="sparsity (%)",
                ylabel="test accuracy (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.scatter([], [], color="C2", label="trial that met it")  # legend entries for the dots
+        ax.scatter([], [], color="C3", label="trial that fell short")
+        ax.legend(fontsize=7, loc="lower left")
     return finish(fig, path, caption)
 
 
