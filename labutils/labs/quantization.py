@@ -110,7 +110,7 @@ def resnet20_baseline(s: Session) -> tuple[nn.Module, dict]:
                "train_seconds": seconds, "test_images": len(test.labels), "reused": False}
     save_checkpoint(path, model, metrics=metrics, meta=s.info)
     print(f"resnet20: {metrics['accuracy']:.2%} on {metrics['test_images']} test images, "
-          f"{metrics['parameters']:,} parameters, trained in {seconds:.0f}s -> {path.name}")
+          f"{metrics['parameters']:,} parameters, trained in {seconds:.0f}s -> {path.parent.name}/{path.name}")
     return model, metrics
 
 

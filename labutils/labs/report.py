@@ -220,9 +220,10 @@ def write(session, report: dict, records: dict, run: dict, rows: list[dict]) -> 
 
 
 def print_verdict(report: dict, reduced: bool) -> None:
-    """Each entry against the course's minimums: True met, False not met, None not produced."""
+    """Each entry against the course's minimums: met, NOT met, or not produced."""
+    words = {True: "met", False: "NOT met", None: "not produced"}
     for section, models in meets_minimums(report).items():
-        print(f"{section:22s}", "  ".join(f"{m}: {v}" for m, v in models.items()))
+        print(f"{section:22s}", "  ".join(f"{m}: {words[v]}" for m, v in models.items()))
     if reduced:
         print("\nThis is a reduced run: its numbers are not the course's results.")
 

@@ -101,7 +101,7 @@ def iterative_prune(model: nn.Module, train, test, cfg: dict, device, desc: str 
                       "accuracy": history[-1]["test_accuracy"] if history else cut,
                       "epochs": epochs, "seconds": time.perf_counter() - start, "history": history})
         print(f"{desc}: cut {i + 1} removes {steps[-1]['pruning_percentage']:.1f}% of channels -> "
-              f"{cut:.2%} before, {steps[-1]['accuracy']:.2%} after {epochs} epoch(s) of fine-tuning")
+              f"{cut:.2%} right after the cut, {steps[-1]['accuracy']:.2%} after {epochs} epoch(s) of fine-tuning")
     return model, steps
 
 

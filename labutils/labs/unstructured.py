@@ -574,7 +574,7 @@ def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path
 
 def plot_frontier(results: dict[str, dict], path=None, caption=None):
     """The frontier search: each trial's sparsity and accuracy, the threshold, the winner."""
-    fig, axes = _axes(len(results))
+    fig, axes = _axes(len(results), height=4.6)
     for ax, (name, res) in zip(axes, results.items()):
         for t in res["trials"]:
             ax.scatter(100 * t["sparsity"], 100 * t["accuracy"], color="C2" if t["passed"] else "C3", zorder=3)
@@ -595,7 +595,8 @@ def plot_frontier(results: dict[str, dict], path=None, caption=None):
         ax.grid(alpha=0.3)
         ax.scatter([], [], color="C2", label="trial that met it")  # legend entries for the dots
         ax.scatter([], [], color="C3", label="trial that fell short")
-        ax.legend(fontsize=7, loc="lower left")
+        # Below the axes: trials land anywhere inside them, arrows included (which "best" ignores).
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     return finish(fig, path, caption)
 
 
