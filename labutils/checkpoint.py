@@ -79,13 +79,16 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, metrics: dict | N
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """The checkpoint's dict (state dict unpacked), after checking it is one of ours."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder: give the checkpoint files in it (such as {path}/*.pth)")
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; run the notebook that writes it first")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated: {err}); "
-                              f"delete it and re-run the notebook that writes it") from err
+    except Exception as err:  # torch's own text can be a bare number (pickle's opcode): name the type
+        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt, truncated or not a torch "
+                              f"file: {type(err).__name__}: {str(err)[:200]}); delete it and re-run the "
+                              f"notebook that writes it") from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         keys = sorted(ckpt)[:6] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path} was not written by labutils (found {keys}); "

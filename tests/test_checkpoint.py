@@ -49,8 +49,13 @@ def test_sparse_encoding_is_exact_and_smaller(tmp_path):
 def test_corrupt_file_is_rejected_clearly(tmp_path):
     path = save_checkpoint(tmp_path / "m.pth", build_model("resnet20"))
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+    with pytest.raises(CheckpointError, match="corrupt, truncated"):
         load_checkpoint(path)
+    (tmp_path / "notes.pth").write_text("hello")  # torch raises a bare KeyError: 101
+    with pytest.raises(CheckpointError, match="not a torch file: KeyError: 101"):
+        load_checkpoint(tmp_path / "notes.pth")
+    with pytest.raises(IsADirectoryError, match=r"is a folder: give the checkpoint files in it"):
+        load_checkpoint(tmp_path)
 
 
 def test_foreign_file_is_rejected_clearly(tmp_path):
