@@ -74,13 +74,25 @@ def test_random_crop_flip_matches_a_reference_crop():
     for i in range(len(x)):
         windows = [padded[i, :, dy:dy + 32, dx:dx + 32] for dy in range(9) for dx in range(9)]
         assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)
+    # And the windows move: most images are not the centred, uncropped one (1 chance in 81 each).
+    assert sum(not (torch.equal(out[i], x[i]) or torch.equal(out[i], x[i].flip(-1))) for i in range(len(x))) > 12
 
 
-def test_random_crop_flip_varies_and_flips_about_half():
+def test_random_crop_flip_flips_about_half_and_shifts_every_way():
     x = torch.arange(32, dtype=torch.uint8).repeat(400, 3, 32, 1)  # columns 0..31
     out = D.random_crop_flip(x, padding=0, generator=torch.Generator().manual_seed(1))
     flipped = (out[:, 0, 0, 0] == 31).float().mean().item()
     assert 0.4 < flipped < 0.6
+    # With padding 4 the window's start column takes all 9 values 0..8: a crop stuck in the
+    # centre, or shifted one way only, fails. Columns hold 1..32, so the zero padding shows.
+    cols = torch.arange(1, 33, dtype=torch.uint8).repeat(400, 3, 32, 1)
+    out = D.random_crop_flip(cols, padding=4, generator=torch.Generator().manual_seed(2))
+    starts = set()
+    for row in out[:, 0, 16].to(torch.int64):
+        row = row if row[row > 0][0] < row[row > 0][-1] else row.flip(0)  # undo a flip
+        j = int((row > 0).nonzero()[0])
+        starts.add(int(row[j]) - j + 3)  # padded column k holds k - 3; row[j] is padded[start + j]
+    assert starts == set(range(9))
 
 
 def test_device_loader_is_seeded_and_normalised(synthetic_root):

@@ -36,7 +36,7 @@ def dense_copy(subject):
 
 
 @pytest.mark.parametrize("name", ["cnn", "vit_scratch"])
-def test_accuracy_moves_with_sparsity_and_sparsity_is_measured(pg, name):
+def test_loss_moves_with_sparsity_and_sparsity_is_measured(pg, name):
     runs = {sp: pg.update(name, "magnitude", "global", sp) for sp in (0.0, 0.5, 0.9)}
     assert runs[0.0]["accuracy"] == runs[0.0]["dense_accuracy"]
     # What is scored is the pruned model: its loss moves (its accuracy need not, for a model this

@@ -211,3 +211,20 @@ def test_unknown_architecture_is_refused():
 def _copy(model):
     import copy
     return copy.deepcopy(model)
+
+
+def test_recalibrate_batchnorm_measures_the_statistics_of_the_batches_it_is_given():
+    """After a cut the stored statistics no longer fit: they are measured again, every batch
+    weighing the same, and the model's mode and the layer's momentum are left as they were."""
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4, momentum=0.1)
+    model = nn.Sequential(conv, bn).eval()
+    bn.running_mean.fill_(5.0)
+    batches = [(torch.randn(8, 3, 10, 10) * (1 + i), None) for i in range(3)]
+    S.recalibrate_batchnorm(model, batches + [(torch.full((8, 3, 10, 10), 1e3), None)], batches=3)
+    with torch.no_grad():
+        outs = [conv(x) for x, _ in batches]
+    mean = torch.stack([o.mean(dim=(0, 2, 3)) for o in outs]).mean(0)  # the three batches alike
+    var = torch.stack([o.transpose(0, 1).flatten(1).var(1) for o in outs]).mean(0)
+    assert torch.allclose(bn.running_mean, mean, atol=1e-5) and torch.allclose(bn.running_var, var, rtol=1e-4)
+    assert bn.momentum == 0.1 and not model.training and int(bn.num_batches_tracked) == 3

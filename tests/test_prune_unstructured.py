@@ -93,6 +93,12 @@ def test_iterative_schedule_reaches_target_with_nested_masks():
     total = sum(p.numel() for p in params.values())
     assert abs(measured[-1] * total - 0.9 * total) <= 1
     assert sum(zeros_at(model, masks).values()) == 0
+    # Nested: a weight pruned in an earlier round stays pruned even when a later score ranks it high
+    # (Taylor or Fisher scores of dead units, the sensitivity scope); magnitude alone would hide it.
+    from labutils.prune.schedules import nested_scores, scope_masks
+    earlier = {"w": torch.tensor([True, True, False, True])}
+    later = scope_masks(nested_scores({"w": torch.tensor([0.0, 3.0, 5.0, 1.0])}, earlier), 0.5)
+    assert later["w"].tolist() == [False, True, False, True]
 
 
 def test_gradual_schedule_follows_cubic_ramp_to_target():
@@ -311,3 +317,25 @@ def test_gradual_pruner_masks_gradients_and_stays_exact():
     report = sparsity_report(model, params, masks)  # raises on a revived weight
     assert report["pruning_percentage"] == pytest.approx(80.0, abs=0.5)
     assert len(history[0]["events"]) >= 3
+
+
+def test_sensitivity_scan_prunes_each_layer_alone_and_restores_it(monkeypatch):
+    """Each point is its layer alone pruned to that level: "accuracy" is replaced by the total |w| of
+    the prunable weights, so every point can be recomputed by hand (a tiny untrained model's
+    accuracy would not move at all)."""
+    from labutils.prune import sensitivity as sensitivity_module
+
+    torch.manual_seed(0)
+    model = tiny_cnn().eval()
+    params = prunable_parameters(model)
+    before = {n: p.detach().clone() for n, p in params.items()}
+    total = lambda: float(sum(p.detach().abs().sum() for p in params.values()))
+    monkeypatch.setattr(sensitivity_module, "evaluate", lambda model, loader: {"accuracy": total()})
+    levels = [0.5, 0.9]
+    scan = sensitivity_module.sensitivity_scan(model, params, None, levels)
+    assert all(torch.equal(p, before[n]) for n, p in params.items())  # every layer restored
+    assert scan["baseline"] == pytest.approx(total())
+    for name, w in before.items():
+        smallest = w.abs().flatten().sort().values
+        expected = [total() - float(smallest[:round(level * w.numel())].sum()) for level in levels]
+        assert scan["layers"][name] == pytest.approx(expected, rel=1e-6)

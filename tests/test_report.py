@@ -126,6 +126,15 @@ def test_all_nine_checkpoints_and_a_valid_report(full_smoke_run):
     report = json.loads((full_smoke_run / "report.json").read_text())
     R.validate_report(report)
     assert all(v is not None for v in report["initial_accuracies"].values())
+    # Every number comes from its metrics file: the dense one from before_pruning, the rest from the stage.
+    metric = lambda m, stage: json.loads((full_smoke_run / "metrics" / f"{m}_{stage}.json").read_text())
+    for section, stage in (("unstructured_pruning", "after_unstructured_pruning"),
+                           ("structured_pruning", "after_structured_pruning")):
+        for m in ("cnn", "vit_scratch"):
+            before, after = metric(m, "before_pruning"), metric(m, stage)
+            assert report[section][m] == {"original_accuracy": before["accuracy"], "pruned_accuracy": after["accuracy"],
+                                          "pruning_percentage": after["pruning_percentage"]}
+            assert report["initial_accuracies"][f"{m}_before_pruning"] == before["accuracy"]
     details = json.loads((full_smoke_run / "report_details.json").read_text())
     assert details["run"]["profile"] == "smoke"
     assert set(details["timings"]["notebooks"]) >= {"01_data.ipynb", "05_report.ipynb"}
