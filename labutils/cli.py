@@ -126,12 +126,10 @@ def _results_table(args) -> int:
 
 
 def _run(args) -> int:
-    from .pipeline import NotebookFailed, NotebooksNotFound, format_seconds, run_pipeline
-    from .profiles import auto_profile
-    from .runlock import RunLocked
-
     from .models import check_vit_weights
-    from .profiles import get_profile
+    from .pipeline import NotebookFailed, NotebooksNotFound, format_seconds, run_pipeline
+    from .profiles import auto_profile, get_profile
+    from .runlock import RunLocked
     from .train import get_device
 
     unknown = [m for m in args.models if m not in MODEL_NAMES]
