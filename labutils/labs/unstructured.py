@@ -496,7 +496,7 @@ def plot_sensitivity(scans: dict[str, dict], path=None, caption=None):
         image = ax.imshow(lost, cmap="Reds", vmin=0, vmax=max(float(lost.max()), 1.0), aspect="auto")
         if lost.size <= 600:  # numbers stay legible up to the full profile's 48 x 9
             for (i, j), v in np.ndenumerate(lost):
-                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=6,
+                ax.text(j, i, f"{round(v):d}", ha="center", va="center", fontsize=6,  # no "-0"
                         color="white" if v > 0.6 * image.get_clim()[1] else "black")
         ax.set_xticks(range(len(scan["sparsities"])), [f"{100 * v:.0f}" for v in scan["sparsities"]])
         ax.set_yticks(range(len(layers)), [_short(layer) for layer in layers], fontsize=7)
