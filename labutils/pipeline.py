@@ -194,6 +194,21 @@ def _forget_machine_paths(executed: Path, name: str) -> None:
     atomic_write_bytes(executed, lambda f: f.write(nbformat.writes(nb).encode()))
 
 
+def as_workbook_notebook(path: str | os.PathLike) -> None:
+    """Make an executed notebook a notebook of the workbook again, outputs kept: the repository's
+    ``notebooks/`` are both the write-up and what a student opens and runs. papermill's injected
+    cell (``PROFILE = "full"``, ``OUT_DIR = ".."``) would override the ``parameters`` cell above it,
+    so a student's ``PROFILE = "smoke"`` would still run the full recipe into the repository root.
+    The injected values stay recorded in the notebook's metadata (``papermill.parameters``)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    if len(cells) != len(nb.cells):
+        nb.cells = cells
+        atomic_write_bytes(path, lambda f: f.write(nbformat.writes(nb).encode()))
+
+
 def _record_run_id(out_dir: Path, run_id: str, profile: str) -> None:
     """The kernels take the run id from ``metrics/run.json``: make sure it names this run."""
     if run_id_for(out_dir / "metrics", profile) != run_id:

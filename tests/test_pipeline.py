@@ -251,3 +251,22 @@ def test_a_run_is_continued_only_on_the_same_data(tmp_path, capsys):
     assert not pipeline._differs("data", {}, identity)
     assert not pipeline._differs("data", {"data": "CIFAR-10"}, identity | {"data": None})
     assert pipeline._differs("data", {"data": "CIFAR-10"}, identity)
+
+
+def test_an_adopted_notebook_is_governed_by_its_parameters_cell_again(smoke_run, tmp_path):
+    """The committed run's notebooks are the ones students open: papermill's injected cell below the
+    parameters cell would override a student's PROFILE with the run's."""
+    executed = smoke_run / "notebooks" / "01_data.ipynb"
+    adopted = tmp_path / "01_data.ipynb"
+    adopted.write_bytes(executed.read_bytes())
+    before = nbformat.read(adopted, 4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in before.cells)
+    pipeline.as_workbook_notebook(adopted)
+    after = nbformat.read(adopted, 4)
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in after.cells)
+    assert len(after.cells) == len(before.cells) - 1
+    kept = [c for c in before.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    assert [c.get("outputs") for c in after.cells] == [c.get("outputs") for c in kept]  # the write-up stays
+    assert after.metadata.papermill.parameters["PROFILE"] == "smoke"  # the run's values, recorded
+    params = next(c for c in after.cells if "parameters" in c.metadata.get("tags", []))
+    assert 'PROFILE = "auto"' in params.source

@@ -4,7 +4,8 @@
 #   bash benchmarks/gpu/adopt.sh PATH/results.tar [FOLDER]
 #
 # Refuses a reduced run or a report without its sidecar. Copies the executed notebooks over
-# notebooks/, the figures into figures/, report.json and report_details.json into the root, the
+# notebooks/ (without papermill's injected-parameters cell, which would override the parameters
+# cell a student edits; the values stay in their metadata), the figures into figures/, report.json and report_details.json into the root, the
 # sweep's tables, the logs and metrics/pipeline.json into benchmarks/results/FOLDER/ (default
 # <gpu>-<date>, which must not exist yet);
 # regenerates README's results table and runs its test. Review with git diff, then commit.
@@ -34,6 +35,8 @@ if [ -e "$folder" ]; then
     exit 1
 fi
 cp "$tmp"/full/notebooks/*.ipynb notebooks/
+# The committed notebooks are also the ones students open: their parameters cell must govern.
+python3 -c 'import sys; from labutils.pipeline import as_workbook_notebook as w; [w(p) for p in sys.argv[1:]]' notebooks/*.ipynb
 mkdir -p figures "$folder"
 cp "$tmp"/full/figures/*.png figures/
 cp "$tmp"/full/report.json "$tmp"/full/report_details.json .
