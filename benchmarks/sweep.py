@@ -48,11 +48,11 @@ from pathlib import Path
 import torch
 
 from labutils.artifacts import atomic_write_bytes, device_name, git_commit, write_json
-from labutils.data import AUGMENTATION, DeviceLoader, augmentation_of, fit_arguments, load_cifar10, write_synthetic_cifar10
+from labutils.data import (AUGMENTATION, DeviceLoader, augmentation_of, describe_data, fit_arguments, load_cifar10,
+                           write_synthetic_cifar10)
 from labutils.measure import accuracy_interval
 from labutils.models import build_model, course_model
 from labutils.profiles import get_profile
-from labutils.data import describe_data
 from labutils.train import evaluate, fit, get_device, seed_everything
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -140,7 +140,8 @@ def run_info(profile: str, data: str, device, run_id: str | None = None) -> dict
 
 def run_id_for(metrics_dir: str | os.PathLike, profile: str, fresh: bool = False) -> str:
     """The run id of a folder: its ``metrics/run.json`` when that names the same profile (so
-    notebooks run one at a time still form one run), else a new id recorded there."""
+    notebooks run one at a time still form one run); a new id recorded there when there is none
+    or ``fresh`` (a run that starts); ValueError when it names another profile's run."""
     marker = Path(metrics_dir) / "run.json"
     if not fresh and marker.is_file():
         saved = read_json(marker)
@@ -150,8 +151,8 @@ def run_id_for(metrics_dir: str | os.PathLike, profile: str, fresh: bool = False
         # in one folder, and the pipeline would no longer know which notebooks that run finished.
         folder = Path(metrics_dir).parent
         raise ValueError(f"{folder} holds run {saved.get('run_id')} of profile {saved.get('profile')!r}, not "
-                         f"{profile!r}: set PROFILE = {saved.get('profile')!r} to continue it, or another "
-                         f"OUT_DIR for a {profile} run (or delete {folder} to start over there)")
+                         f"{profile!r}: set PROFILE = {saved.get('profile')!r} (--profile) to continue it, or another "
+                         f"OUT_DIR (--out) for a {profile} run (or delete {folder} to start over there)")
     run_id = new_run_id(profile)
     write_json(marker, {"run_id": run_id, "profile": profile})
     return run_id

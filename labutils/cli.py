@@ -86,6 +86,8 @@ def _evaluate(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     folder = Path(args.json).resolve().parent if args.json else None
+    while folder and not folder.exists():  # the writer makes missing folders: check where it would start
+        folder = folder.parent
     if folder and not (folder.is_dir() and os.access(folder, os.W_OK)):  # found out before, not after, the work
         print(f"error: cannot write {args.json}: {folder} is not a folder this process can write to",
               file=sys.stderr)

@@ -11,6 +11,11 @@ AFTER_PRUNING_MIN = {"cnn": 0.85, "vit": 0.88, "vit_scratch": 0.80}
 # Share removed (percent): of prunable weights (unstructured), of channels/heads (structured).
 SPARSITY_MIN = {"unstructured": 70.0, "structured": 25.0}
 
+# report.json's keys: "initial_accuracies" ({model}_before_pruning), then per section and model
+# an entry of exactly these keys (the schema is notebook 05's, labs.report.REPORT_SCHEMA).
+REPORT_SECTIONS = ("unstructured_pruning", "structured_pruning")
+REPORT_ENTRY_KEYS = ("original_accuracy", "pruned_accuracy", "pruning_percentage")
+
 
 def removed_at_least(removed: float, minimum: float) -> bool:
     """A share removed (percent) against a minimum, the one rule every verdict uses. Counted from

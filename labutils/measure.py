@@ -10,6 +10,8 @@
   GPU, ``time.perf_counter`` on CPU; optionally replayed from a CUDA graph (``graphs=True``).
 * ``measure_throughput(model, input_size, batch_sizes, device)`` - images/s at each batch size: where
   a small model stops being bound by per-layer launch overhead and its MACs start to count.
+* ``compare_latency(dense, pruned, input_size, cfg)`` - dense against pruned latency at a profile's
+  batch sizes, the two taking turns, each keeping its median round (notebooks 03 and 04).
 
 The theoretical speedup of a structurally pruned model is ``count_macs(dense) / count_macs(pruned)``;
 the measured one is the ratio of their ``ms_per_batch``. Only physically smaller tensors can make the

@@ -54,7 +54,7 @@ class ResumeRefused(RunRefused):
 
 def _identity(profile: str, models: list[str], seed: int, data: str | None = None) -> dict:
     """What must match for a run to be continued: same profile, code, models, seed and data
-    (``data_of_run``; None while the data is not there yet, which matches any)."""
+    (``data_of_run``; None while the data is not there yet, see ``_differs``)."""
     return {"profile": profile, "git_commit": git_commit(), "models": list(models), "seed": seed,
             "data": data}
 
@@ -67,12 +67,20 @@ def data_of_run(profile: str, out_dir: Path, data_root=None) -> str | None:
     return describe_data(root) if (root / BATCH_DIR / "test_batch").is_file() else None
 
 
-def _differs(key: str, saved: dict, identity: dict) -> bool:
-    """Whether a saved run and this invocation disagree on ``key``. Data not known on one side
-    (not prepared yet, or a run recorded before data was part of its identity) matches any."""
-    if key == "data":
-        return None not in (saved.get("data"), identity["data"]) and saved["data"] != identity["data"]
+def _differs(key: str, saved: dict, identity: dict, continuing: bool) -> bool:
+    """Whether a saved run and this invocation disagree on ``key``. A saved run that names no data
+    (recorded before data was part of a run's identity) matches any. This invocation's data not
+    there yet matches only a new run: one that continues would let a later notebook download
+    another copy into the run."""
+    if key == "data" and saved.get("data") is None:
+        return False
+    if key == "data" and identity["data"] is None:
+        return continuing
     return saved.get(key) != identity[key]
+
+
+def _shown(key: str, value) -> str:
+    return "no data yet (its data folder holds no CIFAR-10 batches)" if key == "data" and value is None else repr(value)
 
 
 def previous_run(out_dir: Path, identity: dict) -> dict:
@@ -86,10 +94,10 @@ def previous_run(out_dir: Path, identity: dict) -> dict:
         raise ResumeRefused(f"the run in {out_dir} was made by an older version of the workbook that "
                             f"did not record finished notebooks; start it again without --resume.")
     for key, word in _WORDS.items():
-        if _differs(key, saved, identity):
+        if _differs(key, saved, identity, continuing=True):
             raise ResumeRefused(
                 f"cannot resume run {saved.get('run_id')} in {out_dir}: it was made with {word} "
-                f"{saved.get(key)!r}, this invocation has {word} {identity[key]!r}. A report must come from "
+                f"{saved.get(key)!r}, this invocation has {word} {_shown(key, identity[key])}. A report must come from "
                 f"one {word}: "
                 + ("check out that commit to resume it, or start a new run without --resume."
                    if key == "git_commit" else
@@ -111,11 +119,11 @@ def check_same_run(out_dir: Path, identity: dict, starts: bool) -> None:
     path = out_dir / "metrics" / "pipeline.json"
     saved = read_json(path) if path.is_file() else {}
     keys = [k for k in _WORDS if k != "git_commit" or not starts]
-    differ = [k for k in keys if k in saved and _differs(k, saved, identity)]
+    differ = [k for k in keys if k in saved and _differs(k, saved, identity, continuing=not starts)]
     if not differ:
         return
     found = ", ".join(f"{_WORDS[k]} {saved[k]!r}" for k in differ)
-    asked = ", ".join(f"{_WORDS[k]} {identity[k]!r}" for k in differ)
+    asked = ", ".join(f"{_WORDS[k]} {_shown(k, identity[k])}" for k in differ)
     same = " ".join(_option(k, saved[k]) for k in differ)
     raise RunRefused(
         f"{out_dir} holds run {saved.get('run_id')} made with {found}; this invocation has {asked}. "
@@ -129,6 +137,8 @@ def _option(key: str, value) -> str:
         return f"the code of commit {value}"
     if key == "models":
         return f"--models {','.join(value)}"
+    if key == "data" and value.startswith("synthetic"):  # smoke: its own data-synthetic/, never --data-root
+        return "the run folder's own synthetic data (data-synthetic/ as the run wrote it)"
     if key == "data":
         return f"--data-root of a folder holding {value}"
     return f"--{key} {value}"

@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 
 from .artifacts import REPO_ROOT, atomic_write_bytes, read_json
-from .course import AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, SPARSITY_MIN, removed_at_least
+from .course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, REPORT_ENTRY_KEYS, REPORT_SECTIONS,
+                     SPARSITY_MIN, removed_at_least)
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -144,11 +145,10 @@ def _missing_keys(report) -> list[str]:
         return ["everything (it is not a JSON object)"]
     missing = [f"initial_accuracies/{m}_before_pruning" for m in MODEL_NAMES
                if f"{m}_before_pruning" not in report.get("initial_accuracies", {})]
-    for section in ("unstructured_pruning", "structured_pruning"):
+    for section in REPORT_SECTIONS:
         for m in MODEL_NAMES:
             entry = report.get(section, {}).get(m)
-            keys = ("original_accuracy", "pruned_accuracy", "pruning_percentage")
-            if not isinstance(entry, dict) or any(k not in entry for k in keys):
+            if not isinstance(entry, dict) or any(k not in entry for k in REPORT_ENTRY_KEYS):
                 missing.append(f"{section}/{m}")
     return missing
 

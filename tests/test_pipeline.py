@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from labutils import pipeline
-from labutils.artifacts import REPO_ROOT
+from labutils.artifacts import REPO_ROOT, read_json
 from labutils.checkpoint import load_checkpoint
 from labutils.cli import main
 
@@ -229,28 +229,35 @@ def test_resume_refuses_what_it_must_not_continue(tmp_path, capsys):
 
 
 def test_a_run_is_continued_only_on_the_same_data(tmp_path, capsys):
-    """A run resumed or continued with another data copy would mix two datasets in one report."""
+    """A run resumed or continued with another data copy, or with none (a later notebook would
+    download the official one), would mix two datasets in one report."""
     from labutils.artifacts import git_commit, write_json
     from labutils.data import write_synthetic_cifar10
 
-    write_synthetic_cifar10(tmp_path / "data-synthetic", n_train=20, n_test=10)  # this run's data
-    saved = {"run_id": "smoke-earlier", "profile": "smoke", "git_commit": git_commit(),
+    other = tmp_path / "other"
+    write_synthetic_cifar10(other, n_train=20, n_test=10)  # another copy than the run's
+    out = tmp_path / "run"
+    saved = {"run_id": "cpu-earlier", "profile": "cpu", "git_commit": git_commit(),
              "models": ["cnn", "vit", "vit_scratch"], "seed": 0, "notebooks": {"01_data.ipynb": 3.0},
              "finished": ["01_data.ipynb"], "data": "CIFAR-10 (offline JPEG-q75 copy)"}
-    write_json(tmp_path / "metrics" / "pipeline.json", saved)
-    for how in (["--resume"], ["--notebooks", "03"]):
-        assert main(["run", "--profile", "smoke", "--out", str(tmp_path), *how]) == 1
-        err = capsys.readouterr().err
-        assert "'CIFAR-10 (offline JPEG-q75 copy)'" in err and "'synthetic CIFAR-shaped data'" in err
-        assert "--data-root of a folder holding CIFAR-10 (offline JPEG-q75 copy)" in err
-    assert not (tmp_path / "notebooks" / "03_unstructured_pruning.ipynb").exists()
+    write_json(out / "metrics" / "pipeline.json", saved)
+    for data, shown in ((other, "'synthetic CIFAR-shaped data'"), (tmp_path / "empty", "no data yet")):
+        for how in (["--resume"], ["--notebooks", "03"]):
+            assert main(["run", "--profile", "cpu", "--out", str(out), "--data-root", str(data), *how]) == 1
+            err = capsys.readouterr().err
+            assert "'CIFAR-10 (offline JPEG-q75 copy)'" in err and shown in err
+            assert "--data-root of a folder holding CIFAR-10 (offline JPEG-q75 copy)" in err
+    assert not (out / "notebooks" / "03_unstructured_pruning.ipynb").exists()
+    assert read_json(out / "metrics" / "pipeline.json") == saved  # the run's record untouched
 
-    # Data not known on one side matches any: a run recorded before data was part of its
-    # identity, or a run whose data notebook 01 has not prepared yet.
+    # A run recorded before data was part of its identity matches any; data not prepared yet
+    # matches only a new run (notebook 01 prepares it).
     identity = pipeline._identity("smoke", ["cnn"], 0, "synthetic CIFAR-shaped data")
-    assert not pipeline._differs("data", {}, identity)
-    assert not pipeline._differs("data", {"data": "CIFAR-10"}, identity | {"data": None})
-    assert pipeline._differs("data", {"data": "CIFAR-10"}, identity)
+    assert not pipeline._differs("data", {}, identity, continuing=True)
+    assert not pipeline._differs("data", {"data": "CIFAR-10"}, identity | {"data": None}, continuing=False)
+    assert pipeline._differs("data", {"data": "CIFAR-10"}, identity | {"data": None}, continuing=True)
+    assert pipeline._differs("data", {"data": "CIFAR-10"}, identity, continuing=False)
+    assert "data-synthetic/" in pipeline._option("data", "synthetic CIFAR-shaped data")  # never --data-root
 
 
 def test_an_adopted_notebook_is_governed_by_its_parameters_cell_again(smoke_run, tmp_path):

@@ -65,5 +65,5 @@ def test_settings_print_as_wrapped_pairs():
     text = format_settings(get_profile("full")["structured"]["cnn"], indent=13)
     lines = text.splitlines()
     assert len(lines) > 1 and "criterion=taylor" in lines[0] and "{'criterion'" not in text
-    assert all(13 + len(lines[0]) <= 100 for _ in [0]) and all(len(line) <= 100 for line in lines[1:])
+    assert 13 + len(lines[0]) <= 100 and all(len(line) <= 100 for line in lines[1:])
     assert all(line.startswith(" " * 13) for line in lines[1:])

@@ -93,12 +93,25 @@ def test_iterative_schedule_reaches_target_with_nested_masks():
     total = sum(p.numel() for p in params.values())
     assert abs(measured[-1] * total - 0.9 * total) <= 1
     assert sum(zeros_at(model, masks).values()) == 0
-    # Nested: a weight pruned in an earlier round stays pruned even when a later score ranks it high
-    # (Taylor or Fisher scores of dead units, the sensitivity scope); magnitude alone would hide it.
-    from labutils.prune.schedules import nested_scores, scope_masks
-    earlier = {"w": torch.tensor([True, True, False, True])}
-    later = scope_masks(nested_scores({"w": torch.tensor([0.0, 3.0, 5.0, 1.0])}, earlier), 0.5)
-    assert later["w"].tolist() == [False, True, False, True]
+
+
+def test_iterative_masks_stay_nested_when_scores_favour_pruned_weights(monkeypatch):
+    """A weight pruned in an earlier round stays pruned even when a later score ranks it highest
+    (Taylor or Fisher scores of dead units can); with magnitude scores zeros rank last anyway,
+    which would hide a schedule that forgot its earlier masks."""
+    from labutils.prune import schedules
+
+    rounds = []
+    real_one_shot = schedules.one_shot_prune
+    monkeypatch.setattr(schedules, "compute_scores",  # zeros score highest
+                        lambda criterion, model, params, *a, **k: {n: 1 / (p.detach().abs() + 1e-6) for n, p in params.items()})
+    monkeypatch.setattr(schedules, "one_shot_prune", lambda *a, **k: rounds.append(real_one_shot(*a, **k)) or rounds[-1])
+    model = tiny_cnn()
+    train, _ = tiny_loaders()
+    schedules.iterative_prune(model, train, None, 0.75, 3, 0.5, "global", criterion="taylor", lr=0.05)
+    assert len(rounds) == 3
+    for earlier, later in zip(rounds, rounds[1:]):
+        assert all(not (later[n] & ~earlier[n]).any() for n in earlier)  # nothing revived
 
 
 def test_gradual_schedule_follows_cubic_ramp_to_target():

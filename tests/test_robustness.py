@@ -556,3 +556,5 @@ def test_evaluate_refuses_a_bad_device_or_an_unwritable_json_before_measuring(re
     assert main(["evaluate", str(model), "--no-accuracy", "--json", str(read_only_dir / "r.json")]) == 2
     out = capsys.readouterr()
     assert "cannot write" in out.err and "m.pth" not in out.out  # refused before any measurement
+    assert main(["evaluate", str(model), "--no-accuracy", "--json", str(tmp_path / "new" / "r.json")]) == 0
+    assert (tmp_path / "new" / "r.json").is_file()  # a folder that does not exist yet is made, as before

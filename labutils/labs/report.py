@@ -21,15 +21,14 @@ import jsonschema
 import matplotlib.pyplot as plt
 
 from ..artifacts import RunDirs, read_json, write_json
-from ..course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, SPARSITY_MIN, checkpoint_names,
-                      removed_at_least)
+from ..course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, REPORT_ENTRY_KEYS, REPORT_SECTIONS,
+                      SPARSITY_MIN, checkpoint_names, removed_at_least)
 from ..evaluate import evaluate_paths, format_table
 from ..plots import finish
 
 FRACTION = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
 PERCENT = {"type": ["number", "null"], "minimum": 0, "maximum": 100}
-_ENTRY = {"type": "object", "additionalProperties": False,
-          "required": ["original_accuracy", "pruned_accuracy", "pruning_percentage"],
+_ENTRY = {"type": "object", "additionalProperties": False, "required": list(REPORT_ENTRY_KEYS),
           "properties": {"original_accuracy": FRACTION, "pruned_accuracy": FRACTION,
                          "pruning_percentage": PERCENT}}
 _PER_MODEL = {"type": "object", "additionalProperties": False, "required": list(MODEL_NAMES),
@@ -37,14 +36,13 @@ _PER_MODEL = {"type": "object", "additionalProperties": False, "required": list(
 REPORT_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object", "additionalProperties": False,
-    "required": ["initial_accuracies", "unstructured_pruning", "structured_pruning"],
+    "required": ["initial_accuracies", *REPORT_SECTIONS],
     "properties": {
         "initial_accuracies": {
             "type": "object", "additionalProperties": False,
             "required": [f"{m}_before_pruning" for m in MODEL_NAMES],
             "properties": {f"{m}_before_pruning": FRACTION for m in MODEL_NAMES}},
-        "unstructured_pruning": _PER_MODEL,
-        "structured_pruning": _PER_MODEL,
+        **{section: _PER_MODEL for section in REPORT_SECTIONS},
     },
 }
 SECTIONS = {"unstructured_pruning": "after_unstructured_pruning",
@@ -160,7 +158,7 @@ def meets_minimums(report: dict) -> dict:
 
 
 def checkpoint_table(rows: list[dict], records: dict) -> tuple[list[str], list[list[str]]]:
-    """Columns and text rows for the table of checkpoints. "removed" is the share of the dense
+    """Columns and text rows for the table of checkpoints. "removed vs dense" is the share of the dense
     model's parameters that are zero (unstructured) or gone (structured), from the metrics."""
     columns = ["checkpoint", "accuracy", "removed vs dense", "params", "nonzero", "MMACs", "size (MB)", "ms/image"]
     table = []

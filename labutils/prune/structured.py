@@ -204,7 +204,7 @@ def _scale_units(p: torch.Tensor, sl: Slice, factor: torch.Tensor) -> None:
 def _kept_units(name: str, keep, size: int) -> torch.Tensor:
     """``keep`` as indices of distinct units 0..size-1 of group ``name``: a repeated index would
     build a duplicated channel, one out of range a bare IndexError deep in the slicing."""
-    keep = torch.as_tensor(keep)
+    keep = torch.as_tensor(keep, dtype=torch.long)  # an empty list would be float
     outside = keep[(keep < 0) | (keep >= size)]
     if len(outside):
         raise ValueError(f"{name}: unit indices {outside.tolist()} are out of range: the group has {size} "
