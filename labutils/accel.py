@@ -62,11 +62,12 @@ class CompiledForward:
         self.model, self.mode = model, mode
         self.compiled = torch.compile(model, mode=mode)  # lazy: nothing is compiled until the first call
         self.working: bool | None = None
+        self.cudagraphs = compile_uses_cudagraphs(mode)  # fixed by the mode: not looked up every step
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.working is False:
             return self.model(x)
-        if compile_uses_cudagraphs(self.mode):
+        if self.cudagraphs:
             # CUDA graphs: each training step is a new generation (earlier outputs may be reused).
             torch.compiler.cudagraph_mark_step_begin()
         try:

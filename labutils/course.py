@@ -24,6 +24,12 @@ def removed_at_least(removed: float, minimum: float) -> bool:
     return removed + 1e-4 >= minimum
 
 
+def meets_minimum(model: str, kind: str, accuracy: float, removed: float) -> bool:
+    """A pruned model against the course: its accuracy minimum and, for ``kind`` "unstructured" or
+    "structured", the least share removed. Every verdict on a pruned model uses this one rule."""
+    return accuracy >= AFTER_PRUNING_MIN[model] and removed_at_least(removed, SPARSITY_MIN[kind])
+
+
 def checkpoint_names() -> list[str]:
     """The nine file names the course expects in models_saved/."""
     return [f"{m}_{s}.pth" for m in MODEL_NAMES for s in STAGES]

@@ -152,6 +152,11 @@ def describe_data(root: str | os.PathLike) -> str:
     return f"CIFAR-10 (copy: {copy.group(1)})" if copy else "CIFAR-10"
 
 
+def describe_prepared(root: str | os.PathLike) -> str | None:
+    """``describe_data`` once the batches are there (``test_batch`` names them), None before."""
+    return describe_data(root) if (Path(root) / BATCH_DIR / "test_batch").is_file() else None
+
+
 def run_data_root(source: str, out_root: str | os.PathLike, data_root: str | os.PathLike | None = None) -> Path:
     """The data folder a run reads: for ``source`` "synthetic" (the smoke profile) always the
     synthetic batches in the run's own folder, whatever ``data_root`` says (a smoke run is

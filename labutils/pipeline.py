@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .artifacts import REPO_ROOT, atomic_write_bytes, git_commit, read_json, resolve_out_dir, run_id_for, write_json
 from .course import MODEL_NAMES, STAGES
-from .data import BATCH_DIR, DEFAULT_DATA_ROOT, describe_data, run_data_root
+from .data import describe_prepared, run_data_root
 from .profiles import get_profile
 from .runlock import RunLock
 
@@ -63,8 +63,7 @@ def data_of_run(profile: str, out_dir: Path, data_root=None) -> str | None:
     """What the run's data is (``describe_data``), or None before notebook 01 has prepared it.
     Read from the files, not the folder's name: a run resumed on another machine may find the
     same data elsewhere, and the same folder may hold another copy."""
-    root = run_data_root(get_profile(profile)["data"]["source"], out_dir, data_root)
-    return describe_data(root) if (root / BATCH_DIR / "test_batch").is_file() else None
+    return describe_prepared(run_data_root(get_profile(profile)["data"]["source"], out_dir, data_root))
 
 
 def _differs(key: str, saved: dict, identity: dict, continuing: bool) -> bool:
@@ -181,10 +180,11 @@ def injected_parameters(out_dir: Path, profile: str, data_root=None, models=MODE
     def relative(path) -> str:
         return os.path.relpath(Path(path).resolve(), here) if path else ""
 
-    if data_root and Path(data_root).resolve() == Path(DEFAULT_DATA_ROOT).resolve():
-        data_root = None  # the default folder: re-executed elsewhere, that machine's default
-    if get_profile(profile)["data"]["source"] == "synthetic":
-        data_root = None  # synthetic data in the run's folder, whatever the data folder (run_data_root)
+    # Injected only when it changes what the run reads (run_data_root): not the default folder (re-executed
+    # elsewhere, that machine's default), and never for synthetic data, which lives in the run's folder.
+    source = get_profile(profile)["data"]["source"]
+    if run_data_root(source, out_dir, data_root) == run_data_root(source, out_dir):
+        data_root = None
     wanted = {"PROFILE": profile, "DEVICE": device, "MODELS": list(models), "SEED": seed,
               "OUT_DIR": "" if out_dir == resolve_out_dir(profile) else relative(out_dir),
               "DATA_ROOT": relative(data_root), "VIT_WEIGHTS": relative(vit_weights)}

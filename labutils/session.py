@@ -74,10 +74,10 @@ class Session:
         """What the data is (``describe_data``), read once its files exist: a session shown before
         ``prepare_data`` says the data is not there yet, and names it once it is."""
         if self._data_description is None:
-            if not (self.data_root / D.BATCH_DIR / "test_batch").is_file():
-                source = "synthetic CIFAR-shaped data" if self.profile["data"]["source"] == "synthetic" else "CIFAR-10"
-                return f"{source} (not prepared yet)"
-            self._data_description = D.describe_data(self.data_root)
+            self._data_description = D.describe_prepared(self.data_root)
+        if self._data_description is None:
+            source = "synthetic CIFAR-shaped data" if self.profile["data"]["source"] == "synthetic" else "CIFAR-10"
+            return f"{source} (not prepared yet)"
         return self._data_description
 
     def caption(self) -> str:

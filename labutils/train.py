@@ -374,21 +374,26 @@ class WeightAverage:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"ema must lie between 0 and 1 (for example 0.999), got {decay}")
         self.module, self.decay, self._started = copy.deepcopy(model), decay, False
+        # Which tensors are averaged and which copied is fixed by the copy: sorted once, not per step.
+        tensors = list(itertools.chain(self.module.parameters(), self.module.buffers()))
+        self._lerp_at = [i for i, t in enumerate(tensors) if t.is_floating_point()]
+        self._copy_at = [i for i, t in enumerate(tensors) if not t.is_floating_point()]
+        self._lerped = [tensors[i] for i in self._lerp_at]
+        self._copied = [tensors[i] for i in self._copy_at]
+        self._all = tensors
 
     @torch.no_grad()
     def update_parameters(self, model: nn.Module) -> None:
-        averaged = itertools.chain(self.module.parameters(), self.module.buffers())
-        current = itertools.chain(model.parameters(), model.buffers())
-        lerped, copied = ([], []), ([], [])
-        for a, c in zip(averaged, current):
-            target = lerped if self._started and a.is_floating_point() else copied
-            target[0].append(a)
-            target[1].append(c)
-        if copied[0]:  # the first update, and integer buffers
-            torch._foreach_copy_(*copied)
-        if lerped[0]:
-            torch._foreach_lerp_(*lerped, 1.0 - self.decay)
-        self._started = True
+        # The live model's tensors are read every time: a callback may have replaced them.
+        current = list(itertools.chain(model.parameters(), model.buffers()))
+        if not self._started:  # the first update copies everything
+            torch._foreach_copy_(self._all, current)
+            self._started = True
+            return
+        if self._copied:  # integer buffers (BatchNorm's batch counts)
+            torch._foreach_copy_(self._copied, [current[i] for i in self._copy_at])
+        if self._lerped:
+            torch._foreach_lerp_(self._lerped, [current[i] for i in self._lerp_at], 1.0 - self.decay)
 
 
 def _report(desc: str, epochs: int, record: dict, bar) -> None:

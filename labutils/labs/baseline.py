@@ -23,6 +23,15 @@ from ..session import Session
 from ..train import fit
 
 
+def _train(session: Session, name: str, model, recipe: dict, desc: str):
+    """``model`` trained with ``recipe`` (batch size, augmentation and ``fit``'s arguments) on the
+    session's data: (history, test loader, seconds). The baseline and ``try_recipe`` share it."""
+    train, test = session.loaders(name, recipe["batch_size"], augmentation_of(recipe))
+    start = time.perf_counter()
+    history = fit(model, train, test, device=session.device, desc=desc, **fit_arguments(recipe))
+    return history, test, time.perf_counter() - start
+
+
 def train_baseline(session: Session, name: str, pretrained_weights: str | None = None) -> dict:
     """Train ``name`` with the profile's recipe, save checkpoint + metrics, return the metrics.
 
@@ -34,11 +43,7 @@ def train_baseline(session: Session, name: str, pretrained_weights: str | None =
     except PretrainedWeightsUnavailable as err:
         print(f"'{name}' NOT PRODUCED: {err}")
         return session.record_missing(name, "before_pruning", str(err))
-    recipe = session.train_config(name)
-    train, test = session.loaders(name, recipe["batch_size"])
-    start = time.perf_counter()
-    history = fit(model, train, test, device=session.device, desc=name, **fit_arguments(recipe))
-    seconds = time.perf_counter() - start
+    history, test, seconds = _train(session, name, model, session.train_config(name), desc=name)
     final = history[-1]  # fit evaluates the test split after the last epoch
     record = session.save(model, name, "before_pruning", {
         "accuracy": final["test_accuracy"], "test_loss": final["test_loss"], "test_images": len(test.labels),
@@ -66,17 +71,14 @@ def try_recipe(session: Session, name: str, pretrained_weights: str | None = Non
     if unknown:
         raise ValueError(f"try_recipe cannot change {', '.join(unknown)}: a recipe holds "
                          f"{', '.join(RECIPE_KEYS)}")
-    recipe = session.train_config(name) | changes
     model = session.new_model(name, pretrained_weights)
-    train, test = session.loaders(name, recipe["batch_size"], augmentation_of(recipe))
-    start = time.perf_counter()
-    history = fit(model, train, test, device=session.device, desc=f"{name} (try)", **fit_arguments(recipe))
+    history, _, seconds = _train(session, name, model, session.train_config(name) | changes, desc=f"{name} (try)")
     baseline = session.metrics(name, "before_pruning") or {}
     than = (f"this run's baseline: {baseline['accuracy']:.2%}" if baseline.get("produced")
             else "no baseline in this run to compare with")
     changed = ", ".join(f"{k}={v!r}" for k, v in changes.items()) or "the recipe unchanged"
     print(f"{name} with {changed}: {history[-1]['test_accuracy']:.2%} after {len(history)} epochs in "
-          f"{time.perf_counter() - start:.0f}s ({than}); nothing saved")
+          f"{seconds:.0f}s ({than}); nothing saved")
     return history
 
 

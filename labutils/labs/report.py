@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 
 from ..artifacts import RunDirs, read_json, write_json
 from ..course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, REPORT_ENTRY_KEYS, REPORT_SECTIONS,
-                      SPARSITY_MIN, checkpoint_names, removed_at_least)
+                      SPARSITY_MIN, checkpoint_names, meets_minimum)
 from ..evaluate import evaluate_paths, format_table
 from ..plots import finish
 
@@ -151,9 +151,8 @@ def meets_minimums(report: dict) -> dict:
         verdict[section] = {}
         for m in MODEL_NAMES:
             e = report[section][m]
-            verdict[section][m] = None if e["pruned_accuracy"] is None else (
-                e["pruned_accuracy"] >= AFTER_PRUNING_MIN[m]
-                and removed_at_least(e["pruning_percentage"], SPARSITY_MIN[kind]))
+            verdict[section][m] = None if e["pruned_accuracy"] is None else meets_minimum(
+                m, kind, e["pruned_accuracy"], e["pruning_percentage"])
     return verdict
 
 

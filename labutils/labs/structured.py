@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN, removed_at_least
+from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN, meets_minimum
 from ..measure import compare_latency, count_macs, measure_throughput
 from ..models import build_model, count_parameters
 from ..plots import finish
@@ -224,8 +224,7 @@ def summary(results: dict[str, dict]) -> None:
         if not r.get("produced"):
             print(f"{name:12s} not produced: {r['reason'].splitlines()[0]}")
             continue
-        ok = (r["accuracy"] >= AFTER_PRUNING_MIN[name]
-              and removed_at_least(r["pruning_percentage"], SPARSITY_MIN["structured"]))
+        ok = meets_minimum(name, "structured", r["accuracy"], r["pruning_percentage"])
         print(f"{name:12s} {r['accuracy']:.2%} (dense {r['original_accuracy']:.2%}), "
               f"{r['pruning_percentage']:.1f}% channels removed, params {r['parameters_original']:,} -> "
               f"{r['parameters']:,}, MACs {r['macs_original'] / 1e6:.1f}M -> {r['macs'] / 1e6:.1f}M "
