@@ -3,6 +3,8 @@ below the labs that never imports them."""
 import ast
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,10 +50,61 @@ def test_one_lab_per_notebook():
 def test_a_notebook_imports_only_session_and_its_lab(notebook):
     cells = json.loads((ROOT / "notebooks" / f"{notebook}.ipynb").read_text())["cells"]
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-    imports = sorted(set(re.findall(r"^\s*(?:from\s+\S+\s+)?import\s+.+$", code, re.M)))
+    imports = sorted({i.strip() for i in re.findall(r"^\s*(?:from\s+\S+\s+)?import\s+.+$", code, re.M)})
     assert imports == sorted(["from labutils import Session",
                               f"from labutils.labs import {LABS[notebook]} as lab",
-                              "import sys"]), imports  # sys: the Colab cell
+                              "import os, subprocess", "import sys"]), imports  # the Colab cell
+
+
+def _colab_cells() -> list[str]:
+    return ["".join(next(c for c in json.loads(p.read_text())["cells"] if c["cell_type"] == "code")["source"])
+            for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
+
+
+def _run_colab_cell(monkeypatch, tmp_path, repo: str, existing: bool) -> list[list[str]]:
+    """Runs the first cell as Colab would (google.colab imported), with /content/workbook moved to
+    tmp_path and git/pip recorded instead of run; returns the commands."""
+    workbook = tmp_path / "workbook"
+    if existing:
+        (workbook / "notebooks").mkdir(parents=True)
+    commands = []
+
+    def run(cmd, check):
+        assert check  # a failed clone or install must stop the cell, not surface later as ModuleNotFoundError
+        commands.append(cmd)
+        if cmd[:2] == ["git", "clone"]:
+            (workbook / "notebooks").mkdir(parents=True)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    monkeypatch.setitem(sys.modules, "google.colab", object())
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(tmp_path)
+    source = _colab_cells()[0].replace("/content/workbook", str(workbook))
+    source = source.replace("https://github.com/your-org/pruning-workbook", repo)
+    exec(compile(source, "colab-cell", "exec"), {})
+    assert sys.path[0] == str(workbook) and Path.cwd() == workbook / "notebooks"
+    return commands
+
+
+def test_every_notebook_starts_with_the_same_colab_cell():
+    assert len(set(_colab_cells())) == 1
+
+
+def test_the_colab_cell_clones_installs_and_makes_labutils_importable_at_once(monkeypatch, tmp_path):
+    commands = _run_colab_cell(monkeypatch, tmp_path, "https://example.org/me/workbook", existing=False)
+    assert commands == [["git", "clone", "-q", "https://example.org/me/workbook", str(tmp_path / "workbook")],
+                        [sys.executable, "-m", "pip", "install", "-q", "-e", str(tmp_path / "workbook")]]
+
+
+def test_the_colab_cell_reuses_an_existing_clone(monkeypatch, tmp_path, capsys):
+    commands = _run_colab_cell(monkeypatch, tmp_path, "https://github.com/your-org/pruning-workbook", existing=True)
+    assert [c[:2] for c in commands] == [[sys.executable, "-m"]]
+    assert "using the clone at" in capsys.readouterr().out
+
+
+def test_the_colab_cell_stops_on_the_placeholder_address(monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match="set WORKBOOK_REPO"):
+        _run_colab_cell(monkeypatch, tmp_path, "https://github.com/your-org/pruning-workbook", existing=False)
 
 
 @pytest.mark.parametrize("lab", sorted(LABS.values()))
