@@ -11,6 +11,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from .errors import SettingsError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -70,12 +72,22 @@ def resolve_out_dir(profile: str, out: str | os.PathLike | None = None) -> Path:
     smoke or CPU run cannot overwrite the reference notebooks, figures and report."""
     if not out:
         return REPO_ROOT if profile == "full" else REPO_ROOT / "runs" / profile
-    path = Path(out).resolve()
+    path = Path(out).expanduser().resolve()
     if profile != "full" and path == REPO_ROOT:
         raise ValueError(f"a {profile!r} run may not write into the repository root {REPO_ROOT}: "
                          f"that holds the committed reference run. Leave the output folder unset "
                          f"(it becomes runs/{profile}) or choose another folder.")
     return path
+
+
+def check_output_folder(path: Path) -> None:
+    """SettingsError when ``path`` (or a folder above it) is an existing file."""
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise SettingsError(f"the output folder {path} cannot be used: {part} is a file. "
+                                    f"Set OUT_DIR (--out) to a folder")
+            return
 
 
 class RunDirs:
@@ -86,8 +98,13 @@ class RunDirs:
         self.models = self.root / "models_saved"
         self.figures = self.root / "figures"
         self.metrics = self.root / "metrics"
-        for d in (self.models, self.figures, self.metrics):
-            d.mkdir(parents=True, exist_ok=True)
+        check_output_folder(self.root)
+        try:
+            for d in (self.models, self.figures, self.metrics):
+                d.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise SettingsError(f"cannot create the run's folders in {self.root} ({err.strerror or err}): "
+                                f"set OUT_DIR (--out) to a folder you can write to") from None
 
     def checkpoint(self, model: str, stage: str) -> Path:
         """``models_saved/{model}_{stage}.pth`` (stage: before_pruning, after_..._pruning)."""
@@ -138,23 +155,27 @@ def run_info(profile: str, data: str, device, run_id: str | None = None) -> dict
     }
 
 
-def run_id_for(metrics_dir: str | os.PathLike, profile: str, fresh: bool = False) -> str:
-    """The run id of a folder: its ``metrics/run.json`` when that names the same profile (so
-    notebooks run one at a time still form one run); a new id recorded there when there is none
-    or ``fresh`` (a run that starts); ValueError when it names another profile's run."""
+def run_id_for(metrics_dir: str | os.PathLike, profile: str, seed: int = 0, fresh: bool = False) -> str:
+    """The run id of a folder: its ``metrics/run.json`` when that names the same profile and seed
+    (so notebooks run one at a time still form one run); a new id recorded there when there is
+    none or ``fresh`` (a run that starts); SettingsError when it names another profile or seed."""
     marker = Path(metrics_dir) / "run.json"
     if not fresh and marker.is_file():
         saved = read_json(marker)
-        if saved.get("profile") == profile:
-            return saved["run_id"]
-        # Another profile's run: a new id here would make its records and this session's two runs
-        # in one folder, and the pipeline would no longer know which notebooks that run finished.
-        folder = Path(metrics_dir).parent
-        raise ValueError(f"{folder} holds run {saved.get('run_id')} of profile {saved.get('profile')!r}, not "
-                         f"{profile!r}: set PROFILE = {saved.get('profile')!r} (--profile) to continue it, or another "
-                         f"OUT_DIR (--out) for a {profile} run (or delete {folder} to start over there)")
+        # Another profile's or seed's run: going on here would mix its records with this session's
+        # (a report from one seed's baselines and another's pruned models), and the pipeline would
+        # no longer know which notebooks that run finished. Older folders recorded no seed.
+        for key, option in (("profile", "PROFILE"), ("seed", "SEED")):
+            asked = profile if key == "profile" else seed
+            if saved.get(key, asked) != asked:
+                folder = Path(metrics_dir).parent
+                raise SettingsError(
+                    f"{folder} holds run {saved.get('run_id')} made with {option} = {saved[key]!r}, not {asked!r}: "
+                    f"set {option} = {saved[key]!r} (--{key}) to continue it, or another OUT_DIR (--out) for a "
+                    f"new run (or delete {folder} to start over there)")
+        return saved["run_id"]
     run_id = new_run_id(profile)
-    write_json(marker, {"run_id": run_id, "profile": profile})
+    write_json(marker, {"run_id": run_id, "profile": profile, "seed": seed})
     return run_id
 
 

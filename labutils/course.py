@@ -3,6 +3,8 @@ docs/course.md in the repository)."""
 
 MODEL_NAMES = ("cnn", "vit", "vit_scratch")
 STAGES = ("before_pruning", "after_unstructured_pruning", "after_structured_pruning")
+# The notebook that writes each stage (the notebooks after it read it).
+NOTEBOOK_OF_STAGE = dict(zip(STAGES, ("02", "03", "04")))
 
 # Test accuracy (fraction) each model must reach before pruning ...
 BEFORE_PRUNING_MIN = {"cnn": 0.90, "vit": 0.92, "vit_scratch": 0.85}

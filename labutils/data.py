@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from .accel import memory_format
 from .artifacts import atomic_write_bytes
+from .errors import Explained
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -41,13 +42,9 @@ TEST_FILES = ("test_batch",)
 DEFAULT_DATA_ROOT = Path(os.environ.get("LABUTILS_DATA", Path(__file__).resolve().parents[1] / "data"))
 
 
-class DataNotFoundError(FileNotFoundError):
-    """The CIFAR-10 batches are missing and could not be downloaded."""
-
-    def _render_traceback_(self) -> list[str]:
-        # What IPython (JupyterLab, Colab, papermill) shows instead of the traceback: the
-        # instructions, not three screens of urllib internals above them.
-        return f"{type(self).__name__}: {self}".splitlines()
+class DataNotFoundError(Explained, FileNotFoundError):
+    """The CIFAR-10 batches are missing and could not be downloaded (shown without the three
+    screens of urllib internals above the instructions)."""
 
 
 class DataError(ValueError):
@@ -99,6 +96,13 @@ def cifar10_dir(root: str | os.PathLike = DEFAULT_DATA_ROOT, download: bool = Tr
             raise _invalid(folder / f, "it is a folder, not a file")
     if all((folder / f).is_file() for f in TRAIN_FILES + TEST_FILES):
         return folder
+    if root.is_file():
+        raise DataNotFoundError(f"the data folder {root} is a file: set DATA_ROOT (--data-root) to the folder "
+                                f"that holds, or is to hold, {BATCH_DIR}/")
+    if (root / TRAIN_FILES[0]).is_file():  # the batches' own folder, given instead of the one holding it
+        where = (f"set DATA_ROOT (--data-root) to the folder above it, {root.parent}" if root.name == BATCH_DIR
+                 else f"move them into {folder}/")
+        raise DataNotFoundError(f"{root} holds the CIFAR-10 batches themselves, not a {BATCH_DIR}/ folder: {where}")
     if not download:
         raise DataNotFoundError(_manual_instructions(root))
     return download_cifar10(root)
@@ -164,7 +168,7 @@ def run_data_root(source: str, out_root: str | os.PathLike, data_root: str | os.
     ``DEFAULT_DATA_ROOT``."""
     if source == "synthetic":
         return (Path(out_root) / "data-synthetic").resolve()
-    return Path(data_root or DEFAULT_DATA_ROOT).resolve()
+    return Path(data_root or DEFAULT_DATA_ROOT).expanduser().resolve()
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
 from pathlib import Path
 from typing import Callable
 
@@ -20,8 +21,10 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet, conv1x1, conv3x3
 
+from .errors import Explained
 
-class PretrainedWeightsUnavailable(RuntimeError):
+
+class PretrainedWeightsUnavailable(Explained, RuntimeError):
     """Neither timm's hub nor a local file could provide the pretrained ViT-Tiny weights."""
 
 
@@ -130,7 +133,7 @@ def vit_tiny_patch16_224(num_classes: int = 10, img_size: int = 224, pretrained:
 
     kwargs = dict(num_classes=num_classes, img_size=img_size, drop_path_rate=drop_path_rate)
     if pretrained:
-        weights_path = weights_path or _cached_hub_file("vit_tiny_patch16_224")
+        weights_path = os.path.expanduser(weights_path) if weights_path else _cached_hub_file("vit_tiny_patch16_224")
         if weights_path:
             check_vit_weights(weights_path)
             kwargs["pretrained_cfg_overlay"] = dict(file=str(weights_path))
@@ -164,9 +167,12 @@ def check_vit_weights(path: str | os.PathLike) -> None:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # not a tensor file, or not one torch may load safely
+    except pickle.UnpicklingError:  # torch's text advises weights_only=False, which would run the file's code
         raise PretrainedWeightsUnavailable(_no_weights_message(
-            where, f"not a state dict that loads safely: {type(err).__name__}: {str(err)[:200]}")) from None
+            where, "not a file of tensors that loads safely: torch.load(weights_only=True) refused it")) from None
+    except Exception as err:  # not a tensor file at all
+        raise PretrainedWeightsUnavailable(_no_weights_message(
+            where, f"not a weights file: {type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}")) from None
     for wrapper in ("state_dict", "model"):  # the usual training-checkpoint wrappings, as timm accepts
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]

@@ -7,11 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-from .artifacts import REPO_ROOT, atomic_write_bytes, git_commit, read_json, resolve_out_dir, run_id_for, write_json
+from .artifacts import (REPO_ROOT, atomic_write_bytes, check_output_folder, git_commit, read_json, resolve_out_dir,
+                        run_id_for, write_json)
 from .course import MODEL_NAMES, STAGES
 from .data import describe_prepared, run_data_root
 from .profiles import get_profile
-from .runlock import RunLock
+from .runlock import RUN_TOKEN_ENV, RunLock
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -165,7 +166,7 @@ def _first_missing_output(out_dir: Path, book_names: list[str], models: list[str
 
 # The notebooks' ``parameters`` cell (a test checks that every notebook's cell says the same).
 NOTEBOOK_DEFAULTS = {"PROFILE": "auto", "DEVICE": "auto", "DATA_ROOT": "", "OUT_DIR": "",
-                     "MODELS": list(MODEL_NAMES), "SEED": 0, "RUN_ID": "", "VIT_WEIGHTS": ""}
+                     "MODELS": list(MODEL_NAMES), "SEED": 0, "VIT_WEIGHTS": ""}
 
 
 def injected_parameters(out_dir: Path, profile: str, data_root=None, models=MODEL_NAMES, seed: int = 0,
@@ -219,10 +220,9 @@ def as_workbook_notebook(path: str | os.PathLike) -> None:
         atomic_write_bytes(path, lambda f: f.write(nbformat.writes(nb).encode()))
 
 
-def _record_run_id(out_dir: Path, run_id: str, profile: str) -> None:
+def _record_run_id(out_dir: Path, run_id: str, profile: str, seed: int) -> None:
     """The kernels take the run id from ``metrics/run.json``: make sure it names this run."""
-    if run_id_for(out_dir / "metrics", profile) != run_id:
-        write_json(out_dir / "metrics" / "run.json", {"run_id": run_id, "profile": profile})
+    write_json(out_dir / "metrics" / "run.json", {"run_id": run_id, "profile": profile, "seed": seed})
 
 
 def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: str | None = None,
@@ -247,25 +247,25 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     """
     select_notebooks(notebooks)  # unknown ones, or none beside this labutils: refused before any write
     out_dir = resolve_out_dir(profile, out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise RunRefused(f"the output folder {out_dir} is an existing file: pass a folder to --out")
+    check_output_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(out_dir) as lock, _kernel_environment():
+    with RunLock(out_dir) as lock, _kernel_environment(lock):
         return _run_pipeline(profile, out_dir, data_root, models, notebooks, seed, device, vit_weights,
                              run_id, resume, lock)
 
 
 @contextlib.contextmanager
-def _kernel_environment():
+def _kernel_environment(lock: RunLock):
     """The kernels papermill starts inherit this process's environment, set here for the run and
     restored afterwards (the caller's own progress bars stay):
 
     * progress becomes one printed line per epoch, not redrawn bars;
+    * the lock's token lets the run's own kernels write into the folder it holds (``runlock.check_free``);
     * from a checkout, its folder comes first on ``PYTHONPATH``, so the kernels import the labutils
       that runs the pipeline: not another copy installed in the environment (a second checkout,
       an editable install pointing elsewhere), nor none at all (run from a checkout, not installed).
       One run is one version of the code. An installed labutils (no checkout) is left as it is."""
-    settings = {"LABUTILS_PLAIN_PROGRESS": "1"}
+    settings = {"LABUTILS_PLAIN_PROGRESS": "1", RUN_TOKEN_ENV: lock.info["token"]}
     if (REPO_ROOT / "pyproject.toml").is_file():
         settings["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [
             entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry])
@@ -315,7 +315,7 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
     starts = not resume and any(b.name[:2] in ("01", "02") for b in books)
     if not resume:
         check_same_run(out_dir, identity, starts)
-    run_id = run_id or run_id_for(out_dir / "metrics", profile, fresh=starts)
+    run_id = run_id or run_id_for(out_dir / "metrics", profile, seed, fresh=starts)
     lock.name_run(run_id)
     if not resume and not starts:  # later notebooks alone: the run's earlier times still count
         marker = out_dir / "metrics" / "pipeline.json"
@@ -324,7 +324,7 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
     for book in books:  # about to run again: not finished until it has (a kill must not say so)
         timings.pop(book.name, None)
     params = injected_parameters(out_dir, profile, data_root, models, seed, device, vit_weights)
-    _record_run_id(out_dir, run_id, profile)
+    _record_run_id(out_dir, run_id, profile, seed)
     # No folder of this machine in the files: the run's folder is where they lie.
     summary = {"run_id": run_id, **identity, "notebooks": timings}
     start = time.perf_counter()

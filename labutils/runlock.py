@@ -16,11 +16,29 @@ import sys
 import uuid
 from pathlib import Path
 
+from .errors import Explained
+
 LOCK_NAME = ".labutils.lock"
+# The pipeline hands its lock's token to the kernels it starts, so its own notebooks may write.
+RUN_TOKEN_ENV = "LABUTILS_RUN_TOKEN"
 
 
-class RunLocked(RuntimeError):
+class RunLocked(Explained, RuntimeError):
     """Another run holds the output folder."""
+
+
+def check_free(out_dir: str | os.PathLike) -> None:
+    """RunLocked when a live run other than the caller's holds ``out_dir``: a notebook opened by
+    hand while ``python -m labutils run`` writes into the same folder would overwrite its files, and
+    the report would mix the two. A stale lock is left for the next run to take over."""
+    path = Path(out_dir) / LOCK_NAME
+    holder = _holder(path)
+    if holder is None or holder.get("token") == os.environ.get(RUN_TOKEN_ENV):
+        return
+    if holder.get("host") == socket.gethostname() and not _alive(holder["pid"]):
+        return
+    raise RunLocked(f"{path.parent} is being written by {_describe(holder)}; wait for it to finish, or set "
+                    f"OUT_DIR to another folder (if that process no longer runs, delete {path})")
 
 
 def _alive(pid: int) -> bool:
@@ -35,6 +53,18 @@ def _alive(pid: int) -> bool:
     except OSError:
         return True  # cannot tell: assume it runs (refusing is the safe side)
     return True
+
+
+def _holder(path: Path) -> dict | None:
+    """The lock's contents (its "pid" an int), None when there is no lock; RunLocked when unreadable."""
+    try:
+        holder = json.loads(path.read_text())
+        return holder | {"pid": int(holder["pid"])}
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RunLocked(f"{path} exists but cannot be read; if no run is writing into {path.parent}, "
+                        f"delete it and start again") from None
 
 
 def _describe(holder: dict) -> str:
@@ -85,18 +115,13 @@ class RunLock:
 
     def _take_over_if_stale(self) -> None:
         """Remove a lock whose process is gone (saying so); raise RunLocked for a live one."""
-        try:
-            holder = json.loads(self.path.read_text())
-            pid = int(holder["pid"])
-        except FileNotFoundError:
+        holder = _holder(self.path)
+        if holder is None:
             return  # released meanwhile
-        except (OSError, ValueError, KeyError, TypeError):
-            raise RunLocked(f"{self.path} exists but cannot be read; if no run is writing into "
-                            f"{self.path.parent}, delete it and start again") from None
         if holder.get("host") != self.info["host"]:
             raise RunLocked(f"{self.path.parent} is locked by {_describe(holder)}; a process on another "
                             f"host cannot be checked from here: if it no longer runs, delete {self.path}")
-        if _alive(pid):
+        if _alive(holder["pid"]):
             raise RunLocked(f"{self.path.parent} is in use by {_describe(holder)}; wait for it to "
                             f"finish, or write this run into another --out folder")
         print(f"warning: taking over the stale lock of {_describe(holder)}: that process no longer "

@@ -13,8 +13,11 @@ from . import data as D
 from .accel import memory_format, precision_for
 from .artifacts import RunDirs, device_name, read_json, resolve_out_dir, run_id_for, run_info, write_json
 from .checkpoint import load_checkpoint, save_checkpoint
+from .course import MODEL_NAMES, NOTEBOOK_OF_STAGE
+from .errors import SettingsError
 from .models import COURSE_MODELS, course_model, input_size
 from .profiles import auto_profile, get_profile
+from .runlock import check_free
 from .train import get_device, seed_everything
 
 
@@ -27,7 +30,9 @@ class Session:
     """Everything a notebook needs to know about its run.
 
     ``profile`` "auto" means ``full`` on a CUDA GPU, else ``cpu``; an empty ``out_dir`` means the
-    profile's default (see ``resolve_out_dir``); an empty ``data_root`` the default data folder.
+    profile's default (see ``resolve_out_dir``); an empty ``data_root`` the default data folder;
+    ``models`` the course models the notebook works on. A folder holds one run: a session continues
+    the run recorded there, and refuses another profile or seed, or a folder another run is writing.
 
     >>> s = Session("smoke")                          # doctest: +SKIP
     >>> train, test = s.loaders("cnn")               # doctest: +SKIP
@@ -35,17 +40,30 @@ class Session:
 
     def __init__(self, profile: str = "auto", out_dir: str | os.PathLike | None = None,
                  data_root: str | os.PathLike | None = None, device: str = "auto", seed: int = 0,
-                 run_id: str | None = None):
+                 models: list[str] | tuple[str, ...] = MODEL_NAMES):
+        # Every parameter is checked before the first folder or file is written.
+        self.seed = check_seed(seed)
+        self.models = check_models(models)
+        self.device = get_device(device)
         self.profile = get_profile(auto_profile(device) if profile == "auto" else profile)
         self.name = self.profile["name"]
-        self.dirs = RunDirs(resolve_out_dir(self.name, out_dir))
-        self.device = get_device(device)
-        self.seed = seed
+        if self.name == "full" and self.device.type == "cpu":
+            print("note: the full profile is the GPU's recipe; on the CPU it takes many hours "
+                  "(PROFILE = \"cpu\" is the CPU's, about 25 minutes)")
+        root = resolve_out_dir(self.name, out_dir)
+        check_free(root)  # a notebook beside a running pipeline would overwrite its files
+        new_run = not (root / "metrics" / "run.json").is_file()
+        self.dirs = RunDirs(root)
         self.data_root = D.run_data_root(self.profile["data"]["source"], self.dirs.root, data_root)
-        if data_root and Path(data_root).resolve() != self.data_root:
+        if data_root and Path(data_root).expanduser().resolve() != self.data_root:
             print(f"note: the {self.name} profile writes and reads its own synthetic data "
                   f"({self.data_root.name}/ in the run's folder); DATA_ROOT is not used")
-        self.run_id = run_id or run_id_for(self.dirs.metrics, self.name)
+        self.run_id = run_id_for(self.dirs.metrics, self.name, self.seed)
+        if new_run and out_dir and not Path(out_dir).expanduser().is_absolute():
+            # A relative OUT_DIR is read from the working folder: an executed notebook run again from
+            # elsewhere (papermill without --cwd) would start a new run there, not continue its own.
+            print(f"note: a new run starts in {self.dirs.root} (OUT_DIR {str(out_dir)!r} is relative to "
+                  f"the working folder {Path.cwd()})")
         self._arrays: dict[bool, tuple[np.ndarray, np.ndarray]] = {}
         self._on_device: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
         self._data_description: str | None = None
@@ -175,7 +193,20 @@ class Session:
         record["checkpoint"] = {"path": str(path.relative_to(self.dirs.root)),
                                 "bytes": path.stat().st_size, "encoding": "sparse" if sparse else "dense"}
         write_json(self.dirs.metrics_file(name, stage), record)
+        self._outdate_later_notebooks(stage)
         return record
+
+    def _outdate_later_notebooks(self, stage: str) -> None:
+        """A stage written again (a notebook re-run by hand) outdates the notebooks after the one
+        that writes it: the pipeline's record no longer counts them finished, so ``--resume``
+        runs them again instead of keeping a report made from the replaced model."""
+        marker = self.dirs.metrics / "pipeline.json"
+        if stage not in NOTEBOOK_OF_STAGE or not marker.is_file():
+            return
+        saved = read_json(marker)
+        finished = [n for n in saved.get("finished", []) if n[:2] <= NOTEBOOK_OF_STAGE[stage]]
+        if finished != saved.get("finished", []):
+            write_json(marker, saved | {"finished": finished})
 
     def record_missing(self, name: str, stage: str, reason: str) -> dict:
         """Say in the metrics that ``name`` was not produced, and why (no made-up numbers)."""
@@ -198,6 +229,25 @@ class Session:
     def __repr__(self) -> str:
         return (f"Session(profile={self.name!r}, device={self.device}, data={self.data_description!r}, "
                 f"out={shown_path(self.dirs.root)!r}, run_id={self.run_id!r})")
+
+
+def check_seed(seed) -> int:
+    """The seed, or SettingsError: numpy takes only whole numbers from 0 to 2**32 - 1, and would
+    say so only after the run's folders were written."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+        raise SettingsError(f"SEED = {seed!r}: use a whole number from 0 to {2**32 - 1}")
+    return int(seed)
+
+
+def check_models(models) -> list[str]:
+    """``models`` as a list of course model names, or SettingsError saying what to write."""
+    if isinstance(models, str) or not isinstance(models, (list, tuple)):  # "cnn" would iterate letters
+        raise SettingsError(f"MODELS = {models!r}: use a list of course models, such as {list(MODEL_NAMES)}")
+    unknown = [m for m in models if m not in MODEL_NAMES]
+    if unknown or not models:
+        problem = f"unknown {unknown}" if unknown else "it names no model"
+        raise SettingsError(f"MODELS = {list(models)!r}: {problem}; use one or more of {list(MODEL_NAMES)}")
+    return list(dict.fromkeys(models))
 
 
 def _check_model(name: str) -> None:

@@ -1,5 +1,8 @@
 """Shared fixtures. ``smoke_run`` executes notebooks 01-02 once per test session (smoke profile,
 synthetic data) so the later notebooks' tests can continue that run in the same folder."""
+import os
+import subprocess
+
 import pytest
 import torch
 
@@ -21,3 +24,20 @@ def synthetic_root(tmp_path):
 
     write_synthetic_cifar10(tmp_path, n_train=200, n_test=100, seed=0)
     return tmp_path
+
+
+@pytest.fixture()
+def read_only_dir(tmp_path):
+    """A folder this process cannot write: a read-only tmpfs as root, else a chmod 555 folder."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("running as root and cannot mount a read-only tmpfs")
+        yield folder
+        subprocess.run(["umount", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)

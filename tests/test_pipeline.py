@@ -174,7 +174,7 @@ def test_run_id_is_shared_by_a_folder_until_a_new_run_starts(tmp_path):
     first = run_id_for(tmp_path, "smoke")
     assert first.startswith("smoke-") and run_id_for(tmp_path, "smoke") == first
     assert run_id_for(tmp_path, "smoke", fresh=True) != first
-    with pytest.raises(ValueError, match="of profile 'smoke', not 'cpu'"):  # no silent takeover
+    with pytest.raises(ValueError, match="made with PROFILE = 'smoke', not 'cpu'"):  # no silent takeover
         run_id_for(tmp_path, "cpu")
     other = run_id_for(tmp_path, "cpu", fresh=True)  # a new run, as the pipeline starts one
     assert other.startswith("cpu-") and run_id_for(tmp_path, "cpu") == other

@@ -81,6 +81,27 @@ def test_one_run_on_two_data_copies_is_refused(tmp_path):
         R.check_one_run(R.load_records(dirs))
 
 
+def test_pruned_models_of_a_baseline_trained_again_are_refused(tmp_path):
+    """Notebook 02 re-run by hand keeps the run id, but its new baseline is not the one notebook 03 pruned."""
+    dirs = RunDirs(tmp_path)
+    write_json(dirs.metrics_file("cnn", "before_pruning"), _record("cnn", "before_pruning", "A", accuracy=0.93))
+    write_json(dirs.metrics_file("cnn", "after_unstructured_pruning"),
+               _record("cnn", "after_unstructured_pruning", "A", accuracy=0.9, original_accuracy=0.91,
+                       pruning_percentage=80.0))
+    with pytest.raises(R.ReportError, match=r"baseline at 91\.00%.* now at 93\.00%.*run notebook 03 again for cnn"):
+        R.check_one_run(R.load_records(dirs))
+
+
+def test_two_seeds_under_one_run_id_are_refused(tmp_path):
+    dirs = RunDirs(tmp_path)
+    for model, seed in (("cnn", 0), ("vit_scratch", 1)):
+        record = _record(model, "before_pruning", "A", accuracy=0.9)
+        record["run"]["seed"] = seed
+        write_json(dirs.metrics_file(model, "before_pruning"), record)
+    with pytest.raises(R.ReportError, match=r"seed 0\): cnn_before_pruning; .*seed 1\): vit_scratch_before_pruning"):
+        R.check_one_run(R.load_records(dirs))
+
+
 def test_missing_entries_stay_null_with_a_reason(tmp_path):
     dirs = RunDirs(tmp_path)
     write_json(dirs.metrics_file("cnn", "before_pruning"), _record("cnn", "before_pruning", "A", accuracy=0.9))

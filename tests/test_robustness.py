@@ -339,27 +339,12 @@ def test_out_that_is_a_file_is_a_one_line_error(tmp_path, ran, capsys):
     (tmp_path / "file").write_text("mine")
     assert run(tmp_path / "file", "--notebooks", "01") == 1
     err = capsys.readouterr().err
-    assert err == f"error: the output folder {tmp_path / 'file'} is an existing file: pass a folder to --out\n"
+    assert err == (f"error: the output folder {tmp_path / 'file'} cannot be used: {tmp_path / 'file'} is a file. "
+                   f"Set OUT_DIR (--out) to a folder\n")
     assert run(tmp_path / "file" / "sub", "--notebooks", "01") == 1
-    assert capsys.readouterr().err == f"error: cannot write {tmp_path / 'file' / 'sub'}: Not a directory\n"
+    assert capsys.readouterr().err == (f"error: the output folder {tmp_path / 'file' / 'sub'} cannot be used: "
+                                       f"{tmp_path / 'file'} is a file. Set OUT_DIR (--out) to a folder\n")
     assert (tmp_path / "file").read_text() == "mine"
-
-
-@pytest.fixture()
-def read_only_dir(tmp_path):
-    """A folder this process cannot write: a read-only tmpfs as root, else a chmod 555 folder."""
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    if os.geteuid() == 0:
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
-                          capture_output=True).returncode != 0:
-            pytest.skip("running as root and cannot mount a read-only tmpfs")
-        yield folder
-        subprocess.run(["umount", str(folder)], check=True)
-    else:
-        folder.chmod(0o555)
-        yield folder
-        folder.chmod(0o755)
 
 
 def test_out_that_cannot_be_written_is_a_one_line_error(read_only_dir, ran, capsys):
@@ -534,7 +519,7 @@ def test_smoke_is_synthetic_whatever_data_folder_is_named(tmp_path, synthetic_ro
 
 def test_a_session_of_another_profile_does_not_take_over_the_folders_run(tmp_path):
     first = Session("smoke", tmp_path, device="cpu").run_id
-    with pytest.raises(ValueError, match=f"holds run {first} of profile 'smoke', not 'cpu': set PROFILE = 'smoke'"):
+    with pytest.raises(ValueError, match=f"holds run {first} made with PROFILE = 'smoke', not 'cpu': set PROFILE = 'smoke'"):
         Session("cpu", tmp_path, device="cpu")
     assert Session("smoke", tmp_path, device="cpu").run_id == first
 

@@ -35,12 +35,15 @@ def _train(session: Session, name: str, model, recipe: dict, desc: str):
 def train_baseline(session: Session, name: str, pretrained_weights: str | None = None) -> dict:
     """Train ``name`` with the profile's recipe, save checkpoint + metrics, return the metrics.
 
-    If the pretrained ViT weights cannot be had, nothing is trained under the name ``vit``:
-    the metrics record says it was not produced, and why.
+    If the pretrained ViT weights cannot be had from timm's hub, nothing is trained under the name
+    ``vit``: the metrics record says it was not produced, and why. A weights file given by name that
+    fails is an error (a typo in VIT_WEIGHTS is fixed, not recorded), as on the command line.
     """
     try:
         model = session.new_model(name, pretrained_weights)
     except PretrainedWeightsUnavailable as err:
+        if pretrained_weights:
+            raise
         print(f"'{name}' NOT PRODUCED: {err}")
         return session.record_missing(name, "before_pruning", str(err))
     history, test, seconds = _train(session, name, model, session.train_config(name), desc=name)

@@ -21,8 +21,8 @@ import jsonschema
 import matplotlib.pyplot as plt
 
 from ..artifacts import RunDirs, read_json, write_json
-from ..course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, REPORT_ENTRY_KEYS, REPORT_SECTIONS,
-                      SPARSITY_MIN, checkpoint_names, meets_minimum)
+from ..course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOTEBOOK_OF_STAGE, REPORT_ENTRY_KEYS,
+                      REPORT_SECTIONS, SPARSITY_MIN, checkpoint_names, meets_minimum)
 from ..evaluate import evaluate_paths, format_table
 from ..plots import finish
 
@@ -47,8 +47,6 @@ REPORT_SCHEMA = {
 }
 SECTIONS = {"unstructured_pruning": "after_unstructured_pruning",
             "structured_pruning": "after_structured_pruning"}
-NOTEBOOK_OF_STAGE = {"before_pruning": "02", "after_unstructured_pruning": "03",
-                     "after_structured_pruning": "04"}
 
 
 class ReportError(ValueError):
@@ -86,16 +84,27 @@ def check_one_run(records: dict) -> dict:
     runs = {}
     for (model, stage), r in records.items():
         if "run" in r:
-            key = (r["run"]["run_id"], r["run"]["profile"], r["run"].get("data"))
+            key = (r["run"]["run_id"], r["run"]["profile"], r["run"].get("data"), r["run"].get("seed"))
             runs.setdefault(key, []).append(f"{model}_{stage}")
     if not runs:
         raise ReportError("no metrics files found: run notebooks 02-04 first")
     if len(runs) > 1:
-        listing = "; ".join(f"run {rid} (profile {prof}, data {data}): {', '.join(files)}"
-                            for (rid, prof, data), files in runs.items())
+        seeds_differ = len({key[3] for key in runs}) > 1
+        listing = "; ".join(f"run {rid} (profile {prof}, data {data}{f', seed {seed}' if seeds_differ else ''}): "
+                            f"{', '.join(files)}" for (rid, prof, data, seed), files in runs.items())
         raise ReportError(f"the metrics come from {len(runs)} different runs and will not be combined: "
                           f"{listing}. Re-run the notebooks of one run (python -m labutils run) "
                           f"or delete the stale metrics files.")
+    # One run id, but a baseline trained again by hand after its pruned models were made: the
+    # report would pair the new baseline with pruned models of the old one.
+    for (model, stage), r in records.items():
+        before = records.get((model, "before_pruning"), {})
+        if (r.get("produced") and before.get("produced") and "original_accuracy" in r
+                and r["original_accuracy"] != before["accuracy"]):
+            raise ReportError(
+                f"{model}_{stage} was pruned from a baseline at {r['original_accuracy']:.2%}, but "
+                f"{model}_before_pruning is now at {before['accuracy']:.2%} (trained again after it): run "
+                f"notebook {NOTEBOOK_OF_STAGE[stage]} again for {model}, so both come from the same baseline")
     return next(r["run"] for r in records.values() if "run" in r)
 
 

@@ -17,6 +17,7 @@ a slice of the probe).
 from __future__ import annotations
 
 import copy
+import numbers
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from ..artifacts import read_json, write_json
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN
 from ..data import DeviceLoader, subset
+from ..errors import SettingsError
 from ..measure import accuracy_interval, compare_latency
 from ..models import count_parameters
 from ..plots import finish
@@ -187,10 +189,24 @@ def prune_and_finetune(subject: Subject, method: str, sparsity: float, epochs: f
     return model, masks, row
 
 
+def check_study(sparsities, epochs) -> None:
+    """SettingsError unless the study's lists can run; the notebook calls it where it starts, as
+    the study itself comes after the sensitivity scans and sweeps."""
+    _check_numbers("STUDY_SPARSITIES", sparsities, lambda v: 0 < v < 1, "fractions between 0 and 1, such as [0.5, 0.9]")
+    _check_numbers("STUDY_EPOCHS", epochs, lambda v: v > 0, "epoch counts above 0, such as [3, 5]")
+
+
+def _check_numbers(name: str, values, ok, rule: str) -> None:
+    if (isinstance(values, str) or not isinstance(values, (list, tuple)) or not values
+            or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and ok(v) for v in values)):
+        raise SettingsError(f"{name} = {values!r}: use a non-empty list of {rule}")
+
+
 def study(subject: Subject, sparsities: list[float], epochs: list[float]) -> list[dict]:
     """Every method at every sparsity with every fine-tuning budget (same budget for all methods).
     Reduced profiles scale the budgets (``study_epoch_scale``) and cap an epoch (``epoch_steps``);
     rows keep the nominal epochs and record the steps actually run."""
+    check_study(sparsities, epochs)
     rows, scale, cap = [], subject.cfg["study_epoch_scale"], subject.cfg["epoch_steps"]
     points = [(e, level, method) for e in epochs for level in sparsities for method in METHODS]
     # One bar for the study and a line per point: a bar per fine-tune would bury the figure.

@@ -1,0 +1,188 @@
+"""A notebook's parameters cell is where students type: every value that cannot work is refused by
+the Session (or the lab's first cell) with a message naming the parameter, before any folder or file
+is written, and a folder keeps holding one run."""
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from labutils import data as D
+from labutils import pipeline
+from labutils.artifacts import read_json, write_json
+from labutils.errors import SettingsError
+from labutils.labs import baseline, unstructured
+from labutils.models import PretrainedWeightsUnavailable
+from labutils.runlock import RUN_TOKEN_ENV, RunLock, RunLocked, check_free
+from labutils.session import Session
+
+
+@pytest.mark.parametrize("seed", ["1", -1, 1.5, True, 2**32])
+def test_a_seed_numpy_cannot_take_is_refused_before_any_folder_exists(tmp_path, seed):
+    with pytest.raises(SettingsError, match=r"SEED = .*whole number from 0 to 4294967295"):
+        Session("smoke", tmp_path / "out", device="cpu", seed=seed)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_device_is_refused_before_any_folder_exists(tmp_path):
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        Session("smoke", tmp_path / "out", device="gpu")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("models, message", [("cnn", r"use a list of course models"),
+                                             ([], "it names no model"),
+                                             (["cnn", "resnet"], r"unknown \['resnet'\]")])
+def test_models_that_are_not_a_list_of_course_models_are_refused(tmp_path, models, message):
+    with pytest.raises(SettingsError, match=message):
+        Session("smoke", tmp_path / "out", device="cpu", models=models)
+    assert not (tmp_path / "out").exists()
+
+
+def test_models_are_kept_in_order_once_each(tmp_path):
+    assert Session("smoke", tmp_path, device="cpu", models=("vit_scratch", "cnn", "vit_scratch")).models == [
+        "vit_scratch", "cnn"]
+
+
+def test_another_seed_does_not_continue_the_folders_run(tmp_path):
+    """Notebook 02 run again with SEED = 1 would have paired new baselines with the old pruned models."""
+    first = Session("smoke", tmp_path, device="cpu", seed=0).run_id
+    assert read_json(tmp_path / "metrics" / "run.json")["seed"] == 0
+    with pytest.raises(SettingsError, match=f"holds run {first} made with SEED = 0, not 1: set SEED = 0"):
+        Session("smoke", tmp_path, device="cpu", seed=1)
+    assert Session("smoke", tmp_path, device="cpu", seed=0).run_id == first
+
+
+def test_notebooks_run_alone_by_the_pipeline_with_another_seed_are_refused(tmp_path, monkeypatch, capsys):
+    import papermill
+    from labutils.cli import main
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a notebook ran"))
+    Session("smoke", tmp_path, device="cpu", seed=0)  # notebooks 01-02 by hand
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--notebooks", "03", "--seed", "1"]) == 1
+    assert "made with SEED = 0, not 1: set SEED = 0 (--seed)" in capsys.readouterr().err
+
+
+def test_home_is_expanded_in_out_dir_and_data_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    s = Session("cpu", "~/run", "~/data", device="cpu")
+    assert s.dirs.root == tmp_path / "run" and s.data_root == tmp_path / "data"
+    assert not any(p.name == "~" for p in tmp_path.rglob("*"))
+
+
+def test_an_out_dir_that_is_a_file_is_one_clear_error(tmp_path):
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(SettingsError, match=r"file is a file\. Set OUT_DIR"):
+        Session("smoke", tmp_path / "file" / "run", device="cpu")
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_an_out_dir_that_cannot_be_written_is_one_clear_error(read_only_dir):
+    with pytest.raises(SettingsError, match=r"cannot create the run's folders in .*: set OUT_DIR"):
+        Session("smoke", read_only_dir / "run", device="cpu")
+
+
+def test_errors_that_say_what_to_do_are_shown_without_a_traceback():
+    assert SettingsError("SEED = -1: use ...")._render_traceback_() == ["SettingsError: SEED = -1: use ..."]
+    assert RunLocked("busy")._render_traceback_() == ["RunLocked: busy"]
+    assert PretrainedWeightsUnavailable("no")._render_traceback_() == ["PretrainedWeightsUnavailable: no"]
+
+
+def test_a_relative_out_dir_that_starts_a_new_run_says_where(tmp_path, monkeypatch, capsys):
+    """An executed notebook re-run from another folder (papermill without --cwd) reads OUT_DIR = ".."
+    from there: it would start a new run elsewhere without a word."""
+    monkeypatch.chdir(tmp_path)
+    Session("smoke", "runs/mine", device="cpu")
+    assert f"a new run starts in {tmp_path / 'runs' / 'mine'}" in capsys.readouterr().out
+    Session("smoke", "runs/mine", device="cpu")
+    assert "new run" not in capsys.readouterr().out
+
+
+# -- one run at a time ------------------------------------------------------------------------
+def test_a_notebook_is_refused_while_another_run_writes_the_folder(tmp_path, monkeypatch):
+    with RunLock(tmp_path) as lock:
+        lock.name_run("smoke-running")
+        with pytest.raises(RunLocked, match="being written by run smoke-running"):
+            Session("smoke", tmp_path, device="cpu")
+        monkeypatch.setenv(RUN_TOKEN_ENV, lock.info["token"])  # the run's own kernels carry its token
+        Session("smoke", tmp_path, device="cpu")
+
+
+def test_a_stale_lock_does_not_stop_a_notebook(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with RunLock(tmp_path) as lock:
+        lock.info["pid"] = dead.pid
+        lock.name_run("smoke-killed")
+        Session("smoke", tmp_path, device="cpu")
+
+
+def test_the_pipelines_own_notebooks_may_write_the_folder_it_locks(tmp_path, monkeypatch):
+    import papermill
+    from labutils.cli import main
+
+    def execute(src, dst, parameters, **kw):
+        check_free(tmp_path)  # what each notebook's Session checks
+        nbformat.write(nbformat.v4.new_notebook(), dst)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--notebooks", "01"]) == 0
+
+
+# -- a baseline trained again outdates what was made from it ------------------------------------
+def test_a_baseline_saved_again_outdates_the_later_notebooks_for_resume(tmp_path):
+    s = Session("smoke", tmp_path, device="cpu")
+    books = [p.name for p in pipeline.available_notebooks().values()]
+    write_json(s.dirs.metrics / "pipeline.json", {"run_id": s.run_id, "finished": books, "notebooks": {}})
+    model = s.new_model("cnn")
+    s.save(model, "cnn", "after_structured_pruning", {"accuracy": 0.5})
+    assert read_json(s.dirs.metrics / "pipeline.json")["finished"] == [b for b in books if b[:2] <= "04"]
+    s.save(model, "cnn", "before_pruning", {"accuracy": 0.5})
+    assert read_json(s.dirs.metrics / "pipeline.json")["finished"] == [b for b in books if b[:2] <= "02"]
+
+
+# -- notebook 02's VIT_WEIGHTS and 03's study lists ------------------------------------------------
+def test_a_named_vit_weights_file_that_fails_stops_notebook_02(tmp_path):
+    s = Session("smoke", tmp_path / "out", device="cpu")
+    with pytest.raises(PretrainedWeightsUnavailable, match="no such file"):
+        baseline.train_baseline(s, "vit", str(tmp_path / "vit_tiyn.pth"))
+    assert s.metrics("vit", "before_pruning") is None  # not recorded as "not produced": it is a typo
+
+
+def test_a_weights_file_that_is_not_tensors_is_refused_without_torchs_unsafe_advice(tmp_path):
+    from labutils.models import check_vit_weights
+
+    (tmp_path / "w.pth").write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(PretrainedWeightsUnavailable) as err:
+        check_vit_weights(tmp_path / "w.pth")
+    assert "weights_only=False" not in str(err.value) and "weights_only` set to `False" not in str(err.value)
+
+
+@pytest.mark.parametrize("sparsities, epochs, name", [([], [3], "STUDY_SPARSITIES"), (0.5, [3], "STUDY_SPARSITIES"),
+                                                      ([0.5, 1.0], [3], "STUDY_SPARSITIES"),
+                                                      ([0.5], [-1], "STUDY_EPOCHS"), ([0.5], [0], "STUDY_EPOCHS"),
+                                                      ([0.5], "3", "STUDY_EPOCHS")])
+def test_study_lists_that_cannot_run_are_refused(sparsities, epochs, name):
+    with pytest.raises(SettingsError, match=f"^{name} = "):
+        unstructured.check_study(sparsities, epochs)
+
+
+def test_the_notebook_checks_the_study_lists_before_its_first_pruning():
+    cells = json.loads(open(pipeline.available_notebooks()["03"]).read())["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    first_work = next(i for i, src in enumerate(code) if "load_subjects" in src)
+    assert any("lab.check_study(STUDY_SPARSITIES, STUDY_EPOCHS)" in src for src in code[:first_work])
+    unstructured.check_study([0.5, 0.75, 0.9], [3, 5])  # the defaults pass
+
+
+# -- DATA_ROOT ---------------------------------------------------------------------------------
+def test_data_root_naming_the_batches_folder_itself_says_to_use_the_one_above(synthetic_root):
+    with pytest.raises(D.DataNotFoundError, match=f"folder above it, {synthetic_root}$"):
+        D.cifar10_dir(synthetic_root / D.BATCH_DIR)
+
+
+def test_data_root_that_is_a_file_says_so(tmp_path):
+    (tmp_path / "data").write_text("")
+    with pytest.raises(D.DataNotFoundError, match="is a file: set DATA_ROOT"):
+        D.cifar10_dir(tmp_path / "data")
