@@ -12,8 +12,8 @@ A weight tensor ``w`` is mapped to integers ``q`` on a grid of at most 2^bits le
 Either way a zero weight maps to exactly zero, so a pruned model stays pruned; with a mask the
 result is also multiplied by it. ``granularity`` is one scale for the whole tensor ("tensor") or
 one per output channel ("channel", dim 0 of a conv/linear weight). ``clip`` "minmax" spans the
-full range; "mse" shrinks the range per channel by the factor (from a grid) that minimises the
-squared quantization error - at 2-3 bits a few outliers otherwise waste most of the levels.
+full range; "mse" shrinks the range (of each channel, or of the tensor) by the factor (from a grid)
+that minimises the squared quantization error - at 2-3 bits a few outliers otherwise waste most of the levels.
 
 Quantization-aware fine-tuning keeps float "shadow" weights as the parameters and quantizes them in
 each forward pass (``FakeQuantizer``); the straight-through estimator passes the gradient unchanged

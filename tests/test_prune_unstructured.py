@@ -142,10 +142,24 @@ def test_nm_pattern_keeps_two_of_every_four():
     model = tiny_cnn()
     one_shot_prune(model, None, "2:4")
     for p in prunable_parameters(model).values():
-        groups = (p.detach().reshape(p.shape[0], -1).reshape(-1, 4) != 0).sum(1)
+        rows = p.detach().permute(0, 2, 3, 1) if p.dim() == 4 else p.detach()
+        groups = (rows.reshape(-1, 4) != 0).sum(1)
         assert bool((groups <= 2).all())
     scores = {"w": torch.tensor([[4.0, 1.0, 3.0, 2.0, 0.0, 5.0, 6.0, 1.0]])}
     assert nm_masks(scores)["w"].tolist() == [[True, False, True, False, False, True, True, False]]
+
+
+def test_nm_groups_a_conv_along_its_input_channels_at_each_kernel_position():
+    """Sparse kernels reduce a conv over input channels (channels_last): the groups of M must lie
+    there, not along the flattened (C, kh, kw) row, where a group would mix kernel positions."""
+    scores = torch.rand(3, 8, 3, 3)
+    mask = nm_masks({"c": scores})["c"]
+    assert mask.shape == scores.shape
+    groups = mask.permute(0, 2, 3, 1).reshape(-1, 4)
+    assert (groups.sum(1) == 2).all()
+    top = scores.permute(0, 2, 3, 1).reshape(-1, 4).topk(2, dim=1).indices
+    assert groups.gather(1, top).all()
+    assert nm_masks({"c": torch.rand(3, 6, 3, 3)})["c"].all()  # 6 input channels: no pattern, dense
     with pytest.raises(ValueError, match="2:4"):
         one_shot_prune(tiny_cnn(), 0.7, "2:4")
 

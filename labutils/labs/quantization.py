@@ -251,7 +251,8 @@ def _best(methods: dict, scheme: str, bits: int) -> tuple[str | None, float | No
 
 
 def comparison(r20: dict) -> list[dict]:
-    """Each seed row next to our best matching number (same scheme, bits, fine-tuning)."""
+    """Each seed row next to our best matching number: same scheme, bits and fine-tuning, the best
+    over our calibration methods of that scheme (named in ``ours_from``)."""
     rows = []
 
     def add(row, seed, ours, how):

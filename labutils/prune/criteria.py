@@ -4,8 +4,10 @@
 * ``taylor``    - first-order Taylor estimate of the loss change when a weight is zeroed,
                   |w * g|, averaged over a few mini-batches (Molchanov et al., 2017/2019);
 * ``fisher``    - second-order (OBD, LeCun et al., 1990): the loss change 1/2 * H_ii * w^2 with the
-                  Hessian diagonal H_ii estimated by the empirical Fisher, the mean of squared
-                  mini-batch gradients g^2 ("Hessian-based" in the course's words).
+                  Hessian diagonal H_ii approximated by squared *mini-batch* gradients, averaged
+                  over batches ("Hessian-based" in the course's words). Not the empirical Fisher,
+                  which squares per-example gradients: a batch of B gives about F_ii / B plus the
+                  squared mean gradient. One gradient per batch keeps it cheap; it only ranks weights.
 
 Data-aware scores run the model in eval mode (BatchNorm statistics and the weights are left
 untouched) and take gradients with ``torch.autograd.grad``, so ``.grad`` is not disturbed either.
@@ -65,7 +67,8 @@ def taylor_scores(model: nn.Module, params: dict[str, torch.Tensor], loader,
 
 def fisher_scores(model: nn.Module, params: dict[str, torch.Tensor], loader,
                   batches: int = 4) -> dict[str, torch.Tensor]:
-    """1/2 * F_ii * w^2 with F_ii = mean over ``batches`` mini-batches of (dL/dw)^2."""
+    """1/2 * F_ii * w^2 with F_ii = mean over ``batches`` mini-batches of (dL/dw)^2, dL/dw being
+    the batch's mean gradient (see the module docstring: a stand-in for the empirical Fisher)."""
     fisher = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
     count = 0
     for grads in _batch_gradients(model, params, loader, batches):

@@ -6,8 +6,9 @@ Scopes (the ``scope`` argument everywhere):
 * ``"layer"``   - the same share in every layer;
 * a callable ``target -> {layer: share}`` - per-layer shares, e.g. a
   :class:`labutils.prune.sensitivity.SensitivityScope` built from a sensitivity scan;
-* ``"N:M"`` (e.g. ``"2:4"``) - in every group of M consecutive weights of a row (the reduction
-  dimension), keep the N largest: the pattern sparse tensor cores accelerate. Its sparsity is 1-N/M.
+* ``"N:M"`` (e.g. ``"2:4"``) - in every group of M consecutive weights along the reduction
+  dimension (a linear row's inputs; a conv's input channels at each kernel position), keep the N
+  largest: the pattern sparse tensor cores accelerate. Its sparsity is 1-N/M.
 
 API used by other notebooks (06 prunes before quantising)::
 
@@ -45,19 +46,22 @@ def parse_nm(scope) -> tuple[int, int] | None:
 
 
 def nm_masks(scores: dict[str, torch.Tensor], n: int = 2, m: int = 4) -> Masks:
-    """Keep the ``n`` highest scores in every group of ``m`` consecutive weights along each
-    output row (in*kh*kw for a conv, in_features for a linear layer). A layer whose row length
-    is not a multiple of ``m`` cannot carry the pattern and is left dense (all True)."""
+    """Keep the ``n`` highest scores in every group of ``m`` consecutive weights along the
+    reduction dimension, as sparse GPU kernels read it: a linear row's inputs; for a conv, the
+    input channels at one kernel position (channels_last, as NVIDIA's ASP groups them). A layer
+    whose row length (in_features, or a conv's input channels) is not a multiple of ``m`` cannot
+    carry the pattern and is left dense (all True)."""
     masks = {}
     for name, s in scores.items():
-        rows = s.reshape(s.shape[0], -1)
-        if rows.shape[1] % m:
+        rows = s.permute(0, 2, 3, 1) if s.dim() == 4 else s.reshape(s.shape[0], -1)
+        if rows.shape[-1] % m:
             masks[name] = torch.ones_like(s, dtype=torch.bool)
             continue
         groups = rows.reshape(-1, m).float()
         keep = torch.zeros_like(groups, dtype=torch.bool)
         keep.scatter_(1, groups.topk(n, dim=1).indices, True)
-        masks[name] = keep.view_as(s)
+        keep = keep.view(rows.shape)
+        masks[name] = (keep.permute(0, 3, 1, 2) if s.dim() == 4 else keep.view_as(s)).contiguous()
     return masks
 
 
