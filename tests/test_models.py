@@ -60,7 +60,8 @@ def test_pretrained_vit_unavailable_names_both_options(tmp_path, monkeypatch):
     (tmp_path / "notes.txt").write_text("not a state dict")
     with pytest.raises(M.PretrainedWeightsUnavailable, match=r"notes.txt' \([^)]") as err:
         M.course_model("vit", pretrained_weights=str(tmp_path / "notes.txt"))
-    assert "notes.txt' (not a state dict that loads safely" in str(err.value)
+    assert "notes.txt' (not a file of tensors that loads safely" in str(err.value)
+    assert "weights_only` set to `False" not in str(err.value)  # torch's advice would run the file's code
 
 
 def test_a_file_of_other_weights_is_not_taken_for_the_pretrained_vit(tmp_path):

@@ -150,15 +150,6 @@ def test_a_named_vit_weights_file_that_fails_stops_notebook_02(tmp_path):
     assert s.metrics("vit", "before_pruning") is None  # not recorded as "not produced": it is a typo
 
 
-def test_a_weights_file_that_is_not_tensors_is_refused_without_torchs_unsafe_advice(tmp_path):
-    from labutils.models import check_vit_weights
-
-    (tmp_path / "w.pth").write_bytes(bytes(range(256)) * 8)
-    with pytest.raises(PretrainedWeightsUnavailable) as err:
-        check_vit_weights(tmp_path / "w.pth")
-    assert "weights_only=False" not in str(err.value) and "weights_only` set to `False" not in str(err.value)
-
-
 @pytest.mark.parametrize("sparsities, epochs, name", [([], [3], "STUDY_SPARSITIES"), (0.5, [3], "STUDY_SPARSITIES"),
                                                       ([0.5, 1.0], [3], "STUDY_SPARSITIES"),
                                                       ([0.5], [-1], "STUDY_EPOCHS"), ([0.5], [0], "STUDY_EPOCHS"),
