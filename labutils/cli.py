@@ -132,7 +132,7 @@ def _run(args) -> int:
     from .pipeline import NotebookFailed, NotebooksNotFound, format_seconds, run_pipeline
     from .profiles import auto_profile, get_profile
     from .runlock import RunLocked
-    from .train import get_device
+    from .train import check_seed, get_device
 
     unknown = [m for m in args.models if m not in MODEL_NAMES]
     if unknown or not args.models:
@@ -143,6 +143,9 @@ def _run(args) -> int:
     # folder's run (its id, its finished notebooks) with a failed one.
     try:
         get_device(args.device)
+        check_seed(args.seed)
+        if args.vit_weights:  # ~ too: the shell leaves --vit-weights=~/w.pth as it is
+            args.vit_weights = str(Path(args.vit_weights).expanduser().resolve())
         if args.vit_weights and "vit" in args.models:
             check_vit_weights(args.vit_weights)
         # "auto" follows the device asked for: --device cpu on a GPU machine is the cpu profile
@@ -156,7 +159,7 @@ def _run(args) -> int:
     try:
         summary = run_pipeline(profile, args.out, args.data_root, args.models, args.notebooks,
                                args.seed, args.device,
-                               str(Path(args.vit_weights).resolve()) if args.vit_weights else None,
+                               args.vit_weights,
                                resume=args.resume)
     except (NotebookFailed, NotebooksNotFound, RunLocked, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

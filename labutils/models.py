@@ -158,8 +158,9 @@ def check_vit_weights(path: str | os.PathLike) -> None:
     initialisation, called pretrained. Reads ``.safetensors``, else ``torch.load(weights_only=True)``."""
     import timm
 
+    path = Path(path).expanduser()
     where = f"the local file {str(path)!r}"
-    if not Path(path).is_file():  # timm's own error for this has no text
+    if not path.is_file():  # timm's own error for this has no text
         raise PretrainedWeightsUnavailable(_no_weights_message(where, "no such file"))
     try:
         if str(path).endswith(".safetensors"):

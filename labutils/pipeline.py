@@ -13,6 +13,7 @@ from .course import MODEL_NAMES, STAGES
 from .data import describe_prepared, run_data_root
 from .profiles import get_profile
 from .runlock import RUN_TOKEN_ENV, RunLock
+from .train import check_seed
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -246,6 +247,7 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     ``out/metrics/pipeline.json`` after every notebook.
     """
     select_notebooks(notebooks)  # unknown ones, or none beside this labutils: refused before any write
+    check_seed(seed)
     out_dir = resolve_out_dir(profile, out)
     check_output_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -342,6 +344,7 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         except pm.PapermillExecutionError as err:
             _forget_machine_paths(target, book.name)
             _replace_if_written(target, final)  # the executed notebook, with the traceback
+            _forget_outdated(out_dir, timings, book.name)
             timings[book.name] = time.perf_counter() - t0
             _write_summary(out_dir, summary, start, failed=book.name)
             first_line = (err.source or "").strip().splitlines()[:1]
@@ -354,6 +357,7 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
             raise
         _forget_machine_paths(target, book.name)
         _replace_if_written(target, final)
+        _forget_outdated(out_dir, timings, book.name)
         timings[book.name] = time.perf_counter() - t0
         if summary["data"] is None:  # notebook 01 has just prepared it: a resume must find the same
             summary["data"] = data_of_run(profile, out_dir, data_root)
@@ -389,6 +393,15 @@ def format_seconds(seconds: float) -> str:
     """``95s`` or ``4m 05s``."""
     seconds = int(round(seconds))
     return f"{seconds}s" if seconds < 60 else f"{seconds // 60}m {seconds % 60:02d}s"
+
+
+def _forget_outdated(out_dir: Path, timings: dict[str, float], ran: str) -> None:
+    """A notebook that saved a stage marked the notebooks after it unfinished in pipeline.json
+    (``Session.save``), as they read what it replaced: the summary kept in memory must not count
+    them finished again when it is next written."""
+    finished = set(read_json(out_dir / "metrics" / "pipeline.json").get("finished", [])) | {ran}
+    for name in [n for n in timings if n not in finished]:
+        del timings[name]
 
 
 def _finished_timings(saved: dict) -> dict[str, float]:

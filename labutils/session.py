@@ -18,7 +18,7 @@ from .errors import SettingsError
 from .models import COURSE_MODELS, course_model, input_size
 from .profiles import auto_profile, get_profile
 from .runlock import check_free
-from .train import get_device, seed_everything
+from .train import check_seed, get_device, seed_everything
 
 
 # One evaluation batch size everywhere, so re-evaluating a checkpoint (python -m labutils
@@ -197,8 +197,8 @@ class Session:
         return record
 
     def _outdate_later_notebooks(self, stage: str) -> None:
-        """A stage written again (a notebook re-run by hand) outdates the notebooks after the one
-        that writes it: the pipeline's record no longer counts them finished, so ``--resume``
+        """A stage written again, produced or not (a notebook re-run by hand), outdates the notebooks
+        after the one that writes it: the pipeline's record no longer counts them finished, so ``--resume``
         runs them again instead of keeping a report made from the replaced model."""
         marker = self.dirs.metrics / "pipeline.json"
         if stage not in NOTEBOOK_OF_STAGE or not marker.is_file():
@@ -212,6 +212,7 @@ class Session:
         """Say in the metrics that ``name`` was not produced, and why (no made-up numbers)."""
         record = {"model": name, "stage": stage, "run": self.info, "produced": False, "reason": reason}
         write_json(self.dirs.metrics_file(name, stage), record)
+        self._outdate_later_notebooks(stage)
         return record
 
     def load(self, name: str, stage: str) -> tuple[torch.nn.Module, dict]:
@@ -231,16 +232,13 @@ class Session:
                 f"out={shown_path(self.dirs.root)!r}, run_id={self.run_id!r})")
 
 
-def check_seed(seed) -> int:
-    """The seed, or SettingsError: numpy takes only whole numbers from 0 to 2**32 - 1, and would
-    say so only after the run's folders were written."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
-        raise SettingsError(f"SEED = {seed!r}: use a whole number from 0 to {2**32 - 1}")
-    return int(seed)
-
-
 def check_models(models) -> list[str]:
     """``models`` as a list of course model names, or SettingsError saying what to write."""
+    if models is None or (isinstance(models, str) and models not in MODEL_NAMES):
+        # An executed notebook from before RUN_ID was removed passes it here (RUN_ID or None).
+        raise SettingsError(f"Session's sixth argument is MODELS, a list of course models, not {models!r}; a notebook "
+                            f"that passes RUN_ID there is older than this labutils (RUN_ID is gone: a folder holds "
+                            f"one run): write that line as Session(PROFILE, OUT_DIR, DATA_ROOT, DEVICE, SEED, MODELS)")
     if isinstance(models, str) or not isinstance(models, (list, tuple)):  # "cnn" would iterate letters
         raise SettingsError(f"MODELS = {models!r}: use a list of course models, such as {list(MODEL_NAMES)}")
     unknown = [m for m in models if m not in MODEL_NAMES]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import numbers
 import os
 import random
 import sys
@@ -25,6 +26,7 @@ from torch import nn
 
 from .accel import (GraphedStep, autocast, compile_uses_cudagraphs, forward_runner, fused_optimizer,
                     grad_scaler, graphs_unavailable, memory_format, precision_for, tune_backends)
+from .errors import SettingsError
 
 StepCallback = Callable[[nn.Module, torch.optim.Optimizer, int], None]
 
@@ -52,6 +54,14 @@ def get_device(preference: str | torch.device = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def check_seed(seed) -> int:
+    """The seed, or SettingsError: numpy takes only whole numbers from 0 to 2**32 - 1, and would
+    say so only after the run's folders were written."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+        raise SettingsError(f"SEED = {seed!r}: use a whole number from 0 to {2**32 - 1}")
+    return int(seed)
 
 
 def seed_everything(seed: int) -> None:

@@ -92,6 +92,18 @@ def test_pruned_models_of_a_baseline_trained_again_are_refused(tmp_path):
         R.check_one_run(R.load_records(dirs))
 
 
+def test_pruned_models_of_a_baseline_no_longer_produced_are_refused(tmp_path):
+    dirs = RunDirs(tmp_path)
+    write_json(dirs.metrics_file("vit", "before_pruning"),
+               {"model": "vit", "stage": "before_pruning", "produced": False, "reason": "no weights",
+                "run": {"run_id": "A", "profile": "smoke"}})
+    write_json(dirs.metrics_file("vit", "after_unstructured_pruning"),
+               _record("vit", "after_unstructured_pruning", "A", accuracy=0.9, original_accuracy=0.95,
+                       pruning_percentage=80.0))
+    with pytest.raises(R.ReportError, match=r"vit_before_pruning is not produced now \(no weights\)"):
+        R.check_one_run(R.load_records(dirs))
+
+
 def test_two_seeds_under_one_run_id_are_refused(tmp_path):
     dirs = RunDirs(tmp_path)
     for model, seed in (("cnn", 0), ("vit_scratch", 1)):

@@ -140,6 +140,32 @@ def test_a_baseline_saved_again_outdates_the_later_notebooks_for_resume(tmp_path
     assert read_json(s.dirs.metrics / "pipeline.json")["finished"] == [b for b in books if b[:2] <= "04"]
     s.save(model, "cnn", "before_pruning", {"accuracy": 0.5})
     assert read_json(s.dirs.metrics / "pipeline.json")["finished"] == [b for b in books if b[:2] <= "02"]
+    write_json(s.dirs.metrics / "pipeline.json", {"run_id": s.run_id, "finished": books, "notebooks": {}})
+    s.record_missing("vit", "before_pruning", "no weights")  # not produced now: outdates just the same
+    assert read_json(s.dirs.metrics / "pipeline.json")["finished"] == [b for b in books if b[:2] <= "02"]
+
+
+def test_the_pipeline_keeps_what_a_notebook_outdated(tmp_path, monkeypatch, capsys):
+    """Notebook 03 run alone saves its stage, which marks 04-06 unfinished on disk; the pipeline's
+    summary, kept in memory from before, wrote them back as finished, so --resume kept the old report."""
+    import papermill
+    from labutils.cli import main
+
+    ran = []
+
+    def execute(src, dst, parameters, **kw):
+        ran.append(src.split("/")[-1][:2])
+        if ran[-1] == "03":
+            Session("smoke", tmp_path, device="cpu")._outdate_later_notebooks("after_unstructured_pruning")
+        nbformat.write(nbformat.v4.new_notebook(), dst)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    monkeypatch.setattr(pipeline, "_first_missing_output", lambda *a: None)  # no real outputs here
+    run = ["run", "--profile", "smoke", "--out", str(tmp_path)]
+    assert main(run) == 0 and main(run + ["--notebooks", "03"]) == 0
+    ran.clear()
+    assert main(run + ["--resume"]) == 0
+    assert ran == ["04", "05", "06"]
 
 
 # -- notebook 02's VIT_WEIGHTS and 03's study lists ------------------------------------------------
@@ -159,12 +185,44 @@ def test_study_lists_that_cannot_run_are_refused(sparsities, epochs, name):
         unstructured.check_study(sparsities, epochs)
 
 
-def test_the_notebook_checks_the_study_lists_before_its_first_pruning():
-    cells = json.loads(open(pipeline.available_notebooks()["03"]).read())["cells"]
-    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
-    first_work = next(i for i, src in enumerate(code) if "load_subjects" in src)
-    assert any("lab.check_study(STUDY_SPARSITIES, STUDY_EPOCHS)" in src for src in code[:first_work])
-    unstructured.check_study([0.5, 0.75, 0.9], [3, 5])  # the defaults pass
+@pytest.mark.parametrize("notebook, check", [("02", "lab.check_weights(VIT_WEIGHTS, MODELS)"),
+                                             ("03", "lab.check_study(STUDY_SPARSITIES, STUDY_EPOCHS)")])
+def test_a_notebooks_own_parameters_are_checked_before_its_session_writes(notebook, check):
+    cells = json.loads(open(pipeline.available_notebooks()[notebook]).read())["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    assert -1 < code.find(check) < code.find("s = Session(")
+
+
+def test_the_default_study_lists_pass():
+    unstructured.check_study([0.5, 0.75, 0.9], [3, 5])
+
+
+def test_a_vit_weights_file_is_checked_only_when_the_vit_is_trained(tmp_path):
+    with pytest.raises(PretrainedWeightsUnavailable, match="no such file"):
+        baseline.check_weights(str(tmp_path / "typo.pth"), ["cnn", "vit"])
+    baseline.check_weights(str(tmp_path / "typo.pth"), ["cnn", "vit_scratch"])
+    baseline.check_weights("", ["vit"])
+
+
+def test_an_older_notebooks_run_id_in_models_place_names_the_change(tmp_path):
+    for old in (None, "smoke-20261201T000000-abcdef"):
+        with pytest.raises(SettingsError, match=r"sixth argument is MODELS.*RUN_ID is gone"):
+            Session("smoke", tmp_path / "out", None, "cpu", 0, old)
+
+
+def test_the_cli_refuses_a_bad_seed_before_writing_anything(tmp_path, capsys):
+    from labutils.cli import main
+
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "out"), "--seed", "-1"]) == 2
+    assert "SEED = -1" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_the_cli_expands_home_in_vit_weights(tmp_path, monkeypatch, capsys):
+    from labutils.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "out"), "--vit-weights=~/w.pth"]) == 2
+    assert f"'{tmp_path / 'w.pth'}' (no such file)" in capsys.readouterr().err
 
 
 # -- DATA_ROOT ---------------------------------------------------------------------------------

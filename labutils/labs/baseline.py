@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..course import BEFORE_PRUNING_MIN
 from ..data import AUGMENTATION, augmentation_of, fit_arguments
-from ..models import PretrainedWeightsUnavailable, count_parameters
+from ..models import PretrainedWeightsUnavailable, check_vit_weights, count_parameters
 from ..plots import finish
 from ..profiles import format_settings
 from ..session import Session
@@ -30,6 +30,13 @@ def _train(session: Session, name: str, model, recipe: dict, desc: str):
     start = time.perf_counter()
     history = fit(model, train, test, device=session.device, desc=desc, **fit_arguments(recipe))
     return history, test, time.perf_counter() - start
+
+
+def check_weights(vit_weights: str, models) -> None:
+    """A VIT_WEIGHTS file checked where the notebook starts (``models.check_vit_weights``), not
+    when the ViT's turn comes after the CNN has trained."""
+    if vit_weights and "vit" in models:
+        check_vit_weights(vit_weights)
 
 
 def train_baseline(session: Session, name: str, pretrained_weights: str | None = None) -> dict:

@@ -99,8 +99,13 @@ def check_one_run(records: dict) -> dict:
     # report would pair the new baseline with pruned models of the old one.
     for (model, stage), r in records.items():
         before = records.get((model, "before_pruning"), {})
-        if (r.get("produced") and before.get("produced") and "original_accuracy" in r
-                and r["original_accuracy"] != before["accuracy"]):
+        if r.get("produced") and "original_accuracy" in r and not before.get("produced"):
+            raise ReportError(
+                f"{model}_{stage} was pruned from a baseline at {r['original_accuracy']:.2%}, but "
+                f"{model}_before_pruning is not produced now ({before.get('reason', 'no reason recorded')}): "
+                f"train the baseline again (notebook 02), or run notebook {NOTEBOOK_OF_STAGE[stage]} again "
+                f"to record {model} as not produced there too")
+        if r.get("produced") and "original_accuracy" in r and r["original_accuracy"] != before["accuracy"]:
             raise ReportError(
                 f"{model}_{stage} was pruned from a baseline at {r['original_accuracy']:.2%}, but "
                 f"{model}_before_pruning is now at {before['accuracy']:.2%} (trained again after it): run "
