@@ -165,8 +165,7 @@ def run_id_for(metrics_dir: str | os.PathLike, profile: str, seed: int = 0, fres
         # Another profile's or seed's run: going on here would mix its records with this session's
         # (a report from one seed's baselines and another's pruned models), and the pipeline would
         # no longer know which notebooks that run finished. Older folders recorded no seed.
-        for key, option in (("profile", "PROFILE"), ("seed", "SEED")):
-            asked = profile if key == "profile" else seed
+        for key, option, asked in (("profile", "PROFILE", profile), ("seed", "SEED", seed)):
             if saved.get(key, asked) != asked:
                 folder = Path(metrics_dir).parent
                 raise SettingsError(

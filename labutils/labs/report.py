@@ -99,17 +99,17 @@ def check_one_run(records: dict) -> dict:
     # report would pair the new baseline with pruned models of the old one.
     for (model, stage), r in records.items():
         before = records.get((model, "before_pruning"), {})
-        if r.get("produced") and "original_accuracy" in r and not before.get("produced"):
-            raise ReportError(
-                f"{model}_{stage} was pruned from a baseline at {r['original_accuracy']:.2%}, but "
-                f"{model}_before_pruning is not produced now ({before.get('reason', 'no reason recorded')}): "
-                f"train the baseline again (notebook 02), or run notebook {NOTEBOOK_OF_STAGE[stage]} again "
-                f"to record {model} as not produced there too")
-        if r.get("produced") and "original_accuracy" in r and r["original_accuracy"] != before["accuracy"]:
-            raise ReportError(
-                f"{model}_{stage} was pruned from a baseline at {r['original_accuracy']:.2%}, but "
-                f"{model}_before_pruning is now at {before['accuracy']:.2%} (trained again after it): run "
-                f"notebook {NOTEBOOK_OF_STAGE[stage]} again for {model}, so both come from the same baseline")
+        if not r.get("produced") or "original_accuracy" not in r:
+            continue
+        if not before.get("produced"):
+            now = f"is not produced now ({before.get('reason', 'no reason recorded')})"
+        elif before["accuracy"] != r["original_accuracy"]:
+            now = f"is now at {before['accuracy']:.2%} (trained again after it)"
+        else:
+            continue
+        raise ReportError(f"{model}_{stage} was pruned from a baseline at {r['original_accuracy']:.2%}, but "
+                          f"{model}_before_pruning {now}: run notebook {NOTEBOOK_OF_STAGE[stage]} again for "
+                          f"{model}, so both come from the same baseline")
     return next(r["run"] for r in records.values() if "run" in r)
 
 

@@ -61,7 +61,7 @@ def nm_masks(scores: dict[str, torch.Tensor], n: int = 2, m: int = 4) -> Masks:
         keep = torch.zeros_like(groups, dtype=torch.bool)
         keep.scatter_(1, groups.topk(n, dim=1).indices, True)
         keep = keep.view(rows.shape)
-        masks[name] = (keep.permute(0, 3, 1, 2) if s.dim() == 4 else keep.view_as(s)).contiguous()
+        masks[name] = keep.permute(0, 3, 1, 2).contiguous() if s.dim() == 4 else keep.view_as(s)
     return masks
 
 

@@ -30,10 +30,11 @@ Importance (bigger = keep)
 ``l1`` / ``l2`` - norms of the unit's weights: the filters producing a conv channel; for a ViT unit
 those producing and consuming it (q/k/v rows and proj columns; fc1 row and fc2 column);
 ``bn_scale`` - |gamma| of the unit's BatchNorms (network slimming's criterion, CNN only; here on a
-normally trained model, without slimming's L1 penalty on gamma); ``taylor`` - data-aware: the squared first-order estimate of the loss change when the
-unit's mask is applied, (sum over its gate parameters of w * dL/dw)^2 averaged over batches
-(Molchanov et al. 2019). A group fed by several layers averages their scores, each layer's scores
-divided by its mean first so layers of different scale weigh alike.
+normally trained model, without slimming's L1 penalty on gamma); ``taylor`` - data-aware: the
+squared first-order estimate of the loss change when the unit's mask is applied, (sum over its
+gate parameters of w * dL/dw)^2 averaged over batches (Molchanov et al. 2019). A group fed by
+several layers averages their scores, each layer's scores divided by its mean first so layers of
+different scale weigh alike.
 """
 from __future__ import annotations
 
