@@ -161,7 +161,8 @@ def check_vit_weights(path: str | os.PathLike) -> None:
     path = Path(path).expanduser()
     where = f"the local file {str(path)!r}"
     if not path.is_file():  # timm's own error for this has no text
-        raise PretrainedWeightsUnavailable(_no_weights_message(where, "no such file"))
+        raise PretrainedWeightsUnavailable(f"VIT_WEIGHTS (--vit-weights) names {str(path)!r}, which does not "
+                                           f"exist: check the path")
     try:
         if str(path).endswith(".safetensors"):
             from safetensors.torch import load_file

@@ -318,7 +318,7 @@ PROFILES: dict[str, dict] = {
 def get_profile(name: str) -> dict:
     """A copy of profile ``name`` (callers may change it freely), with its name recorded."""
     if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+        raise ValueError(f"unknown PROFILE (--profile) {name!r}; choose one of {sorted(PROFILES)}")
     profile = copy.deepcopy(PROFILES[name])
     profile["name"] = name
     return profile

@@ -44,8 +44,11 @@ class Session:
         # Every parameter is checked before the first folder or file is written.
         self.seed = check_seed(seed)
         self.models = check_models(models)
-        self.device = get_device(device)
-        self.profile = get_profile(auto_profile(device) if profile == "auto" else profile)
+        try:
+            self.device = get_device(device)
+            self.profile = get_profile(auto_profile(device) if profile == "auto" else profile)
+        except (ValueError, RuntimeError) as err:  # shown as one line naming the parameter
+            raise SettingsError(str(err)) from None
         self.name = self.profile["name"]
         if self.name == "full" and self.device.type == "cpu":
             print("note: the full profile is the GPU's recipe; on the CPU it takes many hours "

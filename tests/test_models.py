@@ -55,7 +55,7 @@ def test_pretrained_vit_unavailable_names_both_options(tmp_path, monkeypatch):
     with pytest.raises(M.PretrainedWeightsUnavailable, match="VIT_WEIGHTS") as err:
         M.course_model("vit")
     assert "hub" in str(err.value)
-    with pytest.raises(M.PretrainedWeightsUnavailable, match="local file .*missing.pth' \\(no such file\\)"):
+    with pytest.raises(M.PretrainedWeightsUnavailable, match="names '.*missing.pth', which does not exist: check the path"):
         M.course_model("vit", pretrained_weights=str(tmp_path / "missing.pth"))
     (tmp_path / "notes.txt").write_text("not a state dict")
     with pytest.raises(M.PretrainedWeightsUnavailable, match=r"notes.txt' \([^)]") as err:

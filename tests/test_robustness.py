@@ -489,10 +489,10 @@ def test_kernels_print_plain_progress_but_the_caller_keeps_its_bars(tmp_path, mo
 
 
 # -- 8. bad values are refused before the folder's run is touched -------------------------------
-@pytest.mark.parametrize("option, message", [(["--device", "gpu"], "unknown device 'gpu'"),
+@pytest.mark.parametrize("option, message", [(["--device", "gpu"], "unknown DEVICE (--device) 'gpu'"),
                                              (["--device", "mps"], "MPS is not available"),
                                              (["--models", ","], "--models names no model"),
-                                             (["--vit-weights", "no_such_file.pth"], "(no such file)")])
+                                             (["--vit-weights", "no_such_file.pth"], "which does not exist: check the path")])
 def test_a_bad_option_leaves_the_folders_run_as_it_was(tmp_path, ran, capsys, option, message):
     """A bad --device failed in notebook 01 after the run had been replaced: a new run id, nothing
     finished, so --resume would have started over."""
@@ -537,7 +537,7 @@ def test_evaluate_refuses_a_bad_device_or_an_unwritable_json_before_measuring(re
     model = tmp_path / "m.pth"
     save_checkpoint(model, build_model("vit_scratch", embed_dim=48, depth=1, num_heads=3))
     assert main(["evaluate", str(model), "--no-accuracy", "--device", "gpu"]) == 2
-    assert "unknown device 'gpu'" in capsys.readouterr().err
+    assert "unknown DEVICE (--device) 'gpu'" in capsys.readouterr().err
     assert main(["evaluate", str(model), "--no-accuracy", "--json", str(read_only_dir / "r.json")]) == 2
     out = capsys.readouterr()
     assert "cannot write" in out.err and "m.pth" not in out.out  # refused before any measurement

@@ -25,8 +25,25 @@ def test_a_seed_numpy_cannot_take_is_refused_before_any_folder_exists(tmp_path, 
     assert not (tmp_path / "out").exists()
 
 
+def test_a_profile_typo_is_one_line_naming_the_parameter(tmp_path):
+    with pytest.raises(SettingsError, match=r"unknown PROFILE \(--profile\) 'smok'") as err:
+        Session("smok", tmp_path / "out", device="cpu")
+    assert len(err.value._render_traceback_()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_the_report_of_a_folder_without_a_run_points_at_out_dir(tmp_path, monkeypatch):
+    """An executed notebook 05 re-run from another folder reads OUT_DIR = ".." from there."""
+    from labutils.labs import report
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(report.ReportError, match=r"holds no metrics of notebooks 02-04: if the run is elsewhere, "
+                                                 r"set OUT_DIR") as err:
+        report.load_run(Session("smoke", "elsewhere", device="cpu"))
+    assert len(err.value._render_traceback_()) == 1
+
+
 def test_a_bad_device_is_refused_before_any_folder_exists(tmp_path):
-    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+    with pytest.raises(SettingsError, match=r"unknown DEVICE \(--device\) 'gpu'"):
         Session("smoke", tmp_path / "out", device="gpu")
     assert not (tmp_path / "out").exists()
 
@@ -171,7 +188,7 @@ def test_the_pipeline_keeps_what_a_notebook_outdated(tmp_path, monkeypatch, caps
 # -- notebook 02's VIT_WEIGHTS and 03's study lists ------------------------------------------------
 def test_a_named_vit_weights_file_that_fails_stops_notebook_02(tmp_path):
     s = Session("smoke", tmp_path / "out", device="cpu")
-    with pytest.raises(PretrainedWeightsUnavailable, match="no such file"):
+    with pytest.raises(PretrainedWeightsUnavailable, match="which does not exist: check the path"):
         baseline.train_baseline(s, "vit", str(tmp_path / "vit_tiyn.pth"))
     assert s.metrics("vit", "before_pruning") is None  # not recorded as "not produced": it is a typo
 
@@ -198,7 +215,7 @@ def test_the_default_study_lists_pass():
 
 
 def test_a_vit_weights_file_is_checked_only_when_the_vit_is_trained(tmp_path):
-    with pytest.raises(PretrainedWeightsUnavailable, match="no such file"):
+    with pytest.raises(PretrainedWeightsUnavailable, match="which does not exist: check the path"):
         baseline.check_weights(str(tmp_path / "typo.pth"), ["cnn", "vit"])
     baseline.check_weights(str(tmp_path / "typo.pth"), ["cnn", "vit_scratch"])
     baseline.check_weights("", ["vit"])
@@ -222,7 +239,7 @@ def test_the_cli_expands_home_in_vit_weights(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("HOME", str(tmp_path))
     assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "out"), "--vit-weights=~/w.pth"]) == 2
-    assert f"'{tmp_path / 'w.pth'}' (no such file)" in capsys.readouterr().err
+    assert f"'{tmp_path / 'w.pth'}', which does not exist" in capsys.readouterr().err
 
 
 # -- DATA_ROOT ---------------------------------------------------------------------------------

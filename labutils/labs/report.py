@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt
 from ..artifacts import RunDirs, read_json, write_json
 from ..course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOTEBOOK_OF_STAGE, REPORT_ENTRY_KEYS,
                       REPORT_SECTIONS, SPARSITY_MIN, checkpoint_names, meets_minimum)
+from ..errors import Explained
 from ..evaluate import evaluate_paths, format_table
 from ..plots import finish
 
@@ -49,7 +50,7 @@ SECTIONS = {"unstructured_pruning": "after_unstructured_pruning",
             "structured_pruning": "after_structured_pruning"}
 
 
-class ReportError(ValueError):
+class ReportError(Explained, ValueError):
     """The metrics cannot make one honest report (mixed runs, invalid values)."""
 
 
@@ -188,6 +189,10 @@ def checkpoint_table(rows: list[dict], records: dict) -> tuple[list[str], list[l
 def load_run(session) -> tuple[dict, dict]:
     """The run's metrics records and its identity (refused if they come from several runs)."""
     records = load_records(session.dirs)
+    if not any("run" in r for r in records.values()):
+        raise ReportError(f"{session.dirs.metrics} holds no metrics of notebooks 02-04: if the run is elsewhere, "
+                          f"set OUT_DIR to its folder (a relative one is read from the working folder, "
+                          f"{Path.cwd()}); else run notebooks 01-04 first")
     run = check_one_run(records)
     print(f"run {run['run_id']}: profile {run['profile']}, {run['data']}, {run['device']}, "
           f"commit {run['git_commit']}")
