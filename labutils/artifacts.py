@@ -174,8 +174,13 @@ def run_id_for(metrics_dir: str | os.PathLike, profile: str, seed: int = 0, fres
                     f"new run (or delete {folder} to start over there)")
         return saved["run_id"]
     run_id = new_run_id(profile)
-    write_json(marker, {"run_id": run_id, "profile": profile, "seed": seed})
+    record_run(metrics_dir, run_id, profile, seed)
     return run_id
+
+
+def record_run(metrics_dir: str | os.PathLike, run_id: str, profile: str, seed: int) -> None:
+    """``metrics/run.json``: the run a folder holds, which every notebook's session continues."""
+    write_json(Path(metrics_dir) / "run.json", {"run_id": run_id, "profile": profile, "seed": seed})
 
 
 def new_run_id(profile: str) -> str:

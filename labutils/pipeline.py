@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from .artifacts import (REPO_ROOT, atomic_write_bytes, check_output_folder, git_commit, read_json, resolve_out_dir,
-                        run_id_for, write_json)
+from .artifacts import (REPO_ROOT, atomic_write_bytes, check_output_folder, git_commit, read_json, record_run,
+                        resolve_out_dir, run_id_for, write_json)
 from .course import MODEL_NAMES, STAGES
 from .data import describe_prepared, run_data_root
 from .profiles import get_profile
@@ -221,11 +221,6 @@ def as_workbook_notebook(path: str | os.PathLike) -> None:
         atomic_write_bytes(path, lambda f: f.write(nbformat.writes(nb).encode()))
 
 
-def _record_run_id(out_dir: Path, run_id: str, profile: str, seed: int) -> None:
-    """The kernels take the run id from ``metrics/run.json``: make sure it names this run."""
-    write_json(out_dir / "metrics" / "run.json", {"run_id": run_id, "profile": profile, "seed": seed})
-
-
 def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: str | None = None,
                  models: list[str] | None = None, notebooks: list[str] | None = None,
                  seed: int = 0, device: str = "auto", vit_weights: str | None = None,
@@ -326,7 +321,7 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
     for book in books:  # about to run again: not finished until it has (a kill must not say so)
         timings.pop(book.name, None)
     params = injected_parameters(out_dir, profile, data_root, models, seed, device, vit_weights)
-    _record_run_id(out_dir, run_id, profile, seed)
+    record_run(out_dir / "metrics", run_id, profile, seed)  # the kernels read the run id there
     # No folder of this machine in the files: the run's folder is where they lie.
     summary = {"run_id": run_id, **identity, "notebooks": timings}
     start = time.perf_counter()

@@ -37,7 +37,8 @@ def get_device(preference: str | torch.device = "auto") -> torch.device:
         try:
             device = torch.device(preference)
         except RuntimeError:  # torch's message lists a dozen backends the workbook does not use
-            raise ValueError(f"unknown DEVICE (--device) {str(preference)!r}: use auto, cpu, cuda, cuda:N or mps") from None
+            raise ValueError(f"unknown DEVICE (--device) {str(preference)!r}: use auto, cpu, cuda, cuda:N "
+                             f"or mps") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"DEVICE={preference!r} but no CUDA GPU is visible; use DEVICE='auto' or 'cpu'")
         if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
