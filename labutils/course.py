@@ -5,6 +5,9 @@ MODEL_NAMES = ("cnn", "vit", "vit_scratch")
 STAGES = ("before_pruning", "after_unstructured_pruning", "after_structured_pruning")
 # The notebook that writes each stage (the notebooks after it read it).
 NOTEBOOK_OF_STAGE = dict(zip(STAGES, ("02", "03", "04")))
+# How a record's reason begins for a model the run left out on purpose (MODELS, --models): the
+# README's results table tells those from models that failed.
+NOT_IN_RUN = "not in this run"
 
 # Test accuracy (fraction) each model must reach before pruning ...
 BEFORE_PRUNING_MIN = {"cnn": 0.90, "vit": 0.92, "vit_scratch": 0.85}

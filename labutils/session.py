@@ -32,7 +32,8 @@ class Session:
     ``profile`` "auto" means ``full`` on a CUDA GPU, else ``cpu``; an empty ``out_dir`` means the
     profile's default (see ``resolve_out_dir``); an empty ``data_root`` the default data folder;
     ``models`` the course models the notebook works on. A folder holds one run: a session continues
-    the run recorded there, and refuses another profile or seed, or a folder another run is writing.
+    the run recorded there, and refuses another profile or seed, or a folder another run is writing;
+    ``start_run=False`` also refuses a folder that holds no run yet (nothing is written then).
 
     >>> s = Session("smoke")                          # doctest: +SKIP
     >>> train, test = s.loaders("cnn")               # doctest: +SKIP
@@ -40,7 +41,7 @@ class Session:
 
     def __init__(self, profile: str = "auto", out_dir: str | os.PathLike | None = None,
                  data_root: str | os.PathLike | None = None, device: str = "auto", seed: int = 0,
-                 models: list[str] | tuple[str, ...] = MODEL_NAMES):
+                 models: list[str] | tuple[str, ...] = MODEL_NAMES, start_run: bool = True):
         # Every parameter is checked before the first folder or file is written.
         self.seed = check_seed(seed)
         self.models = check_models(models)
@@ -56,6 +57,13 @@ class Session:
         root = resolve_out_dir(self.name, out_dir)
         check_free(root)  # a notebook beside a running pipeline would overwrite its files
         new_run = not (root / "metrics" / "run.json").is_file()
+        if new_run and not start_run:
+            # Notebook 05 reports on a run: starting an empty one would leave a run.json that ties
+            # the folder to this profile and seed.
+            relative = out_dir and not Path(out_dir).expanduser().is_absolute()
+            where = f" (a relative one is read from the working folder, {Path.cwd()})" if relative else ""
+            raise SettingsError(f"OUT_DIR {root} holds no run (no metrics/run.json): set OUT_DIR to the folder "
+                                f"of a run{where}, or run notebooks 01-04 there first")
         self.dirs = RunDirs(root)
         self.data_root = D.run_data_root(self.profile["data"]["source"], self.dirs.root, data_root)
         if data_root and Path(data_root).expanduser().resolve() != self.data_root:

@@ -123,6 +123,20 @@ def test_missing_entries_stay_null_with_a_reason(tmp_path):
     assert "notebook 03" in details["entries"]["cnn_after_unstructured_pruning"]["reason"]
 
 
+def test_models_outside_the_runs_models_are_not_in_the_report(tmp_path):
+    """A run of MODELS = ["cnn"] reports the other models as not in the run, even where an older
+    file of theirs lies in the folder."""
+    dirs = RunDirs(tmp_path)
+    for model in ("cnn", "vit_scratch"):
+        write_json(dirs.metrics_file(model, "before_pruning"), _record(model, "before_pruning", "A", accuracy=0.9))
+    records = R.load_records(dirs, ["cnn"])
+    report = R.build_report(records)
+    assert report["initial_accuracies"] == {"cnn_before_pruning": 0.9, "vit_before_pruning": None,
+                                            "vit_scratch_before_pruning": None}
+    assert records["vit_scratch", "before_pruning"]["reason"] == "not in this run: MODELS is cnn"
+    assert "notebook 03 did not run for cnn" in records["cnn", "after_unstructured_pruning"]["reason"]
+
+
 def test_invalid_report_is_not_written(tmp_path):
     bad = copy.deepcopy(GOOD)
     bad["initial_accuracies"]["cnn_before_pruning"] = 91.2

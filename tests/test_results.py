@@ -100,6 +100,24 @@ def test_section_names_the_run(tmp_path):
     assert "No full GPU run" not in section
 
 
+def test_models_left_out_of_the_run_are_named_and_not_called_failures(tmp_path):
+    """A full run of cnn alone (--models cnn, the 15-minute GPU booking's run) is committable: the
+    table says which models it left out, not that they failed."""
+    none = {"original_accuracy": None, "pruned_accuracy": None, "pruning_percentage": None}
+    report = make_report()
+    report["initial_accuracies"]["vit_scratch_before_pruning"] = None
+    report["unstructured_pruning"]["vit_scratch"] = report["structured_pruning"]["vit_scratch"] = none
+    details = make_details()
+    details["entries"] = {"vit_before_pruning": {"reason": "not in this run: MODELS is cnn"},
+                          "vit_scratch_before_pruning": {"reason": "not in this run: MODELS is cnn"}}
+    section = R.results_section(write_run(tmp_path, report, details))
+    assert "2026-11-23, 21 min 33 s for the notebooks. Models: cnn (vit, vit_scratch not in this run)." in section
+    assert row(section, "vit_scratch", "dense")[5:] == ["not in this run", ">= 90.0%", "not in this run"]
+    assert row(section, "vit", "structured")[5] == "not in this run"
+    assert row(section, "cnn", "dense")[5] == "**met**"
+    assert "Models:" not in R.results_section(write_run(tmp_path))
+
+
 def test_a_reduced_report_is_refused_as_the_reference(tmp_path, capsys):
     write_run(tmp_path, details=make_details("smoke"))
     with pytest.raises(R.ResultsError, match="must come from a full run"):

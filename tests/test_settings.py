@@ -31,14 +31,32 @@ def test_a_profile_typo_is_one_line_naming_the_parameter(tmp_path):
     assert len(err.value._render_traceback_()) == 1 and not (tmp_path / "out").exists()
 
 
-def test_the_report_of_a_folder_without_a_run_points_at_out_dir(tmp_path, monkeypatch):
-    """An executed notebook 05 re-run from another folder reads OUT_DIR = ".." from there."""
+def test_the_report_of_a_folder_without_a_run_points_at_out_dir_and_writes_nothing(tmp_path, monkeypatch):
+    """An executed notebook 05 re-run from another folder reads OUT_DIR = ".." from there: it must
+    say so, and leave no run.json that would tie that folder to its profile and seed."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SettingsError, match=r"OUT_DIR .*elsewhere holds no run \(no metrics/run.json\): set OUT_DIR "
+                                            r"to the folder of a run \(a relative one is read from the working "
+                                            r"folder, .*\), or run notebooks 01-04 there first") as err:
+        Session("smoke", "elsewhere", device="cpu", start_run=False)
+    assert len(err.value._render_traceback_()) == 1 and not (tmp_path / "elsewhere").exists()
+
+
+def test_the_report_of_an_absolute_folder_without_a_run_does_not_talk_of_relative_paths(tmp_path):
+    with pytest.raises(SettingsError, match=r"holds no run \(no metrics/run.json\): set OUT_DIR to the folder of "
+                                            r"a run, or run notebooks 01-04 there first$"):
+        Session("smoke", tmp_path / "empty", device="cpu", start_run=False)
+    assert not (tmp_path / "empty").exists()
+
+
+def test_the_report_of_a_run_without_metrics_points_at_out_dir(tmp_path, monkeypatch):
     from labutils.labs import report
 
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(report.ReportError, match=r"holds no metrics of notebooks 02-04: if the run is elsewhere, "
-                                                 r"set OUT_DIR") as err:
-        report.load_run(Session("smoke", "elsewhere", device="cpu"))
+    Session("smoke", "elsewhere", device="cpu")  # notebook 01 ran there, nothing else
+    with pytest.raises(report.ReportError, match=r"holds no metrics of notebooks 02-04 for cnn, vit, vit_scratch: "
+                                                 r"if the run is elsewhere, set OUT_DIR") as err:
+        report.load_run(Session("smoke", "elsewhere", device="cpu", start_run=False))
     assert len(err.value._render_traceback_()) == 1
 
 

@@ -21,8 +21,8 @@ import jsonschema
 import matplotlib.pyplot as plt
 
 from ..artifacts import RunDirs, read_json, write_json
-from ..course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOTEBOOK_OF_STAGE, REPORT_ENTRY_KEYS,
-                      REPORT_SECTIONS, SPARSITY_MIN, checkpoint_names, meets_minimum)
+from ..course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, NOTEBOOK_OF_STAGE,
+                      REPORT_ENTRY_KEYS, REPORT_SECTIONS, SPARSITY_MIN, checkpoint_names, meets_minimum)
 from ..errors import Explained
 from ..evaluate import evaluate_paths, format_table
 from ..plots import finish
@@ -66,15 +66,20 @@ def validate_report(report: dict) -> None:
 
 
 def load_records(dirs: RunDirs, models=MODEL_NAMES) -> dict:
-    """{(model, stage): record}; a missing file becomes a not-produced record saying which
-    notebook would have written it."""
+    """{(model, stage): record} for every course model; a missing file becomes a not-produced
+    record saying which notebook would have written it, and a model outside ``models`` (the
+    notebook's MODELS) one saying that it is not in this run."""
     records = {}
-    for model in models:
+    for model in MODEL_NAMES:
         for stage, notebook in NOTEBOOK_OF_STAGE.items():
             path = dirs.metrics_file(model, stage)
-            records[model, stage] = read_json(path) if path.is_file() else {
-                "model": model, "stage": stage, "produced": False,
-                "reason": f"no metrics file {path.name}: notebook {notebook} did not run for {model}"}
+            if model not in models:
+                records[model, stage] = {"model": model, "stage": stage, "produced": False,
+                                         "reason": f"{NOT_IN_RUN}: MODELS is {', '.join(models)}"}
+            else:
+                records[model, stage] = read_json(path) if path.is_file() else {
+                    "model": model, "stage": stage, "produced": False,
+                    "reason": f"no metrics file {path.name}: notebook {notebook} did not run for {model}"}
     return records
 
 
@@ -188,11 +193,11 @@ def checkpoint_table(rows: list[dict], records: dict) -> tuple[list[str], list[l
 # -- the notebook's steps -------------------------------------------------------------------------
 def load_run(session) -> tuple[dict, dict]:
     """The run's metrics records and its identity (refused if they come from several runs)."""
-    records = load_records(session.dirs)
+    records = load_records(session.dirs, session.models)
     if not any("run" in r for r in records.values()):
-        raise ReportError(f"{session.dirs.metrics} holds no metrics of notebooks 02-04: if the run is elsewhere, "
-                          f"set OUT_DIR to its folder (a relative one is read from the working folder, "
-                          f"{Path.cwd()}); else run notebooks 01-04 first")
+        raise ReportError(f"{session.dirs.metrics} holds no metrics of notebooks 02-04 for "
+                          f"{', '.join(session.models)}: if the run is elsewhere, set OUT_DIR to its folder (a "
+                          f"relative one is read from the working folder, {Path.cwd()}); else run notebooks 01-04 first")
     run = check_one_run(records)
     print(f"run {run['run_id']}: profile {run['profile']}, {run['data']}, {run['device']}, "
           f"commit {run['git_commit']}")
