@@ -101,7 +101,8 @@ UNSTRUCTURED = {
         "frontier": {"step_keep": 0.5, "refine": 1, "max_trials": 3, "max_sparsity": 0.995,
                      "epochs": 1, "epoch_steps": 2, "drop": 0.02},
         # Dense against pruned time per image (the zeros are stored dense: no speed-up expected).
-        "latency": {"cpu": [1, 64], "cuda": [1, 256]}, "latency_warmup": 3, "latency_iters": 3, "latency_rounds": 1,
+        # A model's first few CPU passes can take 100x longer on a busy machine: 8 untimed ones.
+        "latency": {"cpu": [1, 64], "cuda": [1, 256]}, "latency_warmup": 8, "latency_iters": 3, "latency_rounds": 1,
     },
     "cpu": {  # about 8 minutes for cnn + vit_scratch on 2 cores
         "include_first": False, "include_classifier": False,
@@ -158,7 +159,7 @@ STRUCTURED = {
                              "weight_decay": 5e-4, "warmup": 0.1, "max_steps": 8},
                 "compare": ["l1", "l2", "bn_scale", "taylor"], "compare_shares": [0.5],
                 "compare_images": 200, "latency": {"cpu": [1, 64], "cuda": [1, 256]},
-                "latency_warmup": 3, "latency_iters": 3, "latency_rounds": 1,
+                "latency_warmup": 8, "latency_iters": 3, "latency_rounds": 1,
                 "throughput": {"cpu": [1, 8], "cuda": [1, 64]}, "throughput_iters": 2},
         "vit": {"criterion": "taylor", "scope": "uniform", "steps": [0.34], "step_epochs": 0,
                 "batch_size": 64, "taylor_batches": 1, "bn_batches": 0, "multiple": 1,
@@ -166,7 +167,7 @@ STRUCTURED = {
                              "weight_decay": 0.0, "warmup": 0.1, "max_steps": 8},
                 "compare": ["l1", "l2", "taylor"], "compare_shares": [0.34],
                 "compare_images": 200, "latency": {"cpu": [1, 64], "cuda": [1, 256]},
-                "latency_warmup": 3, "latency_iters": 3, "latency_rounds": 1,
+                "latency_warmup": 8, "latency_iters": 3, "latency_rounds": 1,
                 "throughput": {"cpu": [1, 8], "cuda": [1, 64]}, "throughput_iters": 2},
         "vit_scratch": {"criterion": "taylor", "scope": "uniform", "steps": [0.34], "step_epochs": 0,
                         "batch_size": 64, "taylor_batches": 1, "bn_batches": 0, "multiple": 1,
@@ -174,7 +175,7 @@ STRUCTURED = {
                                      "weight_decay": 0.05, "warmup": 0.1, "max_steps": 8},
                         "compare": ["l1", "l2", "taylor"], "compare_shares": [0.34],
                         "compare_images": 200, "latency": {"cpu": [1, 64], "cuda": [1, 256]},
-                        "latency_warmup": 3, "latency_iters": 3, "latency_rounds": 1,
+                        "latency_warmup": 8, "latency_iters": 3, "latency_rounds": 1,
                         "throughput": {"cpu": [1, 8], "cuda": [1, 64]}, "throughput_iters": 2},
     },
     "cpu": {  # cnn + vit_scratch within about 7 minutes on 2 cores
