@@ -3,11 +3,13 @@
 # the wheels, write the data, then start the stages in the background, in their own process
 # session, so they outlive this call while the machine stays warm. Returns at once.
 #
-#   bash benchmarks/gpu/run_on_gpu.sh                 # the full run
+#   bash benchmarks/gpu/run_on_gpu.sh                 # the full run, all models
+#   MODELS=cnn bash benchmarks/gpu/run_on_gpu.sh      # the full run of cnn alone (and notebook 06): fits a 15-minute booking
 #   STAGES="sweep full" bash benchmarks/gpu/run_on_gpu.sh   # the sweep (SWEEP_BUDGET_S), then the full run
 #   DRY_RUN=1 bash benchmarks/gpu/run_on_gpu.sh       # on a CPU: smoke sizes, nothing installed
 #
 # Settings (environment): WORK (default /tmp/gpu: data, outputs, run.log), STAGES ("full"; "sweep full" runs the sweep first),
+# MODELS (the full run's --models: "cnn,vit,vit_scratch" by default),
 # SWEEP_MODELS ("cnn"; airbench94/96 join the cnn sweep), SWEEP_BUDGET_S (180 per model),
 # SWEEP_JOBS (3: candidates trained at a time on the GPU, each in its own process).
 # Then poll with wait.sh and bring the results back with collect.sh.
@@ -41,4 +43,4 @@ else
 fi
 setsid nohup bash benchmarks/gpu/stages.sh >> "$WORK/run.log" 2>&1 < /dev/null &
 echo $! > "$WORK/stages.pid"
-echo "started stages '${STAGES:-full}' (pid $!, commit $LABUTILS_GIT_COMMIT, profile $PROFILE); log $WORK/run.log"
+echo "started stages '${STAGES:-full}' (pid $!, commit $LABUTILS_GIT_COMMIT, profile $PROFILE, models ${MODELS:-cnn,vit,vit_scratch}); log $WORK/run.log"

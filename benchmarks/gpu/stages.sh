@@ -22,7 +22,8 @@ for s in ${STAGES:-full}; do
     full)
         # A run already started in $WORK/full (an earlier call on this machine) is continued.
         resume=(); [ -f "$WORK/full/metrics/pipeline.json" ] && resume=(--resume)
-        stage full python3 -m labutils run --profile "$PROFILE" --out "$WORK/full" "${resume[@]}" ;;
+        stage full python3 -m labutils run --profile "$PROFILE" --models "${MODELS:-cnn,vit,vit_scratch}" \
+            --out "$WORK/full" "${resume[@]}" ;;
     *) note "unknown stage $s (sweep, full): skipped" ;;
     esac
 done
