@@ -137,6 +137,18 @@ def test_models_outside_the_runs_models_are_not_in_the_report(tmp_path):
     assert "notebook 03 did not run for cnn" in records["cnn", "after_unstructured_pruning"]["reason"]
 
 
+def test_the_verdict_and_the_figure_tell_a_model_left_out_from_one_not_produced(capsys, tmp_path):
+    report = copy.deepcopy(GOOD)  # vit not produced; vit_scratch left out of a run of cnn and vit
+    report["initial_accuracies"]["vit_scratch_before_pruning"] = None
+    for section in ("unstructured_pruning", "structured_pruning"):
+        report[section]["vit_scratch"] = dict.fromkeys(report[section]["vit_scratch"])
+    R.print_verdict(report, reduced=False, models=["cnn", "vit"])
+    assert "cnn: met  vit: not produced  vit_scratch: not in this run" in capsys.readouterr().out
+    fig = R.plot_accuracy_vs_sparsity(report, path=tmp_path / "f.png", models=["cnn", "vit"])
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels[1:] == ["vit: not produced", "vit_scratch: not in this run"]
+
+
 def test_invalid_report_is_not_written(tmp_path):
     bad = copy.deepcopy(GOOD)
     bad["initial_accuracies"]["cnn_before_pruning"] = 91.2

@@ -240,18 +240,24 @@ def write(session, report: dict, records: dict, run: dict, rows: list[dict]) -> 
     return paths
 
 
-def print_verdict(report: dict, reduced: bool) -> None:
-    """Each entry against the course's minimums: met, NOT met, or not produced."""
-    words = {True: "met", False: "NOT met", None: "not produced"}
-    for section, models in meets_minimums(report).items():
-        print(f"{section:22s}", "  ".join(f"{m}: {words[v]}" for m, v in models.items()))
+def _empty(model: str, models) -> str:
+    """How an empty entry reads: a model of the run that was not produced, or one left out."""
+    return "not produced" if model in models else NOT_IN_RUN
+
+
+def print_verdict(report: dict, reduced: bool, models=MODEL_NAMES) -> None:
+    """Each entry against the course's minimums: met, NOT met, not produced, or not in this run
+    (a model outside ``models``)."""
+    words = {True: "met", False: "NOT met"}
+    for section, verdicts in meets_minimums(report).items():
+        print(f"{section:22s}", "  ".join(f"{m}: {words.get(v) or _empty(m, models)}" for m, v in verdicts.items()))
     if reduced:
         print("\nThis is a reduced run: its numbers are not the course's results.")
 
 
 # -- figures -------------------------------------------------------------------------------------
 def plot_accuracy_vs_sparsity(report: dict, after_min: dict = AFTER_PRUNING_MIN, sparsity_min: dict = SPARSITY_MIN,
-                                path=None, caption=None):
+                                path=None, caption=None, models=MODEL_NAMES):
     """Each model's dense accuracy (at 0%) and pruned accuracy (at its pruning percentage), for
     unstructured and structured pruning; dashed lines are the course's minimums."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
@@ -261,7 +267,7 @@ def plot_accuracy_vs_sparsity(report: dict, after_min: dict = AFTER_PRUNING_MIN,
             color = f"C{i}"
             ax.axhline(100 * after_min[model], color=color, ls="--", lw=0.8)
             if e["pruned_accuracy"] is None:
-                ax.plot([], [], color=color, label=f"{model}: not produced")
+                ax.plot([], [], color=color, label=f"{model}: {_empty(model, models)}")
                 continue
             xs, ys = [0, e["pruning_percentage"]], [100 * e["original_accuracy"], 100 * e["pruned_accuracy"]]
             ax.plot(xs, ys, "o-", color=color, label=f"{model}: {ys[1]:.1f}% at {xs[1]:.1f}% removed")
