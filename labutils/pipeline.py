@@ -10,7 +10,7 @@ from pathlib import Path
 from .artifacts import (REPO_ROOT, atomic_write_bytes, check_output_folder, git_commit, read_json, record_run,
                         resolve_out_dir, run_id_for, write_json)
 from .course import MODEL_NAMES, STAGES
-from .data import describe_prepared, run_data_root
+from .data import DEFAULT_DATA_ROOT, describe_prepared, run_data_root
 from .profiles import get_profile
 from .runlock import RUN_TOKEN_ENV, RunLock
 from .train import check_seed
@@ -261,8 +261,12 @@ def _kernel_environment(lock: RunLock):
     * from a checkout, its folder comes first on ``PYTHONPATH``, so the kernels import the labutils
       that runs the pipeline: not another copy installed in the environment (a second checkout,
       an editable install pointing elsewhere), nor none at all (run from a checkout, not installed).
-      One run is one version of the code. An installed labutils (no checkout) is left as it is."""
+      One run is one version of the code. An installed labutils (no checkout) is left as it is;
+    * ``$LABUTILS_DATA`` becomes the absolute folder it names from here: a kernel works in
+      ``out/notebooks`` and would read a relative one from there."""
     settings = {"LABUTILS_PLAIN_PROGRESS": "1", RUN_TOKEN_ENV: lock.info["token"]}
+    if os.environ.get("LABUTILS_DATA"):
+        settings["LABUTILS_DATA"] = str(DEFAULT_DATA_ROOT)
     if (REPO_ROOT / "pyproject.toml").is_file():
         settings["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [
             entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry])
@@ -306,12 +310,20 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         books = [b for b in books if b.name not in skipped]
         print(f"resuming run {run_id} in {out_dir}: {len(skipped)} notebook(s) already finished "
               f"({', '.join(skipped) or 'none'}), {len(books)} to run", flush=True)
-    (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     # A run starts where the baseline is trained (notebook 01 or 02); later notebooks run alone
     # continue the run already in out_dir.
     starts = not resume and any(b.name[:2] in ("01", "02") for b in books)
     if not resume:
         check_same_run(out_dir, identity, starts)
+    if not resume and not starts and not (out_dir / "metrics" / "run.json").is_file():
+        # 03-05 alone on an empty folder would record every model as not produced and succeed;
+        # 06 alone trains its own ResNet-20, so it may start a run.
+        needing = [b.name for b in books if b.name[:2] in ("03", "04", "05")]
+        if needing:
+            raise RunRefused(f"{out_dir} holds no run for {', '.join(needing)} to continue: they work on the "
+                             f"baselines of notebook 02. Run 01 and 02 there first (--notebooks 01,02,...), "
+                             f"or pass the --out folder of a run")
+    (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     run_id = run_id or run_id_for(out_dir / "metrics", profile, seed, fresh=starts)
     lock.name_run(run_id)
     if not resume and not starts:  # later notebooks alone: the run's earlier times still count

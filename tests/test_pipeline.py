@@ -135,6 +135,25 @@ def test_defaults_are_not_injected():
         "PROFILE": "smoke", "MODELS": ["cnn"], "DEVICE": "cpu"}
 
 
+def test_a_relative_labutils_data_reaches_the_kernels_as_the_folder_it_names_here(tmp_path, monkeypatch):
+    """Kernels work in OUT/notebooks: LABUTILS_DATA=mydata must not be read from there."""
+    import subprocess
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LABUTILS_DATA", "mydata")
+    imported = subprocess.run([sys.executable, "-c", "from labutils.data import DEFAULT_DATA_ROOT as d; print(d)"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    assert imported == str(tmp_path / "mydata")
+    monkeypatch.setattr(pipeline, "DEFAULT_DATA_ROOT", Path(imported))
+
+    class Lock:
+        info = {"token": "t"}
+    with pipeline._kernel_environment(Lock()):
+        assert os.environ["LABUTILS_DATA"] == str(tmp_path / "mydata")
+    assert os.environ["LABUTILS_DATA"] == "mydata"
+
+
 @pytest.mark.parametrize("book", [p.name for p in pipeline.available_notebooks().values()])
 def test_notebook_defaults_match_every_parameters_cell(book):
     nb = nbformat.read(pipeline.NOTEBOOK_DIR / book, 4)
@@ -210,6 +229,16 @@ def test_resume_after_02_gives_the_report_of_an_uninterrupted_run(tmp_path, capf
     # Nothing is left: a second resume runs nothing and keeps the run.
     assert main(["run", "--profile", "smoke", "--out", str(split), "--resume"]) == 0
     assert "0 to run" in capfd.readouterr().out
+
+
+@pytest.mark.parametrize("notebooks", ["04", "03,04,05", "05,06"])
+def test_later_notebooks_alone_on_a_folder_without_a_run_are_refused(tmp_path, capsys, notebooks):
+    """They would record every model as not produced and report success."""
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "empty"), "--notebooks", notebooks]) == 1
+    err = capsys.readouterr().err
+    assert "holds no run for" in err and "Run 01 and 02 there first" in err
+    assert not (tmp_path / "empty" / "metrics" / "run.json").exists()
+    assert not (tmp_path / "empty" / "notebooks").exists()
 
 
 def test_resume_refuses_what_it_must_not_continue(tmp_path, capsys):
