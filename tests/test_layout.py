@@ -129,3 +129,20 @@ def test_the_product_points_nowhere_outside_the_repository():
                ROOT / "pyproject.toml"]
     offenders = [str(p.relative_to(ROOT)) for p in product if re.search(r"\.\./shared\b", p.read_text())]
     assert not offenders, offenders
+
+
+def test_the_conda_environment_installs_what_pip_does():
+    """README's conda line must give the same tests as its pip line: every dependency, with its
+    least version, and the test extra."""
+    yml = (ROOT / "environment.yml").read_text()
+    conda = dict(re.findall(r"^  - ([A-Za-z0-9_.-]+)(\S*)", yml, re.M))
+    conda["torch"] = conda.pop("pytorch")
+    toml = (ROOT / "pyproject.toml").read_text()
+    listed = re.search(r"^dependencies = \[(.*?)\]", toml, re.S | re.M).group(1)
+    listed += re.search(r"^test = \[(.*?)\]", toml, re.M).group(1)
+    for spec in re.findall(r'"([^"]+)"', listed):
+        name, version = re.match(r"([A-Za-z0-9_.-]+)(\S*)", spec).groups()
+        if name in ("playwright", "airbench"):  # pip-only: the test extra brings them
+            continue
+        assert name in conda and conda[name] == version, f"environment.yml: {name}{version}"
+    assert re.search(r"^      - -e \.\[test\]", yml, re.M)
