@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "the course's minimum and the project's goal, and whether each "
                                      "is met) from report.json and report_details.json in DIR.")
     res.add_argument("--root", metavar="DIR", default=None,
-                     help="folder holding report.json (default: the repository root, the reference run)")
+                     help="a run's folder holding report.json (a reduced run is shown, marked as one; "
+                          "default: the repository root, whose reference run must be a full one)")
     res.add_argument("--write-readme", action="store_true",
                      help="write the section into the repository's README.md between its markers")
     return parser
@@ -120,7 +121,8 @@ def _results_table(args) -> int:
             if args.root and not (Path(args.root) / "report.json").is_file():
                 raise ResultsError(f"{args.root} holds no report.json: pass the folder of a run "
                                    f"(notebook 05 writes report.json there)")
-            print(results_section(args.root or REPO_ROOT))
+            # Any run's folder may be shown; the repository root must hold a full run.
+            print(results_section(args.root or REPO_ROOT, full_only=not args.root))
     except (ResultsError, ValueError) as err:  # ValueError: a damaged JSON file, named
         print(f"error: {err}", file=sys.stderr)
         return 1

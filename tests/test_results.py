@@ -122,8 +122,16 @@ def test_a_reduced_report_is_refused_as_the_reference(tmp_path, capsys):
     write_run(tmp_path, details=make_details("smoke"))
     with pytest.raises(R.ResultsError, match="must come from a full run"):
         R.results_section(tmp_path)
-    assert main(["results-table", "--root", str(tmp_path)]) == 1
-    assert "'smoke' run" in capsys.readouterr().err
+
+
+def test_any_runs_folder_is_shown_and_a_reduced_one_says_so(tmp_path, capsys):
+    """A student compares their own cpu run with the goals: shown, never as the reference."""
+    write_run(tmp_path, details=make_details("cpu"))
+    assert main(["results-table", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "A reduced run (profile cpu): its numbers are not the course's results" in out
+    assert row(out, "cnn", "dense")[2] == "90.38%"
+    assert "A reduced run" not in R.results_section(write_run(tmp_path, details=make_details("full")))
 
 
 def test_the_repository_root_holds_no_reduced_report():

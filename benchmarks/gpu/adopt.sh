@@ -20,7 +20,15 @@ if [ ! -f "$tmp/full/report.json" ]; then
     echo "error: $tar holds no full/report.json: the run did not reach notebook 05" >&2
     exit 1
 fi
-if ! python3 -m labutils results-table --root "$tmp/full" > /dev/null; then  # refuses a reduced run
+if ! python3 - "$tmp/full" <<'PY'
+import sys
+from labutils.results import ResultsError, load_reference
+try:
+    load_reference(sys.argv[1])  # refuses a reduced run, or a report without its sidecar
+except (ResultsError, ValueError) as err:
+    sys.exit(f"error: {err}")
+PY
+then
     echo "error: $tar is not adopted (the reason is above); nothing was changed" >&2
     exit 1
 fi
