@@ -219,6 +219,20 @@ def test_evaluate_reports_bad_files_by_name_and_goes_on(full_smoke_run, tmp_path
     assert "cnn_before_pruning" in captured.out
 
 
+def test_evaluate_of_a_checkpoint_copied_out_of_its_run_says_so(full_smoke_run, tmp_path, capsys):
+    """Not "download CIFAR-10": the run's data folder is read relative to the run folder."""
+    import shutil
+
+    moved = tmp_path / "elsewhere" / "cnn_before_pruning.pth"
+    moved.parent.mkdir()
+    shutil.copy(full_smoke_run / "models_saved" / moved.name, moved)
+    assert main(["evaluate", str(moved)]) == 1
+    err = capsys.readouterr().err
+    assert "read its test images from 'data-synthetic', relative to the run folder" in err
+    assert "Evaluate the checkpoint where its run left it (RUN/models_saved/), or pass --data-root" in err
+    assert "download" not in err
+
+
 def test_an_executed_notebook_re_executes_where_it_lies(full_smoke_run):
     """The executed report notebook runs again in place, with nothing passed: its injected cell
     holds relative paths, and the run id comes from the run's metrics/run.json."""
