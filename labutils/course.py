@@ -35,6 +35,6 @@ def meets_minimum(model: str, kind: str, accuracy: float, removed: float) -> boo
     return accuracy >= AFTER_PRUNING_MIN[model] and removed_at_least(removed, SPARSITY_MIN[kind])
 
 
-def checkpoint_names() -> list[str]:
-    """The nine file names the course expects in models_saved/."""
-    return [f"{m}_{s}.pth" for m in MODEL_NAMES for s in STAGES]
+def checkpoint_names(models=MODEL_NAMES) -> list[str]:
+    """The nine file names the course expects in models_saved/ (those of ``models``)."""
+    return [f"{m}_{s}.pth" for m in MODEL_NAMES if m in models for s in STAGES]

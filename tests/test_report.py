@@ -173,6 +173,7 @@ def full_smoke_run(tmp_path_factory):
 def test_all_nine_checkpoints_and_a_valid_report(full_smoke_run):
     saved = sorted(p.name for p in (full_smoke_run / "models_saved").glob("*.pth"))
     assert saved == sorted(checkpoint_names())
+    assert checkpoint_names(["cnn"]) == [n for n in checkpoint_names() if n.startswith("cnn_")]  # notebook 05's
     report = json.loads((full_smoke_run / "report.json").read_text())
     R.validate_report(report)
     assert all(v is not None for v in report["initial_accuracies"].values())

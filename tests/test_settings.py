@@ -60,6 +60,21 @@ def test_the_report_of_a_run_without_metrics_points_at_out_dir(tmp_path, monkeyp
     assert len(err.value._render_traceback_()) == 1
 
 
+def test_the_report_of_a_pipeline_run_takes_that_runs_models(tmp_path):
+    """Notebook 05 by hand with MODELS other than the pipeline's: the left-out models would read
+    as failures (or the run's models as left out)."""
+    from labutils.artifacts import write_json
+    from labutils.labs import report
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    write_json(s.dirs.metrics / "pipeline.json", {"run_id": s.run_id, "models": ["cnn"]})
+    with pytest.raises(report.ReportError, match=r"was made for MODELS = \['cnn'\] \(its metrics/pipeline.json\), "
+                                                 r"not \['cnn', 'vit', 'vit_scratch'\]: set MODELS = \['cnn'\]"):
+        report.load_run(Session("smoke", tmp_path, device="cpu", start_run=False))
+    with pytest.raises(report.ReportError, match="holds no metrics of notebooks 02-04 for cnn"):
+        report.load_run(Session("smoke", tmp_path, device="cpu", models=["cnn"], start_run=False))
+
+
 def test_a_bad_device_is_refused_before_any_folder_exists(tmp_path):
     with pytest.raises(SettingsError, match=r"unknown DEVICE \(--device\) 'gpu'"):
         Session("smoke", tmp_path / "out", device="gpu")

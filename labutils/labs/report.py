@@ -192,7 +192,14 @@ def checkpoint_table(rows: list[dict], records: dict) -> tuple[list[str], list[l
 
 # -- the notebook's steps -------------------------------------------------------------------------
 def load_run(session) -> tuple[dict, dict]:
-    """The run's metrics records and its identity (refused if they come from several runs)."""
+    """The run's metrics records and its identity (refused if they come from several runs, or if
+    MODELS is not the model list the pipeline ran)."""
+    summary = session.dirs.metrics / "pipeline.json"
+    ran = read_json(summary) if summary.is_file() else {}
+    if ran.get("run_id") == session.run_id and set(ran.get("models", session.models)) != set(session.models):
+        raise ReportError(f"the run in {session.dirs.root} was made for MODELS = {ran['models']!r} (its "
+                          f"metrics/pipeline.json), not {list(session.models)!r}: set MODELS = {ran['models']!r} "
+                          f"so that the report covers the run's models")
     records = load_records(session.dirs, session.models)
     if not any("run" in r for r in records.values()):
         raise ReportError(f"{session.dirs.metrics} holds no metrics of notebooks 02-04 for "
@@ -214,10 +221,10 @@ def print_report(report: dict, records: dict) -> None:
 
 
 def remeasure_checkpoints(session) -> list[dict]:
-    """Load every course checkpoint of the run back and measure it on the test images its notebook
+    """Load every course checkpoint of the run's models back and measure it on the test images its notebook
     used, and print any difference from the recorded accuracy (that checks the files, not just the
     metrics). Raises ReportError when a checkpoint the metrics say was produced does not load."""
-    paths = [session.dirs.models / n for n in checkpoint_names() if (session.dirs.models / n).is_file()]
+    paths = [session.dirs.models / n for n in checkpoint_names(session.models) if (session.dirs.models / n).is_file()]
     rows, failures = evaluate_paths(paths, session.device)
     for r in rows:  # the rows go into the sidecar, which names no folder of the machine
         r["checkpoint"] = os.path.relpath(r["checkpoint"], session.dirs.root)
