@@ -8,10 +8,16 @@
 #
 #   bash benchmarks/run_all.sh benchmarks/results/h100-YYYY-MM-DD     # logs and JSON land there
 #   BENCH_SMOKE=1 bash benchmarks/run_all.sh /tmp/bench               # seconds on a CPU: the code paths
+#   BENCH_TAR=$OUT/bench.tar bash benchmarks/run_all.sh /tmp/bench     # on the device machine (below)
+#
+# BENCH_TAR: the folder is tarred there after each benchmark. The device tool brings back at most
+# 8 files from $OUT (this writes about 17), and a call stopped at its time limit still brings back
+# what is in $OUT: the tar then holds every benchmark that finished.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: bash benchmarks/run_all.sh RESULTS_FOLDER}
 mkdir -p "$out"
+pack() { if [[ -n "${BENCH_TAR:-}" ]]; then tar cf "$BENCH_TAR" -C "$(dirname "$out")" "$(basename "$out")"; fi; }
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" LABUTILS_PLAIN_PROGRESS=1
 if [[ -n "${BENCH_SMOKE:-}" ]]; then
   profile=(--smoke --warmup 2 --steps 2) cases=(32 64 32:trivialaugment)
@@ -31,12 +37,18 @@ for case in "${cases[@]}"; do  # BATCH or BATCH:POLICY
   TORCHINDUCTOR_CACHE_DIR=$cache/inductor TRITON_CACHE_DIR=$cache/triton python benchmarks/profile_step.py \
     "${profile[@]}" --batch-size "$batch" --out "$out" "${extra[@]}" --json "$out/profile_vit_scratch_$name.json" \
     2>&1 | tee "$out/profile_vit_scratch_$name.log" || echo "profile_step.py failed for $case: see its log"
+  pack
 done
 rm -rf "$cache"
 if [[ -z "${BENCH_SMOKE:-}" ]]; then  # what the profile took comes off the training benchmark's limit
   limit=$((420 - SECONDS)); train+=(--time-limit $((limit > 60 ? limit : 60)))
 fi
 python benchmarks/bench_train.py "${train[@]}" --json "$out/bench_train.json" 2>&1 | tee "$out/bench_train.log"
+pack
 python benchmarks/bench_infer.py "${infer[@]}" --json "$out/bench_infer.json" 2>&1 | tee "$out/bench_infer.log"
+pack
 python benchmarks/bench_masks.py "${masks[@]}" --json "$out/bench_masks.json" 2>&1 | tee "$out/bench_masks.log"
-echo "all benchmarks: ${SECONDS} s (commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))" | tee "$out/elapsed.txt"
+# The device machine's copy has no (or stale) git metadata: LABUTILS_GIT_COMMIT names the code there.
+commit=${LABUTILS_GIT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+echo "all benchmarks: ${SECONDS} s (commit $commit)" | tee "$out/elapsed.txt"
+pack

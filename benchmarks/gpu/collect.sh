@@ -10,7 +10,10 @@ cd "$WORK"
 want=(run.log stages full/notebooks full/figures full/report.json full/report_details.json full/metrics sweep)
 have=()
 for p in "${want[@]}"; do [ -e "$p" ] && have+=("$p"); done
-tar cf "$dest" --exclude='*.pth' --exclude='sweep/data-synthetic' --exclude='sweep/airbench' "${have[@]}"
+# Written beside and renamed: wait.sh refreshes it while the run goes on, and a call stopped at its
+# time limit must still bring back a whole tar (the last one).
+tar cf "$dest.partial" --exclude='*.pth' --exclude='sweep/data-synthetic' --exclude='sweep/airbench' "${have[@]}"
+mv "$dest.partial" "$dest"
 size=$(stat -c %s "$dest")
 echo "wrote results.tar: ${have[*]} ($((size / 1024)) KiB)"
 [ "$size" -lt $((16 * 1024 * 1024)) ] || echo "warning: over 16 MiB, it will not come back: leave out full/notebooks' figures?" >&2

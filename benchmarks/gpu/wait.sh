@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Poll the background stages for up to SECONDS (default 540: one call stays under 10 minutes),
 # then print where they stand. Call it again at once while they run: an idle machine goes back.
+# Where $OUT is set (a device call), $OUT/results.tar is refreshed every minute meanwhile, so a
+# call stopped at its time limit still brings back the run as it was a minute before.
 #
 #   bash benchmarks/gpu/wait.sh [SECONDS]
 WORK=${WORK:-/tmp/gpu}
-end=$((SECONDS + ${1:-540}))
+end=$((SECONDS + ${1:-540})) collected=$SECONDS
 running() { [ -f "$WORK/stages.pid" ] && kill -0 "$(cat "$WORK/stages.pid")" 2>/dev/null; }
-while running && [ $SECONDS -lt $end ]; do sleep 10; done
+while running && [ $SECONDS -lt $end ]; do
+    sleep 10
+    if [ -n "${OUT:-}" ] && [ $((SECONDS - collected)) -ge 60 ]; then
+        bash "$(dirname "$0")/collect.sh" > /dev/null 2>&1 || true
+        collected=$SECONDS
+    fi
+done
 echo "--- stages"; cat "$WORK/stages" 2>/dev/null
 echo "--- progress"; grep -E "^== |^done:|^error|Error" "$WORK/run.log" 2>/dev/null | tail -15
 echo "--- last lines"; tail -n 4 "$WORK/run.log" 2>/dev/null

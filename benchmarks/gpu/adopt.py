@@ -1,0 +1,156 @@
+"""Here, after a GPU session: file what results.tar (from collect.sh) brought back.
+
+    python3 benchmarks/gpu/adopt.py PATH/results.tar [FOLDER]     (adopt.sh runs this, then the test)
+
+A full run becomes the repository's reference run: the notebooks it finished replace
+``notebooks/`` (without papermill's injected-parameters cell, which would override the
+``parameters`` cell a student edits; its values stay in the notebook's metadata), the others lose
+their outputs, so no notebook shows a half-run or an earlier run; ``figures/`` becomes the
+finished notebooks' figures; ``report.json`` and ``report_details.json`` go to the root; README's
+results table is written again. The sweep's tables, the logs and ``pipeline.json`` go to
+``benchmarks/results/FOLDER/`` (default ``<gpu>-<date>``; an existing folder is refused).
+
+A tar with the sweep alone (``STAGES=sweep``) files just that folder (FOLDER is then required).
+Refused, with nothing changed: a reduced run, a report without its sidecar, a run whose notebook
+05 did not finish, a report of another run than the pipeline's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))  # this checkout's labutils, whatever is installed
+
+import nbformat  # noqa: E402
+
+from labutils.pipeline import as_workbook_notebook  # noqa: E402
+from labutils.results import ResultsError, load_reference, write_readme  # noqa: E402
+
+REPORT_NOTEBOOK = "05_report.ipynb"
+
+
+class Refused(Exception):
+    """The tar cannot be adopted; nothing was changed."""
+
+
+def default_folder(details: dict) -> str:
+    """``h100-2026-11-23`` from the run's device and date."""
+    run = details["run"]
+    name = re.sub(r"[^a-z0-9]+", "-", run["device"].lower().replace("nvidia", "")).strip("-")
+    return f"{name.split('-')[0]}-{run['date'][:10]}"
+
+
+def check_run(run: Path) -> tuple[dict, list[str]]:
+    """(details, finished notebooks) of a run that may become the reference, else Refused."""
+    if not (run / "report.json").is_file():
+        raise Refused("it holds no full/report.json: the run did not reach notebook 05")
+    try:
+        _, details = load_reference(run)  # a full run, with its sidecar
+    except (ResultsError, ValueError) as err:
+        raise Refused(str(err)) from None
+    summary_path = run / "metrics" / "pipeline.json"
+    if not summary_path.is_file():
+        raise Refused("it holds no full/metrics/pipeline.json: which notebooks finished is unknown")
+    summary = json.loads(summary_path.read_text())
+    if REPORT_NOTEBOOK not in summary.get("finished", []):
+        raise Refused(f"{REPORT_NOTEBOOK} did not finish in this run: its report.json may be incomplete")
+    if details["run"].get("run_id") != summary.get("run_id"):
+        raise Refused(f"report_details.json names run {details['run'].get('run_id')}, but pipeline.json "
+                      f"run {summary.get('run_id')}: the report is not this run's")
+    return details, summary["finished"]
+
+
+def clear_outputs(path: Path) -> None:
+    """A notebook with no outputs and no trace of an execution (papermill's times and status)."""
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        for key in ("papermill", "execution"):
+            cell.metadata.pop(key, None)
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(nb, path)
+
+
+def adopt_notebooks(run: Path, repo: Path, finished: list[str]) -> None:
+    for path in sorted((repo / "notebooks").glob("*.ipynb")):
+        if path.name in finished:
+            shutil.copy(run / "notebooks" / path.name, path)
+            as_workbook_notebook(path)  # students open these too: their parameters cell must govern
+        else:
+            clear_outputs(path)
+            print(f"note: {path.name} did not finish in this run: its outputs in notebooks/ are cleared")
+    figures = repo / "figures"
+    figures.mkdir(exist_ok=True)
+    for old in figures.glob("*.png"):
+        old.unlink()
+    for fig in sorted((run / "figures").glob("*.png")):  # "03_study.png" comes from 03_*.ipynb
+        if any(name.startswith(fig.name[:3]) for name in finished):
+            shutil.copy(fig, figures / fig.name)
+
+
+def file_logs(unpacked: Path, folder: Path) -> None:
+    """The sweep's tables, the logs and the run's timings, kept with the session's results."""
+    folder.mkdir(parents=True)
+    for name in ("run.log", "stages", "full/metrics/pipeline.json"):
+        if (unpacked / name).is_file():
+            shutil.copy(unpacked / name, folder)
+    for table in [*(unpacked / "sweep").glob("*.json"), *(unpacked / "sweep").glob("*.md")]:
+        shutil.copy(table, folder)
+
+
+def adopt(tar: Path, folder_name: str | None = None, repo: Path = REPO) -> Path:
+    """File ``tar`` into ``repo``; the results folder it wrote. Refused: nothing changed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        unpacked = Path(tmp)
+        with tarfile.open(tar) as t:
+            t.extractall(unpacked, filter="data")
+        run = unpacked / "full"
+        if not run.is_dir():
+            if not (unpacked / "sweep").is_dir():
+                raise Refused("it holds neither a run (full/) nor a sweep (sweep/)")
+            if not folder_name:
+                raise Refused("a sweep alone names no device or date: name the folder, "
+                              "e.g. h100-2026-12-06-sweep")
+            details, finished = None, []
+        else:
+            details, finished = check_run(run)
+        folder = repo / "benchmarks" / "results" / (folder_name or default_folder(details))
+        if folder.exists():
+            raise Refused(f"{folder.relative_to(repo)} exists already: name another folder as the second argument")
+        if details is not None:
+            adopt_notebooks(run, repo, finished)
+            for name in ("report.json", "report_details.json"):
+                shutil.copy(run / name, repo / name)
+            print(f"wrote the results section of {write_readme(repo)}")
+        file_logs(unpacked, folder)
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("tar", type=Path, help="results.tar from collect.sh")
+    parser.add_argument("folder", nargs="?", help="benchmarks/results/FOLDER (default: <gpu>-<date>)")
+    args = parser.parse_args(argv)
+    try:
+        folder = adopt(args.tar, args.folder).relative_to(REPO)
+    except Refused as err:
+        print(f"error: {args.tar} is not adopted: {err}; nothing was changed", file=sys.stderr)
+        return 1
+    if (REPO / folder / "pipeline.json").exists():
+        print(f"adopted: notebooks/, figures/, report.json, report_details.json, README.md, {folder}/")
+    else:
+        print(f"filed the sweep alone in {folder}/")
+    print(f"next: write {folder}/README.md (machine, data, commit, what the sweep showed), review git diff, commit")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

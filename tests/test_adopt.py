@@ -1,0 +1,118 @@
+"""benchmarks/gpu/adopt.py: what a GPU session's results.tar becomes in the repository. It runs once
+at the end of a scarce booking, so every refusal must leave the repository as it was."""
+import importlib.util
+import io
+import json
+import shutil
+import tarfile
+
+import nbformat
+import pytest
+
+from labutils.artifacts import REPO_ROOT
+from labutils.results import START
+
+spec = importlib.util.spec_from_file_location("adopt", REPO_ROOT / "benchmarks" / "gpu" / "adopt.py")
+adopt = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(adopt)
+
+NOTEBOOKS = sorted(p.name for p in (REPO_ROOT / "notebooks").glob("*.ipynb"))
+NONE = {"original_accuracy": None, "pruned_accuracy": None, "pruning_percentage": None}
+REPORT = {"initial_accuracies": {"cnn_before_pruning": 0.91, "vit_before_pruning": None,
+                                 "vit_scratch_before_pruning": None},
+          "unstructured_pruning": {"cnn": {"original_accuracy": 0.91, "pruned_accuracy": 0.9,
+                                           "pruning_percentage": 95.0}, "vit": NONE, "vit_scratch": NONE},
+          "structured_pruning": {"cnn": {"original_accuracy": 0.91, "pruned_accuracy": 0.9,
+                                         "pruning_percentage": 50.0}, "vit": NONE, "vit_scratch": NONE}}
+
+
+def executed(name: str) -> bytes:
+    """The workbook's notebook as papermill leaves it: an injected cell, outputs, its metadata."""
+    nb = nbformat.read(REPO_ROOT / "notebooks" / name, as_version=4)
+    nb.cells.insert(1, nbformat.v4.new_code_cell('PROFILE = "full"', metadata={"tags": ["injected-parameters"]}))
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [nbformat.v4.new_output("stream", text=f"ran {name}\n")]
+            cell.metadata["papermill"] = {"status": "completed"}
+    nb.metadata["papermill"] = {"parameters": {"PROFILE": "full"}}
+    return nbformat.writes(nb).encode()
+
+
+def make_tar(path, finished=NOTEBOOKS[:5], profile="full", report_run="R1", full=True, sweep=False):
+    files = {"run.log": b"log\n", "stages": b"start full\n"}
+    if full:
+        details = {"run": {"run_id": report_run, "profile": profile, "device": "NVIDIA H100 80GB HBM3",
+                           "date": "2026-12-06T01:00:00+00:00", "data": "CIFAR-10", "git_commit": "abc"}}
+        files |= {"full/report.json": json.dumps(REPORT).encode(),
+                  "full/report_details.json": json.dumps(details).encode(),
+                  "full/metrics/pipeline.json": json.dumps({"run_id": "R1", "finished": list(finished)}).encode(),
+                  "full/figures/03_study.png": b"png", "full/figures/06_accuracy_vs_bits.png": b"png"}
+        files |= {f"full/notebooks/{n}": executed(n) for n in finished}
+    if sweep:
+        files |= {"sweep/sweep_cnn.json": b"{}", "sweep/sweep_cnn.md": b"| a |"}
+    with tarfile.open(path, "w") as t:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A repository as adopt finds it: the workbook's notebooks and README, an older figure."""
+    root = tmp_path / "repo"
+    shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks")
+    shutil.copy(REPO_ROOT / "README.md", root / "README.md")
+    (root / "figures").mkdir()
+    (root / "figures" / "04_old_run.png").write_bytes(b"old")
+    return root
+
+
+def snapshot(root):
+    return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_full_run_becomes_the_reference_and_only_its_finished_notebooks_show(repo, tmp_path):
+    folder = adopt.adopt(make_tar(tmp_path / "r.tar", sweep=True), repo=repo)
+    assert folder == repo / "benchmarks" / "results" / "h100-2026-12-06"
+    assert sorted(p.name for p in folder.iterdir()) == ["pipeline.json", "run.log", "stages",
+                                                        "sweep_cnn.json", "sweep_cnn.md"]
+    report = nbformat.read(repo / "notebooks" / "05_report.ipynb", as_version=4)
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in report.cells)
+    assert "ran 05_report.ipynb" in json.dumps(report.cells[-1].outputs)
+    quant = nbformat.read(repo / "notebooks" / "06_quantization.ipynb", as_version=4)  # not finished
+    assert all(not c.get("outputs") and "papermill" not in c.metadata for c in quant.cells)
+    assert "papermill" not in quant.metadata
+    assert sorted(p.name for p in (repo / "figures").iterdir()) == ["03_study.png"]
+    assert json.loads((repo / "report.json").read_text()) == REPORT
+    readme = (repo / "README.md").read_text()
+    assert "Run `R1`: profile full on NVIDIA H100 80GB HBM3" in readme[readme.index(START):]
+
+
+@pytest.mark.parametrize("tar_args, message", [
+    (dict(finished=NOTEBOOKS[:4]), "05_report.ipynb did not finish in this run"),
+    (dict(report_run="R0"), "report_details.json names run R0, but pipeline.json run R1"),
+    (dict(profile="cpu"), "comes from a 'cpu' run"),
+    (dict(full=False), "neither a run"),
+    (dict(full=False, sweep=True), "a sweep alone names no device or date"),
+])
+def test_refused_with_nothing_changed(repo, tmp_path, tar_args, message):
+    before = snapshot(repo)
+    with pytest.raises(adopt.Refused, match=message):
+        adopt.adopt(make_tar(tmp_path / "r.tar", **tar_args), repo=repo)
+    assert snapshot(repo) == before
+
+
+def test_a_sweep_alone_files_its_tables_and_touches_nothing_else(repo, tmp_path):
+    before = snapshot(repo)
+    folder = adopt.adopt(make_tar(tmp_path / "r.tar", full=False, sweep=True), "h100-2026-12-06-sweep", repo=repo)
+    assert sorted(p.name for p in folder.iterdir()) == ["run.log", "stages", "sweep_cnn.json", "sweep_cnn.md"]
+    assert {k: v for k, v in snapshot(repo).items() if "benchmarks" not in k.parts} == before
+
+
+def test_an_existing_results_folder_is_refused(repo, tmp_path):
+    (repo / "benchmarks" / "results" / "h100-2026-12-06").mkdir(parents=True)
+    with pytest.raises(adopt.Refused, match="exists already"):
+        adopt.adopt(make_tar(tmp_path / "r.tar"), repo=repo)
+    assert (repo / "figures" / "04_old_run.png").exists()
