@@ -104,13 +104,13 @@ def results_table(report: dict, left_out: list[str] = ()) -> str:
     for model in MODEL_NAMES:
         for stage, label in STAGES:
             got = numbers(report, model, stage)
-            produced = got["accuracy"] is not None
+            produced, in_run = got["accuracy"] is not None, model not in left_out
             course, project = course_goal(model, stage), PROJECT_GOALS.get(model, {}).get(stage)
             accuracy = f"{got['accuracy']:.2%}" if produced else "-"
             removed = f"{got['removed']:.1f}%" if produced and got["removed"] is not None else "-"
             rows.append(f"| {model} | {label} | {accuracy} | {removed} | {describe_goal(course)} | "
-                        f"{_verdict(met(course, got), produced, model not in left_out)} | {describe_goal(project)} | "
-                        f"{_verdict(met(project, got), produced, model not in left_out) if project else '-'} |")
+                        f"{_verdict(met(course, got), produced, in_run)} | {describe_goal(project)} | "
+                        f"{_verdict(met(project, got), produced, in_run) if project else '-'} |")
     return "\n".join(rows)
 
 

@@ -111,7 +111,8 @@ def adopt(tar: Path, folder_name: str | None = None, repo: Path = REPO) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         unpacked = Path(tmp)
         with tarfile.open(tar) as t:
-            t.extractall(unpacked, filter="data")
+            # The "data" filter (no links out, no absolute paths) exists from Python 3.10.12 / 3.11.4.
+            t.extractall(unpacked, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
         run = unpacked / "full"
         if not run.is_dir():
             if not (unpacked / "sweep").is_dir():

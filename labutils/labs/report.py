@@ -73,13 +73,12 @@ def load_records(dirs: RunDirs, models=MODEL_NAMES) -> dict:
     for model in MODEL_NAMES:
         for stage, notebook in NOTEBOOK_OF_STAGE.items():
             path = dirs.metrics_file(model, stage)
-            if model not in models:
-                records[model, stage] = {"model": model, "stage": stage, "produced": False,
-                                         "reason": f"{NOT_IN_RUN}: MODELS is {', '.join(models)}"}
-            else:
-                records[model, stage] = read_json(path) if path.is_file() else {
-                    "model": model, "stage": stage, "produced": False,
-                    "reason": f"no metrics file {path.name}: notebook {notebook} did not run for {model}"}
+            if model in models and path.is_file():
+                records[model, stage] = read_json(path)
+                continue
+            reason = (f"no metrics file {path.name}: notebook {notebook} did not run for {model}" if model in models
+                      else f"{NOT_IN_RUN}: MODELS is {', '.join(models)}")
+            records[model, stage] = {"model": model, "stage": stage, "produced": False, "reason": reason}
     return records
 
 
@@ -221,7 +220,7 @@ def print_report(report: dict, records: dict) -> None:
 
 
 def remeasure_checkpoints(session) -> list[dict]:
-    """Load every course checkpoint of the run's models back and measure it on the test images its notebook
+    """Load every course checkpoint of MODELS back and measure it on the test images its notebook
     used, and print any difference from the recorded accuracy (that checks the files, not just the
     metrics). Raises ReportError when a checkpoint the metrics say was produced does not load."""
     paths = [session.dirs.models / n for n in checkpoint_names(session.models) if (session.dirs.models / n).is_file()]
