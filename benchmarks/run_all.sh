@@ -17,7 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: bash benchmarks/run_all.sh RESULTS_FOLDER}
 mkdir -p "$out"
-pack() { if [[ -n "${BENCH_TAR:-}" ]]; then tar cf "$BENCH_TAR" -C "$(dirname "$out")" "$(basename "$out")"; fi; }
+pack() { if [[ -n "${BENCH_TAR:-}" ]]; then tar cf "$BENCH_TAR" -C "$(dirname "$out")" "$(basename "$out")" || true; fi; }
+trap pack EXIT  # whatever stops the script, the tar holds the logs so far (a failure's traceback too)
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" LABUTILS_PLAIN_PROGRESS=1
 if [[ -n "${BENCH_SMOKE:-}" ]]; then
   profile=(--smoke --warmup 2 --steps 2) cases=(32 64 32:trivialaugment)
@@ -26,7 +27,7 @@ else
   profile=(--mode compiled --steps 5) cases=(512 1024 512:trivialaugment)
   train=(--epochs 2 --images 25000 --modes eager,compiled,graphs,compiled+graphs) infer=(--time-limit 75) masks=()
 fi
-SECONDS=0
+SECONDS=0 failed=()
 # The profile compiles into a cache of its own, so the training benchmark's compile times stay
 # comparable with earlier runs; a profile that fails does not stop the benchmarks after it.
 cache=$(mktemp -d)
@@ -36,19 +37,24 @@ for case in "${cases[@]}"; do  # BATCH or BATCH:POLICY
   if [[ $case == "${cases[0]}" ]]; then extra+=(--trace); fi  # one small chrome trace
   TORCHINDUCTOR_CACHE_DIR=$cache/inductor TRITON_CACHE_DIR=$cache/triton python benchmarks/profile_step.py \
     "${profile[@]}" --batch-size "$batch" --out "$out" "${extra[@]}" --json "$out/profile_vit_scratch_$name.json" \
-    2>&1 | tee "$out/profile_vit_scratch_$name.log" || echo "profile_step.py failed for $case: see its log"
+    2>&1 | tee "$out/profile_vit_scratch_$name.log" || { echo "profile_step.py failed for $case: see its log"; failed+=("profile $case"); }
   pack
 done
 rm -rf "$cache"
 if [[ -z "${BENCH_SMOKE:-}" ]]; then  # what the profile took comes off the training benchmark's limit
   limit=$((420 - SECONDS)); train+=(--time-limit $((limit > 60 ? limit : 60)))
 fi
-python benchmarks/bench_train.py "${train[@]}" --json "$out/bench_train.json" 2>&1 | tee "$out/bench_train.log"
-pack
-python benchmarks/bench_infer.py "${infer[@]}" --json "$out/bench_infer.json" 2>&1 | tee "$out/bench_infer.log"
-pack
-python benchmarks/bench_masks.py "${masks[@]}" --json "$out/bench_masks.json" 2>&1 | tee "$out/bench_masks.log"
+# A benchmark that fails does not stop the ones after it; its log keeps the traceback.
+bench() {
+  local name=$1; shift
+  python "benchmarks/bench_$name.py" "$@" --json "$out/bench_$name.json" 2>&1 | tee "$out/bench_$name.log" \
+    || { echo "bench_$name.py failed: see its log"; failed+=("bench_$name"); }
+  pack
+}
+bench train "${train[@]}"
+bench infer "${infer[@]}"
+bench masks "${masks[@]}"
 # The device machine's copy has no (or stale) git metadata: LABUTILS_GIT_COMMIT names the code there.
 commit=${LABUTILS_GIT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
-echo "all benchmarks: ${SECONDS} s (commit $commit)" | tee "$out/elapsed.txt"
-pack
+echo "all benchmarks: ${SECONDS} s (commit $commit)${failed[*]:+; failed: ${failed[*]}}" | tee "$out/elapsed.txt"
+[[ ${#failed[@]} -eq 0 ]]

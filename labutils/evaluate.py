@@ -34,12 +34,11 @@ def test_loader_for(ckpt: dict, model, device, data_root: str | os.PathLike | No
             raise ValueError(f"the checkpoint's data folder {root!r} is relative to its run folder: "
                              f"give the checkpoint's path, or pass --data-root")
         run_folder = Path(checkpoint).resolve().parent.parent
-        if not (run_folder / root / D.BATCH_DIR / D.TEST_FILES[0]).is_file():
-            # Most likely a checkpoint copied out of its run's models_saved/: say so, not "download".
+        if not (run_folder / "metrics" / "run.json").is_file():
+            # A checkpoint copied out of its run's models_saved/: say so, not "download CIFAR-10".
             raise ValueError(f"the checkpoint's run read its test images from {root!r}, relative to the run "
-                             f"folder, which for this file is {run_folder}: there is no CIFAR-10 test batch "
-                             f"there. Evaluate the checkpoint where its run left it (RUN/models_saved/), "
-                             f"or pass --data-root")
+                             f"folder, but {run_folder} (two levels above this file) holds no run. Evaluate "
+                             f"the checkpoint where its run left it (RUN/models_saved/), or pass --data-root")
         root = run_folder / root
     n_test = None if data_root else meta.get("n_test")
     images, labels = D.subset(*D.load_cifar10(root, train=False, download=False), n_test, meta.get("seed", 0))

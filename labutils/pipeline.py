@@ -315,14 +315,14 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
     starts = not resume and any(b.name[:2] in ("01", "02") for b in books)
     if not resume:
         check_same_run(out_dir, identity, starts)
-    if not resume and not starts and not (out_dir / "metrics" / "run.json").is_file():
-        # 03-05 alone on an empty folder would record every model as not produced and succeed;
-        # 06 alone trains its own ResNet-20, so it may start a run.
+    if not resume and not starts and not any((out_dir / "metrics").glob("*_before_pruning.json")):
+        # 03-05 alone on a folder without notebook 02's baselines would record every model as not
+        # produced and succeed; 06 alone trains its own ResNet-20, so it may start a run.
         needing = [b.name for b in books if b.name[:2] in ("03", "04", "05")]
         if needing:
-            raise RunRefused(f"{out_dir} holds no run for {', '.join(needing)} to continue: they work on the "
-                             f"baselines of notebook 02. Run 01 and 02 there first (--notebooks 01,02,...), "
-                             f"or pass the --out folder of a run")
+            raise RunRefused(f"{out_dir} holds no baselines of notebook 02 for {', '.join(needing)} to start "
+                             f"from. Run 01 and 02 there first (--notebooks 01,02,...), or pass the --out "
+                             f"folder of a run")
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     run_id = run_id or run_id_for(out_dir / "metrics", profile, seed, fresh=starts)
     lock.name_run(run_id)

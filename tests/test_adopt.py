@@ -38,7 +38,7 @@ def executed(name: str) -> bytes:
     return nbformat.writes(nb).encode()
 
 
-def make_tar(path, finished=NOTEBOOKS[:5], profile="full", report_run="R1", full=True, sweep=False):
+def make_tar(path, finished=NOTEBOOKS[:5], profile="full", report_run="R1", full=True, sweep=False, lacking=()):
     files = {"run.log": b"log\n", "stages": b"start full\n"}
     if full:
         details = {"run": {"run_id": report_run, "profile": profile, "device": "NVIDIA H100 80GB HBM3",
@@ -47,7 +47,7 @@ def make_tar(path, finished=NOTEBOOKS[:5], profile="full", report_run="R1", full
                   "full/report_details.json": json.dumps(details).encode(),
                   "full/metrics/pipeline.json": json.dumps({"run_id": "R1", "finished": list(finished)}).encode(),
                   "full/figures/03_study.png": b"png", "full/figures/06_accuracy_vs_bits.png": b"png"}
-        files |= {f"full/notebooks/{n}": executed(n) for n in finished}
+        files |= {f"full/notebooks/{n}": executed(n) for n in finished if n not in lacking}
     if sweep:
         files |= {"sweep/sweep_cnn.json": b"{}", "sweep/sweep_cnn.md": b"| a |"}
     with tarfile.open(path, "w") as t:
@@ -93,6 +93,7 @@ def test_a_full_run_becomes_the_reference_and_only_its_finished_notebooks_show(r
 @pytest.mark.parametrize("tar_args, message", [
     (dict(finished=NOTEBOOKS[:4]), "05_report.ipynb did not finish in this run"),
     (dict(report_run="R0"), "report_details.json names run R0, but pipeline.json run R1"),
+    (dict(lacking=["05_report.ipynb"]), "pipeline.json says 05_report.ipynb finished, but the tar lacks"),
     (dict(profile="cpu"), "comes from a 'cpu' run"),
     (dict(full=False), "neither a run"),
     (dict(full=False, sweep=True), "a sweep alone names no device or date"),

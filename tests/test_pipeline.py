@@ -232,13 +232,21 @@ def test_resume_after_02_gives_the_report_of_an_uninterrupted_run(tmp_path, capf
 
 
 @pytest.mark.parametrize("notebooks", ["04", "03,04,05", "05,06"])
-def test_later_notebooks_alone_on_a_folder_without_a_run_are_refused(tmp_path, capsys, notebooks):
-    """They would record every model as not produced and report success."""
-    assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "empty"), "--notebooks", notebooks]) == 1
+@pytest.mark.parametrize("after_06_alone", [False, True])
+def test_later_notebooks_alone_on_a_folder_without_baselines_are_refused(tmp_path, capsys, notebooks,
+                                                                         after_06_alone):
+    """They would record every model as not produced and report success: on an empty folder, and
+    after notebook 06 alone, which starts a run but trains no baseline."""
+    from labutils.artifacts import record_run
+
+    out = tmp_path / "out"
+    if after_06_alone:
+        (out / "metrics").mkdir(parents=True)
+        record_run(out / "metrics", "smoke-06-alone", "smoke", 0)
+    assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", notebooks]) == 1
     err = capsys.readouterr().err
-    assert "holds no run for" in err and "Run 01 and 02 there first" in err
-    assert not (tmp_path / "empty" / "metrics" / "run.json").exists()
-    assert not (tmp_path / "empty" / "notebooks").exists()
+    assert "holds no baselines of notebook 02 for" in err and "Run 01 and 02 there first" in err
+    assert (out / "metrics" / "run.json").exists() == after_06_alone and not (out / "notebooks").exists()
 
 
 def test_resume_refuses_what_it_must_not_continue(tmp_path, capsys):

@@ -229,7 +229,8 @@ def test_evaluate_of_a_checkpoint_copied_out_of_its_run_says_so(full_smoke_run, 
     shutil.copy(full_smoke_run / "models_saved" / moved.name, moved)
     assert main(["evaluate", str(moved)]) == 1
     err = capsys.readouterr().err
-    assert "read its test images from 'data-synthetic', relative to the run folder" in err
+    assert "read its test images from 'data-synthetic', relative to the run folder, but" in err
+    assert "holds no run" in err
     assert "Evaluate the checkpoint where its run left it (RUN/models_saved/), or pass --data-root" in err
     assert "download" not in err
 

@@ -61,6 +61,9 @@ def check_run(run: Path) -> tuple[dict, list[str]]:
     summary = json.loads(summary_path.read_text())
     if REPORT_NOTEBOOK not in summary.get("finished", []):
         raise Refused(f"{REPORT_NOTEBOOK} did not finish in this run: its report.json may be incomplete")
+    missing = [n for n in summary["finished"] if not (run / "notebooks" / n).is_file()]
+    if missing:  # a tar taken while a notebook was being renamed into place, say
+        raise Refused(f"pipeline.json says {', '.join(missing)} finished, but the tar lacks the executed notebook")
     if details["run"].get("run_id") != summary.get("run_id"):
         raise Refused(f"report_details.json names run {details['run'].get('run_id')}, but pipeline.json "
                       f"run {summary.get('run_id')}: the report is not this run's")

@@ -12,7 +12,11 @@ have=()
 for p in "${want[@]}"; do [ -e "$p" ] && have+=("$p"); done
 # Written beside and renamed: wait.sh refreshes it while the run goes on, and a call stopped at its
 # time limit must still bring back a whole tar (the last one).
-tar cf "$dest.partial" --exclude='*.pth' --exclude='sweep/data-synthetic' --exclude='sweep/airbench' "${have[@]}"
+# GNU tar exits 1 when a file changed while it read it (run.log grows, papermill rewrites the
+# notebook it runs): that tar is whole and current, so it is kept; any other failure is not.
+status=0
+tar cf "$dest.partial" --exclude='*.pth' --exclude='sweep/data-synthetic' --exclude='sweep/airbench' "${have[@]}" || status=$?
+if [ "$status" -gt 1 ]; then rm -f "$dest.partial"; echo "error: tar failed ($status)" >&2; exit "$status"; fi
 mv "$dest.partial" "$dest"
 size=$(stat -c %s "$dest")
 echo "wrote results.tar: ${have[*]} ($((size / 1024)) KiB)"

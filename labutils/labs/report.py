@@ -192,13 +192,14 @@ def checkpoint_table(rows: list[dict], records: dict) -> tuple[list[str], list[l
 # -- the notebook's steps -------------------------------------------------------------------------
 def load_run(session) -> tuple[dict, dict]:
     """The run's metrics records and its identity (refused if they come from several runs, or if
-    MODELS is not the model list the pipeline ran)."""
+    MODELS leaves out a model the pipeline ran: it would read as left out of the run)."""
     summary = session.dirs.metrics / "pipeline.json"
     ran = read_json(summary) if summary.is_file() else {}
-    if ran.get("run_id") == session.run_id and set(ran.get("models", session.models)) != set(session.models):
+    left_out = [m for m in ran.get("models", []) if m not in session.models]
+    if ran.get("run_id") == session.run_id and left_out:
         raise ReportError(f"the run in {session.dirs.root} was made for MODELS = {ran['models']!r} (its "
-                          f"metrics/pipeline.json), not {list(session.models)!r}: set MODELS = {ran['models']!r} "
-                          f"so that the report covers the run's models")
+                          f"metrics/pipeline.json), but MODELS = {list(session.models)!r} leaves out "
+                          f"{', '.join(left_out)}: add it to MODELS so that the report covers the run's models")
     records = load_records(session.dirs, session.models)
     if not any("run" in r for r in records.values()):
         raise ReportError(f"{session.dirs.metrics} holds no metrics of notebooks 02-04 for "
