@@ -133,7 +133,7 @@ def test_models_outside_the_runs_models_are_not_in_the_report(tmp_path):
     report = R.build_report(records)
     assert report["initial_accuracies"] == {"cnn_before_pruning": 0.9, "vit_before_pruning": None,
                                             "vit_scratch_before_pruning": None}
-    assert records["vit_scratch", "before_pruning"]["reason"] == "not in this run: MODELS is cnn"
+    assert records["vit_scratch", "before_pruning"]["reason"] == "not in this run: its models are cnn"
     assert "notebook 03 did not run for cnn" in records["cnn", "after_unstructured_pruning"]["reason"]
 
 

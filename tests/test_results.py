@@ -108,8 +108,8 @@ def test_models_left_out_of_the_run_are_named_and_not_called_failures(tmp_path):
     report["initial_accuracies"]["vit_scratch_before_pruning"] = None
     report["unstructured_pruning"]["vit_scratch"] = report["structured_pruning"]["vit_scratch"] = none
     details = make_details()
-    details["entries"] = {"vit_before_pruning": {"reason": "not in this run: MODELS is cnn"},
-                          "vit_scratch_before_pruning": {"reason": "not in this run: MODELS is cnn"}}
+    details["entries"] = {"vit_before_pruning": {"reason": "not in this run: its models are cnn"},
+                          "vit_scratch_before_pruning": {"reason": "not in this run: its models are cnn"}}
     section = R.results_section(write_run(tmp_path, report, details))
     assert "2026-11-23, 21 min 33 s for the notebooks. Models: cnn (vit, vit_scratch not in this run)." in section
     assert row(section, "vit_scratch", "dense")[5:] == ["not in this run", ">= 90.0%", "not in this run"]

@@ -72,9 +72,30 @@ def test_the_report_of_a_pipeline_run_takes_that_runs_models(tmp_path):
                                                  r"metrics/pipeline.json\), but MODELS = \['cnn'\] leaves out "
                                                  r"vit_scratch: add it to MODELS"):
         report.load_run(Session("smoke", tmp_path, device="cpu", models=["cnn"], start_run=False))
-    # A model trained by hand beside the pipeline's (the same run id) is welcome.
-    with pytest.raises(report.ReportError, match="holds no metrics of notebooks 02-04 for cnn, vit, vit_scratch"):
+    # More models than the pipeline's: narrowed to the run's (see the next test), not refused.
+    with pytest.raises(report.ReportError, match="holds no metrics of notebooks 02-04 for cnn, vit_scratch:"):
         report.load_run(Session("smoke", tmp_path, device="cpu", start_run=False))
+
+
+def test_the_report_narrows_models_to_the_runs_own(tmp_path, capsys):
+    """The committed notebook 05 of a --models cnn run lists all three models in its parameters
+    cell: re-run, it must report the others as not in this run, not as failures; a model trained
+    by hand beside the pipeline's stays in."""
+    from labutils.artifacts import write_json
+    from labutils.labs import report
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    run = {"run_id": s.run_id, "profile": "smoke", "data": "d", "device": "cpu", "git_commit": "x", "seed": 0}
+    write_json(s.dirs.metrics / "pipeline.json", {"run_id": s.run_id, "models": ["cnn"]})
+    write_json(s.dirs.metrics_file("cnn", "before_pruning"), {"produced": True, "accuracy": 0.5, "run": run})
+    again = Session("smoke", tmp_path, device="cpu", start_run=False)
+    records, _ = report.load_run(again)
+    assert again.models == ["cnn"] and "vit, vit_scratch reported as not in this run" in capsys.readouterr().out
+    assert records["vit_scratch", "before_pruning"]["reason"] == "not in this run: its models are cnn"
+    write_json(s.dirs.metrics_file("vit_scratch", "before_pruning"), {"produced": True, "accuracy": 0.4, "run": run})
+    again = Session("smoke", tmp_path, device="cpu", start_run=False)
+    records, _ = report.load_run(again)
+    assert again.models == ["cnn", "vit_scratch"] and records["vit_scratch", "before_pruning"]["produced"]
 
 
 def test_a_bad_device_is_refused_before_any_folder_exists(tmp_path):
