@@ -235,7 +235,7 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     their checkpoints and metrics are still there; else the run goes on from the first notebook
     whose outputs are gone), its run id is kept, and a run of another profile, commit, model list,
     seed or data is refused (``ResumeRefused``). So a long run can be split across several short GPU
-    sessions.
+    sessions that keep ``out`` (checkpoints included).
 
     Returns {"run_id", "out", "notebooks": {name: seconds}, "finished", "total_seconds", ...}; the
     same but "out" (no folder of the machine in the files) is written to
