@@ -9,6 +9,12 @@ NOTEBOOK_OF_STAGE = dict(zip(STAGES, ("02", "03", "04")))
 # README's results table tells those from models that failed.
 NOT_IN_RUN = "not in this run"
 
+
+def empty_entry(in_run: bool) -> str:
+    """How an entry without a number reads: a model of the run that was not produced, or one the
+    run left out (notebook 05's verdict and figure, README's results table)."""
+    return "not produced" if in_run else NOT_IN_RUN
+
 # Test accuracy (fraction) each model must reach before pruning ...
 BEFORE_PRUNING_MIN = {"cnn": 0.90, "vit": 0.92, "vit_scratch": 0.85}
 # ... and after pruning and fine-tuning.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .artifacts import REPO_ROOT, atomic_write_bytes, read_json
 from .course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, REPORT_ENTRY_KEYS,
-                     REPORT_SECTIONS, SPARSITY_MIN, removed_at_least)
+                     REPORT_SECTIONS, SPARSITY_MIN, empty_entry, removed_at_least)
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -85,7 +85,7 @@ def describe_goal(goal: dict | None) -> str:
 
 def _verdict(value: bool | None, produced: bool, in_run: bool = True) -> str:
     if not produced:
-        return "not produced" if in_run else NOT_IN_RUN
+        return empty_entry(in_run)
     return {True: "**met**", False: "missed", None: "-"}[value]
 
 

@@ -15,7 +15,7 @@
 # Then poll with wait.sh and bring the results back with collect.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export WORK=${WORK:-/tmp/gpu} DRY_RUN=${DRY_RUN:-0}
+export WORK=${WORK:-/tmp/gpu} DRY_RUN=${DRY_RUN:-0} MODELS=${MODELS:-cnn,vit,vit_scratch}
 mkdir -p "$WORK"
 if [ -f "$WORK/stages.pid" ] && kill -0 "$(cat "$WORK/stages.pid")" 2>/dev/null; then
     echo "error: the stages are already running (pid $(cat "$WORK/stages.pid")): poll with wait.sh" >&2
@@ -43,4 +43,4 @@ else
 fi
 setsid nohup bash benchmarks/gpu/stages.sh >> "$WORK/run.log" 2>&1 < /dev/null &
 echo $! > "$WORK/stages.pid"
-echo "started stages '${STAGES:-full}' (pid $!, commit $LABUTILS_GIT_COMMIT, profile $PROFILE, models ${MODELS:-cnn,vit,vit_scratch}); log $WORK/run.log"
+echo "started stages '${STAGES:-full}' (pid $!, commit $LABUTILS_GIT_COMMIT, profile $PROFILE, models $MODELS); log $WORK/run.log"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The background body of run_on_gpu.sh (which sets WORK, PROFILE, DRY_RUN and the environment):
+# The background body of run_on_gpu.sh (which sets WORK, PROFILE, DRY_RUN, MODELS and the environment):
 # each stage in turn; $WORK/stages records when each started and ended, and how.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,7 +22,7 @@ for s in ${STAGES:-full}; do
     full)
         # A run already started in $WORK/full (an earlier call on this machine) is continued.
         resume=(); [ -f "$WORK/full/metrics/pipeline.json" ] && resume=(--resume)
-        stage full python3 -m labutils run --profile "$PROFILE" --models "${MODELS:-cnn,vit,vit_scratch}" \
+        stage full python3 -m labutils run --profile "$PROFILE" --models "$MODELS" \
             --out "$WORK/full" "${resume[@]}" ;;
     *) note "unknown stage $s (sweep, full): skipped" ;;
     esac

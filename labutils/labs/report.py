@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 
 from ..artifacts import RunDirs, read_json, write_json
 from ..course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, NOTEBOOK_OF_STAGE,
-                      REPORT_ENTRY_KEYS, REPORT_SECTIONS, SPARSITY_MIN, checkpoint_names, meets_minimum)
+                      REPORT_ENTRY_KEYS, REPORT_SECTIONS, SPARSITY_MIN, checkpoint_names, empty_entry, meets_minimum)
 from ..errors import Explained
 from ..evaluate import evaluate_paths, format_table
 from ..plots import finish
@@ -258,17 +258,13 @@ def write(session, report: dict, records: dict, run: dict, rows: list[dict]) -> 
     return paths
 
 
-def _empty(model: str, models) -> str:
-    """How an empty entry reads: a model of the run that was not produced, or one left out."""
-    return "not produced" if model in models else NOT_IN_RUN
-
-
 def print_verdict(report: dict, reduced: bool, models=MODEL_NAMES) -> None:
     """Each entry against the course's minimums: met, NOT met, not produced, or not in this run
     (a model outside ``models``)."""
     words = {True: "met", False: "NOT met"}
     for section, verdicts in meets_minimums(report).items():
-        print(f"{section:22s}", "  ".join(f"{m}: {words.get(v) or _empty(m, models)}" for m, v in verdicts.items()))
+        print(f"{section:22s}",
+              "  ".join(f"{m}: {words.get(v) or empty_entry(m in models)}" for m, v in verdicts.items()))
     if reduced:
         print("\nThis is a reduced run: its numbers are not the course's results.")
 
@@ -285,7 +281,7 @@ def plot_accuracy_vs_sparsity(report: dict, after_min: dict = AFTER_PRUNING_MIN,
             color = f"C{i}"
             ax.axhline(100 * after_min[model], color=color, ls="--", lw=0.8)
             if e["pruned_accuracy"] is None:
-                ax.plot([], [], color=color, label=f"{model}: {_empty(model, models)}")
+                ax.plot([], [], color=color, label=f"{model}: {empty_entry(model in models)}")
                 continue
             xs, ys = [0, e["pruning_percentage"]], [100 * e["original_accuracy"], 100 * e["pruned_accuracy"]]
             ax.plot(xs, ys, "o-", color=color, label=f"{model}: {ys[1]:.1f}% at {xs[1]:.1f}% removed")
