@@ -245,10 +245,17 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     check_seed(seed)
     out_dir = resolve_out_dir(profile, out)
     check_output_folder(out_dir)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(out_dir) as lock, _kernel_environment(lock):
-        return _run_pipeline(profile, out_dir, data_root, models, notebooks, seed, device, vit_weights,
-                             run_id, resume, lock)
+    try:
+        with RunLock(out_dir) as lock, _kernel_environment(lock):
+            return _run_pipeline(profile, out_dir, data_root, models, notebooks, seed, device, vit_weights,
+                                 run_id, resume, lock)
+    except BaseException:
+        if created:  # a refused run (a mistyped --out with --resume) leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()  # only where nothing was written: rmdir refuses a folder with files
+        raise
 
 
 @contextlib.contextmanager

@@ -252,8 +252,11 @@ def test_later_notebooks_alone_on_a_folder_without_baselines_are_refused(tmp_pat
 def test_resume_refuses_what_it_must_not_continue(tmp_path, capsys):
     from labutils.artifacts import git_commit, write_json
 
-    assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--resume"]) == 1
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "typo"), "--resume"]) == 1
     assert "nothing to resume" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()  # the refused run left no folder behind
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--resume"]) == 1
+    assert "nothing to resume" in capsys.readouterr().err and tmp_path.is_dir()  # nor removed one it found
     saved = {"run_id": "smoke-earlier", "profile": "smoke", "git_commit": git_commit(),
              "models": ["cnn", "vit", "vit_scratch"], "seed": 0, "notebooks": {"01_data.ipynb": 3.0},
              "finished": ["01_data.ipynb"]}
