@@ -29,9 +29,9 @@ REPORT_ENTRY_KEYS = ("original_accuracy", "pruned_accuracy", "pruning_percentage
 
 
 def removed_at_least(removed: float, minimum: float) -> bool:
-    """A share removed (percent) against a minimum, the one rule every verdict uses. Counted from
-    the weights' zeros, a 90% target can land a weight short (89.99999%): one part in a million
-    of a percent point's tolerance lets that count, and nothing visibly short (69.95% is not 70%)."""
+    """A share removed (percent) against a minimum, the one rule every verdict uses. Masks remove
+    at least the share asked (``prune.masks``); the tolerance, a ten-thousandth of a percentage
+    point, absorbs only float error in a percentage computed from counts: 69.95% is not 70%."""
     return removed + 1e-4 >= minimum
 
 
