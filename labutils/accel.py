@@ -23,6 +23,8 @@ on disk between processes). Profiles switch it on per recipe (``"compile": True`
 """
 from __future__ import annotations
 
+import contextlib
+
 import warnings
 from collections import Counter
 from typing import Callable
@@ -43,6 +45,18 @@ def tune_backends(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+
+
+@contextlib.contextmanager
+def full_float32():
+    """Float32 matmuls and convolutions in full precision, not TF32 (which ``tune_backends`` allows
+    for speed): a comparison meant to show float rounding (1e-7) would show TF32's 1e-3 instead."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
 def fused_optimizer(model: nn.Module) -> bool:

@@ -160,6 +160,19 @@ def test_precision_is_fp32_without_a_gpu(monkeypatch):
         accel.autocast("cpu", "fp8")
 
 
+def test_full_float32_turns_tf32_off_inside_and_restores_it(monkeypatch):
+    """Notebook 04's masked-vs-removed check shows float rounding (1e-7); under the TF32 that
+    tune_backends allows on a GPU it showed 1.66e-03 (H100, commit 0593f01)."""
+    from labutils import accel
+
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    with pytest.raises(RuntimeError), accel.full_float32():
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        raise RuntimeError("restored even when the block fails")
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+
+
 def test_run_metadata_and_latency_record_the_precision(tmp_path):
     from labutils.measure import measure_latency
     from labutils.session import Session

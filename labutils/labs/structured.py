@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..accel import full_float32
 from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN, meets_minimum
 from ..measure import compare_latency, count_macs, measure_throughput
 from ..models import build_model, count_parameters
@@ -205,7 +206,7 @@ def equivalence_check(session: Session, name: str, share: float = 0.25) -> dict 
     dense.eval()
     keep = S.select(S.importance(dense, "l1"), share)
     x = next(iter(session.loaders(name)[1]))[0][:16]
-    with torch.no_grad():
+    with torch.no_grad(), full_float32():  # TF32 on a GPU would differ by 1e-3 by itself
         removed = S.remove_units(dense, keep).eval()(x).float()
         masked = S.apply_unit_masks(copy.deepcopy(dense), keep)(x).float()
         naive = S.zero_producers(copy.deepcopy(dense), keep)(x).float()
