@@ -78,3 +78,16 @@ def test_every_cell_keeps_its_outputs_few(run03):
     printed = [line.split() for line in text.splitlines() if line.strip().split(" ")[0] in m["layer_sparsity"]]
     assert len(printed) >= len(m["layer_sparsity"])  # every pruned layer of the cnn, with its share
     assert all(row[-1].endswith("%") for row in printed) and "ms/image" in text
+
+
+def test_the_frontier_search_gives_the_same_trials_when_run_again(run03):
+    """Run twice in one session (a cell run again), the search started from the final model with
+    the loader where the last fine-tune left it: 80%, then 87.5%, then 90% for vit_scratch."""
+    from labutils import Session
+    from labutils.labs import unstructured as lab
+
+    s = Session("smoke", run03, models=["vit_scratch"])
+    subject = lab.load_subjects(s, s.models)["vit_scratch"]
+    lab.final_recipe(subject)
+    first, again = lab.frontier(s, subject), lab.frontier(s, subject)
+    assert first["trials"] and first["trials"] == again["trials"]

@@ -52,3 +52,18 @@ def test_vit_is_recorded_as_not_produced(run04):
 def test_figures_written(run04):
     for fig in ("04_channels_kept.png", "04_criteria.png", "04_speed_vs_macs.png", "04_throughput.png"):
         assert (run04 / "figures" / fig).stat().st_size > 10_000
+
+
+def test_a_pruned_vit_does_not_depend_on_what_ran_before(run04, tmp_path):
+    """Its drop-path draws from the global generator: run again in one session (or after another
+    model), notebook 04 gave 39.50%, then 41.25%."""
+    import shutil
+
+    from labutils import Session
+    from labutils.labs import structured as lab
+
+    copy = shutil.copytree(run04, tmp_path / "run")  # the shared run's records stay as they are
+    s = Session("smoke", copy, models=["vit_scratch"])
+    first, again = (lab.prune_structured(s, "vit_scratch") for _ in range(2))
+    losses = [[[h["train_loss"] for h in step["history"]] for step in r["steps"]] for r in (first, again)]
+    assert first["accuracy"] == again["accuracy"] and losses[0] == losses[1]

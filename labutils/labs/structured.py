@@ -29,7 +29,7 @@ from ..plots import finish
 from ..profiles import format_settings
 from ..prune import structured as S
 from ..session import Session
-from ..train import evaluate, fit
+from ..train import evaluate, fit, seed_everything
 
 STAGE = "after_structured_pruning"
 
@@ -161,6 +161,10 @@ def prune_structured(session: Session, name: str) -> dict:
     study = compare_criteria(dense, train, study_test, cfg)
 
     groups, original = S.channel_groups(dense), S.widths(dense)
+    # Seeds reset: the pruned model depends neither on the comparison above nor on the models
+    # pruned before it (drop-path and Mixup draw from the global generator): a re-run matches.
+    seed_everything(session.seed)
+    train.generator.manual_seed(session.seed)
     start = time.perf_counter()
     model, steps = iterative_prune(dense, train, test, cfg, session.device, desc=name)
     seconds = time.perf_counter() - start

@@ -64,12 +64,16 @@ class Subject:
         return prunable_parameters(model, self.cfg["include_first"], self.cfg["include_classifier"])
 
     def fresh(self) -> tuple[nn.Module, dict[str, nn.Parameter]]:
-        """A copy of the dense baseline (and its prunable weights), with the seeds reset: the global
-        ones and the loader's, so every method sees the same batches and crops."""
-        seed_everything(self.seed)
-        self.train.generator.manual_seed(self.seed)
+        """A copy of the dense baseline (and its prunable weights), with the seeds reset."""
+        self.reseed()
         model = copy.deepcopy(self.model)
         return model, self.params(model)
+
+    def reseed(self) -> None:
+        """The global seeds and the loader's reset: every fine-tune sees the same batches, crops
+        and drop-path draws, whatever ran before it (a cell run twice gives the same numbers)."""
+        seed_everything(self.seed)
+        self.train.generator.manual_seed(self.seed)
 
     @property
     def fit_kwargs(self) -> dict:
@@ -403,7 +407,7 @@ def frontier(s, subject: Subject) -> dict:
             target = (level + failed) / 2
         if target <= level + 1e-6:
             break
-        seed_everything(subject.seed)
+        subject.reseed()
         model = copy.deepcopy(current[0])
         params = subject.params(model)
         masks = one_shot_prune(model, target, "global", params=params, previous=current[1])
