@@ -107,6 +107,7 @@ def test_exercises_run_and_save_nothing(stem, smoke_run, tmp_path, capsys):
     if stem.startswith("03"):
         assert re.search(r"yours \d+\.\d+%, global magnitude \d+\.\d+%, layer-wise \d+\.\d+% at 90%", printed)
         assert {r["sparsity"] for r in ns["rows"]} == {0.95, 0.98}
+        assert "study" not in ns["subjects"]["cnn"].results  # nor the final recipe's choice of method
     if stem.startswith("04"):
         assert ns["steps"][-1]["pruning_percentage"] > ns["steps"][0]["pruning_percentage"] >= 40
     if stem.startswith("06"):

@@ -206,10 +206,12 @@ def _check_numbers(name: str, values, ok, rule: str) -> None:
         raise SettingsError(f"{name} = {values!r}: use a non-empty list of {rule}")
 
 
-def study(subject: Subject, sparsities: list[float], epochs: list[float]) -> list[dict]:
+def study(subject: Subject, sparsities: list[float], epochs: list[float], record: bool = True) -> list[dict]:
     """Every method at every sparsity with every fine-tuning budget (same budget for all methods).
     Reduced profiles scale the budgets (``study_epoch_scale``) and cap an epoch (``epoch_steps``);
-    rows keep the nominal epochs and record the steps actually run."""
+    rows keep the nominal epochs and record the steps actually run. With ``record`` the rows become
+    the subject's study, which the final recipe ("best") and its saved metrics read; an exercise's
+    extra study passes False and changes nothing."""
     check_study(sparsities, epochs)
     rows, scale, cap = [], subject.cfg["study_epoch_scale"], subject.cfg["epoch_steps"]
     points = [(e, level, method) for e in epochs for level in sparsities for method in METHODS]
@@ -225,7 +227,8 @@ def study(subject: Subject, sparsities: list[float], epochs: list[float]) -> lis
         print(f"{subject.name:12s} {method:9s} {level:4.0%} {e} ep: {row['accuracy']:.2%} "
               f"[{low:.2%}, {high:.2%}] ({row['seconds']:.0f}s)", flush=True)
     bar.close()
-    subject.results["study"] = rows
+    if record:
+        subject.results["study"] = rows
     print(study_verdict(rows))
     return rows
 
