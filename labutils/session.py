@@ -33,7 +33,8 @@ class Session:
     profile's default (see ``resolve_out_dir``); an empty ``data_root`` the default data folder;
     ``models`` the course models the notebook works on. A folder holds one run: a session continues
     the run recorded there, and refuses another profile or seed, or a folder another run is writing;
-    ``start_run=False`` also refuses a folder that holds no run yet (nothing is written then).
+    ``start_run=False`` (notebooks 03-05, which continue a run) also refuses a folder that holds no
+    run yet (nothing is written then), and narrows ``models`` to the run's (``_models_of_run``).
 
     >>> s = Session("smoke")                          # doctest: +SKIP
     >>> train, test = s.loaders("cnn")               # doctest: +SKIP
@@ -63,13 +64,15 @@ class Session:
             relative = out_dir and not Path(out_dir).expanduser().is_absolute()
             where = f" (a relative one is read from the working folder, {Path.cwd()})" if relative else ""
             raise SettingsError(f"OUT_DIR {root} holds no run (no metrics/run.json): set OUT_DIR to the folder "
-                                f"of a run{where}, or run notebooks 01-04 there first")
+                                f"of a run{where}, or run notebooks 01 and 02 there first")
         self.dirs = RunDirs(root)
         self.data_root = D.run_data_root(self.profile["data"]["source"], self.dirs.root, data_root)
         if data_root and Path(data_root).expanduser().resolve() != self.data_root:
             print(f"note: the {self.name} profile writes and reads its own synthetic data "
                   f"({self.data_root.name}/ in the run's folder); DATA_ROOT is not used")
         self.run_id = run_id_for(self.dirs.metrics, self.name, self.seed)
+        if not start_run:
+            self.models = self._models_of_run(self.models)
         if new_run and out_dir and not Path(out_dir).expanduser().is_absolute():
             # A relative OUT_DIR is read from the working folder: an executed notebook run again from
             # elsewhere (papermill without --cwd) would start a new run there, not continue its own.
@@ -79,6 +82,22 @@ class Session:
         self._on_device: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
         self._data_description: str | None = None
         seed_everything(seed)
+
+    def _models_of_run(self, models: list[str]) -> list[str]:
+        """``models`` less those the folder's run leaves out: a model the pipeline did not run
+        (``--models``) and no notebook ran by hand for. Notebooks 03-05 of a ``--models cnn`` run,
+        whose parameters cell lists all three, then prune and report cnn alone, the others not in
+        this run (not "not produced", which would read as a failure)."""
+        summary = self.dirs.metrics / "pipeline.json"
+        ran = read_json(summary) if summary.is_file() else {}
+        if ran.get("run_id") != self.run_id:
+            return models
+        in_run = [m for m in models if m in ran.get("models", models)
+                  or any(self.dirs.metrics_file(m, stage).is_file() for stage in NOTEBOOK_OF_STAGE)]
+        if in_run != models:
+            print(f"note: this run trained {', '.join(in_run) or 'none of MODELS'}; "
+                  f"{', '.join(m for m in models if m not in in_run)} left out, as not in this run")
+        return in_run
 
     # -- identity -------------------------------------------------------------------------
     @property

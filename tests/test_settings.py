@@ -37,14 +37,14 @@ def test_the_report_of_a_folder_without_a_run_points_at_out_dir_and_writes_nothi
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SettingsError, match=r"OUT_DIR .*elsewhere holds no run \(no metrics/run.json\): set OUT_DIR "
                                             r"to the folder of a run \(a relative one is read from the working "
-                                            r"folder, .*\), or run notebooks 01-04 there first") as err:
+                                            r"folder, .*\), or run notebooks 01 and 02 there first") as err:
         Session("smoke", "elsewhere", device="cpu", start_run=False)
     assert len(err.value._render_traceback_()) == 1 and not (tmp_path / "elsewhere").exists()
 
 
 def test_the_report_of_an_absolute_folder_without_a_run_does_not_talk_of_relative_paths(tmp_path):
     with pytest.raises(SettingsError, match=r"holds no run \(no metrics/run.json\): set OUT_DIR to the folder of "
-                                            r"a run, or run notebooks 01-04 there first$"):
+                                            r"a run, or run notebooks 01 and 02 there first$"):
         Session("smoke", tmp_path / "empty", device="cpu", start_run=False)
     assert not (tmp_path / "empty").exists()
 
@@ -69,7 +69,7 @@ def test_the_report_of_a_pipeline_run_takes_that_runs_models(tmp_path):
     s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
     write_json(s.dirs.metrics / "pipeline.json", {"run_id": s.run_id, "models": ["cnn", "vit_scratch"]})
     with pytest.raises(report.ReportError, match=r"was made for MODELS = \['cnn', 'vit_scratch'\] \(its "
-                                                 r"metrics/pipeline.json\), but MODELS = \['cnn'\] leaves out "
+                                                 r"metrics/pipeline.json\), but MODELS leaves out "
                                                  r"vit_scratch: add it to MODELS"):
         report.load_run(Session("smoke", tmp_path, device="cpu", models=["cnn"], start_run=False))
     # More models than the pipeline's: narrowed to the run's (see the next test), not refused.
@@ -90,7 +90,7 @@ def test_the_report_narrows_models_to_the_runs_own(tmp_path, capsys):
     write_json(s.dirs.metrics_file("cnn", "before_pruning"), {"produced": True, "accuracy": 0.5, "run": run})
     again = Session("smoke", tmp_path, device="cpu", start_run=False)
     records, _ = report.load_run(again)
-    assert again.models == ["cnn"] and "vit, vit_scratch reported as not in this run" in capsys.readouterr().out
+    assert again.models == ["cnn"] and "vit, vit_scratch left out, as not in this run" in capsys.readouterr().out
     assert records["vit_scratch", "before_pruning"]["reason"] == "not in this run: its models are cnn"
     write_json(s.dirs.metrics_file("vit_scratch", "before_pruning"), {"produced": True, "accuracy": 0.4, "run": run})
     again = Session("smoke", tmp_path, device="cpu", start_run=False)
@@ -313,3 +313,22 @@ def test_data_root_that_is_a_file_says_so(tmp_path):
     (tmp_path / "data").write_text("")
     with pytest.raises(D.DataNotFoundError, match="is a file: set DATA_ROOT"):
         D.cifar10_dir(tmp_path / "data")
+
+
+def test_notebooks_03_to_05_continue_a_run_and_take_its_models(tmp_path, capsys):
+    """Opened before notebooks 01-02 ran, 03 or 04 used to start a run of "not produced" records
+    that notebook 05 later refused to mix with 02's; opened on a --models cnn run with all three in
+    the parameters cell, they recorded vit and vit_scratch as not produced."""
+    import json
+
+    from labutils.artifacts import REPO_ROOT, write_json
+
+    for book in ("03_unstructured_pruning", "04_structured_pruning", "05_report"):
+        cells = json.loads((REPO_ROOT / "notebooks" / f"{book}.ipynb").read_text())["cells"]
+        assert any("Session(" in "".join(c["source"]) and "start_run=False" in "".join(c["source"])
+                   for c in cells), book
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])  # notebook 01 of the pipeline
+    write_json(s.dirs.metrics / "pipeline.json", {"run_id": s.run_id, "models": ["cnn"]})
+    later = Session("smoke", tmp_path, device="cpu", start_run=False)
+    assert later.models == ["cnn"] and "vit, vit_scratch left out, as not in this run" in capsys.readouterr().out
+    assert Session("smoke", tmp_path, device="cpu").models == ["cnn", "vit", "vit_scratch"]  # 01 and 02 start runs

@@ -192,25 +192,16 @@ def checkpoint_table(rows: list[dict], records: dict) -> tuple[list[str], list[l
 # -- the notebook's steps -------------------------------------------------------------------------
 def load_run(session) -> tuple[dict, dict]:
     """The run's metrics records and its identity (refused if they come from several runs, or if
-    MODELS leaves out a model the pipeline ran: it would read as left out of the run).
-
-    A model of MODELS that the pipeline did not run (``--models``) and no notebook ran by hand for
-    is not in this run: ``session.models`` narrows to the run's models, as the committed notebook 05
-    of a ``--models cnn`` run, whose parameters cell lists all three, must report."""
+    MODELS leaves out a model the pipeline ran: it would read as left out of the run). A session
+    that continues a run (``start_run=False``) has already left out the models the run never trained."""
     summary = session.dirs.metrics / "pipeline.json"
     ran = read_json(summary) if summary.is_file() else {}
     if ran.get("run_id") == session.run_id:
         left_out = [m for m in ran.get("models", []) if m not in session.models]
         if left_out:
             raise ReportError(f"the run in {session.dirs.root} was made for MODELS = {ran['models']!r} (its "
-                              f"metrics/pipeline.json), but MODELS = {list(session.models)!r} leaves out "
+                              f"metrics/pipeline.json), but MODELS leaves out "
                               f"{', '.join(left_out)}: add it to MODELS so that the report covers the run's models")
-        in_run = [m for m in session.models if m in ran.get("models", session.models)
-                  or any(session.dirs.metrics_file(m, stage).is_file() for stage in NOTEBOOK_OF_STAGE)]
-        if in_run != list(session.models):
-            print(f"note: this run trained {', '.join(in_run)}; "
-                  f"{', '.join(m for m in session.models if m not in in_run)} reported as not in this run")
-            session.models = in_run
     records = load_records(session.dirs, session.models)
     if not any("run" in r for r in records.values()):
         raise ReportError(f"{session.dirs.metrics} holds no metrics of notebooks 02-04 for "
