@@ -332,3 +332,25 @@ def test_notebooks_03_to_05_continue_a_run_and_take_its_models(tmp_path, capsys)
     later = Session("smoke", tmp_path, device="cpu", start_run=False)
     assert later.models == ["cnn"] and "vit, vit_scratch left out, as not in this run" in capsys.readouterr().out
     assert Session("smoke", tmp_path, device="cpu").models == ["cnn", "vit", "vit_scratch"]  # 01 and 02 start runs
+
+
+def test_recipe_mistakes_are_refused_before_any_work(tmp_path):
+    """They surfaced after the sensitivity scans and the study (notebook 03, 2 minutes in smoke), or
+    after the criteria comparison (notebook 04)."""
+    from labutils.labs import structured, unstructured
+
+    s = Session("smoke", tmp_path, device="cpu")
+    s.profile["unstructured"]["final"]["vit_scratch"]["sparsity"] = 0.6
+    with pytest.raises(ValueError, match=r"final sparsity 0.6 of vit_scratch is below the course's 70.0% minimum"):
+        unstructured.load_subjects(s, s.models)
+    s.profile["unstructured"]["final"]["vit_scratch"]["sparsity"] = 0.8
+    s.profile["unstructured"]["final_method"] = "gradually"
+    with pytest.raises(ValueError, match=r"unknown final_method 'gradually'"):
+        unstructured.load_subjects(s, s.models)
+    s.profile["structured"]["cnn"]["compare"] = ["l1", "L2"]
+    with pytest.raises(ValueError, match=r"cnn: unknown criterion 'L2' in the profile's structured recipe"):
+        structured.print_recipes(s, s.models)
+    s.profile["structured"]["cnn"]["compare"] = ["l1", "bn_scale"]  # compared on the CNN only: allowed
+    s.profile["structured"]["vit"]["criterion"] = "bn_scale"
+    with pytest.raises(ValueError, match=r"vit: criterion 'bn_scale' needs BatchNorm \(the CNN only\)"):
+        structured.print_recipes(s, s.models)

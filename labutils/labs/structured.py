@@ -45,11 +45,25 @@ def print_cnn_groups(session: Session) -> None:
 
 
 def print_recipes(session: Session, models: list[str]) -> None:
-    """Each model's structured recipe (criterion, cuts, latency settings) and its fine-tuning."""
+    """Each model's structured recipe (criterion, cuts, latency settings) and its fine-tuning,
+    checked (``check_recipe``)."""
     for name in models:
-        cfg = session.profile["structured"][name]
+        cfg = check_recipe(session.profile["structured"][name], name)
         print(f"{name:12s} {format_settings({k: v for k, v in cfg.items() if k != 'finetune'})}")
         print(f"{'':12s} fine-tuning: {format_settings(cfg['finetune'], indent=26)}")
+
+
+def check_recipe(cfg: dict, name: str) -> dict:
+    """``cfg`` if its criteria exist and fit ``name`` (bn_scale needs the CNN's BatchNorms), else a
+    ValueError now, not after the criteria comparison's minutes."""
+    unknown = [c for c in [cfg["criterion"], *cfg["compare"]] if c not in S.CRITERIA]
+    if unknown:
+        raise ValueError(f"{name}: unknown criterion {unknown[0]!r} in the profile's structured recipe; "
+                         f"choose from {S.CRITERIA}")
+    if cfg["criterion"] == "bn_scale" and name != "cnn":
+        raise ValueError(f"{name}: criterion 'bn_scale' needs BatchNorm (the CNN only); choose one of "
+                         f"{tuple(c for c in S.CRITERIA if c != 'bn_scale')}")
+    return cfg
 
 
 def criteria_for(model: nn.Module, names: list[str]) -> list[str]:
@@ -152,7 +166,7 @@ def prune_structured(session: Session, name: str) -> dict:
         reason = base.get("reason", "no before_pruning checkpoint in this run; run notebook 02 first")
         print(f"'{name}' NOT PRODUCED: baseline not produced: {reason.splitlines()[0]}")
         return session.record_missing(name, STAGE, "baseline not produced: " + reason)
-    cfg = session.profile["structured"][name]
+    cfg = check_recipe(session.profile["structured"][name], name)
     dense, _ = session.load(name, "before_pruning")
     dense.eval()
     train, test = session.loaders(name, cfg["batch_size"])

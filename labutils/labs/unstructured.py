@@ -81,9 +81,24 @@ class Subject:
 
 
 def settings(s) -> dict:
+    """The profile's ``unstructured`` section, its final recipe checked for every model of the
+    session now: a mistake there would otherwise surface after the sensitivity scans and the study."""
     if "unstructured" not in s.profile:
         raise KeyError(f"profile {s.name!r} has no 'unstructured' section; add one in labutils/profiles.py")
-    return s.profile["unstructured"]
+    cfg = s.profile["unstructured"]
+    for name in s.models:
+        check_final(cfg, name)
+    return cfg
+
+
+def check_final(cfg: dict, name: str) -> None:
+    """ValueError when the final recipe of ``name`` cannot meet the course or names no method."""
+    sparsity = cfg["final"][name]["sparsity"]
+    if sparsity * 100 < SPARSITY_MIN["unstructured"]:
+        raise ValueError(f"final sparsity {sparsity} of {name} is below the course's "
+                         f"{SPARSITY_MIN['unstructured']}% minimum; raise it in the profile")
+    if cfg["final_method"] not in (*METHODS, "best"):
+        raise ValueError(f"unknown final_method {cfg['final_method']!r}; choose one of {METHODS} or 'best'")
 
 
 def _probe_loader(s, images: int, batch_size: int, size: int) -> DeviceLoader:
@@ -273,13 +288,11 @@ def best_method(rows: list[dict]) -> str:
 def final_recipe(subject: Subject, method: str | None = None) -> dict:
     """The profile's target for this model, pruned by ``method`` (default: the profile's choice,
     "best" meaning the study's winner) and fine-tuned; accuracy on the whole test split."""
+    check_final(subject.cfg, subject.name)  # the recipe may have changed since the notebook's start
     cfg = subject.cfg["final"][subject.name]
     method = method or subject.cfg["final_method"]
     if method == "best":
         method = best_method(subject.results["study"]) if subject.results.get("study") else "gradual"
-    if cfg["sparsity"] * 100 < SPARSITY_MIN["unstructured"]:
-        raise ValueError(f"final sparsity {cfg['sparsity']} is below the course's "
-                         f"{SPARSITY_MIN['unstructured']}% minimum; raise it in the profile")
     model, masks, row = prune_and_finetune(subject, method, cfg["sparsity"], cfg["epochs"],
                                            subject.cfg["final_epoch_steps"], eval_loader=subject.test)
     subject.results["final"] = {"model": model, "masks": masks, "row": row}
