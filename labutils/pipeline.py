@@ -193,16 +193,25 @@ def injected_parameters(out_dir: Path, profile: str, data_root=None, models=MODE
     return {k: v for k, v in wanted.items() if v != NOTEBOOK_DEFAULTS[k]}
 
 
+# The first line of papermill's injected cell ("# Parameters" as papermill writes it): a reader who
+# edits the parameters cell above it must learn that this cell overrides it.
+INJECTED_NOTE = ("# Parameters of this run, injected by `python -m labutils run`: they override the "
+                 "parameters cell above (delete this cell to use yours)")
+
+
 def _forget_machine_paths(executed: Path, name: str) -> None:
     """papermill records the absolute paths it read and wrote in the notebook's metadata; keep
     them relative (to the repository, and to the executed notebook's folder). ``name``: the
-    notebook's file name (``executed`` may be a temporary file)."""
+    notebook's file name (``executed`` may be a temporary file). The injected cell says what it does."""
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
     if "papermill" not in nb.metadata:  # not written by papermill: nothing of it to rewrite
         return
     nb.metadata.papermill.update(input_path=f"notebooks/{name}", output_path=name)
+    for cell in nb.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []) and cell.source.startswith("# Parameters\n"):
+            cell.source = INJECTED_NOTE + cell.source[len("# Parameters"):]
     atomic_write_bytes(executed, lambda f: f.write(nbformat.writes(nb).encode()))
 
 

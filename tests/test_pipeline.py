@@ -173,6 +173,7 @@ def test_executed_notebooks_name_no_folder_of_the_machine(smoke_run):
     nb = nbformat.read(smoke_run / "notebooks" / "02_baseline_training.ipynb", 4)
     injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
     assert 'OUT_DIR = ".."' in injected.source and "RUN_ID" not in injected.source
+    assert injected.source.startswith(pipeline.INJECTED_NOTE + "\n")  # a reader learns it overrides the cell above
     assert nb.metadata.papermill.output_path == "02_baseline_training.ipynb"
 
 
