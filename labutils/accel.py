@@ -24,7 +24,6 @@ on disk between processes). Profiles switch it on per recipe (``"compile": True`
 from __future__ import annotations
 
 import contextlib
-
 import warnings
 from collections import Counter
 from typing import Callable

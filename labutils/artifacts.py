@@ -120,16 +120,29 @@ class RunDirs:
         return f"RunDirs({str(self.root)!r})"
 
 
+# Appended to the commit where the checkout's labutils/ differs from it (a recipe edited in
+# profiles.py and not committed): a run never passes edited code off as the commit.
+UNCOMMITTED = "+changes"
+
+
 @functools.lru_cache(maxsize=None)
 def git_commit(root: Path = REPO_ROOT) -> str | None:
-    """The checkout's commit. ``$LABUTILS_GIT_COMMIT`` names it where git cannot: a copy of the
-    tree sent to a GPU machine has no git metadata, or stale metadata of an older commit."""
+    """The checkout's commit, with ``UNCOMMITTED`` appended where tracked files under ``labutils/``
+    have uncommitted changes (the notebooks are left out: a full run writes the repository's own).
+    ``$LABUTILS_GIT_COMMIT`` names it where git cannot: a copy of the tree sent to a GPU machine
+    has no git metadata, or stale metadata of an older commit."""
     if os.environ.get("LABUTILS_GIT_COMMIT"):
         return os.environ["LABUTILS_GIT_COMMIT"]
+
+    def git(*args: str) -> str | None:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else None
+
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
-                             capture_output=True, text=True, timeout=10)
-        return (out.stdout.strip() if out.returncode == 0 else "") or None
+        commit = git("rev-parse", "--short=12", "HEAD")
+        if not commit:
+            return None
+        return commit + (UNCOMMITTED if git("status", "--porcelain", "--untracked-files=no", "--", "labutils") else "")
     except (OSError, subprocess.SubprocessError):
         return None
 

@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from .artifacts import (REPO_ROOT, atomic_write_bytes, check_output_folder, git_commit, read_json, record_run,
-                        resolve_out_dir, run_id_for, write_json)
+from .artifacts import (REPO_ROOT, UNCOMMITTED, atomic_write_bytes, check_output_folder, git_commit, read_json,
+                        record_run, resolve_out_dir, run_id_for, write_json)
 from .course import MODEL_NAMES, STAGES
 from .data import DEFAULT_DATA_ROOT, describe_prepared, run_data_root
 from .profiles import get_profile
@@ -100,7 +100,7 @@ def previous_run(out_dir: Path, identity: dict) -> dict:
                 f"cannot resume run {saved.get('run_id')} in {out_dir}: it was made with {word} "
                 f"{saved.get(key)!r}, this invocation has {word} {_shown(key, identity[key])}. A report must come from "
                 f"one {word}: "
-                + ("check out that commit to resume it, or start a new run without --resume."
+                + (f"resume it with {_option(key, saved[key])}, or start a new run without --resume."
                    if key == "git_commit" else
                    f"pass {_option(key, saved[key])} to resume it, or start a new run without --resume "
                    f"in another --out folder."))
@@ -134,8 +134,10 @@ def check_same_run(out_dir: Path, identity: dict, starts: bool) -> None:
 
 
 def _option(key: str, value) -> str:
+    if key == "git_commit" and str(value).endswith(UNCOMMITTED):
+        return f"the code of commit {value[:-len(UNCOMMITTED)]} with the same uncommitted changes to labutils/"
     if key == "git_commit":
-        return f"the code of commit {value}"
+        return f"the code of commit {value} (check it out; commit or stash changes to labutils/)"
     if key == "models":
         return f"--models {','.join(value)}"
     if key == "data" and value.startswith("synthetic"):  # smoke: its own data-synthetic/, never --data-root

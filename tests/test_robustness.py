@@ -546,3 +546,31 @@ def test_evaluate_refuses_a_bad_device_or_an_unwritable_json_before_measuring(re
     assert "cannot write" in out.err and "m.pth" not in out.out  # refused before any measurement
     assert main(["evaluate", str(model), "--no-accuracy", "--json", str(tmp_path / "new" / "r.json")]) == 0
     assert (tmp_path / "new" / "r.json").is_file()  # a folder that does not exist yet is made, as before
+
+
+def test_uncommitted_changes_to_labutils_are_part_of_the_commit_a_run_records(tmp_path, monkeypatch):
+    """A recipe edited in profiles.py and not committed ran under the commit's name: the report
+    said 9e6b346edc4a, whose recipe it was not. Edited notebooks do not count: a full run writes
+    the repository's own."""
+    import subprocess
+
+    from labutils import pipeline
+    from labutils.artifacts import UNCOMMITTED
+
+    monkeypatch.delenv("LABUTILS_GIT_COMMIT", raising=False)
+    git = lambda *args: subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+    for folder in ("labutils", "notebooks"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "f.txt").write_text("committed")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    commit = git_commit.__wrapped__(tmp_path)  # not the cached value of this checkout
+    assert commit and not commit.endswith(UNCOMMITTED)
+    (tmp_path / "notebooks" / "f.txt").write_text("executed")
+    (tmp_path / "labutils" / "new.py").write_text("untracked")
+    assert git_commit.__wrapped__(tmp_path) == commit
+    (tmp_path / "labutils" / "f.txt").write_text("edited")
+    assert git_commit.__wrapped__(tmp_path) == commit + UNCOMMITTED
+    assert "with the same uncommitted changes" in pipeline._option("git_commit", commit + UNCOMMITTED)
+    assert "commit or stash" in pipeline._option("git_commit", commit)
