@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 
 import labutils.profiles as P
@@ -61,6 +62,7 @@ def run_cells(book: str, parameters: dict) -> dict:
         exec(compile(source, f"{book}[{cells.index(cell)}]", "exec"), namespace)
         if "parameters" in cell["metadata"].get("tags", []):
             namespace.update(parameters)
+    plt.close("all")  # a kernel's inline backend closes what it shows; this process keeps them open
     return namespace
 
 
