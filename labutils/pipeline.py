@@ -304,6 +304,7 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
                   notebooks: list[str] | None, seed: int, device: str, vit_weights: str | None,
                   run_id: str | None, resume: bool, lock: RunLock) -> dict:
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
 
     out_dir = resolve_out_dir(profile, out)
     books = select_notebooks(notebooks)
@@ -324,7 +325,11 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         first = min((b.name for b in books if b.name not in skipped), default=None)
         if first is not None:
             skipped = [n for n in skipped if n < first]
-        timings = {n: t for n, t in timings.items() if n in skipped}
+        # Finished notebooks left out of --notebooks stay finished unless they come after the first
+        # to run again (which replaces what they read).
+        asked = {b.name for b in books}
+        timings = {n: t for n, t in timings.items()
+                   if n in skipped or (n not in asked and (first is None or n < first))}
         books = [b for b in books if b.name not in skipped]
         print(f"resuming run {run_id} in {out_dir}: {len(skipped)} notebook(s) already finished "
               f"({', '.join(skipped) or 'none'}), {len(books)} to run", flush=True)
@@ -377,6 +382,14 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
                 f"{book.name} failed in cell {err.cell_index} (execution count {err.exec_count}"
                 f"{': ' + first_line[0] if first_line else ''}): {err.ename}: {err.evalue}\n"
                 f"The executed notebook with the full traceback is {final}") from None
+        except DeadKernelError as err:  # killed, or out of memory: no cell error to show
+            target.unlink(missing_ok=True)
+            _forget_outdated(out_dir, timings, book.name)
+            timings[book.name] = time.perf_counter() - t0
+            _write_summary(out_dir, summary, start, failed=book.name)
+            raise NotebookFailed(
+                f"{book.name} stopped: its kernel died ({err}), killed or out of memory. What the notebooks "
+                f"before it finished is kept: --resume continues the run from {book.name}") from None
         except BaseException:  # interrupted, or the disk is full: never leave half a notebook
             target.unlink(missing_ok=True)
             raise

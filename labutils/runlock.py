@@ -109,8 +109,12 @@ class RunLock:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(self.info))
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(self.info))
+        except BaseException:  # a full disk: an empty lock would refuse every later run
+            self.path.unlink(missing_ok=True)
+            raise
         return True
 
     def _take_over_if_stale(self) -> None:

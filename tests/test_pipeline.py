@@ -65,6 +65,28 @@ def test_failing_notebook_is_named_with_its_cell(tmp_path, monkeypatch, capsys):
     assert summary["failed"] == "01_fails.ipynb"
 
 
+def test_a_kernel_that_dies_is_named_in_one_line_with_how_to_go_on(tmp_path, monkeypatch, capsys):
+    """Killed (the out-of-memory killer, say), it printed nbclient's 40-line traceback and left
+    pipeline.json without the failed notebook."""
+    books = tmp_path / "books"
+    books.mkdir()
+    for name, code in (("01_fine", "x = 1"), ("02_killed", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")):
+        nb = nbformat.v4.new_notebook()
+        params = nbformat.v4.new_code_cell("PROFILE = 'smoke'")
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell(code)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, books / f"{name}.ipynb")
+    monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", books)
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "02_killed.ipynb stopped: its kernel died" in err and "--resume continues the run from 02_killed" in err
+    assert "Traceback" not in err
+    summary = json.loads((tmp_path / "out" / "metrics" / "pipeline.json").read_text())
+    assert summary["failed"] == "02_killed.ipynb" and summary["finished"] == ["01_fine.ipynb"]
+    assert not list((tmp_path / "out" / "notebooks").glob(".*partial*"))
+
+
 def test_kernels_import_the_labutils_that_runs_the_pipeline(tmp_path, monkeypatch):
     """Another labutils earlier on the caller's PYTHONPATH (a second checkout, a stale install)
     would otherwise run in the kernels while this one writes the run's records."""
@@ -230,6 +252,10 @@ def test_resume_after_02_gives_the_report_of_an_uninterrupted_run(tmp_path, capf
     # Nothing is left: a second resume runs nothing and keeps the run.
     assert main(["run", "--profile", "smoke", "--out", str(split), "--resume"]) == 0
     assert "0 to run" in capfd.readouterr().out
+    # Nor does one of a few notebooks forget the others (it left finished: [05], and the next
+    # --resume trained everything again).
+    assert main(["run", "--profile", "smoke", "--out", str(split), "--resume", "--notebooks", "05"]) == 0
+    assert json.loads((split / "metrics" / "pipeline.json").read_text())["finished"] == ALL_BOOKS
 
 
 @pytest.mark.parametrize("notebooks", ["04", "03,04,05", "05,06"])

@@ -574,3 +574,22 @@ def test_uncommitted_changes_to_labutils_are_part_of_the_commit_a_run_records(tm
     assert git_commit.__wrapped__(tmp_path) == commit + UNCOMMITTED
     assert "with the same uncommitted changes" in pipeline._option("git_commit", commit + UNCOMMITTED)
     assert "commit or stash" in pipeline._option("git_commit", commit)
+
+
+def test_a_lock_that_cannot_be_written_is_not_left_behind(tmp_path, monkeypatch):
+    """On a full disk the lock file was created empty and stayed: every later run was refused
+    ("exists but cannot be read") after space was freed."""
+    real_fdopen = os.fdopen
+
+    def full_disk(fd, *args, **kwargs):
+        f = real_fdopen(fd, *args, **kwargs)
+        f.write = lambda text: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device"))
+        return f
+
+    monkeypatch.setattr(os, "fdopen", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        RunLock(tmp_path).__enter__()
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
+    assert not (tmp_path / LOCK_NAME).exists()
+    with RunLock(tmp_path):  # space freed: the next run takes the folder
+        assert (tmp_path / LOCK_NAME).exists()
