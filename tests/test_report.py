@@ -252,3 +252,25 @@ def test_an_executed_notebook_re_executes_where_it_lies(full_smoke_run):
     assert json.loads((full_smoke_run / "report.json").read_text()) == before
     assert str(full_smoke_run) not in "".join(
         str(o) for c in json.loads(book.read_text())["cells"] for o in c.get("outputs", []))
+
+
+def test_the_report_refuses_metrics_of_another_run_or_without_their_checkpoints(full_smoke_run, tmp_path):
+    """Notebook 05 alone after a new run had started in the folder reported the old run's numbers
+    under the new run's name; with a checkpoint deleted it kept that checkpoint's numbers and said
+    every checkpoint reproduces its accuracy."""
+    import shutil
+
+    from labutils import Session
+    from labutils.artifacts import record_run
+    from labutils.labs import report as lab
+
+    folder = shutil.copytree(full_smoke_run, tmp_path / "run")
+    (folder / "models_saved" / "cnn_after_unstructured_pruning.pth").unlink()
+    s = Session("smoke", folder, start_run=False)
+    with pytest.raises(lab.ReportError, match=r"the metrics say cnn_after_unstructured_pruning.pth were produced, "
+                                              r"but .* does not hold them"):
+        lab.remeasure_checkpoints(s)
+    record_run(folder / "metrics", "smoke-new-run", "smoke", 0)  # notebook 01 of a new run
+    with pytest.raises(lab.ReportError, match=r"the metrics in .* are run smoke-.*'s, but the folder now holds "
+                                              r"run smoke-new-run"):
+        lab.load_run(Session("smoke", folder, start_run=False))

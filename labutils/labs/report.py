@@ -208,6 +208,10 @@ def load_run(session) -> tuple[dict, dict]:
                           f"{', '.join(session.models)}: if the run is elsewhere, set OUT_DIR to its folder (a "
                           f"relative one is read from the working folder, {Path.cwd()}); else run notebooks 01-04 first")
     run = check_one_run(records)
+    if run["run_id"] != session.run_id:  # a run started here since (notebook 01 or 02 of a new run)
+        raise ReportError(f"the metrics in {session.dirs.metrics} are run {run['run_id']}'s, but the folder now "
+                          f"holds run {session.run_id} (its metrics/run.json): run notebooks 02-04 of that run "
+                          f"before its report, or report on run {run['run_id']} from a folder of its own")
     print(f"run {run['run_id']}: profile {run['profile']}, {run['data']}, {run['device']}, "
           f"commit {run['git_commit']}")
     return records, run
@@ -225,8 +229,14 @@ def print_report(report: dict, records: dict) -> None:
 def remeasure_checkpoints(session) -> list[dict]:
     """Load every course checkpoint of MODELS back and measure it on the test images its notebook
     used, and print any difference from the recorded accuracy (that checks the files, not just the
-    metrics). Raises ReportError when a checkpoint the metrics say was produced does not load."""
+    metrics). Raises ReportError when a checkpoint the metrics say was produced is missing or does not load."""
     paths = [session.dirs.models / n for n in checkpoint_names(session.models) if (session.dirs.models / n).is_file()]
+    gone = [f"{m}_{stage}.pth" for m in session.models for stage in NOTEBOOK_OF_STAGE
+            if (session.metrics(m, stage) or {}).get("produced")
+            and not (session.dirs.models / f"{m}_{stage}.pth").is_file()]
+    if gone:  # the report would give the numbers of models that are not there
+        raise ReportError(f"the metrics say {', '.join(gone)} were produced, but {session.dirs.models} does not "
+                          f"hold them: run the notebooks that write them again (python -m labutils run --resume does)")
     rows, failures = evaluate_paths(paths, session.device)
     for r in rows:  # the rows go into the sidecar, which names no folder of the machine
         r["checkpoint"] = os.path.relpath(r["checkpoint"], session.dirs.root)
