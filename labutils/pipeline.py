@@ -349,6 +349,7 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     run_id = run_id or run_id_for(out_dir / "metrics", profile, seed, fresh=starts)
     lock.name_run(run_id)
+    _remove_leftovers(out_dir)
     if not resume and not starts:  # later notebooks alone: the run's earlier times still count
         marker = out_dir / "metrics" / "pipeline.json"
         saved = read_json(marker) if marker.is_file() else {}
@@ -404,6 +405,19 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         print(f"== {book.name} done in {format_seconds(timings[book.name])} "
               f"(run total {format_seconds(written['total_seconds'])})", flush=True)
     return _write_summary(out_dir, summary, start) | {"out": str(out_dir)}
+
+
+def _remove_leftovers(out_dir: Path) -> None:
+    """Temporary files of a run killed while writing: an atomic write's ``.NAME.*.tmp`` (a dense
+    checkpoint's is tens of MB) and a notebook's ``.NAME.partial.ipynb``. This run holds the
+    folder's lock, so no run is writing them."""
+    left = [p for folder in (out_dir, *(out_dir / d for d in ("models_saved", "metrics", "figures", "notebooks")))
+            for p in folder.glob(".*.tmp")] + list((out_dir / "notebooks").glob(".*.partial.ipynb"))
+    for path in left:
+        path.unlink(missing_ok=True)
+    if left:
+        print(f"removed {len(left)} temporary file(s) an interrupted run left: "
+              f"{', '.join(os.path.relpath(p, out_dir) for p in left)}", flush=True)
 
 
 def kernel_config():
