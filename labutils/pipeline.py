@@ -363,6 +363,13 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
     start = time.perf_counter()
     _write_summary(out_dir, summary, start)  # the folder names its run from the start
     kernel = kernel_config()
+
+    def record(name: str, t0: float, failed: str | None = None) -> dict:
+        """The notebook's time into the summary, written (finished, or ``failed``)."""
+        _forget_outdated(out_dir, timings, name)
+        timings[name] = time.perf_counter() - t0
+        return _write_summary(out_dir, summary, start, failed=failed)
+
     for book in books:
         final = out_dir / "notebooks" / book.name
         target = final.with_name(f".{final.stem}.partial.ipynb")  # renamed to final once papermill is done
@@ -375,9 +382,7 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         except pm.PapermillExecutionError as err:
             _forget_machine_paths(target, book.name)
             _replace_if_written(target, final)  # the executed notebook, with the traceback
-            _forget_outdated(out_dir, timings, book.name)
-            timings[book.name] = time.perf_counter() - t0
-            _write_summary(out_dir, summary, start, failed=book.name)
+            record(book.name, t0, failed=book.name)
             first_line = (err.source or "").strip().splitlines()[:1]
             raise NotebookFailed(
                 f"{book.name} failed in cell {err.cell_index} (execution count {err.exec_count}"
@@ -385,9 +390,7 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
                 f"The executed notebook with the full traceback is {final}") from None
         except DeadKernelError as err:  # killed, or out of memory: no cell error to show
             target.unlink(missing_ok=True)
-            _forget_outdated(out_dir, timings, book.name)
-            timings[book.name] = time.perf_counter() - t0
-            _write_summary(out_dir, summary, start, failed=book.name)
+            record(book.name, t0, failed=book.name)
             raise NotebookFailed(
                 f"{book.name} stopped: its kernel died ({err}), killed or out of memory. What the notebooks "
                 f"before it finished is kept: --resume continues the run from {book.name}") from None
@@ -396,12 +399,10 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
             raise
         _forget_machine_paths(target, book.name)
         _replace_if_written(target, final)
-        _forget_outdated(out_dir, timings, book.name)
-        timings[book.name] = time.perf_counter() - t0
         if summary["data"] is None:  # notebook 01 has just prepared it: a resume must find the same
             summary["data"] = data_of_run(profile, out_dir, data_root)
         # Written after each notebook, so the report notebook sees the earlier ones' times.
-        written = _write_summary(out_dir, summary, start)
+        written = record(book.name, t0)
         print(f"== {book.name} done in {format_seconds(timings[book.name])} "
               f"(run total {format_seconds(written['total_seconds'])})", flush=True)
     return _write_summary(out_dir, summary, start) | {"out": str(out_dir)}

@@ -88,9 +88,8 @@ class Session:
         (``--models``) and no notebook ran by hand for. Notebooks 03-05 of a ``--models cnn`` run,
         whose parameters cell lists all three, then prune and report cnn alone, the others not in
         this run (not "not produced", which would read as a failure)."""
-        summary = self.dirs.metrics / "pipeline.json"
-        ran = read_json(summary) if summary.is_file() else {}
-        if ran.get("run_id") != self.run_id:
+        ran = self.pipeline_summary()
+        if not ran:
             return models
         in_run = [m for m in models if m in ran.get("models", models)
                   or any(self.dirs.metrics_file(m, stage).is_file() for stage in NOTEBOOK_OF_STAGE)]
@@ -98,6 +97,13 @@ class Session:
             print(f"note: this run trained {', '.join(in_run) or 'none of MODELS'}; "
                   f"{', '.join(m for m in models if m not in in_run)} left out, as not in this run")
         return in_run
+
+    def pipeline_summary(self) -> dict:
+        """``metrics/pipeline.json`` where the pipeline made this run (its models, notebooks,
+        timings), else {} (notebooks run by hand, or a summary of an earlier run)."""
+        path = self.dirs.metrics / "pipeline.json"
+        ran = read_json(path) if path.is_file() else {}
+        return ran if ran.get("run_id") == self.run_id else {}
 
     # -- identity -------------------------------------------------------------------------
     @property

@@ -194,9 +194,8 @@ def load_run(session) -> tuple[dict, dict]:
     """The run's metrics records and its identity (refused if they come from several runs, or if
     MODELS leaves out a model the pipeline ran: it would read as left out of the run). A session
     that continues a run (``start_run=False``) has already left out the models the run never trained."""
-    summary = session.dirs.metrics / "pipeline.json"
-    ran = read_json(summary) if summary.is_file() else {}
-    if ran.get("run_id") == session.run_id:
+    ran = session.pipeline_summary()
+    if ran:
         left_out = [m for m in ran.get("models", []) if m not in session.models]
         if left_out:
             raise ReportError(f"the run in {session.dirs.root} was made for MODELS = {ran['models']!r} (its "
@@ -231,9 +230,8 @@ def remeasure_checkpoints(session) -> list[dict]:
     used, and print any difference from the recorded accuracy (that checks the files, not just the
     metrics). Raises ReportError when a checkpoint the metrics say was produced is missing or does not load."""
     paths = [session.dirs.models / n for n in checkpoint_names(session.models) if (session.dirs.models / n).is_file()]
-    gone = [f"{m}_{stage}.pth" for m in session.models for stage in NOTEBOOK_OF_STAGE
-            if (session.metrics(m, stage) or {}).get("produced")
-            and not (session.dirs.models / f"{m}_{stage}.pth").is_file()]
+    gone = [session.dirs.checkpoint(m, stage).name for m in session.models for stage in NOTEBOOK_OF_STAGE
+            if (session.metrics(m, stage) or {}).get("produced") and not session.available(m, stage)]
     if gone:  # the report would give the numbers of models that are not there
         raise ReportError(f"the metrics say {', '.join(gone)} were produced, but {session.dirs.models} does not "
                           f"hold them: run the notebooks that write them again (python -m labutils run --resume does)")
@@ -251,9 +249,7 @@ def remeasure_checkpoints(session) -> list[dict]:
 
 def write(session, report: dict, records: dict, run: dict, rows: list[dict]) -> tuple[Path, Path]:
     """``report.json`` and its sidecar ``report_details.json`` (with the run's timings so far)."""
-    pipeline = session.dirs.metrics / "pipeline.json"
-    timings = read_json(pipeline) if pipeline.is_file() else {}
-    paths = write_report(session.dirs.root, report, build_details(records, run, rows, timings))
+    paths = write_report(session.dirs.root, report, build_details(records, run, rows, session.pipeline_summary()))
     for p in paths:
         print("wrote", p.relative_to(session.dirs.root))
     return paths
