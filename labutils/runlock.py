@@ -4,6 +4,7 @@ The lock is a file created with O_CREAT|O_EXCL (atomic on every local file syste
 {pid, host, run_id, started, token}. A second run into the folder is refused with the holder's run
 id and PID. A lock left by a process of this host that no longer runs (killed with SIGKILL, or the
 machine restarted) is reported and taken over; one from another host cannot be checked and is refused.
+Taking over happens under an flock of the folder, so two runs cannot both take over the same stale lock.
 """
 from __future__ import annotations
 
@@ -82,11 +83,9 @@ class RunLock:
                      "token": uuid.uuid4().hex}
 
     def __enter__(self) -> "RunLock":
-        if not self._create():
-            self._take_over_if_stale()
-            if not self._create():
-                raise RunLocked(f"{self.path.parent} is being written by another run that started just now; "
-                                f"wait for it to finish or use another --out folder")
+        if not self._create() and not self._take_over_if_stale():
+            raise RunLocked(f"{self.path.parent} is being written by another run that started just now; "
+                            f"wait for it to finish or use another --out folder")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -117,17 +116,39 @@ class RunLock:
             raise
         return True
 
-    def _take_over_if_stale(self) -> None:
-        """Remove a lock whose process is gone (saying so); raise RunLocked for a live one."""
-        holder = _holder(self.path)
-        if holder is None:
-            return  # released meanwhile
-        if holder.get("host") != self.info["host"]:
-            raise RunLocked(f"{self.path.parent} is locked by {_describe(holder)}; a process on another "
-                            f"host cannot be checked from here: if it no longer runs, delete {self.path}")
-        if _alive(holder["pid"]):
-            raise RunLocked(f"{self.path.parent} is in use by {_describe(holder)}; wait for it to "
-                            f"finish, or write this run into another --out folder")
-        print(f"warning: taking over the stale lock of {_describe(holder)}: that process no longer "
-              f"runs (it was killed or crashed)", file=sys.stderr)
-        self.path.unlink(missing_ok=True)
+    def _take_over_if_stale(self) -> bool:
+        """Replace a lock whose process is gone with this one (saying so); raise RunLocked for a live
+        one. False when another run created the lock meanwhile. The check and the replacement happen
+        under the folder's flock: otherwise two runs that both saw the stale lock could each delete
+        it, the second deleting the lock the first had just created, and both would run."""
+        with _folder_flock(self.path.parent):
+            holder = _holder(self.path)
+            if holder is None:
+                return self._create()  # released meanwhile
+            if holder.get("host") != self.info["host"]:
+                raise RunLocked(f"{self.path.parent} is locked by {_describe(holder)}; a process on another "
+                                f"host cannot be checked from here: if it no longer runs, delete {self.path}")
+            if _alive(holder["pid"]):
+                raise RunLocked(f"{self.path.parent} is in use by {_describe(holder)}; wait for it to "
+                                f"finish, or write this run into another --out folder")
+            print(f"warning: taking over the stale lock of {_describe(holder)}: that process no longer "
+                  f"runs (it was killed or crashed)", file=sys.stderr)
+            self.path.unlink(missing_ok=True)
+            return self._create()
+
+
+@contextlib.contextmanager
+def _folder_flock(folder: Path):
+    """An exclusive flock on the folder itself (no extra file to leave behind); where flock is
+    missing (Windows) or the folder cannot be opened for it, nothing is held."""
+    try:
+        import fcntl
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock

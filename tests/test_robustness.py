@@ -10,6 +10,7 @@ import pickle
 import socket
 import subprocess
 import sys
+import time
 import traceback
 import urllib.error
 from pathlib import Path
@@ -24,7 +25,7 @@ from labutils.artifacts import git_commit, write_json
 from labutils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from labutils.cli import main
 from labutils.models import build_model
-from labutils.runlock import LOCK_NAME, RunLock
+from labutils.runlock import LOCK_NAME, RunLock, RunLocked
 from labutils.data import describe_data
 from labutils.session import Session
 
@@ -115,6 +116,46 @@ def test_a_lock_of_a_live_process_is_kept_by_the_one_that_fails_to_take_it(tmp_p
             RunLock(tmp_path).__enter__()
         assert json.loads((tmp_path / LOCK_NAME).read_text())["token"] == first.info["token"]
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_two_runs_never_both_take_over_the_same_stale_lock(tmp_path, monkeypatch):
+    """Both see the stale lock; without the folder's flock the second deleted the lock the first
+    had just created, and both ran (9 of 30 trials)."""
+    import threading
+    from labutils import runlock
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    real_alive = runlock._alive
+
+    def slow_alive(pid):  # widens the window between reading the lock and replacing it
+        time.sleep(0.05)
+        return real_alive(pid)
+
+    monkeypatch.setattr(runlock, "_alive", slow_alive)
+    for trial in range(5):
+        write_json(tmp_path / LOCK_NAME, {"pid": dead.pid, "host": socket.gethostname(), "run_id": "killed",
+                                          "started": "then", "token": "x"})
+        start, outcomes = threading.Barrier(2), []
+
+        def take():
+            lock = RunLock(tmp_path)
+            start.wait()
+            try:
+                lock.__enter__()
+                outcomes.append(lock)
+            except RunLocked as refused:
+                outcomes.append(refused)
+
+        threads = [threading.Thread(target=take) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        held = [o for o in outcomes if isinstance(o, RunLock)]
+        assert len(held) == 1, outcomes
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["token"] == held[0].info["token"]
+        held[0].release()
 
 
 # -- 2. one identity per run folder ----------------------------------------------------------
