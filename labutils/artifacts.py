@@ -2,23 +2,58 @@
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import functools
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 import uuid
 from pathlib import Path
 
-from .errors import SettingsError
+from .errors import Explained, SettingsError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+class WriteFailed(Explained, OSError):
+    """A run's file could not be written: the file, the cause and what to do, in one line."""
+
+    def __init__(self, err: OSError, path: Path):
+        super().__init__(err.errno, err.strerror or str(err), str(path))
+        self.advice = ""
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            free = _free_bytes(path.parent)
+            left = f" ({free / 2**20:.0f} MiB left there)" if free is not None else ""
+            self.advice = (f"{left}; free some space, or set OUT_DIR (--out) to a folder on another disk, "
+                           f"then run it again (a pipeline run: add --resume)")
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}{self.advice}"
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _os_error_behind(err: BaseException) -> OSError | None:
+    """The OSError that made ``err``: torch.save reports a full disk as a RuntimeError ("unexpected
+    pos 704 vs 598") whose context is the OSError it met."""
+    for e in (err, err.__cause__, err.__context__):
+        if isinstance(e, OSError) and not isinstance(e, WriteFailed):
+            return e
+    return None
+
+
 def atomic_write_bytes(path: str | os.PathLike, write) -> Path:
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it into place,
-    so an interrupted run never leaves a half-written checkpoint or report behind."""
+    so an interrupted run never leaves a half-written checkpoint or report behind. A failed write
+    (a full disk) is a WriteFailed that names ``path`` and its cause."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -30,8 +65,11 @@ def atomic_write_bytes(path: str | os.PathLike, write) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        cause = _os_error_behind(err)
+        if cause is not None:
+            raise WriteFailed(cause, path) from err
         raise
     return path
 

@@ -185,6 +185,10 @@ _WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENO
 
 def describe_os_error(err: OSError, out: str | None) -> str:
     """``cannot write /x/y: No space left on device``: the path and the cause in one line."""
+    from .artifacts import WriteFailed
+
+    if isinstance(err, WriteFailed):  # it already names its file and what to do
+        return str(err)
     path = err.filename or out or "the output folder"
     cause = err.strerror or str(err)
     return f"cannot write {path}: {cause}" if err.errno in _WRITE_ERRORS else f"{path}: {cause}"

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import time
 from pathlib import Path
 
-from .artifacts import (REPO_ROOT, UNCOMMITTED, atomic_write_bytes, check_output_folder, git_commit, read_json,
-                        record_run, resolve_out_dir, run_id_for, write_json)
+from .artifacts import (REPO_ROOT, UNCOMMITTED, WriteFailed, atomic_write_bytes, check_output_folder, git_commit,
+                        read_json, record_run, resolve_out_dir, run_id_for, write_json)
 from .course import MODEL_NAMES, STAGES
 from .data import DEFAULT_DATA_ROOT, describe_prepared, run_data_root
 from .profiles import get_profile
@@ -394,8 +395,10 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
             raise NotebookFailed(
                 f"{book.name} stopped: its kernel died ({err}), killed or out of memory. What the notebooks "
                 f"before it finished is kept: --resume continues the run from {book.name}") from None
-        except BaseException:  # interrupted, or the disk is full: never leave half a notebook
+        except BaseException as err:  # interrupted, or the disk is full: never leave half a notebook
             target.unlink(missing_ok=True)
+            if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT) and not err.filename:
+                raise WriteFailed(err, final) from err  # papermill's says neither the file nor what to do
             raise
         _forget_machine_paths(target, book.name)
         _replace_if_written(target, final)

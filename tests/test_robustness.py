@@ -412,7 +412,9 @@ def test_disk_full_is_one_line_and_keeps_earlier_files(tmp_path, monkeypatch, ra
     monkeypatch.setattr(papermill, "execute_notebook", disk_full)
     capsys.readouterr()
     assert run(tmp_path, "--notebooks", "01") == 1
-    assert capsys.readouterr().err == f"error: cannot write {tmp_path}: No space left on device\n"
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write {executed}: No space left on device (") and "--resume" in err
+    assert len(err.splitlines()) == 1
     assert executed.read_bytes() == earlier[executed]  # the earlier notebook, whole
     assert not list((tmp_path / "notebooks").glob(".*"))  # no half-written notebook
     json.loads((tmp_path / "metrics" / "pipeline.json").read_text())
@@ -457,6 +459,50 @@ def test_figures_are_written_atomically(tmp_path):
     assert path.read_bytes() == earlier  # the earlier figure, whole
     assert [p.name for p in path.parent.iterdir()] == ["03_study.png"]  # no temporary file left
     plt.close("all")
+
+
+def test_a_checkpoint_that_meets_a_full_disk_names_its_file_and_what_to_do(tmp_path, monkeypatch, capsys):
+    """torch.save says only "unexpected pos 704 vs 598" (a RuntimeError) when the disk fills."""
+    from labutils import artifacts
+    from labutils.artifacts import WriteFailed
+    from labutils.cli import describe_os_error
+
+    real_fdopen = os.fdopen
+
+    class FillsUp:  # a disk with room for 4 kB
+        def __init__(self, f):
+            self.f, self.n = f, 0
+
+        def write(self, b):
+            if self.n + len(b) > 4096:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.n += len(b)
+            return self.f.write(b)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(artifacts.os, "fdopen", lambda fd, mode: FillsUp(real_fdopen(fd, mode)))
+    path = tmp_path / "models_saved" / "cnn_before_pruning.pth"
+    with pytest.raises(WriteFailed) as failed:
+        save_checkpoint(path, build_model("resnet20", width=4))
+    message = str(failed.value)
+    assert message.startswith(f"cannot write {path}: No space left on device (") and "MiB left there)" in message
+    assert "OUT_DIR" in message and "--resume" in message
+    assert "unexpected pos" in str(failed.value.__cause__)  # torch's own words stay in the chain
+    assert failed.value.errno == errno.ENOSPC and failed.value._render_traceback_() == [f"WriteFailed: {message}"]
+    assert describe_os_error(failed.value, None) == message
+    assert list(path.parent.iterdir()) == []  # no temporary file left
+
+    with pytest.raises(RuntimeError, match="not a write error") as other:  # other failures pass unchanged
+        artifacts.atomic_write_bytes(path, lambda f: (_ for _ in ()).throw(RuntimeError("not a write error")))
+    assert type(other.value) is RuntimeError
 
 
 # -- 9. files written with the process's umask ---------------------------------------------------
