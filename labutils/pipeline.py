@@ -415,8 +415,10 @@ def _remove_leftovers(out_dir: Path) -> None:
     """Temporary files of a run killed while writing: an atomic write's ``.NAME.*.tmp`` (a dense
     checkpoint's is tens of MB) and a notebook's ``.NAME.partial.ipynb``. This run holds the
     folder's lock, so no run is writing them."""
-    left = [p for folder in (out_dir, *(out_dir / d for d in ("models_saved", "metrics", "figures", "notebooks")))
-            for p in folder.glob(".*.tmp")] + list((out_dir / "notebooks").glob(".*.partial.ipynb"))
+    folders = [out_dir] + [out_dir / d for d in ("models_saved", "models_saved/quantization", "metrics", "figures",
+                                                 "notebooks")]
+    left = [p for folder in folders for p in folder.glob(".*.tmp")]
+    left += (out_dir / "notebooks").glob(".*.partial.ipynb")
     for path in left:
         path.unlink(missing_ok=True)
     if left:

@@ -2,6 +2,7 @@
 import json
 
 from labutils.checkpoint import load_checkpoint
+from labutils.course import checkpoint_names
 from labutils.pipeline import run_pipeline
 from labutils.profiles import get_profile
 from labutils.labs.quantization import SEED_RESULTS
@@ -45,8 +46,10 @@ def test_notebook_06_smoke(smoke_run):
     else:
         assert cnn.get("skipped") is True and cnn["reason"]
 
-    model, ckpt = load_checkpoint(smoke_run / "models_saved" / "resnet20_baseline.pth")
+    model, ckpt = load_checkpoint(smoke_run / "models_saved" / "quantization" / "resnet20_baseline.pth")
     assert model.arch["name"] == "resnet20" and ckpt["meta"]["run_id"] == run["run_id"]
+    # models_saved/ itself holds only the course's nine names (SPEC: exact names, 9 files)
+    assert {p.name for p in (smoke_run / "models_saved").iterdir() if p.is_file()} <= set(checkpoint_names())
     assert ckpt["metrics"]["accuracy"] == r20["baseline"]["accuracy"]
     assert r20["test_images"] == cfg["eval_images"]
     for fig in ("06_accuracy_vs_bits.png", "06_accuracy_vs_size.png"):

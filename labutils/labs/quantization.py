@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter
@@ -40,7 +41,8 @@ SEED_RESULTS = {
     "qat": {"asymmetric": {5: 0.9156, 4: 0.9140, 3: 0.9058, 2: 0.8597}},
     "pruned80_qat": {5: 0.9032, 4: 0.8994, 3: 0.8715, 2: 0.3348},
 }
-BASELINE_FILE = "resnet20_baseline.pth"
+# Beside the course's nine, in a folder of its own: models_saved/ holds exactly those nine files.
+BASELINE_FILE = Path("quantization") / "resnet20_baseline.pth"
 PRUNED_CNN = ("cnn", "after_unstructured_pruning")
 
 
@@ -90,7 +92,7 @@ def zero_masks(model: nn.Module) -> dict[str, torch.Tensor]:
 # ResNet-20 baseline
 # ----------------------------------------------------------------------------------------
 def resnet20_baseline(s: Session) -> tuple[nn.Module, dict]:
-    """Train ResNet-20 with the profile's recipe and save ``models_saved/resnet20_baseline.pth``.
+    """Train ResNet-20 with the profile's recipe and save ``models_saved/quantization/resnet20_baseline.pth``.
     A checkpoint this run already wrote is reused (re-running the notebook cell by cell)."""
     cfg = config(s)
     path = s.dirs.models / BASELINE_FILE
@@ -110,7 +112,7 @@ def resnet20_baseline(s: Session) -> tuple[nn.Module, dict]:
                "train_seconds": seconds, "test_images": len(test.labels), "reused": False}
     save_checkpoint(path, model, metrics=metrics, meta=s.info)
     print(f"resnet20: {metrics['accuracy']:.2%} on {metrics['test_images']} test images, "
-          f"{metrics['parameters']:,} parameters, trained in {seconds:.0f}s -> {path.parent.name}/{path.name}")
+          f"{metrics['parameters']:,} parameters, trained in {seconds:.0f}s -> {path.relative_to(s.dirs.root)}")
     return model, metrics
 
 
