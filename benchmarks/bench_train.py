@@ -18,7 +18,7 @@ whole step, optimizer included, captured in a CUDA graph); ``compiled+graphs``. 
 run here says so ("n/a (needs CUDA)"); one where ``fit`` fell back to eager says that instead of a
 number.
 
-    python benchmarks/bench_train.py                      # CUDA: eager, compiled, graphs; CPU: eager
+    python benchmarks/bench_train.py                      # CUDA: eager, compiled, graphs; CPU: eager, graphs (n/a)
     python benchmarks/bench_train.py --models resnet20 --modes eager,reduce-overhead --json bench.json
     python benchmarks/bench_train.py --smoke               # seconds on a CPU: narrow models, few images
 """
