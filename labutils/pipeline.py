@@ -6,6 +6,7 @@ import errno
 import os
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 from .artifacts import (REPO_ROOT, UNCOMMITTED, WriteFailed, atomic_write_bytes, check_output_folder, git_commit,
@@ -148,23 +149,38 @@ def _option(key: str, value) -> str:
     return f"--{key} {value}"
 
 
-def _first_missing_output(out_dir: Path, book_names: list[str], models: list[str]) -> tuple[str, Path] | None:
-    """(notebook, file) for the first of ``book_names`` whose outputs are gone, or None.
-    02-04 leave one metrics record per model, and a checkpoint for each one produced; 05 the
-    report; 06 its metrics."""
+def _first_missing_output(out_dir: Path, book_names: list[str], models: list[str]) -> tuple[str, Path, str] | None:
+    """(notebook, file, "gone" or "damaged") for the first of ``book_names`` whose outputs are gone
+    or cannot be read, or None. 02-04 leave one metrics record per model, and a checkpoint for
+    each one produced; 05 the report; 06 its metrics. Files are written atomically, so a damaged
+    one was damaged afterwards (a copy cut short, a disk error): it must not count as finished."""
     stage_of = dict(zip(("02", "03", "04"), STAGES))
     for name in book_names:
-        if name[:2] in stage_of:
-            for model in models:
-                record = out_dir / "metrics" / f"{model}_{stage_of[name[:2]]}.json"
-                if not record.is_file():
-                    return name, record
-                ckpt = out_dir / "models_saved" / f"{model}_{stage_of[name[:2]]}.pth"
-                if read_json(record).get("produced") and not ckpt.is_file():
-                    return name, ckpt
-        needed = {"05": out_dir / "report.json", "06": out_dir / "metrics" / "quantization.json"}.get(name[:2])
-        if needed and not needed.is_file():
-            return name, needed
+        stage = stage_of.get(name[:2])
+        for model in models if stage else ():
+            record = out_dir / "metrics" / f"{model}_{stage}.json"
+            ckpt = out_dir / "models_saved" / f"{model}_{stage}.pth"
+            if fault := _fault(record):
+                return name, record, fault
+            if read_json(record).get("produced") and (fault := _fault(ckpt)):
+                return name, ckpt, fault
+        extra = {"05": out_dir / "report.json", "06": out_dir / "metrics" / "quantization.json"}.get(name[:2])
+        if extra and (fault := _fault(extra)):
+            return name, extra, fault
+    return None
+
+
+def _fault(path: Path) -> str | None:
+    """"gone", "damaged" (JSON that does not parse, a checkpoint that is not a whole zip archive:
+    torch.save's format ends with the archive's directory), or None."""
+    if not path.is_file():
+        return "gone"
+    if path.suffix == ".pth":
+        return None if zipfile.is_zipfile(path) else "damaged"
+    try:
+        read_json(path)
+    except ValueError:  # UnicodeDecodeError too
+        return "damaged"
     return None
 
 
@@ -318,8 +334,8 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         timings = _finished_timings(saved)
         skipped = [b.name for b in books if b.name in timings and (out_dir / "notebooks" / b.name).is_file()]
         missing = _first_missing_output(out_dir, skipped, models)
-        if missing:  # a finished notebook's outputs were deleted: go on from that notebook
-            print(f"{missing[1]} of {missing[0]} is gone: running again from {missing[0]}", flush=True)
+        if missing:  # a finished notebook's outputs were deleted or damaged: go on from that notebook
+            print(f"{missing[1]} of {missing[0]} is {missing[2]}: running again from {missing[0]}", flush=True)
             skipped = [n for n in skipped if n < missing[0]]
         # Everything after the first notebook to run again runs again too: a later notebook
         # finished before it read the outputs it is about to replace (05's report from 03's metrics).

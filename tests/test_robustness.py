@@ -343,10 +343,10 @@ def test_a_vit_named_cnn_is_refused_by_notebooks_and_evaluate(tmp_path, capsys):
 def test_resume_runs_again_from_the_notebook_whose_checkpoint_is_gone(tmp_path, ran, capsys):
     out = tmp_path
     assert run(out, "--models", "cnn", "--notebooks", "01,02,03,04") == 0
+    (out / "models_saved").mkdir(exist_ok=True)
     for stage in ("before_pruning", "after_unstructured_pruning", "after_structured_pruning"):
         write_json(out / "metrics" / f"cnn_{stage}.json", {"produced": True})
-        (out / "models_saved").mkdir(exist_ok=True)
-        (out / "models_saved" / f"cnn_{stage}.pth").write_bytes(b"stand-in")
+        save_checkpoint(out / "models_saved" / f"cnn_{stage}.pth", build_model("resnet20", width=4))
     (out / "models_saved" / "cnn_after_unstructured_pruning.pth").unlink()
     ran.clear()
     capsys.readouterr()
@@ -355,6 +355,28 @@ def test_resume_runs_again_from_the_notebook_whose_checkpoint_is_gone(tmp_path, 
     printed = capsys.readouterr().out
     assert "cnn_after_unstructured_pruning.pth of 03_unstructured_pruning.ipynb is gone" in printed
     assert "2 notebook(s) already finished" in printed
+
+
+@pytest.mark.parametrize("damaged, first", [("models_saved/cnn_after_structured_pruning.pth", 3),
+                                            ("metrics/cnn_after_unstructured_pruning.json", 2),
+                                            ("report.json", 4)])
+def test_resume_runs_again_from_the_notebook_whose_output_is_damaged(tmp_path, ran, capsys, damaged, first):
+    """A file cut short after it was written (a copy interrupted, a disk error) does not count as
+    finished: a checkpoint without its zip directory, JSON that does not parse."""
+    out = tmp_path
+    assert run(out, "--models", "cnn", "--notebooks", "01,02,03,04,05") == 0
+    (out / "models_saved").mkdir(exist_ok=True)
+    for stage in ("before_pruning", "after_unstructured_pruning", "after_structured_pruning"):
+        write_json(out / "metrics" / f"cnn_{stage}.json", {"produced": True})
+        save_checkpoint(out / "models_saved" / f"cnn_{stage}.pth", build_model("resnet20", width=4))
+    write_json(out / "report.json", {})
+    path = out / damaged
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    ran.clear()
+    capsys.readouterr()
+    assert run(out, "--models", "cnn", "--notebooks", "01,02,03,04,05", "--resume") == 0
+    assert ran == ALL_BOOKS[first:5]
+    assert f"{path.name} of {ALL_BOOKS[first]} is damaged: running again" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("gone, first", [("metrics/cnn_after_structured_pruning.json", 3), ("report.json", 4),
