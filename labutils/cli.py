@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .course import MODEL_NAMES
+from .profiles import PROFILES
 
 
 def _csv(text: str) -> list[str]:
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Execute the workbook's notebooks in order with papermill. "
                                      "Writes DIR/notebooks (executed), DIR/models_saved, "
                                      "DIR/figures, DIR/metrics and, with notebook 05, DIR/report.json.")
-    run.add_argument("--profile", default="auto", choices=["auto", "smoke", "cpu", "full"],
+    run.add_argument("--profile", default="auto", choices=["auto", *PROFILES],
                      help="auto (default): full on a CUDA GPU, cpu otherwise")
     run.add_argument("--out", metavar="DIR", default=None,
                      help="output folder (default: the repository root for full, runs/PROFILE otherwise)")
@@ -132,6 +133,7 @@ def _results_table(args) -> int:
 def _run(args) -> int:
     from .models import check_vit_weights
     from .pipeline import NotebookFailed, NotebooksNotFound, format_seconds, run_pipeline
+    from .profile_check import check_profile
     from .profiles import auto_profile, get_profile
     from .runlock import RunLocked
     from .train import check_seed, get_device
@@ -152,6 +154,7 @@ def _run(args) -> int:
             check_vit_weights(args.vit_weights)
         # "auto" follows the device asked for: --device cpu on a GPU machine is the cpu profile
         profile = auto_profile(args.device) if args.profile == "auto" else args.profile
+        check_profile(get_profile(profile))  # a recipe's typo now, not minutes into the run
     except (RuntimeError, ValueError) as err:  # PretrainedWeightsUnavailable is a RuntimeError
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -311,6 +311,12 @@ QUANT = {
 
 SECTIONS = {"data": DATA, "models": MODELS, "train": TRAIN, "unstructured": UNSTRUCTURED,
             "structured": STRUCTURED, "quant": QUANT}
+# A new profile is a name in DESCRIPTIONS and REDUCED and an entry in every table above.
+_missing = [f"{table_name} has no entry for profile {name!r}" for name in DESCRIPTIONS
+            for table_name, table in zip(("REDUCED", "DATA", "MODELS", "TRAIN", "UNSTRUCTURED", "STRUCTURED",
+                                          "QUANT"), (REDUCED, *SECTIONS.values())) if name not in table]
+if _missing:
+    raise ValueError("labutils/profiles.py: " + "; ".join(_missing))
 PROFILES: dict[str, dict] = {
     name: {"description": DESCRIPTIONS[name], "reduced": REDUCED[name],
            **{section: table[name] for section, table in SECTIONS.items()}}

@@ -16,6 +16,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .course import MODEL_NAMES, NOTEBOOK_OF_STAGE
 from .errors import SettingsError
 from .models import COURSE_MODELS, course_model, input_size
+from .profile_check import check_profile
 from .profiles import auto_profile, get_profile
 from .runlock import check_free
 from .train import check_seed, get_device, seed_everything
@@ -48,7 +49,7 @@ class Session:
         self.models = check_models(models)
         try:
             self.device = get_device(device)
-            self.profile = get_profile(auto_profile(device) if profile == "auto" else profile)
+            self.profile = check_profile(get_profile(auto_profile(device) if profile == "auto" else profile))
         except (ValueError, RuntimeError) as err:  # shown as one line naming the parameter
             raise SettingsError(str(err)) from None
         self.name = self.profile["name"]

@@ -67,3 +67,77 @@ def test_settings_print_as_wrapped_pairs():
     assert len(lines) > 1 and "criterion=taylor" in lines[0] and "{'criterion'" not in text
     assert 13 + len(lines[0]) <= 100 and all(len(line) <= 100 for line in lines[1:])
     assert all(line.startswith(" " * 13) for line in lines[1:])
+
+
+# -- a profile's mistakes are refused before any work, each named where it is ----------------------
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_every_shipped_profile_passes_its_check(name):
+    from labutils.profile_check import problems
+
+    assert problems(get_profile(name)) == []
+
+
+def _set(profile, path, value):
+    *parents, last = path
+    for key in parents:
+        profile = profile[key]
+    if value is DELETE:
+        del profile[last]
+    else:
+        profile[last] = value
+
+
+DELETE = object()
+MISTAKES = [  # (where, value, what the message must say): each once went unnoticed or surfaced late
+    (("train", "vit_scratch", "grad_clipp"), 1.0,
+     'TRAIN["smoke"]["vit_scratch"]: unknown setting "grad_clipp" (did you mean "grad_clip"?)'),
+    (("unstructured", "final", "cnn", "sparsity"), 95,
+     'UNSTRUCTURED["smoke"]["final"]["cnn"]["sparsity"] = 95 must be a number in (0, 1) (a share: write 0.95'),
+    (("unstructured", "gradual_end"), 70, 'UNSTRUCTURED["smoke"]["gradual_end"] = 70 must be a number in (0, 1]'),
+    (("unstructured", "study_model"), ["cnn"], '(did you mean "study_models"?)'),
+    (("unstructured", "include_first"), "no", "must be True or False"),
+    (("unstructured", "rounds"), 0, 'UNSTRUCTURED["smoke"]["rounds"] = 0 must be a whole number >= 1'),
+    (("train", "cnn", "epochs"), -1, 'TRAIN["smoke"]["cnn"]["epochs"] = -1 must be a whole number >= 1'),
+    (("train", "cnn", "optimizer"), "adam", "must be one of 'sgd', 'adamw'"),
+    (("structured", "cnn", "steps"), [50], "holds 50, which must be a number in (0, 1)"),
+    (("structured", "vit", "steps"), 0.5, 'STRUCTURED["smoke"]["vit"]["steps"] = 0.5 must be a non-empty list'),
+    (("structured", "cnn", "steps"), [0.5, 0.25], "must increase from one entry to the next"),
+    (("structured", "cnn", "scope"), "globl", "must be one of 'uniform', 'global'"),
+    (("structured", "vit_scratch", "criterion"), "l3", "must be one of 'l1', 'l2', 'bn_scale', 'taylor'"),
+    (("quant", "qat", "steps"), {5: 1}, "is keyed by bit widths as strings ({'4': 1}), not 5"),
+    (("quant", "ptq_methods"), ["symmetric/tensor"], "must read scheme/granularity/clip"),
+    (("quant", "prune", "qat_variants"), ["global"], "names 'global', which is not one of its variants"),
+    (("quant", "cnn_qat_bits"), DELETE, 'QUANT["smoke"]: missing setting "cnn_qat_bits"'),
+    (("models", "cnn", "widht"), 8, 'MODELS["smoke"]["cnn"]: unknown setting "widht" (did you mean "width"?)'),
+    (("data", "n_train"), 0, 'DATA["smoke"]["n_train"] = 0 must be a whole number >= 1 (or None)'),
+]
+
+
+@pytest.mark.parametrize("path, value, said", MISTAKES, ids=["/".join(m[0]) for m in MISTAKES])
+def test_a_mistake_in_a_profile_is_named_where_it_is(path, value, said):
+    from labutils.profile_check import ProfileError, check_profile
+
+    profile = get_profile("smoke")
+    _set(profile, path, value)
+    with pytest.raises(ProfileError) as refused:
+        check_profile(profile)
+    message = str(refused.value)
+    assert said in message, message
+    assert message.startswith("the smoke profile in labutils/profiles.py has 1 mistake") or "bits" in message
+
+
+def test_a_broken_profile_stops_the_run_and_the_notebook_before_any_work(tmp_path, monkeypatch, capsys):
+    from labutils import Session, profiles
+    from labutils.cli import main
+    from labutils.errors import SettingsError
+
+    broken = get_profile("smoke")
+    broken["train"]["cnn"]["lr_max"] = 0.1
+    monkeypatch.setitem(profiles.PROFILES, "smoke", broken)
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert 'TRAIN["smoke"]["cnn"]: unknown setting "lr_max"' in err and "Fix it there" in err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(SettingsError, match='unknown setting "lr_max"'):
+        Session("smoke", out_dir=tmp_path / "nb", device="cpu")
+    assert not (tmp_path / "nb").exists()

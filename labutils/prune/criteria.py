@@ -23,9 +23,6 @@ from .masks import magnitude_scores
 from ..accel import autocast, unscaled_precision
 from ..train import _to_device
 
-CRITERIA = ("magnitude", "taylor", "fisher")
-
-
 def _batch_gradients(model: nn.Module, params: dict[str, torch.Tensor], loader, batches: int):
     """Yield {name: gradient of the mean cross-entropy of one batch} for ``batches`` batches."""
     if batches < 1:
@@ -78,14 +75,22 @@ def fisher_scores(model: nn.Module, params: dict[str, torch.Tensor], loader,
     return {n: 0.5 * (fisher[n] / count) * p.detach().float() ** 2 for n, p in params.items()}
 
 
+# A criterion is one entry: its name, its scoring function (model, params, loader, batches), and
+# whether it needs data. CRITERIA, the profiles' check and the notebooks' choices follow from it.
+SCORERS = {
+    "magnitude": (lambda model, params, loader, batches: magnitude_scores(params), False),
+    "taylor": (taylor_scores, True),
+    "fisher": (fisher_scores, True),
+}
+CRITERIA = tuple(SCORERS)
+
+
 def compute_scores(criterion: str, model: nn.Module, params: dict[str, torch.Tensor],
                    loader=None, batches: int = 4) -> dict[str, torch.Tensor]:
-    """Scores by name: "magnitude" (no data), "taylor" or "fisher" (need ``loader``)."""
-    if criterion == "magnitude":
-        return magnitude_scores(params)
-    if criterion not in CRITERIA:
+    """Scores by name, one of ``SCORERS``: "magnitude" (no data), "taylor" or "fisher" (need ``loader``)."""
+    if criterion not in SCORERS:
         raise ValueError(f"unknown criterion {criterion!r}; choose one of {CRITERIA}")
-    if loader is None:
+    score, needs_data = SCORERS[criterion]
+    if needs_data and loader is None:
         raise ValueError(f"criterion {criterion!r} needs a data loader to compute gradients")
-    fn = taylor_scores if criterion == "taylor" else fisher_scores
-    return fn(model, params, loader, batches)
+    return score(model, params, loader, batches)

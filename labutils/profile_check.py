@@ -1,0 +1,282 @@
+"""A profile of ``labutils/profiles.py`` checked before any work: every setting known, every value
+of the right kind and range. Each mistake is named by its table, profile and key, with what to write
+instead. Without this check, a typo in a recipe surfaced minutes into a run as a bare TypeError.
+Some mistakes never surfaced at all: ``gradual_end: 70`` pruned nothing, and a misspelt
+``study_models`` ran the study on every model."""
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+from numbers import Real
+
+from .course import MODEL_NAMES
+from .errors import Explained
+
+# The tables of profiles.py, by the section name a profile gives them.
+TABLES = {"data": "DATA", "models": "MODELS", "train": "TRAIN", "unstructured": "UNSTRUCTURED",
+          "structured": "STRUCTURED", "quant": "QUANT"}
+
+
+class ProfileError(Explained, ValueError):
+    """A profile in labutils/profiles.py that cannot work."""
+
+
+# -- rules: each returns what is wrong with a value, or None -------------------------------------
+def whole(minimum: int = 1, none: bool = False):
+    def rule(v):
+        if (v is None and none) or (isinstance(v, int) and not isinstance(v, bool) and v >= minimum):
+            return None
+        return f"must be a whole number >= {minimum}" + (" (or None)" if none else "")
+    return rule
+
+
+def number(low: float = 0.0, high: float = math.inf, low_open: bool = False, high_open: bool = True,
+           none: bool = False):
+    def rule(v):
+        if v is None and none:
+            return None
+        ok = isinstance(v, Real) and not isinstance(v, bool) and (v > low if low_open else v >= low) \
+            and (v < high if high_open else v <= high)
+        if ok:
+            return None
+        where = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        hint = f" (a share: write {v / 100:g} for {v:g}%)" if high == 1 and _real(v) and 1 < v <= 100 else ""
+        return f"must be a number in {where}{hint}"
+    return rule
+
+
+def _real(v) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool)
+
+
+SHARE = number(0, 1, low_open=True)  # a share removed: more than nothing, less than all
+FRACTION = number(0, 1)              # a part of a schedule or a probability: 0 allowed
+POSITIVE = number(0, low_open=True)
+BITS = whole(2)
+
+
+def choice(*options):
+    def rule(v):
+        return None if v in options else f"must be one of {', '.join(map(repr, options))}"
+    return rule
+
+
+def flag(v):
+    return None if isinstance(v, bool) else "must be True or False"
+
+
+def list_of(rule, increasing: bool = False):
+    def check(v):
+        if not isinstance(v, (list, tuple)) or not v:
+            return "must be a non-empty list"
+        for item in v:
+            if (why := rule(item)) is not None:
+                return f"holds {item!r}, which {why}"
+        if increasing and any(b <= a for a, b in zip(v, v[1:])):
+            return "must increase from one entry to the next"
+        return None
+    return check
+
+
+def quant_method(v):
+    from .quant import QuantSpec
+
+    try:
+        QuantSpec.parse(v, 8)
+    except (ValueError, TypeError, AttributeError) as err:
+        return f"is not a method: {err}"
+    return None
+
+
+def bits_map(v):
+    """QAT's epochs or steps: one number, or one per bit width keyed by its string ({"4": 1})."""
+    if not isinstance(v, dict):
+        return whole(1)(v)
+    bad = [k for k in v if not (isinstance(k, str) and k.isdigit())]
+    if bad:
+        return f"is keyed by bit widths as strings ({{'4': 1}}), not {bad[0]!r}"
+    wrong = [k for k, n in v.items() if whole(1)(n)]
+    return f"gives {v[wrong[0]]!r} for {wrong[0]} bits, which must be a whole number >= 1" if wrong else None
+
+
+# -- schema nodes ---------------------------------------------------------------------------------
+class Keys:
+    """A dict with these keys (``optional`` may be left out); ``extra`` keys are allowed too."""
+
+    def __init__(self, rules: dict, optional=(), extra: dict | None = None):
+        self.rules, self.optional, self.extra = rules, set(optional), extra or {}
+
+
+class Each:
+    """A dict whose every value follows one node (its keys are names the instructor chooses)."""
+
+    def __init__(self, node):
+        self.node = node
+
+
+def per_model(node) -> Keys:
+    return Keys({m: node for m in MODEL_NAMES})
+
+
+def _fit_rules() -> dict:
+    """Rules for the arguments of ``train.fit`` that recipes use; any other fit argument is
+    accepted as it is (fit checks it)."""
+    from .data import AUGMENT_POLICIES, AUGMENTATION
+    from .train import fit
+
+    known = {p: None for p in inspect.signature(fit).parameters} | {a: None for a in AUGMENTATION}
+    for gone in ("model", "train_loader", "test_loader", "callback", "device", "num_classes"):
+        known.pop(gone)
+    return known | {
+        "epochs": whole(1), "lr": POSITIVE, "batch_size": whole(1),
+        "optimizer": choice("sgd", "adamw"), "schedule": choice("onecycle", "cosine", "constant"),
+        "weight_decay": number(0, 1), "momentum": FRACTION, "warmup": FRACTION, "label_smoothing": FRACTION,
+        "mixup": number(0), "grad_clip": number(0, low_open=True, none=True), "max_steps": whole(1, none=True),
+        "eval_every": whole(1), "graphs": flag, "ema": FRACTION,
+        "compile": lambda v: None if isinstance(v, (bool, str)) else "must be True, False or a torch.compile mode",
+        "precision": choice(None, "bf16", "fp16", "fp32"),
+        "cutout": whole(0), "augment": choice(None, *AUGMENT_POLICIES), "repeats": whole(1),
+        "augment_groups": whole(1)}
+
+
+def fit_recipe(required=("epochs", "lr"), **more) -> Keys:
+    rules = _fit_rules() | more
+    return Keys(rules, optional=set(rules) - set(required))
+
+
+def _model_kwargs(builder, skip=("num_classes", "pretrained", "weights_path", "heads", "mlp_hidden",
+                                 "stages", "inner")) -> Keys:
+    """A course model's overrides: its builder's arguments (widths and sizes, whole numbers; rates)."""
+    rules = {}
+    for p in inspect.signature(builder).parameters.values():
+        if p.name not in skip:
+            rules[p.name] = whole(1) if isinstance(p.default, int) else number(0)
+    return Keys(rules, optional=set(rules))
+
+
+def schema() -> Keys:
+    from . import models
+    from .labs.unstructured import METHODS
+    from .prune import structured as S
+    from .prune.criteria import CRITERIA
+
+    batches = Keys({"cpu": list_of(whole(1), increasing=True), "cuda": list_of(whole(1), increasing=True)})
+    timing = {"latency": batches, "latency_warmup": whole(0), "latency_iters": whole(1), "latency_rounds": whole(1)}
+    unstructured = Keys({
+        "include_first": flag, "include_classifier": flag, "study_models": list_of(choice(*MODEL_NAMES)),
+        "probe_images": whole(1, none=True), "sensitivity_images": whole(1, none=True),
+        "criteria": list_of(choice(*CRITERIA)), "score_batches": whole(1),
+        "sensitivity_levels": list_of(SHARE, increasing=True), "sweep_levels": list_of(SHARE, increasing=True),
+        "epoch_steps": whole(1, none=True), "study_epoch_scale": POSITIVE, "rounds": whole(1),
+        "gradual_end": number(0, 1, low_open=True, high_open=False),
+        "finetune": per_model(fit_recipe(required=("lr",))),
+        "final_method": choice(*METHODS, "best"), "final_epoch_steps": whole(1, none=True),
+        "final": per_model(Keys({"sparsity": SHARE, "epochs": whole(1)})),
+        "frontier": Keys({"step_keep": SHARE, "refine": whole(0), "max_trials": whole(1), "max_sparsity": SHARE,
+                          "epochs": whole(1), "epoch_steps": whole(1, none=True), "drop": SHARE}),
+        **timing}, optional={"study_models"})
+    structured = per_model(Keys({
+        "criterion": choice(*S.CRITERIA), "scope": choice("uniform", "global"),
+        "steps": list_of(SHARE, increasing=True), "step_epochs": whole(0), "batch_size": whole(1),
+        "taylor_batches": whole(1), "bn_batches": whole(0), "multiple": whole(1),
+        "finetune": fit_recipe(), "compare": list_of(choice(*S.CRITERIA)),
+        "compare_shares": list_of(SHARE, increasing=True), "compare_images": whole(1),
+        "throughput": batches, "throughput_iters": whole(1), **timing}))
+    quant_recipe = dict(steps=bits_map, epochs=bits_map, refresh_every=whole(1))
+    quant = Keys({
+        "resnet20": _model_kwargs(models.resnet20),
+        "train": fit_recipe(required=("lr", "batch_size"), steps=whole(1)),
+        "eval_images": whole(1, none=True), "ptq_bits": list_of(BITS), "ptq_methods": list_of(quant_method),
+        "qat_method": quant_method, "qat_bits": list_of(BITS),
+        "qat": fit_recipe(required=("lr",), **quant_recipe),
+        "prune": Keys({"sparsity": SHARE, "bits": list_of(BITS),
+                       "variants": Each(Keys({"scope": choice("global", "layer"), "rounds": whole(1)})),
+                       "qat_variants": list_of(lambda v: None if isinstance(v, str) else "must be a variant's name"),
+                       "finetune": fit_recipe(required=("lr",), **quant_recipe)}),
+        "cnn_qat_bits": list_of(BITS)}, optional={"eval_images"})
+    return Keys({
+        "data": Keys({"source": choice("synthetic", "cifar10"), "n_train": whole(1, none=True),
+                      "n_test": whole(1, none=True)}),
+        "models": Keys({"cnn": _model_kwargs(models.resnet18), "vit": _model_kwargs(models.vit_tiny_patch16_224),
+                        "vit_scratch": _model_kwargs(models.vit_scratch)}),
+        "train": per_model(fit_recipe(required=("epochs", "lr", "batch_size"))),
+        "unstructured": unstructured, "structured": structured, "quant": quant},
+        extra={"name": None, "description": None, "reduced": None})
+
+
+def problems(profile: dict) -> list[str]:
+    """Every mistake in ``profile`` (as ``get_profile`` returns it), one line each."""
+    found: list[str] = []
+    name = profile.get("name", "?")
+    for section, node in schema().rules.items():
+        if section not in profile:
+            found.append(f"{TABLES[section]}: no entry for profile {name!r}")
+        else:
+            _walk(profile[section], node, f'{TABLES[section]}["{name}"]', found)
+    _cross_checks(profile, name, found)
+    return found
+
+
+def _walk(value, node, path: str, found: list[str]) -> None:
+    if node is None:
+        return
+    if isinstance(node, Each):
+        if not isinstance(value, dict) or not value:
+            found.append(f"{path} must be a non-empty dict")
+            return
+        for key, v in value.items():
+            _walk(v, node.node, f'{path}["{key}"]', found)
+        return
+    if isinstance(node, Keys):
+        if not isinstance(value, dict):
+            found.append(f"{path} must be a dict of settings, not {value!r}")
+            return
+        known = node.rules | node.extra
+        for key in value:
+            if key not in known:
+                near = difflib.get_close_matches(str(key), list(known), n=1)
+                found.append(f'{path}: unknown setting "{key}"' + (f' (did you mean "{near[0]}"?)' if near else "")
+                             + "; no part of labutils reads it")
+        for key, rule in node.rules.items():
+            if key in value:
+                _walk(value[key], rule, f'{path}["{key}"]', found)
+            elif key not in node.optional:
+                found.append(f'{path}: missing setting "{key}"')
+        return
+    if (why := node(value)) is not None:
+        found.append(f"{path} = {value!r} {why}")
+
+
+def _cross_checks(profile: dict, name: str, found: list[str]) -> None:
+    """What no single value shows: quantization settings that must agree with each other."""
+    quant = profile.get("quant") or {}
+    at = f'QUANT["{name}"]'
+    prune = quant.get("prune") if isinstance(quant.get("prune"), dict) else {}
+    recipes = {f'{at}["train"]': quant.get("train"), f'{at}["qat"]': quant.get("qat"),
+               f'{at}["prune"]["finetune"]': prune.get("finetune")}
+    for path, recipe in recipes.items():
+        if isinstance(recipe, dict) and not (recipe.get("steps") or recipe.get("epochs")):
+            found.append(f'{path}: give "steps" or "epochs"')
+    bits = {b for key in ("qat_bits", "cnn_qat_bits") for b in quant.get(key) or []} | set(prune.get("bits") or [])
+    for key, per_bits in (quant.get("qat") or {}).items():
+        if key in ("steps", "epochs") and isinstance(per_bits, dict):
+            missing = sorted(b for b in bits if isinstance(b, int) and str(b) not in per_bits)
+            if missing:
+                found.append(f'{at}["qat"]["{key}"] has no entry for {missing} bits')
+    if isinstance(prune.get("variants"), dict):
+        for variant in prune.get("qat_variants") or []:
+            if variant not in prune["variants"]:
+                found.append(f'{at}["prune"]["qat_variants"] names {variant!r}, which is not one of its '
+                             f'variants {sorted(prune["variants"])}')
+
+
+def check_profile(profile: dict) -> dict:
+    """``profile`` if it has no mistakes, else ProfileError listing them all."""
+    found = problems(profile)
+    if found:
+        lines = "\n".join(f"  {p}" for p in found)
+        raise ProfileError(f"the {profile.get('name', '?')} profile in labutils/profiles.py has "
+                           f"{len(found)} mistake{'s' if len(found) > 1 else ''}:\n{lines}\n"
+                           f"Fix it there (then restart the kernel in a notebook).")
+    return profile
