@@ -189,10 +189,25 @@ NOTEBOOK_DEFAULTS = {"PROFILE": "auto", "DEVICE": "auto", "DATA_ROOT": "", "OUT_
                      "MODELS": list(MODEL_NAMES), "SEED": 0, "VIT_WEIGHTS": ""}
 
 
+def notebook_defaults(book: Path) -> dict:
+    """The values ``book``'s parameters cell sets (a value that is not a plain literal is left
+    out, so it is always injected). An instructor may have edited the cell (``MODELS = ["cnn"]``):
+    the run's own values must still reach the kernel."""
+    import ast
+
+    import papermill as pm
+
+    found = {}
+    for name, parameter in pm.inspect_notebook(str(book)).items():
+        with contextlib.suppress(ValueError, SyntaxError, TypeError):
+            found[name] = ast.literal_eval(parameter["default"])
+    return found
+
+
 def injected_parameters(out_dir: Path, profile: str, data_root=None, models=MODEL_NAMES, seed: int = 0,
-                        device: str = "auto", vit_weights=None) -> dict:
-    """What papermill injects: only the parameters that differ from the notebooks' defaults, with
-    paths relative to ``out_dir/notebooks``, where the kernel runs and the executed notebook lies.
+                        device: str = "auto", vit_weights=None, defaults: dict = NOTEBOOK_DEFAULTS) -> dict:
+    """What papermill injects: only the parameters that differ from ``defaults`` (the notebook's
+    parameters cell, ``notebook_defaults``), with paths relative to ``out_dir/notebooks``, where the kernel runs and the executed notebook lies.
     So an executed notebook names no folder of the machine that ran it, and re-executes from where
     it lies (``OUT_DIR = ".."``: the run folder above it). The run id is not injected: the session
     reads it from ``out_dir/metrics/run.json``."""
@@ -209,7 +224,7 @@ def injected_parameters(out_dir: Path, profile: str, data_root=None, models=MODE
     wanted = {"PROFILE": profile, "DEVICE": device, "MODELS": list(models), "SEED": seed,
               "OUT_DIR": "" if out_dir == resolve_out_dir(profile) else relative(out_dir),
               "DATA_ROOT": relative(data_root), "VIT_WEIGHTS": relative(vit_weights)}
-    return {k: v for k, v in wanted.items() if v != NOTEBOOK_DEFAULTS[k]}
+    return {k: v for k, v in wanted.items() if k not in defaults or v != defaults[k]}
 
 
 # The first line of papermill's injected cell ("# Parameters" as papermill writes it): a reader who
@@ -373,7 +388,6 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         timings = _finished_timings(saved) if saved.get("run_id") == run_id else {}
     for book in books:  # about to run again: not finished until it has (a kill must not say so)
         timings.pop(book.name, None)
-    params = injected_parameters(out_dir, profile, data_root, models, seed, device, vit_weights)
     record_run(out_dir / "metrics", run_id, profile, seed)  # the kernels read the run id there
     # No folder of this machine in the files: the run's folder is where they lie.
     summary = {"run_id": run_id, **identity, "notebooks": timings}
@@ -391,6 +405,8 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         final = out_dir / "notebooks" / book.name
         target = final.with_name(f".{final.stem}.partial.ipynb")  # renamed to final once papermill is done
         print(f"== {book.name} ({profile}) -> {final}", flush=True)
+        params = injected_parameters(out_dir, profile, data_root, models, seed, device, vit_weights,
+                                     defaults=notebook_defaults(book))
         t0 = time.perf_counter()
         try:
             pm.execute_notebook(str(book), str(target), parameters=params, kernel_name="python3",

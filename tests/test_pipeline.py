@@ -169,6 +169,25 @@ def test_defaults_are_not_injected():
         "PROFILE": "smoke", "MODELS": ["cnn"], "DEVICE": "cpu"}
 
 
+def test_an_edited_parameters_cell_still_gets_the_runs_values(tmp_path):
+    """An instructor's MODELS = ["cnn"] in notebook 02's cell: the run's three models used to be
+    left out of the injected cell (they equal the usual defaults), so 02 trained the cnn alone
+    while pipeline.json said all three."""
+    book = pipeline.NOTEBOOK_DIR / "02_baseline_training.ipynb"
+    assert pipeline.notebook_defaults(book) == pipeline.NOTEBOOK_DEFAULTS
+    nb = nbformat.read(book, 4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    cell.source = cell.source.replace('MODELS = ["cnn", "vit", "vit_scratch"]', 'MODELS = ["cnn"]')
+    cell.source = cell.source.replace('SEED = 0', 'SEED = 1 + 1')  # not a literal: always injected
+    edited = tmp_path / book.name
+    nbformat.write(nb, edited)
+    defaults = pipeline.notebook_defaults(edited)
+    assert defaults["MODELS"] == ["cnn"] and "SEED" not in defaults
+    out = REPO_ROOT / "runs" / "smoke"
+    assert pipeline.injected_parameters(out, "smoke", defaults=defaults) == {
+        "PROFILE": "smoke", "MODELS": ["cnn", "vit", "vit_scratch"], "SEED": 0}
+
+
 def test_a_relative_labutils_data_reaches_the_kernels_as_the_folder_it_names_here(tmp_path, monkeypatch):
     """Kernels work in OUT/notebooks: LABUTILS_DATA=mydata must not be read from there."""
     import subprocess
