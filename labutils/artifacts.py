@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as _dt
 import errno
 import functools
+import hashlib
 import json
 import os
 import platform
@@ -159,14 +160,17 @@ class RunDirs:
 
 
 # Appended to the commit where the checkout's labutils/ differs from it (a recipe edited in
-# profiles.py and not committed): a run never passes edited code off as the commit.
+# profiles.py and not committed), with a fingerprint of the difference: a run never passes edited
+# code off as the commit, and two different edits are two different codes.
 UNCOMMITTED = "+changes"
 
 
 @functools.lru_cache(maxsize=None)
 def git_commit(root: Path = REPO_ROOT) -> str | None:
-    """The checkout's commit, with ``UNCOMMITTED`` appended where tracked files under ``labutils/``
-    have uncommitted changes (the notebooks are left out: a full run writes the repository's own).
+    """The checkout's commit, with ``UNCOMMITTED`` and the first 8 hex digits of the SHA-256 of
+    ``git diff HEAD -- labutils`` appended (``9ea14151ae9f+changes.3fa2b1c0``) where tracked files
+    under ``labutils/`` have uncommitted changes (the notebooks are left out: a full run writes the
+    repository's own).
     ``$LABUTILS_GIT_COMMIT`` names it where git cannot: a copy of the tree sent to a GPU machine
     has no git metadata, or stale metadata of an older commit."""
     if os.environ.get("LABUTILS_GIT_COMMIT"):
@@ -180,7 +184,10 @@ def git_commit(root: Path = REPO_ROOT) -> str | None:
         commit = git("rev-parse", "--short=12", "HEAD")
         if not commit:
             return None
-        return commit + (UNCOMMITTED if git("status", "--porcelain", "--untracked-files=no", "--", "labutils") else "")
+        if not git("status", "--porcelain", "--untracked-files=no", "--", "labutils"):
+            return commit
+        diff = git("diff", "HEAD", "--", "labutils") or ""
+        return f"{commit}{UNCOMMITTED}.{hashlib.sha256(diff.encode()).hexdigest()[:8]}"
     except (OSError, subprocess.SubprocessError):
         return None
 

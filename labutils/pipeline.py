@@ -136,8 +136,10 @@ def check_same_run(out_dir: Path, identity: dict, starts: bool) -> None:
 
 
 def _option(key: str, value) -> str:
-    if key == "git_commit" and str(value).endswith(UNCOMMITTED):
-        return f"the code of commit {value[:-len(UNCOMMITTED)]} with the same uncommitted changes to labutils/"
+    if key == "git_commit" and UNCOMMITTED in str(value):
+        commit, _, fingerprint = str(value).partition(UNCOMMITTED)
+        return (f"the code of commit {commit} with the same uncommitted changes to labutils/ "
+                f"(fingerprint {fingerprint.lstrip('.')})")
     if key == "git_commit":
         return f"the code of commit {value} (check it out; commit or stash changes to labutils/)"
     if key == "models":

@@ -680,8 +680,14 @@ def test_uncommitted_changes_to_labutils_are_part_of_the_commit_a_run_records(tm
     (tmp_path / "labutils" / "new.py").write_text("untracked")
     assert git_commit.__wrapped__(tmp_path) == commit
     (tmp_path / "labutils" / "f.txt").write_text("edited")
-    assert git_commit.__wrapped__(tmp_path) == commit + UNCOMMITTED
-    assert "with the same uncommitted changes" in pipeline._option("git_commit", commit + UNCOMMITTED)
+    edited = git_commit.__wrapped__(tmp_path)
+    assert edited.startswith(commit + UNCOMMITTED + ".") and len(edited) == len(commit + UNCOMMITTED) + 9
+    assert git_commit.__wrapped__(tmp_path) == edited  # the same edit, the same code
+    (tmp_path / "labutils" / "f.txt").write_text("edited otherwise")  # another edit: another code
+    other = git_commit.__wrapped__(tmp_path)
+    assert other.startswith(commit + UNCOMMITTED) and other != edited
+    said = pipeline._option("git_commit", edited)
+    assert f"commit {commit} with the same uncommitted changes" in said and edited[-8:] in said
     assert "commit or stash" in pipeline._option("git_commit", commit)
 
 
