@@ -152,6 +152,15 @@ def test_gradual_pruning_reaches_its_target_within_a_tiny_budget(steps):
     assert history[0]["measured_sparsity"] == pytest.approx(0.9, abs=0.01)
 
 
+def test_a_ramp_that_would_never_end_is_refused():
+    """gradual_end 70 (for 0.7) put the ramp's last step beyond the budget: nothing was pruned and
+    the 'pruned' model was saved dense."""
+    model = tiny_cnn()
+    train, _ = tiny_loaders()
+    with pytest.raises(ValueError, match="need 0 <= begin < end <= 1, got begin=0.0, end=70"):
+        gradual_prune(model, train, None, 0.9, 1, end=70, epoch_steps=1, lr=0.05)
+
+
 def test_nm_pattern_keeps_two_of_every_four():
     model = tiny_cnn()
     one_shot_prune(model, None, "2:4")

@@ -201,6 +201,9 @@ def prune_and_finetune(subject: Subject, method: str, sparsity: float, epochs: f
     else:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     report = sparsity_report(model, params, masks)  # raises if a pruned weight came back
+    if report["pruning_percentage"] / 100 < sparsity - 0.005:  # a schedule that fell short: never saved as the target
+        raise RuntimeError(f"{desc}: {report['pruning_percentage']:.2f}% of the weights removed, not the "
+                           f"{sparsity:.0%} asked; check the profile's rounds and gradual_end")
     scored = evaluate(model, eval_loader)
     row.update(accuracy=scored["accuracy"], test_images=scored["n"],
                ci95=list(accuracy_interval(scored["accuracy"], scored["n"])),

@@ -232,6 +232,9 @@ def gradual_prune(model: nn.Module, train_loader, test_loader, sparsity: float, 
     between fractions ``begin`` and ``end`` of the steps (about ``prunings`` pruning events); the
     rest of the steps recover at the final sparsity. Returns (masks, history)."""
     check_share(sparsity)  # named as the caller knows it (GradualPruner says "final sparsity")
+    if not 0 <= begin < end <= 1:  # end=70 (for 0.7) never reached its last step: nothing was pruned
+        raise ValueError(f"the ramp runs between fractions of the steps: need 0 <= begin < end <= 1, "
+                         f"got begin={begin}, end={end} (write 0.7 for 70%)")
     params = params if params is not None else prunable_parameters(model)
     budget = fit_budget(epochs, train_loader, epoch_steps)
     total = budget["max_steps"]
