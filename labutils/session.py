@@ -271,6 +271,11 @@ class Session:
 
 def check_models(models) -> list[str]:
     """``models`` as a list of course model names, or SettingsError saying what to write."""
+    if isinstance(models, str) and all(m.strip() in MODEL_NAMES for m in models.split(",")):
+        # papermill's -p MODELS cnn,vit passes one string: say how to pass a list
+        names = [m.strip() for m in models.split(",")]
+        raise SettingsError(f"MODELS = {models!r} is a string: use a list of course models, such as {names} "
+                            f"(with papermill: -y \"MODELS: [{', '.join(names)}]\")")
     if models is None or (isinstance(models, str) and models not in MODEL_NAMES):
         # An executed notebook from before RUN_ID was removed passes it here (RUN_ID or None).
         raise SettingsError(f"Session's sixth argument is MODELS, a list of course models, not {models!r}; a notebook "

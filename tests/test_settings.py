@@ -105,6 +105,8 @@ def test_a_bad_device_is_refused_before_any_folder_exists(tmp_path):
 
 
 @pytest.mark.parametrize("models, message", [("cnn", r"use a list of course models"),
+                                             ("cnn,vit", r"is a string: .*\['cnn', 'vit'\] \(with papermill: "
+                                                         r"-y \"MODELS: \[cnn, vit\]\"\)"),
                                              ([], "it names no model"),
                                              (["cnn", "resnet"], r"unknown \['resnet'\]")])
 def test_models_that_are_not_a_list_of_course_models_are_refused(tmp_path, models, message):
