@@ -157,9 +157,9 @@ def _model_kwargs(builder, skip=("num_classes", "pretrained", "weights_path", "h
 
 def schema() -> Keys:
     from . import models
-    from .labs.unstructured import METHODS
     from .prune import structured as S
     from .prune.criteria import CRITERIA
+    from .prune.schedules import METHODS
 
     batches = Keys({"cpu": list_of(whole(1), increasing=True), "cuda": list_of(whole(1), increasing=True)})
     timing = {"latency": batches, "latency_warmup": whole(0), "latency_iters": whole(1), "latency_rounds": whole(1)}

@@ -38,12 +38,11 @@ from ..models import count_parameters
 from ..plots import finish
 from ..prune.criteria import compute_scores
 from ..prune.masks import prunable_parameters, sparsity_report
-from ..prune.schedules import finetune_masked, fit_budget, gradual_prune, iterative_prune, one_shot_prune
+from ..prune.schedules import METHODS, finetune_masked, fit_budget, gradual_prune, iterative_prune, one_shot_prune
 from ..prune.sensitivity import SensitivityScope, sensitivity_scan
 from ..train import evaluate, plain_progress, progress, quiet_progress, seed_everything
 
 STAGE = "after_unstructured_pruning"
-METHODS = ("one_shot", "iterative", "gradual")
 
 
 @dataclass

@@ -33,6 +33,9 @@ from .masks import (Masks, MaskEnforcer, apply_masks, check_share, masks_from_sc
                     sparsity_report)
 from ..train import evaluate, fit, progress, quiet_progress, report_progress
 
+# The ways to reach a sparsity that notebook 03 compares (one_shot_prune, iterative_prune, gradual_prune).
+METHODS = ("one_shot", "iterative", "gradual")
+
 # -- masks under a scope ------------------------------------------------------------------
 def parse_nm(scope) -> tuple[int, int] | None:
     """(N, M) for a scope like "2:4", else None."""
