@@ -340,13 +340,17 @@ def test_a_vit_named_cnn_is_refused_by_notebooks_and_evaluate(tmp_path, capsys):
 
 
 # -- 7. resume checks what it skips ----------------------------------------------------------
-def test_resume_runs_again_from_the_notebook_whose_checkpoint_is_gone(tmp_path, ran, capsys):
-    out = tmp_path
-    assert run(out, "--models", "cnn", "--notebooks", "01,02,03,04") == 0
-    (out / "models_saved").mkdir(exist_ok=True)
+def _produce_cnn_outputs(out):
+    """What 02-04 leave for a produced cnn: a record and a (stand-in, whole) checkpoint per stage."""
     for stage in ("before_pruning", "after_unstructured_pruning", "after_structured_pruning"):
         write_json(out / "metrics" / f"cnn_{stage}.json", {"produced": True})
         save_checkpoint(out / "models_saved" / f"cnn_{stage}.pth", build_model("resnet20", width=4))
+
+
+def test_resume_runs_again_from_the_notebook_whose_checkpoint_is_gone(tmp_path, ran, capsys):
+    out = tmp_path
+    assert run(out, "--models", "cnn", "--notebooks", "01,02,03,04") == 0
+    _produce_cnn_outputs(out)
     (out / "models_saved" / "cnn_after_unstructured_pruning.pth").unlink()
     ran.clear()
     capsys.readouterr()
@@ -365,10 +369,7 @@ def test_resume_runs_again_from_the_notebook_whose_output_is_damaged(tmp_path, r
     finished: a checkpoint without its zip directory, JSON that does not parse."""
     out = tmp_path
     assert run(out, "--models", "cnn", "--notebooks", "01,02,03,04,05") == 0
-    (out / "models_saved").mkdir(exist_ok=True)
-    for stage in ("before_pruning", "after_unstructured_pruning", "after_structured_pruning"):
-        write_json(out / "metrics" / f"cnn_{stage}.json", {"produced": True})
-        save_checkpoint(out / "models_saved" / f"cnn_{stage}.pth", build_model("resnet20", width=4))
+    _produce_cnn_outputs(out)
     write_json(out / "report.json", {})
     path = out / damaged
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
