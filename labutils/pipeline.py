@@ -210,9 +210,9 @@ def injected_parameters(out_dir: Path, profile: str, data_root=None, models=MODE
                         device: str = "auto", vit_weights=None, defaults: dict = NOTEBOOK_DEFAULTS) -> dict:
     """What papermill injects: only the parameters that differ from ``defaults`` (the notebook's
     parameters cell, ``notebook_defaults``), with paths relative to ``out_dir/notebooks``, where the
-    kernel runs and the executed notebook lies. So an executed notebook names no folder of the machine that ran it, and re-executes from where
-    it lies (``OUT_DIR = ".."``: the run folder above it). The run id is not injected: the session
-    reads it from ``out_dir/metrics/run.json``."""
+    kernel runs and the executed notebook lies. So an executed notebook names no folder of the
+    machine that ran it, and re-executes from where it lies (``OUT_DIR = ".."``: the run folder
+    above it). The run id is not injected: the session reads it from ``out_dir/metrics/run.json``."""
     here = out_dir / "notebooks"
 
     def relative(path) -> str:
