@@ -55,7 +55,7 @@ class Session:
         self.name = self.profile["name"]
         if self.name == "full" and self.device.type == "cpu":
             print("note: the full profile is the GPU's recipe; on the CPU it takes many hours "
-                  "(PROFILE = \"cpu\" is the CPU's, about 25 minutes)")
+                  "(PROFILE = \"cpu\" is the CPU's, about 40 minutes)")
         root = resolve_out_dir(self.name, out_dir)
         check_free(root)  # a notebook beside a running pipeline would overwrite its files
         new_run = not (root / "metrics" / "run.json").is_file()
