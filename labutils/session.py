@@ -11,7 +11,7 @@ import torch
 
 from . import data as D
 from .accel import memory_format, precision_for
-from .artifacts import RunDirs, device_name, read_json, resolve_out_dir, run_id_for, run_info, write_json
+from .artifacts import RunDirs, device_name, git_commit, read_json, resolve_out_dir, run_id_for, run_info, write_json
 from .checkpoint import load_checkpoint, save_checkpoint
 from .course import MODEL_NAMES, NOTEBOOK_OF_STAGE
 from .errors import SettingsError
@@ -74,6 +74,11 @@ class Session:
         self.run_id = run_id_for(self.dirs.metrics, self.name, self.seed)
         if not start_run:
             self.models = self._models_of_run(self.models)
+        made_with, here = self.pipeline_summary().get("git_commit"), git_commit()
+        if made_with and here and made_with != here:  # edited code run by hand into the pipeline's run
+            print(f"note: this run was made with the code of commit {made_with}; this kernel's labutils is "
+                  f"{here}: what it writes here says so, and the report would mix the two. Run the notebooks "
+                  f"from 01 again (or check out that code) for one code throughout")
         if new_run and out_dir and not Path(out_dir).expanduser().is_absolute():
             # A relative OUT_DIR is read from the working folder: an executed notebook run again from
             # elsewhere (papermill without --cwd) would start a new run there, not continue its own.

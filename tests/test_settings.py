@@ -186,6 +186,23 @@ def test_a_notebook_is_refused_while_another_run_writes_the_folder(tmp_path, mon
         Session("smoke", tmp_path, device="cpu")
 
 
+def test_a_notebook_run_with_other_code_into_a_pipeline_run_says_so(tmp_path, monkeypatch, capsys):
+    """Notebook 04 run by hand with edited labutils into a run the pipeline made from a clean commit
+    wrote records of another code, silently (instructor review)."""
+    from labutils import session as session_module
+
+    s = Session("smoke", tmp_path, device="cpu")
+    write_json(s.dirs.metrics / "pipeline.json", {"run_id": s.run_id, "git_commit": "9ea14151ae9f"})
+    monkeypatch.setattr(session_module, "git_commit", lambda: "9ea14151ae9f")
+    capsys.readouterr()
+    Session("smoke", tmp_path, device="cpu", start_run=False)
+    assert "made with the code of commit" not in capsys.readouterr().out  # the same code: nothing to say
+    monkeypatch.setattr(session_module, "git_commit", lambda: "9ea14151ae9f+changes.3fa2b1c0")
+    Session("smoke", tmp_path, device="cpu", start_run=False)
+    out = capsys.readouterr().out
+    assert "made with the code of commit 9ea14151ae9f; this kernel's labutils is 9ea14151ae9f+changes.3fa2b1c0" in out
+
+
 def test_a_stale_lock_does_not_stop_a_notebook(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
