@@ -72,9 +72,10 @@ class Session:
             print(f"note: the {self.name} profile writes and reads its own synthetic data "
                   f"({self.data_root.name}/ in the run's folder); DATA_ROOT is not used")
         self.run_id = run_id_for(self.dirs.metrics, self.name, self.seed)
+        ran = self.pipeline_summary()
         if not start_run:
-            self.models = self._models_of_run(self.models)
-        made_with, here = self.pipeline_summary().get("git_commit"), git_commit()
+            self.models = self._models_of_run(self.models, ran)
+        made_with, here = ran.get("git_commit"), git_commit()
         if made_with and here and made_with != here:  # edited code run by hand into the pipeline's run
             print(f"note: this run was made with the code of commit {made_with}; this kernel's labutils is "
                   f"{here}: what it writes here says so, and the report would mix the two. Run the notebooks "
@@ -89,12 +90,11 @@ class Session:
         self._data_description: str | None = None
         seed_everything(seed)
 
-    def _models_of_run(self, models: list[str]) -> list[str]:
+    def _models_of_run(self, models: list[str], ran: dict) -> list[str]:
         """``models`` less those the folder's run leaves out: a model the pipeline did not run
         (``--models``) and no notebook ran by hand for. Notebooks 03-05 of a ``--models cnn`` run,
         whose parameters cell lists all three, then prune and report cnn alone, the others not in
-        this run (not "not produced", which would read as a failure)."""
-        ran = self.pipeline_summary()
+        this run (not "not produced", which would read as a failure). ``ran``: ``pipeline_summary()``."""
         if not ran:
             return models
         in_run = [m for m in models if m in ran.get("models", models)

@@ -65,7 +65,11 @@ def check_seed(seed) -> int:
     return int(seed)
 
 
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, *loaders) -> None:
+    """Python's, NumPy's and torch's generators, and the ``loaders``' own (their shuffles and
+    crops), reset: what runs next draws the same whatever ran before it."""
+    for loader in loaders:
+        loader.generator.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

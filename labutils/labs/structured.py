@@ -177,8 +177,7 @@ def prune_structured(session: Session, name: str) -> dict:
     groups, original = S.channel_groups(dense), S.widths(dense)
     # Seeds reset: the pruned model depends neither on the comparison above nor on the models
     # pruned before it (drop-path and Mixup draw from the global generator): a re-run matches.
-    seed_everything(session.seed)
-    train.generator.manual_seed(session.seed)
+    seed_everything(session.seed, train)
     start = time.perf_counter()
     model, steps = iterative_prune(dense, train, test, cfg, session.device, desc=name)
     seconds = time.perf_counter() - start

@@ -71,8 +71,7 @@ class Subject:
     def reseed(self) -> None:
         """The global seeds and the loader's reset: every fine-tune sees the same batches, crops
         and drop-path draws, whatever ran before it (a cell run twice gives the same numbers)."""
-        seed_everything(self.seed)
-        self.train.generator.manual_seed(self.seed)
+        seed_everything(self.seed, self.train)
 
     @property
     def fit_kwargs(self) -> dict:
