@@ -131,6 +131,7 @@ def _results_table(args) -> int:
 
 
 def _run(args) -> int:
+    from .data import DataNotFoundError, check_data_folder, run_data_root
     from .models import check_vit_weights
     from .pipeline import NotebookFailed, NotebooksNotFound, format_seconds, run_pipeline
     from .profile_check import check_profile
@@ -155,10 +156,13 @@ def _run(args) -> int:
         # "auto" follows the device asked for: --device cpu on a GPU machine is the cpu profile
         profile = auto_profile(args.device) if args.profile == "auto" else args.profile
         check_profile(get_profile(profile))  # a recipe's typo now, not minutes into the run
-    except (RuntimeError, ValueError) as err:  # PretrainedWeightsUnavailable is a RuntimeError
+        source = get_profile(profile)["data"]["source"]
+        if source != "synthetic":  # a file, or the batches' own folder: now, not after replacing the run
+            check_data_folder(run_data_root(source, args.out or ".", args.data_root))
+    except (RuntimeError, ValueError, DataNotFoundError) as err:  # PretrainedWeightsUnavailable: a RuntimeError
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.data_root and get_profile(profile)["data"]["source"] == "synthetic":
+    if args.data_root and source == "synthetic":
         print(f"note: the {profile} profile writes and reads its own synthetic data in the run's folder; "
               f"--data-root is not used", file=sys.stderr)
     try:

@@ -89,15 +89,17 @@ def download_cifar10(root: str | os.PathLike, timeout: float | None = None) -> P
     return root / BATCH_DIR
 
 
-def cifar10_dir(root: str | os.PathLike = DEFAULT_DATA_ROOT, download: bool = True) -> Path:
-    """Folder with the official batches; downloads them when absent and allowed."""
+def check_data_folder(root: str | os.PathLike) -> None:
+    """DataNotFoundError (or DataError) for a data folder that is certainly wrong, found without
+    reading or downloading anything: a file, the batches' own folder, a batch that is a folder.
+    A missing or empty folder passes (the batches are downloaded into it)."""
     root = Path(root)
     folder = root / BATCH_DIR
     for f in TRAIN_FILES + TEST_FILES:
         if (folder / f).exists() and not (folder / f).is_file():
             raise _invalid(folder / f, "it is a folder, not a file")
     if all((folder / f).is_file() for f in TRAIN_FILES + TEST_FILES):
-        return folder
+        return
     if root.is_file():
         raise DataNotFoundError(f"the data folder {root} is a file: set DATA_ROOT (--data-root) to the folder "
                                 f"that holds, or is to hold, {BATCH_DIR}/")
@@ -105,6 +107,14 @@ def cifar10_dir(root: str | os.PathLike = DEFAULT_DATA_ROOT, download: bool = Tr
         where = (f"set DATA_ROOT (--data-root) to the folder above it, {root.parent}" if root.name == BATCH_DIR
                  else f"move them into {folder}/")
         raise DataNotFoundError(f"{root} holds the CIFAR-10 batches themselves, not a {BATCH_DIR}/ folder: {where}")
+
+
+def cifar10_dir(root: str | os.PathLike = DEFAULT_DATA_ROOT, download: bool = True) -> Path:
+    """Folder with the official batches; downloads them when absent and allowed."""
+    root = Path(root)
+    check_data_folder(root)
+    if all((root / BATCH_DIR / f).is_file() for f in TRAIN_FILES + TEST_FILES):
+        return root / BATCH_DIR
     if not download:
         raise DataNotFoundError(_manual_instructions(root))
     return download_cifar10(root)
@@ -143,6 +153,10 @@ def _invalid(path: Path, found: str, kind: str = "batch") -> DataError:
                      f"labutils.data.write_cifar10")
 
 
+SYNTHETIC = "synthetic CIFAR-shaped data"
+OFFICIAL = "CIFAR-10"  # what a download brings
+
+
 def describe_data(root: str | os.PathLike) -> str:
     """Name the data honestly: the official CIFAR-10, the offline JPEG-q75 copy, or synthetic."""
     path = Path(root) / BATCH_DIR / "test_batch"
@@ -151,16 +165,22 @@ def describe_data(root: str | os.PathLike) -> str:
     except (OSError, KeyError, IndexError, TypeError, EOFError, pickle.UnpicklingError):
         return "unknown"
     if first.startswith("synthetic"):
-        return "synthetic CIFAR-shaped data"
+        return SYNTHETIC
     if first.startswith("cifar10_q75_"):
         return "CIFAR-10 (offline JPEG-q75 copy)"
     copy = re.fullmatch(r"(.+)_\d{5}\.png", first)  # a copy written by data.write_cifar10
-    return f"CIFAR-10 (copy: {copy.group(1)})" if copy else "CIFAR-10"
+    return f"CIFAR-10 (copy: {copy.group(1)})" if copy else OFFICIAL
 
 
 def describe_prepared(root: str | os.PathLike) -> str | None:
     """``describe_data`` once the batches are there (``test_batch`` names them), None before."""
     return describe_data(root) if (Path(root) / BATCH_DIR / "test_batch").is_file() else None
+
+
+def describe_to_come(source: str) -> str:
+    """What a data folder without batches will hold once prepared: synthetic batches are written,
+    CIFAR-10 is downloaded (the official copy)."""
+    return SYNTHETIC if source == "synthetic" else OFFICIAL
 
 
 def run_data_root(source: str, out_root: str | os.PathLike, data_root: str | os.PathLike | None = None) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 from .artifacts import (REPO_ROOT, UNCOMMITTED, WriteFailed, atomic_write_bytes, check_output_folder, git_commit,
                         read_json, record_run, resolve_out_dir, run_id_for, write_json)
 from .course import MODEL_NAMES, STAGES
-from .data import DEFAULT_DATA_ROOT, describe_prepared, run_data_root
+from .data import DEFAULT_DATA_ROOT, describe_prepared, describe_to_come, run_data_root
 from .profiles import get_profile
 from .runlock import RUN_TOKEN_ENV, RunLock
 from .train import check_seed
@@ -73,17 +73,23 @@ def data_of_run(profile: str, out_dir: Path, data_root=None) -> str | None:
 def _differs(key: str, saved: dict, identity: dict, continuing: bool) -> bool:
     """Whether a saved run and this invocation disagree on ``key``. A saved run that names no data
     (recorded before data was part of a run's identity) matches any. This invocation's data not
-    there yet matches only a new run: one that continues would let a later notebook download
-    another copy into the run."""
+    there yet never matches a run it continues (a later notebook would download another copy into
+    it); a new run replacing the folder's must come to the same data as it (``describe_to_come``:
+    notebook 01 downloads the official copy), else the old run's files would be left beside
+    those of a run on other data."""
     if key == "data" and saved.get("data") is None:
         return False
     if key == "data" and identity["data"] is None:
-        return continuing
+        source = get_profile(identity["profile"])["data"]["source"]
+        return continuing or saved["data"] != describe_to_come(source)
     return saved.get(key) != identity[key]
 
 
-def _shown(key: str, value) -> str:
-    return "no data yet (its data folder holds no CIFAR-10 batches)" if key == "data" and value is None else repr(value)
+def _shown(key: str, identity: dict) -> str:
+    if key == "data" and identity["data"] is None:
+        to_come = describe_to_come(get_profile(identity["profile"])["data"]["source"])
+        return f"no data yet (its data folder holds no batches: notebook 01 would prepare {to_come!r})"
+    return repr(identity[key])
 
 
 def previous_run(out_dir: Path, identity: dict) -> dict:
@@ -100,7 +106,7 @@ def previous_run(out_dir: Path, identity: dict) -> dict:
         if _differs(key, saved, identity, continuing=True):
             raise ResumeRefused(
                 f"cannot resume run {saved.get('run_id')} in {out_dir}: it was made with {word} "
-                f"{saved.get(key)!r}, this invocation has {word} {_shown(key, identity[key])}. A report must come from "
+                f"{saved.get(key)!r}, this invocation has {word} {_shown(key, identity)}. A report must come from "
                 f"one {word}: "
                 + (f"resume it with {_option(key, saved[key])}, or start a new run without --resume."
                    if key == "git_commit" else
@@ -126,7 +132,7 @@ def check_same_run(out_dir: Path, identity: dict, starts: bool) -> None:
     if not differ:
         return
     found = ", ".join(f"{_WORDS[k]} {saved[k]!r}" for k in differ)
-    asked = ", ".join(f"{_WORDS[k]} {_shown(k, identity[k])}" for k in differ)
+    asked = ", ".join(f"{_WORDS[k]} {_shown(k, identity)}" for k in differ)
     same = " ".join(_option(k, saved[k]) for k in differ)
     raise RunRefused(
         f"{out_dir} holds run {saved.get('run_id')} made with {found}; this invocation has {asked}. "

@@ -136,8 +136,7 @@ class Session:
         if self._data_description is None:
             self._data_description = D.describe_prepared(self.data_root)
         if self._data_description is None:
-            source = "synthetic CIFAR-shaped data" if self.profile["data"]["source"] == "synthetic" else "CIFAR-10"
-            return f"{source} (not prepared yet)"
+            return f"{D.describe_to_come(self.profile['data']['source'])} (not prepared yet)"
         return self._data_description
 
     def caption(self) -> str:

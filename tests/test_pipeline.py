@@ -352,9 +352,34 @@ def test_a_run_is_continued_only_on_the_same_data(tmp_path, capsys):
     # matches only a new run (notebook 01 prepares it).
     identity = pipeline._identity("smoke", ["cnn"], 0, "synthetic CIFAR-shaped data")
     assert not pipeline._differs("data", {}, identity, continuing=True)
-    assert not pipeline._differs("data", {"data": "CIFAR-10"}, identity | {"data": None}, continuing=False)
     assert pipeline._differs("data", {"data": "CIFAR-10"}, identity | {"data": None}, continuing=True)
     assert pipeline._differs("data", {"data": "CIFAR-10"}, identity, continuing=False)
+    # A new run whose data folder is empty will hold what notebook 01 prepares: the official
+    # copy (downloaded) for CIFAR-10 profiles, synthetic batches for smoke.
+    cpu = pipeline._identity("cpu", ["cnn"], 0, None)
+    assert not pipeline._differs("data", {"data": "CIFAR-10"}, cpu, continuing=False)
+    assert pipeline._differs("data", {"data": "CIFAR-10 (offline JPEG-q75 copy)"}, cpu, continuing=False)
+    assert not pipeline._differs("data", {"data": "synthetic CIFAR-shaped data"}, identity | {"data": None},
+                                 continuing=False)
+
+
+def test_a_new_run_on_an_empty_data_folder_is_refused_over_a_run_on_another_copy(tmp_path, capsys):
+    """Notebook 01 would download the official CIFAR-10 into the empty folder, and the new run
+    would replace a q75 run notebook by notebook: a failure half-way leaves two datasets in one folder."""
+    from labutils.artifacts import write_json
+
+    out = tmp_path / "run"
+    saved = {"run_id": "cpu-earlier", "profile": "cpu", "git_commit": "0" * 12,
+             "models": ["cnn", "vit", "vit_scratch"], "seed": 0, "notebooks": {"01_data.ipynb": 3.0},
+             "finished": ["01_data.ipynb"], "data": "CIFAR-10 (offline JPEG-q75 copy)"}
+    write_json(out / "metrics" / "pipeline.json", saved)
+    for notebooks in ("01", "02"):
+        assert main(["run", "--profile", "cpu", "--out", str(out), "--data-root", str(tmp_path / "empty"),
+                     "--notebooks", notebooks]) == 1
+        err = capsys.readouterr().err
+        assert "notebook 01 would prepare 'CIFAR-10'" in err
+        assert "--data-root of a folder holding CIFAR-10 (offline JPEG-q75 copy)" in err
+    assert read_json(out / "metrics" / "pipeline.json") == saved and not (out / "notebooks").exists()
     assert "data-synthetic/" in pipeline._option("data", "synthetic CIFAR-shaped data")  # never --data-root
 
 

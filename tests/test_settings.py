@@ -334,6 +334,18 @@ def test_data_root_that_is_a_file_says_so(tmp_path):
         D.cifar10_dir(tmp_path / "data")
 
 
+def test_run_refuses_a_wrong_data_root_before_writing_anything(synthetic_root, tmp_path, capsys):
+    """Found by notebook 01 or 02, the mistake used to replace the folder's run with a failed one."""
+    from labutils.cli import main
+
+    (tmp_path / "a-file").write_text("")
+    for data, said in ((synthetic_root / D.BATCH_DIR, f"folder above it, {synthetic_root}"),
+                       (tmp_path / "a-file", "is a file: set DATA_ROOT (--data-root)")):
+        assert main(["run", "--profile", "cpu", "--out", str(tmp_path / "out"), "--data-root", str(data)]) == 2
+        assert said in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_notebooks_03_to_05_continue_a_run_and_take_its_models(tmp_path, capsys):
     """Opened before notebooks 01-02 ran, 03 or 04 used to start a run of "not produced" records
     that notebook 05 later refused to mix with 02's; opened on a --models cnn run with all three in
