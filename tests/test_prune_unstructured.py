@@ -109,6 +109,21 @@ def test_iterative_schedule_reaches_target_with_nested_masks():
     assert sum(zeros_at(model, masks).values()) == 0
 
 
+def test_iterative_rounds_fine_tune_for_the_one_shot_budget_in_all(monkeypatch):
+    """The study compares methods at one budget: rounding each round's share on its own gave
+    iterative pruning more steps (at 10 steps an epoch, 0.5 epochs in 3 rounds: 2+2+2, not 5)."""
+    from labutils.prune import schedules
+
+    ran = []
+    monkeypatch.setattr(schedules, "fit", lambda *a, max_steps, **k: ran.append(max_steps) or [])
+    model = tiny_cnn()
+    train, _ = tiny_loaders(n=160)  # 10 steps an epoch
+    for rounds, per_round in ((3, 0.5 / 3), (4, 0.25), (7, 0.05)):
+        ran.clear()
+        schedules.iterative_prune(model, train, None, 0.5, rounds, per_round, "global", lr=0.05)
+        assert sum(ran) == schedules.fit_budget(per_round * rounds, train)["max_steps"], (rounds, ran)
+
+
 def test_iterative_masks_stay_nested_when_scores_favour_pruned_weights(monkeypatch):
     """A weight pruned in an earlier round stays pruned even when a later score ranks it highest
     (Taylor or Fisher scores of dead units can); with magnitude scores zeros rank last anyway,

@@ -38,7 +38,7 @@ from ..models import count_parameters
 from ..plots import finish
 from ..prune.criteria import compute_scores
 from ..prune.masks import prunable_parameters, sparsity_report
-from ..prune.schedules import METHODS, finetune_masked, fit_budget, gradual_prune, iterative_prune, one_shot_prune
+from ..prune.schedules import METHODS, budget_steps, finetune_masked, gradual_prune, iterative_prune, one_shot_prune
 from ..prune.sensitivity import SensitivityScope, sensitivity_scan
 from ..train import evaluate, plain_progress, progress, quiet_progress, seed_everything
 
@@ -236,7 +236,7 @@ def study(subject: Subject, sparsities: list[float], epochs: list[float], record
     for e, level, method in points:
         with quiet_progress():
             _, _, row = prune_and_finetune(subject, method, level, e * scale, cap)
-        row.update(epochs=e, steps=fit_budget(e * scale, subject.train, cap)["max_steps"])
+        row.update(epochs=e, steps=budget_steps(e * scale, subject.train, cap))  # the same for every method
         rows.append(row)
         bar.update()
         low, high = row["ci95"]

@@ -18,7 +18,8 @@ API used by other notebooks (06 prunes before quantising)::
 
 Both prune ``model`` in place and return keep-masks {parameter name: bool tensor}.
 ``fit_kwargs`` go to :func:`labutils.train.fit` (lr, optimizer, schedule, weight_decay, ...);
-``epochs_per_round`` may be fractional (e.g. 0.25 = a quarter epoch via ``max_steps``).
+``epochs_per_round`` may be fractional (e.g. 0.25 = a quarter epoch via ``max_steps``); the rounds
+together take the optimizer steps of ``epochs_per_round * rounds`` epochs, as one-shot pruning would.
 """
 from __future__ import annotations
 
@@ -108,20 +109,32 @@ def one_shot_prune(model: nn.Module, sparsity: float | None, scope="global",
 
 
 # -- fine-tuning budgets ---------------------------------------------------------------------
-def fit_budget(epochs: float, train_loader, epoch_steps: int | None = None) -> dict:
-    """``fit`` arguments for ``epochs`` (possibly fractional) epochs; ``epoch_steps`` caps what
-    one epoch means (reduced profiles fine-tune on slices of the training set)."""
+def budget_steps(epochs: float, train_loader, epoch_steps: int | None = None) -> int:
+    """Optimizer steps in ``epochs`` (possibly fractional) epochs, at least one; ``epoch_steps``
+    caps what one epoch means (reduced profiles fine-tune on slices of the training set)."""
     per_epoch = len(train_loader) if not epoch_steps else min(epoch_steps, len(train_loader))
-    steps = max(1, int(round(epochs * per_epoch)))
+    return max(1, int(round(epochs * per_epoch)))
+
+
+def steps_budget(steps: int, train_loader) -> dict:
+    """``fit`` arguments for exactly ``steps`` optimizer steps."""
     return {"epochs": max(1, math.ceil(steps / len(train_loader))), "max_steps": steps}
 
 
-def finetune_masked(model, train_loader, epochs, masks, desc, epoch_steps=None, callback=None, **fit_kwargs):
-    """Fine-tune for ``epochs`` (fractions allowed) while ``masks`` keep pruned weights at zero."""
-    if epochs <= 0:
+def fit_budget(epochs: float, train_loader, epoch_steps: int | None = None) -> dict:
+    """``fit`` arguments for ``epochs`` (possibly fractional) epochs (``budget_steps``)."""
+    return steps_budget(budget_steps(epochs, train_loader, epoch_steps), train_loader)
+
+
+def finetune_masked(model, train_loader, epochs, masks, desc, epoch_steps=None, callback=None, steps=None,
+                    **fit_kwargs):
+    """Fine-tune for ``epochs`` (fractions allowed), or exactly ``steps`` optimizer steps, while
+    ``masks`` keep pruned weights at zero."""
+    if (steps if steps is not None else epochs) <= 0:
         return []
-    return fit(model, train_loader, None, callback=callback or MaskEnforcer(masks), desc=desc,
-               **fit_budget(epochs, train_loader, epoch_steps), **fit_kwargs)
+    budget = steps_budget(steps, train_loader) if steps is not None else fit_budget(epochs, train_loader, epoch_steps)
+    return fit(model, train_loader, None, callback=callback or MaskEnforcer(masks), desc=desc, **budget,
+               **fit_kwargs)
 
 
 # -- iterative -------------------------------------------------------------------------------
@@ -142,7 +155,9 @@ def iterative_prune(model: nn.Module, train_loader, test_loader, sparsity: float
     """``rounds`` rounds of (prune to the round's target, fine-tune ``epochs_per_round``).
 
     Each round keeps (1-s)^(1/rounds) of the remaining weights, so the last round lands on
-    ``sparsity``. Scores are recomputed on the current weights every round (``score_loader``,
+    ``sparsity``. The fine-tuning steps of all rounds add up to those of ``epochs_per_round *
+    rounds`` epochs in one go (``budget_steps``), so one-shot, iterative and gradual pruning
+    compared at one budget train for the same number of steps. Scores are recomputed on the current weights every round (``score_loader``,
     default ``train_loader``, for data-aware criteria). ``test_loader`` (may be None) is evaluated
     after each round. Returns (masks, history: one dict per round).
     """
@@ -150,13 +165,15 @@ def iterative_prune(model: nn.Module, train_loader, test_loader, sparsity: float
     masks, history = None, []
     targets = round_targets(sparsity, rounds)  # checks the arguments before a bar is shown
     # One bar for the rounds; the fine-tuning of each round runs without a bar of its own.
+    # Rounding each round's share separately would give iterative pruning up to a step a round more.
+    total = budget_steps(epochs_per_round * rounds, train_loader, epoch_steps) if epochs_per_round > 0 else 0
     bar = progress(total=rounds, desc=desc, unit="round")
     for r, target in enumerate(targets, 1):
         scores = compute_scores(criterion, model, params, score_loader or train_loader, score_batches)
         masks = one_shot_prune(model, target, scope, scores, params, previous=masks)
         with quiet_progress():
             fits = finetune_masked(model, train_loader, epochs_per_round, masks, f"{desc} round {r}/{rounds}",
-                                   epoch_steps, **fit_kwargs)
+                                   steps=total * r // rounds - total * (r - 1) // rounds, **fit_kwargs)
         report = sparsity_report(model, params, masks)
         entry = {"round": r, "target_sparsity": target,
                  "measured_sparsity": report["pruning_percentage"] / 100, "fit": fits}
