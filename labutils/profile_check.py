@@ -123,14 +123,14 @@ def _fit_rules() -> dict:
     """Rules for the arguments of ``train.fit`` that recipes use; any other fit argument is
     accepted as it is (fit checks it)."""
     from .data import AUGMENT_POLICIES, AUGMENTATION
-    from .train import fit
+    from .train import OPTIMIZERS, SCHEDULES, fit
 
     known = {p: None for p in inspect.signature(fit).parameters} | {a: None for a in AUGMENTATION}
     for gone in ("model", "train_loader", "test_loader", "callback", "device", "num_classes"):
         known.pop(gone)
     return known | {
         "epochs": whole(1), "lr": POSITIVE, "batch_size": whole(1),
-        "optimizer": choice("sgd", "adamw"), "schedule": choice("onecycle", "cosine", "constant"),
+        "optimizer": choice(*OPTIMIZERS), "schedule": choice(*SCHEDULES),
         "weight_decay": number(0, 1), "momentum": FRACTION, "warmup": FRACTION, "label_smoothing": FRACTION,
         "mixup": number(0), "grad_clip": number(0, low_open=True, none=True), "max_steps": whole(1, none=True),
         "eval_every": whole(1), "graphs": flag, "ema": FRACTION,

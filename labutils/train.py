@@ -181,6 +181,9 @@ def evaluate(model: nn.Module, loader, device: torch.device | None = None, tta_f
     return {"accuracy": int(correct) / max(n, 1), "loss": float(loss) / max(n, 1), "n": n}
 
 
+OPTIMIZERS = ("sgd", "adamw")
+
+
 def make_optimizer(model: nn.Module, name: str = "sgd", lr: float = 0.1,
                    weight_decay: float = 5e-4, momentum: float = 0.9,
                    betas: tuple[float, float] = (0.9, 0.999), graphs: bool = False) -> torch.optim.Optimizer:
@@ -206,13 +209,18 @@ def make_optimizer(model: nn.Module, name: str = "sgd", lr: float = 0.1,
     if name == "adamw":
         capturable = {"capturable": True} if graphs and fused else {}
         return torch.optim.AdamW(groups, lr=lr, betas=betas, **fused, **capturable)
-    raise ValueError(f"unknown optimizer {name!r}; use 'sgd' or 'adamw'")
+    raise ValueError(f"unknown optimizer {name!r}; use {' or '.join(map(repr, OPTIMIZERS))}")
+
+
+SCHEDULES = ("onecycle", "cosine", "constant")
 
 
 def make_schedule(optimizer, schedule: str, total_steps: int, warmup: float = 0.1):
     """"onecycle" (linear up for ``warmup`` of the steps, then linear down to zero), "cosine"
     (linear warm-up, cosine decay) or "constant"; as a LambdaLR stepped every batch (with tensor
     learning rates, ``make_optimizer(graphs=True)``, it fills them in place: same values)."""
+    if schedule not in SCHEDULES:  # now: the warm-up would not read the name, and it would fail after it
+        raise ValueError(f"unknown schedule {schedule!r}; use {', '.join(map(repr, SCHEDULES))}")
     warm = max(1, int(warmup * total_steps))
 
     def factor(step: int) -> float:
@@ -223,9 +231,7 @@ def make_schedule(optimizer, schedule: str, total_steps: int, warmup: float = 0.
         t = min(1.0, (step - warm) / max(1, total_steps - warm))
         if schedule == "onecycle":
             return 1.0 - t
-        if schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * t))
-        raise ValueError(f"unknown schedule {schedule!r}; use 'onecycle', 'cosine' or 'constant'")
+        return 0.5 * (1 + math.cos(math.pi * t))  # cosine
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 

@@ -50,8 +50,8 @@ def test_schedules_shape():
         opt.step()
         sched.step()
     assert max(lrs) == pytest.approx(1.0) and lrs.index(max(lrs)) == 19 and lrs[-1] < 0.02
-    with pytest.raises(ValueError, match="unknown schedule"):
-        make_schedule(opt, "step", 10).step()
+    with pytest.raises(ValueError, match="unknown schedule 'cosin'"):  # at once, not after the warm-up's 20 steps
+        make_schedule(opt, "cosin", 200, warmup=0.1)
 
 
 def test_device_selection_never_assumes_cuda():
