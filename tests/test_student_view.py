@@ -66,3 +66,16 @@ def test_notebooks_carry_the_metadata_jupyterlab_writes(path):
         "file_extension": ".py", "mimetype": "text/x-python", "name": "python",
         "nbconvert_exporter": "python", "pygments_lexer": "ipython3"}
     assert info["version"].startswith("3.")
+
+
+def test_sensitivity_scan_reads_a_class_balanced_slice_of_the_probe(monkeypatch):
+    """The probe is ordered by image index: its first images were not balanced (a cpu run's first
+    400 held 35 to 47 of a class), unlike every other slice the notebook scores on."""
+    labels = np.repeat(np.arange(10), 20)  # sorted by class: the first 40 are two classes
+    loader = DeviceLoader(np.zeros((200, 3, 32, 32), dtype=np.uint8), labels, 50, False)
+    cfg = {"include_first": False, "include_classifier": False, "sensitivity_images": 40,
+           "sensitivity_levels": [0.5]}
+    seen = {}
+    monkeypatch.setattr(U, "sensitivity_scan", lambda model, params, probe, levels: seen.setdefault("probe", probe))
+    U.sensitivity(U.Subject("cnn", nn.Sequential(nn.Flatten(), nn.Linear(3072, 10)), loader, loader, loader, 0.5, cfg))
+    assert np.bincount(seen["probe"].labels.numpy(), minlength=10).tolist() == [4] * 10

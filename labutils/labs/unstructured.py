@@ -127,15 +127,20 @@ def load_subjects(s, models: list[str]) -> dict[str, Subject]:
 
 # -- sensitivity ----------------------------------------------------------------------------------
 def sensitivity(subject: Subject) -> dict:
-    """Accuracy of each layer pruned alone (magnitude) at the profile's levels, on the first
-    ``sensitivity_images`` of the probe (layers x levels evaluations add up)."""
+    """Accuracy of each layer pruned alone (magnitude) at the profile's levels, on a class-balanced
+    slice of ``sensitivity_images`` of the probe (layers x levels evaluations add up)."""
     model, params = subject.fresh()
-    n = subject.cfg["sensitivity_images"]
-    probe = subject.probe
-    loader = DeviceLoader(probe.images[:n], probe.labels[:n], probe.batch_size, False, probe.device, probe.size)
+    loader = _probe_slice(subject.probe, subject.cfg["sensitivity_images"], subject.seed)
     scan = sensitivity_scan(model, params, loader, subject.cfg["sensitivity_levels"])
     subject.results["sensitivity"] = scan
     return scan
+
+
+def _probe_slice(probe: DeviceLoader, n: int, seed: int) -> DeviceLoader:
+    """A class-balanced ``n``-image slice of the probe, on the probe's device (the probe's own
+    order is by index: its first images are not balanced)."""
+    images, labels = subset(probe.images.cpu().numpy(), probe.labels.cpu().numpy(), n, seed)
+    return DeviceLoader(images, labels, probe.batch_size, False, probe.device, probe.size)
 
 
 # -- accuracy against sparsity, no fine-tuning ------------------------------------------------------
@@ -657,12 +662,6 @@ class _Live:
     def restore(self) -> None:
         for n, p in self.params.items():
             p.copy_(self.dense[n])
-
-
-def _probe_slice(probe: DeviceLoader, n: int, seed: int) -> DeviceLoader:
-    """A class-balanced ``n``-image slice of the probe, on the probe's device."""
-    images, labels = subset(probe.images.cpu().numpy(), probe.labels.cpu().numpy(), n, seed)
-    return DeviceLoader(images, labels, probe.batch_size, False, probe.device, probe.size)
 
 
 def _weight_bins(dense: dict[str, torch.Tensor], count: int = 60) -> tuple[np.ndarray, np.ndarray]:
