@@ -34,7 +34,7 @@ def check_free(out_dir: str | os.PathLike) -> None:
     the report would mix the two. A stale lock is left for the next run to take over."""
     path = Path(out_dir) / LOCK_NAME
     holder = _holder(path)
-    if holder is None or holder.get("token") == os.environ.get(RUN_TOKEN_ENV):
+    if holder is None or (holder.get("token") is not None and holder["token"] == os.environ.get(RUN_TOKEN_ENV)):
         return
     if holder.get("host") == socket.gethostname() and not _alive(holder["pid"]):
         return

@@ -2,6 +2,8 @@
 the Session (or the lab's first cell) with a message naming the parameter, before any folder or file
 is written, and a folder keeps holding one run."""
 import json
+import os
+import socket
 import subprocess
 import sys
 
@@ -210,6 +212,15 @@ def test_a_stale_lock_does_not_stop_a_notebook(tmp_path):
         lock.info["pid"] = dead.pid
         lock.name_run("smoke-killed")
         Session("smoke", tmp_path, device="cpu")
+
+
+def test_a_live_lock_without_a_token_still_stops_a_notebook(tmp_path, monkeypatch):
+    """Outside the pipeline no token is set: a lock that names none (written by hand, or by an
+    older version) matched it, None == None, and the folder counted as the notebook's own."""
+    monkeypatch.delenv(RUN_TOKEN_ENV, raising=False)
+    (tmp_path / ".labutils.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    with pytest.raises(RunLocked, match="is being written by"):
+        check_free(tmp_path)
 
 
 def test_the_pipelines_own_notebooks_may_write_the_folder_it_locks(tmp_path, monkeypatch):
