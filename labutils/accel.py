@@ -72,7 +72,7 @@ class CompiledForward:
     """
 
     def __init__(self, model: nn.Module, mode: str | None = None):
-        self.model, self.mode = model, mode
+        self.model = model
         self.compiled = torch.compile(model, mode=mode)  # lazy: nothing is compiled until the first call
         self.working: bool | None = None
         self.cudagraphs = compile_uses_cudagraphs(mode)  # fixed by the mode: not looked up every step

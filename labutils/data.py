@@ -519,7 +519,8 @@ def subset(images: np.ndarray, labels: np.ndarray, n: int | None, seed: int = 0)
 
 
 # ----------------------------------------------------------------------------------------
-# CINIC-10 (image-folder layout train/valid/test) used by the seed material.
+# CINIC-10 (image-folder layout train/valid/test), the seed material's other dataset: no notebook
+# uses it; it is here for a student who wants to repeat an experiment on it.
 # ----------------------------------------------------------------------------------------
 CINIC10_MEAN = (0.47889522, 0.47227842, 0.43047404)
 CINIC10_STD = (0.24205776, 0.23828046, 0.25874835)

@@ -275,7 +275,7 @@ def as_workbook_notebook(path: str | os.PathLike) -> None:
 def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: str | None = None,
                  models: list[str] | None = None, notebooks: list[str] | None = None,
                  seed: int = 0, device: str = "auto", vit_weights: str | None = None,
-                 run_id: str | None = None, resume: bool = False) -> dict:
+                 resume: bool = False) -> dict:
     """Execute the selected notebooks in order into ``out/notebooks``; stop at the first failure.
 
     One run at a time writes into ``out`` (``out/.labutils.lock``, see ``runlock``), and a run
@@ -301,7 +301,7 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     try:
         with RunLock(out_dir) as lock, _kernel_environment(lock):
             return _run_pipeline(profile, out_dir, data_root, models, notebooks, seed, device, vit_weights,
-                                 run_id, resume, lock)
+                                 resume, lock)
     except BaseException:
         if created:  # a refused run (a mistyped --out with --resume) leaves no empty folder behind
             with contextlib.suppress(OSError):
@@ -340,39 +340,16 @@ def _kernel_environment(lock: RunLock):
                 os.environ[name] = value
 
 
-def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[str] | None,
+def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: list[str] | None,
                   notebooks: list[str] | None, seed: int, device: str, vit_weights: str | None,
-                  run_id: str | None, resume: bool, lock: RunLock) -> dict:
+                  resume: bool, lock: RunLock) -> dict:
     import papermill as pm
     from nbclient.exceptions import DeadKernelError
 
-    out_dir = resolve_out_dir(profile, out)
     books = select_notebooks(notebooks)
     models = list(models or MODEL_NAMES)
     identity = _identity(profile, models, seed, data_of_run(profile, out_dir, data_root))
-    timings: dict[str, float] = {}
-    if resume:
-        saved = previous_run(out_dir, identity)
-        run_id = saved["run_id"]
-        timings = _finished_timings(saved)
-        skipped = [b.name for b in books if b.name in timings and (out_dir / "notebooks" / b.name).is_file()]
-        missing = _first_missing_output(out_dir, skipped, models)
-        if missing:  # a finished notebook's outputs were deleted or damaged: go on from that notebook
-            print(f"{missing[1]} of {missing[0]} is {missing[2]}: running again from {missing[0]}", flush=True)
-            skipped = [n for n in skipped if n < missing[0]]
-        # Everything after the first notebook to run again runs again too: a later notebook
-        # finished before it read the outputs it is about to replace (05's report from 03's metrics).
-        first = min((b.name for b in books if b.name not in skipped), default=None)
-        if first is not None:
-            skipped = [n for n in skipped if n < first]
-        # Finished notebooks left out of --notebooks stay finished unless they come after the first
-        # to run again (which replaces what they read).
-        asked = {b.name for b in books}
-        timings = {n: t for n, t in timings.items()
-                   if n in skipped or (n not in asked and (first is None or n < first))}
-        books = [b for b in books if b.name not in skipped]
-        print(f"resuming run {run_id} in {out_dir}: {len(skipped)} notebook(s) already finished "
-              f"({', '.join(skipped) or 'none'}), {len(books)} to run", flush=True)
+    run_id, books, timings = _plan_resume(out_dir, identity, books, models) if resume else (None, books, {})
     # A run starts where the baseline is trained (notebook 01 or 02); later notebooks run alone
     # continue the run already in out_dir.
     starts = not resume and any(b.name[:2] in ("01", "02") for b in books)
@@ -449,6 +426,32 @@ def _run_pipeline(profile: str, out: Path, data_root: str | None, models: list[s
         print(f"== {book.name} done in {format_seconds(timings[book.name])} "
               f"(run total {format_seconds(written['total_seconds'])})", flush=True)
     return _write_summary(out_dir, summary, start) | {"out": str(out_dir)}
+
+
+def _plan_resume(out_dir: Path, identity: dict, books: list[Path], models: list[str]
+                 ) -> tuple[str, list[Path], dict[str, float]]:
+    """(run id, notebooks still to run, timings of those that stay finished) for ``--resume``."""
+    saved = previous_run(out_dir, identity)
+    timings = _finished_timings(saved)
+    skipped = [b.name for b in books if b.name in timings and (out_dir / "notebooks" / b.name).is_file()]
+    missing = _first_missing_output(out_dir, skipped, models)
+    if missing:  # a finished notebook's outputs were deleted or damaged: go on from that notebook
+        print(f"{missing[1]} of {missing[0]} is {missing[2]}: running again from {missing[0]}", flush=True)
+        skipped = [n for n in skipped if n < missing[0]]
+    # Everything after the first notebook to run again runs again too: a later notebook
+    # finished before it read the outputs it is about to replace (05's report from 03's metrics).
+    first = min((b.name for b in books if b.name not in skipped), default=None)
+    if first is not None:
+        skipped = [n for n in skipped if n < first]
+    # Finished notebooks left out of --notebooks stay finished unless they come after the first
+    # to run again (which replaces what they read).
+    asked = {b.name for b in books}
+    timings = {n: t for n, t in timings.items()
+               if n in skipped or (n not in asked and (first is None or n < first))}
+    books = [b for b in books if b.name not in skipped]
+    print(f"resuming run {saved['run_id']} in {out_dir}: {len(skipped)} notebook(s) already finished "
+          f"({', '.join(skipped) or 'none'}), {len(books)} to run", flush=True)
+    return saved["run_id"], books, timings
 
 
 def _remove_leftovers(out_dir: Path) -> None:

@@ -237,7 +237,6 @@ class FakeQuantizer:
     def __init__(self, model: nn.Module, spec: QuantSpec, masks: dict | None = None,
                  refresh_every: int = 100):
         self.model, self.spec, self.refresh_every = model, spec, refresh_every
-        self.masks = masks
         self.enforcer = MaskEnforcer(masks) if masks else None
         names = set(quantized_parameters(model))
         self.layers: dict[str, nn.Module] = {}

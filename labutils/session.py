@@ -256,6 +256,12 @@ class Session:
         self._outdate_later_notebooks(stage)
         return record
 
+    def record_missing_baseline(self, name: str, stage: str) -> dict:
+        """``record_missing`` for a model whose baseline notebook 02 did not produce, with its reason."""
+        before = self.metrics(name, "before_pruning") or {}
+        reason = before.get("reason", "no before_pruning checkpoint in this run; run notebook 02 first")
+        return self.record_missing(name, stage, "baseline not produced: " + reason)
+
     def load(self, name: str, stage: str) -> tuple[torch.nn.Module, dict]:
         return load_checkpoint(self.dirs.checkpoint(name, stage), self.device, expect_model=name)
 

@@ -89,7 +89,8 @@ def plot_class_counts(train_labels: np.ndarray, test_labels: np.ndarray, classes
 
 
 def plot_augmentation(originals: np.ndarray, augmented: list[np.ndarray], path=None, caption=None):
-    """Each original image next to several random crop+flip draws of it."""
+    """Each original image next to several augmented draws of it (crop and flip, or whatever
+    policy made ``augmented``)."""
     n, k = len(originals), len(augmented)
     fig, axes = plt.subplots(n, k + 1, figsize=((k + 1) * 1.1, n * 1.1))
     for i in range(n):

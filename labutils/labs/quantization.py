@@ -12,7 +12,6 @@ Accuracies are fractions; every dict keyed by bit width uses string keys ("4") s
 from __future__ import annotations
 
 import copy
-import math
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from ..data import augmentation_of, fit_arguments
 from ..models import build_model, count_parameters
 from ..plots import finish
 from ..prune import prunable_parameters, sparsity_report
-from ..prune.schedules import iterative_prune
+from ..prune.schedules import iterative_prune, steps_budget
 from ..quant import FakeQuantizer, QuantSpec, model_size_bits, quantized_copy, quantized_parameters
 from ..session import Session
 from ..train import evaluate, fit, progress, quiet_progress, seed_everything
@@ -47,8 +46,7 @@ PRUNED_CNN = ("cnn", "after_unstructured_pruning")
 
 
 def config(s: Session) -> dict:
-    if "quant" not in s.profile:
-        raise KeyError(f"profile {s.name!r} has no 'quant' section; add one in labutils/profiles.py")
+    """A copy of the profile's ``quant`` section (the notebook may change it)."""
     return copy.deepcopy(s.profile["quant"])
 
 
@@ -74,9 +72,9 @@ def _fit_options(recipe: dict) -> dict:
     return {k: v for k, v in fit_arguments(recipe).items() if k not in ("steps", "epochs", "refresh_every")}
 
 
-def _finetune(model: nn.Module, train, recipe: dict, steps: int, callback=None, desc="fine-tune"):
-    return fit(model, train, None, epochs=math.ceil(steps / len(train)), max_steps=steps,
-               callback=callback, desc=desc, **_fit_options(recipe))
+def _train(model: nn.Module, train, recipe: dict, steps: int, callback=None, desc="fine-tune"):
+    """``steps`` optimizer steps of the recipe (ResNet-20's training and every fine-tune)."""
+    return fit(model, train, None, callback=callback, desc=desc, **steps_budget(steps, train), **_fit_options(recipe))
 
 
 def _acc(model: nn.Module, test) -> float:
@@ -106,7 +104,7 @@ def resnet20_baseline(s: Session) -> tuple[nn.Module, dict]:
     seed_everything(s.seed)
     model = build_model("resnet20", **cfg["resnet20"]).to(s.device, memory_format=memory_format(s.device))
     start = time.perf_counter()
-    _finetune(model, train, recipe, _steps(recipe, train), desc="resnet20")
+    _train(model, train, recipe, _steps(recipe, train), desc="resnet20")
     seconds = time.perf_counter() - start
     metrics = {"accuracy": _acc(model, test), "parameters": count_parameters(model),
                "train_seconds": seconds, "test_images": len(test.labels), "reused": False}
@@ -139,7 +137,7 @@ def qat(model: nn.Module, train, test, spec: QuantSpec, recipe: dict,
     """Quantization-aware fine-tuning of a copy of ``model``: (quantized copy, test accuracy)."""
     q = copy.deepcopy(model)
     fq = FakeQuantizer(q, spec, masks, refresh_every=recipe.get("refresh_every", 100))
-    _finetune(q, train, recipe, _steps(recipe, train), callback=fq, desc=f"QAT {spec.bits}b")
+    _train(q, train, recipe, _steps(recipe, train), callback=fq, desc=f"QAT {spec.bits}b")
     fq.finish()
     return q, _acc(q, test)
 

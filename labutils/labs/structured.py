@@ -162,10 +162,9 @@ def prune_structured(session: Session, name: str) -> dict:
     ``{name}_after_structured_pruning`` and return the metrics record. A model whose baseline was
     not produced is recorded as missing (nothing else is pruned under its name)."""
     if not session.available(name, "before_pruning"):
-        base = session.metrics(name, "before_pruning") or {}
-        reason = base.get("reason", "no before_pruning checkpoint in this run; run notebook 02 first")
-        print(f"'{name}' NOT PRODUCED: baseline not produced: {reason.splitlines()[0]}")
-        return session.record_missing(name, STAGE, "baseline not produced: " + reason)
+        record = session.record_missing_baseline(name, STAGE)
+        print(f"'{name}' NOT PRODUCED: {record['reason'].splitlines()[0]}")
+        return record
     cfg = check_recipe(session.profile["structured"][name], name)
     dense, _ = session.load(name, "before_pruning")
     dense.eval()

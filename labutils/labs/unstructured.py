@@ -62,6 +62,14 @@ class Subject:
     def params(self, model: nn.Module) -> dict[str, nn.Parameter]:
         return prunable_parameters(model, self.cfg["include_first"], self.cfg["include_classifier"])
 
+    def magnitude_scopes(self) -> dict:
+        """{label: scope} of the sweep's magnitude curves: global, layer-wise and, after a
+        sensitivity scan, sensitivity-chosen."""
+        scopes = {"global": "global", "layer": "layer"}
+        if "sensitivity" in self.results:
+            scopes["sensitivity"] = SensitivityScope(self.results["sensitivity"])
+        return scopes
+
     def fresh(self) -> tuple[nn.Module, dict[str, nn.Parameter]]:
         """A copy of the dense baseline (and its prunable weights), with the seeds reset."""
         self.reseed()
@@ -81,8 +89,6 @@ class Subject:
 def settings(s) -> dict:
     """The profile's ``unstructured`` section, its final recipe checked for every model of the
     session now: a mistake there would otherwise surface after the sensitivity scans and the study."""
-    if "unstructured" not in s.profile:
-        raise KeyError(f"profile {s.name!r} has no 'unstructured' section; add one in labutils/profiles.py")
     cfg = s.profile["unstructured"]
     for name in s.models:
         check_final(cfg, name)
@@ -108,10 +114,7 @@ def load_subjects(s, models: list[str]) -> dict[str, Subject]:
     cfg, subjects = settings(s), {}
     for name in models:
         if not s.available(name):
-            before = s.metrics(name, "before_pruning") or {}
-            reason = before.get("reason", "no before_pruning checkpoint in this run; run notebook 02 first")
-            s.record_missing(name, STAGE, "baseline not produced: " + reason)
-            print(f"{name:12s} skipped: baseline not produced ({reason.splitlines()[0]})")
+            print(f"{name:12s} skipped: {s.record_missing_baseline(name, STAGE)['reason'].splitlines()[0]}")
             continue
         model, _ = s.load(name, "before_pruning")
         batch = s.train_config(name)["batch_size"]
@@ -154,9 +157,7 @@ def sweep(subject: Subject) -> dict:
     cfg = subject.cfg
     model, params = subject.fresh()
     original = {n: p.detach().clone() for n, p in params.items()}
-    scopes = {"global": "global", "layer": "layer"}
-    if "sensitivity" in subject.results:
-        scopes["sensitivity"] = SensitivityScope(subject.results["sensitivity"])
+    scopes = subject.magnitude_scopes()
     curves = {f"{scope} magnitude": (scope, "magnitude") for scope in scopes}
     curves.update({f"global {c}": ("global", c) for c in cfg["criteria"] if c != "magnitude"})
     scores = {c: compute_scores(c, model, params, subject.train, cfg["score_batches"])
@@ -474,11 +475,8 @@ def layer_bars_data(subjects: dict[str, Subject], level: float) -> tuple[float, 
     magnitudes are needed, so this costs no evaluation whatever the sweep's levels."""
     out = {}
     for name, subj in subjects.items():
-        scopes = {"global": "global", "layer": "layer"}
-        if "sensitivity" in subj.results:
-            scopes["sensitivity"] = SensitivityScope(subj.results["sensitivity"])
         out[name] = {}
-        for label, scope in scopes.items():
+        for label, scope in subj.magnitude_scopes().items():
             model = copy.deepcopy(subj.model)
             params = subj.params(model)
             masks = one_shot_prune(model, level, scope, params=params)
@@ -487,7 +485,7 @@ def layer_bars_data(subjects: dict[str, Subject], level: float) -> tuple[float, 
     return level, out
 
 
-def summary(s, subjects: dict[str, Subject], models: list[str]) -> list[dict]:
+def summary(s, models: list[str]) -> list[dict]:
     """One row per course model from the saved metrics (not produced ones say why)."""
     rows = []
     for name in models:

@@ -3,8 +3,8 @@
 A mask is a bool tensor per prunable weight, True where the weight is kept. Masks come from
 scores (bigger = more important) and a target sparsity, under one of two scopes:
 
-* ``"global"`` - one threshold across all prunable weights: exactly round(sparsity * N) of the N
-  weights go, ties broken by position, so the requested sparsity is hit to within one weight;
+* ``"global"`` - one threshold across all prunable weights: exactly ceil(sparsity * N) of the N
+  weights go, ties broken by position, so the requested sparsity is met, never a weight short;
 * ``"layer"``  - the same share removed in every layer (or per-layer shares given as a dict).
 
 ``MaskEnforcer`` is the training callback that keeps pruned weights at exactly zero during

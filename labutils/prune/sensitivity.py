@@ -49,10 +49,7 @@ class SensitivityScope:
     take past keeping everything stays whole, and the others are rescaled again.
     """
 
-    label = "sensitivity"
-
     def __init__(self, scan: dict):
-        self.scan = scan
         self.levels = np.array([0.0] + scan["sparsities"])
         self.names = list(scan["layers"])
         self.sizes = np.array([scan["sizes"][n] for n in self.names], dtype=float)
