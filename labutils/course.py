@@ -23,9 +23,42 @@ AFTER_PRUNING_MIN = {"cnn": 0.85, "vit": 0.88, "vit_scratch": 0.80}
 SPARSITY_MIN = {"unstructured": 70.0, "structured": 25.0}
 
 # report.json's keys: "initial_accuracies" ({model}_before_pruning), then per section and model
-# an entry of exactly these keys (the schema is notebook 05's, labs.report.REPORT_SCHEMA).
+# an entry of exactly these keys; accuracies are fractions, pruning percentages percents.
 REPORT_SECTIONS = ("unstructured_pruning", "structured_pruning")
 REPORT_ENTRY_KEYS = ("original_accuracy", "pruned_accuracy", "pruning_percentage")
+_FRACTION = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+_PER_MODEL = {"type": "object", "additionalProperties": False, "required": list(MODEL_NAMES),
+              "properties": {m: {"type": "object", "additionalProperties": False,
+                                 "required": list(REPORT_ENTRY_KEYS),
+                                 "properties": {"original_accuracy": _FRACTION, "pruned_accuracy": _FRACTION,
+                                                "pruning_percentage": {"type": ["number", "null"], "minimum": 0,
+                                                                       "maximum": 100}}}
+                             for m in MODEL_NAMES}}
+REPORT_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object", "additionalProperties": False,
+    "required": ["initial_accuracies", *REPORT_SECTIONS],
+    "properties": {
+        "initial_accuracies": {
+            "type": "object", "additionalProperties": False,
+            "required": [f"{m}_before_pruning" for m in MODEL_NAMES],
+            "properties": {f"{m}_before_pruning": _FRACTION for m in MODEL_NAMES}},
+        **{section: _PER_MODEL for section in REPORT_SECTIONS},
+    },
+}
+
+
+def report_problem(report) -> str | None:
+    """Where and how ``report`` breaks ``REPORT_SCHEMA`` ("structured_pruning/cnn: 'pruned_accuracy'
+    is a required property"), None when it holds exactly the course's keys and valid values
+    (notebook 05 before it writes report.json; the README's table before it reads one)."""
+    import jsonschema
+
+    try:
+        jsonschema.validate(report, REPORT_SCHEMA)
+    except jsonschema.ValidationError as err:
+        return f"{'/'.join(str(p) for p in err.absolute_path) or 'the top level'}: {err.message}"
+    return None
 
 
 def removed_at_least(removed: float, minimum: float) -> bool:

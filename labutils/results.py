@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 
 from .artifacts import REPO_ROOT, atomic_write_bytes, read_json
-from .course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, REPORT_ENTRY_KEYS,
-                     REPORT_SECTIONS, SPARSITY_MIN, empty_entry, removed_at_least)
+from .course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, SPARSITY_MIN, empty_entry,
+                     removed_at_least, report_problem)
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -137,10 +137,10 @@ def load_reference(root: str | os.PathLike = REPO_ROOT, full_only: bool = True) 
         raise ResultsError(f"{root / 'report.json'} has no sidecar report_details.json: commit both "
                            f"files of one run (notebook 05 writes them together).")
     report, details = read_json(root / "report.json"), read_json(root / "report_details.json")
-    missing = _missing_keys(report)
-    if missing:  # the schema itself is notebook 05's (labs.report), which the library never imports
-        raise ResultsError(f"{root / 'report.json'} is not a course report: it lacks {', '.join(missing[:3])}"
-                           f"{' and more' if len(missing) > 3 else ''}; run notebook 05 again to write it")
+    problem = report_problem(report)
+    if problem:
+        raise ResultsError(f"{root / 'report.json'} is not a course report (at {problem}); run notebook 05 "
+                           f"again to write it")
     if not isinstance(details, dict) or not isinstance(details.get("run"), dict):
         raise ResultsError(f"{root / 'report_details.json'} does not hold a run's details (no \"run\" "
                            f"entry); run notebook 05 again to write it")
@@ -149,20 +149,6 @@ def load_reference(root: str | os.PathLike = REPO_ROOT, full_only: bool = True) 
         raise ResultsError(f"the report in {root} comes from a {profile!r} run: the reference results "
                            f"must come from a full run (python -m labutils run --profile full).")
     return report, details
-
-
-def _missing_keys(report) -> list[str]:
-    """The keys this table reads that ``report`` lacks, as paths ("structured_pruning/cnn")."""
-    if not isinstance(report, dict):
-        return ["everything (it is not a JSON object)"]
-    missing = [f"initial_accuracies/{m}_before_pruning" for m in MODEL_NAMES
-               if f"{m}_before_pruning" not in report.get("initial_accuracies", {})]
-    for section in REPORT_SECTIONS:
-        for m in MODEL_NAMES:
-            entry = report.get(section, {}).get(m)
-            if not isinstance(entry, dict) or any(k not in entry for k in REPORT_ENTRY_KEYS):
-                missing.append(f"{section}/{m}")
-    return missing
 
 
 def results_section(root: str | os.PathLike = REPO_ROOT, full_only: bool = True) -> str:

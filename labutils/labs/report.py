@@ -16,36 +16,15 @@ import json
 import os
 from pathlib import Path
 
-import jsonschema
-
 import matplotlib.pyplot as plt
 
 from ..artifacts import RunDirs, read_json, write_json
 from ..course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, NOTEBOOK_OF_STAGE,
-                      REPORT_ENTRY_KEYS, REPORT_SECTIONS, SPARSITY_MIN, checkpoint_names, empty_entry, meets_minimum)
+                      SPARSITY_MIN, checkpoint_names, empty_entry, meets_minimum, report_problem)
 from ..errors import Explained
 from ..evaluate import evaluate_paths, format_table
 from ..plots import finish
 
-FRACTION = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
-PERCENT = {"type": ["number", "null"], "minimum": 0, "maximum": 100}
-_ENTRY = {"type": "object", "additionalProperties": False, "required": list(REPORT_ENTRY_KEYS),
-          "properties": {"original_accuracy": FRACTION, "pruned_accuracy": FRACTION,
-                         "pruning_percentage": PERCENT}}
-_PER_MODEL = {"type": "object", "additionalProperties": False, "required": list(MODEL_NAMES),
-              "properties": {m: _ENTRY for m in MODEL_NAMES}}
-REPORT_SCHEMA = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object", "additionalProperties": False,
-    "required": ["initial_accuracies", *REPORT_SECTIONS],
-    "properties": {
-        "initial_accuracies": {
-            "type": "object", "additionalProperties": False,
-            "required": [f"{m}_before_pruning" for m in MODEL_NAMES],
-            "properties": {f"{m}_before_pruning": FRACTION for m in MODEL_NAMES}},
-        **{section: _PER_MODEL for section in REPORT_SECTIONS},
-    },
-}
 SECTIONS = {"unstructured_pruning": "after_unstructured_pruning",
             "structured_pruning": "after_structured_pruning"}
 
@@ -58,11 +37,9 @@ def validate_report(report: dict) -> None:
     """Raise ReportError naming the first problem (a missing or extra key, a value out of range
     such as an accuracy given as a percent). The schema cannot tell a percent given as a fraction
     (0.935 for 93.5%): build_report takes both from the metrics, which record percents."""
-    try:
-        jsonschema.validate(report, REPORT_SCHEMA)
-    except jsonschema.ValidationError as err:
-        where = "/".join(str(p) for p in err.absolute_path) or "the top level"
-        raise ReportError(f"report.json is invalid at {where}: {err.message}") from None
+    problem = report_problem(report)
+    if problem:
+        raise ReportError(f"report.json is invalid at {problem}")
 
 
 def load_records(dirs: RunDirs, models=MODEL_NAMES) -> dict:
