@@ -151,7 +151,7 @@ def quiet_progress():
         _quiet.reset(token)
 
 
-def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device):
+def to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device):
     if x.device != device:
         x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format(device))
         y = y.to(device, non_blocking=True)
@@ -168,7 +168,7 @@ def evaluate(model: nn.Module, loader, device: torch.device | None = None, tta_f
     model.eval()
     correct, loss, n = 0, 0.0, 0
     for x, y in loader:
-        x, y = _to_device(x, y, device)
+        x, y = to_device(x, y, device)
         with autocast(device):
             logits = model(x)
             if tta_flip:
@@ -307,7 +307,7 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     for epoch in range(epochs):
         start, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
         for x, y in train_loader:
-            x, y = _to_device(x, y, device)
+            x, y = to_device(x, y, device)
             target = y
             if mixup:
                 x, target = mix_batch(x, y, num_classes, mixup, label_smoothing)

@@ -133,6 +133,8 @@ def throughput(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict) -> dic
         if device == "cuda" and not torch.cuda.is_available():
             out[device] = "not measured: no CUDA GPU on this machine"
             continue
+        # Two warm-up passes, not latency_warmup's: at the sweep's large batches one pass takes
+        # seconds on a CPU, and a captured CUDA graph is warm after its first replay.
         kw = dict(warmup=2, iters=cfg["throughput_iters"])
         rounds = [(measure_throughput(dense, size, batch_sizes, device, **kw),
                    measure_throughput(pruned, size, batch_sizes, device, **kw)) for _ in range(cfg["latency_rounds"])]

@@ -21,9 +21,9 @@ from torch import nn
 
 from .masks import magnitude_scores
 from ..accel import autocast, unscaled_precision
-from ..train import _to_device
+from ..train import to_device
 
-def _batch_gradients(model: nn.Module, params: dict[str, torch.Tensor], loader, batches: int):
+def batch_gradients(model: nn.Module, params: dict[str, torch.Tensor], loader, batches: int):
     """Yield {name: gradient of the mean cross-entropy of one batch} for ``batches`` batches."""
     if batches < 1:
         raise ValueError(f"need at least one batch to score weights, got batches={batches}")
@@ -34,7 +34,7 @@ def _batch_gradients(model: nn.Module, params: dict[str, torch.Tensor], loader, 
     seen = 0
     try:
         for x, y in loader:
-            x, y = _to_device(x, y, device)
+            x, y = to_device(x, y, device)
             with autocast(device, unscaled_precision(device)):
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y)
@@ -55,7 +55,7 @@ def taylor_scores(model: nn.Module, params: dict[str, torch.Tensor], loader,
     near a minimum the signed gradient averages to ~0 and would say nothing."""
     total = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
     count = 0
-    for grads in _batch_gradients(model, params, loader, batches):
+    for grads in batch_gradients(model, params, loader, batches):
         for n, p in params.items():
             total[n] += (p.detach().float() * grads[n]).abs()
         count += 1
@@ -68,7 +68,7 @@ def fisher_scores(model: nn.Module, params: dict[str, torch.Tensor], loader,
     the batch's mean gradient (see the module docstring: a stand-in for the empirical Fisher)."""
     fisher = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
     count = 0
-    for grads in _batch_gradients(model, params, loader, batches):
+    for grads in batch_gradients(model, params, loader, batches):
         for n in params:
             fisher[n] += grads[n] ** 2
         count += 1

@@ -42,9 +42,9 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .criteria import batch_gradients
 from ..accel import memory_format
 from ..models import build_model
 
@@ -255,40 +255,24 @@ def bn_scale_scores(model: nn.Module, groups: dict[str, Group] | None = None) ->
     return {name: _normalised_mean([state[n].float().abs() for n in g.bn]).cpu() for name, g in groups.items()}
 
 
-def taylor_scores(model: nn.Module, loader, batches: int = 8,
-                  groups: dict[str, Group] | None = None) -> dict[str, torch.Tensor]:
+def unit_taylor_scores(model: nn.Module, loader, batches: int = 8,
+                       groups: dict[str, Group] | None = None) -> dict[str, torch.Tensor]:
     """E_batch[(sum over the unit's gate parameters of w * dL/dw)^2]: the first-order loss change
     of applying the unit's mask, squared so that either sign counts, averaged over ``batches``.
-    Computed in eval mode (BatchNorm statistics stay untouched)."""
-    from ..accel import autocast, unscaled_precision
-    from ..train import _to_device
-
+    The gradients are the unstructured criteria's (``criteria.batch_gradients``: eval mode,
+    BatchNorm statistics and ``.grad`` untouched)."""
     groups = groups or channel_groups(model)
-    params = dict(model.named_parameters())
+    named = dict(model.named_parameters())
+    gates = {sl.name: named[sl.name] for g in groups.values() for sl in g.gates}
     device = next(model.parameters()).device
     sums = {name: torch.zeros(g.size, device=device) for name, g in groups.items()}
-    was_training, seen = model.training, 0
-    model.eval()
-    try:
-        for x, y in loader:
-            x, y = _to_device(x, y, device)
-            model.zero_grad(set_to_none=True)
-            with autocast(device, unscaled_precision(device)):
-                loss = F.cross_entropy(model(x).float(), y)
-            loss.backward()
-            with torch.no_grad():
-                for name, g in groups.items():
-                    change = sum(_units((params[sl.name] * params[sl.name].grad).float(), sl, g.size).sum(1)
-                                 for sl in g.gates)
-                    sums[name] += change ** 2
-            seen += 1
-            if seen >= batches:
-                break
-    finally:
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
-    if not seen:
-        raise ValueError("taylor importance needs at least one batch of data; the loader was empty")
+    seen = 0
+    for grads in batch_gradients(model, gates, loader, batches):
+        for name, g in groups.items():
+            change = sum(_units(gates[sl.name].detach().float() * grads[sl.name], sl, g.size).sum(1)
+                         for sl in g.gates)
+            sums[name] += change ** 2
+        seen += 1
     return {name: (v / seen / (v / seen).mean().clamp_min(1e-30)).cpu() for name, v in sums.items()}
 
 
@@ -303,7 +287,7 @@ def importance(model: nn.Module, criterion: str, loader=None, batches: int = 8) 
     if criterion == "taylor":
         if loader is None:
             raise ValueError("the taylor criterion needs data: pass a (training) loader")
-        return taylor_scores(model, loader, batches)
+        return unit_taylor_scores(model, loader, batches)
     raise ValueError(f"unknown criterion {criterion!r}; choose one of {CRITERIA}")
 
 
@@ -430,7 +414,7 @@ def recalibrate_batchnorm(model: nn.Module, loader, batches: int = 20) -> nn.Mod
     """Re-estimate BatchNorm running statistics on ``batches`` training batches (cumulative
     average): removing input channels shifts every later activation, so the stored statistics no
     longer fit. A no-op for models without BatchNorm."""
-    from ..train import _to_device, autocast
+    from ..train import to_device, autocast
 
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns or batches <= 0:
@@ -445,7 +429,7 @@ def recalibrate_batchnorm(model: nn.Module, loader, batches: int = 20) -> nn.Mod
     for i, (x, _) in enumerate(loader):
         if i >= batches:
             break
-        x, _ = _to_device(x, x, device)
+        x, _ = to_device(x, x, device)
         with autocast(device):
             model(x)
     for bn, m in zip(bns, saved):
