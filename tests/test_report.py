@@ -95,6 +95,19 @@ def test_pruned_models_of_another_baseline_are_refused(tmp_path, baseline, messa
         R.check_one_run(R.load_records(dirs))
 
 
+def test_a_model_skipped_before_its_baseline_existed_is_refused(tmp_path):
+    """Notebook 03 run before 02 had trained the cnn recorded it as not produced; notebook 05 then
+    reported that as the result, with "run notebook 02 first" as the reason (interactive review)."""
+    dirs = RunDirs(tmp_path)
+    write_json(dirs.metrics_file("cnn", "before_pruning"), _record("cnn", "before_pruning", "A") | {"accuracy": 0.93})
+    write_json(dirs.metrics_file("cnn", "after_unstructured_pruning"),
+               _record("cnn", "after_unstructured_pruning", "A") | {
+                   "produced": False, "reason": "baseline not produced: no before_pruning checkpoint in this run"})
+    with pytest.raises(R.ReportError, match=r"cnn_before_pruning is there now \(at 93\.00%; notebook 02 ran after "
+                                            r"notebook 03\): run notebook 03 again for cnn"):
+        R.check_one_run(R.load_records(dirs))
+
+
 def test_two_seeds_under_one_run_id_are_refused(tmp_path):
     dirs = RunDirs(tmp_path)
     for model, seed in (("cnn", 0), ("vit_scratch", 1)):

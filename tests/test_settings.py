@@ -79,6 +79,19 @@ def test_the_report_of_a_pipeline_run_takes_that_runs_models(tmp_path):
         report.load_run(Session("smoke", tmp_path, device="cpu", start_run=False))
 
 
+def test_the_report_of_a_run_made_by_hand_takes_the_models_it_trained(tmp_path):
+    """Without the pipeline's pipeline.json, notebook 05 with MODELS = ["cnn"] reported a trained
+    vit_scratch as "not in this run" (interactive review)."""
+    from labutils.labs import report
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn", "vit_scratch"])
+    for name in ("cnn", "vit_scratch"):
+        s.record_missing(name, "before_pruning", "stand-in for a trained baseline")
+    with pytest.raises(report.ReportError, match=r"notebook 02 of run .* trained vit_scratch, but MODELS leaves it "
+                                                 r"out: add it to MODELS"):
+        report.load_run(Session("smoke", tmp_path, device="cpu", models=["cnn"], start_run=False))
+
+
 def test_the_report_narrows_models_to_the_runs_own(tmp_path, capsys):
     """The committed notebook 05 of a --models cnn run lists all three models in its parameters
     cell: re-run, it must report the others as not in this run, not as failures; a model trained

@@ -78,9 +78,16 @@ def check_one_run(records: dict) -> dict:
                           f"{listing}. Re-run the notebooks of one run (python -m labutils run) "
                           f"or delete the stale metrics files.")
     # One run id, but a baseline trained again by hand after its pruned models were made: the
-    # report would pair the new baseline with pruned models of the old one.
+    # report would pair the new baseline with pruned models of the old one. Or notebook 03/04 ran
+    # before 02 had trained the model: its "not produced" record would stand for a model that is there.
     for (model, stage), r in records.items():
         before = records.get((model, "before_pruning"), {})
+        if (stage != "before_pruning" and not r.get("produced") and before.get("produced")
+                and r.get("reason", "").startswith("baseline not produced")):
+            raise ReportError(f"{model}_{stage} was recorded as not produced because {model}'s baseline was "
+                              f"missing, but {model}_before_pruning is there now (at {before['accuracy']:.2%}; "
+                              f"notebook 02 ran after notebook {NOTEBOOK_OF_STAGE[stage]}): run notebook "
+                              f"{NOTEBOOK_OF_STAGE[stage]} again for {model}")
         if not r.get("produced") or "original_accuracy" not in r:
             continue
         if not before.get("produced"):
@@ -178,6 +185,14 @@ def load_run(session) -> tuple[dict, dict]:
             raise ReportError(f"the run in {session.dirs.root} was made for MODELS = {ran['models']!r} (its "
                               f"metrics/pipeline.json), but MODELS leaves out "
                               f"{', '.join(left_out)}: add it to MODELS so that the report covers the run's models")
+    # A run made by hand has no pipeline.json: its baselines' records say which models it trained.
+    trained = [m for m in MODEL_NAMES if m not in session.models
+               and (session.metrics(m, "before_pruning") or {}).get("run", {}).get("run_id") == session.run_id]
+    if trained:
+        raise ReportError(f"notebook 02 of run {session.run_id} in {session.dirs.root} trained "
+                          f"{', '.join(trained)}, but MODELS leaves {'it' if len(trained) == 1 else 'them'} out: "
+                          f"add {'it' if len(trained) == 1 else 'them'} to MODELS so that the report covers the "
+                          f"run's models")
     records = load_records(session.dirs, session.models)
     if not any("run" in r for r in records.values()):
         raise ReportError(f"{session.dirs.metrics} holds no metrics of notebooks 02-04 for "
