@@ -79,3 +79,31 @@ def test_sensitivity_scan_reads_a_class_balanced_slice_of_the_probe(monkeypatch)
     monkeypatch.setattr(U, "sensitivity_scan", lambda model, params, probe, levels: seen.setdefault("probe", probe))
     U.sensitivity(U.Subject("cnn", nn.Sequential(nn.Flatten(), nn.Linear(3072, 10)), loader, loader, loader, 0.5, cfg))
     assert np.bincount(seen["probe"].labels.numpy(), minlength=10).tolist() == [4] * 10
+
+
+def test_final_recipe_after_a_restart_says_what_stands_in_and_keeps_the_runs_analyses(tmp_path, capsys):
+    """Run after a kernel restart, without the study's cell, the final recipe silently fell back
+    from the study's winner to gradual, and its record dropped the study, sweep, sensitivity and
+    frontier notebook 03 had recorded for this baseline (interactive review)."""
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    cfg = dict(U.settings(s), final_method="best")
+    train, test = s.loaders("cnn", 64)
+
+    def subject():
+        return U.Subject("cnn", s.new_model("cnn"), train, test, test, 0.5, cfg, s.seed)
+
+    first = subject()
+    first.results.update(study=[{"method": "one_shot", "sparsity": 0.5, "epochs": 1, "accuracy": 0.2}],
+                         frontier={"frontier_sparsity": 0.9})
+    U.final_recipe(first)
+    U.save_final(s, first)
+    assert "no study in this kernel" not in capsys.readouterr().out
+    again = subject()  # a new kernel: nothing in results
+    assert U.final_recipe(again)["method"] == "gradual"
+    U.save_final(s, again)
+    out = capsys.readouterr().out
+    assert "no study in this kernel, so no winner to take: pruning with gradual" in out
+    assert "kept from this run's earlier record: study, frontier" in out
+    record = s.metrics("cnn", U.STAGE)
+    assert record["recipe"]["method"] == "gradual" and record["study"] == first.results["study"]
+    assert record["frontier"] == {"frontier_sparsity": 0.9}

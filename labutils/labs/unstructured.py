@@ -298,8 +298,12 @@ def final_recipe(subject: Subject, method: str | None = None) -> dict:
     check_final(subject.cfg, subject.name)  # the recipe may have changed since the notebook's start
     cfg = subject.cfg["final"][subject.name]
     method = method or subject.cfg["final_method"]
-    if method == "best":
-        method = best_method(subject.results["study"]) if subject.results.get("study") else "gradual"
+    if method == "best" and subject.results.get("study"):
+        method = best_method(subject.results["study"])
+    elif method == "best":  # a kernel restarted, or the study's cell skipped: say what stands in
+        method = "gradual"
+        print(f"{subject.name:12s} no study in this kernel, so no winner to take: pruning with gradual "
+              f"(run the study's cell first to prune with its winner)")
     model, masks, row = prune_and_finetune(subject, method, cfg["sparsity"], cfg["epochs"],
                                            subject.cfg["final_epoch_steps"], eval_loader=subject.test)
     subject.results["final"] = {"model": model, "masks": masks, "row": row}
@@ -307,6 +311,9 @@ def final_recipe(subject: Subject, method: str | None = None) -> dict:
           f"(baseline {subject.baseline:.2%}, minimum {AFTER_PRUNING_MIN[subject.name]:.0%}) "
           f"in {row['seconds']:.0f}s")
     return row
+
+
+ANALYSES = ("sensitivity", "sweep", "study", "frontier")  # what notebook 03 records beside the final model
 
 
 def save_final(s, subject: Subject) -> dict:
@@ -330,9 +337,20 @@ def save_final(s, subject: Subject) -> dict:
         "layer_sparsity": {n: v["sparsity"] for n, v in report["layers"].items()},
         "finetune_seconds": row["seconds"], "test_images": len(subject.test.labels),
     }
-    for key in ("sensitivity", "sweep", "study"):
+    # The analyses of this kernel; those it did not run (restarted, cells skipped) are kept from
+    # this run's earlier record of the same baseline, not dropped from the metrics.
+    earlier = s.metrics(subject.name, STAGE) or {}
+    same = earlier.get("produced") and earlier.get("run", {}).get("run_id") == s.run_id and \
+        earlier.get("original_accuracy") == subject.baseline
+    kept = []
+    for key in ANALYSES:
         if key in subject.results:
             metrics[key] = subject.results[key]
+        elif same and key in earlier:
+            metrics[key] = earlier[key]
+            kept.append(key)
+    if kept:
+        print(f"{subject.name:12s} kept from this run's earlier record: {', '.join(kept)} (not run in this kernel)")
     metrics["dense_checkpoint_bytes"] = _dense_bytes(model)
     record = s.save(model, subject.name, STAGE, metrics, sparse=True)
     reloaded, _ = load_checkpoint(s.dirs.checkpoint(subject.name, STAGE))
