@@ -55,3 +55,20 @@ def test_notebook_06_smoke(smoke_run):
     for fig in ("06_accuracy_vs_bits.png", "06_accuracy_vs_size.png"):
         assert (smoke_run / "figures" / fig).stat().st_size > 10_000
     assert (smoke_run / "figures" / "06_pruned_cnn_quantized.png").is_file() == ("qat" in cnn)
+
+
+def test_resnet20_is_reused_only_for_the_recipe_it_was_trained_with(tmp_path, capsys):
+    """After an edit of the QAT table's ResNet-20 (width, steps), a re-run reused the old model and
+    recorded the new recipe beside it (interactive review)."""
+    from labutils import Session
+    from labutils.labs import quantization as lab
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    _, first = lab.resnet20_baseline(s)
+    _, again = lab.resnet20_baseline(s)
+    assert not first["reused"] and again["reused"] and "reusing resnet20_baseline.pth" in capsys.readouterr().out
+    s.profile["quant"]["resnet20"] = dict(s.profile["quant"]["resnet20"], width=4)
+    model, edited = lab.resnet20_baseline(s)
+    assert not edited["reused"] and edited["made_with"]["resnet20"]["width"] == 4
+    assert edited["parameters"] < first["parameters"]
+    assert "trained with another recipe than the profile's now: training again" in capsys.readouterr().out

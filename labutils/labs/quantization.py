@@ -12,6 +12,7 @@ Accuracies are fractions; every dict keyed by bit width uses string keys ("4") s
 from __future__ import annotations
 
 import copy
+import json
 import time
 from pathlib import Path
 
@@ -91,14 +92,18 @@ def zero_masks(model: nn.Module) -> dict[str, torch.Tensor]:
 # ----------------------------------------------------------------------------------------
 def resnet20_baseline(s: Session) -> tuple[nn.Module, dict]:
     """Train ResNet-20 with the profile's recipe and save ``models_saved/quantization/resnet20_baseline.pth``.
-    A checkpoint this run already wrote is reused (re-running the notebook cell by cell)."""
+    A checkpoint this run already wrote with the same recipe is reused (re-running the notebook
+    cell by cell); one of an edited recipe is trained again."""
     cfg = config(s)
     path = s.dirs.models / BASELINE_FILE
+    made_with = json.loads(json.dumps({"resnet20": cfg["resnet20"], "train": cfg["train"]}))  # as stored
     if path.is_file():
         model, ckpt = load_checkpoint(path, s.device)
-        if ckpt["meta"].get("run_id") == s.run_id:
+        if ckpt["meta"].get("run_id") == s.run_id and ckpt["metrics"].get("made_with") == made_with:
             print(f"reusing {path.name} from this run: {ckpt['metrics']['accuracy']:.2%}")
             return model, dict(ckpt["metrics"], reused=True)
+        if ckpt["meta"].get("run_id") == s.run_id:
+            print(f"{path.name} of this run was trained with another recipe than the profile's now: training again")
     recipe = dict(cfg["train"])
     train, test = s.loaders("cnn", recipe["batch_size"], augmentation_of(recipe))  # its own, not the CNN's
     seed_everything(s.seed)
@@ -107,7 +112,7 @@ def resnet20_baseline(s: Session) -> tuple[nn.Module, dict]:
     _train(model, train, recipe, _steps(recipe, train), desc="resnet20")
     seconds = time.perf_counter() - start
     metrics = {"accuracy": _acc(model, test), "parameters": count_parameters(model),
-               "train_seconds": seconds, "test_images": len(test.labels), "reused": False}
+               "train_seconds": seconds, "test_images": len(test.labels), "reused": False, "made_with": made_with}
     save_checkpoint(path, model, metrics=metrics, meta=s.info)
     print(f"resnet20: {metrics['accuracy']:.2%} on {metrics['test_images']} test images, "
           f"{metrics['parameters']:,} parameters, trained in {seconds:.0f}s -> {path.relative_to(s.dirs.root)}")
