@@ -470,6 +470,7 @@ class DeviceLoader:
         self.repeats, self.augment_groups = int(repeats), int(augment_groups)
         self.policy = augment_policy(augment) if augment else None
         self.drop_last = train if drop_last is None else drop_last
+        self.seed = seed  # seed_everything(loader.seed, loader) replays its draws from the start
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.mean = torch.tensor(CIFAR10_MEAN, device=self.device).view(1, 3, 1, 1) * 255
         self.fill = self.mean.flatten().round()  # Cutout's colour

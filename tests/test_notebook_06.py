@@ -72,3 +72,23 @@ def test_resnet20_is_reused_only_for_the_recipe_it_was_trained_with(tmp_path, ca
     assert not edited["reused"] and edited["made_with"]["resnet20"]["width"] == 4
     assert edited["parameters"] < first["parameters"]
     assert "trained with another recipe than the profile's now: training again" in capsys.readouterr().out
+
+
+def test_qat_and_pruning_give_the_same_model_when_run_twice(tmp_path):
+    """Notebook 06's cells run twice (or after an exercise) gave other numbers: the seeds were
+    not reset before its fine-tunes, as notebooks 03 and 04 reset them (interactive review)."""
+    import torch
+
+    from labutils import Session
+    from labutils.labs import quantization as lab
+    from labutils.quant import QuantSpec
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    cfg = lab.config(s)
+    model, _ = lab.resnet20_baseline(s)
+    train, test = lab.loaders(s)
+    spec, variant, p = QuantSpec.parse(cfg["qat_method"], 4), next(iter(cfg["prune"]["variants"].values())), cfg["prune"]
+    for make in (lambda: lab.qat(model, train, test, spec, lab.at_bits(cfg["qat"], 4))[0],
+                 lambda: lab.prune(model, train, p["sparsity"], variant["scope"], variant["rounds"], p["finetune"])[0]):
+        first, second = make().state_dict(), make().state_dict()
+        assert all(torch.equal(first[k], second[k]) for k in first)

@@ -74,7 +74,9 @@ def _fit_options(recipe: dict) -> dict:
 
 
 def _train(model: nn.Module, train, recipe: dict, steps: int, callback=None, desc="fine-tune"):
-    """``steps`` optimizer steps of the recipe (ResNet-20's training and every fine-tune)."""
+    """``steps`` optimizer steps of the recipe (ResNet-20's training and every fine-tune), the
+    seeds reset first: a cell run twice, or after an exercise, gives the same numbers."""
+    seed_everything(train.seed, train)
     return fit(model, train, None, callback=callback, desc=desc, **steps_budget(steps, train), **_fit_options(recipe))
 
 
@@ -172,6 +174,7 @@ def prune(model: nn.Module, train, sparsity: float, scope: str, rounds: int, rec
     fine-tunes with the mask enforced. The total fine-tuning is the same whatever the rounds.
     Returns (pruned copy, masks)."""
     model = copy.deepcopy(model)
+    seed_everything(train.seed, train)  # as _train: the same numbers whatever ran before
     epochs_per_round = _steps(recipe, train) / rounds / len(train)
     masks, _ = iterative_prune(model, train, None, sparsity, rounds, epochs_per_round, scope,
                                desc=f"{scope} prune", **_fit_options(recipe))
