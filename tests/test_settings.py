@@ -236,6 +236,28 @@ def test_a_live_lock_without_a_token_still_stops_a_notebook(tmp_path, monkeypatc
         check_free(tmp_path)
 
 
+def test_a_notebook_left_open_stops_writing_once_another_run_takes_its_folder(tmp_path, monkeypatch):
+    """The lock and the run id were checked when the Session was made, not when it saved: a
+    notebook left open trained and saved into a folder a pipeline run had taken meanwhile, and
+    notebook 05 later found two runs (interactive review)."""
+    from labutils.artifacts import record_run
+
+    monkeypatch.delenv(RUN_TOKEN_ENV, raising=False)
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    model = s.new_model("cnn")
+    with RunLock(tmp_path) as lock:  # a pipeline run holds the folder now
+        lock.info["token"] = "the pipeline's"
+        lock.name_run("smoke-pipeline")
+        with pytest.raises(RunLocked, match="is being written by run smoke-pipeline"):
+            s.save(model, "cnn", "before_pruning", {"accuracy": 0.5})
+        record_run(s.dirs.metrics, "smoke-pipeline", "smoke", 0)
+    for write in (lambda: s.save(model, "cnn", "before_pruning", {"accuracy": 0.5}),
+                  lambda: s.record_missing("cnn", "after_structured_pruning", "why")):
+        with pytest.raises(SettingsError, match=f"now holds run smoke-pipeline, not run {s.run_id} of this notebook's"):
+            write()
+    assert not list(s.dirs.metrics.glob("cnn_*.json")) and not list(s.dirs.models.glob("*.pth"))
+
+
 def test_the_pipelines_own_notebooks_may_write_the_folder_it_locks(tmp_path, monkeypatch):
     import papermill
     from labutils.cli import main
