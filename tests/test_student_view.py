@@ -107,3 +107,13 @@ def test_final_recipe_after_a_restart_says_what_stands_in_and_keeps_the_runs_ana
     record = s.metrics("cnn", U.STAGE)
     assert record["recipe"]["method"] == "gradual" and record["study"] == first.results["study"]
     assert record["frontier"] == {"frontier_sparsity": 0.9}
+
+
+def test_training_prints_the_training_accuracy_beside_the_test_accuracy(tmp_path, capsys):
+    """Notebook 02's exercise compares them, but in JupyterLab only the test accuracy was shown
+    (the training accuracy went to papermill's per-epoch lines alone) (interactive review)."""
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    history = B.try_recipe(s, "cnn", epochs=1, mixup=0.0)
+    assert f"(training images, last epoch: {history[-1]['train_accuracy']:.2%})" in capsys.readouterr().out
+    B.try_recipe(s, "cnn", epochs=1, mixup=0.8)
+    assert "(no training accuracy: Mixup/CutMix mixes the targets)" in capsys.readouterr().out

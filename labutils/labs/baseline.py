@@ -60,9 +60,17 @@ def train_baseline(session: Session, name: str, pretrained_weights: str | None =
         "parameters": count_parameters(model), "train_seconds": seconds,
         "images_per_second": sum(h["images"] for h in history) / sum(h["train_seconds"] for h in history),
         "train_config": session.train_config(name), "arch": model.arch, "history": history})
-    print(f"{name}: test accuracy {record['accuracy']:.2%} on {record['test_images']} images "
+    print(f"{name}: test accuracy {record['accuracy']:.2%} on {record['test_images']} images{_train_accuracy(history)} "
           f"after {len(history)} epochs in {seconds:.0f}s -> {record['checkpoint']['path']}")
     return record
+
+
+def _train_accuracy(history: list[dict]) -> str:
+    """The last epoch's accuracy on the (augmented) training images, to set beside the test's: the
+    gap is overfitting. None is measured under Mixup/CutMix, whose targets are mixed."""
+    last = history[-1]
+    return (f" (training images, last epoch: {last['train_accuracy']:.2%})" if "train_accuracy" in last
+            else " (no training accuracy: Mixup/CutMix mixes the targets)")
 
 
 # What try_recipe may change: fit's recipe arguments, the batch size and the loader's augmentation.
@@ -87,7 +95,7 @@ def try_recipe(session: Session, name: str, pretrained_weights: str | None = Non
     than = (f"this run's baseline: {baseline['accuracy']:.2%}" if baseline.get("produced")
             else "no baseline in this run to compare with")
     changed = ", ".join(f"{k}={v!r}" for k, v in changes.items()) or "the recipe unchanged"
-    print(f"{name} with {changed}: {history[-1]['test_accuracy']:.2%} after {len(history)} epochs in "
+    print(f"{name} with {changed}: {history[-1]['test_accuracy']:.2%}{_train_accuracy(history)} after {len(history)} epochs in "
           f"{seconds:.0f}s ({than}); nothing saved")
     return history
 
