@@ -145,6 +145,14 @@ def fit_recipe(required=("epochs", "lr"), **more) -> Keys:
     return Keys(rules, optional=set(rules) - set(required))
 
 
+def recipe_problems(changes: dict) -> list[str]:
+    """What is wrong with values given to a training recipe (``epochs=0``, ``cutout=0.5``), one line
+    each; names no recipe reads are left to the caller."""
+    rules = _fit_rules()
+    return [f"{key}={value!r} {why}" for key, value in changes.items()
+            if rules.get(key) is not None and (why := rules[key](value)) is not None]
+
+
 def _model_kwargs(builder, skip=("num_classes", "pretrained", "weights_path", "heads", "mlp_hidden",
                                  "stages", "inner")) -> Keys:
     """A course model's overrides: its builder's arguments (widths and sizes, whole numbers; rates)."""

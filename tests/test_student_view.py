@@ -1,6 +1,7 @@
 """Details a student sees in the notebooks: the data named once it exists, charts that say what
 they draw, whole-epoch ticks, notebooks saved as JupyterLab saves them."""
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,16 @@ def test_training_prints_the_training_accuracy_beside_the_test_accuracy(tmp_path
     assert f"(training images, last epoch: {history[-1]['train_accuracy']:.2%})" in capsys.readouterr().out
     B.try_recipe(s, "cnn", epochs=1, mixup=0.8)
     assert "(no training accuracy: Mixup/CutMix mixes the targets)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("changes, said", [
+    ({"epochs": 0}, "epochs=0 must be a whole number >= 1"),  # was IndexError at history[-1]
+    ({"epochs": 0.5}, "epochs=0.5 must be a whole number >= 1"),  # was a TypeError inside fit
+    ({"cutout": 0.5}, "cutout=0.5 must be a whole number >= 0"),  # was accepted
+    ({"weight_decay": 5}, "weight_decay=5 must be a number in [0, 1)")])
+def test_try_recipe_checks_its_values_as_a_profile_is_checked(tmp_path, changes, said):
+    from labutils.errors import SettingsError
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    with pytest.raises(SettingsError, match=re.escape(f"try_recipe: {said}")):
+        B.try_recipe(s, "cnn", **changes)

@@ -16,8 +16,10 @@ from matplotlib.ticker import MaxNLocator
 
 from ..course import BEFORE_PRUNING_MIN
 from ..data import AUGMENTATION, augmentation_of, fit_arguments
+from ..errors import SettingsError
 from ..models import PretrainedWeightsUnavailable, check_vit_weights, count_parameters
 from ..plots import finish
+from ..profile_check import recipe_problems
 from ..profiles import format_settings
 from ..session import Session
 from ..train import fit
@@ -89,6 +91,9 @@ def try_recipe(session: Session, name: str, pretrained_weights: str | None = Non
     if unknown:
         raise ValueError(f"try_recipe cannot change {', '.join(unknown)}: a recipe holds "
                          f"{', '.join(RECIPE_KEYS)}")
+    wrong = recipe_problems(changes)  # checked as a profile's recipe is: epochs=0 was an IndexError at the end
+    if wrong:
+        raise SettingsError(f"try_recipe: {'; '.join(wrong)}")
     model = session.new_model(name, pretrained_weights)
     history, _, seconds = _train(session, name, model, session.train_config(name) | changes, desc=f"{name} (try)")
     baseline = session.metrics(name, "before_pruning") or {}
