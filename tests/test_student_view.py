@@ -131,3 +131,17 @@ def test_try_recipe_checks_its_values_as_a_profile_is_checked(tmp_path, changes,
     s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
     with pytest.raises(SettingsError, match=re.escape(f"try_recipe: {said}")):
         B.try_recipe(s, "cnn", **changes)
+
+
+def test_notebook_03_cells_run_out_of_order_say_what_to_run_first(tmp_path):
+    """The study's chart read the sweep's baseline (KeyError: 'sweep' after the whole study had
+    run), and the cell after the final recipe failed with KeyError: 'final' (interactive review)."""
+    from labutils.errors import SettingsError
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    train, test = s.loaders("cnn", 64)
+    subject = U.Subject("cnn", s.new_model("cnn"), train, test, test, 0.5, U.settings(s), s.seed)
+    rows = U.study(subject, [0.5], [1])
+    U.plot_study({"cnn": rows}, {"cnn": subject.dense_probe_accuracy()})  # no sweep in this kernel
+    with pytest.raises(SettingsError, match="no final model in this kernel yet; run the final recipe's cell"):
+        U.print_layer_sparsity(subject)

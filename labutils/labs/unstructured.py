@@ -62,6 +62,20 @@ class Subject:
     def params(self, model: nn.Module) -> dict[str, nn.Parameter]:
         return prunable_parameters(model, self.cfg["include_first"], self.cfg["include_classifier"])
 
+    def final(self) -> dict:
+        """{"model", "masks", "row"} of ``final_recipe`` in this kernel."""
+        if "final" not in self.results:
+            raise SettingsError(f"{self.name}: no final model in this kernel yet; run the final recipe's cell "
+                                f"(lab.final_recipe) first")
+        return self.results["final"]
+
+    def dense_probe_accuracy(self) -> float:
+        """The dense baseline's accuracy on the probe, the line the sweep's and the study's charts
+        compare with (measured once, whichever of their cells runs first)."""
+        if "dense_probe_accuracy" not in self.results:
+            self.results["dense_probe_accuracy"] = evaluate(self.model, self.probe)["accuracy"]
+        return self.results["dense_probe_accuracy"]
+
     def magnitude_scopes(self) -> dict:
         """{label: scope} of the sweep's magnitude curves: global, layer-wise and, after a
         sensitivity scan, sensitivity-chosen."""
@@ -163,7 +177,7 @@ def sweep(subject: Subject) -> dict:
     scores = {c: compute_scores(c, model, params, subject.train, cfg["score_batches"])
               for c in {crit for _, crit in curves.values()}}
     levels = cfg["sweep_levels"]
-    out = {"sparsities": levels, "baseline": evaluate(model, subject.probe)["accuracy"],
+    out = {"sparsities": levels, "baseline": subject.dense_probe_accuracy(),
            "accuracy": {}, "layers": {}}
     for label, (scope, crit) in curves.items():
         out["accuracy"][label], out["layers"][label] = [], []
@@ -319,7 +333,7 @@ ANALYSES = ("sensitivity", "sweep", "study", "frontier")  # what notebook 03 rec
 def save_final(s, subject: Subject) -> dict:
     """Save the final model as a compact (sparse) checkpoint with the metrics the report reads;
     check it loads back identical and record its size against a dense one."""
-    final = subject.results["final"]
+    final = subject.final()
     model, masks, row = final["model"], final["masks"], final["row"]
     report = sparsity_report(model, subject.params(model), masks)
     metrics = {
@@ -369,7 +383,7 @@ def save_final(s, subject: Subject) -> dict:
 def print_layer_sparsity(subject: Subject) -> None:
     """The final model's sparsity layer by layer, counted from its zeros: where the global
     threshold took the weights."""
-    model = subject.results["final"]["model"]
+    model = subject.final()["model"]
     params = subject.params(model)
     layers = sparsity_report(model, params)["layers"]
     width = max(len(n) for n in layers)
@@ -384,10 +398,9 @@ def latency_dense_vs_pruned(s, subject: Subject) -> dict:
     """Time per image of the dense baseline and the final pruned model, which holds its zeros in
     dense tensors, at the profile's batch sizes on each device present; recorded in the model's
     metrics (``latency``). Dense kernels multiply the zeros too, so expect no speed-up."""
-    print(f"{subject.name}: dense vs {subject.results['final']['row']['sparsity']:.0%}-sparse, "
-          f"both stored dense")
-    latency = compare_latency(subject.model, subject.results["final"]["model"], s.input_size(subject.name),
-                              subject.cfg)
+    final = subject.final()
+    print(f"{subject.name}: dense vs {final['row']['sparsity']:.0%}-sparse, both stored dense")
+    latency = compare_latency(subject.model, final["model"], s.input_size(subject.name), subject.cfg)
     add_metrics(s, subject.name, {"latency": latency})
     return latency
 
