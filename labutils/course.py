@@ -24,7 +24,8 @@ SPARSITY_MIN = {"unstructured": 70.0, "structured": 25.0}
 
 # report.json's keys: "initial_accuracies" ({model}_before_pruning), then per section and model
 # an entry of exactly these keys; accuracies are fractions, pruning percentages percents.
-REPORT_SECTIONS = ("unstructured_pruning", "structured_pruning")
+# Each section's kind of pruning (SPARSITY_MIN's key); a section reports the stage "after_" + section.
+REPORT_SECTIONS = {"unstructured_pruning": "unstructured", "structured_pruning": "structured"}
 REPORT_ENTRY_KEYS = ("original_accuracy", "pruned_accuracy", "pruning_percentage")
 _FRACTION = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
 _PER_MODEL = {"type": "object", "additionalProperties": False, "required": list(MODEL_NAMES),

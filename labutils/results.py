@@ -37,7 +37,7 @@ GOALS_ELSEWHERE = [
     "searches at the course's 85%: read the accuracy of its trials at 99.5% and beyond)",
     "ResNet-20 fp32 >= 91.5% (the seed's 91.51%), then the seed's quantization rows matched or beaten (notebook 06)",
 ]
-STAGES = (("before_pruning", "dense"), ("unstructured", "unstructured"), ("structured", "structured"))
+TABLE_ROWS = (("before_pruning", "dense"), ("unstructured", "unstructured"), ("structured", "structured"))
 
 
 class ResultsError(ValueError):
@@ -102,7 +102,7 @@ def results_table(report: dict, left_out: list[str] = ()) -> str:
     rows = ["| model | stage | accuracy | removed | course minimum | met | project goal | met |",
             "|---|---|---|---|---|---|---|---|"]
     for model in MODEL_NAMES:
-        for stage, label in STAGES:
+        for stage, label in TABLE_ROWS:
             got = numbers(report, model, stage)
             produced, in_run = got["accuracy"] is not None, model not in left_out
             course, project = course_goal(model, stage), PROJECT_GOALS.get(model, {}).get(stage)

@@ -7,6 +7,7 @@ import torch
 
 from labutils import Session
 from labutils.labs import unstructured as lab
+from labutils.labs.playground import Playground
 from labutils.train import evaluate, fit
 
 matplotlib.use("Agg")
@@ -28,7 +29,7 @@ def subjects(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pg(subjects):
-    return lab.Playground(subjects, probe_images=48)
+    return Playground(subjects, probe_images=48)
 
 
 def dense_copy(subject):
@@ -103,7 +104,7 @@ def test_widget_updates_the_accuracy_line_when_the_slider_moves(subjects):
     import matplotlib.pyplot as plt
 
     figures = plt.get_fignums()
-    pg = lab.Playground(subjects, probe_images=48)
+    pg = Playground(subjects, probe_images=48)
     box = pg.widget()
     assert isinstance(box, W.VBox) and pg.controls["sparsity"].continuous_update is False
     start = pg.label.value

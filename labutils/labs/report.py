@@ -20,13 +20,11 @@ import matplotlib.pyplot as plt
 
 from ..artifacts import RunDirs, read_json, write_json
 from ..course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, NOTEBOOK_OF_STAGE,
-                      SPARSITY_MIN, checkpoint_names, empty_entry, meets_minimum, report_problem)
+                      REPORT_SECTIONS, SPARSITY_MIN, checkpoint_names, empty_entry, meets_minimum, report_problem)
 from ..errors import Explained
 from ..evaluate import evaluate_paths, format_table
 from ..plots import finish
 
-SECTIONS = {"unstructured_pruning": "after_unstructured_pruning",
-            "structured_pruning": "after_structured_pruning"}
 
 
 class ReportError(Explained, ValueError):
@@ -110,8 +108,8 @@ def build_report(records: dict) -> dict:
     """The course's report.json from the records (no validation; see ``validate_report``)."""
     report = {"initial_accuracies": {f"{m}_before_pruning": _value(records[m, "before_pruning"], "accuracy")
                                      for m in MODEL_NAMES}}
-    for section, stage in SECTIONS.items():
-        report[section] = {}
+    for section in REPORT_SECTIONS:
+        report[section], stage = {}, f"after_{section}"
         for m in MODEL_NAMES:
             after = records[m, stage]
             report[section][m] = {
@@ -133,6 +131,8 @@ def build_details(records: dict, run: dict, checkpoints: list[dict] | None = Non
                 "nonzero_parameters", "parameters_original", "macs", "macs_original", "latency",
                 "checkpoint", "train_seconds")
         entries[f"{model}_{stage}"] = {k: r[k] for k in keep if k in r}
+        if "run" in r:  # notebooks re-run by hand after an edit: each entry says which code made it
+            entries[f"{model}_{stage}"]["git_commit"] = r["run"].get("git_commit")
     return {"run": run, "minimums": {"before_pruning": BEFORE_PRUNING_MIN, "after_pruning": AFTER_PRUNING_MIN,
                                      "sparsity_percent": SPARSITY_MIN},
             "entries": entries, "checkpoints": checkpoints or [], "timings": timings or {}}
@@ -150,7 +150,7 @@ def meets_minimums(report: dict) -> dict:
     verdict = {"initial_accuracies": {
         m: None if report["initial_accuracies"][f"{m}_before_pruning"] is None
         else report["initial_accuracies"][f"{m}_before_pruning"] >= BEFORE_PRUNING_MIN[m] for m in MODEL_NAMES}}
-    for section, kind in (("unstructured_pruning", "unstructured"), ("structured_pruning", "structured")):
+    for section, kind in REPORT_SECTIONS.items():
         verdict[section] = {}
         for m in MODEL_NAMES:
             e = report[section][m]
@@ -199,6 +199,7 @@ def load_run(session) -> tuple[dict, dict]:
                           f"{', '.join(session.models)}: if the run is elsewhere, set OUT_DIR to its folder (a "
                           f"relative one is read from the working folder, {Path.cwd()}); else run notebooks 01-04 first")
     run = check_one_run(records)
+    _say_if_codes_differ(records)
     if run["run_id"] != session.run_id:  # a run started here since (notebook 01 or 02 of a new run)
         raise ReportError(f"the metrics in {session.dirs.metrics} are run {run['run_id']}'s, but the folder now "
                           f"holds run {session.run_id} (its metrics/run.json): run notebooks 02-04 of that run "
@@ -206,6 +207,20 @@ def load_run(session) -> tuple[dict, dict]:
     print(f"run {run['run_id']}: profile {run['profile']}, {run['data']}, {run['device']}, "
           f"commit {run['git_commit']}")
     return records, run
+
+
+def _say_if_codes_differ(records: dict) -> None:
+    """One run, but records written by different code (a notebook re-run by hand after an edit of
+    labutils): allowed, as a student fixes and re-runs, but the report says so."""
+    codes: dict[str, list[str]] = {}
+    for (model, stage), r in records.items():
+        if "run" in r:
+            codes.setdefault(str(r["run"].get("git_commit")), []).append(f"{model}_{stage}")
+    if len(codes) > 1:
+        print(f"note: these metrics were written by {len(codes)} versions of the code: "
+              + "; ".join(f"{code}: {', '.join(files)}" for code, files in codes.items())
+              + ". The report combines them (report_details.json names each entry's); for one version, "
+                "run notebooks 02-04 again with the code as it is now")
 
 
 def print_report(report: dict, records: dict) -> None:
@@ -264,8 +279,7 @@ def plot_accuracy_vs_sparsity(report: dict, after_min: dict = AFTER_PRUNING_MIN,
     """Each model's dense accuracy (at 0%) and pruned accuracy (at its pruning percentage), for
     unstructured and structured pruning; dashed lines are the course's minimums."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
-    for ax, (section, kind) in zip(axes, (("unstructured_pruning", "unstructured"),
-                                          ("structured_pruning", "structured"))):
+    for ax, (section, kind) in zip(axes, REPORT_SECTIONS.items()):
         for i, (model, e) in enumerate(report[section].items()):
             color = f"C{i}"
             ax.axhline(100 * after_min[model], color=color, ls="--", lw=0.8)

@@ -96,7 +96,7 @@ def compare_criteria(model: nn.Module, train, test, cfg: dict) -> dict:
     return study
 
 
-def iterative_prune(model: nn.Module, train, test, cfg: dict, device, desc: str = "prune"):
+def cut_and_finetune(model: nn.Module, train, test, cfg: dict, device, desc: str = "prune"):
     """Cut and fine-tune per ``cfg["steps"]``; returns (pruned model, per-step records)."""
     groups, original = S.channel_groups(model), S.widths(model)
     steps = []
@@ -180,7 +180,7 @@ def prune_structured(session: Session, name: str) -> dict:
     # pruned before it (drop-path and Mixup draw from the global generator): a re-run matches.
     seed_everything(session.seed, train)
     start = time.perf_counter()
-    model, steps = iterative_prune(dense, train, test, cfg, session.device, desc=name)
+    model, steps = cut_and_finetune(dense, train, test, cfg, session.device, desc=name)
     seconds = time.perf_counter() - start
     final = evaluate(model, test)
     kept = S.widths(model)

@@ -40,7 +40,7 @@ from ..prune.criteria import compute_scores
 from ..prune.masks import prunable_parameters, sparsity_report
 from ..prune.schedules import METHODS, budget_steps, finetune_masked, gradual_prune, iterative_prune, one_shot_prune
 from ..prune.sensitivity import SensitivityScope, sensitivity_scan
-from ..train import evaluate, plain_progress, progress, quiet_progress, seed_everything
+from ..train import evaluate, progress, quiet_progress, seed_everything
 
 STAGE = "after_unstructured_pruning"
 
@@ -61,6 +61,13 @@ class Subject:
 
     def params(self, model: nn.Module) -> dict[str, nn.Parameter]:
         return prunable_parameters(model, self.cfg["include_first"], self.cfg["include_classifier"])
+
+    def probe_slice(self, n: int) -> DeviceLoader:
+        """A class-balanced ``n``-image slice of the probe, on the probe's device (the probe's own
+        order is by index: its first images are not balanced)."""
+        probe = self.probe
+        images, labels = subset(probe.images.cpu().numpy(), probe.labels.cpu().numpy(), n, self.seed)
+        return DeviceLoader(images, labels, probe.batch_size, False, probe.device, probe.size)
 
     def final(self) -> dict:
         """{"model", "masks", "row"} of ``final_recipe`` in this kernel."""
@@ -147,17 +154,10 @@ def sensitivity(subject: Subject) -> dict:
     """Accuracy of each layer pruned alone (magnitude) at the profile's levels, on a class-balanced
     slice of ``sensitivity_images`` of the probe (layers x levels evaluations add up)."""
     model, params = subject.fresh()
-    loader = _probe_slice(subject.probe, subject.cfg["sensitivity_images"], subject.seed)
+    loader = subject.probe_slice(subject.cfg["sensitivity_images"])
     scan = sensitivity_scan(model, params, loader, subject.cfg["sensitivity_levels"])
     subject.results["sensitivity"] = scan
     return scan
-
-
-def _probe_slice(probe: DeviceLoader, n: int, seed: int) -> DeviceLoader:
-    """A class-balanced ``n``-image slice of the probe, on the probe's device (the probe's own
-    order is by index: its first images are not balanced)."""
-    images, labels = subset(probe.images.cpu().numpy(), probe.labels.cpu().numpy(), n, seed)
-    return DeviceLoader(images, labels, probe.batch_size, False, probe.device, probe.size)
 
 
 # -- accuracy against sparsity, no fine-tuning ------------------------------------------------------
@@ -671,186 +671,11 @@ def plot_frontier(results: dict[str, dict], path=None, caption=None):
     return finish(fig, path, caption)
 
 
-# -- the playground --------------------------------------------------------------------------------
-PLAYGROUND_CRITERIA = ("magnitude", "taylor")
-SCOPES = ("global", "layer")
-
-
-@dataclass
-class _Live:
-    """One model in the playground: a private copy, its dense prunable weights, the probe slice."""
-
-    model: nn.Module
-    params: dict[str, nn.Parameter]
-    dense: dict[str, torch.Tensor]
-    probe: DeviceLoader
-    dense_accuracy: float
-    bins: tuple | None = None  # (log-spaced |w| edges, bin of each weight or -1 for a zero)
-
-    @torch.no_grad()
-    def restore(self) -> None:
-        for n, p in self.params.items():
-            p.copy_(self.dense[n])
-
-
-def _weight_bins(dense: dict[str, torch.Tensor], count: int = 60) -> tuple[np.ndarray, np.ndarray]:
-    """Log-spaced |w| bins over all prunable weights, and each weight's bin (-1 for exact zeros),
-    computed once per model so an update only counts the removed weights."""
-    w = torch.cat([t.detach().abs().flatten().float().cpu() for t in dense.values()]).numpy()
-    nonzero = w[w > 0]
-    # From the 0.1% quantile: the few tiniest weights would stretch the axis; they go in bin 0.
-    edges = np.logspace(np.log10(np.quantile(nonzero, 0.001)), np.log10(nonzero.max()), count + 1)
-    bins = np.clip(np.searchsorted(edges, w, side="right") - 1, 0, count - 1)
-    return edges, np.where(w > 0, bins, -1)
-
-
-class Playground:
-    """Live one-shot pruning without fine-tuning: the logic behind :func:`playground`, usable (and
-    tested) without a browser.
-
-    Each model is copied once. An update prunes the copy with the workbook's masks
-    (``one_shot_prune`` on cached scores), counts sparsity from its zeros, scores it on a fixed
-    class-balanced slice of the probe (``probe_images``) and copies the dense weights back, so
-    updates never drift. Data-aware scores are computed once per model and criterion on the dense
-    weights, with a private copy of the training loader: the notebook's other cells see the same
-    batches whether the playground ran or not.
-    """
-
-    def __init__(self, subjects: dict[str, Subject], probe_images: int = 256,
-                 criteria: tuple[str, ...] = PLAYGROUND_CRITERIA):
-        self.subjects, self.probe_images, self.criteria = subjects, probe_images, criteria
-        self._live: dict[str, _Live] = {}
-        self._scores: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
-        self.controls: dict = {}
-        self.label = self.output = None
-
-    def live(self, name: str) -> _Live:
-        if name not in self._live:
-            subj = self.subjects[name]
-            model = copy.deepcopy(subj.model)
-            params = subj.params(model)
-            probe = _probe_slice(subj.probe, self.probe_images, subj.seed)
-            self._live[name] = _Live(model, params, {n: p.detach().clone() for n, p in params.items()},
-                                     probe, evaluate(model, probe)["accuracy"])
-        return self._live[name]
-
-    def scores(self, name: str, criterion: str) -> dict[str, torch.Tensor]:
-        if (name, criterion) not in self._scores:
-            subj, live = self.subjects[name], self.live(name)
-            loader = copy.copy(subj.train)  # the same images, its own crops and order
-            loader.generator = torch.Generator(device=loader.device).manual_seed(subj.seed)
-            self._scores[name, criterion] = compute_scores(criterion, live.model, live.params, loader,
-                                                           subj.cfg["score_batches"])
-        return self._scores[name, criterion]
-
-    def update(self, name: str, criterion: str = "magnitude", scope: str = "global",
-               sparsity: float = 0.5) -> dict:
-        """Prune ``name`` to ``sparsity`` and measure it; the dense weights are back afterwards.
-
-        Returns accuracy, loss and dense_accuracy (on the probe slice of ``images``), measured_sparsity
-        (from the zeros), layers {layer: sparsity}, thresholds {layer: highest removed score},
-        threshold (the one global cut; None in the layer scope or when nothing goes), the masks
-        and the seconds the update took (the first one per model and criterion includes scoring).
-        """
-        if scope not in SCOPES:
-            raise ValueError(f"unknown scope {scope!r}; the playground offers {SCOPES}")
-        start = time.perf_counter()
-        live, scores = self.live(name), self.scores(name, criterion)
-        try:
-            masks = one_shot_prune(live.model, sparsity, scope, scores, live.params)
-            report = sparsity_report(live.model, live.params, masks)
-            measured = evaluate(live.model, live.probe)
-        finally:
-            live.restore()
-        thresholds = {n: float(scores[n][~m].max()) for n, m in masks.items() if not m.all()}
-        return {"model": name, "criterion": criterion, "scope": scope, "sparsity": sparsity,
-                "accuracy": measured["accuracy"], "loss": measured["loss"], "dense_accuracy": live.dense_accuracy,
-                "images": len(live.probe.labels),
-                "measured_sparsity": report["pruning_percentage"] / 100,
-                "layers": {n: v["sparsity"] for n, v in report["layers"].items()},
-                "threshold": max(thresholds.values()) if scope == "global" and thresholds else None,
-                "thresholds": thresholds, "masks": masks, "seconds": time.perf_counter() - start}
-
-    @staticmethod
-    def describe(r: dict) -> str:
-        return (f"probe accuracy {r['accuracy']:.1%} at {r['measured_sparsity']:.1%} sparsity (counted from zeros)"
-                f" · dense {r['dense_accuracy']:.1%} · {r['images']} probe images · {r['seconds']:.2f} s")
-
-    def figure(self, r: dict):
-        """|w| of the prunable weights (removed ones stacked in red) with the magnitude threshold(s),
-        and the per-layer sparsity."""
-        live = self.live(r["model"])
-        live.bins = live.bins or _weight_bins(live.dense)
-        edges, bins = live.bins
-        removed = torch.cat([~m.flatten() for m in r["masks"].values()]).cpu().numpy()
-        total = np.bincount(bins[bins >= 0], minlength=len(edges) - 1)
-        cut = np.bincount(bins[(bins >= 0) & removed], minlength=len(edges) - 1)
-        fig, (hist, bars) = plt.subplots(1, 2, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1, 2]})
-        hist.stairs(total - cut, edges, fill=True, color="C0", label="kept")
-        hist.stairs(total, edges, baseline=total - cut, fill=True, color="C3", alpha=0.8, label="removed")
-        if r["criterion"] != "magnitude":
-            hist.plot([], [], " ", label=f"{r['criterion']} cuts its own score, not |w|")
-        elif r["threshold"] is not None:
-            hist.axvline(r["threshold"], color="k", lw=1, label=f"global threshold {r['threshold']:.2g}")
-        elif r["thresholds"]:
-            cuts = list(r["thresholds"].values())
-            for i, t in enumerate(cuts):
-                hist.axvline(t, color="k", lw=0.7, alpha=0.4,
-                             label=None if i else f"{len(cuts)} per-layer thresholds, {min(cuts):.2g} to {max(cuts):.2g}")
-        hist.set(xscale="log", xlabel="|w| (log scale)", ylabel="weights",
-                 title=f"{r['model']}: {int(total.sum()):,} prunable weights")
-        hist.legend(fontsize=7, loc="upper left")
-        layer_bars({f"{r['scope']} {r['criterion']}, {r['measured_sparsity']:.1%} overall": r["layers"]},
-                   title=f"{r['model']}: per-layer sparsity", ax=bars)
-        # Fixed margins (room for the rotated layer names): tight_layout would double the drawing time.
-        fig.subplots_adjust(left=0.07, right=0.99, top=0.9, bottom=0.3, wspace=0.14)
-        return fig
-
-    def widget(self):
-        """The controls, the accuracy line and the figures, wired to :meth:`update`."""
-        import ipywidgets as W
-        from IPython.display import display
-
-        self.controls = {
-            "model": W.Dropdown(options=list(self.subjects), description="model"),
-            "criterion": W.ToggleButtons(options=list(self.criteria), description="criterion"),
-            "scope": W.ToggleButtons(options=list(SCOPES), description="scope"),
-            # Released, not dragged: one update per move instead of a queue of them.
-            "sparsity": W.FloatSlider(value=0.5, min=0.0, max=0.99, step=0.01, description="sparsity",
-                                      continuous_update=False, readout_format=".0%"),
-        }
-        self.label, self.output = W.Label(), W.Output()
-
-        def show(*_):
-            c = {k: w.value for k, w in self.controls.items()}
-            with self.output:  # an error shows here, not in a log the student never opens
-                r = self.update(c["model"], c["criterion"], c["scope"], c["sparsity"])
-                self.label.value = self.describe(r)
-                fig = self.figure(r)
-                self.output.clear_output(wait=True)
-                display(fig)
-                plt.close(fig)  # drawn once into the output; pyplot keeps nothing
-
-        for w in self.controls.values():
-            w.observe(show, names="value")
-        show()
-        return W.VBox([*self.controls.values(), self.label, self.output])
-
-
-def playground(subjects: dict[str, Subject], probe_images: int = 256) -> Playground | None:
-    """Show the live pruning playground (JupyterLab, Colab): pick a model, a criterion, a scope
+def playground(subjects: dict[str, Subject], probe_images: int = 256):
+    """Show the live pruning playground (``labs/playground.py``): pick a model, a criterion, a scope
     and a sparsity; each change prunes a copy of the dense model one-shot and shows its accuracy
     on a fixed probe slice, the |w| histogram with the threshold and the per-layer sparsity.
     Under papermill (the pipeline) it prints one line instead: widgets need a live kernel."""
-    if plain_progress():
-        print("the pruning playground runs only interactively: open this notebook in JupyterLab "
-              "(jupyter lab notebooks/03_unstructured_pruning.ipynb) or Colab and run this cell")
-        return None
-    if not subjects:
-        print("pruning playground skipped: no baseline to prune (run notebook 02 first)")
-        return None
-    from IPython.display import display
+    from .playground import show  # imported here: the playground builds on this module
 
-    live = Playground(subjects, probe_images)
-    display(live.widget())
-    return live
+    return show(subjects, probe_images)
