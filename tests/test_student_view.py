@@ -145,3 +145,18 @@ def test_notebook_03_cells_run_out_of_order_say_what_to_run_first(tmp_path):
     U.plot_study({"cnn": rows}, {"cnn": subject.dense_probe_accuracy()})  # no sweep in this kernel
     with pytest.raises(SettingsError, match="no final model in this kernel yet; run the final recipe's cell"):
         U.print_layer_sparsity(subject)
+
+
+def test_structured_figures_with_no_pruned_model_say_so_and_draw_nothing(capsys):
+    """Notebook 04 guarded each of its four figures with its own condition; the lab now says why
+    there is no figure (every baseline missing) and the cells are one call each."""
+    import matplotlib.pyplot as plt
+
+    from labutils.labs import structured as S
+
+    results = {"cnn": {"produced": False, "reason": "baseline not produced"}}
+    figures = plt.get_fignums()
+    for plot in (S.plot_channels_kept, S.plot_criteria, S.plot_speed_vs_macs, S.plot_throughput):
+        assert plot(results) is None
+    assert capsys.readouterr().out.count("no figure: no model was pruned in this run") == 4
+    assert plt.get_fignums() == figures

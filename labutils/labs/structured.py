@@ -253,16 +253,18 @@ def summary(results: dict[str, dict]) -> None:
 
 # -- figures -------------------------------------------------------------------------------------
 def _produced(results: dict[str, dict]) -> dict[str, dict]:
+    """The models pruned in this run; none (every baseline missing) is said, and the figure skipped."""
     produced = {n: r for n, r in results.items() if r.get("produced")}
     if not produced:
-        raise ValueError("no model was pruned in this run (see the records' reasons); nothing to draw")
+        print("no figure: no model was pruned in this run (the records above say why)")
     return produced
 
 
 def plot_channels_kept(results: dict[str, dict], path=None, caption=None):
     """Per model, the share of each group's units kept (dark) out of its original width (light),
     with kept/original written above: a ViT's 3 heads and its 768 neurons on one scale."""
-    produced = _produced(results)
+    if not (produced := _produced(results)):
+        return None
     fig, axes = plt.subplots(len(produced), 1, figsize=(10, 2.9 * len(produced)), squeeze=False)
     for ax, (name, r) in zip(axes[:, 0], produced.items()):
         groups = list(r["widths_original"])
@@ -286,7 +288,8 @@ def plot_criteria(results: dict[str, dict], minimums: dict[str, float] | None = 
                     path=None, caption=None):
     """Accuracy right after a one-shot cut (no fine-tuning) vs share removed, one line per
     criterion; the star is the final model after iterative pruning and fine-tuning."""
-    produced = _produced(results)
+    if not (produced := _produced(results)):
+        return None
     fig, axes = plt.subplots(1, len(produced), figsize=(5 * len(produced), 3.6), squeeze=False)
     for ax, (name, r) in zip(axes[0], produced.items()):
         study = r["criteria_study"]
@@ -308,7 +311,8 @@ def plot_criteria(results: dict[str, dict], minimums: dict[str, float] | None = 
 def plot_speed_vs_macs(results: dict[str, dict], path=None, caption=None):
     """Measured speedup of the pruned model next to the theoretical one (MAC ratio), per device
     and batch size."""
-    produced = _produced(results)
+    if not (produced := _produced(results)):
+        return None
     fig, axes = plt.subplots(1, len(produced), figsize=(5 * len(produced), 3.6), squeeze=False)
     for ax, (name, r) in zip(axes[0], produced.items()):
         runs = {k: v for k, v in r["latency"].items() if isinstance(v, dict)}
@@ -329,7 +333,8 @@ def plot_speed_vs_macs(results: dict[str, dict], path=None, caption=None):
 def plot_throughput(results: dict[str, dict], path=None, caption=None):
     """Per model, top: images/s against batch size, dense (solid) and pruned (dashed), one colour
     per device; bottom: the measured speed-up (pruned / dense images/s) against the MAC ratio."""
-    produced = _produced(results)
+    if not (produced := _produced(results)):
+        return None
     fig, axes = plt.subplots(2, len(produced), figsize=(5 * len(produced), 6.4), squeeze=False,
                              sharex="col", gridspec_kw={"height_ratios": [3, 2]})
     for col, (name, r) in enumerate(produced.items()):
