@@ -162,6 +162,9 @@ def _run(args) -> int:
     except (RuntimeError, ValueError, DataNotFoundError) as err:  # PretrainedWeightsUnavailable: a RuntimeError
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a data folder that cannot be read (permission denied, a name too long)
+        print(f"error: {describe_os_error(err, args.data_root)}", file=sys.stderr)
+        return 2
     if args.data_root and source == "synthetic":
         print(f"note: the {profile} profile writes and reads its own synthetic data in the run's folder; "
               f"--data-root is not used", file=sys.stderr)

@@ -228,7 +228,7 @@ class Session:
              sparse: bool = False) -> dict:
         """Checkpoint ``models_saved/{name}_{stage}.pth`` and ``metrics/{name}_{stage}.json``.
         Returns the metrics record written (with run info and the checkpoint's size)."""
-        self._check_still_this_run()
+        self.check_still_this_run()
         path = self.dirs.checkpoint(name, stage)
         record = {"model": name, "stage": stage, "run": self.info, "produced": True, **metrics}
         save_checkpoint(path, model, metrics=_numbers_only(metrics), meta=record["run"], sparse=sparse)
@@ -238,10 +238,11 @@ class Session:
         self._outdate_later_notebooks(stage)
         return record
 
-    def _check_still_this_run(self) -> None:
-        """Before a record is written: the folder may have been taken since this Session was made
-        (a notebook left open while ``python -m labutils run`` started a run there), and its record
-        would join the other run's under this one's id."""
+    def check_still_this_run(self) -> None:
+        """Before anything of the run is written (the Session's records and checkpoints; the labs'
+        own files call it too): the folder may have been taken since this Session was made (a
+        notebook left open while ``python -m labutils run`` started a run there), and what it
+        writes would join the other run's under this one's id."""
         check_free(self.dirs.root)
         marker = self.dirs.metrics / "run.json"
         now = read_json(marker).get("run_id") if marker.is_file() else None
@@ -264,7 +265,7 @@ class Session:
 
     def record_missing(self, name: str, stage: str, reason: str) -> dict:
         """Say in the metrics that ``name`` was not produced, and why (no made-up numbers)."""
-        self._check_still_this_run()
+        self.check_still_this_run()
         record = {"model": name, "stage": stage, "run": self.info, "produced": False, "reason": reason}
         write_json(self.dirs.metrics_file(name, stage), record)
         self._outdate_later_notebooks(stage)

@@ -87,8 +87,8 @@ def test_the_report_of_a_run_made_by_hand_takes_the_models_it_trained(tmp_path):
     s = Session("smoke", tmp_path, device="cpu", models=["cnn", "vit_scratch"])
     for name in ("cnn", "vit_scratch"):
         s.record_missing(name, "before_pruning", "stand-in for a trained baseline")
-    with pytest.raises(report.ReportError, match=r"notebook 02 of run .* trained vit_scratch, but MODELS leaves it "
-                                                 r"out: add it to MODELS"):
+    with pytest.raises(report.ReportError, match=r"notebook 02 of run .* recorded vit_scratch \(trained, or not "
+                                                 r"produced and why\), but MODELS leaves it out: add it to MODELS"):
         report.load_run(Session("smoke", tmp_path, device="cpu", models=["cnn"], start_run=False))
 
 
@@ -272,11 +272,15 @@ def test_a_notebook_left_open_stops_writing_once_another_run_takes_its_folder(tm
         with pytest.raises(RunLocked, match="is being written by run smoke-pipeline"):
             s.save(model, "cnn", "before_pruning", {"accuracy": 0.5})
         record_run(s.dirs.metrics, "smoke-pipeline", "smoke", 0)
+    from labutils.labs import quantization
     for write in (lambda: s.save(model, "cnn", "before_pruning", {"accuracy": 0.5}),
-                  lambda: s.record_missing("cnn", "after_structured_pruning", "why")):
+                  lambda: s.record_missing("cnn", "after_structured_pruning", "why"),
+                  lambda: unstructured.add_metrics(s, "cnn", {"latency": {}}),  # notebook 03's later cells
+                  lambda: quantization.write_results(s, {}, {})):  # notebook 06's results file
         with pytest.raises(SettingsError, match=f"now holds run smoke-pipeline, not run {s.run_id} of this notebook's"):
             write()
     assert not list(s.dirs.metrics.glob("cnn_*.json")) and not list(s.dirs.models.glob("*.pth"))
+    assert not (s.dirs.metrics / "quantization.json").exists()
 
 
 def test_the_pipelines_own_notebooks_may_write_the_folder_it_locks(tmp_path, monkeypatch):
@@ -411,6 +415,9 @@ def test_run_refuses_a_wrong_data_root_before_writing_anything(synthetic_root, t
         assert main(["run", "--profile", "cpu", "--out", str(tmp_path / "out"), "--data-root", str(data)]) == 2
         assert said in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    # A folder that cannot even be looked at: one line, not a traceback (review of this change)
+    assert main(["run", "--profile", "cpu", "--out", str(tmp_path / "out"), "--data-root", str(tmp_path / ("a" * 300))]) == 2
+    assert "File name too long" in capsys.readouterr().err
 
 
 def test_notebooks_03_to_05_continue_a_run_and_take_its_models(tmp_path, capsys):

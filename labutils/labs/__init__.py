@@ -4,7 +4,7 @@
 |---|---|
 | 01_data | ``labs.data`` |
 | 02_baseline_training | ``labs.baseline`` |
-| 03_unstructured_pruning | ``labs.unstructured`` |
+| 03_unstructured_pruning | ``labs.unstructured`` (its live playground: ``labs.playground``) |
 | 04_structured_pruning | ``labs.structured`` |
 | 05_report | ``labs.report`` |
 | 06_quantization | ``labs.quantization`` |

@@ -115,6 +115,7 @@ def resnet20_baseline(s: Session) -> tuple[nn.Module, dict]:
     seconds = time.perf_counter() - start
     metrics = {"accuracy": _acc(model, test), "parameters": count_parameters(model),
                "train_seconds": seconds, "test_images": len(test.labels), "reused": False, "made_with": made_with}
+    s.check_still_this_run()
     save_checkpoint(path, model, metrics=metrics, meta=s.info)
     print(f"resnet20: {metrics['accuracy']:.2%} on {metrics['test_images']} test images, "
           f"{metrics['parameters']:,} parameters, trained in {seconds:.0f}s -> {path.relative_to(s.dirs.root)}")
@@ -302,6 +303,7 @@ def seed_table() -> dict:
 
 def write_results(s: Session, r20: dict, cnn: dict) -> dict:
     """``metrics/quantization.json``: run info, profile section, seed table, results, comparison."""
+    s.check_still_this_run()
     payload = {"run": s.info, "config": config(s), "seed_study": seed_table(), "resnet20": r20,
                "cnn_after_unstructured_pruning": cnn, "comparison_with_seed": comparison(r20)}
     path = write_json(s.dirs.metrics / "quantization.json", payload)

@@ -189,8 +189,9 @@ def load_run(session) -> tuple[dict, dict]:
     trained = [m for m in MODEL_NAMES if m not in session.models
                and (session.metrics(m, "before_pruning") or {}).get("run", {}).get("run_id") == session.run_id]
     if trained:
-        raise ReportError(f"notebook 02 of run {session.run_id} in {session.dirs.root} trained "
-                          f"{', '.join(trained)}, but MODELS leaves {'it' if len(trained) == 1 else 'them'} out: "
+        raise ReportError(f"notebook 02 of run {session.run_id} in {session.dirs.root} recorded "
+                          f"{', '.join(trained)} (trained, or not produced and why), but MODELS leaves "
+                          f"{'it' if len(trained) == 1 else 'them'} out: "
                           f"add {'it' if len(trained) == 1 else 'them'} to MODELS so that the report covers the "
                           f"run's models")
     records = load_records(session.dirs, session.models)
@@ -256,6 +257,7 @@ def remeasure_checkpoints(session) -> list[dict]:
 
 def write(session, report: dict, records: dict, run: dict, rows: list[dict]) -> tuple[Path, Path]:
     """``report.json`` and its sidecar ``report_details.json`` (with the run's timings so far)."""
+    session.check_still_this_run()
     paths = write_report(session.dirs.root, report, build_details(records, run, rows, session.pipeline_summary()))
     for p in paths:
         print("wrote", p.relative_to(session.dirs.root))

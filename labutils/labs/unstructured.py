@@ -413,6 +413,7 @@ def _dense_bytes(model: nn.Module) -> int:
 
 def add_metrics(s, name: str, extra: dict) -> dict:
     """Merge ``extra`` into the saved metrics file of ``name`` (the checkpoint is unchanged)."""
+    s.check_still_this_run()
     path = s.dirs.metrics_file(name, STAGE)
     record = read_json(path) | extra
     write_json(path, record)
