@@ -4,7 +4,6 @@ import gzip
 import json
 
 import pytest
-import torch
 from torch.autograd import DeviceType
 from torch.autograd.profiler_util import FunctionEvent
 

@@ -354,8 +354,8 @@ def save_final(s, subject: Subject) -> dict:
     # The analyses of this kernel; those it did not run (restarted, cells skipped) are kept from
     # this run's earlier record of the same baseline, not dropped from the metrics.
     earlier = s.metrics(subject.name, STAGE) or {}
-    same = earlier.get("produced") and earlier.get("run", {}).get("run_id") == s.run_id and \
-        earlier.get("original_accuracy") == subject.baseline
+    same = (earlier.get("produced") and earlier.get("run", {}).get("run_id") == s.run_id
+            and earlier.get("original_accuracy") == subject.baseline)
     kept = []
     for key in ANALYSES:
         if key in subject.results:
