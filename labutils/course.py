@@ -8,6 +8,9 @@ NOTEBOOK_OF_STAGE = dict(zip(STAGES, ("02", "03", "04")))
 # How a record's reason begins for a model the run left out on purpose (MODELS, --models): the
 # README's results table tells those from models that failed.
 NOT_IN_RUN = "not in this run"
+# How a pruned stage's reason begins when its baseline was not there: notebook 05 tells such a
+# record, made before notebook 02 had trained the model, from a real failure.
+BASELINE_MISSING = "baseline not produced"
 
 
 def empty_entry(in_run: bool) -> str:

@@ -13,7 +13,7 @@ from . import data as D
 from .accel import memory_format, precision_for
 from .artifacts import RunDirs, device_name, git_commit, read_json, resolve_out_dir, run_id_for, run_info, write_json
 from .checkpoint import load_checkpoint, save_checkpoint
-from .course import MODEL_NAMES, NOTEBOOK_OF_STAGE
+from .course import BASELINE_MISSING, MODEL_NAMES, NOTEBOOK_OF_STAGE
 from .errors import SettingsError
 from .models import COURSE_MODELS, course_model, input_size
 from .profile_check import check_profile
@@ -275,7 +275,7 @@ class Session:
         """``record_missing`` for a model whose baseline notebook 02 did not produce, with its reason."""
         before = self.metrics(name, "before_pruning") or {}
         reason = before.get("reason", "no before_pruning checkpoint in this run; run notebook 02 first")
-        return self.record_missing(name, stage, "baseline not produced: " + reason)
+        return self.record_missing(name, stage, f"{BASELINE_MISSING}: {reason}")
 
     def load(self, name: str, stage: str) -> tuple[torch.nn.Module, dict]:
         return load_checkpoint(self.dirs.checkpoint(name, stage), self.device, expect_model=name)

@@ -101,10 +101,11 @@ def resnet20_baseline(s: Session) -> tuple[nn.Module, dict]:
     made_with = json.loads(json.dumps({"resnet20": cfg["resnet20"], "train": cfg["train"]}))  # as stored
     if path.is_file():
         model, ckpt = load_checkpoint(path, s.device)
-        if ckpt["meta"].get("run_id") == s.run_id and ckpt["metrics"].get("made_with") == made_with:
+        this_run = ckpt["meta"].get("run_id") == s.run_id
+        if this_run and ckpt["metrics"].get("made_with") == made_with:
             print(f"reusing {path.name} from this run: {ckpt['metrics']['accuracy']:.2%}")
             return model, dict(ckpt["metrics"], reused=True)
-        if ckpt["meta"].get("run_id") == s.run_id:
+        if this_run:
             print(f"{path.name} of this run was trained with another recipe than the profile's now: training again")
     recipe = dict(cfg["train"])
     train, test = s.loaders("cnn", recipe["batch_size"], augmentation_of(recipe))  # its own, not the CNN's

@@ -19,7 +19,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from ..artifacts import RunDirs, read_json, write_json
-from ..course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, NOTEBOOK_OF_STAGE,
+from ..course import (AFTER_PRUNING_MIN, BASELINE_MISSING, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, NOTEBOOK_OF_STAGE,
                       REPORT_SECTIONS, SPARSITY_MIN, checkpoint_names, empty_entry, meets_minimum, report_problem)
 from ..errors import Explained
 from ..evaluate import evaluate_paths, format_table
@@ -81,7 +81,7 @@ def check_one_run(records: dict) -> dict:
     for (model, stage), r in records.items():
         before = records.get((model, "before_pruning"), {})
         if (stage != "before_pruning" and not r.get("produced") and before.get("produced")
-                and r.get("reason", "").startswith("baseline not produced")):
+                and r.get("reason", "").startswith(BASELINE_MISSING)):
             raise ReportError(f"{model}_{stage} was recorded as not produced because {model}'s baseline was "
                               f"missing, but {model}_before_pruning is there now (at {before['accuracy']:.2%}; "
                               f"notebook 02 ran after notebook {NOTEBOOK_OF_STAGE[stage]}): run notebook "

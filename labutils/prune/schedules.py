@@ -126,15 +126,12 @@ def fit_budget(epochs: float, train_loader, epoch_steps: int | None = None) -> d
     return steps_budget(budget_steps(epochs, train_loader, epoch_steps), train_loader)
 
 
-def finetune_masked(model, train_loader, epochs, masks, desc, epoch_steps=None, callback=None, steps=None,
-                    **fit_kwargs):
-    """Fine-tune for ``epochs`` (fractions allowed), or exactly ``steps`` optimizer steps, while
-    ``masks`` keep pruned weights at zero."""
-    if (steps if steps is not None else epochs) <= 0:
+def finetune_masked(model, train_loader, epochs, masks, desc, epoch_steps=None, callback=None, **fit_kwargs):
+    """Fine-tune for ``epochs`` (fractions allowed) while ``masks`` keep pruned weights at zero."""
+    if epochs <= 0:
         return []
-    budget = steps_budget(steps, train_loader) if steps is not None else fit_budget(epochs, train_loader, epoch_steps)
-    return fit(model, train_loader, None, callback=callback or MaskEnforcer(masks), desc=desc, **budget,
-               **fit_kwargs)
+    return fit(model, train_loader, None, callback=callback or MaskEnforcer(masks), desc=desc,
+               **fit_budget(epochs, train_loader, epoch_steps), **fit_kwargs)
 
 
 # -- iterative -------------------------------------------------------------------------------
@@ -157,8 +154,8 @@ def iterative_prune(model: nn.Module, train_loader, test_loader, sparsity: float
     Each round keeps (1-s)^(1/rounds) of the remaining weights, so the last round lands on
     ``sparsity``. The fine-tuning steps of all rounds add up to those of ``epochs_per_round *
     rounds`` epochs in one go (``budget_steps``), so one-shot, iterative and gradual pruning
-    compared at one budget train for the same number of steps. Scores are recomputed on the current weights every round (``score_loader``,
-    default ``train_loader``, for data-aware criteria). ``test_loader`` (may be None) is evaluated
+    compared at one budget train for the same number of steps. Scores are recomputed on the
+    current weights every round (``score_loader``, default ``train_loader``, for data-aware criteria). ``test_loader`` (may be None) is evaluated
     after each round. Returns (masks, history: one dict per round).
     """
     params = params if params is not None else prunable_parameters(model)
@@ -171,9 +168,10 @@ def iterative_prune(model: nn.Module, train_loader, test_loader, sparsity: float
     for r, target in enumerate(targets, 1):
         scores = compute_scores(criterion, model, params, score_loader or train_loader, score_batches)
         masks = one_shot_prune(model, target, scope, scores, params, previous=masks)
+        steps = total * r // rounds - total * (r - 1) // rounds  # this round's share of the total
         with quiet_progress():
-            fits = finetune_masked(model, train_loader, epochs_per_round, masks, f"{desc} round {r}/{rounds}",
-                                   steps=total * r // rounds - total * (r - 1) // rounds, **fit_kwargs)
+            fits = fit(model, train_loader, None, callback=MaskEnforcer(masks), desc=f"{desc} round {r}/{rounds}",
+                       **steps_budget(steps, train_loader), **fit_kwargs) if steps else []
         report = sparsity_report(model, params, masks)
         entry = {"round": r, "target_sparsity": target,
                  "measured_sparsity": report["pruning_percentage"] / 100, "fit": fits}
