@@ -67,3 +67,29 @@ def test_a_pruned_vit_does_not_depend_on_what_ran_before(run04, tmp_path):
     first, again = (lab.prune_structured(s, "vit_scratch") for _ in range(2))
     losses = [[[h["train_loss"] for h in step["history"]] for step in r["steps"]] for r in (first, again)]
     assert first["accuracy"] == again["accuracy"] and losses[0] == losses[1]
+
+
+def test_the_results_cells_read_this_runs_records_back_after_a_restart(run04, tmp_path, capsys):
+    """The cells after 'Prune, fine-tune, save' needed the `results` its cell left in the kernel
+    (NameError after a restart); they now read the run's records back, and another run's are not
+    taken for this one's."""
+    import shutil
+
+    from labutils import Session
+    from labutils.artifacts import read_json, write_json
+    from labutils.labs import structured as lab
+
+    copy = shutil.copytree(run04, tmp_path / "run")
+    s = Session("smoke", copy, start_run=False)  # a fresh kernel continuing the run
+    results = lab.recorded(s)
+    assert results["cnn"] == read_json(copy / "metrics" / "cnn_after_structured_pruning.json")
+    assert results["vit"]["produced"] is False and results["vit"]["reason"].startswith("baseline not produced")
+    lab.summary(results)
+    assert "channels removed" in capsys.readouterr().out
+    assert lab.plot_throughput(results, path=tmp_path / "t.png") is not None and (tmp_path / "t.png").is_file()
+
+    stale = copy / "metrics" / "cnn_after_structured_pruning.json"
+    record = read_json(stale)
+    write_json(stale, record | {"run": record["run"] | {"run_id": "smoke-older-run"}})
+    again = lab.recorded(s)["cnn"]
+    assert again["produced"] is False and "run the cell under 'Prune, fine-tune, save'" in again["reason"]
