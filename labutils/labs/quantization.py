@@ -317,6 +317,17 @@ def _line(ax, by_bits: dict, **kw):
     ax.plot(bits, [100 * by_bits[str(b)] if str(b) in by_bits else 100 * by_bits[b] for b in bits], **kw)
 
 
+# The pruning variants' keys as the figures name them.
+VARIANT_NAMES = {"layer_one_shot": "layer-wise one-shot", "layer_iterative": "layer-wise iterative",
+                 "global_iterative": "global iterative"}
+
+
+def _bits_axis(ax, *records):
+    """Ticks at the bit widths measured (every profile stops at 6: 7 and 8 were empty columns)."""
+    bits = sorted({int(b) for rec in records for b in rec})
+    ax.set_xticks(range(bits[0], bits[-1] + 1))
+
+
 def plot_bits(r20: dict, path=None, caption=None):
     """Accuracy vs bits: PTQ methods, QAT, pruned + quantized; the seed's numbers dashed black."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
@@ -335,15 +346,16 @@ def plot_bits(r20: dict, path=None, caption=None):
     ax.set_title("quantization-aware fine-tuning")
     ax = axes[2]
     for i, (name, v) in enumerate(r20["pruning"].items()):
-        _line(ax, v["ptq"]["accuracy"], ls=":", marker=".", color=f"C{i}", label=f"{name} no FT")
+        _line(ax, v["ptq"]["accuracy"], ls=":", marker=".", color=f"C{i}", label=f"{VARIANT_NAMES.get(name, name)} + PTQ")
         if "qat" in v:
-            _line(ax, v["qat"]["accuracy"], marker="o", color=f"C{i}", label=f"{name} QAT")
+            _line(ax, v["qat"]["accuracy"], marker="o", color=f"C{i}", label=f"{VARIANT_NAMES.get(name, name)} + QAT")
     _line(ax, seed["pruned80_qat"], ls="--", color="k", marker="x", label="seed pruned 80% + QAT")
     ax.set_title(f"{next(iter(r20['pruning'].values()))['pruning_percentage']:.0f}% pruned, then quantized")
     for ax in axes:
-        ax.axhline(100 * r20["fp32_accuracy"], color="C2", lw=0.8, label="our fp32")
+        ax.axhline(100 * r20["fp32_accuracy"], color="C4", lw=1, label="our fp32")  # not C2: a method's colour
         ax.axhline(100 * seed["fp32"], color="k", lw=0.6, ls="-.", label="seed fp32")
-        ax.set(xlabel="weight bits", xticks=range(2, 9))
+        ax.set(xlabel="weight bits")
+        _bits_axis(ax, *(r["accuracy"] for r in r20["ptq"].values()), r20["qat"]["accuracy"])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     axes[0].set_ylabel("test accuracy (%)")
@@ -364,7 +376,8 @@ def plot_size(r20: dict, path=None, caption=None):
     ax.plot([r20["size_bits_fp32"] / 8000], [100 * r20["fp32_accuracy"]], "k*", ms=10, label="fp32 dense")
     pts(r20["qat"], marker="o", color="C3", label="dense + QAT")
     for i, (name, v) in enumerate(r20["pruning"].items()):
-        pts(v.get("qat", v["ptq"]), marker="s", color=f"C{i}", label=f"{name} + {'QAT' if 'qat' in v else 'PTQ'}")
+        pts(v.get("qat", v["ptq"]), marker="s", color=f"C{i}",
+            label=f"{VARIANT_NAMES.get(name, name)} + {'QAT' if 'qat' in v else 'PTQ'}")
     ax.set(xscale="log", xlabel="model size (kB, log scale)", ylabel="test accuracy (%)",
            title="ResNet-20: accuracy vs storage")
     plain = FuncFormatter(lambda v, _: f"{v:g}")
@@ -383,8 +396,9 @@ def plot_cnn(cnn: dict, path=None, caption=None):
     for i, (method, r) in enumerate(cnn["ptq"].items()):
         _line(ax, r["accuracy"], marker="o", ls=":", color=f"C{i}", label=f"PTQ {method}")
     _line(ax, cnn["qat"]["accuracy"], marker="s", color="C3", label=f"QAT {cnn['qat']['method']}")
-    ax.axhline(100 * cnn["accuracy"], color="C2", lw=0.8, label="pruned, float")
-    ax.set(xlabel="weight bits", ylabel="test accuracy (%)", xticks=range(2, 9),
+    ax.axhline(100 * cnn["accuracy"], color="C4", lw=1, label="pruned, float")  # not C2: a method's colour
+    _bits_axis(ax, *(r["accuracy"] for r in cnn["ptq"].values()), cnn["qat"]["accuracy"])
+    ax.set(xlabel="weight bits", ylabel="test accuracy (%)",
            title=f"pruned ResNet-18 ({100 * cnn['zeros'] / cnn['weights']:.0f}% of weights zero), quantized")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -17,6 +17,7 @@ import copy
 import time
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 import numpy as np
 import torch
 from torch import nn
@@ -298,6 +299,10 @@ def plot_channels_kept(results: dict[str, dict], path=None, caption=None):
     return finish(fig, path, caption)
 
 
+# One colour per criterion in every panel (taylor was red beside bn_scale, green without it).
+CRITERION_COLORS = {"l1": "C0", "l2": "C1", "bn_scale": "C2", "taylor": "C3"}
+
+
 def plot_criteria(results: dict[str, dict], minimums: dict[str, float] | None = AFTER_PRUNING_MIN,
                     path=None, caption=None):
     """Accuracy right after a one-shot cut (no fine-tuning) vs share removed, one line per
@@ -307,10 +312,10 @@ def plot_criteria(results: dict[str, dict], minimums: dict[str, float] | None = 
     fig, axes = plt.subplots(1, len(produced), figsize=(5 * len(produced), 3.6), squeeze=False)
     for ax, (name, r) in zip(axes[0], produced.items()):
         study = r["criteria_study"]
-        for i, (criterion, points) in enumerate(study["criteria"].items()):
+        for criterion, points in study["criteria"].items():
             ax.plot([0] + [p["pruning_percentage"] for p in points],
                     [100 * study["dense_accuracy"]] + [100 * p["accuracy"] for p in points],
-                    "o-", ms=3, color=f"C{i}", label=criterion)
+                    "o-", ms=3, color=CRITERION_COLORS.get(criterion), label=criterion)
         ax.plot(r["pruning_percentage"], 100 * r["accuracy"], "*", ms=12, color="k",
                 label=f"{r['criterion']} + fine-tuning")
         if minimums and name in minimums:
@@ -331,16 +336,19 @@ def plot_speed_vs_macs(results: dict[str, dict], path=None, caption=None):
     for ax, (name, r) in zip(axes[0], produced.items()):
         runs = {k: v for k, v in r["latency"].items() if isinstance(v, dict)}
         x = np.arange(len(runs))
-        ax.bar(x - 0.2, [v["mac_ratio"] for v in runs.values()], 0.4, color="0.7", label="fewer MACs (theory)")
+        theory = ax.bar(x - 0.2, [v["mac_ratio"] for v in runs.values()], 0.4, color="0.7", label="fewer MACs (theory)")
         bars = ax.bar(x + 0.2, [v["speedup"] for v in runs.values()], 0.4, color="C2", label="measured speedup")
+        ax.bar_label(theory, fmt="%.2fx", fontsize=7)
         ax.bar_label(bars, fmt="%.2fx", fontsize=7)
+        top = max([1.0] + [max(v["mac_ratio"], v["speedup"]) for v in runs.values()])
+        ax.set_ylim(0, 1.3 * top)  # headroom: the legend sits above the bars, not on the theory bar
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_xticks(x, [f"{v['device']}\nbatch {v['batch_size']}" for v in runs.values()], fontsize=8)
         skipped = [f"{k}: {v}" for k, v in r["latency"].items() if not isinstance(v, dict)]
         ax.set(ylabel="dense time / pruned time", title=f"{name}" + (f"\n({'; '.join(skipped)})" if skipped else ""))
         ax.title.set_fontsize(9)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", ncol=2)
     return finish(fig, path, caption)
 
 
@@ -367,6 +375,9 @@ def plot_throughput(results: dict[str, dict], path=None, caption=None):
         top.set(xscale="log", yscale="log", ylabel="images / s",
                 title=name + (f"\n({'; '.join(skipped)})" if skipped else ""))
         top.title.set_fontsize(9)
+        # Plain numbers (200, 300, 1000), as in notebook 06's size axis, not 2x10^2 beside 10^3.
+        top.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        top.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "235" else ""))
         bottom.set(xscale="log", xlabel="batch size", ylabel="speed-up (pruned / dense)")
         sizes = sorted({b for v in sweeps.values() for b in v["batch_sizes"]})
         bottom.set_xticks(sizes, [str(b) for b in sizes], fontsize=8)

@@ -429,7 +429,7 @@ def frontier_threshold(s, subject: Subject) -> tuple[float, str]:
         return course, "course minimum"
     relative = subject.baseline - subject.cfg["frontier"]["drop"]
     if relative < course:
-        return relative, f"reduced run: baseline {subject.baseline:.2%} minus {subject.cfg['frontier']['drop']:.0%}"
+        return relative, f"reduced run: baseline {subject.baseline:.2%} minus {100 * subject.cfg['frontier']['drop']:g} points"
     return course, "course minimum"
 
 
@@ -562,10 +562,14 @@ def plot_sensitivity(scans: dict[str, dict], path=None, caption=None):
     rows = max(len(scan["layers"]) for scan in scans.values()) if scans else 1
     fig, axes = plt.subplots(1, max(len(scans), 1), squeeze=False,
                              figsize=(5.2 * max(len(scans), 1), max(3.6, 1.6 + 0.2 * rows)))
+    # One colour scale for every panel, never below 5 pp: a layer's colour says how much accuracy it
+    # costs, not how it ranks within its own model (1 pp, four probe images, drew dark red).
+    vmax = max([5.0] + [100 * (scan["baseline"] - min(scan["layers"][layer][j] for layer in scan["layers"]))
+                        for scan in scans.values() for j in range(len(scan["sparsities"]))])
     for ax, (name, scan) in zip(axes[0], scans.items()):
         layers = list(scan["layers"])
         lost = 100 * (scan["baseline"] - np.array([scan["layers"][layer] for layer in layers]))
-        image = ax.imshow(lost, cmap="Reds", vmin=0, vmax=max(float(lost.max()), 1.0), aspect="auto")
+        image = ax.imshow(lost, cmap="Reds", vmin=0, vmax=vmax, aspect="auto")
         if lost.size <= 600:  # numbers stay legible up to the full profile's 48 x 9
             for (i, j), v in np.ndenumerate(lost):
                 ax.text(j, i, f"{round(v):d}", ha="center", va="center", fontsize=6,  # no "-0"
@@ -630,7 +634,9 @@ def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path
                              for r in rows if r["method"] == method and r["epochs"] == e)
                 if pts:
                     # Error bars: each point's 95% interval; a shift within them is noise.
-                    ax.errorbar([100 * p[0] + 0.4 * (j - 0.5) for p in pts], [100 * p[1] for p in pts],
+                    # Side by side at each sparsity (method, then budget), so no interval hides another.
+                    dx = 1.2 * (list(styles).index(method) - 1) + 0.4 * (j - 0.5)
+                    ax.errorbar([100 * p[0] + dx for p in pts], [100 * p[1] for p in pts],
                                 yerr=[[100 * (p[1] - p[2]) for p in pts], [100 * (p[3] - p[1]) for p in pts]],
                                 fmt=style, ms=4, capsize=2, lw=1,
                                 color=f"C{list(styles).index(method)}", alpha=0.5 + 0.5 * j / max(len(budgets) - 1, 1),
@@ -640,7 +646,7 @@ def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path
                ylabel="probe accuracy (%)")
         ax.grid(alpha=0.3)
     if studies:  # the same styles in every panel: one legend, outside, so no error bar is hidden
-        axes[len(studies) - 1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        axes[len(studies) - 1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return finish(fig, path, caption)
 
 
