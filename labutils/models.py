@@ -12,6 +12,7 @@ without the original. ``build_model`` records ``model.arch = {"name", "kwargs"}`
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -132,6 +133,7 @@ def vit_tiny_patch16_224(num_classes: int = 10, img_size: int = 224, pretrained:
     import timm
 
     kwargs = dict(num_classes=num_classes, img_size=img_size, drop_path_rate=drop_path_rate)
+    named = bool(weights_path)
     if pretrained:
         weights_path = os.path.expanduser(weights_path) if weights_path else _cached_hub_file("vit_tiny_patch16_224")
         if weights_path:
@@ -148,7 +150,18 @@ def vit_tiny_patch16_224(num_classes: int = 10, img_size: int = 224, pretrained:
             raise
         where = f"the local file {str(weights_path)!r}" if weights_path else "timm's hub"
         raise PretrainedWeightsUnavailable(_no_weights_message(where, str(err) or type(err).__name__)) from err
+    if pretrained:  # recorded with the baseline: a reader can tell which weights it started from
+        where = f"the file {os.path.basename(weights_path)}" if named else "timm's hub"
+        model.initial_weights = where + (f", sha256 {_sha256(weights_path)[:16]}" if weights_path else "")
     return set_vit_widths(model, heads, mlp_hidden)
+
+
+def _sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def check_vit_weights(path: str | os.PathLike) -> None:

@@ -1,3 +1,5 @@
+import hashlib
+
 import pytest
 import timm
 import torch
@@ -47,6 +49,9 @@ def test_pretrained_vit_from_a_local_file(tmp_path):
     assert torch.equal(model.blocks[3].mlp.fc1.weight, reference.blocks[3].mlp.fc1.weight)
     assert model.head.out_features == 10
     assert "weights_path" not in model.arch["kwargs"] and "pretrained" not in model.arch["kwargs"]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    assert model.initial_weights == f"the file vit_tiny.pth, sha256 {digest}"  # the baseline records it
+    assert not hasattr(M.course_model("vit_scratch"), "initial_weights")
 
 
 def test_pretrained_vit_unavailable_names_both_options(tmp_path, monkeypatch):

@@ -39,6 +39,7 @@ def test_smoke_run_of_01_02(smoke_run):
 def test_cnn_learns_something_in_smoke(smoke_run):
     record = json.loads((smoke_run / "metrics" / "cnn_before_pruning.json").read_text())
     assert record["accuracy"] > 0.2  # chance is 0.1 on the synthetic blobs
+    assert record["initial_weights"] == "random (seed 0)"  # a pretrained ViT's names its file or the hub
 
 
 def test_reduced_profiles_never_write_into_the_repository_root(capsys):

@@ -61,9 +61,12 @@ def train_baseline(session: Session, name: str, pretrained_weights: str | None =
         "accuracy": final["test_accuracy"], "test_loss": final["test_loss"], "test_images": len(test.labels),
         "parameters": count_parameters(model), "train_seconds": seconds,
         "images_per_second": sum(h["images"] for h in history) / sum(h["train_seconds"] for h in history),
-        "train_config": session.train_config(name), "arch": model.arch, "history": history})
+        "train_config": session.train_config(name), "arch": model.arch, "history": history,
+        "initial_weights": getattr(model, "initial_weights", f"random (seed {session.seed})")})
     print(f"{name}: test accuracy {record['accuracy']:.2%} on {record['test_images']} images{_train_accuracy(history)} "
           f"after {len(history)} epochs in {seconds:.0f}s -> {record['checkpoint']['path']}")
+    if hasattr(model, "initial_weights"):
+        print(f"{name}: started from the pretrained weights of {model.initial_weights}")
     return record
 
 
