@@ -39,7 +39,9 @@ def _names(tree: ast.AST, ctx) -> set[str]:
 def _bound(tree: ast.AST) -> set[str]:
     imported = {(a.asname or a.name).split(".")[0] for n in ast.walk(tree)
                 if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
-    return _names(tree, ast.Store) | imported
+    defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    arguments = {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
+    return _names(tree, ast.Store) | imported | defined | arguments
 
 
 def free_names(blocks: list[str]) -> set[str]:
@@ -108,8 +110,12 @@ def test_exercises_run_and_save_nothing(stem, smoke_run, tmp_path, capsys):
         assert re.search(r"yours \d+\.\d+%, global magnitude \d+\.\d+%, layer-wise \d+\.\d+% at 90%", printed)
         assert {r["sparsity"] for r in ns["rows"]} == {0.95, 0.98}
         assert "study" not in ns["subjects"]["cnn"].results  # nor the final recipe's choice of method
+        assert re.search(r"yours removes \d+\.\d+% of the weights; \d+ weights differ", printed)
+        assert all(re.search(rf"{label} +\d+\.\d+%", printed) for label in ("2:4", "global 50%", "layer-wise 50%"))
     if stem.startswith("04"):
         assert ns["steps"][-1]["pruning_percentage"] > ns["steps"][0]["pruning_percentage"] >= 40
+        assert "cnn (the model given) with the recipe unchanged" in printed and "pruned and fine-tuned" in printed
+        assert sum(p.numel() for p in ns["scratch"].parameters()) == sum(p.numel() for p in ns["small"].parameters())
     if stem.startswith("06"):
         assert "PTQ symmetric/channel/minmax" in printed and "QAT symmetric/tensor/minmax" in printed
 

@@ -85,11 +85,14 @@ RECIPE_KEYS = tuple(name for name, p in inspect.signature(fit).parameters.items(
                     ) + ("batch_size",) + AUGMENTATION
 
 
-def try_recipe(session: Session, name: str, pretrained_weights: str | None = None, **changes) -> list[dict]:
+def try_recipe(session: Session, name: str, pretrained_weights: str | None = None, model=None,
+               **changes) -> list[dict]:
     """Train a fresh ``name`` with its profile's recipe changed by ``changes`` (``epochs=12``,
     ``label_smoothing=0.0``, ``cutout=16``, ``augment="trivialaugment"``...) and say how it compares
-    with this run's baseline. Nothing is saved: the run's checkpoints, metrics and figures stay as
-    ``train_baseline`` wrote them. Returns the history (one dict per epoch, as ``fit``'s)."""
+    with this run's baseline; ``model`` trains that model instead of a fresh ``name`` (a pruned
+    architecture with new random weights, say). Nothing is saved: the run's checkpoints, metrics
+    and figures stay as ``train_baseline`` wrote them. Returns the history (one dict per epoch, as
+    ``fit``'s)."""
     unknown = sorted(set(changes) - set(RECIPE_KEYS))
     if unknown:
         raise ValueError(f"try_recipe cannot change {', '.join(unknown)}: a recipe holds "
@@ -97,13 +100,17 @@ def try_recipe(session: Session, name: str, pretrained_weights: str | None = Non
     wrong = recipe_problems(changes)  # checked as a profile's recipe is: epochs=0 was an IndexError at the end
     if wrong:
         raise SettingsError(f"try_recipe: {'; '.join(wrong)}")
-    model = session.new_model(name, pretrained_weights)
+    given = model is not None
+    if given and pretrained_weights:
+        raise ValueError("try_recipe: give a model or pretrained_weights, not both")
+    model = model if given else session.new_model(name, pretrained_weights)
+    what = f"{name} (the model given)" if given else name
     history, _, seconds = _train(session, name, model, session.train_config(name) | changes, desc=f"{name} (try)")
     baseline = session.metrics(name, "before_pruning") or {}
     than = (f"this run's baseline: {baseline['accuracy']:.2%}" if baseline.get("produced")
             else "no baseline in this run to compare with")
     changed = ", ".join(f"{k}={v!r}" for k, v in changes.items()) or "the recipe unchanged"
-    print(f"{name} with {changed}: {history[-1]['test_accuracy']:.2%}{_train_accuracy(history)} after {len(history)} epochs in "
+    print(f"{what} with {changed}: {history[-1]['test_accuracy']:.2%}{_train_accuracy(history)} after {len(history)} epochs in "
           f"{seconds:.0f}s ({than}); nothing saved")
     return history
 

@@ -260,7 +260,7 @@ def study(subject: Subject, sparsities: list[float], epochs: list[float], record
         rows.append(row)
         bar.update()
         low, high = row["ci95"]
-        print(f"{subject.name:12s} {method:9s} {level:4.0%} {e} ep: {row['accuracy']:.2%} "
+        print(f"{subject.name:12s} {method:9s} {level:4.0%} {e} ep ({row['steps']} steps): {row['accuracy']:.2%} "
               f"[{low:.2%}, {high:.2%}] ({row['seconds']:.0f}s)", flush=True)
     bar.close()
     if record:

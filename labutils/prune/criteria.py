@@ -2,7 +2,9 @@
 
 * ``magnitude`` - |w|, needs no data;
 * ``taylor``    - first-order Taylor estimate of the loss change when a weight is zeroed,
-                  |w * g|, averaged over a few mini-batches (Molchanov et al., 2017/2019);
+                  |w * g| per mini-batch, averaged over a few (Molchanov et al. 2019 square the
+                  term instead: the same ranking within a batch, more weight on outlier batches;
+                  their squared group form is notebook 04's structured ``taylor``);
 * ``fisher``    - second-order (OBD, LeCun et al., 1990): the loss change 1/2 * H_ii * w^2 with the
                   Hessian diagonal H_ii approximated by squared *mini-batch* gradients, averaged
                   over batches ("Hessian-based" in the course's words). Not the empirical Fisher,
