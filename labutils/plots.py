@@ -8,6 +8,15 @@ from pathlib import Path
 from .artifacts import atomic_write_bytes
 
 
+# One colour per course model in every figure, whatever models a run holds (by position, a run
+# without the pretrained ViT drew vit_scratch in vit's colour).
+MODEL_COLORS = {"cnn": "C0", "vit": "C1", "vit_scratch": "C2"}
+
+
+def model_color(name: str) -> str:
+    return MODEL_COLORS.get(name, "C7")
+
+
 def finish(fig, path=None, caption: str | None = None):
     """Add the run caption, lay out, save (png, 120 dpi; a temporary file renamed) when ``path`` is
     given; return ``fig``."""

@@ -18,7 +18,7 @@ from ..course import BEFORE_PRUNING_MIN
 from ..data import AUGMENTATION, augmentation_of, fit_arguments
 from ..errors import SettingsError
 from ..models import PretrainedWeightsUnavailable, check_vit_weights, count_parameters
-from ..plots import finish
+from ..plots import finish, model_color
 from ..profile_check import recipe_problems
 from ..profiles import format_settings
 from ..session import Session
@@ -141,8 +141,8 @@ def plot_learning_curves(histories: dict[str, list[dict]], targets: dict[str, fl
                          path=None, caption=None):
     """Training loss and test accuracy per epoch for each model; dashed lines mark the minimums."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for i, (name, history) in enumerate(histories.items()):
-        color = f"C{i}"
+    for name, history in histories.items():
+        color = model_color(name)
         epochs = [h["epoch"] for h in history]
         # A one-epoch run is a single point, no line: a larger open ring, visible over the others.
         point = {"ms": 7, "mfc": "none", "mew": 1.5} if len(history) == 1 else {"ms": 3}

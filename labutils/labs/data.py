@@ -88,9 +88,10 @@ def plot_class_counts(train_labels: np.ndarray, test_labels: np.ndarray, classes
     return finish(fig, path, caption)
 
 
-def plot_augmentation(originals: np.ndarray, augmented: list[np.ndarray], path=None, caption=None):
+def plot_augmentation(originals: np.ndarray, augmented: list[np.ndarray], title: str | None = None,
+                      path=None, caption=None):
     """Each original image next to several augmented draws of it (crop and flip, or whatever
-    policy made ``augmented``)."""
+    policy made ``augmented``, which ``title`` names: two such figures look alike on their own)."""
     n, k = len(originals), len(augmented)
     fig, axes = plt.subplots(n, k + 1, figsize=((k + 1) * 1.1, n * 1.1))
     for i in range(n):
@@ -102,4 +103,6 @@ def plot_augmentation(originals: np.ndarray, augmented: list[np.ndarray], path=N
     axes[0, 0].set_title("original", fontsize=8)
     for j in range(k):
         axes[0, j + 1].set_title(f"draw {j + 1}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
     return finish(fig, path, caption)

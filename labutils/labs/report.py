@@ -23,7 +23,7 @@ from ..course import (AFTER_PRUNING_MIN, BASELINE_MISSING, BEFORE_PRUNING_MIN, M
                       REPORT_SECTIONS, SPARSITY_MIN, checkpoint_names, empty_entry, meets_minimum, report_problem)
 from ..errors import Explained
 from ..evaluate import evaluate_paths, format_table
-from ..plots import finish
+from ..plots import finish, model_color
 
 
 
@@ -282,8 +282,8 @@ def plot_accuracy_vs_sparsity(report: dict, after_min: dict = AFTER_PRUNING_MIN,
     unstructured and structured pruning; dashed lines are the course's minimums."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
     for ax, (section, kind) in zip(axes, REPORT_SECTIONS.items()):
-        for i, (model, e) in enumerate(report[section].items()):
-            color = f"C{i}"
+        for model, e in report[section].items():
+            color = model_color(model)
             ax.axhline(100 * after_min[model], color=color, ls="--", lw=0.8)
             if e["pruned_accuracy"] is None:
                 ax.plot([], [], color=color, label=f"{model}: {empty_entry(model in models)}")

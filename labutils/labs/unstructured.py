@@ -260,7 +260,7 @@ def study(subject: Subject, sparsities: list[float], epochs: list[float], record
         rows.append(row)
         bar.update()
         low, high = row["ci95"]
-        print(f"{subject.name:12s} {method:9s} {level:4.0%} {e} ep ({row['steps']} steps): {row['accuracy']:.2%} "
+        print(f"{subject.name:12s} {method:9s} {level:4.0%} {e} ep ({row['steps']} step{'s' * (row['steps'] != 1)}): {row['accuracy']:.2%} "
               f"[{low:.2%}, {high:.2%}] ({row['seconds']:.0f}s)", flush=True)
     bar.close()
     if record:
@@ -589,6 +589,7 @@ def plot_accuracy_vs_sparsity(sweeps: dict[str, dict], path=None, caption=None):
         for label, accs in sw["accuracy"].items():
             ax.plot([100 * v for v in sw["sparsities"]], [100 * a for a in accs], "o-", ms=3, label=label)
         ax.axhline(100 * sw["baseline"], color="0.3", ls="--", lw=0.8, label="dense")
+        ax.axhline(10, color="0.6", ls=":", lw=0.8, label="chance (10 classes)")
         ax.set(title=f"{name}: no fine-tuning", xlabel="sparsity (%)", ylabel="probe accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
