@@ -298,11 +298,16 @@ def study_subjects(subjects: dict[str, Subject]) -> dict[str, Subject]:
     return {n: subjects[n] for n in chosen}
 
 
-def best_method(rows: list[dict]) -> str:
-    """The method with the best accuracy at the study's highest sparsity and largest budget."""
+def best_method(rows: list[dict]) -> tuple[str, str]:
+    """The method with the best accuracy at the study's highest sparsity and largest budget, and a
+    line saying whether its lead exceeds the noise (overlapping intervals: the higher point only)."""
     top_s, top_e = max(r["sparsity"] for r in rows), max(r["epochs"] for r in rows)
-    return max((r for r in rows if r["sparsity"] == top_s and r["epochs"] == top_e),
-               key=lambda r: r["accuracy"])["method"]
+    top = [r for r in rows if r["sparsity"] == top_s and r["epochs"] == top_e]
+    win = max(top, key=lambda r: r["accuracy"])
+    tied = [r["method"] for r in top if r is not win and r["ci95"][1] >= win["ci95"][0]]
+    lead = (f"its 95% interval overlaps {' and '.join(tied)}'s, so it is the higher point, not a difference shown"
+            if tied else "ahead of the others beyond their 95% intervals")
+    return win["method"], f"the study's best at {top_s:.0%}, {top_e} ep: {win['method']} ({win['accuracy']:.2%}); {lead}"
 
 
 # -- the final recipe -------------------------------------------------------------------------------
@@ -313,7 +318,8 @@ def final_recipe(subject: Subject, method: str | None = None) -> dict:
     cfg = subject.cfg["final"][subject.name]
     method = method or subject.cfg["final_method"]
     if method == "best" and subject.results.get("study"):
-        method = best_method(subject.results["study"])
+        method, why = best_method(subject.results["study"])
+        print(f"{subject.name:12s} {why}")
     elif method == "best":  # a kernel restarted, or the study's cell skipped: say what stands in
         method = "gradual"
         print(f"{subject.name:12s} no study in this kernel, so no winner to take: pruning with gradual "
