@@ -1,9 +1,10 @@
-"""``python -m labutils``: run the workbook headlessly, evaluate checkpoints, or print the results table."""
+"""python -m labutils: run the workbook headlessly, evaluate checkpoints, or print the results table."""
 from __future__ import annotations
 
 import argparse
 import errno
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -38,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out: skip the notebooks it finished (same profile, "
                           "commit, models, seed and data, else refused)")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=0,
+                     help="the run's random seed: initial weights, data order, augmentation (default: 0)")
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
     run.add_argument("--vit-weights", metavar="FILE", default=None,
                      help="local file with timm's pretrained vit_tiny_patch16_224 weights "
@@ -173,19 +175,48 @@ def _run(args) -> int:
                                args.seed, args.device,
                                args.vit_weights,
                                resume=args.resume)
-    except (NotebookFailed, NotebooksNotFound, RunLocked, ValueError) as err:
+    except NotebookFailed as err:
+        print(f"error: {err}\nOnce it is fixed, continue the run with: {resume_command(args, profile)}", file=sys.stderr)
+        return 1
+    except (NotebooksNotFound, RunLocked, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except OSError as err:  # not a directory, read-only, no space left: one line, no traceback
         print(f"error: {describe_os_error(err, args.out)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted: continue this run with --resume (and the same --out)", file=sys.stderr)
+        print(f"interrupted: continue this run with: {resume_command(args, profile)}", file=sys.stderr)
         return 130
     times = ", ".join(f"{k[:2]} {format_seconds(v)}" for k, v in summary["notebooks"].items())
     print(f"done: profile {profile}, run {summary['run_id']}, {format_seconds(summary['total_seconds'])} "
           f"({times}); outputs in {summary['out']}")
+    print(what_to_open(Path(summary["out"])))
     return 0
+
+
+def resume_command(args, profile: str) -> str:
+    """The command that continues this run: the same options, with --resume (a profile that was
+    "auto" named as the one it chose, so the machine's GPU cannot change it)."""
+    parts = ["python", "-m", "labutils", "run", "--resume", "--profile", profile]
+    for option, value in (("--out", args.out), ("--data-root", args.data_root), ("--vit-weights", args.vit_weights),
+                          ("--device", None if args.device == "auto" else args.device),
+                          ("--seed", str(args.seed) if args.seed else None),
+                          ("--models", None if args.models == list(MODEL_NAMES) else ",".join(args.models)),
+                          ("--notebooks", ",".join(args.notebooks) if args.notebooks else None)):
+        if value:
+            parts += [option, value]
+    return shlex.join(parts)
+
+
+def what_to_open(out: Path) -> str:
+    """Where a run's results are, as paths from here when they lie below it."""
+    def shown(path: Path) -> str:
+        return os.path.relpath(path) if path.resolve().is_relative_to(Path.cwd().resolve()) else str(path)
+
+    lines = [f"  the report: {shown(out / 'report.json')}"] if (out / "report.json").is_file() else []
+    lines += [f"  the executed notebooks, to read or re-run: {shown(out / 'notebooks')}/",
+              f"  the figures: {shown(out / 'figures')}/"]
+    return "open next:\n" + "\n".join(lines)
 
 
 # Errors that mean the run could not write where it was told to.

@@ -14,6 +14,7 @@ Both read the official "python version" batches from ``DATA_ROOT/cifar-10-batche
 """
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
 import pickle
@@ -77,13 +78,20 @@ def download_cifar10(root: str | os.PathLike, timeout: float | None = None) -> P
     from torchvision.datasets.utils import download_and_extract_archive
 
     root = Path(root)
+    new_folder = not root.exists()
     timeout = timeout or float(os.environ.get("LABUTILS_DOWNLOAD_TIMEOUT", 60))
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)  # torchvision's urllib calls take no timeout of their own
     try:
         download_and_extract_archive(CIFAR10_URL, str(root), md5=CIFAR10_MD5)
     except Exception as err:  # no network, proxy, silent server, checksum mismatch ...
-        raise DataNotFoundError(_manual_instructions(root, _why_download_failed(err, timeout))) from None
+        message = _manual_instructions(root, _why_download_failed(err, timeout))
+        if new_folder:  # a mistyped --data-root: say so, and leave no empty folder behind it
+            with contextlib.suppress(OSError):
+                root.rmdir()
+            if root.resolve() != Path(DEFAULT_DATA_ROOT).resolve():
+                message = f"{root} does not exist: check the path if you meant a folder you have. " + message
+        raise DataNotFoundError(message) from None
     finally:
         socket.setdefaulttimeout(previous)
     return root / BATCH_DIR

@@ -43,8 +43,14 @@ def test_failed_download_says_what_to_do(tmp_path, monkeypatch):
         raise OSError("network unreachable")
 
     monkeypatch.setattr(U, "download_and_extract_archive", offline)
-    with pytest.raises(D.DataNotFoundError, match="network unreachable"):
+    with pytest.raises(D.DataNotFoundError, match="network unreachable") as err:
         D.load_cifar10(tmp_path)
+    assert "does not exist" not in str(err.value) and tmp_path.is_dir()  # an existing folder stays
+    # A mistyped folder: said first, and not left behind empty (it was made only to download into).
+    typo = tmp_path / "dat"
+    with pytest.raises(D.DataNotFoundError, match=rf"^{typo} does not exist: check the path .*CIFAR-10 is not in"):
+        D.load_cifar10(typo)
+    assert not typo.exists()
 
 
 def test_corrupt_batch_is_named(synthetic_root):

@@ -61,6 +61,7 @@ def test_failing_notebook_is_named_with_its_cell(tmp_path, monkeypatch, capsys):
     assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert "01_fails.ipynb failed in cell" in err and "ValueError: boom" in err
+    assert err.rstrip().endswith(f"continue the run with: python -m labutils run --resume --profile smoke --out {tmp_path / 'out'}")
     assert not (tmp_path / "out" / "notebooks" / "02_never.ipynb").exists()
     summary = json.loads((tmp_path / "out" / "metrics" / "pipeline.json").read_text())
     assert summary["failed"] == "01_fails.ipynb"

@@ -312,6 +312,7 @@ def test_no_data_and_no_network_is_a_short_error_that_leads_with_the_instruction
             raise urllib.error.URLError(err)
 
     monkeypatch.setattr(U, "download_and_extract_archive", offline)
+    (tmp_path / "data").mkdir()  # a folder that exists (one that does not is said first: test_data)
     with pytest.raises(D.DataNotFoundError) as info:
         Session("cpu", tmp_path / "out", data_root=tmp_path / "data", device="cpu").arrays(True)
     err = info.value
@@ -584,6 +585,28 @@ def test_a_notebook_run_again_counts_as_finished_only_once_it_has(tmp_path, monk
     assert ran == ["03", "04", "05", "06"]
     summary = json.loads((tmp_path / "metrics" / "pipeline.json").read_text())
     assert [n[:2] for n in summary["finished"]] == ["01", "02", "03", "04", "05", "06"]
+
+
+def test_an_interrupted_run_prints_the_command_that_continues_it(tmp_path, monkeypatch, capsys):
+    """It said 'continue with --resume (and the same --out)': a run with --data-root and --notebooks,
+    continued as told, was refused (another data copy) or ran every notebook after them."""
+    import shlex
+
+    from labutils.cli import main as cli_main
+
+    _fake_notebooks(monkeypatch, interrupt=("02",))
+    args = ["run", "--profile", "smoke", "--out", str(tmp_path / "my run"), "--notebooks", "01,02", "--seed", "3"]
+    assert cli_main(args) == 130
+    told = capsys.readouterr().err.strip().splitlines()[-1]
+    prefix = "interrupted: continue this run with: python -m labutils "
+    assert told.startswith(prefix) and "'" in told  # the folder's space quoted
+    again = shlex.split(told.removeprefix(prefix))
+    assert again == ["run", "--resume", "--profile", "smoke", "--out", str(tmp_path / "my run"), "--seed", "3",
+                     "--notebooks", "01,02"]
+    ran = _fake_notebooks(monkeypatch)
+    assert cli_main(again) == 0 and ran == ["02"]  # as told: the run goes on where it stopped, and no further
+    out = capsys.readouterr().out
+    assert "open next:" in out and "the executed notebooks, to read or re-run:" in out
 
 
 def test_kernels_print_plain_progress_but_the_caller_keeps_its_bars(tmp_path, monkeypatch):
