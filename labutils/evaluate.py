@@ -13,7 +13,7 @@ import torch
 
 from . import data as D
 from .checkpoint import load_checkpoint
-from .measure import count_macs, measure_latency
+from .measure import NOISY_WHY, count_macs, measure_latency
 from .models import count_parameters, input_size
 from .prune import prunable_parameters, sparsity_report
 from .session import EVAL_BATCH_SIZE
@@ -66,7 +66,7 @@ def evaluate_checkpoint(path: str | os.PathLike, device="cpu", data_root=None, a
         result = evaluate(model, test_loader_for(ckpt, model, device, data_root, path), device)
         row.update(accuracy=result["accuracy"], test_images=result["n"])
     timing = measure_latency(model, size, latency_batch, device)
-    row["ms_per_image"] = timing["ms_per_image"]
+    row.update(ms_per_image=timing["ms_per_image"], timing_noisy=timing["noisy"])
     return row
 
 
@@ -91,5 +91,8 @@ def format_table(rows: list[dict]) -> str:
         acc = f"{r['accuracy']:.2%}" if r.get("accuracy") is not None else "-"
         lines.append(f"{r['name']:42s} {acc:>7s} {r['sparsity_all_parameters']:7.1f}% "
                      f"{r['parameters'] / 1e6:8.2f}M {r['nonzero_parameters'] / 1e6:8.2f}M "
-                     f"{r['macs'] / 1e6:8.1f} {r['size_bytes'] / 1e6:8.2f} {r['ms_per_image']:7.2f}")
+                     f"{r['macs'] / 1e6:8.1f} {r['size_bytes'] / 1e6:8.2f} {r['ms_per_image']:7.2f}"
+                     + (" *" if r.get("timing_noisy") else ""))
+    if any(r.get("timing_noisy") for r in rows):
+        lines.append(f"* noisy timing: {NOISY_WHY}")
     return "\n".join(lines)

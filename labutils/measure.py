@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import statistics
 import time
 
@@ -101,7 +102,8 @@ def measure_latency(model: nn.Module, input_size, batch_size: int, device="cpu",
     replayed (no per-layer launch cost; eager with a warning where graphs are unavailable).
 
     Returns {"ms_per_batch", "ms_per_image", "images_per_second", "batch_size", "device", "iters",
-    "precision", "graphs" (whether a CUDA graph was replayed)}.
+    "precision", "graphs" (whether a CUDA graph was replayed), "spread" (the passes' interquartile
+    range over their median), "noisy" (see ``is_noisy``)}.
     """
     if iters < 1 or batch_size < 1:
         raise ValueError(f"need iters >= 1 and batch_size >= 1, got iters={iters}, batch_size={batch_size}")
@@ -135,10 +137,25 @@ def measure_latency(model: nn.Module, input_size, batch_size: int, device="cpu",
                 run()
                 times_ms.append(1000.0 * (time.perf_counter() - t0))
     ms = statistics.median(times_ms)
+    q1, _, q3 = statistics.quantiles(times_ms, n=4) if len(times_ms) > 1 else (ms, ms, ms)
+    spread = (q3 - q1) / ms
     return {"ms_per_batch": ms, "ms_per_image": ms / batch_size,
             "images_per_second": 1000.0 * batch_size / ms, "batch_size": batch_size,
             "device": str(device), "iters": iters, "precision": precision_for(device),
-            "graphs": reason is None}
+            "graphs": reason is None, "spread": spread, "noisy": is_noisy(spread, device)}
+
+
+NOISY_WHY = ("other work on this machine slowed the passes (they spread by more than 25% of their median, "
+             "or the CPU was busy with more than this run): measure again when it is idle")
+
+
+def is_noisy(spread: float, device) -> bool:
+    """Whether a timing is not to be trusted: its passes disagree (interquartile range above a quarter
+    of the median), or, on a CPU, other processes kept the cores busy (the 1-minute load above the
+    cores plus one; this run's own threads make about one per core). Two runs sharing two cores
+    slowed every pass alike, 100-fold, which the spread alone does not show."""
+    busy = torch.device(device).type == "cpu" and os.getloadavg()[0] > (os.cpu_count() or 1) + 1
+    return spread > 0.25 or busy
 
 
 def measure_throughput(model: nn.Module, input_size, batch_sizes, device="cpu", graphs: bool | None = None,
@@ -183,7 +200,10 @@ def compare_latency(dense: nn.Module, pruned: nn.Module, input_size, cfg: dict,
             print(f"  {device} batch {b:3d}: dense {d['ms_per_batch']:.1f} ms ({d['ms_per_image']:.3f} ms/image), "
                   f"pruned {p['ms_per_batch']:.1f} ms ({p['ms_per_image']:.3f} ms/image) -> "
                   f"{point['speedup']:.2f}x measured"
-                  + (f" ({mac_ratio:.2f}x fewer MACs)" if mac_ratio is not None else ""))
+                  + (f" ({mac_ratio:.2f}x fewer MACs)" if mac_ratio is not None else "")
+                  + (" *" if d["noisy"] or p["noisy"] else ""))
+            if d["noisy"] or p["noisy"]:
+                print(f"  * noisy: {NOISY_WHY}")
     return latency
 
 

@@ -107,3 +107,29 @@ def test_the_final_recipes_best_method_says_whether_its_lead_is_real():
     assert "overlaps one_shot and gradual's, so it is the higher point, not a difference shown" in why
     method, why = best_method([row("one_shot", 0.438), row("iterative", 0.27), row("gradual", 0.272)])
     assert method == "one_shot" and "ahead of the others beyond their 95% intervals" in why
+
+
+def test_timings_taken_while_the_machine_is_busy_are_marked(monkeypatch):
+    """Two runs on two cores slowed every pass of a latency 100-fold alike (626 against 7.1 ms per
+    image), and notebook 05's table showed it as a result. A timing is marked noisy when its passes
+    disagree, or when the CPU's load is above its cores plus one; the table says why."""
+    import os
+
+    from labutils import measure
+    from labutils.evaluate import format_table
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10))
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.5, 0.5, 0.5))
+    assert measure.is_noisy(0.3, "cpu") and not measure.is_noisy(0.05, "cpu")
+    monkeypatch.setattr(os, "getloadavg", lambda: (float(os.cpu_count() + 2), 0.0, 0.0))
+    assert measure.is_noisy(0.05, "cpu") and not measure.is_noisy(0.05, "cuda")  # GPU time is its own
+    record = measure_latency(model, 8, 4, "cpu", iters=3)
+    assert record["noisy"] and 0 <= record["spread"]
+
+    row = {"name": "cnn_before_pruning", "accuracy": 0.9, "sparsity_all_parameters": 0.0, "parameters": 1e6,
+           "nonzero_parameters": 1e6, "macs": 1e6, "size_bytes": 1e6, "ms_per_image": 626.0}
+    table = format_table([row | {"timing_noisy": True}, row | {"name": "quiet", "timing_noisy": False}])
+    lines = table.splitlines()
+    assert lines[2].endswith("626.00 *") and lines[3].endswith("626.00")
+    assert lines[-1].startswith("* noisy timing: other work on this machine slowed the passes")
+    assert "noisy" not in format_table([row | {"timing_noisy": False}])

@@ -169,7 +169,8 @@ def checkpoint_table(rows: list[dict], records: dict) -> tuple[list[str], list[l
         removed = records[model, stage].get("sparsity_all_parameters", 0.0)
         table.append([r["name"], f"{r['accuracy']:.2%}", f"{removed:.1f}%", f"{r['parameters'] / 1e6:.2f}M",
                       f"{r['nonzero_parameters'] / 1e6:.2f}M", f"{r['macs'] / 1e6:.1f}",
-                      f"{r['size_bytes'] / 1e6:.2f}", f"{r['ms_per_image']:.2f}"])
+                      f"{r['size_bytes'] / 1e6:.2f}",
+                      f"{r['ms_per_image']:.2f}" + (" (noisy)" if r.get("timing_noisy") else "")])
     return columns, table
 
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..accel import full_float32
 from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN, meets_minimum
-from ..measure import compare_latency, count_macs, measure_throughput
+from ..measure import NOISY_WHY, compare_latency, count_macs, measure_throughput
 from ..models import build_model, count_parameters
 from ..plots import finish
 from ..profiles import format_settings
@@ -148,6 +148,8 @@ def throughput(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict) -> dic
         print(f"  {device}{' (CUDA graphs)' if first['graphs'] else ''} images/s dense -> pruned: "
               + ", ".join(f"batch {b} {a:,.0f} -> {c:,.0f}" for b, a, c in zip(batch_sizes, d, p))
               + f" ({mac_ratio:.2f}x fewer MACs)")
+        if any(r["noisy"] for pair in rounds for sweep in pair for r in sweep):
+            print(f"  noisy: {NOISY_WHY}")
     return out
 
 
