@@ -304,9 +304,11 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     # One bar counting optimizer steps, updated by hand: it ends full even when max_steps stops
     # the run inside an epoch (a bar wrapping the loops would close short, in red).
     bar = progress(total=total, desc=desc, unit="step")
+    beat, shown_epochs = Heartbeat(desc), math.ceil(total / max(len(train_loader), 1))
     for epoch in range(epochs):
         start, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
-        for x, y in train_loader:
+        beat.restart()
+        for i, (x, y) in enumerate(train_loader, 1):
             x, y = to_device(x, y, device)
             target = y
             if mixup:
@@ -315,6 +317,7 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
             sched.step()
             step += 1
             bar.update()
+            beat(f"epoch {epoch + 1}/{shown_epochs}, step {i}/{len(train_loader)}")
             if callback is not None:
                 callback(model, opt, step)
             if averaged is not None:
@@ -334,7 +337,7 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
             record.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])
         record["seconds"] = time.perf_counter() - start
         history.append(record)
-        _report(desc, math.ceil(total / max(len(train_loader), 1)), record, bar)
+        _report(desc, shown_epochs, record, bar)
         if step >= total:
             break
     bar.close()
@@ -415,6 +418,28 @@ class WeightAverage:
             torch._foreach_copy_(self._copied, [current[i] for i in self._copy_at])
         if self._lerped:
             torch._foreach_lerp_(self._lerped, [current[i] for i in self._lerp_at], 1.0 - self.decay)
+
+
+HEARTBEAT_SECONDS = 60.0
+
+
+class Heartbeat:
+    """On the plain path (papermill), a line when ``HEARTBEAT_SECONDS`` of an epoch pass without
+    one: a CPU epoch can take minutes, and the run's log said nothing meanwhile. Silent elsewhere
+    (the bar moves) and inside ``quiet_progress``."""
+
+    def __init__(self, desc: str):
+        self.desc, self.every = desc, HEARTBEAT_SECONDS
+        self.on = plain_progress() and not _quiet.get()
+        self.restart()
+
+    def restart(self) -> None:
+        self.start = self.last = time.perf_counter()
+
+    def __call__(self, where: str) -> None:
+        if self.on and (now := time.perf_counter()) - self.last >= self.every:
+            self.last = now
+            print(f"{self.desc}: {where} ({now - self.start:.0f}s into the epoch)", flush=True)
 
 
 def _report(desc: str, epochs: int, record: dict, bar) -> None:

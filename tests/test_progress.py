@@ -119,6 +119,25 @@ def test_plain_path_prints_a_line_per_epoch_and_nothing_inside_quiet_progress(mo
     assert capsys.readouterr().out == ""
 
 
+def test_a_long_epoch_on_the_plain_path_says_it_is_alive(monkeypatch, capsys):
+    """A cpu-profile epoch of ResNet-18 took 2 to 3.5 minutes with nothing printed (a first-time
+    user thought the run had hung): past HEARTBEAT_SECONDS without a line, a step line is printed."""
+    from labutils import train as T
+
+    monkeypatch.setenv("LABUTILS_PLAIN_PROGRESS", "1")
+    monkeypatch.setattr(T, "HEARTBEAT_SECONDS", 0.0)
+    train, _ = tiny_loaders()
+    fit(tiny_cnn(), train, None, epochs=1, lr=0.01, max_steps=2, desc="tiny")
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(rf"tiny: epoch 1/1, step 1/{len(train)} \(\d+s into the epoch\)", lines[0])
+    assert lines[1].startswith("tiny: epoch 1/1, step 2/") and lines[-1].startswith("tiny: epoch 1/1 loss")
+    with quiet_progress():
+        fit(tiny_cnn(), train, None, epochs=1, lr=0.01, max_steps=2, desc="quiet")
+    monkeypatch.delenv("LABUTILS_PLAIN_PROGRESS")
+    fit(tiny_cnn(), train, None, epochs=1, lr=0.01, max_steps=2, desc="bar")  # the bar moves instead
+    assert "step" not in capsys.readouterr().out
+
+
 def test_a_bar_left_with_leave_false_is_cleared(bars):
     from labutils.train import progress
 
