@@ -85,11 +85,12 @@ def _differs(key: str, saved: dict, identity: dict, continuing: bool) -> bool:
     return saved.get(key) != identity[key]
 
 
-def _shown(key: str, identity: dict) -> str:
+def _asked(key: str, identity: dict) -> str:
+    """What this invocation has for ``key``, as "this invocation has ..." goes on."""
     if key == "data" and identity["data"] is None:
         to_come = describe_to_come(get_profile(identity["profile"])["data"]["source"])
         return f"no data yet (its data folder holds no batches: notebook 01 would prepare {to_come!r})"
-    return repr(identity[key])
+    return f"{_WORDS[key]} {identity[key]!r}"
 
 
 def previous_run(out_dir: Path, identity: dict) -> dict:
@@ -106,7 +107,7 @@ def previous_run(out_dir: Path, identity: dict) -> dict:
         if _differs(key, saved, identity, continuing=True):
             raise ResumeRefused(
                 f"cannot resume run {saved.get('run_id')} in {out_dir}: it was made with {word} "
-                f"{saved.get(key)!r}, this invocation has {word} {_shown(key, identity)}. A report must come from "
+                f"{saved.get(key)!r}, this invocation has {_asked(key, identity)}. A report must come from "
                 f"one {word}: "
                 + (f"resume it with {_option(key, saved[key])}, or start a new run without --resume."
                    if key == "git_commit" else
@@ -132,7 +133,7 @@ def check_same_run(out_dir: Path, identity: dict, starts: bool) -> None:
     if not differ:
         return
     found = ", ".join(f"{_WORDS[k]} {saved[k]!r}" for k in differ)
-    asked = ", ".join(f"{_WORDS[k]} {_shown(k, identity)}" for k in differ)
+    asked = ", ".join(_asked(k, identity) for k in differ)
     same = " ".join(_option(k, saved[k]) for k in differ)
     raise RunRefused(
         f"{out_dir} holds run {saved.get('run_id')} made with {found}; this invocation has {asked}. "

@@ -341,7 +341,8 @@ def test_a_run_is_continued_only_on_the_same_data(tmp_path, capsys):
              "models": ["cnn", "vit", "vit_scratch"], "seed": 0, "notebooks": {"01_data.ipynb": 3.0},
              "finished": ["01_data.ipynb"], "data": "CIFAR-10 (offline JPEG-q75 copy)"}
     write_json(out / "metrics" / "pipeline.json", saved)
-    for data, shown in ((other, "'synthetic CIFAR-shaped data'"), (tmp_path / "empty", "no data yet")):
+    for data, shown in ((other, "this invocation has data copy 'synthetic CIFAR-shaped data'"),
+                        (tmp_path / "empty", "this invocation has no data yet (its data folder holds no batches")):
         for how in (["--resume"], ["--notebooks", "03"]):
             assert main(["run", "--profile", "cpu", "--out", str(out), "--data-root", str(data), *how]) == 1
             err = capsys.readouterr().err
