@@ -5,6 +5,7 @@ import contextlib
 import errno
 import os
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -394,10 +395,12 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
         params = injected_parameters(out_dir, profile, data_root, models, seed, device, vit_weights,
                                      defaults=notebook_defaults(book))
         t0 = time.perf_counter()
+        kernel_log = tempfile.TemporaryFile()
         try:
             pm.execute_notebook(str(book), str(target), parameters=params, kernel_name="python3",
                                 cwd=str(target.parent), progress_bar=False, log_output=True,
-                                stdout_file=sys.stdout, stderr_file=sys.stderr, config=kernel)
+                                stdout_file=sys.stdout, stderr_file=sys.stderr, config=kernel,
+                                kernel_manager_class=kernel_manager_logging_to(kernel_log))
         except pm.PapermillExecutionError as err:
             _forget_machine_paths(target, book.name)
             _replace_if_written(target, final)  # the executed notebook, with the traceback
@@ -412,7 +415,8 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
             record(book.name, t0, failed=book.name)
             raise NotebookFailed(
                 f"{book.name} stopped: its kernel died ({err}), killed or out of memory. What the notebooks "
-                f"before it finished is kept: --resume continues the run from {book.name}") from None
+                f"before it finished is kept: --resume continues the run from {book.name}"
+                + _last_words(kernel_log)) from None
         except BaseException as err:  # interrupted, or the disk is full: never leave half a notebook
             target.unlink(missing_ok=True)
             if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT) and not err.filename:
@@ -484,6 +488,26 @@ def kernel_config():
     if "transport_encryption" not in KernelManager.class_trait_names() or not zmq.has("curve"):
         return Config()
     return Config({"KernelManager": {"transport_encryption": "auto"}})
+
+
+def kernel_manager_logging_to(log):
+    """papermill's kernel manager with the kernel process's own stderr (ipykernel's log, not the
+    cells' output, which comes as messages) sent to ``log``: interrupted, a run said how to continue
+    and then the kernel printed a 20-line traceback of its sockets closing under it."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class KernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            return await super().start_kernel(**{"stderr": log, **kw})
+
+    return KernelManager
+
+
+def _last_words(log) -> str:
+    """The end of a dead kernel's log, if it left one (a fatal error, say), for its error message."""
+    log.seek(0)
+    lines = log.read().decode(errors="replace").strip().splitlines()[-5:]
+    return "\nThe kernel's last log lines:\n" + "\n".join(lines) if lines else ""
 
 
 def _replace_if_written(partial: Path, final: Path) -> None:

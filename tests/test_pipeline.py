@@ -67,12 +67,16 @@ def test_failing_notebook_is_named_with_its_cell(tmp_path, monkeypatch, capsys):
     assert summary["failed"] == "01_fails.ipynb"
 
 
-def test_a_kernel_that_dies_is_named_in_one_line_with_how_to_go_on(tmp_path, monkeypatch, capsys):
+def test_a_kernel_that_dies_is_named_in_one_line_with_how_to_go_on(tmp_path, monkeypatch, capfd):
     """Killed (the out-of-memory killer, say), it printed nbclient's 40-line traceback and left
-    pipeline.json without the failed notebook."""
+    pipeline.json without the failed notebook. The kernel process's own log (its stderr: a
+    traceback of closing sockets when a run is interrupted) stays off the terminal; a dead kernel's
+    last lines come with its error."""
     books = tmp_path / "books"
     books.mkdir()
-    for name, code in (("01_fine", "x = 1"), ("02_killed", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")):
+    log = "import sys; print('kernel log: {}', file=sys.__stderr__, flush=True)"
+    for name, code in (("01_fine", log.format("fine")),
+                       ("02_killed", log.format("last words") + "; import os, signal; os.kill(os.getpid(), signal.SIGKILL)")):
         nb = nbformat.v4.new_notebook()
         params = nbformat.v4.new_code_cell("PROFILE = 'smoke'")
         params.metadata["tags"] = ["parameters"]
@@ -81,9 +85,10 @@ def test_a_kernel_that_dies_is_named_in_one_line_with_how_to_go_on(tmp_path, mon
         nbformat.write(nb, books / f"{name}.ipynb")
     monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", books)
     assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "out")]) == 1
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert "02_killed.ipynb stopped: its kernel died" in err and "--resume continues the run from 02_killed" in err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "kernel log: fine" not in err
+    assert "The kernel's last log lines:\nkernel log: last words" in err
     summary = json.loads((tmp_path / "out" / "metrics" / "pipeline.json").read_text())
     assert summary["failed"] == "02_killed.ipynb" and summary["finished"] == ["01_fine.ipynb"]
     assert not list((tmp_path / "out" / "notebooks").glob(".*partial*"))
@@ -98,7 +103,7 @@ def test_a_kernel_that_dies_is_named_in_one_line_with_how_to_go_on(tmp_path, mon
         path.write_text("x")
     assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", "01"]) == 0
     assert not any(p.exists() for p in left) and (out / "models_saved" / "keep.pth").exists()
-    assert "removed 3 temporary file(s) an interrupted run left" in capsys.readouterr().out
+    assert "removed 3 temporary file(s) an interrupted run left" in capfd.readouterr().out
 
 
 def test_kernels_import_the_labutils_that_runs_the_pipeline(tmp_path, monkeypatch):
