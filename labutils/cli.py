@@ -176,7 +176,8 @@ def _run(args) -> int:
                                args.vit_weights,
                                resume=args.resume)
     except NotebookFailed as err:
-        print(f"error: {err}\nOnce it is fixed, continue the run with: {resume_command(args, profile)}", file=sys.stderr)
+        print(f"error: {err}\nTo go on from there, continue the run with: {resume_command(args, profile)}",
+              file=sys.stderr)
         return 1
     except (NotebooksNotFound, RunLocked, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -190,7 +191,7 @@ def _run(args) -> int:
     times = ", ".join(f"{k[:2]} {format_seconds(v)}" for k, v in summary["notebooks"].items())
     print(f"done: profile {profile}, run {summary['run_id']}, {format_seconds(summary['total_seconds'])} "
           f"({times}); outputs in {summary['out']}")
-    print(what_to_open(Path(summary["out"])))
+    print(what_to_open(Path(summary["out"]), report="05_report.ipynb" in summary["finished"]))
     return 0
 
 
@@ -203,17 +204,18 @@ def resume_command(args, profile: str) -> str:
                           ("--seed", str(args.seed) if args.seed else None),
                           ("--models", None if args.models == list(MODEL_NAMES) else ",".join(args.models)),
                           ("--notebooks", ",".join(args.notebooks) if args.notebooks else None)):
-        if value:
-            parts += [option, value]
+        if value:  # --out=-x: argparse takes a separate '-x' for an option
+            parts += [f"{option}={value}"] if value.startswith("-") else [option, value]
     return shlex.join(parts)
 
 
-def what_to_open(out: Path) -> str:
-    """Where a run's results are, as paths from here when they lie below it."""
+def what_to_open(out: Path, report: bool) -> str:
+    """Where a run's results are, as paths from here when they lie below it; ``report``: the run
+    has written its report (a report.json left by another run is not this one's)."""
     def shown(path: Path) -> str:
         return os.path.relpath(path) if path.resolve().is_relative_to(Path.cwd().resolve()) else str(path)
 
-    lines = [f"  the report: {shown(out / 'report.json')}"] if (out / "report.json").is_file() else []
+    lines = [f"  the report: {shown(out / 'report.json')}"] if report else []
     lines += [f"  the executed notebooks, to read or re-run: {shown(out / 'notebooks')}/",
               f"  the figures: {shown(out / 'figures')}/"]
     return "open next:\n" + "\n".join(lines)

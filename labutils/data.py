@@ -14,11 +14,11 @@ Both read the official "python version" batches from ``DATA_ROOT/cifar-10-batche
 """
 from __future__ import annotations
 
-import contextlib
 import numbers
 import os
 import pickle
 import re
+import shutil
 import socket
 from pathlib import Path
 
@@ -78,7 +78,8 @@ def download_cifar10(root: str | os.PathLike, timeout: float | None = None) -> P
     from torchvision.datasets.utils import download_and_extract_archive
 
     root = Path(root)
-    new_folder = not root.exists()
+    made = next((p for p in reversed([root, *root.parents]) if not p.exists()), None)  # topmost folder the download makes
+    new_folder = made is not None
     timeout = timeout or float(os.environ.get("LABUTILS_DOWNLOAD_TIMEOUT", 60))
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)  # torchvision's urllib calls take no timeout of their own
@@ -87,8 +88,7 @@ def download_cifar10(root: str | os.PathLike, timeout: float | None = None) -> P
     except Exception as err:  # no network, proxy, silent server, checksum mismatch ...
         message = _manual_instructions(root, _why_download_failed(err, timeout))
         if new_folder:  # a mistyped --data-root: say so, and leave no empty folder behind it
-            with contextlib.suppress(OSError):
-                root.rmdir()
+            shutil.rmtree(made, ignore_errors=True)  # a partial archive too
             if root.resolve() != Path(DEFAULT_DATA_ROOT).resolve():
                 message = f"{root} does not exist: check the path if you meant a folder you have. " + message
         raise DataNotFoundError(message) from None

@@ -137,7 +137,7 @@ def measure_latency(model: nn.Module, input_size, batch_size: int, device="cpu",
                 run()
                 times_ms.append(1000.0 * (time.perf_counter() - t0))
     ms = statistics.median(times_ms)
-    q1, _, q3 = statistics.quantiles(times_ms, n=4) if len(times_ms) > 1 else (ms, ms, ms)
+    q1, _, q3 = statistics.quantiles(times_ms, n=4, method="inclusive") if len(times_ms) > 1 else (ms, ms, ms)
     spread = (q3 - q1) / ms
     return {"ms_per_batch": ms, "ms_per_image": ms / batch_size,
             "images_per_second": 1000.0 * batch_size / ms, "batch_size": batch_size,
@@ -154,7 +154,8 @@ def is_noisy(spread: float, device) -> bool:
     of the median), or, on a CPU, other processes kept the cores busy (the 1-minute load above the
     cores plus one; this run's own threads make about one per core). Two runs sharing two cores
     slowed every pass alike, 100-fold, which the spread alone does not show."""
-    busy = torch.device(device).type == "cpu" and os.getloadavg()[0] > (os.cpu_count() or 1) + 1
+    load = getattr(os, "getloadavg", None)  # not on Windows
+    busy = torch.device(device).type == "cpu" and load is not None and load()[0] > (os.cpu_count() or 1) + 1
     return spread > 0.25 or busy
 
 
@@ -202,8 +203,8 @@ def compare_latency(dense: nn.Module, pruned: nn.Module, input_size, cfg: dict,
                   f"{point['speedup']:.2f}x measured"
                   + (f" ({mac_ratio:.2f}x fewer MACs)" if mac_ratio is not None else "")
                   + (" *" if d["noisy"] or p["noisy"] else ""))
-            if d["noisy"] or p["noisy"]:
-                print(f"  * noisy: {NOISY_WHY}")
+    if any(isinstance(v, dict) and (v["dense"]["noisy"] or v["pruned"]["noisy"]) for v in latency.values()):
+        print(f"  * noisy: {NOISY_WHY}")  # once, under the lines it marks
     return latency
 
 

@@ -415,13 +415,17 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
             record(book.name, t0, failed=book.name)
             raise NotebookFailed(
                 f"{book.name} stopped: its kernel died ({err}), killed or out of memory. What the notebooks "
-                f"before it finished is kept: --resume continues the run from {book.name}"
-                + _last_words(kernel_log)) from None
+                f"before it finished is kept." + _last_words(kernel_log)) from None
         except BaseException as err:  # interrupted, or the disk is full: never leave half a notebook
             target.unlink(missing_ok=True)
+            if isinstance(err, RuntimeError) and "Kernel died" in str(err):  # nbclient: died while starting
+                record(book.name, t0, failed=book.name)
+                raise NotebookFailed(f"{book.name}: its kernel did not start ({err})" + _last_words(kernel_log)) from None
             if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT) and not err.filename:
                 raise WriteFailed(err, final) from err  # papermill's says neither the file nor what to do
             raise
+        finally:
+            kernel_log.close()
         _forget_machine_paths(target, book.name)
         _replace_if_written(target, final)
         if summary["data"] is None:  # notebook 01 has just prepared it: a resume must find the same

@@ -1,4 +1,5 @@
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,6 +52,16 @@ def test_failed_download_says_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(D.DataNotFoundError, match=rf"^{typo} does not exist: check the path .*CIFAR-10 is not in"):
         D.load_cifar10(typo)
     assert not typo.exists()
+
+    def partial(url, root, **kwargs):  # a download cut off: torchvision made the folders, wrote part
+        Path(root).mkdir(parents=True)
+        (Path(root) / "cifar-10-python.tar.gz").write_bytes(b"part")
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(U, "download_and_extract_archive", partial)
+    with pytest.raises(D.DataNotFoundError, match="does not exist"):
+        D.load_cifar10(tmp_path / "x" / "y")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # x/ and the part of an archive gone too
 
 
 def test_corrupt_batch_is_named(synthetic_root):

@@ -1,10 +1,10 @@
 """The "Try it yourself" exercises that end notebooks 01, 02, 03, 04 and 06 run as written, in the
 smoke profile, on a copy of the shared 01-02 smoke run: a renamed function, argument or variable
 breaks them here, not in a student's hands. Each says it saves nothing; that is checked too."""
-import ast
 import builtins
 import re
 import shutil
+import symtable
 import textwrap
 from importlib import import_module
 
@@ -32,35 +32,43 @@ def exercises(stem: str) -> list[str]:
     return blocks
 
 
-def _names(tree: ast.AST, ctx) -> set[str]:
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ctx)}
+def module_names(code: str) -> tuple[set[str], set[str]]:
+    """(names the code reads from its module's scope without binding them, names it binds there),
+    from Python's own symbol table: a function's parameters and locals are its own."""
+    top = symtable.symtable(code, "exercise", "exec")
+    bound = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported() or s.is_namespace()}
+    read = set()
 
+    def walk(table):
+        read.update(s.get_name() for s in table.get_symbols()
+                    if s.is_referenced() and (table is top or s.is_global()))
+        for child in table.get_children():
+            walk(child)
 
-def _bound(tree: ast.AST) -> set[str]:
-    imported = {(a.asname or a.name).split(".")[0] for n in ast.walk(tree)
-                if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
-    defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
-    arguments = {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
-    return _names(tree, ast.Store) | imported | defined | arguments
-
-
-def free_names(blocks: list[str]) -> set[str]:
-    """Names the exercises use without defining: they must come from the notebook above them."""
-    trees = [ast.parse(b) for b in blocks]
-    bound = set().union(*(_bound(t) for t in trees))
-    return set().union(*(_names(t, ast.Load) for t in trees)) - bound - set(dir(builtins))
+    walk(top)
+    return read - bound, bound
 
 
 def notebook_names(stem: str) -> set[str]:
     """What the notebook's code cells bind at top level (IPython magics and shell lines dropped)."""
     code = "\n".join(line for c in _notebook(stem).cells if c.cell_type == "code"
                      for line in c.source.splitlines() if not line.lstrip().startswith(("!", "%")))
-    return _bound(ast.parse(code))
+    return module_names(code)[1]
 
 
 @pytest.mark.parametrize("stem", LABS)
 def test_exercises_use_only_what_their_notebook_defines(stem):
-    assert free_names(exercises(stem)) <= notebook_names(stem)
+    """Each block, pasted in its turn, finds its names: in the notebook above or in earlier blocks."""
+    known = notebook_names(stem) | set(dir(builtins))
+    for i, block in enumerate(exercises(stem), 1):
+        read, bound = module_names(block)
+        assert read <= known, f"{stem}, exercise block {i}, uses {sorted(read - known)} from nowhere above it"
+        known |= bound
+
+
+def test_a_functions_own_names_do_not_count_as_the_notebooks():
+    read, bound = module_names("def f(scores):\n    return [s for s in scores] + torch_ones\nprint(scores)")
+    assert read == {"scores", "torch_ones", "print"} and bound == {"f"}
 
 
 def _snapshot(folder):

@@ -1,4 +1,6 @@
 """labutils.measure: MAC counts against hand counts, latency results' shape and consistency."""
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
@@ -133,3 +135,9 @@ def test_timings_taken_while_the_machine_is_busy_are_marked(monkeypatch):
     assert lines[2].endswith("626.00 *") and lines[3].endswith("626.00")
     assert lines[-1].startswith("* noisy timing: other work on this machine slowed the passes")
     assert "noisy" not in format_table([row | {"timing_noisy": False}])
+    monkeypatch.delattr(os, "getloadavg")  # Windows has none: the spread alone decides
+    assert not measure.is_noisy(0.05, "cpu") and measure.is_noisy(0.3, "cpu")
+    # Three passes, one slower (the profiles time 2 to 5): the quartiles lie inside the passes.
+    clock = iter([0, 0.010, 1, 1.010, 2, 2.013]).__next__
+    monkeypatch.setattr(measure, "time", SimpleNamespace(perf_counter=clock))
+    assert measure_latency(model, 8, 4, "cpu", warmup=0, iters=3)["spread"] == pytest.approx(0.15)

@@ -86,7 +86,8 @@ def test_a_kernel_that_dies_is_named_in_one_line_with_how_to_go_on(tmp_path, mon
     monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", books)
     assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "out")]) == 1
     err = capfd.readouterr().err
-    assert "02_killed.ipynb stopped: its kernel died" in err and "--resume continues the run from 02_killed" in err
+    assert "02_killed.ipynb stopped: its kernel died" in err
+    assert "To go on from there, continue the run with: python -m labutils run --resume --profile smoke" in err
     assert "Traceback" not in err and "kernel log: fine" not in err
     assert "The kernel's last log lines:\nkernel log: last words" in err
     summary = json.loads((tmp_path / "out" / "metrics" / "pipeline.json").read_text())

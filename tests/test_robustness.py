@@ -609,6 +609,34 @@ def test_an_interrupted_run_prints_the_command_that_continues_it(tmp_path, monke
     assert "open next:" in out and "the executed notebooks, to read or re-run:" in out
 
 
+def test_resume_commands_survive_odd_values_and_a_report_is_named_only_when_the_run_made_it(tmp_path):
+    import argparse
+    import shlex
+
+    from labutils.cli import build_parser, resume_command, what_to_open
+
+    args = argparse.Namespace(out="-odd dir", data_root=None, vit_weights=None, device="auto", seed=0,
+                              models=["cnn", "vit", "vit_scratch"], notebooks=None)
+    again = shlex.split(resume_command(args, "cpu"))
+    assert build_parser().parse_args(again[3:]).out == "-odd dir"  # --out=-odd dir, not a lost option
+    (tmp_path / "report.json").write_text("{}")  # left by another run (the committed reference run)
+    assert "report" not in what_to_open(tmp_path, report=False)
+    assert f"the report: {tmp_path / 'report.json'}" in what_to_open(tmp_path, report=True)
+
+
+def test_a_kernel_that_does_not_start_is_one_line_with_how_to_go_on(tmp_path, monkeypatch, capsys):
+    import papermill
+
+    def dies(*args, **kwargs):  # nbclient's error for a kernel that died while starting
+        raise RuntimeError("Kernel died before replying to kernel_info")
+
+    monkeypatch.setattr(papermill, "execute_notebook", dies)
+    assert run(tmp_path, "--notebooks", "01") == 1
+    err = capsys.readouterr().err
+    assert "01_data.ipynb: its kernel did not start (Kernel died before replying to kernel_info)" in err
+    assert "Traceback" not in err and "continue the run with: python -m labutils run --resume" in err
+
+
 def test_kernels_print_plain_progress_but_the_caller_keeps_its_bars(tmp_path, monkeypatch):
     import papermill
 

@@ -127,7 +127,8 @@ def throughput(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict) -> dic
     sweeps dense, then pruned; each point keeps its median over ``cfg["latency_rounds"]`` rounds.
 
     Returns {device: {"batch_sizes", "dense", "pruned" (images/s), "speedup" (pruned / dense),
-    "mac_ratio", "graphs", "precision", "threads"}} or {device: "not measured: ..."}."""
+    "mac_ratio", "graphs", "precision", "threads", "noisy" (``measure.is_noisy`` for any pass)}}
+    or {device: "not measured: ..."}."""
     mac_ratio = count_macs(dense, size) / count_macs(pruned, size)
     out = {}
     for device, batch_sizes in cfg["throughput"].items():
@@ -142,14 +143,16 @@ def throughput(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict) -> dic
         d = [float(np.median([r[0][i]["images_per_second"] for r in rounds])) for i in range(len(batch_sizes))]
         p = [float(np.median([r[1][i]["images_per_second"] for r in rounds])) for i in range(len(batch_sizes))]
         first = rounds[0][0][0]
+        noisy = any(r["noisy"] for pair in rounds for sweep in pair for r in sweep)
         out[device] = {"batch_sizes": list(batch_sizes), "dense": d, "pruned": p,
                        "speedup": [b / a for a, b in zip(d, p)], "mac_ratio": mac_ratio,
-                       "graphs": first["graphs"], "precision": first["precision"], "threads": torch.get_num_threads()}
+                       "graphs": first["graphs"], "precision": first["precision"], "threads": torch.get_num_threads(),
+                       "noisy": noisy}
         print(f"  {device}{' (CUDA graphs)' if first['graphs'] else ''} images/s dense -> pruned: "
               + ", ".join(f"batch {b} {a:,.0f} -> {c:,.0f}" for b, a, c in zip(batch_sizes, d, p))
-              + f" ({mac_ratio:.2f}x fewer MACs)")
-        if any(r["noisy"] for pair in rounds for sweep in pair for r in sweep):
-            print(f"  noisy: {NOISY_WHY}")
+              + f" ({mac_ratio:.2f}x fewer MACs)" + (" *" if noisy else ""))
+        if noisy:
+            print(f"  * noisy: {NOISY_WHY}")
     return out
 
 
@@ -345,7 +348,9 @@ def plot_speed_vs_macs(results: dict[str, dict], path=None, caption=None):
         top = max([1.0] + [max(v["mac_ratio"], v["speedup"]) for v in runs.values()])
         ax.set_ylim(0, 1.3 * top)  # headroom: the legend sits above the bars, not on the theory bar
         ax.axhline(1.0, color="k", lw=0.8)
-        ax.set_xticks(x, [f"{v['device']}\nbatch {v['batch_size']}" for v in runs.values()], fontsize=8)
+        ax.set_xticks(x, [f"{v['device']}\nbatch {v['batch_size']}"
+                          + ("\n(noisy)" if v["dense"].get("noisy") or v["pruned"].get("noisy") else "")
+                          for v in runs.values()], fontsize=8)
         skipped = [f"{k}: {v}" for k, v in r["latency"].items() if not isinstance(v, dict)]
         ax.set(ylabel="dense time / pruned time", title=f"{name}" + (f"\n({'; '.join(skipped)})" if skipped else ""))
         ax.title.set_fontsize(9)
@@ -365,7 +370,7 @@ def plot_throughput(results: dict[str, dict], path=None, caption=None):
         top, bottom = axes[0, col], axes[1, col]
         sweeps = {d: v for d, v in r["throughput"].items() if isinstance(v, dict)}
         for i, (device, v) in enumerate(sweeps.items()):
-            label = f"{device}{' (CUDA graphs)' if v['graphs'] else ''}"
+            label = f"{device}{' (CUDA graphs)' if v['graphs'] else ''}{' (noisy)' if v.get('noisy') else ''}"
             top.plot(v["batch_sizes"], v["dense"], "o-", ms=3, color=f"C{i}", label=f"{label} dense")
             top.plot(v["batch_sizes"], v["pruned"], "s--", ms=3, color=f"C{i}", label=f"{label} pruned")
             bottom.plot(v["batch_sizes"], v["speedup"], "o-", ms=3, color=f"C{i}", label=label)

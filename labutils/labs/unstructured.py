@@ -306,7 +306,7 @@ def best_method(rows: list[dict]) -> tuple[str, str]:
     win = max(top, key=lambda r: r["accuracy"])
     tied = [r["method"] for r in top if r is not win and r["ci95"][1] >= win["ci95"][0]]
     lead = (f"its 95% interval overlaps {' and '.join(tied)}'s, so it is the higher point, not a difference shown"
-            if tied else "ahead of the others beyond their 95% intervals")
+            if tied else "ahead of the others beyond their 95% intervals" if len(top) > 1 else "the only method run there")
     return win["method"], f"the study's best at {top_s:.0%}, {top_e} ep: {win['method']} ({win['accuracy']:.2%}); {lead}"
 
 
