@@ -79,7 +79,6 @@ def download_cifar10(root: str | os.PathLike, timeout: float | None = None) -> P
 
     root = Path(root)
     made = next((p for p in reversed([root, *root.parents]) if not p.exists()), None)  # topmost folder the download makes
-    new_folder = made is not None
     timeout = timeout or float(os.environ.get("LABUTILS_DOWNLOAD_TIMEOUT", 60))
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)  # torchvision's urllib calls take no timeout of their own
@@ -87,7 +86,7 @@ def download_cifar10(root: str | os.PathLike, timeout: float | None = None) -> P
         download_and_extract_archive(CIFAR10_URL, str(root), md5=CIFAR10_MD5)
     except Exception as err:  # no network, proxy, silent server, checksum mismatch ...
         message = _manual_instructions(root, _why_download_failed(err, timeout))
-        if new_folder:  # a mistyped --data-root: say so, and leave no empty folder behind it
+        if made is not None:  # a mistyped --data-root: say so, and leave no empty folder behind it
             shutil.rmtree(made, ignore_errors=True)  # a partial archive too
             if root.resolve() != Path(DEFAULT_DATA_ROOT).resolve():
                 message = f"{root} does not exist: check the path if you meant a folder you have. " + message

@@ -196,14 +196,15 @@ def compare_latency(dense: nn.Module, pruned: nn.Module, input_size, cfg: dict,
             d = sorted((r[0] for r in runs), key=lambda r: r["ms_per_batch"])[len(runs) // 2]
             p = sorted((r[1] for r in runs), key=lambda r: r["ms_per_batch"])[len(runs) // 2]
             point = {"device": device, "batch_size": b, "threads": torch.get_num_threads(), "dense": d,
-                     "pruned": p, "speedup": d["ms_per_batch"] / p["ms_per_batch"], "mac_ratio": mac_ratio}
+                     "pruned": p, "speedup": d["ms_per_batch"] / p["ms_per_batch"], "mac_ratio": mac_ratio,
+                     "noisy": d["noisy"] or p["noisy"]}
             latency[f"{device}_batch{b}"] = point
             print(f"  {device} batch {b:3d}: dense {d['ms_per_batch']:.1f} ms ({d['ms_per_image']:.3f} ms/image), "
                   f"pruned {p['ms_per_batch']:.1f} ms ({p['ms_per_image']:.3f} ms/image) -> "
                   f"{point['speedup']:.2f}x measured"
                   + (f" ({mac_ratio:.2f}x fewer MACs)" if mac_ratio is not None else "")
-                  + (" *" if d["noisy"] or p["noisy"] else ""))
-    if any(isinstance(v, dict) and (v["dense"]["noisy"] or v["pruned"]["noisy"]) for v in latency.values()):
+                  + (" *" if point["noisy"] else ""))
+    if any(isinstance(v, dict) and v["noisy"] for v in latency.values()):
         print(f"  * noisy: {NOISY_WHY}")  # once, under the lines it marks
     return latency
 

@@ -349,7 +349,7 @@ def plot_speed_vs_macs(results: dict[str, dict], path=None, caption=None):
         ax.set_ylim(0, 1.3 * top)  # headroom: the legend sits above the bars, not on the theory bar
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_xticks(x, [f"{v['device']}\nbatch {v['batch_size']}"
-                          + ("\n(noisy)" if v["dense"].get("noisy") or v["pruned"].get("noisy") else "")
+                          + ("\n(noisy)" if v.get("noisy") else "")
                           for v in runs.values()], fontsize=8)
         skipped = [f"{k}: {v}" for k, v in r["latency"].items() if not isinstance(v, dict)]
         ax.set(ylabel="dense time / pruned time", title=f"{name}" + (f"\n({'; '.join(skipped)})" if skipped else ""))

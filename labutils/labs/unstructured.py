@@ -269,18 +269,23 @@ def study(subject: Subject, sparsities: list[float], epochs: list[float], record
     return rows
 
 
+def _below(row: dict, best: dict) -> bool:
+    """Whether ``row`` lies wholly below ``best``: its 95% interval ends under the start of best's."""
+    return row["ci95"][1] < best["ci95"][0]
+
+
 def study_verdict(rows: list[dict]) -> str:
     """Which of the study's differences are real: the spread of its accuracies against the 95%
     interval of one measurement (rows that all share one interval teach only that they are equal)."""
     best, worst = max(rows, key=lambda r: r["accuracy"]), min(rows, key=lambda r: r["accuracy"])
-    separated = best["ci95"][0] > worst["ci95"][1]
+    separated = _below(worst, best)
     n = best["test_images"]
     head = (f"study: {len(rows)} points from {worst['accuracy']:.2%} to {best['accuracy']:.2%} on {n:,} test images; "
             f"one point's 95% interval is about +/-{(best['ci95'][1] - best['ci95'][0]) / 2:.2%}. ")
     if not separated:
         return head + ("Every interval overlaps every other: no method, sparsity or budget here is shown "
                        "to beat another.")
-    real = [r for r in rows if r["ci95"][1] < best["ci95"][0]]
+    real = [r for r in rows if _below(r, best)]
     return head + (f"Real differences: {len(real)} point(s) lie wholly below the best "
                    f"({best['method']} {best['sparsity']:.0%}, {best['epochs']} ep): "
                    + ", ".join(f"{r['method']} {r['sparsity']:.0%} {r['epochs']} ep" for r in real[:6])
@@ -304,7 +309,7 @@ def best_method(rows: list[dict]) -> tuple[str, str]:
     top_s, top_e = max(r["sparsity"] for r in rows), max(r["epochs"] for r in rows)
     top = [r for r in rows if r["sparsity"] == top_s and r["epochs"] == top_e]
     win = max(top, key=lambda r: r["accuracy"])
-    tied = [r["method"] for r in top if r is not win and r["ci95"][1] >= win["ci95"][0]]
+    tied = [r["method"] for r in top if r is not win and not _below(r, win)]
     lead = (f"its 95% interval overlaps {' and '.join(tied)}'s, so it is the higher point, not a difference shown"
             if tied else "ahead of the others beyond their 95% intervals" if len(top) > 1 else "the only method run there")
     return win["method"], f"the study's best at {top_s:.0%}, {top_e} ep: {win['method']} ({win['accuracy']:.2%}); {lead}"
