@@ -24,6 +24,7 @@ def test_notebook_06_smoke(smoke_run):
         sizes = [r20["ptq"][method]["size_bits"][str(b)] for b in sorted(cfg["ptq_bits"])]
         assert sizes == sorted(sizes) and sizes[-1] < r20["size_bits_fp32"]  # fewer bits, smaller model
     assert set(r20["qat"]["accuracy"]) == {str(b) for b in cfg["qat_bits"]}
+    assert set(r20["qat_control"]["accuracy"]) == set(r20["qat"]["accuracy"])
     assert set(r20["pruning"]) == set(cfg["prune"]["variants"])
     for name, v in r20["pruning"].items():
         assert abs(v["pruning_percentage"] - 100 * cfg["prune"]["sparsity"]) < 0.5
@@ -92,3 +93,32 @@ def test_qat_and_pruning_give_the_same_model_when_run_twice(tmp_path):
                  lambda: lab.prune(model, train, p["sparsity"], variant["scope"], variant["rounds"], p["finetune"])[0]):
         first, second = make().state_dict(), make().state_dict()
         assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_float_control_is_qats_fine_tune_without_the_grid(tmp_path, monkeypatch, capsys):
+    """QAT's gain mixed adapting to the grid with plain extra training; the control isolates the
+    second: the same recipe and steps per bit width, one fit per distinct length."""
+    import copy
+
+    import torch
+
+    from labutils import Session
+    from labutils.labs import quantization as lab
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    model, _ = lab.resnet20_baseline(s)
+    train, test = lab.loaders(s)
+    recipe = dict(lab.config(s)["qat"], steps={"4": 2, "3": 2, "2": 3})
+    fits = []
+    real_train = lab._train
+    monkeypatch.setattr(lab, "_train", lambda m, t, r, n, **kw: fits.append(n) or real_train(m, t, r, n, **kw))
+    control = lab.float_control(model, train, test, [4, 3, 2], recipe)
+    assert fits == [2, 3] and control["steps"] == {"4": 2, "3": 2, "2": 3}
+    assert control["accuracy"]["4"] == control["accuracy"]["3"]
+    # Exactly what QAT's recipe does to a float copy, and a copy that trained (not the baseline).
+    again = copy.deepcopy(model)
+    real_train(again, train, lab.at_bits(recipe, 2), 3)
+    assert control["accuracy"]["2"] == lab._acc(again, test)
+    assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    lab.print_qat_against_control({"accuracy": {"2": control["accuracy"]["2"] - 0.01}}, control)
+    assert "the grid costs +1.00 pp" in capsys.readouterr().out

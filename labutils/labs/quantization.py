@@ -167,6 +167,32 @@ def qat_sweep(model: nn.Module, train, test, method: str, bits: list[int], recip
             **({"zeros_kept": kept} if masks else {})}
 
 
+def float_control(model: nn.Module, train, test, bits: list[int], recipe: dict) -> dict:
+    """The control for QAT: the same fine-tune (recipe, steps and seeds of each bit width) of a
+    float copy, with no quantization. QAT's accuracy mixes recovering from rounding with plain
+    extra training; this measures the second alone. One fit per distinct length.
+    {"accuracy": {bits: acc}, "steps": {bits: n}}."""
+    acc, steps, by_steps = {}, {}, {}
+    for b in bits:
+        r = at_bits(recipe, b)
+        n = steps[str(b)] = _steps(r, train)
+        if n not in by_steps:
+            f = copy.deepcopy(model)
+            _train(f, train, r, n, desc=f"float {n} steps")
+            by_steps[n] = _acc(f, test)
+        acc[str(b)] = by_steps[n]
+    print(f"fp32 control, QAT's fine-tune without quantization: "
+          + "  ".join(f"{b}b {a:.2%}" for b, a in acc.items()))
+    return {"accuracy": acc, "steps": steps}
+
+
+def print_qat_against_control(qat: dict, control: dict) -> None:
+    """What quantization itself costs at each width once the extra training is accounted for."""
+    for b, a in qat["accuracy"].items():
+        c = control["accuracy"][b]
+        print(f"{b}b: QAT {a:.2%}, float with the same fine-tune {c:.2%}: the grid costs {100 * (c - a):+.2f} pp")
+
+
 # ----------------------------------------------------------------------------------------
 # Pruning then quantization
 # ----------------------------------------------------------------------------------------
@@ -342,6 +368,9 @@ def plot_bits(r20: dict, path=None, caption=None):
     _line(ax, r20["ptq"].get(r20["qat"]["method"], {"accuracy": {}})["accuracy"] or {}, marker="o",
           color="C7", label=f"PTQ {r20['qat']['method']}")
     _line(ax, r20["qat"]["accuracy"], marker="o", color="C3", label=f"QAT {r20['qat']['method']}")
+    if "qat_control" in r20:  # runs before this control was added lack it
+        _line(ax, r20["qat_control"]["accuracy"], marker="^", ls="--", color="C4",
+              label="fp32, same fine-tune (control)")
     _line(ax, seed["qat"]["asymmetric"], ls="--", color="k", marker="x", label="seed asymmetric QAT")
     ax.set_title("quantization-aware fine-tuning")
     ax = axes[2]
