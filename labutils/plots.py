@@ -8,13 +8,53 @@ from pathlib import Path
 from .artifacts import atomic_write_bytes
 
 
-# One colour per course model in every figure, whatever models a run holds (by position, a run
+# Series styles for readers of any colour vision and for grey prints: Okabe and Ito's palette
+# (matplotlib's default one merges orange with green, and green with red, for 1 man in 12), and a
+# marker and line style of its own for every series, so no two series differ by colour alone.
+# Black and grey are left to references (dense, chance, minimums, the seed study), yellow is too
+# pale on white, and reddish purple marks float (unquantized) references in notebook 06.
+SERIES = [
+    {"color": "#0072B2", "marker": "o", "ls": "-"},   # blue
+    {"color": "#D55E00", "marker": "s", "ls": "--"},  # vermillion
+    {"color": "#56B4E9", "marker": "^", "ls": "-."},  # sky blue
+    {"color": "#E69F00", "marker": "D", "ls": ":"},   # orange
+    {"color": "#009E73", "marker": "v", "ls": "-"},   # bluish green
+]
+FLOAT_COLOR = "#CC79A7"  # reddish purple: float references, unused by SERIES
+GOOD_COLOR, BAD_COLOR = "#009E73", "#D55E00"  # met / fell short, also told apart by marker
+
+
+def series_style(i: int) -> dict:
+    """Colour, marker and line style of the ``i``-th series (matplotlib keyword arguments)."""
+    return dict(SERIES[i % len(SERIES)])
+
+
+def named_styles(names) -> dict[str, dict]:
+    """A fixed style per name, so a name looks the same in every panel and figure whatever else
+    a panel holds."""
+    return {name: series_style(i) for i, name in enumerate(names)}
+
+
+# One style per course model in every figure, whatever models a run holds (by position, a run
 # without the pretrained ViT drew vit_scratch in vit's colour).
-MODEL_COLORS = {"cnn": "C0", "vit": "C1", "vit_scratch": "C2"}
+MODEL_STYLES = named_styles(["cnn", "vit", "vit_scratch"])
+
+
+def model_style(name: str) -> dict:
+    return dict(MODEL_STYLES.get(name, {"color": "0.5", "marker": "x", "ls": "-"}))
 
 
 def model_color(name: str) -> str:
-    return MODEL_COLORS.get(name, "C7")
+    return model_style(name)["color"]
+
+
+def minimum_line(ax, name: str, value: float) -> None:
+    """A model's accuracy minimum: a dashed line in its colour, with its marker at the right edge,
+    so each line can be told whose without telling colours apart."""
+    style = model_style(name)
+    ax.axhline(value, color=style["color"], ls="--", lw=0.8)
+    ax.plot([1.0], [value], marker=style["marker"], color=style["color"], ms=5, ls="none", clip_on=False,
+            transform=ax.get_yaxis_transform())  # x in axes fraction, y in data
 
 
 def finish(fig, path=None, caption: str | None = None):

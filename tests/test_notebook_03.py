@@ -1,6 +1,7 @@
 """Notebook 03 end to end in the smoke profile, continuing the shared 01-02 smoke run."""
 import pytest
 
+from figure_check import assert_series_apart
 from labutils.artifacts import read_json
 from labutils.checkpoint import load_checkpoint
 from labutils.models import count_parameters
@@ -91,3 +92,18 @@ def test_the_frontier_search_gives_the_same_trials_when_run_again(run03):
     lab.final_recipe(subject)
     first, again = lab.frontier(s, subject), lab.frontier(s, subject)
     assert first["trials"] and first["trials"] == again["trials"]
+
+
+def test_figures_tell_series_apart_without_colour(run03):
+    """The sweep's five curves, the study's methods and budgets, the frontier's passes and failures
+    were told apart by colour alone, merging for colour-blind readers and in grey prints."""
+    from labutils.labs import unstructured as lab
+
+    records = {n: read_json(run03 / "metrics" / f"{n}_after_unstructured_pruning.json") for n in ("cnn", "vit_scratch")}
+    sweeps = {n: r["sweep"] for n, r in records.items()}
+    assert len(next(iter(sweeps.values()))["accuracy"]) >= 4
+    assert assert_series_apart(lab.plot_accuracy_vs_sparsity(sweeps)) >= 8
+    studies = {n: r["study"] for n, r in records.items() if r.get("study")}
+    assert assert_series_apart(lab.plot_study(studies, {n: sweeps[n]["baseline"] for n in studies})) >= 6
+    frontiers = {n: r["frontier"] for n, r in records.items()}
+    assert assert_series_apart(lab.plot_frontier(frontiers)) >= 8

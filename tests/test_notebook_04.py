@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from figure_check import assert_series_apart
 from labutils.checkpoint import load_checkpoint
 from labutils.models import count_parameters
 from labutils.pipeline import run_pipeline
@@ -52,6 +53,18 @@ def test_vit_is_recorded_as_not_produced(run04):
 def test_figures_written(run04):
     for fig in ("04_channels_kept.png", "04_criteria.png", "04_speed_vs_macs.png", "04_throughput.png"):
         assert (run04 / "figures" / fig).stat().st_size > 10_000
+
+
+def test_figures_tell_series_apart_without_colour(run04):
+    """The criteria's lines, and two devices' throughput lines, differed by colour alone."""
+    from labutils.labs import structured as lab
+
+    results = {n: json.loads((run04 / "metrics" / f"{n}_after_structured_pruning.json").read_text())
+               for n in ("cnn", "vit_scratch")}
+    assert assert_series_apart(lab.plot_criteria(results)) >= 6
+    for r in results.values():  # as a GPU run records it: a second device beside the CPU
+        r["throughput"]["cuda"] = dict(r["throughput"]["cpu"], graphs=True)
+    assert assert_series_apart(lab.plot_throughput(results)) >= 2 * (4 + 3)
 
 
 def test_a_pruned_vit_does_not_depend_on_what_ran_before(run04, tmp_path):

@@ -1,6 +1,7 @@
 """Notebook 06 (quantization) continues the shared smoke run and writes its study and figures."""
 import json
 
+from figure_check import assert_series_apart
 from labutils.checkpoint import load_checkpoint
 from labutils.course import checkpoint_names
 from labutils.pipeline import run_pipeline
@@ -56,6 +57,11 @@ def test_notebook_06_smoke(smoke_run):
     for fig in ("06_accuracy_vs_bits.png", "06_accuracy_vs_size.png"):
         assert (smoke_run / "figures" / fig).stat().st_size > 10_000
     assert (smoke_run / "figures" / "06_pruned_cnn_quantized.png").is_file() == ("qat" in cnn)
+    # Redrawn here: every series can be told apart without its colour.
+    from labutils.labs import quantization as lab
+    assert assert_series_apart(lab.plot_bits(r20)) >= 12 and assert_series_apart(lab.plot_size(r20)) >= 4
+    if "qat" in cnn:
+        assert assert_series_apart(lab.plot_cnn(cnn)) >= 3
 
 
 def test_resnet20_is_reused_only_for_the_recipe_it_was_trained_with(tmp_path, capsys):

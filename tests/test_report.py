@@ -6,6 +6,7 @@ import pytest
 import timm
 import torch
 
+from figure_check import assert_series_apart
 from labutils.labs import report as R
 from labutils.artifacts import RunDirs, write_json
 from labutils.cli import main
@@ -160,6 +161,7 @@ def test_the_verdict_and_the_figure_tell_a_model_left_out_from_one_not_produced(
     fig = R.plot_accuracy_vs_sparsity(report, path=tmp_path / "f.png", models=["cnn", "vit"])
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels[1:] == ["vit: not produced", "vit_scratch: not in this run"]
+    assert assert_series_apart(fig) == 6
 
 
 def test_invalid_report_is_not_written(tmp_path):

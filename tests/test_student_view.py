@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from figure_check import assert_series_apart
 from labutils import Session
 from labutils.data import DeviceLoader
 from labutils.labs import baseline as B
@@ -45,12 +46,14 @@ def test_layer_sparsity_chart_draws_the_level_it_names():
     assert all(v == pytest.approx(0.8, abs=0.01) for v in data["cnn"]["layer magnitude"].values())
     fig = U.plot_layer_sparsity(data, level)
     assert fig.axes[0].get_title() == "cnn: per-layer sparsity at 80% overall"
+    assert assert_series_apart(fig) == 2  # hatched as well as coloured
     assert all(bool((p != 0).all()) for p in subject.params(subject.model).values())  # the dense model untouched
 
 
-def test_learning_curves_tick_whole_epochs():
+def test_learning_curves_tick_whole_epochs_and_tell_models_apart_without_colour():
     history = [{"epoch": e, "train_loss": 2.0 / e, "test_accuracy": 0.1 * e} for e in (1, 2)]
-    fig = B.plot_learning_curves({"cnn": history})
+    fig = B.plot_learning_curves({"cnn": history, "vit": history[:1], "vit_scratch": history})
+    assert assert_series_apart(fig) == 6  # three models, two panels: not by colour alone
     for ax in fig.axes:
         ticks = [t for t in ax.get_xticks() if 1 <= t <= 2]
         assert ticks and all(float(t).is_integer() for t in ticks), ticks

@@ -18,7 +18,7 @@ from ..course import BEFORE_PRUNING_MIN
 from ..data import AUGMENTATION, augmentation_of, fit_arguments
 from ..errors import SettingsError
 from ..models import PretrainedWeightsUnavailable, check_vit_weights, count_parameters
-from ..plots import finish, model_color
+from ..plots import finish, minimum_line, model_style
 from ..profile_check import recipe_problems
 from ..profiles import format_settings
 from ..session import Session
@@ -142,16 +142,16 @@ def plot_learning_curves(histories: dict[str, list[dict]], targets: dict[str, fl
     """Training loss and test accuracy per epoch for each model; dashed lines mark the minimums."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
     for name, history in histories.items():
-        color = model_color(name)
+        style = model_style(name)
         epochs = [h["epoch"] for h in history]
         # A one-epoch run is a single point, no line: a larger open ring, visible over the others.
-        point = {"ms": 7, "mfc": "none", "mew": 1.5} if len(history) == 1 else {"ms": 3}
-        ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", color=color, label=name, **point)
+        point = {"ms": 7, "mfc": "none", "mew": 1.5} if len(history) == 1 else {"ms": 4}
+        ax_loss.plot(epochs, [h["train_loss"] for h in history], label=name, **style, **point)
         tested = [h for h in history if "test_accuracy" in h]
         ax_acc.plot([h["epoch"] for h in tested], [100 * h["test_accuracy"] for h in tested],
-                    "o-", color=color, label=name, **point)
+                    label=name, **style, **point)
         if targets and name in targets:
-            ax_acc.axhline(100 * targets[name], color=color, ls="--", lw=0.8)
+            minimum_line(ax_acc, name, 100 * targets[name])
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
     ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)",
                title="test accuracy (dashed: course minimum)")

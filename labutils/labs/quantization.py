@@ -26,7 +26,7 @@ from ..artifacts import write_json
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import augmentation_of, fit_arguments
 from ..models import build_model, count_parameters
-from ..plots import finish
+from ..plots import FLOAT_COLOR, SERIES, finish, named_styles, series_style
 from ..prune import prunable_parameters, sparsity_report
 from ..prune.schedules import iterative_prune, steps_budget
 from ..quant import FakeQuantizer, QuantSpec, model_size_bits, quantized_copy, quantized_parameters
@@ -181,7 +181,7 @@ def float_control(model: nn.Module, train, test, bits: list[int], recipe: dict) 
             _train(f, train, r, n, desc=f"float {n} steps")
             by_steps[n] = _acc(f, test)
         acc[str(b)] = by_steps[n]
-    print(f"fp32 control, QAT's fine-tune without quantization: "
+    print("fp32 control, QAT's fine-tune without quantization: "
           + "  ".join(f"{b}b {a:.2%}" for b, a in acc.items()))
     return {"accuracy": acc, "steps": steps}
 
@@ -346,6 +346,17 @@ def _line(ax, by_bits: dict, **kw):
 # The pruning variants' keys as the figures name them.
 VARIANT_NAMES = {"layer_one_shot": "layer-wise one-shot", "layer_iterative": "layer-wise iterative",
                  "global_iterative": "global iterative"}
+# One style per PTQ method, per pruning variant, and for QAT, in every figure of the notebook;
+# reddish purple is float: the fp32 lines and the control.
+PTQ_STYLES = named_styles(["symmetric/tensor/minmax", "asymmetric/tensor/minmax", "symmetric/channel/mse",
+                           "asymmetric/channel/mse"])
+VARIANT_STYLES = named_styles(VARIANT_NAMES)
+QAT_STYLE = {"color": SERIES[4]["color"], "marker": "s", "ls": "-", "lw": 2}
+CONTROL_STYLE = {"color": FLOAT_COLOR, "marker": "^", "ls": "--"}
+
+
+def _style(styles: dict, name: str, i: int, **changes) -> dict:
+    return dict(styles.get(name) or series_style(i), **changes)
 
 
 def _bits_axis(ax, *records):
@@ -360,28 +371,30 @@ def plot_bits(r20: dict, path=None, caption=None):
     seed = SEED_RESULTS
     ax = axes[0]
     for i, (method, r) in enumerate(r20["ptq"].items()):
-        _line(ax, r["accuracy"], marker="o", color=f"C{i}", label=method)
+        _line(ax, r["accuracy"], label=method, **_style(PTQ_STYLES, method, i))
     for scheme, ls in (("asymmetric", "--"), ("symmetric", ":")):
         _line(ax, seed["ptq"][scheme], ls=ls, color="k", marker="x", label=f"seed {scheme}")
     ax.set_title("post-training quantization (no fine-tuning)")
     ax = axes[1]
-    _line(ax, r20["ptq"].get(r20["qat"]["method"], {"accuracy": {}})["accuracy"] or {}, marker="o",
-          color="C7", label=f"PTQ {r20['qat']['method']}")
-    _line(ax, r20["qat"]["accuracy"], marker="o", color="C3", label=f"QAT {r20['qat']['method']}")
+    method = r20["qat"]["method"]
+    _line(ax, r20["ptq"].get(method, {"accuracy": {}})["accuracy"] or {}, label=f"PTQ {method}",
+          **_style(PTQ_STYLES, method, len(r20["ptq"])))
+    _line(ax, r20["qat"]["accuracy"], label=f"QAT {method}", **QAT_STYLE)
     if "qat_control" in r20:  # runs before this control was added lack it
-        _line(ax, r20["qat_control"]["accuracy"], marker="^", ls="--", color="C4",
-              label="fp32, same fine-tune (control)")
+        _line(ax, r20["qat_control"]["accuracy"], label="fp32, same fine-tune (control)", **CONTROL_STYLE)
     _line(ax, seed["qat"]["asymmetric"], ls="--", color="k", marker="x", label="seed asymmetric QAT")
     ax.set_title("quantization-aware fine-tuning")
     ax = axes[2]
     for i, (name, v) in enumerate(r20["pruning"].items()):
-        _line(ax, v["ptq"]["accuracy"], ls=":", marker=".", color=f"C{i}", label=f"{VARIANT_NAMES.get(name, name)} + PTQ")
+        _line(ax, v["ptq"]["accuracy"], label=f"{VARIANT_NAMES.get(name, name)} + PTQ",
+              **_style(VARIANT_STYLES, name, i, ls=":", mfc="white"))  # open markers, dotted: no fine-tuning
         if "qat" in v:
-            _line(ax, v["qat"]["accuracy"], marker="o", color=f"C{i}", label=f"{VARIANT_NAMES.get(name, name)} + QAT")
+            _line(ax, v["qat"]["accuracy"], label=f"{VARIANT_NAMES.get(name, name)} + QAT",
+                  **_style(VARIANT_STYLES, name, i, ls="-", lw=2))
     _line(ax, seed["pruned80_qat"], ls="--", color="k", marker="x", label="seed pruned 80% + QAT")
     ax.set_title(f"{next(iter(r20['pruning'].values()))['pruning_percentage']:.0f}% pruned, then quantized")
     for ax in axes:
-        ax.axhline(100 * r20["fp32_accuracy"], color="C4", lw=1, label="our fp32")  # not C2: a method's colour
+        ax.axhline(100 * r20["fp32_accuracy"], color=FLOAT_COLOR, lw=1, label="our fp32")
         ax.axhline(100 * seed["fp32"], color="k", lw=0.6, ls="-.", label="seed fp32")
         ax.set(xlabel="weight bits")
         _bits_axis(ax, *(r["accuracy"] for r in r20["ptq"].values()), r20["qat"]["accuracy"])
@@ -403,10 +416,10 @@ def plot_size(r20: dict, path=None, caption=None):
                         xytext=(2, 2), textcoords="offset points")
 
     ax.plot([r20["size_bits_fp32"] / 8000], [100 * r20["fp32_accuracy"]], "k*", ms=10, label="fp32 dense")
-    pts(r20["qat"], marker="o", color="C3", label="dense + QAT")
+    pts(r20["qat"], label="dense + QAT", **QAT_STYLE)
     for i, (name, v) in enumerate(r20["pruning"].items()):
-        pts(v.get("qat", v["ptq"]), marker="s", color=f"C{i}",
-            label=f"{VARIANT_NAMES.get(name, name)} + {'QAT' if 'qat' in v else 'PTQ'}")
+        pts(v.get("qat", v["ptq"]), label=f"{VARIANT_NAMES.get(name, name)} + {'QAT' if 'qat' in v else 'PTQ'}",
+            **_style(VARIANT_STYLES, name, i))
     ax.set(xscale="log", xlabel="model size (kB, log scale)", ylabel="test accuracy (%)",
            title="ResNet-20: accuracy vs storage")
     plain = FuncFormatter(lambda v, _: f"{v:g}")
@@ -423,9 +436,9 @@ def plot_cnn(cnn: dict, path=None, caption=None):
     """Pruned ResNet-18: PTQ per method and QAT vs bits."""
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for i, (method, r) in enumerate(cnn["ptq"].items()):
-        _line(ax, r["accuracy"], marker="o", ls=":", color=f"C{i}", label=f"PTQ {method}")
-    _line(ax, cnn["qat"]["accuracy"], marker="s", color="C3", label=f"QAT {cnn['qat']['method']}")
-    ax.axhline(100 * cnn["accuracy"], color="C4", lw=1, label="pruned, float")  # not C2: a method's colour
+        _line(ax, r["accuracy"], label=f"PTQ {method}", **_style(PTQ_STYLES, method, i))
+    _line(ax, cnn["qat"]["accuracy"], label=f"QAT {cnn['qat']['method']}", **QAT_STYLE)
+    ax.axhline(100 * cnn["accuracy"], color=FLOAT_COLOR, lw=1, label="pruned, float")
     _bits_axis(ax, *(r["accuracy"] for r in cnn["ptq"].values()), cnn["qat"]["accuracy"])
     ax.set(xlabel="weight bits", ylabel="test accuracy (%)",
            title=f"pruned ResNet-18 ({100 * cnn['zeros'] / cnn['weights']:.0f}% of weights zero), quantized")

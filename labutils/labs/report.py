@@ -23,7 +23,7 @@ from ..course import (AFTER_PRUNING_MIN, BASELINE_MISSING, BEFORE_PRUNING_MIN, M
                       REPORT_SECTIONS, SPARSITY_MIN, checkpoint_names, empty_entry, meets_minimum, report_problem)
 from ..errors import Explained
 from ..evaluate import evaluate_paths, format_table
-from ..plots import finish, model_color
+from ..plots import finish, minimum_line, model_style
 
 
 
@@ -284,20 +284,21 @@ def plot_accuracy_vs_sparsity(report: dict, after_min: dict = AFTER_PRUNING_MIN,
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
     for ax, (section, kind) in zip(axes, REPORT_SECTIONS.items()):
         for model, e in report[section].items():
-            color = model_color(model)
-            ax.axhline(100 * after_min[model], color=color, ls="--", lw=0.8)
+            style = model_style(model)
+            minimum_line(ax, model, 100 * after_min[model])
             if e["pruned_accuracy"] is None:
-                ax.plot([], [], color=color, label=f"{model}: {empty_entry(model in models)}")
+                ax.plot([], [], label=f"{model}: {empty_entry(model in models)}", **style)
                 continue
             xs, ys = [0, e["pruning_percentage"]], [100 * e["original_accuracy"], 100 * e["pruned_accuracy"]]
-            ax.plot(xs, ys, "o-", color=color, label=f"{model}: {ys[1]:.1f}% at {xs[1]:.1f}% removed")
+            ax.plot(xs, ys, label=f"{model}: {ys[1]:.1f}% at {xs[1]:.1f}% removed", **style)
         ax.axvline(sparsity_min[kind], color="0.5", ls=":", lw=1)
         what = "prunable weights" if kind == "unstructured" else "channels / heads / neurons"
         ax.set(title=f"{kind} pruning", xlabel=f"share of {what} removed (%)", xlim=(-3, 103))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     axes[0].set_ylabel("test accuracy (%)")
-    fig.suptitle("dense (0%) to pruned; dashed: accuracy minimum after pruning, dotted: minimum share removed",
+    fig.suptitle("dense (0%) to pruned; dashed: accuracy minimum after pruning (marked at the right), "
+                 "dotted: minimum share removed",
                  fontsize=9)
     return finish(fig, path, caption)
 

@@ -26,7 +26,7 @@ from ..accel import full_float32
 from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN, meets_minimum
 from ..measure import NOISY_WHY, compare_latency, count_macs, measure_throughput
 from ..models import build_model, count_parameters
-from ..plots import finish
+from ..plots import SERIES, finish, named_styles, series_style
 from ..profiles import format_settings
 from ..prune import structured as S
 from ..session import Session
@@ -291,7 +291,7 @@ def plot_channels_kept(results: dict[str, dict], path=None, caption=None):
         x = np.arange(len(groups))
         kept = [100 * r["widths"][g] / r["widths_original"][g] for g in groups]
         ax.bar(x, [100] * len(groups), color="0.85", label="original")
-        ax.bar(x, kept, color="C0", label="kept")
+        ax.bar(x, kept, color=SERIES[0]["color"], label="kept")
         for i, g in enumerate(groups):
             ax.text(i, 101, f"{r['widths'][g]}/{r['widths_original'][g]}", ha="center", va="bottom",
                     fontsize=6 if len(groups) > 16 else 7)
@@ -304,8 +304,9 @@ def plot_channels_kept(results: dict[str, dict], path=None, caption=None):
     return finish(fig, path, caption)
 
 
-# One colour per criterion in every panel (taylor was red beside bn_scale, green without it).
-CRITERION_COLORS = {"l1": "C0", "l2": "C1", "bn_scale": "C2", "taylor": "C3"}
+# One style per criterion in every panel (taylor was red beside bn_scale, green without it).
+CRITERION_STYLES = named_styles(["l1", "l2", "bn_scale", "taylor"])
+DEVICE_STYLES = named_styles(["cpu", "cuda"])
 
 
 def plot_criteria(results: dict[str, dict], minimums: dict[str, float] | None = AFTER_PRUNING_MIN,
@@ -320,7 +321,7 @@ def plot_criteria(results: dict[str, dict], minimums: dict[str, float] | None = 
         for criterion, points in study["criteria"].items():
             ax.plot([0] + [p["pruning_percentage"] for p in points],
                     [100 * study["dense_accuracy"]] + [100 * p["accuracy"] for p in points],
-                    "o-", ms=3, color=CRITERION_COLORS.get(criterion), label=criterion)
+                    ms=4, label=criterion, **CRITERION_STYLES.get(criterion, series_style(len(CRITERION_STYLES))))
         ax.plot(r["pruning_percentage"], 100 * r["accuracy"], "*", ms=12, color="k",
                 label=f"{r['criterion']} + fine-tuning")
         if minimums and name in minimums:
@@ -342,7 +343,7 @@ def plot_speed_vs_macs(results: dict[str, dict], path=None, caption=None):
         runs = {k: v for k, v in r["latency"].items() if isinstance(v, dict)}
         x = np.arange(len(runs))
         theory = ax.bar(x - 0.2, [v["mac_ratio"] for v in runs.values()], 0.4, color="0.7", label="fewer MACs (theory)")
-        bars = ax.bar(x + 0.2, [v["speedup"] for v in runs.values()], 0.4, color="C2", label="measured speedup")
+        bars = ax.bar(x + 0.2, [v["speedup"] for v in runs.values()], 0.4, color=SERIES[0]["color"], label="measured speedup")
         ax.bar_label(theory, fmt="%.2fx", fontsize=7)
         ax.bar_label(bars, fmt="%.2fx", fontsize=7)
         top = max([1.0] + [max(v["mac_ratio"], v["speedup"]) for v in runs.values()])
@@ -360,8 +361,8 @@ def plot_speed_vs_macs(results: dict[str, dict], path=None, caption=None):
 
 
 def plot_throughput(results: dict[str, dict], path=None, caption=None):
-    """Per model, top: images/s against batch size, dense (solid) and pruned (dashed), one colour
-    per device; bottom: the measured speed-up (pruned / dense images/s) against the MAC ratio."""
+    """Per model, top: images/s against batch size, dense (solid) and pruned (dashed, open markers),
+    one colour and marker per device; bottom: the measured speed-up (pruned / dense images/s) against the MAC ratio."""
     if not (produced := _produced(results)):
         return None
     fig, axes = plt.subplots(2, len(produced), figsize=(5 * len(produced), 6.4), squeeze=False,
@@ -369,11 +370,14 @@ def plot_throughput(results: dict[str, dict], path=None, caption=None):
     for col, (name, r) in enumerate(produced.items()):
         top, bottom = axes[0, col], axes[1, col]
         sweeps = {d: v for d, v in r["throughput"].items() if isinstance(v, dict)}
-        for i, (device, v) in enumerate(sweeps.items()):
+        for device, v in sweeps.items():
             label = f"{device}{' (CUDA graphs)' if v['graphs'] else ''}{' (noisy)' if v.get('noisy') else ''}"
-            top.plot(v["batch_sizes"], v["dense"], "o-", ms=3, color=f"C{i}", label=f"{label} dense")
-            top.plot(v["batch_sizes"], v["pruned"], "s--", ms=3, color=f"C{i}", label=f"{label} pruned")
-            bottom.plot(v["batch_sizes"], v["speedup"], "o-", ms=3, color=f"C{i}", label=label)
+            style = DEVICE_STYLES.get(device.split(":")[0], SERIES[-1])
+            top.plot(v["batch_sizes"], v["dense"], ms=4, color=style["color"], marker=style["marker"], ls="-",
+                     label=f"{label} dense")
+            top.plot(v["batch_sizes"], v["pruned"], ms=4, color=style["color"], marker=style["marker"], ls="--",
+                     mfc="white", label=f"{label} pruned")
+            bottom.plot(v["batch_sizes"], v["speedup"], ms=4, label=label, **style)
         ratio = next(iter(sweeps.values()))["mac_ratio"] if sweeps else None
         if ratio:
             bottom.axhline(ratio, color="0.4", ls=":", lw=1, label=f"fewer MACs ({ratio:.2f}x)")

@@ -35,7 +35,7 @@ from ..data import DeviceLoader, subset
 from ..errors import SettingsError
 from ..measure import accuracy_interval, compare_latency
 from ..models import count_parameters
-from ..plots import finish
+from ..plots import BAD_COLOR, GOOD_COLOR, finish, named_styles, series_style
 from ..prune.criteria import compute_scores
 from ..prune.masks import prunable_parameters, sparsity_report
 from ..prune.schedules import METHODS, budget_steps, finetune_masked, gradual_prune, iterative_prune, one_shot_prune
@@ -593,12 +593,23 @@ def plot_sensitivity(scans: dict[str, dict], path=None, caption=None):
     return finish(fig, path, caption)
 
 
+# The sweep's curves look the same in both of its figures and in every panel.
+SWEEP_STYLES = named_styles(["global magnitude", "layer magnitude", "sensitivity magnitude", "global taylor",
+                             "global fisher"])
+BAR_HATCHES = ["", "////", "...."]  # a second cue beside colour for the grouped bars
+
+
+def sweep_style(label: str, i: int) -> dict:
+    return dict(SWEEP_STYLES.get(label) or series_style(i))
+
+
 def plot_accuracy_vs_sparsity(sweeps: dict[str, dict], path=None, caption=None):
     """Accuracy after one-shot pruning without fine-tuning, one line per scope/criterion."""
     fig, axes = _axes(len(sweeps))
     for ax, (name, sw) in zip(axes, sweeps.items()):
-        for label, accs in sw["accuracy"].items():
-            ax.plot([100 * v for v in sw["sparsities"]], [100 * a for a in accs], "o-", ms=3, label=label)
+        for i, (label, accs) in enumerate(sw["accuracy"].items()):
+            ax.plot([100 * v for v in sw["sparsities"]], [100 * a for a in accs], ms=4, label=label,
+                    **sweep_style(label, i))
         ax.axhline(100 * sw["baseline"], color="0.3", ls="--", lw=0.8, label="dense")
         ax.axhline(10, color="0.6", ls=":", lw=0.8, label="chance (10 classes)")
         ax.set(title=f"{name}: no fine-tuning", xlabel="sparsity (%)", ylabel="probe accuracy (%)")
@@ -616,7 +627,9 @@ def layer_bars(curves: dict[str, dict[str, float]], title: str = "", ax=None):
     width = 0.8 / len(curves)
     for k, (label, layers) in enumerate(curves.items()):
         x = np.arange(len(layers))
-        ax.bar(x + (k - (len(curves) - 1) / 2) * width, [100 * v for v in layers.values()], width, label=label)
+        ax.bar(x + (k - (len(curves) - 1) / 2) * width, [100 * v for v in layers.values()], width, label=label,
+               color=sweep_style(label, k)["color"], hatch=BAR_HATCHES[k % len(BAR_HATCHES)], edgecolor="white",
+               linewidth=0)
     names = list(next(iter(curves.values())))
     ax.set_xticks(np.arange(len(names)), [_short(n) for n in names], rotation=90, fontsize=6)
     # Headroom above 100% so the legend sits over the bars, not on them.
@@ -637,7 +650,7 @@ def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path
     """The course's comparison: accuracy after fine-tuning against sparsity, per method and budget."""
     fig, axes = _axes(len(studies))
     fig.set_size_inches(fig.get_size_inches() + (2.2, 0))  # room for one legend beside the panels
-    styles = {"one_shot": "o-", "iterative": "s--", "gradual": "^:"}
+    styles = named_styles(["one_shot", "iterative", "gradual"])
     for ax, (name, rows) in zip(axes, studies.items()):
         budgets = sorted({r["epochs"] for r in rows})
         for method, style in styles.items():
@@ -650,8 +663,8 @@ def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path
                     dx = 1.2 * (list(styles).index(method) - 1) + 0.4 * (j - 0.5)
                     ax.errorbar([100 * p[0] + dx for p in pts], [100 * p[1] for p in pts],
                                 yerr=[[100 * (p[1] - p[2]) for p in pts], [100 * (p[3] - p[1]) for p in pts]],
-                                fmt=style, ms=4, capsize=2, lw=1,
-                                color=f"C{list(styles).index(method)}", alpha=0.5 + 0.5 * j / max(len(budgets) - 1, 1),
+                                ms=4, capsize=2, lw=1, **style,
+                                mfc=None if j == len(budgets) - 1 else "white",  # open: the smaller budgets
                                 label=f"{method.replace('_', '-')}, {e} epochs")
         ax.axhline(100 * baselines[name], color="0.3", ls="--", lw=0.8, label="dense")
         ax.set(title=f"{name}: prune + fine-tune (95% intervals)", xlabel="sparsity (%)",
@@ -662,29 +675,32 @@ def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path
     return finish(fig, path, caption)
 
 
+TRIAL_STYLES = {True: {"color": GOOD_COLOR, "marker": "o"}, False: {"color": BAD_COLOR, "marker": "X"}}
+
+
 def plot_frontier(results: dict[str, dict], path=None, caption=None):
     """The frontier search: each trial's sparsity and accuracy, the threshold, the winner."""
     fig, axes = _axes(len(results), height=4.6)
     for ax, (name, res) in zip(axes, results.items()):
         for t in res["trials"]:
-            ax.scatter(100 * t["sparsity"], 100 * t["accuracy"], color="C2" if t["passed"] else "C3", zorder=3)
+            ax.scatter(100 * t["sparsity"], 100 * t["accuracy"], zorder=3, **TRIAL_STYLES[t["passed"]])
             start = (100 * t["from_sparsity"], 100 * t["accuracy"])
             ax.annotate("", (100 * t["sparsity"], 100 * t["accuracy"]), start,
                         arrowprops={"arrowstyle": "->", "color": "0.6", "lw": 0.6})
             ax.update_datalim([start])  # annotations do not widen the axes: keep each arrow inside
-        ax.axhline(100 * res["threshold"], color="C3", ls="--", lw=0.8, label=f"threshold ({res['threshold_rule']})")
+        ax.axhline(100 * res["threshold"], color=BAD_COLOR, ls="--", lw=0.8, label=f"threshold ({res['threshold_rule']})")
         if res["frontier_sparsity"] is not None:  # None: not even the dense model met the threshold
-            ax.axvline(100 * res["frontier_sparsity"], color="C2", lw=0.8,
+            ax.axvline(100 * res["frontier_sparsity"], color=GOOD_COLOR, lw=0.8,
                        label=f"frontier {res['frontier_sparsity']:.2%} at {res['frontier_accuracy']:.2%}")
             # The frontier point itself, so the axes always hold it and every arrow's start.
             ax.scatter(100 * res["frontier_sparsity"], 100 * res["frontier_accuracy"], marker="*", s=120,
-                       color="C2", zorder=4)
+                       color=GOOD_COLOR, zorder=4)
         ax.margins(x=0.1, y=0.15)
         ax.set(title=f"{name}: highest sparsity meeting the threshold", xlabel="sparsity (%)",
                ylabel="test accuracy (%)")
         ax.grid(alpha=0.3)
-        ax.scatter([], [], color="C2", label="trial that met it")  # legend entries for the dots
-        ax.scatter([], [], color="C3", label="trial that fell short")
+        ax.scatter([], [], label="trial that met it", **TRIAL_STYLES[True])  # legend entries for the dots
+        ax.scatter([], [], label="trial that fell short", **TRIAL_STYLES[False])
         # Below the axes: trials land anywhere inside them, arrows included (which "best" ignores).
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     return finish(fig, path, caption)
