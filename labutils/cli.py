@@ -1,4 +1,5 @@
-"""python -m labutils: run the workbook headlessly, evaluate checkpoints, or print the results table."""
+"""python -m labutils: run the workbook headlessly, evaluate checkpoints, check a hand-in, or print the
+results table."""
 from __future__ import annotations
 
 import argparse
@@ -56,6 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto")
     ev.add_argument("--no-accuracy", action="store_true", help="skip the test-set pass")
     ev.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
+    chk = sub.add_parser("check", help="check a hand-in: report.json against its checkpoints and the course",
+                         description="Check a run's folder as an instructor grading it would: report.json "
+                                     "has the course's format; models_saved/ holds the course's file names "
+                                     "for its entries and nothing else; every checkpoint loads and comes "
+                                     "from one run; every accuracy is the one its checkpoint recorded, and "
+                                     "every share removed is the one its weights show; baselines are dense. "
+                                     "Then the course's minimums. Exit status 1 when a check fails.")
+    chk.add_argument("root", metavar="DIR", help="the run's folder (report.json and models_saved/ inside)")
+    chk.add_argument("--measure", action="store_true",
+                     help="also measure each checkpoint's accuracy on its run's test images (minutes on a CPU)")
+    chk.add_argument("--data-root", metavar="DIR", default=None,
+                     help="with --measure: the folder holding cifar-10-batches-py when the run's own data "
+                          "folder is not beside it (then the whole test split, so accuracies are shown, not compared)")
+    chk.add_argument("--device", default="auto")
     res = sub.add_parser("results-table", help="the README's results table from report.json",
                          description="Print the results section (for every number of report.json, "
                                      "the course's minimum and the project's goal, and whether each "
@@ -76,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         return _evaluate(args)
     if args.command == "results-table":
         return _results_table(args)
+    if args.command == "check":
+        return _check(args)
     return 2
 
 
@@ -108,6 +125,33 @@ def _evaluate(args) -> int:
             print(f"error: {describe_os_error(err, args.json)}", file=sys.stderr)
             return 1
     return 1 if failures else 0
+
+
+def _check(args) -> int:
+    from .submission import check_submission, minimums
+    from .train import get_device
+
+    root = Path(args.root)
+    if not root.is_dir():
+        print(f"error: {root} is not a folder: pass a run's folder (the one holding report.json)", file=sys.stderr)
+        return 2
+    try:
+        device = get_device(args.device)
+    except (RuntimeError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    findings, report = check_submission(root, args.measure, args.data_root, device,
+                                        progress=lambda name: print(f"  measuring {name} ...", flush=True)
+                                        if args.measure else None)
+    for f in findings:
+        print(f.line())
+    failed = sum(not f.ok for f in findings)
+    if report is not None:
+        print("\nthe course's minimums, from report.json:")
+        print("\n".join(minimums(report, findings)))
+    print(f"\n{len(findings)} checks, {failed} failed" + ("" if args.measure else
+          " (accuracies compared with what the checkpoints recorded; --measure measures them again)"))
+    return 1 if failed else 0
 
 
 def _results_table(args) -> int:

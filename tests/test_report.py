@@ -1,6 +1,7 @@
 """report.json: schema, refusal to mix runs, and the whole smoke pipeline 01 -> 05 through the CLI."""
 import copy
 import json
+import shutil
 
 import pytest
 import timm
@@ -289,3 +290,51 @@ def test_the_report_refuses_metrics_of_another_run_or_without_their_checkpoints(
     with pytest.raises(lab.ReportError, match=r"the metrics in .* are run smoke-.*'s, but the folder now holds "
                                               r"run smoke-new-run"):
         lab.load_run(Session("smoke", folder, start_run=False))
+
+
+def test_check_passes_a_whole_run_and_measures_it_again(full_smoke_run, capsys):
+    """The instructor's check of a hand-in: every number of report.json traced to its checkpoint."""
+    assert main(["check", str(full_smoke_run), "--measure"]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and "0 failed" in out and "a reduced run" in out
+    assert out.count(": measured ") == 9 and out.count("the checkpoint recorded") == 9  # measured and recorded
+    assert "cnn          unstructured" in out and "minimum 85% at 70%" in out
+
+
+def test_check_names_every_tampering_and_distrusts_what_it_touches(full_smoke_run, tmp_path, capsys):
+    """results-table took a report.json edited by hand, a pruned model saved as a baseline and a
+    checkpoint under another name as they came; the check compares each with the weights."""
+    handin = tmp_path / "handin"
+    shutil.copytree(full_smoke_run, handin)
+    report = json.loads((handin / "report.json").read_text())
+    report["unstructured_pruning"]["cnn"]["pruned_accuracy"] = 0.99  # claimed, not earned
+    report["structured_pruning"]["vit_scratch"]["pruning_percentage"] += 10.0
+    report["structured_pruning"]["vit"]["original_accuracy"] = 0.5
+    (handin / "report.json").write_text(json.dumps(report))
+    models = handin / "models_saved"
+    before, after = models / "cnn_before_pruning.pth", models / "cnn_after_unstructured_pruning.pth"
+    before.rename(models / "swap.pth")
+    after.rename(before)
+    (models / "swap.pth").rename(after)
+    (models / "vit_after_unstructured_pruning.pth").rename(models / "vit_unstructured.pth")
+
+    assert main(["check", str(handin)]) == 1
+    out = capsys.readouterr().out
+    fails = "\n".join(line for line in out.splitlines() if line.startswith("FAIL"))
+    for said in ("structured_pruning/vit/original_accuracy is 0.5",
+                 "models_saved/vit_after_unstructured_pruning.pth is missing",
+                 "outside the course's nine names: vit_unstructured.pth",
+                 "cnn_before_pruning: report.json says", "not a dense baseline",
+                 "cnn_after_unstructured_pruning: report.json says 99.00%",
+                 "vit_scratch_after_structured_pruning: report.json says"):
+        assert said in fails, said
+    assert len(fails.splitlines()) == 8 and "8 failed" in out  # the seven above and the zeros the swap moved
+    assert "cnn          unstructured  99.00%" in out and "met (unverified: a check above failed)" in out
+
+
+def test_check_of_a_broken_report_or_a_wrong_folder_says_what_is_wrong(tmp_path, capsys):
+    (tmp_path / "report.json").write_text(json.dumps({"initial_accuracies": {}}))
+    assert main(["check", str(tmp_path)]) == 1
+    assert "FAIL  report.json breaks the course's format at" in capsys.readouterr().out
+    assert main(["check", str(tmp_path / "nowhere")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
