@@ -55,8 +55,8 @@ class DataError(ValueError):
 
 
 def _manual_instructions(root: Path, reason: str = "") -> str:
-    return (f"CIFAR-10 is not in {root / BATCH_DIR} and could not be downloaded"
-            f"{f' ({reason})' if reason else ''}.\n"
+    # No reason: no download was tried (a checkpoint's test images are never downloaded).
+    return (f"CIFAR-10 is not in {root / BATCH_DIR}{f' and could not be downloaded ({reason})' if reason else ''}.\n"
             f"Put it there by hand: download {CIFAR10_URL} on a machine with internet and "
             f"unpack it into {root} (it creates {BATCH_DIR}/), or write a copy you already have "
             f"with labutils.data.write_cifar10(root, train_images, train_labels, test_images, "

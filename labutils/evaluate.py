@@ -12,12 +12,18 @@ from pathlib import Path
 import torch
 
 from . import data as D
+from .artifacts import read_json
 from .checkpoint import load_checkpoint
 from .measure import NOISY_WHY, count_macs, measure_latency
 from .models import count_parameters, input_size
 from .prune import prunable_parameters, sparsity_report
 from .session import EVAL_BATCH_SIZE
 from .train import evaluate
+
+
+def _run_of(folder: Path) -> str | None:
+    path = folder / "metrics" / "run.json"
+    return read_json(path).get("run_id") if path.is_file() else None
 
 
 def test_loader_for(ckpt: dict, model, device, data_root: str | os.PathLike | None = None,
@@ -28,7 +34,8 @@ def test_loader_for(ckpt: dict, model, device, data_root: str | os.PathLike | No
     meta = ckpt.get("meta", {})
     root = data_root or meta.get("data_root")
     if not root:
-        raise ValueError("the checkpoint does not say which data it was measured on; pass --data-root")
+        raise ValueError("the checkpoint does not say which data it was measured on; pass --data-root "
+                         "(the whole test split)")
     if not data_root and not Path(root).is_absolute():
         if checkpoint is None:
             raise ValueError(f"the checkpoint's data folder {root!r} is relative to its run folder: "
@@ -38,10 +45,21 @@ def test_loader_for(ckpt: dict, model, device, data_root: str | os.PathLike | No
             # A checkpoint copied out of its run's models_saved/: say so, not "download CIFAR-10".
             raise ValueError(f"the checkpoint's run read its test images from {root!r}, relative to the run "
                              f"folder, but {run_folder} (two levels above this file) holds no run. Evaluate "
-                             f"the checkpoint where its run left it (RUN/models_saved/), or pass --data-root")
+                             f"the checkpoint where its run left it (RUN/models_saved/), or pass --data-root "
+                             f"(the whole test split)")
         root = run_folder / root
+    try:
+        split = D.load_cifar10(root, train=False, download=False)
+    except D.DataNotFoundError as err:
+        folder_run = checkpoint and _run_of(Path(checkpoint).resolve().parent.parent)
+        if data_root or not folder_run or folder_run == meta.get("run_id"):
+            raise
+        # Its data folder is relative to its own run's folder, which this one is not: not "download it".
+        raise ValueError(f"the checkpoint comes from run {meta.get('run_id')}, but the folder it lies in holds "
+                         f"run {folder_run}, whose data is not the checkpoint's ({root}): evaluate it in its own "
+                         f"run's folder, or pass --data-root (the whole test split)") from err
     n_test = None if data_root else meta.get("n_test")
-    images, labels = D.subset(*D.load_cifar10(root, train=False, download=False), n_test, meta.get("seed", 0))
+    images, labels = D.subset(*split, n_test, meta.get("seed", 0))
     return D.DeviceLoader(images, labels, EVAL_BATCH_SIZE, False, device, input_size(model))
 
 
@@ -82,14 +100,15 @@ def evaluate_paths(paths, device="cpu", data_root=None, accuracy: bool = True) -
 
 
 def format_table(rows: list[dict]) -> str:
-    """A plain-text table (one line per checkpoint). "zeros": the share of the checkpoint's own
-    parameters that are zero (a structurally pruned model has few: its channels are gone)."""
-    head = (f"{'checkpoint':42s} {'acc':>7s} {'zeros':>8s} {'params':>9s} {'nonzero':>9s} "
+    """A plain-text table (one line per checkpoint). "images": the test images its accuracy is
+    on; "zeros": the share of the checkpoint's own parameters that are zero (a structurally pruned
+    model has few: its channels are gone)."""
+    head = (f"{'checkpoint':42s} {'acc':>7s} {'images':>6s} {'zeros':>8s} {'params':>9s} {'nonzero':>9s} "
             f"{'MMACs':>8s} {'size MB':>8s} {'ms/img':>7s}")
     lines = [head, "-" * len(head)]
     for r in rows:
         acc = f"{r['accuracy']:.2%}" if r.get("accuracy") is not None else "-"
-        lines.append(f"{r['name']:42s} {acc:>7s} {r['sparsity_all_parameters']:7.1f}% "
+        lines.append(f"{r['name']:42s} {acc:>7s} {r.get('test_images') or '-':>6} {r['sparsity_all_parameters']:7.1f}% "
                      f"{r['parameters'] / 1e6:8.2f}M {r['nonzero_parameters'] / 1e6:8.2f}M "
                      f"{r['macs'] / 1e6:8.1f} {r['size_bytes'] / 1e6:8.2f} {r['ms_per_image']:7.2f}"
                      + (" *" if r.get("timing_noisy") else ""))

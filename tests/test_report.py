@@ -238,8 +238,6 @@ def test_evaluate_reports_bad_files_by_name_and_goes_on(full_smoke_run, tmp_path
 
 def test_evaluate_of_a_checkpoint_copied_out_of_its_run_says_so(full_smoke_run, tmp_path, capsys):
     """Not "download CIFAR-10": the run's data folder is read relative to the run folder."""
-    import shutil
-
     moved = tmp_path / "elsewhere" / "cnn_before_pruning.pth"
     moved.parent.mkdir()
     shutil.copy(full_smoke_run / "models_saved" / moved.name, moved)
@@ -249,6 +247,29 @@ def test_evaluate_of_a_checkpoint_copied_out_of_its_run_says_so(full_smoke_run, 
     assert "holds no run" in err
     assert "Evaluate the checkpoint where its run left it (RUN/models_saved/), or pass --data-root" in err
     assert "download" not in err
+
+
+def test_evaluate_of_a_checkpoint_dropped_into_another_run_names_both_runs(full_smoke_run, tmp_path, capsys):
+    """A checkpoint of one run put into another run's models_saved/ was told to download CIFAR-10
+    into its own run's data folder, seen from the other run's (instructor review)."""
+    other = tmp_path / "other_run"
+    (other / "metrics").mkdir(parents=True)
+    (other / "metrics" / "run.json").write_text(json.dumps({"run_id": "cpu-20260101T000000-abcdef"}))
+    (other / "models_saved").mkdir()
+    shutil.copy(full_smoke_run / "models_saved" / "cnn_before_pruning.pth", other / "models_saved")
+    assert main(["evaluate", str(other / "models_saved" / "cnn_before_pruning.pth")]) == 1
+    err = capsys.readouterr().err
+    assert "the checkpoint comes from run smoke-" in err and "holds run cpu-20260101T000000-abcdef" in err
+    assert "could not be downloaded" not in err  # and no download was tried
+
+
+def test_evaluate_says_how_many_test_images_each_accuracy_is_on(full_smoke_run, capsys):
+    """--data-root measures on the whole test split, not the run's: the table shows the count."""
+    path = full_smoke_run / "models_saved" / "cnn_before_pruning.pth"
+    for extra, images in (([], "400"), (["--no-accuracy"], "-")):
+        assert main(["evaluate", str(path), *extra]) == 0
+        head, _, row = capsys.readouterr().out.splitlines()[:3]
+        assert head.split()[:3] == ["checkpoint", "acc", "images"] and row.split()[2] == images
 
 
 def test_an_executed_notebook_re_executes_where_it_lies(full_smoke_run):
