@@ -57,6 +57,22 @@ def minimum_line(ax, name: str, value: float) -> None:
             transform=ax.get_yaxis_transform())  # x in axes fraction, y in data
 
 
+def panels(n: int, width: float = 5.0, height: float = 3.6, columns: int = 2):
+    """A figure of ``n`` panels (one per model), at most ``columns`` a row: (fig, axes, spare), the
+    spare axes of the last row blanked, free for a shared legend. Three panels in a row made a
+    figure 15 in wide that a notebook shrinks to half, and its 7 pt text to 3."""
+    import matplotlib.pyplot as plt
+
+    n = max(n, 1)
+    cols = min(n, columns)
+    rows = -(-n // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[n:]:
+        ax.axis("off")
+    return fig, axes[:n], axes[n:]
+
+
 def finish(fig, path=None, caption: str | None = None):
     """Add the run caption, lay out, save (png, 120 dpi; a temporary file renamed) when ``path`` is
     given; return ``fig``."""

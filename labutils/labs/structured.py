@@ -26,7 +26,7 @@ from ..accel import full_float32
 from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN, meets_minimum
 from ..measure import NOISY_WHY, compare_latency, count_macs, measure_throughput
 from ..models import build_model, count_parameters
-from ..plots import SERIES, finish, named_styles, series_style
+from ..plots import SERIES, finish, named_styles, panels, series_style
 from ..profiles import format_settings
 from ..prune import structured as S
 from ..session import Session
@@ -315,8 +315,8 @@ def plot_criteria(results: dict[str, dict], minimums: dict[str, float] | None = 
     criterion; the star is the final model after iterative pruning and fine-tuning."""
     if not (produced := _produced(results)):
         return None
-    fig, axes = plt.subplots(1, len(produced), figsize=(5 * len(produced), 3.6), squeeze=False)
-    for ax, (name, r) in zip(axes[0], produced.items()):
+    fig, axes, _ = panels(len(produced))
+    for ax, (name, r) in zip(axes, produced.items()):
         study = r["criteria_study"]
         for criterion, points in study["criteria"].items():
             ax.plot([0] + [p["pruning_percentage"] for p in points],
@@ -338,8 +338,8 @@ def plot_speed_vs_macs(results: dict[str, dict], path=None, caption=None):
     and batch size."""
     if not (produced := _produced(results)):
         return None
-    fig, axes = plt.subplots(1, len(produced), figsize=(5 * len(produced), 3.6), squeeze=False)
-    for ax, (name, r) in zip(axes[0], produced.items()):
+    fig, axes, _ = panels(len(produced))
+    for ax, (name, r) in zip(axes, produced.items()):
         runs = {k: v for k, v in r["latency"].items() if isinstance(v, dict)}
         x = np.arange(len(runs))
         theory = ax.bar(x - 0.2, [v["mac_ratio"] for v in runs.values()], 0.4, color="0.7", label="fewer MACs (theory)")

@@ -35,7 +35,7 @@ from ..data import DeviceLoader, subset
 from ..errors import SettingsError
 from ..measure import accuracy_interval, compare_latency
 from ..models import count_parameters
-from ..plots import BAD_COLOR, GOOD_COLOR, finish, named_styles, series_style
+from ..plots import BAD_COLOR, GOOD_COLOR, finish, named_styles, panels, series_style
 from ..prune.criteria import compute_scores
 from ..prune.masks import prunable_parameters, sparsity_report
 from ..prune.schedules import METHODS, budget_steps, finetune_masked, gradual_prune, iterative_prune, one_shot_prune
@@ -561,11 +561,6 @@ def _short(layer: str) -> str:
     return layer.removesuffix(".weight").replace("blocks.", "b").replace("layer", "L")
 
 
-def _axes(n: int, width: float = 5.0, height: float = 3.6):
-    fig, axes = plt.subplots(1, max(n, 1), figsize=(width * max(n, 1), height), squeeze=False)
-    return fig, axes[0]
-
-
 def plot_sensitivity(scans: dict[str, dict], path=None, caption=None):
     """Accuracy lost with each layer pruned alone: one row per layer, one column per sparsity, the
     colour and the number in percentage points below the dense model. A heat map reads at 19
@@ -606,7 +601,7 @@ def sweep_style(label: str, i: int) -> dict:
 
 def plot_accuracy_vs_sparsity(sweeps: dict[str, dict], path=None, caption=None):
     """Accuracy after one-shot pruning without fine-tuning, one line per scope/criterion."""
-    fig, axes = _axes(len(sweeps))
+    fig, axes, _ = panels(len(sweeps))
     for ax, (name, sw) in zip(axes, sweeps.items()):
         for i, (label, accs) in enumerate(sw["accuracy"].items()):
             ax.plot([100 * v for v in sw["sparsities"]], [100 * a for a in accs], ms=4, label=label,
@@ -649,8 +644,9 @@ def plot_layer_sparsity(data: dict[str, dict[str, dict[str, float]]], level: flo
 
 def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path=None, caption=None):
     """The course's comparison: accuracy after fine-tuning against sparsity, per method and budget."""
-    fig, axes = _axes(len(studies))
-    fig.set_size_inches(fig.get_size_inches() + (2.2, 0))  # room for one legend beside the panels
+    fig, axes, spare = panels(len(studies))
+    if not spare:
+        fig.set_size_inches(fig.get_size_inches() + (2.2, 0))  # room for one legend beside the panels
     styles = named_styles(["one_shot", "iterative", "gradual"])
     for ax, (name, rows) in zip(axes, studies.items()):
         budgets = sorted({r["epochs"] for r in rows})
@@ -671,8 +667,12 @@ def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path
         ax.set(title=f"{name}: prune + fine-tune (95% intervals)", xlabel="sparsity (%)",
                ylabel="probe accuracy (%)")
         ax.grid(alpha=0.3)
-    if studies:  # the same styles in every panel: one legend, outside, so no error bar is hidden
-        axes[len(studies) - 1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    if studies:  # the same styles in every panel: one legend, off the panels, so no error bar is hidden
+        handles, labels = axes[0].get_legend_handles_labels()
+        if spare:
+            spare[0].legend(handles, labels, fontsize=8, loc="center")
+        else:
+            axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return finish(fig, path, caption)
 
 
@@ -681,7 +681,7 @@ TRIAL_STYLES = {True: {"color": GOOD_COLOR, "marker": "o"}, False: {"color": BAD
 
 def plot_frontier(results: dict[str, dict], path=None, caption=None):
     """The frontier search: each trial's sparsity and accuracy, the threshold, the winner."""
-    fig, axes = _axes(len(results), height=4.6)
+    fig, axes, _ = panels(len(results), height=4.6)
     for ax, (name, res) in zip(axes, results.items()):
         for t in res["trials"]:
             ax.scatter(100 * t["sparsity"], 100 * t["accuracy"], zorder=3, **TRIAL_STYLES[t["passed"]])
