@@ -197,8 +197,8 @@ def _run(args) -> int:
         check_seed(args.seed)
         if args.vit_weights:  # ~ too: the shell leaves --vit-weights=~/w.pth as it is
             args.vit_weights = str(Path(args.vit_weights).expanduser().resolve())
-        if args.vit_weights and "vit" in args.models:
-            check_vit_weights(args.vit_weights)
+        if args.vit_weights and "vit" in args.models and (untrained := check_vit_weights(args.vit_weights)):
+            print(f"warning: --vit-weights {untrained}", file=sys.stderr)
         # "auto" follows the device asked for: --device cpu on a GPU machine is the cpu profile
         profile = auto_profile(args.device) if args.profile == "auto" else args.profile
         check_profile(get_profile(profile))  # a recipe's typo now, not minutes into the run

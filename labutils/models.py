@@ -137,7 +137,7 @@ def vit_tiny_patch16_224(num_classes: int = 10, img_size: int = 224, pretrained:
     if pretrained:
         weights_path = os.path.expanduser(weights_path) if weights_path else _cached_hub_file("vit_tiny_patch16_224")
         if weights_path:
-            check_vit_weights(weights_path)
+            untrained = check_vit_weights(weights_path)
             kwargs["pretrained_cfg_overlay"] = dict(file=str(weights_path))
         elif not _hub_reachable():
             # Fail in a second instead of after a minute of retries against an unreachable hub.
@@ -151,8 +151,10 @@ def vit_tiny_patch16_224(num_classes: int = 10, img_size: int = 224, pretrained:
         where = f"the local file {str(weights_path)!r}" if weights_path else "timm's hub"
         raise PretrainedWeightsUnavailable(_no_weights_message(where, str(err) or type(err).__name__)) from err
     if pretrained:  # recorded with the baseline: a reader can tell which weights it started from
-        where = f"the file {os.path.basename(weights_path)}" if named else "timm's hub"
+        where = f"the file {os.path.basename(weights_path)}" if named else "timm's pretrained weights (its hub)"
         model.initial_weights = where + (f", sha256 {_sha256(weights_path)[:16]}" if weights_path else "")
+        if weights_path and untrained:
+            model.initial_weights += f": {untrained}"
     return set_vit_widths(model, heads, mlp_hidden)
 
 
@@ -164,11 +166,22 @@ def _sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def check_vit_weights(path: str | os.PathLike) -> None:
+# timm draws a ViT's class token at a standard deviation of 1e-6; any training moves it far above.
+UNTRAINED_CLS_TOKEN = 1e-4
+UNTRAINED_NOTE = ("NOT pretrained: these are timm's random initialisation (the class token is still at the "
+                  "1e-6 scale timm draws it at), so this 'vit' learns CIFAR-10 from scratch at 224 px and its "
+                  "numbers are not a pretrained ViT's")
+
+
+def check_vit_weights(path: str | os.PathLike) -> str | None:
     """PretrainedWeightsUnavailable unless ``path`` holds vit_tiny_patch16_224's weights: every
     tensor of the model but the classifier, each with its shape. timm loads a file loosely (it only
     prints the keys it did not expect), so another model's weights would leave a ViT at its random
-    initialisation, called pretrained. Reads ``.safetensors``, else ``torch.load(weights_only=True)``."""
+    initialisation, called pretrained. Reads ``.safetensors``, else ``torch.load(weights_only=True)``.
+
+    Returns ``UNTRAINED_NOTE`` when the file holds weights that were never trained (a stand-in saved
+    from ``timm.create_model(...)`` without ``pretrained=True``), else None: such a file is allowed,
+    for tests and machines without the weights, but every record of the run says what it is."""
     import timm
 
     path = Path(path).expanduser()
@@ -202,6 +215,7 @@ def check_vit_weights(path: str | os.PathLike) -> None:
                  f"{len(wrong)} of another shape (such as {wrong[0]})" if wrong else ""]
         raise PretrainedWeightsUnavailable(_no_weights_message(
             where, "not vit_tiny_patch16_224 weights: " + ", ".join(f for f in found if f)))
+    return UNTRAINED_NOTE if float(state["cls_token"].abs().max()) < UNTRAINED_CLS_TOKEN else None
 
 
 def _no_weights_message(where: str, why) -> str:

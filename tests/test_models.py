@@ -50,8 +50,15 @@ def test_pretrained_vit_from_a_local_file(tmp_path):
     assert model.head.out_features == 10
     assert "weights_path" not in model.arch["kwargs"] and "pretrained" not in model.arch["kwargs"]
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    assert model.initial_weights == f"the file vit_tiny.pth, sha256 {digest}"  # the baseline records it
+    # The baseline records it, and that these weights were never trained (timm's initialisation).
+    assert model.initial_weights == f"the file vit_tiny.pth, sha256 {digest}: {M.UNTRAINED_NOTE}"
     assert not hasattr(M.course_model("vit_scratch"), "initial_weights")
+    trained = reference.state_dict()
+    trained["cls_token"] = torch.full_like(trained["cls_token"], 0.3)  # as any training leaves it
+    torch.save(trained, path)
+    assert M.check_vit_weights(path) is None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    assert M.course_model("vit", pretrained_weights=str(path)).initial_weights == f"the file vit_tiny.pth, sha256 {digest}"
 
 
 def test_pretrained_vit_unavailable_names_both_options(tmp_path, monkeypatch):
@@ -86,3 +93,16 @@ def test_unknown_names_are_explained():
         M.build_model("resnet50")
     with pytest.raises(ValueError, match="choose from"):
         M.course_model("mlp")
+
+
+def test_an_untrained_weights_file_is_named_as_such_where_the_run_starts(tmp_path, capsys):
+    """A stand-in saved from timm's random initialisation read as a pretrained ViT in every figure
+    and table of a run (student's review of an executed run)."""
+    from labutils.cli import main
+
+    path = tmp_path / "stand_in.pth"
+    torch.save(timm.create_model("vit_tiny_patch16_224").state_dict(), path)
+    # The data folder (here a file) is checked after the weights: the run stops there, having said it.
+    assert main(["run", "--profile", "cpu", "--vit-weights", str(path), "--data-root", str(path),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "warning: --vit-weights NOT pretrained: these are timm's random initialisation" in capsys.readouterr().err

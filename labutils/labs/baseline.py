@@ -37,8 +37,8 @@ def _train(session: Session, name: str, model, recipe: dict, desc: str):
 def check_weights(vit_weights: str, models) -> None:
     """A VIT_WEIGHTS file checked where the notebook starts (``models.check_vit_weights``), not
     when the ViT's turn comes after the CNN has trained."""
-    if vit_weights and "vit" in models:
-        check_vit_weights(vit_weights)
+    if vit_weights and "vit" in models and (untrained := check_vit_weights(vit_weights)):
+        print(f"warning: VIT_WEIGHTS {untrained}")
 
 
 def train_baseline(session: Session, name: str, pretrained_weights: str | None = None) -> dict:
@@ -66,7 +66,7 @@ def train_baseline(session: Session, name: str, pretrained_weights: str | None =
     print(f"{name}: test accuracy {record['accuracy']:.2%} on {record['test_images']} images{_train_accuracy(history)} "
           f"after {len(history)} epochs in {seconds:.0f}s -> {record['checkpoint']['path']}")
     if hasattr(model, "initial_weights"):
-        print(f"{name}: started from the pretrained weights of {model.initial_weights}")
+        print(f"{name}: started from {model.initial_weights}")
     return record
 
 
