@@ -106,3 +106,11 @@ def test_the_results_cells_read_this_runs_records_back_after_a_restart(run04, tm
     write_json(stale, record | {"run": record["run"] | {"run_id": "smoke-older-run"}})
     again = lab.recorded(s)["cnn"]
     assert again["produced"] is False and "run the cell under 'Prune, fine-tune, save'" in again["reason"]
+
+
+def test_a_criteria_point_says_the_share_asked_where_whole_units_could_not_give_it():
+    """A ViT's '47% removed' beside a profile asking 50% read as a bug (student's reading)."""
+    from labutils.labs.structured import _point
+
+    assert _point({"share": 0.5, "pruning_percentage": 46.9, "accuracy": 0.25}) == "47% removed (50% asked): 25.00%"
+    assert _point({"share": 0.25, "pruning_percentage": 25.0, "accuracy": 0.5}) == "25% removed: 50.00%"

@@ -1,6 +1,8 @@
 """Notebook 06 (quantization) continues the shared smoke run and writes its study and figures."""
 import json
 
+import pytest
+
 from figure_check import assert_series_apart
 from labutils.checkpoint import load_checkpoint
 from labutils.course import checkpoint_names
@@ -128,3 +130,22 @@ def test_float_control_is_qats_fine_tune_without_the_grid(tmp_path, monkeypatch,
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     lab.print_qat_against_control({"accuracy": {"2": control["accuracy"]["2"] - 0.01}}, control)
     assert "the grid costs +1.00 pp" in capsys.readouterr().out
+
+
+def test_the_seed_comparison_gives_each_studys_loss_and_no_ok_near_chance(capsys):
+    """A reduced run's 63% ResNet-20 against the seed's 91.5%: absolute numbers only said 'ours
+    is lower'; and 15.56% against the seed's 8.99% at 2 bits was marked ok (student's reading)."""
+    from labutils.labs import quantization as lab
+
+    r20 = {"fp32_accuracy": 0.63, "qat": {"method": "asymmetric/channel/mse", "accuracy": {}}, "pruning": {},
+           "ptq": {"asymmetric/channel/mse": {"accuracy": {"2": 0.1556, "4": 0.5876}}}}
+    rows = {r["row"]: r for r in lab.comparison(r20)}
+    assert rows["PTQ asymmetric 2b"]["near_chance"] and not rows["PTQ asymmetric 4b"]["near_chance"]
+    assert rows["PTQ asymmetric 4b"]["ours_drop"] == pytest.approx(0.63 - 0.5876)
+    assert rows["PTQ asymmetric 4b"]["seed_drop"] == pytest.approx(0.9151 - 0.8973)
+    lab.print_comparison(list(rows.values()), reduced=True)
+    out = capsys.readouterr().out
+    assert "~  PTQ asymmetric 2b" in out and "ok PTQ asymmetric 2b" not in out
+    line = next(x for x in out.splitlines() if "PTQ asymmetric 4b" in x)
+    assert line.split() == ["PTQ", "asymmetric", "4b", "89.73%", "58.76%", "-30.97", "1.78", "4.24",
+                            "asymmetric/channel/mse"]

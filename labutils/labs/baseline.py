@@ -64,7 +64,7 @@ def train_baseline(session: Session, name: str, pretrained_weights: str | None =
         "train_config": session.train_config(name), "arch": model.arch, "history": history,
         "initial_weights": getattr(model, "initial_weights", f"random (seed {session.seed})")})
     print(f"{name}: test accuracy {record['accuracy']:.2%} on {record['test_images']} images{_train_accuracy(history)} "
-          f"after {len(history)} epochs in {seconds:.0f}s -> {record['checkpoint']['path']}")
+          f"after {len(history)} epoch{'s' * (len(history) != 1)} in {seconds:.0f}s -> {record['checkpoint']['path']}")
     if hasattr(model, "initial_weights"):
         print(f"{name}: started from {model.initial_weights}")
     return record
@@ -110,7 +110,7 @@ def try_recipe(session: Session, name: str, pretrained_weights: str | None = Non
     than = (f"this run's baseline: {baseline['accuracy']:.2%}" if baseline.get("produced")
             else "no baseline in this run to compare with")
     changed = ", ".join(f"{k}={v!r}" for k, v in changes.items()) or "the recipe unchanged"
-    print(f"{what} with {changed}: {history[-1]['test_accuracy']:.2%}{_train_accuracy(history)} after {len(history)} epochs in "
+    print(f"{what} with {changed}: {history[-1]['test_accuracy']:.2%}{_train_accuracy(history)} after {len(history)} epoch{'s' * (len(history) != 1)} in "
           f"{seconds:.0f}s ({than}); nothing saved")
     return history
 
@@ -132,8 +132,8 @@ def print_results(results: dict[str, dict]) -> None:
             continue
         verdict = "meets" if r["accuracy"] >= BEFORE_PRUNING_MIN[name] else "below"
         print(f"{name:12s} {r['accuracy']:.2%} ({verdict} the {BEFORE_PRUNING_MIN[name]:.0%} minimum), "
-              f"{r['parameters'] / 1e6:.2f}M parameters, {r['train_seconds']:.0f}s, "
-              f"{r['images_per_second']:,.0f} images/s")
+              f"{r['parameters'] / 1e6:.2f}M parameters, trained in {r['train_seconds']:.0f}s "
+              f"({r['images_per_second']:,.0f} training images/s)")
 
 
 # -- figures -------------------------------------------------------------------------------------

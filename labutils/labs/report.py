@@ -225,9 +225,17 @@ def _say_if_codes_differ(records: dict) -> None:
                 "run notebooks 02-04 again with the code as it is now")
 
 
+def _rounded(value, digits: int = 4):
+    """For display only: report.json keeps every digit (90.00005736049927 is 90.0001 here)."""
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    return round(value, digits) if isinstance(value, float) else value
+
+
 def print_report(report: dict, records: dict) -> None:
-    """The report as JSON, then each empty entry with the reason it is empty."""
-    print(json.dumps(report, indent=2))
+    """The report as JSON (numbers rounded to 4 decimals for reading; the file keeps them whole),
+    then each empty entry with the reason it is empty."""
+    print(json.dumps(_rounded(report), indent=2))
     missing = {f"{m}_{st}": r["reason"].splitlines()[0] for (m, st), r in records.items() if not r.get("produced")}
     for key, reason in missing.items():
         print(f"{key}: {reason}")

@@ -92,9 +92,14 @@ def compare_criteria(model: nn.Module, train, test, cfg: dict) -> dict:
                            "pruning_percentage": S.channel_share_removed(original, S.widths(small), groups),
                            "accuracy": evaluate(small, test)["accuracy"]})
         study["criteria"][criterion] = points
-        print(f"  {criterion:8s} " + "  ".join(f"{p['pruning_percentage']:.0f}% removed: {p['accuracy']:.2%}"
-                                             for p in points))
+        print(f"  {criterion:8s} " + "  ".join(_point(p) for p in points) + f"  ({study['images']:,} test images)")
     return study
+
+
+def _point(p: dict) -> str:
+    """"34% removed: 61.2%", with the share asked where whole units could not give it."""
+    asked = f" ({p['share']:.0%} asked)" if abs(p["pruning_percentage"] - 100 * p["share"]) >= 1 else ""
+    return f"{p['pruning_percentage']:.0f}% removed{asked}: {p['accuracy']:.2%}"
 
 
 def cut_and_finetune(model: nn.Module, train, test, cfg: dict, device, desc: str = "prune"):
@@ -117,7 +122,8 @@ def cut_and_finetune(model: nn.Module, train, test, cfg: dict, device, desc: str
                       "accuracy": history[-1]["test_accuracy"] if history else cut,
                       "epochs": epochs, "seconds": time.perf_counter() - start, "history": history})
         print(f"{desc}: cut {i + 1} removes {steps[-1]['pruning_percentage']:.1f}% of channels -> "
-              f"{cut:.2%} right after the cut, {steps[-1]['accuracy']:.2%} after {epochs} epoch(s) of fine-tuning")
+              f"{cut:.2%} right after the cut, {steps[-1]['accuracy']:.2%} after {epochs} epoch{'s' * (epochs != 1)} "
+              f"of fine-tuning (on {len(test.labels):,} test images)")
     return model, steps
 
 
