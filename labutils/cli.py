@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also measure each checkpoint's accuracy on its run's test images (minutes on a CPU)")
     chk.add_argument("--data-root", metavar="DIR", default=None,
                      help="with --measure: the folder holding cifar-10-batches-py when the run's own data "
-                          "folder is not beside it (then the whole test split, so accuracies are shown, not compared)")
+                          "folder is not beside it (the run's test images are taken from it)")
     chk.add_argument("--device", default="auto")
     res = sub.add_parser("results-table", help="the README's results table from report.json",
                          description="Print the results section (for every number of report.json, "
@@ -141,8 +141,7 @@ def _check(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     findings, report = check_submission(root, args.measure, args.data_root, device,
-                                        progress=lambda name: print(f"  measuring {name} ...", flush=True)
-                                        if args.measure else None)
+                                        progress=lambda name: print(f"  measuring {name} ...", flush=True))
     for f in findings:
         print(f.line())
     failed = sum(not f.ok for f in findings)

@@ -46,8 +46,8 @@ DEFAULT_DATA_ROOT = Path(os.environ.get("LABUTILS_DATA") or Path(__file__).resol
 
 
 class DataNotFoundError(Explained, FileNotFoundError):
-    """The CIFAR-10 batches are missing and could not be downloaded (shown without the three
-    screens of urllib internals above the instructions)."""
+    """The CIFAR-10 batches are missing, and downloading them failed or was not allowed (shown
+    without the three screens of urllib internals above the instructions)."""
 
 
 class DataError(ValueError):

@@ -27,10 +27,12 @@ def _run_of(folder: Path) -> str | None:
 
 
 def test_loader_for(ckpt: dict, model, device, data_root: str | os.PathLike | None = None,
-                    checkpoint: str | os.PathLike | None = None):
+                    checkpoint: str | os.PathLike | None = None, run_subset: bool = False):
     """The test images the checkpoint was measured on (its run's data folder and test subset), or,
-    given ``data_root``, the whole test split found there. A run records its data folder relative
-    to the run folder, the parent of the ``checkpoint``'s ``models_saved/``."""
+    given ``data_root``, the whole test split found there (``run_subset``: the run's subset of it,
+    the images its accuracy was recorded on, as ``labutils check --measure`` compares). A run
+    records its data folder relative to the run folder, the parent of the ``checkpoint``'s
+    ``models_saved/``."""
     meta = ckpt.get("meta", {})
     root = data_root or meta.get("data_root")
     if not root:
@@ -58,7 +60,7 @@ def test_loader_for(ckpt: dict, model, device, data_root: str | os.PathLike | No
         raise ValueError(f"the checkpoint comes from run {meta.get('run_id')}, but the folder it lies in holds "
                          f"run {folder_run}, whose data is not the checkpoint's ({root}): evaluate it in its own "
                          f"run's folder, or pass --data-root (the whole test split)") from err
-    n_test = None if data_root else meta.get("n_test")
+    n_test = meta.get("n_test") if run_subset or not data_root else None
     images, labels = D.subset(*split, n_test, meta.get("seed", 0))
     return D.DeviceLoader(images, labels, EVAL_BATCH_SIZE, False, device, input_size(model))
 

@@ -13,26 +13,33 @@ from .artifacts import atomic_write_bytes
 # marker and line style of its own for every series, so no two series differ by colour alone.
 # Black and grey are left to references (dense, chance, minimums, the seed study), yellow is too
 # pale on white, and reddish purple marks float (unquantized) references in notebook 06.
-SERIES = [
-    {"color": "#0072B2", "marker": "o", "ls": "-"},   # blue
-    {"color": "#D55E00", "marker": "s", "ls": "--"},  # vermillion
-    {"color": "#56B4E9", "marker": "^", "ls": "-."},  # sky blue
-    {"color": "#E69F00", "marker": "D", "ls": ":"},   # orange
-    {"color": "#009E73", "marker": "v", "ls": "-"},   # bluish green
-]
-FLOAT_COLOR = "#CC79A7"  # reddish purple: float references, unused by SERIES
-GOOD_COLOR, BAD_COLOR = "#009E73", "#D55E00"  # met / fell short, also told apart by marker
+COLORS = ["#0072B2", "#D55E00", "#56B4E9", "#E69F00", "#009E73"]  # blue, vermillion, sky blue, orange, green
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+LINES = ["-", "--", "-.", ":"]
+FLOAT_COLOR = "#CC79A7"  # reddish purple: float references, not among COLORS
+GOOD_COLOR, BAD_COLOR = COLORS[4], COLORS[1]  # met / fell short, also told apart by marker
 
 
 def series_style(i: int) -> dict:
-    """Colour, marker and line style of the ``i``-th series (matplotlib keyword arguments)."""
-    return dict(SERIES[i % len(SERIES)])
+    """Colour, marker and line style of the ``i``-th series (matplotlib keyword arguments): the
+    first 8 differ in marker and line style whatever their colours."""
+    return {"color": COLORS[i % len(COLORS)], "marker": MARKERS[i % len(MARKERS)], "ls": LINES[i % len(LINES)]}
 
 
 def named_styles(names) -> dict[str, dict]:
     """A fixed style per name, so a name looks the same in every panel and figure whatever else
     a panel holds."""
     return {name: series_style(i) for i, name in enumerate(names)}
+
+
+def style_for(styles: dict, name: str, names) -> dict:
+    """``name``'s style in ``styles``; a name it lacks (a student's own criterion or method) gets
+    the next style after the named ones, by its place among the unnamed of ``names`` (all the
+    names of its figure), so it does not take a named series' look."""
+    if name in styles:
+        return dict(styles[name])
+    unnamed = [n for n in dict.fromkeys(names) if n not in styles]
+    return series_style(len(styles) + unnamed.index(name))
 
 
 # One style per course model in every figure, whatever models a run holds (by position, a run
@@ -42,10 +49,6 @@ MODEL_STYLES = named_styles(["cnn", "vit", "vit_scratch"])
 
 def model_style(name: str) -> dict:
     return dict(MODEL_STYLES.get(name, {"color": "0.5", "marker": "x", "ls": "-"}))
-
-
-def model_color(name: str) -> str:
-    return model_style(name)["color"]
 
 
 def minimum_line(ax, name: str, value: float) -> None:

@@ -4,15 +4,19 @@ Used by ``python -m labutils check DIR``, for instructors grading and for studen
 hand in. Every number of report.json is traced to the checkpoint it names and recomputed from its
 weights where the weights can say it:
 
-* report.json has exactly the course's keys and valid values (``course.report_problem``);
-* ``models_saved/`` holds the course's file names, one for each entry with numbers, and no others;
-* every checkpoint loads safely, holds the architecture its name says, and comes from one run;
-* ``original_accuracy`` is the model's ``initial_accuracies`` entry, which is its baseline's;
+* report.json has exactly the course's keys and valid values (``course.report_problem``), each
+  entry all numbers or all empty, and ``report_details.json`` beside it names the run;
+* ``models_saved/`` holds the course's file names, one for each entry with numbers, and nothing
+  else (notebook 06's ``quantization/`` folder aside);
+* every checkpoint loads safely, holds the architecture its name says, and comes from the run that
+  wrote report.json;
+* ``original_accuracy`` is the model's ``initial_accuracies`` entry;
 * each accuracy is the one its checkpoint recorded, and (``measure``) the one its weights give on
   the run's test images, to within ``IMAGES_OF_SLACK`` images;
 * an unstructured pruning_percentage is the share of zeros among the checkpoint's prunable weights
-  (conv and linear, first conv and classifier left out: the workbook's convention); a structured
-  one is the share of channels the checkpoint lacks against its baseline (``prune.structured``);
+  (conv and linear, first conv and classifier left out unless the run's recipe included them); a
+  structured one is the share of channels the checkpoint lacks against its baseline
+  (``prune.structured``);
 * a baseline is dense.
 
 Then the course's minimums, met or not, from the numbers that held.
@@ -24,14 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .artifacts import read_json
-from .course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, REPORT_SECTIONS, SPARSITY_MIN,
-                     STAGES, checkpoint_names, meets_minimum, report_problem)
+from .course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, REPORT_ENTRY_KEYS, REPORT_SECTIONS,
+                     SPARSITY_MIN, STAGES, checkpoint_names, meets_minimum, report_problem)
 
 # A model trained and scored on a GPU and scored again on a CPU may differ by an image or two:
 # the two run slightly different arithmetic (notebook 05 says the same of its table).
 IMAGES_OF_SLACK = 2
 PERCENT_TOLERANCE = 0.01  # percentage points: report.json rounds nothing, so this is float error only
 BASELINE_MAX_ZEROS = 1.0  # percent of prunable weights; a trained dense model has next to none
+ALLOWED_FOLDERS = {"quantization"}  # notebook 06's ResNet-20, kept apart from the course's nine
 
 
 @dataclass
@@ -44,119 +49,132 @@ class Finding:
         return f"{'ok  ' if self.ok else 'FAIL'}  {self.what}"
 
 
-def _stage_of(section: str) -> str:
-    return {"unstructured_pruning": "after_unstructured_pruning", "structured_pruning": "after_structured_pruning"}[section]
+def _model_stage(name: str) -> tuple[str, str] | None:
+    """("cnn", "before_pruning") for "cnn_before_pruning.pth"; None for another name."""
+    return next(((m, s) for m in MODEL_NAMES for s in STAGES if name == f"{m}_{s}.pth"), None)
+
+
+def _entries(report: dict):
+    """(model, stage, entry) of every pruning entry of report.json."""
+    for section in REPORT_SECTIONS:
+        for m in MODEL_NAMES:
+            yield m, f"after_{section}", report[section][m]
 
 
 def _reported(report: dict) -> dict[tuple[str, str], dict]:
-    """{(model, stage): {"accuracy", "pruning_percentage"?, "original_accuracy"?}} of every entry
-    with numbers."""
-    out = {}
-    for m in MODEL_NAMES:
-        acc = report["initial_accuracies"][f"{m}_before_pruning"]
-        if acc is not None:
-            out[m, "before_pruning"] = {"accuracy": acc}
-        for section in REPORT_SECTIONS:
-            e = report[section][m]
-            if e["pruned_accuracy"] is not None:
-                out[m, _stage_of(section)] = {"accuracy": e["pruned_accuracy"], "pruning_percentage": e["pruning_percentage"],
-                                              "original_accuracy": e["original_accuracy"]}
+    """{(model, stage): {"accuracy", "pruning_percentage"?}} of every entry with all its numbers."""
+    out = {(m, "before_pruning"): {"accuracy": report["initial_accuracies"][f"{m}_before_pruning"]}
+           for m in MODEL_NAMES if report["initial_accuracies"][f"{m}_before_pruning"] is not None}
+    for m, stage, e in _entries(report):
+        if all(e[k] is not None for k in REPORT_ENTRY_KEYS):
+            out[m, stage] = {"accuracy": e["pruned_accuracy"], "pruning_percentage": e["pruning_percentage"]}
     return out
 
 
-def _close(a: float, b: float, tolerance: float) -> bool:
-    return a is not None and b is not None and abs(a - b) <= tolerance
-
-
-def check_report_file(root: Path) -> tuple[dict | None, list[Finding]]:
-    path = root / "report.json"
+def _read(path: Path) -> tuple[dict | None, str | None]:
+    """(JSON object, None) or (None, what is wrong with the file)."""
     if not path.is_file():
-        return None, [Finding(False, f"{path} is missing: notebook 05 writes it")]
+        return None, "is missing"
     try:
-        report = read_json(path)
+        data = read_json(path)
     except ValueError as err:
-        return None, [Finding(False, f"report.json is not valid JSON: {err}")]
+        return None, f"is not valid JSON ({err})"
+    return (data, None) if isinstance(data, dict) else (None, "does not hold a JSON object")
+
+
+def check_report_file(root: Path) -> tuple[dict | None, str | None, list[Finding]]:
+    """(report or None, the run id report_details.json names, findings)."""
+    report, wrong = _read(root / "report.json")
+    if wrong:
+        return None, None, [Finding(False, f"report.json {wrong}: notebook 05 writes it")]
     problem = report_problem(report)
     if problem:
-        return None, [Finding(False, f"report.json breaks the course's format at {problem}")]
+        return None, None, [Finding(False, f"report.json breaks the course's format at {problem}")]
     findings = [Finding(True, "report.json has exactly the course's keys, accuracies as fractions, percentages as percents")]
-    for m in MODEL_NAMES:
+    for m, stage, e in _entries(report):
+        empty = [k for k in REPORT_ENTRY_KEYS if e[k] is None]
+        if 0 < len(empty) < len(REPORT_ENTRY_KEYS):
+            findings.append(Finding(False, f"{m}_{stage}: report.json has numbers and nulls in one entry "
+                                           f"({', '.join(empty)} empty): all three or none", (m, stage)))
         initial = report["initial_accuracies"][f"{m}_before_pruning"]
-        for section in REPORT_SECTIONS:
-            original = report[section][m]["original_accuracy"]
-            if original is not None and original != initial:
-                findings.append(Finding(False, f"{section}/{m}/original_accuracy is {original}, but "
-                                               f"initial_accuracies/{m}_before_pruning is {initial}",
-                                        (m, _stage_of(section))))
-    return report, findings
+        if e["original_accuracy"] is not None and e["original_accuracy"] != initial:
+            findings.append(Finding(False, f"{m}_{stage}: original_accuracy is {e['original_accuracy']}, but "
+                                           f"initial_accuracies/{m}_before_pruning is {initial}", (m, stage)))
+    details, wrong = _read(root / "report_details.json")
+    run = details.get("run") if details else None
+    run_id = run.get("run_id") if isinstance(run, dict) else None
+    if not run_id:
+        findings.append(Finding(False, f"report_details.json {wrong or 'names no run'} (notebook 05 writes it "
+                                       f"beside report.json): which run wrote the report cannot be checked"))
+    return report, run_id, findings
 
 
-def check_file_names(root: Path, reported: dict) -> tuple[list[str], list[Finding]]:
-    """The course's names present in models_saved/, and findings on missing and foreign files."""
+def check_files(root: Path, reported: dict) -> tuple[list[str], list[Finding]]:
+    """The course's names present in models_saved/ (in the course's order), and findings on
+    missing and foreign files."""
     folder = root / "models_saved"
-    present = sorted(p.name for p in folder.glob("*.pth")) if folder.is_dir() else []
-    expected = checkpoint_names()
+    present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     findings = []
     for m, s in reported:
         if f"{m}_{s}.pth" not in present:
             findings.append(Finding(False, f"report.json has numbers for {m}_{s}, but models_saved/{m}_{s}.pth "
                                            f"is missing", (m, s)))
-    foreign = [n for n in present if n not in expected]
+    foreign = [n for n in present if not (_model_stage(n) and (folder / n).is_file())
+               and not (n in ALLOWED_FOLDERS and (folder / n).is_dir()) and not n.startswith(".")]
     if foreign:
-        findings.append(Finding(False, f"models_saved/ holds files outside the course's nine names: {', '.join(foreign)}"))
-    unreported = [n for n in present if n in expected and _model_stage(n) not in reported]
+        findings.append(Finding(False, f"models_saved/ holds what is not one of the course's nine files: {', '.join(foreign)}"))
+    unreported = [n for n in present if _model_stage(n) and _model_stage(n) not in reported]
     if unreported:
         findings.append(Finding(False, f"models_saved/ holds {', '.join(unreported)}, whose entries in report.json are empty"))
     if not findings:
         findings.append(Finding(True, f"models_saved/ holds the {len(reported)} course files report.json has numbers for, "
                                       f"and nothing else"))
-    return [n for n in expected if n in present], findings  # in the course's order
+    return [n for n in checkpoint_names() if n in present and (folder / n).is_file()], findings
 
 
-def _model_stage(name: str) -> tuple[str, str]:
-    stem = name[:-4]
-    return next((m, s) for m in MODEL_NAMES for s in STAGES if stem == f"{m}_{s}")
-
-
-def _measured_accuracy(path: Path, model, ckpt: dict, device, data_root) -> tuple[float, int]:
+def _measured(root: Path, name: str, model, ckpt: dict, device, data_root) -> tuple[int, int]:
+    """(images right, images) on the run's own test images, in ``data_root`` when given."""
     from .evaluate import test_loader_for
     from .train import evaluate
 
-    result = evaluate(model, test_loader_for(ckpt, model, device, data_root, path), device)
-    return result["accuracy"], result["n"]
+    loader = test_loader_for(ckpt, model, device, data_root, root / "models_saved" / name, run_subset=True)
+    result = evaluate(model, loader, device)
+    return round(result["accuracy"] * result["n"]), result["n"]
 
 
-def check_checkpoints(root: Path, names: list[str], reported: dict, measure: bool = False,
+def _unstructured_flags(root: Path, m: str) -> dict:
+    """The run's include_first / include_classifier for ``m`` (its metrics' recipe; the workbook's
+    default, both False, when the metrics are not there)."""
+    record, _ = _read(root / "metrics" / f"{m}_after_unstructured_pruning.json")
+    recipe = (record or {}).get("recipe") or {}
+    return {k: bool(recipe.get(k, False)) for k in ("include_first", "include_classifier")}
+
+
+def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: str | None, measure: bool = False,
                       data_root=None, device="cpu", progress=None) -> list[Finding]:
     """Each present checkpoint against its report entry, recomputed from its weights."""
     from .checkpoint import load_checkpoint
     from .prune import prunable_parameters, sparsity_report
     from .prune import structured as S
 
-    findings, loaded, run_ids = [], {}, {}
+    findings, loaded, broken = [], {}, set()
     for name in names:
-        path = root / "models_saved" / name
         try:
-            model, ckpt = load_checkpoint(path, device)
-        except Exception as err:  # report it by name and go on with the others
+            loaded[_model_stage(name)] = load_checkpoint(root / "models_saved" / name, device)
+        except Exception as err:  # reported by name; the others go on
+            broken.add(_model_stage(name))
             findings.append(Finding(False, f"{name} does not load: {type(err).__name__}: {err}", _model_stage(name)))
-            continue
-        loaded[_model_stage(name)] = (model, ckpt)
-        run_ids.setdefault(ckpt.get("meta", {}).get("run_id"), []).append(name)
-    details = root / "report_details.json"
-    report_run = (read_json(details).get("run") or {}).get("run_id") if details.is_file() else None
-    if len(run_ids) > 1:
-        findings.append(Finding(False, "the checkpoints come from different runs: " + "; ".join(
-            f"{rid}: {', '.join(n)}" for rid, n in run_ids.items())))
-    elif run_ids:
-        rid = next(iter(run_ids))
+    runs = {key: ckpt.get("meta", {}).get("run_id") for key, (_, ckpt) in loaded.items()}
+    expected_run = report_run or max(set(runs.values()), key=list(runs.values()).count, default=None)
+    for (m, stage), rid in runs.items():
+        if rid != expected_run:
+            findings.append(Finding(False, f"{m}_{stage}.pth comes from run {rid}, report.json from run {expected_run}",
+                                    (m, stage)))
+    if loaded and all(rid == expected_run for rid in runs.values()):
         meta = next(iter(loaded.values()))[1].get("meta", {})
-        findings.append(Finding(True, f"every checkpoint loads and comes from run {rid} (profile {meta.get('profile')}"
-                                      + (", a reduced run: its numbers are not the course's results)" if meta.get("reduced")
-                                         else ")")))
-        if report_run and report_run != rid:
-            findings.append(Finding(False, f"report.json was written by run {report_run} (report_details.json), "
-                                           f"the checkpoints by run {rid}"))
+        reduced = ", a reduced run: its numbers are not the course's results" if meta.get("reduced") else ""
+        findings.append(Finding(True, f"every checkpoint loads and comes from run {expected_run} "
+                                      f"(profile {meta.get('profile')}{reduced})"))
 
     for (m, stage), (model, ckpt) in loaded.items():
         name, entry = f"{m}_{stage}", reported.get((m, stage))
@@ -167,37 +185,43 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, measure: boo
             findings.append(Finding(ok, f"{name}: {what}", (m, stage)))
 
         recorded = ckpt.get("metrics", {}).get("accuracy")
-        say(_close(entry["accuracy"], recorded, 1e-9),
+        say(recorded is not None and abs(entry["accuracy"] - recorded) < 1e-9,
             f"report.json says {entry['accuracy']:.2%}, the checkpoint recorded "
             + (f"{recorded:.2%}" if recorded is not None else "no accuracy"))
         if measure:
             if progress:
                 progress(name)
             try:
-                got, n = _measured_accuracy(root / "models_saved" / f"{name}.pth", model, ckpt, device, data_root)
-            except Exception as err:  # no data, another run's data folder: said, and the others go on
+                right, n = _measured(root, f"{name}.pth", model, ckpt, device, data_root)
+            except Exception as err:  # no data, another copy of it: said, and the others go on
                 say(False, f"could not measure its accuracy: {err}")
-            else:  # on --data-root's whole split the numbers differ by design: shown, not compared
-                say(abs(got - entry["accuracy"]) <= IMAGES_OF_SLACK / n or bool(data_root),
-                    f"measured {got:.2%} on {n} test images"
-                    + (" (the whole test split of --data-root, not the run's own)" if data_root else "")
-                    + f", report.json {entry['accuracy']:.2%}")
-        zeros = sparsity_report(model, prunable_parameters(model))["pruning_percentage"]
+            else:  # counted in images: 2 images of 5,000 is not always 0.0004 in floats
+                said = round(entry["accuracy"] * n)
+                say(abs(right - said) <= IMAGES_OF_SLACK,
+                    f"measured {right / n:.2%} ({right:,} of {n:,} test images), report.json {entry['accuracy']:.2%}"
+                    + ("" if abs(right - said) <= IMAGES_OF_SLACK or not data_root else
+                       f"; the run used {ckpt.get('meta', {}).get('data')}: is the copy in --data-root the same?"))
         if stage == "before_pruning":
+            zeros = sparsity_report(model, prunable_parameters(model))["pruning_percentage"]
             say(zeros <= BASELINE_MAX_ZEROS, f"{zeros:.1f}% of its prunable weights are zero"
                 + ("" if zeros <= BASELINE_MAX_ZEROS else ": not a dense baseline (a pruned model under its name?)"))
             continue
-        said = entry["pruning_percentage"]
         if stage == "after_unstructured_pruning":
-            got, how = zeros, "of its prunable weights are zero (first conv and classifier left out)"
+            flags = _unstructured_flags(root, m)
+            got = sparsity_report(model, prunable_parameters(model, **flags))["pruning_percentage"]
+            left_out = [what for what, key in (("first conv", "include_first"), ("classifier", "include_classifier"))
+                        if not flags[key]]
+            how = "of its prunable weights are zero" + (f" ({' and '.join(left_out)} left out)" if left_out else "")
         elif (m, "before_pruning") in loaded:
             dense = loaded[m, "before_pruning"][0]
             got = S.channel_share_removed(S.widths(dense), S.widths(model), S.channel_groups(dense))
             how = f"of {m}_before_pruning's channels are gone"
         else:
-            say(False, f"no {m}_before_pruning.pth to count its removed channels against")
+            why = "does not load" if (m, "before_pruning") in broken else "is missing"
+            say(False, f"its removed channels cannot be counted: {m}_before_pruning.pth {why}")
             continue
-        say(_close(got, said, PERCENT_TOLERANCE), f"report.json says {said:.2f}% removed; {got:.2f}% {how}")
+        said = entry["pruning_percentage"]
+        say(abs(got - said) <= PERCENT_TOLERANCE, f"report.json says {said:.2f}% removed; {got:.2f}% {how}")
     return findings
 
 
@@ -209,20 +233,20 @@ def minimums(report: dict, findings: list[Finding] = ()) -> list[str]:
     def verdict(ok: bool, about: tuple[str, str]) -> str:
         return ("met" if ok else "NOT met") + (" (unverified: a check above failed)" if about in doubtful else "")
 
-    lines = []
+    reported, lines = _reported(report), []
     for m in MODEL_NAMES:
-        acc = report["initial_accuracies"][f"{m}_before_pruning"]
-        if acc is not None:
-            lines.append(f"  {m:12s} dense        {acc:7.2%} (minimum {BEFORE_PRUNING_MIN[m]:.0%}): "
-                         + verdict(acc >= BEFORE_PRUNING_MIN[m], (m, "before_pruning")))
-        for section, kind in REPORT_SECTIONS.items():
-            e = report[section][m]
-            if e["pruned_accuracy"] is None:
+        for stage, kind in (("before_pruning", "dense"), *((f"after_{s}", k) for s, k in REPORT_SECTIONS.items())):
+            entry = reported.get((m, stage))
+            if entry is None:
                 continue
-            ok = meets_minimum(m, kind, e["pruned_accuracy"], e["pruning_percentage"])
-            lines.append(f"  {m:12s} {kind:12s} {e['pruned_accuracy']:7.2%} at {e['pruning_percentage']:.1f}% removed "
-                         f"(minimum {AFTER_PRUNING_MIN[m]:.0%} at {SPARSITY_MIN[kind]:.0f}%): "
-                         + verdict(ok, (m, _stage_of(section))))
+            if kind == "dense":
+                lines.append(f"  {m:12s} dense        {entry['accuracy']:7.2%} (minimum {BEFORE_PRUNING_MIN[m]:.0%}): "
+                             + verdict(entry["accuracy"] >= BEFORE_PRUNING_MIN[m], (m, stage)))
+            else:
+                ok = meets_minimum(m, kind, entry["accuracy"], entry["pruning_percentage"])
+                lines.append(f"  {m:12s} {kind:12s} {entry['accuracy']:7.2%} at {entry['pruning_percentage']:.1f}% "
+                             f"removed (minimum {AFTER_PRUNING_MIN[m]:.0%} at {SPARSITY_MIN[kind]:.0f}%): "
+                             + verdict(ok, (m, stage)))
     return lines
 
 
@@ -230,11 +254,11 @@ def check_submission(root: str | os.PathLike, measure: bool = False, data_root=N
                      progress=None) -> tuple[list[Finding], dict | None]:
     """(findings, report or None): every check above, in order."""
     root = Path(root)
-    report, findings = check_report_file(root)
+    report, report_run, findings = check_report_file(root)
     if report is None:
         return findings, None
     reported = _reported(report)
-    names, found = check_file_names(root, reported)
+    names, found = check_files(root, reported)
     findings += found
-    findings += check_checkpoints(root, names, reported, measure, data_root, device, progress)
+    findings += check_checkpoints(root, names, reported, report_run, measure, data_root, device, progress)
     return findings, report

@@ -13,8 +13,8 @@ def look(handle) -> tuple:
         handle = handle[0]
     if isinstance(handle, Line2D):
         face = to_rgba(handle.get_markerfacecolor())
-        open_marker = face[3] == 0 or face[:3] == (1.0, 1.0, 1.0)
-        return ("line", handle.get_marker(), handle.get_linestyle(), open_marker)
+        open_marker = face[3] == 0 or face[:3] == (1.0, 1.0, 1.0) or handle.get_fillstyle() == "none"
+        return ("line", handle.get_marker(), handle.get_linestyle(), open_marker, handle.get_fillstyle())
     if isinstance(handle, BarContainer):
         return ("bars", handle.patches[0].get_hatch())
     if isinstance(handle, PathCollection):

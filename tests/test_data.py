@@ -33,8 +33,9 @@ def test_label_order_follows_batch_files(synthetic_root):
 
 
 def test_missing_data_without_download_says_what_to_do(tmp_path):
-    with pytest.raises(D.DataNotFoundError, match="Put it there by hand"):
+    with pytest.raises(D.DataNotFoundError, match="Put it there by hand") as err:
         D.load_cifar10(tmp_path, download=False)
+    assert "could not be downloaded" not in str(err.value)  # no download was tried
 
 
 def test_failed_download_says_what_to_do(tmp_path, monkeypatch):

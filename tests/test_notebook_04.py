@@ -62,6 +62,8 @@ def test_figures_tell_series_apart_without_colour(run04):
     results = {n: json.loads((run04 / "metrics" / f"{n}_after_structured_pruning.json").read_text())
                for n in ("cnn", "vit_scratch")}
     assert assert_series_apart(lab.plot_criteria(results)) >= 6
+    assert assert_series_apart(lab.plot_channels_kept(results)) == 2 * 2  # original and kept bars
+    assert assert_series_apart(lab.plot_speed_vs_macs(results)) == 2 * 2  # theory and measured bars
     for r in results.values():  # as a GPU run records it: a second device beside the CPU
         r["throughput"]["cuda"] = dict(r["throughput"]["cpu"], graphs=True)
     assert assert_series_apart(lab.plot_throughput(results)) >= 2 * (4 + 3)

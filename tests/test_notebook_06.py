@@ -132,6 +132,19 @@ def test_float_control_is_qats_fine_tune_without_the_grid(tmp_path, monkeypatch,
     assert "the grid costs +1.00 pp" in capsys.readouterr().out
 
 
+def test_methods_the_figures_do_not_name_take_no_named_methods_look():
+    """A profile's own PTQ method fell back to the style of a named one by its position
+    (review of the figure change)."""
+    from labutils.labs import quantization as lab
+
+    acc = {"accuracy": {"4": 0.5, "2": 0.1}, "size_bits": {"4": 10, "2": 5}}
+    r20 = {"fp32_accuracy": 0.6, "size_bits_fp32": 40,
+           "ptq": {"asymmetric/tensor/minmax": acc, "symmetric/channel/minmax": acc, "symmetric/tensor/mse": acc},
+           "qat": dict(acc, method="asymmetric/tensor/minmax"),
+           "pruning": {"global_iterative": {"pruning_percentage": 80.0, "ptq": acc, "qat": acc}}}
+    assert assert_series_apart(lab.plot_bits(r20)) >= 3 + 2
+
+
 def test_the_seed_comparison_gives_each_studys_loss_and_no_ok_near_chance(capsys):
     """A reduced run's 63% ResNet-20 against the seed's 91.5%: absolute numbers only said 'ours
     is lower'; and 15.56% against the seed's 8.99% at 2 bits was marked ok (student's reading)."""

@@ -260,7 +260,6 @@ def test_evaluate_of_a_checkpoint_dropped_into_another_run_names_both_runs(full_
     assert main(["evaluate", str(other / "models_saved" / "cnn_before_pruning.pth")]) == 1
     err = capsys.readouterr().err
     assert "the checkpoint comes from run smoke-" in err and "holds run cpu-20260101T000000-abcdef" in err
-    assert "could not be downloaded" not in err  # and no download was tried
 
 
 def test_evaluate_says_how_many_test_images_each_accuracy_is_on(full_smoke_run, capsys):
@@ -342,9 +341,9 @@ def test_check_names_every_tampering_and_distrusts_what_it_touches(full_smoke_ru
     assert main(["check", str(handin)]) == 1
     out = capsys.readouterr().out
     fails = "\n".join(line for line in out.splitlines() if line.startswith("FAIL"))
-    for said in ("structured_pruning/vit/original_accuracy is 0.5",
+    for said in ("vit_after_structured_pruning: original_accuracy is 0.5",
                  "models_saved/vit_after_unstructured_pruning.pth is missing",
-                 "outside the course's nine names: vit_unstructured.pth",
+                 "not one of the course's nine files: vit_unstructured.pth",
                  "cnn_before_pruning: report.json says", "not a dense baseline",
                  "cnn_after_unstructured_pruning: report.json says 99.00%",
                  "vit_scratch_after_structured_pruning: report.json says"):
@@ -359,3 +358,67 @@ def test_check_of_a_broken_report_or_a_wrong_folder_says_what_is_wrong(tmp_path,
     assert "FAIL  report.json breaks the course's format at" in capsys.readouterr().out
     assert main(["check", str(tmp_path / "nowhere")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def _forge(path, **metrics):
+    """A checkpoint whose recorded numbers were edited (its weights untouched)."""
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["metrics"].update(metrics)
+    torch.save(ckpt, path)
+
+
+def test_check_measure_counts_images_and_compares_on_a_data_root_too(full_smoke_run, tmp_path, capsys):
+    """With --data-root every measured line passed, so a forged accuracy did too; and a 2-image
+    difference failed half the time on float error (review of the check)."""
+    handin = tmp_path / "handin"
+    shutil.copytree(full_smoke_run, handin)
+    n = json.loads((handin / "metrics" / "cnn_before_pruning.json").read_text())["test_images"]
+    report = json.loads((handin / "report.json").read_text())
+    right = round(report["initial_accuracies"]["cnn_before_pruning"] * n)
+    for off, passes in ((2, True), (3, False)):
+        forged = (right - off) / n  # recorded and reported alike: only measuring finds it
+        report["initial_accuracies"]["cnn_before_pruning"] = forged
+        for section in ("unstructured_pruning", "structured_pruning"):
+            report[section]["cnn"]["original_accuracy"] = forged
+        (handin / "report.json").write_text(json.dumps(report))
+        _forge(handin / "models_saved" / "cnn_before_pruning.pth", accuracy=forged)
+        assert main(["check", str(handin), "--measure", "--data-root", str(handin / "data-synthetic")]) == (0 if passes else 1)
+        line = next(x for x in capsys.readouterr().out.splitlines() if "cnn_before_pruning: measured" in x)
+        assert line.startswith("ok  " if passes else "FAIL") and f"({right:,} of {n:,} test images)" in line
+
+
+def test_check_of_damaged_or_foreign_files_fails_without_a_traceback(full_smoke_run, tmp_path, capsys):
+    """A half-empty entry and a damaged report_details.json raised tracebacks; files in subfolders
+    of models_saved/ passed as 'nothing else'; a checkpoint of another run left its minimum trusted;
+    a recipe that prunes the first conv was recounted without it (review of the check)."""
+    handin = tmp_path / "handin"
+    shutil.copytree(full_smoke_run, handin)
+    report = json.loads((handin / "report.json").read_text())
+    report["structured_pruning"]["cnn"]["pruning_percentage"] = None
+    (handin / "report.json").write_text(json.dumps(report))
+    (handin / "report_details.json").write_text("{")
+    models = handin / "models_saved"
+    (models / "old").mkdir()
+    shutil.copy(models / "cnn_before_pruning.pth", models / "old")
+    (models / "notes.txt").write_text("x")
+    (models / "quantization").mkdir(exist_ok=True)  # notebook 06's folder is allowed
+    other = torch.load(models / "vit_scratch_before_pruning.pth", weights_only=True)
+    other["meta"]["run_id"] = "smoke-another-run"
+    torch.save(other, models / "vit_scratch_before_pruning.pth")
+    metrics = handin / "metrics" / "cnn_after_unstructured_pruning.json"
+    record = json.loads(metrics.read_text())
+    record["recipe"]["include_first"] = True  # as a run that pruned the first conv would record it
+    metrics.write_text(json.dumps(record))
+
+    assert main(["check", str(handin)]) == 1
+    out = capsys.readouterr().out
+    fails = "\n".join(line for line in out.splitlines() if line.startswith("FAIL"))
+    for said in ("cnn_after_structured_pruning: report.json has numbers and nulls in one entry (pruning_percentage empty)",
+                 "report_details.json is not valid JSON",
+                 "not one of the course's nine files: notes.txt, old",
+                 "vit_scratch_before_pruning.pth comes from run smoke-another-run",
+                 "cnn_after_unstructured_pruning: report.json says"):
+        assert said in fails, said
+    assert "(classifier left out)" in fails  # the first conv counted, as the recipe says
+    assert "unverified" in next(line for line in out.splitlines() if line.startswith("  vit_scratch  dense"))
+    assert "Traceback" not in out

@@ -50,6 +50,19 @@ def test_layer_sparsity_chart_draws_the_level_it_names():
     assert all(bool((p != 0).all()) for p in subject.params(subject.model).values())  # the dense model untouched
 
 
+def test_study_figure_tells_any_number_of_budgets_apart_and_lists_every_panels():
+    """STUDY_EPOCHS = [1, 3, 5] drew the two smaller budgets alike (open markers), and the shared
+    legend listed only the first panel's budgets (review of the figure change)."""
+    def rows(budgets):
+        return [{"method": m, "epochs": e, "sparsity": s, "accuracy": 0.5, "ci95": (0.45, 0.55)}
+                for m in ("one_shot", "iterative", "gradual") for e in budgets for s in (0.5, 0.9)]
+
+    fig = U.plot_study({"cnn": rows([1, 3, 5]), "vit_scratch": rows([2])}, {"cnn": 0.6, "vit_scratch": 0.6})
+    labels = fig.axes[-1].get_legend().get_texts()
+    assert {t.get_text() for t in labels} >= {"one-shot, 1 epochs", "one-shot, 5 epochs", "gradual, 2 epochs"}
+    assert assert_series_apart(fig) >= 9 + 3
+
+
 def test_learning_curves_tick_whole_epochs_and_tell_models_apart_without_colour():
     history = [{"epoch": e, "train_loss": 2.0 / e, "test_accuracy": 0.1 * e} for e in (1, 2)]
     fig = B.plot_learning_curves({"cnn": history, "vit": history[:1], "vit_scratch": history})

@@ -14,7 +14,7 @@ from torch import nn
 
 from .unstructured import Subject, layer_bars
 from ..data import DeviceLoader
-from ..plots import BAD_COLOR, SERIES
+from ..plots import BAD_COLOR, COLORS
 from ..prune.criteria import compute_scores
 from ..prune.masks import sparsity_report
 from ..prune.schedules import one_shot_prune
@@ -134,7 +134,7 @@ class Playground:
         total = np.bincount(bins[bins >= 0], minlength=len(edges) - 1)
         cut = np.bincount(bins[(bins >= 0) & removed], minlength=len(edges) - 1)
         fig, (hist, bars) = plt.subplots(1, 2, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1, 2]})
-        hist.stairs(total - cut, edges, fill=True, color=SERIES[0]["color"], label="kept")
+        hist.stairs(total - cut, edges, fill=True, color=COLORS[0], label="kept")
         hist.stairs(total, edges, baseline=total - cut, fill=True, color=BAD_COLOR, alpha=0.8, label="removed")
         if r["criterion"] != "magnitude":
             hist.plot([], [], " ", label=f"{r['criterion']} cuts its own score, not |w|")

@@ -26,7 +26,7 @@ from ..artifacts import write_json
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import augmentation_of, fit_arguments
 from ..models import build_model, count_parameters
-from ..plots import FLOAT_COLOR, SERIES, finish, named_styles, series_style
+from ..plots import COLORS, FLOAT_COLOR, finish, named_styles, style_for
 from ..prune import prunable_parameters, sparsity_report
 from ..prune.schedules import iterative_prune, steps_budget
 from ..quant import FakeQuantizer, QuantSpec, model_size_bits, quantized_copy, quantized_parameters
@@ -363,12 +363,12 @@ VARIANT_NAMES = {"layer_one_shot": "layer-wise one-shot", "layer_iterative": "la
 PTQ_STYLES = named_styles(["symmetric/tensor/minmax", "asymmetric/tensor/minmax", "symmetric/channel/mse",
                            "asymmetric/channel/mse"])
 VARIANT_STYLES = named_styles(VARIANT_NAMES)
-QAT_STYLE = {"color": SERIES[4]["color"], "marker": "s", "ls": "-", "lw": 2}
+QAT_STYLE = {"color": COLORS[4], "marker": "s", "ls": "-", "lw": 2}
 CONTROL_STYLE = {"color": FLOAT_COLOR, "marker": "^", "ls": "--"}
 
 
-def _style(styles: dict, name: str, i: int, **changes) -> dict:
-    return dict(styles.get(name) or series_style(i), **changes)
+def _style(styles: dict, name: str, names, **changes) -> dict:
+    return dict(style_for(styles, name, names), **changes)
 
 
 def _bits_axis(ax, *records):
@@ -383,14 +383,14 @@ def plot_bits(r20: dict, path=None, caption=None):
     seed = SEED_RESULTS
     ax = axes[0]
     for i, (method, r) in enumerate(r20["ptq"].items()):
-        _line(ax, r["accuracy"], label=method, **_style(PTQ_STYLES, method, i))
+        _line(ax, r["accuracy"], label=method, **_style(PTQ_STYLES, method, r20["ptq"]))
     for scheme, ls in (("asymmetric", "--"), ("symmetric", ":")):
         _line(ax, seed["ptq"][scheme], ls=ls, color="k", marker="x", label=f"seed {scheme}")
     ax.set_title("post-training quantization (no fine-tuning)")
     ax = axes[1]
     method = r20["qat"]["method"]
     _line(ax, r20["ptq"].get(method, {"accuracy": {}})["accuracy"] or {}, label=f"PTQ {method}",
-          **_style(PTQ_STYLES, method, len(r20["ptq"])))
+          **_style(PTQ_STYLES, method, [*r20["ptq"], method]))
     _line(ax, r20["qat"]["accuracy"], label=f"QAT {method}", **QAT_STYLE)
     if "qat_control" in r20:  # runs before this control was added lack it
         _line(ax, r20["qat_control"]["accuracy"], label="fp32, same fine-tune (control)", **CONTROL_STYLE)
@@ -399,10 +399,10 @@ def plot_bits(r20: dict, path=None, caption=None):
     ax = axes[2]
     for i, (name, v) in enumerate(r20["pruning"].items()):
         _line(ax, v["ptq"]["accuracy"], label=f"{VARIANT_NAMES.get(name, name)} + PTQ",
-              **_style(VARIANT_STYLES, name, i, ls=":", mfc="white"))  # open markers, dotted: no fine-tuning
+              **_style(VARIANT_STYLES, name, r20["pruning"], ls=":", mfc="white"))  # open markers, dotted: no fine-tuning
         if "qat" in v:
             _line(ax, v["qat"]["accuracy"], label=f"{VARIANT_NAMES.get(name, name)} + QAT",
-                  **_style(VARIANT_STYLES, name, i, ls="-", lw=2))
+                  **_style(VARIANT_STYLES, name, r20["pruning"], ls="-", lw=2))
     _line(ax, seed["pruned80_qat"], ls="--", color="k", marker="x", label="seed pruned 80% + QAT")
     ax.set_title(f"{next(iter(r20['pruning'].values()))['pruning_percentage']:.0f}% pruned, then quantized")
     for ax in axes:
@@ -431,7 +431,7 @@ def plot_size(r20: dict, path=None, caption=None):
     pts(r20["qat"], label="dense + QAT", **QAT_STYLE)
     for i, (name, v) in enumerate(r20["pruning"].items()):
         pts(v.get("qat", v["ptq"]), label=f"{VARIANT_NAMES.get(name, name)} + {'QAT' if 'qat' in v else 'PTQ'}",
-            **_style(VARIANT_STYLES, name, i))
+            **_style(VARIANT_STYLES, name, r20["pruning"]))
     ax.set(xscale="log", xlabel="model size (kB, log scale)", ylabel="test accuracy (%)",
            title="ResNet-20: accuracy vs storage")
     plain = FuncFormatter(lambda v, _: f"{v:g}")
@@ -448,7 +448,7 @@ def plot_cnn(cnn: dict, path=None, caption=None):
     """Pruned ResNet-18: PTQ per method and QAT vs bits."""
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for i, (method, r) in enumerate(cnn["ptq"].items()):
-        _line(ax, r["accuracy"], label=f"PTQ {method}", **_style(PTQ_STYLES, method, i))
+        _line(ax, r["accuracy"], label=f"PTQ {method}", **_style(PTQ_STYLES, method, cnn["ptq"]))
     _line(ax, cnn["qat"]["accuracy"], label=f"QAT {cnn['qat']['method']}", **QAT_STYLE)
     ax.axhline(100 * cnn["accuracy"], color=FLOAT_COLOR, lw=1, label="pruned, float")
     _bits_axis(ax, *(r["accuracy"] for r in cnn["ptq"].values()), cnn["qat"]["accuracy"])

@@ -26,7 +26,7 @@ from ..accel import full_float32
 from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN, meets_minimum
 from ..measure import NOISY_WHY, compare_latency, count_macs, measure_throughput
 from ..models import build_model, count_parameters
-from ..plots import SERIES, finish, named_styles, panels, series_style
+from ..plots import COLORS, finish, named_styles, panels, style_for
 from ..profiles import format_settings
 from ..prune import structured as S
 from ..session import Session
@@ -297,7 +297,7 @@ def plot_channels_kept(results: dict[str, dict], path=None, caption=None):
         x = np.arange(len(groups))
         kept = [100 * r["widths"][g] / r["widths_original"][g] for g in groups]
         ax.bar(x, [100] * len(groups), color="0.85", label="original")
-        ax.bar(x, kept, color=SERIES[0]["color"], label="kept")
+        ax.bar(x, kept, color=COLORS[0], hatch="//", edgecolor="white", linewidth=0, label="kept")
         for i, g in enumerate(groups):
             ax.text(i, 101, f"{r['widths'][g]}/{r['widths_original'][g]}", ha="center", va="bottom",
                     fontsize=6 if len(groups) > 16 else 7)
@@ -327,7 +327,7 @@ def plot_criteria(results: dict[str, dict], minimums: dict[str, float] | None = 
         for criterion, points in study["criteria"].items():
             ax.plot([0] + [p["pruning_percentage"] for p in points],
                     [100 * study["dense_accuracy"]] + [100 * p["accuracy"] for p in points],
-                    ms=4, label=criterion, **CRITERION_STYLES.get(criterion, series_style(len(CRITERION_STYLES))))
+                    ms=4, label=criterion, **style_for(CRITERION_STYLES, criterion, study["criteria"]))
         ax.plot(r["pruning_percentage"], 100 * r["accuracy"], "*", ms=12, color="k",
                 label=f"{r['criterion']} + fine-tuning")
         if minimums and name in minimums:
@@ -349,7 +349,8 @@ def plot_speed_vs_macs(results: dict[str, dict], path=None, caption=None):
         runs = {k: v for k, v in r["latency"].items() if isinstance(v, dict)}
         x = np.arange(len(runs))
         theory = ax.bar(x - 0.2, [v["mac_ratio"] for v in runs.values()], 0.4, color="0.7", label="fewer MACs (theory)")
-        bars = ax.bar(x + 0.2, [v["speedup"] for v in runs.values()], 0.4, color=SERIES[0]["color"], label="measured speedup")
+        bars = ax.bar(x + 0.2, [v["speedup"] for v in runs.values()], 0.4, color=COLORS[0], hatch="//", edgecolor="white",
+                      linewidth=0, label="measured speedup")
         ax.bar_label(theory, fmt="%.2fx", fontsize=7)
         ax.bar_label(bars, fmt="%.2fx", fontsize=7)
         top = max([1.0] + [max(v["mac_ratio"], v["speedup"]) for v in runs.values()])
@@ -378,7 +379,7 @@ def plot_throughput(results: dict[str, dict], path=None, caption=None):
         sweeps = {d: v for d, v in r["throughput"].items() if isinstance(v, dict)}
         for device, v in sweeps.items():
             label = f"{device}{' (CUDA graphs)' if v['graphs'] else ''}{' (noisy)' if v.get('noisy') else ''}"
-            style = DEVICE_STYLES.get(device.split(":")[0], SERIES[-1])
+            style = style_for(DEVICE_STYLES, device.split(":")[0], [d.split(":")[0] for d in sweeps])
             top.plot(v["batch_sizes"], v["dense"], ms=4, color=style["color"], marker=style["marker"], ls="-",
                      label=f"{label} dense")
             top.plot(v["batch_sizes"], v["pruned"], ms=4, color=style["color"], marker=style["marker"], ls="--",

@@ -35,7 +35,7 @@ from ..data import DeviceLoader, subset
 from ..errors import SettingsError
 from ..measure import accuracy_interval, compare_latency
 from ..models import count_parameters
-from ..plots import BAD_COLOR, GOOD_COLOR, finish, named_styles, panels, series_style
+from ..plots import BAD_COLOR, GOOD_COLOR, finish, named_styles, panels, style_for
 from ..prune.criteria import compute_scores
 from ..prune.masks import prunable_parameters, sparsity_report
 from ..prune.schedules import METHODS, budget_steps, finetune_masked, gradual_prune, iterative_prune, one_shot_prune
@@ -595,17 +595,15 @@ SWEEP_STYLES = named_styles(["global magnitude", "layer magnitude", "sensitivity
 BAR_HATCHES = ["", "////", "...."]  # a second cue beside colour for the grouped bars
 
 
-def sweep_style(label: str, i: int) -> dict:
-    return dict(SWEEP_STYLES.get(label) or series_style(i))
 
 
 def plot_accuracy_vs_sparsity(sweeps: dict[str, dict], path=None, caption=None):
     """Accuracy after one-shot pruning without fine-tuning, one line per scope/criterion."""
     fig, axes, _ = panels(len(sweeps))
     for ax, (name, sw) in zip(axes, sweeps.items()):
-        for i, (label, accs) in enumerate(sw["accuracy"].items()):
+        for label, accs in sw["accuracy"].items():
             ax.plot([100 * v for v in sw["sparsities"]], [100 * a for a in accs], ms=4, label=label,
-                    **sweep_style(label, i))
+                    **style_for(SWEEP_STYLES, label, sw["accuracy"]))
         ax.axhline(100 * sw["baseline"], color="0.3", ls="--", lw=0.8, label="dense")
         ax.axhline(10, color="0.6", ls=":", lw=0.8, label="chance (10 classes)")
         ax.set(title=f"{name}: no fine-tuning", xlabel="sparsity (%)", ylabel="probe accuracy (%)")
@@ -624,7 +622,7 @@ def layer_bars(curves: dict[str, dict[str, float]], title: str = "", ax=None):
     for k, (label, layers) in enumerate(curves.items()):
         x = np.arange(len(layers))
         ax.bar(x + (k - (len(curves) - 1) / 2) * width, [100 * v for v in layers.values()], width, label=label,
-               color=sweep_style(label, k)["color"], hatch=BAR_HATCHES[k % len(BAR_HATCHES)], edgecolor="white",
+               color=style_for(SWEEP_STYLES, label, curves)["color"], hatch=BAR_HATCHES[k % len(BAR_HATCHES)], edgecolor="white",
                linewidth=0)
     names = list(next(iter(curves.values())))
     ax.set_xticks(np.arange(len(names)), [_short(n) for n in names], rotation=90, fontsize=6)
@@ -642,6 +640,12 @@ def plot_layer_sparsity(data: dict[str, dict[str, dict[str, float]]], level: flo
     return finish(fig, path, caption)
 
 
+def _budget_fill(j: int, budgets: int) -> str:
+    """The ``j``-th smallest of ``budgets`` fine-tuning budgets: the largest filled, the smallest
+    open, any between half filled."""
+    return "full" if j == budgets - 1 else "none" if j == 0 else ("bottom", "left", "top", "right")[(j - 1) % 4]
+
+
 def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path=None, caption=None):
     """The course's comparison: accuracy after fine-tuning against sparsity, per method and budget."""
     fig, axes, spare = panels(len(studies))
@@ -657,22 +661,24 @@ def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path
                 if pts:
                     # Error bars: each point's 95% interval; a shift within them is noise.
                     # Side by side at each sparsity (method, then budget), so no interval hides another.
-                    dx = 1.2 * (list(styles).index(method) - 1) + 0.4 * (j - 0.5)
+                    dx = 1.2 * (list(styles).index(method) - 1) + 0.4 * (j - (len(budgets) - 1) / 2)
                     ax.errorbar([100 * p[0] + dx for p in pts], [100 * p[1] for p in pts],
                                 yerr=[[100 * (p[1] - p[2]) for p in pts], [100 * (p[3] - p[1]) for p in pts]],
-                                ms=4, capsize=2, lw=1, **style,
-                                mfc=None if j == len(budgets) - 1 else "white",  # open: the smaller budgets
+                                ms=5, capsize=2, lw=1, **style, fillstyle=_budget_fill(j, len(budgets)),
                                 label=f"{method.replace('_', '-')}, {e} epochs")
         ax.axhline(100 * baselines[name], color="0.3", ls="--", lw=0.8, label="dense")
         ax.set(title=f"{name}: prune + fine-tune (95% intervals)", xlabel="sparsity (%)",
                ylabel="probe accuracy (%)")
         ax.grid(alpha=0.3)
     if studies:  # the same styles in every panel: one legend, off the panels, so no error bar is hidden
-        handles, labels = axes[0].get_legend_handles_labels()
+        entries = {}  # every panel's, once each: panels may hold other budgets
+        for ax in axes:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                entries.setdefault(label, handle)
         if spare:
-            spare[0].legend(handles, labels, fontsize=8, loc="center")
+            spare[0].legend(entries.values(), entries.keys(), fontsize=8, loc="center")
         else:
-            axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+            axes[-1].legend(entries.values(), entries.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return finish(fig, path, caption)
 
 
