@@ -345,10 +345,19 @@ def auto_profile(device="auto") -> str:
 def format_settings(settings: dict, indent: int = 13, width: int = 100) -> str:
     """A profile section as ``key=value`` pairs wrapped at ``width`` characters, for a line that
     starts after a label of ``indent`` characters (continuation lines indented to match):
-    readable in a notebook where a dict's repr runs off the screen."""
+    readable in a notebook where a dict's repr runs off the screen. Lines break between pairs,
+    never inside a value (``latency={'cpu': [1,`` / ``64]}`` read as two settings)."""
     import textwrap
 
-    pairs = ", ".join(f"{k}={v}" for k, v in settings.items())
-    # The first line starts after a label of ``indent`` characters: wrapped as if indented too.
-    return textwrap.fill(pairs, width=width, initial_indent=" " * indent, subsequent_indent=" " * indent,
-                         break_long_words=False, break_on_hyphens=False).lstrip()
+    lines, line = [], ""
+    for pair in (f"{k}={v}" for k, v in settings.items()):
+        joined = f"{line}, {pair}" if line else pair
+        if line and indent + len(joined) + 1 > width:  # + 1: the comma that ends a full line
+            lines.append(line + ",")
+            line = pair
+        else:
+            line = joined
+        if indent + len(line) > width:  # one setting longer than a line (a nested recipe): wrapped inside
+            *full, line = textwrap.wrap(line, width - indent, break_long_words=False, break_on_hyphens=False)
+            lines += full
+    return ("\n" + " " * indent).join([*lines, line])

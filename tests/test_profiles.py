@@ -1,6 +1,7 @@
 """Every profile, the full one included, hands fit() only arguments it knows (and its loaders only
 augmentation they know): a typo in the GPU recipe would otherwise surface only on a GPU."""
 import inspect
+import re
 
 import pytest
 import torch
@@ -67,6 +68,9 @@ def test_settings_print_as_wrapped_pairs():
     assert len(lines) > 1 and "criterion=taylor" in lines[0] and "{'criterion'" not in text
     assert 13 + len(lines[0]) <= 100 and all(len(line) <= 100 for line in lines[1:])
     assert all(line.startswith(" " * 13) for line in lines[1:])
+    # Lines break between settings, not inside one (unless one is longer than a line): each
+    # line starts with a key, or continues the nested recipe above it.
+    assert all(re.match(r"\w+=", line.strip()) or "finetune=" in lines[i - 1] for i, line in enumerate(lines)), text
 
 
 # -- a profile's mistakes are refused before any work, each named where it is ----------------------

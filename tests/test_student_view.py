@@ -63,6 +63,17 @@ def test_study_figure_tells_any_number_of_budgets_apart_and_lists_every_panels()
     assert assert_series_apart(fig) >= 9 + 3
 
 
+def test_the_study_ends_with_a_table_a_reader_can_scan():
+    """57 printed lines and a verdict that pointed at 'the table', which did not exist (a student's
+    reading of the cpu run)."""
+    rows = [{"method": m, "epochs": e, "sparsity": s, "accuracy": a}
+            for (m, e, s, a) in (("one_shot", 3, 0.5, 0.632), ("one_shot", 3, 0.9, 0.264), ("gradual", 3, 0.5, 0.606))]
+    lines = U.study_table(rows).splitlines()
+    assert lines[1].split() == ["50%", "90%"]
+    assert lines[2].split() == ["one-shot,", "3", "ep", "63.2", "26.4"]
+    assert lines[3].split() == ["gradual,", "3", "ep", "60.6", "-"]
+
+
 def test_learning_curves_tick_whole_epochs_and_tell_models_apart_without_colour():
     history = [{"epoch": e, "train_loss": 2.0 / e, "test_accuracy": 0.1 * e} for e in (1, 2)]
     fig = B.plot_learning_curves({"cnn": history, "vit": history[:1], "vit_scratch": history})

@@ -265,8 +265,21 @@ def study(subject: Subject, sparsities: list[float], epochs: list[float], record
     bar.close()
     if record:
         subject.results["study"] = rows
+    print(study_table(rows))
     print(study_verdict(rows))
     return rows
+
+
+def study_table(rows: list[dict]) -> str:
+    """The study at a glance: a row per method and budget, a column per sparsity, accuracy in %."""
+    levels = sorted({r["sparsity"] for r in rows})
+    keys = list(dict.fromkeys((r["method"], r["epochs"]) for r in rows))
+    acc = {(r["method"], r["epochs"], r["sparsity"]): r["accuracy"] for r in rows}
+    head = f"{'':22s}" + "".join(f"{level:>8.0%}" for level in levels)
+    lines = [head] + [f"{method.replace('_', '-') + f', {e} ep':22s}"
+                      + "".join(f"{100 * acc[method, e, level]:8.1f}" if (method, e, level) in acc else f"{'-':>8s}"
+                                for level in levels) for method, e in keys]
+    return "accuracy (%) by sparsity:\n" + "\n".join(lines)
 
 
 def _below(row: dict, best: dict) -> bool:
@@ -290,7 +303,7 @@ def study_verdict(rows: list[dict]) -> str:
                    f"({best['method']} {best['sparsity']:.0%}, {best['epochs']} ep): "
                    + ", ".join(f"{r['method']} {r['sparsity']:.0%} {r['epochs']} ep" for r in real[:6])
                    + ("..." if len(real) > 6 else "") + "; the other points' intervals overlap the best's "
-                   "(two of them may still differ from each other: compare their intervals in the table).")
+                   "(two of them may still differ from each other: compare their intervals in the lines above).")
 
 
 def study_subjects(subjects: dict[str, Subject]) -> dict[str, Subject]:
