@@ -155,7 +155,7 @@ def sensitivity(subject: Subject) -> dict:
     slice of ``sensitivity_images`` of the probe (layers x levels evaluations add up)."""
     model, params = subject.fresh()
     loader = subject.probe_slice(subject.cfg["sensitivity_images"])
-    scan = sensitivity_scan(model, params, loader, subject.cfg["sensitivity_levels"])
+    scan = dict(sensitivity_scan(model, params, loader, subject.cfg["sensitivity_levels"]), images=len(loader.labels))
     subject.results["sensitivity"] = scan
     return scan
 
@@ -596,7 +596,8 @@ def plot_sensitivity(scans: dict[str, dict], path=None, caption=None):
                         color="white" if v > 0.67 * image.get_clim()[1] else "black")
         ax.set_xticks(range(len(scan["sparsities"])), [f"{100 * v:.0f}" for v in scan["sparsities"]])
         ax.set_yticks(range(len(layers)), [_short(layer) for layer in layers], fontsize=7)
-        ax.set(title=f"{name}: each layer pruned alone (dense {scan['baseline']:.1%})",
+        on = f" on {scan['images']:,} probe images" if "images" in scan else ""  # older runs did not record it
+        ax.set(title=f"{name}: each layer pruned alone (dense {scan['baseline']:.1%}{on})",
                xlabel="sparsity of that layer (%)")
         fig.colorbar(image, ax=ax, shrink=0.8, label="probe accuracy lost (pp)")
     return finish(fig, path, caption)
