@@ -382,7 +382,7 @@ def plot_bits(r20: dict, path=None, caption=None):
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
     seed = SEED_RESULTS
     ax = axes[0]
-    for i, (method, r) in enumerate(r20["ptq"].items()):
+    for method, r in r20["ptq"].items():
         _line(ax, r["accuracy"], label=method, **_style(PTQ_STYLES, method, r20["ptq"]))
     for scheme, ls in (("asymmetric", "--"), ("symmetric", ":")):
         _line(ax, seed["ptq"][scheme], ls=ls, color="k", marker="x", label=f"seed {scheme}")
@@ -397,7 +397,7 @@ def plot_bits(r20: dict, path=None, caption=None):
     _line(ax, seed["qat"]["asymmetric"], ls="--", color="k", marker="x", label="seed asymmetric QAT")
     ax.set_title("quantization-aware fine-tuning")
     ax = axes[2]
-    for i, (name, v) in enumerate(r20["pruning"].items()):
+    for name, v in r20["pruning"].items():
         _line(ax, v["ptq"]["accuracy"], label=f"{VARIANT_NAMES.get(name, name)} + PTQ",
               **_style(VARIANT_STYLES, name, r20["pruning"], ls=":", mfc="white"))  # open markers, dotted: no fine-tuning
         if "qat" in v:
@@ -429,7 +429,7 @@ def plot_size(r20: dict, path=None, caption=None):
 
     ax.plot([r20["size_bits_fp32"] / 8000], [100 * r20["fp32_accuracy"]], "k*", ms=10, label="fp32 dense")
     pts(r20["qat"], label="dense + QAT", **QAT_STYLE)
-    for i, (name, v) in enumerate(r20["pruning"].items()):
+    for name, v in r20["pruning"].items():
         pts(v.get("qat", v["ptq"]), label=f"{VARIANT_NAMES.get(name, name)} + {'QAT' if 'qat' in v else 'PTQ'}",
             **_style(VARIANT_STYLES, name, r20["pruning"]))
     ax.set(xscale="log", xlabel="model size (kB, log scale)", ylabel="test accuracy (%)",
@@ -447,7 +447,7 @@ def plot_size(r20: dict, path=None, caption=None):
 def plot_cnn(cnn: dict, path=None, caption=None):
     """Pruned ResNet-18: PTQ per method and QAT vs bits."""
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    for i, (method, r) in enumerate(cnn["ptq"].items()):
+    for method, r in cnn["ptq"].items():
         _line(ax, r["accuracy"], label=f"PTQ {method}", **_style(PTQ_STYLES, method, cnn["ptq"]))
     _line(ax, cnn["qat"]["accuracy"], label=f"QAT {cnn['qat']['method']}", **QAT_STYLE)
     ax.axhline(100 * cnn["accuracy"], color=FLOAT_COLOR, lw=1, label="pruned, float")

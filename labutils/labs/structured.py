@@ -380,10 +380,8 @@ def plot_throughput(results: dict[str, dict], path=None, caption=None):
         for device, v in sweeps.items():
             label = f"{device}{' (CUDA graphs)' if v['graphs'] else ''}{' (noisy)' if v.get('noisy') else ''}"
             style = style_for(DEVICE_STYLES, device.split(":")[0], [d.split(":")[0] for d in sweeps])
-            top.plot(v["batch_sizes"], v["dense"], ms=4, color=style["color"], marker=style["marker"], ls="-",
-                     label=f"{label} dense")
-            top.plot(v["batch_sizes"], v["pruned"], ms=4, color=style["color"], marker=style["marker"], ls="--",
-                     mfc="white", label=f"{label} pruned")
+            top.plot(v["batch_sizes"], v["dense"], ms=4, **dict(style, ls="-"), label=f"{label} dense")
+            top.plot(v["batch_sizes"], v["pruned"], ms=4, **dict(style, ls="--"), mfc="white", label=f"{label} pruned")
             bottom.plot(v["batch_sizes"], v["speedup"], ms=4, label=label, **style)
         ratio = next(iter(sweeps.values()))["mac_ratio"] if sweeps else None
         if ratio:

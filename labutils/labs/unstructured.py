@@ -609,8 +609,6 @@ SWEEP_STYLES = named_styles(["global magnitude", "layer magnitude", "sensitivity
 BAR_HATCHES = ["", "////", "...."]  # a second cue beside colour for the grouped bars
 
 
-
-
 def plot_accuracy_vs_sparsity(sweeps: dict[str, dict], path=None, caption=None):
     """Accuracy after one-shot pruning without fine-tuning, one line per scope/criterion."""
     fig, axes, _ = panels(len(sweeps))
