@@ -36,8 +36,7 @@ def test_loader_for(ckpt: dict, model, device, data_root: str | os.PathLike | No
     meta = ckpt.get("meta", {})
     root = data_root or meta.get("data_root")
     if not root:
-        raise ValueError("the checkpoint does not say which data it was measured on; pass --data-root "
-                         "(the whole test split)")
+        raise ValueError("the checkpoint does not say which data it was measured on; pass --data-root")
     if not data_root and not Path(root).is_absolute():
         if checkpoint is None:
             raise ValueError(f"the checkpoint's data folder {root!r} is relative to its run folder: "
@@ -47,8 +46,7 @@ def test_loader_for(ckpt: dict, model, device, data_root: str | os.PathLike | No
             # A checkpoint copied out of its run's models_saved/: say so, not "download CIFAR-10".
             raise ValueError(f"the checkpoint's run read its test images from {root!r}, relative to the run "
                              f"folder, but {run_folder} (two levels above this file) holds no run. Evaluate "
-                             f"the checkpoint where its run left it (RUN/models_saved/), or pass --data-root "
-                             f"(the whole test split)")
+                             f"the checkpoint where its run left it (RUN/models_saved/), or pass --data-root")
         root = run_folder / root
     try:
         split = D.load_cifar10(root, train=False, download=False)
@@ -59,7 +57,7 @@ def test_loader_for(ckpt: dict, model, device, data_root: str | os.PathLike | No
         # Its data folder is relative to its own run's folder, which this one is not: not "download it".
         raise ValueError(f"the checkpoint comes from run {meta.get('run_id')}, but the folder it lies in holds "
                          f"run {folder_run}, whose data is not the checkpoint's ({root}): evaluate it in its own "
-                         f"run's folder, or pass --data-root (the whole test split)") from err
+                         f"run's folder, or pass --data-root") from err
     n_test = meta.get("n_test") if run_subset or not data_root else None
     images, labels = D.subset(*split, n_test, meta.get("seed", 0))
     return D.DeviceLoader(images, labels, EVAL_BATCH_SIZE, False, device, input_size(model))

@@ -169,7 +169,7 @@ def _sha256(path: str | os.PathLike) -> str:
 # timm draws a ViT's class token at a standard deviation of 1e-6; any training moves it far above.
 UNTRAINED_CLS_TOKEN = 1e-4
 UNTRAINED_NOTE = ("NOT pretrained: these are timm's random initialisation (the class token is still at the "
-                  "1e-6 scale timm draws it at), so this 'vit' learns CIFAR-10 from scratch at 224 px and its "
+                  "1e-6 scale timm draws it at), so this 'vit' learns CIFAR-10 from scratch and its "
                   "numbers are not a pretrained ViT's")
 
 

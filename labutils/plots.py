@@ -22,7 +22,7 @@ GOOD_COLOR, BAD_COLOR = COLORS[4], COLORS[1]  # met / fell short, also told apar
 
 def series_style(i: int) -> dict:
     """Colour, marker and line style of the ``i``-th series (matplotlib keyword arguments): the
-    first 8 differ in marker and line style whatever their colours."""
+    first 8 differ in marker whatever their colours."""
     return {"color": COLORS[i % len(COLORS)], "marker": MARKERS[i % len(MARKERS)], "ls": LINES[i % len(LINES)]}
 
 

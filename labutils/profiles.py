@@ -346,7 +346,8 @@ def format_settings(settings: dict, indent: int = 13, width: int = 100) -> str:
     """A profile section as ``key=value`` pairs wrapped at ``width`` characters, for a line that
     starts after a label of ``indent`` characters (continuation lines indented to match):
     readable in a notebook where a dict's repr runs off the screen. Lines break between pairs,
-    never inside a value (``latency={'cpu': [1,`` / ``64]}`` read as two settings)."""
+    not inside a value (``latency={'cpu': [1,`` / ``64]}`` read as two settings) unless one value is
+    longer than a line."""
     import textwrap
 
     lines, line = [], ""

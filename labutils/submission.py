@@ -24,6 +24,7 @@ Then the course's minimums, met or not, from the numbers that held.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,9 +110,9 @@ def check_report_file(root: Path) -> tuple[dict | None, str | None, list[Finding
     return report, run_id, findings
 
 
-def check_files(root: Path, reported: dict) -> tuple[list[str], list[Finding]]:
+def check_files(root: Path, reported: dict, half_empty=()) -> tuple[list[str], list[Finding]]:
     """The course's names present in models_saved/ (in the course's order), and findings on
-    missing and foreign files."""
+    missing and foreign files (``half_empty``: entries already failed for mixing numbers and nulls)."""
     folder = root / "models_saved"
     present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     findings = []
@@ -123,7 +124,8 @@ def check_files(root: Path, reported: dict) -> tuple[list[str], list[Finding]]:
                and not (n in ALLOWED_FOLDERS and (folder / n).is_dir()) and not n.startswith(".")]
     if foreign:
         findings.append(Finding(False, f"models_saved/ holds what is not one of the course's nine files: {', '.join(foreign)}"))
-    unreported = [n for n in present if _model_stage(n) and _model_stage(n) not in reported]
+    unreported = [n for n in present if _model_stage(n) and _model_stage(n) not in reported
+                  and _model_stage(n) not in half_empty]
     if unreported:
         findings.append(Finding(False, f"models_saved/ holds {', '.join(unreported)}, whose entries in report.json are empty"))
     if not findings:
@@ -165,12 +167,14 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
             broken.add(_model_stage(name))
             findings.append(Finding(False, f"{name} does not load: {type(err).__name__}: {err}", _model_stage(name)))
     runs = {key: ckpt.get("meta", {}).get("run_id") for key, (_, ckpt) in loaded.items()}
-    expected_run = report_run or max(set(runs.values()), key=list(runs.values()).count, default=None)
+    # Without report_details.json's run: the one most checkpoints name (a tie: the first, in course order).
+    expected_run = report_run or (Counter(runs.values()).most_common(1)[0][0] if runs else None)
+    whose = "report.json" if report_run else "most checkpoints"
     for (m, stage), rid in runs.items():
         if rid != expected_run:
-            findings.append(Finding(False, f"{m}_{stage}.pth comes from run {rid}, report.json from run {expected_run}",
+            findings.append(Finding(False, f"{m}_{stage}.pth comes from run {rid}, {whose} from run {expected_run}",
                                     (m, stage)))
-    if loaded and all(rid == expected_run for rid in runs.values()):
+    if loaded and not broken and all(rid == expected_run for rid in runs.values()):
         meta = next(iter(loaded.values()))[1].get("meta", {})
         reduced = ", a reduced run: its numbers are not the course's results" if meta.get("reduced") else ""
         findings.append(Finding(True, f"every checkpoint loads and comes from run {expected_run} "
@@ -258,7 +262,8 @@ def check_submission(root: str | os.PathLike, measure: bool = False, data_root=N
     if report is None:
         return findings, None
     reported = _reported(report)
-    names, found = check_files(root, reported)
+    half_empty = {f.about for f in findings if "numbers and nulls" in f.what}
+    names, found = check_files(root, reported, half_empty)
     findings += found
     findings += check_checkpoints(root, names, reported, report_run, measure, data_root, device, progress)
     return findings, report

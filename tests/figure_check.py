@@ -23,10 +23,21 @@ def look(handle) -> tuple:
 
 
 def assert_series_apart(fig) -> int:
-    """Fails naming the series an axes tells apart by colour alone; returns how many it checked."""
+    """Fails naming the series an axes or a legend tells apart by colour alone; returns how many
+    it checked. A legend shared by several panels (in a spare axes, or beside the last panel) is
+    checked with the series it lists, drawn in whichever panel."""
+    drawn = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            drawn.setdefault(label, handle)
     checked = 0
     for ax in fig.axes:
-        handles, labels = ax.get_legend_handles_labels()
+        legend = ax.get_legend()
+        if legend is not None:
+            labels = [t.get_text() for t in legend.get_texts()]
+            handles = [drawn[label] for label in labels if label in drawn]
+        else:
+            handles, labels = ax.get_legend_handles_labels()
         by_look: dict[tuple, list[str]] = {}
         for handle, label in zip(handles, labels):
             by_look.setdefault(look(handle), []).append(label)

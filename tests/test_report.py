@@ -405,6 +405,7 @@ def test_check_of_damaged_or_foreign_files_fails_without_a_traceback(full_smoke_
     other = torch.load(models / "vit_scratch_before_pruning.pth", weights_only=True)
     other["meta"]["run_id"] = "smoke-another-run"
     torch.save(other, models / "vit_scratch_before_pruning.pth")
+    (models / "vit_after_structured_pruning.pth").write_bytes(b"\x00" * 100)  # damaged
     metrics = handin / "metrics" / "cnn_after_unstructured_pruning.json"
     record = json.loads(metrics.read_text())
     record["recipe"]["include_first"] = True  # as a run that pruned the first conv would record it
@@ -416,9 +417,11 @@ def test_check_of_damaged_or_foreign_files_fails_without_a_traceback(full_smoke_
     for said in ("cnn_after_structured_pruning: report.json has numbers and nulls in one entry (pruning_percentage empty)",
                  "report_details.json is not valid JSON",
                  "not one of the course's nine files: notes.txt, old",
-                 "vit_scratch_before_pruning.pth comes from run smoke-another-run",
+                 "vit_after_structured_pruning.pth does not load",
+                 "vit_scratch_before_pruning.pth comes from run smoke-another-run, most checkpoints from run smoke-",
                  "cnn_after_unstructured_pruning: report.json says"):
         assert said in fails, said
     assert "(classifier left out)" in fails  # the first conv counted, as the recipe says
+    assert "every checkpoint loads" not in out and "whose entries in report.json are empty" not in out
     assert "unverified" in next(line for line in out.splitlines() if line.startswith("  vit_scratch  dense"))
     assert "Traceback" not in out

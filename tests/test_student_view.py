@@ -63,6 +63,13 @@ def test_study_figure_tells_any_number_of_budgets_apart_and_lists_every_panels()
     assert assert_series_apart(fig) >= 9 + 3
 
 
+def test_the_sensitivity_map_says_the_probe_it_was_scored_on():
+    """Its titles gave a 'dense' accuracy that was the probe's, not the baseline's (student's reading)."""
+    scan = {"sparsities": [0.5, 0.9], "baseline": 0.618, "sizes": {"a": 10}, "layers": {"a": [0.6, 0.3]}, "images": 400}
+    fig = U.plot_sensitivity({"cnn": scan})
+    assert fig.axes[0].get_title() == "cnn: each layer pruned alone (dense 61.8% on 400 probe images)"
+
+
 def test_the_study_ends_with_a_table_a_reader_can_scan():
     """57 printed lines and a verdict that pointed at 'the table', which did not exist (a student's
     reading of the cpu run)."""

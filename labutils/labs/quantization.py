@@ -272,11 +272,14 @@ def pruned_cnn_study(s: Session) -> dict:
     out = {"accuracy": _acc(model, test), "test_images": len(test.labels), "recorded_accuracy": ckpt["metrics"].get("accuracy"),
            "zeros": before["prunable_zeros"], "weights": before["prunable_total"],
            "size_bits_fp32": model_size_bits(model)["total_bits"]}
-    recorded = ckpt["metrics"]
+    recorded, recipe = ckpt["metrics"], (s.metrics(*PRUNED_CNN) or {}).get("recipe", {})
+    dense = [what for what, key in (("first conv", "include_first"), ("classifier", "include_classifier"))
+             if not recipe.get(key)]
     print(f"pruned ResNet-18: {out['accuracy']:.2%} on {out['test_images']:,} test images (notebook 03: "
           f"{recorded.get('accuracy', float('nan')):.2%} on {recorded.get('test_images', 0):,}); "
-          f"{out['zeros'] / out['weights']:.1%} of all its conv/linear weights zero (notebook 03's "
-          f"{recorded.get('pruning_percentage', float('nan')):.1f}% leaves out the dense first conv and classifier)")
+          f"{out['zeros'] / out['weights']:.1%} of all its conv/linear weights zero"
+          + (f" (notebook 03's {recorded.get('pruning_percentage', float('nan')):.1f}% leaves out the dense "
+             f"{' and '.join(dense)})" if dense else ""))
     out["ptq"] = ptq_sweep(model, test, cfg["ptq_methods"], cfg["ptq_bits"], masks)
     out["qat"] = qat_sweep(model, train, test, cfg["qat_method"], cfg["cnn_qat_bits"], cfg["qat"], masks)
     return out

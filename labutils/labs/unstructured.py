@@ -303,7 +303,7 @@ def study_verdict(rows: list[dict]) -> str:
                    f"({best['method']} {best['sparsity']:.0%}, {best['epochs']} ep): "
                    + ", ".join(f"{r['method']} {r['sparsity']:.0%} {r['epochs']} ep" for r in real[:6])
                    + ("..." if len(real) > 6 else "") + "; the other points' intervals overlap the best's "
-                   "(two of them may still differ from each other: compare their intervals in the lines above).")
+                   "(two of them may still differ from each other: compare their intervals in the point lines above the table).")
 
 
 def study_subjects(subjects: dict[str, Subject]) -> dict[str, Subject]:
@@ -664,8 +664,10 @@ def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path
     if not spare:
         fig.set_size_inches(fig.get_size_inches() + (2.2, 0))  # room for one legend beside the panels
     styles = named_styles(["one_shot", "iterative", "gradual"])
+    # One look per budget across the panels, whose legend is shared: ranked over every study.
+    budgets = sorted({r["epochs"] for rows in studies.values() for r in rows})
+    step = 1.2 / len(budgets) if budgets else 0  # a method's points within its 1.2-point slot
     for ax, (name, rows) in zip(axes, studies.items()):
-        budgets = sorted({r["epochs"] for r in rows})
         for method, style in styles.items():
             for j, e in enumerate(budgets):
                 pts = sorted((r["sparsity"], r["accuracy"], *r.get("ci95", (r["accuracy"],) * 2))
@@ -673,7 +675,7 @@ def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path
                 if pts:
                     # Error bars: each point's 95% interval; a shift within them is noise.
                     # Side by side at each sparsity (method, then budget), so no interval hides another.
-                    dx = 1.2 * (list(styles).index(method) - 1) + 0.4 * (j - (len(budgets) - 1) / 2)
+                    dx = 1.2 * (list(styles).index(method) - 1) + step * (j - (len(budgets) - 1) / 2)
                     ax.errorbar([100 * p[0] + dx for p in pts], [100 * p[1] for p in pts],
                                 yerr=[[100 * (p[1] - p[2]) for p in pts], [100 * (p[3] - p[1]) for p in pts]],
                                 ms=5, capsize=2, lw=1, **style, fillstyle=_budget_fill(j, len(budgets)),
