@@ -321,6 +321,13 @@ def test_check_passes_a_whole_run_and_measures_it_again(full_smoke_run, capsys):
     assert "cnn          unstructured" in out and "minimum 85% at 70%" in out
 
 
+def _failed_check(handin, capsys) -> tuple[str, str]:
+    """(the output of a check that fails, its FAIL lines)."""
+    assert main(["check", str(handin)]) == 1
+    out = capsys.readouterr().out
+    return out, "\n".join(line for line in out.splitlines() if line.startswith("FAIL"))
+
+
 def test_check_names_every_tampering_and_distrusts_what_it_touches(full_smoke_run, tmp_path, capsys):
     """results-table took a report.json edited by hand, a pruned model saved as a baseline and a
     checkpoint under another name as they came; the check compares each with the weights."""
@@ -338,9 +345,7 @@ def test_check_names_every_tampering_and_distrusts_what_it_touches(full_smoke_ru
     (models / "swap.pth").rename(after)
     (models / "vit_after_unstructured_pruning.pth").rename(models / "vit_unstructured.pth")
 
-    assert main(["check", str(handin)]) == 1
-    out = capsys.readouterr().out
-    fails = "\n".join(line for line in out.splitlines() if line.startswith("FAIL"))
+    out, fails = _failed_check(handin, capsys)
     for said in ("vit_after_structured_pruning: original_accuracy is 0.5",
                  "models_saved/vit_after_unstructured_pruning.pth is missing",
                  "not one of the course's nine files: vit_unstructured.pth",
@@ -411,9 +416,7 @@ def test_check_of_damaged_or_foreign_files_fails_without_a_traceback(full_smoke_
     record["recipe"]["include_first"] = True  # as a run that pruned the first conv would record it
     metrics.write_text(json.dumps(record))
 
-    assert main(["check", str(handin)]) == 1
-    out = capsys.readouterr().out
-    fails = "\n".join(line for line in out.splitlines() if line.startswith("FAIL"))
+    out, fails = _failed_check(handin, capsys)
     for said in ("cnn_after_structured_pruning: report.json has numbers and nulls in one entry (pruning_percentage empty)",
                  "report_details.json is not valid JSON",
                  "not one of the course's nine files: notes.txt, old",
