@@ -144,12 +144,11 @@ def _measured(root: Path, name: str, model, ckpt: dict, device, data_root) -> tu
     return round(result["accuracy"] * result["n"]), result["n"]
 
 
-def _unstructured_flags(root: Path, m: str) -> dict:
-    """The run's include_first / include_classifier for ``m`` (its metrics' recipe; the workbook's
-    default, both False, when the metrics are not there)."""
+def _unstructured_recipe(root: Path, m: str) -> dict:
+    """``m``'s unstructured recipe from the run's metrics ({} when they are not there: the
+    workbook's defaults)."""
     record, _ = _read(root / "metrics" / f"{m}_after_unstructured_pruning.json")
-    recipe = (record or {}).get("recipe") or {}
-    return {k: bool(recipe.get(k, False)) for k in ("include_first", "include_classifier")}
+    return (record or {}).get("recipe") or {}
 
 
 def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: str | None, measure: bool = False,
@@ -157,6 +156,7 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
     """Each present checkpoint against its report entry, recomputed from its weights."""
     from .checkpoint import load_checkpoint
     from .prune import prunable_parameters, sparsity_report
+    from .prune.masks import left_dense
     from .prune import structured as S
 
     findings, loaded, broken = [], {}, set()
@@ -211,10 +211,10 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
                 + ("" if zeros <= BASELINE_MAX_ZEROS else ": not a dense baseline (a pruned model under its name?)"))
             continue
         if stage == "after_unstructured_pruning":
-            flags = _unstructured_flags(root, m)
+            recipe = _unstructured_recipe(root, m)
+            flags = {k: bool(recipe.get(k)) for k in ("include_first", "include_classifier")}
             got = sparsity_report(model, prunable_parameters(model, **flags))["pruning_percentage"]
-            left_out = [what for what, key in (("first conv", "include_first"), ("classifier", "include_classifier"))
-                        if not flags[key]]
+            left_out = left_dense(recipe)
             how = "of its prunable weights are zero" + (f" ({' and '.join(left_out)} left out)" if left_out else "")
         elif (m, "before_pruning") in loaded:
             dense = loaded[m, "before_pruning"][0]

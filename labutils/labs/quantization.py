@@ -28,6 +28,7 @@ from ..data import augmentation_of, fit_arguments
 from ..models import build_model, count_parameters
 from ..plots import COLORS, FLOAT_COLOR, finish, named_styles, style_for
 from ..prune import prunable_parameters, sparsity_report
+from ..prune.masks import left_dense
 from ..prune.schedules import iterative_prune, steps_budget
 from ..quant import FakeQuantizer, QuantSpec, model_size_bits, quantized_copy, quantized_parameters
 from ..session import Session
@@ -272,9 +273,7 @@ def pruned_cnn_study(s: Session) -> dict:
     out = {"accuracy": _acc(model, test), "test_images": len(test.labels), "recorded_accuracy": ckpt["metrics"].get("accuracy"),
            "zeros": before["prunable_zeros"], "weights": before["prunable_total"],
            "size_bits_fp32": model_size_bits(model)["total_bits"]}
-    recorded, recipe = ckpt["metrics"], (s.metrics(*PRUNED_CNN) or {}).get("recipe", {})
-    dense = [what for what, key in (("first conv", "include_first"), ("classifier", "include_classifier"))
-             if not recipe.get(key)]
+    recorded, dense = ckpt["metrics"], left_dense((s.metrics(*PRUNED_CNN) or {}).get("recipe", {}))
     print(f"pruned ResNet-18: {out['accuracy']:.2%} on {out['test_images']:,} test images (notebook 03: "
           f"{recorded.get('accuracy', float('nan')):.2%} on {recorded.get('test_images', 0):,}); "
           f"{out['zeros'] / out['weights']:.1%} of all its conv/linear weights zero"

@@ -37,6 +37,13 @@ def prunable_parameters(model: nn.Module, include_first: bool = False,
     return params
 
 
+def left_dense(recipe: dict) -> list[str]:
+    """The layers ``prunable_parameters`` leaves out under a run's recipe (its ``include_first`` and
+    ``include_classifier``, both False when absent), in words: ["first conv", "classifier"]."""
+    return [what for what, key in (("first conv", "include_first"), ("classifier", "include_classifier"))
+            if not recipe.get(key)]
+
+
 def magnitude_scores(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """|w|: the classic criterion."""
     return {n: p.detach().abs() for n, p in params.items()}
