@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "has the course's format; models_saved/ holds the course's file names "
                                      "for its entries and nothing else; every checkpoint loads and comes "
                                      "from one run; every accuracy is the one its checkpoint recorded, and "
-                                     "every share removed is the one its weights show; baselines are dense. "
+                                     "every share removed is the one its weights show; baselines are dense; "
+                                     "the executed notebooks ran without an error and show the report's run. "
                                      "Then the course's minimums. Exit status 1 when a check fails.")
     chk.add_argument("root", metavar="DIR", help="the run's folder (report.json and models_saved/ inside)")
     chk.add_argument("--measure", action="store_true",
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--data-root", metavar="DIR", default=None,
                      help="with --measure: the folder holding cifar-10-batches-py when the run's own data "
                           "folder is not beside it (the run's test images are taken from it)")
+    chk.add_argument("--notebook-dir", metavar="NB_DIR", default=None,
+                     help="the folder of the executed notebooks (default: DIR/notebooks, where python -m "
+                          "labutils run writes them; a run made by hand in JupyterLab: the workbook's notebooks/)")
     chk.add_argument("--device", default="auto")
     res = sub.add_parser("results-table", help="the README's results table from report.json",
                          description="Print the results section (for every number of report.json, "
@@ -141,7 +145,8 @@ def _check(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     findings, report = check_submission(root, args.measure, args.data_root, device,
-                                        progress=lambda name: print(f"  measuring {name} ...", flush=True))
+                                        progress=lambda name: print(f"  measuring {name} ...", flush=True),
+                                        notebooks=args.notebook_dir)
     for f in findings:
         print(f.line())
     failed = sum(not f.ok for f in findings)

@@ -17,13 +17,17 @@ weights where the weights can say it:
   (conv and linear, first conv and classifier left out unless the run's recipe included them); a
   structured one is the share of channels the checkpoint lacks against its baseline
   (``prune.structured``);
-* a baseline is dense.
+* a baseline is dense;
+* the write-up (the executed notebooks, ``notebooks/`` or another folder): 01-05 are there, each
+  ran without an error, and each shows the run that wrote report.json (06 too, when present).
 
 Then the course's minimums, met or not, from the numbers that held.
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +42,8 @@ IMAGES_OF_SLACK = 2
 PERCENT_TOLERANCE = 0.01  # percentage points: report.json rounds nothing, so this is float error only
 BASELINE_MAX_ZEROS = 1.0  # percent of prunable weights; a trained dense model has next to none
 ALLOWED_FOLDERS = {"quantization"}  # notebook 06's ResNet-20, kept apart from the course's nine
+WRITE_UP = ("01", "02", "03", "04", "05")  # the notebooks that make report.json; 06 is extra
+RUN_ID = re.compile(r"\b[A-Za-z0-9_]+-\d{8}T\d{6}-[0-9a-f]{6}\b")  # artifacts.new_run_id's form
 
 
 @dataclass
@@ -254,9 +260,58 @@ def minimums(report: dict, findings: list[Finding] = ()) -> list[str]:
     return lines
 
 
+def _notebook_problem(path: Path, run_id: str | None) -> tuple[str | None, set[str]]:
+    """(what is wrong with one executed notebook or None, the run ids its outputs show)."""
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"cannot be read as a notebook ({type(err).__name__}: {err})", set()
+    outputs = [(i, o) for i, c in enumerate(cells, 1) if c.get("cell_type") == "code" for o in c.get("outputs", [])]
+    if not outputs:
+        return "has no outputs: it was saved without being run", set()
+    error = next(((i, o) for i, o in outputs if o.get("output_type") == "error"), None)
+    if error:
+        return f"stopped at an error in cell {error[0]} ({error[1].get('ename')}: {error[1].get('evalue')})", set()
+    shown = set(RUN_ID.findall(json.dumps([o for _, o in outputs])))
+    if not shown:
+        return "shows no run id (its Session cell's output is gone): it cannot be tied to report.json", shown
+    others = sorted(shown - {run_id}) if run_id else []
+    if others:
+        return f"shows run {', '.join(others)}, report.json comes from run {run_id}: another run's write-up", shown
+    return None, shown
+
+
+def check_notebooks(folder: Path, run_id: str | None) -> list[Finding]:
+    """The write-up: notebooks 01-05 (and any other) executed, without errors, all of one run,
+    report.json's when it names one."""
+    books = {p.name[:2]: p for p in sorted(folder.glob("[0-9][0-9]_*.ipynb"))} if folder.is_dir() else {}
+    missing = [n for n in WRITE_UP if n not in books]
+    if missing:
+        return [Finding(False, f"{folder} lacks the executed notebook(s) {', '.join(missing)}: hand in the notebooks "
+                               f"that made the run (a run made by hand in JupyterLab keeps them in the "
+                               f"workbook's notebooks/: pass that folder with --notebook-dir)")]
+    findings, runs, unrun = [], set(), []
+    for number, book in books.items():
+        problem, shown = _notebook_problem(book, run_id)
+        runs |= shown
+        if problem and number not in WRITE_UP and not shown and "without being run" in problem:
+            unrun.append(number)  # an extra notebook (06) not run: not part of this write-up
+        elif problem:
+            findings.append(Finding(False, f"notebooks: {book.name} {problem}"))
+    if not findings and len(runs) > 1:
+        findings.append(Finding(False, f"notebooks: they show {len(runs)} runs ({', '.join(sorted(runs))}): one "
+                                       f"write-up is one run"))
+    if not findings:
+        ran = [n for n in books if n not in unrun]
+        findings.append(Finding(True, f"notebooks {', '.join(ran)} ran without an error, each showing run "
+                                      f"{runs.pop()}" + (f" ({', '.join(unrun)} not run)" if unrun else "")))
+    return findings
+
+
 def check_submission(root: str | os.PathLike, measure: bool = False, data_root=None, device="cpu",
-                     progress=None) -> tuple[list[Finding], dict | None]:
-    """(findings, report or None): every check above, in order."""
+                     progress=None, notebooks=None) -> tuple[list[Finding], dict | None]:
+    """(findings, report or None): every check above, in order (``notebooks``: the folder of the
+    executed notebooks, ``root/notebooks`` by default)."""
     root = Path(root)
     report, report_run, findings = check_report_file(root)
     if report is None:
@@ -266,4 +321,5 @@ def check_submission(root: str | os.PathLike, measure: bool = False, data_root=N
     names, found = check_files(root, reported, half_empty)
     findings += found
     findings += check_checkpoints(root, names, reported, report_run, measure, data_root, device, progress)
+    findings += check_notebooks(Path(notebooks) if notebooks else root / "notebooks", report_run)
     return findings, report

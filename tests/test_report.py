@@ -12,6 +12,7 @@ from labutils.labs import report as R
 from labutils.artifacts import RunDirs, write_json
 from labutils.cli import main
 from labutils.course import checkpoint_names
+from labutils.pipeline import NOTEBOOK_DIR
 
 GOOD = {
     "initial_accuracies": {"cnn_before_pruning": 0.912, "vit_before_pruning": None,
@@ -428,3 +429,46 @@ def test_check_of_damaged_or_foreign_files_fails_without_a_traceback(full_smoke_
     assert "every checkpoint loads" not in out and "whose entries in report.json are empty" not in out
     assert "unverified" in next(line for line in out.splitlines() if line.startswith("  vit_scratch  dense"))
     assert "Traceback" not in out
+
+
+def test_check_reads_the_write_up_and_names_each_notebook_that_is_not_this_runs(full_smoke_run, tmp_path, capsys):
+    """check passed a hand-in whose notebooks were another run's, stopped at an error or were never
+    run: the write-up was not looked at."""
+    handin = tmp_path / "handin"
+    shutil.copytree(full_smoke_run, handin)
+    books = handin / "notebooks"
+    run_id = json.loads((handin / "report_details.json").read_text())["run"]["run_id"]
+    unrun = json.loads((NOTEBOOK_DIR / "06_quantization.ipynb").read_text())
+    for cell in unrun["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"] = []  # as the repository held it before a reference run was committed
+    (books / "06_quantization.ipynb").write_text(json.dumps(unrun))  # extra and unrun: no part of the write-up
+    assert main(["check", str(handin)]) == 0
+    assert f"ok    notebooks 01, 02, 03, 04, 05 ran without an error, each showing run {run_id} (06 not run)" \
+        in capsys.readouterr().out
+
+    def edit(name, change):
+        book = next(books.glob(f"{name}_*.ipynb"))
+        nb = json.loads(book.read_text())
+        change(nb)
+        book.write_text(json.dumps(nb))
+
+    def stop_at_an_error(nb):
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        code[-1]["outputs"] = [{"output_type": "error", "ename": "RuntimeError", "evalue": "out of memory",
+                                "traceback": []}]
+
+    edit("02", lambda nb: [c.update(outputs=[]) for c in nb["cells"] if c["cell_type"] == "code"])
+    edit("03", stop_at_an_error)
+    edit("04", lambda nb: nb.update(json.loads(json.dumps(nb).replace(run_id, "smoke-20260101T000000-abcdef"))))
+    out, fails = _failed_check(handin, capsys)
+    assert "02_baseline_training.ipynb has no outputs" in fails
+    assert "03_unstructured_pruning.ipynb stopped at an error in cell" in fails and "RuntimeError: out of memory" in fails
+    assert f"04_structured_pruning.ipynb shows run smoke-20260101T000000-abcdef, report.json comes from run {run_id}" in fails
+    assert len(fails.splitlines()) == 3 and "3 failed" in out
+
+    shutil.move(books, tmp_path / "by_hand")  # notebooks run in JupyterLab lie elsewhere
+    out, fails = _failed_check(handin, capsys)
+    assert "lacks the executed notebook(s) 01, 02, 03, 04, 05" in fails and "--notebook-dir" in fails
+    assert main(["check", str(handin), "--notebook-dir", str(tmp_path / "by_hand")]) == 1  # the same three
+    assert capsys.readouterr().out.count("FAIL  notebooks: ") == 3
