@@ -2,7 +2,9 @@
 the data given, within a time budget, and write the table as JSON and markdown.
 
 Each candidate overrides the ``full`` profile's recipe of the model (``labutils/profiles.py``:
-``TRAIN`` for cnn and vit_scratch, ``QUANT`` for resnet20)::
+``TRAIN`` for cnn and vit_scratch, ``QUANT`` for resnet20), or another profile's with ``--profile``
+(``cpu``: its reduced models, trained on its 10,000 training images; still scored on the whole
+test split, for a narrower interval than the run's 5,000 give)::
 
     {"name": "cutout+ema", "train": {"cutout": 16, "ema": 0.999}, "model": {"drop_path_rate": 0.2}}
 
@@ -30,6 +32,7 @@ table says so). The airbench rows always run alone, first.
     python benchmarks/sweep.py --model cnn --data-root /tmp/data --out /tmp/sweep --budget-s 300 --airbench
     python benchmarks/sweep.py --model vit_scratch --data-root /tmp/data --out /tmp/sweep --jobs 3
     python benchmarks/sweep.py --model resnet20 --smoke --out /tmp/sweep    # seconds on a CPU
+    python benchmarks/sweep.py --model cnn --profile cpu --data-root /tmp/data --out /tmp/sweep-cpu
 """
 from __future__ import annotations
 
@@ -49,10 +52,10 @@ import torch
 
 from labutils.artifacts import atomic_write_bytes, device_name, git_commit, write_json
 from labutils.data import (AUGMENTATION, DeviceLoader, augmentation_of, describe_data, fit_arguments, load_cifar10,
-                           write_synthetic_cifar10)
+                           subset, write_synthetic_cifar10)
 from labutils.measure import accuracy_interval
 from labutils.models import build_model, course_model
-from labutils.profiles import get_profile
+from labutils.profiles import PROFILES, get_profile
 from labutils.train import evaluate, fit, get_device, seed_everything
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -99,17 +102,44 @@ CANDIDATES = {
     ],
 }
 
+# The cpu profile's recipes on its 10,000 images: the same epochs (so about the same minutes)
+# with more, smaller steps or another step size, and one longer run to show what time buys.
+CPU_CANDIDATES = {
+    "cnn": [
+        {"name": "today", "train": {}},
+        {"name": "batch 64", "train": {"batch_size": 64}},
+        {"name": "batch 32, lr 0.05", "train": {"batch_size": 32, "lr": 0.05}},
+        {"name": "lr 0.2", "train": {"lr": 0.2}},
+        {"name": "batch 64, lr 0.2", "train": {"batch_size": 64, "lr": 0.2}},
+        {"name": "no label smoothing", "train": {"label_smoothing": 0.0}},
+        {"name": "9 epochs", "train": {"epochs": 9}},
+    ],
+    "vit_scratch": [
+        {"name": "today", "train": {}},
+        {"name": "batch 64", "train": {"batch_size": 64}},
+        {"name": "lr 2e-3", "train": {"lr": 2e-3}},
+        {"name": "batch 64, lr 5e-4", "train": {"batch_size": 64, "lr": 5e-4}},
+        {"name": "9 epochs", "train": {"epochs": 9}},
+    ],
+    "resnet20": [
+        {"name": "today", "train": {}},
+        {"name": "batch 64", "train": {"batch_size": 64}},
+        {"name": "lr 0.2", "train": {"lr": 0.2}},
+        {"name": "batch 64, lr 0.2", "train": {"batch_size": 64, "lr": 0.2}},
+    ],
+}
+
 
 class SweepError(ValueError):
     """A candidate list the sweep cannot run (unknown keys, no name...)."""
 
 
-def base_recipe(model: str) -> tuple[dict, dict]:
-    """(training recipe, architecture overrides) of ``model`` in the ``full`` profile."""
-    full = get_profile("full")
+def base_recipe(model: str, profile: str = "full") -> tuple[dict, dict]:
+    """(training recipe, architecture overrides) of ``model`` in ``profile``."""
+    recipes = get_profile(profile)
     if model == "resnet20":
-        return dict(full["quant"]["train"]), dict(full["quant"]["resnet20"])
-    return dict(full["train"][model]), dict(full["models"][model])
+        return dict(recipes["quant"]["train"]), dict(recipes["quant"]["resnet20"])
+    return dict(recipes["train"][model]), dict(recipes["models"][model])
 
 
 def check(candidates: list[dict]) -> list[dict]:
@@ -141,9 +171,10 @@ def build(model: str, arch: dict) -> torch.nn.Module:
     return build_model("resnet20", **arch) if model == "resnet20" else course_model(model, **arch)
 
 
-def train_candidate(model_name: str, candidate: dict, data: dict, device: torch.device, smoke: bool) -> dict:
-    """Train one candidate from the base recipe and score it on the whole test split."""
-    recipe, arch = base_recipe(model_name)
+def train_candidate(model_name: str, candidate: dict, data: dict, device: torch.device, smoke: bool,
+                    profile: str = "full") -> dict:
+    """Train one candidate from ``profile``'s recipe and score it on the whole test split."""
+    recipe, arch = base_recipe(model_name, profile)
     recipe.update(candidate.get("train", {}))
     arch.update(candidate.get("model", {}))
     if smoke:  # a couple of steps, narrow models: the workflow, not the numbers
@@ -164,7 +195,8 @@ def train_candidate(model_name: str, candidate: dict, data: dict, device: torch.
             "images_per_second": sum(h["images"] for h in history) / seconds}
 
 
-def run_row(model_name: str, candidate: dict, data: dict, device, smoke: bool, airbench_dir) -> dict:
+def run_row(model_name: str, candidate: dict, data: dict, device, smoke: bool, airbench_dir,
+            profile: str = "full") -> dict:
     """One row of the table: done (with numbers), not run (airbench off CUDA) or failed (why)."""
     row = {"name": candidate["name"], "overrides": {k: v for k, v in candidate.items() if k != "name"}}
     start = time.perf_counter()
@@ -174,7 +206,7 @@ def run_row(model_name: str, candidate: dict, data: dict, device, smoke: bool, a
             if reason:
                 return row | {"status": "not run", "note": reason}
             return row | airbench_peer.run_airbench(candidate["name"], airbench_dir())
-        row |= {"status": "done", **train_candidate(model_name, candidate, data, device, smoke)}
+        row |= {"status": "done", **train_candidate(model_name, candidate, data, device, smoke, profile)}
     except (RuntimeError, ValueError, TypeError, OSError) as err:  # out of memory, a bad value...
         row |= {"status": "failed", "note": f"{type(err).__name__}: {str(err).splitlines()[0]}"}
         if torch.cuda.is_available():
@@ -184,13 +216,14 @@ def run_row(model_name: str, candidate: dict, data: dict, device, smoke: bool, a
 
 
 def sweep(model_name: str, candidates: list[dict], data_root: Path, out: Path, budget_s: float,
-          device, smoke: bool = False, jobs: int = 1) -> dict:
+          device, smoke: bool = False, jobs: int = 1, profile: str = "full") -> dict:
     """Run the candidates in order until the budget is spent (``jobs`` at a time, each in a
     process of its own, when more than one); write the JSON and markdown tables."""
     check(candidates)
     if jobs < 1:
         raise SweepError(f"--jobs must be 1 or more, got {jobs}")
-    data = {"train": load_cifar10(data_root, True, download=False),
+    # The profile's training images (a class-balanced subset in a reduced one), the whole test split.
+    data = {"train": subset(*load_cifar10(data_root, True, download=False), get_profile(profile)["data"]["n_train"]),
             "test": load_cifar10(data_root, False, download=False)}
     airbench_folder = []
 
@@ -199,11 +232,12 @@ def sweep(model_name: str, candidates: list[dict], data_root: Path, out: Path, b
             airbench_folder.append(airbench_peer.write_airbench_data(data_root, out / "airbench").parent)
         return airbench_folder[0]
 
-    result = {"model": model_name, "smoke": smoke, "device": device_name(device),
+    result = {"model": model_name, "profile": profile, "smoke": smoke, "device": device_name(device),
               "data": describe_data(data_root), "git_commit": git_commit(),
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
               "budget_seconds": budget_s, "jobs": jobs,
-              "base_recipe": dict(zip(("train", "model"), base_recipe(model_name))), "rows": []}
+              "training_images": len(data["train"][1]),
+              "base_recipe": dict(zip(("train", "model"), base_recipe(model_name, profile))), "rows": []}
     start = time.perf_counter()
 
     def add(row: dict) -> None:
@@ -221,10 +255,10 @@ def sweep(model_name: str, candidates: list[dict], data_root: Path, out: Path, b
     in_processes = [c for c in candidates if not c.get("airbench")] if jobs > 1 else []
     for candidate in candidates:  # airbench rows alone, first; everything when jobs == 1
         if candidate not in in_processes:
-            add(skipped(candidate) or run_row(model_name, candidate, data, device, smoke, airbench_dir))
+            add(skipped(candidate) or run_row(model_name, candidate, data, device, smoke, airbench_dir, profile))
     if in_processes:
         for row in run_in_processes(model_name, in_processes, data_root, out, budget_s, device, smoke,
-                                    jobs, skipped):
+                                    jobs, skipped, profile):
             add(row)
     return result
 
@@ -236,13 +270,14 @@ def job_folders(candidates: list[dict], out: Path) -> dict[str, Path]:
 
 
 def run_in_processes(model_name: str, candidates: list[dict], data_root: Path, out: Path, budget_s: float,
-                     device, smoke: bool, jobs: int, skipped):
+                     device, smoke: bool, jobs: int, skipped, profile: str = "full"):
     """Yield the candidates' rows in their order, training ``jobs`` at a time: each in a child
     ``sweep.py --only NAME`` writing its own table and log under ``out/jobs/``, read back when it ends."""
     listed = write_json(out / "jobs" / "candidates.json", candidates)
     folders = job_folders(candidates, out)
     base = [sys.executable, str(Path(__file__).resolve()), "--model", model_name, "--candidates", str(listed),
-            "--data-root", str(data_root), "--device", str(device), "--budget-s", str(budget_s)]
+            "--data-root", str(data_root), "--device", str(device), "--budget-s", str(budget_s),
+            "--profile", profile]
     base += ["--smoke"] if smoke else []
     rows: dict[str, dict] = {}
     running: dict[str, subprocess.Popen] = {}
@@ -292,7 +327,8 @@ def format_row(row: dict) -> str:
 
 def markdown(result: dict) -> str:
     lines = [f"# Recipe sweep: {result['model']}", "",
-             f"{result['device']}, {result['data']}, commit `{result['git_commit']}`, {result['date'][:10]}, "
+             f"{result['device']}, {result['data']}, the {result.get('profile', 'full')} profile's recipe on "
+             f"{result.get('training_images', 0):,} training images, commit `{result['git_commit']}`, {result['date'][:10]}, "
              f"torch {result['torch']}, budget {result['budget_seconds']:.0f} s"
              + (f", {result['jobs']} candidates at a time on the one device (seconds and images/s are "
                 f"shared-device figures; the airbench rows ran alone)" if result.get("jobs", 1) > 1 else "")
@@ -332,6 +368,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--jobs", type=int, default=1,
                     help="candidates trained at a time on the device, each in a process of its own (default 1)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--profile", default="full", choices=[p for p in PROFILES if p != "smoke"],
+                    help="whose recipe and models the candidates change (default full; cpu: the reduced "
+                         "models on its 10,000 training images, and its own built-in candidates)")
     ap.add_argument("--smoke", action="store_true",
                     help="synthetic data, narrow models, two steps per candidate (tests, CPU)")
     args = ap.parse_args(argv)
@@ -346,7 +385,10 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         ap.error("--data-root is required (or --smoke)")
     try:
-        candidates = load_candidates(args.candidates) if args.candidates else CANDIDATES[args.model]
+        built_in = CPU_CANDIDATES if args.profile == "cpu" else CANDIDATES
+        if not args.candidates and args.model not in built_in:
+            raise SweepError(f"no built-in {args.profile} candidates for {args.model}: pass --candidates FILE")
+        candidates = load_candidates(args.candidates) if args.candidates else built_in[args.model]
         candidates = (AIRBENCH if args.airbench else []) + list(candidates)
         if args.only:
             known = [c.get("name") for c in candidates]
@@ -354,7 +396,7 @@ def main(argv: list[str] | None = None) -> dict:
                 raise SweepError(f"--only {', '.join(unknown)}: no such candidate; the list has {known}")
             candidates = [c for c in candidates if c.get("name") in args.only]
         return sweep(args.model, candidates, data_root, out, args.budget_s, get_device(args.device),
-                     args.smoke, args.jobs)
+                     args.smoke, args.jobs, args.profile)
     except (SweepError, json.JSONDecodeError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None

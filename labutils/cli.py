@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "for its entries and nothing else; every checkpoint loads and comes "
                                      "from one run; every accuracy is the one its checkpoint recorded, and "
                                      "every share removed is the one its weights show; baselines are dense; "
-                                     "the executed notebooks ran without an error and show the report's run. "
+                                     "the executed notebooks show no error and show the report's run. "
                                      "Then the course's minimums. Exit status 1 when a check fails.")
     chk.add_argument("root", metavar="DIR", help="the run's folder (report.json and models_saved/ inside)")
     chk.add_argument("--measure", action="store_true",

@@ -19,7 +19,7 @@ weights where the weights can say it:
   (``prune.structured``);
 * a baseline is dense;
 * the write-up (the executed notebooks, ``notebooks/`` or another folder): 01-05 are there, each
-  ran without an error, and each shows the run that wrote report.json (06 too, when present).
+  shows no error, and each shows the run that wrote report.json (06 too, when present).
 
 Then the course's minimums, met or not, from the numbers that held.
 """
@@ -271,7 +271,7 @@ def _notebook_problem(path: Path, run_id: str | None) -> tuple[str | None, set[s
         return "has no outputs: it was saved without being run", set()
     error = next(((i, o) for i, o in outputs if o.get("output_type") == "error"), None)
     if error:
-        return f"stopped at an error in cell {error[0]} ({error[1].get('ename')}: {error[1].get('evalue')})", set()
+        return f"shows an error in cell {error[0]} ({error[1].get('ename')}: {error[1].get('evalue')})", set()
     shown = set(RUN_ID.findall(json.dumps([o for _, o in outputs])))
     if not shown:
         return "shows no run id (its Session cell's output is gone): it cannot be tied to report.json", shown
@@ -303,7 +303,7 @@ def check_notebooks(folder: Path, run_id: str | None) -> list[Finding]:
                                        f"write-up is one run"))
     if not findings:
         ran = [n for n in books if n not in unrun]
-        findings.append(Finding(True, f"notebooks {', '.join(ran)} ran without an error, each showing run "
+        findings.append(Finding(True, f"notebooks {', '.join(ran)}: executed, no error, each showing run "
                                       f"{runs.pop()}" + (f" ({', '.join(unrun)} not run)" if unrun else "")))
     return findings
 

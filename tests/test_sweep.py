@@ -123,3 +123,25 @@ def test_airbench_loader_reads_the_files_where_installed(synthetic_root, tmp_pat
     with peer.working_folder(tmp_path):
         loader = airbench.CifarLoader("cifar10", train=False, batch_size=50, gpu="cpu")
     assert loader.images.shape == (100, 3, 32, 32) and len(loader.classes) == 10
+
+
+def test_a_cpu_profile_sweep_trains_its_recipe_on_its_images_in_every_process(tmp_path):
+    """--profile cpu: the cpu recipe and models, on the profile's 10,000 class-balanced training
+    images, scored on the whole test split; a child process (--jobs) sweeps the same profile."""
+    from labutils.data import write_synthetic_cifar10
+    from labutils.profiles import get_profile
+
+    data = tmp_path / "data"
+    write_synthetic_cifar10(data, n_train=10_200, n_test=100, seed=0)
+    names = [c["name"] for c in sweep.CPU_CANDIDATES["cnn"]][:2]
+    only = [arg for name in names for arg in ("--only", name)]
+    result = sweep.main(["--model", "cnn", "--profile", "cpu", "--smoke", "--data-root", str(data),
+                         "--out", str(tmp_path / "out"), "--device", "cpu", "--jobs", "2", *only])
+    assert result["profile"] == "cpu" and result["training_images"] == 10_000
+    assert result["base_recipe"]["train"] == get_profile("cpu")["train"]["cnn"]
+    assert [r["status"] for r in result["rows"]] == ["done", "done"]
+    child = json.loads(next((tmp_path / "out" / "jobs").glob("02_*/sweep_cnn.json")).read_text())
+    assert child["profile"] == "cpu" and child["training_images"] == 10_000
+    assert "the cpu profile's recipe on 10,000 training images" in (tmp_path / "out" / "sweep_cnn.md").read_text()
+    with pytest.raises(SystemExit):  # the smoke profile has no recipe worth sweeping
+        sweep.main(["--model", "cnn", "--profile", "smoke", "--smoke", "--out", str(tmp_path / "x")])
