@@ -2,7 +2,7 @@
 
 * ``smoke`` - seconds on a CPU: synthetic data, narrow models, a few steps. For tests and CI.
 * ``cpu``   - the main job on a machine without a GPU: real CIFAR-10 subsets, reduced widths,
-              every artifact produced in about 38 minutes on 2 cores (22 without the pretrained
+              every artifact produced in about 38 minutes on 2 cores (26 without the pretrained
               ViT's weights); labelled a reduced run.
 * ``full``  - the real recipe for one GPU.
 
