@@ -103,29 +103,30 @@ CANDIDATES = {
 }
 
 # The cpu profile's recipes on its 10,000 images: the same epochs (so about the same minutes)
-# with more, smaller steps or another step size, and one longer run to show what time buys.
+# with another step size or more, smaller steps, and one longer run to show what time buys.
+# benchmarks/results/cpu-sweep-2026-12-06 swept the recipes before their step sizes doubled.
 CPU_CANDIDATES = {
     "cnn": [
         {"name": "today", "train": {}},
+        {"name": "lr 0.1 (before 2026-12-06)", "train": {"lr": 0.1}},
+        {"name": "lr 0.4", "train": {"lr": 0.4}},
         {"name": "batch 64", "train": {"batch_size": 64}},
-        {"name": "batch 32, lr 0.05", "train": {"batch_size": 32, "lr": 0.05}},
-        {"name": "lr 0.2", "train": {"lr": 0.2}},
-        {"name": "batch 64, lr 0.2", "train": {"batch_size": 64, "lr": 0.2}},
+        {"name": "batch 32, lr 0.1", "train": {"batch_size": 32, "lr": 0.1}},
         {"name": "no label smoothing", "train": {"label_smoothing": 0.0}},
         {"name": "9 epochs", "train": {"epochs": 9}},
     ],
     "vit_scratch": [
         {"name": "today", "train": {}},
+        {"name": "lr 1e-3 (before 2026-12-06)", "train": {"lr": 1e-3}},
+        {"name": "lr 4e-3", "train": {"lr": 4e-3}},
         {"name": "batch 64", "train": {"batch_size": 64}},
-        {"name": "lr 2e-3", "train": {"lr": 2e-3}},
-        {"name": "batch 64, lr 5e-4", "train": {"batch_size": 64, "lr": 5e-4}},
         {"name": "9 epochs", "train": {"epochs": 9}},
     ],
     "resnet20": [
         {"name": "today", "train": {}},
+        {"name": "lr 0.1 (before 2026-12-06)", "train": {"lr": 0.1}},
+        {"name": "lr 0.4", "train": {"lr": 0.4}},
         {"name": "batch 64", "train": {"batch_size": 64}},
-        {"name": "lr 0.2", "train": {"lr": 0.2}},
-        {"name": "batch 64, lr 0.2", "train": {"batch_size": 64, "lr": 0.2}},
     ],
 }
 

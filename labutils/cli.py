@@ -139,6 +139,10 @@ def _check(args) -> int:
     if not root.is_dir():
         print(f"error: {root} is not a folder: pass a run's folder (the one holding report.json)", file=sys.stderr)
         return 2
+    if args.notebook_dir and not Path(args.notebook_dir).is_dir():
+        print(f"error: --notebook-dir {args.notebook_dir} is not a folder: pass the folder holding the executed "
+              f"notebooks", file=sys.stderr)
+        return 2
     try:
         device = get_device(args.device)
     except (RuntimeError, ValueError) as err:

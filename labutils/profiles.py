@@ -2,8 +2,8 @@
 
 * ``smoke`` - seconds on a CPU: synthetic data, narrow models, a few steps. For tests and CI.
 * ``cpu``   - the main job on a machine without a GPU: real CIFAR-10 subsets, reduced widths,
-              every artifact produced in about 38 minutes on 2 cores (26 without the pretrained
-              ViT's weights); labelled a reduced run.
+              every artifact produced in about 26 minutes on 2 cores without the pretrained ViT's
+              weights (37.5 with them, measured at an earlier commit); labelled a reduced run.
 * ``full``  - the real recipe for one GPU.
 
 A student tuning one notebook reads one table: ``TRAIN`` (notebook 02), ``UNSTRUCTURED`` (03),

@@ -19,7 +19,7 @@ weights where the weights can say it:
   (``prune.structured``);
 * a baseline is dense;
 * the write-up (the executed notebooks, ``notebooks/`` or another folder): 01-05 are there, each
-  shows no error, and each shows the run that wrote report.json (06 too, when present).
+  shows no error, and each shows the run that wrote report.json (06 too, when it was run).
 
 Then the course's minimums, met or not, from the numbers that held.
 """
@@ -43,7 +43,7 @@ PERCENT_TOLERANCE = 0.01  # percentage points: report.json rounds nothing, so th
 BASELINE_MAX_ZEROS = 1.0  # percent of prunable weights; a trained dense model has next to none
 ALLOWED_FOLDERS = {"quantization"}  # notebook 06's ResNet-20, kept apart from the course's nine
 WRITE_UP = ("01", "02", "03", "04", "05")  # the notebooks that make report.json; 06 is extra
-RUN_ID = re.compile(r"\b[A-Za-z0-9_]+-\d{8}T\d{6}-[0-9a-f]{6}\b")  # artifacts.new_run_id's form
+SESSION_RUN = re.compile(r"run_id='([^']+)'")  # as every notebook's Session cell shows its run
 
 
 @dataclass
@@ -158,8 +158,9 @@ def _unstructured_recipe(root: Path, m: str) -> dict:
 
 
 def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: str | None, measure: bool = False,
-                      data_root=None, device="cpu", progress=None) -> list[Finding]:
-    """Each present checkpoint against its report entry, recomputed from its weights."""
+                      data_root=None, device="cpu", progress=None) -> tuple[list[Finding], str | None]:
+    """(findings, the run the checkpoints should come from): each present checkpoint against its
+    report entry, recomputed from its weights."""
     from .checkpoint import load_checkpoint
     from .prune import prunable_parameters, sparsity_report
     from .prune.masks import left_dense
@@ -232,7 +233,7 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
             continue
         said = entry["pruning_percentage"]
         say(abs(got - said) <= PERCENT_TOLERANCE, f"report.json says {said:.2f}% removed; {got:.2f}% {how}")
-    return findings
+    return findings, expected_run
 
 
 def minimums(report: dict, findings: list[Finding] = ()) -> list[str]:
@@ -260,43 +261,61 @@ def minimums(report: dict, findings: list[Finding] = ()) -> list[str]:
     return lines
 
 
+def _output_text(output: dict) -> str:
+    """What one output shows as text: a stream's text, or a result's text/plain."""
+    text = output.get("text") if output.get("output_type") == "stream" else output.get("data", {}).get("text/plain")
+    return "".join(text) if isinstance(text, list) else str(text or "")
+
+
 def _notebook_problem(path: Path, run_id: str | None) -> tuple[str | None, set[str]]:
-    """(what is wrong with one executed notebook or None, the run ids its outputs show)."""
+    """(what is wrong with one executed notebook or None, the runs its Session cell shows)."""
     try:
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        return f"cannot be read as a notebook ({type(err).__name__}: {err})", set()
-    outputs = [(i, o) for i, c in enumerate(cells, 1) if c.get("cell_type") == "code" for o in c.get("outputs", [])]
+        code = [c for c in cells if c["cell_type"] == "code"]
+        outputs = [(c, o) for c in code for o in c["outputs"]]
+        shown = set(SESSION_RUN.findall("".join(_output_text(o) for _, o in outputs)))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        return (f"is not a notebook in Jupyter's format (nbformat 4) ({type(err).__name__}: {err}): hand in the "
+                f"notebook as Jupyter saved it"), set()
     if not outputs:
-        return "has no outputs: it was saved without being run", set()
-    error = next(((i, o) for i, o in outputs if o.get("output_type") == "error"), None)
+        return "has no outputs: it was saved without being run (run it from the top, then save it)", set()
+    error = next(((c, o) for c, o in outputs if o.get("output_type") == "error"), None)
     if error:
-        return f"shows an error in cell {error[0]} ({error[1].get('ename')}: {error[1].get('evalue')})", set()
-    shown = set(RUN_ID.findall(json.dumps([o for _, o in outputs])))
+        cell, out = error
+        first = next((line for line in "".join(cell.get("source", "")).splitlines() if line.strip()), "")
+        return (f"shows an error in cell [{cell.get('execution_count') or ' '}] ({first.strip()[:60]!r}): "
+                f"{out.get('ename')}: {out.get('evalue')}; run that cell again, or clear its output"), shown
     if not shown:
-        return "shows no run id (its Session cell's output is gone): it cannot be tied to report.json", shown
-    others = sorted(shown - {run_id}) if run_id else []
-    if others:
-        return f"shows run {', '.join(others)}, report.json comes from run {run_id}: another run's write-up", shown
+        return ("shows no run: its Session cell's output is gone, so it cannot be tied to report.json "
+                "(run it from the top, then save it)"), shown
+    if run_id and shown != {run_id}:
+        return (f"is run {', '.join(sorted(shown - {run_id}))}'s, not this hand-in's run {run_id}: another run's "
+                f"write-up (run it again in this run, or leave it out)"), shown
     return None, shown
 
 
 def check_notebooks(folder: Path, run_id: str | None) -> list[Finding]:
-    """The write-up: notebooks 01-05 (and any other) executed, without errors, all of one run,
-    report.json's when it names one."""
-    books = {p.name[:2]: p for p in sorted(folder.glob("[0-9][0-9]_*.ipynb"))} if folder.is_dir() else {}
-    missing = [n for n in WRITE_UP if n not in books]
+    """The write-up: the workbook's notebooks 01-05 (06 when it was run) executed, without errors,
+    all of one run, ``run_id`` when known."""
+    from .pipeline import available_notebooks
+
+    # The workbook's file names (a labutils installed without its notebooks: the folder's, first of each number).
+    names = ({n: p.name for n, p in available_notebooks().items()}
+             or {p.name[:2]: p.name for p in sorted(folder.glob("[0-9][0-9]_*.ipynb"), reverse=True)})
+    books = {n: folder / name for n, name in names.items() if (folder / name).is_file()}
+    missing = [names.get(n, n) for n in WRITE_UP if n not in books]
     if missing:
-        return [Finding(False, f"{folder} lacks the executed notebook(s) {', '.join(missing)}: hand in the notebooks "
-                               f"that made the run (a run made by hand in JupyterLab keeps them in the "
-                               f"workbook's notebooks/: pass that folder with --notebook-dir)")]
+        return [Finding(False, f"{folder} lacks {', '.join(missing)}: hand in the executed notebooks of the run (one "
+                               f"run by hand in JupyterLab leaves them in the workbook's notebooks/: pass that "
+                               f"folder with --notebook-dir)")]
     findings, runs, unrun = [], set(), []
     for number, book in books.items():
         problem, shown = _notebook_problem(book, run_id)
+        if number not in WRITE_UP and problem and problem.startswith("has no outputs"):
+            unrun.append(number)  # an extra notebook (06) not run: no part of this write-up
+            continue
         runs |= shown
-        if problem and number not in WRITE_UP and not shown and "without being run" in problem:
-            unrun.append(number)  # an extra notebook (06) not run: not part of this write-up
-        elif problem:
+        if problem:
             findings.append(Finding(False, f"notebooks: {book.name} {problem}"))
     if not findings and len(runs) > 1:
         findings.append(Finding(False, f"notebooks: they show {len(runs)} runs ({', '.join(sorted(runs))}): one "
@@ -320,6 +339,7 @@ def check_submission(root: str | os.PathLike, measure: bool = False, data_root=N
     half_empty = {f.about for f in findings if "numbers and nulls" in f.what}
     names, found = check_files(root, reported, half_empty)
     findings += found
-    findings += check_checkpoints(root, names, reported, report_run, measure, data_root, device, progress)
-    findings += check_notebooks(Path(notebooks) if notebooks else root / "notebooks", report_run)
+    found, checkpoints_run = check_checkpoints(root, names, reported, report_run, measure, data_root, device, progress)
+    findings += found
+    findings += check_notebooks(Path(notebooks) if notebooks else root / "notebooks", report_run or checkpoints_run)
     return findings, report

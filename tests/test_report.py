@@ -443,9 +443,7 @@ def test_check_reads_the_write_up_and_names_each_notebook_that_is_not_this_runs(
         if cell["cell_type"] == "code":
             cell["outputs"] = []  # as the repository held it before a reference run was committed
     (books / "06_quantization.ipynb").write_text(json.dumps(unrun))  # extra and unrun: no part of the write-up
-    assert main(["check", str(handin)]) == 0
-    assert f"ok    notebooks 01, 02, 03, 04, 05: executed, no error, each showing run {run_id} (06 not run)" \
-        in capsys.readouterr().out
+    (books / "07_my_experiments.ipynb").write_text("{}")  # a student's own notebook: not the workbook's
 
     def edit(name, change):
         book = next(books.glob(f"{name}_*.ipynb"))
@@ -453,22 +451,45 @@ def test_check_reads_the_write_up_and_names_each_notebook_that_is_not_this_runs(
         change(nb)
         book.write_text(json.dumps(nb))
 
-    def stop_at_an_error(nb):
-        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-        code[-1]["outputs"] = [{"output_type": "error", "ename": "RuntimeError", "evalue": "out of memory",
-                                "traceback": []}]
+    def add_output(nb, output):
+        [c for c in nb["cells"] if c["cell_type"] == "code"][-1]["outputs"].append(output)
+
+    # A student's own line naming an earlier run is no other run's write-up.
+    edit("05", lambda nb: add_output(nb, {"output_type": "stream", "name": "stdout",
+                                          "text": ["vs my run\tcpu-20261201T101010-abcdef: +2 pp\n"]}))
+    assert main(["check", str(handin)]) == 0
+    assert f"ok    notebooks 01, 02, 03, 04, 05: executed, no error, each showing run {run_id} (06 not run)" \
+        in capsys.readouterr().out
 
     edit("02", lambda nb: [c.update(outputs=[]) for c in nb["cells"] if c["cell_type"] == "code"])
-    edit("03", stop_at_an_error)
+    edit("03", lambda nb: add_output(nb, {"output_type": "error", "ename": "KeyboardInterrupt", "evalue": "",
+                                          "traceback": []}))
     edit("04", lambda nb: nb.update(json.loads(json.dumps(nb).replace(run_id, "smoke-20260101T000000-abcdef"))))
+    (books / "01_data.ipynb").write_text(json.dumps({"cells": {"a": 1}}))  # damaged: said, no traceback
     out, fails = _failed_check(handin, capsys)
-    assert "02_baseline_training.ipynb has no outputs" in fails
-    assert "03_unstructured_pruning.ipynb shows an error in cell" in fails and "RuntimeError: out of memory" in fails
-    assert f"04_structured_pruning.ipynb shows run smoke-20260101T000000-abcdef, report.json comes from run {run_id}" in fails
-    assert len(fails.splitlines()) == 3 and "3 failed" in out
+    assert "01_data.ipynb is not a notebook in Jupyter's format" in fails
+    assert "02_baseline_training.ipynb has no outputs: it was saved without being run (run it from the top" in fails
+    assert "03_unstructured_pruning.ipynb shows an error in cell [" in fails and "KeyboardInterrupt" in fails \
+        and "run that cell again, or clear its output" in fails
+    assert f"04_structured_pruning.ipynb is run smoke-20260101T000000-abcdef's, not this hand-in's run {run_id}" in fails
+    assert len(fails.splitlines()) == 4 and "4 failed" in out
 
     shutil.move(books, tmp_path / "by_hand")  # notebooks run in JupyterLab lie elsewhere
     out, fails = _failed_check(handin, capsys)
-    assert "lacks the executed notebook(s) 01, 02, 03, 04, 05" in fails and "--notebook-dir" in fails
-    assert main(["check", str(handin), "--notebook-dir", str(tmp_path / "by_hand")]) == 1  # the same three
-    assert capsys.readouterr().out.count("FAIL  notebooks: ") == 3
+    assert "lacks 01_data.ipynb, 02_baseline_training.ipynb" in fails and "--notebook-dir" in fails
+    assert main(["check", str(handin), "--notebook-dir", str(tmp_path / "by_hand")]) == 1  # the same four
+    assert capsys.readouterr().out.count("FAIL  notebooks: ") == 4
+    assert main(["check", str(handin), "--notebook-dir", str(tmp_path / "nowhere")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_check_without_report_details_ties_the_notebooks_to_the_checkpoints_run(full_smoke_run, tmp_path, capsys):
+    """With report_details.json gone, notebooks of another run passed: they were compared with nothing."""
+    handin = tmp_path / "handin"
+    shutil.copytree(full_smoke_run, handin)
+    run_id = json.loads((handin / "report_details.json").read_text())["run"]["run_id"]
+    (handin / "report_details.json").unlink()
+    for book in (handin / "notebooks").glob("*.ipynb"):
+        book.write_text(book.read_text().replace(run_id, "smoke-20260101T000000-bbbbbb"))
+    out, fails = _failed_check(handin, capsys)
+    assert f"is run smoke-20260101T000000-bbbbbb's, not this hand-in's run {run_id}" in fails
