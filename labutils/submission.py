@@ -44,6 +44,7 @@ BASELINE_MAX_ZEROS = 1.0  # percent of prunable weights; a trained dense model h
 ALLOWED_FOLDERS = {"quantization"}  # notebook 06's ResNet-20, kept apart from the course's nine
 WRITE_UP = ("01", "02", "03", "04", "05")  # the notebooks that make report.json; 06 is extra
 SESSION_RUN = re.compile(r"run_id='([^']+)'")  # as every notebook's Session cell shows its run
+NOT_RUN = "has no outputs: it was saved without being run (run it from the top, then save it)"
 
 
 @dataclass
@@ -278,7 +279,7 @@ def _notebook_problem(path: Path, run_id: str | None) -> tuple[str | None, set[s
         return (f"is not a notebook in Jupyter's format (nbformat 4) ({type(err).__name__}: {err}): hand in the "
                 f"notebook as Jupyter saved it"), set()
     if not outputs:
-        return "has no outputs: it was saved without being run (run it from the top, then save it)", set()
+        return NOT_RUN, set()
     error = next(((c, o) for c, o in outputs if o.get("output_type") == "error"), None)
     if error:
         cell, out = error
@@ -311,7 +312,7 @@ def check_notebooks(folder: Path, run_id: str | None) -> list[Finding]:
     findings, runs, unrun = [], set(), []
     for number, book in books.items():
         problem, shown = _notebook_problem(book, run_id)
-        if number not in WRITE_UP and problem and problem.startswith("has no outputs"):
+        if number not in WRITE_UP and problem == NOT_RUN:
             unrun.append(number)  # an extra notebook (06) not run: no part of this write-up
             continue
         runs |= shown
@@ -339,7 +340,7 @@ def check_submission(root: str | os.PathLike, measure: bool = False, data_root=N
     half_empty = {f.about for f in findings if "numbers and nulls" in f.what}
     names, found = check_files(root, reported, half_empty)
     findings += found
-    found, checkpoints_run = check_checkpoints(root, names, reported, report_run, measure, data_root, device, progress)
-    findings += found
-    findings += check_notebooks(Path(notebooks) if notebooks else root / "notebooks", report_run or checkpoints_run)
+    found, expected_run = check_checkpoints(root, names, reported, report_run, measure, data_root, device, progress)
+    findings += found  # expected_run: report_details.json's run, else the checkpoints' most common one
+    findings += check_notebooks(Path(notebooks) if notebooks else root / "notebooks", expected_run)
     return findings, report
