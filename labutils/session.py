@@ -55,7 +55,7 @@ class Session:
         self.name = self.profile["name"]
         if self.name == "full" and self.device.type == "cpu":
             print("note: the full profile is the GPU's recipe; on the CPU it takes many hours "
-                  "(PROFILE = \"cpu\" is the CPU's, about 40 minutes)")
+                  "(PROFILE = \"cpu\" is the CPU's: about 26 minutes on 2 cores, more with the pretrained ViT)")
         root = resolve_out_dir(self.name, out_dir)
         check_free(root)  # a notebook beside a running pipeline would overwrite its files
         new_run = not (root / "metrics" / "run.json").is_file()
@@ -283,6 +283,19 @@ class Session:
     def metrics(self, name: str, stage: str) -> dict | None:
         path = self.dirs.metrics_file(name, stage)
         return read_json(path) if path.is_file() else None
+
+    def recorded(self, stage: str, not_yet: str) -> dict[str, dict]:
+        """This run's record of each model at ``stage``, read back from ``metrics/`` (what the
+        notebook's producing cell returned), so the cells after it also work after a kernel
+        restart. A model without one in this run (another run's file does not count) is recorded
+        as not produced, ``not_yet`` saying which cell to run."""
+        records = {}
+        for name in self.models:
+            record = self.metrics(name, stage)
+            if not record or record.get("run", {}).get("run_id") != self.run_id:
+                record = {"model": name, "stage": stage, "produced": False, "reason": not_yet}
+            records[name] = record
+        return records
 
     def available(self, name: str, stage: str = "before_pruning") -> bool:
         """True when an earlier notebook produced ``name`` at ``stage`` in this run."""

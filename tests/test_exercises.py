@@ -86,7 +86,7 @@ def _namespace(stem: str, s: Session) -> dict:
     if stem.startswith("01"):
         ns["originals"] = lab.load(s)["train_x"][:6]
     elif stem.startswith("02"):
-        ns["results"] = {name: s.metrics(name, "before_pruning") for name in ns["MODELS"]}
+        ns["results"] = lab.recorded(s)  # as its Results cell reads them
     elif stem.startswith("03"):
         ns["subjects"] = lab.load_subjects(s, ns["MODELS"])
         ns["sweeps"] = {name: lab.sweep(subject) for name, subject in ns["subjects"].items()}

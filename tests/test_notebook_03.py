@@ -108,3 +108,24 @@ def test_figures_tell_series_apart_without_colour(run03):
     assert assert_series_apart(lab.plot_study(studies, {n: sweeps[n]["baseline"] for n in studies})) >= 6
     frontiers = {n: r["frontier"] for n, r in records.items()}
     assert assert_series_apart(lab.plot_frontier(frontiers)) >= 8
+
+
+def test_the_summary_reads_this_runs_records_only(run03, tmp_path, capsys):
+    """The Results cell's rows came from whatever metrics file lay in the folder, another run's too."""
+    import shutil
+
+    from labutils import Session
+    from labutils.artifacts import write_json
+    from labutils.labs import unstructured as lab
+
+    copy = shutil.copytree(run03, tmp_path / "run")
+    s = Session("smoke", copy, start_run=False)
+    rows = {r["model"]: r for r in lab.summary(s, s.models)}
+    record = read_json(copy / "metrics" / "cnn_after_unstructured_pruning.json")
+    assert rows["cnn"]["produced"] and rows["cnn"]["accuracy"] == record["accuracy"]
+    write_json(copy / "metrics" / "cnn_after_unstructured_pruning.json",
+               record | {"run": record["run"] | {"run_id": "smoke-older-run"}})
+    capsys.readouterr()
+    rows = {r["model"]: r for r in lab.summary(s, s.models)}
+    assert rows["cnn"]["produced"] is False
+    assert "cnn          not produced: not pruned in this run yet: run the cells from 'The baselines'" in capsys.readouterr().out

@@ -42,6 +42,36 @@ def test_cnn_learns_something_in_smoke(smoke_run):
     assert record["initial_weights"] == "random (seed 0)"  # a pretrained ViT's names its file or the hub
 
 
+def test_notebook_02s_results_cells_read_this_runs_records_back_after_a_restart(smoke_run, tmp_path, capsys):
+    """Notebook 02's results, learning curves and first exercise needed the `results` its training
+    cell left in the kernel: after a restart (or in a run's executed notebook opened later) only
+    training again, minutes on a CPU, gave it back. They now read the run's records back, and
+    another run's are not taken for this one's."""
+    import shutil
+
+    from labutils import Session
+    from labutils.artifacts import write_json
+    from labutils.labs import baseline as lab
+
+    copy = shutil.copytree(smoke_run, tmp_path / "run")
+    s = Session("smoke", copy)  # a fresh kernel in notebook 02: it continues the run in its folder
+    results = lab.recorded(s)
+    assert results["cnn"] == read_json(copy / "metrics" / "cnn_before_pruning.json")
+    assert results["vit"]["produced"] is False and "VIT_WEIGHTS" in results["vit"]["reason"]
+    lab.print_results(results)
+    out = capsys.readouterr().out
+    assert f"cnn          {results['cnn']['accuracy']:.2%}" in out and "vit          not produced" in out
+    histories = {n: r["history"] for n, r in results.items() if r["produced"]}
+    assert set(histories) == {"cnn", "vit_scratch"}
+    assert lab.plot_learning_curves(histories, path=tmp_path / "c.png") is not None and (tmp_path / "c.png").is_file()
+
+    stale = copy / "metrics" / "cnn_before_pruning.json"
+    record = read_json(stale)
+    write_json(stale, record | {"run": record["run"] | {"run_id": "smoke-older-run"}})
+    again = lab.recorded(s)["cnn"]
+    assert again["produced"] is False and "run the cell under 'Train'" in again["reason"]
+
+
 def test_reduced_profiles_never_write_into_the_repository_root(capsys):
     assert main(["run", "--profile", "smoke", "--out", str(REPO_ROOT), "--notebooks", "01"]) == 1
     assert "may not write into the repository root" in capsys.readouterr().err

@@ -106,7 +106,7 @@ def try_recipe(session: Session, name: str, pretrained_weights: str | None = Non
     model = model if given else session.new_model(name, pretrained_weights)
     what = f"{name} (the model given)" if given else name
     history, _, seconds = _train(session, name, model, session.train_config(name) | changes, desc=f"{name} (try)")
-    baseline = session.metrics(name, "before_pruning") or {}
+    baseline = recorded(session).get(name, {})  # another run's file in the folder is not this run's baseline
     than = (f"this run's baseline: {baseline['accuracy']:.2%}" if baseline.get("produced")
             else "no baseline in this run to compare with")
     changed = ", ".join(f"{k}={v!r}" for k, v in changes.items()) or "the recipe unchanged"
@@ -122,6 +122,12 @@ def print_recipes(session: Session, models: list[str]) -> None:
         print(f"{name:12s} {format_settings(session.train_config(name))}")
         if overrides:
             print(f"{'':12s} model: {format_settings(overrides, indent=20)}")
+
+
+def recorded(session: Session) -> dict[str, dict]:
+    """This run's baseline record of each model (``Session.recorded``): the results, the learning
+    curves and the exercises also work after a kernel restart, without training again."""
+    return session.recorded("before_pruning", "not trained in this run yet: run the cell under 'Train' first")
 
 
 def print_results(results: dict[str, dict]) -> None:

@@ -227,17 +227,9 @@ def prune_structured(session: Session, name: str) -> dict:
 
 
 def recorded(session: Session) -> dict[str, dict]:
-    """This run's structured-pruning record of each model, read back from ``metrics/`` (what
-    ``prune_structured`` returned), so the cells after it also work after a kernel restart. A model
-    without one in this run (another run's file does not count) is said to be not pruned yet."""
-    records = {}
-    for name in session.models:
-        record = session.metrics(name, STAGE)
-        if not record or record.get("run", {}).get("run_id") != session.run_id:
-            record = {"model": name, "stage": STAGE, "produced": False,
-                      "reason": "not pruned in this run yet: run the cell under 'Prune, fine-tune, save' first"}
-        records[name] = record
-    return records
+    """This run's structured-pruning record of each model (``Session.recorded``): the cells after
+    'Prune, fine-tune, save' also work after a kernel restart."""
+    return session.recorded(STAGE, "not pruned in this run yet: run the cell under 'Prune, fine-tune, save' first")
 
 
 def equivalence_check(session: Session, name: str, share: float = 0.25) -> dict | None:

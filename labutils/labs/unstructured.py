@@ -541,11 +541,18 @@ def layer_bars_data(subjects: dict[str, Subject], level: float) -> tuple[float, 
     return level, out
 
 
+def recorded(s) -> dict[str, dict]:
+    """This run's unstructured-pruning record of each model (``Session.recorded``): another run's
+    file in the folder is not taken for this one's."""
+    return s.recorded(STAGE, "not pruned in this run yet: run the cells from 'The baselines' "
+                             "to 'The final recipe' first")
+
+
 def summary(s, models: list[str]) -> list[dict]:
-    """One row per course model from the saved metrics (not produced ones say why)."""
-    rows = []
+    """One row per course model from this run's saved metrics (not produced ones say why)."""
+    rows, records = [], recorded(s)
     for name in models:
-        m = s.metrics(name, STAGE) or {"produced": False, "reason": "not run"}
+        m = records.get(name) or {"produced": False, "reason": "not run"}
         if not m.get("produced"):
             rows.append({"model": name, "produced": False, "reason": m.get("reason", "")})
             continue
