@@ -91,8 +91,9 @@ def test_the_results_cells_read_this_runs_records_back_after_a_restart(run04, tm
     import shutil
 
     from labutils import Session
-    from labutils.artifacts import read_json, write_json
+    from labutils.artifacts import read_json
     from labutils.labs import structured as lab
+    from run_copies import make_another_runs
 
     copy = shutil.copytree(run04, tmp_path / "run")
     s = Session("smoke", copy, start_run=False)  # a fresh kernel continuing the run
@@ -103,9 +104,7 @@ def test_the_results_cells_read_this_runs_records_back_after_a_restart(run04, tm
     assert "channels removed" in capsys.readouterr().out
     assert lab.plot_throughput(results, path=tmp_path / "t.png") is not None and (tmp_path / "t.png").is_file()
 
-    stale = copy / "metrics" / "cnn_after_structured_pruning.json"
-    record = read_json(stale)
-    write_json(stale, record | {"run": record["run"] | {"run_id": "smoke-older-run"}})
+    make_another_runs(copy / "metrics" / "cnn_after_structured_pruning.json")
     again = lab.recorded(s)["cnn"]
     assert again["produced"] is False and "run the cell under 'Prune, fine-tune, save'" in again["reason"]
 

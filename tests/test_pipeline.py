@@ -50,8 +50,8 @@ def test_notebook_02s_results_cells_read_this_runs_records_back_after_a_restart(
     import shutil
 
     from labutils import Session
-    from labutils.artifacts import write_json
     from labutils.labs import baseline as lab
+    from run_copies import make_another_runs
 
     copy = shutil.copytree(smoke_run, tmp_path / "run")
     s = Session("smoke", copy)  # a fresh kernel in notebook 02: it continues the run in its folder
@@ -65,9 +65,7 @@ def test_notebook_02s_results_cells_read_this_runs_records_back_after_a_restart(
     assert set(histories) == {"cnn", "vit_scratch"}
     assert lab.plot_learning_curves(histories, path=tmp_path / "c.png") is not None and (tmp_path / "c.png").is_file()
 
-    stale = copy / "metrics" / "cnn_before_pruning.json"
-    record = read_json(stale)
-    write_json(stale, record | {"run": record["run"] | {"run_id": "smoke-older-run"}})
+    make_another_runs(copy / "metrics" / "cnn_before_pruning.json")
     again = lab.recorded(s)["cnn"]
     assert again["produced"] is False and "run the cell under 'Train'" in again["reason"]
 
