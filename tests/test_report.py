@@ -358,6 +358,20 @@ def test_check_names_every_tampering_and_distrusts_what_it_touches(full_smoke_ru
     assert "cnn          unstructured  99.00%" in out and "met (unverified: a check above failed)" in out
 
 
+def test_check_without_any_checkpoint_says_so_once_and_trusts_no_verdict(full_smoke_run, tmp_path, capsys):
+    """A run without models_saved/ (a clone of the repository's reference run: git keeps no
+    checkpoints) printed one FAIL per checkpoint, nine lines that read as nine faults."""
+    handin = shutil.copytree(full_smoke_run, tmp_path / "handin", ignore=shutil.ignore_patterns("models_saved"))
+    out, fails = _failed_check(handin, capsys)
+    assert fails == ("FAIL  report.json has numbers for 9 checkpoints, but models_saved/ is missing: a hand-in keeps "
+                     "them there, beside report.json (a clone of the workbook's repository has none: git does not "
+                     "keep checkpoints)")
+    verdicts = [line for line in out.splitlines() if "(minimum " in line]
+    assert len(verdicts) == 9 and all(line.endswith("(unverified: a check above failed)") for line in verdicts)
+    (handin / "models_saved").mkdir()
+    assert "models_saved/ holds none of them:" in _failed_check(handin, capsys)[1]
+
+
 def test_check_of_a_broken_report_or_a_wrong_folder_says_what_is_wrong(tmp_path, capsys):
     (tmp_path / "report.json").write_text(json.dumps({"initial_accuracies": {}}))
     assert main(["check", str(tmp_path)]) == 1
