@@ -121,7 +121,9 @@ class _STEQuantize(torch.autograd.Function):
     def forward(ctx, w, scale, zero, qmin, qmax):
         x = w / scale + zero
         ctx.save_for_backward((x >= qmin - 0.5) & (x <= qmax + 0.5))
-        return (torch.clamp(torch.round(x), qmin, qmax) - zero) * scale
+        # _levels' rounding, not round(x): a tie (x.5) rounds to even, so with an odd zero-point the
+        # two would put the weight on neighbouring levels, and QAT would train another grid than it bakes.
+        return (_levels(w, scale, zero, qmin, qmax) - zero) * scale
 
     @staticmethod
     def backward(ctx, grad):

@@ -159,17 +159,19 @@ def to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device: torch.device | None = None, tta_flip: bool = False) -> dict:
+def evaluate(model: nn.Module, loader, device: torch.device | None = None, tta_flip: bool = False,
+             precision: str | None = None) -> dict:
     """{"accuracy": fraction correct, "loss": mean cross-entropy, "n": examples seen}. With
     ``tta_flip`` the logits are the mean of each image's and its mirror image's (test-time
-    augmentation: twice the work)."""
+    augmentation: twice the work). ``precision``: the autocast's (None: the device's, bf16 on
+    recent GPUs; "fp32" to score the weights exactly as they are)."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
     correct, loss, n = 0, 0.0, 0
     for x, y in loader:
         x, y = to_device(x, y, device)
-        with autocast(device):
+        with autocast(device, precision):
             logits = model(x)
             if tta_flip:
                 logits = (logits.float() + model(x.flip(-1)).float()) / 2

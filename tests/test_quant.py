@@ -174,6 +174,31 @@ def test_fake_quantized_forward_matches_the_baked_model():
     assert torch.allclose(fake, baked, atol=1e-5)
 
 
+def test_the_training_quantizer_rounds_a_tie_as_the_baked_grid_does():
+    """QAT's forward rounded w/scale + zero, the baked grid round(w/scale) + zero: with an odd
+    zero-point a tie (x.5, rounded to even) landed on neighbouring levels (review, reproduced)."""
+    from labutils.quant import _levels, _STEQuantize
+
+    w, scale, zero = torch.tensor([-1.5, 0.5, 1.5]), torch.tensor([1.0]), torch.tensor([1.0])
+    trained = _STEQuantize.apply(w, scale, zero, 0, 3)
+    assert torch.equal(trained, (_levels(w, scale, zero, 0, 3) - zero) * scale)
+    assert trained.tolist() == [-1.0, 0.0, 2.0]
+
+
+def test_notebook_06_scores_in_fp32_where_the_device_would_autocast(monkeypatch):
+    """On a GPU every evaluation ran under bf16 autocast, which moves a grid's weights (review)."""
+    from labutils import accel
+    from labutils.labs import quantization as lab
+    from labutils.train import evaluate
+    from tiny import tiny_cnn, tiny_loaders
+
+    model, (_, test) = tiny_cnn(), tiny_loaders()
+    exact = evaluate(model, test)  # on the CPU: fp32
+    monkeypatch.setattr(accel, "precision_for", lambda device: "bf16")  # as on an H100
+    assert evaluate(model, test)["loss"] != exact["loss"]  # the device's autocast reaches evaluate
+    assert evaluate(model, test, precision="fp32") == exact and lab._acc(model, test) == exact["accuracy"]
+
+
 def test_relative_index_and_size_on_a_hand_example():
     w = torch.tensor([0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0])
     pos = torch.tensor([1, 6])
