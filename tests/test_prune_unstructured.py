@@ -404,3 +404,24 @@ def test_sensitivity_scan_prunes_each_layer_alone_and_restores_it(monkeypatch):
         smallest = w.abs().flatten().sort().values
         expected = [total() - float(smallest[:math.ceil(level * w.numel() - 1e-6)].sum()) for level in levels]
         assert scan["layers"][name] == pytest.approx(expected, rel=1e-6)
+
+
+def test_gradual_pruning_with_a_weight_average_ends_on_its_masks():
+    """fit ends by loading its average (ema), which began on the dense weights: the pruned ones came
+    back as small values and the run failed on its last line (review, reproduced)."""
+    model, (train, _) = tiny_cnn(), tiny_loaders()
+    params = prunable_parameters(model)
+    masks, history = gradual_prune(model, train, None, 0.9, 3, params=params, lr=0.05, ema=0.9)
+    assert history[0]["measured_sparsity"] == pytest.approx(0.9, abs=0.01)
+    assert all(bool((p[~masks[n]] == 0).all()) for n, p in params.items())
+
+
+@pytest.mark.parametrize("method", ["iterative", "gradual"])
+def test_an_nm_pattern_is_refused_by_the_schedules_whose_sparsity_grows(method):
+    """Its first round asked 21% (iterative) or 0% (gradual, mid-fine-tune) of a 50% pattern."""
+    model, (train, _) = tiny_cnn(), tiny_loaders()
+    with pytest.raises(ValueError, match=rf"'2:4' is a fixed pattern \(50% sparse\).*not {method} pruning"):
+        if method == "iterative":
+            iterative_prune(model, train, None, 0.5, 2, 1, "2:4")
+        else:
+            gradual_prune(model, train, None, 0.5, 1, "2:4")

@@ -8,7 +8,8 @@ Scopes (the ``scope`` argument everywhere):
   :class:`labutils.prune.sensitivity.SensitivityScope` built from a sensitivity scan;
 * ``"N:M"`` (e.g. ``"2:4"``) - in every group of M consecutive weights along the reduction
   dimension (a linear row's inputs; a conv's input channels at each kernel position), keep the N
-  largest: the pattern sparse tensor cores accelerate. Its sparsity is 1-N/M.
+  largest: the pattern sparse tensor cores accelerate. Its sparsity is 1-N/M, so it is pruned in
+  one go (``one_shot_prune``); iterative and gradual pruning refuse it.
 
 API used by other notebooks (06 prunes before quantising)::
 
@@ -80,6 +81,15 @@ def scope_masks(scores: dict[str, torch.Tensor], sparsity: float, scope="global"
     if callable(scope):
         return masks_from_scores(scores, scope(sparsity), "layer")
     return masks_from_scores(scores, sparsity, scope)
+
+
+def check_growable(scope, method: str) -> None:
+    """ValueError for an N:M scope given to a method whose sparsity grows round by round: its
+    first round asked 21% of a pattern that is 50% sparse, deep into the run."""
+    nm = parse_nm(scope)
+    if nm:
+        raise ValueError(f"scope {scope!r} is a fixed pattern ({1 - nm[0] / nm[1]:.0%} sparse), pruned in one go: "
+                         f"use one_shot_prune (or nm_masks), not {method} pruning, whose sparsity grows step by step")
 
 
 def nested_scores(scores: dict[str, torch.Tensor], masks: Masks | None) -> dict[str, torch.Tensor]:
@@ -160,6 +170,7 @@ def iterative_prune(model: nn.Module, train_loader, test_loader, sparsity: float
     """
     params = params if params is not None else prunable_parameters(model)
     masks, history = None, []
+    check_growable(scope, "iterative")
     targets = round_targets(sparsity, rounds)  # checks the arguments before a bar is shown
     # One bar for the rounds; the fine-tuning of each round runs without a bar of its own.
     # Rounding each round's share separately would give iterative pruning up to a step a round more.
@@ -250,6 +261,7 @@ def gradual_prune(model: nn.Module, train_loader, test_loader, sparsity: float, 
     between fractions ``begin`` and ``end`` of the steps (about ``prunings`` pruning events); the
     rest of the steps recover at the final sparsity. Returns (masks, history)."""
     check_share(sparsity)  # named as the caller knows it (GradualPruner says "final sparsity")
+    check_growable(scope, "gradual")
     if not 0 <= begin < end <= 1:  # end=70 (for 0.7) never reached its last step: nothing was pruned
         raise ValueError(f"the ramp runs between fractions of the steps: need 0 <= begin < end <= 1, "
                          f"got begin={begin}, end={end} (write 0.7 for 70%)")
@@ -259,6 +271,9 @@ def gradual_prune(model: nn.Module, train_loader, test_loader, sparsity: float, 
     first, last = max(1, int(begin * total)), max(1, int(end * total))
     pruner = GradualPruner(params, sparsity, first, last, max(1, (last - first) // max(prunings, 1)), scope)
     fits = fit(model, train_loader, None, callback=pruner, desc=desc, **budget, **fit_kwargs)
+    # With ema, fit ends by loading its weight average, which began on the denser weights before
+    # the last prunings: the masks hold again.
+    apply_masks(model, pruner.masks)
     entry = {"fit": fits, "events": pruner.events,
              "measured_sparsity": sparsity_report(model, params, pruner.masks)["pruning_percentage"] / 100}
     if test_loader is not None:
