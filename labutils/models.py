@@ -151,11 +151,31 @@ def vit_tiny_patch16_224(num_classes: int = 10, img_size: int = 224, pretrained:
         where = f"the local file {str(weights_path)!r}" if weights_path else "timm's hub"
         raise PretrainedWeightsUnavailable(_no_weights_message(where, str(err) or type(err).__name__)) from err
     if pretrained:  # recorded with the baseline: a reader can tell which weights it started from
+        fold_input_normalisation(model)
         where = f"the file {os.path.basename(weights_path)}" if named else "timm's pretrained weights (its hub)"
         model.initial_weights = where + (f", sha256 {_sha256(weights_path)[:16]}" if weights_path else "")
         if weights_path and untrained:
             model.initial_weights += f": {untrained}"
     return set_vit_widths(model, heads, mlp_hidden)
+
+
+def fold_input_normalisation(model: nn.Module) -> None:
+    """Fit pretrained weights to the workbook's inputs. They were trained on pixels normalised with
+    the pretraining's mean and std (timm's ``pretrained_cfg``: 0.5 and 0.5 for this ViT, so [-1, 1]);
+    the loaders normalise with CIFAR-10's, about twice as wide. Per channel the pretraining's input
+    is ``scale * x + shift`` of the loader's ``x``, so the patch embedding's conv (no padding: exact)
+    takes it in once: its weights times ``scale``, its bias plus its weights times ``shift``, summed."""
+    from .data import CIFAR10_MEAN, CIFAR10_STD
+
+    conv, cfg = model.patch_embed.proj, model.pretrained_cfg
+    assert conv.padding in ((0, 0), 0, "valid"), conv  # a padded border would see the shift differently
+    mean, std = (torch.tensor(cfg[k], dtype=torch.float64).view(1, -1, 1, 1) for k in ("mean", "std"))
+    ours_mean, ours_std = (torch.tensor(v, dtype=torch.float64).view(1, -1, 1, 1) for v in (CIFAR10_MEAN, CIFAR10_STD))
+    scale, shift = ours_std / std, (ours_mean - mean) / std  # x_pretraining = scale * x_ours + shift
+    with torch.no_grad():
+        weight = conv.weight.double()
+        conv.bias.add_((weight * shift).sum((1, 2, 3)).to(conv.bias.dtype))
+        conv.weight.copy_(weight * scale)
 
 
 def _sha256(path: str | os.PathLike) -> str:

@@ -106,3 +106,23 @@ def test_an_untrained_weights_file_is_named_as_such_where_the_run_starts(tmp_pat
     assert main(["run", "--profile", "cpu", "--vit-weights", str(path), "--data-root", str(path),
                  "--out", str(tmp_path / "out")]) == 2
     assert "warning: --vit-weights NOT pretrained: these are timm's random initialisation" in capsys.readouterr().err
+
+
+def test_the_pretrained_vit_sees_the_inputs_it_was_trained_on(tmp_path):
+    """Its weights learnt from pixels normalised to [-1, 1] (mean = std = 0.5); the loaders give
+    CIFAR-10's normalisation, about twice as wide (review). The patch embedding takes it in."""
+    from labutils.data import CIFAR10_MEAN, CIFAR10_STD
+
+    path = tmp_path / "vit_tiny.pth"
+    torch.manual_seed(0)
+    torch.save(timm.create_model("vit_tiny_patch16_224").state_dict(), path)
+    ours = M.course_model("vit", pretrained_weights=str(path), img_size=32).eval()
+    theirs = timm.create_model("vit_tiny_patch16_224", pretrained=True, num_classes=10, img_size=32,
+                               pretrained_cfg_overlay={"file": str(path)}).eval()
+    theirs.head.load_state_dict(ours.head.state_dict())  # the new classifier, drawn apart
+    assert theirs.pretrained_cfg["mean"] == theirs.pretrained_cfg["std"] == (0.5, 0.5, 0.5)
+    pixels = torch.rand(4, 3, 32, 32)
+    as_loaders = (pixels - torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)) / torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(ours(as_loaders), theirs((pixels - 0.5) / 0.5), atol=1e-4)
+        assert not torch.allclose(theirs(as_loaders), theirs((pixels - 0.5) / 0.5), atol=1e-2)  # unfolded: off
