@@ -230,7 +230,8 @@ def make_schedule(optimizer, schedule: str, total_steps: int, warmup: float = 0.
             return 1.0
         if step < warm:
             return (step + 1) / warm
-        t = min(1.0, (step - warm) / max(1, total_steps - warm))
+        # Step warm - 1 is the peak, the last step (total_steps - 1) reaches the end: 0.
+        t = min(1.0, (step - warm + 1) / max(1, total_steps - warm))
         if schedule == "onecycle":
             return 1.0 - t
         return 0.5 * (1 + math.cos(math.pi * t))  # cosine
@@ -330,7 +331,7 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
             if step >= total:
                 break
         record = {"epoch": epoch + 1, "train_loss": float(loss_sum) / max(seen, 1),
-                  "images": seen, "train_seconds": time.perf_counter() - start, "lr": float(sched.get_last_lr()[0])}
+                  "images": seen, "train_seconds": time.perf_counter() - start, "lr": float(sched.base_lrs[0]) * sched.lr_lambdas[0](step - 1)}  # the epoch's last step's (get_last_lr: the next's)
         if not mixup:  # against mixed targets, accuracy on the unmixed labels means little
             record["train_accuracy"] = float(correct) / max(seen, 1)
         last = epoch == epochs - 1 or step >= total

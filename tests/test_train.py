@@ -50,6 +50,11 @@ def test_schedules_shape():
         opt.step()
         sched.step()
     assert max(lrs) == pytest.approx(1.0) and lrs.index(max(lrs)) == 19 and lrs[-1] < 0.02
+    # The peak is one step, the last step reaches zero (it held the peak two steps and ended at 1/80).
+    assert lrs[20] < lrs[19] and lrs[-1] == 0.0
+    cosine = make_schedule(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), "cosine", 4, warmup=0.1)
+    used = [cosine.lr_lambdas[0](i) for i in range(4)]
+    assert used == pytest.approx([1.0, 0.75, 0.25, 0.0])  # a 4-step fine-tune decays: it used 1, 1, 0.75, 0.25
     with pytest.raises(ValueError, match="unknown schedule 'cosin'"):  # at once, not after the warm-up's 20 steps
         make_schedule(opt, "cosin", 200, warmup=0.1)
 
@@ -399,3 +404,14 @@ def test_compile_modes_that_capture_cuda_graphs_themselves_are_known(monkeypatch
     monkeypatch.setattr(T, "graphs_unavailable", lambda device: None)  # as on a GPU
     assert (T._graphs_obstacle(torch.device("cuda"), "bf16", None, "max-autotune")
             == "compile='max-autotune' already uses CUDA graphs for the forward and backward")
+
+
+def test_each_epoch_logs_the_rate_its_last_step_used():
+    """The record gave the next step's rate: the last epoch said 0.0 whatever its steps used."""
+    from tiny import tiny_cnn, tiny_loaders
+
+    train, _ = tiny_loaders()  # 4 steps an epoch
+    history = fit(tiny_cnn(), train, None, epochs=2, lr=0.1, schedule="onecycle", warmup=0.25, device=torch.device("cpu"))
+    factor = make_schedule(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), "onecycle", 8, 0.25).lr_lambdas[0]
+    assert [h["lr"] for h in history] == pytest.approx([0.1 * factor(3), 0.1 * factor(7)])  # steps 4 and 8
+    assert history[-1]["lr"] == 0.0 and history[0]["lr"] == pytest.approx(0.1 * 4 / 6)
