@@ -218,3 +218,32 @@ def accuracy_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, 
     centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mcnemar_p(correct_a, correct_b) -> float:
+    """Two-sided exact McNemar test of two models scored on the SAME images (their per-image
+    correctness, in one order). Only the images one model gets right and the other wrong count:
+    with no difference between the models each is a fair coin's toss. Pairing the images makes it
+    far more sensitive than comparing two intervals, which treats the scores as independent."""
+    a, b = torch.as_tensor(correct_a, dtype=torch.bool), torch.as_tensor(correct_b, dtype=torch.bool)
+    if a.shape != b.shape:
+        raise ValueError(f"McNemar's test needs both models scored on the same images: {tuple(a.shape)} vs {tuple(b.shape)}")
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    n, k = only_a + only_b, min(only_a, only_b)
+    tail, term = 0, 1  # sum of C(n, i) for i <= k, in exact integers
+    for i in range(k + 1):
+        tail += term
+        term = term * (n - i) // (i + 1)
+    return min(1.0, 2 * tail / 2 ** n)
+
+
+def holm(p_values: list[float], alpha: float = 0.05) -> list[bool]:
+    """Which of several tests reject at family-wise level ``alpha`` (Holm's step-down): picking
+    the best of many points and testing every other against it makes some look different by
+    chance; Holm keeps the chance of any false claim among them under ``alpha``."""
+    order, rejected = sorted(range(len(p_values)), key=p_values.__getitem__), [False] * len(p_values)
+    for rank, i in enumerate(order):
+        if p_values[i] > alpha / (len(p_values) - rank):
+            break
+        rejected[i] = True
+    return rejected

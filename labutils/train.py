@@ -160,15 +160,16 @@ def to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device):
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device | None = None, tta_flip: bool = False,
-             precision: str | None = None) -> dict:
+             precision: str | None = None, per_image: bool = False) -> dict:
     """{"accuracy": fraction correct, "loss": mean cross-entropy, "n": examples seen}. With
     ``tta_flip`` the logits are the mean of each image's and its mirror image's (test-time
     augmentation: twice the work). ``precision``: the autocast's (None: the device's, bf16 on
-    recent GPUs; "fp32" to score the weights exactly as they are)."""
+    recent GPUs; "fp32" to score the weights exactly as they are). With ``per_image``, also
+    "correct": a bool per image in the loader's order, on the CPU (for paired tests)."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    correct, loss, n = 0, 0.0, 0
+    correct, loss, n, hits = 0, 0.0, 0, []
     for x, y in loader:
         x, y = to_device(x, y, device)
         with autocast(device, precision):
@@ -177,10 +178,16 @@ def evaluate(model: nn.Module, loader, device: torch.device | None = None, tta_f
                 logits = (logits.float() + model(x.flip(-1)).float()) / 2
         # Summed on the device: one host sync at the end, not two per batch.
         loss += F.cross_entropy(logits.float(), y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
+        right = logits.argmax(1) == y
+        correct += right.sum()
         n += len(y)
+        if per_image:
+            hits.append(right)
     model.train(was_training)
-    return {"accuracy": int(correct) / max(n, 1), "loss": float(loss) / max(n, 1), "n": n}
+    out = {"accuracy": int(correct) / max(n, 1), "loss": float(loss) / max(n, 1), "n": n}
+    if per_image:
+        out["correct"] = torch.cat(hits).cpu() if hits else torch.zeros(0, dtype=torch.bool)
+    return out
 
 
 OPTIMIZERS = ("sgd", "adamw")

@@ -17,6 +17,7 @@ a slice of the probe).
 from __future__ import annotations
 
 import copy
+import itertools
 import numbers
 import tempfile
 import time
@@ -33,7 +34,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN
 from ..data import DeviceLoader, subset
 from ..errors import SettingsError
-from ..measure import accuracy_interval, compare_latency
+from ..measure import accuracy_interval, compare_latency, holm, mcnemar_p
 from ..models import count_parameters
 from ..plots import BAD_COLOR, GOOD_COLOR, finish, named_styles, panels, style_for
 from ..prune.criteria import compute_scores
@@ -195,9 +196,10 @@ def sweep(subject: Subject) -> dict:
 
 # -- the course's study: one-shot vs iterative vs gradual ----------------------------------------------
 def prune_and_finetune(subject: Subject, method: str, sparsity: float, epochs: float,
-                       epoch_steps: int | None, scope="global", eval_loader=None):
+                       epoch_steps: int | None, scope="global", eval_loader=None, per_image: bool = False):
     """A fresh copy pruned to ``sparsity`` by ``method`` with ``epochs`` of fine-tuning in total.
-    Returns (model, masks, row) where row holds accuracy, measured sparsity and time."""
+    Returns (model, masks, row) where row holds accuracy, measured sparsity and time (and with
+    ``per_image`` the scored images' correctness, "correct", for paired tests)."""
     cfg, kw = subject.cfg, subject.fit_kwargs
     eval_loader = eval_loader or subject.probe
     model, params = subject.fresh()
@@ -222,7 +224,9 @@ def prune_and_finetune(subject: Subject, method: str, sparsity: float, epochs: f
     if report["pruning_percentage"] / 100 < sparsity - 0.005:  # a schedule that fell short: never saved as the target
         raise RuntimeError(f"{desc}: {report['pruning_percentage']:.2f}% of the weights removed, not the "
                            f"{sparsity:.0%} asked; check the profile's rounds and gradual_end")
-    scored = evaluate(model, eval_loader)
+    scored = evaluate(model, eval_loader, per_image=per_image)
+    if per_image:
+        row["correct"] = scored["correct"]
     row.update(accuracy=scored["accuracy"], test_images=scored["n"],
                ci95=list(accuracy_interval(scored["accuracy"], scored["n"])),
                measured_sparsity=report["pruning_percentage"] / 100, seconds=time.perf_counter() - start)
@@ -249,13 +253,14 @@ def study(subject: Subject, sparsities: list[float], epochs: list[float], record
     the subject's study, which the final recipe ("best") and its saved metrics read; an exercise's
     extra study passes False and changes nothing."""
     check_study(sparsities, epochs)
-    rows, scale, cap = [], subject.cfg["study_epoch_scale"], subject.cfg["epoch_steps"]
+    rows, correct, scale, cap = [], [], subject.cfg["study_epoch_scale"], subject.cfg["epoch_steps"]
     points = [(e, level, method) for e in epochs for level in sparsities for method in METHODS]
     # One bar for the study and a line per point: a bar per fine-tune would bury the figure.
     bar = progress(total=len(points), desc=f"{subject.name} study", unit="fit")
     for e, level, method in points:
         with quiet_progress():
-            _, _, row = prune_and_finetune(subject, method, level, e * scale, cap)
+            _, _, row = prune_and_finetune(subject, method, level, e * scale, cap, per_image=True)
+        correct.append(row.pop("correct"))  # for the verdict's paired tests; not recorded
         row.update(epochs=e, steps=budget_steps(e * scale, subject.train, cap))  # the same for every method
         rows.append(row)
         bar.update()
@@ -266,7 +271,7 @@ def study(subject: Subject, sparsities: list[float], epochs: list[float], record
     if record:
         subject.results["study"] = rows
     print(study_table(rows))
-    print(study_verdict(rows))
+    print(study_verdict(rows, correct))
     return rows
 
 
@@ -287,23 +292,30 @@ def _below(row: dict, best: dict) -> bool:
     return row["ci95"][1] < best["ci95"][0]
 
 
-def study_verdict(rows: list[dict]) -> str:
-    """Which of the study's differences are real: the spread of its accuracies against the 95%
-    interval of one measurement (rows that all share one interval teach only that they are equal)."""
-    best, worst = max(rows, key=lambda r: r["accuracy"]), min(rows, key=lambda r: r["accuracy"])
-    separated = _below(worst, best)
-    n = best["test_images"]
-    head = (f"study: {len(rows)} points from {worst['accuracy']:.2%} to {best['accuracy']:.2%} on {n:,} test images; "
-            f"one point's 95% interval is about +/-{(best['ci95'][1] - best['ci95'][0]) / 2:.2%}. ")
-    if not separated:
-        return head + ("Every interval overlaps every other: no method, sparsity or budget here is shown "
-                       "to beat another.")
-    real = [r for r in rows if _below(r, best)]
-    return head + (f"Real differences: {len(real)} point(s) lie wholly below the best "
-                   f"({best['method']} {best['sparsity']:.0%}, {best['epochs']} ep): "
-                   + ", ".join(f"{r['method']} {r['sparsity']:.0%} {r['epochs']} ep" for r in real[:6])
-                   + ("..." if len(real) > 6 else "") + "; the other points' intervals overlap the best's "
-                   "(two of them may still differ from each other: compare their intervals in the point lines above the table).")
+def study_verdict(rows: list[dict], correct: list[torch.Tensor]) -> str:
+    """Which points the study shows worse than its best: every pair of points compared by McNemar's
+    test on the same images (``correct``: each row's per-image correctness), Holm-corrected for all
+    the pairs. Comparing intervals treats the points as independent (too weak: they share the
+    images); testing only the best against the rest, the best picked after looking, claimed a
+    difference in about a fifth of studies of equal models."""
+    pairs = list(itertools.combinations(range(len(rows)), 2))
+    shown = {pair for pair, differs in zip(pairs, holm([mcnemar_p(correct[i], correct[j]) for i, j in pairs]))
+             if differs}
+    top = max(range(len(rows)), key=lambda i: rows[i]["accuracy"])
+    best, worst = rows[top], min(rows, key=lambda r: r["accuracy"])
+    worse = [r for i, r in enumerate(rows) if tuple(sorted((i, top))) in shown]
+    head = (f"study: {len(rows)} points from {worst['accuracy']:.2%} to {best['accuracy']:.2%} on "
+            f"{best['test_images']:,} test images; every pair compared by McNemar's test on the same images, "
+            f"Holm-corrected for its {len(pairs)} pair{'s' * (len(pairs) != 1)}: {len(shown)} differ. ")
+    named = f"the best ({best['method']} {best['sparsity']:.0%}, {best['epochs']} ep)"
+    if not shown:
+        return head + "This study does not separate its methods, sparsities or budgets."
+    if not worse:
+        return head + f"None is shown worse than {named}; the pairs that differ are among the others."
+    return head + (f"Shown worse than {named}: "
+                   + ", ".join(f"{r['method']} {r['sparsity']:.0%} {r['epochs']} ep" for r in worse[:6])
+                   + ("..." if len(worse) > 6 else "") + "; the others are not separated from it. The test covers "
+                   "the choice of test images, not of training seed: another seed moves every point.")
 
 
 def study_subjects(subjects: dict[str, Subject]) -> dict[str, Subject]:
