@@ -95,8 +95,10 @@ def measure_latency(model: nn.Module, input_size, batch_size: int, device="cpu",
 
     Runs on a copy of ``model`` moved to ``device`` (the caller's model is left where it is), in
     eval mode, under no_grad, with channels_last input on CUDA, under the device's autocast
-    (``accel.precision_for``); on CUDA each pass is timed by CUDA events (GPU time, no host
-    jitter), after warm-up (cuDNN autotuning, allocator); the autocast cache is off, so eager and
+    (``accel.precision_for``); on CUDA each pass is timed by CUDA events (from its first kernel's
+    start to its last one's end: eager passes include the gaps where the GPU waits for the host's
+    launches, which a busy host stretches; a replayed graph has none), after warm-up (cuDNN
+    autotuning, allocator); the autocast cache is off, so eager and
     replayed passes both cast the weights. The median resists the odd slow pass
     (another process, a page fault). ``graphs``: the pass is captured once in a CUDA graph and
     replayed (no per-layer launch cost; eager with a warning where graphs are unavailable).
@@ -153,7 +155,9 @@ def is_noisy(spread: float, device) -> bool:
     """Whether a timing is not to be trusted: its passes disagree (interquartile range above a quarter
     of the median), or, on a CPU, other processes kept the cores busy (the 1-minute load above the
     cores plus one; this run's own threads make about one per core). Two runs sharing two cores
-    slowed every pass alike, 100-fold, which the spread alone does not show."""
+    slowed every pass alike, 100-fold, which the spread alone does not show. Both miss contention
+    that began within the last minute and slows every pass alike (the load average lags behind it),
+    and neither is checked for a busy host under a GPU's eager passes."""
     load = getattr(os, "getloadavg", None)  # not on Windows
     busy = torch.device(device).type == "cpu" and load is not None and load()[0] > (os.cpu_count() or 1) + 1
     return spread > 0.25 or busy
