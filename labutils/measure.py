@@ -242,9 +242,9 @@ def mcnemar_p(correct_a, correct_b) -> float:
 
 
 def holm(p_values: list[float], alpha: float = 0.05) -> list[bool]:
-    """Which of several tests reject at family-wise level ``alpha`` (Holm's step-down): picking
-    the best of many points and testing every other against it makes some look different by
-    chance; Holm keeps the chance of any false claim among them under ``alpha``."""
+    """Which of several tests reject at family-wise level ``alpha`` (Holm's step-down): among many
+    comparisons made at once some look different by chance; Holm keeps the chance of any false
+    claim among them under ``alpha``."""
     order, rejected = sorted(range(len(p_values)), key=p_values.__getitem__), [False] * len(p_values)
     for rank, i in enumerate(order):
         if p_values[i] > alpha / (len(p_values) - rank):
