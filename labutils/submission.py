@@ -131,10 +131,9 @@ def check_files(root: Path, reported: dict, half_empty=()) -> tuple[list[str], l
         findings.append(Finding(False, f"report.json has numbers for {len(reported)} checkpoints, but models_saved/ "
                                        f"{where}: a hand-in keeps them there, beside report.json (a clone of the "
                                        f"workbook's repository has none: git does not keep checkpoints)", EVERY_ENTRY))
-    for m, s in () if findings else reported:
-        if f"{m}_{s}.pth" not in present:
-            findings.append(Finding(False, f"report.json has numbers for {m}_{s}, but models_saved/{m}_{s}.pth "
-                                           f"is missing", (m, s)))
+    else:
+        findings += [Finding(False, f"report.json has numbers for {m}_{s}, but models_saved/{m}_{s}.pth is missing", (m, s))
+                     for m, s in reported if f"{m}_{s}.pth" not in present]
     foreign = [n for n in present if not (_model_stage(n) and (folder / n).is_file())
                and not (n in ALLOWED_FOLDERS and (folder / n).is_dir()) and not n.startswith(".")]
     if foreign:

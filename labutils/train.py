@@ -337,8 +337,9 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
             seen += len(y)
             if step >= total:
                 break
+        last_lr = float(sched.base_lrs[0]) * sched.lr_lambdas[0](step - 1)  # this epoch's last step's (get_last_lr: the next's)
         record = {"epoch": epoch + 1, "train_loss": float(loss_sum) / max(seen, 1),
-                  "images": seen, "train_seconds": time.perf_counter() - start, "lr": float(sched.base_lrs[0]) * sched.lr_lambdas[0](step - 1)}  # the epoch's last step's (get_last_lr: the next's)
+                  "images": seen, "train_seconds": time.perf_counter() - start, "lr": last_lr}
         if not mixup:  # against mixed targets, accuracy on the unmixed labels means little
             record["train_accuracy"] = float(correct) / max(seen, 1)
         last = epoch == epochs - 1 or step >= total
