@@ -25,6 +25,7 @@ import os
 import statistics
 import time
 
+import psutil
 import torch
 from torch import nn
 
@@ -117,6 +118,7 @@ def measure_latency(model: nn.Module, input_size, batch_size: int, device="cpu",
     x = x.contiguous(memory_format=memory_format(device))
     cuda = device.type == "cuda"
     times_ms = []
+    since = cpu_snapshot()  # from the warm-up on: a longer window counts the others' use more exactly
     tune_backends(device)  # cuDNN autotuning, as in training: the warm-up passes pick the kernels
     # No autocast cache in either mode: eager would cast the weights once and reuse the copies,
     # a replayed graph casts them every pass, and the two columns would not measure the same work.
@@ -144,23 +146,58 @@ def measure_latency(model: nn.Module, input_size, batch_size: int, device="cpu",
     return {"ms_per_batch": ms, "ms_per_image": ms / batch_size,
             "images_per_second": 1000.0 * batch_size / ms, "batch_size": batch_size,
             "device": str(device), "iters": iters, "precision": precision_for(device),
-            "graphs": reason is None, "spread": spread, "noisy": is_noisy(spread, device)}
+            "graphs": reason is None, "spread": spread,
+            "noisy": is_noisy(spread, device, busy_elsewhere(since))}
 
 
 NOISY_WHY = ("other work on this machine slowed the passes (they spread by more than 25% of their median, "
-             "or the CPU was busy with more than this run): measure again when it is idle")
+             "or other processes used the cores this run needs): measure again when it is idle")
+
+_TICK_S = 0.01  # the kernel counts CPU time per core in ticks of 1/100 s (Linux's USER_HZ)
 
 
-def is_noisy(spread: float, device) -> bool:
-    """Whether a timing is not to be trusted: its passes disagree (interquartile range above a quarter
-    of the median), or, on a CPU, other processes kept the cores busy (the 1-minute load above the
-    cores plus one; this run's own threads make about one per core). Two runs sharing two cores
-    slowed every pass alike, 100-fold, which the spread alone does not show. Both miss contention
-    that began within the last minute and slows every pass alike (the load average lags behind it),
-    and neither is checked for a busy host under a GPU's eager passes."""
+def cpu_snapshot() -> tuple[float, float, float]:
+    """(wall clock, CPU seconds all cores have spent busy, CPU seconds this process has spent), for
+    ``busy_elsewhere``."""
+    t = psutil.cpu_times()
+    # Idle and waiting for I/O are not work; a guest's time is counted inside user time already.
+    busy = sum(t) - t.idle - sum(getattr(t, k, 0.0) for k in ("iowait", "guest", "guest_nice"))
+    own = psutil.Process().cpu_times()
+    return time.perf_counter(), busy, own.user + own.system
+
+
+def busy_elsewhere(since: tuple[float, float, float]) -> float:
+    """How many cores other processes kept busy, on average, since the ``cpu_snapshot`` ``since``:
+    all cores' busy time less this process's, over the wall time, minus what the counters' ticks can
+    add by rounding (so a short window errs towards quiet). Measured over the very passes timed, it
+    sees contention that began a second ago, which the load average takes a minute to show."""
+    wall, busy, own = (end - start for start, end in zip(since, cpu_snapshot()))
+    if wall <= 0:
+        return 0.0
+    rounding = _TICK_S * ((os.cpu_count() or 1) + torch.get_num_threads()) / wall
+    return max((busy - own) / wall - rounding, 0.0)
+
+
+def is_noisy(spread: float, device, elsewhere: float = 0.0) -> bool:
+    """Whether a timing is not to be trusted, for any of three reasons:
+
+    * its passes disagree (interquartile range above a quarter of the median);
+    * other processes kept busy (``elsewhere``, from ``busy_elsewhere``) more than a quarter of a
+      core beyond the cores this run leaves free: on a CPU it uses ``torch.get_num_threads()`` of
+      them, on a GPU one (the host thread that launches the kernels, whose waits stretch eager passes);
+    * on a CPU, the 1-minute load average is above the cores plus one: contention that stopped
+      just before the passes can still have slowed the first ones (this run's own threads make
+      about one per core).
+
+    Two runs sharing two cores slowed every pass alike, 100-fold, which the spread alone does not
+    show; a competing process started a second before the passes slowed them 39-fold before the
+    load average rose."""
+    cpu = torch.device(device).type == "cpu"
+    cores = os.cpu_count() or 1
+    free = max(cores - (torch.get_num_threads() if cpu else 1), 0)
     load = getattr(os, "getloadavg", None)  # not on Windows
-    busy = torch.device(device).type == "cpu" and load is not None and load()[0] > (os.cpu_count() or 1) + 1
-    return spread > 0.25 or busy
+    busy_load = cpu and load is not None and load()[0] > cores + 1
+    return spread > 0.25 or elsewhere > free + 0.25 or busy_load
 
 
 def measure_throughput(model: nn.Module, input_size, batch_sizes, device="cpu", graphs: bool | None = None,

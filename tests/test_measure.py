@@ -1,4 +1,5 @@
 """labutils.measure: MAC counts against hand counts, latency results' shape and consistency."""
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -175,4 +176,37 @@ def test_timings_taken_while_the_machine_is_busy_are_marked(monkeypatch):
     # Three passes, one slower (the profiles time 2 to 5): the quartiles lie inside the passes.
     clock = iter([0, 0.010, 1, 1.010, 2, 2.013]).__next__
     monkeypatch.setattr(measure, "time", SimpleNamespace(perf_counter=clock))
+    monkeypatch.setattr(measure, "cpu_snapshot", lambda: (0.0, 0.0, 0.0))  # the fake clock is the passes' only
     assert measure_latency(model, 8, 4, "cpu", warmup=0, iters=3)["spread"] == pytest.approx(0.15)
+
+
+def test_other_processes_using_the_cores_mark_the_timing_at_once(monkeypatch):
+    """A process started a second before the passes slowed them 39-fold while the load average,
+    which lags by a minute, still said the machine was quiet. The CPU time other processes use
+    during the very passes timed now marks them: cores busy beyond those this run leaves free."""
+    import os
+    import subprocess
+    import sys
+
+    from labutils import measure
+
+    monkeypatch.delattr(os, "getloadavg", raising=False)  # the load average is not what decides here
+    free_on_cpu = max((os.cpu_count() or 1) - torch.get_num_threads(), 0)
+    assert measure.is_noisy(0.05, "cpu", elsewhere=free_on_cpu + 0.5)
+    assert not measure.is_noisy(0.05, "cpu", elsewhere=free_on_cpu)
+    assert not measure.is_noisy(0.05, "cuda", elsewhere=(os.cpu_count() or 1) - 1)  # a GPU run needs one core
+    # Real processes spinning on every core: this process's counters see them.
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        since = measure.cpu_snapshot()
+        deadline = time.perf_counter() + 1.0
+        while time.perf_counter() < deadline:
+            torch.randn(64, 64) @ torch.randn(64, 64)
+        assert measure.busy_elsewhere(since) > free_on_cpu + 0.25
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    # Faked counters: a window where others kept every core busy marks a real measurement.
+    monkeypatch.setattr(measure, "busy_elsewhere", lambda since: float(os.cpu_count() or 1))
+    assert measure_latency(nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10)), 8, 4, "cpu", iters=3)["noisy"]
