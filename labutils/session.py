@@ -17,7 +17,7 @@ from .course import BASELINE_MISSING, MODEL_NAMES, NOTEBOOK_OF_STAGE
 from .errors import SettingsError
 from .models import COURSE_MODELS, course_model, input_size
 from .profile_check import check_profile
-from .profiles import auto_profile, get_profile
+from .profiles import PROFILES, auto_profile, get_profile
 from .runlock import check_free
 from .train import check_seed, get_device, seed_everything
 
@@ -139,11 +139,19 @@ class Session:
             return f"{D.describe_to_come(self.profile['data']['source'])} (not prepared yet)"
         return self._data_description
 
-    def caption(self) -> str:
-        """One line naming the run, for the foot of every figure."""
-        tag = " (reduced run)" if self.profile["reduced"] else ""
-        return (f"profile {self.name}{tag} | {self.data_description} | "
-                f"{device_name(self.device)} | run {self.run_id}")
+    def caption(self, run: dict | None = None, measured_here: bool = False) -> str:
+        """One line naming the run, for the foot of every figure. ``run``: the run a metrics file
+        names (its "run" record, as notebook 05 reads it), which may have used another data copy
+        or device than this kernel; ``measured_here``: the figure also holds numbers measured again
+        in this kernel (times, re-scored accuracy), on this session's device."""
+        if run is None:
+            name, reduced, data = self.name, self.profile["reduced"], self.data_description
+            device, run_id = device_name(self.device), self.run_id
+        else:
+            name, data, device, run_id = run["profile"], run["data"], run["device"], run["run_id"]
+            reduced = PROFILES.get(name, {}).get("reduced", False)
+        line = f"profile {name}{' (reduced run)' if reduced else ''} | {data} | {device} | run {run_id}"
+        return line + (f" | measured again on {device_name(self.device)}" if measured_here else "")
 
     # -- data -----------------------------------------------------------------------------
     def prepare_data(self) -> Path:

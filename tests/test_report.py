@@ -507,3 +507,24 @@ def test_check_without_report_details_ties_the_notebooks_to_the_checkpoints_run(
         book.write_text(book.read_text().replace(run_id, "smoke-20260101T000000-bbbbbb"))
     out, fails = _failed_check(handin, capsys)
     assert f"is run smoke-20260101T000000-bbbbbb's, not this hand-in's run {run_id}" in fails
+
+
+def test_the_reports_figures_name_the_run_reported_not_this_kernels_data_or_device(tmp_path):
+    """Notebook 05 run by hand, with another DATA_ROOT or on another machine, footed its figures with
+    its own data folder and device: a GPU run on the JPEG copy read "CIFAR-10 (not prepared yet) |
+    cpu". The footers name the run from its metrics; re-measured numbers say where they were taken."""
+    from labutils import Session
+
+    out = tmp_path / "run"
+    run = {"run_id": "cpu-X", "profile": "cpu", "data": "CIFAR-10 (offline JPEG-q75 copy)",
+           "device": "NVIDIA H100", "date": "d", "git_commit": "abc", "seed": 0}
+    write_json(RunDirs(out).metrics / "run.json", {"run_id": "cpu-X", "profile": "cpu", "seed": 0})
+    write_json(RunDirs(out).metrics_file("cnn", "before_pruning"),
+               {"model": "cnn", "stage": "before_pruning", "produced": True, "accuracy": 0.91, "run": run})
+    s = Session("cpu", out, str(tmp_path / "elsewhere"), "cpu", 0, ["cnn"], start_run=False)
+    _, loaded = R.load_run(s)
+    assert "not prepared yet" in s.caption()  # this kernel's own view
+    caption = s.caption(loaded)
+    assert caption == "profile cpu (reduced run) | CIFAR-10 (offline JPEG-q75 copy) | NVIDIA H100 | run cpu-X"
+    assert s.caption(loaded, measured_here=True).startswith(caption + " | measured again on cpu")
+    assert "(reduced run)" not in s.caption(loaded | {"profile": "full"})
