@@ -511,7 +511,10 @@ class DeviceLoader:
 
 
 def subset(images: np.ndarray, labels: np.ndarray, n: int | None, seed: int = 0):
-    """A class-balanced subset of ``n`` examples (all of them when ``n`` is None or too big)."""
+    """A class-balanced subset of ``n`` examples (all of them when ``n`` is None or too big).
+    The workbook draws every subset with the default ``seed``, not the run's: runs of different
+    seeds train and score on the same images, so they differ by what the seed is for (initial
+    weights, data order, augmentation), not by which images they saw."""
     if n is None or n >= len(labels):
         return images, labels
     rng = np.random.default_rng(seed)

@@ -59,7 +59,7 @@ def test_loader_for(ckpt: dict, model, device, data_root: str | os.PathLike | No
                          f"run {folder_run}, whose data is not the checkpoint's ({root}): evaluate it in its own "
                          f"run's folder, or pass --data-root") from err
     n_test = meta.get("n_test") if run_subset or not data_root else None
-    images, labels = D.subset(*split, n_test, meta.get("seed", 0))
+    images, labels = D.subset(*split, n_test)  # as the run drew it: the same for every seed
     return D.DeviceLoader(images, labels, EVAL_BATCH_SIZE, False, device, input_size(model))
 
 

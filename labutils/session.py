@@ -177,7 +177,7 @@ class Session:
                 raise D.DataError(f"the {self.name} profile uses {n:,} {split} images, but "
                                   f"{self.data_root / D.BATCH_DIR} holds {len(labels):,}; use the whole "
                                   f"CIFAR-10 (see the README's Data section) or another DATA_ROOT / --data-root")
-            self._arrays[train] = D.subset(images, labels, n, self.seed)
+            self._arrays[train] = D.subset(images, labels, n)  # the same images for every seed
         return self._arrays[train]
 
     def class_names(self) -> list[str]:
@@ -202,7 +202,7 @@ class Session:
         # n <= 0 would slice from the end (n=-5: all but five), 0 give a loader with no batch.
         if n is not None and (not isinstance(n, numbers.Integral) or n < 1):
             raise ValueError(f"n={n!r} must be a whole number of test images >= 1, or None for the whole test split")
-        images, labels = D.subset(*self.arrays(False), n, self.seed)
+        images, labels = D.subset(*self.arrays(False), n)
         return D.DeviceLoader(images, labels, batch_size, False, self.device, size, self.seed)
 
     def device_arrays(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:

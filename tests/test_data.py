@@ -382,3 +382,17 @@ def test_notebook_02_trains_a_recipe_that_holds_augmentation(tmp_path):
     record = baseline.train_baseline(s, "cnn")
     assert record["produced"] and record["train_config"]["augment"] == "randaugment"
     assert record["history"][-1]["images"] == 3 * s.train_config("cnn")["batch_size"]
+
+
+def test_runs_of_different_seeds_train_and_score_on_the_same_images(tmp_path):
+    """The reduced profiles draw subsets of CIFAR-10; they were drawn with the run's seed, so two
+    cpu runs of seeds 0 and 1 were scored on test sets sharing half their images, and a seed study
+    mixed test-set noise into training noise."""
+    from labutils.session import Session
+
+    D.write_synthetic_cifar10(tmp_path / "data", n_train=12000, n_test=6000)  # more than cpu draws
+    a, b = (Session("cpu", tmp_path / f"run{seed}", tmp_path / "data", "cpu", seed) for seed in (0, 1))
+    for train in (True, False):
+        assert len(a.arrays(train)[1]) < len(D.load_cifar10(tmp_path / "data", train)[1])  # a real subset
+        assert all(np.array_equal(x, y) for x, y in zip(a.arrays(train), b.arrays(train)))
+    assert np.array_equal(a.test_subset_loader(100, 50, 32).labels.numpy(), b.test_subset_loader(100, 50, 32).labels.numpy())

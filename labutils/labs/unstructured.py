@@ -67,7 +67,7 @@ class Subject:
         """A class-balanced ``n``-image slice of the probe, on the probe's device (the probe's own
         order is by index: its first images are not balanced)."""
         probe = self.probe
-        images, labels = subset(probe.images.cpu().numpy(), probe.labels.cpu().numpy(), n, self.seed)
+        images, labels = subset(probe.images.cpu().numpy(), probe.labels.cpu().numpy(), n)
         return DeviceLoader(images, labels, probe.batch_size, False, probe.device, probe.size)
 
     def final(self) -> dict:
