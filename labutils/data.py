@@ -54,9 +54,13 @@ class DataError(ValueError):
     """A data file that is not a valid CIFAR-10 batch (the message names it and what to do)."""
 
 
-def _manual_instructions(root: Path, reason: str = "") -> str:
+def _manual_instructions(root: Path, reason: str = "", files=TRAIN_FILES + TEST_FILES) -> str:
     # No reason: no download was tried (a checkpoint's test images are never downloaded).
-    return (f"CIFAR-10 is not in {root / BATCH_DIR}{f' and could not be downloaded ({reason})' if reason else ''}.\n"
+    folder = root / BATCH_DIR
+    present = [f for f in TRAIN_FILES + TEST_FILES if (folder / f).is_file()]
+    missing = ", ".join(f for f in files if f not in present)
+    what = f"{folder} lacks {missing} (it holds {', '.join(present)})" if present else f"CIFAR-10 is not in {folder}"
+    return (f"{what}{f' and could not be downloaded ({reason})' if reason else ''}.\n"
             f"Put it there by hand: download {CIFAR10_URL} on a machine with internet and "
             f"unpack it into {root} (it creates {BATCH_DIR}/), or write a copy you already have "
             f"with labutils.data.write_cifar10(root, train_images, train_labels, test_images, "
@@ -116,14 +120,19 @@ def check_data_folder(root: str | os.PathLike) -> None:
         raise DataNotFoundError(f"{root} holds the CIFAR-10 batches themselves, not a {BATCH_DIR}/ folder: {where}")
 
 
-def cifar10_dir(root: str | os.PathLike = DEFAULT_DATA_ROOT, download: bool = True) -> Path:
-    """Folder with the official batches; downloads them when absent and allowed."""
+def cifar10_dir(root: str | os.PathLike = DEFAULT_DATA_ROOT, download: bool = True,
+                files: tuple[str, ...] = TRAIN_FILES + TEST_FILES) -> Path:
+    """Folder with the official batches (``files``: those needed, default all six); downloads them
+    when one is absent and that is allowed."""
     root = Path(root)
     check_data_folder(root)
-    if all((root / BATCH_DIR / f).is_file() for f in TRAIN_FILES + TEST_FILES):
+    missing = [f for f in files if not (root / BATCH_DIR / f).is_file()]
+    if not missing:
         return root / BATCH_DIR
     if not download:
-        raise DataNotFoundError(_manual_instructions(root))
+        raise DataNotFoundError(_manual_instructions(root, files=files))
+    if any((root / BATCH_DIR / f).is_file() for f in TRAIN_FILES + TEST_FILES):  # say why it downloads
+        print(f"{root / BATCH_DIR} lacks {', '.join(missing)}: downloading CIFAR-10 again")
     return download_cifar10(root)
 
 
@@ -230,8 +239,9 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def load_cifar10(root: str | os.PathLike = DEFAULT_DATA_ROOT, train: bool = True,
                  download: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """One split as (images uint8 [N, 3, 32, 32], labels int64 [N]) in the official order."""
-    folder = cifar10_dir(root, download)
-    parts = [_read_batch(folder / f) for f in (TRAIN_FILES if train else TEST_FILES)]
+    files = TRAIN_FILES if train else TEST_FILES
+    folder = cifar10_dir(root, download, files)  # the split's own batches: a test split needs no training data
+    parts = [_read_batch(folder / f) for f in files]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 

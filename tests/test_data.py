@@ -38,6 +38,25 @@ def test_missing_data_without_download_says_what_to_do(tmp_path):
     assert "could not be downloaded" not in str(err.value)  # no download was tried
 
 
+def test_a_folder_missing_some_batches_names_them_and_a_test_split_needs_only_its_own(tmp_path, monkeypatch, capsys):
+    """A folder without data_batch_2 was reported as "CIFAR-10 is not in" it, and re-downloaded
+    without a word; ``labutils evaluate`` refused a folder holding the whole test split."""
+    import torchvision.datasets.utils as U
+
+    D.write_synthetic_cifar10(tmp_path, n_train=50, n_test=20)
+    (tmp_path / D.BATCH_DIR / "data_batch_2").unlink()
+    assert len(D.load_cifar10(tmp_path, train=False, download=False)[1]) == 20
+    with pytest.raises(D.DataNotFoundError, match=r"lacks data_batch_2 \(it holds data_batch_1, data_batch_3, "):
+        D.load_cifar10(tmp_path, train=True, download=False)
+    def offline(*args, **kwargs):
+        raise OSError("offline")
+
+    monkeypatch.setattr(U, "download_and_extract_archive", offline)
+    with pytest.raises(D.DataNotFoundError, match=r"lacks data_batch_2 .* and could not be downloaded .*offline"):
+        D.load_cifar10(tmp_path)
+    assert "lacks data_batch_2: downloading CIFAR-10 again" in capsys.readouterr().out
+
+
 def test_failed_download_says_what_to_do(tmp_path, monkeypatch):
     import torchvision.datasets.utils as U
 
