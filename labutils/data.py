@@ -355,7 +355,9 @@ def standard_transforms(train: bool, size: int = 32):
 
 def get_loaders(batch_size: int = 128, root: str | os.PathLike = DEFAULT_DATA_ROOT,
                 num_workers: int = 2, size: int = 32, download: bool = True):
-    """The course's ``get_loaders``: (train_loader, test_loader) as plain torch DataLoaders."""
+    """The course's ``get_loaders``: (train_loader, test_loader) as plain torch DataLoaders. The
+    training loader drops the last partial batch (reshuffled every epoch, so a different few images
+    each time, none left out for good); the test loader keeps every image."""
     train_x, train_y = load_cifar10(root, train=True, download=download)
     test_x, test_y = load_cifar10(root, train=False, download=download)
     common = dict(batch_size=batch_size, num_workers=num_workers,

@@ -415,3 +415,17 @@ def test_runs_of_different_seeds_train_and_score_on_the_same_images(tmp_path):
         assert len(a.arrays(train)[1]) < len(D.load_cifar10(tmp_path / "data", train)[1])  # a real subset
         assert all(np.array_equal(x, y) for x, y in zip(a.arrays(train), b.arrays(train)))
     assert np.array_equal(a.test_subset_loader(100, 50, 32).labels.numpy(), b.test_subset_loader(100, 50, 32).labels.numpy())
+
+
+def test_notebook_01_counts_both_loaders_images_an_epoch_alike(tmp_path, capsys):
+    """The standard loader drops its last partial batch too; notebook 01 printed its whole split
+    (1,000) beside the fast path's images an epoch (896), as if only one of them dropped any."""
+    from labutils.labs import data as lab
+    from labutils.session import Session
+
+    s = Session("smoke", tmp_path, device="cpu")
+    s.prepare_data()
+    lab.compare_loaders(s, batch_size=128)
+    standard, fast = capsys.readouterr().out.splitlines()[-2:]
+    assert standard.startswith("standard: 896 images an epoch (the split's 1,000, whole batches)")
+    assert fast.startswith("fast:     896 images an epoch (the profile's 1,000, whole batches)")

@@ -49,7 +49,8 @@ def compare_loaders(session: Session, batch_size: int = 128) -> None:
     fast_train, _ = session.loaders("cnn", batch_size=batch_size)
     x_std, _ = next(iter(train_loader))
     x_fast, _ = next(iter(fast_train))
-    print(f"standard: {len(train_loader.dataset):,} images, batch {tuple(x_std.shape)}, "
+    print(f"standard: {len(train_loader) * batch_size:,} images an epoch (the split's {len(train_loader.dataset):,}, "
+          f"whole batches), batch {tuple(x_std.shape)}, "
           f"mean {x_std.mean():+.3f}, std {x_std.std():.3f}")
     print(f"fast:     {len(fast_train) * batch_size:,} images an epoch (the profile's {len(fast_train.labels):,}, "
           f"whole batches), batch {tuple(x_fast.shape)}, "
