@@ -110,6 +110,10 @@ def test_repeated_or_out_of_range_unit_indices_are_refused_naming_the_group():
             S.remove_units(model, {"layer1.0.inner": torch.tensor(indices)})
     with pytest.raises(ValueError, match="out of range"):
         S.apply_unit_masks(model, {"layer1.0.inner": torch.tensor([0, 8])})
+    # A group name the model lacks: a KeyError 'layer1.inner' from the two masks, before.
+    for cut in (S.remove_units, S.apply_unit_masks, S.zero_producers):
+        with pytest.raises(ValueError, match=r"unknown groups \['layer1.inner'\]; the model has \['layer1.0.inner'"):
+            cut(model, {"layer1.inner": torch.arange(4)})
 
 
 def test_checkpoint_round_trip_rebuilds_the_small_model(tmp_path):

@@ -354,11 +354,20 @@ def _global_counts(scores, share, original, min_keep, weight) -> dict[str, int]:
 # ----------------------------------------------------------------------------------------
 # Masking and removal
 # ----------------------------------------------------------------------------------------
+def _groups_for(model: nn.Module, keep: dict) -> dict[str, Group]:
+    """The model's channel groups, refusing a ``keep`` that names a group the model lacks."""
+    groups = channel_groups(model)
+    unknown = set(keep) - set(groups)
+    if unknown:
+        raise ValueError(f"unknown groups {sorted(unknown)}; the model has {list(groups)}")
+    return groups
+
+
 @torch.no_grad()
 def apply_unit_masks(model: nn.Module, keep: dict[str, torch.Tensor]) -> nn.Module:
     """Zero the output gates of the units NOT in ``keep`` (in place): the model computes what the
     pruned model computes, at the dense model's cost. For demonstrations and the equivalence test."""
-    groups, params = channel_groups(model), dict(model.named_parameters())
+    groups, params = _groups_for(model, keep), dict(model.named_parameters())
     for name, idx in keep.items():
         g = groups[name]
         kept = (~_drop_mask(g.size, _kept_units(name, idx, g.size))).float()
@@ -372,7 +381,7 @@ def zero_producers(model: nn.Module, keep: dict[str, torch.Tensor]) -> nn.Module
     """The NAIVE mask (in place), kept to show why it is wrong: zero only the weights that produce
     each dropped unit (conv filters; q/k/v rows; fc1 rows). BatchNorm shifts and biases still leak
     through, so this model differs from the physically pruned one."""
-    groups, params = channel_groups(model), dict(model.named_parameters())
+    groups, params = _groups_for(model, keep), dict(model.named_parameters())
     for name, idx in keep.items():
         g = groups[name]
         kept = (~_drop_mask(g.size, _kept_units(name, idx, g.size))).float()
@@ -388,10 +397,7 @@ def remove_units(model: nn.Module, keep: dict[str, torch.Tensor]) -> nn.Module:
     It is built by ``build_model`` with the new widths, so ``model.arch`` (and every checkpoint of
     it) records them and loading rebuilds the small model without the original.
     """
-    groups = channel_groups(model)
-    unknown = set(keep) - set(groups)
-    if unknown:
-        raise ValueError(f"unknown groups {sorted(unknown)}; the model has {list(groups)}")
+    groups = _groups_for(model, keep)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     sizes = {}
     for name, g in groups.items():
