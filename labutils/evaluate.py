@@ -16,7 +16,8 @@ from .artifacts import read_json
 from .checkpoint import load_checkpoint
 from .measure import NOISY_WHY, count_macs, measure_latency
 from .models import count_parameters, input_size
-from .prune import prunable_parameters, sparsity_report
+from .prune import sparsity_report
+from .prune.masks import prunable_under
 from .session import EVAL_BATCH_SIZE
 from .train import evaluate
 
@@ -63,6 +64,17 @@ def test_loader_for(ckpt: dict, model, device, data_root: str | os.PathLike | No
     return D.DeviceLoader(images, labels, EVAL_BATCH_SIZE, False, device, input_size(model))
 
 
+def _recipe_of(path: Path, ckpt: dict) -> dict:
+    """The unstructured recipe the checkpoint's run recorded beside it (which layers it pruned), or
+    {} (the defaults) for a checkpoint out of its run's folder or of another stage."""
+    try:
+        record = read_json(path.parent.parent / "metrics" / f"{path.stem}.json")
+    except (OSError, ValueError):  # none there, or damaged: the checkpoint is still measured
+        return {}
+    same_run = record.get("run", {}).get("run_id") == ckpt.get("meta", {}).get("run_id")
+    return record.get("recipe") or {} if same_run and "unstructured" in path.stem else {}
+
+
 def evaluate_checkpoint(path: str | os.PathLike, device="cpu", data_root=None, accuracy: bool = True,
                         latency_batch: int = 1) -> dict:
     """One checkpoint's numbers. Raises (FileNotFoundError, CheckpointError, ...) on a bad file."""
@@ -71,7 +83,7 @@ def evaluate_checkpoint(path: str | os.PathLike, device="cpu", data_root=None, a
     model, ckpt = load_checkpoint(path, device)
     model.eval()
     size = input_size(model)
-    prunable = sparsity_report(model, prunable_parameters(model))
+    prunable = sparsity_report(model, prunable_under(model, _recipe_of(path, ckpt)))
     row = {"checkpoint": str(path), "name": path.stem, "arch": ckpt["arch"],
            "profile": ckpt.get("meta", {}).get("profile"), "run_id": ckpt.get("meta", {}).get("run_id"),
            "recorded_accuracy": ckpt.get("metrics", {}).get("accuracy"),

@@ -171,6 +171,7 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
     report entry, recomputed from its weights."""
     from .checkpoint import load_checkpoint
     from .prune import prunable_parameters, sparsity_report
+    from .prune.masks import prunable_under
     from .prune.masks import left_dense
     from .prune import structured as S
 
@@ -227,8 +228,7 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
             continue
         if stage == "after_unstructured_pruning":
             recipe = _unstructured_recipe(root, m)
-            flags = {k: bool(recipe.get(k)) for k in ("include_first", "include_classifier")}
-            got = sparsity_report(model, prunable_parameters(model, **flags))["pruning_percentage"]
+            got = sparsity_report(model, prunable_under(model, recipe))["pruning_percentage"]
             left_out = left_dense(recipe)
             how = "of its prunable weights are zero" + (f" ({' and '.join(left_out)} left out)" if left_out else "")
         elif (m, "before_pruning") in loaded:

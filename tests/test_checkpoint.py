@@ -90,3 +90,28 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert read_checkpoint(path)["metrics"] == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["m.pth"]
+
+
+def test_evaluate_counts_the_weights_the_runs_recipe_pruned(tmp_path):
+    """A run whose recipe also pruned the first conv and the classifier recorded 80.000% of its
+    prunable weights gone; ``labutils evaluate`` counted them against the default layers: 80.096%."""
+    from labutils.artifacts import write_json
+    from labutils.evaluate import evaluate_checkpoint
+    from labutils.models import course_model
+    from labutils.prune import masks_from_scores, prunable_parameters, sparsity_report
+    from labutils.prune.masks import magnitude_scores
+
+    model = course_model("cnn", width=8)
+    params = prunable_parameters(model, include_first=True, include_classifier=True)
+    masks = masks_from_scores(magnitude_scores(params), 0.8)
+    with torch.no_grad():
+        for n, p in params.items():
+            p.mul_(masks[n].to(p.dtype))
+    recorded = sparsity_report(model, params)["pruning_percentage"]
+    path = save_checkpoint(tmp_path / "models_saved" / "cnn_after_unstructured_pruning.pth", model,
+                           {"pruning_percentage": recorded}, {"run_id": "r1"})
+    record = {"run": {"run_id": "r1"}, "recipe": {"include_first": True, "include_classifier": True}}
+    write_json(tmp_path / "metrics" / "cnn_after_unstructured_pruning.json", record)
+    assert evaluate_checkpoint(path, accuracy=False)["prunable_sparsity"] == pytest.approx(recorded)
+    write_json(tmp_path / "metrics" / "cnn_after_unstructured_pruning.json", record | {"run": {"run_id": "r2"}})
+    assert evaluate_checkpoint(path, accuracy=False)["prunable_sparsity"] != pytest.approx(recorded)  # not its run's

@@ -37,6 +37,12 @@ def prunable_parameters(model: nn.Module, include_first: bool = False,
     return params
 
 
+def prunable_under(model: nn.Module, recipe: dict) -> dict[str, nn.Parameter]:
+    """``prunable_parameters`` as a run's unstructured recipe chose them (its ``include_first`` and
+    ``include_classifier``; the defaults when absent)."""
+    return prunable_parameters(model, bool(recipe.get("include_first")), bool(recipe.get("include_classifier")))
+
+
 def left_dense(recipe: dict) -> list[str]:
     """The layers ``prunable_parameters`` leaves out under a run's recipe (its ``include_first`` and
     ``include_classifier``, both False when absent), in words: ["first conv", "classifier"]."""
