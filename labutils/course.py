@@ -5,6 +5,11 @@ MODEL_NAMES = ("cnn", "vit", "vit_scratch")
 STAGES = ("before_pruning", "after_unstructured_pruning", "after_structured_pruning")
 # The notebook that writes each stage (the notebooks after it read it).
 NOTEBOOK_OF_STAGE = dict(zip(STAGES, ("02", "03", "04")))
+# The workbook's notebooks by number: a student's copy beside one (03_unstructured_pruning_mine.ipynb)
+# is not the workbook's, for a run or a hand-in.
+NOTEBOOKS = {name[:2]: name for name in (
+    "01_data.ipynb", "02_baseline_training.ipynb", "03_unstructured_pruning.ipynb",
+    "04_structured_pruning.ipynb", "05_report.ipynb", "06_quantization.ipynb")}
 # How a record's reason begins for a model the run left out on purpose (MODELS, --models): the
 # README's results table tells those from models that failed.
 NOT_IN_RUN = "not in this run"

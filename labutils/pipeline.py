@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .artifacts import (REPO_ROOT, UNCOMMITTED, WriteFailed, atomic_write_bytes, check_output_folder, git_commit,
                         read_json, record_run, resolve_out_dir, run_id_for, write_json)
-from .course import MODEL_NAMES, STAGES
+from .course import MODEL_NAMES, NOTEBOOKS, STAGES
 from .data import DEFAULT_DATA_ROOT, describe_prepared, describe_to_come, run_data_root
 from .profiles import get_profile
 from .runlock import RUN_TOKEN_ENV, RunLock
@@ -30,8 +30,20 @@ class NotebooksNotFound(RuntimeError):
 
 
 def available_notebooks() -> dict[str, Path]:
-    """{"01": notebooks/01_data.ipynb, ...} in order."""
-    return {p.name[:2]: p for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))}
+    """{"01": notebooks/01_data.ipynb, ...} in order: one notebook per number, the workbook's own
+    (``course.NOTEBOOKS``) where a copy lies beside it; two others of one number are refused."""
+    found: dict[str, list[Path]] = {}
+    for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb")):
+        found.setdefault(p.name[:2], []).append(p)
+    books = {}
+    for number, paths in found.items():
+        own = [p for p in paths if p.name == NOTEBOOKS.get(number)]
+        if len(own or paths) > 1:
+            raise ValueError(f"{NOTEBOOK_DIR} holds {len(paths)} notebooks numbered {number} "
+                             f"({', '.join(p.name for p in paths)}) and a run executes one: rename all but one "
+                             f"so that their names do not begin with {number}_")
+        books[number] = (own or paths)[0]
+    return books
 
 
 def select_notebooks(ids: list[str] | None) -> list[Path]:

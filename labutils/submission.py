@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .artifacts import read_json
-from .course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, REPORT_ENTRY_KEYS, REPORT_SECTIONS,
-                     SPARSITY_MIN, STAGES, checkpoint_names, meets_minimum, report_problem)
+from .course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOTEBOOKS, REPORT_ENTRY_KEYS,
+                     REPORT_SECTIONS, SPARSITY_MIN, STAGES, checkpoint_names, meets_minimum, report_problem)
 
 # A model trained and scored on a GPU and scored again on a CPU may differ by an image or two:
 # the two run slightly different arithmetic (notebook 05 says the same of its table).
@@ -306,13 +306,8 @@ def _notebook_problem(path: Path, run_id: str | None) -> tuple[str | None, set[s
 def check_notebooks(folder: Path, run_id: str | None) -> list[Finding]:
     """The write-up: the workbook's notebooks 01-05 (06 when it was run) executed, without errors,
     all of one run, ``run_id`` when known."""
-    from .pipeline import available_notebooks
-
-    # The workbook's file names (a labutils installed without its notebooks: the folder's, first of each number).
-    names = ({n: p.name for n, p in available_notebooks().items()}
-             or {p.name[:2]: p.name for p in sorted(folder.glob("[0-9][0-9]_*.ipynb"), reverse=True)})
-    books = {n: folder / name for n, name in names.items() if (folder / name).is_file()}
-    missing = [names.get(n, n) for n in WRITE_UP if n not in books]
+    books = {n: folder / name for n, name in NOTEBOOKS.items() if (folder / name).is_file()}
+    missing = [NOTEBOOKS[n] for n in WRITE_UP if n not in books]
     if missing:
         return [Finding(False, f"{folder} lacks {', '.join(missing)}: hand in the executed notebooks of the run (one "
                                f"run by hand in JupyterLab leaves them in the workbook's notebooks/: pass that "

@@ -437,3 +437,29 @@ def test_an_adopted_notebook_is_governed_by_its_parameters_cell_again(smoke_run,
     assert after.metadata.papermill.parameters["PROFILE"] == "smoke"  # the run's values, recorded
     params = next(c for c in after.cells if "parameters" in c.metadata.get("tags", []))
     assert 'PROFILE = "auto"' in params.source
+
+
+def test_a_students_copy_beside_a_workbook_notebook_is_not_run_in_its_place(tmp_path, monkeypatch):
+    """``03_unstructured_pruning_mine.ipynb`` sorts after the workbook's 03 and was run instead of
+    it, and ``check`` then asked the hand-in for the copy. Two notebooks of a number that is not
+    the workbook's are refused, naming both."""
+    from labutils.course import NOTEBOOKS
+    from labutils.submission import check_notebooks
+
+    books = tmp_path / "books"
+    books.mkdir()
+    for name in ("01_data.ipynb", "03_unstructured_pruning.ipynb", "03_unstructured_pruning_mine.ipynb", "07_extra.ipynb"):
+        (books / name).write_text("{}")
+    monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", books)
+    assert [p.name for p in pipeline.select_notebooks(None)] == ["01_data.ipynb", "03_unstructured_pruning.ipynb",
+                                                                  "07_extra.ipynb"]
+    (books / "07_extra_v2.ipynb").write_text("{}")
+    with pytest.raises(ValueError, match=r"holds 2 notebooks numbered 07 \(07_extra.ipynb, 07_extra_v2.ipynb\) "
+                                         r"and a run executes one: rename all but one"):
+        pipeline.select_notebooks(None)
+    assert list(NOTEBOOKS.values()) == sorted(p.name for p in (REPO_ROOT / "notebooks").glob("*.ipynb"))
+    handed_in = tmp_path / "hand-in"
+    handed_in.mkdir()
+    (handed_in / "03_unstructured_pruning_v2.ipynb").write_text("{}")
+    missing = check_notebooks(handed_in, None)[0].what
+    assert "lacks 01_data.ipynb, 02_baseline_training.ipynb, 03_unstructured_pruning.ipynb," in missing
