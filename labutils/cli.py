@@ -113,6 +113,10 @@ def _evaluate(args) -> int:
     folder = Path(args.json).resolve().parent if args.json else None
     while folder and not folder.exists():  # the writer makes missing folders: check where it would start
         folder = folder.parent
+    if args.json and Path(args.json).is_dir():
+        print(f"error: cannot write {args.json}: it is a folder; give a file name, e.g. {Path(args.json) / 'evaluate.json'}",
+              file=sys.stderr)
+        return 2
     if folder and not (folder.is_dir() and os.access(folder, os.W_OK)):  # found out before, not after, the work
         print(f"error: cannot write {args.json}: {folder} is not a folder this process can write to",
               file=sys.stderr)
@@ -198,6 +202,8 @@ def _run(args) -> int:
         print(f"error: unknown model(s) {unknown}; choose from {', '.join(MODEL_NAMES)}" if unknown else
               f"error: --models names no model; choose from {', '.join(MODEL_NAMES)}", file=sys.stderr)
         return 2
+    # One model list, in the course's order: "vit_scratch,cnn" is the same run as "cnn,vit_scratch".
+    args.models = [m for m in MODEL_NAMES if m in args.models]
     # Checked before anything is written: a bad value found by a notebook would have replaced the
     # folder's run (its id, its finished notebooks) with a failed one.
     try:

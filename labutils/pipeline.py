@@ -129,7 +129,7 @@ def previous_run(out_dir: Path, identity: dict) -> dict:
     return saved
 
 
-_WORDS = {"profile": "profile", "git_commit": "commit", "models": "models", "seed": "seed", "data": "data copy"}
+_WORDS = {"profile": "profile", "git_commit": "commit", "models": "model list", "seed": "seed", "data": "data copy"}
 
 
 def check_same_run(out_dir: Path, identity: dict, starts: bool) -> None:

@@ -355,7 +355,7 @@ def test_resume_refuses_what_it_must_not_continue(tmp_path, capsys):
              "models": ["cnn", "vit", "vit_scratch"], "seed": 0, "notebooks": {"01_data.ipynb": 3.0},
              "finished": ["01_data.ipynb"]}
     for change, word in (({"profile": "cpu"}, "profile 'cpu'"), ({"git_commit": "0123456789ab"}, "commit '0123456789ab'"),
-                         ({"seed": 3}, "seed 3"), ({"models": ["cnn"]}, "models ['cnn']")):
+                         ({"seed": 3}, "seed 3"), ({"models": ["cnn"]}, "model list ['cnn']")):
         write_json(tmp_path / "metrics" / "pipeline.json", saved | change)
         assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--resume"]) == 1
         err = capsys.readouterr().err

@@ -165,13 +165,15 @@ def test_later_notebooks_alone_continue_only_a_run_of_the_same_identity(tmp_path
     capsys.readouterr()
     assert run(tmp_path, "--notebooks", "04", "--models", "cnn", "--seed", "5") == 1
     err = capsys.readouterr().err
-    assert before["run_id"] in err and "seed 0" in err and "seed 5" in err and "models ['cnn']" in err
+    assert before["run_id"] in err and "seed 0" in err and "seed 5" in err and "model list ['cnn']" in err
     assert "--seed 0" in err and "--models cnn,vit,vit_scratch" in err and "another --out" in err
     assert json.loads((tmp_path / "metrics" / "pipeline.json").read_text()) == before
     assert ran == ["01_data.ipynb", "02_baseline_training.ipynb"]
     assert run(tmp_path, "--notebooks", "04") == 0  # the same options continue it
     after = json.loads((tmp_path / "metrics" / "pipeline.json").read_text())
     assert after["run_id"] == before["run_id"] and after["finished"] == ALL_BOOKS[:2] + [ALL_BOOKS[3]]
+    # The same models in another order, or one named twice, are the same model list.
+    assert run(tmp_path, "--notebooks", "04", "--models", "vit_scratch,cnn,vit,cnn") == 0
 
 
 def test_a_new_run_over_another_runs_folder_is_refused_but_newer_code_may_replace_it(tmp_path, ran, capsys):
@@ -705,6 +707,9 @@ def test_evaluate_refuses_a_bad_device_or_an_unwritable_json_before_measuring(re
     assert main(["evaluate", str(model), "--no-accuracy", "--json", str(read_only_dir / "r.json")]) == 2
     out = capsys.readouterr()
     assert "cannot write" in out.err and "m.pth" not in out.out  # refused before any measurement
+    assert main(["evaluate", str(model), "--no-accuracy", "--json", str(tmp_path)]) == 2  # a folder
+    out = capsys.readouterr()
+    assert f"cannot write {tmp_path}: it is a folder; give a file name" in out.err and "m.pth" not in out.out
     assert main(["evaluate", str(model), "--no-accuracy", "--json", str(tmp_path / "new" / "r.json")]) == 0
     assert (tmp_path / "new" / "r.json").is_file()  # a folder that does not exist yet is made, as before
 
