@@ -174,7 +174,7 @@ def _option(key: str, value) -> str:
 def _first_missing_output(out_dir: Path, book_names: list[str], models: list[str]) -> tuple[str, Path, str] | None:
     """(notebook, file, "gone" or "damaged") for the first of ``book_names`` whose outputs are gone
     or cannot be read, or None. 02-04 leave one metrics record per model, and a checkpoint for
-    each one produced; 05 the report; 06 its metrics. Files are written atomically, so a damaged
+    each one produced; 05 the report and its sidecar; 06 its metrics and ResNet-20. Files are written atomically, so a damaged
     one was damaged afterwards (a copy cut short, a disk error): it must not count as finished."""
     stage_of = dict(zip(("02", "03", "04"), STAGES))
     for name in book_names:
@@ -186,9 +186,11 @@ def _first_missing_output(out_dir: Path, book_names: list[str], models: list[str
                 return name, record, fault
             if read_json(record).get("produced") and (fault := _fault(ckpt)):
                 return name, ckpt, fault
-        extra = {"05": out_dir / "report.json", "06": out_dir / "metrics" / "quantization.json"}.get(name[:2])
-        if extra and (fault := _fault(extra)):
-            return name, extra, fault
+        extra = {"05": ["report.json", "report_details.json"],
+                 "06": ["metrics/quantization.json", "models_saved/quantization/resnet20_baseline.pth"]}
+        for path in (out_dir / f for f in extra.get(name[:2], ())):
+            if fault := _fault(path):
+                return name, path, fault
     return None
 
 

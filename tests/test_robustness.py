@@ -343,6 +343,16 @@ def test_a_vit_named_cnn_is_refused_by_notebooks_and_evaluate(tmp_path, capsys):
 
 
 # -- 7. resume checks what it skips ----------------------------------------------------------
+def _write_extras(out, *numbers):
+    """What notebooks 05 and 06 leave besides metrics records: stand-ins, whole and readable."""
+    if "05" in numbers:
+        write_json(out / "report.json", {})
+        write_json(out / "report_details.json", {})
+    if "06" in numbers:
+        write_json(out / "metrics" / "quantization.json", {})
+        save_checkpoint(out / "models_saved" / "quantization" / "resnet20_baseline.pth", build_model("resnet20", width=4))
+
+
 def _produce_cnn_outputs(out):
     """What 02-04 leave for a produced cnn: a record and a (stand-in, whole) checkpoint per stage."""
     for stage in ("before_pruning", "after_unstructured_pruning", "after_structured_pruning"):
@@ -373,7 +383,7 @@ def test_resume_runs_again_from_the_notebook_whose_output_is_damaged(tmp_path, r
     out = tmp_path
     assert run(out, "--models", "cnn", "--notebooks", "01,02,03,04,05") == 0
     _produce_cnn_outputs(out)
-    write_json(out / "report.json", {})
+    _write_extras(out, "05")
     path = out / damaged
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     ran.clear()
@@ -384,16 +394,17 @@ def test_resume_runs_again_from_the_notebook_whose_output_is_damaged(tmp_path, r
 
 
 @pytest.mark.parametrize("gone, first", [("metrics/cnn_after_structured_pruning.json", 3), ("report.json", 4),
-                                         ("metrics/quantization.json", 5)])
+                                         ("report_details.json", 4), ("metrics/quantization.json", 5),
+                                         ("models_saved/quantization/resnet20_baseline.pth", 5)])
 def test_resume_runs_again_from_the_notebook_whose_record_is_gone(tmp_path, ran, capsys, gone, first):
-    """A metrics record, the report or the quantization study deleted: the notebook that wrote it runs
-    again, and every later one."""
+    """A metrics record, the report or its sidecar, the quantization study or its ResNet-20
+    deleted: the notebook that wrote it runs again, and every later one (the sidecar and ResNet-20
+    went unnoticed: check and the hand-in then lacked them)."""
     out = tmp_path
     assert run(out, "--models", "cnn") == 0
     for stage in ("before_pruning", "after_unstructured_pruning", "after_structured_pruning"):
         write_json(out / "metrics" / f"cnn_{stage}.json", {"produced": False})
-    write_json(out / "report.json", {})
-    write_json(out / "metrics" / "quantization.json", {})
+    _write_extras(out, "05", "06")
     assert run(out, "--models", "cnn", "--resume") == 0  # nothing gone: nothing runs
     assert ran == ALL_BOOKS
     ran.clear()
@@ -563,9 +574,7 @@ def _fake_notebooks(monkeypatch, interrupt=()):
         stage = dict(zip(("02", "03", "04"), STAGES)).get(name[:2])
         for model in MODEL_NAMES if stage else ():
             write_json(out / "metrics" / f"{model}_{stage}.json", {"produced": False})
-        extra = {"05": out / "report.json", "06": out / "metrics" / "quantization.json"}.get(name[:2])
-        if extra:
-            write_json(extra, {})
+        _write_extras(out, name[:2])
         nbformat.write(nbformat.v4.new_notebook(), dst)
 
     monkeypatch.setattr(papermill, "execute_notebook", execute)
