@@ -365,7 +365,7 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
     books = select_notebooks(notebooks)
     models = list(models or MODEL_NAMES)
     identity = _identity(profile, models, seed, data_of_run(profile, out_dir, data_root))
-    run_id, books, timings = _plan_resume(out_dir, identity, books, models) if resume else (None, books, {})
+    run_id, books, timings = _plan_resume(out_dir, identity, books, models, vit_weights) if resume else (None, books, {})
     # A run starts where the baseline is trained (notebook 01 or 02); later notebooks run alone
     # continue the run already in out_dir.
     starts = not resume and any(b.name[:2] in ("01", "02") for b in books)
@@ -451,7 +451,7 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
     return _write_summary(out_dir, summary, start) | {"out": str(out_dir)}
 
 
-def _plan_resume(out_dir: Path, identity: dict, books: list[Path], models: list[str]
+def _plan_resume(out_dir: Path, identity: dict, books: list[Path], models: list[str], vit_weights=None
                  ) -> tuple[str, list[Path], dict[str, float]]:
     """(run id, notebooks still to run, timings of those that stay finished) for ``--resume``."""
     saved = previous_run(out_dir, identity)
@@ -474,7 +474,20 @@ def _plan_resume(out_dir: Path, identity: dict, books: list[Path], models: list[
     books = [b for b in books if b.name not in skipped]
     print(f"resuming run {saved['run_id']} in {out_dir}: {len(skipped)} notebook(s) already finished "
           f"({', '.join(skipped) or 'none'}), {len(books)} to run", flush=True)
+    if vit_weights and "vit" in models and any(n[:2] == "02" for n in skipped):
+        _say_vit_weights_unused(out_dir)
     return saved["run_id"], books, timings
+
+
+def _say_vit_weights_unused(out_dir: Path) -> None:
+    """A run whose notebook 02 went without the pretrained ViT, resumed with --vit-weights: 02 stays
+    finished (running it again trains every model again), so say the weights are not used, and how."""
+    record = out_dir / "metrics" / "vit_before_pruning.json"
+    if not _fault(record) and not read_json(record).get("produced"):
+        print(f"warning: --vit-weights is not used: notebook 02 finished without the pretrained ViT "
+              f"(vit_before_pruning: not produced) and --resume keeps it. To train it, run again without "
+              f"--resume, with the same options: a new run, which trains every model of MODELS again",
+              file=sys.stderr, flush=True)
 
 
 def _remove_leftovers(out_dir: Path) -> None:

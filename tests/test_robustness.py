@@ -393,6 +393,28 @@ def test_resume_runs_again_from_the_notebook_whose_output_is_damaged(tmp_path, r
     assert f"{path.name} of {ALL_BOOKS[first]} is damaged: running again" in capsys.readouterr().out
 
 
+def test_resume_with_vit_weights_after_02_went_without_them_says_they_are_not_used(tmp_path, ran, capsys):
+    """01-02 ran offline, so the pretrained ViT was not produced; resumed with --vit-weights, 02 was
+    skipped and the weights silently ignored."""
+    import timm
+    import torch
+
+    weights = tmp_path / "w.pth"
+    torch.save(timm.create_model("vit_tiny_patch16_224").state_dict(), weights)
+    out = tmp_path / "run"
+    assert run(out, "--models", "cnn,vit", "--notebooks", "01,02") == 0
+    write_json(out / "metrics" / "cnn_before_pruning.json", {"produced": False})  # no checkpoint to find
+    write_json(out / "metrics" / "vit_before_pruning.json", {"produced": False, "reason": "no weights"})
+    capsys.readouterr()
+    assert run(out, "--models", "cnn,vit", "--notebooks", "01,02", "--resume", "--vit-weights", str(weights)) == 0
+    err = capsys.readouterr().err
+    assert "warning: --vit-weights is not used: notebook 02 finished without the pretrained ViT" in err
+    assert "run again without --resume, with the same options" in err
+    write_json(out / "metrics" / "vit_before_pruning.json", {"produced": True})
+    assert run(out, "--models", "cnn,vit", "--notebooks", "01,02", "--resume", "--vit-weights", str(weights)) == 0
+    assert "--vit-weights is not used" not in capsys.readouterr().err  # 02 runs again (no checkpoint): used
+
+
 @pytest.mark.parametrize("gone, first", [("metrics/cnn_after_structured_pruning.json", 3), ("report.json", 4),
                                          ("report_details.json", 4), ("metrics/quantization.json", 5),
                                          ("models_saved/quantization/resnet20_baseline.pth", 5)])
