@@ -484,9 +484,9 @@ def _say_vit_weights_unused(out_dir: Path) -> None:
     finished (running it again trains every model again), so say the weights are not used, and how."""
     record = out_dir / "metrics" / "vit_before_pruning.json"
     if not _fault(record) and not read_json(record).get("produced"):
-        print(f"warning: --vit-weights is not used: notebook 02 finished without the pretrained ViT "
-              f"(vit_before_pruning: not produced) and --resume keeps it. To train it, run again without "
-              f"--resume, with the same options: a new run, which trains every model of MODELS again",
+        print("warning: --vit-weights is not used: notebook 02 finished without the pretrained ViT "
+              "(vit_before_pruning: not produced) and --resume keeps it. To train it, run again without "
+              "--resume, with the same options: a new run, which trains every model of MODELS again",
               file=sys.stderr, flush=True)
 
 

@@ -3,7 +3,7 @@
 The lock is a file created with O_CREAT|O_EXCL (atomic on every local file system) holding
 {pid, host, run_id, started, token}. A second run into the folder is refused with the holder's run
 id and PID. A lock left by a process of this host that no longer runs (killed with SIGKILL, or the
-machine restarted) is reported and taken over; one from another host cannot be checked and is refused.
+machine restarted; its PID gone, or given to a process started after the lock) is reported and taken over; one from another host cannot be checked and is refused.
 Taking over happens under an flock of the folder, so two runs cannot both take over the same stale lock.
 """
 from __future__ import annotations
@@ -16,6 +16,8 @@ import socket
 import sys
 import uuid
 from pathlib import Path
+
+import psutil
 
 from .errors import Explained
 
@@ -36,24 +38,28 @@ def check_free(out_dir: str | os.PathLike) -> None:
     holder = _holder(path)
     if holder is None or (holder.get("token") is not None and holder["token"] == os.environ.get(RUN_TOKEN_ENV)):
         return
-    if holder.get("host") == socket.gethostname() and not _alive(holder["pid"]):
+    if holder.get("host") == socket.gethostname() and not _runs(holder):
         return
     raise RunLocked(f"{path.parent} is being written by {_describe(holder)}; wait for it to finish, or set "
                     f"OUT_DIR to another folder (if that process no longer runs, delete {path})")
 
 
-def _alive(pid: int) -> bool:
-    if os.name == "nt":  # there os.kill(pid, 0) would send Ctrl-C, not probe: assume it runs
-        return True
+def _runs(holder: dict) -> bool:
+    """Whether the lock's process still runs: its PID is alive, and was not given since to a process
+    that started after the lock (a restarted container hands a killed run's PID on, often 1)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        created = psutil.Process(holder["pid"]).create_time()
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:  # it exists, under another user
-        return True
-    except OSError:
+    except (psutil.Error, OSError):
         return True  # cannot tell: assume it runs (refusing is the safe side)
-    return True
+    try:
+        started = _dt.datetime.fromisoformat(holder["started"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return True
+    # The holder wrote "started" (to the second) after it was created; 2 s for the rounding and
+    # the boot time psutil counts process starts from (whole seconds).
+    return created <= started + 2
 
 
 def _holder(path: Path) -> dict | None:
@@ -128,7 +134,7 @@ class RunLock:
             if holder.get("host") != self.info["host"]:
                 raise RunLocked(f"{self.path.parent} is locked by {_describe(holder)}; a process on another "
                                 f"host cannot be checked from here: if it no longer runs, delete {self.path}")
-            if _alive(holder["pid"]):
+            if _runs(holder):
                 raise RunLocked(f"{self.path.parent} is in use by {_describe(holder)}; wait for it to "
                                 f"finish, or write this run into another --out folder")
             print(f"warning: taking over the stale lock of {_describe(holder)}: that process no longer "

@@ -102,6 +102,15 @@ def test_a_stale_lock_of_a_dead_process_is_reported_and_taken_over(tmp_path, ran
     assert not (tmp_path / LOCK_NAME).exists()
 
 
+def test_a_lock_whose_pid_went_to_a_later_process_is_stale(tmp_path, ran, capsys):
+    """A run killed in a container that restarts: its PID (often 1) runs again, in another process.
+    Judged by the PID alone, the lock was refused as "in use, wait for it" forever."""
+    write_json(tmp_path / LOCK_NAME, {"pid": os.getpid(), "host": socket.gethostname(), "run_id": "smoke-killed",
+                                      "started": "2020-01-01T00:00:00+00:00", "token": "x"})
+    assert run(tmp_path, "--notebooks", "01") == 0  # this process started after that lock: not its holder
+    assert "taking over the stale lock of run smoke-killed" in capsys.readouterr().err
+
+
 def test_a_lock_from_another_host_is_not_broken(tmp_path, ran, capsys):
     lock = {"pid": 1, "host": "elsewhere", "run_id": "smoke-remote", "started": "then", "token": "x"}
     write_json(tmp_path / LOCK_NAME, lock)
@@ -126,13 +135,13 @@ def test_two_runs_never_both_take_over_the_same_stale_lock(tmp_path, monkeypatch
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    real_alive = runlock._alive
+    real_runs = runlock._runs
 
-    def slow_alive(pid):  # widens the window between reading the lock and replacing it
+    def slow_runs(holder):  # widens the window between reading the lock and replacing it
         time.sleep(0.05)
-        return real_alive(pid)
+        return real_runs(holder)
 
-    monkeypatch.setattr(runlock, "_alive", slow_alive)
+    monkeypatch.setattr(runlock, "_runs", slow_runs)
     for trial in range(5):
         write_json(tmp_path / LOCK_NAME, {"pid": dead.pid, "host": socket.gethostname(), "run_id": "killed",
                                           "started": "then", "token": "x"})
