@@ -131,20 +131,29 @@ def test_study_verdict_says_which_differences_the_paired_test_shows():
 
 def test_the_final_recipes_best_method_says_whether_its_lead_is_real():
     """'best' took the highest point at the study's top sparsity even when every interval overlapped
-    (the cpu run's ViT: 28.0% against 25.0% and 26.8% on 500 images), and said nothing of it."""
+    (the cpu run's ViT: 28.0% against 25.0% and 26.8% on 500 images), and said nothing of it. Its
+    line now tests the lead as the study's verdict does: paired, on the same images, Holm-corrected."""
     from labutils.labs.unstructured import best_method
-    from labutils.measure import accuracy_interval
 
-    def row(method, acc, sparsity=0.9, n=500):
-        return {"method": method, "sparsity": sparsity, "epochs": 5, "accuracy": acc,
-                "ci95": list(accuracy_interval(acc, n))}
+    def row(method, acc, sparsity=0.9):
+        return {"method": method, "sparsity": sparsity, "epochs": 5, "accuracy": acc}
 
-    method, why = best_method([row("one_shot", 0.25), row("iterative", 0.28), row("gradual", 0.268),
-                               row("one_shot", 0.60, sparsity=0.5)])
+    def first(k, n=500):  # right on the first k images: nested models, every disagreement one way
+        return torch.arange(n) < k
+
+    torch.manual_seed(0)
+    independent = [torch.rand(500) < p for p in (0.25, 0.28, 0.268)]  # errors on different images
+    rows = [row("one_shot", 0.25), row("iterative", 0.28), row("gradual", 0.268), row("one_shot", 0.60, sparsity=0.5)]
+    method, why = best_method(rows, independent + [first(300)])
     assert method == "iterative" and "at 90%, 5 ep: iterative (28.00%)" in why
-    assert "overlaps one_shot and gradual's, so it is the higher point, not a difference shown" in why
-    method, why = best_method([row("one_shot", 0.438), row("iterative", 0.27), row("gradual", 0.272)])
-    assert method == "one_shot" and "ahead of the others beyond their 95% intervals" in why
+    assert ("McNemar's test on the same images, Holm-corrected for 2 comparisons: not separated from one_shot "
+            "and gradual, so it is the higher point, not a difference shown") in why
+    # The same accuracies, nested: 15 and 9 images, all one way. Intervals overlap; pairing shows it.
+    method, why = best_method(rows, [first(125), first(140), first(134), first(300)])
+    assert method == "iterative" and why.endswith("Holm-corrected for 2 comparisons: ahead of one_shot and gradual")
+    method, why = best_method(rows, [first(125), first(140), first(137), first(300)])  # 3 images: not shown
+    assert why.endswith("not separated from gradual, so it is the higher point, not a difference shown (ahead of one_shot)")
+    assert best_method([row("gradual", 0.3)], [first(150)])[1].endswith("the only method run there")
 
 
 def test_timings_taken_while_the_machine_is_busy_are_marked(monkeypatch):

@@ -268,8 +268,8 @@ def study(subject: Subject, sparsities: list[float], epochs: list[float], record
         print(f"{subject.name:12s} {method:9s} {level:4.0%} {e} ep ({row['steps']} step{'s' * (row['steps'] != 1)}): {row['accuracy']:.2%} "
               f"[{low:.2%}, {high:.2%}] ({row['seconds']:.0f}s)", flush=True)
     bar.close()
-    if record:
-        subject.results["study"] = rows
+    if record:  # the correctness stays in the kernel, for the final recipe's choice ("best")
+        subject.results["study"], subject.results["study_correct"] = rows, correct
     print(study_table(rows))
     print(study_verdict(rows, correct))
     return rows
@@ -285,11 +285,6 @@ def study_table(rows: list[dict]) -> str:
                       + "".join(f"{100 * acc[method, e, level]:8.1f}" if (method, e, level) in acc else f"{'-':>8s}"
                                 for level in levels) for method, e in keys]
     return "accuracy (%) by sparsity:\n" + "\n".join(lines)
-
-
-def _below(row: dict, best: dict) -> bool:
-    """Whether ``row`` lies wholly below ``best``: its 95% interval ends under the start of best's."""
-    return row["ci95"][1] < best["ci95"][0]
 
 
 def study_verdict(rows: list[dict], correct: list[torch.Tensor]) -> str:
@@ -328,16 +323,25 @@ def study_subjects(subjects: dict[str, Subject]) -> dict[str, Subject]:
     return {n: subjects[n] for n in chosen}
 
 
-def best_method(rows: list[dict]) -> tuple[str, str]:
+def best_method(rows: list[dict], correct: list[torch.Tensor]) -> tuple[str, str]:
     """The method with the best accuracy at the study's highest sparsity and largest budget, and a
-    line saying whether its lead exceeds the noise (overlapping intervals: the higher point only)."""
+    line saying whether its lead is shown: McNemar's test on the same images (``correct``: each
+    row's per-image correctness) against each other method there, Holm-corrected for those
+    comparisons, as the study's verdict compares its points."""
     top_s, top_e = max(r["sparsity"] for r in rows), max(r["epochs"] for r in rows)
-    top = [r for r in rows if r["sparsity"] == top_s and r["epochs"] == top_e]
-    win = max(top, key=lambda r: r["accuracy"])
-    tied = [r["method"] for r in top if r is not win and not _below(r, win)]
-    lead = (f"its 95% interval overlaps {' and '.join(tied)}'s, so it is the higher point, not a difference shown"
-            if tied else "ahead of the others beyond their 95% intervals" if len(top) > 1 else "the only method run there")
-    return win["method"], f"the study's best at {top_s:.0%}, {top_e} ep: {win['method']} ({win['accuracy']:.2%}); {lead}"
+    top = [i for i, r in enumerate(rows) if r["sparsity"] == top_s and r["epochs"] == top_e]
+    win = max(top, key=lambda i: rows[i]["accuracy"])
+    others = [i for i in top if i != win]
+    shown = holm([mcnemar_p(correct[win], correct[i]) for i in others])
+    ahead = " and ".join(rows[i]["method"] for i, s in zip(others, shown) if s)
+    tied = " and ".join(rows[i]["method"] for i, s in zip(others, shown) if not s)
+    test = (f"McNemar's test on the same images, Holm-corrected for {len(others)} "
+            f"comparison{'s' * (len(others) != 1)}")
+    lead = ("the only method run there" if not others else
+            f"{test}: not separated from {tied}, so it is the higher point, not a difference shown"
+            + (f" (ahead of {ahead})" if ahead else "") if tied else f"{test}: ahead of {ahead}")
+    best = rows[win]
+    return best["method"], f"the study's best at {top_s:.0%}, {top_e} ep: {best['method']} ({best['accuracy']:.2%}); {lead}"
 
 
 # -- the final recipe -------------------------------------------------------------------------------
@@ -348,7 +352,7 @@ def final_recipe(subject: Subject, method: str | None = None) -> dict:
     cfg = subject.cfg["final"][subject.name]
     method = method or subject.cfg["final_method"]
     if method == "best" and subject.results.get("study"):
-        method, why = best_method(subject.results["study"])
+        method, why = best_method(subject.results["study"], subject.results["study_correct"])
         print(f"{subject.name:12s} {why}")
     elif method == "best":  # a kernel restarted, or the study's cell skipped: say what stands in
         method = "gradual"
