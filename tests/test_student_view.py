@@ -66,8 +66,21 @@ def test_study_figure_tells_any_number_of_budgets_apart_and_lists_every_panels()
 def test_the_sensitivity_map_says_the_probe_it_was_scored_on():
     """Its titles gave a 'dense' accuracy that was the probe's, not the baseline's (student's reading)."""
     scan = {"sparsities": [0.5, 0.9], "baseline": 0.618, "sizes": {"a": 10}, "layers": {"a": [0.6, 0.3]}, "images": 400}
-    fig = U.plot_sensitivity({"cnn": scan})
-    assert fig.axes[0].get_title() == "cnn: each layer pruned alone (dense 61.8% on 400 probe images)"
+    fig = U.plot_sensitivity({"cnn": scan, "vit_scratch": scan})
+    assert fig.axes[0].get_title() == "cnn: each layer pruned alone\n(dense 61.8% on 400 probe images)"
+    # On one line the two panels' titles ran into each other and the second off the figure (cpu run).
+    fig.canvas.draw()
+    boxes = [ax.title.get_window_extent() for ax in fig.axes[:2]]
+    assert boxes[0].x1 < boxes[1].x0 and boxes[1].x1 <= fig.bbox.x1
+
+
+def test_the_class_counts_tell_train_from_test_without_colour():
+    """Plain bars in matplotlib's default blue and orange: the README says every figure reads in grey."""
+    from labutils.labs import data as lab
+
+    labels = np.repeat(np.arange(10), 5)
+    fig = lab.plot_class_counts(labels, labels[:20], [f"class {i}" for i in range(10)])
+    assert assert_series_apart(fig) == 2
 
 
 def test_the_study_ends_with_a_table_a_reader_can_scan():

@@ -620,7 +620,8 @@ def plot_sensitivity(scans: dict[str, dict], path=None, caption=None):
         ax.set_xticks(range(len(scan["sparsities"])), [f"{100 * v:.0f}" for v in scan["sparsities"]])
         ax.set_yticks(range(len(layers)), [_short(layer) for layer in layers], fontsize=7)
         on = f" on {scan['images']:,} probe images" if "images" in scan else ""  # older runs did not record it
-        ax.set(title=f"{name}: each layer pruned alone (dense {scan['baseline']:.1%}{on})",
+        # Two lines: on one, two panels' titles ran into each other and off the figure.
+        ax.set(title=f"{name}: each layer pruned alone\n(dense {scan['baseline']:.1%}{on})",
                xlabel="sparsity of that layer (%)")
         fig.colorbar(image, ax=ax, shrink=0.8, label="probe accuracy lost (pp)")
     return finish(fig, path, caption)
