@@ -140,3 +140,43 @@ def test_no_frontier_when_not_even_the_dense_model_meets_the_threshold(subjects,
     assert result["trials"] and not any(t["passed"] for t in result["trials"])
     assert result["frontier_sparsity"] is None and result["frontier_accuracy"] is None
     lab.plot_frontier({"cnn": result})  # draws the trials and the threshold, no frontier line
+
+
+def test_the_sweeps_criteria_are_scored_on_the_same_batches_whatever_the_process(subjects, monkeypatch):
+    """The criteria were scored in the order of a set of strings, which changes with each Python
+    process (hash seed), on batches that followed one another: a restarted kernel drew other
+    Taylor and Fisher curves (swapped, in smoke size)."""
+    import dataclasses
+
+    subject = dataclasses.replace(subjects["cnn"], results={})
+    subject.cfg = {**subject.cfg, "criteria": ["magnitude", "taylor", "fisher"], "sweep_levels": [0.5]}
+    seen, real = [], lab.compute_scores
+
+    def spy(criterion, model, params, loader, batches):
+        seen.append((criterion, loader.generator.get_state().clone()))
+        return real(criterion, model, params, loader, batches)
+
+    monkeypatch.setattr(lab, "compute_scores", spy)
+    lab.sweep(subject)
+    assert [c for c, _ in seen] == ["magnitude", "taylor", "fisher"]  # the profile's order, every time
+    assert all(torch.equal(state, seen[0][1]) for _, state in seen)  # each from the same batches
+
+
+def test_the_frontier_records_the_nearest_failure(subjects, monkeypatch, tmp_path):
+    """Its "first_failure" held whichever failure came last; the bound a reader wants is the lowest
+    sparsity that failed, where the frontier ends."""
+    import dataclasses
+
+    subject = dataclasses.replace(subjects["cnn"], results={})
+    subject.cfg = {**subject.cfg, "frontier": {**subject.cfg["frontier"], "refine": 2, "max_trials": 8}}
+
+    def sparsity(model):
+        params = subject.params(model)
+        return sum(int((p == 0).sum()) for p in params.values()) / sum(p.numel() for p in params.values())
+
+    monkeypatch.setattr(lab, "frontier_threshold", lambda session, subj: (0.85, "test"))
+    monkeypatch.setattr(lab, "finetune_masked", lambda *args, **kwargs: None)
+    monkeypatch.setattr(lab, "evaluate", lambda model, loader: {"accuracy": 0.9 if sparsity(model) <= 0.925 else 0.8})
+    result = lab.frontier(Session("smoke", tmp_path, device="cpu"), subject)
+    failures = [t["sparsity"] for t in result["trials"] if not t["passed"]]
+    assert len(failures) >= 2 and result["nearest_failure"] == min(failures) > result["frontier_sparsity"]

@@ -425,3 +425,19 @@ def test_an_nm_pattern_is_refused_by_the_schedules_whose_sparsity_grows(method):
             iterative_prune(model, train, None, 0.5, 2, 1, "2:4")
         else:
             gradual_prune(model, train, None, 0.5, 1, "2:4")
+
+
+def test_pruned_weights_are_positive_zeros_so_a_sparse_checkpoint_reloads_bit_for_bit(tmp_path):
+    """A multiply by the mask left negative weights at -0.0; the sparse checkpoint stores only the
+    nonzeros and gave them back as +0.0, while the check (torch.equal, for which -0.0 == 0.0) and
+    notebook 03 said "bit for bit"."""
+    from labutils.labs.unstructured import _same_bits
+
+    model = build_model("resnet18", width=8)
+    params = prunable_parameters(model)
+    one_shot_prune(model, 0.9, "global", params=params)
+    assert not any(bool(((p == 0) & p.signbit()).any()) for p in params.values())
+    reloaded, _ = load_checkpoint(save_checkpoint(tmp_path / "m.pth", model, sparse=True))
+    ref = model.state_dict()
+    assert all(_same_bits(v, ref[k]) for k, v in reloaded.state_dict().items())
+    assert not _same_bits(torch.tensor([-0.0]), torch.tensor([0.0])) and torch.equal(torch.tensor([-0.0]), torch.tensor([0.0]))

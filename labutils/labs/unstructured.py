@@ -175,8 +175,10 @@ def sweep(subject: Subject) -> dict:
     scopes = subject.magnitude_scopes()
     curves = {f"{scope} magnitude": (scope, "magnitude") for scope in scopes}
     curves.update({f"global {c}": ("global", c) for c in cfg["criteria"] if c != "magnitude"})
-    scores = {c: compute_scores(c, model, params, subject.train, cfg["score_batches"])
-              for c in {crit for _, crit in curves.values()}}
+    scores = {}
+    for c in dict.fromkeys(crit for _, crit in curves.values()):  # in order: a set's changes with the process
+        subject.reseed()  # every criterion scored on the same batches
+        scores[c] = compute_scores(c, model, params, subject.train, cfg["score_batches"])
     levels = cfg["sweep_levels"]
     out = {"sparsities": levels, "baseline": subject.dense_probe_accuracy(),
            "accuracy": {}, "layers": {}}
@@ -370,6 +372,11 @@ def final_recipe(subject: Subject, method: str | None = None) -> dict:
 ANALYSES = ("sensitivity", "sweep", "study", "frontier")  # what notebook 03 records beside the final model
 
 
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal bit for bit: ``torch.equal`` with the sign of a float's zeros (-0.0 == 0.0 for it)."""
+    return torch.equal(a, b) and (not a.is_floating_point() or torch.equal(a.signbit(), b.signbit()))
+
+
 def save_final(s, subject: Subject) -> dict:
     """Save the final model as a compact (sparse) checkpoint with the metrics the report reads;
     check it loads back identical and record its size against a dense one."""
@@ -409,7 +416,7 @@ def save_final(s, subject: Subject) -> dict:
     record = s.save(model, subject.name, STAGE, metrics, sparse=True)
     reloaded, _ = load_checkpoint(s.dirs.checkpoint(subject.name, STAGE))
     ref = model.state_dict()
-    exact = all(torch.equal(v.cpu(), ref[k].detach().cpu()) for k, v in reloaded.state_dict().items())
+    exact = all(_same_bits(v.cpu(), ref[k].detach().cpu()) for k, v in reloaded.state_dict().items())
     if not exact:
         raise AssertionError(f"{subject.name}: the compact checkpoint does not load back identical")
     record = add_metrics(s, subject.name, {"reload_exact": exact})
@@ -481,7 +488,8 @@ def frontier(s, subject: Subject) -> dict:
     it passes, else from the dense baseline. After the first failure, bisection between the last
     pass and the nearest failure, until ``refine`` more trials have failed (or ``max_trials``).
     Accuracy on the whole test split. When nothing meets the threshold, the dense baseline
-    included, there is no frontier: ``frontier_sparsity`` is None.
+    included, there is no frontier: ``frontier_sparsity`` is None. ``nearest_failure``: the lowest
+    sparsity that failed (the frontier lies between it and ``frontier_sparsity``), None if none did.
     """
     cfg = subject.cfg["frontier"]
     threshold, rule = frontier_threshold(s, subject)
@@ -519,7 +527,7 @@ def frontier(s, subject: Subject) -> dict:
         if passed:
             current = (model, masks, measured, acc)
         else:
-            failed = measured
+            failed = measured if failed is None else min(failed, measured)
             if len([t for t in trials if not t["passed"]]) > cfg["refine"]:
                 break
         if current[2] >= cfg["max_sparsity"] - 1e-9:
@@ -531,7 +539,7 @@ def frontier(s, subject: Subject) -> dict:
               f"({threshold:.2%}) and no trial met it")
     result = {"threshold": threshold, "threshold_rule": rule,
               "frontier_sparsity": current[2] if found else None,
-              "frontier_accuracy": current[3] if found else None, "first_failure": failed, "trials": trials,
+              "frontier_accuracy": current[3] if found else None, "nearest_failure": failed, "trials": trials,
               "epochs_per_trial": cfg["epochs"], "epoch_steps": cfg["epoch_steps"]}
     subject.results["frontier"] = result
     if s.metrics(subject.name, STAGE):

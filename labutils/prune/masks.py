@@ -107,10 +107,11 @@ def _keep_lowest_removed(flat: torch.Tensor, sparsity: float, name: str = "spars
 
 @torch.no_grad()
 def apply_masks(model: nn.Module, masks: Masks) -> None:
-    """Zero every masked-out weight in place."""
+    """Zero every masked-out weight in place: +0.0, which a multiply by the mask would not give a
+    negative weight (-0.0); a sparse checkpoint, which stores only the nonzeros, reloads it bit for bit."""
     params = dict(model.named_parameters())
     for name, mask in masks.items():
-        params[name].mul_(mask.to(params[name].device, params[name].dtype))
+        params[name].masked_fill_(~mask.to(params[name].device, torch.bool), 0.0)
 
 
 class MaskEnforcer:
