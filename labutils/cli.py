@@ -114,8 +114,8 @@ def _evaluate(args) -> int:
     while folder and not folder.exists():  # the writer makes missing folders: check where it would start
         folder = folder.parent
     if args.json and Path(args.json).is_dir():
-        print(f"error: cannot write {args.json}: it is a folder; give a file name, e.g. {Path(args.json) / 'evaluate.json'}",
-              file=sys.stderr)
+        print(f"error: cannot write {args.json}: it is a folder; give a file name, e.g. "
+              f"{Path(args.json) / 'evaluate.json'}", file=sys.stderr)
         return 2
     if folder and not (folder.is_dir() and os.access(folder, os.W_OK)):  # found out before, not after, the work
         print(f"error: cannot write {args.json}: {folder} is not a folder this process can write to",

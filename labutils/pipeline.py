@@ -174,8 +174,9 @@ def _option(key: str, value) -> str:
 def _first_missing_output(out_dir: Path, book_names: list[str], models: list[str]) -> tuple[str, Path, str] | None:
     """(notebook, file, "gone" or "damaged") for the first of ``book_names`` whose outputs are gone
     or cannot be read, or None. 02-04 leave one metrics record per model, and a checkpoint for
-    each one produced; 05 the report and its sidecar; 06 its metrics and ResNet-20. Files are written atomically, so a damaged
-    one was damaged afterwards (a copy cut short, a disk error): it must not count as finished."""
+    each one produced; 05 the report and its sidecar; 06 its metrics and ResNet-20. Files are
+    written atomically, so a damaged one was damaged afterwards (a copy cut short, a disk error): it
+    must not count as finished."""
     stage_of = dict(zip(("02", "03", "04"), STAGES))
     for name in book_names:
         stage = stage_of.get(name[:2])
@@ -365,7 +366,8 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
     books = select_notebooks(notebooks)
     models = list(models or MODEL_NAMES)
     identity = _identity(profile, models, seed, data_of_run(profile, out_dir, data_root))
-    run_id, books, timings = _plan_resume(out_dir, identity, books, models, vit_weights) if resume else (None, books, {})
+    run_id, books, timings = (_plan_resume(out_dir, identity, books, models, vit_weights) if resume
+                              else (None, books, {}))
     # A run starts where the baseline is trained (notebook 01 or 02); later notebooks run alone
     # continue the run already in out_dir.
     starts = not resume and any(b.name[:2] in ("01", "02") for b in books)

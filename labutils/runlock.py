@@ -3,7 +3,8 @@
 The lock is a file created with O_CREAT|O_EXCL (atomic on every local file system) holding
 {pid, host, run_id, started, token}. A second run into the folder is refused with the holder's run
 id and PID. A lock left by a process of this host that no longer runs (killed with SIGKILL, or the
-machine restarted; its PID gone, or given to a process started after the lock) is reported and taken over; one from another host cannot be checked and is refused.
+machine restarted: its PID gone, or given to a process started after the lock) is reported and taken
+over; one from another host cannot be checked and is refused.
 Taking over happens under an flock of the folder, so two runs cannot both take over the same stale lock.
 """
 from __future__ import annotations

@@ -339,9 +339,13 @@ def best_method(rows: list[dict], correct: list[torch.Tensor]) -> tuple[str, str
     tied = " and ".join(rows[i]["method"] for i, s in zip(others, shown) if not s)
     test = (f"McNemar's test on the same images, Holm-corrected for {len(others)} "
             f"comparison{'s' * (len(others) != 1)}")
-    lead = ("the only method run there" if not others else
-            f"{test}: not separated from {tied}, so it is the higher point, not a difference shown"
-            + (f" (ahead of {ahead})" if ahead else "") if tied else f"{test}: ahead of {ahead}")
+    if not others:
+        lead = "the only method run there"
+    elif tied:
+        lead = (f"{test}: not separated from {tied}, so it is the higher point, not a difference shown"
+                + (f" (ahead of {ahead})" if ahead else ""))
+    else:
+        lead = f"{test}: ahead of {ahead}"
     best = rows[win]
     return best["method"], f"the study's best at {top_s:.0%}, {top_e} ep: {best['method']} ({best['accuracy']:.2%}); {lead}"
 
