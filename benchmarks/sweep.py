@@ -264,18 +264,19 @@ def sweep(model_name: str, candidates: list[dict], data_root: Path, out: Path, b
     return result
 
 
-def job_folders(candidates: list[dict], out: Path) -> dict[str, Path]:
-    """Each candidate's folder under ``out/jobs/``: its place in the list, then its name."""
-    return {c["name"]: out / "jobs" / f"{i + 1:02d}_{re.sub(r'[^A-Za-z0-9.+-]+', '_', c['name'])}"
+def job_folders(candidates: list[dict], out: Path, model_name: str) -> dict[str, Path]:
+    """Each candidate's folder under ``out/jobs/MODEL/`` (the sweeps of several models share
+    ``out``): its place in the list, then its name."""
+    return {c["name"]: out / "jobs" / model_name / f"{i + 1:02d}_{re.sub(r'[^A-Za-z0-9.+-]+', '_', c['name'])}"
             for i, c in enumerate(candidates)}
 
 
 def run_in_processes(model_name: str, candidates: list[dict], data_root: Path, out: Path, budget_s: float,
                      device, smoke: bool, jobs: int, skipped, profile: str = "full"):
     """Yield the candidates' rows in their order, training ``jobs`` at a time: each in a child
-    ``sweep.py --only NAME`` writing its own table and log under ``out/jobs/``, read back when it ends."""
-    listed = write_json(out / "jobs" / "candidates.json", candidates)
-    folders = job_folders(candidates, out)
+    ``sweep.py --only NAME`` writing its own table and log under ``out/jobs/MODEL/``, read back when it ends."""
+    listed = write_json(out / "jobs" / model_name / "candidates.json", candidates)
+    folders = job_folders(candidates, out, model_name)
     base = [sys.executable, str(Path(__file__).resolve()), "--model", model_name, "--candidates", str(listed),
             "--data-root", str(data_root), "--device", str(device), "--budget-s", str(budget_s),
             "--profile", profile]
@@ -315,7 +316,7 @@ def _child_row(name: str, returncode: int, child_out: Path, model_name: str) -> 
         return json.loads(table.read_text())["rows"][0]
     tail = (child_out / "log.txt").read_text(errors="replace").strip().splitlines()[-1:] or [""]
     return {"name": name, "status": "failed",
-            "note": f"its process ended with exit status {returncode}: {tail[0]} (log: jobs/{child_out.name}/log.txt)"}
+            "note": f"its process ended with exit status {returncode}: {tail[0]} (log: jobs/{model_name}/{child_out.name}/log.txt)"}
 
 
 def format_row(row: dict) -> str:

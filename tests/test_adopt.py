@@ -117,3 +117,18 @@ def test_an_existing_results_folder_is_refused(repo, tmp_path):
     with pytest.raises(adopt.Refused, match="exists already"):
         adopt.adopt(make_tar(tmp_path / "r.tar"), repo=repo)
     assert (repo / "figures" / "04_old_run.png").exists()
+
+
+def test_a_run_whose_notebooks_changed_since_its_commit_is_refused(repo, tmp_path):
+    """A fix committed to a notebook after the run's commit was silently undone: adopting copies the
+    run's executed notebooks over notebooks/ (a dry run of a GPU session)."""
+    tar = make_tar(tmp_path / "r.tar")
+    path = repo / "notebooks" / "03_unstructured_pruning.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[2].source += "\nA fix added after the run's commit."
+    nbformat.write(nb, path)
+    before = snapshot(repo)
+    with pytest.raises(adopt.Refused, match=r"03_unstructured_pruning.ipynb changed since the run's commit abc "
+                                            r"\(cell 2 first\): adopting the run would put its older text back"):
+        adopt.adopt(tar, repo=repo)
+    assert snapshot(repo) == before

@@ -59,8 +59,10 @@ def test_jobs_train_candidates_side_by_side_and_keep_their_order(tmp_path):
     assert [r["name"] for r in result["rows"]] == ["airbench94"] + names
     assert [r["status"] for r in result["rows"]] == ["not run"] + ["done"] * 3
     assert result["jobs"] == 2 and "2 candidates at a time on the one device" in (tmp_path / "sweep_resnet20.md").read_text()
-    folders = sweep.job_folders(sweep.CANDIDATES["resnet20"][:3], tmp_path)
+    folders = sweep.job_folders(sweep.CANDIDATES["resnet20"][:3], tmp_path, "resnet20")
     assert [f.name for f in folders.values()] == ["01_today", "02_weight_decay_1e-4", "03_classic_batch_128_lr_0.1_wd_1e-4"]
+    # Under the model's name: the sweeps of cnn and resnet20 into one --out wrote into each other's folders.
+    assert {f.parent for f in folders.values()} == {tmp_path / "jobs" / "resnet20"}
     for row in result["rows"][1:]:  # what each child measured and wrote is what the table holds
         child = json.loads((folders[row["name"]] / "sweep_resnet20.json").read_text())
         assert child["rows"] == [row] and child["jobs"] == 1 and row["test_images"] == 100
@@ -80,6 +82,7 @@ def test_a_job_that_fails_is_a_failed_row_saying_why(tmp_path):
     (dead / "log.txt").write_text("epoch 1/30 ...\nKilled\n")
     row = sweep._child_row("broken", -9, dead, "resnet20")
     assert row["status"] == "failed" and row["note"].startswith("its process ended with exit status -9: Killed")
+    assert row["note"].endswith("(log: jobs/resnet20/dead/log.txt)")
 
 
 def test_only_refuses_a_name_not_in_the_list(tmp_path, capsys):

@@ -12,7 +12,8 @@ results table is written again. The sweep's tables, the logs and ``pipeline.json
 
 A tar with the sweep alone (``STAGES=sweep``) files just that folder (FOLDER is then required).
 Refused, with nothing changed: a reduced run, a report without its sidecar, a run whose notebook
-05 did not finish, a report of another run than the pipeline's.
+05 did not finish, a report of another run than the pipeline's, a run whose notebooks' text is not
+the repository's (they changed since its commit).
 """
 from __future__ import annotations
 
@@ -68,6 +69,23 @@ def check_run(run: Path) -> tuple[dict, list[str]]:
         raise Refused(f"report_details.json names run {details['run'].get('run_id')}, but pipeline.json "
                       f"run {summary.get('run_id')}: the report is not this run's")
     return details, summary["finished"]
+
+
+def sources(path: Path) -> list[tuple[str, str]]:
+    """A notebook's text: each cell's type and source, papermill's injected cell left out."""
+    nb = nbformat.read(path, as_version=4)
+    return [(c.cell_type, c.source) for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+
+
+def check_sources(run: Path, repo: Path, finished: list[str], commit: str) -> None:
+    """Refused when a finished notebook's text differs from the repository's: the workbook's
+    notebooks changed since the run's commit, and adopting it would put their older text back."""
+    for name in finished:
+        ran, now = sources(run / "notebooks" / name), sources(repo / "notebooks" / name)
+        if ran != now:
+            cell = next((i for i, (a, b) in enumerate(zip(ran, now)) if a != b), min(len(ran), len(now)))
+            raise Refused(f"{name} changed since the run's commit {commit} (cell {cell} first): adopting the run "
+                          f"would put its older text back. Adopt it in a checkout of {commit}, or run again")
 
 
 def clear_outputs(path: Path) -> None:
@@ -130,6 +148,7 @@ def adopt(tar: Path, folder_name: str | None = None, repo: Path = REPO) -> Path:
         if folder.exists():
             raise Refused(f"{folder.relative_to(repo)} exists already: name another folder as the second argument")
         if details is not None:
+            check_sources(run, repo, finished, details["run"].get("git_commit"))
             adopt_notebooks(run, repo, finished)
             for name in ("report.json", "report_details.json"):
                 shutil.copy(run / name, repo / name)

@@ -6,7 +6,7 @@
 set -euo pipefail
 WORK=${WORK:-/tmp/gpu}
 dest=${OUT:?OUT is not set: run this as a device command, whose \$OUT comes back}/results.tar
-cd "$WORK"
+cd "$WORK" 2>/dev/null || { echo "error: $WORK is missing: no run on this machine (a fresh one?)" >&2; exit 2; }
 want=(run.log stages full/notebooks full/figures full/report.json full/report_details.json full/metrics sweep)
 have=()
 for p in "${want[@]}"; do [ -e "$p" ] && have+=("$p"); done

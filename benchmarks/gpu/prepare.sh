@@ -9,8 +9,8 @@
 # downloaded into .gpu/wheels (Python 3.12, x86-64: papermill, nbclient, nbformat, ipykernel,
 # jsonschema, ipywidgets and what they need, plus airbench built from its sdist), leaving out what
 # its image already holds (torch, torchvision, timm, numpy, matplotlib, requests, ...).
-# .gpu/COMMIT names the commit the run will record: the working tree must be clean, so that commit
-# is the code that runs.
+# .gpu/COMMIT names the commit the run will record and .gpu/MANIFEST its files' hashes: the working
+# tree must be clean, so that commit is the code that runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 pack=${1:?usage: bash benchmarks/gpu/prepare.sh PACK_DIR (the folder with cifar10_q75.npz and make_cifar10.py)}
@@ -21,6 +21,9 @@ fi
 mkdir -p .gpu/wheels
 cp "$pack/cifar10_q75.npz" "$pack/make_cifar10.py" .gpu/
 git rev-parse --short=12 HEAD > .gpu/COMMIT
+# Every tracked file's hash: run_on_gpu.sh checks the tree the device tool lays there against it, so a
+# commit or an edit made after this script cannot run under this commit's name.
+git ls-files -z | xargs -0 sha256sum > .gpu/MANIFEST
 
 # In the GPU machine's image already (its package list, 2026-11): not carried.
 present=" aiohappyeyeballs aiohttp aiosignal attrs certifi charset_normalizer click filelock frozenlist fsspec "

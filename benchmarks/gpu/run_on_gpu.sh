@@ -26,12 +26,26 @@ if [ -z "$LABUTILS_GIT_COMMIT" ]; then
     echo "error: .gpu/COMMIT is missing: run benchmarks/gpu/prepare.sh before the session and carry .gpu" >&2
     exit 1
 fi
-# The copy sent to the GPU machine has no (or stale) git metadata: the variable names the code.
+# The copy sent to the GPU machine has no (or stale) git metadata: the variable names the code, and
+# prepare.sh's hashes of that commit's files check that this tree is it.
+if [ -f .gpu/MANIFEST ]; then
+    if ! changed=$(sha256sum --quiet -c .gpu/MANIFEST 2>/dev/null); then
+        echo "error: this tree is not commit $LABUTILS_GIT_COMMIT, which prepare.sh recorded; changed since:" \
+             "$(echo "$changed" | head -5 | tr '\n' ' ')- commit, run prepare.sh again, then call again" >&2
+        exit 1
+    fi
+elif [ "$DRY_RUN" != 1 ]; then
+    echo "error: .gpu/MANIFEST is missing: run benchmarks/gpu/prepare.sh again and carry .gpu" >&2
+    exit 1
+fi
 export LABUTILS_GIT_COMMIT PYTHONUNBUFFERED=1
-# The sweep (run as benchmarks/sweep.py, so not from the checkout's root) imports this checkout's
-# labutils through it, not one installed from another checkout; the pipeline puts the checkout
-# first for its kernels itself.
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# The stages run a copy of the code: the device tool lays the tree anew at every call, and a later
+# call must not change the code under a run in progress (the notebooks after it would run other code).
+src="$WORK/src"
+rm -rf "$src" && mkdir -p "$src" && cp -r labutils notebooks benchmarks pyproject.toml "$src/"
+# The sweep (run as benchmarks/sweep.py, so not from the copy's root) imports the copy's labutils
+# through it, not one installed from another checkout; the pipeline puts it first for its kernels.
+export PYTHONPATH="$src${PYTHONPATH:+:$PYTHONPATH}"
 if [ "$DRY_RUN" = 1 ]; then
     export PROFILE=smoke
 else
@@ -41,6 +55,6 @@ else
     [ -f "$WORK/data/cifar-10-batches-py/test_batch" ] || python3 .gpu/make_cifar10.py "$WORK/data"
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 fi
-setsid nohup bash benchmarks/gpu/stages.sh >> "$WORK/run.log" 2>&1 < /dev/null &
+setsid nohup bash "$src/benchmarks/gpu/stages.sh" >> "$WORK/run.log" 2>&1 < /dev/null &
 echo $! > "$WORK/stages.pid"
 echo "started stages '${STAGES:-full}' (pid $!, commit $LABUTILS_GIT_COMMIT, profile $PROFILE, models $MODELS); log $WORK/run.log"

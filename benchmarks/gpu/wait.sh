@@ -7,7 +7,13 @@
 #   bash benchmarks/gpu/wait.sh [SECONDS]
 WORK=${WORK:-/tmp/gpu}
 end=$((SECONDS + ${1:-540})) collected=$SECONDS
-running() { [ -f "$WORK/stages.pid" ] && kill -0 "$(cat "$WORK/stages.pid")" 2>/dev/null; }
+if [ ! -f "$WORK/stages.pid" ]; then  # a fresh machine: the one that ran the stages went back
+    echo "NO RUN ON THIS MACHINE: $WORK/stages.pid is missing (a fresh machine? the run and its outputs are lost)"
+    exit 2
+fi
+# Alive and not a zombie (ended, not yet reaped: kill -0 still finds it).
+running() { kill -0 "$(cat "$WORK/stages.pid")" 2>/dev/null &&
+            [ "$(awk '{print $3}' "/proc/$(cat "$WORK/stages.pid")/stat" 2>/dev/null)" != Z ]; }
 while running && [ $SECONDS -lt $end ]; do
     sleep 10
     if [ -n "${OUT:-}" ] && [ $((SECONDS - collected)) -ge 60 ]; then
