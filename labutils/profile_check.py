@@ -32,7 +32,7 @@ def whole(minimum: int = 1, none: bool = False):
 
 
 def number(low: float = 0.0, high: float = math.inf, low_open: bool = False, high_open: bool = True,
-           none: bool = False):
+           none: bool = False, share_hint: bool = True):
     def rule(v):
         if v is None and none:
             return None
@@ -41,7 +41,7 @@ def number(low: float = 0.0, high: float = math.inf, low_open: bool = False, hig
         if ok:
             return None
         where = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        hint = f" (a share: write {v / 100:g} for {v:g}%)" if high == 1 and _real(v) and 1 < v <= 100 else ""
+        hint = f" (a share: write {v / 100:g} for {v:g}%)" if share_hint and high == 1 and _real(v) and 1 < v <= 100 else ""
         return f"must be a number in {where}{hint}"
     return rule
 
@@ -53,7 +53,16 @@ def _real(v) -> bool:
 SHARE = number(0, 1, low_open=True)  # a share removed: more than nothing, less than all
 FRACTION = number(0, 1)              # a part of a schedule or a probability: 0 allowed
 POSITIVE = number(0, low_open=True)
-BITS = whole(2)
+
+
+def _bits(v):
+    from .quant import MAX_BITS, MIN_BITS
+
+    ok = isinstance(v, int) and not isinstance(v, bool) and MIN_BITS <= v <= MAX_BITS
+    return None if ok else f"must be a bit width, a whole number from {MIN_BITS} to {MAX_BITS}"
+
+
+BITS = _bits
 
 
 def choice(*options):
@@ -131,7 +140,7 @@ def _fit_rules() -> dict:
     return known | {
         "epochs": whole(1), "lr": POSITIVE, "batch_size": whole(1),
         "optimizer": choice(*OPTIMIZERS), "schedule": choice(*SCHEDULES),
-        "weight_decay": number(0, 1), "momentum": FRACTION, "warmup": FRACTION, "label_smoothing": FRACTION,
+        "weight_decay": number(0, 1, share_hint=False), "momentum": FRACTION, "warmup": FRACTION, "label_smoothing": FRACTION,
         "mixup": number(0), "grad_clip": number(0, low_open=True, none=True), "max_steps": whole(1, none=True),
         "eval_every": whole(1), "graphs": flag, "ema": FRACTION,
         "compile": lambda v: None if isinstance(v, (bool, str)) else "must be True, False or a torch.compile mode",
@@ -140,9 +149,17 @@ def _fit_rules() -> dict:
         "augment_groups": whole(1)}
 
 
-def fit_recipe(required=("epochs", "lr"), **more) -> Keys:
-    rules = _fit_rules() | more
+def fit_recipe(required=("epochs", "lr"), drop=(), **more) -> Keys:
+    """A recipe of ``fit``'s arguments, less those in ``drop`` (what its caller sets itself)."""
+    rules = {k: v for k, v in _fit_rules().items() if k not in drop} | more
     return Keys(rules, optional=set(rules) - set(required))
+
+
+def _loader_keys() -> tuple[str, ...]:
+    """What builds a loader, not a fit: a fine-tune trains on its model's loader (TRAIN's recipe)."""
+    from .data import AUGMENTATION
+
+    return ("batch_size", *AUGMENTATION)
 
 
 def recipe_problems(changes: dict) -> list[str]:
@@ -178,7 +195,8 @@ def schema() -> Keys:
         "sensitivity_levels": list_of(SHARE, increasing=True), "sweep_levels": list_of(SHARE, increasing=True),
         "epoch_steps": whole(1, none=True), "study_epoch_scale": POSITIVE, "rounds": whole(1),
         "gradual_end": number(0, 1, low_open=True, high_open=False),
-        "finetune": per_model(fit_recipe(required=("lr",))),
+        # The study, the final recipe and the frontier set each fine-tune's length themselves.
+        "finetune": per_model(fit_recipe(required=("lr",), drop=(*_loader_keys(), "epochs", "max_steps"))),
         "final_method": choice(*METHODS, "best"), "final_epoch_steps": whole(1, none=True),
         "final": per_model(Keys({"sparsity": SHARE, "epochs": whole(1)})),
         "frontier": Keys({"step_keep": SHARE, "refine": whole(0), "max_trials": whole(1), "max_sparsity": SHARE,
@@ -188,20 +206,22 @@ def schema() -> Keys:
         "criterion": choice(*S.CRITERIA), "scope": choice("uniform", "global"),
         "steps": list_of(SHARE, increasing=True), "step_epochs": whole(0), "batch_size": whole(1),
         "taylor_batches": whole(1), "bn_batches": whole(0), "multiple": whole(1),
-        "finetune": fit_recipe(), "compare": list_of(choice(*S.CRITERIA)),
+        "finetune": fit_recipe(drop=_loader_keys()), "compare": list_of(choice(*S.CRITERIA)),
         "compare_shares": list_of(SHARE, increasing=True), "compare_images": whole(1),
         "throughput": batches, "throughput_iters": whole(1), **timing}))
-    quant_recipe = dict(steps=bits_map, epochs=bits_map, refresh_every=whole(1))
+    # QAT's length may differ per bit width; the pruning study's fine-tune runs before any grid.
+    qat_recipe = dict(steps=bits_map, epochs=bits_map, refresh_every=whole(1))
+    prune_recipe = dict(steps=whole(1), epochs=whole(1))
     quant = Keys({
         "resnet20": _model_kwargs(models.resnet20),
         "train": fit_recipe(required=("lr", "batch_size"), steps=whole(1)),
         "eval_images": whole(1, none=True), "ptq_bits": list_of(BITS), "ptq_methods": list_of(quant_method),
         "qat_method": quant_method, "qat_bits": list_of(BITS),
-        "qat": fit_recipe(required=("lr",), **quant_recipe),
+        "qat": fit_recipe(required=("lr",), drop=_loader_keys(), **qat_recipe),
         "prune": Keys({"sparsity": SHARE, "bits": list_of(BITS),
                        "variants": Each(Keys({"scope": choice("global", "layer"), "rounds": whole(1)})),
                        "qat_variants": list_of(lambda v: None if isinstance(v, str) else "must be a variant's name"),
-                       "finetune": fit_recipe(required=("lr",), **quant_recipe)}),
+                       "finetune": fit_recipe(required=("lr",), drop=_loader_keys(), **prune_recipe)}),
         "cnn_qat_bits": list_of(BITS)}, optional={"eval_images"})
     return Keys({
         "data": Keys({"source": choice("synthetic", "cifar10"), "n_train": whole(1, none=True),
@@ -244,8 +264,9 @@ def _walk(value, node, path: str, found: list[str]) -> None:
         for key in value:
             if key not in known:
                 near = difflib.get_close_matches(str(key), list(known), n=1)
-                found.append(f'{path}: unknown setting "{key}"' + (f' (did you mean "{near[0]}"?)' if near else "")
-                             + "; no part of labutils reads it")
+                why = ("; a fine-tune trains on its model's loaders: set it in TRAIN (QUANT's \"train\" for "
+                       "quantization)" if key in _loader_keys() else "; no part of labutils reads it")
+                found.append(f'{path}: unknown setting "{key}"' + (f' (did you mean "{near[0]}"?)' if near else "") + why)
         for key, rule in node.rules.items():
             if key in value:
                 _walk(value[key], rule, f'{path}["{key}"]', found)
@@ -266,6 +287,9 @@ def _cross_checks(profile: dict, name: str, found: list[str]) -> None:
     for path, recipe in recipes.items():
         if isinstance(recipe, dict) and not (recipe.get("steps") or recipe.get("epochs")):
             found.append(f'{path}: give "steps" or "epochs"')
+        elif isinstance(recipe, dict) and recipe.get("steps") and recipe.get("epochs"):
+            found.append(f'{path}: give "steps" or "epochs", not both (steps would win, epochs be ignored)')
+    _batches_fit_the_data(profile, name, found)
     bits = {b for key in ("qat_bits", "cnn_qat_bits") for b in quant.get(key) or []} | set(prune.get("bits") or [])
     for key, per_bits in (quant.get("qat") or {}).items():
         if key in ("steps", "epochs") and isinstance(per_bits, dict):
@@ -277,6 +301,25 @@ def _cross_checks(profile: dict, name: str, found: list[str]) -> None:
             if variant not in prune["variants"]:
                 found.append(f'{at}["prune"]["qat_variants"] names {variant!r}, which is not one of its '
                              f'variants {sorted(prune["variants"])}')
+
+
+def _batches_fit_the_data(profile: dict, name: str, found: list[str]) -> None:
+    """A batch larger than the training images: the loaders drop a last partial batch, so an
+    epoch would hold none (nothing trained, a loss of 0, or a division by zero much later)."""
+    n_train = (profile.get("data") or {}).get("n_train")
+    if whole(1)(n_train):
+        return  # None, the whole split (50,000 images, more than any batch), or a mistake named already
+    sections = {"train": profile.get("train"), "structured": profile.get("structured")}
+    sizes = {f'{TABLES[section]}["{name}"]["{model}"]["batch_size"]': recipe.get("batch_size")
+             for section, table in sections.items() if isinstance(table, dict)
+             for model, recipe in table.items() if isinstance(recipe, dict)}
+    quant_train = (profile.get("quant") or {}).get("train")
+    if isinstance(quant_train, dict):
+        sizes[f'QUANT["{name}"]["train"]["batch_size"]'] = quant_train.get("batch_size")
+    for path, size in sizes.items():
+        if isinstance(size, int) and size > n_train:
+            found.append(f"{path} = {size} is more than the profile's {n_train:,} training images "
+                         f'(DATA["{name}"]["n_train"]): an epoch would hold no whole batch')
 
 
 def check_profile(profile: dict) -> dict:

@@ -39,6 +39,9 @@ CLIPS = ("minmax", "mse")
 CLIP_GRID = torch.linspace(0.15, 1.0, 35).tolist()
 
 
+MIN_BITS, MAX_BITS = 2, 8  # the bit widths a grid may have (profile_check reads them too)
+
+
 @dataclass(frozen=True)
 class QuantSpec:
     """How to quantize: ``QuantSpec(4, "asymmetric", "channel", "mse")``."""
@@ -49,8 +52,8 @@ class QuantSpec:
     clip: str = "mse"
 
     def __post_init__(self):
-        if not (isinstance(self.bits, int) and 2 <= self.bits <= 8):
-            raise ValueError(f"bits must be an integer from 2 to 8, got {self.bits!r}")
+        if not (isinstance(self.bits, int) and MIN_BITS <= self.bits <= MAX_BITS):
+            raise ValueError(f"bits must be an integer from {MIN_BITS} to {MAX_BITS}, got {self.bits!r}")
         for value, allowed, what in ((self.scheme, SCHEMES, "scheme"),
                                      (self.granularity, GRANULARITIES, "granularity"),
                                      (self.clip, CLIPS, "clip")):

@@ -292,6 +292,9 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     zero). The step loop
     never waits for the device: losses and counts are summed there and read once per epoch.
     """
+    if len(train_loader) == 0:  # it drops a last partial batch: it trained nothing, with a loss of 0
+        raise ValueError(f"the training loader holds no whole batch: batch_size "
+                         f"{getattr(train_loader, 'batch_size', '?')} is more than its images; use a smaller batch_size")
     device = device or next(model.parameters()).device
     tune_backends(device)
     model.to(device, memory_format=memory_format(device)).train()

@@ -162,3 +162,19 @@ def test_the_seed_comparison_gives_each_studys_loss_and_no_ok_near_chance(capsys
     line = next(x for x in out.splitlines() if "PTQ asymmetric 4b" in x)
     assert line.split() == ["PTQ", "asymmetric", "4b", "89.73%", "58.76%", "-30.97", "1.78", "4.24",
                             "asymmetric/channel/mse"]
+
+
+def test_the_seed_comparison_sets_only_the_same_scheme_and_sparsity_beside_the_seeds_rows():
+    """The seed's QAT rows are asymmetric and its pruned ones at 80%: a profile's symmetric QAT, or
+    a 60% pruning, was set beside them under their names and marked ok."""
+    from labutils.labs import quantization as lab
+
+    qat = {"accuracy": {"4": 0.9, "2": 0.9}}
+    r20 = {"fp32_accuracy": 0.92, "ptq": {}, "qat": dict(qat, method="asymmetric/channel/mse"),
+           "pruning": {"global_iterative": {"pruning_percentage": 80.0, "qat": qat},
+                       "layer_one_shot": {"pruning_percentage": 60.0, "qat": {"accuracy": {"4": 0.95, "2": 0.95}}}}}
+    rows = {r["row"]: r for r in lab.comparison(r20)}
+    assert rows["QAT asymmetric 4b"]["ours_from"] == "asymmetric/channel/mse"
+    assert rows["pruned 80% + QAT 4b"]["ours"] == 0.9  # the 60% variant's 95% is not an 80% row
+    symmetric = lab.comparison(r20 | {"qat": dict(qat, method="symmetric/tensor/minmax")})
+    assert [r["row"] for r in symmetric] == ["fp32"]

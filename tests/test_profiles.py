@@ -114,6 +114,22 @@ MISTAKES = [  # (where, value, what the message must say): each once went unnoti
     (("quant", "cnn_qat_bits"), DELETE, 'QUANT["smoke"]: missing setting "cnn_qat_bits"'),
     (("models", "cnn", "widht"), 8, 'MODELS["smoke"]["cnn"]: unknown setting "widht" (did you mean "width"?)'),
     (("data", "n_train"), 0, 'DATA["smoke"]["n_train"] = 0 must be a whole number >= 1 (or None)'),
+    # Accepted, then failing minutes into a run (a loader with no batch, fit's TypeError, a grid of 9 bits)
+    # or silently ignored (epochs beside steps):
+    (("train", "cnn", "batch_size"), 5000, 'TRAIN["smoke"]["cnn"]["batch_size"] = 5000 is more than the '
+     'profile\'s 1,000 training images (DATA["smoke"]["n_train"]): an epoch would hold no whole batch'),
+    (("quant", "train", "batch_size"), 5000, 'QUANT["smoke"]["train"]["batch_size"] = 5000 is more than'),
+    (("unstructured", "finetune", "cnn", "cutout"), 8, 'UNSTRUCTURED["smoke"]["finetune"]["cnn"]: unknown setting '
+     '"cutout"; a fine-tune trains on its model\'s loaders: set it in TRAIN'),
+    (("unstructured", "finetune", "cnn", "epochs"), 3, 'unknown setting "epochs"'),
+    (("structured", "cnn", "finetune", "batch_size"), 32, 'unknown setting "batch_size"; a fine-tune trains'),
+    (("quant", "qat", "cutout"), 16, 'QUANT["smoke"]["qat"]: unknown setting "cutout"'),
+    (("quant", "prune", "finetune", "steps"), {"4": 2}, 'QUANT["smoke"]["prune"]["finetune"]["steps"] = '
+     "{'4': 2} must be a whole number >= 1"),
+    (("quant", "prune", "finetune", "refresh_every"), 1, 'unknown setting "refresh_every"'),
+    (("quant", "qat", "epochs"), 3, 'QUANT["smoke"]["qat"]: give "steps" or "epochs", not both'),
+    (("quant", "ptq_bits"), [4, 9], "holds 9, which must be a bit width, a whole number from 2 to 8"),
+    (("train", "cnn", "weight_decay"), 5, "weight_decay\"] = 5 must be a number in [0, 1)"),
 ]
 
 

@@ -415,3 +415,15 @@ def test_each_epoch_logs_the_rate_its_last_step_used():
     factor = make_schedule(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), "onecycle", 8, 0.25).lr_lambdas[0]
     assert [h["lr"] for h in history] == pytest.approx([0.1 * factor(3), 0.1 * factor(7)])  # steps 4 and 8
     assert history[-1]["lr"] == 0.0 and history[0]["lr"] == pytest.approx(0.1 * 4 / 6)
+
+
+def test_a_loader_without_a_whole_batch_is_refused_not_trained_on():
+    """A batch size above the training images: the loader drops its partial batch, so fit ran no
+    step and reported a loss of 0 (try_recipe said 'after 1 epoch'), and notebook 06 divided by zero."""
+    from tiny import tiny_cnn, tiny_loaders
+
+    train, _ = tiny_loaders(n=32, batch=64)
+    assert len(train) == 0
+    with pytest.raises(ValueError, match="the training loader holds no whole batch: batch_size 64 is more than its "
+                                         "images; use a smaller batch_size"):
+        fit(tiny_cnn(), train, None, epochs=1, lr=0.1)

@@ -314,11 +314,15 @@ def comparison(r20: dict) -> list[dict]:
         for b, seed in by_bits.items():
             method, acc = _best(r20["ptq"], scheme, b)
             add(f"PTQ {scheme} {b}b", seed, acc, method)
+    # The seed's QAT rows are asymmetric, its pruned ones at 80%: a profile that changes qat_method
+    # or the sparsity has no number to set beside them (its own rows stay in the results).
+    if not r20["qat"]["method"].startswith("asymmetric"):
+        return rows
     for b, seed in SEED_RESULTS["qat"]["asymmetric"].items():
         add(f"QAT asymmetric {b}b", seed, r20["qat"]["accuracy"].get(str(b)), r20["qat"]["method"])
     for b, seed in SEED_RESULTS["pruned80_qat"].items():
         scored = [(v["qat"]["accuracy"][str(b)], n) for n, v in r20["pruning"].items()
-                  if "qat" in v and str(b) in v["qat"]["accuracy"]]
+                  if "qat" in v and str(b) in v["qat"]["accuracy"] and abs(v["pruning_percentage"] - 80) < 0.5]
         if scored:
             add(f"pruned 80% + QAT {b}b", seed, max(scored)[0], max(scored)[1])
     return rows
