@@ -73,9 +73,18 @@ class CompiledForward:
 
     def __init__(self, model: nn.Module, mode: str | None = None):
         self.model = model
-        self.compiled = torch.compile(model, mode=mode)  # lazy: nothing is compiled until the first call
         self.working: bool | None = None
         self.cudagraphs = compile_uses_cudagraphs(mode)  # fixed by the mode: not looked up every step
+        try:  # lazy: nothing is compiled until the first call, but the platform is checked now
+            self.compiled = torch.compile(model, mode=mode)
+        except Exception as err:  # torch.compile refuses this Python (3.15+, a free-threaded build)
+            self._fall_back(err)
+
+    def _fall_back(self, err: Exception) -> None:
+        warnings.warn(f"torch.compile is not available here ({type(err).__name__}: "
+                      f"{str(err).splitlines()[0][:200] if str(err) else ''}); training continues without it",
+                      RuntimeWarning, stacklevel=3)
+        self.working = False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.working is False:
@@ -88,10 +97,7 @@ class CompiledForward:
         except Exception as err:  # compiler errors surface at the first call
             if self.working:
                 raise
-            warnings.warn(f"torch.compile is not available here ({type(err).__name__}: "
-                          f"{str(err).splitlines()[0][:200]}); training continues without it",
-                          RuntimeWarning, stacklevel=2)
-            self.working = False
+            self._fall_back(err)
             return self.model(x)
         self.working = True
         return out

@@ -14,7 +14,7 @@ import random
 import sys
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from html import unescape
 from typing import Callable, Iterable
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .accel import (GraphedStep, autocast, compile_uses_cudagraphs, forward_runner, fused_optimizer,
+from .accel import (GraphedStep, autocast, compile_uses_cudagraphs, forward_runner, full_float32, fused_optimizer,
                     grad_scaler, graphs_unavailable, memory_format, precision_for, tune_backends)
 from .errors import SettingsError
 
@@ -164,15 +164,16 @@ def evaluate(model: nn.Module, loader, device: torch.device | None = None, tta_f
     """{"accuracy": fraction correct, "loss": mean cross-entropy, "n": examples seen}. With
     ``tta_flip`` the logits are the mean of each image's and its mirror image's (test-time
     augmentation: twice the work). ``precision``: the autocast's (None: the device's, bf16 on
-    recent GPUs; "fp32" to score the weights exactly as they are). With ``per_image``, also
-    "correct": a bool per image in the loader's order, on the CPU (for paired tests)."""
+    recent GPUs; "fp32" to score the weights exactly as they are: no autocast, and no TF32 either,
+    which training allows on GPUs). With ``per_image``, also "correct": a bool per image in the
+    loader's order, on the CPU (for paired tests)."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
     correct, loss, n, hits = 0, 0.0, 0, []
     for x, y in loader:
         x, y = to_device(x, y, device)
-        with autocast(device, precision):
+        with full_float32() if precision == "fp32" else nullcontext(), autocast(device, precision):
             logits = model(x)
             if tta_flip:
                 logits = (logits.float() + model(x.flip(-1)).float()) / 2
@@ -347,7 +348,7 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
             record["train_accuracy"] = float(correct) / max(seen, 1)
         last = epoch == epochs - 1 or step >= total
         if test_loader is not None and ((epoch + 1) % eval_every == 0 or last):
-            ev = evaluate(scored, test_loader, device)
+            ev = evaluate(scored, test_loader, device, precision=precision)  # as it trains
             record.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])
         record["seconds"] = time.perf_counter() - start
         history.append(record)

@@ -113,6 +113,33 @@ def test_fit_falls_back_to_eager_when_compile_fails(synthetic_root, monkeypatch)
     with pytest.warns(RuntimeWarning, match="torch.compile is not available here.*no C\\+\\+ compiler"):
         history = fit(build_model("resnet20", width=4), train, test, epochs=1, lr=0.05, compile=True, max_steps=3)
     assert history[-1]["images"] == 3 * 50 and "test_accuracy" in history[-1]
+    # torch.compile itself refusing the platform (Python 3.15+, a free-threaded build) at the call,
+    # before any compilation: fit stopped with its RuntimeError.
+    def refusing_compile(model, mode=None):
+        raise RuntimeError("torch.compile is not supported on Python 3.15+")
+
+    monkeypatch.setattr(torch, "compile", refusing_compile)
+    with pytest.warns(RuntimeWarning, match="torch.compile is not available here.*Python 3.15"):
+        history = fit(build_model("resnet20", width=4), train, test, epochs=1, lr=0.05, compile=True, max_steps=3)
+    assert history[-1]["images"] == 3 * 50
+
+
+def test_fit_scores_its_test_split_in_the_precision_it_trains_in(monkeypatch):
+    """A recipe's precision covered the training steps only: fit(precision="fp32") on a bf16 GPU
+    scored its history in bf16 (on a CPU, "bf16" training was scored in fp32)."""
+    import labutils.train as T
+    from tiny import tiny_cnn, tiny_loaders
+
+    seen, real = [], T.autocast
+
+    def logging_autocast(device, precision=None, cache=True):
+        seen.append(precision)
+        return real(device, precision, cache)
+
+    monkeypatch.setattr(T, "autocast", logging_autocast)
+    train, test = tiny_loaders(n=32, batch=16)
+    fit(tiny_cnn(), train, test, epochs=1, lr=0.05, precision="bf16", device=torch.device("cpu"))
+    assert seen == ["bf16"] * len(seen) and len(seen) == 3  # two steps, then the test split
 
 
 def test_compiled_forward_is_used_when_it_works(synthetic_root, monkeypatch):
@@ -427,3 +454,29 @@ def test_a_loader_without_a_whole_batch_is_refused_not_trained_on():
     with pytest.raises(ValueError, match="the training loader holds no whole batch: batch_size 64 is more than its "
                                          "images; use a smaller batch_size"):
         fit(tiny_cnn(), train, None, epochs=1, lr=0.1)
+
+
+def test_evaluate_in_fp32_scores_without_tf32(monkeypatch):
+    """fit allows TF32 on GPUs for the whole process; evaluate(precision="fp32") promised the weights
+    scored exactly as they are, and ran its matmuls in TF32 (errors of 1e-3) after any fit."""
+    from tiny import tiny_loaders
+
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.seen = nn.Linear(3 * 32 * 32, 10), []
+
+        def forward(self, x):
+            self.seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+            return self.fc(x.flatten(1))
+
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    _, test = tiny_loaders(n=32, batch=16)
+    model = Probe()
+    evaluate(model, test, precision="fp32")
+    assert model.seen == [(False, False)] * len(model.seen) and model.seen
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32  # restored after
+    model.seen.clear()
+    evaluate(model, test)  # the device's autocast: TF32 as training has it
+    assert model.seen[0] == (True, True)

@@ -21,7 +21,7 @@ from matplotlib.ticker import FuncFormatter
 import torch
 from torch import nn
 
-from ..accel import full_float32, memory_format
+from ..accel import memory_format
 from ..artifacts import write_json
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import augmentation_of, fit_arguments
@@ -84,10 +84,10 @@ def _train(model: nn.Module, train, recipe: dict, steps: int, callback=None, des
 
 
 def _acc(model: nn.Module, test) -> float:
-    # In full fp32 on every device: a GPU's bf16 autocast would move a grid's weights (up to a tenth
-    # of a step at 6 bits, half a step at 8), TF32 less, and score another model than the one quantized.
-    with full_float32():
-        return evaluate(model, test, precision="fp32")["accuracy"]
+    # In full fp32 on every device (no autocast, no TF32): a GPU's bf16 autocast would move a grid's
+    # weights (up to a tenth of a step at 6 bits, half a step at 8), TF32 less, and score another
+    # model than the one quantized.
+    return evaluate(model, test, precision="fp32")["accuracy"]
 
 
 def zero_masks(model: nn.Module) -> dict[str, torch.Tensor]:
