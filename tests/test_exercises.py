@@ -133,3 +133,23 @@ def test_try_recipe_names_what_a_recipe_may_change(tmp_path):
 
     with pytest.raises(ValueError, match="cannot change epoch: a recipe holds epochs, lr"):
         baseline.try_recipe(Session("smoke", tmp_path / "run"), "cnn", epoch=3)
+
+
+def test_load_subjects_for_an_exercise_writes_nothing_and_refuses_a_wrong_name(tmp_path, capsys):
+    """Exercise 2 of notebook 03 calls load_subjects: for a model outside MODELS it wrote a 'baseline
+    not produced' record into the run (notebook 05 then reported that model as failed, not as left
+    out), and "cnn" (a string) wrote records for 'c' and 'n', saying to run notebook 02."""
+    from labutils.errors import SettingsError
+    from labutils.labs import unstructured as lab
+
+    s = Session("smoke", tmp_path / "run", "", "cpu", 0, ["cnn"])
+    before = sorted((tmp_path / "run").rglob("*"))
+    assert lab.load_subjects(s, ["vit_scratch"]) == {}
+    assert "vit_scratch  skipped: no before_pruning checkpoint in this run (not in this run's MODELS)" in capsys.readouterr().out
+    assert sorted((tmp_path / "run").rglob("*")) == before
+    for wrong in ("cnn", ["resnet"]):
+        with pytest.raises(SettingsError):
+            lab.load_subjects(s, wrong)
+    assert sorted((tmp_path / "run").rglob("*")) == before
+    lab.load_subjects(s, ["cnn"])  # a model of the run without its baseline: recorded, as notebook 03 does
+    assert (tmp_path / "run" / "metrics" / "cnn_after_unstructured_pruning.json").is_file()

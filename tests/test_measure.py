@@ -146,8 +146,8 @@ def test_the_final_recipes_best_method_says_whether_its_lead_is_real():
     rows = [row("one_shot", 0.25), row("iterative", 0.28), row("gradual", 0.268), row("one_shot", 0.60, sparsity=0.5)]
     method, why = best_method(rows, independent + [first(300)])
     assert method == "iterative" and "at 90%, 5 ep: iterative (28.00%)" in why
-    assert ("McNemar's test on the same images, Holm-corrected for 2 comparisons: not separated from one_shot "
-            "and gradual, so it is the higher point, not a difference shown") in why
+    assert ("McNemar's test on the same images against the other methods at this point, Holm-corrected for 2 "
+            "comparisons: not separated from one_shot and gradual, so it is the higher point, not a difference shown") in why
     # The same accuracies, nested: 15 and 9 images, all one way. Intervals overlap; pairing shows it.
     method, why = best_method(rows, [first(125), first(140), first(134), first(300)])
     assert method == "iterative" and why.endswith("Holm-corrected for 2 comparisons: ahead of one_shot and gradual")

@@ -42,6 +42,7 @@ from ..prune.masks import prunable_parameters, sparsity_report
 from ..prune.schedules import METHODS, budget_steps, finetune_masked, gradual_prune, iterative_prune, one_shot_prune
 from ..prune.sensitivity import SensitivityScope, sensitivity_scan
 from ..train import evaluate, progress, quiet_progress, seed_everything
+from ..session import check_models
 
 STAGE = "after_unstructured_pruning"
 
@@ -132,11 +133,15 @@ def _probe_loader(s, images: int, batch_size: int, size: int) -> DeviceLoader:
 
 
 def load_subjects(s, models: list[str]) -> dict[str, Subject]:
-    """Baselines of ``models``; a model whose baseline was not produced is recorded as missing."""
+    """Baselines of ``models``; a model of the run whose baseline was not produced is recorded as
+    missing (an exercise's call for a model outside ``MODELS`` records nothing: it saves nothing)."""
     cfg, subjects = settings(s), {}
-    for name in models:
+    for name in check_models(models):
         if not s.available(name):
-            print(f"{name:12s} skipped: {s.record_missing_baseline(name, STAGE)['reason'].splitlines()[0]}")
+            before = s.metrics(name, "before_pruning") or {}
+            why = (s.record_missing_baseline(name, STAGE)["reason"] if name in s.models else
+                   before.get("reason", "no before_pruning checkpoint in this run (not in this run's MODELS)"))
+            print(f"{name:12s} skipped: {why.splitlines()[0]}")
             continue
         model, _ = s.load(name, "before_pruning")
         batch = s.train_config(name)["batch_size"]
@@ -337,8 +342,10 @@ def best_method(rows: list[dict], correct: list[torch.Tensor]) -> tuple[str, str
     shown = holm([mcnemar_p(correct[win], correct[i]) for i in others])
     ahead = " and ".join(rows[i]["method"] for i, s in zip(others, shown) if s)
     tied = " and ".join(rows[i]["method"] for i, s in zip(others, shown) if not s)
-    test = (f"McNemar's test on the same images, Holm-corrected for {len(others)} "
-            f"comparison{'s' * (len(others) != 1)}")
+    # Only the methods at this point, not the study's every pair: it can show a lead here that the
+    # study's verdict, corrected for all its pairs, does not.
+    test = (f"McNemar's test on the same images against the other methods at this point, Holm-corrected for "
+            f"{len(others)} comparison{'s' * (len(others) != 1)}")
     if not others:
         lead = "the only method run there"
     elif tied:
