@@ -153,3 +153,25 @@ def test_load_subjects_for_an_exercise_writes_nothing_and_refuses_a_wrong_name(t
     assert sorted((tmp_path / "run").rglob("*")) == before
     lab.load_subjects(s, ["cnn"])  # a model of the run without its baseline: recorded, as notebook 03 does
     assert (tmp_path / "run" / "metrics" / "cnn_after_unstructured_pruning.json").is_file()
+
+
+def test_exercise_helpers_refuse_bad_arguments_in_words():
+    """A method given as a string was iterated letter by letter ("method 's' must read ..."), bits
+    as a number failed inside tqdm, n > m in an N:M pattern was torch's 'index k out of range', and
+    cutout="16" a TypeError deep in the crop."""
+    import numpy as np
+    import torch
+
+    from labutils.errors import SettingsError
+    from labutils.labs import data as data_lab
+    from labutils.labs import quantization as quant_lab
+    from labutils.prune.schedules import nm_masks
+
+    with pytest.raises(SettingsError, match="ptq_sweep's methods is a list, such as"):
+        quant_lab.ptq_sweep(torch.nn.Linear(2, 2), None, "symmetric/channel/minmax", [4])
+    with pytest.raises(SettingsError, match=r"ptq_sweep's bits is a list, such as \[4, 2\]: got 4"):
+        quant_lab.ptq_sweep(torch.nn.Linear(2, 2), None, ["symmetric/channel/minmax"], 4)
+    with pytest.raises(ValueError, match="keeps n of every m weights, 1 <= n <= m: got n=4, m=2"):
+        nm_masks({"w": torch.rand(4, 8)}, 4, 2)
+    with pytest.raises(SettingsError, match="cutout='16' must be a whole number >= 0"):
+        data_lab.augmentation_draws(np.zeros((2, 3, 32, 32), np.uint8), cutout="16")

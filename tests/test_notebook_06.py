@@ -178,3 +178,20 @@ def test_the_seed_comparison_sets_only_the_same_scheme_and_sparsity_beside_the_s
     assert rows["pruned 80% + QAT 4b"]["ours"] == 0.9  # the 60% variant's 95% is not an 80% row
     symmetric = lab.comparison(r20 | {"qat": dict(qat, method="symmetric/tensor/minmax")})
     assert [r["row"] for r in symmetric] == ["fp32"]
+
+
+def test_r20_read_before_its_cell_ran_names_the_cell():
+    """After a restart, notebook 06's later cells (comparison, figures, results file) failed with a
+    bare KeyError: 'ptq' when the sweeps' cells had not run in this kernel."""
+    from labutils.errors import SettingsError
+    from labutils.labs import quantization as lab
+
+    r20 = lab.Results(fp32_accuracy=0.6, test_images=100)
+    with pytest.raises(SettingsError, match="r20 has no 'ptq' results in this kernel yet: run the cell under "
+                                            "'Post-training quantization' first"):
+        lab.comparison(r20)
+    with pytest.raises(SettingsError, match="'Quantization-aware fine-tuning'"):
+        r20["qat"]
+    with pytest.raises(KeyError):
+        r20["nothing"]
+    assert "qat" not in r20 and r20.get("qat") is None  # membership and get are a dict's

@@ -13,7 +13,9 @@ import numpy as np
 import torch
 
 from ..data import augment_batch, augment_policy, get_loaders
+from ..errors import SettingsError
 from ..plots import COLORS, finish
+from ..profile_check import recipe_problems
 from ..session import Session
 
 
@@ -32,6 +34,8 @@ def augmentation_draws(images: np.ndarray, draws: int = 5, augment: str | None =
                        cutout: int = 0) -> list[np.ndarray]:
     """``draws`` seeded random crop+flip versions of ``images`` (uint8 [N, 3, H, W]), then, as a
     recipe may ask (``data.AUGMENTATION``), a policy (``augment``, drawn per image here) and Cutout."""
+    if wrong := recipe_problems({"cutout": cutout}):  # checked as a recipe's: "16" failed deep in the crop
+        raise SettingsError(f"augmentation_draws: {wrong[0]}")
     originals = torch.from_numpy(images)
     policy = augment_policy(augment) if augment else None
     out = []

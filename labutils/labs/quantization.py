@@ -25,6 +25,7 @@ from ..accel import memory_format
 from ..artifacts import write_json
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import augmentation_of, fit_arguments
+from ..errors import SettingsError
 from ..models import build_model, count_parameters
 from ..plots import COLORS, FLOAT_COLOR, finish, named_styles, style_for
 from ..prune import prunable_parameters, sparsity_report
@@ -135,6 +136,10 @@ def resnet20_baseline(s: Session) -> tuple[nn.Module, dict]:
 def ptq_sweep(model: nn.Module, test, methods: list[str], bits: list[int],
               masks: dict | None = None) -> dict:
     """Post-training quantization: {method: {"accuracy": {bits: acc}, "size_bits": {bits: n}}}."""
+    for what, given in (("methods", methods), ("bits", bits)):  # a string would iterate its letters
+        if not isinstance(given, (list, tuple)):
+            example = ["asymmetric/channel/mse"] if what == "methods" else [4, 2]
+            raise SettingsError(f"ptq_sweep's {what} is a list, such as {example}: got {given!r}")
     out = {}
     for method in methods:
         acc, size = {}, {}
@@ -253,11 +258,26 @@ def loaders(s: Session):
     return train, test
 
 
-def start_results(model: nn.Module, baseline: dict, test) -> dict:
+class Results(dict):
+    """Notebook 06's ``r20``: a cell that reads a part no cell has filled in yet (after a restart,
+    or out of order) says which cell fills it, not a bare KeyError."""
+
+    FILLED_BY = {"ptq": "Post-training quantization", "qat": "Quantization-aware fine-tuning",
+                 "qat_control": "A control: the same fine-tune without quantization",
+                 "pruning": "80% pruning, then quantization"}
+
+    def __missing__(self, key):
+        if key in self.FILLED_BY:
+            raise SettingsError(f"r20 has no {key!r} results in this kernel yet: run the cell under "
+                                f"'{self.FILLED_BY[key]}' first")
+        raise KeyError(key)
+
+
+def start_results(model: nn.Module, baseline: dict, test) -> Results:
     """The ResNet-20 results dict the sweeps fill in: fp32 accuracy on the sweeps' test images
     (``baseline["accuracy"]`` is on the whole test set) and size."""
-    return {"fp32_accuracy": _acc(model, test), "test_images": len(test.labels), "baseline": baseline,
-            "size_bits_fp32": model_size_bits(model)["total_bits"]}
+    return Results(fp32_accuracy=_acc(model, test), test_images=len(test.labels), baseline=baseline,
+                   size_bits_fp32=model_size_bits(model)["total_bits"])
 
 
 def pruned_cnn_study(s: Session) -> dict:

@@ -56,6 +56,8 @@ def nm_masks(scores: dict[str, torch.Tensor], n: int = 2, m: int = 4) -> Masks:
     input channels at one kernel position (channels_last, as NVIDIA's ASP groups them). A layer
     whose row length (in_features, or a conv's input channels) is not a multiple of ``m`` cannot
     carry the pattern and is left dense (all True)."""
+    if not (isinstance(n, int) and isinstance(m, int) and 1 <= n <= m):
+        raise ValueError(f"an N:M pattern keeps n of every m weights, 1 <= n <= m: got n={n!r}, m={m!r} (2:4 is n=2, m=4)")
     masks = {}
     for name, s in scores.items():
         rows = s.permute(0, 2, 3, 1) if s.dim() == 4 else s.reshape(s.shape[0], -1)
