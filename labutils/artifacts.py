@@ -95,6 +95,15 @@ def write_json(path: str | os.PathLike, payload) -> Path:
     return atomic_write_bytes(path, lambda f: f.write(text.encode()))
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """The file's SHA-256, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_json(path: str | os.PathLike):
     """The JSON in ``path``; a damaged file is a ValueError that names it (json's own names none)."""
     with open(path) as f:

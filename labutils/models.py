@@ -12,7 +12,6 @@ without the original. ``build_model`` records ``model.arch = {"name", "kwargs"}`
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet, conv1x1, conv3x3
 
+from .artifacts import file_sha256
 from .errors import Explained
 
 
@@ -153,7 +153,7 @@ def vit_tiny_patch16_224(num_classes: int = 10, img_size: int = 224, pretrained:
     if pretrained:  # recorded with the baseline: a reader can tell which weights it started from
         fold_input_normalisation(model)
         where = f"the file {os.path.basename(weights_path)}" if named else "timm's pretrained weights (its hub)"
-        model.initial_weights = where + (f", sha256 {_sha256(weights_path)[:16]}" if weights_path else "")
+        model.initial_weights = where + (f", sha256 {file_sha256(weights_path)[:16]}" if weights_path else "")
         if weights_path and untrained:
             model.initial_weights += f": {untrained}"
     return set_vit_widths(model, heads, mlp_hidden)
@@ -176,14 +176,6 @@ def fold_input_normalisation(model: nn.Module) -> None:
         weight = conv.weight.double()
         conv.bias.add_((weight * shift).sum((1, 2, 3)).to(conv.bias.dtype))
         conv.weight.copy_(weight * scale)
-
-
-def _sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # timm draws a ViT's class token at a standard deviation of 1e-6; any training moves it far above.

@@ -11,7 +11,8 @@ import torch
 
 from . import data as D
 from .accel import memory_format, precision_for
-from .artifacts import RunDirs, device_name, git_commit, read_json, resolve_out_dir, run_id_for, run_info, write_json
+from .artifacts import (RunDirs, device_name, file_sha256, git_commit, read_json, resolve_out_dir, run_id_for,
+                        run_info, write_json)
 from .checkpoint import load_checkpoint, save_checkpoint
 from .course import BASELINE_MISSING, MODEL_NAMES, NOTEBOOK_OF_STAGE
 from .errors import SettingsError
@@ -88,6 +89,7 @@ class Session:
         self._arrays: dict[bool, tuple[np.ndarray, np.ndarray]] = {}
         self._on_device: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
         self._data_description: str | None = None
+        self._baselines: dict[str, str] = {}  # the SHA-256 of each baseline checkpoint this kernel loaded
         seed_everything(seed)
 
     def _models_of_run(self, models: list[str], ran: dict) -> list[str]:
@@ -240,8 +242,11 @@ class Session:
         path = self.dirs.checkpoint(name, stage)
         record = {"model": name, "stage": stage, "run": self.info, "produced": True, **metrics}
         save_checkpoint(path, model, metrics=_numbers_only(metrics), meta=record["run"], sparse=sparse)
-        record["checkpoint"] = {"path": str(path.relative_to(self.dirs.root)),
-                                "bytes": path.stat().st_size, "encoding": "sparse" if sparse else "dense"}
+        record["checkpoint"] = {"path": str(path.relative_to(self.dirs.root)), "bytes": path.stat().st_size,
+                                "encoding": "sparse" if sparse else "dense", "sha256": file_sha256(path)}
+        if stage != "before_pruning":  # which baseline it was made from: notebook 05 checks it is still the one
+            before = (self.metrics(name, "before_pruning") or {}).get("checkpoint", {})
+            record["baseline_sha256"] = self._baselines.get(name) or before.get("sha256")
         write_json(self.dirs.metrics_file(name, stage), record)
         self._outdate_later_notebooks(stage)
         return record
@@ -286,7 +291,11 @@ class Session:
         return self.record_missing(name, stage, f"{BASELINE_MISSING}: {reason}")
 
     def load(self, name: str, stage: str) -> tuple[torch.nn.Module, dict]:
-        return load_checkpoint(self.dirs.checkpoint(name, stage), self.device, expect_model=name)
+        path = self.dirs.checkpoint(name, stage)
+        loaded = load_checkpoint(path, self.device, expect_model=name)
+        if stage == "before_pruning":  # the baseline this kernel prunes, whatever is trained after
+            self._baselines[name] = file_sha256(path)
+        return loaded
 
     def metrics(self, name: str, stage: str) -> dict | None:
         path = self.dirs.metrics_file(name, stage)

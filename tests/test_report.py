@@ -98,6 +98,27 @@ def test_pruned_models_of_another_baseline_are_refused(tmp_path, baseline, messa
         R.check_one_run(R.load_records(dirs))
 
 
+def test_pruned_models_of_a_baseline_trained_again_at_the_same_accuracy_are_refused(tmp_path):
+    """A recipe changed by hand in notebook 02 gave a new vit_scratch baseline at the very accuracy of
+    the old (19.75% on 400 images): the accuracy check passed, and the report paired the new
+    baseline with models pruned from the old. Each pruned record names its baseline's checkpoint."""
+    from labutils import Session
+
+    s = Session("smoke", tmp_path, device="cpu")
+    s.save(s.new_model("cnn"), "cnn", "before_pruning", {"accuracy": 0.5})
+    baseline, _ = s.load("cnn", "before_pruning")
+    pruned = s.save(baseline, "cnn", "after_unstructured_pruning",
+                    {"accuracy": 0.4, "original_accuracy": 0.5, "pruning_percentage": 80.0})
+    assert pruned["baseline_sha256"] == s.metrics("cnn", "before_pruning")["checkpoint"]["sha256"]
+    R.check_one_run(R.load_records(s.dirs))  # the same baseline: accepted
+    with torch.no_grad():
+        next(baseline.parameters()).add_(1.0)  # trained again: other weights, the same accuracy
+    s.save(baseline, "cnn", "before_pruning", {"accuracy": 0.5})
+    with pytest.raises(R.ReportError, match=r"cnn_after_unstructured_pruning was pruned from a baseline at 50\.00%, "
+                                            r"but cnn_before_pruning is another checkpoint now, at the same accuracy"):
+        R.check_one_run(R.load_records(s.dirs))
+
+
 def test_a_model_skipped_before_its_baseline_existed_is_refused(tmp_path):
     """Notebook 03 run before 02 had trained the cnn recorded it as not produced; notebook 05 then
     reported that as the result, with "run notebook 02 first" as the reason (interactive review)."""

@@ -92,6 +92,9 @@ def check_one_run(records: dict) -> dict:
             now = f"is not produced now ({before.get('reason', 'no reason recorded')})"
         elif before["accuracy"] != r["original_accuracy"]:
             now = f"is now at {before['accuracy']:.2%} (trained again after it)"
+        elif r.get("baseline_sha256") and r["baseline_sha256"] != before.get("checkpoint", {}).get("sha256"):
+            # On 400 test images a recipe changed by hand gave the same accuracy, and passed the check above.
+            now = "is another checkpoint now, at the same accuracy (trained again after it)"
         else:
             continue
         raise ReportError(f"{model}_{stage} was pruned from a baseline at {r['original_accuracy']:.2%}, but "
