@@ -154,6 +154,8 @@ def test_the_final_recipes_best_method_says_whether_its_lead_is_real():
     method, why = best_method(rows, [first(125), first(140), first(137), first(300)])  # 3 images: not shown
     assert why.endswith("not separated from gradual, so it is the higher point, not a difference shown (ahead of one_shot)")
     assert best_method([row("gradual", 0.3)], [first(150)])[1].endswith("the only method run there")
+    # Rows set by hand, without the study's per-image scores: the higher point, untested, and said so.
+    assert best_method(rows, None)[1].endswith("the higher point: no per-image scores in this kernel to test its lead")
 
 
 def test_timings_taken_while_the_machine_is_busy_are_marked(monkeypatch):

@@ -143,7 +143,7 @@ def test_a_cpu_profile_sweep_trains_its_recipe_on_its_images_in_every_process(tm
     assert result["profile"] == "cpu" and result["training_images"] == 10_000
     assert result["base_recipe"]["train"] == get_profile("cpu")["train"]["cnn"]
     assert [r["status"] for r in result["rows"]] == ["done", "done"]
-    child = json.loads(next((tmp_path / "out" / "jobs").glob("02_*/sweep_cnn.json")).read_text())
+    child = json.loads(next((tmp_path / "out" / "jobs" / "cnn").glob("02_*/sweep_cnn.json")).read_text())
     assert child["profile"] == "cpu" and child["training_images"] == 10_000
     assert "the cpu profile's recipe on 10,000 training images" in (tmp_path / "out" / "sweep_cnn.md").read_text()
     with pytest.raises(SystemExit):  # the smoke profile has no recipe worth sweeping

@@ -330,15 +330,21 @@ def study_subjects(subjects: dict[str, Subject]) -> dict[str, Subject]:
     return {n: subjects[n] for n in chosen}
 
 
-def best_method(rows: list[dict], correct: list[torch.Tensor]) -> tuple[str, str]:
+def best_method(rows: list[dict], correct: list[torch.Tensor] | None) -> tuple[str, str]:
     """The method with the best accuracy at the study's highest sparsity and largest budget, and a
     line saying whether its lead is shown: McNemar's test on the same images (``correct``: each
     row's per-image correctness) against each other method there, Holm-corrected for those
-    comparisons, as the study's verdict compares its points."""
+    comparisons, as the study's verdict compares its points. Without ``correct`` (rows set by
+    hand), the lead is not tested, and the line says so."""
     top_s, top_e = max(r["sparsity"] for r in rows), max(r["epochs"] for r in rows)
     top = [i for i, r in enumerate(rows) if r["sparsity"] == top_s and r["epochs"] == top_e]
     win = max(top, key=lambda i: rows[i]["accuracy"])
-    others = [i for i in top if i != win]
+    others, best = [i for i in top if i != win], rows[win]
+    head = f"the study's best at {top_s:.0%}, {top_e} ep: {best['method']} ({best['accuracy']:.2%})"
+    if not others:
+        return best["method"], f"{head}; the only method run there"
+    if correct is None:
+        return best["method"], f"{head}; the higher point: no per-image scores in this kernel to test its lead"
     shown = holm([mcnemar_p(correct[win], correct[i]) for i in others])
     ahead = " and ".join(rows[i]["method"] for i, s in zip(others, shown) if s)
     tied = " and ".join(rows[i]["method"] for i, s in zip(others, shown) if not s)
@@ -346,15 +352,12 @@ def best_method(rows: list[dict], correct: list[torch.Tensor]) -> tuple[str, str
     # study's verdict, corrected for all its pairs, does not.
     test = (f"McNemar's test on the same images against the other methods at this point, Holm-corrected for "
             f"{len(others)} comparison{'s' * (len(others) != 1)}")
-    if not others:
-        lead = "the only method run there"
-    elif tied:
+    if tied:
         lead = (f"{test}: not separated from {tied}, so it is the higher point, not a difference shown"
                 + (f" (ahead of {ahead})" if ahead else ""))
     else:
         lead = f"{test}: ahead of {ahead}"
-    best = rows[win]
-    return best["method"], f"the study's best at {top_s:.0%}, {top_e} ep: {best['method']} ({best['accuracy']:.2%}); {lead}"
+    return best["method"], f"{head}; {lead}"
 
 
 # -- the final recipe -------------------------------------------------------------------------------
@@ -365,7 +368,7 @@ def final_recipe(subject: Subject, method: str | None = None) -> dict:
     cfg = subject.cfg["final"][subject.name]
     method = method or subject.cfg["final_method"]
     if method == "best" and subject.results.get("study"):
-        method, why = best_method(subject.results["study"], subject.results["study_correct"])
+        method, why = best_method(subject.results["study"], subject.results.get("study_correct"))
         print(f"{subject.name:12s} {why}")
     elif method == "best":  # a kernel restarted, or the study's cell skipped: say what stands in
         method = "gradual"
