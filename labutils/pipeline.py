@@ -171,6 +171,11 @@ def _option(key: str, value) -> str:
     return f"--{key} {value}"
 
 
+# What 05 and 06 leave besides metrics records, relative to the run's folder.
+_OUTPUTS_BESIDE_RECORDS = {"05": ("report.json", "report_details.json"),
+                           "06": ("metrics/quantization.json", "models_saved/quantization/resnet20_baseline.pth")}
+
+
 def _first_missing_output(out_dir: Path, book_names: list[str], models: list[str]) -> tuple[str, Path, str] | None:
     """(notebook, file, "gone" or "damaged") for the first of ``book_names`` whose outputs are gone
     or cannot be read, or None. 02-04 leave one metrics record per model, and a checkpoint for
@@ -187,9 +192,7 @@ def _first_missing_output(out_dir: Path, book_names: list[str], models: list[str
                 return name, record, fault
             if read_json(record).get("produced") and (fault := _fault(ckpt)):
                 return name, ckpt, fault
-        extra = {"05": ["report.json", "report_details.json"],
-                 "06": ["metrics/quantization.json", "models_saved/quantization/resnet20_baseline.pth"]}
-        for path in (out_dir / f for f in extra.get(name[:2], ())):
+        for path in (out_dir / f for f in _OUTPUTS_BESIDE_RECORDS.get(name[:2], ())):
             if fault := _fault(path):
                 return name, path, fault
     return None

@@ -89,7 +89,7 @@ class Session:
         self._arrays: dict[bool, tuple[np.ndarray, np.ndarray]] = {}
         self._on_device: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
         self._data_description: str | None = None
-        self._baselines: dict[str, str] = {}  # the SHA-256 of each baseline checkpoint this kernel loaded
+        self._baselines: dict[str, str | None] = {}  # the recorded SHA-256 of each baseline this kernel loaded
         seed_everything(seed)
 
     def _models_of_run(self, models: list[str], ran: dict) -> list[str]:
@@ -291,10 +291,9 @@ class Session:
         return self.record_missing(name, stage, f"{BASELINE_MISSING}: {reason}")
 
     def load(self, name: str, stage: str) -> tuple[torch.nn.Module, dict]:
-        path = self.dirs.checkpoint(name, stage)
-        loaded = load_checkpoint(path, self.device, expect_model=name)
+        loaded = load_checkpoint(self.dirs.checkpoint(name, stage), self.device, expect_model=name)
         if stage == "before_pruning":  # the baseline this kernel prunes, whatever is trained after
-            self._baselines[name] = file_sha256(path)
+            self._baselines[name] = ((self.metrics(name, stage) or {}).get("checkpoint") or {}).get("sha256")
         return loaded
 
     def metrics(self, name: str, stage: str) -> dict | None:

@@ -138,9 +138,9 @@ def load_subjects(s, models: list[str]) -> dict[str, Subject]:
     cfg, subjects = settings(s), {}
     for name in check_models(models):
         if not s.available(name):
-            before = s.metrics(name, "before_pruning") or {}
             why = (s.record_missing_baseline(name, STAGE)["reason"] if name in s.models else
-                   before.get("reason", "no before_pruning checkpoint in this run (not in this run's MODELS)"))
+                   (s.metrics(name, "before_pruning") or {}).get(
+                       "reason", "no before_pruning checkpoint in this run (not in this run's MODELS)"))
             print(f"{name:12s} skipped: {why.splitlines()[0]}")
             continue
         model, _ = s.load(name, "before_pruning")
