@@ -35,7 +35,8 @@ class CheckpointError(ValueError):
 
 
 def pack_sparse(state_dict: dict) -> dict:
-    """Store each float tensor that is mostly zeros as its nonzero values plus a bitmask."""
+    """Store each float tensor at least ``SPARSE_MIN_ZERO_FRACTION`` of whose entries are zero as its
+    nonzero values plus a bitmask."""
     packed = {}
     for name, t in state_dict.items():
         t = t.detach().cpu()

@@ -13,7 +13,7 @@ from pathlib import Path
 from .artifacts import (REPO_ROOT, UNCOMMITTED, WriteFailed, atomic_write_bytes, check_output_folder, git_commit,
                         read_json, record_run, resolve_out_dir, run_id_for, write_json)
 from .course import MODEL_NAMES, NOTEBOOKS, STAGES
-from .data import DEFAULT_DATA_ROOT, describe_prepared, describe_to_come, run_data_root
+from .data import BATCH_DIR, DEFAULT_DATA_ROOT, describe_prepared, describe_to_come, run_data_root
 from .profiles import get_profile
 from .runlock import RUN_TOKEN_ENV, RunLock
 from .train import check_seed
@@ -501,6 +501,7 @@ def _remove_leftovers(out_dir: Path) -> None:
     folder's lock, so no run is writing them."""
     folders = [out_dir] + [out_dir / d for d in ("models_saved", "models_saved/quantization", "metrics", "figures",
                                                  "notebooks")]
+    folders.append(run_data_root("synthetic", out_dir) / BATCH_DIR)  # a smoke run's own data
     left = [p for folder in folders for p in folder.glob(".*.tmp")]
     left += (out_dir / "notebooks").glob(".*.partial.ipynb")
     for path in left:

@@ -262,7 +262,7 @@ QUANT = {
                                "weight_decay": 5e-4, "warmup": 0.0}},
         "cnn_qat_bits": [4, 2],
     },
-    "cpu": {  # the fixed-point study on ResNet-20 (about 5 minutes on 2 cores)
+    "cpu": {  # the fixed-point study on ResNet-20 (notebook 06: about 7 minutes on 2 cores)
         "resnet20": {"width": 16},
         "train": {"epochs": 7, "batch_size": 128, "lr": 0.2, "optimizer": "sgd",  # +2.2 pp (the cpu sweep)
                   "schedule": "onecycle", "weight_decay": 5e-4},

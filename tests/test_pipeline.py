@@ -127,12 +127,14 @@ def test_a_kernel_that_dies_is_named_in_one_line_with_how_to_go_on(tmp_path, mon
     out = tmp_path / "out"
     (out / "models_saved" / "quantization").mkdir(parents=True, exist_ok=True)
     left = [out / "models_saved" / ".cnn_before_pruning.pth.ab12.tmp", out / "notebooks" / ".02_killed.partial.ipynb",
-            out / "models_saved" / "quantization" / ".resnet20_baseline.pth.cd34.tmp"]
+            out / "models_saved" / "quantization" / ".resnet20_baseline.pth.cd34.tmp",
+            out / "data-synthetic" / "cifar-10-batches-py" / ".data_batch_1.ef56.tmp"]
     for path in left + [out / "models_saved" / "keep.pth"]:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")
     assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", "01"]) == 0
     assert not any(p.exists() for p in left) and (out / "models_saved" / "keep.pth").exists()
-    assert "removed 3 temporary file(s) an interrupted run left" in capfd.readouterr().out
+    assert "removed 4 temporary file(s) an interrupted run left" in capfd.readouterr().out
 
 
 def test_kernels_import_the_labutils_that_runs_the_pipeline(tmp_path, monkeypatch):
