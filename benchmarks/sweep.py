@@ -1,10 +1,13 @@
-"""A recipe sweep: train candidate recipes for one model, each scored on the whole test split of
-the data given, within a time budget, and write the table as JSON and markdown.
+"""A recipe sweep: train candidate recipes for one model, each scored on a validation set (5,000
+class-balanced images held out of the training split; ``--holdout``), within a time budget, and
+write the table as JSON and markdown. The test split plays no part: a recipe chosen on the test
+images would flatter itself when the workbook's run scores it on them. ``--holdout 0`` scores on
+the whole test split instead, and the table says so.
 
 Each candidate overrides the ``full`` profile's recipe of the model (``labutils/profiles.py``:
-``TRAIN`` for cnn and vit_scratch, ``QUANT`` for resnet20), or another profile's with ``--profile``
-(``cpu``: its reduced models, trained on its 10,000 training images; still scored on the whole
-test split, for a narrower interval than the run's 5,000 give)::
+``TRAIN`` for cnn and vit_scratch, ``QUANT`` for resnet20; trained on the training split less the
+held-out images), or another profile's with ``--profile`` (``cpu``: its reduced models, trained on
+10,000 class-balanced images drawn from the rest)::
 
     {"name": "cutout+ema", "train": {"cutout": 16, "ema": 0.999}, "model": {"drop_path_rate": 0.2}}
 
@@ -13,11 +16,12 @@ mixup, ema, ...) plus the training loader's (``batch_size`` and ``labutils.data.
 ``cutout``, ``augment`` = trivialaugment | randaugment | autoaugment, ``repeats``) and
 ``tta_flip`` (flip test-time augmentation when scoring); ``model`` keys are the architecture's
 (``drop_path_rate``...). A winner enters the ``full`` profile as the same keys.
-Columns: accuracy on the whole test split with its Wilson 95% interval, epochs, seconds of
+Columns: accuracy on the held-out images with its Wilson 95% interval, epochs, seconds of
 training (the first epoch's warm-up and compilation included; wall time with building and
 scoring in the JSON's ``wall_seconds``) and training images/s.
 ``{"name": "airbench94", "airbench": true}`` (or airbench96) runs the airbench peer on the same
-data (``benchmarks/airbench_peer.py``; CUDA only, otherwise the row says why it did not run).
+data: trained on the candidates' training images, scored on the same held-out images
+(``benchmarks/airbench_peer.py``; CUDA only, otherwise the row says why it did not run).
 
 Built-in lists per model (``CANDIDATES``), or ``--candidates FILE`` (a JSON list, or a Python
 file defining ``CANDIDATES``); ``--only NAME`` keeps the named ones. When the budget is spent no
@@ -48,11 +52,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from labutils.artifacts import atomic_write_bytes, device_name, git_commit, write_json
 from labutils.data import (AUGMENTATION, DeviceLoader, augmentation_of, describe_data, fit_arguments, load_cifar10,
-                           subset, write_synthetic_cifar10)
+                           subset, subset_indices, write_synthetic_cifar10)
 from labutils.measure import accuracy_interval
 from labutils.models import build_model, course_model
 from labutils.profiles import PROFILES, get_profile
@@ -66,6 +71,9 @@ LOADER_KEYS, EVAL_KEYS = {"batch_size", *AUGMENTATION}, {"tta_flip"}
 FIT_KEYS = set(inspect.signature(fit).parameters) - {"model", "train_loader", "test_loader", "callback",
                                                      "device", "desc"}
 AIRBENCH = [{"name": "airbench94", "airbench": True}, {"name": "airbench96", "airbench": True}]
+CANDIDATE_KEYS = {"name", "train", "model", "airbench"}
+HOLDOUT = 5000  # training images held out to score the candidates on (--holdout)
+SMOKE_HOLDOUT = 100  # of the smoke data's 200
 
 # Candidates worth a few points each according to public recipes (issue: the write-up).
 CANDIDATES = {
@@ -145,10 +153,17 @@ def base_recipe(model: str, profile: str = "full") -> tuple[dict, dict]:
 
 def check(candidates: list[dict]) -> list[dict]:
     """Refuse, naming the candidate, what the sweep could not run."""
+    if not all(isinstance(c, dict) for c in candidates):
+        raise SweepError(f"every candidate is a dict such as {{'name': 'cutout', 'train': {{'cutout': 16}}}}; "
+                         f"got {candidates}")
     names = [c.get("name") for c in candidates]
     if not all(names) or len(set(names)) != len(names):
         raise SweepError(f"every candidate needs a name of its own; got {names}")
     for c in candidates:
+        if extra := set(c) - CANDIDATE_KEYS:  # a misspelt "train" would run the base recipe under the new name
+            raise SweepError(f"candidate {c['name']!r}: unknown key(s) {sorted(extra)}; known: {sorted(CANDIDATE_KEYS)}")
+        if not all(isinstance(c.get(k, {}), dict) for k in ("train", "model")):
+            raise SweepError(f"candidate {c['name']!r}: 'train' and 'model' are dicts of overrides")
         unknown = set(c.get("train", {})) - FIT_KEYS - LOADER_KEYS - EVAL_KEYS
         if unknown:
             raise SweepError(f"candidate {c['name']!r}: unknown train key(s) {sorted(unknown)}; "
@@ -172,9 +187,27 @@ def build(model: str, arch: dict) -> torch.nn.Module:
     return build_model("resnet20", **arch) if model == "resnet20" else course_model(model, **arch)
 
 
+def sweep_data(data_root: Path, profile: str, holdout: int) -> dict:
+    """The candidates' training images ("train") and the images that score them ("scored"): with
+    ``holdout`` > 0, that many class-balanced images of the training split score them and the
+    profile's training images come from the rest; with 0, the whole test split scores them."""
+    images, labels = load_cifar10(data_root, True, download=False)
+    n_train = get_profile(profile)["data"]["n_train"]
+    if not 0 <= holdout <= len(labels) // 2:
+        raise SweepError(f"--holdout takes 0 (score on the test split) to {len(labels) // 2:,} "
+                         f"(half the {len(labels):,} training images); got {holdout}")
+    if not holdout:
+        return {"train": subset(images, labels, n_train), "scored": load_cifar10(data_root, False, download=False),
+                "scored_on": "the whole test split"}
+    held = subset_indices(labels, holdout)
+    rest = np.setdiff1d(np.arange(len(labels)), held)
+    return {"train": subset(images[rest], labels[rest], n_train), "scored": (images[held], labels[held]),
+            "scored_on": f"{holdout:,} class-balanced images held out of the training split (none of the test split)"}
+
+
 def train_candidate(model_name: str, candidate: dict, data: dict, device: torch.device, smoke: bool,
                     profile: str = "full") -> dict:
-    """Train one candidate from ``profile``'s recipe and score it on the whole test split."""
+    """Train one candidate from ``profile``'s recipe and score it on ``data["scored"]``."""
     recipe, arch = base_recipe(model_name, profile)
     recipe.update(candidate.get("train", {}))
     arch.update(candidate.get("model", {}))
@@ -185,14 +218,14 @@ def train_candidate(model_name: str, candidate: dict, data: dict, device: torch.
     tta = bool(recipe.pop("tta_flip", False))
     seed_everything(0)
     train = DeviceLoader(*data["train"], recipe["batch_size"], True, device, seed=0, **augmentation_of(recipe))
-    test = DeviceLoader(*data["test"], 500, False, device)
+    scored = DeviceLoader(*data["scored"], 500, False, device)
     model = build(model_name, arch).to(device)
     history = fit(model, train, None, device=device, desc=f"{model_name} {candidate['name']}",
                   **fit_arguments(recipe))
-    score = evaluate(model, test, device, tta_flip=tta)
+    score = evaluate(model, scored, device, tta_flip=tta)
     seconds = sum(h["train_seconds"] for h in history)
     return {"accuracy": score["accuracy"], "interval": list(accuracy_interval(score["accuracy"], score["n"])),
-            "test_images": score["n"], "epochs": len(history), "seconds": seconds,
+            "scored_images": score["n"], "epochs": len(history), "seconds": seconds,
             "images_per_second": sum(h["images"] for h in history) / seconds}
 
 
@@ -217,27 +250,26 @@ def run_row(model_name: str, candidate: dict, data: dict, device, smoke: bool, a
 
 
 def sweep(model_name: str, candidates: list[dict], data_root: Path, out: Path, budget_s: float,
-          device, smoke: bool = False, jobs: int = 1, profile: str = "full") -> dict:
+          device, smoke: bool = False, jobs: int = 1, profile: str = "full", holdout: int = HOLDOUT) -> dict:
     """Run the candidates in order until the budget is spent (``jobs`` at a time, each in a
     process of its own, when more than one); write the JSON and markdown tables."""
     check(candidates)
     if jobs < 1:
         raise SweepError(f"--jobs must be 1 or more, got {jobs}")
-    # The profile's training images (a class-balanced subset in a reduced one), the whole test split.
-    data = {"train": subset(*load_cifar10(data_root, True, download=False), get_profile(profile)["data"]["n_train"]),
-            "test": load_cifar10(data_root, False, download=False)}
+    data = sweep_data(data_root, profile, holdout)
     airbench_folder = []
 
-    def airbench_dir() -> Path:  # written once, when the first airbench row runs
+    def airbench_dir() -> Path:  # written once, when the first airbench row runs: the candidates' data
         if not airbench_folder:
-            airbench_folder.append(airbench_peer.write_airbench_data(data_root, out / "airbench").parent)
+            splits = {"train": data["train"], "test": data["scored"]}
+            airbench_folder.append(airbench_peer.write_airbench_data(data_root, out / "airbench", splits).parent)
         return airbench_folder[0]
 
     result = {"model": model_name, "profile": profile, "smoke": smoke, "device": device_name(device),
               "data": describe_data(data_root), "git_commit": git_commit(),
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
               "budget_seconds": budget_s, "jobs": jobs,
-              "training_images": len(data["train"][1]),
+              "training_images": len(data["train"][1]), "holdout": holdout, "scored_on": data["scored_on"],
               "base_recipe": dict(zip(("train", "model"), base_recipe(model_name, profile))), "rows": []}
     start = time.perf_counter()
 
@@ -259,7 +291,7 @@ def sweep(model_name: str, candidates: list[dict], data_root: Path, out: Path, b
             add(skipped(candidate) or run_row(model_name, candidate, data, device, smoke, airbench_dir, profile))
     if in_processes:
         for row in run_in_processes(model_name, in_processes, data_root, out, budget_s, device, smoke,
-                                    jobs, skipped, profile):
+                                    jobs, skipped, profile, holdout):
             add(row)
     return result
 
@@ -272,14 +304,14 @@ def job_folders(candidates: list[dict], out: Path, model_name: str) -> dict[str,
 
 
 def run_in_processes(model_name: str, candidates: list[dict], data_root: Path, out: Path, budget_s: float,
-                     device, smoke: bool, jobs: int, skipped, profile: str = "full"):
+                     device, smoke: bool, jobs: int, skipped, profile: str = "full", holdout: int = HOLDOUT):
     """Yield the candidates' rows in their order, training ``jobs`` at a time: each in a child
     ``sweep.py --only NAME`` writing its own table and log under ``out/jobs/MODEL/``, read back when it ends."""
     listed = write_json(out / "jobs" / model_name / "candidates.json", candidates)
     folders = job_folders(candidates, out, model_name)
     base = [sys.executable, str(Path(__file__).resolve()), "--model", model_name, "--candidates", str(listed),
             "--data-root", str(data_root), "--device", str(device), "--budget-s", str(budget_s),
-            "--profile", profile]
+            "--profile", profile, "--holdout", str(holdout)]
     base += ["--smoke"] if smoke else []
     rows: dict[str, dict] = {}
     running: dict[str, subprocess.Popen] = {}
@@ -323,14 +355,15 @@ def format_row(row: dict) -> str:
     if row["status"] != "done":
         return f"{row['name']}: {row['status']} ({row.get('note', '')})"
     lo, hi = row["interval"]
-    return (f"{row['name']}: {row['accuracy']:.2%} [{lo:.2%}, {hi:.2%}] on {row['test_images']} images, "
+    return (f"{row['name']}: {row['accuracy']:.2%} [{lo:.2%}, {hi:.2%}] on {row['scored_images']} images, "
             f"{row['epochs']:g} epochs, {row['seconds']:.0f} s, {row['images_per_second']:,.0f} images/s")
 
 
 def markdown(result: dict) -> str:
     lines = [f"# Recipe sweep: {result['model']}", "",
              f"{result['device']}, {result['data']}, the {result.get('profile', 'full')} profile's recipe on "
-             f"{result.get('training_images', 0):,} training images, commit `{result['git_commit']}`, {result['date'][:10]}, "
+             f"{result.get('training_images', 0):,} training images, scored on {result['scored_on']}, "
+             f"commit `{result['git_commit']}`, {result['date'][:10]}, "
              f"torch {result['torch']}, budget {result['budget_seconds']:.0f} s"
              + (f", {result['jobs']} candidates at a time on the one device (seconds and images/s are "
                 f"shared-device figures; the airbench rows ran alone)" if result.get("jobs", 1) > 1 else "")
@@ -360,7 +393,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--candidates", metavar="FILE", default=None,
                     help="JSON list or Python file with CANDIDATES (default: the built-in list of --model)")
     ap.add_argument("--data-root", metavar="DIR", default=None,
-                    help="folder holding cifar-10-batches-py (its whole test split scores every candidate)")
+                    help="folder holding cifar-10-batches-py")
     ap.add_argument("--out", metavar="DIR", required=True, help="where sweep_MODEL.json and .md go")
     ap.add_argument("--budget-s", type=float, default=540.0,
                     help="start no candidate after this many seconds (default 540)")
@@ -373,6 +406,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--profile", default="full", choices=[p for p in PROFILES if p != "smoke"],
                     help="whose recipe and models the candidates change (default full; cpu: the reduced "
                          "models on its 10,000 training images, and its own built-in candidates)")
+    ap.add_argument("--holdout", type=int, default=None,
+                    help=f"class-balanced training images held out to score every candidate on (default {HOLDOUT:,}, "
+                         f"{SMOKE_HOLDOUT} with --smoke); 0 scores on the whole test split")
     ap.add_argument("--smoke", action="store_true",
                     help="synthetic data, narrow models, two steps per candidate (tests, CPU)")
     args = ap.parse_args(argv)
@@ -386,6 +422,7 @@ def main(argv: list[str] | None = None) -> dict:
             write_synthetic_cifar10(data_root, n_train=200, n_test=100, seed=0)
     else:
         ap.error("--data-root is required (or --smoke)")
+    holdout = args.holdout if args.holdout is not None else SMOKE_HOLDOUT if args.smoke else HOLDOUT
     try:
         built_in = CPU_CANDIDATES if args.profile == "cpu" else CANDIDATES
         if not args.candidates and args.model not in built_in:
@@ -398,7 +435,7 @@ def main(argv: list[str] | None = None) -> dict:
                 raise SweepError(f"--only {', '.join(unknown)}: no such candidate; the list has {known}")
             candidates = [c for c in candidates if c.get("name") in args.only]
         return sweep(args.model, candidates, data_root, out, args.budget_s, get_device(args.device),
-                     args.smoke, args.jobs, args.profile)
+                     args.smoke, args.jobs, args.profile, holdout)
     except (SweepError, json.JSONDecodeError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -529,6 +529,12 @@ def subset(images: np.ndarray, labels: np.ndarray, n: int | None, seed: int = 0)
     weights, data order, augmentation), not by which images they saw."""
     if n is None or n >= len(labels):
         return images, labels
+    take = subset_indices(labels, n, seed)
+    return images[take], labels[take]
+
+
+def subset_indices(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """The sorted positions of ``subset``'s class-balanced ``n`` examples."""
     rng = np.random.default_rng(seed)
     per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
     # Round by round: every class's first pick, then every class's second..., the classes in a
@@ -537,8 +543,7 @@ def subset(images: np.ndarray, labels: np.ndarray, n: int | None, seed: int = 0)
     picks = np.concatenate(per_class)
     rounds = np.concatenate([np.arange(len(p)) for p in per_class])
     order = np.lexsort((rng.random(len(picks)), rounds))
-    take = np.sort(picks[order[:n]])
-    return images[take], labels[take]
+    return np.sort(picks[order[:n]])
 
 
 # ----------------------------------------------------------------------------------------

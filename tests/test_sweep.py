@@ -39,7 +39,7 @@ def test_smoke_sweep_scores_every_candidate_with_its_interval(model, tmp_path):
         assert row["status"] == "done", row
         lo, hi = row["interval"]
         assert 0 <= lo <= row["accuracy"] <= hi <= 1 and hi - lo > 0.05  # 100 test images: a wide interval
-        assert row["test_images"] == 100 and row["epochs"] == 1 and row["images_per_second"] > 0
+        assert row["scored_images"] == 100 and row["epochs"] == 1 and row["images_per_second"] > 0
 
 
 def test_no_candidate_starts_once_the_budget_is_spent(tmp_path):
@@ -65,7 +65,7 @@ def test_jobs_train_candidates_side_by_side_and_keep_their_order(tmp_path):
     assert {f.parent for f in folders.values()} == {tmp_path / "jobs" / "resnet20"}
     for row in result["rows"][1:]:  # what each child measured and wrote is what the table holds
         child = json.loads((folders[row["name"]] / "sweep_resnet20.json").read_text())
-        assert child["rows"] == [row] and child["jobs"] == 1 and row["test_images"] == 100
+        assert child["rows"] == [row] and child["jobs"] == 1 and row["scored_images"] == 100
         assert "epoch 1/1" in (folders[row["name"]] / "log.txt").read_text()
 
 
@@ -101,6 +101,38 @@ def test_candidates_from_a_file_and_unknown_keys_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path), "--candidates", str(bad)])
     assert "candidate 'typo': unknown train key(s) ['epoch']" in capsys.readouterr().err
+    # A misspelt "train" trained the base recipe under the candidate's name, without a word.
+    bad.write_text(json.dumps([{"name": "lr 0.4", "trian": {"lr": 0.4}}]))
+    with pytest.raises(SystemExit):
+        sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path), "--candidates", str(bad)])
+    assert "candidate 'lr 0.4': unknown key(s) ['trian']" in capsys.readouterr().err
+
+
+def test_candidates_are_scored_on_held_out_training_images_never_on_the_test_split(synthetic_root, tmp_path):
+    """A recipe chosen on the test images would flatter itself when the run scores it on them: the
+    sweep scores on class-balanced images held out of the training split, which no candidate (and
+    no airbench row) trains on; --holdout 0 scores on the test split, and the table says so."""
+    import numpy as np
+
+    images, labels = load_cifar10(synthetic_root, True, download=False)
+    data = sweep.sweep_data(synthetic_root, "full", 60)
+    (train_x, train_y), (held_x, held_y) = data["train"], data["scored"]
+    assert len(held_y) == 60 and len(train_y) == len(labels) - 60 and np.bincount(held_y).tolist() == [6] * 10
+    as_rows = lambda x: {bytes(row) for row in x.reshape(len(x), -1)}  # noqa: E731 (the synthetic images are distinct)
+    assert as_rows(train_x).isdisjoint(as_rows(held_x)) and as_rows(train_x) | as_rows(held_x) == as_rows(images)
+    folder = peer.write_airbench_data(synthetic_root, tmp_path, {"train": data["train"], "test": data["scored"]})
+    assert torch.equal(torch.load(folder / "test.pt", weights_only=True)["labels"], torch.from_numpy(held_y))
+    assert len(torch.load(folder / "train.pt", weights_only=True)["labels"]) == len(train_y)
+
+    result = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path / "held"), "--only", "today"])
+    assert result["rows"][0]["scored_images"] == sweep.SMOKE_HOLDOUT and result["training_images"] == 100
+    assert "scored on 100 class-balanced images held out of the training split" in (tmp_path / "held" / "sweep_resnet20.md").read_text()
+    result = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path / "test"), "--only", "today",
+                         "--holdout", "0"])
+    assert result["rows"][0]["scored_images"] == 100 and result["training_images"] == 200
+    assert "scored on the whole test split" in (tmp_path / "test" / "sweep_resnet20.md").read_text()
+    with pytest.raises(sweep.SweepError, match="--holdout takes 0"):
+        sweep.sweep_data(synthetic_root, "full", 150)
 
 
 def test_airbench_files_are_what_airbench_reads(synthetic_root, tmp_path):
@@ -130,7 +162,7 @@ def test_airbench_loader_reads_the_files_where_installed(synthetic_root, tmp_pat
 
 def test_a_cpu_profile_sweep_trains_its_recipe_on_its_images_in_every_process(tmp_path):
     """--profile cpu: the cpu recipe and models, on the profile's 10,000 class-balanced training
-    images, scored on the whole test split; a child process (--jobs) sweeps the same profile."""
+    images (drawn from those not held out); a child process (--jobs) sweeps the same profile."""
     from labutils.data import write_synthetic_cifar10
     from labutils.profiles import get_profile
 

@@ -18,8 +18,9 @@ def test_training_learns_the_synthetic_task(synthetic_root):
     train, test = _loaders(synthetic_root)
     model = build_model("resnet18", width=8)
     before = evaluate(model, test)["accuracy"]
-    history = fit(model, train, test, epochs=4, lr=0.05)
-    assert len(history) == 4 and history[-1]["train_loss"] < history[0]["train_loss"]
+    # 8 epochs, not 4: 4 ended at exactly 30% under torch 2.14 (its kernels round differently), on the line
+    history = fit(model, train, test, epochs=8, lr=0.05)
+    assert len(history) == 8 and history[-1]["train_loss"] < history[0]["train_loss"]
     assert history[-1]["test_accuracy"] > max(0.3, before + 0.15)
 
 
