@@ -232,3 +232,63 @@ def test_recalibrate_batchnorm_measures_the_statistics_of_the_batches_it_is_give
     var = torch.stack([o.transpose(0, 1).flatten(1).var(1) for o in outs]).mean(0)
     assert torch.allclose(bn.running_mean, mean, atol=1e-5) and torch.allclose(bn.running_var, var, rtol=1e-4)
     assert bn.momentum == 0.1 and not model.training and int(bn.num_batches_tracked) == 3
+
+
+def test_global_select_counts_units_already_removed_against_the_original():
+    """An iterative step asks for a share of the DENSE model: units an earlier step removed count
+    toward it, or each step would take the share again from what is left."""
+    model = trained_like_resnet()
+    original = S.widths(model)
+    small = S.remove_units(model, S.select(S.importance(model, "l1"), 0.25)).eval()
+    assert sum(S.widths(small).values()) == 270  # 360 units, a quarter gone
+    keep = S.select(S.importance(small, "l1"), 0.5, original=original, scope="global")
+    assert sum(len(k) for k in keep.values()) == round(0.5 * sum(original.values())) == 180
+
+
+def test_group_scores_weigh_each_writer_layer_alike():
+    """A stream channel's score averages its writer convs' scores, each divided by its layer's mean
+    first: one conv of larger scale must not decide the ranking alone."""
+    model = trained_like_resnet()
+    for criterion in ("l1", "l2"):
+        before = S.importance(model, criterion)["layer2.stream"]
+        scaled = _copy(model)
+        with torch.no_grad():
+            scaled.layer2[0].conv2.weight *= 100
+        after = S.importance(scaled, criterion)["layer2.stream"]
+        torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-6)
+
+
+def test_kept_count_rounds_exact_halves_up_without_a_multiple():
+    """Half up, as with a multiple of 8: round() would take 2.5 to 2 and 4.5 to 4 (to even)."""
+    assert S._kept_count(5, 0.5, 1, 1) == 3
+    assert S._kept_count(6, 0.25, 1, 1) == 5
+    assert S._kept_count(10, 0.25, 1, 1) == 8
+
+
+def test_global_select_keeps_a_tenth_of_each_group_rounded_up():
+    """Each group keeps at least 10% of its original units, rounded up: 2 of 12, even when the
+    whole group ranks lowest."""
+    scores = {"small": torch.linspace(0.01, 0.02, 12), "big": torch.linspace(1.0, 2.0, 100)}
+    keep = S.select(scores, 0.95, scope="global")
+    assert keep["small"].tolist() == [10, 11]  # the two best of the 12
+    assert len(keep["big"]) == 10
+
+
+def test_unit_taylor_scores_match_a_computation_by_hand():
+    """(sum over the unit's gates of w * dL/dw)^2, averaged over batches (squared per batch, so a
+    unit's sign changing between batches does not cancel), then divided by the group's mean."""
+    import torch.nn.functional as F
+
+    model = trained_like_resnet()
+    groups, named = S.channel_groups(model), dict(model.named_parameters())
+    torch.manual_seed(2)
+    data = [(torch.randn(6, 3, 32, 32), torch.randint(0, 10, (6,))) for _ in range(2)]
+    scores = S.unit_taylor_scores(model, data, batches=2)
+    for name in ("layer1.0.inner", "layer2.stream"):
+        gates = [named[sl.name] for sl in groups[name].gates]  # BatchNorm scales and shifts
+        squares = []
+        for x, y in data:
+            grads = torch.autograd.grad(F.cross_entropy(model(x), y), gates)
+            squares.append(sum(w.detach() * g for w, g in zip(gates, grads)) ** 2)
+        expected = (squares[0] + squares[1]) / 2
+        torch.testing.assert_close(scores[name], expected / expected.mean(), rtol=1e-4, atol=1e-6)

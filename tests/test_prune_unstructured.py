@@ -441,3 +441,73 @@ def test_pruned_weights_are_positive_zeros_so_a_sparse_checkpoint_reloads_bit_fo
     ref = model.state_dict()
     assert all(_same_bits(v, ref[k]) for k, v in reloaded.state_dict().items())
     assert not _same_bits(torch.tensor([-0.0]), torch.tensor([0.0])) and torch.equal(torch.tensor([-0.0]), torch.tensor([0.0]))
+
+
+def test_sparsity_report_counts_every_parameter_for_the_whole_model_share():
+    """The whole-model share is over every parameter (BatchNorm, first conv, classifier), not over
+    the prunable weights again: counted that way it would hide the dense layers' own zeros."""
+    model = build_model("resnet18", width=8)
+    params = prunable_parameters(model)
+    one_shot_prune(model, 0.5, params=params)
+    report = sparsity_report(model, params)
+    zeros = sum(int((p == 0).sum()) for p in model.parameters())
+    assert report["all_zeros"] == zeros, (report["all_zeros"], zeros)
+    assert report["all_zeros"] > report["prunable_zeros"]  # BatchNorm shifts start at zero
+    assert report["all_total"] == sum(p.numel() for p in model.parameters())
+    assert report["sparsity_all_parameters"] < report["pruning_percentage"]
+
+
+def test_sparsity_report_refuses_a_revived_weight():
+    """With masks, one pruned weight that came back (here 1.0) is an error, not a silent count."""
+    model = tiny_cnn()
+    params = prunable_parameters(model)
+    masks = one_shot_prune(model, 0.5, params=params)
+    with torch.no_grad():
+        params["2.weight"].view(-1)[int((~masks["2.weight"]).flatten().nonzero()[0])] = 1.0
+    with pytest.raises(AssertionError, match="2.weight: 1 pruned weights are not zero"):
+        sparsity_report(model, params, masks)
+
+
+@pytest.mark.parametrize("scores", [taylor_scores, fisher_scores])
+def test_data_aware_scores_leave_batchnorm_statistics_and_mode_alone(scores):
+    """Scoring runs the model in eval mode: in training mode every scored batch would move the
+    BatchNorm running statistics of the model about to be pruned."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(4, 10)).train()
+    bn = model[1]
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+    batches = [(torch.randn(8, 3, 8, 8) * 3 + 1, torch.randint(0, 10, (8,))) for _ in range(2)]
+    scores(model, {"0.weight": model[0].weight}, batches, batches=2)
+    assert model.training  # the mode it had is given back
+    for k, v in bn.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_budget_steps_rounds_fractional_epochs_to_the_nearest_step():
+    """0.35 of a 10-batch epoch is 3.5 steps: 4, not the 3 that truncation gives."""
+    from labutils.prune.schedules import budget_steps
+
+    assert budget_steps(0.35, list(range(10))) == 4
+    assert budget_steps(0.34, list(range(10))) == 3
+    assert budget_steps(0.01, list(range(10))) == 1  # at least one step
+
+
+def test_budget_steps_caps_an_epoch_at_the_loader_length():
+    """``epoch_steps`` can only shorten an epoch: a cap above the loader's length is the loader."""
+    from labutils.prune.schedules import budget_steps
+
+    assert budget_steps(1, list(range(10)), epoch_steps=25) == 10
+    assert budget_steps(2, list(range(10)), epoch_steps=4) == 8
+
+
+def test_sensitivity_scope_does_not_trust_a_lucky_point_after_a_drop():
+    """A layer that lost 0.3 at 60% and (by noise) nothing at 90% must not be pruned past 60%:
+    its drops are made non-decreasing before the tolerance is applied."""
+    scan = {"sparsities": [0.3, 0.6, 0.9], "baseline": 0.9, "sizes": {"bumpy": 1000, "steady": 1000},
+            "layers": {"bumpy": [0.9, 0.6, 0.9], "steady": [0.88, 0.86, 0.84]}}
+    scope = SensitivityScope(scan)
+    assert scope.drops[0].tolist() == pytest.approx([0.0, 0.0, 0.3, 0.3])
+    ratios = scope(0.5)
+    assert (ratios["bumpy"] + ratios["steady"]) / 2 == pytest.approx(0.5)
+    assert ratios["bumpy"] <= 0.6 and ratios["bumpy"] < ratios["steady"], ratios
