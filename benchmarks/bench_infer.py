@@ -61,13 +61,23 @@ def point(model, mode: str, batch: int, device, iters: int) -> dict:
     return r
 
 
+# What measure_latency's "noisy" means (measure.is_noisy), under every table that marks a cell.
+NOISY_NOTE = ("* noisy: the timed passes spread widely (interquartile range above 25% of their median), "
+              "other processes used more of the cores than this run left free, or (CPU) the 1-minute load "
+              "average exceeded the cores plus one; measure again on an idle machine")
+
+
+def _flag(*points: dict) -> str:
+    return "*" if any(r.get("noisy") for r in points) else ""
+
+
 def _ips(r: dict) -> str:
-    return f"{r['images_per_second']:,.0f}" if r.get("images_per_second") else r.get("note", "-")
+    return f"{r['images_per_second']:,.0f}{_flag(r)}" if r.get("images_per_second") else r.get("note", "-")
 
 
 def _speedup(d: dict, p: dict) -> str:
-    return f"{p['images_per_second'] / d['images_per_second']:.2f}x" if d.get("images_per_second") and \
-        p.get("images_per_second") else "-"
+    return f"{p['images_per_second'] / d['images_per_second']:.2f}x{_flag(d, p)}" if d.get("images_per_second") \
+        and p.get("images_per_second") else "-"
 
 
 def table(rows: list[dict], modes: list[str]) -> str:
@@ -84,6 +94,8 @@ def table(rows: list[dict], modes: list[str]) -> str:
                 r = next(r for r in mine if r["batch_size"] == batch and r["mode"] == m)
                 cells += [_ips(r["dense"]), _ips(r["pruned"]), _speedup(r["dense"], r["pruned"])]
             out.append(f"| {batch} | " + " | ".join(cells) + " |")
+    if any(_flag(r["dense"], r["pruned"]) for r in rows):
+        out.append(f"\n{NOISY_NOTE}")
     return "\n".join(out)
 
 
@@ -109,7 +121,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                BATCHES["smoke" if args.smoke else "cuda" if device.type == "cuda" else "cpu"])
     iters = args.iters or (2 if args.smoke else 20)
     info = {"device": device_name(device), "torch": torch.__version__, "python": platform.python_version(),
-            "precision": precision_for(device), "threads": torch.get_num_threads(), "git_commit": git_commit()}
+            "precision": precision_for(device), "threads": torch.get_num_threads(),
+            "git_commit": git_commit(paths=("labutils", "benchmarks"))}  # an edited script is not the commit
     print(" | ".join(f"{k} {v}" for k, v in info.items()), flush=True)
     start, rows = time.perf_counter(), []
     for name in models:

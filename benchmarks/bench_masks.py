@@ -7,7 +7,8 @@
 
 Two measurements: training images/s through ``labutils.train.fit`` (dense, and each way; the first
 epoch is warm-up and not timed), and the enforcement alone (milliseconds per call, device
-synchronised), as a share of a dense step.
+synchronised), as a share of a dense step. A timing that other processes on the cores may have
+slowed is marked ``*`` (``labutils.measure.is_noisy``) and recorded under ``noisy``.
 
     python benchmarks/bench_masks.py                       # CUDA: width 64, batch 512
     python benchmarks/bench_masks.py --width 16 --batch 128 --images 2560   # a 2-core CPU (the default there)
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 
 from labutils.artifacts import device_name, git_commit, write_json
 from labutils.data import DeviceLoader
+from labutils.measure import busy_elsewhere, cpu_snapshot, is_noisy
 from labutils.models import build_model
 from labutils.prune import MaskEnforcer, one_shot_prune
 from labutils.train import fit, get_device, make_optimizer, seed_everything
@@ -119,6 +121,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     if args.smoke:
         args.width, args.batch, args.images, args.epochs, args.repeats = 8, 32, 128, 2, 5
+    if args.epochs < 2 and not args.ops_only:  # else a whole dense run, then nothing to time
+        ap.error("--epochs must be at least 2: the first epoch is warm-up")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = get_device(args.device)
@@ -128,25 +132,49 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     print(f"device {device_name(device)} | torch {torch.__version__} | threads {torch.get_num_threads()} | "
           f"resnet18 width {width} batch {batch} | 90% masks", flush=True)
-    rates = ({} if args.ops_only else
-             {how or "dense": train_rate(device, width, batch, images, args.epochs, how)
-              for how in (None, "after-step", "gradients")})
-    ops = op_ms(device, width, batch, args.repeats)
-    dense_ms = 1000 * batch / rates["dense"] if rates else step_ms(device, width, batch)
-    print(f"{'':12s} {'images/s':>10s} {'vs dense':>9s} {'enforcement alone':>18s}")
-    rate = lambda how: f"{rates[how]:10,.0f}" if rates else f"{'-':>10s}"  # noqa: E731
-    print(f"{'dense':12s} {rate('dense')} {'':>9s} {'':>18s}   (a step: {dense_ms:.2f} ms)")
-    for how in ("after-step", "gradients"):
-        vs = f"{rates[how] / rates['dense'] - 1:+9.1%}" if rates else f"{'-':>9s}"
-        print(f"{how:12s} {rate(how)} {vs} "
-              f"{ops[how]:9.3f} ms = {ops[how] / dense_ms:5.1%} of a dense step")
+    rates, noisy = {}, {}
     result = {"device": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "git_commit": git_commit(), "width": width, "batch_size": batch, "images_per_epoch": images,
-              "epochs": args.epochs, "images_per_second": rates, "enforcement_ms": ops, "dense_step_ms": dense_ms,
-              "seconds": time.perf_counter() - start}
+              "git_commit": git_commit(paths=("labutils", "benchmarks")),  # an edited script is not the commit
+              "width": width, "batch_size": batch, "images_per_epoch": images, "epochs": args.epochs,
+              "images_per_second": rates, "enforcement_ms": {}, "dense_step_ms": None, "noisy": noisy}
+
+    def timed(name, call):
+        """``call()``, flagged noisy as measure_latency flags a timing (other processes on the cores,
+        the load average; these timings keep no per-pass spread)."""
+        since = cpu_snapshot()
+        value = call()
+        noisy[name] = is_noisy(0.0, device, busy_elsewhere(since))
+        return value
+
+    def save():  # after every measurement: a run cut short keeps what it measured
+        result["seconds"] = time.perf_counter() - start
+        if args.json:
+            write_json(args.json, result)
+
+    if not args.ops_only:
+        for how in (None, "after-step", "gradients"):
+            rates[how or "dense"] = timed(how or "dense", lambda: train_rate(device, width, batch, images,
+                                                                           args.epochs, how))
+            save()
+    result["enforcement_ms"] = ops = timed("enforcement", lambda: op_ms(device, width, batch, args.repeats))
+    save()
+    if rates:
+        result["dense_step_ms"] = dense_ms = 1000 * batch / rates["dense"]
+    else:
+        result["dense_step_ms"] = dense_ms = timed("dense", lambda: step_ms(device, width, batch))
+    mark = lambda *names: "*" if any(noisy.get(n) for n in names) else ""  # noqa: E731
+    rate = lambda how: f"{rates[how]:,.0f}{mark(how)}" if rates else "-"  # noqa: E731
+    print(f"{'':12s} {'images/s':>10s} {'vs dense':>10s} {'enforcement alone':>18s}")
+    print(f"{'dense':12s} {rate('dense'):>10s} {'':>10s} {'':>18s}   (a step: {dense_ms:.2f} ms{mark('dense')})")
+    for how in ("after-step", "gradients"):
+        vs = f"{rates[how] / rates['dense'] - 1:+.1%}{mark('dense', how)}" if rates else "-"
+        print(f"{how:12s} {rate(how):>10s} {vs:>10s} "
+              f"{ops[how]:9.3f} ms{mark('enforcement'):1s} = {ops[how] / dense_ms:5.1%} of a dense step")
+    if any(noisy.values()):
+        print("* noisy: other processes used more of the cores than this run left free, or (CPU) the 1-minute "
+              "load average exceeded the cores plus one, while it was timed; measure again on an idle machine")
+    save()
     print(f"elapsed {result['seconds']:.0f} s", flush=True)
-    if args.json:
-        write_json(args.json, result)
     return result
 
 

@@ -31,7 +31,7 @@ import warnings
 
 import torch
 
-from labutils.accel import graphs_unavailable, precision_for
+from labutils.accel import compile_uses_cudagraphs, graphs_unavailable, precision_for
 from labutils.artifacts import device_name, git_commit, write_json
 from labutils.data import DeviceLoader
 from labutils.models import build_model
@@ -121,7 +121,9 @@ def run_mode(model_name: str, variant: str, mode: str, device: torch.device, ima
              smoke: bool) -> dict:
     """One cell of the table: the case trained in ``mode``, or why it has no number."""
     kwargs = MODES[mode]
-    if kwargs.get("graphs") and (reason := graphs_unavailable(device)):
+    # reduce-overhead is torch.compile with CUDA graphs: off CUDA it would time plain compiled code.
+    uses_graphs = kwargs.get("graphs") or compile_uses_cudagraphs(kwargs.get("compile"))
+    if uses_graphs and (reason := graphs_unavailable(device)):
         return {"model": model_name, "variant": variant, "mode": mode, "images_per_second": None,
                 "note": "n/a (needs CUDA)", "reason": reason}
     with warnings.catch_warnings(record=True) as caught:
@@ -161,7 +163,7 @@ def settings(device: torch.device) -> dict:
     return {"device": device_name(device), "torch": torch.__version__, "python": platform.python_version(),
             "precision": precision_for(device), "memory_format": "channels_last" if cuda else "contiguous",
             "cudnn_benchmark": cuda, "fused_optimizer": cuda, "threads": torch.get_num_threads(),
-            "git_commit": git_commit()}
+            "git_commit": git_commit(paths=("labutils", "benchmarks"))}  # an edited script is not the commit
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

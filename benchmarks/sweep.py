@@ -266,7 +266,7 @@ def sweep(model_name: str, candidates: list[dict], data_root: Path, out: Path, b
         return airbench_folder[0]
 
     result = {"model": model_name, "profile": profile, "smoke": smoke, "device": device_name(device),
-              "data": describe_data(data_root), "git_commit": git_commit(),
+              "data": describe_data(data_root), "git_commit": git_commit(paths=("labutils", "benchmarks")),
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
               "budget_seconds": budget_s, "jobs": jobs,
               "training_images": len(data["train"][1]), "holdout": holdout, "scored_on": data["scored_on"],

@@ -175,11 +175,13 @@ UNCOMMITTED = "+changes"
 
 
 @functools.lru_cache(maxsize=None)
-def git_commit(root: Path = REPO_ROOT) -> str | None:
+def git_commit(root: Path = REPO_ROOT, paths: tuple[str, ...] = ("labutils",)) -> str | None:
     """The checkout's commit, with ``UNCOMMITTED`` and the first 8 hex digits of the SHA-256 of
-    ``git diff HEAD -- labutils`` appended (``9ea14151ae9f+changes.3fa2b1c0``) where tracked files
-    under ``labutils/`` have uncommitted changes (the notebooks are left out: a full run writes the
-    repository's own).
+    ``git diff HEAD -- <paths>`` appended (``9ea14151ae9f+changes.3fa2b1c0``) where tracked files
+    under ``paths`` have uncommitted changes (the notebooks are left out: a full run writes the
+    repository's own). ``paths`` defaults to ``labutils/`` alone: that is a run's identity, which
+    --resume compares, and an edited benchmark must not change it; the benchmarks pass
+    ``("labutils", "benchmarks")`` so their results never name a clean commit for an edited script.
     ``$LABUTILS_GIT_COMMIT`` names it where git cannot: a copy of the tree sent to a GPU machine
     has no git metadata, or stale metadata of an older commit."""
     if os.environ.get("LABUTILS_GIT_COMMIT"):
@@ -193,9 +195,9 @@ def git_commit(root: Path = REPO_ROOT) -> str | None:
         commit = git("rev-parse", "--short=12", "HEAD")
         if not commit:
             return None
-        if not git("status", "--porcelain", "--untracked-files=no", "--", "labutils"):
+        if not git("status", "--porcelain", "--untracked-files=no", "--", *paths):
             return commit
-        diff = git("diff", "HEAD", "--", "labutils") or ""
+        diff = git("diff", "HEAD", "--", *paths) or ""
         return f"{commit}{UNCOMMITTED}.{hashlib.sha256(diff.encode()).hexdigest()[:8]}"
     except (OSError, subprocess.SubprocessError):
         return None

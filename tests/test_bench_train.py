@@ -79,6 +79,20 @@ def test_bench_train_a_case_that_breaks_ends_only_its_cell(tmp_path, monkeypatch
     assert all(r["images_per_second"] > 0 for r in rows if r["mode"] == "eager")
 
 
+def test_bench_train_a_compile_mode_with_cuda_graphs_reads_na_off_cuda(monkeypatch, capsys):
+    """reduce-overhead is torch.compile with CUDA graphs: on a CPU it reported a number (plain
+    compiled code under its name)."""
+    bench = _bench()
+    row = {"images_per_second": 100.0, "first_epoch_seconds": 1.0, "steady_epoch_seconds": 1.0}
+    monkeypatch.setattr(bench, "measure", lambda model, variant, *a, **k: row | {"model": model, "variant": variant})
+    rows = bench.main(["--smoke", "--epochs", "2", "--models", "resnet20", "--modes", "reduce-overhead"])
+    assert rows and all(r["images_per_second"] is None and r["note"] == "n/a (needs CUDA)"
+                        and r["reason"].startswith("CUDA graphs need") for r in rows)
+    assert "| resnet20 | dense | n/a (needs CUDA) |" in capsys.readouterr().out
+    row = bench.run_mode("resnet20", "dense", "compiled", torch.device("cpu"), 64, 2, True)
+    assert row["images_per_second"] == 100.0  # torch.compile's default mode captures no graphs
+
+
 def test_bench_train_uses_the_full_profile_recipes():
     bench = _bench()
     from labutils.profiles import get_profile

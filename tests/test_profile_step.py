@@ -48,9 +48,12 @@ def test_profile_vit_scratch_on_cpu_finds_its_attention_and_every_part_of_the_st
     assert "| op | category |" in capsys.readouterr().out
 
 
-def test_profile_resnet20_graphs_falls_back_and_finds_no_attention():
-    r = _bench("profile_step").main(["--smoke", "--device", "cpu", "--model", "resnet20", "--mode", "graphs",
-                                     "--steps", "1"])
+def test_profile_resnet20_graphs_falls_back_and_finds_no_attention(monkeypatch):
+    prof = _bench("profile_step")
+    # bench_train's settings, which profile_step records: the code of labutils and of the benchmarks
+    monkeypatch.setitem(prof.settings.__globals__, "git_commit", lambda root=None, paths=("labutils",): "+".join(paths))
+    r = prof.main(["--smoke", "--device", "cpu", "--model", "resnet20", "--mode", "graphs", "--steps", "1"])
+    assert r["settings"]["git_commit"] == "labutils+benchmarks"
     assert r["note"].startswith("fell back to eager: CUDA graphs not used")
     assert r["profiled_steps"] == 1 and r["attention"] == {"kinds": [], "names": []}
     # no attention in a ResNet, no mixup in its recipe

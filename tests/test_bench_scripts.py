@@ -1,0 +1,118 @@
+"""What the benchmark scripts record beside their numbers: the code that made them (an edited
+script is not the commit), noisy timings marked, and bench_masks' arguments and partial results."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from labutils.artifacts import REPO_ROOT, UNCOMMITTED, git_commit
+from test_bench_train import _bench
+
+
+def _named_paths(root=REPO_ROOT, paths=("labutils",)):
+    """Stands in for git_commit: says which folders the caller asked about."""
+    return "+".join(paths)
+
+
+def test_git_commit_of_benchmarks_sees_an_edited_script_but_a_run_does_not(tmp_path, monkeypatch):
+    """A benchmark edited and not committed: its results named the clean commit. The run identity
+    (labutils alone, compared by --resume) must not change with it."""
+    monkeypatch.delenv("LABUTILS_GIT_COMMIT", raising=False)
+    git = lambda *args: subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+    for folder in ("labutils", "benchmarks"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "f.py").write_text("committed")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    both = ("labutils", "benchmarks")
+    commit = git_commit.__wrapped__(tmp_path)  # not the cached value of this checkout
+    assert commit and git_commit.__wrapped__(tmp_path, both) == commit
+    (tmp_path / "benchmarks" / "f.py").write_text("edited")
+    assert git_commit.__wrapped__(tmp_path) == commit  # the run's identity is unchanged
+    edited = git_commit.__wrapped__(tmp_path, both)
+    assert edited.startswith(commit + UNCOMMITTED + ".") and len(edited) == len(commit + UNCOMMITTED) + 9
+    (tmp_path / "benchmarks" / "f.py").write_text("edited otherwise")  # another edit: another code
+    assert git_commit.__wrapped__(tmp_path, both) not in (commit, edited)
+
+
+@pytest.fixture()
+def sweep_module():
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # sweep imports airbench_peer beside it
+    try:
+        yield _bench("sweep")
+    finally:
+        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+
+
+def test_every_benchmark_names_the_code_of_labutils_and_benchmarks(tmp_path, monkeypatch, sweep_module):
+    """bench_masks, bench_train, bench_infer and the sweep (profile_step: tests/test_profile_step.py)."""
+    masks = _bench("bench_masks")
+    monkeypatch.setattr(masks, "git_commit", _named_paths)
+    monkeypatch.setattr(masks, "op_ms", lambda *a: {"after-step": 1.0, "gradients": 1.0})
+    monkeypatch.setattr(masks, "step_ms", lambda *a: 10.0)
+    assert masks.main(["--smoke", "--ops-only"])["git_commit"] == "labutils+benchmarks"
+    for name, args in (("bench_train", ["--smoke", "--models", "resnet20", "--modes", "eager"]),
+                       ("bench_infer", ["--smoke", "--models", "resnet18", "--modes", "eager"])):
+        bench, out = _bench(name), tmp_path / f"{name}.json"
+        monkeypatch.setattr(bench, "git_commit", _named_paths)
+        bench.main(args + ["--time-limit", "-1", "--json", str(out)])  # every case skipped: only the record
+        assert json.loads(out.read_text())["settings"]["git_commit"] == "labutils+benchmarks", name
+    monkeypatch.setattr(sweep_module, "git_commit", _named_paths)
+    result = sweep_module.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path / "sweep"),
+                                "--budget-s", "0"])
+    assert result["git_commit"] == "labutils+benchmarks"
+
+
+def test_bench_masks_refuses_a_single_epoch_before_training(capsys):
+    """--epochs 1 trained the whole dense run, then divided by the empty timed epochs."""
+    with pytest.raises(SystemExit):
+        _bench("bench_masks").main(["--width", "8", "--batch", "32", "--images", "32", "--epochs", "1"])
+    assert "--epochs must be at least 2" in capsys.readouterr().err
+
+
+def test_bench_masks_writes_its_json_after_every_measurement(tmp_path, monkeypatch):
+    """A run cut short (here in the third training run) keeps the rates it measured."""
+    bench, out = _bench("bench_masks"), tmp_path / "masks.json"
+
+    def rate(device, width, batch, images, epochs, how):
+        if how == "gradients":
+            raise KeyboardInterrupt
+        return {None: 100.0, "after-step": 90.0}[how]
+
+    monkeypatch.setattr(bench, "train_rate", rate)
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(["--smoke", "--json", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["images_per_second"] == {"dense": 100.0, "after-step": 90.0} and saved["epochs"] == 2
+
+
+@pytest.mark.parametrize("noisy", [True, False])
+def test_bench_masks_marks_timings_other_processes_may_have_slowed(noisy, monkeypatch, capsys):
+    bench = _bench("bench_masks")
+    monkeypatch.setattr(bench, "is_noisy", lambda *a, **k: noisy)
+    monkeypatch.setattr(bench, "op_ms", lambda *a: {"after-step": 1.0, "gradients": 2.0})
+    monkeypatch.setattr(bench, "step_ms", lambda *a: 10.0)
+    result = bench.main(["--smoke", "--ops-only"])
+    assert result["noisy"] == {"enforcement": noisy, "dense": noisy}
+    printed = capsys.readouterr().out
+    assert ("(a step: 10.00 ms*)" in printed) == noisy and ("1.000 ms* =" in printed) == noisy
+    assert ("* noisy: other processes used more of the cores than this run left free" in printed) == noisy
+
+
+def test_bench_infer_marks_noisy_points_and_says_what_that_means(monkeypatch, capsys):
+    """measure_latency flags a timing as noisy; the table printed its speed-up as if it were not."""
+    bench = _bench("bench_infer")
+    real = bench.measure_latency
+    calls = iter([False, True] * 4)  # dense quiet, pruned noisy: the order point() measures them in
+    monkeypatch.setattr(bench, "measure_latency", lambda *a, **k: real(*a, **k) | {"noisy": next(calls)})
+    rows = bench.main(["--smoke", "--models", "resnet18", "--modes", "eager", "--batches", "1"])
+    row = rows[0]
+    assert not row["dense"]["noisy"] and row["pruned"]["noisy"] and "spread" in row["pruned"]
+    printed = capsys.readouterr().out
+    dense, pruned = f"{row['dense']['images_per_second']:,.0f}", f"{row['pruned']['images_per_second']:,.0f}"
+    speedup = row["pruned"]["images_per_second"] / row["dense"]["images_per_second"]
+    assert f"| 1 | {dense} | {pruned}* | {speedup:.2f}x* |" in printed
+    assert f"pruned {pruned + '*':>16s}" in printed  # the console line too
+    assert "\n* noisy: the timed passes spread widely" in printed
