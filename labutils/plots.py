@@ -76,12 +76,52 @@ def panels(n: int, width: float = 5.0, height: float = 3.6, columns: int = 2):
     return fig, axes[:n], axes[n:]
 
 
+def log_tick_labels(axis) -> None:
+    """Plain numbers (200, 300, 1000, not 2x10^2 beside 10^3) on a log ``axis``, at least two of
+    them whatever its range, none running into the next: minor ticks labelled at 2, 3 and 5 of
+    each decade (all of them ran together, "90100"); every one where the axis spans less than 0.7
+    of a decade (5x), where 2, 3 and 5 can leave a single label (52 to 156 images/s showed only
+    "100"); none from 2 decades on, where the decades' own labels are two or more ("2000" ran
+    into "3000")."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter
+
+    def minor(v, _):
+        lo, hi = sorted(abs(x) for x in axis.get_view_interval())
+        decades = math.log10(hi / lo) if lo > 0 else math.inf
+        shown = decades < 0.7 or (decades < 2 and f"{v:.0e}"[0] in "235")
+        return f"{v:g}" if shown else ""
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(minor))
+
+
+CAPTION_SIZE = 7  # points
+
+
+def _wrapped_caption(fig, caption: str):
+    """The caption as a centred text at the foot of ``fig``, wrapped onto as many lines as its
+    width needs (measured as drawn: one line of a full-profile caption ran off both sides of an
+    8 in figure); returns the text."""
+    import textwrap
+
+    text = fig.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=CAPTION_SIZE, color="0.4")
+    room = 0.96 * fig.bbox.width
+    chars = max(len(line) for line in caption.splitlines() or [""])
+    while text.get_window_extent().width > room and chars > 20:
+        chars = max(20, min(chars - 1, int(chars * room / text.get_window_extent().width)))
+        text.set_text("\n".join(textwrap.fill(line, chars) for line in caption.splitlines()))
+    return text
+
+
 def finish(fig, path=None, caption: str | None = None):
-    """Add the run caption, lay out, save (png, 120 dpi; a temporary file renamed) when ``path`` is
-    given; return ``fig``."""
+    """Add the run caption (wrapped to the figure's width), lay out, save (png, 120 dpi; a
+    temporary file renamed) when ``path`` is given; return ``fig``."""
     if caption:
-        fig.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=7, color="0.4")
-        fig.tight_layout(rect=(0, 0.03, 1, 1))
+        text = _wrapped_caption(fig, caption)
+        bottom = 0.01 + text.get_window_extent().height / fig.bbox.height  # its lines, above them the panels
+        fig.tight_layout(rect=(0, bottom, 1, 1))
     else:
         fig.tight_layout()
     if path is not None:  # written whole or not at all, as every file of a run

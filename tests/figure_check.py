@@ -1,10 +1,12 @@
 """What every figure with several series must allow: telling them apart without colour (a reader
 with a colour-vision deficiency, a grey print). Each labelled series of an axes must differ from
-the others in marker, line style, filled or open markers, or hatch."""
+the others in marker, line style, filled or open markers, or hatch. Also: what a reader can read
+off a figure (its caption whole on it, the tick labels of an axis)."""
 from matplotlib.collections import PathCollection
 from matplotlib.colors import to_rgba
 from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 
 def look(handle) -> tuple:
@@ -17,6 +19,8 @@ def look(handle) -> tuple:
         return ("line", handle.get_marker(), handle.get_linestyle(), open_marker, handle.get_fillstyle())
     if isinstance(handle, BarContainer):
         return ("bars", handle.patches[0].get_hatch())
+    if isinstance(handle, Patch):  # a filled area (stairs, fill_between's legend patch)
+        return ("area", handle.get_hatch(), handle.get_linestyle(), handle.get_fill())
     if isinstance(handle, PathCollection):
         return ("dots", handle.get_paths()[0].vertices.round(3).tobytes())
     return ("other", type(handle).__name__)
@@ -45,3 +49,36 @@ def assert_series_apart(fig) -> int:
         assert not same, f"{ax.get_title()!r}: series told apart by colour alone: {same}"
         checked += len(handles)
     return checked
+
+
+def visible_tick_labels(axis) -> list[str]:
+    """The non-empty tick labels ``axis`` draws (major and minor) within its view, as drawn."""
+    lo, hi = sorted(axis.get_view_interval())
+    labels = []
+    for locs, formatter in ((axis.get_majorticklocs(), axis.get_major_formatter()),
+                            (axis.get_minorticklocs(), axis.get_minor_formatter())):
+        inside = [v for v in locs if lo <= v <= hi]
+        labels += [t for t in formatter.format_ticks(inside) if t]
+    return labels
+
+
+def assert_tick_labels_apart(axis) -> None:
+    """Fails where two drawn tick labels of ``axis`` overlap ("90100")."""
+    axis.get_figure(root=True).canvas.draw()
+    lo, hi = sorted(axis.get_view_interval())
+    ticks = (axis.get_major_ticks(len(axis.get_majorticklocs()))
+             + axis.get_minor_ticks(len(axis.get_minorticklocs())))
+    boxes = [(t.label1.get_text(), t.label1.get_window_extent()) for t in ticks
+             if lo <= t.get_loc() <= hi and t.label1.get_visible() and t.label1.get_text()]
+    for i, (a, box) in enumerate(boxes):
+        for b, other in boxes[i + 1:]:
+            assert not box.overlaps(other), f"tick labels {a!r} and {b!r} overlap"
+
+
+def assert_within_figure(fig, text) -> None:
+    """Fails where ``text`` (a figure's caption) runs off ``fig`` as saved (no tight bounding box)."""
+    fig.canvas.draw()
+    box, page = text.get_window_extent(), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1, (
+        f"caption spans x {box.x0:.0f} to {box.x1:.0f} and y {box.y0:.0f} to {box.y1:.0f} px, "
+        f"the figure 0 to {page.x1:.0f} by 0 to {page.y1:.0f}")

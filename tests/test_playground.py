@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from figure_check import assert_series_apart
 from labutils import Session
 from labutils.labs import unstructured as lab
 from labutils.labs.playground import Playground
@@ -95,6 +96,8 @@ def test_figure_has_the_histogram_threshold_and_layer_bars(pg):
     fig = pg.figure(pg.update("cnn", "magnitude", "global", 0.7))
     hist, bars = fig.axes
     assert hist.get_xscale() == "log" and any("threshold" in t.get_text() for t in hist.get_legend().get_texts())
+    # Kept and removed differed by colour alone (both filled stairs): removed is hatched too.
+    assert assert_series_apart(fig) >= 3
     assert len(bars.patches) == len(pg.live("cnn").params)
     plt.close(fig)
 

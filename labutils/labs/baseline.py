@@ -145,7 +145,11 @@ def print_results(results: dict[str, dict]) -> None:
 # -- figures -------------------------------------------------------------------------------------
 def plot_learning_curves(histories: dict[str, list[dict]], targets: dict[str, float] | None = BEFORE_PRUNING_MIN,
                          path=None, caption=None):
-    """Training loss and test accuracy per epoch for each model; dashed lines mark the minimums."""
+    """Training loss and test accuracy per epoch for each model; dashed lines mark the minimums.
+    With no model trained (no history) it says so and returns None: no blank figure."""
+    if not histories:
+        print("no figure: no model was trained in this run (the results above say why)")
+        return None
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
     for name, history in histories.items():
         style = model_style(name)

@@ -125,7 +125,7 @@ class Playground:
                 f" · dense {r['dense_accuracy']:.1%} · {r['images']} probe images · {r['seconds']:.2f} s")
 
     def figure(self, r: dict):
-        """|w| of the prunable weights (removed ones stacked in red) with the magnitude threshold(s),
+        """|w| of the prunable weights (removed ones stacked in red, hatched) with the magnitude threshold(s),
         and the per-layer sparsity."""
         live = self.live(r["model"])
         live.bins = live.bins or _weight_bins(live.dense)
@@ -135,7 +135,9 @@ class Playground:
         cut = np.bincount(bins[(bins >= 0) & removed], minlength=len(edges) - 1)
         fig, (hist, bars) = plt.subplots(1, 2, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1, 2]})
         hist.stairs(total - cut, edges, fill=True, color=COLORS[0], label="kept")
-        hist.stairs(total, edges, baseline=total - cut, fill=True, color=BAD_COLOR, alpha=0.8, label="removed")
+        # Hatched as well as red: kept and removed are told apart without colour too.
+        hist.stairs(total, edges, baseline=total - cut, fill=True, color=BAD_COLOR, alpha=0.8, hatch="////",
+                    edgecolor="white", label="removed")
         if r["criterion"] != "magnitude":
             hist.plot([], [], " ", label=f"{r['criterion']} cuts its own score, not |w|")
         elif r["threshold"] is not None:

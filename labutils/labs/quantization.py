@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter
 import torch
 from torch import nn
 
@@ -27,7 +26,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import augmentation_of, fit_arguments
 from ..errors import SettingsError
 from ..models import build_model, count_parameters
-from ..plots import COLORS, FLOAT_COLOR, finish, named_styles, style_for
+from ..plots import COLORS, FLOAT_COLOR, finish, log_tick_labels, named_styles, panels, style_for
 from ..prune import prunable_parameters, sparsity_report
 from ..prune.masks import left_dense
 from ..prune.schedules import iterative_prune, steps_budget
@@ -408,7 +407,10 @@ def _bits_axis(ax, *records):
 
 def plot_bits(r20: dict, path=None, caption=None):
     """Accuracy vs bits: PTQ methods, QAT, pruned + quantized; the seed's numbers dashed black."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+    # Two panels a row (three made it 15 in wide, halved in a notebook), one accuracy scale.
+    fig, axes, _ = panels(3, height=4.2)
+    for ax in axes[1:]:
+        ax.sharey(axes[0])
     seed = SEED_RESULTS
     ax = axes[0]
     for method, r in r20["ptq"].items():
@@ -441,7 +443,7 @@ def plot_bits(r20: dict, path=None, caption=None):
         _bits_axis(ax, *(r["accuracy"] for r in r20["ptq"].values()), r20["qat"]["accuracy"])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    axes[0].set_ylabel("test accuracy (%)")
+        ax.set_ylabel("test accuracy (%)")
     return finish(fig, path, caption)
 
 
@@ -463,11 +465,7 @@ def plot_size(r20: dict, path=None, caption=None):
             **_style(VARIANT_STYLES, name, r20["pruning"]))
     ax.set(xscale="log", xlabel="model size (kB, log scale)", ylabel="test accuracy (%)",
            title="ResNet-20: accuracy vs storage")
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
-    # Minor ticks labelled at 2, 3 and 5 of each decade only: all of them ran together ("90100").
-    some = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "235" else "")
-    ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(some)
+    log_tick_labels(ax.xaxis)  # plain numbers, at least two whatever the sizes' range
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     return finish(fig, path, caption)

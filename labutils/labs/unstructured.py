@@ -240,11 +240,18 @@ def prune_and_finetune(subject: Subject, method: str, sparsity: float, epochs: f
     return model, masks, row
 
 
+# The study figure's looks for its budgets (with the method's marker and line): open, four halves, full.
+BUDGET_FILLS = ("none", "bottom", "left", "top", "right", "full")
+
+
 def check_study(sparsities, epochs) -> None:
     """SettingsError unless the study's lists can run; the notebook calls it where it starts, as
     the study itself comes after the sensitivity scans and sweeps."""
     _check_numbers("STUDY_SPARSITIES", sparsities, lambda v: 0 < v < 1, "fractions between 0 and 1, such as [0.5, 0.9]")
     _check_numbers("STUDY_EPOCHS", epochs, lambda v: v > 0, "epoch counts above 0, such as [3, 5]")
+    if len(set(epochs)) > len(BUDGET_FILLS):  # its figure would draw two budgets alike
+        raise SettingsError(f"STUDY_EPOCHS = {epochs!r}: at most {len(BUDGET_FILLS)} different budgets, "
+                            f"the most the study's figure tells apart (by how much of a marker is filled)")
 
 
 def _check_numbers(name: str, values, ok, rule: str) -> None:
@@ -624,13 +631,12 @@ def plot_sensitivity(scans: dict[str, dict], path=None, caption=None):
     colour and the number in percentage points below the dense model. A heat map reads at 19
     (ResNet-18) or 48 (ViT) layers, where as many lines and their legend would not."""
     rows = max(len(scan["layers"]) for scan in scans.values()) if scans else 1
-    fig, axes = plt.subplots(1, max(len(scans), 1), squeeze=False,
-                             figsize=(5.2 * max(len(scans), 1), max(3.6, 1.6 + 0.2 * rows)))
+    fig, axes, _ = panels(len(scans), width=5.2, height=max(3.6, 1.6 + 0.2 * rows))  # 2 a row at most
     # One colour scale for every panel, never below 5 pp: a layer's colour says how much accuracy it
     # costs, not how it ranks within its own model (1 pp, four probe images, drew dark red).
     vmax = max([5.0] + [100 * (scan["baseline"] - min(scan["layers"][layer][j] for layer in scan["layers"]))
                         for scan in scans.values() for j in range(len(scan["sparsities"]))])
-    for ax, (name, scan) in zip(axes[0], scans.items()):
+    for ax, (name, scan) in zip(axes, scans.items()):
         layers = list(scan["layers"])
         lost = 100 * (scan["baseline"] - np.array([scan["layers"][layer] for layer in layers]))
         image = ax.imshow(lost, cmap="Reds", vmin=0, vmax=vmax, aspect="auto")
@@ -700,8 +706,9 @@ def plot_layer_sparsity(data: dict[str, dict[str, dict[str, float]]], level: flo
 
 def _budget_fill(j: int, budgets: int) -> str:
     """The ``j``-th smallest of ``budgets`` fine-tuning budgets: the largest filled, the smallest
-    open, any between half filled."""
-    return "full" if j == budgets - 1 else "none" if j == 0 else ("bottom", "left", "top", "right")[(j - 1) % 4]
+    open, any between half filled (4 halves: ``check_study`` allows no more budgets than
+    ``BUDGET_FILLS``, as a fifth between would look like the first)."""
+    return "full" if j == budgets - 1 else "none" if j == 0 else BUDGET_FILLS[1 + (j - 1) % 4]
 
 
 def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path=None, caption=None):

@@ -1,0 +1,139 @@
+"""What a reader can read off the labs' figures, drawn from small made-up records (no run): the
+caption whole on the figure, at least two numbers on a log axis, labels the reference line does
+not cross, no blank figure, widths a notebook does not halve, budgets told apart."""
+import matplotlib
+import matplotlib.pyplot as plt
+import pytest
+
+from figure_check import assert_series_apart, assert_tick_labels_apart, assert_within_figure, visible_tick_labels
+from labutils.errors import SettingsError
+from labutils.labs import baseline as B
+from labutils.labs import quantization as Q
+from labutils.labs import structured as S
+from labutils.labs import unstructured as U
+from labutils.plots import finish
+
+matplotlib.use("Agg")
+
+# A full-profile caption as Session.caption writes it, measured again elsewhere (notebook 05).
+FULL_CAPTION = ("profile full | CIFAR-10 (50,000 training and 10,000 test images) | NVIDIA H100 80GB HBM3 "
+                "| run full-20250131T120000-4f2a9c | measured again on NVIDIA H100 80GB HBM3")
+SMOKE_CAPTION = ("profile smoke (reduced run) | synthetic CIFAR-shaped data | cpu (x86_64, 16 cores) "
+                 "| run smoke-20250131T120000-4f2a9c")
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.mark.parametrize("width, caption", [(5, SMOKE_CAPTION), (5, FULL_CAPTION), (8, FULL_CAPTION)])
+def test_the_caption_is_wrapped_to_lie_whole_on_the_figure(width, caption):
+    """One unwrapped 7 pt line ran off both sides of a 5 in figure (a smoke caption is ~5.8 in),
+    and of an 8 in one with a full-profile caption."""
+    fig, ax = plt.subplots(figsize=(width, 3.6))
+    ax.plot([1, 2], [3, 4])
+    ax.set_xlabel("sparsity (%)")
+    finish(fig, caption=caption)
+    text = fig.texts[-1]
+    assert text.get_text().split() == caption.split()  # every word, on as many lines as it takes
+    assert_within_figure(fig, text)
+    # Above it the panels: the x label ends above the caption's top line.
+    assert ax.get_tightbbox().y0 >= text.get_window_extent().y1
+
+
+def test_a_caption_that_fits_stays_one_line():
+    fig, _ = plt.subplots(figsize=(10, 3.6))
+    finish(fig, caption=SMOKE_CAPTION)
+    assert fig.texts[-1].get_text() == SMOKE_CAPTION
+
+
+def throughput_record(low, high, devices=("cpu",)):
+    """A record of notebook 04 whose images/s run from ``low`` (dense, batch 1) to ``high``."""
+    dense, pruned = [low, 1.2 * low, 1.4 * low], [high / 1.4, high / 1.2, high]
+    sweep = {"batch_sizes": [1, 8, 64], "dense": dense, "pruned": pruned, "graphs": False, "mac_ratio": 1.6,
+             "speedup": [p / d for p, d in zip(pruned, dense)]}
+    return {"produced": True, "throughput": {d: dict(sweep) for d in devices}}
+
+
+@pytest.mark.parametrize("low, high", [(56.0, 170.0), (15.0, 68.0), (120.0, 900.0)])
+def test_a_throughput_axis_within_one_decade_shows_two_numbers(low, high):
+    """51.8 to 156.3 images/s showed a single label, "100": minor ticks were labelled at 2, 3 and 5
+    of a decade only."""
+    fig = S.plot_throughput({"cnn": throughput_record(low, high)})
+    top = fig.axes[0]
+    assert top.get_yscale() == "log"
+    assert len(visible_tick_labels(top.yaxis)) >= 2, visible_tick_labels(top.yaxis)
+    assert_tick_labels_apart(top.yaxis)
+
+
+@pytest.mark.parametrize("low, high", [(56.0, 170.0), (12.0, 19.0), (3.0, 14.0), (20.0, 30000.0)])
+def test_the_size_axis_shows_two_numbers_that_do_not_run_together(low, high):
+    fig = Q.plot_size(r20(low, high))
+    axis = fig.axes[0].xaxis
+    assert len(visible_tick_labels(axis)) >= 2, visible_tick_labels(axis)
+    assert_tick_labels_apart(axis)
+
+
+def r20(low=56.0, high=170.0):
+    """A ResNet-20 record of notebook 06, its sizes from ``low`` to ``high`` kB."""
+    bits = ["2", "4", "6"]
+    acc = {"2": 0.5, "4": 0.8, "6": 0.85}
+    sizes = dict(zip(bits, [8000 * low, 8000 * (low * high) ** 0.5, 8000 * high]))
+    rec = {"accuracy": acc, "size_bits": sizes}
+    return {"fp32_accuracy": 0.9, "size_bits_fp32": 8000 * high * 1.05,
+            "ptq": {m: {"accuracy": acc} for m in Q.PTQ_STYLES},
+            "qat": dict(rec, method="symmetric/channel/mse"), "qat_control": {"accuracy": acc},
+            "pruning": {v: {"ptq": rec, "qat": rec, "pruning_percentage": 80.0} for v in Q.VARIANT_NAMES}}
+
+
+def test_the_speed_up_labels_lie_over_the_reference_line():
+    """The black 1.0x line ran through the label of a bar near 1.0x."""
+    point = {"mac_ratio": 1.02, "speedup": 0.98, "device": "cpu", "batch_size": 1}
+    fig = S.plot_speed_vs_macs({"cnn": {"produced": True, "latency": {"cpu_batch1": point}}})
+    ax = fig.axes[0]
+    line = next(ln for ln in ax.get_lines() if list(ln.get_ydata()) == [1.0, 1.0])
+    labels = [t for t in ax.texts if t.get_text().endswith("x")]
+    assert len(labels) == 2
+    for label in labels:
+        patch = label.get_bbox_patch()
+        assert label.get_zorder() > line.get_zorder() and patch is not None
+        assert tuple(patch.get_facecolor()) == (1.0, 1.0, 1.0, 1.0)
+
+
+def test_no_learning_curves_without_a_trained_model(capsys):
+    """Only the ViT asked, its pretrained weights unavailable: a blank figure with an empty legend
+    and a matplotlib warning."""
+    figures = plt.get_fignums()
+    assert B.plot_learning_curves({}) is None
+    assert capsys.readouterr().out.startswith("no figure: no model was trained in this run")
+    assert plt.get_fignums() == figures
+
+
+def sensitivity_scan():
+    return {"sparsities": [0.5, 0.9], "baseline": 0.6, "layers": {"a": [0.6, 0.3], "b": [0.5, 0.2]}, "images": 100}
+
+
+@pytest.mark.parametrize("draw", ["bits", "throughput", "sensitivity"])
+def test_figures_of_three_are_at_most_two_panels_wide(draw):
+    """15 in wide, a notebook showed them at half size, their 7 pt text at 3 or 4."""
+    models = ("cnn", "vit", "vit_scratch")
+    fig = {"bits": lambda: Q.plot_bits(r20()),
+           "throughput": lambda: S.plot_throughput({n: throughput_record(50.0, 600.0, ("cpu", "cuda")) for n in models}),
+           "sensitivity": lambda: U.plot_sensitivity({n: sensitivity_scan() for n in models})}[draw]()
+    assert fig.get_figwidth() <= 10.5
+    if draw != "sensitivity":
+        assert assert_series_apart(fig) >= 6
+
+
+def test_the_study_takes_no_more_budgets_than_its_figure_tells_apart():
+    """STUDY_EPOCHS = [1, ..., 7]: the markers' fills repeat after four halves, budgets 2 and 6
+    looked alike."""
+    with pytest.raises(SettingsError, match="at most 6 different budgets"):
+        U.check_study([0.5, 0.9], [1, 2, 3, 4, 5, 6, 7])
+    budgets = [1, 2, 3, 4, 5, 6]
+    U.check_study([0.5, 0.9], budgets + [6])  # a repeated budget is one look
+    rows = [{"method": m, "epochs": e, "sparsity": s, "accuracy": 0.5, "ci95": (0.45, 0.55)}
+            for m in ("one_shot", "iterative", "gradual") for e in budgets for s in (0.5, 0.9)]
+    assert assert_series_apart(U.plot_study({"cnn": rows}, {"cnn": 0.6})) == 3 * 6 + 1
