@@ -1,5 +1,6 @@
 """The course's fixed facts: model names, checkpoint stages and minimums (what they mean:
 docs/course.md in the repository)."""
+import math
 
 MODEL_NAMES = ("cnn", "vit", "vit_scratch")
 STAGES = ("before_pruning", "after_unstructured_pruning", "after_structured_pruning")
@@ -67,7 +68,26 @@ def report_problem(report) -> str | None:
         jsonschema.validate(report, REPORT_SCHEMA)
     except jsonschema.ValidationError as err:
         return f"{'/'.join(str(p) for p in err.absolute_path) or 'the top level'}: {err.message}"
+    # The schema's bounds let NaN through (every comparison with it is false); JSON has no NaN.
+    for path, value in [(f"initial_accuracies/{k}", v) for k, v in report["initial_accuracies"].items()] + \
+            [(f"{section}/{m}/{k}", v) for section in REPORT_SECTIONS for m, e in report[section].items()
+             for k, v in e.items()]:
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{path}: {value} is not a number (a failed measurement?)"
     return None
+
+
+def half_empty_entries(report: dict) -> list[tuple[str, str, list[str]]]:
+    """(section, model, its empty keys) of every entry of ``report`` with both numbers and nulls:
+    an entry is all three numbers (a model pruned) or all null (not produced)."""
+    return [(section, m, empty) for section in REPORT_SECTIONS for m, e in report[section].items()
+            if 0 < len(empty := [k for k in REPORT_ENTRY_KEYS if e[k] is None]) < len(REPORT_ENTRY_KEYS)]
+
+
+def removed_text(removed: float) -> str:
+    """A share removed (percent) as the verdicts read it: rounded down (with ``removed_at_least``'s
+    tolerance), so that 69.9998%, which misses 70%, never shows as "70.0%"."""
+    return f"{math.floor((removed + 1e-4) * 100) / 100:.2f}%"
 
 
 def removed_at_least(removed: float, minimum: float) -> bool:

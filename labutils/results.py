@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .artifacts import REPO_ROOT, atomic_write_bytes, read_json
 from .course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, SPARSITY_MIN, empty_entry,
-                     removed_at_least, report_problem)
+                     half_empty_entries, removed_at_least, removed_text, report_problem)
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -107,7 +107,7 @@ def results_table(report: dict, left_out: list[str] = ()) -> str:
             produced, in_run = got["accuracy"] is not None, model not in left_out
             course, project = course_goal(model, stage), PROJECT_GOALS.get(model, {}).get(stage)
             accuracy = f"{got['accuracy']:.2%}" if produced else "-"
-            removed = f"{got['removed']:.1f}%" if produced and got["removed"] is not None else "-"
+            removed = removed_text(got["removed"]) if produced and got["removed"] is not None else "-"
             rows.append(f"| {model} | {label} | {accuracy} | {removed} | {describe_goal(course)} | "
                         f"{_verdict(met(course, got), produced, in_run)} | {describe_goal(project)} | "
                         f"{_verdict(met(project, got), produced, in_run) if project else '-'} |")
@@ -141,6 +141,9 @@ def load_reference(root: str | os.PathLike = REPO_ROOT, full_only: bool = True) 
     if problem:
         raise ResultsError(f"{root / 'report.json'} is not a course report (at {problem}); run notebook 05 "
                            f"again to write it")
+    for section, model, empty in half_empty_entries(report):
+        raise ResultsError(f"{root / 'report.json'}: {section}/{model} has numbers and nulls ({', '.join(empty)} "
+                           f"empty): an entry is all numbers or all null; run notebook 05 again to write it")
     if not isinstance(details, dict) or not isinstance(details.get("run"), dict):
         raise ResultsError(f"{root / 'report_details.json'} does not hold a run's details (no \"run\" "
                            f"entry); run notebook 05 again to write it")

@@ -10,7 +10,10 @@ weights where the weights can say it:
   else (notebook 06's ``quantization/`` folder aside);
 * every checkpoint loads safely, holds the architecture its name says, and comes from the run that
   wrote report.json;
-* ``original_accuracy`` is the model's ``initial_accuracies`` entry;
+* ``original_accuracy`` is the model's ``initial_accuracies`` entry, and each pruned checkpoint was
+  made from the baseline beside it (the baseline accuracy it recorded; the baseline file's SHA-256
+  its metrics record names, when ``metrics/`` is handed in);
+* report_details.json's profile, seed and data are the checkpoints';
 * each accuracy is the one its checkpoint recorded, and (``measure``) the one its weights give on
   the run's test images, to within ``IMAGES_OF_SLACK`` images;
 * an unstructured pruning_percentage is the share of zeros among the checkpoint's prunable weights
@@ -34,12 +37,15 @@ from pathlib import Path
 
 from .artifacts import read_json
 from .course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOTEBOOKS, REPORT_ENTRY_KEYS,
-                     REPORT_SECTIONS, SPARSITY_MIN, STAGES, checkpoint_names, meets_minimum, report_problem)
+                     REPORT_SECTIONS, SPARSITY_MIN, STAGES, checkpoint_names, half_empty_entries, meets_minimum,
+                     removed_text, report_problem)
 
 # A model trained and scored on a GPU and scored again on a CPU may differ by an image or two:
 # the two run slightly different arithmetic (notebook 05 says the same of its table).
 IMAGES_OF_SLACK = 2
-PERCENT_TOLERANCE = 0.01  # percentage points: report.json rounds nothing, so this is float error only
+# Percentage points: report.json rounds nothing, so this is float error only, and no wider than the
+# verdict's own tolerance (course.removed_at_least): a claim within it cannot cross a minimum.
+PERCENT_TOLERANCE = 1e-6
 BASELINE_MAX_ZEROS = 1.0  # percent of prunable weights; a trained dense model has next to none
 ALLOWED_FOLDERS = {"quantization"}  # notebook 06's ResNet-20, kept apart from the course's nine
 WRITE_UP = ("01", "02", "03", "04", "05")  # the notebooks that make report.json; 06 is extra
@@ -93,20 +99,19 @@ def _read(path: Path) -> tuple[dict | None, str | None]:
     return (data, None) if isinstance(data, dict) else (None, "does not hold a JSON object")
 
 
-def check_report_file(root: Path) -> tuple[dict | None, str | None, list[Finding]]:
-    """(report or None, the run id report_details.json names, findings)."""
+def check_report_file(root: Path) -> tuple[dict | None, dict, list[Finding]]:
+    """(report or None, the run report_details.json names ({} when none), findings)."""
     report, wrong = _read(root / "report.json")
     if wrong:
-        return None, None, [Finding(False, f"report.json {wrong}: notebook 05 writes it")]
+        return None, {}, [Finding(False, f"report.json {wrong}: notebook 05 writes it")]
     problem = report_problem(report)
     if problem:
-        return None, None, [Finding(False, f"report.json breaks the course's format at {problem}")]
+        return None, {}, [Finding(False, f"report.json breaks the course's format at {problem}")]
     findings = [Finding(True, "report.json has exactly the course's keys, accuracies as fractions, percentages as percents")]
+    findings += [Finding(False, f"{m}_after_{section}: report.json has numbers and nulls in one entry "
+                                f"({', '.join(empty)} empty): all three or none", (m, f"after_{section}"))
+                 for section, m, empty in half_empty_entries(report)]
     for m, stage, e in _entries(report):
-        empty = [k for k in REPORT_ENTRY_KEYS if e[k] is None]
-        if 0 < len(empty) < len(REPORT_ENTRY_KEYS):
-            findings.append(Finding(False, f"{m}_{stage}: report.json has numbers and nulls in one entry "
-                                           f"({', '.join(empty)} empty): all three or none", (m, stage)))
         initial = report["initial_accuracies"][f"{m}_before_pruning"]
         if e["original_accuracy"] is not None and e["original_accuracy"] != initial:
             findings.append(Finding(False, f"{m}_{stage}: original_accuracy is {e['original_accuracy']}, but "
@@ -117,7 +122,7 @@ def check_report_file(root: Path) -> tuple[dict | None, str | None, list[Finding
     if not run_id:
         findings.append(Finding(False, f"report_details.json {wrong or 'names no run'} (notebook 05 writes it "
                                        f"beside report.json): which run wrote the report cannot be checked"))
-    return report, run_id, findings
+    return report, run if run_id else {}, findings
 
 
 def check_files(root: Path, reported: dict, half_empty=()) -> tuple[list[str], list[Finding]]:
@@ -165,10 +170,33 @@ def _unstructured_recipe(root: Path, m: str) -> dict:
     return (record or {}).get("recipe") or {}
 
 
+def _baseline_problem(root: Path, m: str, stage: str, ckpt: dict, reported: dict) -> str | None:
+    """Why the pruned checkpoint ``m``_``stage`` was not made from the baseline handed in beside it,
+    or None: the baseline's accuracy it recorded, and the baseline file's SHA-256 its metrics
+    record names (when ``metrics/`` is handed in)."""
+    from .artifacts import file_sha256
+
+    pruned_from = ckpt.get("metrics", {}).get("original_accuracy")
+    baseline = reported.get((m, "before_pruning"), {}).get("accuracy")
+    if pruned_from is not None and baseline is not None and abs(pruned_from - baseline) > 1e-9:
+        return (f"was pruned from a baseline at {pruned_from:.2%}, but {m}_before_pruning is at {baseline:.2%}: "
+                f"another baseline's pruned model")
+    record, _ = _read(root / "metrics" / f"{m}_{stage}.json")
+    sha = (record or {}).get("baseline_sha256")
+    path = root / "models_saved" / f"{m}_before_pruning.pth"
+    if sha and path.is_file() and file_sha256(path) != sha:
+        return (f"was pruned from another file than models_saved/{m}_before_pruning.pth (its record "
+                f"metrics/{m}_{stage}.json names a baseline of SHA-256 {sha[:12]}..., the file's is "
+                f"{file_sha256(path)[:12]}...): the baseline was trained or replaced again since")
+    return None
+
+
 def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: str | None, measure: bool = False,
-                      data_root=None, device="cpu", progress=None) -> tuple[list[Finding], str | None]:
+                      data_root=None, device="cpu", progress=None, run_info: dict | None = None
+                      ) -> tuple[list[Finding], str | None]:
     """(findings, the run the checkpoints should come from): each present checkpoint against its
-    report entry, recomputed from its weights."""
+    report entry, recomputed from its weights (``run_info``: report_details.json's run, whose
+    profile, seed and data the checkpoints must share)."""
     from .checkpoint import load_checkpoint
     from .prune import prunable_parameters, sparsity_report
     from .prune.masks import prunable_under
@@ -195,6 +223,11 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
         reduced = ", a reduced run: its numbers are not the course's results" if meta.get("reduced") else ""
         findings.append(Finding(True, f"every checkpoint loads and comes from run {expected_run} "
                                       f"(profile {meta.get('profile')}{reduced})"))
+        differ = [f"{key} {run_info.get(key)!r} where its checkpoints say {meta.get(key)!r}"
+                  for key in ("profile", "seed", "data") if run_info and run_info.get(key) != meta.get(key)]
+        if differ:
+            findings.append(Finding(False, f"report_details.json names {'; '.join(differ)}: the sidecar was "
+                                           f"edited, or comes from another run", EVERY_ENTRY))
 
     for (m, stage), (model, ckpt) in loaded.items():
         name, entry = f"{m}_{stage}", reported.get((m, stage))
@@ -221,6 +254,8 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
                     f"measured {right / n:.2%} ({right:,} of {n:,} test images), report.json {entry['accuracy']:.2%}"
                     + ("" if abs(right - said) <= IMAGES_OF_SLACK or not data_root else
                        f"; the run used {ckpt.get('meta', {}).get('data')}: is the copy in --data-root the same?"))
+        if stage != "before_pruning" and (problem := _baseline_problem(root, m, stage, ckpt, reported)):
+            say(False, problem)
         if stage == "before_pruning":
             zeros = sparsity_report(model, prunable_parameters(model))["pruning_percentage"]
             say(zeros <= BASELINE_MAX_ZEROS, f"{zeros:.1f}% of its prunable weights are zero"
@@ -264,7 +299,7 @@ def minimums(report: dict, findings: list[Finding] = ()) -> list[str]:
                              + verdict(entry["accuracy"] >= BEFORE_PRUNING_MIN[m], (m, stage)))
             else:
                 ok = meets_minimum(m, kind, entry["accuracy"], entry["pruning_percentage"])
-                lines.append(f"  {m:12s} {kind:12s} {entry['accuracy']:7.2%} at {entry['pruning_percentage']:.1f}% "
+                lines.append(f"  {m:12s} {kind:12s} {entry['accuracy']:7.2%} at {removed_text(entry['pruning_percentage'])} "
                              f"removed (minimum {AFTER_PRUNING_MIN[m]:.0%} at {SPARSITY_MIN[kind]:.0f}%): "
                              + verdict(ok, (m, stage)))
     return lines
@@ -336,14 +371,15 @@ def check_submission(root: str | os.PathLike, measure: bool = False, data_root=N
     """(findings, report or None): every check above, in order (``notebooks``: the folder of the
     executed notebooks, ``root/notebooks`` by default)."""
     root = Path(root)
-    report, report_run, findings = check_report_file(root)
+    report, run_info, findings = check_report_file(root)
     if report is None:
         return findings, None
     reported = _reported(report)
     half_empty = {f.about for f in findings if "numbers and nulls" in f.what}
     names, found = check_files(root, reported, half_empty)
     findings += found
-    found, expected_run = check_checkpoints(root, names, reported, report_run, measure, data_root, device, progress)
+    found, expected_run = check_checkpoints(root, names, reported, run_info.get("run_id"), measure, data_root, device,
+                                            progress, run_info)
     findings += found  # expected_run: report_details.json's run, else the checkpoints' most common one
     findings += check_notebooks(Path(notebooks) if notebooks else root / "notebooks", expected_run)
     return findings, report

@@ -1,13 +1,13 @@
 """What the benchmark scripts record beside their numbers: the code that made them (an edited
 script is not the commit), noisy timings marked, and bench_masks' arguments and partial results."""
 import json
-import subprocess
 import sys
 
 import pytest
 
 from labutils.artifacts import REPO_ROOT, UNCOMMITTED, git_commit
 from test_bench_train import _bench
+from tiny import committed_repo
 
 
 def _named_paths(root=REPO_ROOT, paths=("labutils",)):
@@ -19,13 +19,7 @@ def test_git_commit_of_benchmarks_sees_an_edited_script_but_a_run_does_not(tmp_p
     """A benchmark edited and not committed: its results named the clean commit. The run identity
     (labutils alone, compared by --resume) must not change with it."""
     monkeypatch.delenv("LABUTILS_GIT_COMMIT", raising=False)
-    git = lambda *args: subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
-    for folder in ("labutils", "benchmarks"):
-        (tmp_path / folder).mkdir()
-        (tmp_path / folder / "f.py").write_text("committed")
-    git("init", "-q")
-    git("add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    committed_repo(tmp_path, ("labutils", "benchmarks"), "f.py")
     both = ("labutils", "benchmarks")
     commit = git_commit.__wrapped__(tmp_path)  # not the cached value of this checkout
     assert commit and git_commit.__wrapped__(tmp_path, both) == commit

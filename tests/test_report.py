@@ -187,6 +187,15 @@ def test_the_verdict_and_the_figure_tell_a_model_left_out_from_one_not_produced(
     assert assert_series_apart(fig) == 6
 
 
+def test_a_run_without_checkpoints_gets_no_table_figure_and_goes_on(tmp_path, capsys):
+    """A run whose only model was not produced (a --models vit run without the pretrained
+    weights): matplotlib raised IndexError on the empty table, and notebook 05 stopped before
+    writing report.json."""
+    assert R.plot_table(["checkpoint", "accuracy"], [], "checkpoints", path=tmp_path / "t.png") is None
+    assert "no figure: no checkpoint of this run to tabulate" in capsys.readouterr().out
+    assert not (tmp_path / "t.png").exists()
+
+
 def test_invalid_report_is_not_written(tmp_path):
     bad = copy.deepcopy(GOOD)
     bad["initial_accuracies"]["cnn_before_pruning"] = 91.2
@@ -373,9 +382,11 @@ def test_check_names_every_tampering_and_distrusts_what_it_touches(full_smoke_ru
                  "not one of the course's nine files: vit_unstructured.pth",
                  "cnn_before_pruning: report.json says", "not a dense baseline",
                  "cnn_after_unstructured_pruning: report.json says 99.00%",
-                 "vit_scratch_after_structured_pruning: report.json says"):
+                 "vit_scratch_after_structured_pruning: report.json says",
+                 "cnn_after_unstructured_pruning: was pruned from another file than models_saved/cnn_before_pruning.pth",
+                 "cnn_after_structured_pruning: was pruned from another file than models_saved/cnn_before_pruning.pth"):
         assert said in fails, said
-    assert len(fails.splitlines()) == 8 and "8 failed" in out  # the seven above and the zeros the swap moved
+    assert len(fails.splitlines()) == 10 and "10 failed" in out  # the nine above and the zeros the swap moved
     assert "cnn          unstructured  99.00%" in out and "met (unverified: a check above failed)" in out
 
 
@@ -426,6 +437,53 @@ def test_check_measure_counts_images_and_compares_on_a_data_root_too(full_smoke_
         assert main(["check", str(handin), "--measure", "--data-root", str(handin / "data-synthetic")]) == (0 if passes else 1)
         line = next(x for x in capsys.readouterr().out.splitlines() if "cnn_before_pruning: measured" in x)
         assert line.startswith("ok  " if passes else "FAIL") and f"({right:,} of {n:,} test images)" in line
+
+
+def test_check_refuses_pruned_models_of_another_baseline_and_a_sidecar_of_another_profile(full_smoke_run, tmp_path,
+                                                                                          capsys):
+    """check compared the report's accuracies with each other only: a baseline trained again (its
+    new accuracy written into report.json) passed beside models pruned from the old one, and so did
+    a report_details.json edited to say "full" (review of the check)."""
+    handin = tmp_path / "handin"
+    shutil.copytree(full_smoke_run, handin)
+    baseline = handin / "models_saved" / "cnn_before_pruning.pth"
+    ckpt = torch.load(baseline, weights_only=True)
+    ckpt["metrics"]["accuracy"] = 0.505  # as another training would record it, weights moved too
+    ckpt["state_dict"]["fc.bias"] = ckpt["state_dict"]["fc.bias"] + 1.0
+    torch.save(ckpt, baseline)
+    report = json.loads((handin / "report.json").read_text())
+    report["initial_accuracies"]["cnn_before_pruning"] = 0.505
+    for section in ("unstructured_pruning", "structured_pruning"):
+        report[section]["cnn"]["original_accuracy"] = 0.505
+    (handin / "report.json").write_text(json.dumps(report))
+    details = json.loads((handin / "report_details.json").read_text())
+    details["run"]["profile"] = "full"
+    (handin / "report_details.json").write_text(json.dumps(details))
+
+    out, fails = _failed_check(handin, capsys)
+    for stage in ("unstructured", "structured"):
+        assert f"cnn_after_{stage}_pruning: was pruned from a baseline at " in fails
+    assert "report_details.json names profile 'full' where its checkpoints say 'smoke'" in fails
+    # The same accuracy recorded again (a retraining that lands on it): the baseline's SHA-256 in
+    # the pruned models' records still tells the files apart.
+    ckpt["metrics"]["accuracy"] = json.loads((full_smoke_run / "report.json").read_text())["initial_accuracies"]["cnn_before_pruning"]
+    torch.save(ckpt, baseline)
+    shutil.copy(full_smoke_run / "report.json", handin / "report.json")
+    shutil.copy(full_smoke_run / "report_details.json", handin / "report_details.json")
+    out, fails = _failed_check(handin, capsys)
+    assert "cnn_after_unstructured_pruning: was pruned from another file than models_saved/cnn_before_pruning.pth" in fails
+    assert len(fails.splitlines()) == 2  # the two pruned models; nothing else is wrong
+
+
+def test_check_counts_shares_as_strictly_as_the_verdict(full_smoke_run, tmp_path, capsys):
+    """A share claimed 0.005 points above the weights' passed (0.01 points allowed), so a model at
+    69.995% could be reported at 70.000% and meet the minimum (review of the check)."""
+    handin = tmp_path / "handin"
+    shutil.copytree(full_smoke_run, handin)
+    report = json.loads((handin / "report.json").read_text())
+    report["unstructured_pruning"]["cnn"]["pruning_percentage"] += 0.005
+    (handin / "report.json").write_text(json.dumps(report))
+    assert "cnn_after_unstructured_pruning: report.json says" in _failed_check(handin, capsys)[1]
 
 
 def test_check_of_damaged_or_foreign_files_fails_without_a_traceback(full_smoke_run, tmp_path, capsys):

@@ -55,7 +55,7 @@ def test_every_number_with_both_goals():
     # model, stage, accuracy, removed, course minimum, met, project goal, met
     assert row(table, "cnn", "dense") == ["cnn", "dense", "90.38%", "-", ">= 90.0%", "**met**", ">= 93.5%", "missed"]
     assert row(table, "cnn", "unstructured")[2:] == [
-        "90.42%", "95.0%", ">= 85.0% at >= 70% removed", "**met**",
+        "90.42%", "95.00%", ">= 85.0% at >= 70% removed", "**met**",
         "within 0.5 pp of dense at >= 95% removed", "**met**"]
     assert row(table, "cnn", "structured")[-1] == "**met**"
     assert row(table, "vit", "dense")[2:] == ["-", "-", ">= 92.0%", "not produced", "-", "-"]
@@ -161,6 +161,31 @@ def test_a_damaged_or_missing_report_is_named(tmp_path, capsys):
     write_json(tmp_path / "report_details.json", [])
     assert main(["results-table", "--root", str(tmp_path)]) == 1  # was AttributeError
     assert "does not hold a run's details" in capsys.readouterr().err
+
+
+def test_a_share_just_short_of_its_minimum_never_reads_as_the_minimum():
+    """69.9998% removed misses 70%, and the table printed it as "70.0%" beside "missed"."""
+    report = make_report()
+    report["unstructured_pruning"]["cnn"]["pruning_percentage"] = 69.9998
+    assert row(R.results_table(report), "cnn", "unstructured")[3:6] == ["69.99%", ">= 85.0% at >= 70% removed", "missed"]
+    report["unstructured_pruning"]["cnn"]["pruning_percentage"] = 70.0 - 1e-12  # float error in a count: met
+    assert row(R.results_table(report), "cnn", "unstructured")[3:6] == ["70.00%", ">= 85.0% at >= 70% removed", "**met**"]
+
+
+def test_a_half_empty_or_nan_entry_is_refused_with_what_to_do(tmp_path, capsys):
+    """An entry with a null beside numbers raised a TypeError traceback; a NaN passed the schema
+    (its bounds never compare false) and printed "nan%" in the table."""
+    report = make_report()
+    report["unstructured_pruning"]["cnn"]["original_accuracy"] = None
+    write_run(tmp_path, report)
+    assert main(["results-table", "--root", str(tmp_path)]) == 1
+    assert ("unstructured_pruning/cnn has numbers and nulls (original_accuracy empty): an entry is all numbers "
+            "or all null; run notebook 05 again") in capsys.readouterr().err
+    report = make_report()
+    report["structured_pruning"]["cnn"]["pruned_accuracy"] = float("nan")
+    (tmp_path / "report.json").write_text(json.dumps(report))  # as json.dump writes it by default: NaN
+    assert main(["results-table", "--root", str(tmp_path)]) == 1
+    assert "(at structured_pruning/cnn/pruned_accuracy: nan is not a number" in capsys.readouterr().err
 
 
 def test_write_readme_replaces_only_the_section(tmp_path):

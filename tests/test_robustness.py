@@ -758,19 +758,12 @@ def test_uncommitted_changes_to_labutils_are_part_of_the_commit_a_run_records(tm
     """A recipe edited in profiles.py and not committed ran under the commit's name: the report
     said 9e6b346edc4a, whose recipe it was not. Edited notebooks do not count: a full run writes
     the repository's own."""
-    import subprocess
-
     from labutils import pipeline
     from labutils.artifacts import UNCOMMITTED
+    from tiny import committed_repo
 
     monkeypatch.delenv("LABUTILS_GIT_COMMIT", raising=False)
-    git = lambda *args: subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
-    for folder in ("labutils", "notebooks"):
-        (tmp_path / folder).mkdir()
-        (tmp_path / folder / "f.txt").write_text("committed")
-    git("init", "-q")
-    git("add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    committed_repo(tmp_path, ("labutils", "notebooks"))
     commit = git_commit.__wrapped__(tmp_path)  # not the cached value of this checkout
     assert commit and not commit.endswith(UNCOMMITTED)
     (tmp_path / "notebooks" / "f.txt").write_text("executed")

@@ -20,7 +20,8 @@ import matplotlib.pyplot as plt
 
 from ..artifacts import RunDirs, read_json, write_json
 from ..course import (AFTER_PRUNING_MIN, BASELINE_MISSING, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, NOTEBOOK_OF_STAGE,
-                      REPORT_SECTIONS, SPARSITY_MIN, checkpoint_names, empty_entry, meets_minimum, report_problem)
+                      REPORT_SECTIONS, SPARSITY_MIN, checkpoint_names, empty_entry, meets_minimum, removed_text,
+                      report_problem)
 from ..errors import Explained
 from ..evaluate import evaluate_paths, format_table
 from ..plots import finish, minimum_line, model_style
@@ -301,7 +302,7 @@ def plot_accuracy_vs_sparsity(report: dict, after_min: dict = AFTER_PRUNING_MIN,
                 ax.plot([], [], label=f"{model}: {empty_entry(model in models)}", **style)
                 continue
             xs, ys = [0, e["pruning_percentage"]], [100 * e["original_accuracy"], 100 * e["pruned_accuracy"]]
-            ax.plot(xs, ys, label=f"{model}: {ys[1]:.1f}% at {xs[1]:.1f}% removed", **style)
+            ax.plot(xs, ys, label=f"{model}: {ys[1]:.1f}% at {removed_text(xs[1])} removed", **style)
         ax.axvline(sparsity_min[kind], color="0.5", ls=":", lw=1)
         what = "prunable weights" if kind == "unstructured" else "channels / heads / neurons"
         ax.set(title=f"{kind} pruning", xlabel=f"share of {what} removed (%)", xlim=(-3, 103))
@@ -315,7 +316,11 @@ def plot_accuracy_vs_sparsity(report: dict, after_min: dict = AFTER_PRUNING_MIN,
 
 
 def plot_table(columns: list[str], rows: list[list[str]], title: str = "", path=None, caption=None):
-    """A table as a figure, for the executed notebook and figures/."""
+    """A table as a figure, for the executed notebook and figures/; none when there are no rows
+    (a run that produced no checkpoint: matplotlib cannot draw an empty table)."""
+    if not rows:
+        print("no figure: no checkpoint of this run to tabulate (the records above say why)")
+        return None
     widths = [max(len(str(v)) for v in [c, *(r[i] for r in rows)]) for i, c in enumerate(columns)]
     fig, ax = plt.subplots(figsize=(0.085 * sum(widths) + 0.5, 0.28 * len(rows) + 0.9))
     ax.axis("off")
