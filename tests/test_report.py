@@ -424,18 +424,18 @@ def test_check_measure_counts_images_and_compares_on_a_data_root_too(full_smoke_
     difference failed half the time on float error (review of the check)."""
     handin = tmp_path / "handin"
     shutil.copytree(full_smoke_run, handin)
-    n = json.loads((handin / "metrics" / "cnn_before_pruning.json").read_text())["test_images"]
+    # A pruned model's accuracy: a baseline's, forged, would also fail the check that the pruned
+    # models were made from it.
+    n = json.loads((handin / "metrics" / "cnn_after_structured_pruning.json").read_text())["test_images"]
     report = json.loads((handin / "report.json").read_text())
-    right = round(report["initial_accuracies"]["cnn_before_pruning"] * n)
+    right = round(report["structured_pruning"]["cnn"]["pruned_accuracy"] * n)
     for off, passes in ((2, True), (3, False)):
         forged = (right - off) / n  # recorded and reported alike: only measuring finds it
-        report["initial_accuracies"]["cnn_before_pruning"] = forged
-        for section in ("unstructured_pruning", "structured_pruning"):
-            report[section]["cnn"]["original_accuracy"] = forged
+        report["structured_pruning"]["cnn"]["pruned_accuracy"] = forged
         (handin / "report.json").write_text(json.dumps(report))
-        _forge(handin / "models_saved" / "cnn_before_pruning.pth", accuracy=forged)
+        _forge(handin / "models_saved" / "cnn_after_structured_pruning.pth", accuracy=forged)
         assert main(["check", str(handin), "--measure", "--data-root", str(handin / "data-synthetic")]) == (0 if passes else 1)
-        line = next(x for x in capsys.readouterr().out.splitlines() if "cnn_before_pruning: measured" in x)
+        line = next(x for x in capsys.readouterr().out.splitlines() if "cnn_after_structured_pruning: measured" in x)
         assert line.startswith("ok  " if passes else "FAIL") and f"({right:,} of {n:,} test images)" in line
 
 
