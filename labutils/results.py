@@ -141,7 +141,8 @@ def load_reference(root: str | os.PathLike = REPO_ROOT, full_only: bool = True) 
     if problem:
         raise ResultsError(f"{root / 'report.json'} is not a course report (at {problem}); run notebook 05 "
                            f"again to write it")
-    for section, model, empty in half_empty_entries(report):
+    if mixed := half_empty_entries(report):
+        section, model, empty = mixed[0]
         raise ResultsError(f"{root / 'report.json'}: {section}/{model} has numbers and nulls ({', '.join(empty)} "
                            f"empty): an entry is all numbers or all null; run notebook 05 again to write it")
     if not isinstance(details, dict) or not isinstance(details.get("run"), dict):

@@ -375,7 +375,7 @@ def check_submission(root: str | os.PathLike, measure: bool = False, data_root=N
     if report is None:
         return findings, None
     reported = _reported(report)
-    half_empty = {f.about for f in findings if "numbers and nulls" in f.what}
+    half_empty = {(m, f"after_{section}") for section, m, _ in half_empty_entries(report)}
     names, found = check_files(root, reported, half_empty)
     findings += found
     found, expected_run = check_checkpoints(root, names, reported, run_info.get("run_id"), measure, data_root, device,
