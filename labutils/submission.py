@@ -184,10 +184,13 @@ def _baseline_problem(root: Path, m: str, stage: str, ckpt: dict, reported: dict
     record, _ = _read(root / "metrics" / f"{m}_{stage}.json")
     sha = (record or {}).get("baseline_sha256")
     path = root / "models_saved" / f"{m}_before_pruning.pth"
-    if sha and path.is_file() and file_sha256(path) != sha:
+    if not (sha and path.is_file()):
+        return None
+    found = file_sha256(path)  # read once: a dense baseline is tens of MB
+    if found != sha:
         return (f"was pruned from another file than models_saved/{m}_before_pruning.pth (its record "
                 f"metrics/{m}_{stage}.json names a baseline of SHA-256 {sha[:12]}..., the file's is "
-                f"{file_sha256(path)[:12]}...): the baseline was trained or replaced again since")
+                f"{found[:12]}...): the baseline was trained or replaced again since")
     return None
 
 
