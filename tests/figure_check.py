@@ -29,26 +29,33 @@ def look(handle) -> tuple:
 def assert_series_apart(fig) -> int:
     """Fails naming the series an axes or a legend tells apart by colour alone; returns how many
     it checked. A legend shared by several panels (in a spare axes, or beside the last panel) is
-    checked with the series it lists, drawn in whichever panel."""
+    checked with the series it lists, drawn in whichever panel; a legend that is a key (proxy
+    entries, not the series) is checked as drawn, and the series of its panel as well."""
     drawn = {}
     for ax in fig.axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             drawn.setdefault(label, handle)
     checked = 0
     for ax in fig.axes:
+        own = ax.get_legend_handles_labels()
         legend = ax.get_legend()
         if legend is not None:
             labels = [t.get_text() for t in legend.get_texts()]
-            handles = [drawn[label] for label in labels if label in drawn]
-        else:
-            handles, labels = ax.get_legend_handles_labels()
-        by_look: dict[tuple, list[str]] = {}
-        for handle, label in zip(handles, labels):
-            by_look.setdefault(look(handle), []).append(label)
-        same = [names for names in by_look.values() if len(names) > 1]
-        assert not same, f"{ax.get_title()!r}: series told apart by colour alone: {same}"
-        checked += len(handles)
+            # A key of proxies (one entry per method, one per budget) is checked as drawn in the legend.
+            checked += _apart(ax, [drawn.get(label, proxy) for label, proxy in zip(labels, legend.legend_handles)], labels)
+            if set(own[1]) <= set(labels):
+                continue
+        checked += _apart(ax, *own)  # series the legend does not list one by one
     return checked
+
+
+def _apart(ax, handles, labels) -> int:
+    by_look: dict[tuple, list[str]] = {}
+    for handle, label in zip(handles, labels):
+        by_look.setdefault(look(handle), []).append(label)
+    same = [names for names in by_look.values() if len(names) > 1]
+    assert not same, f"{ax.get_title()!r}: series told apart by colour alone: {same}"
+    return len(handles)
 
 
 def visible_tick_labels(axis) -> list[str]:

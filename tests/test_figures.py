@@ -136,4 +136,11 @@ def test_the_study_takes_no_more_budgets_than_its_figure_tells_apart():
     U.check_study([0.5, 0.9], budgets + [6])  # a repeated budget is one look
     rows = [{"method": m, "epochs": e, "sparsity": s, "accuracy": 0.5, "ci95": (0.45, 0.55)}
             for m in ("one_shot", "iterative", "gradual") for e in budgets for s in (0.5, 0.9)]
-    assert assert_series_apart(U.plot_study({"cnn": rows}, {"cnn": 0.6})) == 3 * 6 + 1
+    fig = U.plot_study({"cnn": rows}, {"cnn": 0.6}, caption=FULL_CAPTION)
+    fig.canvas.draw()  # a list of 3 x 6 series ran past the panel's foot, down onto the caption
+    legend, panel = fig.axes[0].get_legend().get_window_extent(), fig.axes[0].get_window_extent()
+    assert legend.y0 >= panel.y0, f"legend down to y {legend.y0:.0f} px, the panel to {panel.y0:.0f}"
+    # The key: dense, 3 methods, 6 budgets; then the panel's 3 x 6 series and the dense line.
+    assert assert_series_apart(fig) == (1 + 3 + 6) + (3 * 6 + 1)
+    key = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert key[:5] == ["dense", "one-shot", "iterative", "gradual", "fine-tuned 1 epoch"]

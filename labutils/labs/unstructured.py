@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
 import numpy as np
 import torch
 from torch import nn
@@ -732,21 +733,30 @@ def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path
                     ax.errorbar([100 * p[0] + dx for p in pts], [100 * p[1] for p in pts],
                                 yerr=[[100 * (p[1] - p[2]) for p in pts], [100 * (p[3] - p[1]) for p in pts]],
                                 ms=5, capsize=2, lw=1, **style, fillstyle=_budget_fill(j, len(budgets)),
-                                label=f"{method.replace('_', '-')}, {e} epochs")
+                                label=f"{method.replace('_', '-')}, {_epochs_text(e)}")
         ax.axhline(100 * baselines[name], color="0.3", ls="--", lw=0.8, label="dense")
         ax.set(title=f"{name}: prune + fine-tune (95% intervals)", xlabel="sparsity (%)",
                ylabel="probe accuracy (%)")
         ax.grid(alpha=0.3)
     if studies:  # the same styles in every panel: one legend, off the panels, so no error bar is hidden
-        entries = {}  # every panel's, once each: panels may hold other budgets
-        for ax in axes:
-            for handle, label in zip(*ax.get_legend_handles_labels()):
-                entries.setdefault(label, handle)
+        # A key, not a list of series: a method's colour and marker, a budget's fill (3 + 6
+        # entries where 3 x 6 ran past the figure's foot onto the caption).
+        methods = {r["method"] for rows in studies.values() for r in rows}
+        key = [Line2D([], [], color="0.3", ls="--", lw=0.8, label="dense")]
+        key += [Line2D([], [], ms=5, lw=1, **style, label=method.replace("_", "-"))
+                for method, style in styles.items() if method in methods]
+        key += [Line2D([], [], color="0.3", marker="o", ls="none", ms=5, fillstyle=_budget_fill(j, len(budgets)),
+                       label=f"fine-tuned {_epochs_text(e)}") for j, e in enumerate(budgets)]
         if spare:
-            spare[0].legend(entries.values(), entries.keys(), fontsize=8, loc="center")
+            spare[0].legend(handles=key, fontsize=8, loc="center")
         else:
-            axes[-1].legend(entries.values(), entries.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+            axes[-1].legend(handles=key, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return finish(fig, path, caption)
+
+
+def _epochs_text(epochs: float) -> str:
+    """"1 epoch", "0.5 epochs", "3 epochs"."""
+    return f"{epochs:g} epoch" + ("" if epochs == 1 else "s")
 
 
 TRIAL_STYLES = {True: {"color": GOOD_COLOR, "marker": "o"}, False: {"color": BAD_COLOR, "marker": "X"}}
