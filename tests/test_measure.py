@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from labutils.measure import count_macs, measure_latency, measure_throughput
+from labutils.measure import compare_latency, count_macs, measure_latency, measure_throughput
 from labutils.models import build_model
 
 
@@ -24,6 +24,14 @@ def test_count_macs_matches_hand_count():
     hand = 8 * 8 * 8 * 3 * 9 + 16 * 4 * 4 * 8 * 9 + 16 * 4 * 4 * 4 * 9 + 10 * 16
     assert count_macs(tiny_cnn(), 8) == hand
     assert count_macs(tiny_cnn(), (3, 8, 8)) == hand
+
+
+def test_count_macs_divides_grouped_and_depthwise_convs_by_their_groups():
+    """Each output of a conv with g groups reads in_channels / g input channels (a depthwise conv: one)."""
+    model = nn.Sequential(
+        nn.Conv2d(4, 8, 3, padding=1, groups=4, bias=False),  # depthwise, x2: 8x6x6 outputs, 1*9 MACs each
+        nn.Conv2d(8, 2, (1, 3), padding=(0, 1), groups=2))    # 2x6x6 outputs, (8/2)*3 MACs each
+    assert count_macs(model, (4, 6, 6)) == 8 * 6 * 6 * 1 * 9 + 2 * 6 * 6 * 4 * 3
 
 
 def test_count_macs_vit_includes_attention_matmuls():
@@ -221,3 +229,44 @@ def test_other_processes_using_the_cores_mark_the_timing_at_once(monkeypatch):
     # Faked counters: a window where others kept every core busy marks a real measurement.
     monkeypatch.setattr(measure, "busy_elsewhere", lambda since: float(os.cpu_count() or 1))
     assert measure_latency(nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10)), 8, 4, "cpu", iters=3)["noisy"]
+
+
+def _fake_clock(monkeypatch):
+    """measure's clock made fake; returns ``taking(*ms)``: a model whose successive forward passes
+    (its copies' included) each advance that clock by the next of ``ms`` milliseconds."""
+    from labutils import measure
+
+    now = [0.0]
+    monkeypatch.setattr(measure, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(measure, "cpu_snapshot", lambda: (0.0, 0.0, 0.0))
+
+    def taking(*ms):
+        passes = iter(ms)  # in the closure, not on the module: measure_latency times a deep copy
+
+        class Timed(nn.Linear):
+            def forward(self, x):
+                now[0] += next(passes) / 1000
+                return x
+
+        return Timed(1, 1)
+
+    return taking
+
+
+def test_measure_latency_reports_the_median_pass(monkeypatch):
+    """The median resists the odd slow pass, and is not the best one (min 1, mean 12, median 3 ms)."""
+    taking = _fake_clock(monkeypatch)
+    record = measure_latency(taking(4.0, 1.0, 3.0, 50.0, 2.0), 8, 2, "cpu", warmup=0, iters=5)
+    assert record["ms_per_batch"] == pytest.approx(3.0) and record["ms_per_image"] == pytest.approx(1.5)
+
+
+def test_compare_latency_keeps_each_models_median_round_and_speedup_is_dense_over_pruned(monkeypatch):
+    """Rounds alternate dense and pruned; each keeps its median round (not the best, worst or mean),
+    and the speed-up is dense time / pruned time, above 1 when the pruned model is faster."""
+    taking = _fake_clock(monkeypatch)
+    dense, pruned = taking(30.0, 10.0, 14.0), taking(4.0, 100.0, 7.0)  # medians 14 and 7 ms
+    cfg = {"latency": {"cpu": [2]}, "latency_rounds": 3, "latency_warmup": 0, "latency_iters": 1}
+    point = compare_latency(dense, pruned, 8, cfg, mac_ratio=3.0)["cpu_batch2"]
+    assert point["dense"]["ms_per_batch"] == pytest.approx(14.0)
+    assert point["pruned"]["ms_per_batch"] == pytest.approx(7.0)
+    assert point["speedup"] == pytest.approx(2.0) and point["mac_ratio"] == 3.0

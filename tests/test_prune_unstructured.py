@@ -143,6 +143,24 @@ def test_iterative_masks_stay_nested_when_scores_favour_pruned_weights(monkeypat
         assert all(not (later[n] & ~earlier[n]).any() for n in earlier)  # nothing revived
 
 
+def test_previous_masks_stay_pruned_when_live_weights_score_exactly_zero():
+    """A dead ReLU unit's weights get Taylor scores of exactly 0, as pruned weights do: the pruned
+    ones must still go first, so a round never revives a weight an earlier round removed."""
+    model = nn.Sequential(nn.Linear(2, 2, bias=False), nn.ReLU(), nn.Linear(2, 2, bias=False))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[-1.0, -1.0], [1.0, 2.0]]))  # hidden unit 0 never fires on x > 0
+        model[2].weight.copy_(torch.tensor([[3.0, 0.0], [5.0, 6.0]]))
+    params = prunable_parameters(model, include_first=True, include_classifier=True)
+    previous = {"0.weight": torch.ones(2, 2, dtype=torch.bool),
+                "2.weight": torch.tensor([[True, False], [True, True]])}  # an earlier round pruned 2.weight[0, 1]
+    batch = (torch.rand(4, 2) + 0.1, torch.tensor([0, 1, 0, 1]))
+    scores = taylor_scores(model, params, [batch], batches=1)
+    assert int((scores["0.weight"] == 0).sum() + (scores["2.weight"] == 0).sum()) == 5  # 4 live, 1 pruned
+    masks = one_shot_prune(model, 0.25, scores=scores, params=params, previous=previous)  # one weight more
+    assert all(not (masks[n] & ~previous[n]).any() for n in params)  # nothing revived
+    assert sum(int((~m).sum()) for m in masks.values()) == 2
+
+
 def test_gradual_schedule_follows_cubic_ramp_to_target():
     assert cubic_sparsity(0, 0.9, 0, 10) == 0.0 and cubic_sparsity(10, 0.9, 0, 10) == 0.9
     ramp = [cubic_sparsity(t, 0.9, 2, 10) for t in range(12)]
