@@ -23,6 +23,7 @@ to weights inside the clipping range and blocks it outside. BatchNorm and biases
 from __future__ import annotations
 
 import copy
+import numbers
 import types
 from dataclasses import dataclass
 
@@ -52,6 +53,8 @@ class QuantSpec:
     clip: str = "mse"
 
     def __post_init__(self):
+        if isinstance(self.bits, numbers.Integral) and not isinstance(self.bits, bool):
+            object.__setattr__(self, "bits", int(self.bits))  # numpy's and torch's integers too (a sweep's range)
         if not (isinstance(self.bits, int) and MIN_BITS <= self.bits <= MAX_BITS):
             raise ValueError(f"bits must be an integer from {MIN_BITS} to {MAX_BITS}, got {self.bits!r}")
         for value, allowed, what in ((self.scheme, SCHEMES, "scheme"),
@@ -63,6 +66,9 @@ class QuantSpec:
     @classmethod
     def parse(cls, method: str, bits: int) -> "QuantSpec":
         """``"asymmetric/channel/mse"`` (scheme/granularity/clip) at ``bits``."""
+        if not isinstance(method, str):
+            raise TypeError(f"a method is one string such as 'asymmetric/channel/mse' (then the bits), "
+                            f"got {method!r}")
         parts = method.split("/")
         if len(parts) != 3:
             raise ValueError(f"method {method!r} must read scheme/granularity/clip, "
@@ -140,10 +146,19 @@ def fake_quantize(w: torch.Tensor, scale, zero, spec: QuantSpec) -> torch.Tensor
     return _STEQuantize.apply(w, scale.to(w.dtype), zero.to(w.dtype), qmin, qmax)
 
 
+def _refuse_non_finite(w: torch.Tensor, name: str = "a weight tensor") -> None:
+    """A NaN range falls back to scale 1 (every weight rounded to an integer), an inf one to NaN
+    everywhere: say so rather than score a silently ruined model."""
+    if not torch.isfinite(w).all():
+        raise ValueError(f"{name} holds NaN or inf (did its training diverge?): quantize a model "
+                         f"whose weights are finite, e.g. reload its checkpoint")
+
+
 @torch.no_grad()
 def search_clip(w: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
     """The range-shrinking ratio (per channel or for the tensor) that minimises the squared
     error of quantizing ``w``; 1.0 for ``clip="minmax"``."""
+    _refuse_non_finite(w)
     lo, hi = _range(w, spec.granularity)
     if spec.clip == "minmax":
         return torch.ones_like(lo)
@@ -180,6 +195,7 @@ def quantize_model_(model: nn.Module, spec: QuantSpec, masks: dict | None = None
     """Post-training quantization in place: every conv/linear weight rounded onto its grid."""
     params = quantized_parameters(model) if params is None else params
     for name, p in params.items():
+        _refuse_non_finite(p, name)
         p.copy_(quantize_tensor(p, spec, (masks or {}).get(name)))
     return model
 
@@ -209,14 +225,11 @@ def _quantized_forward(self, x):
 
 class _LayerQuantizer:
     def __init__(self, spec: QuantSpec, mask: torch.Tensor | None):
-        self.spec, self.mask, self.ratio = spec, mask, None
-
-    def refresh(self, w: torch.Tensor) -> None:
-        self.ratio = search_clip(w, self.spec)
+        self.spec, self.mask, self.ratio, self.stale = spec, mask, None, True
 
     def __call__(self, w: torch.Tensor) -> torch.Tensor:
-        if self.ratio is None:
-            self.refresh(w)
+        if self.stale:  # searched here, not when asked: the ratio baked is the one last trained with
+            self.ratio, self.stale = search_clip(w, self.spec), False
         # Scale and zero-point follow the shadow weights' current range (no gradient through them).
         scale, zero = qparams(w, self.spec, self.ratio)
         out = fake_quantize(w, scale, zero, self.spec)
@@ -263,8 +276,10 @@ class FakeQuantizer:
         if self.enforcer:
             self.enforcer(model, optimizer, step)
         if self.refresh_every and step % self.refresh_every == 0:
+            # Searched again at the next forward: a refresh on the last step would otherwise bake
+            # ratios no step trained with (and BatchNorm never saw).
             for module in self.layers.values():
-                module._labutils_fq.refresh(module.weight)
+                module._labutils_fq.stale = True
 
     @torch.no_grad()
     def finish(self) -> nn.Module:

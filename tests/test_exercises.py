@@ -167,10 +167,17 @@ def test_exercise_helpers_refuse_bad_arguments_in_words():
     from labutils.labs import quantization as quant_lab
     from labutils.prune.schedules import nm_masks
 
-    with pytest.raises(SettingsError, match="ptq_sweep's methods is a list, such as"):
+    with pytest.raises(SettingsError, match="ptq_sweep's methods is a list of strings, such as"):
         quant_lab.ptq_sweep(torch.nn.Linear(2, 2), None, "symmetric/channel/minmax", [4])
-    with pytest.raises(SettingsError, match=r"ptq_sweep's bits is a list, such as \[4, 2\]: got 4"):
+    with pytest.raises(SettingsError, match=r"ptq_sweep's bits is a list of bit widths, such as \[4, 2\]: got 4"):
         quant_lab.ptq_sweep(torch.nn.Linear(2, 2), None, ["symmetric/channel/minmax"], 4)
+    # Exercise 2 copied from exercise 1: qat_sweep takes one method, and its bits as a list too.
+    with pytest.raises(SettingsError, match=r"qat_sweep takes one method, a string .* got \['symmetric/tensor/minmax'\]"):
+        quant_lab.qat_sweep(torch.nn.Linear(2, 2), None, None, ["symmetric/tensor/minmax"], [3], {})
+    with pytest.raises(SettingsError, match=r"qat_sweep's bits is a list of bit widths, such as \[4, 2\]: got 3"):
+        quant_lab.qat_sweep(torch.nn.Linear(2, 2), None, None, "symmetric/tensor/minmax", 3, {})
+    with pytest.raises(SettingsError, match=r"float_control's bits is a list of bit widths"):
+        quant_lab.float_control(torch.nn.Linear(2, 2), None, None, 3, {})
     with pytest.raises(ValueError, match="keeps n of every m weights, 1 <= n <= m: got n=4, m=2"):
         nm_masks({"w": torch.rand(4, 8)}, 4, 2)
     with pytest.raises(SettingsError, match="cutout='16' must be a whole number >= 0"):

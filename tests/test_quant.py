@@ -1,4 +1,5 @@
 """Fixed-point quantization: grids, STE, zeros of pruned weights, QAT steps, size accounting."""
+import copy
 import itertools
 
 import numpy as np
@@ -11,7 +12,7 @@ from labutils.models import build_model
 from labutils.prune import apply_masks, magnitude_scores, masks_from_scores, prunable_parameters
 from labutils.quant import (FakeQuantizer, QuantSpec, distinct_levels, fake_quantize, model_size_bits,
                             qparams, quantize_model_, quantize_tensor, quantized_parameters,
-                            relative_index_entries, tensor_size_bits)
+                            relative_index_entries, search_clip, tensor_size_bits)
 from labutils.train import fit
 
 METHODS = [f"{s}/{g}/{c}" for s, g, c in itertools.product(("symmetric", "asymmetric"),
@@ -233,6 +234,35 @@ def test_model_size_counts_values_scales_and_floats():
     assert sym["quantized_weight_bits"] == 12 * 4 + 32
 
 
+@pytest.mark.parametrize("scheme, granularity, qparam_bits", [
+    ("symmetric", "tensor", 2 * 32),          # 2 layers x a 32-bit scale
+    ("symmetric", "channel", (3 + 2) * 32),   # 5 output channels x a 32-bit scale
+    ("asymmetric", "tensor", 2 * (32 + 4)),   # + a 4-bit zero-point each
+    ("asymmetric", "channel", (3 + 2) * (32 + 4))])
+def test_model_size_adds_a_zero_point_only_to_asymmetric_grids(scheme, granularity, qparam_bits):
+    """Each channel (or tensor) pays a 32-bit scale, plus a bits-bit zero-point when asymmetric."""
+    model = nn.Sequential(nn.Linear(4, 3, bias=False), nn.Linear(3, 2, bias=False))
+    with torch.no_grad():
+        for layer in model:
+            layer.weight.fill_(0.5)  # no zeros: dense storage, 4 bits a weight
+    size = model_size_bits(model, QuantSpec(4, scheme, granularity, "minmax"))
+    assert size["quantized_weight_bits"] == (12 + 6) * 4 + qparam_bits
+    assert sum(layer["qparam_bits"] for layer in size["layers"].values()) == qparam_bits
+
+
+@pytest.mark.parametrize("scheme", ["symmetric", "asymmetric"])
+def test_ste_gradient_reaches_weights_the_clamp_leaves_alone(scheme):
+    """Identity up to half a step beyond the end levels (those weights round onto the grid
+    unclamped), zero further out (the clamp moved them), for either scheme."""
+    spec = QuantSpec(3, scheme, "tensor", "minmax")
+    qmin, qmax = spec.qrange
+    scale, zero = torch.tensor(0.5), torch.tensor(2.0 if scheme == "asymmetric" else 0.0)
+    codes = torch.tensor([qmin - 0.55, qmin - 0.45, qmin, qmin + 1, qmax, qmax + 0.45, qmax + 0.55])
+    w = ((codes - zero) * scale).requires_grad_()
+    fake_quantize(w, scale, zero, spec).backward(torch.arange(1.0, 8.0))
+    assert w.grad.tolist() == [0.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.0]
+
+
 def test_pruned_cnn_study_quantizes_the_pruned_resnet18(tmp_path):
     from labutils import Session
     from labutils.labs import quantization as quant_lab
@@ -251,3 +281,114 @@ def test_pruned_cnn_study_quantizes_the_pruned_resnet18(tmp_path):
     assert set(out["ptq"]) == {"asymmetric/channel/mse"} and set(out["ptq"]["asymmetric/channel/mse"]["accuracy"]) == {"3"}
     assert out["qat"]["zeros_kept"] is True
     assert 0.0 <= out["qat"]["accuracy"]["2"] <= 1.0
+
+
+@pytest.mark.parametrize("bits", [2, 3, 8])
+def test_every_level_of_the_grid_is_used_on_a_wide_tensor(bits):
+    """Exactly 2^b levels (2^b - 1 mirrored for symmetric): a grid one level short halves 2-bit
+    weights' resolution unseen by an at-most check."""
+    assert QuantSpec(bits, "asymmetric").qrange == (0, 2 ** bits - 1)
+    assert QuantSpec(bits, "symmetric").qrange == (-(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1)
+    # Ranges the grid spans exactly (a zero-point nudged half a level may leave an end level unused).
+    for scheme, lo, levels in (("asymmetric", 0.0, 2 ** bits), ("symmetric", -1.0, 2 ** bits - 1)):
+        wide = torch.linspace(lo, 1, 4001).view(1, -1)
+        assert distinct_levels(quantize_tensor(wide, QuantSpec(bits, scheme, "tensor", "minmax"))) == levels
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("w", [torch.zeros(3, 4), torch.full((3, 4), 0.7), torch.full((3, 4), -0.7),
+                               torch.tensor([[0.3]]), torch.full((5,), 0.7)],
+                         ids=["zeros", "constant", "negative", "one-element", "1-d"])
+def test_degenerate_tensors_quantize_exactly(method, w):
+    """No range (all zeros), one value, one element, one dimension: each lies on its own grid."""
+    assert torch.allclose(quantize_tensor(w, QuantSpec.parse(method, 2)), w, atol=1e-6)
+
+
+def test_non_finite_weights_are_refused():
+    """A NaN range fell back to scale 1, every other weight rounded to a whole number (0.7 -> 1),
+    and an inf made the whole tensor NaN: a diverged model scored at chance, unexplained."""
+    w = torch.tensor([[0.1, float("nan"), -0.3, 0.7]])
+    with pytest.raises(ValueError, match="holds NaN or inf"):
+        quantize_tensor(w, QuantSpec(4, "symmetric", "tensor", "minmax"))
+    model = nn.Sequential(nn.Linear(2, 2))
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="0.weight holds NaN or inf"):
+        quantize_model_(model, QuantSpec(4))
+
+
+def test_bits_may_be_numpy_integers_and_a_method_must_be_a_string():
+    assert QuantSpec(np.int64(4)).bits == 4 and type(QuantSpec(np.int64(4)).bits) is int
+    with pytest.raises(ValueError, match="bits must be an integer"):
+        QuantSpec(True)
+    with pytest.raises(TypeError, match="a method is one string such as 'asymmetric/channel/mse' .*got 4"):
+        QuantSpec.parse(4, "asymmetric/channel/mse")  # arguments swapped
+
+
+def test_a_refresh_on_the_last_step_bakes_the_ratios_that_step_trained_with():
+    """The clip ratios were searched again right after the optimizer step: a refresh on the last
+    step baked ratios no forward had used (and BatchNorm had never seen). Now a refresh is a
+    search at the next forward, and finish() keeps the last forward's."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 4, bias=False))
+    spec = QuantSpec(3, "asymmetric", "tensor", "mse")
+    fq = FakeQuantizer(model, spec, refresh_every=5)
+    model(torch.randn(2, 8))  # a training forward: its ratio searched
+    quantizer = model[0]._labutils_fq
+    trained = quantizer.ratio.clone()
+    with torch.no_grad():
+        model[0].weight[0, 0] = 40.0  # the step moves a weight far out: a new search clips harder
+    assert not torch.equal(trained, search_clip(model[0].weight, spec))
+    weight = model[0].weight.detach().clone()
+    fq(model, None, 5)  # the refresh falls on the run's last step
+    fq.finish()
+    assert torch.equal(model[0].weight.detach(), quantize_tensor(weight, spec, ratio=trained))
+
+
+def test_a_refresh_searches_the_ratios_again_at_the_next_forward():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 4, bias=False))
+    spec = QuantSpec(3, "asymmetric", "channel", "mse")
+    fq = FakeQuantizer(model, spec, refresh_every=2)
+    model(torch.randn(2, 8))
+    with torch.no_grad():
+        model[0].weight[:, 0] = 40.0
+    fq(model, None, 1)  # not a refresh step: the old ratios stay
+    model(torch.randn(2, 8))
+    assert not torch.equal(model[0]._labutils_fq.ratio, search_clip(model[0].weight, spec))
+    fq(model, None, 2)
+    model(torch.randn(2, 8))
+    assert torch.equal(model[0]._labutils_fq.ratio, search_clip(model[0].weight, spec))
+    fq.finish()
+
+
+def test_qat_sweep_reports_pruned_weights_that_came_back(monkeypatch):
+    """zeros_kept is the sweep's check that QAT kept the pruning: it must be able to say False."""
+    from labutils.labs import quantization as lab
+
+    model, masks = _pruned_resnet()
+
+    def revived(model, train, test, spec, recipe, masks):
+        q = quantize_model_(copy.deepcopy(model), spec, masks)
+        name = next(iter(masks))
+        with torch.no_grad():
+            quantized_parameters(q)[name][~masks[name]] = 0.5  # one step of QAT without its masks
+        return q, 0.5
+
+    monkeypatch.setattr(lab, "qat", revived)
+    out = lab.qat_sweep(model, None, None, "asymmetric/channel/minmax", [4], {"steps": 1}, masks)
+    assert out["zeros_kept"] is False
+
+
+def test_a_qat_recipe_says_what_its_length_lacks():
+    from labutils.errors import SettingsError
+    from labutils.labs import quantization as lab
+
+    assert lab.at_bits({"steps": {5: 10, 2: 40}, "lr": 0.01}, 5)["steps"] == 10  # int keys as well as "5"
+    with pytest.raises(SettingsError, match="no entry for 3 bits"):
+        lab.at_bits({"epochs": {"5": 1}}, 3)
+    with pytest.raises(SettingsError, match="steps is a whole number of at least 1: got 0"):
+        lab._steps({"steps": 0, "lr": 0.01}, [None] * 4)
+    with pytest.raises(SettingsError, match="needs its length, 'steps' or 'epochs'"):
+        lab._steps({"lr": 0.01}, [None] * 4)
+    assert lab._steps({"epochs": 1.5}, [None] * 4) == 6

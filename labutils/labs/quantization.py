@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import numbers
 import time
 from pathlib import Path
 
@@ -56,7 +57,13 @@ def config(s: Session) -> dict:
 
 def _steps(recipe: dict, loader) -> int:
     """A recipe gives either ``steps`` or ``epochs`` (converted with the loader's length)."""
-    return int(recipe["steps"]) if recipe.get("steps") else round(float(recipe["epochs"]) * len(loader))
+    if recipe.get("steps") is not None:
+        if int(recipe["steps"]) < 1:
+            raise SettingsError(f"a fine-tuning recipe's steps is a whole number of at least 1: got {recipe['steps']!r}")
+        return int(recipe["steps"])
+    if recipe.get("epochs") is None:
+        raise SettingsError(f"a fine-tuning recipe needs its length, 'steps' or 'epochs': got {recipe!r}")
+    return round(float(recipe["epochs"]) * len(loader))
 
 
 def at_bits(recipe: dict, bits: int) -> dict:
@@ -65,10 +72,26 @@ def at_bits(recipe: dict, bits: int) -> dict:
     out = dict(recipe)
     for key in ("steps", "epochs"):
         if isinstance(out.get(key), dict):
-            if str(bits) not in out[key]:
-                raise KeyError(f"the QAT recipe's {key} has no entry for {bits} bits: {out[key]}")
-            out[key] = out[key][str(bits)]
+            per_bits = {str(b): v for b, v in out[key].items()}  # {"5": 1} as in the profiles, or {5: 1}
+            if str(bits) not in per_bits:
+                raise SettingsError(f"the QAT recipe's {key} has no entry for {bits} bits: {out[key]}")
+            out[key] = per_bits[str(bits)]
     return out
+
+
+def _bit_widths(bits, who: str) -> list[int]:
+    """``bits`` as a list of ints: a list, tuple or range of whole numbers."""
+    if not (isinstance(bits, (list, tuple, range))
+            and all(isinstance(b, numbers.Integral) and not isinstance(b, bool) for b in bits)):
+        raise SettingsError(f"{who}'s bits is a list of bit widths, such as [4, 2]: got {bits!r}")
+    return [int(b) for b in bits]
+
+
+def _one_method(method, who: str) -> str:
+    if not isinstance(method, str):
+        raise SettingsError(f"{who} takes one method, a string such as 'asymmetric/channel/mse' "
+                            f"(ptq_sweep takes a list of them): got {method!r}")
+    return method
 
 
 def _fit_options(recipe: dict) -> dict:
@@ -135,11 +158,10 @@ def resnet20_baseline(s: Session) -> tuple[nn.Module, dict]:
 def ptq_sweep(model: nn.Module, test, methods: list[str], bits: list[int],
               masks: dict | None = None) -> dict:
     """Post-training quantization: {method: {"accuracy": {bits: acc}, "size_bits": {bits: n}}}."""
-    for what, given in (("methods", methods), ("bits", bits)):  # a string would iterate its letters
-        if not isinstance(given, (list, tuple)):
-            example = ["asymmetric/channel/mse"] if what == "methods" else [4, 2]
-            raise SettingsError(f"ptq_sweep's {what} is a list, such as {example}: got {given!r}")
-    out = {}
+    if not (isinstance(methods, (list, tuple)) and all(isinstance(m, str) for m in methods)):  # a string iterates its letters
+        raise SettingsError(f"ptq_sweep's methods is a list of strings, such as ['asymmetric/channel/mse']: "
+                            f"got {methods!r}")
+    bits, out = _bit_widths(bits, "ptq_sweep"), {}
     for method in methods:
         acc, size = {}, {}
         for b in progress(bits, desc=f"PTQ {method}"):
@@ -164,6 +186,7 @@ def qat(model: nn.Module, train, test, spec: QuantSpec, recipe: dict,
 def qat_sweep(model: nn.Module, train, test, method: str, bits: list[int], recipe: dict,
               masks: dict | None = None) -> dict:
     """{"method", "accuracy": {bits: acc}, "size_bits": {bits: n}, "zeros_kept": bool}."""
+    method, bits = _one_method(method, "qat_sweep"), _bit_widths(bits, "qat_sweep")
     acc, size, kept = {}, {}, True
     for b in bits:
         spec = QuantSpec.parse(method, b)
@@ -183,7 +206,7 @@ def float_control(model: nn.Module, train, test, bits: list[int], recipe: dict) 
     extra training; this measures the second alone. One fit per distinct length.
     {"accuracy": {bits: acc}, "steps": {bits: n}}."""
     acc, steps, by_steps = {}, {}, {}
-    for b in bits:
+    for b in _bit_widths(bits, "float_control"):
         r = at_bits(recipe, b)
         n = steps[str(b)] = _steps(r, train)
         if n not in by_steps:
