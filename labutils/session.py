@@ -162,7 +162,7 @@ class Session:
         if self.profile["data"]["source"] == "synthetic":
             folder = self.data_root / D.BATCH_DIR
             if not all((folder / f).is_file() for f in D.TRAIN_FILES + D.TEST_FILES + ("batches.meta",)):
-                D.write_synthetic_cifar10(self.data_root, seed=self.seed,
+                D.write_synthetic_cifar10(self.data_root, seed=0,  # the same images whatever the run's seed
                                           n_train=self.profile["data"]["n_train"],
                                           n_test=self.profile["data"]["n_test"])
             return self.data_root / D.BATCH_DIR
@@ -250,6 +250,13 @@ class Session:
         write_json(self.dirs.metrics_file(name, stage), record)
         self._outdate_later_notebooks(stage)
         return record
+
+    def figure(self, name: str) -> Path:
+        """Where the figure ``name`` is written, once the folder is checked to be still this run's
+        (figures are files of the run: one drawn into another run's folder would stand among its
+        files with this run's caption)."""
+        self.check_still_this_run()
+        return self.dirs.figure(name)
 
     def check_still_this_run(self) -> None:
         """Before anything of the run is written (the Session's records and checkpoints; the labs'

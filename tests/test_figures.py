@@ -144,3 +144,17 @@ def test_the_study_takes_no_more_budgets_than_its_figure_tells_apart():
     assert assert_series_apart(fig) == (1 + 3 + 6) + (3 * 6 + 1)
     key = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert key[:5] == ["dense", "one-shot", "iterative", "gradual", "fine-tuned 1 epoch"]
+
+
+def test_notebook_01s_image_grids_draw_a_single_row_or_column():
+    """One image, or one image per class (a natural try in notebook 01's exercises), crashed on
+    matplotlib's squeezed axes: 'too many indices for array'."""
+    import numpy as np
+
+    from labutils.labs import data as lab
+
+    images = np.random.default_rng(0).integers(0, 255, (4, 3, 32, 32), dtype=np.uint8)
+    fig = lab.plot_augmentation(images[:1], lab.augmentation_draws(images[:1], draws=2))
+    assert len(fig.axes) == 1 + 2
+    fig = lab.plot_samples(images, np.array([0, 1, 0, 1]), ["a", "b"], per_class=1)
+    assert len(fig.axes) == 2 and all(ax.images for ax in fig.axes)

@@ -8,11 +8,12 @@ import subprocess
 import sys
 
 import nbformat
+import numpy as np
 import pytest
 
 from labutils import data as D
 from labutils import pipeline
-from labutils.artifacts import read_json, write_json
+from labutils.artifacts import REPO_ROOT, read_json, write_json
 from labutils.errors import SettingsError
 from labutils.labs import baseline, unstructured
 from labutils.models import PretrainedWeightsUnavailable
@@ -271,9 +272,12 @@ def test_a_notebook_left_open_stops_writing_once_another_run_takes_its_folder(tm
         lock.name_run("smoke-pipeline")
         with pytest.raises(RunLocked, match="is being written by run smoke-pipeline"):
             s.save(model, "cnn", "before_pruning", {"accuracy": 0.5})
+        with pytest.raises(RunLocked, match="is being written by run smoke-pipeline"):
+            s.figure("01_samples.png")  # a figure the pipeline's notebook 01 writes too
         record_run(s.dirs.metrics, "smoke-pipeline", "smoke", 0)
     from labutils.labs import quantization
     for write in (lambda: s.save(model, "cnn", "before_pruning", {"accuracy": 0.5}),
+                  lambda: s.figure("03_study.png"),
                   lambda: s.record_missing("cnn", "after_structured_pruning", "why"),
                   lambda: unstructured.add_metrics(s, "cnn", {"latency": {}}),  # notebook 03's later cells
                   lambda: quantization.write_results(s, {}, {})):  # notebook 06's results file
@@ -281,6 +285,23 @@ def test_a_notebook_left_open_stops_writing_once_another_run_takes_its_folder(tm
             write()
     assert not list(s.dirs.metrics.glob("cnn_*.json")) and not list(s.dirs.models.glob("*.pth"))
     assert not (s.dirs.metrics / "quantization.json").exists()
+
+
+def test_the_notebooks_write_their_figures_where_the_session_checks_the_folder_first():
+    """Figures went to ``s.dirs.figure(...)``, checked by nobody: a notebook left open drew over
+    the pipeline's figures, with its own run's caption (review, reproduced)."""
+    for notebook in sorted((REPO_ROOT / "notebooks").glob("*.ipynb")):
+        code = "".join("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code")
+        assert "dirs.figure(" not in code, notebook.name
+        assert "path=s.figure(" in code or "path=" not in code, notebook.name
+
+
+def test_runs_of_any_seed_get_the_same_synthetic_images(tmp_path):
+    """The smoke profile's data was written with the run's seed: seeds 0 and 1 trained and scored
+    on different images, against the README's promise."""
+    a, b = (Session("smoke", tmp_path / f"run{seed}", device="cpu", seed=seed) for seed in (0, 1))
+    for train in (True, False):
+        assert all(np.array_equal(x, y) for x, y in zip(a.arrays(train), b.arrays(train)))
 
 
 def test_the_pipelines_own_notebooks_may_write_the_folder_it_locks(tmp_path, monkeypatch):

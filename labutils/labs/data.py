@@ -65,7 +65,7 @@ def compare_loaders(session: Session, batch_size: int = 128) -> None:
 def plot_samples(images: np.ndarray, labels: np.ndarray, classes: list[str], per_class: int = 8,
                 path=None, caption=None):
     """``per_class`` images of each class, one row per class."""
-    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9, len(classes) * 0.95))
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9, len(classes) * 0.95), squeeze=False)
     for c, name in enumerate(classes):
         idx = np.flatnonzero(labels == c)[:per_class]
         for j in range(per_class):
@@ -100,7 +100,7 @@ def plot_augmentation(originals: np.ndarray, augmented: list[np.ndarray], title:
     """Each original image next to several augmented draws of it (crop and flip, or whatever
     policy made ``augmented``, which ``title`` names: two such figures look alike on their own)."""
     n, k = len(originals), len(augmented)
-    fig, axes = plt.subplots(n, k + 1, figsize=((k + 1) * 1.1, n * 1.1))
+    fig, axes = plt.subplots(n, k + 1, figsize=((k + 1) * 1.1, n * 1.1), squeeze=False)  # one image: a row still
     for i in range(n):
         axes[i, 0].imshow(originals[i].transpose(1, 2, 0))
         for j in range(k):
