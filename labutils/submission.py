@@ -18,8 +18,8 @@ weights where the weights can say it:
   the run's test images, to within ``IMAGES_OF_SLACK`` images;
 * an unstructured pruning_percentage is the share of zeros among the checkpoint's prunable weights
   (conv and linear, first conv and classifier left out unless the run's recipe included them); a
-  structured one is the share of channels the checkpoint lacks against its baseline
-  (``prune.structured``);
+  structured one is the share of channels (a ViT's heads) the checkpoint lacks against its
+  baseline (``prune.structured.reported_share_removed``);
 * a baseline is dense;
 * the write-up (the executed notebooks, ``notebooks/`` or another folder): 01-05 are there, each
   shows no error, and each shows the run that wrote report.json (06 too, when it was run).
@@ -271,8 +271,9 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
             how = "of its prunable weights are zero" + (f" ({' and '.join(left_out)} left out)" if left_out else "")
         elif (m, "before_pruning") in loaded:
             dense = loaded[m, "before_pruning"][0]
-            got = S.channel_share_removed(S.widths(dense), S.widths(model), S.channel_groups(dense))
-            how = f"of {m}_before_pruning's channels are gone"
+            groups = S.channel_groups(dense)
+            got = S.reported_share_removed(S.widths(dense), S.widths(model), groups)
+            how = f"of {m}_before_pruning's {S.reported_unit(groups)} are gone"
         else:
             why = "does not load" if (m, "before_pruning") in broken else "is missing"
             say(False, f"its removed channels cannot be counted: {m}_before_pruning.pth {why}")

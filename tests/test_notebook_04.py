@@ -22,6 +22,9 @@ def test_pruned_models_are_smaller_and_rebuild_from_their_checkpoints(run04):
     for name in ("cnn", "vit_scratch"):
         m = json.loads((run04 / "metrics" / f"{name}_after_structured_pruning.json").read_text())
         assert m["produced"] and m["pruning_percentage"] >= 25
+        if name == "vit_scratch":  # the course's share: heads (neurons apart, in removed_by_kind)
+            assert m["pruning_percentage"] == pytest.approx(m["removed_by_kind"]["heads"])
+            assert set(m["removed_by_kind"]) == {"heads", "mlp"}
         before = json.loads((run04 / "metrics" / f"{name}_before_pruning.json").read_text())
         assert 0 <= m["accuracy"] <= 1 and m["original_accuracy"] == before["accuracy"]
         assert m["parameters"] < m["parameters_original"] and m["macs"] < m["macs_original"]

@@ -184,6 +184,23 @@ def test_global_scope_passes_over_a_head_too_wide_for_what_is_left():
         assert abs(S.channel_share_removed(original, kept, groups) - 100 * share) < 0.1
 
 
+def test_a_vits_reported_share_counts_its_heads_and_its_channel_share_head_dim_per_head():
+    """The course's structured pruning_percentage is the share of channels (heads) removed: a cut
+    of MLP neurons alone reported 25.6% with every head in place, meeting the 25% minimum."""
+    model = build_model("vit_scratch", depth=2, embed_dim=48, num_heads=3, drop_path_rate=0.0)
+    groups, original = S.channel_groups(model), S.widths(model)
+    kept = dict(original, **{"blocks.0.heads": 2, "blocks.0.mlp": 192 - 64})
+    # One head (16 channels) and 64 of 192 neurons of one block, of 2 x (3 x 16 + 192) channels.
+    assert S.channel_share_removed(original, kept, groups) == pytest.approx(100 * (16 + 64) / 480)
+    assert S.reported_share_removed(original, kept, groups) == pytest.approx(100 / 6)  # 1 head of 6
+    neurons_only = dict(original, **{"blocks.0.mlp": 96, "blocks.1.mlp": 96})
+    assert S.channel_share_removed(original, neurons_only, groups) == pytest.approx(40.0)
+    assert S.reported_share_removed(original, neurons_only, groups) == 0.0
+    assert S.reported_unit(groups) == "heads"
+    resnet = trained_like_resnet()
+    assert S.reported_unit(S.channel_groups(resnet)) == "channels"
+
+
 def test_kept_widths_round_half_up_and_share_zero_keeps_everything():
     assert S._kept_count(20, 0.0, 8, 1) == 20  # rounding to a multiple never removes at share 0
     assert S._kept_count(40, 0.5, 8, 1) == 24  # 20 kept is 2.5 multiples of 8: up, not to even

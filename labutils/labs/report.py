@@ -128,8 +128,8 @@ def build_details(records: dict, run: dict, checkpoints: list[dict] | None = Non
     """The sidecar: why entries are empty, extra measurements, the run's identity and timings."""
     entries = {}
     for (model, stage), r in records.items():
-        # removed_by_kind: a ViT's structured percentage counts head channels and MLP neurons
-        # together (neurons are 4 in 5 units); the sidecar also gives each kind's own share.
+        # removed_by_kind: a ViT's structured percentage counts its heads, as the course defines
+        # it; the sidecar also gives the share of MLP neurons removed (and a ResNet's by kind).
         keep = ("produced", "reason", "accuracy", "original_accuracy", "pruning_percentage",
                 "pruning_unit", "removed_by_kind", "sparsity_all_parameters", "weights_removed_percentage", "parameters",
                 "nonzero_parameters", "parameters_original", "macs", "macs_original", "latency",

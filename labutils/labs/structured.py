@@ -201,10 +201,10 @@ def prune_structured(session: Session, name: str) -> dict:
     metrics = {
         "accuracy": final["accuracy"], "test_loss": final["loss"], "test_images": final["n"],
         "original_accuracy": session.metrics(name, "before_pruning")["accuracy"],
-        "pruning_percentage": S.channel_share_removed(original, kept, groups),
+        "pruning_percentage": S.reported_share_removed(original, kept, groups),
         "pruning_unit": ("conv output channels (a residual-stream channel counts once per conv writing it)"
                          if S.family(dense) == "resnet" else
-                         "attention-head channels (head_dim per head) and MLP hidden neurons"),
+                         "attention heads (MLP hidden neurons removed too: removed_by_kind['mlp'])"),
         "removed_by_kind": {k: S.kind_share_removed(original, kept, groups, k)
                             for k in dict.fromkeys(g.kind for g in groups.values())},
         "weights_removed_percentage": 100.0 * (1 - _weights(model) / _weights(dense)),
@@ -218,7 +218,7 @@ def prune_structured(session: Session, name: str) -> dict:
         "steps": steps, "finetune_seconds": seconds, "criteria_study": study,
     }
     record = session.save(model, name, STAGE, metrics)
-    print(f"{name}: {metrics['pruning_percentage']:.1f}% of channels removed "
+    print(f"{name}: {metrics['pruning_percentage']:.1f}% of {S.reported_unit(groups)} removed "
           f"({metrics['weights_removed_percentage']:.1f}% of weights, {metrics['macs_removed_percentage']:.1f}% "
           f"of MACs), accuracy {final['accuracy']:.2%} (dense {metrics['original_accuracy']:.2%}) "
           f"-> {record['checkpoint']['path']}")
@@ -254,6 +254,11 @@ def equivalence_check(session: Session, name: str, share: float = 0.25) -> dict 
     return result
 
 
+def _unit(record: dict) -> str:
+    """What a record's ``pruning_percentage`` counts: a ViT's heads, a ResNet's channels."""
+    return "heads" if "heads" in record.get("removed_by_kind", {}) else "channels"
+
+
 def summary(results: dict[str, dict]) -> None:
     """One line per model: accuracy against the course minimum, share removed, costs."""
     for name, r in results.items():
@@ -262,7 +267,7 @@ def summary(results: dict[str, dict]) -> None:
             continue
         ok = meets_minimum(name, "structured", r["accuracy"], r["pruning_percentage"])
         print(f"{name:12s} {r['accuracy']:.2%} (dense {r['original_accuracy']:.2%}), "
-              f"{r['pruning_percentage']:.1f}% channels removed, params {r['parameters_original']:,} -> "
+              f"{r['pruning_percentage']:.1f}% {_unit(r)} removed, params {r['parameters_original']:,} -> "
               f"{r['parameters']:,}, MACs {r['macs_original'] / 1e6:.1f}M -> {r['macs'] / 1e6:.1f}M "
               f"({'meets' if ok else 'misses'} the course minimum: >= {AFTER_PRUNING_MIN[name]:.0%} at "
               f">= {SPARSITY_MIN['structured']:.0f}%)")
@@ -294,7 +299,7 @@ def plot_channels_kept(results: dict[str, dict], path=None, caption=None):
                     fontsize=6 if len(groups) > 16 else 7)
         ax.set_xticks(x, groups, rotation=45, ha="right", fontsize=7)
         ax.set(ylabel="units kept (%)", ylim=(0, 112))
-        ax.set_title(f"{name}: {r['pruning_percentage']:.1f}% of channels removed "
+        ax.set_title(f"{name}: {r['pruning_percentage']:.1f}% of {_unit(r)} removed "
                      f"({r['criterion']}, {r['scope']}); units: channels, heads or neurons", fontsize=9)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, not on them
         ax.grid(axis="y", alpha=0.3)

@@ -463,3 +463,18 @@ def kind_share_removed(original: dict[str, int], pruned: dict[str, int], groups:
     total = sum(original[n] for n in names)
     return 100.0 * sum(original[n] - pruned[n] for n in names) / max(total, 1)
 
+
+def reported_share_removed(original: dict[str, int], pruned: dict[str, int], groups: dict[str, Group]) -> float:
+    """report.json's structured ``pruning_percentage`` as the course defines it, the share of
+    channels (heads) removed: a ResNet's channels (``channel_share_removed``), a ViT's attention
+    heads. A ViT's MLP neurons, removed too, do not count: a cut of neurons alone would otherwise
+    meet the minimum with every head in place (they are in ``removed_by_kind``)."""
+    if any(g.kind == "heads" for g in groups.values()):
+        return kind_share_removed(original, pruned, groups, "heads")
+    return channel_share_removed(original, pruned, groups)
+
+
+def reported_unit(groups: dict[str, Group]) -> str:
+    """What ``reported_share_removed`` counts: "heads" or "channels"."""
+    return "heads" if any(g.kind == "heads" for g in groups.values()) else "channels"
+
