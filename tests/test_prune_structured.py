@@ -100,6 +100,26 @@ def test_vit_keeps_a_head_per_block():
         assert all(len(keep[f"blocks.{i}.heads"]) >= 1 for i in range(2))
 
 
+def test_a_boolean_keep_mask_is_read_as_a_mask_and_no_unit_kept_is_refused_everywhere():
+    """A bool mask was cast to indices 0 and 1 ("unit indices [0, 1] are given more than once");
+    masking every unit passed apply_unit_masks, though remove_units refuses it."""
+    model = trained_like_resnet().eval()  # layer1.0.inner has 8 units
+    mask = torch.tensor([True] * 4 + [False] * 4)
+    x = torch.randn(2, 3, 32, 32)
+    small = S.remove_units(model, {"layer1.0.inner": mask}).eval()
+    assert S.widths(small)["layer1.0.inner"] == 4
+    with torch.no_grad():
+        assert torch.allclose(small(x), S.remove_units(model, {"layer1.0.inner": torch.arange(4)}).eval()(x))
+    with pytest.raises(ValueError, match=r"a boolean keep mask needs one entry per unit \(8\), got shape \(4,\)"):
+        S.remove_units(model, {"layer1.0.inner": mask[:4]})
+    for cut in (S.remove_units, S.apply_unit_masks):
+        with pytest.raises(ValueError, match="layer1.0.inner: at least one unit must stay"):
+            cut(model, {"layer1.0.inner": []})
+    # Sizes before pruning for some groups only: the others count at their current size.
+    scores = S.importance(model, "l1")
+    assert len(S.select(scores, 0.5, original={"layer1.stream": 8})["layer1.0.inner"]) == 4
+
+
 def test_repeated_or_out_of_range_unit_indices_are_refused_naming_the_group():
     model = trained_like_resnet()  # layer1.0.inner has 8 units
     with pytest.raises(ValueError, match=r"layer1.0.inner: unit indices \[1\] are given more than once"):

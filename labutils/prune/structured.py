@@ -204,9 +204,17 @@ def _scale_units(p: torch.Tensor, sl: Slice, factor: torch.Tensor) -> None:
 
 
 def _kept_units(name: str, keep, size: int) -> torch.Tensor:
-    """``keep`` as indices of distinct units 0..size-1 of group ``name``: a repeated index would
-    build a duplicated channel, one out of range a bare IndexError deep in the slicing."""
-    keep = torch.as_tensor(keep, dtype=torch.long)  # an empty list would be float
+    """``keep`` as indices of distinct units 0..size-1 of group ``name`` (or a boolean mask of its
+    ``size`` units): a repeated index would build a duplicated channel, one out of range a bare
+    IndexError deep in the slicing, and no unit at all a layer of width 0."""
+    keep = torch.as_tensor(keep)
+    if keep.dtype == torch.bool:  # as indices, the mask's True and False read as units 1 and 0
+        if keep.shape != (size,):
+            raise ValueError(f"{name}: a boolean keep mask needs one entry per unit ({size}), got shape {tuple(keep.shape)}")
+        keep = keep.nonzero().flatten()
+    keep = keep.long()  # an empty list would be float
+    if len(keep) < 1:
+        raise ValueError(f"{name}: at least one unit must stay (a layer needs a width)")
     outside = keep[(keep < 0) | (keep >= size)]
     if len(outside):
         raise ValueError(f"{name}: unit indices {outside.tolist()} are out of range: the group has {size} "
@@ -310,12 +318,14 @@ def select(scores: dict[str, torch.Tensor], share: float, original: dict[str, in
 
     ``scope="uniform"``: every group loses the same share (kept widths rounded to ``multiple``,
     except head counts), the highest scores stay. ``scope="global"``: one ranking of the (per-layer normalised) scores across groups
-    removes ``share`` of all channels (weighted by ``groups[...].channels_per_unit``); each group
-    keeps at least ``min_keep`` units and at least 10% of its original size.
+    removes ``share`` of all channels (weighted by ``groups[...].channels_per_unit``: pass
+    ``channel_groups(model)``, else every unit weighs one channel, and a ViT's heads, 16 or 64
+    channels each, would count as one); each group keeps at least ``min_keep`` units and at least
+    10% of its original size.
     """
     if not 0.0 <= share < 1.0:
         raise ValueError(f"share must be in [0, 1), got {share}")
-    original = original or {n: len(s) for n, s in scores.items()}
+    original = {n: len(s) for n, s in scores.items()} | (original or {})  # a group not named: its current size
     if scope == "uniform":
         # Heads are not rounded: one head is already head_dim channels wide.
         counts = {n: min(len(s), _kept_count(original[n], share, 1 if n.endswith(".heads") else multiple,
@@ -402,8 +412,6 @@ def remove_units(model: nn.Module, keep: dict[str, torch.Tensor]) -> nn.Module:
     sizes = {}
     for name, g in groups.items():
         idx = _kept_units(name, keep.get(name, torch.arange(g.size)), g.size)
-        if len(idx) < 1:
-            raise ValueError(f"{name}: at least one unit must stay (a layer needs a width)")
         for sl in g.slices:
             state[sl.name] = _select(state[sl.name], sl, g.size, idx)
         sizes[name] = len(idx)
