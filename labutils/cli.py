@@ -3,10 +3,13 @@ results table."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from .course import MODEL_NAMES
@@ -229,10 +232,11 @@ def _run(args) -> int:
         print(f"note: the {profile} profile writes and reads its own synthetic data in the run's folder; "
               f"--data-root is not used", file=sys.stderr)
     try:
-        summary = run_pipeline(profile, args.out, args.data_root, args.models, args.notebooks,
-                               args.seed, args.device,
-                               args.vit_weights,
-                               resume=args.resume)
+        with _sigterm_unwinds():
+            summary = run_pipeline(profile, args.out, args.data_root, args.models, args.notebooks,
+                                   args.seed, args.device,
+                                   args.vit_weights,
+                                   resume=args.resume)
     except NotebookFailed as err:
         print(f"error: {err}\nTo go on from there, continue the run with: {resume_command(args, profile)}",
               file=sys.stderr)
@@ -246,11 +250,40 @@ def _run(args) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: continue this run with: {resume_command(args, profile)}", file=sys.stderr)
         return 130
+    except Terminated as stop:
+        print(f"terminated (SIGTERM): continue this run with: {resume_command(args, profile)}", file=sys.stderr)
+        return stop.code
     times = ", ".join(f"{k[:2]} {format_seconds(v)}" for k, v in summary["notebooks"].items())
     print(f"done: profile {profile}, run {summary['run_id']}, {format_seconds(summary['total_seconds'])} "
           f"({times}); outputs in {summary['out']}")
     print(what_to_open(Path(summary["out"]), report="05_report.ipynb" in summary["finished"]))
     return 0
+
+
+class Terminated(SystemExit):
+    """SIGTERM during a run, raised where the run is (``_sigterm_unwinds``)."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """SIGTERM (``timeout``, Slurm, a container stop) raises ``Terminated`` in the main thread, so
+    the run unwinds as on Ctrl-C: its lock is removed and papermill stops its kernel. By default
+    SIGTERM ends the process at once and leaves the lock behind. A second SIGTERM acts as it did
+    before (the shutdown may hang); a handler of the caller's own, or SIGTERM ignored, is left as it is."""
+    previous = signal.getsignal(signal.SIGTERM) if hasattr(signal, "SIGTERM") else None
+    if previous is not signal.SIG_DFL or threading.current_thread() is not threading.main_thread():
+        yield  # signal.signal works in the main thread only
+        return
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, previous)
+        raise Terminated(128 + signum)  # the shell's status for a process ended by the signal: 143
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def resume_command(args, profile: str) -> str:

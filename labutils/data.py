@@ -50,7 +50,7 @@ class DataNotFoundError(Explained, FileNotFoundError):
     without the three screens of urllib internals above the instructions)."""
 
 
-class DataError(ValueError):
+class DataError(Explained, ValueError):
     """A data file that is not a valid CIFAR-10 batch (the message names it and what to do)."""
 
 
@@ -453,9 +453,25 @@ def augment_batch(x: torch.Tensor, generator=None, policy=None, groups: int = 16
     return x
 
 
+def _uint8_images(images) -> torch.Tensor:
+    """``images`` (a numpy array or a tensor) as uint8 [N, 3, H, W]; channels-last [N, H, W, 3]
+    (torchvision's ``CIFAR10(...).data``) is transposed, as ``write_cifar10`` does. Anything but
+    uint8 is refused: cast to uint8, floats in [0, 1] became black images without a word."""
+    x = torch.as_tensor(images)  # no copy for a numpy array or a tensor
+    if x.dim() == 4 and x.shape[-1] == 3 and x.shape[1] != 3:
+        x = x.permute(0, 3, 1, 2)
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"the images have shape {list(x.shape)}: pass RGB images, [N, 3, H, W] or [N, H, W, 3]")
+    if x.dtype != torch.uint8:
+        raise ValueError(f"the images are {x.dtype}: pass uint8 images (0-255); for floats in [0, 1], "
+                         f"(x * 255).round().astype(np.uint8) (a tensor: (x * 255).round().to(torch.uint8))")
+    return x
+
+
 class DeviceLoader:
     """Iterates over one split kept on ``device`` as a single uint8 tensor.
 
+    ``images``: uint8 [N, 3, H, W] or [N, H, W, 3], a numpy array or a tensor.
     Yields (float images normalised, channels_last on CUDA; int64 labels). With ``train`` it shuffles
     and applies random crop (pad 4) + horizontal flip on the device; ``size`` resizes to the
     model's input (224 for the pretrained ViT) after augmentation. Training batches only:
@@ -480,7 +496,7 @@ class DeviceLoader:
         if not isinstance(batch_size, numbers.Integral) or batch_size < 1:  # 0 or -1 would mean no batches
             raise ValueError(f"batch_size={batch_size!r} must be a whole number >= 1 (images per batch), e.g. 128")
         self.device = torch.device(device)
-        self.images = torch.as_tensor(images, dtype=torch.uint8).to(self.device)
+        self.images = _uint8_images(images).to(self.device).contiguous()
         side = self.images.shape[-1]  # Cutout works on the stored images, before any resize
         if not 0 <= cutout <= side:
             raise ValueError(f"cutout={cutout} must be between 0 (off) and the image side {side}")

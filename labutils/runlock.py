@@ -1,10 +1,11 @@
 """One run at a time per output folder: ``out/.labutils.lock`` is held for the whole run.
 
-The lock is a file created with O_CREAT|O_EXCL (atomic on every local file system) holding
-{pid, host, run_id, started, token}. A second run into the folder is refused with the holder's run
-id and PID. A lock left by a process of this host that no longer runs (killed with SIGKILL, or the
-machine restarted: its PID gone, or given to a process started after the lock) is reported and taken
-over; one from another host cannot be checked and is refused.
+The lock is a file holding {pid, host, run_id, started, token}, written whole under a temporary name
+and hard-linked to its own (atomic, and refused where a lock exists), so it is never seen empty. A
+second run into the folder is refused with the holder's run id and PID. A lock left by a process of
+this host that no longer runs (killed with SIGKILL, or the machine restarted: its PID gone, or given
+to a process started after the lock) is reported and taken over; one from another host cannot be
+checked and is refused.
 Taking over happens under an flock of the folder, so two runs cannot both take over the same stale lock.
 """
 from __future__ import annotations
@@ -39,7 +40,9 @@ def check_free(out_dir: str | os.PathLike) -> None:
     holder = _holder(path)
     if holder is None or (holder.get("token") is not None and holder["token"] == os.environ.get(RUN_TOKEN_ENV)):
         return
-    if holder.get("host") == socket.gethostname() and not _runs(holder):
+    if holder.get("host") != socket.gethostname():
+        raise RunLocked(_elsewhere(path, holder))
+    if not _runs(holder):
         return
     raise RunLocked(f"{path.parent} is being written by {_describe(holder)}; wait for it to finish, or set "
                     f"OUT_DIR to another folder (if that process no longer runs, delete {path})")
@@ -80,6 +83,12 @@ def _describe(holder: dict) -> str:
     return f"{run} (PID {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')})"
 
 
+def _elsewhere(path: Path, holder: dict) -> str:
+    """The refusal for a lock of another host: its PID cannot be checked, so not "wait for it"."""
+    return (f"{path.parent} is locked by {_describe(holder)}; a process on another host cannot be checked "
+            f"from here: if it no longer runs, delete {path}")
+
+
 class RunLock:
     """``with RunLock(out_dir) as lock: ... lock.name_run(run_id)``; released on any exit."""
 
@@ -111,15 +120,36 @@ class RunLock:
                 self.path.unlink()
 
     def _create(self) -> bool:
+        """Create the lock, False where one exists. Written whole under a temporary name, then
+        hard-linked to the lock's name: created empty and then written, a kill in between left an
+        empty lock that no run took over, and a notebook reading it meanwhile was told to delete it."""
+        tmp = self.path.with_name(f"{LOCK_NAME}.{self.info['token']}.tmp")
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            self._write_new(tmp)  # a full disk: raised here, nothing left behind
+            try:
+                os.link(tmp, self.path)  # atomic; FileExistsError where a lock exists
+            except FileExistsError:
+                return False
+            except OSError:  # no hard links on this file system (some FUSE mounts, SMB, FAT)
+                return self._write_new(self.path, exists_ok=True)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return True
+
+    def _write_new(self, path: Path, exists_ok: bool = False) -> bool:
+        """Write the lock's JSON into ``path``, which must not exist (False where it does and
+        ``exists_ok``). A write that fails removes the file: an empty lock would refuse every later run."""
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            return False
+            if exists_ok:
+                return False
+            raise
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(json.dumps(self.info))
-        except BaseException:  # a full disk: an empty lock would refuse every later run
-            self.path.unlink(missing_ok=True)
+        except BaseException:
+            path.unlink(missing_ok=True)
             raise
         return True
 
@@ -133,8 +163,7 @@ class RunLock:
             if holder is None:
                 return self._create()  # released meanwhile
             if holder.get("host") != self.info["host"]:
-                raise RunLocked(f"{self.path.parent} is locked by {_describe(holder)}; a process on another "
-                                f"host cannot be checked from here: if it no longer runs, delete {self.path}")
+                raise RunLocked(_elsewhere(self.path, holder))
             if _runs(holder):
                 raise RunLocked(f"{self.path.parent} is in use by {_describe(holder)}; wait for it to "
                                 f"finish, or write this run into another --out folder")
@@ -147,7 +176,7 @@ class RunLock:
 @contextlib.contextmanager
 def _folder_flock(folder: Path):
     """An exclusive flock on the folder itself (no extra file to leave behind); where flock is
-    missing (Windows) or the folder cannot be opened for it, nothing is held."""
+    missing (Windows), the folder cannot be opened for it or flock fails (NFS), nothing is held."""
     try:
         import fcntl
         fd = os.open(folder, os.O_RDONLY)
@@ -155,7 +184,10 @@ def _folder_flock(folder: Path):
         yield
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # ENOLCK: NFS without its lock daemon; the takeover goes on unguarded
+            pass
         yield
     finally:
         os.close(fd)  # closing releases the flock

@@ -1,4 +1,5 @@
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -355,6 +356,48 @@ def test_device_loader_refuses_bad_augmentation_saying_what_is_allowed(kwargs, w
 def test_device_loader_refuses_a_batch_size_that_is_not_a_positive_whole_number(batch_size):
     with pytest.raises(ValueError, match=rf"batch_size={batch_size} must be a whole number >= 1 \(images per batch\)"):
         D.DeviceLoader(np.zeros((4, 3, 32, 32), np.uint8), np.zeros(4), batch_size, True)
+
+
+def test_device_loader_takes_channels_last_images_as_torchvision_gives_them():
+    """torchvision's CIFAR10(...).data is uint8 [N, 32, 32, 3]: it failed at the first batch with
+    "The size of tensor a (32) must match the size of tensor b (3)"."""
+    x = np.random.default_rng(0).integers(0, 256, (16, 3, 32, 32), dtype=np.uint8)
+    y = np.arange(16) % 10
+    first = [b for b, _ in D.DeviceLoader(x, y, 8, True, seed=3)]
+    for last in (x.transpose(0, 2, 3, 1), np.ascontiguousarray(x.transpose(0, 2, 3, 1)),
+                 torch.as_tensor(x).permute(0, 2, 3, 1).contiguous()):
+        loader = D.DeviceLoader(last, y, 8, True, seed=3)
+        assert loader.images.shape == (16, 3, 32, 32) and loader.images.is_contiguous()
+        batches = [b for b, _ in loader]
+        assert len(batches) == len(first) == 2 and all(torch.equal(a, b) for a, b in zip(first, batches))
+    assert torch.equal(D.DeviceLoader(torch.as_tensor(x), y, 8, False).images, torch.as_tensor(x))  # as before
+
+
+@pytest.mark.parametrize("images", [np.full((4, 3, 32, 32), 0.5, np.float32), torch.rand(4, 3, 32, 32),
+                                    np.full((4, 3, 32, 32), 128, np.int64)], ids=["numpy", "torch", "int64"])
+def test_device_loader_refuses_images_that_are_not_uint8_saying_what_to_pass(images):
+    """Floats in [0, 1] were cast to uint8: all zeros, black images trained on without a word."""
+    said = "pass uint8 images (0-255); for floats in [0, 1], (x * 255).round().astype(np.uint8)"
+    with pytest.raises(ValueError, match=re.escape(said)):
+        D.DeviceLoader(images, np.zeros(4), 2, True)
+
+
+@pytest.mark.parametrize("shape", [(4, 32, 32), (4, 1, 32, 32), (2, 4, 3, 32, 32)])
+def test_device_loader_refuses_images_that_are_not_rgb_batches(shape):
+    said = f"the images have shape {list(shape)}: pass RGB images, [N, 3, H, W] or [N, H, W, 3]"
+    with pytest.raises(ValueError, match=re.escape(said)):
+        D.DeviceLoader(np.zeros(shape, np.uint8), np.zeros(shape[0]), 2, True)
+
+
+def test_a_damaged_batch_is_shown_without_a_traceback(tmp_path):
+    """Its message names the file and what to do; in a notebook it came under a full traceback,
+    unlike the other errors of its kind (DataNotFoundError, SettingsError)."""
+    (tmp_path / D.BATCH_DIR).mkdir()
+    (tmp_path / D.BATCH_DIR / "test_batch").write_bytes(b"")
+    with pytest.raises(ValueError) as info:  # still a ValueError: caught where it was
+        D.load_cifar10(tmp_path, train=False, download=False)
+    assert isinstance(info.value, D.DataError) and "test_batch is not a valid CIFAR-10 batch" in str(info.value)
+    assert info.value._render_traceback_() == [f"DataError: {info.value}"]
 
 
 def test_session_names_the_course_models_and_refuses_empty_loaders(tmp_path):

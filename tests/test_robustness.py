@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from labutils.artifacts import git_commit, write_json
 from labutils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from labutils.cli import main
 from labutils.models import build_model
-from labutils.runlock import LOCK_NAME, RunLock, RunLocked
+from labutils.runlock import LOCK_NAME, RunLock, RunLocked, check_free
 from labutils.data import describe_data
 from labutils.session import Session
 
@@ -165,6 +166,107 @@ def test_two_runs_never_both_take_over_the_same_stale_lock(tmp_path, monkeypatch
         assert len(held) == 1, outcomes
         assert json.loads((tmp_path / LOCK_NAME).read_text())["token"] == held[0].info["token"]
         held[0].release()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_ends_the_run_with_143_and_removes_its_lock(tmp_path):
+    """timeout, Slurm and a container stop send SIGTERM: by default it ended the process at once
+    (status -15) and left the lock, against the README's "removed on any exit". The run now unwinds
+    as on Ctrl-C (the lock removed, papermill's kernel stopped) and exits with the shell's status for
+    SIGTERM, 128 + 15, saying how to continue. papermill is replaced by a notebook that never ends."""
+    out, ready = tmp_path / "out", tmp_path / "notebook-started"
+    code = ("import pathlib, runpy, sys, time, papermill\n"
+            "def execute(*args, **kwargs):\n"
+            f"    pathlib.Path({str(ready)!r}).touch()\n"
+            "    time.sleep(120)  # the test's SIGTERM comes first\n"
+            "papermill.execute_notebook = execute\n"
+            f"sys.argv = ['labutils', 'run', '--profile', 'smoke', '--notebooks', '01', '--out', {str(out)!r}]\n"
+            "runpy.run_module('labutils', run_name='__main__')\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        deadline = time.monotonic() + 120  # importing torch on a loaded machine
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), proc.communicate(timeout=1) if proc.poll() is not None else "no notebook started"
+        assert json.loads((out / LOCK_NAME).read_text())["pid"] == proc.pid  # the run holds its folder
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert not (out / LOCK_NAME).exists()
+    assert "terminated (SIGTERM): continue this run with: python -m labutils run --resume" in err
+
+
+def test_the_lock_is_written_whole_before_it_takes_its_name(tmp_path, monkeypatch):
+    """Created empty and then written, a kill between the two left an empty lock that no run took
+    over ("exists but cannot be read ... delete it"), and a notebook reading it in that moment was
+    told to delete a live lock. While the lock is being written, a reader finds no lock at all."""
+    real_fdopen = os.fdopen
+    seen = []
+
+    def watched(fd, *args, **kwargs):  # the lock's JSON is about to be written: a notebook looks now
+        check_free(tmp_path)
+        seen.append((tmp_path / LOCK_NAME).exists())
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", watched)
+    with RunLock(tmp_path) as lock:
+        assert seen == [False]
+        assert json.loads((tmp_path / LOCK_NAME).read_text()) == lock.info
+        with pytest.raises(RunLocked, match=f"PID {os.getpid()}"):  # a lock that exists still refuses
+            RunLock(tmp_path).__enter__()
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["token"] == lock.info["token"]
+        assert [p.name for p in tmp_path.iterdir()] == [LOCK_NAME]  # no temporary file left beside it
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_lock_is_still_taken_where_hard_links_are_not_supported(tmp_path, monkeypatch):
+    """Some FUSE mounts, SMB shares and FAT refuse os.link: the lock is then created and written
+    as before, and still refuses a second run."""
+    def no_links(src, dst, *args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted", str(src))
+
+    monkeypatch.setattr(os, "link", no_links)
+    with RunLock(tmp_path) as lock:
+        assert json.loads((tmp_path / LOCK_NAME).read_text()) == lock.info
+        with pytest.raises(RunLocked, match=f"PID {os.getpid()}"):
+            RunLock(tmp_path).__enter__()
+        assert [p.name for p in tmp_path.iterdir()] == [LOCK_NAME]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stale_lock_is_taken_over_where_flock_fails(tmp_path, monkeypatch, capsys):
+    """NFS without its lock daemon answers flock with ENOLCK: the takeover crashed with it, where
+    the folder's flock is documented as held only where it can be."""
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    write_json(tmp_path / LOCK_NAME, {"pid": dead.pid, "host": socket.gethostname(), "run_id": "smoke-killed",
+                                      "started": "2026-01-01T00:00:00+00:00", "token": "x"})
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with RunLock(tmp_path) as lock:
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["token"] == lock.info["token"]
+    assert "taking over the stale lock of run smoke-killed" in capsys.readouterr().err
+
+
+def test_a_notebook_is_not_told_to_wait_for_a_lock_of_another_host(tmp_path):
+    """Its process cannot be checked from here (a Colab VM that died leaves such a lock on Drive):
+    the notebook said "wait for it to finish", which may be forever."""
+    write_json(tmp_path / LOCK_NAME, {"pid": 1, "host": "elsewhere", "run_id": "smoke-remote",
+                                      "started": "then", "token": "x"})
+    with pytest.raises(RunLocked) as refused:
+        check_free(tmp_path)
+    assert str(refused.value) == (f"{tmp_path} is locked by run smoke-remote (PID 1 on elsewhere, started then); a "
+                                  f"process on another host cannot be checked from here: if it no longer runs, "
+                                  f"delete {tmp_path / LOCK_NAME}")
 
 
 # -- 2. one identity per run folder ----------------------------------------------------------
@@ -795,6 +897,6 @@ def test_a_lock_that_cannot_be_written_is_not_left_behind(tmp_path, monkeypatch)
     with pytest.raises(OSError, match="No space left"):
         RunLock(tmp_path).__enter__()
     monkeypatch.setattr(os, "fdopen", real_fdopen)
-    assert not (tmp_path / LOCK_NAME).exists()
+    assert list(tmp_path.iterdir()) == []  # neither the lock nor its temporary file
     with RunLock(tmp_path):  # space freed: the next run takes the folder
         assert (tmp_path / LOCK_NAME).exists()
