@@ -6,7 +6,8 @@
 * ``fused_optimizer(model)`` - whether the optimizers should use their fused CUDA kernels (one
   launch for all parameters instead of several per tensor: tiny models are launch-bound).
 * ``CompiledForward`` - ``torch.compile`` of a model's forward (and, through it, backward) with a
-  fallback: where compilation is unavailable or fails, training goes on eagerly with a warning.
+  fallback: where compilation is unavailable or fails, training goes on eagerly with a warning
+  (an unknown mode name is refused, not fallen back from).
 * ``precision_for(device)`` - the ONE place that decides the mixed precision: "bf16" on CUDA GPUs
   with native bf16 (compute capability >= 8.0), "fp16" with a gradient scaler on older ones
   (Colab's T4 is 7.5), "fp32" on CPU and MPS. ``autocast`` and ``grad_scaler`` follow it; training,
@@ -72,18 +73,21 @@ class CompiledForward:
     """
 
     def __init__(self, model: nn.Module, mode: str | None = None):
+        # A misspelt mode is the caller's mistake, not the platform's: refused, not trained eagerly.
+        if mode is not None and not known_compile_mode(mode):
+            raise ValueError(f"compile={mode!r} is not a torch.compile mode: use True (its default mode), "
+                             f"False (no compilation) or one of {', '.join(map(repr, compile_modes()))}")
         self.model = model
         self.working: bool | None = None
         self.cudagraphs = compile_uses_cudagraphs(mode)  # fixed by the mode: not looked up every step
         try:  # lazy: nothing is compiled until the first call, but the platform is checked now
             self.compiled = torch.compile(model, mode=mode)
         except Exception as err:  # torch.compile refuses this Python (3.15+, a free-threaded build)
-            self._fall_back(err)
+            self._fall_back("torch.compile is not available here", err)
 
-    def _fall_back(self, err: Exception) -> None:
-        warnings.warn(f"torch.compile is not available here ({type(err).__name__}: "
-                      f"{str(err).splitlines()[0][:200] if str(err) else ''}); training continues without it",
-                      RuntimeWarning, stacklevel=3)
+    def _fall_back(self, what: str, err: Exception) -> None:
+        warnings.warn(f"{what} ({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}); "
+                      f"training continues without it", RuntimeWarning, stacklevel=3)
         self.working = False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -97,10 +101,34 @@ class CompiledForward:
         except Exception as err:  # compiler errors surface at the first call
             if self.working:
                 raise
-            self._fall_back(err)
-            return self.model(x)
-        self.working = True
+            failure = err
+        else:
+            self.working = True
+            return out
+        # Eager first, outside the handler: a model that fails by itself (a wrong Linear width)
+        # raises its own error here, not a compile warning with torch's traceback above it.
+        out = self.model(x)
+        self._fall_back("torch.compile failed on the first step", failure)
         return out
+
+
+# torch.compile's documented modes: the names known where inductor's own table cannot be read.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_modes() -> tuple[str, ...]:
+    """The mode names this torch.compile accepts: inductor's table, else ``COMPILE_MODES``."""
+    try:
+        from torch._inductor import list_mode_options
+        return tuple(list_mode_options())
+    except Exception:  # no inductor, or one without the table
+        return COMPILE_MODES
+
+
+def known_compile_mode(mode) -> bool:
+    """Whether ``mode`` is a torch.compile mode name. The documented ones need no import of
+    inductor (a second or more): only other names are looked up in its table."""
+    return isinstance(mode, str) and (mode in COMPILE_MODES or mode in compile_modes())
 
 
 def compile_uses_cudagraphs(mode: bool | str | None) -> bool:

@@ -141,8 +141,9 @@ def vit_tiny_patch16_224(num_classes: int = 10, img_size: int = 224, pretrained:
             kwargs["pretrained_cfg_overlay"] = dict(file=str(weights_path))
         elif not _hub_reachable():
             # Fail in a second instead of after a minute of retries against an unreachable hub.
+            host = _hub_endpoint()[1] or "the Hugging Face hub"
             raise PretrainedWeightsUnavailable(_no_weights_message(
-                "timm's hub", "huggingface.co cannot be reached and the weights are not in the local cache"))
+                "timm's hub", f"{host} cannot be reached and the weights are not in the local cache"))
     try:
         model = timm.create_model("vit_tiny_patch16_224", pretrained=pretrained, **kwargs)
     except Exception as err:
@@ -255,11 +256,38 @@ def _cached_hub_file(name: str) -> str | None:
     return None
 
 
-def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    import socket
+def _hub_endpoint() -> tuple[str, str | None, int | None]:
+    """(scheme, host, port) of the URL huggingface_hub (so timm) downloads from: its ENDPOINT, a
+    mirror where HF_ENDPOINT names one (read when huggingface_hub is imported), else
+    huggingface.co. Host or port None where the URL does not name one that can be dialled."""
+    from urllib.parse import urlsplit
 
     try:
-        socket.create_connection((host, 443), timeout=timeout).close()
+        from huggingface_hub import constants
+        endpoint = constants.ENDPOINT
+    except ImportError:
+        endpoint = "https://huggingface.co"
+    url = urlsplit(endpoint)
+    try:
+        port = url.port or (80 if url.scheme == "http" else 443)
+    except ValueError:  # a port that is not a number
+        port = None
+    return url.scheme or "https", url.hostname, port
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """False only when a direct connection to the hub's host fails. Behind a proxy (HTTPS_PROXY,
+    ALL_PROXY, ...), which huggingface_hub goes through, a direct connection proves nothing: True,
+    timm tries, and its own failure is reported (so too for an endpoint naming no host)."""
+    import socket
+    from urllib.request import getproxies
+
+    scheme, host, port = _hub_endpoint()
+    proxies = getproxies()  # the *_proxy variables, read as huggingface_hub's HTTP client reads them
+    if proxies.get(scheme) or proxies.get("all") or not host or not port:
+        return True
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
         return True
     except OSError:
         return False

@@ -65,6 +65,16 @@ def _bits(v):
 BITS = _bits
 
 
+def _compile_mode(v):
+    """True, False or a mode torch.compile knows: a misspelt mode ("reduce_overhead") trained
+    eagerly, with a warning that blamed the platform."""
+    from .accel import compile_modes, known_compile_mode
+
+    if isinstance(v, bool) or known_compile_mode(v):
+        return None
+    return f"must be True, False or a torch.compile mode: one of {', '.join(map(repr, compile_modes()))}"
+
+
 def choice(*options):
     def rule(v):
         return None if v in options else f"must be one of {', '.join(map(repr, options))}"
@@ -143,7 +153,7 @@ def _fit_rules() -> dict:
         "weight_decay": number(0, 1, share_hint=False), "momentum": FRACTION, "warmup": FRACTION, "label_smoothing": FRACTION,
         "mixup": number(0), "grad_clip": number(0, low_open=True, none=True), "max_steps": whole(1, none=True),
         "eval_every": whole(1), "graphs": flag, "ema": FRACTION,
-        "compile": lambda v: None if isinstance(v, (bool, str)) else "must be True, False or a torch.compile mode",
+        "compile": _compile_mode,
         "precision": choice(None, "bf16", "fp16", "fp32"),
         "cutout": whole(0), "augment": choice(None, *AUGMENT_POLICIES), "repeats": whole(1),
         "augment_groups": whole(1)}

@@ -67,9 +67,12 @@ def check_seed(seed) -> int:
 
 def seed_everything(seed: int, *loaders) -> None:
     """Python's, NumPy's and torch's generators, and the ``loaders``' own (their shuffles and
-    crops), reset: what runs next draws the same whatever ran before it."""
+    crops), reset: what runs next draws the same whatever ran before it. A loader without a
+    generator of its own (a torch DataLoader built without one, as ``data.get_loaders`` does)
+    shuffles from torch's global generator, which ``torch.manual_seed`` resets here."""
     for loader in loaders:
-        loader.generator.manual_seed(seed)
+        if getattr(loader, "generator", None) is not None:
+            loader.generator.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -171,20 +174,22 @@ def evaluate(model: nn.Module, loader, device: torch.device | None = None, tta_f
     was_training = model.training
     model.eval()
     correct, loss, n, hits = 0, 0.0, 0, []
-    for x, y in loader:
-        x, y = to_device(x, y, device)
-        with full_float32() if precision == "fp32" else nullcontext(), autocast(device, precision):
-            logits = model(x)
-            if tta_flip:
-                logits = (logits.float() + model(x.flip(-1)).float()) / 2
-        # Summed on the device: one host sync at the end, not two per batch.
-        loss += F.cross_entropy(logits.float(), y, reduction="sum")
-        right = logits.argmax(1) == y
-        correct += right.sum()
-        n += len(y)
-        if per_image:
-            hits.append(right)
-    model.train(was_training)
+    try:  # an interrupt or error mid-way must not leave a training model in eval mode
+        for x, y in loader:
+            x, y = to_device(x, y, device)
+            with full_float32() if precision == "fp32" else nullcontext(), autocast(device, precision):
+                logits = model(x)
+                if tta_flip:
+                    logits = (logits.float() + model(x.flip(-1)).float()) / 2
+            # Summed on the device: one host sync at the end, not two per batch.
+            loss += F.cross_entropy(logits.float(), y, reduction="sum")
+            right = logits.argmax(1) == y
+            correct += right.sum()
+            n += len(y)
+            if per_image:
+                hits.append(right)
+    finally:
+        model.train(was_training)
     out = {"accuracy": int(correct) / max(n, 1), "loss": float(loss) / max(n, 1), "n": n}
     if per_image:
         out["correct"] = torch.cat(hits).cpu() if hits else torch.zeros(0, dtype=torch.bool)
@@ -282,9 +287,9 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     optimizer step (``MaskEnforcer`` masks the gradients there). ``mixup`` > 0 mixes
     batches (Mixup or CutMix with Beta(mixup, mixup) weights). ``test_loader`` is
     evaluated every ``eval_every`` epochs and after the last. ``max_steps`` stops early
-    (smoke runs and tests). ``compile`` (True or a torch.compile mode name) runs the training
-    forward through ``torch.compile`` (eager if that fails; worth it for long runs only, see
-    ``labutils.accel``). ``precision`` ("bf16", "fp16" with a gradient scaler, "fp32"; None:
+    (smoke runs and tests). ``compile`` (True or a torch.compile mode name; another name is
+    refused) runs the training forward through ``torch.compile`` (eager if that fails; worth it
+    for long runs only, see ``labutils.accel``). ``precision`` ("bf16", "fp16" with a gradient scaler, "fp32"; None:
     ``accel.precision_for(device)``) sets the autocast. ``graphs`` captures the whole step in a
     CUDA graph (``accel.GraphedStep``; eager, with a warning, where it cannot be: see
     ``_graphs_obstacle``). ``ema`` > 0 keeps an exponential moving average of the weights (and
@@ -293,6 +298,7 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     zero). The step loop
     never waits for the device: losses and counts are summed there and read once per epoch.
     """
+    _check_lengths(epochs, max_steps, eval_every)
     if len(train_loader) == 0:  # it drops a last partial batch: it trained nothing, with a loss of 0
         raise ValueError(f"the training loader holds no whole batch: batch_size "
                          f"{getattr(train_loader, 'batch_size', '?')} is more than its images; use a smaller batch_size")
@@ -359,6 +365,25 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     if averaged is not None:
         model.load_state_dict(averaged.module.state_dict())
     return history
+
+
+def _whole(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+
+
+def _check_lengths(epochs, max_steps, eval_every) -> None:
+    """ValueError for a length ``fit`` cannot run: epochs=0 returned no history (callers then
+    failed at history[-1]), 1.5 was a TypeError, max_steps=0 still trained a step, and
+    eval_every=0 divided by zero after a whole epoch."""
+    if not _whole(epochs):
+        raise ValueError(f"epochs={epochs!r} must be a whole number >= 1; for part of an epoch give max_steps "
+                         f"too (prune.schedules.fit_budget(epochs, train_loader) gives both)")
+    if max_steps is not None and not _whole(max_steps):
+        raise ValueError(f"max_steps={max_steps!r} must be a whole number >= 1 (optimizer steps), or None "
+                         f"for no limit")
+    if not _whole(eval_every):
+        raise ValueError(f"eval_every={eval_every!r} must be a whole number >= 1 (epochs between scores of "
+                         f"the test split); to score none, pass test_loader=None")
 
 
 def make_train_step(model: nn.Module, forward, opt: torch.optim.Optimizer, device: torch.device,

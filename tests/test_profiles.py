@@ -130,6 +130,10 @@ MISTAKES = [  # (where, value, what the message must say): each once went unnoti
     (("quant", "qat", "epochs"), 3, 'QUANT["smoke"]["qat"]: give "steps" or "epochs", not both'),
     (("quant", "ptq_bits"), [4, 9], "holds 9, which must be a bit width, a whole number from 2 to 8"),
     (("train", "cnn", "weight_decay"), 5, "weight_decay\"] = 5 must be a number in [0, 1)"),
+    # A misspelt mode trained eagerly, with a warning that torch.compile "is not available here":
+    (("train", "cnn", "compile"), "reduce_overhead", 'TRAIN["smoke"]["cnn"]["compile"] = \'reduce_overhead\' must be '
+     "True, False or a torch.compile mode: one of 'default', "),
+    (("structured", "vit", "finetune", "compile"), 1, "= 1 must be True, False or a torch.compile mode"),
 ]
 
 
@@ -161,3 +165,14 @@ def test_a_broken_profile_stops_the_run_and_the_notebook_before_any_work(tmp_pat
     with pytest.raises(SettingsError, match='unknown setting "lr_max"'):
         Session("smoke", out_dir=tmp_path / "nb", device="cpu")
     assert not (tmp_path / "nb").exists()
+
+
+def test_the_compile_setting_takes_true_false_or_a_known_mode():
+    """Any string passed, and fit then trained eagerly on a misspelt mode (review)."""
+    from labutils.profile_check import recipe_problems
+
+    documented = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+    for value in (True, False, *documented):
+        assert recipe_problems({"compile": value}) == [], value
+    wrong = recipe_problems({"compile": "max_autotune"})
+    assert len(wrong) == 1 and all(repr(mode) in wrong[0] for mode in documented), wrong

@@ -111,7 +111,8 @@ def test_fit_falls_back_to_eager_when_compile_fails(synthetic_root, monkeypatch)
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     train, test = _loaders(synthetic_root)
-    with pytest.warns(RuntimeWarning, match="torch.compile is not available here.*no C\\+\\+ compiler"):
+    with pytest.warns(RuntimeWarning, match="torch.compile failed on the first step .*no C\\+\\+ compiler.*"
+                                            "training continues without it"):
         history = fit(build_model("resnet20", width=4), train, test, epochs=1, lr=0.05, compile=True, max_steps=3)
     assert history[-1]["images"] == 3 * 50 and "test_accuracy" in history[-1]
     # torch.compile itself refusing the platform (Python 3.15+, a free-threaded build) at the call,
@@ -141,6 +142,49 @@ def test_fit_scores_its_test_split_in_the_precision_it_trains_in(monkeypatch):
     train, test = tiny_loaders(n=32, batch=16)
     fit(tiny_cnn(), train, test, epochs=1, lr=0.05, precision="bf16", device=torch.device("cpu"))
     assert seen == ["bf16"] * len(seen) and len(seen) == 3  # two steps, then the test split
+
+
+def test_a_misspelt_compile_mode_is_refused_not_trained_eagerly(synthetic_root, monkeypatch):
+    """compile="reduce_overhead" trained eagerly, warning that torch.compile "is not available here"
+    (review): a mode torch.compile does not know is the caller's mistake."""
+    from labutils.accel import CompiledForward
+
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: compiled.append(mode) or model)
+    train, _ = _loaders(synthetic_root)
+    with pytest.raises(ValueError, match="compile='reduce_overhead' is not a torch.compile mode: use True .*"
+                                         "'reduce-overhead'"):
+        fit(build_model("resnet20", width=4), train, None, epochs=1, lr=0.05, compile="reduce_overhead", max_steps=1)
+    with pytest.raises(ValueError, match="'max-autotune-no-cudagraphs'"):
+        CompiledForward(build_model("resnet20", width=4), "fast")
+    documented = ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+    for mode in documented:  # taken
+        CompiledForward(build_model("resnet20", width=4), mode)
+    assert compiled == documented
+
+
+def test_a_model_that_fails_by_itself_is_not_reported_as_a_compile_failure(monkeypatch):
+    """A wrong Linear width was first reported as 'torch.compile is not available here
+    (TorchRuntimeError ...)', then as itself (review): the eager error alone is raised."""
+    import warnings
+
+    def failing_compile(model, mode=None):
+        def call(x):
+            raise RuntimeError("TorchRuntimeError: Dynamo failed to run FX node")
+        return call
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(7, 10))  # takes 7 features, gets 3 * 32 * 32
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(RuntimeError, match="cannot be multiplied"):
+        warnings.simplefilter("always")
+        fit(model, _tiny_train(), None, epochs=1, lr=0.05, compile=True, device=torch.device("cpu"))
+    assert not [w for w in caught if "compile" in str(w.message)]
+
+
+def _tiny_train():
+    from tiny import tiny_loaders
+
+    return tiny_loaders(n=32, batch=16)[0]
 
 
 def test_compiled_forward_is_used_when_it_works(synthetic_root, monkeypatch):
@@ -481,3 +525,70 @@ def test_evaluate_in_fp32_scores_without_tf32(monkeypatch):
     model.seen.clear()
     evaluate(model, test)  # the device's autocast: TF32 as training has it
     assert model.seen[0] == (True, True)
+
+
+def test_seed_everything_takes_a_torch_dataloader_without_a_generator():
+    """data.get_loaders' DataLoaders have generator=None: seed_everything(seed, loader) was an
+    AttributeError. Their shuffle draws from torch's global generator, which it seeds."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    loader = DataLoader(TensorDataset(torch.arange(20)), batch_size=5, shuffle=True)
+    assert loader.generator is None
+    orders = []
+    for _ in range(2):
+        seed_everything(4, loader)
+        torch.rand(3)  # draws between the seed and the shuffle: the same each time
+        orders.append([int(i) for (batch,) in loader for i in batch])
+    assert orders[0] == orders[1] and orders[0] != list(range(20))
+    seeded = DataLoader(TensorDataset(torch.arange(20)), batch_size=5, shuffle=True,
+                        generator=torch.Generator().manual_seed(1))
+    first = [int(i) for (batch,) in seeded for i in batch]
+    seed_everything(1, seeded)  # a loader's own generator is still reset
+    assert [int(i) for (batch,) in seeded for i in batch] == first
+
+
+@pytest.mark.parametrize("lengths, said", [
+    ({"epochs": 0}, r"epochs=0 must be a whole number >= 1; for part of an epoch give max_steps too \(prune.schedules.fit_budget"),
+    ({"epochs": 1.5}, "epochs=1.5 must be a whole number >= 1"),
+    ({"epochs": True}, "epochs=True must be a whole number"),
+    ({"max_steps": 0}, r"max_steps=0 must be a whole number >= 1 \(optimizer steps\), or None for no limit"),
+    ({"max_steps": 2.5}, "max_steps=2.5 must be"),
+    ({"eval_every": 0}, r"eval_every=0 must be a whole number >= 1 .*pass test_loader=None"),
+    ({"eval_every": None}, "eval_every=None must be"),
+])
+def test_fit_refuses_lengths_it_cannot_run(lengths, said):
+    """epochs=0 returned [] (callers then failed at history[-1]), 1.5 was a TypeError, max_steps=0
+    trained a step and printed 'epoch 1/0', eval_every=0 divided by zero after a whole epoch."""
+    from tiny import tiny_cnn
+
+    steps = []
+    with pytest.raises(ValueError, match=said):
+        fit(tiny_cnn(), _tiny_train(), None, **{"epochs": 1, "lr": 0.1, **lengths}, device=torch.device("cpu"),
+            callback=lambda m, opt, step: steps.append(step))
+    assert steps == []  # before any training
+
+
+def test_evaluate_restores_training_mode_when_interrupted_and_leaves_batchnorm_alone():
+    """An interrupt mid-evaluation left a training model in eval mode (review)."""
+    from tiny import tiny_loaders
+
+    _, test = tiny_loaders(n=128, batch=16)  # 4 test batches
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    evaluate(model, test)
+    assert model.training
+    for name, value in model.state_dict().items():  # running stats and num_batches_tracked untouched
+        assert torch.equal(value, before[name]), name
+    calls = []
+
+    def interrupt_on_the_second_batch(module, inputs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    model.register_forward_pre_hook(interrupt_on_the_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(model, test)
+    assert model.training and all(m.training for m in model.modules())
+    assert len(calls) == 2
