@@ -131,42 +131,37 @@ def test_the_pretrained_vit_sees_the_inputs_it_was_trained_on(tmp_path):
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
-@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"])
-def test_the_hub_pre_check_leaves_a_proxied_connection_to_timm(monkeypatch, variable):
-    """Behind a proxy the direct connection to huggingface.co:443 failed, and the workbook said the
-    hub could not be reached though timm (through the proxy) would have downloaded (review)."""
+@pytest.fixture
+def dialled(monkeypatch) -> list:
+    """The addresses the hub pre-check dials (each refused), with no proxy set."""
     import socket
 
-    dialled = []
+    calls = []
 
     def refuse(address, timeout=None):
-        dialled.append(address)
+        calls.append(address)
         raise OSError("refused")
 
     monkeypatch.setattr(socket, "create_connection", refuse)
     for name in _PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    return calls
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"])
+def test_the_hub_pre_check_leaves_a_proxied_connection_to_timm(monkeypatch, dialled, variable):
+    """Behind a proxy the direct connection to huggingface.co:443 failed, and the workbook said the
+    hub could not be reached though timm (through the proxy) would have downloaded (review)."""
     assert M._hub_reachable() is False and dialled  # no proxy: the direct check decides
     dialled.clear()
     monkeypatch.setenv(variable, "http://proxy.invalid:3128")
     assert M._hub_reachable() is True and dialled == []
 
 
-def test_the_hub_pre_check_dials_the_mirror_hf_endpoint_names(monkeypatch):
+def test_the_hub_pre_check_dials_the_mirror_hf_endpoint_names(monkeypatch, dialled):
     """HF_ENDPOINT (a mirror), which huggingface_hub reads at import: the check dialled huggingface.co."""
-    import socket
-
     from huggingface_hub import constants
 
-    dialled = []
-
-    def refuse(address, timeout=None):
-        dialled.append(address)
-        raise OSError("refused")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    for name in _PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(constants, "ENDPOINT", "https://hf-mirror.invalid:8443")
     assert M._hub_reachable() is False and dialled == [("hf-mirror.invalid", 8443)]
     monkeypatch.setattr(constants, "ENDPOINT", "http://hf-mirror.invalid")
