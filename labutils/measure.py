@@ -256,6 +256,8 @@ def accuracy_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, 
     shown to differ."""
     if n <= 0:
         raise ValueError(f"an accuracy needs test images, got n={n}")
+    if not 0.0 <= accuracy <= 1.0:  # NaN too
+        raise ValueError(f"accuracy={accuracy!r} must be a fraction from 0 to 1 (91.2% is 0.912)")
     centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
@@ -282,6 +284,8 @@ def holm(p_values: list[float], alpha: float = 0.05) -> list[bool]:
     """Which of several tests reject at family-wise level ``alpha`` (Holm's step-down): among many
     comparisons made at once some look different by chance; Holm keeps the chance of any false
     claim among them under ``alpha``."""
+    if not all(0.0 <= p <= 1.0 for p in p_values):  # a NaN compared false with every bound: rejected
+        raise ValueError(f"p-values must lie between 0 and 1: got {p_values!r}")
     order, rejected = sorted(range(len(p_values)), key=p_values.__getitem__), [False] * len(p_values)
     for rank, i in enumerate(order):
         if p_values[i] > alpha / (len(p_values) - rank):

@@ -164,6 +164,25 @@ def test_the_final_recipes_best_method_says_whether_its_lead_is_real():
     assert best_method([row("gradual", 0.3)], [first(150)])[1].endswith("the only method run there")
     # Rows set by hand, without the study's per-image scores: the higher point, untested, and said so.
     assert best_method(rows, None)[1].endswith("the higher point: no per-image scores in this kernel to test its lead")
+    # An exact tie at the top: no higher point, and the method taken is said to be the first in order.
+    level = [row("one_shot", 0.28), row("iterative", 0.28), row("gradual", 0.25)]
+    method, why = best_method(level, [first(140), first(140), first(125)])
+    assert method == "one_shot" and "one_shot (28.00%), level with iterative (the first in the study's order taken)" in why
+    assert "not separated from iterative, so it is no higher point, not a difference shown (ahead of gradual)" in why
+    assert best_method(level, None)[1].endswith("no higher point: no per-image scores in this kernel to test its lead")
+
+
+def test_the_statistics_refuse_values_outside_0_to_1():
+    """holm counted a NaN p-value as a rejection; a percentage given as an accuracy was a math
+    domain error."""
+    from labutils.measure import accuracy_interval, holm
+
+    for p_values in ([float("nan"), 0.001], [0.001, 1.5]):
+        with pytest.raises(ValueError, match="p-values must lie between 0 and 1"):
+            holm(p_values)
+    for accuracy in (91.2, -0.1, float("nan")):
+        with pytest.raises(ValueError, match=r"must be a fraction from 0 to 1 \(91.2% is 0.912\)"):
+            accuracy_interval(accuracy, 100)
 
 
 def test_timings_taken_while_the_machine_is_busy_are_marked(monkeypatch):

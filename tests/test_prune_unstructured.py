@@ -124,6 +124,28 @@ def test_iterative_rounds_fine_tune_for_the_one_shot_budget_in_all(monkeypatch):
         assert sum(ran) == schedules.fit_budget(per_round * rounds, train)["max_steps"], (rounds, ran)
 
 
+def test_iterative_pruning_gets_one_shots_steps_at_any_fractional_budget(monkeypatch):
+    """The study passes epochs / rounds, and (e / 3) * 3 is not always e in floats: at 390 steps an
+    epoch, 0.45 epochs gave one-shot 176 steps and iterative 175 (review, reproduced)."""
+    from labutils.prune import schedules
+
+    class Epoch:  # only its length matters here: magnitude scores read no data, fit is faked
+        def __init__(self, steps):
+            self.steps = steps
+
+        def __len__(self):
+            return self.steps
+
+    ran = []
+    monkeypatch.setattr(schedules, "fit", lambda *a, max_steps, **k: ran.append(max_steps) or [])
+    model = tiny_cnn()
+    for steps in (15, 390):
+        for epochs in (0.45, 0.5, 1.55, 3.65, 1.2):
+            ran.clear()
+            schedules.iterative_prune(model, Epoch(steps), None, 0.5, 3, epochs / 3, "global", lr=0.05)
+            assert sum(ran) == schedules.budget_steps(epochs, Epoch(steps)), (steps, epochs, ran)
+
+
 def test_iterative_masks_stay_nested_when_scores_favour_pruned_weights(monkeypatch):
     """A weight pruned in an earlier round stays pruned even when a later score ranks it highest
     (Taylor or Fisher scores of dead units can); with magnitude scores zeros rank last anyway,

@@ -348,11 +348,15 @@ def best_method(rows: list[dict], correct: list[torch.Tensor] | None) -> tuple[s
     top = [i for i, r in enumerate(rows) if r["sparsity"] == top_s and r["epochs"] == top_e]
     win = max(top, key=lambda i: rows[i]["accuracy"])
     others, best = [i for i in top if i != win], rows[win]
-    head = f"the study's best at {top_s:.0%}, {top_e} ep: {best['method']} ({best['accuracy']:.2%})"
+    # An exact tie has no higher point: the first method in the study's order is taken, and said so.
+    level = [rows[i]["method"] for i in others if rows[i]["accuracy"] == best["accuracy"]]
+    head = f"the study's best at {top_s:.0%}, {top_e} ep: {best['method']} ({best['accuracy']:.2%})" + (
+        f", level with {' and '.join(level)} (the first in the study's order taken)" if level else "")
+    higher = "no higher point" if level else "the higher point"
     if not others:
         return best["method"], f"{head}; the only method run there"
     if correct is None:
-        return best["method"], f"{head}; the higher point: no per-image scores in this kernel to test its lead"
+        return best["method"], f"{head}; {higher}: no per-image scores in this kernel to test its lead"
     shown = holm([mcnemar_p(correct[win], correct[i]) for i in others])
     ahead = " and ".join(rows[i]["method"] for i, s in zip(others, shown) if s)
     tied = " and ".join(rows[i]["method"] for i, s in zip(others, shown) if not s)
@@ -361,7 +365,7 @@ def best_method(rows: list[dict], correct: list[torch.Tensor] | None) -> tuple[s
     test = (f"McNemar's test on the same images against the other methods at this point, Holm-corrected for "
             f"{len(others)} comparison{'s' * (len(others) != 1)}")
     if tied:
-        lead = (f"{test}: not separated from {tied}, so it is the higher point, not a difference shown"
+        lead = (f"{test}: not separated from {tied}, so it is {higher}, not a difference shown"
                 + (f" (ahead of {ahead})" if ahead else ""))
     else:
         lead = f"{test}: ahead of {ahead}"

@@ -176,7 +176,9 @@ def iterative_prune(model: nn.Module, train_loader, test_loader, sparsity: float
     targets = round_targets(sparsity, rounds)  # checks the arguments before a bar is shown
     # One bar for the rounds; the fine-tuning of each round runs without a bar of its own.
     # Rounding each round's share separately would give iterative pruning up to a step a round more.
-    total = budget_steps(epochs_per_round * rounds, train_loader, epoch_steps) if epochs_per_round > 0 else 0
+    # Rounded to 9 places: (e / rounds) * rounds is not always e in floats (0.45 / 3 * 3 gave one
+    # step fewer than one-shot's 0.45 epochs, where a budget lands on half a step).
+    total = budget_steps(round(epochs_per_round * rounds, 9), train_loader, epoch_steps) if epochs_per_round > 0 else 0
     bar = progress(total=rounds, desc=desc, unit="round")
     for r, target in enumerate(targets, 1):
         scores = compute_scores(criterion, model, params, score_loader or train_loader, score_batches)
