@@ -92,6 +92,29 @@ def test_vit_shapes_and_masked_equals_removed():
         assert (model(x) - masked(x)).abs().max() > 1e-3
 
 
+def test_the_pretrained_vits_architecture_masked_equals_removed_and_reloads(tmp_path):
+    """The course's ``vit`` (timm's ViT-Tiny: 3 heads of 64, 768 neurons, qkv biases) has no
+    baseline here to prune in notebook 04's test: its surgery is checked on random weights."""
+    from labutils.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model("vit_tiny_patch16_224", img_size=32).eval()
+    with torch.no_grad():
+        for block in model.blocks:  # nonzero biases: a leak through them would show
+            block.attn.qkv.bias.normal_(0, 0.5)
+            block.mlp.fc1.bias.normal_(0, 0.5)
+    keep = {f"blocks.{i}.heads": torch.tensor([i % 3]) for i in range(12)} | {"blocks.5.mlp": torch.arange(0, 768, 5)}
+    small = S.remove_units(model, keep).eval()
+    assert small.blocks[0].attn.qkv.weight.shape == (3 * 64, 192) and small.blocks[5].mlp.fc1.weight.shape == (154, 192)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), S.apply_unit_masks(_copy(model), keep)(x), atol=1e-4, rtol=1e-4)
+    path = save_checkpoint(tmp_path / "vit_after_structured_pruning.pth", small)
+    again = load_checkpoint(path)[0].eval()
+    with torch.no_grad():
+        assert torch.equal(again(x), small(x))
+
+
 def test_vit_keeps_a_head_per_block():
     model = small_vit()
     scores = S.importance(model, "l1")
