@@ -182,3 +182,33 @@ def test_exercise_helpers_refuse_bad_arguments_in_words():
         nm_masks({"w": torch.rand(4, 8)}, 4, 2)
     with pytest.raises(SettingsError, match="cutout='16' must be a whole number >= 0"):
         data_lab.augmentation_draws(np.zeros((2, 3, 32, 32), np.uint8), cutout="16")
+
+
+def test_settings_an_exercise_edits_by_hand_are_checked_for_misspelt_keys():
+    """include_frist=True left the first conv dense, compare_share ran the default shares and
+    step_epoch fine-tuned 0 epochs, each without a word (student walkthrough)."""
+    from labutils.errors import SettingsError
+    from labutils.labs import structured as S
+    from labutils.labs import unstructured as U
+    from labutils.profiles import get_profile
+
+    profile = get_profile("smoke")
+    recipe = profile["structured"]["cnn"] | {"scope": "global", "compare_share": [0.25]}
+    with pytest.raises(SettingsError, match='unknown setting "compare_share" \\(did you mean "compare_shares"\\?\\)'):
+        S.compare_criteria(None, None, None, recipe)
+    with pytest.raises(SettingsError, match='unknown setting "step_epoch" \\(did you mean "step_epochs"\\?\\)'):
+        S.cut_and_finetune(None, None, None, profile["structured"]["vit_scratch"] | {"step_epoch": 1}, "cpu")
+    subject = U.Subject("cnn", None, None, None, None, 0.5, dict(profile["unstructured"], include_frist=True))
+    with pytest.raises(SettingsError, match='cnn\'s cfg: unknown setting "include_frist" \\(did you mean "include_first"\\?\\)'):
+        U.sweep(subject)
+
+
+def test_a_study_list_passed_with_papermills_p_says_to_use_y():
+    """papermill's -p makes "[1]" a string; the message said to use a list, which the student had typed."""
+    from labutils.errors import SettingsError
+    from labutils.labs import unstructured as U
+
+    with pytest.raises(SettingsError, match=r"""STUDY_EPOCHS = '\[1\]': .* \(with papermill, a list goes with -y: -y "STUDY_EPOCHS: \[3, 5\]"; -p passes a string\)"""):
+        U.check_study([0.5], "[1]")
+    with pytest.raises(SettingsError, match=r"use a non-empty list of epoch counts above 0, such as \[3, 5\]$"):
+        U.check_study([0.5], [0])

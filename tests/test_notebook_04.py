@@ -118,3 +118,26 @@ def test_a_criteria_point_says_the_share_asked_where_whole_units_could_not_give_
 
     assert _point({"share": 0.5, "pruning_percentage": 46.9, "accuracy": 0.25}) == "47% removed (50% asked): 25.00%"
     assert _point({"share": 0.25, "pruning_percentage": 25.0, "accuracy": 0.5}) == "25% removed: 50.00%"
+
+
+def test_the_equivalence_check_finds_masked_and_removed_alike_and_the_naive_mask_off(run04, tmp_path):
+    """Notebook 04's check prints its numbers; nothing asserted them (review)."""
+    import shutil
+
+    from labutils import Session
+    from labutils.labs import structured as lab
+
+    s = Session("smoke", shutil.copytree(run04, tmp_path / "run"), start_run=False)
+    for name in ("cnn", "vit_scratch"):
+        r = lab.equivalence_check(s, name)
+        assert r["masked_vs_removed"] <= 1e-4 * max(1.0, r["logit_scale"]), (name, r)
+        assert r["naive_vs_removed"] > 100 * max(r["masked_vs_removed"], 1e-6), (name, r)
+
+
+def test_a_cuts_line_says_how_long_a_capped_fine_tune_ran():
+    """'after 3 epochs of fine-tuning' where max_steps stopped it after 8 steps (walkthrough)."""
+    from labutils.labs.structured import _length
+
+    assert _length(3, [None] * 10, {"finetune": {"max_steps": 8}}) == "8 steps (max_steps; 3 epochs asked)"
+    assert _length(1, [None] * 5, {"finetune": {"max_steps": 8}}) == "1 epoch"
+    assert _length(2, [None] * 5, {"finetune": {}}) == "2 epochs"

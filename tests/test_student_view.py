@@ -59,7 +59,8 @@ def test_study_figure_tells_any_number_of_budgets_apart_and_lists_every_panels()
 
     fig = U.plot_study({"cnn": rows([1, 3, 5]), "vit_scratch": rows([2])}, {"cnn": 0.6, "vit_scratch": 0.6})
     labels = fig.axes[-1].get_legend().get_texts()
-    assert {t.get_text() for t in labels} >= {"one-shot, 1 epochs", "one-shot, 5 epochs", "gradual, 2 epochs"}
+    assert [t.get_text() for t in labels] == ["dense", "one-shot", "iterative", "gradual", "fine-tuned 1 epoch",
+                                              "fine-tuned 2 epochs", "fine-tuned 3 epochs", "fine-tuned 5 epochs"]
     assert assert_series_apart(fig) >= 9 + 3
 
 
@@ -162,7 +163,7 @@ def test_training_prints_the_training_accuracy_beside_the_test_accuracy(tmp_path
     (the training accuracy went to papermill's per-epoch lines alone) (interactive review)."""
     s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
     history = B.try_recipe(s, "cnn", epochs=1, mixup=0.0)
-    assert f"(training images, last epoch: {history[-1]['train_accuracy']:.2%})" in capsys.readouterr().out
+    assert f"(augmented training batches, last epoch: {history[-1]['train_accuracy']:.2%})" in capsys.readouterr().out
     B.try_recipe(s, "cnn", epochs=1, mixup=0.8)
     assert "(no training accuracy: Mixup/CutMix mixes the targets)" in capsys.readouterr().out
 

@@ -74,7 +74,7 @@ def _train_accuracy(history: list[dict]) -> str:
     """The last epoch's accuracy on the (augmented) training images, to set beside the test's: the
     gap is overfitting. None is measured under Mixup/CutMix, whose targets are mixed."""
     last = history[-1]
-    return (f" (training images, last epoch: {last['train_accuracy']:.2%})" if "train_accuracy" in last
+    return (f" (augmented training batches, last epoch: {last['train_accuracy']:.2%})" if "train_accuracy" in last
             else " (no training accuracy: Mixup/CutMix mixes the targets)")
 
 

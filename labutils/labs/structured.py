@@ -23,9 +23,11 @@ from torch import nn
 
 from ..accel import full_float32
 from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN, meets_minimum
+from ..errors import SettingsError
 from ..measure import NOISY_WHY, compare_latency, count_macs, measure_throughput
 from ..models import build_model, count_parameters
 from ..plots import COLORS, finish, log_tick_labels, named_styles, panels, style_for
+from ..profile_check import settings_problems
 from ..profiles import format_settings
 from ..prune import structured as S
 from ..session import Session
@@ -66,6 +68,12 @@ def check_recipe(cfg: dict, name: str) -> dict:
     return cfg
 
 
+def _check_settings(cfg: dict) -> None:
+    """An exercise's recipe, edited by hand: a misspelt key ("compare_share") was ignored."""
+    if found := settings_problems("structured", cfg):
+        raise SettingsError("\n".join(found))
+
+
 def criteria_for(model: nn.Module, names: list[str]) -> list[str]:
     """The criteria of ``names`` that apply to ``model`` (bn_scale needs BatchNorm: CNN only)."""
     return [c for c in names if c != "bn_scale" or S.family(model) == "resnet"]
@@ -78,6 +86,7 @@ def compare_criteria(model: nn.Module, train, test, cfg: dict) -> dict:
     Returns {"dense_accuracy", "images" (how many test images scored it), "criteria": {criterion:
     [{"share", "pruning_percentage", "accuracy"}, ...]}}.
     """
+    _check_settings(cfg)
     groups, original = S.channel_groups(model), S.widths(model)
     study = {"dense_accuracy": evaluate(model, test)["accuracy"], "images": len(test.labels),
              "criteria": {}}
@@ -103,6 +112,7 @@ def _point(p: dict) -> str:
 
 def cut_and_finetune(model: nn.Module, train, test, cfg: dict, device, desc: str = "prune"):
     """Cut and fine-tune per ``cfg["steps"]``; returns (pruned model, per-step records)."""
+    _check_settings(cfg)
     groups, original = S.channel_groups(model), S.widths(model)
     steps = []
     for i, share in enumerate(cfg["steps"]):
@@ -120,10 +130,20 @@ def cut_and_finetune(model: nn.Module, train, test, cfg: dict, device, desc: str
                       "accuracy_after_cut": cut,
                       "accuracy": history[-1]["test_accuracy"] if history else cut,
                       "epochs": epochs, "seconds": time.perf_counter() - start, "history": history})
-        print(f"{desc}: cut {i + 1} removes {steps[-1]['pruning_percentage']:.1f}% of channels -> "
-              f"{cut:.2%} right after the cut, {steps[-1]['accuracy']:.2%} after {epochs} epoch{'s' * (epochs != 1)} "
+        heads = (f" ({S.reported_share_removed(original, S.widths(model), groups):.1f}% of heads)"
+                 if S.reported_unit(groups) == "heads" else "")  # the share report.json gives a ViT
+        print(f"{desc}: cut {i + 1} removes {steps[-1]['pruning_percentage']:.1f}% of channels{heads} -> "
+              f"{cut:.2%} right after the cut, {steps[-1]['accuracy']:.2%} after {_length(epochs, train, cfg)} "
               f"of fine-tuning (on {len(test.labels):,} test images)")
     return model, steps
+
+
+def _length(epochs: int, train, cfg: dict) -> str:
+    """"3 epochs", or "8 steps (max_steps; 3 epochs asked)" where the recipe caps them."""
+    cap = cfg["finetune"].get("max_steps")
+    if cap and cap < epochs * len(train):
+        return f"{cap} step{'s' * (cap != 1)} (max_steps; {epochs} epoch{'s' * (epochs != 1)} asked)"
+    return f"{epochs} epoch{'s' * (epochs != 1)}"
 
 
 def throughput(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict) -> dict:

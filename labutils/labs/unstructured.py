@@ -35,6 +35,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN
 from ..data import DeviceLoader, subset
 from ..errors import SettingsError
+from ..profile_check import settings_problems
 from ..measure import accuracy_interval, compare_latency, holm, mcnemar_p
 from ..models import count_parameters
 from ..plots import BAD_COLOR, GOOD_COLOR, finish, named_styles, panels, style_for
@@ -95,7 +96,10 @@ class Subject:
         return scopes
 
     def fresh(self) -> tuple[nn.Module, dict[str, nn.Parameter]]:
-        """A copy of the dense baseline (and its prunable weights), with the seeds reset."""
+        """A copy of the dense baseline (and its prunable weights), with the seeds reset; first,
+        ``cfg`` checked, as an exercise may have edited it by hand."""
+        if found := settings_problems("unstructured", self.cfg, f"{self.name}'s cfg"):
+            raise SettingsError("\n".join(found))
         self.reseed()
         model = copy.deepcopy(self.model)
         return model, self.params(model)
@@ -258,7 +262,10 @@ def check_study(sparsities, epochs) -> None:
 def _check_numbers(name: str, values, ok, rule: str) -> None:
     if (isinstance(values, str) or not isinstance(values, (list, tuple)) or not values
             or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and ok(v) for v in values)):
-        raise SettingsError(f"{name} = {values!r}: use a non-empty list of {rule}")
+        example = rule.rsplit("such as ", 1)[-1]
+        hint = (f' (with papermill, a list goes with -y: -y "{name}: {example}"; -p passes a string)'
+                if isinstance(values, str) else "")
+        raise SettingsError(f"{name} = {values!r}: use a non-empty list of {rule}{hint}")
 
 
 def study(subject: Subject, sparsities: list[float], epochs: list[float], record: bool = True) -> list[dict]:
