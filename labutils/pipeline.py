@@ -376,9 +376,11 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
     starts = not resume and any(b.name[:2] in ("01", "02") for b in books)
     if not resume:
         check_same_run(out_dir, identity, starts)
-    if not resume and not starts and not any((out_dir / "metrics").glob("*_before_pruning.json")):
-        # 03-05 alone on a folder without notebook 02's baselines would record every model as not
-        # produced and succeed; 06 alone trains its own ResNet-20, so it may start a run.
+    if (not any(b.name[:2] == "02" for b in books)
+            and not any((out_dir / "metrics").glob("*_before_pruning.json"))):
+        # 03-05 without 02 on a folder without its baselines would record every model as not
+        # produced and succeed, with 01 before them too (01 prepares data, not baselines), or
+        # resumed after 01 alone; 06 trains its own ResNet-20, so it may start a run.
         needing = [b.name for b in books if b.name[:2] in ("03", "04", "05")]
         if needing:
             raise RunRefused(f"{out_dir} holds no baselines of notebook 02 for {', '.join(needing)} to start "

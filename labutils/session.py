@@ -284,10 +284,22 @@ class Session:
             write_json(marker, saved | {"finished": finished})
 
     def record_missing(self, name: str, stage: str, reason: str) -> dict:
-        """Say in the metrics that ``name`` was not produced, and why (no made-up numbers)."""
+        """Say in the metrics that ``name`` was not produced, and why (no made-up numbers). This run's
+        same record, already there, is left as it is (``_outdate_later_notebooks`` only on a change)."""
         self.check_still_this_run()
+        path = self.dirs.metrics_file(name, stage)
+        try:
+            saved = read_json(path) if path.is_file() else None
+        except ValueError:  # damaged: written again below
+            saved = None
+        if (isinstance(saved, dict) and saved.get("produced") is False and saved.get("reason") == reason
+                and saved.get("model") == name and saved.get("stage") == stage
+                and (saved.get("run") or {}).get("run_id") == self.run_id):
+            # The same record again (notebook 03's cells run from the top after a restart): writing
+            # it would outdate notebooks 04-06, which read nothing it changed, and --resume ran them again.
+            return saved
         record = {"model": name, "stage": stage, "run": self.info, "produced": False, "reason": reason}
-        write_json(self.dirs.metrics_file(name, stage), record)
+        write_json(path, record)
         self._outdate_later_notebooks(stage)
         return record
 

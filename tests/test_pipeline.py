@@ -345,6 +345,53 @@ def test_later_notebooks_alone_on_a_folder_without_baselines_are_refused(tmp_pat
     assert (out / "metrics" / "run.json").exists() == after_06_alone and not (out / "notebooks").exists()
 
 
+@pytest.mark.parametrize("later", ["03", "05"])
+def test_notebook_01_before_later_ones_on_a_folder_without_baselines_is_refused_alike(tmp_path, monkeypatch,
+                                                                                      capsys, later):
+    """01 starts a run but trains no baseline: ``--notebooks 01,03`` recorded every model as not
+    produced and succeeded, and ``01,05`` failed in 05 with a --resume hint that could never succeed."""
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a notebook ran"))
+    out = tmp_path / "out"
+    assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", later]) == 1
+    alone = capsys.readouterr().err
+    assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", f"01,{later}"]) == 1
+    assert capsys.readouterr().err == alone and "holds no baselines of notebook 02 for" in alone
+    assert not out.exists()  # refused before anything was written
+
+
+def test_resuming_later_notebooks_after_01_alone_is_refused_without_baselines(tmp_path, monkeypatch, capsys):
+    """--resume --notebooks 03 on a run that finished only 01 recorded every model as not produced."""
+    import papermill
+
+    def execute(src, dst, parameters, **kw):
+        assert Path(src).name.startswith("01"), "a notebook after 01 ran"
+        nbformat.write(nbformat.v4.new_notebook(), dst)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    out = str(tmp_path / "out")
+    assert main(["run", "--profile", "smoke", "--out", out, "--notebooks", "01"]) == 0
+    assert main(["run", "--resume", "--profile", "smoke", "--out", out, "--notebooks", "03"]) == 1
+    assert "holds no baselines of notebook 02 for 03_unstructured_pruning.ipynb" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("notebooks", ["01,02,03", "01,06", "06"])
+def test_notebooks_that_make_their_own_models_still_start_a_run(tmp_path, monkeypatch, notebooks):
+    """02 trains the baselines 03-05 start from; 06 trains its own ResNet-20."""
+    import papermill
+
+    ran = []
+
+    def execute(src, dst, parameters, **kw):
+        ran.append(Path(src).name[:2])
+        nbformat.write(nbformat.v4.new_notebook(), dst)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "out"), "--notebooks", notebooks]) == 0
+    assert ran == notebooks.split(",")
+
+
 def test_resume_refuses_what_it_must_not_continue(tmp_path, capsys):
     from labutils.artifacts import git_commit, write_json
 

@@ -331,6 +331,33 @@ def test_a_baseline_saved_again_outdates_the_later_notebooks_for_resume(tmp_path
     assert read_json(s.dirs.metrics / "pipeline.json")["finished"] == [b for b in books if b[:2] <= "02"]
 
 
+def test_notebook_03s_cells_run_again_leave_a_finished_run_finished(tmp_path):
+    """Its baselines cell, run again after a restart (as notebook 03 says), wrote the same "not
+    produced" record of the offline vit again, which marked 04-06 unfinished: --resume reran them."""
+    s = Session("smoke", tmp_path, device="cpu")  # notebook 02: vit not produced, offline
+    s.record_missing("vit", "before_pruning", "no VIT_WEIGHTS")
+    stage, books = unstructured.STAGE, [p.name for p in pipeline.available_notebooks().values()]
+    unstructured.load_subjects(s, s.models)  # notebook 03 in the run: the records are written once
+    record, marker = s.dirs.metrics_file("vit", stage), s.dirs.metrics / "pipeline.json"
+    assert read_json(record)["produced"] is False and "no VIT_WEIGHTS" in read_json(record)["reason"]
+    write_json(marker, {"run_id": s.run_id, "finished": books, "notebooks": {}})  # the run finished
+    os.utime(record, ns=(10**18, 10**18))  # a rewrite shows even where mtimes are coarse
+    before = [(p.read_bytes(), p.stat().st_mtime_ns) for p in (record, marker)]
+
+    again = Session("smoke", tmp_path, device="cpu", models=["cnn", "vit", "vit_scratch"], start_run=False)
+    unstructured.load_subjects(again, again.models)  # after a kernel restart
+    assert [(p.read_bytes(), p.stat().st_mtime_ns) for p in (record, marker)] == before
+
+    again.record_missing("vit", stage, "another reason")  # a changed record is still written, and outdates
+    assert read_json(record)["reason"] == "another reason"
+    assert read_json(marker)["finished"] == [b for b in books if b[:2] <= "03"]
+    write_json(marker, {"run_id": s.run_id, "finished": books, "notebooks": {}})
+    write_json(record, read_json(record) | {"run": {"run_id": "smoke-another-run"}})  # another run's record
+    again.record_missing("vit", stage, "another reason")
+    assert read_json(record)["run"]["run_id"] == s.run_id
+    assert read_json(marker)["finished"] == [b for b in books if b[:2] <= "03"]
+
+
 def test_the_pipeline_keeps_what_a_notebook_outdated(tmp_path, monkeypatch, capsys):
     """Notebook 03 run alone saves its stage, which marks 04-06 unfinished on disk; the pipeline's
     summary, kept in memory from before, wrote them back as finished, so --resume kept the old report."""
