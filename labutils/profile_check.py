@@ -256,16 +256,19 @@ def problems(profile: dict) -> list[str]:
     return found
 
 
-def settings_problems(section: str, cfg: dict, path: str = "cfg") -> list[str]:
-    """Mistakes in settings a notebook's exercise edits by hand (no profile check sees them: a
-    misspelt key, "include_frist", was silently ignored): the whole ``"unstructured"`` section, or
-    one model's ``"structured"`` recipe."""
+def check_settings(section: str, cfg: dict, path: str = "cfg") -> None:
+    """SettingsError naming every mistake in settings a notebook's exercise edits by hand (no
+    profile check sees them: a misspelt key, "include_frist", was silently ignored): the whole
+    ``"unstructured"`` section, or one model's ``"structured"`` recipe."""
+    from .errors import SettingsError
+
     node = schema().rules[section]
     if section == "structured":
         node = node.rules[MODEL_NAMES[0]]  # one recipe, the same rules for every model
     found: list[str] = []
     _walk(cfg, node, path, found)
-    return found
+    if found:
+        raise SettingsError("\n".join(found))
 
 
 def _walk(value, node, path: str, found: list[str]) -> None:

@@ -23,11 +23,10 @@ from torch import nn
 
 from ..accel import full_float32
 from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN, meets_minimum
-from ..errors import SettingsError
 from ..measure import NOISY_WHY, compare_latency, count_macs, measure_throughput
 from ..models import build_model, count_parameters
 from ..plots import COLORS, finish, log_tick_labels, named_styles, panels, style_for
-from ..profile_check import settings_problems
+from ..profile_check import check_settings
 from ..profiles import format_settings
 from ..prune import structured as S
 from ..session import Session
@@ -68,12 +67,6 @@ def check_recipe(cfg: dict, name: str) -> dict:
     return cfg
 
 
-def _check_settings(cfg: dict) -> None:
-    """An exercise's recipe, edited by hand: a misspelt key ("compare_share") was ignored."""
-    if found := settings_problems("structured", cfg):
-        raise SettingsError("\n".join(found))
-
-
 def criteria_for(model: nn.Module, names: list[str]) -> list[str]:
     """The criteria of ``names`` that apply to ``model`` (bn_scale needs BatchNorm: CNN only)."""
     return [c for c in names if c != "bn_scale" or S.family(model) == "resnet"]
@@ -86,7 +79,7 @@ def compare_criteria(model: nn.Module, train, test, cfg: dict) -> dict:
     Returns {"dense_accuracy", "images" (how many test images scored it), "criteria": {criterion:
     [{"share", "pruning_percentage", "accuracy"}, ...]}}.
     """
-    _check_settings(cfg)
+    check_settings("structured", cfg)  # an exercise's recipe, edited by hand
     groups, original = S.channel_groups(model), S.widths(model)
     study = {"dense_accuracy": evaluate(model, test)["accuracy"], "images": len(test.labels),
              "criteria": {}}
@@ -112,7 +105,7 @@ def _point(p: dict) -> str:
 
 def cut_and_finetune(model: nn.Module, train, test, cfg: dict, device, desc: str = "prune"):
     """Cut and fine-tune per ``cfg["steps"]``; returns (pruned model, per-step records)."""
-    _check_settings(cfg)
+    check_settings("structured", cfg)  # an exercise's recipe, edited by hand
     groups, original = S.channel_groups(model), S.widths(model)
     steps = []
     for i, share in enumerate(cfg["steps"]):

@@ -35,10 +35,10 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN
 from ..data import DeviceLoader, subset
 from ..errors import SettingsError
-from ..profile_check import settings_problems
 from ..measure import accuracy_interval, compare_latency, holm, mcnemar_p
 from ..models import count_parameters
 from ..plots import BAD_COLOR, GOOD_COLOR, finish, named_styles, panels, style_for
+from ..profile_check import check_settings
 from ..prune.criteria import compute_scores
 from ..prune.masks import prunable_parameters, sparsity_report
 from ..prune.schedules import METHODS, budget_steps, finetune_masked, gradual_prune, iterative_prune, one_shot_prune
@@ -98,8 +98,7 @@ class Subject:
     def fresh(self) -> tuple[nn.Module, dict[str, nn.Parameter]]:
         """A copy of the dense baseline (and its prunable weights), with the seeds reset; first,
         ``cfg`` checked, as an exercise may have edited it by hand."""
-        if found := settings_problems("unstructured", self.cfg, f"{self.name}'s cfg"):
-            raise SettingsError("\n".join(found))
+        check_settings("unstructured", self.cfg, f"{self.name}'s cfg")
         self.reseed()
         model = copy.deepcopy(self.model)
         return model, self.params(model)
