@@ -54,7 +54,7 @@ class QuantSpec:
 
     def __post_init__(self):
         if isinstance(self.bits, numbers.Integral) and not isinstance(self.bits, bool):
-            object.__setattr__(self, "bits", int(self.bits))  # numpy's and torch's integers too (a sweep's range)
+            object.__setattr__(self, "bits", int(self.bits))  # numpy's integers too (np.arange's)
         if not (isinstance(self.bits, int) and MIN_BITS <= self.bits <= MAX_BITS):
             raise ValueError(f"bits must be an integer from {MIN_BITS} to {MAX_BITS}, got {self.bits!r}")
         for value, allowed, what in ((self.scheme, SCHEMES, "scheme"),

@@ -477,7 +477,7 @@ def reported_share_removed(original: dict[str, int], pruned: dict[str, int], gro
     channels (heads) removed: a ResNet's channels (``channel_share_removed``), a ViT's attention
     heads. A ViT's MLP neurons, removed too, do not count: a cut of neurons alone would otherwise
     meet the minimum with every head in place (they are in ``removed_by_kind``)."""
-    if any(g.kind == "heads" for g in groups.values()):
+    if reported_unit(groups) == "heads":
         return kind_share_removed(original, pruned, groups, "heads")
     return channel_share_removed(original, pruned, groups)
 
