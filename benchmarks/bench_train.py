@@ -114,7 +114,7 @@ def measure(model_name: str, variant: str, device: torch.device, compile: bool |
 
 MODES = {"eager": {}, "compiled": {"compile": True}, "reduce-overhead": {"compile": "reduce-overhead"},
          "graphs": {"graphs": True}, "compiled+graphs": {"compile": True, "graphs": True}}
-FALLBACKS = ("CUDA graphs not used", "torch.compile is not available")
+FALLBACKS = ("CUDA graphs not used", "torch.compile is not available", "torch.compile failed")
 
 
 def run_mode(model_name: str, variant: str, mode: str, device: torch.device, images: int, epochs: int,

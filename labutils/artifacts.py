@@ -59,9 +59,11 @@ def atomic_write_bytes(path: str | os.PathLike, write) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        # mkstemp makes the file 0600; give it the mode any new file of this process gets.
-        os.chmod(tmp, 0o666 & ~process_umask())
         with os.fdopen(fd, "wb") as f:
+            try:  # mkstemp makes the file 0600; give it the mode any new file of this process gets
+                os.fchmod(f.fileno(), 0o666 & ~process_umask())
+            except OSError:  # a file system without modes (vfat, some SMB/FUSE mounts): the write still counts
+                pass
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -91,7 +93,11 @@ def process_umask() -> int:
 
 
 def write_json(path: str | os.PathLike, payload) -> Path:
-    text = json.dumps(payload, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    try:
+        text = json.dumps(payload, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    except ValueError as err:  # "Out of range float values are not JSON compliant": say which file
+        raise ValueError(f"cannot write {path}: it would hold NaN or an infinity ({err}); "
+                         f"a diverged training gives them (lower the learning rate)") from err
     return atomic_write_bytes(path, lambda f: f.write(text.encode()))
 
 
@@ -197,7 +203,9 @@ def git_commit(root: Path = REPO_ROOT, paths: tuple[str, ...] = ("labutils",)) -
             return None
         if not git("status", "--porcelain", "--untracked-files=no", "--", *paths):
             return commit
-        diff = git("diff", "HEAD", "--", *paths) or ""
+        # The same text whatever the user's git config (colour, prefixes, external diff tools).
+        diff = git("diff", "--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/",
+                   "HEAD", "--", *paths) or ""
         return f"{commit}{UNCOMMITTED}.{hashlib.sha256(diff.encode()).hexdigest()[:8]}"
     except (OSError, subprocess.SubprocessError):
         return None

@@ -12,7 +12,9 @@ Files are written to a temporary name and renamed, so a crash never leaves half 
 """
 from __future__ import annotations
 
+import io
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -69,12 +71,27 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, metrics: dict | N
     arch = getattr(model, "arch", None)
     if not arch:
         raise ValueError("the model has no .arch record; build it with labutils.models.build_model")
+    _safely_loadable({"arch_kwargs": arch["kwargs"], "metrics": metrics or {}, "meta": meta or {}})
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "version": VERSION, "arch": arch["name"],
                "arch_kwargs": arch["kwargs"], "encoding": "sparse" if sparse else "dense",
                "state_dict": pack_sparse(state) if sparse else state,
                "metrics": metrics or {}, "meta": meta or {}}
     return atomic_write_bytes(path, lambda f: torch.save(payload, f))
+
+
+def _safely_loadable(small: dict) -> None:
+    """TypeError now where the checkpoint's records hold what ``torch.load(weights_only=True)``
+    refuses (a numpy float among the metrics): it was written, then unreadable for good."""
+    buf = io.BytesIO()
+    torch.save(small, buf)
+    buf.seek(0)
+    try:
+        torch.load(buf, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise TypeError(f"the checkpoint's arch_kwargs, metrics or meta hold a value a safe load refuses "
+                        f"({str(err).splitlines()[-1][:200]}): pass plain numbers, e.g. float(x) for a "
+                        f"numpy one; nothing was written") from err
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -87,11 +104,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch's own text can be a bare number (pickle's opcode): name the type
+        if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
+            # torch's text here: ANSI codes and advice to load unsafely, cut off mid-word.
+            raise CheckpointError(f"{path} holds Python objects a safe load refuses (a whole pickled model, "
+                                  f"numpy values): save models with labutils.checkpoint.save_checkpoint, which "
+                                  f"stores weights and plain numbers only") from err
         raise CheckpointError(f"{path} is not a readable checkpoint (corrupt, truncated or not a torch "
                               f"file: {type(err).__name__}: {str(err)[:200]}); delete it and re-run the "
                               f"notebook that writes it") from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        keys = sorted(ckpt)[:6] if isinstance(ckpt, dict) else type(ckpt).__name__
+        keys = sorted(map(str, ckpt))[:6] if isinstance(ckpt, dict) else type(ckpt).__name__  # keys of any type
         raise CheckpointError(f"{path} was not written by labutils (found {keys}); "
                               f"save models with labutils.checkpoint.save_checkpoint")
     if ckpt.get("version") != VERSION:

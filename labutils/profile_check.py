@@ -257,33 +257,36 @@ def problems(profile: dict) -> list[str]:
 
 
 def check_settings(section: str, cfg: dict, path: str = "cfg") -> None:
-    """SettingsError naming every mistake in settings a notebook's exercise edits by hand (no
+    """SettingsError naming every unknown key in settings a notebook's exercise edits by hand (no
     profile check sees them: a misspelt key, "include_frist", was silently ignored): the whole
-    ``"unstructured"`` section, or one model's ``"structured"`` recipe."""
+    ``"unstructured"`` section, or one model's ``"structured"`` recipe. Keys only: an exercise
+    may pass fewer settings, or values a profile would not hold (numpy's, half an epoch)."""
     from .errors import SettingsError
 
     node = schema().rules[section]
     if section == "structured":
         node = node.rules[MODEL_NAMES[0]]  # one recipe, the same rules for every model
     found: list[str] = []
-    _walk(cfg, node, path, found)
+    _walk(cfg, node, path, found, keys_only=True)
     if found:
         raise SettingsError("\n".join(found))
 
 
-def _walk(value, node, path: str, found: list[str]) -> None:
+def _walk(value, node, path: str, found: list[str], keys_only: bool = False) -> None:
     if node is None:
         return
     if isinstance(node, Each):
         if not isinstance(value, dict) or not value:
-            found.append(f"{path} must be a non-empty dict")
+            if not keys_only:
+                found.append(f"{path} must be a non-empty dict")
             return
         for key, v in value.items():
-            _walk(v, node.node, f'{path}["{key}"]', found)
+            _walk(v, node.node, f'{path}["{key}"]', found, keys_only)
         return
     if isinstance(node, Keys):
         if not isinstance(value, dict):
-            found.append(f"{path} must be a dict of settings, not {value!r}")
+            if not keys_only:
+                found.append(f"{path} must be a dict of settings, not {value!r}")
             return
         known = node.rules | node.extra
         for key in value:
@@ -294,11 +297,11 @@ def _walk(value, node, path: str, found: list[str]) -> None:
                 found.append(f'{path}: unknown setting "{key}"' + (f' (did you mean "{near[0]}"?)' if near else "") + why)
         for key, rule in node.rules.items():
             if key in value:
-                _walk(value[key], rule, f'{path}["{key}"]', found)
-            elif key not in node.optional:
+                _walk(value[key], rule, f'{path}["{key}"]', found, keys_only)
+            elif key not in node.optional and not keys_only:
                 found.append(f'{path}: missing setting "{key}"')
         return
-    if (why := node(value)) is not None:
+    if not keys_only and (why := node(value)) is not None:
         found.append(f"{path} = {value!r} {why}")
 
 

@@ -158,7 +158,6 @@ def _refuse_non_finite(w: torch.Tensor, name: str = "a weight tensor") -> None:
 def search_clip(w: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
     """The range-shrinking ratio (per channel or for the tensor) that minimises the squared
     error of quantizing ``w``; 1.0 for ``clip="minmax"``."""
-    _refuse_non_finite(w)
     lo, hi = _range(w, spec.granularity)
     if spec.clip == "minmax":
         return torch.ones_like(lo)
@@ -176,8 +175,12 @@ def search_clip(w: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
 @torch.no_grad()
 def quantize_tensor(w: torch.Tensor, spec: QuantSpec, mask: torch.Tensor | None = None,
                     ratio: torch.Tensor | None = None) -> torch.Tensor:
-    """``w`` rounded onto ``spec``'s grid (float values); masked-out entries exactly zero."""
-    ratio = search_clip(w, spec) if ratio is None else ratio
+    """``w`` rounded onto ``spec``'s grid (float values); masked-out entries exactly zero. Weights
+    that are not finite are refused where the grid is searched for them (post-training); a QAT
+    run that diverges bakes its NaNs, scored at chance, as the other runs of its sweep go on."""
+    if ratio is None:
+        _refuse_non_finite(w)
+        ratio = search_clip(w, spec)
     scale, zero = qparams(w, spec, ratio)
     qmin, qmax = spec.qrange
     out = ((_levels(w.float(), scale, zero, qmin, qmax) - zero) * scale).to(w.dtype)

@@ -2,6 +2,7 @@
 so each notebook cell stays a line or two."""
 from __future__ import annotations
 
+import json
 import numbers
 import os
 from pathlib import Path
@@ -241,6 +242,11 @@ class Session:
         self.check_still_this_run()
         path = self.dirs.checkpoint(name, stage)
         record = {"model": name, "stage": stage, "run": self.info, "produced": True, **metrics}
+        try:  # before the checkpoint: a record that cannot be written would leave it without one
+            json.dumps(record, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name}'s {stage} metrics cannot be written ({err}): nothing was saved. "
+                             f"NaN or an infinity comes from a diverged training (lower the learning rate)") from err
         save_checkpoint(path, model, metrics=_numbers_only(metrics), meta=record["run"], sparse=sparse)
         record["checkpoint"] = {"path": str(path.relative_to(self.dirs.root)), "bytes": path.stat().st_size,
                                 "encoding": "sparse" if sparse else "dense", "sha256": file_sha256(path)}

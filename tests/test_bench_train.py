@@ -60,6 +60,22 @@ def test_bench_train_marks_a_fallback_and_honours_the_time_limit(tmp_path, monke
     assert rows[0]["images_per_second"] > 0 and rows[1]["note"] == "skipped: time limit"
 
 
+def test_bench_train_marks_a_compile_that_fails_on_its_first_step(monkeypatch):
+    """The warning's wording changed ("torch.compile failed on the first step"): its eager speed
+    was filed as the compiled one (review of the change)."""
+    bench = _bench()
+
+    def failing(model, mode=None):
+        def call(x):
+            raise RuntimeError("inductor failed")
+        return call
+
+    monkeypatch.setattr(torch, "compile", failing)
+    rows = bench.main(["--smoke", "--epochs", "2", "--models", "resnet20", "--modes", "compiled", "--images", "64"])
+    assert rows and all(r["images_per_second"] is None and r["note"] == "fell back to eager"
+                        and "torch.compile failed on the first step" in r["reason"] for r in rows)
+
+
 def test_bench_train_a_case_that_breaks_ends_only_its_cell(tmp_path, monkeypatch):
     bench = _bench()
     real = bench.measure

@@ -1,7 +1,11 @@
+import io
+
+import numpy as np
 import pytest
 import torch
 
 from labutils.accel import memory_format
+from labutils.artifacts import WriteFailed
 from labutils.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from labutils.models import build_model
 
@@ -71,6 +75,26 @@ def test_pickled_objects_are_refused(tmp_path):
         load_checkpoint(tmp_path / "module.pth")
 
 
+def test_a_pickled_model_is_named_as_such_and_keys_of_any_type_are_listed(tmp_path):
+    """A whole pickled model, what a student saves most, was called corrupt or truncated, with
+    torch's advice to load it unsafely (ANSI codes included); a dict with an int key crashed."""
+    torch.save(build_model("resnet20"), tmp_path / "module.pth")
+    with pytest.raises(CheckpointError, match=r"holds Python objects a safe load refuses \(a whole pickled model") as err:
+        load_checkpoint(tmp_path / "module.pth")
+    assert "\x1b" not in str(err.value) and "weights_only=False" not in str(err.value)
+    torch.save({0: build_model("resnet20").state_dict(), "acc": 0.9}, tmp_path / "mixed.pth")
+    with pytest.raises(CheckpointError, match=r"not written by labutils \(found \['0', 'acc'\]\)"):
+        load_checkpoint(tmp_path / "mixed.pth")
+
+
+def test_a_checkpoint_a_safe_load_could_not_read_is_not_written(tmp_path):
+    """A numpy float among the metrics was saved, then every load refused the file, and re-running
+    the notebook (as the message said) wrote the same unreadable file again."""
+    with pytest.raises(TypeError, match=r"a value a safe load refuses .* float\(x\) for a numpy one; nothing was written"):
+        save_checkpoint(tmp_path / "m.pth", build_model("resnet20"), metrics={"accuracy": np.float64(0.5)})
+    assert not list(tmp_path.iterdir())
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the notebook"):
         load_checkpoint(tmp_path / "nope.pth")
@@ -80,12 +104,16 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     """A failure while writing leaves the previous file intact and no temporary file behind."""
     path = save_checkpoint(tmp_path / "m.pth", build_model("resnet20"), metrics={"v": 1})
 
+    real_save = torch.save
+
     def broken(obj, f):
+        if isinstance(f, io.BytesIO):  # the check of the small records, before the file is opened
+            return real_save(obj, f)
         f.write(b"partial")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(WriteFailed, match="disk full"):  # raised by the write into the file
         save_checkpoint(path, build_model("resnet20"), metrics={"v": 2})
     monkeypatch.undo()
     assert read_checkpoint(path)["metrics"] == {"v": 1}

@@ -190,6 +190,8 @@ def test_settings_an_exercise_edits_by_hand_are_checked_for_misspelt_keys():
     from labutils.errors import SettingsError
     from labutils.labs import structured as S
     from labutils.labs import unstructured as U
+    import numpy as np
+
     from labutils.profiles import get_profile
 
     profile = get_profile("smoke")
@@ -198,6 +200,10 @@ def test_settings_an_exercise_edits_by_hand_are_checked_for_misspelt_keys():
         S.compare_criteria(None, None, None, recipe)
     with pytest.raises(SettingsError, match='unknown setting "step_epoch" \\(did you mean "step_epochs"\\?\\)'):
         S.cut_and_finetune(None, None, None, profile["structured"]["vit_scratch"] | {"step_epoch": 1}, "cpu")
+    # Keys only: fewer settings, numpy's values or half an epoch are an exercise's to try.
+    from labutils.profile_check import check_settings
+    check_settings("structured", {"compare": ["l1"], "compare_shares": np.linspace(0.25, 0.75, 3), "step_epochs": np.int64(1)})
+    check_settings("unstructured", {"frontier": {"epochs": 0.5}, "sweep_levels": np.linspace(0.1, 0.8, 8)})
     subject = U.Subject("cnn", None, None, None, None, 0.5, dict(profile["unstructured"], include_frist=True))
     with pytest.raises(SettingsError, match='cnn\'s cfg: unknown setting "include_frist" \\(did you mean "include_first"\\?\\)'):
         U.sweep(subject)

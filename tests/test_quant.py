@@ -317,6 +317,20 @@ def test_non_finite_weights_are_refused():
         quantize_model_(model, QuantSpec(4))
 
 
+def test_a_qat_run_that_diverges_is_not_stopped_mid_training():
+    """Its sweep goes on: the diverged width is baked and scored (at chance), the others still run
+    (a review of the refusal above: it stopped notebook 06 inside fit)."""
+    model = nn.Sequential(nn.Linear(4, 2, bias=False))
+    fq = FakeQuantizer(model, QuantSpec(2), refresh_every=1)
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("nan")
+    model(torch.randn(3, 4))  # the forward's clip search
+    fq(model, None, 1)
+    model(torch.randn(3, 4))
+    fq.finish()
+    assert torch.isnan(model[0].weight).any()
+
+
 def test_bits_may_be_numpy_integers_and_a_method_must_be_a_string():
     assert QuantSpec(np.int64(4)).bits == 4 and type(QuantSpec(np.int64(4)).bits) is int
     with pytest.raises(ValueError, match="bits must be an integer"):

@@ -390,6 +390,24 @@ def test_check_names_every_tampering_and_distrusts_what_it_touches(full_smoke_ru
     assert "cnn          unstructured  99.00%" in out and "met (unverified: a check above failed)" in out
 
 
+def test_check_says_a_vits_share_counted_the_old_way_is_from_an_older_labutils(full_smoke_run, tmp_path, capsys):
+    """Runs made before 2026-12-07 counted a ViT's heads and MLP neurons together; check now counts
+    heads, as the course does, and says why such a report differs (review of the change)."""
+    from labutils.checkpoint import load_checkpoint
+    from labutils.prune import structured as S
+
+    handin = shutil.copytree(full_smoke_run, tmp_path / "handin")
+    models = handin / "models_saved"
+    dense = load_checkpoint(models / "vit_scratch_before_pruning.pth")[0]
+    pruned = load_checkpoint(models / "vit_scratch_after_structured_pruning.pth")[0]
+    report = json.loads((handin / "report.json").read_text())
+    report["structured_pruning"]["vit_scratch"]["pruning_percentage"] = S.channel_share_removed(
+        S.widths(dense), S.widths(pruned), S.channel_groups(dense))
+    (handin / "report.json").write_text(json.dumps(report))
+    _, fails = _failed_check(handin, capsys)
+    assert "of vit_scratch_before_pruning's heads are gone (report.json counts heads and MLP neurons together" in fails
+
+
 def test_check_without_any_checkpoint_says_so_once_and_trusts_no_verdict(full_smoke_run, tmp_path, capsys):
     """A run without models_saved/ (a clone of the repository's reference run: git keeps no
     checkpoints) printed one FAIL per checkpoint, nine lines that read as nine faults."""

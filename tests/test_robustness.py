@@ -883,6 +883,45 @@ def test_uncommitted_changes_to_labutils_are_part_of_the_commit_a_run_records(tm
     assert "commit or stash" in pipeline._option("git_commit", commit)
 
 
+def test_the_edit_fingerprint_is_the_same_whatever_the_users_git_config(tmp_path, monkeypatch):
+    """diff.noprefix or color.diff=always changed the diff's text, so the same edit ran as another
+    code on a machine configured otherwise, and --resume refused it."""
+    from tiny import committed_repo
+
+    monkeypatch.delenv("LABUTILS_GIT_COMMIT", raising=False)
+    committed_repo(tmp_path, ("labutils",))
+    (tmp_path / "labutils" / "f.txt").write_text("edited")
+    plain = git_commit.__wrapped__(tmp_path)
+    for key, value in (("diff.noprefix", "true"), ("color.diff", "always"), ("color.ui", "always")):
+        subprocess.run(["git", "config", key, value], cwd=tmp_path, check=True)
+        assert git_commit.__wrapped__(tmp_path) == plain, key
+
+
+def test_a_metrics_record_that_cannot_be_written_saves_no_checkpoint(tmp_path):
+    """A NaN loss (a diverged training) failed the metrics write after the checkpoint's, leaving a
+    checkpoint without its record, and an error naming neither file nor cause."""
+    from labutils.session import Session
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    with pytest.raises(ValueError, match="cnn's before_pruning metrics cannot be written .*nothing was saved"):
+        s.save(s.new_model("cnn"), "cnn", "before_pruning", {"accuracy": 0.1, "test_loss": float("nan")})
+    assert not list(s.dirs.models.glob("*.pth")) and not s.dirs.metrics_file("cnn", "before_pruning").exists()
+    with pytest.raises(ValueError, match=r"cannot write .*x\.json: it would hold NaN or an infinity"):
+        write_json(tmp_path / "x.json", {"loss": float("inf")})
+
+
+def test_a_file_system_that_refuses_modes_still_takes_the_write(tmp_path, monkeypatch):
+    """vfat or some SMB mounts refuse chmod: every checkpoint and JSON write failed on it."""
+    from labutils import artifacts
+
+    def refuse(*a):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(artifacts.os, "fchmod", refuse)
+    write_json(tmp_path / "a.json", {"v": 1})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"v": 1} and [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
 def test_a_lock_that_cannot_be_written_is_not_left_behind(tmp_path, monkeypatch):
     """On a full disk the lock file was created empty and stayed: every later run was refused
     ("exists but cannot be read") after space was freed."""
