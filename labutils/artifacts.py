@@ -112,10 +112,10 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def read_json(path: str | os.PathLike):
     """The JSON in ``path``; a damaged file is a ValueError that names it (json's own names none)."""
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         try:
             return json.load(f)
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:  # not text at all: damaged too
             raise ValueError(f"{path} is not valid JSON ({err}): it was damaged; delete it and run "
                              f"again what wrote it (the notebook, or the command)") from None
 

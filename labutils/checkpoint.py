@@ -119,8 +119,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if ckpt.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint version {ckpt.get('version')}, "
                               f"this labutils reads version {VERSION}")
+    missing = [k for k in ("arch", "arch_kwargs", "state_dict") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} lacks {missing}: it was damaged or edited; delete it and re-run the "
+                              f"notebook that writes it")
     if ckpt.get("encoding") == "sparse":
-        ckpt["state_dict"] = unpack_sparse(ckpt["state_dict"])
+        try:
+            ckpt["state_dict"] = unpack_sparse(ckpt["state_dict"])
+        except Exception as err:  # a packed entry whose values, bitmask and shape disagree
+            raise CheckpointError(f"{path}: its packed weights do not unpack ({type(err).__name__}: "
+                                  f"{str(err)[:200]}); delete it and re-run the notebook that writes it") from err
     return ckpt
 
 

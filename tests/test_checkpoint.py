@@ -95,6 +95,29 @@ def test_a_checkpoint_a_safe_load_could_not_read_is_not_written(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_damaged_labutils_checkpoint_is_a_checkpoint_error(tmp_path):
+    """A packed entry whose values and bitmask disagree raised torch's shape error, a missing key a
+    bare KeyError; a JSON file of other bytes than UTF-8 did not name itself."""
+    from labutils.artifacts import read_json
+
+    model = build_model("resnet20")
+    with torch.no_grad():
+        model.conv1.weight.zero_()  # a packed (sparse) entry
+    path = save_checkpoint(tmp_path / "m.pth", model, sparse=True)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["state_dict"]["conv1.weight"]["values"] = torch.ones(3)
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match="its packed weights do not unpack"):
+        load_checkpoint(path)
+    del ckpt["arch_kwargs"]
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match=r"lacks \['arch_kwargs'\]: it was damaged or edited"):
+        load_checkpoint(path)
+    (tmp_path / "r.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ValueError, match="r.json is not valid JSON"):
+        read_json(tmp_path / "r.json")
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the notebook"):
         load_checkpoint(tmp_path / "nope.pth")
