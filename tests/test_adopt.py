@@ -38,18 +38,21 @@ def executed(name: str) -> bytes:
     return nbformat.writes(nb).encode()
 
 
-def make_tar(path, finished=NOTEBOOKS[:5], profile="full", report_run="R1", full=True, sweep=False, lacking=()):
+def make_tar(path, finished=NOTEBOOKS[:5], profile="full", report_run="R1", full=True, sweep=False, lacking=(),
+             run_profile=None, smoke_sweep=False, extra=None):
     files = {"run.log": b"log\n", "stages": b"start full\n"}
     if full:
         details = {"run": {"run_id": report_run, "profile": profile, "device": "NVIDIA H100 80GB HBM3",
                            "date": "2026-12-06T01:00:00+00:00", "data": "CIFAR-10", "git_commit": "abc"}}
         files |= {"full/report.json": json.dumps(REPORT).encode(),
                   "full/report_details.json": json.dumps(details).encode(),
-                  "full/metrics/pipeline.json": json.dumps({"run_id": "R1", "finished": list(finished)}).encode(),
+                  "full/metrics/pipeline.json": json.dumps({"run_id": "R1", "profile": run_profile or profile,
+                                                            "finished": list(finished)}).encode(),
                   "full/figures/03_study.png": b"png", "full/figures/06_accuracy_vs_bits.png": b"png"}
         files |= {f"full/notebooks/{n}": executed(n) for n in finished if n not in lacking}
     if sweep:
-        files |= {"sweep/sweep_cnn.json": b"{}", "sweep/sweep_cnn.md": b"| a |"}
+        files |= {"sweep/sweep_cnn.json": json.dumps({"smoke": smoke_sweep}).encode(), "sweep/sweep_cnn.md": b"| a |"}
+    files |= extra or {}
     with tarfile.open(path, "w") as t:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
@@ -97,12 +100,34 @@ def test_a_full_run_becomes_the_reference_and_only_its_finished_notebooks_show(r
     (dict(profile="cpu"), "comes from a 'cpu' run"),
     (dict(full=False), "neither a run"),
     (dict(full=False, sweep=True), "a sweep alone names no device or date"),
+    # Review of adopt: the sidecar alone said "full"; a dry run's smoke sweep; a member escaping the folder.
+    (dict(run_profile="smoke"), "its pipeline.json says profile 'smoke'"),
+    (dict(sweep=True, smoke_sweep=True), "come from a --smoke sweep"),
+    (dict(extra={"../escaped.txt": b"x"}), "cannot be unpacked safely|would land outside"),
+    (dict(lacking=["04_structured_pruning.ipynb"]), "pipeline.json says 04_structured_pruning.ipynb finished"),
 ])
 def test_refused_with_nothing_changed(repo, tmp_path, tar_args, message):
     before = snapshot(repo)
     with pytest.raises(adopt.Refused, match=message):
         adopt.adopt(make_tar(tmp_path / "r.tar", **tar_args), repo=repo)
     assert snapshot(repo) == before
+
+
+def test_a_folder_argument_is_one_name_inside_benchmarks_results(repo, tmp_path):
+    """An absolute FOLDER (the tool's files_at, say) filed the logs outside the repository, adopted
+    the run, then crashed before the results test."""
+    before = snapshot(repo)
+    for name in (str(tmp_path / "outside"), "../../x", ".."):
+        with pytest.raises(adopt.Refused, match="must be one folder name"):
+            adopt.adopt(make_tar(tmp_path / "r.tar"), name, repo=repo)
+    assert snapshot(repo) == before and not (tmp_path / "outside").exists()
+
+
+def test_a_notebook_after_05_the_tar_missed_counts_as_unfinished(repo, tmp_path):
+    """06 renamed into place after collect.sh read the notebooks: 01-05 were refused outright."""
+    adopt.adopt(make_tar(tmp_path / "r.tar", finished=NOTEBOOKS, lacking=["06_quantization.ipynb"]), repo=repo)
+    quant = nbformat.read(repo / "notebooks" / "06_quantization.ipynb", as_version=4)
+    assert all(not c.get("outputs") for c in quant.cells)
 
 
 def test_a_sweep_alone_files_its_tables_and_touches_nothing_else(repo, tmp_path):

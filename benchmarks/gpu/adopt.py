@@ -11,9 +11,10 @@ results table is written again. The sweep's tables, the logs and ``pipeline.json
 ``benchmarks/results/FOLDER/`` (default ``<gpu>-<date>``; an existing folder is refused).
 
 A tar with the sweep alone (``STAGES=sweep``) files just that folder (FOLDER is then required).
-Refused, with nothing changed: a reduced run, a report without its sidecar, a run whose notebook
-05 did not finish, a report of another run than the pipeline's, a run whose notebooks' text is not
-the repository's (they changed since its commit).
+Refused, with nothing changed: a reduced run (by its sidecar or its pipeline.json), a --smoke
+sweep, a report without its sidecar, a run whose notebook 05 did not finish, a report of another
+run than the pipeline's, a run whose notebooks' text is not the repository's (they changed since
+its commit), a tar whose members would land outside its folder, a FOLDER that is not one name.
 """
 from __future__ import annotations
 
@@ -60,15 +61,21 @@ def check_run(run: Path) -> tuple[dict, list[str]]:
     if not summary_path.is_file():
         raise Refused("it holds no full/metrics/pipeline.json: which notebooks finished is unknown")
     summary = json.loads(summary_path.read_text())
+    if summary.get("profile") != "full" or details["run"].get("reduced"):  # the sidecar alone could be edited
+        raise Refused(f"its pipeline.json says profile {summary.get('profile')!r}"
+                      f"{' and its sidecar a reduced run' if details['run'].get('reduced') else ''}: "
+                      f"only a full run becomes the reference")
     if REPORT_NOTEBOOK not in summary.get("finished", []):
         raise Refused(f"{REPORT_NOTEBOOK} did not finish in this run: its report.json may be incomplete")
     missing = [n for n in summary["finished"] if not (run / "notebooks" / n).is_file()]
-    if missing:  # a tar taken while a notebook was being renamed into place, say
+    if [n for n in missing if n <= REPORT_NOTEBOOK]:  # a tar taken while a notebook was being renamed into place, say
         raise Refused(f"pipeline.json says {', '.join(missing)} finished, but the tar lacks the executed notebook")
+    for name in missing:  # 06 renamed into place after the tar read the notebooks: 01-05 still stand
+        print(f"note: {name} finished after the tar took the notebooks: it counts as not finished")
     if details["run"].get("run_id") != summary.get("run_id"):
         raise Refused(f"report_details.json names run {details['run'].get('run_id')}, but pipeline.json "
                       f"run {summary.get('run_id')}: the report is not this run's")
-    return details, summary["finished"]
+    return details, [n for n in summary["finished"] if n not in missing]
 
 
 def sources(path: Path) -> list[tuple[str, str]]:
@@ -127,13 +134,45 @@ def file_logs(unpacked: Path, folder: Path) -> None:
         shutil.copy(table, folder)
 
 
+def _table(path: Path) -> dict:
+    """A sweep's JSON table, Refused where it cannot be read."""
+    try:
+        table = json.loads(path.read_text())
+    except ValueError as err:
+        raise Refused(f"its sweep table {path.name} is not valid JSON ({err})") from None
+    return table if isinstance(table, dict) else {}
+
+
+def unpack(tar: Path, into: Path) -> None:
+    """Refused for a tar that is no tar, or whose members would land outside ``into`` or are
+    links or devices: the "data" filter, from Python 3.10.12 / 3.11.4, or the same checks by hand."""
+    try:
+        with tarfile.open(tar) as t:
+            if hasattr(tarfile, "data_filter"):
+                t.extractall(into, filter="data")
+                return
+            for member in t.getmembers():
+                parts = Path(member.name).parts
+                if member.name.startswith("/") or ".." in parts or not (member.isfile() or member.isdir()):
+                    raise Refused(f"its member {member.name!r} would land outside the folder, or is not a "
+                                  f"plain file")
+            t.extractall(into)
+    except (tarfile.TarError, OSError) as err:
+        raise Refused(f"it cannot be unpacked safely ({type(err).__name__}: {err})") from None
+
+
 def adopt(tar: Path, folder_name: str | None = None, repo: Path = REPO) -> Path:
     """File ``tar`` into ``repo``; the results folder it wrote. Refused: nothing changed."""
+    if folder_name is not None and (Path(folder_name).name != folder_name or folder_name in ("", ".", "..")):
+        raise Refused(f"FOLDER {folder_name!r} must be one folder name, such as h100-2026-12-07: it is made "
+                      f"in benchmarks/results/ (the tar's own folder goes first)")
     with tempfile.TemporaryDirectory() as tmp:
         unpacked = Path(tmp)
-        with tarfile.open(tar) as t:
-            # The "data" filter (no links out, no absolute paths) exists from Python 3.10.12 / 3.11.4.
-            t.extractall(unpacked, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        unpack(tar, unpacked)
+        smoke = [p.name for p in sorted((unpacked / "sweep").glob("*.json")) if _table(p).get("smoke")]
+        if smoke:
+            raise Refused(f"its sweep tables {', '.join(smoke)} come from a --smoke sweep (synthetic data, "
+                          f"numbers that mean nothing)")
         run = unpacked / "full"
         if not run.is_dir():
             if not (unpacked / "sweep").is_dir():
