@@ -87,14 +87,18 @@ def half_empty_entries(report: dict) -> list[tuple[str, str, list[str]]]:
 def removed_text(removed: float) -> str:
     """A share removed (percent) as the verdicts read it: rounded down (with ``removed_at_least``'s
     tolerance), so that 69.9998%, which misses 70%, never shows as "70.0%"."""
-    return f"{math.floor((removed + 1e-4) * 100) / 100:.2f}%"
+    return f"{math.floor((removed + REMOVED_TOLERANCE) * 100) / 100:.2f}%"
+
+
+# A ten-thousandth of a percentage point: only float error in a percentage computed from counts.
+REMOVED_TOLERANCE = 1e-4
 
 
 def removed_at_least(removed: float, minimum: float) -> bool:
     """A share removed (percent) against a minimum, the one rule every verdict uses. Masks remove
-    at least the share asked (``prune.masks``); the tolerance, a ten-thousandth of a percentage
-    point, absorbs only float error in a percentage computed from counts: 69.95% is not 70%."""
-    return removed + 1e-4 >= minimum
+    at least the share asked (``prune.masks``); ``REMOVED_TOLERANCE`` absorbs float error only:
+    69.95% is not 70%."""
+    return removed + REMOVED_TOLERANCE >= minimum
 
 
 def meets_minimum(model: str, kind: str, accuracy: float, removed: float) -> bool:

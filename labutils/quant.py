@@ -174,12 +174,12 @@ def search_clip(w: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
 
 @torch.no_grad()
 def quantize_tensor(w: torch.Tensor, spec: QuantSpec, mask: torch.Tensor | None = None,
-                    ratio: torch.Tensor | None = None) -> torch.Tensor:
+                    ratio: torch.Tensor | None = None, name: str = "a weight tensor") -> torch.Tensor:
     """``w`` rounded onto ``spec``'s grid (float values); masked-out entries exactly zero. Weights
     that are not finite are refused where the grid is searched for them (post-training); a QAT
     run that diverges bakes its NaNs, scored at chance, as the other runs of its sweep go on."""
     if ratio is None:
-        _refuse_non_finite(w)
+        _refuse_non_finite(w, name)
         ratio = search_clip(w, spec)
     scale, zero = qparams(w, spec, ratio)
     qmin, qmax = spec.qrange
@@ -198,8 +198,7 @@ def quantize_model_(model: nn.Module, spec: QuantSpec, masks: dict | None = None
     """Post-training quantization in place: every conv/linear weight rounded onto its grid."""
     params = quantized_parameters(model) if params is None else params
     for name, p in params.items():
-        _refuse_non_finite(p, name)
-        p.copy_(quantize_tensor(p, spec, (masks or {}).get(name)))
+        p.copy_(quantize_tensor(p, spec, (masks or {}).get(name), name=name))
     return model
 
 

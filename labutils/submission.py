@@ -271,12 +271,13 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
             how = "of its prunable weights are zero" + (f" ({' and '.join(left_out)} left out)" if left_out else "")
         elif (m, "before_pruning") in loaded:
             dense = loaded[m, "before_pruning"][0]
-            groups = S.channel_groups(dense)
-            got = S.reported_share_removed(S.widths(dense), S.widths(model), groups)
-            how = f"of {m}_before_pruning's {S.reported_unit(groups)} are gone"
-            if S.reported_unit(groups) == "heads" and abs(
-                    S.channel_share_removed(S.widths(dense), S.widths(model), groups) - entry["pruning_percentage"]
-            ) <= PERCENT_TOLERANCE:  # a run made before the course's definition was followed
+            groups, original, kept = S.channel_groups(dense), S.widths(dense), S.widths(model)
+            unit = S.reported_unit(groups)
+            got = S.reported_share_removed(original, kept, groups)
+            how = f"of {m}_before_pruning's {unit} are gone"
+            if unit == "heads" and abs(S.channel_share_removed(original, kept, groups)
+                                       - entry["pruning_percentage"]) <= PERCENT_TOLERANCE:
+                # a run made before the course's definition was followed
                 how += (" (report.json counts heads and MLP neurons together, as labutils did before "
                         "2026-12-07; the course counts a ViT's heads: run notebooks 04 and 05 again)")
         else:
