@@ -1,15 +1,21 @@
 """Notebook 03's live pruning playground: the logic without a browser (smoke-sized models trained
 for a few steps here), the widget wiring in-process, and the papermill / no-model skips."""
+import gc
+import weakref
+
 import matplotlib
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from figure_check import assert_series_apart
 from labutils import Session
+from labutils.labs import playground as P
 from labutils.labs import unstructured as lab
 from labutils.labs.playground import Playground
 from labutils.train import evaluate, fit
+from tiny import tiny_cnn, tiny_loaders
 
 matplotlib.use("Agg")
 
@@ -31,6 +37,13 @@ def subjects(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pg(subjects):
     return Playground(subjects, probe_images=48)
+
+
+def tiny_subject(name="tiny", model=None):
+    """A Subject on tests/tiny.py's model and data: updates in milliseconds."""
+    train, test = tiny_loaders()
+    cfg = {"include_first": False, "include_classifier": False, "score_batches": 1}
+    return lab.Subject(name, model or tiny_cnn(), train, test, test, 0.1, cfg, 0)
 
 
 def dense_copy(subject):
@@ -183,3 +196,89 @@ def test_the_frontier_records_the_nearest_failure(subjects, monkeypatch, tmp_pat
     result = lab.frontier(Session("smoke", tmp_path, device="cpu"), subject)
     failures = [t["sparsity"] for t in result["trials"] if not t["passed"]]
     assert len(failures) >= 2 and result["nearest_failure"] == min(failures) > result["frontier_sparsity"]
+
+
+def test_rerunning_the_cell_frees_the_previous_playground(monkeypatch, capsys):
+    """ipywidgets keeps every widget until it is closed, and with it (through the controls'
+    callback) each earlier playground, its model copies and cached scores."""
+    monkeypatch.delenv("LABUTILS_PLAIN_PROGRESS", raising=False)
+    subjects = {"tiny": tiny_subject()}
+    first = lab.playground(subjects)
+    refs = [weakref.ref(first), weakref.ref(first.live("tiny").model)]
+    del first
+    second = lab.playground(subjects)  # the cell run again
+    gc.collect()
+    assert all(ref() is None for ref in refs)
+    second.close()
+    assert P._current is second and not second._live and all(w.comm is None for w in second.box.children)
+
+
+def test_a_failed_update_says_so_and_leaves_no_old_result_or_figure(monkeypatch):
+    """An update that failed (say, out of memory) left the previous result's line and figure
+    under the new settings."""
+    import IPython.display
+    import matplotlib.pyplot as plt
+
+    figures, events = plt.get_fignums(), []
+
+    def display(obj):
+        if events:
+            raise RuntimeError("no frontend")
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    pg = Playground({"tiny": tiny_subject()}, probe_images=32)
+    pg.widget()
+    live = pg.live("tiny")
+    monkeypatch.setattr(pg.output, "clear_output", lambda **kwargs: events.append("cleared"))
+
+    def out_of_memory(*args):
+        events.append(pg.label.value)
+        raise RuntimeError("out of memory\nTried to allocate 2 GiB")
+
+    with monkeypatch.context() as m:
+        m.setattr(P, "sparsity_report", out_of_memory)  # fails after pruning: the weights must come back
+        with pytest.raises(RuntimeError, match="out of memory"):  # outside a kernel the Output re-raises
+            pg.controls["sparsity"].value = 0.9
+    assert events == ["cleared", "updating tiny · magnitude · global · 90%…"]
+    assert pg.label.value == ("update failed (RuntimeError: out of memory); dense weights restored"
+                              " — change a control to retry")
+    assert all(torch.equal(p, live.dense[n]) for n, p in live.params.items())
+    with pytest.raises(RuntimeError, match="no frontend"):  # now drawing fails
+        pg.controls["sparsity"].value = 0.8
+    assert pg.label.value.startswith("update failed (RuntimeError: no frontend)")
+    assert plt.get_fignums() == figures  # the figure was closed all the same
+    pg.close()
+
+
+def test_the_playground_takes_only_the_dict_of_subjects(subjects):
+    for wrong, got in [(subjects["cnn"], "got Subject"), (subjects["cnn"].model, "got ResNet"),
+                       (["cnn"], "got list"), ({"cnn": subjects["cnn"].model}, "got a dict of ResNet")]:
+        with pytest.raises(TypeError, match=f"{got}.*lab.playground\\(subjects\\)"):
+            lab.playground(wrong)
+        with pytest.raises(TypeError, match="lab.load_subjects"):
+            Playground(wrong)
+
+
+def test_an_unknown_model_or_one_without_prunable_weights_is_refused(pg):
+    with pytest.raises(ValueError, match=r"no model 'vit' in this playground; it has \['cnn', 'vit_scratch'\]"):
+        pg.update("vit")
+    linear = Playground({"linear": tiny_subject("linear", nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)))})
+    with pytest.raises(ValueError, match="linear has no prunable weights .*include_first / include_classifier"):
+        linear.update("linear")
+
+
+def test_the_histogram_counts_the_weights_already_zero():
+    """Its title counted the nonzero weights only: zeros have no bin on the log axis."""
+    import matplotlib.pyplot as plt
+
+    model = tiny_cnn()
+    with torch.no_grad():
+        model[2].weight[0] = 0  # 72 of the 576 + 128 prunable weights
+    pg = Playground({"tiny": tiny_subject(model=model)}, probe_images=32)
+    fig = pg.figure(pg.update("tiny", "magnitude", "global", 0.5))
+    assert fig.axes[0].get_title() == "tiny: 704 prunable weights (72 already zero)"
+    plt.close(fig)
+    pg = Playground({"tiny": tiny_subject()}, probe_images=32)
+    fig = pg.figure(pg.update("tiny", "magnitude", "global", 0.5))
+    assert fig.axes[0].get_title() == "tiny: 704 prunable weights"
+    plt.close(fig)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -52,6 +53,16 @@ def _weight_bins(dense: dict[str, torch.Tensor], count: int = 60) -> tuple[np.nd
     return edges, np.where(w > 0, bins, -1)
 
 
+def _check_subjects(subjects) -> None:
+    """TypeError unless ``subjects`` is a dict of name -> Subject (anything else failed deep inside)."""
+    if isinstance(subjects, Mapping) and all(isinstance(v, Subject) for v in subjects.values()):
+        return
+    got = (f"a dict of {', '.join(sorted({type(v).__name__ for v in subjects.values()}))}"
+           if isinstance(subjects, Mapping) else type(subjects).__name__)
+    raise TypeError(f"the playground takes the dict from lab.load_subjects, got {got}: pass that dict, "
+                    "e.g. lab.playground(subjects) or lab.playground({'cnn': subjects['cnn']})")
+
+
 class Playground:
     """Live one-shot pruning without fine-tuning: the logic behind :func:`playground`, usable (and
     tested) without a browser.
@@ -66,15 +77,21 @@ class Playground:
 
     def __init__(self, subjects: dict[str, Subject], probe_images: int = 256,
                  criteria: tuple[str, ...] = PLAYGROUND_CRITERIA):
+        _check_subjects(subjects)
         self.subjects, self.probe_images, self.criteria = subjects, probe_images, criteria
         self._live: dict[str, _Live] = {}
         self._scores: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
         self.controls: dict = {}
-        self.label = self.output = None
+        self.label = self.output = self.box = None
 
     def live(self, name: str) -> _Live:
         if name not in self._live:
+            if name not in self.subjects:
+                raise ValueError(f"no model {name!r} in this playground; it has {list(self.subjects)}")
             subj = self.subjects[name]
+            if not subj.params(subj.model):
+                raise ValueError(f"{name} has no prunable weights (the first conv and the classifier stay dense "
+                                 "unless the profile's include_first / include_classifier)")
             model = copy.deepcopy(subj.model)
             params = subj.params(model)
             probe = subj.probe_slice(self.probe_images)
@@ -84,7 +101,7 @@ class Playground:
 
     def scores(self, name: str, criterion: str) -> dict[str, torch.Tensor]:
         if (name, criterion) not in self._scores:
-            subj, live = self.subjects[name], self.live(name)
+            live, subj = self.live(name), self.subjects[name]
             loader = copy.copy(subj.train)  # the same images, its own crops and order
             loader.generator = torch.Generator(device=loader.device).manual_seed(subj.seed)
             self._scores[name, criterion] = compute_scores(criterion, live.model, live.params, loader,
@@ -131,7 +148,8 @@ class Playground:
         live.bins = live.bins or _weight_bins(live.dense)
         edges, bins = live.bins
         removed = torch.cat([~m.flatten() for m in r["masks"].values()]).cpu().numpy()
-        total = np.bincount(bins[bins >= 0], minlength=len(edges) - 1)
+        total = np.bincount(bins[bins >= 0], minlength=len(edges) - 1)  # exact zeros have no place on a log axis
+        zeros = int((bins < 0).sum())
         cut = np.bincount(bins[(bins >= 0) & removed], minlength=len(edges) - 1)
         fig, (hist, bars) = plt.subplots(1, 2, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1, 2]})
         hist.stairs(total - cut, edges, fill=True, color=COLORS[0], label="kept")
@@ -147,8 +165,9 @@ class Playground:
             for i, t in enumerate(cuts):
                 hist.axvline(t, color="k", lw=0.7, alpha=0.4,
                              label=None if i else f"{len(cuts)} per-layer thresholds, {min(cuts):.2g} to {max(cuts):.2g}")
+        already = f" ({zeros:,} already zero)" if zeros else ""
         hist.set(xscale="log", xlabel="|w| (log scale)", ylabel="weights",
-                 title=f"{r['model']}: {int(total.sum()):,} prunable weights")
+                 title=f"{r['model']}: {len(bins):,} prunable weights{already}")
         hist.legend(fontsize=7, loc="upper left")
         layer_bars({f"{r['scope']} {r['criterion']}, {r['measured_sparsity']:.1%} overall": r["layers"]},
                    title=f"{r['model']}: per-layer sparsity", ax=bars)
@@ -173,23 +192,51 @@ class Playground:
 
         def show(*_):
             c = {k: w.value for k, w in self.controls.items()}
+            self.label.value = f"updating {c['model']} · {c['criterion']} · {c['scope']} · {c['sparsity']:.0%}…"
+            # The next output replaces the old figure, a failure's traceback included.
+            self.output.clear_output(wait=True)
             with self.output:  # an error shows here, not in a log the student never opens
-                r = self.update(c["model"], c["criterion"], c["scope"], c["sparsity"])
-                self.label.value = self.describe(r)
-                fig = self.figure(r)
-                self.output.clear_output(wait=True)
-                display(fig)
-                plt.close(fig)  # drawn once into the output; pyplot keeps nothing
+                try:
+                    r = self.update(c["model"], c["criterion"], c["scope"], c["sparsity"])
+                    fig = self.figure(r)
+                    try:
+                        display(fig)
+                    finally:
+                        plt.close(fig)  # drawn once into the output; pyplot keeps nothing
+                except Exception as e:
+                    why = f"{type(e).__name__}: {e}".splitlines()[0]
+                    self.label.value = f"update failed ({why}); dense weights restored — change a control to retry"
+                    raise
+            self.label.value = self.describe(r)
 
         for w in self.controls.values():
             w.observe(show, names="value")
         show()
-        return W.VBox([*self.controls.values(), self.label, self.output])
+        self.box = W.VBox([*self.controls.values(), self.label, self.output])
+        return self.box
+
+    def close(self) -> None:
+        """Close the widgets and drop the model copies and scores: ipywidgets keeps a widget, and
+        through its callbacks this playground, until it is closed."""
+        if self.box is not None:
+            for w in self.box.children:
+                w.close()
+            self.box.close()
+        self._live.clear()
+        self._scores.clear()
+
+
+_current: Playground | None = None  # the one shown last: a re-run of its cell closes it
 
 
 def show(subjects: dict[str, Subject], probe_images: int = 256) -> Playground | None:
     """The playground's widget shown in the notebook (``unstructured.playground``); under papermill
     one line instead: widgets need a live kernel."""
+    global _current
+    _check_subjects(subjects)
+    if _current is not None:
+        _current.close()
+        _current = None
     if plain_progress():
         print("the pruning playground runs only interactively: open this notebook in JupyterLab "
               "(jupyter lab notebooks/03_unstructured_pruning.ipynb) or Colab and run this cell")
@@ -199,6 +246,6 @@ def show(subjects: dict[str, Subject], probe_images: int = 256) -> Playground | 
         return None
     from IPython.display import display
 
-    live = Playground(subjects, probe_images)
-    display(live.widget())
-    return live
+    _current = Playground(subjects, probe_images)
+    display(_current.widget())
+    return _current
