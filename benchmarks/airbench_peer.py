@@ -112,10 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="folder to write cifar10/train.pt and test.pt into")
     ap.add_argument("--run", default="", help=f"comma-separated subset of {','.join(VARIANTS)} to train (CUDA)")
     args = ap.parse_args(argv)
+    variants = [v.strip() for v in args.run.split(",") if v.strip()]
+    if unknown := [v for v in variants if v not in VARIANTS]:  # before any data is written or trained on
+        ap.error(f"--run: unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     print(f"wrote {write_airbench_data(args.data_root, args.out)}")
-    for variant in [v for v in args.run.split(",") if v]:
-        if variant not in VARIANTS:
-            ap.error(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    for variant in variants:
         reason = not_run_reason()
         print(json.dumps({"name": variant, "status": "not run", "note": reason} if reason
                          else run_airbench(variant, args.out)))

@@ -35,6 +35,25 @@ MODES = ("eager", "graphs")
 BATCHES = {"cuda": [1, 4, 16, 64, 256, 1024, 4096], "cpu": [1, 4, 16, 64, 256], "smoke": [1, 4]}
 
 
+def positive(text: str) -> int:
+    """argparse type: a whole number of 1 or more (0 passes or 0 images measure nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return value
+
+
+def positives(text: str) -> list[int]:
+    """argparse type: comma-separated whole numbers of 1 or more."""
+    values = [positive(b.strip()) for b in text.split(",") if b.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError("give at least one batch size, e.g. 1,4,16")
+    return values
+
+
 def pair(name: str, smoke: bool) -> dict:
     """{"dense": model, "pruned": model}: the pruned one made by physically removing units."""
     seed_everything(0)
@@ -103,9 +122,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES))
-    ap.add_argument("--batches", default=None, help="comma-separated batch sizes (default: CUDA 1..4096, "
-                                                     "CPU 1..256, smoke 1,4)")
-    ap.add_argument("--iters", type=int, default=None, help="timed passes per point (default 20; smoke 2)")
+    ap.add_argument("--batches", type=positives, default=None,
+                    help="comma-separated batch sizes (default: CUDA 1..4096, CPU 1..256, smoke 1,4)")
+    ap.add_argument("--iters", type=positive, default=None, help="timed passes per point (default 20; smoke 2)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--smoke", action="store_true", help="narrow models, two batch sizes (CPU tests)")
     ap.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
@@ -117,9 +136,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if unknown := [m for m in models if m not in MODELS] + [m for m in modes if m not in MODES]:
         ap.error(f"unknown model(s) or mode(s) {unknown}; models: {', '.join(MODELS)}; modes: {', '.join(MODES)}")
     device = get_device(args.device)
-    batches = ([int(b) for b in args.batches.split(",")] if args.batches else
-               BATCHES["smoke" if args.smoke else "cuda" if device.type == "cuda" else "cpu"])
-    iters = args.iters or (2 if args.smoke else 20)
+    batches = args.batches or BATCHES["smoke" if args.smoke else "cuda" if device.type == "cuda" else "cpu"]
+    iters = args.iters if args.iters is not None else 2 if args.smoke else 20
     info = {"device": device_name(device), "torch": torch.__version__, "python": platform.python_version(),
             "precision": precision_for(device), "threads": torch.get_num_threads(),
             "git_commit": git_commit(paths=("labutils", "benchmarks"))}  # an edited script is not the commit

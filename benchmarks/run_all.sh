@@ -17,7 +17,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: bash benchmarks/run_all.sh RESULTS_FOLDER}
 mkdir -p "$out"
-pack() { if [[ -n "${BENCH_TAR:-}" ]]; then tar cf "$BENCH_TAR" -C "$(dirname "$out")" "$(basename "$out")" || true; fi; }
+# Written beside and renamed (as gpu/collect.sh does): a call stopped mid-tar still brings back the
+# last whole tar. GNU tar exits 1 when a log grew while it read it: that tar is whole, so it is kept.
+pack() {
+  [[ -n "${BENCH_TAR:-}" ]] || return 0
+  local status=0
+  tar cf "$BENCH_TAR.partial" -C "$(dirname "$out")" "$(basename "$out")" || status=$?
+  if [[ $status -le 1 ]]; then mv -f "$BENCH_TAR.partial" "$BENCH_TAR" || true; else rm -f "$BENCH_TAR.partial"; fi
+}
 trap pack EXIT  # whatever stops the script, the tar holds the logs so far (a failure's traceback too)
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" LABUTILS_PLAIN_PROGRESS=1
 if [[ -n "${BENCH_SMOKE:-}" ]]; then

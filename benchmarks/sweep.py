@@ -14,8 +14,10 @@ held-out images), or another profile's with ``--profile`` (``cpu``: its reduced 
 ``train`` keys are ``labutils.train.fit``'s arguments (epochs, lr, weight_decay, label_smoothing,
 mixup, ema, ...) plus the training loader's (``batch_size`` and ``labutils.data.AUGMENTATION``:
 ``cutout``, ``augment`` = trivialaugment | randaugment | autoaugment, ``repeats``) and
-``tta_flip`` (flip test-time augmentation when scoring); ``model`` keys are the architecture's
-(``drop_path_rate``...). A winner enters the ``full`` profile as the same keys.
+``tta_flip``; ``model`` keys are those a profile takes for the architecture (``drop_path_rate``...).
+A winner enters the ``full`` profile as the same keys, except ``tta_flip``: a sweep-only scoring
+option (``evaluate(tta_flip=True)``, the mean of each image's and its mirror's logits) that no
+profile key sets, so the workbook's run does not score that way.
 Columns: accuracy on the held-out images with its Wilson 95% interval, epochs, seconds of
 training (the first epoch's warm-up and compilation included; wall time with building and
 scoring in the JSON's ``wall_seconds``) and training images/s.
@@ -24,8 +26,9 @@ data: trained on the candidates' training images, scored on the same held-out im
 (``benchmarks/airbench_peer.py``; CUDA only, otherwise the row says why it did not run).
 
 Built-in lists per model (``CANDIDATES``), or ``--candidates FILE`` (a JSON list, or a Python
-file defining ``CANDIDATES``); ``--only NAME`` keeps the named ones. When the budget is spent no
-new candidate starts: the rest are listed as skipped.
+file defining ``CANDIDATES``: a list, or a dict of lists by model like the built-in one);
+``--only NAME`` keeps the named ones. When the budget is spent no new candidate starts: the rest
+are listed as skipped. A table of the model already in ``--out`` is refused unless ``--force``.
 
 ``--jobs N`` trains N candidates at a time on the device, each in a process of its own: these
 models are too small to keep a large GPU busy (a training step is bound by kernel launches, not
@@ -45,6 +48,7 @@ import datetime as dt
 import importlib.util
 import inspect
 import json
+import math
 import os
 import re
 import subprocess
@@ -60,6 +64,7 @@ from labutils.data import (AUGMENTATION, DeviceLoader, augmentation_of, describe
                            subset, subset_indices, write_synthetic_cifar10)
 from labutils.measure import accuracy_interval
 from labutils.models import build_model, course_model
+from labutils.profile_check import schema
 from labutils.profiles import PROFILES, get_profile
 from labutils.train import evaluate, fit, get_device, seed_everything
 
@@ -151,14 +156,21 @@ def base_recipe(model: str, profile: str = "full") -> tuple[dict, dict]:
     return dict(recipes["train"][model]), dict(recipes["models"][model])
 
 
-def check(candidates: list[dict]) -> list[dict]:
-    """Refuse, naming the candidate, what the sweep could not run."""
+def model_rules(model: str) -> dict:
+    """The architecture keys a profile takes for ``model`` (from its builder), each with its rule."""
+    node = schema().rules["quant"].rules["resnet20"] if model == "resnet20" else schema().rules["models"].rules[model]
+    return node.rules
+
+
+def check(candidates: list[dict], model: str) -> list[dict]:
+    """Refuse, naming the candidate, what the sweep could not run (before any candidate runs)."""
     if not all(isinstance(c, dict) for c in candidates):
         raise SweepError(f"every candidate is a dict such as {{'name': 'cutout', 'train': {{'cutout': 16}}}}; "
                          f"got {candidates}")
     names = [c.get("name") for c in candidates]
     if not all(names) or len(set(names)) != len(names):
         raise SweepError(f"every candidate needs a name of its own; got {names}")
+    arch = model_rules(model)  # a misspelt key failed its row only after the candidates before it had run
     for c in candidates:
         if extra := set(c) - CANDIDATE_KEYS:  # a misspelt "train" would run the base recipe under the new name
             raise SweepError(f"candidate {c['name']!r}: unknown key(s) {sorted(extra)}; known: {sorted(CANDIDATE_KEYS)}")
@@ -168,19 +180,38 @@ def check(candidates: list[dict]) -> list[dict]:
         if unknown:
             raise SweepError(f"candidate {c['name']!r}: unknown train key(s) {sorted(unknown)}; "
                              f"known: {sorted(FIT_KEYS | LOADER_KEYS | EVAL_KEYS)}")
+        if unknown := set(c.get("model", {})) - set(arch):
+            raise SweepError(f"candidate {c['name']!r}: unknown model key(s) {sorted(unknown)} for {model}; "
+                             f"known: {sorted(arch)}")
+        if bad := [f"{k}={v!r} {why}" for k, v in c.get("model", {}).items() if (why := arch[k](v))]:
+            raise SweepError(f"candidate {c['name']!r}: {'; '.join(bad)}")
         if c.get("airbench") and c["name"] not in airbench_peer.VARIANTS:
             raise SweepError(f"candidate {c['name']!r}: an airbench row is named one of {airbench_peer.VARIANTS}")
     return candidates
 
 
-def load_candidates(path: str) -> list[dict]:
-    """A JSON list, or a Python file defining ``CANDIDATES``."""
+def load_candidates(path: str, model: str) -> list[dict]:
+    """A JSON list, or a Python file defining ``CANDIDATES``; either may be a dict of lists by
+    model (as ``CANDIDATES`` here), of which ``model``'s is taken."""
     if path.endswith(".py"):
         spec = importlib.util.spec_from_file_location("sweep_candidates", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        return list(module.CANDIDATES)
-    return json.loads(Path(path).read_text())
+        candidates = getattr(module, "CANDIDATES", None)
+    else:
+        try:
+            candidates = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as err:
+            raise SweepError(f"{path} is not valid JSON ({err}): fix it, or write a Python file defining CANDIDATES")
+    if isinstance(candidates, dict):
+        if model not in candidates:
+            raise SweepError(f"{path} lists candidates for {sorted(candidates)}, not {model}: add a {model!r} entry")
+        candidates = candidates[model]
+    if not isinstance(candidates, (list, tuple)) or not all(isinstance(c, dict) for c in candidates):
+        what = "define CANDIDATES as" if path.endswith(".py") else "hold"
+        raise SweepError(f"{path} must {what} a list of dicts (or a dict of such lists by model), "
+                         f"such as [{{'name': 'cutout', 'train': {{'cutout': 16}}}}]")
+    return list(candidates)
 
 
 def build(model: str, arch: dict) -> torch.nn.Module:
@@ -232,30 +263,41 @@ def train_candidate(model_name: str, candidate: dict, data: dict, device: torch.
 def run_row(model_name: str, candidate: dict, data: dict, device, smoke: bool, airbench_dir,
             profile: str = "full") -> dict:
     """One row of the table: done (with numbers), not run (airbench off CUDA) or failed (why)."""
-    row = {"name": candidate["name"], "overrides": {k: v for k, v in candidate.items() if k != "name"}}
+    row = {"name": candidate["name"], "overrides": overrides(candidate)}
     start = time.perf_counter()
     try:
         if candidate.get("airbench"):
             reason = airbench_peer.not_run_reason()
-            if reason:
-                return row | {"status": "not run", "note": reason}
-            return row | airbench_peer.run_airbench(candidate["name"], airbench_dir())
-        row |= {"status": "done", **train_candidate(model_name, candidate, data, device, smoke, profile)}
+            row |= {"status": "not run", "note": reason} if reason else airbench_peer.run_airbench(
+                candidate["name"], airbench_dir())
+        else:
+            row |= {"status": "done", **train_candidate(model_name, candidate, data, device, smoke, profile)}
     except (RuntimeError, ValueError, TypeError, OSError) as err:  # out of memory, a bad value...
         row |= {"status": "failed", "note": f"{type(err).__name__}: {str(err).splitlines()[0]}"}
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    row["wall_seconds"] = time.perf_counter() - start
+    finally:  # every row, airbench's too, carries it
+        row["wall_seconds"] = time.perf_counter() - start
     return row
 
 
+def overrides(candidate: dict) -> dict:
+    return {k: v for k, v in candidate.items() if k != "name"}
+
+
 def sweep(model_name: str, candidates: list[dict], data_root: Path, out: Path, budget_s: float,
-          device, smoke: bool = False, jobs: int = 1, profile: str = "full", holdout: int = HOLDOUT) -> dict:
+          device, smoke: bool = False, jobs: int = 1, profile: str = "full", holdout: int = HOLDOUT,
+          force: bool = False) -> dict:
     """Run the candidates in order until the budget is spent (``jobs`` at a time, each in a
-    process of its own, when more than one); write the JSON and markdown tables."""
-    check(candidates)
+    process of its own, when more than one); write the JSON and markdown tables. A table of
+    ``model_name`` already in ``out`` is refused unless ``force``: the first row would replace it."""
+    check(candidates, model_name)
     if jobs < 1:
         raise SweepError(f"--jobs must be 1 or more, got {jobs}")
+    if math.isnan(budget_s) or budget_s < 0:
+        raise SweepError(f"--budget-s takes 0 or more seconds (inf: no limit), got {budget_s}")
+    if not force and (held := [p for p in table_paths(out, model_name) if p.exists()]):
+        raise SweepError(f"{held[0]} already holds a {model_name} sweep: pass --force to replace it, or another --out")
     data = sweep_data(data_root, profile, holdout)
     airbench_folder = []
 
@@ -268,7 +310,7 @@ def sweep(model_name: str, candidates: list[dict], data_root: Path, out: Path, b
     result = {"model": model_name, "profile": profile, "smoke": smoke, "device": device_name(device),
               "data": describe_data(data_root), "git_commit": git_commit(paths=("labutils", "benchmarks")),
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
-              "budget_seconds": budget_s, "jobs": jobs,
+              "budget_seconds": None if math.isinf(budget_s) else budget_s, "jobs": jobs,  # null: no limit
               "training_images": len(data["train"][1]), "holdout": holdout, "scored_on": data["scored_on"],
               "base_recipe": dict(zip(("train", "model"), base_recipe(model_name, profile))), "rows": []}
     start = time.perf_counter()
@@ -282,8 +324,8 @@ def sweep(model_name: str, candidates: list[dict], data_root: Path, out: Path, b
         spent = time.perf_counter() - start
         if spent < budget_s:
             return None
-        return {"name": candidate["name"], "status": "skipped",
-                "note": f"time budget spent ({spent:.0f} of {budget_s:.0f} s)"}
+        return {"name": candidate["name"], "overrides": overrides(candidate), "status": "skipped",
+                "note": f"time budget spent ({spent:.0f} of {budget_s:.0f} s)", "wall_seconds": 0.0}
 
     in_processes = [c for c in candidates if not c.get("airbench")] if jobs > 1 else []
     for candidate in candidates:  # airbench rows alone, first; everything when jobs == 1
@@ -311,10 +353,11 @@ def run_in_processes(model_name: str, candidates: list[dict], data_root: Path, o
     folders = job_folders(candidates, out, model_name)
     base = [sys.executable, str(Path(__file__).resolve()), "--model", model_name, "--candidates", str(listed),
             "--data-root", str(data_root), "--device", str(device), "--budget-s", str(budget_s),
-            "--profile", profile, "--holdout", str(holdout)]
+            "--profile", profile, "--holdout", str(holdout), "--force"]  # a rerun's folders: this sweep's now
     base += ["--smoke"] if smoke else []
     rows: dict[str, dict] = {}
     running: dict[str, subprocess.Popen] = {}
+    started: dict[str, float] = {}
     waiting, given = list(candidates), 0
     try:
         while given < len(candidates):
@@ -328,11 +371,14 @@ def run_in_processes(model_name: str, candidates: list[dict], data_root: Path, o
                 with open(folder / "log.txt", "wb") as log:  # its epochs, not interleaved with the others'
                     running[candidate["name"]] = subprocess.Popen(base + ["--only", candidate["name"], "--out", str(folder)],
                                                                   stdout=log, stderr=subprocess.STDOUT)
+                started[candidate["name"]] = time.perf_counter()
                 print(f"{candidate['name']}: started (log: {(folder / 'log.txt').relative_to(out)})", flush=True)
             for name, child in list(running.items()):
                 if child.poll() is not None:
                     del running[name]
                     rows[name] = _child_row(name, child.returncode, folders[name], model_name)
+                    rows[name].setdefault("wall_seconds", time.perf_counter() - started[name])
+                    rows[name].setdefault("overrides", overrides(next(c for c in candidates if c["name"] == name)))
             while given < len(candidates) and candidates[given]["name"] in rows:  # in order, once known
                 yield rows[candidates[given]["name"]]
                 given += 1
@@ -364,10 +410,11 @@ def markdown(result: dict) -> str:
              f"{result['device']}, {result['data']}, the {result.get('profile', 'full')} profile's recipe on "
              f"{result.get('training_images', 0):,} training images, scored on {result['scored_on']}, "
              f"commit `{result['git_commit']}`, {result['date'][:10]}, "
-             f"torch {result['torch']}, budget {result['budget_seconds']:.0f} s"
+             f"torch {result['torch']}, "
+             + ("no time budget" if result["budget_seconds"] is None else f"budget {result['budget_seconds']:.0f} s")
              + (f", {result['jobs']} candidates at a time on the one device (seconds and images/s are "
                 f"shared-device figures; the airbench rows ran alone)" if result.get("jobs", 1) > 1 else "")
-             + (" (smoke: a couple of steps on synthetic data; the numbers mean nothing)" if result["smoke"] else ""),
+             + (" (smoke: a couple of steps, narrow models; the numbers mean nothing)" if result["smoke"] else ""),
              "", "| candidate | accuracy | 95% interval | epochs | seconds | images/s | note |",
              "|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
@@ -380,11 +427,16 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def table_paths(out: Path, model: str) -> tuple[Path, Path]:
+    return out / f"sweep_{model}.json", out / f"sweep_{model}.md"
+
+
 def write_tables(result: dict, out: Path) -> tuple[Path, Path]:
-    stem = out / f"sweep_{result['model']}"
+    """The JSON first (write_json refuses NaN): no markdown table without the JSON beside it."""
+    js, md = table_paths(out, result["model"])
+    write_json(js, result)
     text = markdown(result)
-    md = atomic_write_bytes(f"{stem}.md", lambda f: f.write(text.encode()))
-    return write_json(f"{stem}.json", result), md
+    return js, atomic_write_bytes(md, lambda f: f.write(text.encode()))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -396,7 +448,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="folder holding cifar-10-batches-py")
     ap.add_argument("--out", metavar="DIR", required=True, help="where sweep_MODEL.json and .md go")
     ap.add_argument("--budget-s", type=float, default=540.0,
-                    help="start no candidate after this many seconds (default 540)")
+                    help="start no candidate after this many seconds (default 540; inf: no limit)")
+    ap.add_argument("--force", action="store_true", help="replace a table of --model already in --out")
     ap.add_argument("--airbench", action="store_true", help="add airbench94 and airbench96 rows first (CUDA)")
     ap.add_argument("--only", metavar="NAME", action="append", default=None,
                     help="run only this candidate of the list (repeat for more)")
@@ -427,7 +480,7 @@ def main(argv: list[str] | None = None) -> dict:
         built_in = CPU_CANDIDATES if args.profile == "cpu" else CANDIDATES
         if not args.candidates and args.model not in built_in:
             raise SweepError(f"no built-in {args.profile} candidates for {args.model}: pass --candidates FILE")
-        candidates = load_candidates(args.candidates) if args.candidates else built_in[args.model]
+        candidates = load_candidates(args.candidates, args.model) if args.candidates else built_in[args.model]
         candidates = (AIRBENCH if args.airbench else []) + list(candidates)
         if args.only:
             known = [c.get("name") for c in candidates]
@@ -435,8 +488,8 @@ def main(argv: list[str] | None = None) -> dict:
                 raise SweepError(f"--only {', '.join(unknown)}: no such candidate; the list has {known}")
             candidates = [c for c in candidates if c.get("name") in args.only]
         return sweep(args.model, candidates, data_root, out, args.budget_s, get_device(args.device),
-                     args.smoke, args.jobs, args.profile, holdout)
-    except (SweepError, json.JSONDecodeError, FileNotFoundError) as err:
+                     args.smoke, args.jobs, args.profile, holdout, args.force)
+    except (SweepError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
 

@@ -110,3 +110,37 @@ def test_bench_infer_marks_noisy_points_and_says_what_that_means(monkeypatch, ca
     assert f"| 1 | {dense} | {pruned}* | {speedup:.2f}x* |" in printed
     assert f"pruned {pruned + '*':>16s}" in printed  # the console line too
     assert "\n* noisy: the timed passes spread widely" in printed
+
+
+@pytest.mark.parametrize("args, said", [(["--batches", "0"], "'0' is not a whole number of 1 or more"),
+                                        (["--batches", "1,x"], "'x' is not a whole number of 1 or more"),
+                                        (["--iters", "0"], "'0' is not a whole number of 1 or more")])
+def test_bench_infer_refuses_batches_and_iters_below_one_before_building(args, said, monkeypatch, capsys):
+    """--batches 0 failed after building the models, 1,x with int()'s traceback; --iters 0 became 20."""
+    bench = _bench("bench_infer")
+    monkeypatch.setattr(bench, "pair", lambda *a: pytest.fail("built models before checking the arguments"))
+    with pytest.raises(SystemExit):
+        bench.main(["--smoke", "--models", "resnet18", "--modes", "eager", *args])
+    assert said in capsys.readouterr().err
+
+
+def test_run_all_writes_its_tar_beside_and_renames_it(tmp_path):
+    """pack() rewrote BENCH_TAR in place: a call stopped mid-tar brought back a broken one."""
+    import subprocess
+
+    script = (REPO_ROOT / "benchmarks" / "run_all.sh").read_text()
+    pack = script[script.index("pack()"):script.index("trap pack EXIT")]
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    fake = bin_ / "tar"  # records the file it writes to; FAIL=2 fails as a broken tar does
+    fake.write_text('#!/bin/bash\necho "$2" >> "$TAR_LOG"; echo new > "$2"; exit "${FAIL:-0}"\n')
+    fake.chmod(0o755)
+    tar, log = tmp_path / "bench.tar", tmp_path / "tar.log"
+    tar.write_text("old\n")
+    env = {"PATH": f"{bin_}:/usr/bin:/bin", "BENCH_TAR": str(tar), "TAR_LOG": str(log)}
+    run = f'set -euo pipefail; out={tmp_path}/results; {pack}\npack'
+    subprocess.run(["bash", "-c", run], env=env | {"FAIL": "2"}, check=True)
+    assert log.read_text().split() == [f"{tar}.partial"] and tar.read_text() == "old\n"
+    assert not (tmp_path / "bench.tar.partial").exists()
+    subprocess.run(["bash", "-c", run], env=env, check=True)
+    assert tar.read_text() == "new\n" and not (tmp_path / "bench.tar.partial").exists()

@@ -180,3 +180,114 @@ def test_a_cpu_profile_sweep_trains_its_recipe_on_its_images_in_every_process(tm
     assert "the cpu profile's recipe on 10,000 training images" in (tmp_path / "out" / "sweep_cnn.md").read_text()
     with pytest.raises(SystemExit):  # the smoke profile has no recipe worth sweeping
         sweep.main(["--model", "cnn", "--profile", "smoke", "--smoke", "--out", str(tmp_path / "x")])
+
+
+def test_a_budget_must_be_a_number_of_seconds_and_inf_means_no_limit(tmp_path, capsys):
+    """-1 skipped every candidate with rc 0, nan too and then crashed; inf trained and then could not
+    write its JSON (an infinity), leaving the markdown table alone."""
+    for budget in ("-1", "nan"):
+        with pytest.raises(SystemExit):
+            sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path / budget), "--budget-s", budget])
+        assert "--budget-s takes 0 or more seconds" in capsys.readouterr().err
+        assert not list((tmp_path / budget).glob("sweep_*"))
+    result = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path / "inf"), "--budget-s", "inf",
+                         "--only", "today"])
+    assert [r["status"] for r in result["rows"]] == ["done"]
+    assert json.loads((tmp_path / "inf" / "sweep_resnet20.json").read_text())["budget_seconds"] is None
+    assert "no time budget" in (tmp_path / "inf" / "sweep_resnet20.md").read_text()
+
+
+def test_tables_write_the_json_first_so_no_markdown_stands_without_it(tmp_path):
+    result = {"model": "cnn", "profile": "full", "smoke": False, "device": "cpu", "data": "CIFAR-10",
+              "git_commit": "abc", "date": "2026-12-06", "torch": "2", "budget_seconds": 60.0, "jobs": 1,
+              "training_images": 10, "scored_on": "x", "rows": [{"name": "diverged", "status": "done",
+              "accuracy": float("nan"), "interval": [0.0, 1.0], "epochs": 1, "seconds": 1.0, "images_per_second": 1.0}]}
+    with pytest.raises(ValueError, match="NaN or an infinity"):
+        sweep.write_tables(result, tmp_path)
+    assert not (tmp_path / "sweep_cnn.md").exists()
+
+
+def test_a_rerun_into_the_same_folder_refuses_the_table_there_unless_forced(tmp_path, capsys):
+    """The first row of a rerun (--only today) replaced a whole table without a word."""
+    out = tmp_path / "out"
+    sweep.main(["--model", "resnet20", "--smoke", "--out", str(out), "--device", "cpu", "--jobs", "2",
+                "--only", "today", "--only", "weight decay 1e-4"])
+    before = (out / "sweep_resnet20.json").read_text()
+    with pytest.raises(SystemExit):
+        sweep.main(["--model", "resnet20", "--smoke", "--out", str(out), "--only", "today"])
+    err = capsys.readouterr().err
+    assert f"{out / 'sweep_resnet20.json'} already holds a resnet20 sweep" in err
+    assert "--force to replace it, or another --out" in err
+    assert (out / "sweep_resnet20.json").read_text() == before
+    sweep.main(["--model", "cnn", "--smoke", "--out", str(out), "--budget-s", "0"])  # another model's table: its own
+    # --force replaces it; the children (--jobs) replace their own tables of the earlier run too.
+    result = sweep.main(["--model", "resnet20", "--smoke", "--out", str(out), "--device", "cpu", "--jobs", "2",
+                         "--only", "today", "--force"])
+    assert [r["status"] for r in result["rows"]] == ["done"], result["rows"]
+    assert len(json.loads((out / "sweep_resnet20.json").read_text())["rows"]) == 1
+
+
+def test_model_keys_are_checked_before_any_candidate_runs(tmp_path, capsys):
+    """A misspelt drop_path_rate became a failed row after the candidates before it had trained."""
+    bad = tmp_path / "bad.json"
+    for model, arch, said in (
+            ("vit_scratch", {"drop_pth_rate": 0.2}, "unknown model key(s) ['drop_pth_rate'] for vit_scratch"),
+            ("resnet20", {"width": 0}, "width=0 must be a whole number >= 1")):
+        bad.write_text(json.dumps([{"name": "fine", "train": {}}, {"name": "sd", "model": arch}]))
+        with pytest.raises(SystemExit):
+            sweep.main(["--model", model, "--smoke", "--out", str(tmp_path / model), "--candidates", str(bad)])
+        assert f"candidate 'sd': {said}" in capsys.readouterr().err
+        assert not list((tmp_path / model).glob("sweep_*"))
+
+
+def test_a_candidates_file_is_a_list_or_a_dict_of_lists_by_model(tmp_path, capsys):
+    def refused(path, said):
+        with pytest.raises(SystemExit):
+            sweep.main(["--model", "cnn", "--smoke", "--out", str(tmp_path / "out"), "--candidates", str(path),
+                        "--budget-s", "0"])
+        assert said in capsys.readouterr().err
+
+    empty = tmp_path / "empty.py"
+    empty.write_text("OTHER = []\n")
+    refused(empty, f"{empty} must define CANDIDATES as a list of dicts")
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"name": "a",}]')
+    refused(broken, f"{broken} is not valid JSON")
+    by_model = tmp_path / "by_model.py"  # the layout of sweep.py's own CANDIDATES
+    by_model.write_text('CANDIDATES = {"resnet20": [{"name": "short", "train": {"epochs": 2}}]}\n')
+    refused(by_model, f"{by_model} lists candidates for ['resnet20'], not cnn")
+    result = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path / "out"), "--candidates",
+                         str(by_model), "--budget-s", "0"])
+    assert [r["name"] for r in result["rows"]] == ["short"]
+
+
+def test_every_row_carries_the_same_keys(tmp_path):
+    """Airbench and skipped rows had no wall_seconds, skipped ones no overrides."""
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps([{"name": "fine", "train": {}}, {"name": "broken", "train": {"optimizer": "lion"}}]))
+    ran = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path / "ran"), "--candidates", str(mine),
+                      "--airbench", "--only", "airbench94", "--only", "fine", "--only", "broken"])["rows"]
+    skipped = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path / "skipped"), "--candidates",
+                          str(mine), "--budget-s", "0"])["rows"]
+    assert [r["status"] for r in ran + skipped] == ["not run", "done", "failed", "skipped", "skipped"]
+    for row in ran + skipped:
+        assert {"name", "overrides", "status", "wall_seconds"} <= set(row), row
+    assert skipped[1]["overrides"] == {"train": {"optimizer": "lion"}}
+
+
+def test_a_smoke_table_names_the_data_it_ran_on(tmp_path, synthetic_root, monkeypatch):
+    """--smoke on a --data-root said "on synthetic data" whatever the data."""
+    monkeypatch.setattr(sweep, "describe_data", lambda root: "CIFAR-10")
+    sweep.main(["--model", "resnet20", "--smoke", "--data-root", str(synthetic_root), "--out", str(tmp_path / "o"),
+                "--budget-s", "0"])
+    table = (tmp_path / "o" / "sweep_resnet20.md").read_text()
+    assert "CIFAR-10" in table and "synthetic" not in table and "(smoke: " in table
+
+
+def test_airbench_peer_refuses_an_unknown_variant_before_anything_runs(synthetic_root, tmp_path, capsys):
+    """--run airbench94,airbench95 wrote the data and ran airbench94 before refusing airbench95."""
+    with pytest.raises(SystemExit):
+        peer.main(["--data-root", str(synthetic_root), "--out", str(tmp_path / "ab"), "--run", "airbench94,airbench95"])
+    captured = capsys.readouterr()
+    assert "unknown variant(s) airbench95; choose from airbench94, airbench96" in captured.err
+    assert captured.out == "" and not (tmp_path / "ab").exists()
