@@ -125,7 +125,19 @@ def test_exercises_run_and_save_nothing(stem, smoke_run, tmp_path, capsys):
         assert "cnn (the model given) with the recipe unchanged" in printed and "pruned and fine-tuned" in printed
         assert sum(p.numel() for p in ns["scratch"].parameters()) == sum(p.numel() for p in ns["small"].parameters())
     if stem.startswith("06"):
-        assert "PTQ symmetric/channel/minmax" in printed and "QAT symmetric/tensor/minmax" in printed
+        assert "PTQ symmetric/channel/minmax" in printed and "QAT asymmetric/tensor/minmax" in printed
+
+
+def test_notebook_06s_qat_exercise_fine_tunes_on_the_grid_the_seed_fine_tuned_on():
+    """Exercise 2, "Fine-tuning on the seed's grid", ran QAT on a symmetric grid: the seed's QAT
+    rows are all asymmetric (review). The number it quotes is the seed's."""
+    from labutils.labs.quantization import SEED_RESULTS
+
+    block = exercises("06_quantization")[1]
+    method, bits = re.search(r'qat_sweep\(model, train, test, "([^"]+)", \[(\d)\]', block).groups()
+    assert method == "asymmetric/tensor/minmax" and set(SEED_RESULTS["qat"]) == {"asymmetric"}
+    text = _notebook("06_quantization").cells[-1].source
+    assert f"`QAT asymmetric {bits}b` row, {SEED_RESULTS['qat']['asymmetric'][int(bits)]:.2%}" in text
 
 
 def test_try_recipe_names_what_a_recipe_may_change(tmp_path):

@@ -72,6 +72,32 @@ def test_figures_tell_series_apart_without_colour(run04):
     assert assert_series_apart(lab.plot_throughput(results)) >= 2 * (4 + 3)
 
 
+def test_the_criteria_figures_lines_and_star_count_the_same_units(run04):
+    """For a ViT the lines counted head channels and MLP neurons, the star (report.json's share)
+    heads only: a point and the star at the same x removed different things (review)."""
+    from labutils.labs import structured as lab
+
+    for name, unit in (("cnn", "channels"), ("vit_scratch", "heads")):
+        r = json.loads((run04 / "metrics" / f"{name}_after_structured_pruning.json").read_text())
+        study = r["criteria_study"]
+        assert study["unit"] == unit
+        heads = sum(w for g, w in r["widths_original"].items() if g.endswith("heads"))
+        ax = lab.plot_criteria({name: r}).axes[0]
+        assert ax.get_xlabel() == "channels (CNN) / heads (ViT) removed (%)"
+        lines = {ln.get_label(): ln for ln in ax.get_lines()}
+        star = lines[f"{r['criterion']} + fine-tuning"].get_xdata()[0]
+        assert star == r["pruning_percentage"]
+        for criterion, points in study["criteria"].items():
+            xs = list(lines[criterion].get_xdata())
+            assert xs == [0] + [p["reported_percentage"] for p in points]
+            if unit == "heads":  # whole heads, in the star's unit: not head channels plus neurons
+                assert r["pruning_percentage"] == pytest.approx(r["removed_by_kind"]["heads"])
+                assert all(x * heads / 100 == pytest.approx(round(x * heads / 100)) for x in xs), (criterion, xs)
+                assert any(p["reported_percentage"] != pytest.approx(p["pruning_percentage"]) for p in points)
+            else:
+                assert all(p["reported_percentage"] == p["pruning_percentage"] for p in points)
+
+
 def test_a_pruned_vit_does_not_depend_on_what_ran_before(run04, tmp_path):
     """Its drop-path draws from the global generator: run again in one session (or after another
     model), notebook 04 gave 39.50%, then 41.25%."""
@@ -118,6 +144,9 @@ def test_a_criteria_point_says_the_share_asked_where_whole_units_could_not_give_
 
     assert _point({"share": 0.5, "pruning_percentage": 46.9, "accuracy": 0.25}) == "47% removed (50% asked): 25.00%"
     assert _point({"share": 0.25, "pruning_percentage": 25.0, "accuracy": 0.5}) == "25% removed: 50.00%"
+    # A ViT's line also gives the share of heads, the figure's x and report.json's unit.
+    vit = {"share": 0.5, "pruning_percentage": 46.9, "reported_percentage": 33.3, "accuracy": 0.25}
+    assert _point(vit, "heads") == "47% removed (50% asked; 33% of heads): 25.00%"
 
 
 def test_the_equivalence_check_finds_masked_and_removed_alike_and_the_naive_mask_off(run04, tmp_path):
@@ -128,8 +157,10 @@ def test_the_equivalence_check_finds_masked_and_removed_alike_and_the_naive_mask
     from labutils.labs import structured as lab
 
     s = Session("smoke", shutil.copytree(run04, tmp_path / "run"), start_run=False)
+    checks = lab.equivalence_checks(s, ["cnn", "vit", "vit_scratch"])  # notebook 04's cell
+    assert checks["vit"] is None  # no baseline in the smoke run: nothing to check
     for name in ("cnn", "vit_scratch"):
-        r = lab.equivalence_check(s, name)
+        r = checks[name]
         assert r["masked_vs_removed"] <= 1e-4 * max(1.0, r["logit_scale"]), (name, r)
         assert r["naive_vs_removed"] > 100 * max(r["masked_vs_removed"], 1e-6), (name, r)
 

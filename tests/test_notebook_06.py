@@ -195,3 +195,12 @@ def test_r20_read_before_its_cell_ran_names_the_cell():
     with pytest.raises(KeyError):
         r20["nothing"]
     assert "qat" not in r20 and r20.get("qat") is None  # membership and get are a dict's
+
+
+def test_a_skipped_pruned_cnn_section_draws_nothing_and_says_so(tmp_path, capsys):
+    """Notebook 06's cell guarded plot_cnn with `if not cnn.get("skipped")` (logic in a cell)."""
+    from labutils.labs import quantization as lab
+
+    assert lab.plot_cnn({"skipped": True, "reason": "no pruned cnn"}, tmp_path / "f.png") is None
+    assert capsys.readouterr().out.startswith("no figure: the pruned ResNet-18 section was skipped")
+    assert not (tmp_path / "f.png").exists()

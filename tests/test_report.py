@@ -187,6 +187,24 @@ def test_the_verdict_and_the_figure_tell_a_model_left_out_from_one_not_produced(
     assert assert_series_apart(fig) == 6
 
 
+def test_the_figures_axes_name_what_the_reports_percentages_count(tmp_path):
+    """The structured panel said "channels / heads / neurons" where a ViT's pruning_percentage
+    counts its heads only (review)."""
+    fig = R.plot_accuracy_vs_sparsity(GOOD, path=tmp_path / "f.png")
+    assert [ax.get_xlabel() for ax in fig.axes] == ["share of prunable weights removed (%)",
+                                                   "share of channels (CNN) / heads (ViT) removed (%)"]
+
+
+def test_a_report_whose_models_leave_out_two_of_the_pipelines_says_add_them(tmp_path):
+    """"add it to MODELS" when two models were left out (review)."""
+    from labutils import Session
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    write_json(s.dirs.metrics / "pipeline.json", {"run_id": s.run_id, "models": ["cnn", "vit", "vit_scratch"]})
+    with pytest.raises(R.ReportError, match=r"MODELS leaves out vit, vit_scratch: add them to MODELS so that"):
+        R.load_run(Session("smoke", tmp_path, device="cpu", models=["cnn"], start_run=False))
+
+
 def test_a_run_without_checkpoints_gets_no_table_figure_and_goes_on(tmp_path, capsys):
     """A run whose only model was not produced (a --models vit run without the pretrained
     weights): matplotlib raised IndexError on the empty table, and notebook 05 stopped before

@@ -104,6 +104,19 @@ def test_learning_curves_tick_whole_epochs_and_tell_models_apart_without_colour(
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
 
 
+def test_learning_curves_take_notebook_02s_records_as_they_are(capsys):
+    """Notebook 02's cell built {name: history} of the produced records itself (logic in a cell):
+    the records go in whole now, the models not produced left out; an epochs dict still works."""
+    history = [{"epoch": e, "train_loss": 2.0 / e, "test_accuracy": 0.1 * e} for e in (1, 2)]
+    records = {"cnn": {"produced": True, "history": history},
+               "vit": {"produced": False, "reason": "no VIT_WEIGHTS"},
+               "vit_scratch": {"produced": True, "history": history[:1]}}
+    labels = [t.get_text() for t in B.plot_learning_curves(records).axes[0].get_legend().get_texts()]
+    assert labels == ["cnn", "vit_scratch"]
+    assert B.plot_learning_curves({"vit": records["vit"]}) is None
+    assert capsys.readouterr().out.startswith("no figure: no model was trained in this run")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebooks_carry_the_metadata_jupyterlab_writes(path):
     """Without it JupyterLab adds it when a kernel starts and marks the notebook modified."""

@@ -143,10 +143,14 @@ def print_results(results: dict[str, dict]) -> None:
 
 
 # -- figures -------------------------------------------------------------------------------------
-def plot_learning_curves(histories: dict[str, list[dict]], targets: dict[str, float] | None = BEFORE_PRUNING_MIN,
+def plot_learning_curves(histories: dict[str, list[dict] | dict], targets: dict[str, float] | None = BEFORE_PRUNING_MIN,
                          path=None, caption=None):
     """Training loss and test accuracy per epoch for each model; dashed lines mark the minimums.
-    With no model trained (no history) it says so and returns None: no blank figure."""
+    ``histories``: {name: the epochs of ``fit``}, or the records of ``recorded`` (notebook 02's
+    ``results``), of which those produced are drawn. With no model trained (no history) it says so
+    and returns None: no blank figure."""
+    histories = {n: h["history"] if isinstance(h, dict) else h for n, h in histories.items()
+                 if not isinstance(h, dict) or h.get("produced")}
     if not histories:
         print("no figure: no model was trained in this run (the results above say why)")
         return None

@@ -495,7 +495,11 @@ def plot_size(r20: dict, path=None, caption=None):
 
 
 def plot_cnn(cnn: dict, path=None, caption=None):
-    """Pruned ResNet-18: PTQ per method and QAT vs bits."""
+    """Pruned ResNet-18: PTQ per method and QAT vs bits. A skipped study (``pruned_cnn_study``: no
+    pruned CNN in this run) draws nothing and returns None."""
+    if cnn.get("skipped"):
+        print("no figure: the pruned ResNet-18 section was skipped (the line above says why)")
+        return None
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for method, r in cnn["ptq"].items():
         _line(ax, r["accuracy"], label=f"PTQ {method}", **_style(PTQ_STYLES, method, cnn["ptq"]))

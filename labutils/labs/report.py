@@ -189,7 +189,8 @@ def load_run(session) -> tuple[dict, dict]:
         if left_out:
             raise ReportError(f"the run in {session.dirs.root} was made for MODELS = {ran['models']!r} (its "
                               f"metrics/pipeline.json), but MODELS leaves out "
-                              f"{', '.join(left_out)}: add it to MODELS so that the report covers the run's models")
+                              f"{', '.join(left_out)}: add {'it' if len(left_out) == 1 else 'them'} to MODELS so that the "
+                              f"report covers the run's models")
     # A run made by hand has no pipeline.json: its baselines' records say which models it trained.
     trained = [m for m in MODEL_NAMES if m not in session.models
                and (session.metrics(m, "before_pruning") or {}).get("run", {}).get("run_id") == session.run_id]
@@ -279,7 +280,8 @@ def write(session, report: dict, records: dict, run: dict, rows: list[dict]) -> 
 
 def print_verdict(report: dict, reduced: bool, models=MODEL_NAMES) -> None:
     """Each entry against the course's minimums: met, NOT met, not produced, or not in this run
-    (a model outside ``models``)."""
+    (a model outside ``models``: one the run did not train, since ``load_run`` refuses a MODELS
+    that leaves out one it trained)."""
     words = {True: "met", False: "NOT met"}
     for section, verdicts in meets_minimums(report).items():
         print(f"{section:22s}",
@@ -304,7 +306,8 @@ def plot_accuracy_vs_sparsity(report: dict, after_min: dict = AFTER_PRUNING_MIN,
             xs, ys = [0, e["pruning_percentage"]], [100 * e["original_accuracy"], 100 * e["pruned_accuracy"]]
             ax.plot(xs, ys, label=f"{model}: {ys[1]:.1f}% at {removed_text(xs[1])} removed", **style)
         ax.axvline(sparsity_min[kind], color="0.5", ls=":", lw=1)
-        what = "prunable weights" if kind == "unstructured" else "channels / heads / neurons"
+        # What report.json's pruning_percentage counts: a ViT's heads only, not its MLP neurons.
+        what = "prunable weights" if kind == "unstructured" else "channels (CNN) / heads (ViT)"
         ax.set(title=f"{kind} pruning", xlabel=f"share of {what} removed (%)", xlim=(-3, 103))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)

@@ -76,12 +76,16 @@ def compare_criteria(model: nn.Module, train, test, cfg: dict) -> dict:
     """Accuracy right after a one-shot cut (BN re-estimated, no fine-tuning) for each criterion
     and share in ``cfg["compare_shares"]``: which criterion picks the units that matter least.
 
-    Returns {"dense_accuracy", "images" (how many test images scored it), "criteria": {criterion:
-    [{"share", "pruning_percentage", "accuracy"}, ...]}}.
+    Returns {"dense_accuracy", "images" (how many test images scored it), "unit" (what
+    ``reported_percentage`` counts: "channels" or "heads"), "criteria": {criterion: [{"share",
+    "pruning_percentage" (channels: a ViT's head channels and MLP neurons), "reported_percentage"
+    (the share as report.json counts it, ``S.reported_share_removed``: a ViT's heads), "accuracy"},
+    ...]}}.
     """
     check_settings("structured", cfg)  # an exercise's recipe, edited by hand
     groups, original = S.channel_groups(model), S.widths(model)
-    study = {"dense_accuracy": evaluate(model, test)["accuracy"], "images": len(test.labels),
+    unit = S.reported_unit(groups)
+    study = {"dense_accuracy": evaluate(model, test)["accuracy"], "images": len(test.labels), "unit": unit,
              "criteria": {}}
     for criterion in criteria_for(model, cfg["compare"]):
         scores = S.importance(model, criterion, train, cfg["taylor_batches"])
@@ -91,16 +95,21 @@ def compare_criteria(model: nn.Module, train, test, cfg: dict) -> dict:
             small = S.recalibrate_batchnorm(S.remove_units(model, keep), train, cfg["bn_batches"])
             points.append({"share": share,
                            "pruning_percentage": S.channel_share_removed(original, S.widths(small), groups),
+                           "reported_percentage": S.reported_share_removed(original, S.widths(small), groups),
                            "accuracy": evaluate(small, test)["accuracy"]})
         study["criteria"][criterion] = points
-        print(f"  {criterion:8s} " + "  ".join(_point(p) for p in points) + f"  ({study['images']:,} test images)")
+        print(f"  {criterion:8s} " + "  ".join(_point(p, unit) for p in points) + f"  ({study['images']:,} test images)")
     return study
 
 
-def _point(p: dict) -> str:
-    """"34% removed: 61.2%", with the share asked where whole units could not give it."""
-    asked = f" ({p['share']:.0%} asked)" if abs(p["pruning_percentage"] - 100 * p["share"]) >= 1 else ""
-    return f"{p['pruning_percentage']:.0f}% removed{asked}: {p['accuracy']:.2%}"
+def _point(p: dict, unit: str = "channels") -> str:
+    """"34% removed: 61.2%", with the share asked where whole units could not give it, and for a
+    ViT the share of heads (report.json's, the figure's x)."""
+    notes = [f"{p['share']:.0%} asked"] if abs(p["pruning_percentage"] - 100 * p["share"]) >= 1 else []
+    if unit == "heads" and "reported_percentage" in p:
+        notes.append(f"{p['reported_percentage']:.0f}% of heads")
+    said = f" ({'; '.join(notes)})" if notes else ""
+    return f"{p['pruning_percentage']:.0f}% removed{said}: {p['accuracy']:.2%}"
 
 
 def cut_and_finetune(model: nn.Module, train, test, cfg: dict, device, desc: str = "prune"):
@@ -267,6 +276,12 @@ def equivalence_check(session: Session, name: str, share: float = 0.25) -> dict 
     return result
 
 
+def equivalence_checks(session: Session, models: list[str]) -> dict[str, dict | None]:
+    """``equivalence_check`` on each of ``models``' baselines (notebook 04: the session's MODELS):
+    {name: its result, None where the run has no baseline}."""
+    return {name: equivalence_check(session, name) for name in models}
+
+
 def _unit(record: dict) -> str:
     """What a record's ``pruning_percentage`` counts: a ViT's heads, a ResNet's channels."""
     return "heads" if "heads" in record.get("removed_by_kind", {}) else "channels"
@@ -327,21 +342,26 @@ DEVICE_STYLES = named_styles(["cpu", "cuda"])
 def plot_criteria(results: dict[str, dict], minimums: dict[str, float] | None = AFTER_PRUNING_MIN,
                     path=None, caption=None):
     """Accuracy right after a one-shot cut (no fine-tuning) vs share removed, one line per
-    criterion; the star is the final model after iterative pruning and fine-tuning."""
+    criterion; the star is the final model after iterative pruning and fine-tuning. x, lines and
+    star alike: the share as report.json counts it (a ViT's heads, not its MLP neurons)."""
     if not (produced := _produced(results)):
         return None
     fig, axes, _ = panels(len(produced))
     for ax, (name, r) in zip(axes, produced.items()):
         study = r["criteria_study"]
+        if _unit(r) == "heads" and any("reported_percentage" not in p for ps in study["criteria"].values() for p in ps):
+            print(f"note: {name}'s criteria study was recorded without the share of heads: its lines count "
+                  f"channels and MLP neurons, the star heads (run notebook 04 again for one unit)")
         for criterion, points in study["criteria"].items():
-            ax.plot([0] + [p["pruning_percentage"] for p in points],
+            # x: the share as report.json counts it, the star's unit (a ViT's heads, not its neurons)
+            ax.plot([0] + [p.get("reported_percentage", p["pruning_percentage"]) for p in points],
                     [100 * study["dense_accuracy"]] + [100 * p["accuracy"] for p in points],
                     ms=4, label=criterion, **style_for(CRITERION_STYLES, criterion, study["criteria"]))
         ax.plot(r["pruning_percentage"], 100 * r["accuracy"], "*", ms=12, color="k",
                 label=f"{r['criterion']} + fine-tuning")
         if minimums and name in minimums:
             ax.axhline(100 * minimums[name], color="0.5", ls="--", lw=0.8, label="course minimum")
-        ax.set(xlabel="channels removed (%)", ylabel="test accuracy (%)",
+        ax.set(xlabel="channels (CNN) / heads (ViT) removed (%)", ylabel="test accuracy (%)",
                title=f"{name}: one-shot cut, no fine-tuning ({study['images']} images)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
