@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .course import MODEL_NAMES
+from .course import MODEL_NAMES, NOTEBOOKS
 from .profiles import PROFILES
 
 
@@ -192,6 +192,7 @@ def _results_table(args) -> int:
 
 
 def _run(args) -> int:
+    from .artifacts import resolve_out_dir
     from .data import DataNotFoundError, check_data_folder, run_data_root
     from .models import check_vit_weights
     from .pipeline import NotebookFailed, NotebooksNotFound, format_seconds, run_pipeline
@@ -204,6 +205,10 @@ def _run(args) -> int:
     if unknown or not args.models:
         print(f"error: unknown model(s) {unknown}; choose from {', '.join(MODEL_NAMES)}" if unknown else
               f"error: --models names no model; choose from {', '.join(MODEL_NAMES)}", file=sys.stderr)
+        return 2
+    if args.notebooks == []:  # "--notebooks ," would otherwise mean all of them
+        print(f"error: --notebooks names no notebook; choose from {', '.join(NOTEBOOKS)} "
+              f"(or leave it out to run all)", file=sys.stderr)
         return 2
     # One model list, in the course's order: "vit_scratch,cnn" is the same run as "cnn,vit_scratch".
     args.models = [m for m in MODEL_NAMES if m in args.models]
@@ -245,7 +250,7 @@ def _run(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except OSError as err:  # not a directory, read-only, no space left: one line, no traceback
-        print(f"error: {describe_os_error(err, args.out)}", file=sys.stderr)
+        print(f"error: {describe_os_error(err, args.out, resolve_out_dir(profile, args.out))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"interrupted: continue this run with: {resume_command(args, profile)}", file=sys.stderr)
@@ -317,14 +322,24 @@ _WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENO
                  errno.EISDIR, errno.EDQUOT, errno.EFBIG}
 
 
-def describe_os_error(err: OSError, out: str | None) -> str:
-    """``cannot write /x/y: No space left on device``: the path and the cause in one line."""
+# Errors that mean the output folder itself cannot be written or made: the fix is another --out.
+_FOLDER_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT}
+
+
+def describe_os_error(err: OSError, out: str | None, out_dir: Path | None = None) -> str:
+    """``cannot write /x/y: No space left on device``: the path and the cause in one line.
+    ``out_dir``: a run's output folder, named instead of a file in it (its lock's temporary file)."""
     from .artifacts import WriteFailed
 
     if isinstance(err, WriteFailed):  # it already names its file and what to do
         return str(err)
     path = err.filename or out or "the output folder"
     cause = err.strerror or str(err)
+    if out_dir and err.filename and err.errno in _FOLDER_ERRORS:
+        where = Path(os.path.abspath(err.filename))
+        # ENOENT: only the folder or one above it, which could not be made (a file read may be missing)
+        if out_dir.is_relative_to(where) or (err.errno != errno.ENOENT and where.is_relative_to(out_dir)):
+            return f"cannot write into the output folder {out_dir} ({cause}): pass --out a folder you can write to"
     return f"cannot write {path}: {cause}" if err.errno in _WRITE_ERRORS else f"{path}: {cause}"
 
 

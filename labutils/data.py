@@ -111,13 +111,16 @@ def check_data_folder(root: str | os.PathLike) -> None:
             raise _invalid(folder / f, "it is a folder, not a file")
     if all((folder / f).is_file() for f in TRAIN_FILES + TEST_FILES):
         return
+    # No option named the folder $LABUTILS_DATA gives: say where it came from.
+    named = (f"{root} (from $LABUTILS_DATA)" if os.environ.get("LABUTILS_DATA")
+             and root.resolve() == Path(DEFAULT_DATA_ROOT).resolve() else str(root))
     if root.is_file():
-        raise DataNotFoundError(f"the data folder {root} is a file: set DATA_ROOT (--data-root) to the folder "
+        raise DataNotFoundError(f"the data folder {named} is a file: set DATA_ROOT (--data-root) to the folder "
                                 f"that holds, or is to hold, {BATCH_DIR}/")
     if (root / TRAIN_FILES[0]).is_file():  # the batches' own folder, given instead of the one holding it
         where = (f"set DATA_ROOT (--data-root) to the folder above it, {root.parent}" if root.name == BATCH_DIR
                  else f"move them into {folder}/")
-        raise DataNotFoundError(f"{root} holds the CIFAR-10 batches themselves, not a {BATCH_DIR}/ folder: {where}")
+        raise DataNotFoundError(f"{named} holds the CIFAR-10 batches themselves, not a {BATCH_DIR}/ folder: {where}")
 
 
 def cifar10_dir(root: str | os.PathLike = DEFAULT_DATA_ROOT, download: bool = True,

@@ -147,12 +147,19 @@ def check_same_run(out_dir: Path, identity: dict, starts: bool) -> None:
         return
     found = ", ".join(f"{_WORDS[k]} {saved[k]!r}" for k in differ)
     asked = ", ".join(_asked(k, identity) for k in differ)
-    same = " ".join(_option(k, saved[k]) for k in differ)
+    # The saved profile brings back the run folder's own synthetic data: no second item for it.
+    follows = "profile" in differ and str(saved.get("data", "")).startswith("synthetic")
+    same = _joined([_option(k, saved[k]) for k in differ if not (follows and k == "data")])
     raise RunRefused(
         f"{out_dir} holds run {saved.get('run_id')} made with {found}; this invocation has {asked}. "
         + ("One folder holds one run: " if starts else "Notebooks run alone continue the folder's run: ")
         + f"pass {same} to {'replace' if starts else 'continue'} it, or write into another --out folder"
         + (f" (or delete {out_dir} to start over there)." if starts else "."))
+
+
+def _joined(items: list[str]) -> str:
+    """Items as a sentence lists them: "a", "a and b", "a, b and c"."""
+    return " and ".join(filter(None, [", ".join(items[:-1]), items[-1]]))
 
 
 def _option(key: str, value) -> str:
@@ -213,6 +220,8 @@ def _fault(path: Path) -> str | None:
 
 
 # The notebooks' ``parameters`` cell (a test checks that every notebook's cell says the same).
+# Every notebook has them all; MODELS is read by notebooks 02-05 (01 and 06 do not use it),
+# VIT_WEIGHTS by notebook 02 only (03-05 load its checkpoints), as the cell's comments say.
 NOTEBOOK_DEFAULTS = {"PROFILE": "auto", "DEVICE": "auto", "DATA_ROOT": "", "OUT_DIR": "",
                      "MODELS": list(MODEL_NAMES), "SEED": 0, "VIT_WEIGHTS": ""}
 

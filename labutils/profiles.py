@@ -2,7 +2,7 @@
 
 * ``smoke`` - seconds on a CPU: synthetic data, narrow models, a few steps. For tests and CI.
 * ``cpu``   - the main job on a machine without a GPU: real CIFAR-10 subsets, reduced widths,
-              every artifact produced in about 26 minutes on 2 cores without the pretrained ViT's
+              every artifact produced in 26 to 34 minutes on 2 cores without the pretrained ViT's
               weights (37.5 with them, measured at an earlier commit); labelled a reduced run.
 * ``full``  - the real recipe for one GPU.
 

@@ -57,7 +57,7 @@ class Session:
         self.name = self.profile["name"]
         if self.name == "full" and self.device.type == "cpu":
             print("note: the full profile is the GPU's recipe; on the CPU it takes many hours "
-                  "(PROFILE = \"cpu\" is the CPU's: about 26 minutes on 2 cores, more with the pretrained ViT)")
+                  "(PROFILE = \"cpu\" is the CPU's: 26 to 34 minutes on 2 cores, more with the pretrained ViT)")
         root = resolve_out_dir(self.name, out_dir)
         check_free(root)  # a notebook beside a running pipeline would overwrite its files
         new_run = not (root / "metrics" / "run.json").is_file()

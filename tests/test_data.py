@@ -472,3 +472,20 @@ def test_notebook_01_counts_both_loaders_images_an_epoch_alike(tmp_path, capsys)
     standard, fast = capsys.readouterr().out.splitlines()[-2:]
     assert standard.startswith("standard: 896 images an epoch (the split's 1,000, whole batches)")
     assert fast.startswith("fast:     896 images an epoch (the profile's 1,000, whole batches)")
+
+
+def test_a_data_folder_from_labutils_data_says_where_it_came_from(tmp_path, monkeypatch, capsys):
+    """LABUTILS_DATA=/etc/passwd said "the data folder /etc/passwd is a file: set DATA_ROOT (--data-root)",
+    and no option had named it."""
+    from labutils.cli import main
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not data")
+    monkeypatch.setenv("LABUTILS_DATA", str(a_file))
+    monkeypatch.setattr(D, "DEFAULT_DATA_ROOT", a_file)  # as read when labutils was imported
+    assert main(["run", "--profile", "cpu", "--out", str(tmp_path / "out")]) == 2
+    assert f"the data folder {a_file} (from $LABUTILS_DATA) is a file: set DATA_ROOT" in capsys.readouterr().err
+    monkeypatch.delenv("LABUTILS_DATA")  # passed as --data-root: that names it already
+    assert main(["run", "--profile", "cpu", "--out", str(tmp_path / "out"), "--data-root", str(a_file)]) == 2
+    assert f"the data folder {a_file} is a file: set DATA_ROOT" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -92,6 +92,28 @@ def test_every_notebook_starts_with_the_same_colab_cell():
     assert len(set(_colab_cells())) == 1
 
 
+def test_every_parameters_cell_says_the_same_and_where_each_parameter_is_read():
+    """The cell's comments said nothing of which notebooks read MODELS and VIT_WEIGHTS; they say it
+    now, and the notebooks' code must agree (01 and 06 never read MODELS, 02 alone VIT_WEIGHTS)."""
+    from labutils.pipeline import NOTEBOOK_DEFAULTS
+
+    shared, readers = set(), {"MODELS": set(), "VIT_WEIGHTS": set()}
+    for stem in LABS:
+        cells = [c for c in json.loads((ROOT / "notebooks" / f"{stem}.ipynb").read_text())["cells"]
+                 if c["cell_type"] == "code"]
+        params = next(c for c in cells if "parameters" in c["metadata"].get("tags", []))
+        shared.add("\n".join("".join(params["source"]).splitlines()[:len(NOTEBOOK_DEFAULTS)]))  # 03 adds its own
+        code = "\n".join("".join(c["source"]) for c in cells if c is not params)
+        for name in readers:
+            if re.search(rf"\b{name}\b", code):
+                readers[name].add(stem[:2])
+    assert len(shared) == 1
+    lines = {line.split(" = ")[0]: line for line in shared.pop().splitlines()}
+    assert readers["MODELS"] == {"02", "03", "04", "05"}
+    assert lines["MODELS"].endswith("# notebooks 02-05 (01 and 06 do not use it)")
+    assert readers["VIT_WEIGHTS"] == {"02"} and "# notebook 02 only: " in lines["VIT_WEIGHTS"]
+
+
 def test_the_colab_cell_clones_installs_and_makes_labutils_importable_at_once(monkeypatch, tmp_path):
     commands = _run_colab_cell(monkeypatch, tmp_path, "https://example.org/me/workbook", existing=False)
     assert commands == [["git", "clone", "-q", "https://example.org/me/workbook", str(tmp_path / "workbook")],
@@ -135,16 +157,26 @@ def test_the_product_points_nowhere_outside_the_repository():
 
 def test_the_conda_environment_installs_what_pip_does():
     """README's conda line must give the same tests as its pip line: every dependency, with its
-    least version, and the test extra."""
+    least version, and the test and lab extras."""
     yml = (ROOT / "environment.yml").read_text()
     conda = dict(re.findall(r"^  - ([A-Za-z0-9_.-]+)(\S*)", yml, re.M))
     conda["torch"] = conda.pop("pytorch")
     toml = (ROOT / "pyproject.toml").read_text()
     listed = re.search(r"^dependencies = \[(.*?)\]", toml, re.S | re.M).group(1)
     listed += re.search(r"^test = \[(.*?)\]", toml, re.M).group(1)
+    listed += re.search(r"^lab = \[(.*?)\]", toml, re.M).group(1)  # was "jupyterlab", no least version
     for spec in re.findall(r'"([^"]+)"', listed):
         name, version = re.match(r"([A-Za-z0-9_.-]+)(\S*)", spec).groups()
         if name in ("playwright", "airbench"):  # pip-only: the test extra brings them
             continue
         assert name in conda and conda[name] == version, f"environment.yml: {name}{version}"
     assert re.search(r"^      - -e \.\[test\]", yml, re.M)
+
+
+def test_the_cpu_profiles_time_is_the_readmes_wherever_it_is_given():
+    """session.py's note and profiles.py said "about 26 minutes" where the README says "26 to 34"."""
+    row = re.search(r"^\| `cpu` \|.*$", (ROOT / "README.md").read_text(), re.M).group(0)
+    time = re.search(r"\d+ to \d+ minutes on \d+ cores", row).group(0)
+    for path in (PACKAGE / "session.py", PACKAGE / "profiles.py"):
+        text = " ".join(path.read_text().split())  # a docstring wraps its lines
+        assert time in text and "about 26 minutes" not in text, path.name

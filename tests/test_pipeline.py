@@ -166,6 +166,12 @@ def test_unknown_notebook_and_model_are_refused(tmp_path, capsys):
     assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--notebooks", "99"]) == 1
     assert "unknown notebook" in capsys.readouterr().err
     assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--models", "mlp"]) == 2
+    capsys.readouterr()
+    for empty in (",", "", " "):  # parsed to no notebook, which meant all of them
+        assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "out"), "--notebooks", empty]) == 2
+        assert capsys.readouterr().err == ("error: --notebooks names no notebook; choose from 01, 02, 03, 04, 05, "
+                                           "06 (or leave it out to run all)\n")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_labutils_without_its_notebooks_says_how_to_install(tmp_path, monkeypatch, capsys):
@@ -512,3 +518,21 @@ def test_a_students_copy_beside_a_workbook_notebook_is_not_run_in_its_place(tmp_
     (handed_in / "03_unstructured_pruning_v2.ipynb").write_text("{}")
     missing = check_notebooks(handed_in, None)[0].what
     assert "lacks 01_data.ipynb, 02_baseline_training.ipynb, 03_unstructured_pruning.ipynb," in missing
+
+
+def test_a_refused_run_names_the_options_to_pass_readably(tmp_path):
+    """cpu into a smoke run's folder said "pass --profile smoke the run folder's own synthetic data
+    (...) to continue it": the items ran together, and the data follows from --profile smoke."""
+    from labutils.artifacts import git_commit, write_json
+
+    saved = {"run_id": "smoke-earlier", "profile": "smoke", "git_commit": git_commit(),
+             "models": ["cnn", "vit", "vit_scratch"], "seed": 1, "data": "synthetic CIFAR-shaped data"}
+    write_json(tmp_path / "metrics" / "pipeline.json", saved)
+    cpu = pipeline._identity("cpu", saved["models"], 1, "CIFAR-10")
+    with pytest.raises(pipeline.RunRefused, match="pass --profile smoke to continue it, or write into"):
+        pipeline.check_same_run(tmp_path, cpu, starts=False)
+    with pytest.raises(pipeline.RunRefused, match="pass --profile smoke and --seed 1 to replace it"):
+        pipeline.check_same_run(tmp_path, cpu | {"seed": 0}, starts=True)
+    with pytest.raises(pipeline.RunRefused, match="pass --profile smoke, --models cnn,vit,vit_scratch and "
+                                                  "--seed 1 to replace it"):
+        pipeline.check_same_run(tmp_path, cpu | {"seed": 0, "models": ["cnn"]}, starts=True)

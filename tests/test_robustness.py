@@ -562,10 +562,37 @@ def test_out_that_is_a_file_is_a_one_line_error(tmp_path, ran, capsys):
 
 
 def test_out_that_cannot_be_written_is_a_one_line_error(read_only_dir, ran, capsys):
-    assert run(read_only_dir / "out", "--notebooks", "01") == 1
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: cannot write {read_only_dir / 'out'}: ") and len(err.splitlines()) == 1
-    assert "Read-only file system" in err or "Permission denied" in err
+    for out in (read_only_dir / "out", read_only_dir / "out" / "sub", read_only_dir):
+        assert run(out, "--notebooks", "01") == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: cannot write into the output folder {out} (") and len(err.splitlines()) == 1
+        assert "Read-only file system" in err or "Permission denied" in err
+        assert err.endswith("): pass --out a folder you can write to\n")
+
+
+def test_an_output_folder_refused_names_the_folder_not_the_locks_file(tmp_path, monkeypatch, ran, capsys):
+    """--out /sys/kernel named the lock's temporary file (.labutils.lock.<hex>.tmp: Permission denied),
+    and --out /proc/x (a folder that cannot be made) said "No such file or directory", neither with
+    what to do. Refused here by a patched os.open and mkdir: chmod does not stop root."""
+    real_open, real_mkdir = os.open, Path.mkdir
+
+    def refuse(path, *args, **kwargs):
+        if Path(path).parent == tmp_path:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    def cannot_make(self, *args, **kwargs):
+        if self == tmp_path / "proc":
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)
+    monkeypatch.setattr(Path, "mkdir", cannot_make)
+    for out, cause in ((tmp_path, "Permission denied"), (tmp_path / "proc" / "x", "No such file or directory")):
+        assert run(out, "--notebooks", "01") == 1
+        assert capsys.readouterr().err == (f"error: cannot write into the output folder {out} ({cause}): "
+                                           f"pass --out a folder you can write to\n")
+    assert ran == []
 
 
 def test_disk_full_is_one_line_and_keeps_earlier_files(tmp_path, monkeypatch, ran, capsys):
@@ -800,6 +827,8 @@ def test_kernels_print_plain_progress_but_the_caller_keeps_its_bars(tmp_path, mo
 @pytest.mark.parametrize("option, message", [(["--device", "gpu"], "unknown DEVICE (--device) 'gpu'"),
                                              (["--device", "mps"], "MPS is not available"),
                                              (["--models", ","], "--models names no model"),
+                                             (["--notebooks", ","], "--notebooks names no notebook"),
+                                             (["--notebooks", " "], "--notebooks names no notebook"),
                                              (["--vit-weights", "no_such_file.pth"], "which does not exist: check the path")])
 def test_a_bad_option_leaves_the_folders_run_as_it_was(tmp_path, ran, capsys, option, message):
     """A bad --device failed in notebook 01 after the run had been replaced: a new run id, nothing
