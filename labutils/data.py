@@ -276,12 +276,25 @@ def write_cifar10(root: str | os.PathLike, train_images: np.ndarray, train_label
     For a copy of CIFAR-10 that is not the official archive (another format, another machine):
     the workbook then reads it like the real thing. File names in the batches start with
     ``name``, which is how the metrics name the data (``describe_data``)."""
+    def channels_first(images, labels, what: str) -> np.ndarray:
+        x = _uint8_images(images, f"{what}_images")  # a cast would turn floats in [0, 1] black
+        if tuple(x.shape[2:]) != (32, 32):
+            raise ValueError(f"{what}_images have shape {list(np.shape(images))}: CIFAR-10 batches hold "
+                             f"32x32 images, [N, 3, 32, 32] or [N, 32, 32, 3]; resize them first")
+        if np.shape(labels) != (len(x),):
+            raise ValueError(f"{what}_labels has shape {list(np.shape(labels))} for {len(x):,} {what}_images: "
+                             f"pass one label (0-9) per image, in the images' order")
+        y = np.asarray(labels)  # reading the file back would refuse it, and say to write it again
+        if len(y) and not (np.issubdtype(y.dtype, np.integer) and 0 <= y.min() and y.max() <= 9):
+            raise ValueError(f"{what}_labels must be whole numbers 0-9 (the classes in CIFAR-10's order), "
+                             f"got {y.dtype} from {y.min()} to {y.max()}")
+        return x.cpu().numpy()
+
+    # All checked before anything is written: a refused call leaves no half-written folder.
+    train_images = channels_first(train_images, train_labels, "train")
+    test_images = channels_first(test_images, test_labels, "test")
     folder = Path(root) / BATCH_DIR
     folder.mkdir(parents=True, exist_ok=True)
-
-    def channels_first(images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images, dtype=np.uint8)
-        return images.transpose(0, 3, 1, 2) if images.shape[-1] == 3 else images
 
     def dump(file: str, images: np.ndarray, labels, label: str, first: int) -> None:
         batch = {"batch_label": label, "labels": [int(x) for x in labels],
@@ -289,7 +302,6 @@ def write_cifar10(root: str | os.PathLike, train_images: np.ndarray, train_label
                  "filenames": [f"{name}_{first + i:05d}.png" for i in range(len(images))]}
         atomic_write_bytes(folder / file, lambda f: pickle.dump(batch, f, protocol=4))
 
-    train_images, test_images = channels_first(train_images), channels_first(test_images)
     for b, idx in enumerate(np.array_split(np.arange(len(train_images)), len(TRAIN_FILES))):
         dump(TRAIN_FILES[b], train_images[idx], np.asarray(train_labels)[idx],
              f"training batch {b + 1} of {len(TRAIN_FILES)}", int(idx[0]) if len(idx) else 0)
@@ -360,11 +372,15 @@ def get_loaders(batch_size: int = 128, root: str | os.PathLike = DEFAULT_DATA_RO
                 num_workers: int = 2, size: int = 32, download: bool = True):
     """The course's ``get_loaders``: (train_loader, test_loader) as plain torch DataLoaders. The
     training loader drops the last partial batch (reshuffled every epoch, so a different few images
-    each time, none left out for good); the test loader keeps every image."""
+    each time, none left out for good); the test loader keeps every image. They are for the lab's
+    exercises (notebook 01 compares them with the fast path); the training loops use ``DeviceLoader``."""
     train_x, train_y = load_cifar10(root, train=True, download=download)
     test_x, test_y = load_cifar10(root, train=False, download=download)
+    # No persistent workers: kept workers keep their own random state, so seed_everything(0, loader)
+    # could not replay an epoch's crops and flips. Workers started anew each epoch draw their seeds
+    # from torch's generator; the cost, a worker start an epoch, is fine off the fast path.
     common = dict(batch_size=batch_size, num_workers=num_workers,
-                  pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
+                  pin_memory=torch.cuda.is_available(), persistent_workers=False)
     train = torch.utils.data.DataLoader(
         ArrayDataset(train_x, train_y, standard_transforms(True, size)),
         shuffle=True, drop_last=True, **common)
@@ -456,17 +472,17 @@ def augment_batch(x: torch.Tensor, generator=None, policy=None, groups: int = 16
     return x
 
 
-def _uint8_images(images) -> torch.Tensor:
+def _uint8_images(images, what: str = "the images") -> torch.Tensor:
     """``images`` (a numpy array or a tensor) as uint8 [N, 3, H, W]; channels-last [N, H, W, 3]
-    (torchvision's ``CIFAR10(...).data``) is transposed, as ``write_cifar10`` does. Anything but
-    uint8 is refused: cast to uint8, floats in [0, 1] became black images without a word."""
+    (torchvision's ``CIFAR10(...).data``) is transposed. Anything but uint8 is refused: cast to
+    uint8, floats in [0, 1] became black images without a word. ``what`` names them in errors."""
     x = torch.as_tensor(images)  # no copy for a numpy array or a tensor
     if x.dim() == 4 and x.shape[-1] == 3 and x.shape[1] != 3:
         x = x.permute(0, 3, 1, 2)
     if x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(f"the images have shape {list(x.shape)}: pass RGB images, [N, 3, H, W] or [N, H, W, 3]")
+        raise ValueError(f"{what} have shape {list(x.shape)}: pass RGB images, [N, 3, H, W] or [N, H, W, 3]")
     if x.dtype != torch.uint8:
-        raise ValueError(f"the images are {x.dtype}: pass uint8 images (0-255); for floats in [0, 1], "
+        raise ValueError(f"{what} are {x.dtype}: pass uint8 images (0-255); for floats in [0, 1], "
                          f"(x * 255).round().astype(np.uint8) (a tensor: (x * 255).round().to(torch.uint8))")
     return x
 
@@ -504,6 +520,9 @@ class DeviceLoader:
         if not 0 <= cutout <= side:
             raise ValueError(f"cutout={cutout} must be between 0 (off) and the image side {side}")
         self.labels = torch.as_tensor(labels, dtype=torch.int64).to(self.device)
+        if self.labels.shape != (len(self.images),):  # fewer dropped images silently, more failed mid-epoch
+            raise ValueError(f"{self.labels.numel():,} labels (shape {list(self.labels.shape)}) for "
+                             f"{len(self.images):,} images: pass one label per image, in the images' order")
         self.batch_size, self.train, self.size, self.cutout = batch_size, train, size, cutout
         self.repeats, self.augment_groups = int(repeats), int(augment_groups)
         self.policy = augment_policy(augment) if augment else None

@@ -69,7 +69,8 @@ def seed_everything(seed: int, *loaders) -> None:
     """Python's, NumPy's and torch's generators, and the ``loaders``' own (their shuffles and
     crops), reset: what runs next draws the same whatever ran before it. A loader without a
     generator of its own (a torch DataLoader built without one, as ``data.get_loaders`` does)
-    shuffles from torch's global generator, which ``torch.manual_seed`` resets here."""
+    shuffles from torch's global generator, which ``torch.manual_seed`` resets here; its workers
+    seed their crops and flips from it too when they start (persistent workers would not restart)."""
     for loader in loaders:
         if getattr(loader, "generator", None) is not None:
             loader.generator.manual_seed(seed)

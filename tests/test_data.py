@@ -489,3 +489,75 @@ def test_a_data_folder_from_labutils_data_says_where_it_came_from(tmp_path, monk
     assert main(["run", "--profile", "cpu", "--out", str(tmp_path / "out"), "--data-root", str(a_file)]) == 2
     assert f"the data folder {a_file} is a file: set DATA_ROOT" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("images", [np.random.default_rng(0).random((10, 3, 32, 32)).astype(np.float32),
+                                    torch.rand(10, 32, 32, 3), np.full((10, 3, 32, 32), 300, np.int64)],
+                         ids=["float-numpy", "float-torch", "int64-over-255"])
+def test_write_cifar10_refuses_images_that_are_not_uint8_and_writes_nothing(tmp_path, images):
+    """Floats in [0, 1] were cast to uint8 and written as black images, ints over 255 wrapped."""
+    good, labels = np.zeros((10, 3, 32, 32), np.uint8), np.arange(10)
+    said = "train_images are {}: pass uint8 images (0-255); for floats in [0, 1], (x * 255).round().astype(np.uint8)"
+    with pytest.raises(ValueError, match=re.escape(said.format(torch.as_tensor(images).dtype))):
+        D.write_cifar10(tmp_path, images, labels, good, labels)
+    with pytest.raises(ValueError, match="test_images are"):
+        D.write_cifar10(tmp_path, good, labels, images, labels)
+    assert not (tmp_path / D.BATCH_DIR).exists()
+    # uint8 tensors still pass, channels-last too
+    x = torch.randint(0, 256, (10, 32, 32, 3), dtype=torch.uint8)
+    D.write_cifar10(tmp_path, x, torch.arange(10), x, list(range(10)))
+    read, read_labels = D.load_cifar10(tmp_path, train=True, download=False)
+    assert np.array_equal(read, x.permute(0, 3, 1, 2).numpy()) and read_labels.tolist() == list(range(10))
+
+
+@pytest.mark.parametrize("shape, said", [((10, 3, 28, 28), "CIFAR-10 batches hold 32x32 images"),
+                                         ((10, 28, 28, 3), "CIFAR-10 batches hold 32x32 images"),
+                                         ((10, 32, 32), "pass RGB images"), ((10, 1, 32, 32), "pass RGB images")])
+def test_write_cifar10_refuses_images_that_are_not_32x32_rgb(tmp_path, shape, said):
+    labels = np.arange(10)
+    with pytest.raises(ValueError, match=re.escape(f"train_images have shape {list(shape)}: {said}")):
+        D.write_cifar10(tmp_path, np.zeros(shape, np.uint8), labels, np.zeros((10, 3, 32, 32), np.uint8), labels)
+    assert not (tmp_path / D.BATCH_DIR).exists()
+
+
+@pytest.mark.parametrize("n_labels", [9, 11])
+def test_write_cifar10_refuses_a_label_count_that_is_not_the_image_count(tmp_path, n_labels):
+    images = np.zeros((10, 3, 32, 32), np.uint8)
+    said = f"train_labels has shape [{n_labels}] for 10 train_images: pass one label (0-9) per image"
+    with pytest.raises(ValueError, match=re.escape(said)):
+        D.write_cifar10(tmp_path, images, np.arange(n_labels) % 10, images, np.arange(10))
+    with pytest.raises(ValueError, match=re.escape(f"test_labels has shape [{n_labels}] for 10 test_images")):
+        D.write_cifar10(tmp_path, images, np.arange(10), images, np.arange(n_labels) % 10)
+    assert not (tmp_path / D.BATCH_DIR).exists()
+
+
+@pytest.mark.parametrize("labels", [np.arange(10) + 1, np.arange(10) - 1, np.arange(10) * 0.5])
+def test_write_cifar10_refuses_labels_that_are_not_classes_0_to_9(tmp_path, labels):
+    """Reading such a file back refused it, and said to write it again with write_cifar10."""
+    images = np.zeros((10, 3, 32, 32), np.uint8)
+    with pytest.raises(ValueError, match=re.escape("test_labels must be whole numbers 0-9")):
+        D.write_cifar10(tmp_path, images, np.arange(10), images, labels)
+    assert not (tmp_path / D.BATCH_DIR).exists()
+
+
+@pytest.mark.parametrize("n_labels", [9, 11])
+def test_device_loader_refuses_a_label_count_that_is_not_the_image_count(n_labels):
+    """Fewer labels dropped images without a word; more failed with an IndexError mid-epoch."""
+    with pytest.raises(ValueError, match=re.escape(f"{n_labels} labels (shape [{n_labels}]) for 10 images: "
+                                                   f"pass one label per image")):
+        D.DeviceLoader(np.zeros((10, 3, 32, 32), np.uint8), np.arange(n_labels) % 10, 5, False)
+
+
+def test_seed_everything_replays_the_standard_training_loader_with_its_workers(tmp_path):
+    """With persistent workers (get_loaders' num_workers=2) a second epoch after seed_everything
+    reused the workers and their random state: other crops and flips than the first time."""
+    from labutils.train import seed_everything
+
+    D.write_synthetic_cifar10(tmp_path, n_train=40, n_test=10)
+    train, _ = D.get_loaders(8, tmp_path, download=False)
+    assert train.num_workers == 2  # as get_loaders sets it by default
+    seed_everything(0, train)
+    x1, y1 = next(iter(train))
+    seed_everything(0, train)
+    x2, y2 = next(iter(train))
+    assert torch.equal(y1, y2) and torch.equal(x1, x2)
