@@ -209,8 +209,11 @@ def test_rerunning_the_cell_frees_the_previous_playground(monkeypatch, capsys):
     second = lab.playground(subjects)  # the cell run again
     gc.collect()
     assert all(ref() is None for ref in refs)
+    other = lab.playground({"other": tiny_subject()})  # another model, in a cell of its own
+    assert second.box.comm is not None, "showing other models closed this one"
     second.close()
-    assert P._current is second and not second._live and all(w.comm is None for w in second.box.children)
+    assert P._shown[("tiny",)] is second and not second._live and all(w.comm is None for w in second.box.children)
+    other.close()
 
 
 def test_a_failed_update_says_so_and_leaves_no_old_result_or_figure(monkeypatch):
@@ -248,6 +251,29 @@ def test_a_failed_update_says_so_and_leaves_no_old_result_or_figure(monkeypatch)
     assert pg.label.value.startswith("update failed (RuntimeError: no frontend)")
     assert plt.get_fignums() == figures  # the figure was closed all the same
     pg.close()
+
+
+def test_in_a_kernel_a_failed_update_leaves_its_failure_in_the_label(monkeypatch):
+    """In a kernel the Output widget shows an error and swallows it: the line after it ran, and
+    wrote a success line over the failure (or failed itself on the first update)."""
+    import IPython.display
+    from IPython.core.interactiveshell import InteractiveShell
+
+    assert not InteractiveShell.initialized()
+    monkeypatch.setattr(IPython.display, "display", lambda obj: None)
+    monkeypatch.setattr(InteractiveShell.instance(), "showtraceback", lambda *args, **kwargs: None)
+    try:
+        pg = Playground({"tiny": tiny_subject()}, probe_images=32)
+        with monkeypatch.context() as m:
+            m.setattr(P, "sparsity_report", lambda *args: (_ for _ in ()).throw(RuntimeError("out of memory")))
+            pg.widget()  # the first update fails: the cell still shows the widget
+        assert pg.label.value.startswith("update failed (RuntimeError: out of memory)")
+        monkeypatch.setattr(pg, "figure", lambda r: (_ for _ in ()).throw(RuntimeError("drawing failed")))
+        pg.controls["sparsity"].value = 0.8
+        assert pg.label.value.startswith("update failed (RuntimeError: drawing failed)")
+        pg.close()
+    finally:
+        InteractiveShell.clear_instance()  # the other tests run outside a kernel
 
 
 def test_the_playground_takes_only_the_dict_of_subjects(subjects):

@@ -203,11 +203,11 @@ class Playground:
                         display(fig)
                     finally:
                         plt.close(fig)  # drawn once into the output; pyplot keeps nothing
+                    self.label.value = self.describe(r)
                 except Exception as e:
                     why = f"{type(e).__name__}: {e}".splitlines()[0]
                     self.label.value = f"update failed ({why}); dense weights restored — change a control to retry"
-                    raise
-            self.label.value = self.describe(r)
+                    raise  # in a kernel the Output shows the traceback and swallows it
 
         for w in self.controls.values():
             w.observe(show, names="value")
@@ -226,17 +226,17 @@ class Playground:
         self._scores.clear()
 
 
-_current: Playground | None = None  # the one shown last: a re-run of its cell closes it
+# The playground shown for each set of models: showing the same models again (a re-run of the
+# cell) closes the earlier one, while one per model in cells of their own stay open.
+_shown: dict[tuple[str, ...], Playground] = {}
 
 
 def show(subjects: dict[str, Subject], probe_images: int = 256) -> Playground | None:
     """The playground's widget shown in the notebook (``unstructured.playground``); under papermill
     one line instead: widgets need a live kernel."""
-    global _current
     _check_subjects(subjects)
-    if _current is not None:
-        _current.close()
-        _current = None
+    if (earlier := _shown.pop(tuple(subjects), None)) is not None:
+        earlier.close()
     if plain_progress():
         print("the pruning playground runs only interactively: open this notebook in JupyterLab "
               "(jupyter lab notebooks/03_unstructured_pruning.ipynb) or Colab and run this cell")
@@ -246,6 +246,6 @@ def show(subjects: dict[str, Subject], probe_images: int = 256) -> Playground | 
         return None
     from IPython.display import display
 
-    _current = Playground(subjects, probe_images)
-    display(_current.widget())
-    return _current
+    _shown[tuple(subjects)] = playground = Playground(subjects, probe_images)
+    display(playground.widget())
+    return playground
