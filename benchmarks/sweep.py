@@ -193,16 +193,20 @@ def check(candidates: list[dict], model: str) -> list[dict]:
 def load_candidates(path: str, model: str) -> list[dict]:
     """A JSON list, or a Python file defining ``CANDIDATES``; either may be a dict of lists by
     model (as ``CANDIDATES`` here), of which ``model``'s is taken."""
-    if path.endswith(".py"):
-        spec = importlib.util.spec_from_file_location("sweep_candidates", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        candidates = getattr(module, "CANDIDATES", None)
-    else:
-        try:
+    try:
+        if path.endswith(".py"):
+            spec = importlib.util.spec_from_file_location("sweep_candidates", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            candidates = getattr(module, "CANDIDATES", None)
+        else:
             candidates = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as err:
-            raise SweepError(f"{path} is not valid JSON ({err}): fix it, or write a Python file defining CANDIDATES")
+    except json.JSONDecodeError as err:
+        raise SweepError(f"{path} is not valid JSON ({err}): fix it, or write a Python file defining CANDIDATES")
+    except (OSError, UnicodeDecodeError) as err:  # a folder, a missing or binary file
+        raise SweepError(f"cannot read {path} ({type(err).__name__}: {err}): pass a JSON or Python file")
+    if isinstance(candidates, dict) and "name" in candidates:
+        raise SweepError(f"{path} holds a single candidate: put it in a list, [{{'name': {candidates['name']!r}, ...}}]")
     if isinstance(candidates, dict):
         if model not in candidates:
             raise SweepError(f"{path} lists candidates for {sorted(candidates)}, not {model}: add a {model!r} entry")

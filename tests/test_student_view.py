@@ -115,6 +115,7 @@ def test_learning_curves_take_notebook_02s_records_as_they_are(capsys):
     assert labels == ["cnn", "vit_scratch"]
     assert B.plot_learning_curves({"vit": records["vit"]}) is None
     assert capsys.readouterr().out.startswith("no figure: no model was trained in this run")
+    assert B.plot_learning_curves({"cnn": {"history": history}}) is not None  # a record that says nothing of it ran
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

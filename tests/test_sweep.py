@@ -253,6 +253,13 @@ def test_a_candidates_file_is_a_list_or_a_dict_of_lists_by_model(tmp_path, capsy
     broken = tmp_path / "broken.json"
     broken.write_text('[{"name": "a",}]')
     refused(broken, f"{broken} is not valid JSON")
+    single = tmp_path / "single.json"  # one candidate without its list
+    single.write_text('{"name": "cutout", "train": {"cutout": 16}}')
+    refused(single, f"{single} holds a single candidate: put it in a list")
+    refused(tmp_path, f"cannot read {tmp_path} (IsADirectoryError")
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe\x00[")
+    refused(binary, f"cannot read {binary} (UnicodeDecodeError")
     by_model = tmp_path / "by_model.py"  # the layout of sweep.py's own CANDIDATES
     by_model.write_text('CANDIDATES = {"resnet20": [{"name": "short", "train": {"epochs": 2}}]}\n')
     refused(by_model, f"{by_model} lists candidates for ['resnet20'], not cnn")

@@ -150,7 +150,7 @@ def plot_learning_curves(histories: dict[str, list[dict] | dict], targets: dict[
     ``results``), of which those produced are drawn. With no model trained (no history) it says so
     and returns None: no blank figure."""
     histories = {n: h["history"] if isinstance(h, dict) else h for n, h in histories.items()
-                 if not isinstance(h, dict) or h.get("produced")}
+                 if not isinstance(h, dict) or h.get("produced", True)}  # a record without the key has run
     if not histories:
         print("no figure: no model was trained in this run (the results above say why)")
         return None
