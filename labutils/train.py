@@ -191,7 +191,10 @@ def evaluate(model: nn.Module, loader, device: torch.device | None = None, tta_f
                 hits.append(right)
     finally:
         model.train(was_training)
-    out = {"accuracy": int(correct) / max(n, 1), "loss": float(loss) / max(n, 1), "n": n}
+    if n == 0:  # an accuracy of 0.0 would read as a broken model, not as an empty split
+        raise ValueError("no images to score: the loader gave no batches; check its split and that batch_size "
+                         "is not more than its images (a loader that drops its last partial batch then gives none)")
+    out = {"accuracy": int(correct) / n, "loss": float(loss) / n, "n": n}
     if per_image:
         out["correct"] = torch.cat(hits).cpu() if hits else torch.zeros(0, dtype=torch.bool)
     return out
@@ -237,7 +240,9 @@ def make_schedule(optimizer, schedule: str, total_steps: int, warmup: float = 0.
     learning rates, ``make_optimizer(graphs=True)``, it fills them in place: same values)."""
     if schedule not in SCHEDULES:  # now: the warm-up would not read the name, and it would fail after it
         raise ValueError(f"unknown schedule {schedule!r}; use {', '.join(map(repr, SCHEDULES))}")
-    warm = max(1, int(warmup * total_steps))
+    _check_fraction(warmup, "warmup")  # 20 (for 20%) trained at a fraction of the lr, -0.1 as 0
+    # Rounded as prune.schedules.budget_steps rounds: int() made 0.29 * 100 = 28.999... 28 steps.
+    warm = max(1, int(round(warmup * total_steps)))
 
     def factor(step: int) -> float:
         if schedule == "constant":
@@ -295,15 +300,18 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     CUDA graph (``accel.GraphedStep``; eager, with a warning, where it cannot be: see
     ``_graphs_obstacle``). ``ema`` > 0 keeps an exponential moving average of the weights (and
     BatchNorm statistics) with that decay per step; it is what gets evaluated, and it is copied
-    into ``model`` at the end (dense training only: an average does not keep pruned weights at
-    zero). The step loop
+    into ``model`` at the end; a callback's ``masks`` (``MaskEnforcer``, ``GradualPruner``) are
+    applied to the average after every update, so weights pruned during the run are zero in it
+    too. The step loop
     never waits for the device: losses and counts are summed there and read once per epoch.
     """
     _check_lengths(epochs, max_steps, eval_every)
+    _check_rates(lr, weight_decay, momentum, warmup, label_smoothing, mixup, grad_clip)
     if len(train_loader) == 0:  # it drops a last partial batch: it trained nothing, with a loss of 0
         raise ValueError(f"the training loader holds no whole batch: batch_size "
                          f"{getattr(train_loader, 'batch_size', '?')} is more than its images; use a smaller batch_size")
-    device = device or next(model.parameters()).device
+    # A device given is checked by get_device: torch's own error for a missing GPU names its driver.
+    device = get_device(device) if device is not None else next(model.parameters()).device
     tune_backends(device)
     model.to(device, memory_format=memory_format(device)).train()
     forward = forward_runner(model, compile)
@@ -320,6 +328,10 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     total = epochs * len(train_loader) if max_steps is None else min(max_steps, epochs * len(train_loader))
     sched = make_schedule(opt, schedule, total, warmup)
     averaged = WeightAverage(model, ema) if ema else None
+    # The masks of a pruning callback (MaskEnforcer, GradualPruner), which it may change as it runs.
+    masks = getattr(callback, "masks", None) if averaged is not None else None
+    if masks is not None:
+        from .prune.masks import apply_masks  # here: labutils.prune imports this module
     scored = averaged.module if averaged is not None else model
     history, step = [], 0
     # One bar counting optimizer steps, updated by hand: it ends full even when max_steps stops
@@ -343,6 +355,8 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
                 callback(model, opt, step)
             if averaged is not None:
                 averaged.update_parameters(model)
+                if masks:  # the average still holds weights pruned since it began: zero them there too
+                    apply_masks(averaged.module, masks)
             loss_sum += loss.detach() * len(y)  # no .item(): a sync per step would stall the GPU
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
@@ -385,6 +399,38 @@ def _check_lengths(epochs, max_steps, eval_every) -> None:
     if not _whole(eval_every):
         raise ValueError(f"eval_every={eval_every!r} must be a whole number >= 1 (epochs between scores of "
                          f"the test split); to score none, pass test_loader=None")
+
+
+def _check_fraction(value, name: str) -> None:
+    """ValueError unless 0 <= value <= 1, in check_share's words ("give 0.2 for 20%")."""
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value <= 1):
+        from .prune.masks import check_share  # here: labutils.prune imports this module
+
+        check_share(value, name)  # raises: "give 0.2 for 20%", or the range
+
+
+def _check_rates(lr, weight_decay, momentum, warmup, label_smoothing, mixup, grad_clip) -> None:
+    """ValueError for an optimizer setting that would train wrongly without a word: a negative
+    grad_clip reversed the gradients, a negative weight_decay grew the weights, momentum >= 1
+    diverged, and mixup < 0 or lr="0.1" failed only at the first step, in numpy's or torch's words."""
+    def real(v):
+        return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+    if not (real(lr) and 0 < lr < math.inf):
+        raise ValueError(f"lr={lr!r} must be a positive number (for example 0.1; a number, not a string)")
+    if not (real(weight_decay) and 0 <= weight_decay < math.inf):
+        raise ValueError(f"weight_decay={weight_decay!r} must be a number >= 0 (for example 5e-4; 0 for none)")
+    if not (real(momentum) and 0 <= momentum < 1):
+        raise ValueError(f"momentum={momentum!r} must be a number from 0 up to, not including, 1 "
+                         f"(for example 0.9; 0 for none)")
+    if grad_clip is not None and not (real(grad_clip) and 0 <= grad_clip < math.inf):
+        raise ValueError(f"grad_clip={grad_clip!r} must be a number > 0 (the largest gradient norm let through), "
+                         f"or None or 0 for no clipping")
+    if not (real(mixup) and 0 <= mixup < math.inf):
+        raise ValueError(f"mixup={mixup!r} must be a number >= 0 (the Beta distribution's alpha, for example "
+                         f"0.2; 0 for no mixing)")
+    _check_fraction(warmup, "warmup")
+    _check_fraction(label_smoothing, "label_smoothing")
 
 
 def make_train_step(model: nn.Module, forward, opt: torch.optim.Optimizer, device: torch.device,

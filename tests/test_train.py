@@ -592,3 +592,87 @@ def test_evaluate_restores_training_mode_when_interrupted_and_leaves_batchnorm_a
         evaluate(model, test)
     assert model.training and all(m.training for m in model.modules())
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("settings, said", [
+    ({"weight_decay": -0.5}, r"weight_decay=-0.5 must be a number >= 0"),
+    ({"momentum": 1.5}, r"momentum=1.5 must be a number from 0 up to, not including, 1"),
+    ({"momentum": 1}, r"momentum=1 must be"),
+    ({"warmup": 20}, r"warmup 20 is not a share: give 0.2 for 20%"),
+    ({"warmup": -0.1}, r"warmup -0.1 is not a share"),
+    ({"mixup": -1}, r"mixup=-1 must be a number >= 0"),
+    ({"label_smoothing": 10, "mixup": 0.2}, r"label_smoothing 10 is not a share: give 0.1 for 10%"),
+    ({"lr": "0.1"}, r"lr='0.1' must be a positive number"),
+    ({"lr": 0}, r"lr=0 must be a positive number"),
+])
+def test_fit_refuses_settings_that_would_train_wrongly(settings, said):
+    """grad_clip=-1 reversed the gradients, weight_decay=-0.5, momentum=1.5, warmup=20 (for 20%)
+    and label_smoothing=10 under mixup trained without a word; mixup=-1 and lr="0.1" failed at the
+    first step in numpy's or torch's words (review)."""
+    from tiny import tiny_cnn
+
+    steps = []
+    with pytest.raises(ValueError, match=said):
+        fit(tiny_cnn(), _tiny_train(), None, **{"epochs": 1, "lr": 0.1, **settings}, device=torch.device("cpu"),
+            callback=lambda m, opt, step: steps.append(step))
+    assert steps == []  # before any training
+
+
+def test_a_negative_grad_clip_is_refused_and_zero_or_none_means_no_clipping():
+    """clip_grad_norm_ with max -1 reversed the gradients: the loss climbed (review)."""
+    from tiny import tiny_cnn
+
+    with pytest.raises(ValueError, match=r"grad_clip=-1.0 must be a number > 0 .*or None or 0 for no clipping"):
+        fit(tiny_cnn(), _tiny_train(), None, epochs=1, lr=0.1, grad_clip=-1.0, device=torch.device("cpu"))
+    losses = [fit(tiny_cnn(), _tiny_train(), None, epochs=1, lr=0.1, max_steps=2, grad_clip=clip,
+                  device=torch.device("cpu"))[-1]["train_loss"] for clip in (None, 0, 0.0)]
+    assert losses[0] == losses[1] == losses[2]
+
+
+def test_warmup_is_a_share_and_its_steps_are_rounded_not_cut_by_float_error():
+    """0.29 * 100 = 28.999...: int() warmed up for 28 steps; warmup=20 (for 20%) went unchecked."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    for warmup, steps in ((0.29, 29), (0.57, 57), (0.2, 20)):
+        factor = make_schedule(opt, "onecycle", 100, warmup).lr_lambdas[0]
+        assert factor(steps - 1) == 1.0 and factor(steps - 2) < 1.0 and factor(steps) < 1.0, warmup
+    with pytest.raises(ValueError, match="warmup 20 is not a share: give 0.2 for 20%"):
+        make_schedule(opt, "onecycle", 100, warmup=20)
+    with pytest.raises(ValueError, match="warmup -0.5 is not a share"):
+        make_schedule(opt, "cosine", 100, warmup=-0.5)
+    assert make_schedule(opt, "onecycle", 100, warmup=1).lr_lambdas[0](99) == 1.0  # all warm-up: allowed
+
+
+def test_ema_keeps_weights_pruned_during_the_fit_at_zero():
+    """With a GradualPruner and ema, the average began on the dense weights: every pruned weight came
+    back nonzero in the model fit kept and scored (review: 564 of 564)."""
+    from tiny import tiny_cnn, tiny_loaders
+
+    from labutils.prune import GradualPruner, prunable_parameters
+
+    model = tiny_cnn()
+    train, test = tiny_loaders()  # 4 steps an epoch
+    pruner = GradualPruner(prunable_parameters(model), 0.5, begin=2, end=6)
+    history = fit(model, train, test, epochs=2, lr=0.05, callback=pruner, ema=0.9, device=torch.device("cpu"))
+    params = dict(model.named_parameters())
+    pruned = sum(int((~m).sum()) for m in pruner.masks.values())
+    assert pruned > 0 and len(pruner.events) > 1  # the masks grew during the fit
+    for name, mask in pruner.masks.items():
+        assert not params[name][~mask].any(), name
+    assert history[-1]["test_accuracy"] == evaluate(model, test)["accuracy"]  # the masked average was scored
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_fit_on_a_missing_gpu_says_so_in_words():
+    """torch said "Found no NVIDIA driver" (or that it was not compiled with CUDA)."""
+    from tiny import tiny_cnn
+
+    with pytest.raises(RuntimeError, match="DEVICE='cuda' but no CUDA GPU is visible; use DEVICE='auto' or 'cpu'"):
+        fit(tiny_cnn(), _tiny_train(), None, epochs=1, lr=0.1, device="cuda")
+
+
+def test_evaluate_refuses_a_loader_without_images():
+    """evaluate(model, []) returned accuracy 0.0 for n=0, which reads as a broken model."""
+    from tiny import tiny_cnn
+
+    with pytest.raises(ValueError, match="no images to score: the loader gave no batches"):
+        evaluate(tiny_cnn(), [])
