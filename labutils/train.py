@@ -402,11 +402,11 @@ def _check_lengths(epochs, max_steps, eval_every) -> None:
 
 
 def _check_fraction(value, name: str) -> None:
-    """ValueError unless 0 <= value <= 1, in check_share's words ("give 0.2 for 20%")."""
-    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value <= 1):
-        from .prune.masks import check_share  # here: labutils.prune imports this module
-
-        check_share(value, name)  # raises: "give 0.2 for 20%", or the range
+    """ValueError unless 0 <= value <= 1: "warmup 20 is not a share: give 0.2 for 20%"."""
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (number and 0 <= value <= 1):
+        hint = f"give {value / 100:g} for {value:g}%" if number and 1 < value <= 100 else "give a number from 0 to 1"
+        raise ValueError(f"{name} {value!r} is not a share: {hint}")
 
 
 def _check_rates(lr, weight_decay, momentum, warmup, label_smoothing, mixup, grad_clip) -> None:

@@ -551,3 +551,108 @@ def test_sensitivity_scope_does_not_trust_a_lucky_point_after_a_drop():
     ratios = scope(0.5)
     assert (ratios["bumpy"] + ratios["steady"]) / 2 == pytest.approx(0.5)
     assert ratios["bumpy"] <= 0.6 and ratios["bumpy"] < ratios["steady"], ratios
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_no_prunable_weights_is_said_in_words_after_the_share(scope):
+    """An empty dict failed in torch.cat's words (global) or gave {} without a word (layer); the
+    share is checked first, so 95 (for 0.95) still gets its hint."""
+    from labutils.prune.masks import masks_from_scores
+
+    with pytest.raises(ValueError, match="sparsity 95 is not a share: give 0.95 for 95%"):
+        masks_from_scores({}, 95, scope)
+    with pytest.raises(ValueError, match="no prunable weights: the first conv and the classifier stay dense "
+                                         "unless include_first / include_classifier"):
+        masks_from_scores({}, 0.5, scope)
+    with pytest.raises(ValueError, match="no prunable weights"):
+        one_shot_prune(tiny_cnn(), None, "2:4", params={})
+
+
+def test_shares_and_rounds_are_refused_with_a_hint_that_works():
+    """100 was told "give 1 for 100%", and 1 is refused; True passed as 1 (False as 0); rounds=2.5
+    failed in range()'s words."""
+    from labutils.prune.masks import check_share
+
+    with pytest.raises(ValueError, match=r"sparsity 100 would remove every prunable weight: give a number "
+                                         r"from 0 up to, not including, 1 \(0.9 for 90%\)"):
+        check_share(100)
+    for flag in (True, False):
+        with pytest.raises(ValueError, match=f"sparsity {flag} is not a share"):
+            check_share(flag)
+    with pytest.raises(ValueError, match=r"rounds=2.5 must be a whole number >= 1"):
+        round_targets(0.5, 2.5)
+    train, _ = tiny_loaders()
+    for rounds in (2.5, 0, True):
+        with pytest.raises(ValueError, match=rf"rounds={rounds!r} must be a whole number >= 1"):
+            iterative_prune(tiny_cnn(), train, None, 0.5, rounds, 0.0)
+    assert round_targets(0.5, 2)[-1] == 0.5
+
+
+def test_a_misspelt_scope_is_refused_before_any_fine_tuning(monkeypatch):
+    """scope="Global" failed only when the ramp began, deep into fine-tuning."""
+    from labutils.prune import schedules
+
+    fits = []
+    monkeypatch.setattr(schedules, "fit", lambda *a, **k: fits.append(1) or [])
+    model, (train, _) = tiny_cnn(), tiny_loaders()
+    params = prunable_parameters(model)
+    kinds = r"use 'global', 'layer', an N:M pattern such as '2:4', or a callable"
+    with pytest.raises(ValueError, match=rf"unknown scope 'Global': {kinds}"):
+        GradualPruner(params, 0.5, 0, 10, scope="Global")
+    with pytest.raises(ValueError, match="N:M scope '2:x' is not a pattern"):
+        GradualPruner(params, 0.5, 0, 10, scope="2:x")
+    with pytest.raises(ValueError, match=rf"unknown scope 'Global': {kinds}"):
+        gradual_prune(model, train, None, 0.5, 1, "Global", lr=0.05)
+    with pytest.raises(ValueError, match=rf"unknown scope 'Global': {kinds}"):
+        iterative_prune(model, train, None, 0.5, 2, 1, "Global", lr=0.05)
+    assert not fits
+    for scope in ("global", "layer", "2:4", lambda target: {n: target for n in params}):
+        GradualPruner(params, 0.5, 0, 10, scope=scope)  # the four kinds are accepted
+
+
+@pytest.mark.parametrize("scope", ["global", "layer", "2:4"])
+def test_previous_masks_stay_pruned_under_negative_scores_and_patterns(scope):
+    """Pruned entries scored -1.0, below which negative custom scores ranked the live weights, so
+    the pruned ones were kept (4 revived); an N:M pattern ignored the previous masks (18 revived).
+    The sparsity reached may then exceed the target: it is counted from the zeros."""
+    torch.manual_seed(0)
+    model = tiny_cnn()
+    params = prunable_parameters(model)
+    previous = {n: torch.rand(p.shape) < 0.4 for n, p in params.items()}  # 60% pruned, no pattern
+    scores = {n: -1.5 - p.detach().abs() for n, p in params.items()}  # all below -1, small |w| highest
+    target = None if scope == "2:4" else 0.7  # the pattern is 50% sparse, below the 60% already pruned
+    masks = one_shot_prune(model, target, scope, scores=scores, previous=previous)
+    assert all(not (masks[n] & ~previous[n]).any() for n in params)  # nothing revived
+    assert sum(zeros_at(model, masks).values()) == 0
+    report = sparsity_report(model, params, masks)
+    assert report["prunable_zeros"] == sum(int((~m).sum()) for m in masks.values())
+    if target:  # the share asked, not every weight (-1.0 kept within the old masks pruned them all)
+        assert 70 <= report["pruning_percentage"] < 71
+    else:  # at least the pattern's 50%, and the 60% pruned before
+        assert report["pruning_percentage"] > 55
+
+
+def test_gradual_pruner_never_revives_when_a_layer_share_falls():
+    """A callable scope may give a layer less than at the previous event: the weights it had
+    pruned stay pruned."""
+    model = tiny_cnn()
+    params = prunable_parameters(model)
+    shares = iter([{"2.weight": 0.8, "6.weight": 0.2}, {"2.weight": 0.3, "6.weight": 0.6}])
+    pruner = GradualPruner(params, 0.5, 0, 1, scope=lambda target: next(shares))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    pruner(model, opt, 0)
+    first = {n: m.clone() for n, m in pruner.masks.items()}
+    pruner(model, opt, 1)
+    assert all(not (pruner.masks[n] & ~first[n]).any() for n in params)
+    assert int((~pruner.masks["2.weight"]).sum()) == int((~first["2.weight"]).sum())
+
+
+@pytest.mark.parametrize("n, sparsity, removed", [(10, 0.7 + 1e-8, 8), (10, 0.7, 7), (1000, 0.9, 900),
+                                                  (55_296, 55 / 55_296, 55), (10 ** 6, 16_001 / 10 ** 6, 16_001)])
+def test_the_rounding_tolerance_absorbs_float_error_only(n, sparsity, removed):
+    """A fixed 1e-6 took 7 of 10 weights for 0.7 + 1e-8 (ceil is 8: a weight short); float error in
+    share * n (55 / 55296 * 55296 = 55.00000000000001) still takes no weight more."""
+    from labutils.prune.masks import masks_from_scores
+
+    keep = masks_from_scores({"w": torch.rand(n)}, sparsity)["w"]
+    assert int((~keep).sum()) == removed

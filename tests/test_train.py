@@ -599,6 +599,7 @@ def test_evaluate_restores_training_mode_when_interrupted_and_leaves_batchnorm_a
     ({"momentum": 1.5}, r"momentum=1.5 must be a number from 0 up to, not including, 1"),
     ({"momentum": 1}, r"momentum=1 must be"),
     ({"warmup": 20}, r"warmup 20 is not a share: give 0.2 for 20%"),
+    ({"warmup": 100}, r"warmup 100 is not a share: give 1 for 100%"),  # 1 is allowed here
     ({"warmup": -0.1}, r"warmup -0.1 is not a share"),
     ({"mixup": -1}, r"mixup=-1 must be a number >= 0"),
     ({"label_smoothing": 10, "mixup": 0.2}, r"label_smoothing 10 is not a share: give 0.1 for 10%"),

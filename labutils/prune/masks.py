@@ -58,13 +58,18 @@ def magnitude_scores(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 def check_share(value, name: str = "sparsity") -> float:
     """``value`` as a float in [0, 1): the share of weights to remove. A percentage (90) is the
     usual slip; 1 would zero every weight, which no pruning schedule means."""
-    number = isinstance(value, numbers.Real)
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)  # True is not 100%
     if number and 0.0 <= value < 1.0:
         return float(value)
-    what = "would remove every prunable weight" if number and value == 1 else "is not a share"
-    hint = (f"give {value / 100:g} for {value:g}%" if number and 1.0 < value <= 100.0
+    everything = number and value in (1, 100)  # 100 (for 100%) means 1, refused too
+    what = "would remove every prunable weight" if everything else "is not a share"
+    hint = (f"give {value / 100:g} for {value:g}%" if number and 1.0 < value <= 100.0 and not everything
             else "give a number from 0 up to, not including, 1 (0.9 for 90%)")
     raise ValueError(f"{name} {value!r} {what}: {hint}")
+
+
+NO_PRUNABLE = ("no prunable weights: the first conv and the classifier stay dense unless include_first / "
+               "include_classifier (prunable_parameters' arguments, or the profile's) ask for them")
 
 
 def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float | dict[str, float],
@@ -74,9 +79,15 @@ def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float | dict[st
     ``sparsity`` is the share to remove (0..1); with ``scope="layer"`` it may be a dict of
     per-layer shares. Already-zero scores count among the lowest, so masks only grow sparser.
     """
+    if scope not in ("global", "layer"):
+        raise ValueError(f"unknown scope {scope!r}; use 'global' or 'layer'")
+    if scope == "global" and isinstance(sparsity, dict):
+        raise ValueError("a dict of per-layer sparsities needs scope='layer'")
+    if not isinstance(sparsity, dict):
+        check_share(sparsity)  # before the check below: 95 (for 0.95) is the slip to name first
+    if not scores:
+        raise ValueError(NO_PRUNABLE)
     if scope == "global":
-        if isinstance(sparsity, dict):
-            raise ValueError("a dict of per-layer sparsities needs scope='layer'")
         flat = torch.cat([s.flatten().float() for s in scores.values()])
         keep = _keep_lowest_removed(flat, sparsity)
         masks, start = {}, 0
@@ -84,19 +95,19 @@ def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float | dict[st
             masks[name] = keep[start:start + s.numel()].view_as(s)
             start += s.numel()
         return masks
-    if scope == "layer":
-        if isinstance(sparsity, dict):
-            return {name: _keep_lowest_removed(s.flatten().float(), sparsity[name], f"sparsity[{name!r}]").view_as(s)
-                    for name, s in scores.items()}
-        return {name: _keep_lowest_removed(s.flatten().float(), sparsity).view_as(s) for name, s in scores.items()}
-    raise ValueError(f"unknown scope {scope!r}; use 'global' or 'layer'")
+    if isinstance(sparsity, dict):
+        return {name: _keep_lowest_removed(s.flatten().float(), sparsity[name], f"sparsity[{name!r}]").view_as(s)
+                for name, s in scores.items()}
+    return {name: _keep_lowest_removed(s.flatten().float(), sparsity).view_as(s) for name, s in scores.items()}
 
 
 def _keep_lowest_removed(flat: torch.Tensor, sparsity: float, name: str = "sparsity") -> torch.Tensor:
     # At least the share asked, never a weight short: round() would leave 69.9999% of some layer
-    # sizes for 70%, below the course's minimum. The 1e-6 keeps float error (0.9 * 1000 =
-    # 900.0000000000001) from taking one weight more.
-    k = math.ceil(check_share(sparsity, name) * flat.numel() - 1e-6)
+    # sizes for 70%, below the course's minimum. The tolerance absorbs float error (55 / 55296 *
+    # 55296 = 55.00000000000001 would take one weight more); it grows with n, as that error does, and
+    # stays far below one weight, which a fixed 1e-6 did not (0.7 + 1e-8 of 10 weights removed 7, not 8).
+    n = flat.numel()
+    k = math.ceil(check_share(sparsity, name) * n - n * 1e-12)
     keep = torch.ones_like(flat, dtype=torch.bool)
     if k:
         # A stable sort ranks ties by position: exactly k entries go, whatever the ties.

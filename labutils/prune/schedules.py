@@ -25,14 +25,15 @@ together take the optimizer steps of ``epochs_per_round * rounds`` epochs, as on
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable
 
 import torch
 from torch import nn
 
 from .criteria import compute_scores
-from .masks import (Masks, MaskEnforcer, apply_masks, check_share, masks_from_scores, prunable_parameters,
-                    sparsity_report)
+from .masks import (NO_PRUNABLE, Masks, MaskEnforcer, apply_masks, check_share, masks_from_scores,
+                    prunable_parameters, sparsity_report)
 from ..train import evaluate, fit, progress, quiet_progress, report_progress
 
 # The ways to reach a sparsity that notebook 03 compares (one_shot_prune, iterative_prune, gradual_prune).
@@ -72,10 +73,22 @@ def nm_masks(scores: dict[str, torch.Tensor], n: int = 2, m: int = 4) -> Masks:
     return masks
 
 
+def check_scope(scope) -> None:
+    """ValueError unless ``scope`` is one of the four kinds (see the module docstring); a malformed
+    N:M string gets ``parse_nm``'s words."""
+    if callable(scope) or (isinstance(scope, str) and scope in ("global", "layer")) or parse_nm(scope):
+        return
+    raise ValueError(f"unknown scope {scope!r}: use 'global', 'layer', an N:M pattern such as '2:4', or a "
+                     f"callable target -> {{layer: share}} (e.g. a SensitivityScope)")
+
+
 def scope_masks(scores: dict[str, torch.Tensor], sparsity: float, scope="global") -> Masks:
     """Keep-masks for ``sparsity`` under ``scope`` (see the module docstring)."""
+    check_scope(scope)
     nm = parse_nm(scope)
     if nm:
+        if not scores:  # nm_masks would give {} without a word
+            raise ValueError(NO_PRUNABLE)
         if sparsity is not None and abs(sparsity - (1 - nm[0] / nm[1])) > 1e-9:
             raise ValueError(f"scope {scope!r} means sparsity {1 - nm[0] / nm[1]:.2f}, "
                              f"but sparsity={sparsity} was asked; pass sparsity=None or the matching value")
@@ -95,12 +108,21 @@ def check_growable(scope, method: str) -> None:
 
 
 def nested_scores(scores: dict[str, torch.Tensor], masks: Masks | None) -> dict[str, torch.Tensor]:
-    """Scores with already-pruned entries pushed below every other (scores are >= 0), so a
-    sparser mask always contains the previous one."""
+    """Scores with already-pruned entries pushed below every other, so they are the first to go.
+    -inf, not -1: a custom criterion may give negative scores. ``within`` still has to follow: a
+    pattern (N:M) or a smaller per-layer share can keep fewer weights pruned than before."""
     if not masks:
         return scores
-    return {n: s.float().masked_fill(~masks[n].to(s.device), -1.0) if n in masks else s
+    return {n: s.float().masked_fill(~masks[n].to(s.device), float("-inf")) if n in masks else s
             for n, s in scores.items()}
+
+
+def within(masks: Masks, previous: Masks | None) -> Masks:
+    """``masks`` with every weight ``previous`` pruned pruned again: masks never revive a weight,
+    so the sparsity reached may exceed the target (it is counted from the zeros, never assumed)."""
+    if not previous:
+        return masks
+    return {n: m & previous[n].to(m.device) if n in previous else m for n, m in masks.items()}
 
 
 # -- one-shot ------------------------------------------------------------------------------
@@ -115,7 +137,7 @@ def one_shot_prune(model: nn.Module, sparsity: float | None, scope="global",
     missing = set(params) - set(scores)
     if missing:
         raise ValueError(f"scores are missing for {sorted(missing)[:3]}...; score the same parameters you prune")
-    masks = scope_masks(nested_scores({n: scores[n] for n in params}, previous), sparsity, scope)
+    masks = within(scope_masks(nested_scores({n: scores[n] for n in params}, previous), sparsity, scope), previous)
     apply_masks(model, masks)
     return masks
 
@@ -149,8 +171,8 @@ def finetune_masked(model, train_loader, epochs, masks, desc, epoch_steps=None, 
 # -- iterative -------------------------------------------------------------------------------
 def round_targets(sparsity: float, rounds: int) -> list[float]:
     """Sparsity after each of ``rounds`` rounds when each keeps (1-s)^(1/k) of what is left."""
-    if rounds < 1:
-        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 1:
+        raise ValueError(f"rounds={rounds!r} must be a whole number >= 1 (prune-and-fine-tune rounds, e.g. 3)")
     sparsity = check_share(sparsity)  # 90 would give complex targets, 1 a model of zeros
     keep = (1.0 - sparsity) ** (1.0 / rounds)
     return [1.0 - keep ** r for r in range(1, rounds + 1)][:-1] + [sparsity]
@@ -172,6 +194,7 @@ def iterative_prune(model: nn.Module, train_loader, test_loader, sparsity: float
     """
     params = params if params is not None else prunable_parameters(model)
     masks, history = None, []
+    check_scope(scope)  # "Global" failed only after the bar was shown, at the first round
     check_growable(scope, "iterative")
     targets = round_targets(sparsity, rounds)  # checks the arguments before a bar is shown
     # One bar for the rounds; the fine-tuning of each round runs without a bar of its own.
@@ -228,6 +251,7 @@ class GradualPruner:
             raise ValueError(f"gradual pruning must end after it begins (begin={begin}, end={end})")
         # Checked now, not at the first pruning event deep into fine-tuning.
         final, initial = check_share(final, "final sparsity"), check_share(initial, "initial sparsity")
+        check_scope(scope)
         self.names, self.final, self.begin, self.end = list(params), final, begin, end
         self.frequency, self.scope, self.initial = max(1, frequency), scope, initial
         self.score_fn = score_fn or (lambda model, p: compute_scores("magnitude", model, p))
@@ -244,7 +268,7 @@ class GradualPruner:
             params = {n: all_params[n] for n in self.names}
             target = cubic_sparsity(step, self.final, self.begin, self.end, self.initial)
             scores = nested_scores(self.score_fn(model, params), self.masks)
-            self.masks.update(scope_masks(scores, target, self.scope))
+            self.masks.update(within(scope_masks(scores, target, self.scope), self.masks))
             self.events.append({"step": step, "sparsity": target})
         if self.masks:
             self.enforcer(model, optimizer, step)
