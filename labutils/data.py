@@ -100,11 +100,12 @@ def download_cifar10(root: str | os.PathLike, timeout: float | None = None) -> P
     return root / BATCH_DIR
 
 
-def check_data_folder(root: str | os.PathLike, origin: str = "") -> None:
+def check_data_folder(root: str | os.PathLike, origin: str | None = None) -> None:
     """DataNotFoundError (or DataError) for a data folder that is certainly wrong, found without
     reading or downloading anything: a file, the batches' own folder, a batch that is a folder.
     A missing or empty folder passes (the batches are downloaded into it). ``origin``: where the
-    folder came from when no option named it ("$LABUTILS_DATA"), said in the message."""
+    folder came from when no option named it ("$LABUTILS_DATA"), said in the message; None: the
+    default folder is taken to come from $LABUTILS_DATA where that is set (a notebook's DATA_ROOT "")."""
     root = Path(root)
     folder = root / BATCH_DIR
     for f in TRAIN_FILES + TEST_FILES:
@@ -112,6 +113,8 @@ def check_data_folder(root: str | os.PathLike, origin: str = "") -> None:
             raise _invalid(folder / f, "it is a folder, not a file")
     if all((folder / f).is_file() for f in TRAIN_FILES + TEST_FILES):
         return
+    if origin is None and os.environ.get("LABUTILS_DATA") and root.resolve() == Path(DEFAULT_DATA_ROOT).resolve():
+        origin = "$LABUTILS_DATA"
     named = f"{root} (from {origin})" if origin else str(root)
     if root.is_file():
         raise DataNotFoundError(f"the data folder {named} is a file: set DATA_ROOT (--data-root) to the folder "

@@ -310,6 +310,9 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     if len(train_loader) == 0:  # it drops a last partial batch: it trained nothing, with a loss of 0
         raise ValueError(f"the training loader holds no whole batch: batch_size "
                          f"{getattr(train_loader, 'batch_size', '?')} is more than its images; use a smaller batch_size")
+    if test_loader is not None and len(test_loader) == 0:  # now, not at the first scoring after epochs of training
+        raise ValueError("the test loader gives no batch: check its split, and that batch_size is not more than its "
+                         "images where it drops a last partial batch; to score none, pass test_loader=None")
     # A device given is checked by get_device: torch's own error for a missing GPU names its driver.
     device = get_device(device) if device is not None else next(model.parameters()).device
     tune_backends(device)
@@ -413,8 +416,9 @@ def _check_rates(lr, weight_decay, momentum, warmup, label_smoothing, mixup, gra
     """ValueError for an optimizer setting that would train wrongly without a word: a negative
     grad_clip reversed the gradients, a negative weight_decay grew the weights, momentum >= 1
     diverged, and mixup < 0 or lr="0.1" failed only at the first step, in numpy's or torch's words."""
-    def real(v):
-        return isinstance(v, numbers.Real) and not isinstance(v, bool)
+    def real(v):  # a number, or a one-element float tensor (graphs=True keeps lr in one)
+        return (isinstance(v, numbers.Real) and not isinstance(v, bool)) or (
+            isinstance(v, torch.Tensor) and v.numel() == 1 and v.is_floating_point())
 
     if not (real(lr) and 0 < lr < math.inf):
         raise ValueError(f"lr={lr!r} must be a positive number (for example 0.1; a number, not a string)")

@@ -489,6 +489,8 @@ def test_a_data_folder_from_labutils_data_says_where_it_came_from(tmp_path, monk
     assert main(["run", "--profile", "cpu", "--out", str(tmp_path / "out"), "--data-root", str(a_file)]) == 2
     assert f"the data folder {a_file} is a file: set DATA_ROOT" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    with pytest.raises(D.DataNotFoundError, match=re.escape(f"{a_file} (from $LABUTILS_DATA) is a file")):
+        D.cifar10_dir(a_file)  # a notebook's DATA_ROOT "": its Session reads the default folder
 
 
 @pytest.mark.parametrize("images", [np.random.default_rng(0).random((10, 3, 32, 32)).astype(np.float32),

@@ -465,7 +465,7 @@ def test_check_measure_counts_images_and_compares_on_a_data_root_too(full_smoke_
     n = json.loads((handin / "metrics" / "cnn_after_structured_pruning.json").read_text())["test_images"]
     report = json.loads((handin / "report.json").read_text())
     right = round(report["structured_pruning"]["cnn"]["pruned_accuracy"] * n)
-    for off, passes in ((2, True), (3, False)):
+    for off, passes in ((2, True), (2.4, False), (3, False)):  # 2.4 was rounded to 2 and passed
         forged = (right - off) / n  # recorded and reported alike: only measuring finds it
         report["structured_pruning"]["cnn"]["pruned_accuracy"] = forged
         (handin / "report.json").write_text(json.dumps(report))
@@ -594,22 +594,44 @@ def test_check_reads_the_write_up_and_names_each_notebook_that_is_not_this_runs(
     edit("03", lambda nb: add_output(nb, {"output_type": "error", "ename": "KeyboardInterrupt", "evalue": "",
                                           "traceback": []}))
     edit("04", lambda nb: nb.update(json.loads(json.dumps(nb).replace(run_id, "smoke-20260101T000000-abcdef"))))
+    # Stopped partway, its error output cleared: the cells after it never ran.
+    edit("05", lambda nb: [c.update(outputs=[], execution_count=None) for c in nb["cells"][-3:] if c["cell_type"] == "code"])
     (books / "01_data.ipynb").write_text(json.dumps({"cells": {"a": 1}}))  # damaged: said, no traceback
     out, fails = _failed_check(handin, capsys)
     assert "01_data.ipynb is not a notebook in Jupyter's format" in fails
     assert "02_baseline_training.ipynb has no outputs: it was saved without being run (run it from the top" in fails
     assert "03_unstructured_pruning.ipynb shows an error in cell [" in fails and "KeyboardInterrupt" in fails \
-        and "run that cell again, or clear its output" in fails
+        and "fix it and run the notebook again from the top" in fails
     assert f"04_structured_pruning.ipynb is run smoke-20260101T000000-abcdef's, not this hand-in's run {run_id}" in fails
-    assert len(fails.splitlines()) == 4 and "4 failed" in out
+    assert "05_report.ipynb stopped before cell " in fails
+    assert len(fails.splitlines()) == 5 and "5 failed" in out
 
     shutil.move(books, tmp_path / "by_hand")  # notebooks run in JupyterLab lie elsewhere
     out, fails = _failed_check(handin, capsys)
     assert "lacks 01_data.ipynb, 02_baseline_training.ipynb" in fails and "--notebook-dir" in fails
-    assert main(["check", str(handin), "--notebook-dir", str(tmp_path / "by_hand")]) == 1  # the same four
-    assert capsys.readouterr().out.count("FAIL  notebooks: ") == 4
+    assert main(["check", str(handin), "--notebook-dir", str(tmp_path / "by_hand")]) == 1  # the same five
+    assert capsys.readouterr().out.count("FAIL  notebooks: ") == 5
     assert main(["check", str(handin), "--notebook-dir", str(tmp_path / "nowhere")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_only_a_notebooks_last_cells_left_unrun_mean_it_stopped_partway(tmp_path):
+    """The Colab-only first cell, skipped on a laptop, is no run that stopped; last cells never
+    run are, their error's output cleared or not; papermill's metadata null is no damage."""
+    from labutils.submission import _notebook_problem
+
+    def cell(source, ran=True):
+        out = [{"output_type": "stream", "name": "stdout", "text": ["Session(run_id='r1')"]}] if ran else []
+        return {"cell_type": "code", "source": [source], "metadata": {}, "execution_count": 1 if ran else None,
+                "outputs": out}
+
+    book = tmp_path / "05_report.ipynb"
+    for cells, said in (([cell("# Colab only", False), cell("s = Session()"), cell("", False)], None),
+                        ([cell("s = Session()"), cell("lab.build(s)", False), cell("lab.write(s)", False)],
+                         "stopped before cell 2 of its 3 code cells ('lab.build(s)') ran")):
+        book.write_text(json.dumps({"cells": cells, "metadata": {"papermill": None}}))
+        problem, shown = _notebook_problem(book, "r1")
+        assert shown == {"r1"} and (problem is None if said is None else problem.startswith(said)), problem
 
 
 def test_check_without_report_details_ties_the_notebooks_to_the_checkpoints_run(full_smoke_run, tmp_path, capsys):

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -677,3 +678,16 @@ def test_evaluate_refuses_a_loader_without_images():
 
     with pytest.raises(ValueError, match="no images to score: the loader gave no batches"):
         evaluate(tiny_cnn(), [])
+
+
+def test_fit_refuses_an_empty_test_loader_before_training_and_takes_a_tensor_lr():
+    """An empty test loader failed at the first scoring, after eval_every epochs of training; a
+    one-element tensor lr (as graphs=True keeps it) worked before the settings were checked."""
+    from tiny import tiny_cnn
+
+    empty = DeviceLoader(np.zeros((0, 3, 32, 32), np.uint8), np.zeros(0, np.int64), 32, False)
+    steps = []
+    with pytest.raises(ValueError, match="the test loader gives no batch"):
+        fit(tiny_cnn(), _tiny_train(), empty, epochs=1, lr=0.05, callback=lambda *args: steps.append(1))
+    assert not steps
+    fit(tiny_cnn(), _tiny_train(), None, epochs=1, lr=torch.tensor(0.05), max_steps=1)
