@@ -548,6 +548,17 @@ def test_seed_everything_takes_a_torch_dataloader_without_a_generator():
     assert [int(i) for (batch,) in seeded for i in batch] == first
 
 
+def _refused_before_training(settings: dict, said: str) -> None:
+    """fit with ``settings`` raises ValueError matching ``said`` before any step."""
+    from tiny import tiny_cnn
+
+    steps = []
+    with pytest.raises(ValueError, match=said):
+        fit(tiny_cnn(), _tiny_train(), None, **{"epochs": 1, "lr": 0.1, **settings}, device=torch.device("cpu"),
+            callback=lambda m, opt, step: steps.append(step))
+    assert steps == []  # before any training
+
+
 @pytest.mark.parametrize("lengths, said", [
     ({"epochs": 0}, r"epochs=0 must be a whole number >= 1; for part of an epoch give max_steps too \(prune.schedules.fit_budget"),
     ({"epochs": 1.5}, "epochs=1.5 must be a whole number >= 1"),
@@ -560,13 +571,7 @@ def test_seed_everything_takes_a_torch_dataloader_without_a_generator():
 def test_fit_refuses_lengths_it_cannot_run(lengths, said):
     """epochs=0 returned [] (callers then failed at history[-1]), 1.5 was a TypeError, max_steps=0
     trained a step and printed 'epoch 1/0', eval_every=0 divided by zero after a whole epoch."""
-    from tiny import tiny_cnn
-
-    steps = []
-    with pytest.raises(ValueError, match=said):
-        fit(tiny_cnn(), _tiny_train(), None, **{"epochs": 1, "lr": 0.1, **lengths}, device=torch.device("cpu"),
-            callback=lambda m, opt, step: steps.append(step))
-    assert steps == []  # before any training
+    _refused_before_training(lengths, said)
 
 
 def test_evaluate_restores_training_mode_when_interrupted_and_leaves_batchnorm_alone():
@@ -611,13 +616,7 @@ def test_fit_refuses_settings_that_would_train_wrongly(settings, said):
     """grad_clip=-1 reversed the gradients, weight_decay=-0.5, momentum=1.5, warmup=20 (for 20%)
     and label_smoothing=10 under mixup trained without a word; mixup=-1 and lr="0.1" failed at the
     first step in numpy's or torch's words (review)."""
-    from tiny import tiny_cnn
-
-    steps = []
-    with pytest.raises(ValueError, match=said):
-        fit(tiny_cnn(), _tiny_train(), None, **{"epochs": 1, "lr": 0.1, **settings}, device=torch.device("cpu"),
-            callback=lambda m, opt, step: steps.append(step))
-    assert steps == []  # before any training
+    _refused_before_training(settings, said)
 
 
 def test_a_negative_grad_clip_is_refused_and_zero_or_none_means_no_clipping():
