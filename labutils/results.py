@@ -9,7 +9,9 @@ committed yet.
 """
 from __future__ import annotations
 
+import math
 import os
+from decimal import Decimal
 from pathlib import Path
 
 from .artifacts import REPO_ROOT, atomic_write_bytes, read_json
@@ -83,6 +85,13 @@ def describe_goal(goal: dict | None) -> str:
     return " ".join(parts)
 
 
+def accuracy_text(accuracy: float) -> str:
+    """An accuracy (a fraction) as a percentage rounded down to 0.01 pp, so that 0.934951, which
+    misses 93.5%, never shows as "93.50%". Floored from the decimal the JSON holds, so no float
+    error can pull an accuracy that is on a goal below it."""
+    return f"{math.floor(Decimal(repr(accuracy)) * 10000) / 100:.2f}%"
+
+
 def _verdict(value: bool | None, produced: bool, in_run: bool = True) -> str:
     if not produced:
         return empty_entry(in_run)
@@ -106,7 +115,7 @@ def results_table(report: dict, left_out: list[str] = ()) -> str:
             got = numbers(report, model, stage)
             produced, in_run = got["accuracy"] is not None, model not in left_out
             course, project = course_goal(model, stage), PROJECT_GOALS.get(model, {}).get(stage)
-            accuracy = f"{got['accuracy']:.2%}" if produced else "-"
+            accuracy = accuracy_text(got["accuracy"]) if produced else "-"
             removed = removed_text(got["removed"]) if produced and got["removed"] is not None else "-"
             rows.append(f"| {model} | {label} | {accuracy} | {removed} | {describe_goal(course)} | "
                         f"{_verdict(met(course, got), produced, in_run)} | {describe_goal(project)} | "
@@ -148,11 +157,58 @@ def load_reference(root: str | os.PathLike = REPO_ROOT, full_only: bool = True) 
     if not isinstance(details, dict) or not isinstance(details.get("run"), dict):
         raise ResultsError(f"{root / 'report_details.json'} does not hold a run's details (no \"run\" "
                            f"entry); run notebook 05 again to write it")
-    profile = details.get("run", {}).get("profile")
+    check_same_run(report, details, root)
+    profile = details["run"].get("profile")
     if full_only and profile != "full":
         raise ResultsError(f"the report in {root} comes from a {profile!r} run: the reference results "
                            f"must come from a full run (python -m labutils run --profile full).")
+    if full_only and details["run"].get("reduced"):  # a reduced run whose profile alone was edited
+        raise ResultsError(f"the report in {root} comes from a reduced run (its sidecar says \"reduced\": true, "
+                           f"though its profile says {profile!r}): the reference results must come from a full "
+                           f"run (python -m labutils run --profile full).")
     return report, details
+
+
+def _same(a, b) -> bool:
+    # both files are written from the same records: equal up to float noise, or both null
+    if a is None or b is None or not isinstance(b, (int, float)):  # a damaged sidecar's text is a mismatch too
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def check_same_run(report: dict, details: dict, root: str | os.PathLike = REPO_ROOT) -> None:
+    """ResultsError unless every number of report.json is its sidecar's (notebook 05 writes both
+    from the same records): a report of one run beside the sidecar of another, or an edited number,
+    would show numbers that no run gave under another run's name."""
+    entries = details.get("entries")
+    entries = entries if isinstance(entries, dict) else {}
+
+    def sidecar(model: str, stage: str, key: str):
+        entry = entries.get(f"{model}_{stage}")
+        return entry.get(key) if isinstance(entry, dict) and entry.get("produced") else None
+
+    pairs, dense_of = [], {}  # (where, report's number, sidecar's number); each model's dense accuracy
+    for model in MODEL_NAMES:
+        dense_of[model] = report["initial_accuracies"][f"{model}_before_pruning"]
+        pairs.append((f"initial_accuracies/{model}_before_pruning", dense_of[model],
+                      sidecar(model, "before_pruning", "accuracy")))
+        for section in ("unstructured_pruning", "structured_pruning"):
+            got, stage = report[section][model], f"after_{section}"
+            pairs += [(f"{section}/{model}/{key}", got[key], sidecar(model, stage, side))
+                      for key, side in (("pruned_accuracy", "accuracy"), ("pruning_percentage", "pruning_percentage"),
+                                        ("original_accuracy", "original_accuracy"))]
+    for where, got, expected in pairs:
+        if not _same(got, expected):
+            raise ResultsError(f"{Path(root) / 'report.json'}: {where} is {got} in report.json but {expected} in "
+                               f"report_details.json: report.json and report_details.json are from different runs "
+                               f"(or one was edited): commit both files of one run")
+    for model in MODEL_NAMES:  # both files edited alike: a pruned entry's dense accuracy is still the dense one
+        for section in ("unstructured_pruning", "structured_pruning"):
+            original = report[section][model]["original_accuracy"]
+            if original is not None and not _same(original, dense_of[model]):
+                raise ResultsError(f"{Path(root) / 'report.json'}: {section}/{model}/original_accuracy is {original}, "
+                                   f"but the dense accuracy is {dense_of[model]}: report.json and report_details.json "
+                                   f"are from different runs (or one was edited): commit both files of one run")
 
 
 def results_section(root: str | os.PathLike = REPO_ROOT, full_only: bool = True) -> str:
@@ -166,7 +222,7 @@ def results_section(root: str | os.PathLike = REPO_ROOT, full_only: bool = True)
     else:
         report, details = reference
         body = f"{run_line(details)}\n\n{results_table(report, models_left_out(details))}"
-        if details["run"].get("profile") != "full":
+        if details["run"].get("profile") != "full" or details["run"].get("reduced"):
             body = (f"A reduced run (profile {details['run'].get('profile')}): its numbers are not the "
                     f"course's results, and it cannot be the repository's reference run.\n\n{body}")
     elsewhere = "\n".join(f"- {goal}" for goal in GOALS_ELSEWHERE)
@@ -174,17 +230,57 @@ def results_section(root: str | os.PathLike = REPO_ROOT, full_only: bool = True)
             f"{body}\n\nProject goals that report.json does not hold:\n\n{elsewhere}\n{END}")
 
 
-def readme_section(readme_text: str) -> str:
-    """The part of README.md between the markers, markers included."""
-    start, end = readme_text.find(START), readme_text.find(END)
-    if start < 0 or end < start:
+def _marker_lines(text: str, marker: str) -> list[int]:
+    """Where each line that is ``marker`` alone starts its marker (a marker quoted in prose is no boundary)."""
+    found, offset = [], 0
+    for line in text.splitlines(keepends=True):
+        if line.strip() == marker:
+            found.append(offset + line.index(marker))
+        offset += len(line)
+    return found
+
+
+def _section_span(readme_text: str) -> tuple[int, int]:
+    """(start, end) of the results section in README.md's text, markers included."""
+    starts, ends = _marker_lines(readme_text, START), _marker_lines(readme_text, END)
+    if not starts and not ends:
         raise ResultsError(f"README.md has no results section: add the lines {START} and {END}.")
-    return readme_text[start:end + len(END)]
+    for marker, found in ((START, starts), (END, ends)):
+        if not found:
+            raise ResultsError(f"README.md has no line {marker}: put it, alone on its line, at the "
+                               f"{'start' if marker == START else 'end'} of the results section.")
+        if len(found) > 1:
+            raise ResultsError(f"README.md has {len(found)} lines {marker}: keep one (write the marker inline, "
+                               f"in backquotes, where the text mentions it).")
+    if ends[0] < starts[0]:
+        raise ResultsError(f"README.md's line {END} comes before its line {START}: put {START} first.")
+    return starts[0], ends[0] + len(END)
 
 
-def write_readme(root: str | os.PathLike = REPO_ROOT) -> Path:
-    """Replace README.md's results section with the one the run in ``root`` gives."""
+def readme_section(readme_text: str) -> str:
+    """The part of README.md between the markers, markers included: each marker alone on its line."""
+    start, end = _section_span(readme_text)
+    return readme_text[start:end]
+
+
+def read_readme(path: str | os.PathLike) -> str:
+    """README.md's text as it is on disk (newline="" keeps its CRLFs, so writing it back keeps them)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        return f.read()
+
+
+def updated_readme(root: str | os.PathLike = REPO_ROOT, run: str | os.PathLike | None = None) -> str:
+    """The text of README.md in ``root`` with the results section that the run in ``run`` (default
+    ``root``) gives, in the file's own newline style; ResultsError where either cannot give it."""
+    text = read_readme(Path(root) / "README.md")
+    start, end = _section_span(text)
+    newline = "\r\n" if "\r\n" in text else "\n"
+    return text[:start] + results_section(root if run is None else run).replace("\n", newline) + text[end:]
+
+
+def write_readme(root: str | os.PathLike = REPO_ROOT, text: str | None = None) -> Path:
+    """Replace README.md's results section with the one the run in ``root`` gives (or write
+    ``text``, an ``updated_readme`` made before the run's files were copied)."""
     path = Path(root) / "README.md"
-    text = path.read_text()
-    new = text.replace(readme_section(text), results_section(root))
-    return atomic_write_bytes(path, lambda f: f.write(new.encode()))
+    new = updated_readme(root) if text is None else text
+    return atomic_write_bytes(path, lambda f: f.write(new.encode("utf-8")))

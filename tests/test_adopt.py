@@ -43,7 +43,12 @@ def make_tar(path, finished=NOTEBOOKS[:5], profile="full", report_run="R1", full
     files = {"run.log": b"log\n", "stages": b"start full\n"}
     if full:
         details = {"run": {"run_id": report_run, "profile": profile, "device": "NVIDIA H100 80GB HBM3",
-                           "date": "2026-12-06T01:00:00+00:00", "data": "CIFAR-10", "git_commit": "abc"}}
+                           "date": "2026-12-06T01:00:00+00:00", "data": "CIFAR-10", "git_commit": "abc",
+                           "reduced": profile != "full"},
+                   "entries": {"cnn_before_pruning": {"produced": True, "accuracy": 0.91}}
+                   | {f"cnn_after_{s}": {"produced": True, "accuracy": 0.9, "original_accuracy": 0.91,
+                                         "pruning_percentage": REPORT[s]["cnn"]["pruning_percentage"]}
+                      for s in ("unstructured_pruning", "structured_pruning")}}
         files |= {"full/report.json": json.dumps(REPORT).encode(),
                   "full/report_details.json": json.dumps(details).encode(),
                   "full/metrics/pipeline.json": json.dumps({"run_id": "R1", "profile": run_profile or profile,
@@ -156,4 +161,21 @@ def test_a_run_whose_notebooks_changed_since_its_commit_is_refused(repo, tmp_pat
     with pytest.raises(adopt.Refused, match=r"03_unstructured_pruning.ipynb changed since the run's commit abc "
                                             r"\(cell 2 first\): adopting the run would put its older text back"):
         adopt.adopt(tar, repo=repo)
+    assert snapshot(repo) == before
+
+
+def test_a_readme_without_the_results_section_is_refused_with_nothing_changed(repo, tmp_path):
+    """The run's files were copied, then write_readme raised ResultsError: a half-adopted repository."""
+    (repo / "README.md").write_text("# no results markers\n")
+    before = snapshot(repo)
+    with pytest.raises(adopt.Refused, match="README.md cannot take the run's results .*no results section"):
+        adopt.adopt(make_tar(tmp_path / "r.tar"), repo=repo)
+    assert snapshot(repo) == before and not (repo / "benchmarks").exists()
+
+
+def test_a_report_edited_apart_from_its_sidecar_is_refused(repo, tmp_path, monkeypatch):
+    before = snapshot(repo)
+    monkeypatch.setitem(REPORT["initial_accuracies"], "cnn_before_pruning", 0.95)
+    with pytest.raises(adopt.Refused, match="from different runs"):
+        adopt.adopt(make_tar(tmp_path / "r.tar"), repo=repo)
     assert snapshot(repo) == before

@@ -23,16 +23,31 @@ def make_report(cnn=(0.9038, 0.9042, 95.0000017925156, 0.902, 50.0),
     return report
 
 
-def make_details(profile="full") -> dict:
+def sidecar_entries(report: dict) -> dict:
+    """The sidecar's entries for ``report``, as build_details writes them (a null entry: not produced)."""
+    entries = {}
+    for model, dense in ((k.removesuffix("_before_pruning"), v) for k, v in report["initial_accuracies"].items()):
+        entries[f"{model}_before_pruning"] = {"produced": dense is not None, "accuracy": dense}
+        for section in ("unstructured_pruning", "structured_pruning"):
+            e = report[section][model]
+            entries[f"{model}_after_{section}"] = {
+                "produced": e["pruned_accuracy"] is not None, "accuracy": e["pruned_accuracy"],
+                "original_accuracy": e["original_accuracy"], "pruning_percentage": e["pruning_percentage"]}
+    return entries
+
+
+def make_details(profile="full", report=None) -> dict:
     return {"run": {"run_id": f"{profile}-20261123T000000-abcdef", "profile": profile,
                     "device": "NVIDIA H100 80GB HBM3", "data": "CIFAR-10 (offline JPEG-q75 copy)",
-                    "git_commit": "0593f013be28", "date": "2026-11-23T10:00:00+00:00"},
-            "timings": {"total_seconds": 1293.4}}
+                    "git_commit": "0593f013be28", "date": "2026-11-23T10:00:00+00:00",
+                    "reduced": profile != "full"},
+            "entries": sidecar_entries(report or make_report()), "timings": {"total_seconds": 1293.4}}
 
 
 def write_run(folder, report=None, details=None):
-    write_json(folder / "report.json", report or make_report())
-    write_json(folder / "report_details.json", details or make_details())
+    report = report or make_report()
+    write_json(folder / "report.json", report)
+    write_json(folder / "report_details.json", details or make_details(report=report))
     return folder
 
 
@@ -107,9 +122,9 @@ def test_models_left_out_of_the_run_are_named_and_not_called_failures(tmp_path):
     report = make_report()
     report["initial_accuracies"]["vit_scratch_before_pruning"] = None
     report["unstructured_pruning"]["vit_scratch"] = report["structured_pruning"]["vit_scratch"] = none
-    details = make_details()
-    details["entries"] = {"vit_before_pruning": {"reason": "not in this run: its models are cnn"},
-                          "vit_scratch_before_pruning": {"reason": "not in this run: its models are cnn"}}
+    details = make_details(report=report)
+    details["entries"] |= {"vit_before_pruning": {"reason": "not in this run: its models are cnn"},
+                           "vit_scratch_before_pruning": {"reason": "not in this run: its models are cnn"}}
     section = R.results_section(write_run(tmp_path, report, details))
     assert "2026-11-23, 21 min 33 s for the notebooks. Models: cnn (vit, vit_scratch not in this run)." in section
     assert row(section, "vit_scratch", "dense")[5:] == ["not in this run", ">= 90.0%", "not in this run"]
@@ -122,6 +137,13 @@ def test_a_reduced_report_is_refused_as_the_reference(tmp_path, capsys):
     write_run(tmp_path, details=make_details("smoke"))
     with pytest.raises(R.ResultsError, match="must come from a full run"):
         R.results_section(tmp_path)
+    # a reduced run whose sidecar's profile alone was edited to "full" was shown as the full reference
+    details = make_details("smoke")
+    details["run"]["profile"] = "full"
+    write_run(tmp_path, details=details)
+    with pytest.raises(R.ResultsError, match=r'comes from a reduced run \(its sidecar says "reduced": true'):
+        R.results_section(tmp_path)
+    assert "A reduced run (profile full)" in R.results_section(tmp_path, full_only=False)
 
 
 def test_any_runs_folder_is_shown_and_a_reduced_one_says_so(tmp_path, capsys):
@@ -198,3 +220,77 @@ def test_write_readme_replaces_only_the_section(tmp_path):
     (tmp_path / "README.md").write_text("# no markers\n")
     with pytest.raises(R.ResultsError, match="no results section"):
         R.write_readme(tmp_path)
+
+
+def test_a_report_and_a_sidecar_of_different_runs_are_refused(tmp_path):
+    """An edited initial accuracy (0.95 beside the sidecar's 0.9038) showed 95.00% and "met"."""
+    report = make_report()
+    details = make_details(report=report)
+    report["initial_accuracies"]["cnn_before_pruning"] = 0.95
+    write_run(tmp_path, report, details)
+    with pytest.raises(R.ResultsError, match=r"initial_accuracies/cnn_before_pruning is 0.95 in report.json but "
+                                             r"0.9038 in report_details.json: .*commit both files of one run"):
+        R.results_section(tmp_path)
+    report = make_report()  # a pruned number, with the sidecar's entry left as it was
+    details = make_details(report=report)
+    report["structured_pruning"]["vit_scratch"]["pruning_percentage"] = 40.0
+    write_run(tmp_path, report, details)
+    with pytest.raises(R.ResultsError, match="structured_pruning/vit_scratch/pruning_percentage is 40.0"):
+        R.results_section(tmp_path)
+    report = make_report()  # both files edited alike: a pruned entry's dense accuracy is not the dense one
+    report["unstructured_pruning"]["cnn"]["original_accuracy"] = 0.80
+    write_run(tmp_path, report)
+    with pytest.raises(R.ResultsError, match="original_accuracy is 0.8, but the dense accuracy is 0.9038"):
+        R.results_section(tmp_path)
+    report = make_report()  # a produced entry missing from the sidecar
+    details = make_details(report=report)
+    del details["entries"]["cnn_after_structured_pruning"]
+    write_run(tmp_path, report, details)
+    with pytest.raises(R.ResultsError, match="structured_pruning/cnn/pruned_accuracy is 0.902 in report.json but None"):
+        R.results_section(tmp_path)
+
+
+def test_an_accuracy_just_short_of_its_goal_never_reads_as_the_goal():
+    """0.934951 misses 93.5%, and :.2% printed it as "93.50%" beside "missed"."""
+    table = R.results_table(make_report(cnn=(0.934951, 0.9042, 95.0, 0.902, 50.0)))
+    assert row(table, "cnn", "dense")[2:] == ["93.49%", "-", ">= 90.0%", "**met**", ">= 93.5%", "missed"]
+    table = R.results_table(make_report(cnn=(0.935, 0.9042, 95.0, 0.902, 50.0)))
+    assert row(table, "cnn", "dense")[2:] == ["93.50%", "-", ">= 90.0%", "**met**", ">= 93.5%", "**met**"]
+    assert [R.accuracy_text(a) for a in (0.9038, 0.86, 1, 0.0, 0.1275)] == ["90.38%", "86.00%", "100.00%", "0.00%", "12.75%"]
+
+
+def test_markers_count_only_alone_on_their_line(tmp_path):
+    """A marker quoted in prose was taken as the section's boundary."""
+    write_run(tmp_path)
+    readme = tmp_path / "README.md"
+    prose = f"Regenerated between `{R.START}` and `{R.END}`.\n"
+    readme.write_text(f"{prose}\n## Results\n{R.START}\nold\n{R.END}\ntail\n")
+    R.write_readme(tmp_path)
+    text = readme.read_text()
+    assert text.startswith(prose + "\n## Results\n") and text.endswith(f"{R.END}\ntail\n") and "\nold\n" not in text
+    for body, message in [
+            (f"`{R.END}` first\n{R.START}\nold\n{R.END}\n", None),  # inline END before the section: fine
+            (f"{R.START}\nold\n", f"no line {R.END}"),
+            (f"old\n{R.END}\n", f"no line {R.START}"),
+            (f"{R.START}\n{R.START}\nold\n{R.END}\n", f"2 lines {R.START}: keep one"),
+            (f"{R.START}\nold\n{R.END}\n{R.END}\n", f"2 lines {R.END}: keep one"),
+            (f"{R.END}\nold\n{R.START}\n", f"line {R.END} comes before its line {R.START}"),
+            (f"text `{R.START}` and `{R.END}`\n", "no results section")]:
+        readme.write_text(body)
+        if message is None:
+            R.write_readme(tmp_path)
+            assert readme.read_text().startswith(f"`{R.END}` first\n{R.START}\n")
+        else:
+            with pytest.raises(R.ResultsError, match=message):
+                R.write_readme(tmp_path)
+
+
+def test_write_readme_keeps_crlf_and_utf8(tmp_path):
+    write_run(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_bytes(f"# Élagage\r\n\r\n{R.START}\r\nold\r\n{R.END}\r\nafter\r\n".encode("utf-8"))
+    R.write_readme(tmp_path)
+    data = readme.read_bytes()
+    assert data.startswith("# Élagage\r\n".encode("utf-8")) and data.endswith(b"\r\nafter\r\n")
+    assert data.count(b"\n") == data.count(b"\r\n") and b"\r\nold\r\n" not in data
+    assert R.readme_section(data.decode("utf-8").replace("\r\n", "\n")) == R.results_section(tmp_path)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))  # this checkout's labutils, whatever is installed
 import nbformat  # noqa: E402
 
 from labutils.pipeline import as_workbook_notebook  # noqa: E402
-from labutils.results import ResultsError, load_reference, write_readme  # noqa: E402
+from labutils.results import ResultsError, load_reference, updated_readme, write_readme  # noqa: E402
 
 REPORT_NOTEBOOK = "05_report.ipynb"
 
@@ -188,10 +188,14 @@ def adopt(tar: Path, folder_name: str | None = None, repo: Path = REPO) -> Path:
             raise Refused(f"{folder.relative_to(repo)} exists already: name another folder as the second argument")
         if details is not None:
             check_sources(run, repo, finished, details["run"].get("git_commit"))
+            try:  # README's new text before anything is copied: a README it cannot be written into is refused
+                readme = updated_readme(repo, run)
+            except (ResultsError, OSError) as err:
+                raise Refused(f"README.md cannot take the run's results ({err})") from None
             adopt_notebooks(run, repo, finished)
             for name in ("report.json", "report_details.json"):
                 shutil.copy(run / name, repo / name)
-            print(f"wrote the results section of {write_readme(repo)}")
+            print(f"wrote the results section of {write_readme(repo, readme)}")
         file_logs(unpacked, folder)
     return folder
 
