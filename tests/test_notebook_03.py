@@ -127,3 +127,93 @@ def test_the_summary_reads_this_runs_records_only(run03, tmp_path, capsys):
     rows = {r["model"]: r for r in lab.summary(s, s.models)}
     assert rows["cnn"]["produced"] is False
     assert "cnn          not produced: not pruned in this run yet: run the cells from 'The baselines'" in capsys.readouterr().out
+
+
+# -- save_final, latency and a restarted kernel, on a baseline saved by hand (no smoke run needed) --
+def _one_baseline(tmp_path, session=None):
+    """A Session of a fresh run with an untrained cnn saved as its baseline, and its subjects."""
+    from labutils import Session
+    from labutils.labs import unstructured as lab
+
+    s = session or Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    if session is None:
+        s.save(s.new_model("cnn"), "cnn", "before_pruning", {"accuracy": 0.5})
+    return s, lab.load_subjects(s, ["cnn"])
+
+
+# The study's rows as its cell records them (no per-image scores): one_shot wins at its top point.
+STUDY_ROWS = [{"method": m, "sparsity": 0.9, "epochs": 1, "accuracy": a, "test_images": 64}
+              for m, a in (("one_shot", 0.4), ("iterative", 0.2), ("gradual", 0.3))]
+
+
+def test_a_failed_reload_check_leaves_no_record_that_reads_as_a_result(tmp_path, monkeypatch):
+    """The record was written with produced True before the reload check: its failure raised, and
+    notebook 05 reported the model as normal (review)."""
+    from labutils.labs import unstructured as lab
+
+    s, subjects = _one_baseline(tmp_path)
+    lab.final_recipe(subjects["cnn"])
+    monkeypatch.setattr(lab, "_same_bits", lambda a, b: False)
+    with pytest.raises(AssertionError, match="load back identical"):
+        lab.save_final(s, subjects["cnn"])
+    m = s.metrics("cnn", lab.STAGE)
+    assert m["produced"] is False and "did not load back identical" in m["reason"]
+    assert not s.dirs.checkpoint("cnn", lab.STAGE).exists()
+
+
+def test_the_recipe_says_how_its_method_was_chosen(tmp_path):
+    from labutils.labs import unstructured as lab
+
+    s, subjects = _one_baseline(tmp_path)
+    subjects["cnn"].results["study"] = STUDY_ROWS
+    lab.final_recipe(subjects["cnn"])
+    recipe = lab.save_final(s, subjects["cnn"])["recipe"]
+    assert recipe["method"] == "one_shot" and recipe["final_method"] == "best"
+    assert "probe" in recipe["chosen_on"] and "test split" in recipe["chosen_on"]
+
+
+def test_latency_is_added_only_to_the_record_of_the_model_it_measured(tmp_path, monkeypatch):
+    """It measured, then crashed with FileNotFoundError without a saved record, or merged its numbers
+    into the record of another saved model (review)."""
+    from labutils.errors import SettingsError
+    from labutils.labs import unstructured as lab
+
+    monkeypatch.setattr(lab, "compare_latency", lambda *args: {"cpu_batch1": "measured"})
+    s, subjects = _one_baseline(tmp_path)
+    subject = subjects["cnn"]
+    lab.final_recipe(subject, "one_shot")
+    with pytest.raises(SettingsError, match=r"run lab.save_final\(s, subjects\['cnn'\]\) first"):
+        lab.latency_dense_vs_pruned(s, subject)  # nothing saved yet
+    lab.save_final(s, subject)
+    assert lab.latency_dense_vs_pruned(s, subject) == s.metrics("cnn", lab.STAGE)["latency"]
+    saved = s.metrics("cnn", lab.STAGE)
+    lab.final_recipe(subject, "gradual")  # another model, not saved
+    with pytest.raises(SettingsError, match="not the one saved"):
+        lab.latency_dense_vs_pruned(s, subject)
+    assert s.metrics("cnn", lab.STAGE) == saved
+
+
+def test_after_a_restart_best_takes_the_recorded_study_and_an_old_frontier_is_not_kept(tmp_path, capsys):
+    """After a kernel restart "best" fell back to gradual while the record kept the study (whose
+    winner was another method) and the frontier searched from the earlier final model (review)."""
+    from labutils import Session
+    from labutils.labs import unstructured as lab
+
+    s, subjects = _one_baseline(tmp_path)
+    subjects["cnn"].results["study"] = STUDY_ROWS
+    lab.final_recipe(subjects["cnn"])
+    lab.save_final(s, subjects["cnn"])
+    lab.add_metrics(s, "cnn", {"frontier": {"trials": []}})
+    # A restarted kernel: a new Session of the same run, the study's cell not run again.
+    s, subjects = _one_baseline(tmp_path, Session("smoke", tmp_path, device="cpu", models=["cnn"]))
+    assert subjects["cnn"].results["study"] == STUDY_ROWS
+    assert lab.final_recipe(subjects["cnn"])["method"] == "one_shot"
+    m = lab.save_final(s, subjects["cnn"])
+    assert m["recipe"]["method"] == "one_shot" and m["frontier"] == {"trials": []}  # the same recipe: kept
+    subjects["cnn"].cfg = {**subjects["cnn"].cfg, "final": {**subjects["cnn"].cfg["final"],
+                                                            "cnn": {"sparsity": 0.8, "epochs": 1}}}
+    lab.final_recipe(subjects["cnn"])
+    capsys.readouterr()
+    m = lab.save_final(s, subjects["cnn"])
+    assert "frontier" not in m and m["study"] == STUDY_ROWS
+    assert "not kept from this run's earlier record: frontier" in capsys.readouterr().out

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import numbers
 import tempfile
 import time
@@ -72,6 +73,9 @@ class Subject:
         probe = self.probe
         images, labels = subset(probe.images.cpu().numpy(), probe.labels.cpu().numpy(), n)
         return DeviceLoader(images, labels, probe.batch_size, False, probe.device, probe.size)
+
+    def probe_images(self) -> int:
+        return len(self.probe.labels)
 
     def final(self) -> dict:
         """{"model", "masks", "row"} of ``final_recipe`` in this kernel."""
@@ -153,6 +157,9 @@ def load_subjects(s, models: list[str]) -> dict[str, Subject]:
         probe = _probe_loader(s, cfg["probe_images"], batch, s.input_size(name))
         subjects[name] = Subject(name, model, train, test, probe,
                                  s.metrics(name, "before_pruning")["accuracy"], cfg, s.seed)
+        earlier = _this_runs_record(s, subjects[name])
+        if earlier.get("study"):  # after a restart, "best" takes the study this run recorded (untested lead)
+            subjects[name].results["study"] = earlier["study"]
         print(f"{name:12s} baseline {subjects[name].baseline:.2%}, "
               f"{sum(p.numel() for p in subjects[name].params(model).values()):,} prunable weights "
               f"in {len(subjects[name].params(model))} layers, probe {len(probe.labels)} test images")
@@ -385,16 +392,21 @@ def final_recipe(subject: Subject, method: str | None = None) -> dict:
     check_final(subject.cfg, subject.name)  # the recipe may have changed since the notebook's start
     cfg = subject.cfg["final"][subject.name]
     method = method or subject.cfg["final_method"]
+    asked, chosen_on = method, None
     if method == "best" and subject.results.get("study"):
         method, why = best_method(subject.results["study"], subject.results.get("study_correct"))
+        chosen_on = (f"the study's winner on its probe images ({subject.probe_images()} images of the test split), "
+                     f"at its highest sparsity and largest budget")
         print(f"{subject.name:12s} {why}")
     elif method == "best":  # a kernel restarted, or the study's cell skipped: say what stands in
         method = "gradual"
+        chosen_on = "no study in this run to take a winner from: gradual stood in"
         print(f"{subject.name:12s} no study in this kernel, so no winner to take: pruning with gradual "
               f"(run the study's cell first to prune with its winner)")
     model, masks, row = prune_and_finetune(subject, method, cfg["sparsity"], cfg["epochs"],
                                            subject.cfg["final_epoch_steps"], eval_loader=subject.test)
-    subject.results["final"] = {"model": model, "masks": masks, "row": row}
+    subject.results["final"] = {"model": model, "masks": masks, "row": row, "final_method": asked,
+                                "chosen_on": chosen_on}
     print(f"{subject.name:12s} {method} to {row['measured_sparsity']:.2%}: {row['accuracy']:.2%} "
           f"(baseline {subject.baseline:.2%}, minimum {AFTER_PRUNING_MIN[subject.name]:.0%}) "
           f"in {row['seconds']:.0f}s")
@@ -425,33 +437,46 @@ def save_final(s, subject: Subject) -> dict:
                    "scope": "global", "criterion": "magnitude",
                    "epoch_steps": subject.cfg["final_epoch_steps"],
                    "finetune": subject.fit_kwargs, "include_first": subject.cfg["include_first"],
-                   "include_classifier": subject.cfg["include_classifier"]},
+                   "include_classifier": subject.cfg["include_classifier"],
+                   "final_method": final.get("final_method", subject.cfg["final_method"])},
         "prunable_weights": report["prunable_total"], "pruned_weights": report["prunable_zeros"],
         "layer_sparsity": {n: v["sparsity"] for n, v in report["layers"].items()},
         "finetune_seconds": row["seconds"], "test_images": len(subject.test.labels),
     }
+    if final.get("chosen_on"):
+        metrics["recipe"]["chosen_on"] = final["chosen_on"]
     # The analyses of this kernel; those it did not run (restarted, cells skipped) are kept from
-    # this run's earlier record of the same baseline, not dropped from the metrics.
-    earlier = s.metrics(subject.name, STAGE) or {}
-    same = (earlier.get("produced") and earlier.get("run", {}).get("run_id") == s.run_id
-            and earlier.get("original_accuracy") == subject.baseline)
-    kept = []
+    # this run's earlier record of the same baseline, not dropped from the metrics. The frontier
+    # starts from the final model: kept only when that model was made by the same recipe.
+    earlier = _this_runs_record(s, subject)
+    kept, dropped = [], []
     for key in ANALYSES:
         if key in subject.results:
             metrics[key] = subject.results[key]
-        elif same and key in earlier:
+        elif key in earlier and (key != "frontier" or earlier.get("recipe") == json.loads(json.dumps(metrics["recipe"]))):
             metrics[key] = earlier[key]
             kept.append(key)
+        elif key in earlier:
+            dropped.append(f"{key} (searched from a model of another recipe)")
+    if "latency" in earlier:
+        dropped.append("latency (measured on the earlier model)")
     if kept:
         print(f"{subject.name:12s} kept from this run's earlier record: {', '.join(kept)} (not run in this kernel)")
+    if dropped:
+        print(f"{subject.name:12s} not kept from this run's earlier record: {', '.join(dropped)}; run its cell again")
     metrics["dense_checkpoint_bytes"] = _dense_bytes(model)
     record = s.save(model, subject.name, STAGE, metrics, sparse=True)
-    reloaded, _ = load_checkpoint(s.dirs.checkpoint(subject.name, STAGE))
+    path = s.dirs.checkpoint(subject.name, STAGE)
+    reloaded, _ = load_checkpoint(path)
     ref = model.state_dict()
     exact = all(_same_bits(v.cpu(), ref[k].detach().cpu()) for k, v in reloaded.state_dict().items())
-    if not exact:
-        raise AssertionError(f"{subject.name}: the compact checkpoint does not load back identical")
+    if not exact:  # no record that reads as a result: notebook 05 would report it as one
+        why = "its compact checkpoint did not load back identical"
+        s.record_missing(subject.name, STAGE, why)
+        path.unlink(missing_ok=True)
+        raise AssertionError(f"{subject.name}: {why}; recorded as not produced")
     record = add_metrics(s, subject.name, {"reload_exact": exact})
+    final["saved_sha256"] = record["checkpoint"]["sha256"]  # which record latency_dense_vs_pruned may add to
     print(f"{subject.name:12s} saved {record['checkpoint']['path']}: "
           f"{record['checkpoint']['bytes'] / 1e6:.2f} MB (dense {metrics['dense_checkpoint_bytes'] / 1e6:.2f} MB), "
           f"{metrics['pruning_percentage']:.2f}% of prunable weights and "
@@ -478,10 +503,26 @@ def latency_dense_vs_pruned(s, subject: Subject) -> dict:
     dense tensors, at the profile's batch sizes on each device present; recorded in the model's
     metrics (``latency``). Dense kernels multiply the zeros too, so expect no speed-up."""
     final = subject.final()
+    record = s.metrics(subject.name, STAGE) or {}
+    if (not final.get("saved_sha256") or not record.get("produced")
+            or record.get("run", {}).get("run_id") != s.run_id
+            or (record.get("checkpoint") or {}).get("sha256") != final["saved_sha256"]):
+        raise SettingsError(f"{subject.name}: the final model of this kernel is not the one saved in this run's "
+                            f"record; run lab.save_final(s, subjects[{subject.name!r}]) first")
     print(f"{subject.name}: dense vs {final['row']['sparsity']:.0%}-sparse, both stored dense")
     latency = compare_latency(subject.model, final["model"], s.input_size(subject.name), subject.cfg)
     add_metrics(s, subject.name, {"latency": latency})
     return latency
+
+
+def _this_runs_record(s, subject: Subject) -> dict:
+    """This run's produced record of ``subject`` pruned from the same baseline, or {}."""
+    earlier = s.metrics(subject.name, STAGE) or {}
+    before = ((s.metrics(subject.name, "before_pruning") or {}).get("checkpoint") or {}).get("sha256")
+    same = (earlier.get("produced") and earlier.get("run", {}).get("run_id") == s.run_id
+            and earlier.get("original_accuracy") == subject.baseline
+            and earlier.get("baseline_sha256", before) == before)
+    return earlier if same else {}
 
 
 def _dense_bytes(model: nn.Module) -> int:
