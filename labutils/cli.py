@@ -226,9 +226,8 @@ def _run(args) -> int:
         check_profile(get_profile(profile))  # a recipe's typo now, not minutes into the run
         source = get_profile(profile)["data"]["source"]
         if source != "synthetic":  # a file, or the batches' own folder: now, not after replacing the run
-            # No option named a folder $LABUTILS_DATA gives: the message says where it came from.
-            origin = "$LABUTILS_DATA" if not args.data_root and os.environ.get("LABUTILS_DATA") else ""
-            check_data_folder(run_data_root(source, args.out or ".", args.data_root), origin)
+            # Named by --data-root: no other origin to give; else the default, perhaps $LABUTILS_DATA's
+            check_data_folder(run_data_root(source, args.out or ".", args.data_root), "" if args.data_root else None)
     except (RuntimeError, ValueError, DataNotFoundError) as err:  # PretrainedWeightsUnavailable: a RuntimeError
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -61,10 +61,9 @@ def check_run(run: Path) -> tuple[dict, list[str]]:
     if not summary_path.is_file():
         raise Refused("it holds no full/metrics/pipeline.json: which notebooks finished is unknown")
     summary = json.loads(summary_path.read_text())
-    if summary.get("profile") != "full" or details["run"].get("reduced"):  # the sidecar alone could be edited
-        raise Refused(f"its pipeline.json says profile {summary.get('profile')!r}"
-                      f"{' and its sidecar a reduced run' if details['run'].get('reduced') else ''}: "
-                      f"only a full run becomes the reference")
+    if summary.get("profile") != "full":  # the sidecar alone could be edited (load_reference read it)
+        raise Refused(f"its pipeline.json says profile {summary.get('profile')!r}: only a full run becomes "
+                      f"the reference")
     if REPORT_NOTEBOOK not in summary.get("finished", []):
         raise Refused(f"{REPORT_NOTEBOOK} did not finish in this run: its report.json may be incomplete")
     missing = [n for n in summary["finished"] if not (run / "notebooks" / n).is_file()]
