@@ -1,6 +1,7 @@
 """Unstructured pruning by hand: masks that hold through fine-tuning, exact thresholds, schedules,
 data-aware scores against a hand computation, compact checkpoints."""
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -638,11 +639,12 @@ def test_gradual_pruner_never_revives_when_a_layer_share_falls():
     model = tiny_cnn()
     params = prunable_parameters(model)
     shares = iter([{"2.weight": 0.8, "6.weight": 0.2}, {"2.weight": 0.3, "6.weight": 0.6}])
-    pruner = GradualPruner(params, 0.5, 0, 1, scope=lambda target: next(shares))
+    # Events at steps 1 and 2: the ramp's start (step 0, the schedule's 0) is no event.
+    pruner = GradualPruner(params, 0.5, 0, 2, scope=lambda target: next(shares))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    pruner(model, opt, 0)
-    first = {n: m.clone() for n, m in pruner.masks.items()}
     pruner(model, opt, 1)
+    first = {n: m.clone() for n, m in pruner.masks.items()}
+    pruner(model, opt, 2)
     assert all(not (pruner.masks[n] & ~first[n]).any() for n in params)
     assert int((~pruner.masks["2.weight"]).sum()) == int((~first["2.weight"]).sum())
 
@@ -656,3 +658,86 @@ def test_the_rounding_tolerance_absorbs_float_error_only(n, sparsity, removed):
 
     keep = masks_from_scores({"w": torch.rand(n)}, sparsity)["w"]
     assert int((~keep).sum()) == removed
+
+
+def test_a_fine_tuning_length_must_be_a_finite_number_of_epochs(monkeypatch):
+    """finetune_masked(epochs=-2) and iterative_prune(epochs_per_round=-1) skipped the fine-tuning
+    without a word; gradual_prune(epochs=0 or -3) trained a step anyway (budget_steps' "at least one").
+    0 still means no fine-tuning where a schedule can prune without it (review, reproduced)."""
+    from labutils.prune import schedules
+
+    fits = []
+    monkeypatch.setattr(schedules, "fit", lambda *a, max_steps, **k: fits.append(max_steps) or [])
+    model, (train, _) = tiny_cnn(), tiny_loaders()  # 4 steps an epoch
+    masks = one_shot_prune(model, 0.5)
+    for bad in (-2, -0.5, float("nan"), float("inf"), True, "1"):
+        shown = re.escape(repr(bad))
+        with pytest.raises(ValueError, match=rf"^epochs={shown} is not a fine-tuning length: give a number of "
+                                             rf"epochs >= 0 \(fractions allowed, e.g. 0.5; 0 skips the fine-tuning\)"):
+            schedules.finetune_masked(model, train, bad, masks, "fine-tune")
+        with pytest.raises(ValueError, match=rf"^epochs_per_round={shown} is not a fine-tuning length"):
+            iterative_prune(tiny_cnn(), train, None, 0.5, 2, bad)
+    for bad in (0, 0.0, -3, float("nan"), True):
+        with pytest.raises(ValueError, match=rf"^epochs={re.escape(repr(bad))}: gradual pruning prunes while it "
+                                             rf"fine-tunes: give it more than 0 epochs"):
+            gradual_prune(tiny_cnn(), train, None, 0.5, bad)
+    assert not fits
+    # 0: prune without fine-tuning, in one go or in rounds.
+    assert schedules.finetune_masked(model, train, 0, masks, "fine-tune") == []
+    _, history = iterative_prune(tiny_cnn(), train, None, 0.5, 2, 0)
+    assert not fits and history[-1]["measured_sparsity"] == pytest.approx(0.5, abs=0.01)
+    schedules.finetune_masked(model, train, 0.5, masks, "fine-tune")
+    assert fits == [2]  # a fraction still fine-tunes: half of 4 steps
+
+
+def test_per_layer_shares_must_name_the_scored_layers():
+    """A misspelt layer in a dict of per-layer shares was ignored, and a layer it left out failed as
+    a bare KeyError 'b' (review, reproduced)."""
+    from labutils.prune.masks import masks_from_scores
+
+    scores = {"a": torch.rand(10), "b": torch.rand(10)}
+    with pytest.raises(ValueError, match=r"per-layer sparsities must give one share for each scored layer: "
+                                         r"no share for \['b'\]; \['bb'\] is not a scored layer\. "
+                                         r"Name the layers as the scores do: \['a', 'b'\]"):
+        masks_from_scores(scores, {"a": 0.5, "bb": 0.5}, "layer")
+    with pytest.raises(ValueError, match=r"share for each scored layer: \['c'\] is not a scored layer\."):
+        masks_from_scores(scores, {"a": 0.5, "b": 0.5, "c": 0.9}, "layer")
+    with pytest.raises(ValueError, match=r"share for each scored layer: no share for \['b'\]\."):
+        masks_from_scores(scores, {"a": 0.5}, "layer")
+    model = tiny_cnn()  # a callable scope's shares are held to the same
+    with pytest.raises(ValueError, match=r"\['6.weigth'\] is not a scored layer"):
+        one_shot_prune(model, 0.5, lambda target: {"2.weight": target, "6.weight": target, "6.weigth": 0.9})
+    keep = masks_from_scores(scores, {"b": 0.7, "a": 0.3}, "layer")  # any order
+    assert [int((~keep[n]).sum()) for n in "ab"] == [3, 7]
+
+
+@pytest.mark.parametrize("steps, events", [(50, 17), (200, 20), (10, 6)])
+def test_gradual_pruning_prunes_at_most_prunings_times_and_ends_at_its_target(monkeypatch, steps, events):
+    """prunings=20 gave 35 events at 50 steps and 25 at 200 (the frequency was rounded down), the
+    first at the ramp's start, where the cubic schedule is 0 and nothing is pruned (review,
+    reproduced). Now: every ceil(ramp / prunings) steps after the start, and at the ramp's end."""
+    from labutils.prune import schedules
+
+    class Epoch:  # only its length matters: the faked fit reads no data
+        def __len__(self):
+            return steps
+
+    def walk(model, loader, test, *, callback, max_steps, **kwargs):  # fit's steps, without training
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        for step in range(1, max_steps + 1):
+            callback(model, opt, step)
+        return []
+
+    monkeypatch.setattr(schedules, "fit", walk)
+    model = tiny_cnn()
+    _, history = schedules.gradual_prune(model, Epoch(), None, 0.8, 1, prunings=20)
+    ran, last = history[0]["events"], int(0.7 * steps)
+    assert len(ran) == events <= 20
+    assert ran[0]["step"] > 1 and ran[0]["sparsity"] > 0  # none at the start, at sparsity 0
+    assert ran[-1] == {"step": last, "sparsity": 0.8}  # the last reaches the target
+    assert [e["sparsity"] for e in ran] == [cubic_sparsity(e["step"], 0.8, 1, last) for e in ran]
+    assert len({b["step"] - a["step"] for a, b in zip(ran[:-2], ran[1:-1])}) <= 1  # evenly spaced
+    assert history[0]["measured_sparsity"] == pytest.approx(0.8, abs=0.01)
+    params = prunable_parameters(tiny_cnn())
+    assert not GradualPruner(params, 0.5, 2, 6).due(2)  # the schedule is 0 there
+    assert GradualPruner(params, 0.5, 2, 6, initial=0.2).due(2)  # an initial sparsity is pruned to at once

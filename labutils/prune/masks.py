@@ -87,6 +87,19 @@ def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float | dict[st
         check_share(sparsity)  # before the check below: 95 (for 0.95) is the slip to name first
     if not scores:
         raise ValueError(NO_PRUNABLE)
+    if isinstance(sparsity, dict):
+        # A misspelt name was ignored (its layer then failed as a bare KeyError, or was pruned by
+        # nobody's share): the names must match the scores' both ways.
+        missing = [n for n in scores if n not in sparsity]
+        unknown = [n for n in sparsity if n not in scores]
+        if missing or unknown:
+            wrong = [f"no share for {missing}"] if missing else []
+            if unknown:
+                wrong.append(f"{unknown} {'is not a scored layer' if len(unknown) == 1 else 'are not scored layers'}")
+            names = list(scores)
+            shown = names if len(names) <= 6 else names[:6] + ["..."]
+            raise ValueError(f"per-layer sparsities must give one share for each scored layer: "
+                             f"{'; '.join(wrong)}. Name the layers as the scores do: {shown}")
     if scope == "global":
         flat = torch.cat([s.flatten().float() for s in scores.values()])
         keep = _keep_lowest_removed(flat, sparsity)

@@ -143,6 +143,18 @@ def one_shot_prune(model: nn.Module, sparsity: float | None, scope="global",
 
 
 # -- fine-tuning budgets ---------------------------------------------------------------------
+def check_epochs(value, name: str = "epochs", need_some: str | None = None) -> float:
+    """``value`` as a float if it is a finite number of epochs >= 0; > 0 when ``need_some`` says why
+    none will not do. -2 skipped the fine-tuning without a word, and nan passes no comparison."""
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)  # True is not one epoch
+    if number and math.isfinite(value) and (value > 0 or (value == 0 and need_some is None)):
+        return float(value)
+    if need_some:
+        raise ValueError(f"{name}={value!r}: {need_some}: give it more than 0 epochs (fractions allowed, e.g. 0.5)")
+    raise ValueError(f"{name}={value!r} is not a fine-tuning length: give a number of epochs >= 0 "
+                     f"(fractions allowed, e.g. 0.5; 0 skips the fine-tuning)")
+
+
 def budget_steps(epochs: float, train_loader, epoch_steps: int | None = None) -> int:
     """Optimizer steps in ``epochs`` (possibly fractional) epochs, at least one; ``epoch_steps``
     caps what one epoch means (reduced profiles fine-tune on slices of the training set)."""
@@ -161,8 +173,9 @@ def fit_budget(epochs: float, train_loader, epoch_steps: int | None = None) -> d
 
 
 def finetune_masked(model, train_loader, epochs, masks, desc, epoch_steps=None, callback=None, **fit_kwargs):
-    """Fine-tune for ``epochs`` (fractions allowed) while ``masks`` keep pruned weights at zero."""
-    if epochs <= 0:
+    """Fine-tune for ``epochs`` (fractions allowed; 0: not at all) while ``masks`` keep pruned
+    weights at zero."""
+    if check_epochs(epochs) == 0:
         return []
     return fit(model, train_loader, None, callback=callback or MaskEnforcer(masks), desc=desc,
                **fit_budget(epochs, train_loader, epoch_steps), **fit_kwargs)
@@ -197,6 +210,7 @@ def iterative_prune(model: nn.Module, train_loader, test_loader, sparsity: float
     check_scope(scope)  # "Global" failed only after the bar was shown, at the first round
     check_growable(scope, "iterative")
     targets = round_targets(sparsity, rounds)  # checks the arguments before a bar is shown
+    check_epochs(epochs_per_round, "epochs_per_round")  # 0: prune only, no fine-tuning
     # One bar for the rounds; the fine-tuning of each round runs without a bar of its own.
     # Rounding each round's share separately would give iterative pruning up to a step a round more.
     # Rounded to 9 places: (e / rounds) * rounds is not always e in floats (0.45 / 3 * 3 gave one
@@ -236,10 +250,11 @@ def cubic_sparsity(step: int, final: float, begin: int, end: int, initial: float
 class GradualPruner:
     """``fit`` callback that raises sparsity on the cubic schedule and keeps pruned weights at zero.
 
-    Every ``frequency`` optimizer steps between ``begin`` and ``end`` it rescores the weights
-    (``score_fn(model, params)``, magnitude by default) and prunes to the schedule's sparsity;
-    masks only grow. Its ``MaskEnforcer`` masks the gradients before every step and re-masks
-    weights and optimizer state after the steps that changed the masks.
+    Every ``frequency`` optimizer steps between ``begin`` and ``end``, and at ``end``, it rescores the
+    weights (``score_fn(model, params)``, magnitude by default) and prunes to the schedule's sparsity;
+    masks only grow. At ``begin`` the schedule is still ``initial``: with the default 0 that step
+    prunes nothing and is no event. Its ``MaskEnforcer`` masks the gradients before every step and
+    re-masks weights and optimizer state after the steps that changed the masks.
     """
 
     graph_safe = True  # new masks are copied into the enforcer's buffers; new buffers re-capture
@@ -260,7 +275,11 @@ class GradualPruner:
         self.events: list[dict] = []
 
     def due(self, step: int) -> bool:
-        return step == self.end or (self.begin <= step < self.end and (step - self.begin) % self.frequency == 0)
+        if step == self.end:
+            return True
+        # An event at begin would prune to initial: nothing when that is 0, and one event fewer.
+        start = self.begin if self.initial > 0 else self.begin + 1
+        return start <= step < self.end and (step - self.begin) % self.frequency == 0
 
     def __call__(self, model: nn.Module, optimizer, step: int) -> None:
         if self.due(step):
@@ -286,9 +305,12 @@ def gradual_prune(model: nn.Module, train_loader, test_loader, sparsity: float, 
                   params: dict[str, torch.Tensor] | None = None, epoch_steps: int | None = None,
                   desc: str = "gradual", **fit_kwargs) -> tuple[Masks, list[dict]]:
     """Fine-tune for ``epochs`` while the sparsity ramps from 0 to ``sparsity`` on the cubic schedule
-    between fractions ``begin`` and ``end`` of the steps (about ``prunings`` pruning events); the
-    rest of the steps recover at the final sparsity. Returns (masks, history)."""
+    between fractions ``begin`` and ``end`` of the steps (at most ``prunings`` pruning events, evenly
+    spaced, the last at ``end`` reaching ``sparsity``); the rest of the steps recover at the final
+    sparsity. Returns (masks, history)."""
     check_share(sparsity)  # named as the caller knows it (GradualPruner says "final sparsity")
+    # 0 (or -3) still trained a step, through budget_steps' "at least one".
+    check_epochs(epochs, need_some="gradual pruning prunes while it fine-tunes")
     check_growable(scope, "gradual")
     if not 0 <= begin < end <= 1:  # end=70 (for 0.7) never reached its last step: nothing was pruned
         raise ValueError(f"the ramp runs between fractions of the steps: need 0 <= begin < end <= 1, "
@@ -297,7 +319,10 @@ def gradual_prune(model: nn.Module, train_loader, test_loader, sparsity: float, 
     budget = fit_budget(epochs, train_loader, epoch_steps)
     total = budget["max_steps"]
     first, last = max(1, int(begin * total)), max(1, int(end * total))
-    pruner = GradualPruner(params, sparsity, first, last, max(1, (last - first) // max(prunings, 1)), scope)
+    # Rounded up: floor division gave 35 events for 20 at 50 steps (frequency 1). The event at
+    # ``first`` is skipped (the schedule is 0 there), so ceil((last - first) / frequency) <= prunings.
+    frequency = max(1, math.ceil((last - first) / max(prunings, 1)))
+    pruner = GradualPruner(params, sparsity, first, last, frequency, scope)
     fits = fit(model, train_loader, None, callback=pruner, desc=desc, **budget, **fit_kwargs)
     # With ema, fit ends by loading its weight average, which began on the denser weights before
     # the last prunings: the masks hold again.
