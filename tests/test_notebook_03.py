@@ -217,3 +217,46 @@ def test_after_a_restart_best_takes_the_recorded_study_and_an_old_frontier_is_no
     m = lab.save_final(s, subjects["cnn"])
     assert "frontier" not in m and m["study"] == STUDY_ROWS
     assert "not kept from this run's earlier record: frontier" in capsys.readouterr().out
+
+
+def test_the_frontier_is_recorded_only_with_the_model_it_started_from(tmp_path, monkeypatch, capsys):
+    """After a kernel restart the search started from the dense model and wrote a frontier below
+    the saved model's own sparsity into its record; a frontier searched before a new final model
+    was saved beside that other model (review)."""
+    from labutils import Session
+    from labutils.labs import unstructured as lab
+
+    monkeypatch.setattr(lab, "frontier_threshold", lambda s, subject: (0.0, "any accuracy"))
+    s, subjects = _one_baseline(tmp_path)
+    subject = subjects["cnn"]
+    subject.cfg["frontier"]["max_trials"] = 1
+    assert s.profile["unstructured"]["frontier"]["max_trials"] > 1  # each subject edits its own copy
+    lab.final_recipe(subject, "one_shot")
+    assert lab.frontier(s, subject)["start"] == "the final model"
+    assert s.metrics("cnn", lab.STAGE) is None and "frontier kept in this kernel" in capsys.readouterr().out
+    lab.final_recipe(subject, "gradual")  # another final model: the search above is not its frontier
+    assert "frontier" not in subject.results and "frontier searched from the earlier" in capsys.readouterr().out
+    saved = lab.save_final(s, subject)
+    assert "frontier" not in saved
+    # A restarted kernel: the search starts from the saved model and is recorded with it.
+    s, subjects = _one_baseline(tmp_path, Session("smoke", tmp_path, device="cpu", models=["cnn"]))
+    subjects["cnn"].cfg["frontier"]["max_trials"] = 1
+    result = lab.frontier(s, subjects["cnn"])
+    assert result["start"] == "this run's saved final model"
+    assert result["trials"][0]["from_sparsity"] == pytest.approx(saved["pruning_percentage"] / 100)
+    assert result["trials"][0]["sparsity"] > saved["pruning_percentage"] / 100
+    assert s.metrics("cnn", lab.STAGE)["frontier"] == result
+
+
+def test_sparsity_labels_tell_levels_above_99_percent_apart(tmp_path, capsys):
+    from labutils.labs import unstructured as lab
+
+    rows = [{"method": "one_shot", "sparsity": level, "epochs": 5, "accuracy": 0.1, "test_images": 64}
+            for level in (0.9, 0.99, 0.995, 0.999)]
+    assert lab.study_table(rows).splitlines()[1].split() == ["90%", "99%", "99.5%", "99.9%"]
+    assert lab.best_method(rows, None)[1].startswith("the study's best at 99.9%, 5 ep: one_shot")
+    _, subjects = _one_baseline(tmp_path)
+    subject = subjects["cnn"]
+    subject.results["sensitivity"] = {"layers": {"conv1.weight": [0.1]}, "sparsities": [0.5], "baseline": 0.1}
+    assert "sensitivity" not in subject.magnitude_scopes()  # a scan of other layers than the prunable ones
+    assert "sensitivity-chosen curves left out" in capsys.readouterr().out

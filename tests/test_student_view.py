@@ -11,6 +11,7 @@ from torch import nn
 
 from figure_check import assert_series_apart
 from labutils import Session
+from labutils.errors import SettingsError
 from labutils.data import DeviceLoader
 from labutils.labs import baseline as B
 from labutils.labs import unstructured as U
@@ -189,7 +190,6 @@ def test_training_prints_the_training_accuracy_beside_the_test_accuracy(tmp_path
     ({"cutout": 0.5}, "cutout=0.5 must be a whole number >= 0"),  # was accepted
     ({"weight_decay": 5}, "weight_decay=5 must be a number in [0, 1)")])
 def test_try_recipe_checks_its_values_as_a_profile_is_checked(tmp_path, changes, said):
-    from labutils.errors import SettingsError
 
     s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
     with pytest.raises(SettingsError, match=re.escape(f"try_recipe: {said}")):
@@ -199,7 +199,6 @@ def test_try_recipe_checks_its_values_as_a_profile_is_checked(tmp_path, changes,
 def test_notebook_03_cells_run_out_of_order_say_what_to_run_first(tmp_path):
     """The study's chart read the sweep's baseline (KeyError: 'sweep' after the whole study had
     run), and the cell after the final recipe failed with KeyError: 'final' (interactive review)."""
-    from labutils.errors import SettingsError
 
     s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
     train, test = s.loaders("cnn", 64)
@@ -223,3 +222,31 @@ def test_structured_figures_with_no_pruned_model_say_so_and_draw_nothing(capsys)
         assert plot(results) is None
     assert capsys.readouterr().out.count("no figure: no model was pruned in this run") == 4
     assert plt.get_fignums() == figures
+
+
+def test_notebook_03_with_no_baseline_draws_nothing_and_an_exercise_says_why(tmp_path, capsys):
+    """Notebook 03's cells held an ``if`` each for a run without baselines; the lab's figures now
+    skip themselves, and an exercise's ``subjects["cnn"]`` said only KeyError: 'cnn'."""
+    import matplotlib.pyplot as plt
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])  # notebook 02 never ran here
+    subjects = U.load_subjects(s, ["cnn"])
+    assert not subjects and "cnn          skipped: " in capsys.readouterr().out
+    figures = plt.get_fignums()
+    level, bars = U.layer_bars_data(subjects, 0.8)
+    assert U.plot_layer_sparsity(bars, level) is None
+    assert U.plot_study({}, U.dense_accuracies(subjects)) is None
+    for plot in (U.plot_sensitivity, U.plot_accuracy_vs_sparsity, U.plot_frontier):
+        assert plot({}) is None
+    assert capsys.readouterr().out.count("no figure: no model to draw") == 5
+    assert plt.get_fignums() == figures
+    assert U.playground(subjects, enabled=False) is None
+    assert "playground off (PLAYGROUND = False" in capsys.readouterr().out
+    with pytest.raises(KeyError, match="no 'cnn' subject here; its baseline was not loaded: "):
+        subjects["cnn"]
+    with pytest.raises(KeyError, match=r"'vit' subject here; it was not asked for \(loaded from \['cnn'\]\)"):
+        subjects["vit"]
+    with pytest.raises(KeyError, match="the course's models are cnn, vit, vit_scratch"):
+        subjects["resnet"]
+    with pytest.raises(SettingsError, match="PLAYGROUND = 'yes': use True or False"):
+        U.playground(subjects, enabled="yes")

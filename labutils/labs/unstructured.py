@@ -33,7 +33,7 @@ from torch import nn
 
 from ..artifacts import read_json, write_json
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN
+from ..course import AFTER_PRUNING_MIN, MODEL_NAMES, SPARSITY_MIN
 from ..data import DeviceLoader, subset
 from ..errors import SettingsError
 from ..measure import accuracy_interval, compare_latency, holm, mcnemar_p
@@ -95,8 +95,12 @@ class Subject:
         """{label: scope} of the sweep's magnitude curves: global, layer-wise and, after a
         sensitivity scan, sensitivity-chosen."""
         scopes = {"global": "global", "layer": "layer"}
-        if "sensitivity" in self.results:
-            scopes["sensitivity"] = SensitivityScope(self.results["sensitivity"])
+        scan = self.results.get("sensitivity")
+        if scan and set(scan["layers"]) == set(self.params(self.model)):
+            scopes["sensitivity"] = SensitivityScope(scan)
+        elif scan:  # cfg's include_first/include_classifier changed since: its shares name other layers
+            print(f"{self.name}: the sensitivity scan covers other layers than the prunable ones now; "
+                  f"sensitivity-chosen curves left out (run lab.sensitivity again to draw them)")
         return scopes
 
     def fresh(self) -> tuple[nn.Module, dict[str, nn.Parameter]]:
@@ -140,23 +144,45 @@ def _probe_loader(s, images: int, batch_size: int, size: int) -> DeviceLoader:
     return s.test_subset_loader(images, 2 * batch_size, size)
 
 
-def load_subjects(s, models: list[str]) -> dict[str, Subject]:
+class Subjects(dict):
+    """The loaded baselines by model name (``load_subjects``): asking for one that was not loaded
+    says why in words, where a dict's bare KeyError('cnn') left a student guessing."""
+
+    def __init__(self, asked: list[str], skipped: dict[str, str]):
+        super().__init__()
+        self.asked, self.skipped = list(asked), skipped
+
+    def __missing__(self, name):
+        if name in self.skipped:
+            why = f"its baseline was not loaded: {self.skipped[name]}"
+        elif name not in MODEL_NAMES:
+            why = f"the course's models are {', '.join(MODEL_NAMES)}"
+        else:
+            why = (f"it was not asked for (loaded from {self.asked}): keep it in MODELS, or load it with "
+                   f"lab.load_subjects(s, [{name!r}])")
+        raise KeyError(f"no {name!r} subject here; {why}")
+
+
+def load_subjects(s, models: list[str]) -> Subjects:
     """Baselines of ``models``; a model of the run whose baseline was not produced is recorded as
     missing (an exercise's call for a model outside ``MODELS`` records nothing: it saves nothing)."""
-    cfg, subjects = settings(s), {}
-    for name in check_models(models):
+    models = check_models(models)
+    cfg, subjects = settings(s), Subjects(models, {})
+    for name in models:
         if not s.available(name):
             why = (s.record_missing_baseline(name, STAGE)["reason"] if name in s.models else
                    (s.metrics(name, "before_pruning") or {}).get(
                        "reason", "no before_pruning checkpoint in this run (not in this run's MODELS)"))
-            print(f"{name:12s} skipped: {why.splitlines()[0]}")
+            subjects.skipped[name] = why.splitlines()[0]
+            print(f"{name:12s} skipped: {subjects.skipped[name]}")
             continue
         model, _ = s.load(name, "before_pruning")
         batch = s.train_config(name)["batch_size"]
         train, test = s.loaders(name, batch)
         probe = _probe_loader(s, cfg["probe_images"], batch, s.input_size(name))
+        # A copy each: an edit by hand to one subject's settings changes neither the profile nor the others.
         subjects[name] = Subject(name, model, train, test, probe,
-                                 s.metrics(name, "before_pruning")["accuracy"], cfg, s.seed)
+                                 s.metrics(name, "before_pruning")["accuracy"], copy.deepcopy(cfg), s.seed)
         earlier = _this_runs_record(s, subjects[name])
         if earlier.get("study"):  # after a restart, "best" takes the study this run recorded (untested lead)
             subjects[name].results["study"] = earlier["study"]
@@ -223,7 +249,7 @@ def prune_and_finetune(subject: Subject, method: str, sparsity: float, epochs: f
     model, params = subject.fresh()
     start = time.perf_counter()
     row = {"method": method, "sparsity": sparsity, "epochs": epochs}
-    desc = f"{subject.name} {method} {sparsity:.0%}"
+    desc = f"{subject.name} {method} {_pct(sparsity)}"
     if method == "one_shot":
         masks = one_shot_prune(model, sparsity, scope, params=params)
         row["accuracy_before_finetune"] = evaluate(model, eval_loader)["accuracy"]
@@ -241,7 +267,7 @@ def prune_and_finetune(subject: Subject, method: str, sparsity: float, epochs: f
     report = sparsity_report(model, params, masks)  # raises if a pruned weight came back
     if report["pruning_percentage"] / 100 < sparsity - 0.005:  # a schedule that fell short: never saved as the target
         raise RuntimeError(f"{desc}: {report['pruning_percentage']:.2f}% of the weights removed, not the "
-                           f"{sparsity:.0%} asked; check the profile's rounds and gradual_end")
+                           f"{_pct(sparsity)} asked; check the profile's rounds and gradual_end")
     scored = evaluate(model, eval_loader, per_image=per_image)
     if per_image:
         row["correct"] = scored["correct"]
@@ -253,6 +279,12 @@ def prune_and_finetune(subject: Subject, method: str, sparsity: float, epochs: f
 
 # The study figure's looks for its budgets (with the method's marker and line): open, four halves, full.
 BUDGET_FILLS = ("none", "bottom", "left", "top", "right", "full")
+
+
+def _pct(share: float) -> str:
+    """A sparsity as a label: "90%", "99.5%", "99.9%" (whole percents printed 0.995 and 0.999 alike,
+    as "100%")."""
+    return f"{100 * share:.4g}%"
 
 
 def check_study(sparsities, epochs) -> None:
@@ -293,7 +325,7 @@ def study(subject: Subject, sparsities: list[float], epochs: list[float], record
         rows.append(row)
         bar.update()
         low, high = row["ci95"]
-        print(f"{subject.name:12s} {method:9s} {level:4.0%} {e} ep ({row['steps']} step{'s' * (row['steps'] != 1)}): {row['accuracy']:.2%} "
+        print(f"{subject.name:12s} {method:9s} {_pct(level):>5s} {e} ep ({row['steps']} step{'s' * (row['steps'] != 1)}): {row['accuracy']:.2%} "
               f"[{low:.2%}, {high:.2%}] ({row['seconds']:.0f}s)", flush=True)
     bar.close()
     if record:  # the correctness stays in the kernel, for the final recipe's choice ("best")
@@ -308,7 +340,7 @@ def study_table(rows: list[dict]) -> str:
     levels = sorted({r["sparsity"] for r in rows})
     keys = list(dict.fromkeys((r["method"], r["epochs"]) for r in rows))
     acc = {(r["method"], r["epochs"], r["sparsity"]): r["accuracy"] for r in rows}
-    head = f"{'':22s}" + "".join(f"{level:>8.0%}" for level in levels)
+    head = f"{'':22s}" + "".join(f"{_pct(level):>8s}" for level in levels)
     lines = [head] + [f"{method.replace('_', '-') + f', {e} ep':22s}"
                       + "".join(f"{100 * acc[method, e, level]:8.1f}" if (method, e, level) in acc else f"{'-':>8s}"
                                 for level in levels) for method, e in keys]
@@ -330,13 +362,13 @@ def study_verdict(rows: list[dict], correct: list[torch.Tensor]) -> str:
     head = (f"study: {len(rows)} points from {worst['accuracy']:.2%} to {best['accuracy']:.2%} on "
             f"{best['test_images']:,} test images; every pair compared by McNemar's test on the same images, "
             f"Holm-corrected for its {len(pairs)} pair{'s' * (len(pairs) != 1)}: {len(shown)} differ. ")
-    named = f"the best ({best['method']} {best['sparsity']:.0%}, {best['epochs']} ep)"
+    named = f"the best ({best['method']} {_pct(best['sparsity'])}, {best['epochs']} ep)"
     if not shown:
         return head + "This study does not separate its methods, sparsities or budgets."
     if not worse:
         return head + f"None is shown worse than {named}; the pairs that differ are among the others."
     return head + (f"Shown worse than {named}: "
-                   + ", ".join(f"{r['method']} {r['sparsity']:.0%} {r['epochs']} ep" for r in worse[:6])
+                   + ", ".join(f"{r['method']} {_pct(r['sparsity'])} {r['epochs']} ep" for r in worse[:6])
                    + ("..." if len(worse) > 6 else "") + "; the others are not separated from it. The test covers "
                    "the choice of test images, not of training seed: another seed moves every point.")
 
@@ -351,6 +383,11 @@ def study_subjects(subjects: dict[str, Subject]) -> dict[str, Subject]:
     return {n: subjects[n] for n in chosen}
 
 
+def dense_accuracies(subjects: dict[str, Subject]) -> dict[str, float]:
+    """Each dense model's probe accuracy: the "dense" line of the study's figure."""
+    return {name: subj.dense_probe_accuracy() for name, subj in subjects.items()}
+
+
 def best_method(rows: list[dict], correct: list[torch.Tensor] | None) -> tuple[str, str]:
     """The method with the best accuracy at the study's highest sparsity and largest budget, and a
     line saying whether its lead is shown: McNemar's test on the same images (``correct``: each
@@ -363,7 +400,7 @@ def best_method(rows: list[dict], correct: list[torch.Tensor] | None) -> tuple[s
     others, best = [i for i in top if i != win], rows[win]
     # An exact tie has no higher point: the first method in the study's order is taken, and said so.
     level = [rows[i]["method"] for i in others if rows[i]["accuracy"] == best["accuracy"]]
-    head = f"the study's best at {top_s:.0%}, {top_e} ep: {best['method']} ({best['accuracy']:.2%})" + (
+    head = f"the study's best at {_pct(top_s)}, {top_e} ep: {best['method']} ({best['accuracy']:.2%})" + (
         f", level with {' and '.join(level)} (the first in the study's order taken)" if level else "")
     higher = "no higher point" if level else "the higher point"
     if not others:
@@ -407,6 +444,8 @@ def final_recipe(subject: Subject, method: str | None = None) -> dict:
                                            subject.cfg["final_epoch_steps"], eval_loader=subject.test)
     subject.results["final"] = {"model": model, "masks": masks, "row": row, "final_method": asked,
                                 "chosen_on": chosen_on}
+    if subject.results.pop("frontier", None) is not None:  # searched from the model this one replaces
+        print(f"{subject.name:12s} the frontier searched from the earlier final model is dropped: run its cell again")
     print(f"{subject.name:12s} {method} to {row['measured_sparsity']:.2%}: {row['accuracy']:.2%} "
           f"(baseline {subject.baseline:.2%}, minimum {AFTER_PRUNING_MIN[subject.name]:.0%}) "
           f"in {row['seconds']:.0f}s")
@@ -509,7 +548,7 @@ def latency_dense_vs_pruned(s, subject: Subject) -> dict:
             or (record.get("checkpoint") or {}).get("sha256") != final["saved_sha256"]):
         raise SettingsError(f"{subject.name}: the final model of this kernel is not the one saved in this run's "
                             f"record; run lab.save_final(s, subjects[{subject.name!r}]) first")
-    print(f"{subject.name}: dense vs {final['row']['sparsity']:.0%}-sparse, both stored dense")
+    print(f"{subject.name}: dense vs {_pct(final['row']['sparsity'])}-sparse, both stored dense")
     latency = compare_latency(subject.model, final["model"], s.input_size(subject.name), subject.cfg)
     add_metrics(s, subject.name, {"latency": latency})
     return latency
@@ -558,7 +597,9 @@ def frontier(s, subject: Subject) -> dict:
 
     Ascending steps, each keeping ``step_keep`` of the remaining weights and fine-tuning (global
     magnitude, masks nested), continue from the last model that passed: from the final model if
-    it passes, else from the dense baseline. After the first failure, bisection between the last
+    it passes (after a kernel restart, the one this run saved), else from the dense baseline
+    (``start`` says which). Recorded in this run's saved metrics when the saved model is the final
+    model it started from or fell short of; otherwise kept in the kernel, for ``save_final``. After the first failure, bisection between the last
     pass and the nearest failure, until ``refine`` more trials have failed (or ``max_trials``).
     Accuracy on the whole test split. When nothing meets the threshold, the dense baseline
     included, there is no frontier: ``frontier_sparsity`` is None. ``nearest_failure``: the lowest
@@ -566,13 +607,8 @@ def frontier(s, subject: Subject) -> dict:
     """
     cfg = subject.cfg["frontier"]
     threshold, rule = frontier_threshold(s, subject)
-    final = subject.results.get("final")
-    if final and final["row"]["accuracy"] >= threshold:
-        current = (copy.deepcopy(final["model"]), dict(final["masks"]), final["row"]["measured_sparsity"],
-                   final["row"]["accuracy"])
-    else:
-        model, _ = subject.fresh()
-        current = (model, None, 0.0, subject.baseline)
+    current, start, saved = _frontier_start(s, subject, threshold)
+    print(f"{subject.name:12s} frontier starts from {start} ({current[2]:.2%} sparse, {current[3]:.2%})")
     trials, failed = [], None
     bar = progress(desc=f"{subject.name} frontier", unit="trial")  # no total: the search stops when it may
     for _ in range(cfg["max_trials"]):
@@ -613,11 +649,40 @@ def frontier(s, subject: Subject) -> dict:
     result = {"threshold": threshold, "threshold_rule": rule,
               "frontier_sparsity": current[2] if found else None,
               "frontier_accuracy": current[3] if found else None, "nearest_failure": failed, "trials": trials,
-              "epochs_per_trial": cfg["epochs"], "epoch_steps": cfg["epoch_steps"]}
+              "epochs_per_trial": cfg["epochs"], "epoch_steps": cfg["epoch_steps"], "start": start}
     subject.results["frontier"] = result
-    if s.metrics(subject.name, STAGE):
+    if saved:
         add_metrics(s, subject.name, {"frontier": result})
+    else:  # recorded by save_final with the model it was searched from, never beside another one
+        print(f"{subject.name:12s} frontier kept in this kernel: the final model is not saved in this run yet "
+              f"(lab.save_final records it with the frontier)")
     return result
+
+
+def _frontier_start(s, subject: Subject, threshold: float) -> tuple[tuple, str, bool]:
+    """Where the frontier search starts: ((model, masks, sparsity, accuracy), what it is, whether
+    the result belongs in this run's saved record). The final model of this kernel if it meets
+    the threshold; after a kernel restart, the one this run saved (a restart started from the dense
+    model and wrote a frontier below the saved model's own sparsity into its record); else the
+    dense baseline."""
+    record = _this_runs_record(s, subject)
+    sha = (record.get("checkpoint") or {}).get("sha256")
+    final = subject.results.get("final")
+    if final:
+        saved = sha is not None and final.get("saved_sha256") == sha
+        if final["row"]["accuracy"] >= threshold:
+            return ((copy.deepcopy(final["model"]), dict(final["masks"]), final["row"]["measured_sparsity"],
+                     final["row"]["accuracy"]), "the final model", saved)
+    elif record and record["accuracy"] >= threshold:
+        subject.reseed()
+        model, _ = s.load(subject.name, STAGE)
+        masks = {n: p.detach() != 0 for n, p in subject.params(model).items()}
+        return ((model, masks, record["pruning_percentage"] / 100, record["accuracy"]),
+                "this run's saved final model", True)
+    else:
+        saved = bool(record)
+    model, _ = subject.fresh()
+    return (model, None, 0.0, subject.baseline), "the dense baseline", saved
 
 
 # -- per-layer sparsity at one level, and the summary ------------------------------------------------
@@ -674,6 +739,14 @@ def summary(s, models: list[str]) -> list[dict]:
 
 
 # -- figures -------------------------------------------------------------------------------------
+def _nothing_to_draw(data: dict) -> bool:
+    """True, said in a line, when no model has anything to draw (every baseline missing): the
+    figure is skipped, and its cell needs no condition of its own."""
+    if not data:
+        print("no figure: no model to draw (the lines above, or the baselines' cell, say why)")
+    return not data
+
+
 def _short(layer: str) -> str:
     return layer.removesuffix(".weight").replace("blocks.", "b").replace("layer", "L")
 
@@ -682,7 +755,9 @@ def plot_sensitivity(scans: dict[str, dict], path=None, caption=None):
     """Accuracy lost with each layer pruned alone: one row per layer, one column per sparsity, the
     colour and the number in percentage points below the dense model. A heat map reads at 19
     (ResNet-18) or 48 (ViT) layers, where as many lines and their legend would not."""
-    rows = max(len(scan["layers"]) for scan in scans.values()) if scans else 1
+    if _nothing_to_draw(scans):
+        return None
+    rows = max(len(scan["layers"]) for scan in scans.values())
     fig, axes, _ = panels(len(scans), width=5.2, height=max(3.6, 1.6 + 0.2 * rows))  # 2 a row at most
     # One colour scale for every panel, never below 5 pp: a layer's colour says how much accuracy it
     # costs, not how it ranks within its own model (1 pp, four probe images, drew dark red).
@@ -715,6 +790,8 @@ BAR_HATCHES = ["", "////", "...."]  # a second cue beside colour for the grouped
 
 def plot_accuracy_vs_sparsity(sweeps: dict[str, dict], path=None, caption=None):
     """Accuracy after one-shot pruning without fine-tuning, one line per scope/criterion."""
+    if _nothing_to_draw(sweeps):
+        return None
     fig, axes, _ = panels(len(sweeps))
     for ax, (name, sw) in zip(axes, sweeps.items()):
         for label, accs in sw["accuracy"].items():
@@ -750,9 +827,11 @@ def layer_bars(curves: dict[str, dict[str, float]], title: str = "", ax=None):
 
 def plot_layer_sparsity(data: dict[str, dict[str, dict[str, float]]], level: float, path=None, caption=None):
     """Per-layer sparsity at ``level`` overall: global threshold vs uniform vs sensitivity ratios."""
+    if _nothing_to_draw(data):
+        return None
     fig, axes = plt.subplots(len(data), 1, figsize=(11, 3.4 * len(data)), squeeze=False)
     for ax, (name, curves) in zip(axes[:, 0], data.items()):
-        layer_bars(curves, title=f"{name}: per-layer sparsity at {level:.0%} overall", ax=ax)
+        layer_bars(curves, title=f"{name}: per-layer sparsity at {_pct(level)} overall", ax=ax)
     return finish(fig, path, caption)
 
 
@@ -765,6 +844,8 @@ def _budget_fill(j: int, budgets: int) -> str:
 
 def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path=None, caption=None):
     """The course's comparison: accuracy after fine-tuning against sparsity, per method and budget."""
+    if _nothing_to_draw(studies):
+        return None
     fig, axes, spare = panels(len(studies))
     if not spare:
         fig.set_size_inches(fig.get_size_inches() + (2.2, 0))  # room for one legend beside the panels
@@ -789,19 +870,19 @@ def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path
         ax.set(title=f"{name}: prune + fine-tune (95% intervals)", xlabel="sparsity (%)",
                ylabel="probe accuracy (%)")
         ax.grid(alpha=0.3)
-    if studies:  # the same styles in every panel: one legend, off the panels, so no error bar is hidden
-        # A key, not a list of series: a method's colour and marker, a budget's fill (3 + 6
-        # entries where 3 x 6 ran past the figure's foot onto the caption).
-        methods = {r["method"] for rows in studies.values() for r in rows}
-        key = [Line2D([], [], color="0.3", ls="--", lw=0.8, label="dense")]
-        key += [Line2D([], [], ms=5, lw=1, **style, label=method.replace("_", "-"))
-                for method, style in styles.items() if method in methods]
-        key += [Line2D([], [], color="0.3", marker="o", ls="none", ms=5, fillstyle=_budget_fill(j, len(budgets)),
-                       label=f"fine-tuned {_epochs_text(e)}") for j, e in enumerate(budgets)]
-        if spare:
-            spare[0].legend(handles=key, fontsize=8, loc="center")
-        else:
-            axes[-1].legend(handles=key, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    # The same styles in every panel: one legend, off the panels, so no error bar is hidden. A key,
+    # not a list of series: a method's colour and marker, a budget's fill (3 + 6 entries where
+    # 3 x 6 ran past the figure's foot onto the caption).
+    methods = {r["method"] for rows in studies.values() for r in rows}
+    key = [Line2D([], [], color="0.3", ls="--", lw=0.8, label="dense")]
+    key += [Line2D([], [], ms=5, lw=1, **style, label=method.replace("_", "-"))
+            for method, style in styles.items() if method in methods]
+    key += [Line2D([], [], color="0.3", marker="o", ls="none", ms=5, fillstyle=_budget_fill(j, len(budgets)),
+                   label=f"fine-tuned {_epochs_text(e)}") for j, e in enumerate(budgets)]
+    if spare:
+        spare[0].legend(handles=key, fontsize=8, loc="center")
+    else:
+        axes[-1].legend(handles=key, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return finish(fig, path, caption)
 
 
@@ -815,6 +896,8 @@ TRIAL_STYLES = {True: {"color": GOOD_COLOR, "marker": "o"}, False: {"color": BAD
 
 def plot_frontier(results: dict[str, dict], path=None, caption=None):
     """The frontier search: each trial's sparsity and accuracy, the threshold, the winner."""
+    if _nothing_to_draw(results):
+        return None
     fig, axes, _ = panels(len(results), height=4.6)
     for ax, (name, res) in zip(axes, results.items()):
         for t in res["trials"]:
@@ -841,11 +924,17 @@ def plot_frontier(results: dict[str, dict], path=None, caption=None):
     return finish(fig, path, caption)
 
 
-def playground(subjects: dict[str, Subject], probe_images: int = 256):
+def playground(subjects: dict[str, Subject], probe_images: int = 256, enabled: bool = True):
     """Show the live pruning playground (``labs/playground.py``): pick a model, a criterion, a scope
     and a sparsity; each change prunes a copy of the dense model one-shot and shows its accuracy
     on a fixed probe slice, the |w| histogram with the threshold and the per-layer sparsity.
-    Under papermill (the pipeline) it prints one line instead: widgets need a live kernel."""
+    Under papermill (the pipeline) it prints one line instead: widgets need a live kernel.
+    ``enabled=False`` (the notebook's ``PLAYGROUND``) shows nothing and says so."""
+    if not isinstance(enabled, bool):
+        raise SettingsError(f"PLAYGROUND = {enabled!r}: use True or False")
+    if not enabled:
+        print("pruning playground off (PLAYGROUND = False in the parameters cell)")
+        return None
     from .playground import show  # imported here: the playground builds on this module
 
     return show(subjects, probe_images)
