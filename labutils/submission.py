@@ -290,8 +290,9 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
 
 
 def minimums(report: dict, findings: list[Finding] = ()) -> list[str]:
-    """The course's minimums against report.json, one line per entry with numbers; an entry a
-    failed check concerns is marked as not to be trusted."""
+    """The course's minimums against report.json, one line per entry (an entry without numbers, a
+    model not produced, is not met); an entry a failed check concerns is marked as not to be
+    trusted."""
     doubtful = {f.about for f in findings if not f.ok}
 
     def verdict(ok: bool, about: tuple[str, str]) -> str:
@@ -302,7 +303,8 @@ def minimums(report: dict, findings: list[Finding] = ()) -> list[str]:
     for m in MODEL_NAMES:
         for stage, kind in (("before_pruning", "dense"), *((f"after_{s}", k) for s, k in REPORT_SECTIONS.items())):
             entry = reported.get((m, stage))
-            if entry is None:
+            if entry is None:  # said, not skipped: a hand-in without a model listed it nowhere
+                lines.append(f"  {m:12s} {kind:12s} not produced (report.json holds no numbers): NOT met")
                 continue
             if kind == "dense":
                 lines.append(f"  {m:12s} dense        {entry['accuracy']:7.2%} (minimum {BEFORE_PRUNING_MIN[m]:.0%}): "

@@ -665,3 +665,20 @@ def test_the_reports_figures_name_the_run_reported_not_this_kernels_data_or_devi
     assert caption == "profile cpu (reduced run) | CIFAR-10 (offline JPEG-q75 copy) | NVIDIA H100 | run cpu-X"
     assert s.caption(loaded, measured_here=True).startswith(caption + " | measured again on cpu")
     assert "(reduced run)" not in s.caption(loaded | {"profile": "full"})
+
+
+def test_check_lists_a_model_the_hand_in_lacks_as_not_met():
+    """A hand-in without the pretrained ViT showed "0 failed" and no line for it at all (review)."""
+    from labutils.submission import minimums
+
+    entry = {"original_accuracy": 0.91, "pruned_accuracy": 0.9, "pruning_percentage": 80.0}
+    empty = dict.fromkeys(entry)
+    report = {"initial_accuracies": {"cnn_before_pruning": 0.91, "vit_before_pruning": None,
+                                     "vit_scratch_before_pruning": 0.86},
+              "unstructured_pruning": {"cnn": entry, "vit": empty, "vit_scratch": dict(entry, original_accuracy=0.86)},
+              "structured_pruning": {"cnn": entry, "vit": empty, "vit_scratch": dict(entry, original_accuracy=0.86)}}
+    lines = minimums(report)
+    assert len(lines) == 9
+    missing = [line for line in lines if line.split()[0] == "vit"]
+    assert [line.split()[1] for line in missing] == ["dense", "unstructured", "structured"]
+    assert all(line.endswith("not produced (report.json holds no numbers): NOT met") for line in missing)
