@@ -80,7 +80,7 @@ def test_resnet20_is_reused_only_for_the_recipe_it_was_trained_with(tmp_path, ca
     model, edited = lab.resnet20_baseline(s)
     assert not edited["reused"] and edited["made_with"]["resnet20"]["width"] == 4
     assert edited["parameters"] < first["parameters"]
-    assert "trained with another recipe than the profile's now: training again" in capsys.readouterr().out
+    assert "trained with another recipe than cfg's resnet20 and train now: training again" in capsys.readouterr().out
 
 
 def test_qat_and_pruning_give_the_same_model_when_run_twice(tmp_path):
@@ -204,3 +204,84 @@ def test_a_skipped_pruned_cnn_section_draws_nothing_and_says_so(tmp_path, capsys
     assert lab.plot_cnn({"skipped": True, "reason": "no pruned cnn"}, tmp_path / "f.png") is None
     assert capsys.readouterr().out.startswith("no figure: the pruned ResNet-18 section was skipped")
     assert not (tmp_path / "f.png").exists()
+
+
+def test_a_skipped_pruned_cnn_section_removes_an_earlier_figure(tmp_path, capsys):
+    """An earlier execution's figure stayed beside a results file saying "skipped" (review, reproduced)."""
+    from labutils.labs import quantization as lab
+
+    old = tmp_path / "06_pruned_cnn_quantized.png"
+    old.write_bytes(b"an earlier run's figure")
+    assert lab.plot_cnn({"skipped": True, "reason": "no pruned cnn"}, old) is None
+    assert not old.exists()
+    assert "removed the earlier 06_pruned_cnn_quantized.png" in capsys.readouterr().out
+
+
+def test_an_unreadable_resnet20_checkpoint_is_trained_again(tmp_path, capsys):
+    """A truncated baseline file raised CheckpointError although it would be retrained anyway."""
+    from labutils import Session
+    from labutils.labs import quantization as lab
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    path = s.dirs.models / lab.BASELINE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"PK\x03\x04 cut off")
+    _, metrics = lab.resnet20_baseline(s)
+    assert not metrics["reused"] and "resnet20_baseline.pth unreadable (" in capsys.readouterr().out
+    assert load_checkpoint(path)[1]["meta"]["run_id"] == s.run_id  # replaced by a readable one
+
+
+def test_cfg_edits_reach_the_studies_and_the_results_file(tmp_path, monkeypatch, capsys):
+    """The results file recorded a fresh copy of the profile and pruned_cnn_study, loaders and
+    resnet20_baseline re-read it: cfg["ptq_bits"] = [3] was recorded as [6, 5, 4, 3, 2] (review)."""
+    from labutils import Session
+    from labutils.labs import quantization as lab
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    cfg = lab.config(s)
+    cfg["ptq_bits"], cfg["qat"]["lr"], cfg["eval_images"] = [3], 0.5, 50
+    cfg["train"] = dict(cfg["train"], steps=1)
+    assert len(lab.loaders(s, cfg)[1].labels) == 50
+    _, baseline = lab.resnet20_baseline(s, cfg)
+    assert baseline["made_with"]["train"]["steps"] == 1
+    r20 = {"fp32_accuracy": 0.5, "baseline": baseline, "ptq": {}, "pruning": {},
+           "qat": {"method": "symmetric/channel/mse", "accuracy": {}}}
+    written = lab.write_results(s, r20, {"skipped": True, "reason": "none"}, cfg)
+    saved = json.loads((s.dirs.metrics / "quantization.json").read_text())
+    assert saved["config"]["ptq_bits"] == [3] and saved["config"]["qat"]["lr"] == 0.5 == written["config"]["qat"]["lr"]
+    assert "note:" not in capsys.readouterr().out
+    lab.write_results(s, r20, {"skipped": True, "reason": "none"})  # the profile's: not what ResNet-20 ran
+    assert "note: ResNet-20 was trained with other resnet20/train settings than cfg's" in capsys.readouterr().out
+    # pruned_cnn_study sweeps with cfg's settings, not the profile's
+    seen = {}
+    monkeypatch.setattr(lab, "_pruned_cnn_missing", lambda s: None)
+    monkeypatch.setattr(s, "load", lambda *a: (lab.build_model("resnet20", width=4), {"metrics": {}}))
+    monkeypatch.setattr(lab, "ptq_sweep", lambda m, t, methods, bits, masks: seen.update(ptq=bits, images=len(t.labels)))
+    monkeypatch.setattr(lab, "qat_sweep", lambda m, tr, t, method, bits, recipe, masks: seen.update(lr=recipe["lr"]))
+    lab.pruned_cnn_study(s, cfg)
+    assert seen == {"ptq": [3], "images": 50, "lr": 0.5}
+
+
+def _record(s, **record):
+    from labutils.artifacts import write_json
+
+    write_json(s.dirs.metrics_file("cnn", "after_unstructured_pruning"), record)
+
+
+def test_a_missing_pruned_cnn_says_which_way_it_is_missing(tmp_path):
+    """A produced record whose .pth was gone was skipped as "notebook 03 has not written
+    cnn_after_unstructured_pruning in this run" (review, reproduced)."""
+    from labutils import Session
+    from labutils.labs import quantization as lab
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    assert "(no metrics/cnn_after_unstructured_pruning.json): run notebook 03 first" in lab.pruned_cnn_study(s)["reason"]
+    _record(s, run=dict(s.info, run_id="another-run"), produced=True)
+    s.dirs.checkpoint("cnn", "after_unstructured_pruning").write_bytes(b"another run's weights")
+    assert "has not written cnn_after_unstructured_pruning in this run" in lab.pruned_cnn_study(s)["reason"]
+    s.dirs.checkpoint("cnn", "after_unstructured_pruning").unlink()
+    _record(s, run=s.info, produced=False, reason="its pruning diverged")
+    assert lab.pruned_cnn_study(s) == {"skipped": True, "reason": "its pruning diverged"}
+    _record(s, run=s.info, produced=True)
+    out = lab.pruned_cnn_study(s)
+    assert out["skipped"] and "its checkpoint models_saved/cnn_after_unstructured_pruning.pth is missing" in out["reason"]

@@ -7,12 +7,16 @@ estimator buys back, and that pruning and quantization compose (zeros stay zero)
 ``quant`` (quantizers, fake quantization, size accounting), ``prune`` (masks and schedules),
 ``train.fit``.
 
-Accuracies are fractions; every dict keyed by bit width uses string keys ("4") so it is JSON.
+Accuracies are fractions, as is ``config.prune.sparsity``; ``pruning_percentage`` and
+``sparsity_all_parameters`` are percents (of the prunable weights, of every parameter), as in every
+record of the course (``prune.sparsity_report``, ``report_details.json``). Every dict keyed by bit
+width uses string keys ("4") so it is JSON.
 """
 from __future__ import annotations
 
 import copy
 import json
+import math
 import numbers
 import time
 from pathlib import Path
@@ -23,14 +27,14 @@ from torch import nn
 
 from ..accel import memory_format
 from ..artifacts import write_json
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from ..data import augmentation_of, fit_arguments
 from ..errors import SettingsError
 from ..models import build_model, count_parameters
 from ..plots import COLORS, FLOAT_COLOR, finish, log_tick_labels, named_styles, panels, style_for
 from ..prune import prunable_parameters, sparsity_report
 from ..prune.masks import left_dense
-from ..prune.schedules import iterative_prune, steps_budget
+from ..prune.schedules import check_growable, check_scope, iterative_prune, round_targets, steps_budget
 from ..quant import FakeQuantizer, QuantSpec, model_size_bits, quantized_copy, quantized_parameters
 from ..session import Session
 from ..train import evaluate, fit, progress, quiet_progress, seed_everything
@@ -51,19 +55,34 @@ PRUNED_CNN = ("cnn", "after_unstructured_pruning")
 
 
 def config(s: Session) -> dict:
-    """A copy of the profile's ``quant`` section (the notebook may change it)."""
+    """A copy of the profile's ``quant`` section (the notebook may change it). The notebook's cells
+    pass it to the functions below that take ``cfg`` (without one they read the profile), and
+    ``write_results`` records it, so an edit reaches the runs and the results file alike."""
     return copy.deepcopy(s.profile["quant"])
 
 
-def _steps(recipe: dict, loader) -> int:
+def _cfg(s: Session, cfg: dict | None) -> dict:
+    return config(s) if cfg is None else cfg
+
+
+def _steps(recipe: dict, loader, what: str = "a fine-tuning recipe") -> int:
     """A recipe gives either ``steps`` or ``epochs`` (converted with the loader's length)."""
-    if recipe.get("steps") is not None:
-        if int(recipe["steps"]) < 1:
-            raise SettingsError(f"a fine-tuning recipe's steps is a whole number of at least 1: got {recipe['steps']!r}")
-        return int(recipe["steps"])
-    if recipe.get("epochs") is None:
-        raise SettingsError(f"a fine-tuning recipe needs its length, 'steps' or 'epochs': got {recipe!r}")
-    return round(float(recipe["epochs"]) * len(loader))
+    steps = recipe.get("steps")
+    if steps is not None:
+        # int() made 2.7 two steps and True one.
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+            raise SettingsError(f"{what}: steps is a whole number of at least 1: got {steps!r} ({recipe!r})")
+        return int(steps)
+    epochs = recipe.get("epochs")
+    if epochs is None:
+        raise SettingsError(f"{what} needs its length, 'steps' or 'epochs': got {recipe!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Real) or not math.isfinite(epochs):
+        raise SettingsError(f"{what}: epochs is a number of epochs, such as 2 or 0.5: got {epochs!r} ({recipe!r})")
+    n = round(float(epochs) * len(loader))
+    if n < 1:  # 0 failed later inside fit, -1 gave -4 steps
+        raise SettingsError(f"{what}: epochs={epochs!r} is {n} optimizer steps at {len(loader)} batches an epoch "
+                            f"({recipe!r}): give at least {0.5 / len(loader):.2g} epochs, or 'steps'")
+    return n
 
 
 def at_bits(recipe: dict, bits: int) -> dict:
@@ -121,27 +140,34 @@ def zero_masks(model: nn.Module) -> dict[str, torch.Tensor]:
 # ----------------------------------------------------------------------------------------
 # ResNet-20 baseline
 # ----------------------------------------------------------------------------------------
-def resnet20_baseline(s: Session) -> tuple[nn.Module, dict]:
-    """Train ResNet-20 with the profile's recipe and save ``models_saved/quantization/resnet20_baseline.pth``.
-    A checkpoint this run already wrote with the same recipe is reused (re-running the notebook
-    cell by cell); one of an edited recipe is trained again."""
-    cfg = config(s)
+def resnet20_baseline(s: Session, cfg: dict | None = None) -> tuple[nn.Module, dict]:
+    """Train ResNet-20 with ``cfg``'s recipe (default: the profile's) and save
+    ``models_saved/quantization/resnet20_baseline.pth``. A checkpoint this run already wrote with
+    the same recipe is reused (re-running the notebook cell by cell); one of an edited recipe,
+    another run's or an unreadable one is trained again."""
+    cfg = _cfg(s, cfg)
     path = s.dirs.models / BASELINE_FILE
     made_with = json.loads(json.dumps({"resnet20": cfg["resnet20"], "train": cfg["train"]}))  # as stored
     if path.is_file():
-        model, ckpt = load_checkpoint(path, s.device)
-        this_run = ckpt["meta"].get("run_id") == s.run_id
-        if this_run and ckpt["metrics"].get("made_with") == made_with:
-            print(f"reusing {path.name} from this run: {ckpt['metrics']['accuracy']:.2%}")
-            return model, dict(ckpt["metrics"], reused=True)
-        if this_run:
-            print(f"{path.name} of this run was trained with another recipe than the profile's now: training again")
+        try:  # its run and recipe first: a file that will be trained again is not built
+            ckpt = read_checkpoint(path)
+            this_run = (ckpt.get("meta") or {}).get("run_id") == s.run_id
+            if this_run and (ckpt.get("metrics") or {}).get("made_with") == made_with:
+                model, ckpt = load_checkpoint(path, s.device)
+                print(f"reusing {path.name} from this run: {ckpt['metrics']['accuracy']:.2%}")
+                return model, dict(ckpt["metrics"], reused=True)
+            if this_run:
+                print(f"{path.name} of this run was trained with another recipe than cfg's resnet20 and train now: "
+                      f"training again")
+        except CheckpointError as err:  # truncated, an older format: it would be replaced anyway
+            print(f"{path.name} unreadable ({err}); training again")
     recipe = dict(cfg["train"])
     train, test = s.loaders("cnn", recipe["batch_size"], augmentation_of(recipe))  # its own, not the CNN's
+    steps = _steps(recipe, train, "cfg['train'] (ResNet-20's training)")
     seed_everything(s.seed)
     model = build_model("resnet20", **cfg["resnet20"]).to(s.device, memory_format=memory_format(s.device))
     start = time.perf_counter()
-    _train(model, train, recipe, _steps(recipe, train), desc="resnet20")
+    _train(model, train, recipe, steps, desc="resnet20")
     seconds = time.perf_counter() - start
     metrics = {"accuracy": _acc(model, test), "parameters": count_parameters(model),
                "train_seconds": seconds, "test_images": len(test.labels), "reused": False, "made_with": made_with}
@@ -162,6 +188,9 @@ def ptq_sweep(model: nn.Module, test, methods: list[str], bits: list[int],
         raise SettingsError(f"ptq_sweep's methods is a list of strings, such as ['asymmetric/channel/mse']: "
                             f"got {methods!r}")
     bits, out = _bit_widths(bits, "ptq_sweep"), {}
+    for method in methods:  # every point checked first: a typo in the last one threw the others' work away
+        for b in bits:
+            QuantSpec.parse(method, b)
     for method in methods:
         acc, size = {}, {}
         for b in progress(bits, desc=f"PTQ {method}"):
@@ -171,6 +200,13 @@ def ptq_sweep(model: nn.Module, test, methods: list[str], bits: list[int],
         out[method] = {"accuracy": acc, "size_bits": size}
         print(f"PTQ {method:28s} " + "  ".join(f"{b}b {a:.2%}" for b, a in acc.items()))
     return out
+
+
+def _check_qat(method: str, bits: list[int], recipe: dict, train, what: str) -> None:
+    """Every bit width's grid and fine-tuning length, before the first one trains."""
+    for b in bits:
+        QuantSpec.parse(method, b)
+        _steps(at_bits(recipe, b), train, f"{what} at {b} bits")
 
 
 def qat(model: nn.Module, train, test, spec: QuantSpec, recipe: dict,
@@ -187,6 +223,7 @@ def qat_sweep(model: nn.Module, train, test, method: str, bits: list[int], recip
               masks: dict | None = None) -> dict:
     """{"method", "accuracy": {bits: acc}, "size_bits": {bits: n}, "zeros_kept": bool}."""
     method, bits = _one_method(method, "qat_sweep"), _bit_widths(bits, "qat_sweep")
+    _check_qat(method, bits, recipe, train, "qat_sweep's recipe")
     acc, size, kept = {}, {}, True
     for b in bits:
         spec = QuantSpec.parse(method, b)
@@ -205,10 +242,12 @@ def float_control(model: nn.Module, train, test, bits: list[int], recipe: dict) 
     float copy, with no quantization. QAT's accuracy mixes recovering from rounding with plain
     extra training; this measures the second alone. One fit per distinct length.
     {"accuracy": {bits: acc}, "steps": {bits: n}}."""
-    acc, steps, by_steps = {}, {}, {}
-    for b in _bit_widths(bits, "float_control"):
-        r = at_bits(recipe, b)
-        n = steps[str(b)] = _steps(r, train)
+    acc, by_steps = {}, {}
+    bits = _bit_widths(bits, "float_control")
+    # Every width's length first: one missing from a per-bits dict failed after the others trained.
+    steps = {str(b): _steps(at_bits(recipe, b), train, f"float_control's recipe at {b} bits") for b in bits}
+    for b in bits:
+        r, n = at_bits(recipe, b), steps[str(b)]
         if n not in by_steps:
             f = copy.deepcopy(model)
             _train(f, train, r, n, desc=f"float {n} steps")
@@ -234,16 +273,46 @@ def prune(model: nn.Module, train, sparsity: float, scope: str, rounds: int, rec
     (1 = one-shot) with ``labutils.prune.schedules.iterative_prune``: each round prunes, then
     fine-tunes with the mask enforced. The total fine-tuning is the same whatever the rounds.
     Returns (pruned copy, masks)."""
+    round_targets(sparsity, rounds)  # rounds=0 divided by zero below
     model = copy.deepcopy(model)
     seed_everything(train.seed, train)  # as _train: the same numbers whatever ran before
-    epochs_per_round = _steps(recipe, train) / rounds / len(train)
+    epochs_per_round = _steps(recipe, train, "cfg['prune']['finetune']") / rounds / len(train)
     masks, _ = iterative_prune(model, train, None, sparsity, rounds, epochs_per_round, scope,
                                desc=f"{scope} prune", **_fit_options(recipe))
     return model, masks
 
 
+def _check_pruning_study(cfg: dict, train) -> None:
+    """SettingsError for any variant, bit width or recipe the study would fail on, before the first
+    variant prunes and fine-tunes: a bad last variant threw away the others' work."""
+    p = cfg["prune"]
+    for name, variant in p["variants"].items():
+        where = f"cfg['prune']['variants'][{name!r}]"
+        if not isinstance(variant, dict) or {"scope", "rounds"} - set(variant):
+            raise SettingsError(f"{where} is a dict with 'scope' and 'rounds', such as "
+                                f"{{'scope': 'global', 'rounds': 3}}: got {variant!r}")
+        try:
+            check_scope(variant["scope"])
+            check_growable(variant["scope"], "iterative")
+            round_targets(p["sparsity"], variant["rounds"])
+        except ValueError as err:
+            raise SettingsError(f"{where}: {err}") from err
+    unknown = [n for n in p["qat_variants"] if n not in p["variants"]]
+    if unknown:  # a misspelt name skipped its QAT without a word
+        raise SettingsError(f"cfg['prune']['qat_variants'] names {unknown}, not among the variants "
+                            f"{list(p['variants'])}")
+    _steps(p["finetune"], train, "cfg['prune']['finetune']")
+    bits = _bit_widths(p["bits"], "cfg['prune']")
+    if p["qat_variants"]:
+        _check_qat(cfg["qat_method"], bits, cfg["qat"], train, "cfg['qat'] (the pruned models' QAT)")
+    for b in bits:
+        QuantSpec.parse(cfg["qat_method"], b)
+
+
 def pruning_study(model: nn.Module, train, test, cfg: dict) -> dict:
-    """For each pruning variant: prune + fine-tune (float), then PTQ and QAT at each bit width."""
+    """For each pruning variant: prune + fine-tune (float), then PTQ and QAT at each bit width.
+    A record's ``pruning_percentage`` and ``sparsity_all_parameters`` are percents."""
+    _check_pruning_study(cfg, train)
     p = cfg["prune"]
     out = {}
     # One bar for the study and its printed lines; the fits and sweeps inside show no bar of their own.
@@ -269,10 +338,10 @@ def pruning_study(model: nn.Module, train, test, cfg: dict) -> dict:
     return out
 
 
-def loaders(s: Session):
-    """(train, test) loaders for the study; the test set is cut to the profile's ``eval_images``
-    (class-balanced) when set, since every sweep point is an evaluation."""
-    cfg = config(s)
+def loaders(s: Session, cfg: dict | None = None):
+    """(train, test) loaders for the study; the test set is cut to ``cfg``'s (default: the
+    profile's) ``eval_images`` (class-balanced) when set, since every sweep point is an evaluation."""
+    cfg = _cfg(s, cfg)
     train, test = s.loaders("cnn", cfg["train"]["batch_size"], augmentation_of(cfg["train"]))
     n = cfg.get("eval_images")
     if n and n < len(test.labels):
@@ -302,18 +371,38 @@ def start_results(model: nn.Module, baseline: dict, test) -> Results:
                    size_bits_fp32=model_size_bits(model)["total_bits"])
 
 
-def pruned_cnn_study(s: Session) -> dict:
-    """PTQ and QAT of notebook 03's pruned ResNet-18 with its zeros kept; skipped when absent."""
-    if not s.available(*PRUNED_CNN):
-        m = s.metrics(*PRUNED_CNN)
-        reason = (m or {}).get("reason") or "notebook 03 has not written cnn_after_unstructured_pruning in this run"
+def _pruned_cnn_missing(s: Session) -> str | None:
+    """Why notebook 03's pruned ResNet-18 cannot be studied, or None when it can."""
+    name = "_".join(PRUNED_CNN)
+    m = s.metrics(*PRUNED_CNN)
+    if not m:
+        return f"notebook 03 has not written {name} (no metrics/{name}.json): run notebook 03 first"
+    if (m.get("run") or {}).get("run_id") != s.run_id:
+        return (f"notebook 03 has not written {name} in this run (metrics/{name}.json is from run "
+                f"{(m.get('run') or {}).get('run_id')}): run notebook 03 in this run first")
+    if not m.get("produced"):
+        return m.get("reason") or f"notebook 03 recorded {name} as not produced in this run"
+    path = s.dirs.checkpoint(*PRUNED_CNN)
+    if not path.is_file():
+        return (f"notebook 03 produced {name} in this run, but its checkpoint "
+                f"{path.relative_to(s.dirs.root)} is missing: run notebook 03 again")
+    if not s.available(*PRUNED_CNN):  # a condition of the Session's own beyond the above
+        return f"notebook 03's {name} is not available in this run"
+    return None
+
+
+def pruned_cnn_study(s: Session, cfg: dict | None = None) -> dict:
+    """PTQ and QAT of notebook 03's pruned ResNet-18 with its zeros kept, with ``cfg``'s settings
+    (default: the profile's); skipped, saying why, when this run has none."""
+    reason = _pruned_cnn_missing(s)
+    if reason:
         print(f"pruned ResNet-18 section skipped: {reason}")
         return {"skipped": True, "reason": reason}
-    cfg = config(s)
+    cfg = _cfg(s, cfg)
     model, ckpt = s.load(*PRUNED_CNN)
     masks = zero_masks(model)
     train, test = s.loaders("cnn", s.train_config("cnn")["batch_size"])
-    test = loaders(s)[1] if cfg.get("eval_images") else test
+    test = loaders(s, cfg)[1] if cfg.get("eval_images") else test
     before = sparsity_report(model, quantized_parameters(model))
     out = {"accuracy": _acc(model, test), "test_images": len(test.labels), "recorded_accuracy": ckpt["metrics"].get("accuracy"),
            "zeros": before["prunable_zeros"], "weights": before["prunable_total"],
@@ -391,10 +480,16 @@ def seed_table() -> dict:
     return conv(SEED_RESULTS)
 
 
-def write_results(s: Session, r20: dict, cnn: dict) -> dict:
-    """``metrics/quantization.json``: run info, profile section, seed table, results, comparison."""
+def write_results(s: Session, r20: dict, cnn: dict, cfg: dict | None = None) -> dict:
+    """``metrics/quantization.json``: run info, the settings the notebook ran with (``cfg``;
+    default: the profile's section), seed table, results, comparison."""
     s.check_still_this_run()
-    payload = {"run": s.info, "config": config(s), "seed_study": seed_table(), "resnet20": r20,
+    cfg = _cfg(s, cfg)
+    made_with = (r20.get("baseline") or {}).get("made_with")
+    if made_with and made_with != json.loads(json.dumps({"resnet20": cfg["resnet20"], "train": cfg["train"]})):
+        print("note: ResNet-20 was trained with other resnet20/train settings than cfg's (the file keeps both: "
+              "resnet20.baseline.made_with); lab.resnet20_baseline(s, cfg) trains it with cfg's")
+    payload = {"run": s.info, "config": cfg, "seed_study": seed_table(), "resnet20": r20,
                "cnn_after_unstructured_pruning": cnn, "comparison_with_seed": comparison(r20)}
     path = write_json(s.dirs.metrics / "quantization.json", payload)
     print(f"wrote {path.relative_to(s.dirs.root)}")
@@ -496,9 +591,14 @@ def plot_size(r20: dict, path=None, caption=None):
 
 def plot_cnn(cnn: dict, path=None, caption=None):
     """Pruned ResNet-18: PTQ per method and QAT vs bits. A skipped study (``pruned_cnn_study``: no
-    pruned CNN in this run) draws nothing and returns None."""
+    pruned CNN in this run) draws nothing, removes an earlier execution's figure at ``path`` (it
+    would stand beside results that say "skipped") and returns None."""
     if cnn.get("skipped"):
-        print("no figure: the pruned ResNet-18 section was skipped (the line above says why)")
+        old = path is not None and Path(path).is_file()
+        if path is not None:
+            Path(path).unlink(missing_ok=True)
+        print("no figure: the pruned ResNet-18 section was skipped (the line above says why)"
+              + (f"; removed the earlier {Path(path).name}" if old else ""))
         return None
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for method, r in cnn["ptq"].items():
