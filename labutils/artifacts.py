@@ -30,6 +30,8 @@ class WriteFailed(Explained, OSError):
             left = f" ({free / 2**20:.0f} MiB left there)" if free is not None else ""
             self.advice = (f"{left}; free some space, or set OUT_DIR (--out) to a folder on another disk, "
                            f"then run it again (a pipeline run: add --resume)")
+        elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            self.advice = f"; its folder {path.parent} cannot be written: choose a folder you can write to"
 
     def __str__(self) -> str:
         return f"cannot write {self.filename}: {self.strerror}{self.advice}"
@@ -56,8 +58,11 @@ def atomic_write_bytes(path: str | os.PathLike, write) -> Path:
     so an interrupted run never leaves a half-written checkpoint or report behind. A failed write
     (a full disk) is a WriteFailed that names ``path`` and its cause."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:  # an unwritable folder: name the file, not mkstemp's random temporary one
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise WriteFailed(err, path) from err
     try:
         with os.fdopen(fd, "wb") as f:
             try:  # mkstemp makes the file 0600; give it the mode any new file of this process gets
@@ -238,7 +243,10 @@ def run_id_for(metrics_dir: str | os.PathLike, profile: str, seed: int = 0, fres
     none or ``fresh`` (a run that starts); SettingsError when it names another profile or seed."""
     marker = Path(metrics_dir) / "run.json"
     if not fresh and marker.is_file():
-        saved = read_json(marker)
+        try:
+            saved = read_json(marker)
+        except ValueError:  # "delete it" alone would orphan the run: a new id, its records another run's
+            raise SettingsError(damaged_run_marker(marker)) from None
         # Another profile's or seed's run: going on here would mix its records with this session's
         # (a report from one seed's baselines and another's pruned models), and the pipeline would
         # no longer know which notebooks that run finished. Older folders recorded no seed.
@@ -253,6 +261,26 @@ def run_id_for(metrics_dir: str | os.PathLike, profile: str, seed: int = 0, fres
     run_id = new_run_id(profile)
     record_run(metrics_dir, run_id, profile, seed)
     return run_id
+
+
+def damaged_run_marker(marker: Path) -> str:
+    """What to do about a damaged ``metrics/run.json``: write it again with the run id the folder's
+    other files name (``pipeline.json``, a metrics record), where one does."""
+    found = None
+    for path in [marker.with_name("pipeline.json"), *sorted(marker.parent.glob("*_*.json"))]:
+        try:
+            saved = read_json(path) if path.is_file() else {}
+        except (OSError, ValueError):
+            continue
+        run = saved.get("run", saved) if isinstance(saved, dict) else {}
+        if isinstance(run, dict) and run.get("run_id") and run.get("profile"):
+            found = {"run_id": run["run_id"], "profile": run["profile"], "seed": run.get("seed", 0)}
+            break
+    text = f"{marker} is damaged (not valid JSON): it names the run the folder holds. "
+    if found:
+        text += f"Write it again as {json.dumps(found)} ({path.name} names that run) to continue it; or "
+    return text + ("delete it to start a new run there: every record in the folder then counts as another "
+                   "run's, so run the notebooks again from 01")
 
 
 def record_run(metrics_dir: str | os.PathLike, run_id: str, profile: str, seed: int) -> None:

@@ -117,8 +117,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path} was not written by labutils (found {keys}); "
                               f"save models with labutils.checkpoint.save_checkpoint")
     if ckpt.get("version") != VERSION:
+        newer = isinstance(ckpt.get("version"), int) and ckpt["version"] > VERSION
         raise CheckpointError(f"{path} has checkpoint version {ckpt.get('version')}, "
-                              f"this labutils reads version {VERSION}")
+                              f"this labutils reads version {VERSION}: "
+                              + ("it was written by a newer labutils: update this one (git pull; python -m pip "
+                                 "install -e .), or re-run the notebook that writes it" if newer else
+                                 "delete it and re-run the notebook that writes it"))
     missing = [k for k in ("arch", "arch_kwargs", "state_dict") if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path} lacks {missing}: it was damaged or edited; delete it and re-run the "

@@ -10,8 +10,8 @@ import time
 import zipfile
 from pathlib import Path
 
-from .artifacts import (REPO_ROOT, UNCOMMITTED, WriteFailed, atomic_write_bytes, check_output_folder, git_commit,
-                        read_json, record_run, resolve_out_dir, run_id_for, write_json)
+from .artifacts import (REPO_ROOT, UNCOMMITTED, WriteFailed, atomic_write_bytes, check_output_folder,
+                        damaged_run_marker, git_commit, read_json, record_run, resolve_out_dir, run_id_for, write_json)
 from .course import MODEL_NAMES, NOTEBOOKS, STAGES
 from .data import BATCH_DIR, DEFAULT_DATA_ROOT, describe_prepared, describe_to_come, run_data_root
 from .profiles import get_profile
@@ -138,9 +138,14 @@ def check_same_run(out_dir: Path, identity: dict, starts: bool) -> None:
     Later notebooks alone (``starts`` False) continue the folder's run, so profile, commit, models,
     seed and data must all match. A run that starts at 01 or 02 replaces the folder's run notebook by
     notebook: it may be made by newer code, but with another profile, model list, seed or data it would
-    leave the old run's other files beside its own, so it is refused too."""
+    leave the old run's other files beside its own, so it is refused too. Notebooks run by hand leave
+    no pipeline.json: a run that starts reads their run's profile and seed from metrics/run.json (later
+    notebooks alone continue that run, and ``run_id_for`` refuses another profile or seed)."""
     path = out_dir / "metrics" / "pipeline.json"
     saved = read_json(path) if path.is_file() else {}
+    marker = _run_marker(out_dir, damaged_ok=True) if starts else None
+    if marker and saved.get("run_id") != marker.get("run_id"):  # a hand run, or one started since by hand
+        saved = {k: marker[k] for k in ("run_id", "profile", "seed") if k in marker}
     keys = [k for k in _WORDS if k != "git_commit" or not starts]
     differ = [k for k in keys if k in saved and _differs(k, saved, identity, continuing=not starts)]
     if not differ:
@@ -155,6 +160,37 @@ def check_same_run(out_dir: Path, identity: dict, starts: bool) -> None:
         + ("One folder holds one run: " if starts else "Notebooks run alone continue the folder's run: ")
         + f"pass {same} to {'replace' if starts else 'continue'} it, or write into another --out folder"
         + (f" (or delete {out_dir} to start over there)." if starts else "."))
+
+
+def _run_marker(out_dir: Path, damaged_ok: bool = False) -> dict | None:
+    """The folder's ``metrics/run.json`` (its run), None where there is none (or, ``damaged_ok``, where
+    it is damaged: a run that starts writes it again); RunRefused where it is damaged."""
+    marker = out_dir / "metrics" / "run.json"
+    if not marker.is_file():
+        return None
+    try:
+        return read_json(marker)
+    except ValueError:
+        if damaged_ok:
+            return None
+        raise RunRefused(damaged_run_marker(marker)) from None
+
+
+def _baselines_of(out_dir: Path, run_id: str | None) -> tuple[bool, bool]:
+    """(whether ``out_dir`` holds notebook 02's records of run ``run_id``, whether it holds another
+    run's). A record that names no run (not written by a Session) counts as the run's."""
+    ours = others = False
+    for path in (out_dir / "metrics").glob("*_before_pruning.json"):
+        try:
+            record = read_json(path)
+        except ValueError:  # damaged: --resume runs its notebook again
+            record = {}
+        named = (record.get("run") or {}).get("run_id") if isinstance(record, dict) else None
+        if named is None or (run_id is not None and named == run_id):
+            ours = True
+        else:
+            others = True
+    return ours, others
 
 
 def _joined(items: list[str]) -> str:
@@ -385,16 +421,19 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
     starts = not resume and any(b.name[:2] in ("01", "02") for b in books)
     if not resume:
         check_same_run(out_dir, identity, starts)
-    if (not any(b.name[:2] == "02" for b in books)
-            and not any((out_dir / "metrics").glob("*_before_pruning.json"))):
+    # The run the notebooks work in: a new one where 01 starts it, else the folder's.
+    this_run = run_id if resume else None if starts else (_run_marker(out_dir) or {}).get("run_id")
+    ours, others = _baselines_of(out_dir, this_run)
+    if not any(b.name[:2] == "02" for b in books) and not ours:
         # 03-05 without 02 on a folder without its baselines would record every model as not
         # produced and succeed, with 01 before them too (01 prepares data, not baselines), or
-        # resumed after 01 alone; 06 trains its own ResNet-20, so it may start a run.
+        # resumed after 01 alone; 06 trains its own ResNet-20, so it may start a run. Another
+        # run's baselines would be pruned and recorded under this run's id.
         needing = [b.name for b in books if b.name[:2] in ("03", "04", "05")]
         if needing:
             raise RunRefused(f"{out_dir} holds no baselines of notebook 02 for {', '.join(needing)} to start "
-                             f"from. Run 01 and 02 there first (--notebooks 01,02,...), or pass the --out "
-                             f"folder of a run")
+                             f"from{' (those there are left from another run)' if others else ''}. Run 01 and 02 "
+                             f"there first (--notebooks 01,02,...), or pass the --out folder of a run")
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     run_id = run_id or run_id_for(out_dir / "metrics", profile, seed, fresh=starts)
     lock.name_run(run_id)
@@ -432,8 +471,7 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
                                 stdout_file=sys.stdout, stderr_file=sys.stderr, config=kernel,
                                 kernel_manager_class=kernel_manager_logging_to(kernel_log))
         except pm.PapermillExecutionError as err:
-            _forget_machine_paths(target, book.name)
-            _replace_if_written(target, final)  # the executed notebook, with the traceback
+            _keep_partial(target, final, book.name)  # the executed notebook, with the traceback
             record(book.name, t0, failed=book.name)
             first_line = (err.source or "").strip().splitlines()[:1]
             raise NotebookFailed(
@@ -441,13 +479,17 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
                 f"{': ' + first_line[0] if first_line else ''}): {err.ename}: {err.evalue}\n"
                 f"The executed notebook with the full traceback is {final}") from None
         except DeadKernelError as err:  # killed, or out of memory: no cell error to show
-            target.unlink(missing_ok=True)
+            kept = _keep_partial(target, final, book.name)  # its outputs up to the death
             record(book.name, t0, failed=book.name)
             raise NotebookFailed(
                 f"{book.name} stopped: its kernel died ({err}), killed or out of memory. What the notebooks "
-                f"before it finished is kept." + _last_words(kernel_log)) from None
+                f"before it finished is kept."
+                + (f" Its executed notebook, up to the cell that was running, is {final}." if kept else "")
+                + _last_words(kernel_log)) from None
         except BaseException as err:  # interrupted, or the disk is full: never leave half a notebook
             target.unlink(missing_ok=True)
+            if not isinstance(err, OSError):  # interrupted: an earlier run's would pass for this run's (a
+                final.unlink(missing_ok=True)  # full disk keeps the earlier files whole, as it promises)
             if isinstance(err, RuntimeError) and "Kernel died" in str(err):  # nbclient: died while starting
                 record(book.name, t0, failed=book.name)
                 raise NotebookFailed(f"{book.name}: its kernel did not start ({err})" + _last_words(kernel_log)) from None
@@ -561,6 +603,20 @@ def _last_words(log) -> str:
 def _replace_if_written(partial: Path, final: Path) -> None:
     if partial.is_file():
         os.replace(partial, final)
+
+
+def _keep_partial(partial: Path, final: Path, name: str) -> bool:
+    """A failed notebook's executed copy (its outputs up to the failure) in place of ``final``;
+    where papermill left none, or not a whole notebook, ``final`` is removed: an earlier run's
+    there would pass for this run's. True when kept."""
+    try:
+        _forget_machine_paths(partial, name)
+    except Exception:  # missing, or cut short: nbformat's errors are of many kinds
+        partial.unlink(missing_ok=True)
+        final.unlink(missing_ok=True)
+        return False
+    _replace_if_written(partial, final)
+    return True
 
 
 def format_seconds(seconds: float) -> str:

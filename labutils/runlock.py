@@ -4,8 +4,9 @@ The lock is a file holding {pid, host, run_id, started, token}, written whole un
 and hard-linked to its own (atomic, and refused where a lock exists), so it is never seen empty. A
 second run into the folder is refused with the holder's run id and PID. A lock left by a process of
 this host that no longer runs (killed with SIGKILL, or the machine restarted: its PID gone, or given
-to a process started after the lock) is reported and taken over; one from another host cannot be
-checked and is refused.
+to a process started after the lock, or the lock names another boot of the machine) is reported and
+taken over; one from another host, or from another PID namespace of this one (a container sharing the
+host's name), cannot be checked and is refused.
 Taking over happens under an flock of the folder, so two runs cannot both take over the same stale lock.
 """
 from __future__ import annotations
@@ -40,8 +41,8 @@ def check_free(out_dir: str | os.PathLike) -> None:
     holder = _holder(path)
     if holder is None or (holder.get("token") is not None and holder["token"] == os.environ.get(RUN_TOKEN_ENV)):
         return
-    if holder.get("host") != socket.gethostname():
-        raise RunLocked(_elsewhere(path, holder))
+    if where := _unreachable(holder):
+        raise RunLocked(_elsewhere(path, holder, where))
     if not _runs(holder):
         return
     raise RunLocked(f"{path.parent} is being written by {_describe(holder)}; wait for it to finish, or set "
@@ -51,6 +52,8 @@ def check_free(out_dir: str | os.PathLike) -> None:
 def _runs(holder: dict) -> bool:
     """Whether the lock's process still runs: its PID is alive, and was not given since to a process
     that started after the lock (a restarted container hands a killed run's PID on, often 1)."""
+    if holder.get("boot_id") and BOOT_ID and holder["boot_id"] != BOOT_ID:  # the machine restarted since
+        return False
     try:
         created = psutil.Process(holder["pid"]).create_time()
     except psutil.NoSuchProcess:
@@ -70,7 +73,10 @@ def _holder(path: Path) -> dict | None:
     """The lock's contents (its "pid" an int), None when there is no lock; RunLocked when unreadable."""
     try:
         holder = json.loads(path.read_text())
-        return holder | {"pid": int(holder["pid"])}
+        pid = int(holder["pid"])
+        if pid < 1:  # psutil raises ValueError for it: no process ever has it
+            raise ValueError(pid)
+        return holder | {"pid": pid}
     except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, ValueError, KeyError, TypeError):
@@ -83,9 +89,41 @@ def _describe(holder: dict) -> str:
     return f"{run} (PID {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')})"
 
 
-def _elsewhere(path: Path, holder: dict) -> str:
+def _pid_namespace() -> int | None:
+    """This process's PID namespace (its inode), None where /proc does not say (not Linux)."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+def _boot_id() -> str | None:
+    """This boot of the machine, None where Linux's /proc does not say."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+PID_NAMESPACE, BOOT_ID = _pid_namespace(), _boot_id()
+
+
+def _unreachable(holder: dict) -> str | None:
+    """Where the lock's process is when its PID cannot be checked from here ("on another host"),
+    else None. A container sharing the host's name (docker --network host) has its own PIDs: the
+    holder's is not there, and a live run would be judged dead."""
+    if holder.get("host") != socket.gethostname():
+        return "on another host"
+    if holder.get("boot_id") and BOOT_ID and holder["boot_id"] != BOOT_ID:
+        return None  # another boot: gone (``_runs``), whatever namespace it had
+    if holder.get("pid_ns") and PID_NAMESPACE and holder["pid_ns"] != PID_NAMESPACE:
+        return "in another PID namespace of this host (another container)"
+    return None
+
+
+def _elsewhere(path: Path, holder: dict, where: str = "on another host") -> str:
     """The refusal for a lock of another host: its PID cannot be checked, so not "wait for it"."""
-    return (f"{path.parent} is locked by {_describe(holder)}; a process on another host cannot be checked "
+    return (f"{path.parent} is locked by {_describe(holder)}; a process {where} cannot be checked "
             f"from here: if it no longer runs, delete {path}")
 
 
@@ -96,7 +134,7 @@ class RunLock:
         self.path = Path(out_dir) / LOCK_NAME
         self.info = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": None,
                      "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                     "token": uuid.uuid4().hex}
+                     "token": uuid.uuid4().hex, "pid_ns": PID_NAMESPACE, "boot_id": BOOT_ID}
 
     def __enter__(self) -> "RunLock":
         if not self._create() and not self._take_over_if_stale():
@@ -162,8 +200,8 @@ class RunLock:
             holder = _holder(self.path)
             if holder is None:
                 return self._create()  # released meanwhile
-            if holder.get("host") != self.info["host"]:
-                raise RunLocked(_elsewhere(self.path, holder))
+            if where := _unreachable(holder):
+                raise RunLocked(_elsewhere(self.path, holder, where))
             if _runs(holder):
                 raise RunLocked(f"{self.path.parent} is in use by {_describe(holder)}; wait for it to "
                                 f"finish, or write this run into another --out folder")

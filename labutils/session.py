@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import numbers
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,8 @@ from . import data as D
 from .accel import memory_format, precision_for
 from .artifacts import (RunDirs, device_name, file_sha256, git_commit, read_json, resolve_out_dir, run_id_for,
                         run_info, write_json)
-from .checkpoint import load_checkpoint, save_checkpoint
-from .course import BASELINE_MISSING, MODEL_NAMES, NOTEBOOK_OF_STAGE
+from .checkpoint import CheckpointError, _safely_loadable, load_checkpoint, save_checkpoint
+from .course import BASELINE_MISSING, MODEL_NAMES, NOTEBOOK_OF_STAGE, STAGES
 from .errors import SettingsError
 from .models import COURSE_MODELS, course_model, input_size
 from .profile_check import check_profile
@@ -49,16 +50,18 @@ class Session:
         # Every parameter is checked before the first folder or file is written.
         self.seed = check_seed(seed)
         self.models = check_models(models)
+        if not isinstance(device, (str, torch.device)):  # None: torch's own error is a dozen lines of overloads
+            raise SettingsError(f"DEVICE = {device!r}: use auto, cpu, cuda, cuda:N or mps (a string)")
         try:
             self.device = get_device(device)
             self.profile = check_profile(get_profile(auto_profile(device) if profile == "auto" else profile))
+            root = resolve_out_dir(self.profile["name"], out_dir)
         except (ValueError, RuntimeError) as err:  # shown as one line naming the parameter
             raise SettingsError(str(err)) from None
         self.name = self.profile["name"]
         if self.name == "full" and self.device.type == "cpu":
             print("note: the full profile is the GPU's recipe; on the CPU it takes many hours "
                   "(PROFILE = \"cpu\" is the CPU's: 26 to 34 minutes on 2 cores, more with the pretrained ViT)")
-        root = resolve_out_dir(self.name, out_dir)
         check_free(root)  # a notebook beside a running pipeline would overwrite its files
         new_run = not (root / "metrics" / "run.json").is_file()
         if new_run and not start_run:
@@ -73,7 +76,11 @@ class Session:
         if data_root and Path(data_root).expanduser().resolve() != self.data_root:
             print(f"note: the {self.name} profile writes and reads its own synthetic data "
                   f"({self.data_root.name}/ in the run's folder); DATA_ROOT is not used")
-        self.run_id = run_id_for(self.dirs.metrics, self.name, self.seed)
+        try:
+            self.run_id = run_id_for(self.dirs.metrics, self.name, self.seed)
+        except OSError as err:  # WriteFailed: the folders exist, but run.json cannot be written there
+            raise SettingsError(f"cannot write into OUT_DIR {self.dirs.root} ({err.filename}: "
+                                f"{err.strerror or err}): set OUT_DIR to a folder you can write to") from None
         ran = self.pipeline_summary()
         if not start_run:
             self.models = self._models_of_run(self.models, ran)
@@ -100,12 +107,16 @@ class Session:
         this run (not "not produced", which would read as a failure). ``ran``: ``pipeline_summary()``."""
         if not ran:
             return models
-        in_run = [m for m in models if m in ran.get("models", models)
-                  or any(self.dirs.metrics_file(m, stage).is_file() for stage in NOTEBOOK_OF_STAGE)]
+        in_run = [m for m in models if m in ran.get("models", models)  # another run's records do not count
+                  or any(self._of_this_run(_readable(self.dirs.metrics_file(m, stage))) for stage in NOTEBOOK_OF_STAGE)]
         if in_run != models:
             print(f"note: this run trained {', '.join(in_run) or 'none of MODELS'}; "
                   f"{', '.join(m for m in models if m not in in_run)} left out, as not in this run")
         return in_run
+
+    def _of_this_run(self, record) -> bool:
+        """Whether a metrics record was written by this run (another run's leftover is not)."""
+        return isinstance(record, dict) and (record.get("run") or {}).get("run_id") == self.run_id
 
     def pipeline_summary(self) -> dict:
         """``metrics/pipeline.json`` where the pipeline made this run (its models, notebooks,
@@ -149,11 +160,12 @@ class Session:
         in this kernel (times, re-scored accuracy), on this session's device."""
         if run is None:
             name, reduced, data = self.name, self.profile["reduced"], self.data_description
-            device, run_id = device_name(self.device), self.run_id
+            device, run_id, seed = device_name(self.device), self.run_id, self.seed
         else:
             name, data, device, run_id = run["profile"], run["data"], run["device"], run["run_id"]
-            reduced = PROFILES.get(name, {}).get("reduced", False)
+            reduced, seed = PROFILES.get(name, {}).get("reduced", False), run.get("seed", 0)
         line = f"profile {name}{' (reduced run)' if reduced else ''} | {data} | {device} | run {run_id}"
+        line += f" | seed {seed}" if seed else ""  # the injected cell that named it is gone from executed notebooks
         return line + (f" | measured again on {device_name(self.device)}" if measured_here else "")
 
     # -- data -----------------------------------------------------------------------------
@@ -239,14 +251,30 @@ class Session:
              sparse: bool = False) -> dict:
         """Checkpoint ``models_saved/{name}_{stage}.pth`` and ``metrics/{name}_{stage}.json``.
         Returns the metrics record written (with run info and the checkpoint's size)."""
+        check_artifact(name, stage)
         self.check_still_this_run()
         path = self.dirs.checkpoint(name, stage)
+        metrics = _plain(metrics)  # a tensor accuracy, (pred == y).float().mean(), is a number here
         record = {"model": name, "stage": stage, "run": self.info, "produced": True, **metrics}
         try:  # before the checkpoint: a record that cannot be written would leave it without one
             json.dumps(record, allow_nan=False)
-        except (TypeError, ValueError) as err:
+        except ValueError as err:
             raise ValueError(f"{name}'s {stage} metrics cannot be written ({err}): nothing was saved. "
                              f"NaN or an infinity comes from a diverged training (lower the learning rate)") from err
+        except TypeError as err:
+            raise TypeError(f"{name}'s {stage} metrics cannot be written ({err}): nothing was saved. "
+                            f"Pass plain numbers (x.item(), float(x)), strings, lists and dicts") from err
+        # What save_checkpoint refuses, refused before the record below is replaced.
+        if not getattr(model, "arch", None):
+            raise ValueError("the model has no .arch record; build it with s.new_model or "
+                             "labutils.models.build_model: nothing was saved")
+        _safely_loadable({"arch_kwargs": model.arch["kwargs"], "metrics": _numbers_only(metrics), "meta": record["run"]})
+        # "Not produced" while the checkpoint is replaced: an interrupt between the two writes left
+        # the new weights beside the old record's numbers.
+        write_json(self.dirs.metrics_file(name, stage), {
+            "model": name, "stage": stage, "run": record["run"], "produced": False,
+            "reason": f"its save did not finish (interrupted, or the disk was full): run notebook "
+                      f"{NOTEBOOK_OF_STAGE[stage]} again"})
         save_checkpoint(path, model, metrics=_numbers_only(metrics), meta=record["run"], sparse=sparse)
         record["checkpoint"] = {"path": str(path.relative_to(self.dirs.root)), "bytes": path.stat().st_size,
                                 "encoding": "sparse" if sparse else "dense", "sha256": file_sha256(path)}
@@ -292,6 +320,7 @@ class Session:
     def record_missing(self, name: str, stage: str, reason: str) -> dict:
         """Say in the metrics that ``name`` was not produced, and why (no made-up numbers). This run's
         same record, already there, is left as it is (``_outdate_later_notebooks`` only on a change)."""
+        check_artifact(name, stage)
         self.check_still_this_run()
         path = self.dirs.metrics_file(name, stage)
         try:
@@ -311,15 +340,43 @@ class Session:
 
     def record_missing_baseline(self, name: str, stage: str) -> dict:
         """``record_missing`` for a model whose baseline notebook 02 did not produce, with its reason."""
-        before = self.metrics(name, "before_pruning") or {}
-        reason = before.get("reason", "no before_pruning checkpoint in this run; run notebook 02 first")
+        before = self.metrics(name, "before_pruning")
+        if before is not None and not self._of_this_run(before):  # its reason would be another run's
+            reason = (f"{name}_before_pruning is left from run {(before.get('run') or {}).get('run_id')}, not "
+                      f"this run ({self.run_id}): run notebook 02 of this run first")
+        else:
+            reason = (before or {}).get("reason", "no before_pruning checkpoint in this run; run notebook 02 first")
         return self.record_missing(name, stage, f"{BASELINE_MISSING}: {reason}")
 
     def load(self, name: str, stage: str) -> tuple[torch.nn.Module, dict]:
-        loaded = load_checkpoint(self.dirs.checkpoint(name, stage), self.device, expect_model=name)
+        """This run's checkpoint of ``name`` at ``stage``: CheckpointError for one its record does not
+        name (replaced, copied from another run, or its save interrupted), whose numbers would be
+        reported for other weights."""
+        path = self.dirs.checkpoint(name, stage)
+        model, ckpt = load_checkpoint(path, self.device, expect_model=name)
+        record = self.metrics(name, stage)
+        again = f"run notebook {NOTEBOOK_OF_STAGE[stage]} of this run again" if stage in NOTEBOOK_OF_STAGE else \
+            "run the notebook that writes it again"
+        written_by = (ckpt.get("meta") or {}).get("run_id")
+        if not self._of_this_run(record) or not record.get("produced"):
+            if record is None:
+                said = "none"
+            elif not self._of_this_run(record):
+                said = f"run {(record.get('run') or {}).get('run_id')}'s"
+            else:
+                said = f"not produced: {record.get('reason')}"
+            raise CheckpointError(f"{path} is not a checkpoint this run ({self.run_id}) recorded (its record "
+                                  f"{self.dirs.metrics_file(name, stage).name}: {said}): {again}")
+        if written_by != self.run_id:
+            raise CheckpointError(f"{path} was written by run {written_by}, not this run ({self.run_id}): it was "
+                                  f"copied from another run or profile; {again}")
+        recorded_sha = (record.get("checkpoint") or {}).get("sha256")
+        if recorded_sha and file_sha256(path) != recorded_sha:  # older records name no SHA-256
+            raise CheckpointError(f"{path} is not the checkpoint {self.dirs.metrics_file(name, stage).name} records "
+                                  f"(another SHA-256): replaced, or its save was interrupted; {again}")
         if stage == "before_pruning":  # the baseline this kernel prunes, whatever is trained after
-            self._baselines[name] = ((self.metrics(name, stage) or {}).get("checkpoint") or {}).get("sha256")
-        return loaded
+            self._baselines[name] = recorded_sha
+        return model, ckpt
 
     def metrics(self, name: str, stage: str) -> dict | None:
         path = self.dirs.metrics_file(name, stage)
@@ -339,13 +396,15 @@ class Session:
         return records
 
     def available(self, name: str, stage: str = "before_pruning") -> bool:
-        """True when an earlier notebook produced ``name`` at ``stage`` in this run."""
+        """True when an earlier notebook produced ``name`` at ``stage`` in this run (another run's
+        leftover files do not count: they would be pruned and recorded under this run's id)."""
         m = self.metrics(name, stage)
-        return bool(m and m.get("produced") and self.dirs.checkpoint(name, stage).is_file())
+        return bool(m and m.get("produced") and self._of_this_run(m) and self.dirs.checkpoint(name, stage).is_file())
 
     def __repr__(self) -> str:
         return (f"Session(profile={self.name!r}, device={self.device}, data={self.data_description!r}, "
-                f"out={shown_path(self.dirs.root)!r}, run_id={self.run_id!r})")
+                f"out={shown_path(self.dirs.root)!r}, run_id={self.run_id!r}, seed={self.seed}, "
+                f"models={self.models!r})")
 
 
 def check_models(models) -> list[str]:
@@ -355,18 +414,34 @@ def check_models(models) -> list[str]:
         names = [m.strip() for m in models.split(",")]
         raise SettingsError(f"MODELS = {models!r} is a string: use a list of course models, such as {names} "
                             f"(with papermill: -y \"MODELS: [{', '.join(names)}]\")")
-    if models is None or (isinstance(models, str) and models not in MODEL_NAMES):
+    if models is None or (isinstance(models, str) and RUN_ID.fullmatch(models)):
         # An executed notebook from before RUN_ID was removed passes it here (RUN_ID or None).
         raise SettingsError(f"Session's sixth argument is MODELS, a list of course models, not {models!r}; a notebook "
                             f"that passes RUN_ID there is older than this labutils (RUN_ID is gone: a folder holds "
                             f"one run): write that line as Session(PROFILE, OUT_DIR, DATA_ROOT, DEVICE, SEED, MODELS)")
-    if isinstance(models, str) or not isinstance(models, (list, tuple)):  # "cnn" would iterate letters
+    if isinstance(models, str):  # "cnn" would iterate letters; papermill's -p passes '["cnn", "vit"]' as text
+        raise SettingsError(f"MODELS = {models!r} is a string: use a list of course models, such as "
+                            f"{list(MODEL_NAMES)} (with papermill: -y \"MODELS: [cnn, vit]\")")
+    if not isinstance(models, (list, tuple)):
         raise SettingsError(f"MODELS = {models!r}: use a list of course models, such as {list(MODEL_NAMES)}")
     unknown = [m for m in models if m not in MODEL_NAMES]
     if unknown or not models:
         problem = f"unknown {unknown}" if unknown else "it names no model"
         raise SettingsError(f"MODELS = {list(models)!r}: {problem}; use one or more of {list(MODEL_NAMES)}")
     return list(dict.fromkeys(models))
+
+
+# What new_run_id makes: profile, UTC time to the second, six hex digits.
+RUN_ID = re.compile(r"[a-z]+-\d{8}T\d{6}-[0-9a-f]{6}")
+
+
+def check_artifact(name: str, stage: str) -> None:
+    """ValueError unless ``name`` is a course model and ``stage`` a course stage: a misspelt one
+    ('before_prunning') was written where no notebook reads it, and a path ('../x') outside the run."""
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; choose from {list(MODEL_NAMES)}: nothing was written")
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; choose from {list(STAGES)}: nothing was written")
 
 
 def _check_model(name: str) -> None:
@@ -382,6 +457,26 @@ def shown_path(path: str | os.PathLike) -> str:
         return os.path.relpath(path)
     except ValueError:  # another drive (Windows)
         return str(path)
+
+
+def _readable(path: Path):
+    """The JSON in ``path``, None where it is missing or damaged."""
+    try:
+        return read_json(path) if path.is_file() else None
+    except ValueError:
+        return None
+
+
+def _plain(value):
+    """``value`` with 0-d tensors and numpy scalars made Python numbers, in dicts and lists too:
+    JSON and a safe checkpoint load take plain numbers only."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if (isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0) or isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _numbers_only(metrics: dict) -> dict:

@@ -166,3 +166,16 @@ def test_evaluate_counts_the_weights_the_runs_recipe_pruned(tmp_path):
     assert evaluate_checkpoint(path, accuracy=False)["prunable_sparsity"] == pytest.approx(recorded)
     write_json(tmp_path / "metrics" / "cnn_after_unstructured_pruning.json", record | {"run": {"run_id": "r2"}})
     assert evaluate_checkpoint(path, accuracy=False)["prunable_sparsity"] != pytest.approx(recorded)  # not its run's
+
+
+def test_a_checkpoint_of_another_version_says_what_to_do(tmp_path):
+    """"has checkpoint version 2, this labutils reads version 1" named no remedy."""
+    path = save_checkpoint(tmp_path / "m.pth", build_model("resnet20", width=4))
+    for version, remedy in ((2, r"it was written by a newer labutils: update this one \(git pull; python -m pip install "
+                                r"-e \.\), or re-run the notebook that writes it"),
+                            (0, "delete it and re-run the notebook that writes it")):
+        ckpt = torch.load(path, weights_only=True)
+        torch.save(ckpt | {"version": version}, tmp_path / f"v{version}.pth")
+        with pytest.raises(CheckpointError, match=f"has checkpoint version {version}, this labutils reads "
+                                                  f"version 1: {remedy}"):
+            read_checkpoint(tmp_path / f"v{version}.pth")

@@ -536,3 +536,79 @@ def test_a_refused_run_names_the_options_to_pass_readably(tmp_path):
     with pytest.raises(pipeline.RunRefused, match="pass --profile smoke, --models cnn,vit,vit_scratch and "
                                                   "--seed 1 to replace it"):
         pipeline.check_same_run(tmp_path, cpu | {"seed": 0, "models": ["cnn"]}, starts=True)
+
+
+def test_a_run_started_over_a_hand_run_of_another_profile_or_seed_is_refused(tmp_path):
+    """Notebooks run by hand leave only metrics/run.json: check_same_run read pipeline.json alone,
+    and the pipeline's new run replaced the hand run without a word."""
+    from labutils.artifacts import record_run
+
+    record_run(tmp_path / "metrics", "cpu-20260101T000000-abcdef", "cpu", 0)
+    smoke = pipeline._identity("smoke", ["cnn"], 0, None)
+    with pytest.raises(pipeline.RunRefused, match=r"holds run cpu-20260101T000000-abcdef made with profile "
+                                                  r"'cpu'.* pass --profile cpu to replace it"):
+        pipeline.check_same_run(tmp_path, smoke, starts=True)
+    record_run(tmp_path / "metrics", "smoke-20260101T000000-abcdef", "smoke", 2)
+    with pytest.raises(pipeline.RunRefused, match="made with seed 2; .* pass --seed 2 to replace it"):
+        pipeline.check_same_run(tmp_path, smoke, starts=True)
+    record_run(tmp_path / "metrics", "smoke-20260101T000000-abcdef", "smoke", 0)
+    pipeline.check_same_run(tmp_path, smoke, starts=True)  # the same profile and seed: replaced
+    assert read_json(tmp_path / "metrics" / "run.json")["profile"] == "smoke"
+
+
+@pytest.mark.parametrize("death", ["kernel", "interrupt"])
+def test_a_notebook_that_dies_leaves_no_earlier_runs_notebook_under_its_name(tmp_path, monkeypatch, death):
+    """After a kernel death (out of memory) or Ctrl-C, the previous run's executed notebook stayed
+    under the final name, looking like this run's; the partial one, with the outputs up to the death,
+    was deleted."""
+    import papermill
+    from nbclient.exceptions import DeadKernelError
+
+    out = tmp_path / "out"
+    (out / "notebooks").mkdir(parents=True)
+    (out / "notebooks" / "01_data.ipynb").write_text("OLD-RUN")
+
+    def execute(src, dst, parameters, **kw):
+        partial = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+        partial.metadata["papermill"] = {"input_path": str(src), "output_path": str(dst)}
+        nbformat.write(partial, dst)  # papermill writes after every cell
+        raise DeadKernelError("Kernel died") if death == "kernel" else KeyboardInterrupt
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    if death == "kernel":
+        assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", "01"]) == 1
+        kept = nbformat.read(out / "notebooks" / "01_data.ipynb", 4)
+        assert kept.cells[0].source == "x = 1" and kept.metadata.papermill.output_path == "01_data.ipynb"
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.run_pipeline("smoke", out, notebooks=["01"])
+        assert not (out / "notebooks" / "01_data.ipynb").exists()
+    assert not list((out / "notebooks").glob(".*"))
+
+
+def test_another_runs_baselines_do_not_let_later_notebooks_start(tmp_path, monkeypatch, capsys):
+    """The "has baselines" check globbed any run's records: 03 after --notebooks 01 (a new run) pruned
+    the earlier run's baselines and recorded them under the new run's id."""
+    import papermill
+
+    from labutils.artifacts import record_run, write_json
+
+    ran = []
+
+    def execute(src, dst, parameters, **kw):
+        ran.append(Path(src).name[:2])
+        nbformat.write(nbformat.v4.new_notebook(), dst)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    out = tmp_path / "out"
+    record_run(out / "metrics", "smoke-earlier", "smoke", 0)
+    write_json(out / "metrics" / "cnn_before_pruning.json", {"produced": True, "run": {"run_id": "smoke-earlier"}})
+    assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", "01,03"]) == 1
+    err = capsys.readouterr().err
+    assert "holds no baselines of notebook 02 for 03_unstructured_pruning.ipynb to start from (those there are " \
+           "left from another run)" in err and ran == []
+    assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", "03"]) == 0  # the folder's run: its own
+    assert ran == ["03"]
+    assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", "01"]) == 0  # a new run
+    assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", "03"]) == 1
+    assert "left from another run" in capsys.readouterr().err and ran == ["03", "01"]

@@ -19,6 +19,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+import torch
 
 from labutils import data as D
 from labutils import pipeline
@@ -447,10 +448,138 @@ def test_a_vit_named_cnn_is_refused_by_notebooks_and_evaluate(tmp_path, capsys):
     assert main(["evaluate", str(s.dirs.checkpoint("cnn", "before_pruning")), "--no-accuracy"]) == 1
     assert "named for 'cnn'" in capsys.readouterr().err
     save_checkpoint(s.dirs.checkpoint("vit_scratch", "before_pruning"), vit)
-    model, ckpt = s.load("vit_scratch", "before_pruning")  # the right name loads
+    with pytest.raises(CheckpointError, match="not a checkpoint this run .* recorded"):  # no record: not this run's
+        s.load("vit_scratch", "before_pruning")
+    s.save(vit, "vit_scratch", "before_pruning", {"accuracy": 0.1})
+    model, ckpt = s.load("vit_scratch", "before_pruning")  # the right name, saved by the run, loads
     other = tmp_path / "my_experiment.pth"  # outside the course's names: no check
     save_checkpoint(other, vit)
     assert load_checkpoint(other)[1]["arch"] == "vit_scratch"
+
+
+def test_a_checkpoint_its_record_does_not_name_is_refused(tmp_path, monkeypatch):
+    """An interrupt between the checkpoint's write and its record's left new weights beside the old
+    numbers, and a checkpoint copied from another run loaded without a word: the report then gave
+    one model's accuracy for another's weights."""
+    import shutil
+
+    from labutils import session as session_module
+    from labutils.artifacts import file_sha256, read_json
+    from labutils.session import Session
+
+    s = Session("smoke", tmp_path / "a", device="cpu", models=["cnn"])
+    model = s.new_model("cnn")
+    s.save(model, "cnn", "before_pruning", {"accuracy": 0.1})
+    s.load("cnn", "before_pruning")  # its own: loads
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    real = session_module.write_json
+    calls = []
+
+    def interrupted(path, payload):
+        calls.append(payload.get("produced"))
+        if payload.get("produced"):  # the final record: the checkpoint is already replaced
+            raise KeyboardInterrupt
+        return real(path, payload)
+
+    monkeypatch.setattr(session_module, "write_json", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        s.save(model, "cnn", "before_pruning", {"accuracy": 0.9})
+    monkeypatch.setattr(session_module, "write_json", real)
+    assert calls == [False, True]  # "not produced" first, then the checkpoint, then the record
+    record = s.metrics("cnn", "before_pruning")
+    assert record["produced"] is False and "its save did not finish" in record["reason"]
+    assert not s.available("cnn")
+    with pytest.raises(CheckpointError, match=r"not produced: its save did not finish"):
+        s.load("cnn", "before_pruning")
+
+    # The record of the first save beside the second checkpoint: the SHA-256 tells them apart.
+    s.save(s.new_model("cnn"), "cnn", "before_pruning", {"accuracy": 0.1})
+    kept = read_json(s.dirs.metrics_file("cnn", "before_pruning"))
+    s.save(model, "cnn", "before_pruning", {"accuracy": 0.9})
+    write_json(s.dirs.metrics_file("cnn", "before_pruning"), kept)
+    assert file_sha256(s.dirs.checkpoint("cnn", "before_pruning")) != kept["checkpoint"]["sha256"]
+    with pytest.raises(CheckpointError, match=r"is not the checkpoint cnn_before_pruning.json records .*replaced, "
+                                              r"or its save was interrupted; run notebook 02 of this run again"):
+        s.load("cnn", "before_pruning")
+
+    # Both files copied from another run's folder: its record is another run's, and so is the checkpoint.
+    other = Session("smoke", tmp_path / "b", device="cpu", models=["cnn"])
+    for src, dst in ((s.dirs.checkpoint("cnn", "before_pruning"), other.dirs.checkpoint("cnn", "before_pruning")),
+                     (s.dirs.metrics_file("cnn", "before_pruning"), other.dirs.metrics_file("cnn", "before_pruning"))):
+        shutil.copy(src, dst)
+    with pytest.raises(CheckpointError, match=f"its record cnn_before_pruning.json: run {s.run_id}'s"):
+        other.load("cnn", "before_pruning")
+    # The record made this run's by hand: the checkpoint still names the run that wrote it.
+    record = read_json(other.dirs.metrics_file("cnn", "before_pruning"))
+    record["run"]["run_id"] = other.run_id
+    write_json(other.dirs.metrics_file("cnn", "before_pruning"), record)
+    with pytest.raises(CheckpointError, match=f"was written by run {s.run_id}, not this run"):
+        other.load("cnn", "before_pruning")
+
+
+def test_metrics_that_are_tensors_or_numpy_numbers_are_saved_as_numbers(tmp_path):
+    """(pred == y).float().mean() was refused with the text about NaN and a diverged training, and a
+    numpy float with torch's wording about safe loads."""
+    from labutils.session import Session
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    record = s.save(s.new_model("cnn"), "cnn", "before_pruning",
+                    {"accuracy": torch.tensor([1.0, 0.0]).mean(), "test_loss": np.float64(0.5),
+                     "n": np.int64(3), "history": [{"loss": torch.tensor(2.0)}]})
+    assert record["accuracy"] == 0.5 and record["test_loss"] == 0.5 and record["n"] == 3
+    assert record["history"] == [{"loss": 2.0}] and type(record["n"]) is int
+    _, ckpt = s.load("cnn", "before_pruning")
+    assert ckpt["metrics"]["accuracy"] == 0.5 and ckpt["metrics"]["test_loss"] == 0.5
+    with pytest.raises(TypeError, match=r"nothing was saved\. Pass plain numbers \(x\.item\(\), float\(x\)\)") as info:
+        s.save(s.new_model("cnn"), "cnn", "before_pruning", {"accuracy": torch.tensor([0.5, 0.5])})
+    assert "diverged" not in str(info.value)
+
+
+@pytest.mark.parametrize("name, stage", [("resnet", "before_pruning"), ("cnn", "before_prunning"),
+                                         ("../../escape", "before_pruning"), ("cnn", "../x")])
+def test_a_model_or_stage_no_notebook_reads_is_refused(tmp_path, name, stage):
+    """'before_prunning' was written where no notebook reads it, '../../escape' outside the run."""
+    from labutils.session import Session
+
+    s = Session("smoke", tmp_path / "run", device="cpu", models=["cnn"])
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for call in (lambda: s.save(s.new_model("cnn"), name, stage, {"accuracy": 0.1}),
+                 lambda: s.record_missing(name, stage, "why")):
+        with pytest.raises(ValueError, match=r"unknown (model|stage) .*choose from .*nothing was written"):
+            call()
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_lock_of_another_pid_namespace_is_not_taken_over_but_one_of_another_boot_is(tmp_path, capsys):
+    """A container sharing the host's name (docker --network host) has its own PIDs: the holder's
+    was not there, so a live run's lock was taken over."""
+    from labutils import runlock
+
+    if runlock.PID_NAMESPACE is None or runlock.BOOT_ID is None:
+        pytest.skip("no /proc to tell PID namespaces and boots apart")
+    lock = {"pid": 999_999_999, "host": socket.gethostname(), "run_id": "smoke-container", "token": "x",
+            "started": "2020-01-01T00:00:00+00:00", "pid_ns": runlock.PID_NAMESPACE + 1, "boot_id": runlock.BOOT_ID}
+    write_json(tmp_path / LOCK_NAME, lock)
+    for attempt in (lambda: check_free(tmp_path), lambda: RunLock(tmp_path).__enter__()):
+        with pytest.raises(RunLocked, match="a process in another PID namespace of this host .*cannot be checked"):
+            attempt()
+    assert json.loads((tmp_path / LOCK_NAME).read_text()) == lock
+    write_json(tmp_path / LOCK_NAME, lock | {"pid": os.getpid(), "boot_id": "another-boot"})  # restarted since
+    check_free(tmp_path)
+    with RunLock(tmp_path) as taken:
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["token"] == taken.info["token"]
+    assert "taking over the stale lock of run smoke-container" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pid", [0, -1])
+def test_a_lock_with_a_pid_no_process_has_is_unreadable(tmp_path, pid):
+    """psutil's ValueError ("pid must be a positive integer") came out of the notebook's Session."""
+    write_json(tmp_path / LOCK_NAME, {"pid": pid, "host": socket.gethostname(), "run_id": "x",
+                                      "started": "2020-01-01T00:00:00+00:00", "token": "x"})
+    for attempt in (lambda: check_free(tmp_path), lambda: RunLock(tmp_path).__enter__()):
+        with pytest.raises(RunLocked, match="exists but cannot be read; .*delete it"):
+            attempt()
 
 
 # -- 7. resume checks what it skips ----------------------------------------------------------

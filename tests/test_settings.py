@@ -426,6 +426,98 @@ def test_an_older_notebooks_run_id_in_models_place_names_the_change(tmp_path):
             Session("smoke", tmp_path / "out", None, "cpu", 0, old)
 
 
+@pytest.mark.parametrize("models", ['["cnn","vit"]', "cnn vit", "vit-scratch", "smoke"])
+def test_a_models_string_that_is_no_run_id_says_to_pass_a_list(tmp_path, models):
+    """papermill's -p MODELS '["cnn","vit"]' passes a string: it was told of RUN_ID and old notebooks."""
+    with pytest.raises(SettingsError, match=r"is a string: use a list of course models, such as "
+                                            r"\['cnn', 'vit', 'vit_scratch'\] \(with papermill: -y") as info:
+        Session("smoke", tmp_path / "out", None, "cpu", 0, models)
+    assert "RUN_ID" not in str(info.value) and not (tmp_path / "out").exists()
+
+
+def test_out_dir_at_the_repository_root_and_a_device_that_is_no_string_are_one_line(tmp_path):
+    """A plain ValueError (resolve_out_dir outside the try) and torch's multi-line TypeError."""
+    with pytest.raises(SettingsError, match="may not write into the repository root"):
+        Session("smoke", REPO_ROOT, device="cpu")
+    for device in (None, 0):
+        with pytest.raises(SettingsError, match=r"DEVICE = .*: use auto, cpu, cuda, cuda:N or mps") as info:
+            Session("smoke", tmp_path / "out", device=device)
+        assert len(str(info.value).splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_out_dir_whose_files_cannot_be_written_names_the_file_not_a_temporary_one(tmp_path, monkeypatch):
+    """mkdir and mkstemp sat outside the write's try: a raw PermissionError named
+    '.run.json.54r3fzb7.tmp', and the Session passed it on."""
+    import tempfile
+
+    from labutils.artifacts import WriteFailed
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".x.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(WriteFailed) as info:
+        write_json(tmp_path / "metrics" / "run.json", {})
+    assert str(info.value).startswith(f"cannot write {tmp_path / 'metrics' / 'run.json'}: Permission denied")
+    assert ".tmp" not in str(info.value) and "choose a folder you can write to" in str(info.value)
+    with pytest.raises(SettingsError, match=r"cannot write into OUT_DIR .*run\.json: Permission denied\): set OUT_DIR "
+                                            r"to a folder you can write to"):
+        Session("smoke", tmp_path / "run", device="cpu")
+
+
+def test_a_damaged_run_json_says_how_to_keep_the_run(tmp_path, monkeypatch, capsys):
+    """'delete it' alone orphaned the run: a new id, and every record then another run's."""
+    import papermill
+
+    from labutils.cli import main
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a notebook ran"))
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    s.record_missing("cnn", "before_pruning", "stand-in")
+    (s.dirs.metrics / "run.json").write_text('{"run_id": ')
+    with pytest.raises(SettingsError) as info:
+        Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    text = str(info.value)
+    assert f'Write it again as {{"run_id": "{s.run_id}", "profile": "smoke", "seed": 0}}' in text
+    assert "delete it to start a new run there: every record in the folder then counts as another run's" in text
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--notebooks", "03"]) == 1  # the pipeline alike
+    assert f'Write it again as {{"run_id": "{s.run_id}"' in capsys.readouterr().err
+
+
+def test_another_runs_leftovers_are_not_this_runs_baselines(tmp_path, capsys):
+    """After a new run started in a folder, notebooks 03, 04 and 06 pruned the previous run's baseline
+    (available() did not check the run) and recorded the result under the new run's id."""
+    from labutils.artifacts import run_id_for
+    from labutils.labs import structured
+
+    a = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    a.save(a.new_model("cnn"), "cnn", "before_pruning", {"accuracy": 0.5})
+    assert a.available("cnn")
+    run_id_for(a.dirs.metrics, "smoke", 0, fresh=True)  # a new run starts there (pipeline, or --notebooks 01)
+    b = Session("smoke", tmp_path, device="cpu", start_run=False)
+    assert not b.available("cnn") and not b.recorded("before_pruning", "x")["cnn"]["produced"]
+    assert b.models == ["cnn", "vit", "vit_scratch"]  # no pipeline.json: nothing narrowed
+    record = structured.prune_structured(b, "cnn")
+    assert record["produced"] is False and record["run"]["run_id"] == b.run_id
+    assert record["reason"] == (f"baseline not produced: cnn_before_pruning is left from run {a.run_id}, not this "
+                                f"run ({b.run_id}): run notebook 02 of this run first")
+    # A pipeline run of cnn alone: another run's vit record does not bring vit back into MODELS.
+    write_json(b.dirs.metrics / "pipeline.json", {"run_id": b.run_id, "models": ["cnn"]})
+    write_json(b.dirs.metrics_file("vit", "before_pruning"), {"produced": True, "run": {"run_id": a.run_id}})
+    assert Session("smoke", tmp_path, device="cpu", start_run=False).models == ["cnn"]
+
+
+def test_the_repr_and_caption_name_the_seed_and_models(tmp_path):
+    """The injected cell that named SEED is removed from executed notebooks: nothing showed it."""
+    s = Session("smoke", tmp_path, device="cpu", seed=3, models=["cnn"])
+    assert "seed=3" in repr(s) and "models=['cnn']" in repr(s)
+    assert s.caption().endswith(f"run {s.run_id} | seed 3")
+    assert s.caption({"profile": "smoke", "data": "d", "device": "cpu", "run_id": "r", "seed": 2}).endswith(
+        "run r | seed 2")
+    assert "seed" not in Session("smoke", tmp_path / "zero", device="cpu").caption()  # the default says nothing
+
+
 def test_the_cli_refuses_a_bad_seed_before_writing_anything(tmp_path, capsys):
     from labutils.cli import main
 

@@ -157,9 +157,9 @@ def test_final_recipe_after_a_restart_says_what_stands_in_and_keeps_the_runs_ana
         return U.Subject("cnn", s.new_model("cnn"), train, test, test, 0.5, cfg, s.seed)
 
     first = subject()
-    first.results.update(study=[{"method": "one_shot", "sparsity": 0.5, "epochs": 1, "accuracy": 0.2}],
-                         frontier={"frontier_sparsity": 0.9})
+    first.results["study"] = [{"method": "one_shot", "sparsity": 0.5, "epochs": 1, "accuracy": 0.2}]
     U.final_recipe(first)
+    first.results["frontier"] = {"frontier_sparsity": 0.9}  # searched from this final model
     U.save_final(s, first)
     assert "no study in this kernel" not in capsys.readouterr().out
     again = subject()  # a new kernel: nothing in results
