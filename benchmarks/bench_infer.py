@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 import warnings
 
@@ -25,25 +26,15 @@ import torch
 
 from labutils.accel import graphs_unavailable, precision_for
 from labutils.artifacts import device_name, git_commit, write_json
-from labutils.measure import count_macs, measure_latency
-from labutils.models import build_model
+from labutils.cli import positive, unwritable_json
+from labutils.measure import NOISY_WHY, count_macs, measure_latency
+from labutils.models import build_model, count_parameters
 from labutils.prune import structured as S
 from labutils.train import get_device, seed_everything
 
 MODELS = {"resnet18": 0.5, "vit_scratch": 0.34}  # model -> share of units removed
 MODES = ("eager", "graphs")
 BATCHES = {"cuda": [1, 4, 16, 64, 256, 1024, 4096], "cpu": [1, 4, 16, 64, 256], "smoke": [1, 4]}
-
-
-def positive(text: str) -> int:
-    """argparse type: a whole number of 1 or more (0 passes or 0 images measure nothing)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
-    return value
 
 
 def positives(text: str) -> list[int]:
@@ -81,9 +72,7 @@ def point(model, mode: str, batch: int, device, iters: int) -> dict:
 
 
 # What measure_latency's "noisy" means (measure.is_noisy), under every table that marks a cell.
-NOISY_NOTE = ("* noisy: the timed passes spread widely (interquartile range above 25% of their median), "
-              "other processes used more of the cores than this run left free, or (CPU) the 1-minute load "
-              "average exceeded the cores plus one; measure again on an idle machine")
+NOISY_NOTE = f"* noisy: {NOISY_WHY}"
 
 
 def _flag(*points: dict) -> str:
@@ -131,6 +120,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     help="measure no point after this many seconds (the rest are recorded as skipped)")
     ap.add_argument("--json", metavar="FILE", default=None, help="results, rewritten after every batch size")
     args = ap.parse_args(argv)
+    if args.json and (problem := unwritable_json(args.json, "bench_infer.json")):  # before, not after, the work
+        ap.error(problem)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if unknown := [m for m in models if m not in MODELS] + [m for m in modes if m not in MODES]:
@@ -140,15 +131,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     iters = args.iters if args.iters is not None else 2 if args.smoke else 20
     info = {"device": device_name(device), "torch": torch.__version__, "python": platform.python_version(),
             "precision": precision_for(device), "threads": torch.get_num_threads(),
-            "git_commit": git_commit(paths=("labutils", "benchmarks"))}  # an edited script is not the commit
+            "git_commit": git_commit(paths=("labutils", "benchmarks")),  # an edited script is not the commit
+            "smoke": args.smoke}  # narrow models: not the numbers of the real ones
     print(" | ".join(f"{k} {v}" for k, v in info.items()), flush=True)
+    info["argv"] = sys.argv[1:] if argv is None else list(argv)
     start, rows = time.perf_counter(), []
     for name in models:
         models_ = pair(name, args.smoke)
         mac_ratio = count_macs(models_["dense"], 32) / count_macs(models_["pruned"], 32)
+        size = {variant: count_parameters(model) for variant, model in models_.items()}  # smoke's are narrow
         for batch in batches:
             for mode in modes:
-                row = {"model": name, "batch_size": batch, "mode": mode, "mac_ratio": mac_ratio}
+                row = {"model": name, "batch_size": batch, "mode": mode, "mac_ratio": mac_ratio,
+                       "parameters": dict(size)}
                 for variant, model in models_.items():  # dense and pruned in turn, alike under load
                     if args.time_limit is not None and time.perf_counter() - start > args.time_limit:
                         row[variant] = {"images_per_second": None, "note": "skipped: time limit"}

@@ -18,14 +18,16 @@ slowed is marked ``*`` (``labutils.measure.is_noisy``) and recorded under ``nois
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
 from labutils.artifacts import device_name, git_commit, write_json
+from labutils.cli import positive, unwritable_json
 from labutils.data import DeviceLoader
-from labutils.measure import busy_elsewhere, cpu_snapshot, is_noisy
+from labutils.measure import NOISY_WHY, busy_elsewhere, cpu_snapshot, is_noisy
 from labutils.models import build_model
 from labutils.prune import MaskEnforcer, one_shot_prune
 from labutils.train import fit, get_device, make_optimizer, seed_everything
@@ -108,34 +110,44 @@ def step_ms(device, width, batch, steps=4) -> float:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--width", type=int, default=None, help="ResNet-18 width (default 64 on CUDA, 16 elsewhere)")
-    ap.add_argument("--batch", type=int, default=None, help="default 512 on CUDA, 128 elsewhere")
-    ap.add_argument("--images", type=int, default=None, help="images per epoch (default 25,000 on CUDA, 2,560 elsewhere)")
-    ap.add_argument("--epochs", type=int, default=3, help="the first is not timed")
-    ap.add_argument("--repeats", type=int, default=50, help="calls timed per enforcement")
-    ap.add_argument("--threads", type=int, default=None, help="CPU threads (1 keeps a shared CPU's timings steady)")
+    ap.add_argument("--width", type=positive, default=None, help="ResNet-18 width (default 64 on CUDA, 16 elsewhere)")
+    ap.add_argument("--batch", type=positive, default=None, help="default 512 on CUDA, 128 elsewhere")
+    ap.add_argument("--images", type=positive, default=None,
+                    help="images per epoch (default 25,000 on CUDA, 2,560 elsewhere)")
+    ap.add_argument("--epochs", type=positive, default=None, help="the first is not timed (default 3)")
+    ap.add_argument("--repeats", type=positive, default=None, help="calls timed per enforcement (default 50)")
+    ap.add_argument("--threads", type=positive, default=None, help="CPU threads (1 keeps a shared CPU's timings steady)")
     ap.add_argument("--ops-only", action="store_true",
                     help="time the enforcements and one dense step only (no training runs: fast on a CPU)")
-    ap.add_argument("--smoke", action="store_true", help="width 8, batch 32, 128 images, 2 epochs (seconds)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="width 8, batch 32, 128 images, 2 epochs, 5 repeats where not given (seconds)")
     ap.add_argument("--json", metavar="FILE", default=None)
     args = ap.parse_args(argv)
-    if args.smoke:
-        args.width, args.batch, args.images, args.epochs, args.repeats = 8, 32, 128, 2, 5
-    if args.epochs < 2 and not args.ops_only:  # else a whole dense run, then nothing to time
+    if args.json and (problem := unwritable_json(args.json, "bench_masks.json")):  # before, not after, the work
+        ap.error(problem)
+    if args.smoke:  # the values given still count: --smoke --width 16 measures width 16
+        for name, value in (("width", 8), ("batch", 32), ("images", 128), ("epochs", 2), ("repeats", 5)):
+            if getattr(args, name) is None:
+                setattr(args, name, value)
+    epochs = 3 if args.epochs is None else args.epochs
+    repeats = 50 if args.repeats is None else args.repeats
+    if epochs < 2 and not args.ops_only:  # else a whole dense run, then nothing to time
         ap.error("--epochs must be at least 2: the first epoch is warm-up")
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = get_device(args.device)
     cuda = device.type == "cuda"
-    width, batch = args.width or (64 if cuda else 16), args.batch or (512 if cuda else 128)
-    images = args.images or (25_000 if cuda else 2_560)
+    width = (64 if cuda else 16) if args.width is None else args.width
+    batch = (512 if cuda else 128) if args.batch is None else args.batch
+    images = (25_000 if cuda else 2_560) if args.images is None else args.images
     start = time.perf_counter()
     print(f"device {device_name(device)} | torch {torch.__version__} | threads {torch.get_num_threads()} | "
           f"resnet18 width {width} batch {batch} | 90% masks", flush=True)
     rates, noisy = {}, {}
     result = {"device": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "git_commit": git_commit(paths=("labutils", "benchmarks")),  # an edited script is not the commit
-              "width": width, "batch_size": batch, "images_per_epoch": images, "epochs": args.epochs,
+              "smoke": args.smoke, "argv": sys.argv[1:] if argv is None else list(argv),
+              "width": width, "batch_size": batch, "images_per_epoch": images, "epochs": epochs, "repeats": repeats,
               "images_per_second": rates, "enforcement_ms": {}, "dense_step_ms": None, "noisy": noisy}
 
     def timed(name, call):
@@ -154,9 +166,9 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.ops_only:
         for how in (None, "after-step", "gradients"):
             rates[how or "dense"] = timed(how or "dense", lambda: train_rate(device, width, batch, images,
-                                                                           args.epochs, how))
+                                                                           epochs, how))
             save()
-    result["enforcement_ms"] = ops = timed("enforcement", lambda: op_ms(device, width, batch, args.repeats))
+    result["enforcement_ms"] = ops = timed("enforcement", lambda: op_ms(device, width, batch, repeats))
     save()
     if rates:
         result["dense_step_ms"] = dense_ms = 1000 * batch / rates["dense"]
@@ -171,8 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{how:12s} {rate(how):>10s} {vs:>10s} "
               f"{ops[how]:9.3f} ms{mark('enforcement'):1s} = {ops[how] / dense_ms:5.1%} of a dense step")
     if any(noisy.values()):
-        print("* noisy: other processes used more of the cores than this run left free, or (CPU) the 1-minute "
-              "load average exceeded the cores plus one, while it was timed; measure again on an idle machine")
+        print(f"* noisy: {NOISY_WHY}")
     save()
     print(f"elapsed {result['seconds']:.0f} s", flush=True)
     return result

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 import warnings
 
@@ -33,6 +34,7 @@ import torch
 
 from labutils.accel import compile_uses_cudagraphs, graphs_unavailable, precision_for
 from labutils.artifacts import device_name, git_commit, write_json
+from labutils.cli import positive, unwritable_json
 from labutils.data import DeviceLoader
 from labutils.models import build_model
 from labutils.profiles import get_profile
@@ -158,12 +160,14 @@ def table(rows: list[dict], modes: list[str]) -> str:
     return "\n".join(lines)
 
 
-def settings(device: torch.device) -> dict:
+def settings(device: torch.device, smoke: bool = False) -> dict:
+    """What the numbers were measured with (``smoke``: narrow models, not the real ones' numbers)."""
     cuda = device.type == "cuda"
     return {"device": device_name(device), "torch": torch.__version__, "python": platform.python_version(),
             "precision": precision_for(device), "memory_format": "channels_last" if cuda else "contiguous",
             "cudnn_benchmark": cuda, "fused_optimizer": cuda, "threads": torch.get_num_threads(),
-            "git_commit": git_commit(paths=("labutils", "benchmarks"))}  # an edited script is not the commit
+            "git_commit": git_commit(paths=("labutils", "benchmarks")),  # an edited script is not the commit
+            "smoke": smoke}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -172,14 +176,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--modes", default="auto",
                     help="comma-separated subset of " + ",".join(MODES) + "; auto (default): eager, compiled, "
                          "graphs on CUDA; eager and graphs elsewhere (graphs then reads n/a)")
-    ap.add_argument("--images", type=int, default=None, help="images per epoch (default 50,000; smoke 128)")
-    ap.add_argument("--epochs", type=int, default=3, help="epochs per case; the first is not timed")
+    ap.add_argument("--images", type=positive, default=None, help="images per epoch (default 50,000; smoke 128)")
+    ap.add_argument("--epochs", type=positive, default=3, help="epochs per case; the first is not timed")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--smoke", action="store_true", help="narrow models and few images (CPU tests)")
     ap.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                     help="start no case after this many seconds (the rest are recorded as skipped)")
     ap.add_argument("--json", metavar="FILE", default=None, help="results, rewritten after every case")
     args = ap.parse_args(argv)
+    if args.json and (problem := unwritable_json(args.json, "bench_train.json")):  # before, not after, the work
+        ap.error(problem)
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in MODELS]
@@ -192,9 +198,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
              if args.modes == "auto" else [m.strip() for m in args.modes.split(",") if m.strip()])
     if unknown := [m for m in modes if m not in MODES]:
         ap.error(f"unknown mode(s) {unknown}; choose from {', '.join(MODES)}")
-    images = args.images or (128 if args.smoke else 50_000)
-    info = settings(device)
+    images = (128 if args.smoke else 50_000) if args.images is None else args.images
+    # Fewer images than a batch train nothing: every cell would fail, telling of a batch_size there is no flag for.
+    batch, model_name = max(((_recipe(m, args.smoke)["batch_size"], m) for m in models), default=(0, ""))
+    if images < batch:
+        ap.error(f"--images {images} is fewer than one batch of {model_name} ({batch}): give --images {batch} or more")
+    info = settings(device, args.smoke)
     print(" | ".join(f"{k} {v}" for k, v in info.items()), flush=True)
+    info["argv"] = sys.argv[1:] if argv is None else list(argv)
     start, rows = time.perf_counter(), []
     for model_name, variant in cases(models):
         for mode in modes:

@@ -34,8 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import FALLBACKS, MODES, _arch, _recipe, settings  # noqa: E402
 
 from labutils import train  # noqa: E402
-from labutils.accel import compile_uses_cudagraphs  # noqa: E402
+from labutils.accel import compile_modes, compile_uses_cudagraphs, known_compile_mode  # noqa: E402
 from labutils.artifacts import atomic_write_bytes, write_json  # noqa: E402
+from labutils.cli import positive, unwritable_json  # noqa: E402
 from labutils.data import AUGMENT_POLICIES, DeviceLoader  # noqa: E402
 from labutils.models import build_model  # noqa: E402
 
@@ -165,7 +166,7 @@ def analyse(events, steps: int, on_device: bool) -> dict:
 def profile_case(args, device: torch.device) -> dict:
     train.seed_everything(0)
     recipe = _recipe(args.model, args.smoke)
-    batch = args.batch_size or recipe["batch_size"]
+    batch = recipe["batch_size"] if args.batch_size is None else args.batch_size
     del recipe["batch_size"]
     kwargs = dict(MODES[args.mode])
     if args.compile_mode:
@@ -195,7 +196,8 @@ def profile_case(args, device: torch.device) -> dict:
     profiled = sum(1 for e in events if e.name.startswith("ProfilerStep"))  # "ProfilerStep*" in 2.x
     on_device = cuda and any(e.device_type == DeviceType.CUDA for e in events)
     step_s = (marker.times[total] - marker.times[args.warmup]) / args.steps
-    result = {"settings": settings(device), "model": args.model, "mode": args.mode, "compile_mode": compile_mode,
+    result = {"settings": settings(device, args.smoke) | {"argv": getattr(args, "argv", None)},
+              "model": args.model, "mode": args.mode, "compile_mode": compile_mode,
               "batch_size": batch, "augment": args.augment, "warmup_steps": args.warmup, "steps": args.steps, "profiled_steps": profiled,
               "step_ms": step_s * 1e3, "images_per_second": batch / step_s,
               "time_basis": "device kernel time" if on_device else "self CPU time of ops",
@@ -207,10 +209,12 @@ def profile_case(args, device: torch.device) -> dict:
         result["note"] = "the profiler recorded no device kernel (CUPTI unavailable?): CPU time shown"
     if fallbacks := [str(w.message) for w in caught if str(w.message).startswith(FALLBACKS)]:
         result["note"] = f"fell back to eager: {fallbacks[0]}"
+    elif dropped := [str(w.message) for w in caught if str(w.message).startswith("torch.compile mode")]:
+        result["note"] = dropped[0]  # compiled, but without the CUDA graphs its mode names
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         stem = (f"profile_{args.model}_{args.mode}{f'-{args.compile_mode}' if args.compile_mode else ''}_b{batch}"
-                f"{f'_{args.augment}' if args.augment else ''}")
+                f"{f'_{args.augment}' if args.augment else ''}{'_smoke' if args.smoke else ''}")  # not a real run's
         if args.trace:
             prof.export_chrome_trace(str(args.out / f"{stem}.trace.json.gz"))
         text = report(result, args.top) + "\n"
@@ -246,18 +250,23 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--mode", default="eager", choices=list(MODES), help="as bench_train.py names them")
     ap.add_argument("--compile-mode", default=None, metavar="NAME",
                     help="torch.compile mode of the compiling modes: max-autotune, max-autotune-no-cudagraphs...")
-    ap.add_argument("--batch-size", type=int, default=None, help="default: the recipe's (512; smoke 32)")
+    ap.add_argument("--batch-size", type=positive, default=None, help="default: the recipe's (512; smoke 32)")
     ap.add_argument("--augment", default=None, choices=AUGMENT_POLICIES,
                     help="a policy on the loader's batches (its cost shows under data)")
     ap.add_argument("--warmup", type=int, default=5, help="steps run before profiling (compilation, capture)")
     ap.add_argument("--steps", type=int, default=5, help="profiled steps")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--smoke", action="store_true", help="narrow models, batch 32 (CPU tests)")
-    ap.add_argument("--top", type=int, default=15, help="rows of the table")
+    ap.add_argument("--top", type=positive, default=15, help="rows of the table")
     ap.add_argument("--json", metavar="FILE", default=None)
     ap.add_argument("--out", type=Path, default=None, metavar="DIR", help="writes the table there")
     ap.add_argument("--trace", action="store_true", help="with --out: also a gzipped chrome trace")
     args = ap.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # recorded with the settings
+    if args.json and (problem := unwritable_json(args.json, "profile.json")):  # before, not after, the profile
+        ap.error(problem)
+    if args.compile_mode is not None and not known_compile_mode(args.compile_mode):  # before building anything
+        ap.error(f"--compile-mode must be one of {', '.join(compile_modes())}, not {args.compile_mode!r}")
     if args.steps < 1 or args.warmup < 2:
         ap.error("--steps must be at least 1 and --warmup at least 2 (one unprofiled step, one profiler warm-up)")
     if "graphs" in args.mode and args.warmup < 5:

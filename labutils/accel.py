@@ -80,6 +80,12 @@ class CompiledForward:
         self.model = model
         self.working: bool | None = None
         self.cudagraphs = compile_uses_cudagraphs(mode)  # fixed by the mode: not looked up every step
+        param = next(model.parameters(), None)
+        if self.cudagraphs and (reason := graphs_unavailable(param.device if param is not None else "cpu")):
+            # inductor drops the graphs off CUDA by itself, silently: say so, as fit(graphs=True) does
+            warnings.warn(f"torch.compile mode {mode!r} uses CUDA graphs ({reason}); compiled without them",
+                          RuntimeWarning, stacklevel=3)
+            self.cudagraphs = False
         try:  # lazy: nothing is compiled until the first call, but the platform is checked now
             self.compiled = torch.compile(model, mode=mode)
         except Exception as err:  # torch.compile refuses this Python (3.15+, a free-threaded build)

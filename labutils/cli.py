@@ -103,8 +103,33 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def positive(text: str) -> int:
+    """argparse type: a whole number of 1 or more (0 passes or 0 images measure nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return value
+
+
+def unwritable_json(path: str | os.PathLike, example: str = "results.json") -> str | None:
+    """Why a results file cannot be written at ``path`` (a folder, a place this process cannot
+    write to), or None: for a command to say before its work, not after it. ``example``: a file
+    name to suggest inside a folder given instead of a file."""
+    if Path(path).is_dir():
+        return f"cannot write {path}: it is a folder; give a file name, e.g. {Path(path) / example}"
+    folder = Path(path).resolve().parent
+    while not folder.exists():  # the writer makes missing folders: check where it would start
+        folder = folder.parent
+    if not (folder.is_dir() and os.access(folder, os.W_OK)):
+        return f"cannot write {path}: {folder} is not a folder this process can write to"
+    return None
+
+
 def _evaluate(args) -> int:
-    from .artifacts import write_json
+    from .artifacts import device_name, git_commit, write_json
     from .evaluate import evaluate_paths, format_table
     from .train import get_device
 
@@ -113,16 +138,8 @@ def _evaluate(args) -> int:
     except (RuntimeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    folder = Path(args.json).resolve().parent if args.json else None
-    while folder and not folder.exists():  # the writer makes missing folders: check where it would start
-        folder = folder.parent
-    if args.json and Path(args.json).is_dir():
-        print(f"error: cannot write {args.json}: it is a folder; give a file name, e.g. "
-              f"{Path(args.json) / 'evaluate.json'}", file=sys.stderr)
-        return 2
-    if folder and not (folder.is_dir() and os.access(folder, os.W_OK)):  # found out before, not after, the work
-        print(f"error: cannot write {args.json}: {folder} is not a folder this process can write to",
-              file=sys.stderr)
+    if args.json and (problem := unwritable_json(args.json, "evaluate.json")):  # before, not after, the work
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     rows, failures = evaluate_paths(args.paths, device, args.data_root, accuracy=not args.no_accuracy)
     if rows:
@@ -131,7 +148,9 @@ def _evaluate(args) -> int:
         print(f"error: {f['checkpoint']}: {f['error']}", file=sys.stderr)
     if args.json:
         try:
-            write_json(args.json, {"results": rows, "failures": failures})
+            # How the times were taken: on which machine, with which code (each row: batch, precision, threads).
+            write_json(args.json, {"device": device_name(device), "git_commit": git_commit(),
+                                   "results": rows, "failures": failures})
         except OSError as err:
             print(f"error: {describe_os_error(err, args.json)}", file=sys.stderr)
             return 1

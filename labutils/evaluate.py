@@ -27,6 +27,13 @@ def _run_of(folder: Path) -> str | None:
     return read_json(path).get("run_id") if path.is_file() else None
 
 
+def run_folder_of(checkpoint: str | os.PathLike) -> Path:
+    """The run folder of a checkpoint: the folder above the nearest ``models_saved/`` it lies in
+    (notebook 06's ResNet-20 lies in ``models_saved/quantization/``), else two levels above it."""
+    path = Path(checkpoint).resolve()
+    return next((p.parent for p in path.parents if p.name == "models_saved"), path.parent.parent)
+
+
 def test_loader_for(ckpt: dict, model, device, data_root: str | os.PathLike | None = None,
                     checkpoint: str | os.PathLike | None = None, run_subset: bool = False):
     """The test images the checkpoint was measured on (its run's data folder and test subset), or,
@@ -42,17 +49,17 @@ def test_loader_for(ckpt: dict, model, device, data_root: str | os.PathLike | No
         if checkpoint is None:
             raise ValueError(f"the checkpoint's data folder {root!r} is relative to its run folder: "
                              f"give the checkpoint's path, or pass --data-root")
-        run_folder = Path(checkpoint).resolve().parent.parent
+        run_folder = run_folder_of(checkpoint)
         if not (run_folder / "metrics" / "run.json").is_file():
             # A checkpoint copied out of its run's models_saved/: say so, not "download CIFAR-10".
             raise ValueError(f"the checkpoint's run read its test images from {root!r}, relative to the run "
-                             f"folder, but {run_folder} (two levels above this file) holds no run. Evaluate "
-                             f"the checkpoint where its run left it (RUN/models_saved/), or pass --data-root")
+                             f"folder, but {run_folder} (the folder above its models_saved/) holds no run. "
+                             f"Evaluate the checkpoint where its run left it (RUN/models_saved/), or pass --data-root")
         root = run_folder / root
     try:
         split = D.load_cifar10(root, train=False, download=False)
     except D.DataNotFoundError as err:
-        folder_run = checkpoint and _run_of(Path(checkpoint).resolve().parent.parent)
+        folder_run = checkpoint and _run_of(run_folder_of(checkpoint))
         if data_root or not folder_run or folder_run == meta.get("run_id"):
             raise
         # Its data folder is relative to its own run's folder, which this one is not: not "download it".
@@ -96,7 +103,9 @@ def evaluate_checkpoint(path: str | os.PathLike, device="cpu", data_root=None, a
         result = evaluate(model, test_loader_for(ckpt, model, device, data_root, path), device)
         row.update(accuracy=result["accuracy"], test_images=result["n"])
     timing = measure_latency(model, size, latency_batch, device)
-    row.update(ms_per_image=timing["ms_per_image"], timing_noisy=timing["noisy"])
+    # How it was timed: a time per image means little without the batch, device, precision and threads.
+    row.update(ms_per_image=timing["ms_per_image"], timing_noisy=timing["noisy"], latency_batch=timing["batch_size"],
+               device=timing["device"], precision=timing["precision"], threads=torch.get_num_threads())
     return row
 
 

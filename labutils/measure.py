@@ -77,7 +77,8 @@ def count_macs(model: nn.Module, input_size) -> int:
             handles.append(m.register_forward_hook(linear_hook))
         elif _is_timm_attention(m):
             handles.append(m.register_forward_hook(attention_hook))
-    was_training = model.training
+    # Each module's own mode: model.train(flag) would also wake a BatchNorm the caller froze with .eval().
+    was_training = {m: m.training for m in model.modules()}
     param = next(model.parameters())
     try:
         model.eval()
@@ -85,7 +86,8 @@ def count_macs(model: nn.Module, input_size) -> int:
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
+        for m, training in was_training.items():  # parents first: each child's own mode is set after its parent's
+            m.train(training)
     return int(macs[0])
 
 
@@ -150,8 +152,10 @@ def measure_latency(model: nn.Module, input_size, batch_size: int, device="cpu",
             "noisy": is_noisy(spread, device, busy_elsewhere(since))}
 
 
-NOISY_WHY = ("other work on this machine slowed the passes (they spread by more than 25% of their median, "
-             "or other processes used the cores this run needs): measure again when it is idle")
+# The three reasons of is_noisy, in one wording for evaluate, the notebooks and the benchmarks.
+NOISY_WHY = ("other work on this machine may have slowed the timing: its passes spread by more than 25% of "
+             "their median, other processes used more of the cores than this run left free, or (on a CPU) "
+             "the 1-minute load average exceeded the cores plus one; measure again when it is idle")
 
 _TICK_S = 0.01  # the kernel counts CPU time per core in ticks of 1/100 s (Linux's USER_HZ)
 

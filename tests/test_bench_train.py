@@ -166,3 +166,27 @@ def test_benchmarks_write_json_through_the_atomic_writer(tmp_path, monkeypatch):
         _bench(name).main(args + ["--json", str(out)])
         assert str(out) in written and json.loads(out.read_text()), name
         assert mine.read_text() == "not the benchmark's", name
+
+
+def test_a_compile_mode_with_cuda_graphs_says_so_where_it_cannot_have_them(monkeypatch):
+    """compile="reduce-overhead" on a CPU compiled without its CUDA graphs, silently, where
+    fit(graphs=True) warns. The warning is not one of bench_train's fallbacks to eager: the code
+    was still compiled."""
+    import warnings
+
+    import pytest
+
+    from labutils.accel import CompiledForward
+    from labutils.models import build_model
+
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: model)
+    for mode in ("reduce-overhead", "max-autotune"):
+        with pytest.warns(RuntimeWarning) as caught:
+            forward = CompiledForward(build_model("resnet20", width=4), mode)
+        message = str(caught[0].message)
+        assert message.startswith(f"torch.compile mode {mode!r} uses CUDA graphs (CUDA graphs need a CUDA device")
+        assert message.endswith("; compiled without them") and not message.startswith(_bench().FALLBACKS)
+        assert not forward.cudagraphs  # no step to mark for graphs that are not there
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a mode without CUDA graphs has nothing to say
+        CompiledForward(build_model("resnet20", width=4), "max-autotune-no-cudagraphs")

@@ -51,6 +51,32 @@ def test_count_macs_leaves_model_state_alone():
     assert not any(m._forward_hooks for m in model.modules())
 
 
+def test_count_macs_leaves_a_frozen_batchnorm_frozen():
+    """Only the top-level mode was saved: model.train(True) put a BatchNorm frozen with .eval()
+    back into training, where it updates its running statistics again."""
+    model = tiny_cnn().train()
+    model[1].eval()
+    before = [m.training for m in model.modules()]
+    count_macs(model, 8)
+    assert [m.training for m in model.modules()] == before and not model[1].training
+    model.eval()
+    model[6].train()  # and the other way round: one layer training inside a model in eval mode
+    before = [m.training for m in model.modules()]
+    count_macs(model, 8)
+    assert [m.training for m in model.modules()] == before
+
+
+def test_noisy_why_names_all_three_reasons_and_the_benchmarks_print_it():
+    """is_noisy flags a timing for its spread, other processes' CPU time and the load average;
+    NOISY_WHY named only the first two, and bench_infer and bench_masks had wordings of their own."""
+    from labutils.measure import NOISY_WHY
+    from test_bench_train import _bench
+
+    assert "25% of their median" in NOISY_WHY and "other processes" in NOISY_WHY and "load average" in NOISY_WHY
+    assert _bench("bench_infer").NOISY_NOTE == f"* noisy: {NOISY_WHY}"
+    assert _bench("bench_masks").NOISY_WHY is NOISY_WHY
+
+
 def test_measure_latency_reports_consistent_numbers():
     model = tiny_cnn()
     r = measure_latency(model, 8, batch_size=4, device="cpu", warmup=1, iters=3)
@@ -207,7 +233,7 @@ def test_timings_taken_while_the_machine_is_busy_are_marked(monkeypatch):
     table = format_table([row | {"timing_noisy": True}, row | {"name": "quiet", "timing_noisy": False}])
     lines = table.splitlines()
     assert lines[2].endswith("626.00 *") and lines[3].endswith("626.00")
-    assert lines[-1].startswith("* noisy timing: other work on this machine slowed the passes")
+    assert lines[-1] == f"* noisy timing: {measure.NOISY_WHY}"
     assert "noisy" not in format_table([row | {"timing_noisy": False}])
     monkeypatch.delattr(os, "getloadavg")  # Windows has none: the spread alone decides
     assert not measure.is_noisy(0.05, "cpu") and measure.is_noisy(0.3, "cpu")
@@ -289,3 +315,22 @@ def test_compare_latency_keeps_each_models_median_round_and_speedup_is_dense_ove
     assert point["dense"]["ms_per_batch"] == pytest.approx(14.0)
     assert point["pruned"]["ms_per_batch"] == pytest.approx(7.0)
     assert point["speedup"] == pytest.approx(2.0) and point["mac_ratio"] == 3.0
+
+
+def test_evaluate_records_how_it_timed_each_checkpoint(tmp_path, capsys):
+    """ms_per_image came without its batch, device, precision or threads, and the JSON named no
+    machine and no code: two evaluations could not be told apart from the file."""
+    import json
+
+    from labutils.artifacts import device_name
+    from labutils.checkpoint import save_checkpoint
+    from labutils.cli import main
+
+    model = save_checkpoint(tmp_path / "m.pth", build_model("resnet20", width=4))
+    out = tmp_path / "evaluate.json"
+    assert main(["evaluate", str(model), "--no-accuracy", "--device", "cpu", "--json", str(out)]) == 0
+    saved = json.loads(out.read_text())
+    assert saved["device"] == device_name("cpu") and "git_commit" in saved
+    row = saved["results"][0]
+    assert row["latency_batch"] == 1 and row["device"] == "cpu" and row["precision"] == "fp32"
+    assert row["threads"] == torch.get_num_threads() and row["ms_per_image"] > 0

@@ -40,10 +40,12 @@ def test_profile_vit_scratch_on_cpu_finds_its_attention_and_every_part_of_the_st
     ms = [t["ms_per_step"] for t in r["top"]]
     assert ms == sorted(ms, reverse=True) and sum(t["share"] for t in r["top"]) == pytest.approx(1.0)
     assert json.loads(out.read_text())["categories"] == r["categories"]
-    table = (tmp_path / "tables" / "profile_vit_scratch_eager_b16.txt").read_text()
+    # a smoke profile says so: in its settings, with the command line, and in its files' names
+    assert r["settings"]["smoke"] is True and r["settings"]["argv"][:2] == ["--smoke", "--device"]
+    table = (tmp_path / "tables" / "profile_vit_scratch_eager_b16_smoke.txt").read_text()
     assert table.startswith("| op | category | calls/step | ms/step | share |")
     assert "attention kernels: flash" in table
-    trace = json.loads(gzip.open(tmp_path / "tables" / "profile_vit_scratch_eager_b16.trace.json.gz").read())
+    trace = json.loads(gzip.open(tmp_path / "tables" / "profile_vit_scratch_eager_b16_smoke.trace.json.gz").read())
     assert sum(e.get("name", "").startswith("ProfilerStep") for e in trace["traceEvents"]) == 2
     assert "| op | category |" in capsys.readouterr().out
 
@@ -66,6 +68,9 @@ def test_profile_resnet20_graphs_falls_back_and_finds_no_attention(monkeypatch):
     (["--mode", "eager", "--compile-mode", "max-autotune"], "--compile-mode needs a compiling --mode"),
     (["--mode", "graphs", "--warmup", "3"], "fit captures the step at its 4th"),
     (["--trace"], "--trace needs --out DIR"),
+    # a misspelt mode was a traceback after building the model, offering True and False
+    (["--mode", "compiled", "--compile-mode", "max_autotune"], "--compile-mode must be one of default, "),
+    (["--mode", "compiled", "--compile-mode", ""], "--compile-mode must be one of"),
 ])
 def test_profile_step_refuses_bad_arguments_and_says_why(argv, message, capsys):
     with pytest.raises(SystemExit):
@@ -145,5 +150,5 @@ def test_profile_with_a_policy_counts_its_cost_as_data(tmp_path):
     assert plain["augment"] is None and strong["augment"] == "trivialaugment"
     # 16 policy calls per batch on top of crop and flip: the data share grows
     assert strong["categories"]["data"]["ms_per_step"] > plain["categories"]["data"]["ms_per_step"]
-    assert (tmp_path / "profile_resnet20_eager_b16_trivialaugment.txt").is_file()
-    assert ", trivialaugment" in (tmp_path / "profile_resnet20_eager_b16_trivialaugment.txt").read_text()
+    assert (tmp_path / "profile_resnet20_eager_b16_trivialaugment_smoke.txt").is_file()
+    assert ", trivialaugment" in (tmp_path / "profile_resnet20_eager_b16_trivialaugment_smoke.txt").read_text()

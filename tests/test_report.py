@@ -285,6 +285,18 @@ def test_evaluate_reports_bad_files_by_name_and_goes_on(full_smoke_run, tmp_path
     assert "cnn_before_pruning" in captured.out
 
 
+def test_evaluate_finds_the_run_of_a_checkpoint_in_a_subfolder_of_models_saved(full_smoke_run, tmp_path, capsys):
+    """Notebook 06's ResNet-20 lies in models_saved/quantization/: evaluate looked for its run in
+    models_saved/ and told the user to evaluate it "where its run left it" (review)."""
+    run = shutil.copytree(full_smoke_run, tmp_path / "run", ignore=shutil.ignore_patterns("notebooks", "figures"))
+    nested = run / "models_saved" / "quantization" / "cnn_before_pruning.pth"
+    nested.parent.mkdir(exist_ok=True)
+    shutil.copy(run / "models_saved" / nested.name, nested)
+    assert main(["evaluate", str(nested), "--device", "cpu"]) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert f"{100 * report['initial_accuracies']['cnn_before_pruning']:.2f}%" in capsys.readouterr().out
+
+
 def test_evaluate_of_a_checkpoint_copied_out_of_its_run_says_so(full_smoke_run, tmp_path, capsys):
     """Not "download CIFAR-10": the run's data folder is read relative to the run folder."""
     moved = tmp_path / "elsewhere" / "cnn_before_pruning.pth"
