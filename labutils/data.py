@@ -295,6 +295,12 @@ def write_cifar10(root: str | os.PathLike, train_images: np.ndarray, train_label
     # All checked before anything is written: a refused call leaves no half-written folder.
     train_images = channels_first(train_images, train_labels, "train")
     test_images = channels_first(test_images, test_labels, "test")
+    # An empty batch file would be written, then refused on reading ("it holds no images").
+    if len(train_images) < len(TRAIN_FILES):
+        raise ValueError(f"{len(train_images)} train_images for {len(TRAIN_FILES)} batch files: pass at least "
+                         f"{len(TRAIN_FILES)} training images (one per data_batch_N); nothing was written")
+    if len(test_images) == 0:
+        raise ValueError("no test_images: pass at least one test image (test_batch); nothing was written")
     folder = Path(root) / BATCH_DIR
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -514,13 +520,16 @@ class DeviceLoader:
                  augment: str | None = None, repeats: int = 1, augment_groups: int = 16):
         if int(repeats) != repeats or repeats < 1 or int(augment_groups) != augment_groups or augment_groups < 1:
             raise ValueError(f"repeats and augment_groups are whole numbers >= 1; got {repeats}, {augment_groups}")
-        if not isinstance(batch_size, numbers.Integral) or batch_size < 1:  # 0 or -1 would mean no batches
+        # 0 or -1 would mean no batches, True batches of one
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be a whole number >= 1 (images per batch), e.g. 128")
         self.device = torch.device(device)
         self.images = _uint8_images(images).to(self.device).contiguous()
         side = self.images.shape[-1]  # Cutout works on the stored images, before any resize
-        if not 0 <= cutout <= side:
-            raise ValueError(f"cutout={cutout} must be between 0 (off) and the image side {side}")
+        # A whole side: 2.5 erased a square of 2 (True one of 1) without a word.
+        if isinstance(cutout, bool) or not isinstance(cutout, numbers.Integral) or not 0 <= cutout <= side:
+            raise ValueError(f"cutout={cutout!r} must be between 0 (off) and the image side {side}, a whole number "
+                             f"of pixels")
         self.labels = torch.as_tensor(labels, dtype=torch.int64).to(self.device)
         if self.labels.shape != (len(self.images),):  # fewer dropped images silently, more failed mid-epoch
             raise ValueError(f"{self.labels.numel():,} labels (shape {list(self.labels.shape)}) for "
@@ -567,6 +576,9 @@ def subset(images: np.ndarray, labels: np.ndarray, n: int | None, seed: int = 0)
     The workbook draws every subset with the default ``seed``, not the run's: runs of different
     seeds train and score on the same images, so they differ by what the seed is for (initial
     weights, data order, augmentation), not by which images they saw."""
+    # n <= 0 sliced from the end (n=-5: all but five images), 0 gave an empty set.
+    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
+        raise ValueError(f"n={n!r} must be a whole number of examples >= 1, or None for all of them")
     if n is None or n >= len(labels):
         return images, labels
     take = subset_indices(labels, n, seed)

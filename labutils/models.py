@@ -132,6 +132,8 @@ def vit_tiny_patch16_224(num_classes: int = 10, img_size: int = 224, pretrained:
     file (``weights_path``) or else timm's hub; the classifier is new (``num_classes``)."""
     import timm
 
+    if weights_path and not pretrained:  # timm would build a random ViT and never read the file
+        raise ValueError(f"weights_path {str(weights_path)!r} needs pretrained=True (without it the file is not read)")
     kwargs = dict(num_classes=num_classes, img_size=img_size, drop_path_rate=drop_path_rate)
     named = bool(weights_path)
     if pretrained:
@@ -199,6 +201,9 @@ def check_vit_weights(path: str | os.PathLike) -> str | None:
 
     path = Path(path).expanduser()
     where = f"the local file {str(path)!r}"
+    if path.is_dir():
+        raise PretrainedWeightsUnavailable(f"VIT_WEIGHTS (--vit-weights) names {str(path)!r}, which is a folder: "
+                                           f"name the weights file in it")
     if not path.is_file():  # timm's own error for this has no text
         raise PretrainedWeightsUnavailable(f"VIT_WEIGHTS (--vit-weights) names {str(path)!r}, which does not "
                                            f"exist: check the path")
@@ -214,6 +219,13 @@ def check_vit_weights(path: str | os.PathLike) -> str | None:
     except Exception as err:  # not a tensor file at all
         raise PretrainedWeightsUnavailable(_no_weights_message(
             where, f"not a weights file: {type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}")) from None
+    from .checkpoint import FORMAT  # here: labutils.checkpoint imports this module
+
+    # Its keys and shapes pass, but its patch embedding already takes the CIFAR-10 normalisation in.
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        raise PretrainedWeightsUnavailable(_no_weights_message(
+            where, "a checkpoint of this workbook, already trained on CIFAR-10 with its input normalisation "
+                   "folded in (loading it folds it twice): pass timm's ImageNet weights"))
     for wrapper in ("state_dict", "model"):  # the usual training-checkpoint wrappings, as timm accepts
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]

@@ -145,7 +145,8 @@ def _fit_rules() -> dict:
     from .train import OPTIMIZERS, SCHEDULES, fit
 
     known = {p: None for p in inspect.signature(fit).parameters} | {a: None for a in AUGMENTATION}
-    for gone in ("model", "train_loader", "test_loader", "callback", "device", "num_classes"):
+    # stop_if_diverged: the caller's choice (the baseline stops, a sweep goes on), not a recipe's.
+    for gone in ("model", "train_loader", "test_loader", "callback", "device", "num_classes", "stop_if_diverged"):
         known.pop(gone)
     return known | {
         "epochs": whole(1), "lr": POSITIVE, "batch_size": whole(1),

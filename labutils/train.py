@@ -285,7 +285,7 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
         callback: StepCallback | None = None, device: torch.device | None = None,
         desc: str = "train", eval_every: int = 1, max_steps: int | None = None,
         compile: bool | str = False, precision: str | None = None, graphs: bool = False,
-        ema: float = 0.0) -> list[dict]:
+        ema: float = 0.0, stop_if_diverged: bool = False) -> list[dict]:
     """Train ``model`` and return its history: one dict per epoch (losses, accuracies, lr, time).
 
     ``callback(model, optimizer, step)`` runs after every optimizer step; a callback with a
@@ -304,9 +304,13 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     applied to the average after every update, so weights pruned during the run are zero in it
     too. The step loop
     never waits for the device: losses and counts are summed there and read once per epoch.
+
+    An epoch whose training loss is NaN or infinite (a diverged run: it will score at chance) is
+    warned of once; ``stop_if_diverged`` raises FloatingPointError there instead. It is off by
+    default: a sweep (notebook 06's) goes on past a diverged run and reports it.
     """
     _check_lengths(epochs, max_steps, eval_every)
-    _check_rates(lr, weight_decay, momentum, warmup, label_smoothing, mixup, grad_clip)
+    _check_rates(lr, weight_decay, momentum, warmup, label_smoothing, mixup, grad_clip, ema)
     if len(train_loader) == 0:  # it drops a last partial batch: it trained nothing, with a loss of 0
         raise ValueError(f"the training loader holds no whole batch: batch_size "
                          f"{getattr(train_loader, 'batch_size', '?')} is more than its images; use a smaller batch_size")
@@ -336,7 +340,7 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     if masks is not None:
         from .prune.masks import apply_masks  # here: labutils.prune imports this module
     scored = averaged.module if averaged is not None else model
-    history, step = [], 0
+    history, step, warned = [], 0, False
     # One bar counting optimizer steps, updated by hand: it ends full even when max_steps stops
     # the run inside an epoch (a bar wrapping the loops would close short, in red).
     bar = progress(total=total, desc=desc, unit="step")
@@ -370,6 +374,15 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
                   "images": seen, "train_seconds": time.perf_counter() - start, "lr": last_lr}
         if not mixup:  # against mixed targets, accuracy on the unmixed labels means little
             record["train_accuracy"] = float(correct) / max(seen, 1)
+        if not math.isfinite(record["train_loss"]):  # read once an epoch above: no sync of its own
+            where = (f"{desc}: training diverged at epoch {epoch + 1} of {shown_epochs} (training loss "
+                     f"{record['train_loss']}; lower lr, or set grad_clip)")
+            if stop_if_diverged:
+                bar.close()
+                raise FloatingPointError(f"{where}; stopped")
+            if not warned:  # once: the epochs after it say the same
+                warnings.warn(f"{where}; training on, the model will score at chance", RuntimeWarning, stacklevel=2)
+                warned = True
         last = epoch == epochs - 1 or step >= total
         if test_loader is not None and ((epoch + 1) % eval_every == 0 or last):
             ev = evaluate(scored, test_loader, device, precision=precision)  # as it trains
@@ -412,7 +425,7 @@ def _check_fraction(value, name: str) -> None:
         raise ValueError(f"{name} {value!r} is not a share: {hint}")
 
 
-def _check_rates(lr, weight_decay, momentum, warmup, label_smoothing, mixup, grad_clip) -> None:
+def _check_rates(lr, weight_decay, momentum, warmup, label_smoothing, mixup, grad_clip, ema=0.0) -> None:
     """ValueError for an optimizer setting that would train wrongly without a word: a negative
     grad_clip reversed the gradients, a negative weight_decay grew the weights, momentum >= 1
     diverged, and mixup < 0 or lr="0.1" failed only at the first step, in numpy's or torch's words."""
@@ -435,6 +448,13 @@ def _check_rates(lr, weight_decay, momentum, warmup, label_smoothing, mixup, gra
                          f"0.2; 0 for no mixing)")
     _check_fraction(warmup, "warmup")
     _check_fraction(label_smoothing, "label_smoothing")
+    if label_smoothing == 1:  # every target uniform over the classes: nothing left to learn
+        raise ValueError(f"label_smoothing={label_smoothing!r} must be a number in [0, 1) (for example 0.1; "
+                         f"0 for none)")
+    # As the profiles allow it: ema='0.99' failed inside, "'<' not supported", and True averaged nothing.
+    if not (isinstance(ema, numbers.Real) and not isinstance(ema, bool) and 0 <= ema < 1):
+        raise ValueError(f"ema={ema!r} must be a number in [0, 1) (the average's decay per step, for example "
+                         f"0.999; 0 for no average)")
 
 
 def make_train_step(model: nn.Module, forward, opt: torch.optim.Optimizer, device: torch.device,

@@ -563,3 +563,39 @@ def test_seed_everything_replays_the_standard_training_loader_with_its_workers(t
     seed_everything(0, train)
     x2, y2 = next(iter(train))
     assert torch.equal(y1, y2) and torch.equal(x1, x2)
+
+
+@pytest.mark.parametrize("n_train", [0, 1, 4])
+def test_write_cifar10_refuses_fewer_training_images_than_batch_files_and_writes_nothing(tmp_path, n_train):
+    """array_split wrote an empty data_batch_N, which reading then refused ("it holds no images"),
+    advising to write the data again with write_cifar10."""
+    images = np.zeros((10, 3, 32, 32), np.uint8)
+    with pytest.raises(ValueError, match=rf"{n_train} train_images for 5 batch files: pass at least 5 training images"):
+        D.write_cifar10(tmp_path, images[:n_train], np.arange(n_train), images, np.arange(10))
+    with pytest.raises(ValueError, match="no test_images: pass at least one test image"):
+        D.write_cifar10(tmp_path, images, np.arange(10), images[:0], np.arange(0))
+    with pytest.raises(ValueError, match="pass at least 5 training images"):
+        D.write_synthetic_cifar10(tmp_path, n_train=n_train)
+    assert not (tmp_path / D.BATCH_DIR).exists()
+    D.write_cifar10(tmp_path, images[:5], np.arange(5), images[:1], np.arange(1))  # one a file: it reads back
+    assert len(D.load_cifar10(tmp_path, True, download=False)[1]) == 5
+
+
+@pytest.mark.parametrize("kwargs, said", [({"batch_size": True}, "batch_size=True must be a whole number >= 1"),
+                                          ({"cutout": 2.5}, "cutout=2.5 must be between 0 (off) and the image side 32, a whole number of pixels"),
+                                          ({"cutout": True}, "cutout=True must be between 0 (off) and the image side 32, a whole number of pixels")])
+def test_device_loader_refuses_a_batch_size_or_cutout_that_is_not_a_whole_number(kwargs, said):
+    """batch_size=True made batches of one, cutout=2.5 erased squares of 2: both without a word."""
+    args = dict(batch_size=2) | kwargs
+    with pytest.raises(ValueError, match=re.escape(said)):
+        D.DeviceLoader(np.zeros((4, 3, 32, 32), np.uint8), np.zeros(4), args.pop("batch_size"), True, **args)
+    assert D.DeviceLoader(np.zeros((4, 3, 32, 32), np.uint8), np.zeros(4), np.int64(2), True, cutout=np.int64(8)).cutout == 8
+
+
+@pytest.mark.parametrize("n", [-5, 0, 2.5, True])
+def test_subset_refuses_a_count_that_is_not_a_positive_whole_number(n):
+    """n=-5 gave all but five images, n=0 an empty set."""
+    labels = np.arange(20) % 10
+    with pytest.raises(ValueError, match=re.escape(f"n={n!r} must be a whole number of examples >= 1, or None")):
+        D.subset(np.zeros((20, 3, 32, 32), np.uint8), labels, n)
+    assert len(D.subset(np.zeros((20, 3, 32, 32), np.uint8), labels, np.int64(3))[1]) == 3

@@ -169,3 +169,34 @@ def test_the_hub_pre_check_dials_the_mirror_hf_endpoint_names(monkeypatch, diall
     monkeypatch.setattr(M, "_cached_hub_file", lambda name: None)
     with pytest.raises(M.PretrainedWeightsUnavailable, match="hf-mirror.invalid cannot be reached"):
         M.course_model("vit")
+
+
+def test_a_checkpoint_of_this_workbook_is_not_taken_for_timms_weights(tmp_path):
+    """models_saved/vit_before_pruning.pth has the right keys and shapes, but it was trained with
+    the CIFAR-10 normalisation folded into its patch embedding: loading folded it a second time
+    (weights scaled twice, bias shifted twice), silently."""
+    from labutils.checkpoint import save_checkpoint
+
+    path = save_checkpoint(tmp_path / "vit_before_pruning.pth", M.build_model("vit_tiny_patch16_224"))
+    with pytest.raises(M.PretrainedWeightsUnavailable, match="a checkpoint of this workbook, already trained on "
+                       r"CIFAR-10 .*folds it twice\): pass timm's ImageNet weights"):
+        M.course_model("vit", pretrained_weights=str(path))
+    with pytest.raises(M.PretrainedWeightsUnavailable, match="a checkpoint of this workbook"):
+        M.check_vit_weights(path)
+
+
+def test_vit_weights_naming_a_folder_says_so(tmp_path):
+    """It said the folder "does not exist"."""
+    (tmp_path / "weights").mkdir()
+    with pytest.raises(M.PretrainedWeightsUnavailable, match=r"names '.*weights', which is a folder: name the "
+                       r"weights file in it"):
+        M.course_model("vit", pretrained_weights=str(tmp_path / "weights"))
+
+
+def test_a_weights_file_without_pretrained_is_refused(tmp_path):
+    """The file was silently ignored: a random ViT, built as if from it."""
+    path = tmp_path / "vit_tiny.pth"
+    torch.save(timm.create_model("vit_tiny_patch16_224").state_dict(), path)
+    with pytest.raises(ValueError, match="weights_path '.*vit_tiny.pth' needs pretrained=True"):
+        M.build_model("vit_tiny_patch16_224", weights_path=str(path))
+    assert M.build_model("vit_tiny_patch16_224", weights_path=None).arch["name"] == "vit_tiny_patch16_224"

@@ -250,3 +250,13 @@ def test_notebook_03_with_no_baseline_draws_nothing_and_an_exercise_says_why(tmp
         subjects["resnet"]
     with pytest.raises(SettingsError, match="PLAYGROUND = 'yes': use True or False"):
         U.playground(subjects, enabled="yes")
+
+
+def test_learning_curves_tell_try_recipe_histories_apart_without_colour():
+    """Every name that is not a course model was drawn grey, "x", solid: two try_recipe runs of
+    notebook 02's exercises looked the same (review)."""
+    history = [{"epoch": e, "train_loss": 2.0 / e, "test_accuracy": 0.1 * e} for e in (1, 2)]
+    fig = B.plot_learning_curves({"cnn": history, "cnn, 12 epochs": history, "cnn, cutout 16": history})
+    assert assert_series_apart(fig) == 6
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert lines["cnn"].get_marker() == "o"  # a course model keeps its own look

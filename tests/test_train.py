@@ -690,3 +690,106 @@ def test_fit_refuses_an_empty_test_loader_before_training_and_takes_a_tensor_lr(
         fit(tiny_cnn(), _tiny_train(), empty, epochs=1, lr=0.05, callback=lambda *args: steps.append(1))
     assert not steps
     fit(tiny_cnn(), _tiny_train(), None, epochs=1, lr=torch.tensor(0.05), max_steps=1)
+
+
+def _diverged_cnn() -> nn.Module:
+    """tiny_cnn with a NaN weight: its loss is NaN from the first step."""
+    from tiny import tiny_cnn
+
+    model = tiny_cnn()
+    with torch.no_grad():
+        model[0].weight[0, 0, 0, 0] = float("nan")
+    return model
+
+
+def test_a_diverged_fit_warns_once_and_stops_only_when_asked():
+    """A NaN loss trained on for every remaining epoch without a word (the model then scores at
+    chance); the baseline failed only at its save, after the whole run. By default fit goes on (a
+    sweep of notebook 06 must continue past a diverged run), warning once."""
+    import warnings
+
+    from tiny import tiny_cnn, tiny_loaders
+
+    train, test = tiny_loaders(n=32, batch=16)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = fit(_diverged_cnn(), train, test, epochs=3, lr=0.1, device=torch.device("cpu"), desc="tiny")
+    said = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(history) == 3 and all(np.isnan(h["train_loss"]) for h in history)
+    assert len(said) == 1 and said[0].startswith("tiny: training diverged at epoch 1 of 3 (training loss nan; "
+                                                 "lower lr, or set grad_clip); training on")
+    steps = []
+    with pytest.raises(FloatingPointError, match=r"^tiny: training diverged at epoch 1 of 3 \(training loss nan; "
+                       r"lower lr, or set grad_clip\); stopped$"):
+        fit(_diverged_cnn(), train, test, epochs=3, lr=0.1, device=torch.device("cpu"), desc="tiny",
+            stop_if_diverged=True, callback=lambda m, opt, step: steps.append(step))
+    assert steps == [1, 2]  # the first epoch's two steps: not the other epochs
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a healthy run says nothing
+        fit(tiny_cnn(), train, None, epochs=1, lr=0.05, device=torch.device("cpu"), stop_if_diverged=True)
+
+
+@pytest.mark.parametrize("settings, said", [
+    ({"label_smoothing": 1.0}, r"label_smoothing=1.0 must be a number in \[0, 1\)"),
+    ({"label_smoothing": 1, "mixup": 0.2}, r"label_smoothing=1 must be a number in \[0, 1\)"),
+    ({"ema": "0.99"}, r"ema='0.99' must be a number in \[0, 1\)"),
+    ({"ema": 1}, r"ema=1 must be a number in \[0, 1\)"),
+    ({"ema": -0.5}, r"ema=-0.5 must be"),
+    ({"ema": True}, r"ema=True must be"),
+])
+def test_fit_refuses_a_label_smoothing_or_ema_the_profiles_refuse(settings, said):
+    """label_smoothing=1.0 (every target uniform) trained on, though a profile refuses it; ema='0.99'
+    failed inside with "'<' not supported"."""
+    _refused_before_training(settings, said)
+
+
+def test_the_baseline_and_try_recipe_stop_a_diverged_run_and_leave_it_out_of_recipes(tmp_path):
+    from labutils.labs import baseline as B
+    from labutils.profile_check import recipe_problems
+    from labutils.session import Session
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    with pytest.raises(FloatingPointError, match=r"cnn \(try\): training diverged at epoch 1 of 2 .*; stopped"):
+        B.try_recipe(s, "cnn", model=_diverged_cnn(), epochs=2)
+    assert "stop_if_diverged" not in B.RECIPE_KEYS  # the baseline's choice, not a recipe's
+    with pytest.raises(ValueError, match="try_recipe cannot change stop_if_diverged"):
+        B.try_recipe(s, "cnn", stop_if_diverged=False)
+    assert recipe_problems({"stop_if_diverged": False}) == []  # not a rule: not a recipe key
+
+
+def test_try_recipe_with_a_model_given_draws_the_same_whatever_ran_before(tmp_path, capsys):
+    """new_model reseeds, the model= path did not: TrivialAugment's draws hung on what ran before
+    (losses 2.31083 vs 2.31055 for the same call twice)."""
+    import copy
+
+    from labutils.labs import baseline as B
+    from labutils.session import Session
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    s.profile["train"]["cnn"].update(max_steps=3)
+    base = s.new_model("cnn")
+    losses = []
+    for _ in range(2):
+        torch.rand(7), np.random.rand(3)  # whatever ran before
+        history = B.try_recipe(s, "cnn", model=copy.deepcopy(base), epochs=1, augment="trivialaugment")
+        losses.append(history[-1]["train_loss"])
+    assert losses[0] == losses[1]
+
+
+def test_the_baselines_train_seconds_are_its_training_time_and_seconds_its_wall_time(tmp_path, capsys):
+    """train_seconds was the wall time (the per-epoch test scoring included), printed beside images/s
+    computed from the history's train_seconds, which leave the scoring out."""
+    from labutils.labs import baseline as B
+    from labutils.session import Session
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    s.profile["train"]["cnn"].update(max_steps=2)
+    record = B.train_baseline(s, "cnn")
+    history = record["history"]
+    assert record["train_seconds"] == sum(h["train_seconds"] for h in history) < record["seconds"]
+    assert record["images_per_second"] == sum(h["images"] for h in history) / record["train_seconds"]
+    capsys.readouterr()
+    B.print_results({"cnn": record})
+    out = capsys.readouterr().out
+    assert (f"trained in {record['train_seconds']:.0f}s ({record['images_per_second']:,.0f} training images/s; "
+            f"{record['seconds']:.0f}s with the test split's scoring)") in out

@@ -18,19 +18,22 @@ from ..course import BEFORE_PRUNING_MIN
 from ..data import AUGMENTATION, augmentation_of, fit_arguments
 from ..errors import SettingsError
 from ..models import PretrainedWeightsUnavailable, check_vit_weights, count_parameters
-from ..plots import finish, minimum_line, model_style
+from ..plots import MODEL_STYLES, finish, minimum_line, style_for
 from ..profile_check import recipe_problems
 from ..profiles import format_settings
 from ..session import Session
-from ..train import fit
+from ..train import fit, seed_everything
 
 
 def _train(session: Session, name: str, model, recipe: dict, desc: str):
     """``model`` trained with ``recipe`` (batch size, augmentation and ``fit``'s arguments) on the
-    session's data: (history, test loader, seconds). The baseline and ``try_recipe`` share it."""
+    session's data: (history, test loader, seconds: the wall time, the per-epoch scoring of the test
+    split included). The baseline and ``try_recipe`` share it. A diverged run stops at the epoch
+    its loss turns NaN: its record could not be saved anyway, after the whole run."""
     train, test = session.loaders(name, recipe["batch_size"], augmentation_of(recipe))
     start = time.perf_counter()
-    history = fit(model, train, test, device=session.device, desc=desc, **fit_arguments(recipe))
+    history = fit(model, train, test, device=session.device, desc=desc, stop_if_diverged=True,
+                  **fit_arguments(recipe))
     return history, test, time.perf_counter() - start
 
 
@@ -59,7 +62,10 @@ def train_baseline(session: Session, name: str, pretrained_weights: str | None =
     final = history[-1]  # fit evaluates the test split after the last epoch
     record = session.save(model, name, "before_pruning", {
         "accuracy": final["test_accuracy"], "test_loss": final["test_loss"], "test_images": len(test.labels),
-        "parameters": count_parameters(model), "train_seconds": seconds,
+        # train_seconds: the training steps alone, as in each epoch of the history (images_per_second's
+        # time); seconds: the wall time, the per-epoch scoring of the test split included.
+        "parameters": count_parameters(model), "train_seconds": sum(h["train_seconds"] for h in history),
+        "seconds": seconds,
         "images_per_second": sum(h["images"] for h in history) / sum(h["train_seconds"] for h in history),
         "train_config": session.train_config(name), "arch": model.arch, "history": history,
         "initial_weights": getattr(model, "initial_weights", f"random (seed {session.seed})")})
@@ -81,7 +87,7 @@ def _train_accuracy(history: list[dict]) -> str:
 # What try_recipe may change: fit's recipe arguments, the batch size and the loader's augmentation.
 RECIPE_KEYS = tuple(name for name, p in inspect.signature(fit).parameters.items()
                     if p.kind is p.KEYWORD_ONLY
-                    and name not in ("callback", "device", "desc", "max_steps", "num_classes")
+                    and name not in ("callback", "device", "desc", "max_steps", "num_classes", "stop_if_diverged")
                     ) + ("batch_size",) + AUGMENTATION
 
 
@@ -104,6 +110,8 @@ def try_recipe(session: Session, name: str, pretrained_weights: str | None = Non
     if given and pretrained_weights:
         raise ValueError("try_recipe: give a model or pretrained_weights, not both")
     model = model if given else session.new_model(name, pretrained_weights)
+    if given:  # new_model reseeds; without it the augmentation and drop-path draws hung on what ran before
+        seed_everything(session.seed)  # _train's loaders are new, their generators seeded by the session
     what = f"{name} (the model given)" if given else name
     history, _, seconds = _train(session, name, model, session.train_config(name) | changes, desc=f"{name} (try)")
     baseline = recorded(session).get(name, {})  # another run's file in the folder is not this run's baseline
@@ -137,9 +145,11 @@ def print_results(results: dict[str, dict]) -> None:
             print(f"{name:12s} not produced: {r['reason'].splitlines()[0]}")
             continue
         verdict = "meets" if r["accuracy"] >= BEFORE_PRUNING_MIN[name] else "below"
+        # A record of an earlier version has no "seconds" (its train_seconds was the wall time).
+        wall = f"; {r['seconds']:.0f}s with the test split's scoring" if "seconds" in r else ""
         print(f"{name:12s} {r['accuracy']:.2%} ({verdict} the {BEFORE_PRUNING_MIN[name]:.0%} minimum), "
               f"{r['parameters'] / 1e6:.2f}M parameters, trained in {r['train_seconds']:.0f}s "
-              f"({r['images_per_second']:,.0f} training images/s)")
+              f"({r['images_per_second']:,.0f} training images/s{wall})")
 
 
 # -- figures -------------------------------------------------------------------------------------
@@ -156,7 +166,7 @@ def plot_learning_curves(histories: dict[str, list[dict] | dict], targets: dict[
         return None
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
     for name, history in histories.items():
-        style = model_style(name)
+        style = style_for(MODEL_STYLES, name, histories)  # two try_recipe runs: two looks, not one grey
         epochs = [h["epoch"] for h in history]
         # A one-epoch run is a single point, no line: a larger open ring, visible over the others.
         point = {"ms": 7, "mfc": "none", "mew": 1.5} if len(history) == 1 else {"ms": 4}

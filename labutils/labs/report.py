@@ -133,7 +133,7 @@ def build_details(records: dict, run: dict, checkpoints: list[dict] | None = Non
         keep = ("produced", "reason", "accuracy", "original_accuracy", "pruning_percentage",
                 "pruning_unit", "removed_by_kind", "sparsity_all_parameters", "weights_removed_percentage", "parameters",
                 "nonzero_parameters", "parameters_original", "macs", "macs_original", "latency",
-                "checkpoint", "train_seconds")
+                "checkpoint", "train_seconds", "seconds")
         entries[f"{model}_{stage}"] = {k: r[k] for k in keep if k in r}
         if "run" in r:  # notebooks re-run by hand after an edit: each entry says which code made it
             entries[f"{model}_{stage}"]["git_commit"] = r["run"].get("git_commit")
