@@ -89,13 +89,13 @@ def test_the_criteria_figures_lines_and_star_count_the_same_units(run04):
         assert star == r["pruning_percentage"]
         for criterion, points in study["criteria"].items():
             xs = list(lines[criterion].get_xdata())
-            assert xs == [0] + [p["reported_percentage"] for p in points]
+            assert xs == [0] + [p["pruning_percentage"] for p in points]
             if unit == "heads":  # whole heads, in the star's unit: not head channels plus neurons
                 assert r["pruning_percentage"] == pytest.approx(r["removed_by_kind"]["heads"])
                 assert all(x * heads / 100 == pytest.approx(round(x * heads / 100)) for x in xs), (criterion, xs)
-                assert any(p["reported_percentage"] != pytest.approx(p["pruning_percentage"]) for p in points)
+                assert any(p["channels_removed_percentage"] != pytest.approx(p["pruning_percentage"]) for p in points)
             else:
-                assert all(p["reported_percentage"] == p["pruning_percentage"] for p in points)
+                assert all(p["channels_removed_percentage"] == p["pruning_percentage"] for p in points)
 
 
 def test_a_pruned_vit_does_not_depend_on_what_ran_before(run04, tmp_path):
@@ -147,6 +147,10 @@ def test_a_criteria_point_says_the_share_asked_where_whole_units_could_not_give_
     # A ViT's line also gives the share of heads, the figure's x and report.json's unit.
     vit = {"share": 0.5, "pruning_percentage": 46.9, "reported_percentage": 33.3, "accuracy": 0.25}
     assert _point(vit, "heads") == "47% removed (50% asked; 33% of heads): 25.00%"
+    # As recorded now: pruning_percentage the heads, as at the top of the record (a file from before
+    # the rename, above, reads the same).
+    now = {"share": 0.5, "pruning_percentage": 33.3, "channels_removed_percentage": 46.9, "accuracy": 0.25}
+    assert _point(now, "heads") == "47% removed (50% asked; 33% of heads): 25.00%"
 
 
 def test_the_equivalence_check_finds_masked_and_removed_alike_and_the_naive_mask_off(run04, tmp_path):
@@ -172,3 +176,121 @@ def test_a_cuts_line_says_how_long_a_capped_fine_tune_ran():
     assert _length(3, [None] * 10, {"finetune": {"max_steps": 8}}) == "8 steps (max_steps; 3 epochs asked)"
     assert _length(1, [None] * 5, {"finetune": {"max_steps": 8}}) == "1 epoch"
     assert _length(2, [None] * 5, {"finetune": {}}) == "2 epochs"
+
+
+def _session_with_a_cnn_baseline(tmp_path):
+    """A smoke Session with an untrained CNN saved as its baseline and a lighter recipe (one
+    criterion, one CPU batch size): prune_structured in seconds, without the shared smoke run."""
+    from labutils import Session
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    s.save(s.new_model("cnn"), "cnn", "before_pruning", {"accuracy": 0.1})
+    s.profile["structured"]["cnn"].update(compare=["l1"], latency={"cpu": [1], "cuda": [1]},
+                                          throughput={"cpu": [1], "cuda": [1]})
+    return s
+
+
+def test_an_interrupted_timing_keeps_the_fine_tuned_model_and_a_record_the_report_reads(tmp_path, monkeypatch):
+    """The timing ran before the save: an interrupt of a slow CPU sweep lost the fine-tuned model
+    (review). Now it is saved first, its record saying the timing is missing."""
+    from labutils.labs import report
+    from labutils.labs import structured as lab
+
+    s = _session_with_a_cnn_baseline(tmp_path)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lab, "compare_latency", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        lab.prune_structured(s, "cnn")
+    assert s.available("cnn", lab.STAGE)
+    model, _ = s.load("cnn", lab.STAGE)  # the checkpoint its record names
+    record = s.metrics("cnn", lab.STAGE)
+    assert record["produced"] and count_parameters(model) == record["parameters"] < record["parameters_original"]
+    assert record["latency"] == {"cpu": lab.TIMING_PENDING, "cuda": lab.TIMING_PENDING}
+    assert set(record["throughput"]) == {"cpu", "cuda"} and lab.TIMING_PENDING.startswith("not measured")
+    records = report.load_records(s.dirs, ["cnn"])
+    entry = report.build_report(records)["structured_pruning"]["cnn"]
+    assert entry["pruned_accuracy"] == record["accuracy"] and entry["pruning_percentage"] == record["pruning_percentage"]
+    details = report.build_details(records, record["run"])["entries"]["cnn_after_structured_pruning"]
+    assert details["latency"]["cpu"].startswith("not measured: the timing did not finish")
+    for plot in (lab.plot_speed_vs_macs, lab.plot_throughput):  # the figures say it, not a KeyError
+        assert plot({"cnn": record}) is not None
+
+    monkeypatch.undo()  # the timing finishes: written into the saved record, the checkpoint as it was
+    done = lab.prune_structured(s, "cnn")
+    assert done == s.metrics("cnn", lab.STAGE) and done["latency"]["cpu_batch1"]["speedup"] > 0
+    assert done["throughput"]["cpu"]["batch_sizes"] == [1]
+    assert s.load("cnn", lab.STAGE)[1] is not None
+    # finetune_seconds is the fine-tuning's, as in notebook 03; prune_seconds the whole cut-and-fine-tune.
+    assert done["finetune_seconds"] == sum(step["seconds"] for step in done["steps"])
+    assert done["prune_seconds"] > done["finetune_seconds"] > 0
+
+
+def test_a_misspelt_model_name_writes_nothing(tmp_path):
+    """prune_structured(s, "resnet") wrote a "not produced" record saying to run notebook 02; the
+    equivalence check said "no baseline in this run" (review)."""
+    from labutils import Session
+    from labutils.errors import SettingsError
+    from labutils.labs import structured as lab
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    before = sorted(p.name for p in (tmp_path / "metrics").iterdir())
+    for call in (lambda: lab.prune_structured(s, "resnet"), lambda: lab.equivalence_check(s, "resnet")):
+        with pytest.raises(ValueError, match=r"unknown model 'resnet'; choose from \['cnn', 'vit', 'vit_scratch'\]"):
+            call()
+    for call in (lambda: lab.equivalence_checks(s, ["cnn", "resnet"]), lambda: lab.print_recipes(s, ["resnet"])):
+        with pytest.raises(SettingsError, match="unknown"):
+            call()
+    assert sorted(p.name for p in (tmp_path / "metrics").iterdir()) == before
+    assert not (tmp_path / "models_saved" / "resnet_after_structured_pruning.pth").exists()
+
+
+def test_a_recipe_whose_steps_are_empty_or_go_down_is_refused_before_any_cut():
+    """steps=[] returned the dense model itself, unfine-tuned; [0.5, 0.25] made a second cut that
+    removed nothing, recorded as "share 0.25" (review)."""
+    import numpy as np
+
+    from labutils.errors import SettingsError
+    from labutils.labs import structured as lab
+    from labutils.profiles import get_profile
+
+    cfg = get_profile("smoke")["structured"]["cnn"]
+    for steps, why in (([], "must be a non-empty list"), ([0.5, 0.25], "must increase"),
+                       ([0.0, 0.5], "must be a number in")):
+        with pytest.raises(SettingsError, match=rf'cfg\["steps"\] = .* {why}'):
+            lab.cut_and_finetune(None, None, None, cfg | {"steps": steps}, "cpu")  # refused before the model is read
+    with pytest.raises(SettingsError, match=r'cfg\["compare_shares"\] = \[\] must be a non-empty list'):
+        lab.compare_criteria(None, None, None, cfg | {"compare_shares": []})
+    with pytest.raises(SettingsError, match=r'cfg\["scope"\] = .globl. must be one of'):
+        lab.check_values(cfg | {"scope": "globl"})
+    lab.check_values(cfg | {"steps": np.array([0.25, 0.5]), "step_epochs": 0.5})  # an exercise's numpy, half an epoch
+
+
+def test_one_key_means_one_share_in_a_vits_steps_and_criteria_study(tmp_path):
+    """pruning_percentage was the share of heads at the top of a ViT's record (report.json's) but
+    head channels plus MLP neurons in its steps and study points (review)."""
+    from labutils import Session
+    from labutils.labs import structured as lab
+    from labutils.prune import structured as S
+
+    s = Session("smoke", tmp_path, device="cpu", models=["vit_scratch"])
+    model = s.new_model("vit_scratch").eval()
+    groups, original = S.channel_groups(model), S.widths(model)
+    cfg = s.profile["structured"]["vit_scratch"] | {"compare": ["l1"], "steps": [0.34]}
+    cfg["finetune"] = cfg["finetune"] | {"max_steps": 1}
+    train, test = s.loaders("vit_scratch", cfg["batch_size"])
+    small, steps = lab.cut_and_finetune(model, train, test, cfg, "cpu")
+    point = lab.compare_criteria(model, train, test, cfg)["criteria"]["l1"][0]
+    kept = S.widths(small)
+    for record in (steps[0], point):
+        assert record["pruning_percentage"] == S.reported_share_removed(original, kept, groups) == pytest.approx(100 / 3)
+        assert record["channels_removed_percentage"] == S.channel_share_removed(original, kept, groups)
+        assert record["channels_removed_percentage"] != pytest.approx(record["pruning_percentage"])
+    # The figure's x is the share of heads, from this record and from one written before the rename.
+    old = dict(point, pruning_percentage=point["channels_removed_percentage"],
+               reported_percentage=point["pruning_percentage"])
+    del old["channels_removed_percentage"]
+    assert lab._shares(point) == lab._shares(old)
+    assert lab._point(point, "heads") == lab._point(old, "heads")

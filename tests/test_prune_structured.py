@@ -352,3 +352,70 @@ def test_unit_taylor_scores_match_a_computation_by_hand():
             squares.append(sum(w.detach() * g for w, g in zip(gates, grads)) ** 2)
         expected = (squares[0] + squares[1]) / 2
         torch.testing.assert_close(scores[name], expected / expected.mean(), rtol=1e-4, atol=1e-6)
+
+
+def test_a_multiple_never_skips_the_cut_nor_leaves_a_layer_one_unit_wide():
+    """Width 8, half removed, kept all 8 (an exact half rounded up to the whole layer); 60% kept
+    1 channel (no multiple at all); 16 at 75-80% kept 8, then 1 (review)."""
+    kept = {(w, share): len(S.select({"g": torch.rand(w)}, share, multiple=8)["g"])
+            for w, share in [(8, 0.5), (8, 0.6), (16, 0.25), (16, 0.75), (16, 0.8), (64, 0.05), (20, 0.05)]}
+    # A layer no wider than the multiple: whole units, as without one.
+    assert kept[8, 0.5] == 4 and kept[8, 0.6] == 3
+    # At least one multiple, never the whole layer at a share > 0: the largest multiple below it.
+    assert kept[16, 0.75] == kept[16, 0.8] == kept[16, 0.25] == 8
+    assert kept[64, 0.05] == 56 and kept[20, 0.05] == 16
+    assert S._kept_count(64, 0.0, 8, 1) == 64 and S._kept_count(512, 0.5, 8, 1) == 256
+
+
+def test_global_scope_rounds_each_groups_width_to_the_multiple_but_not_the_heads():
+    """The full profile's multiple 8 with exercise 1's scope "global" gave widths 7, 9 (review)."""
+    torch.manual_seed(0)
+    model = build_model("resnet18", width=16)
+    groups, original = S.channel_groups(model), S.widths(model)
+    scores = {n: torch.rand(g.size) for n, g in groups.items()}
+    for share in (0.3, 0.5, 0.75):
+        kept = {n: len(k) for n, k in S.select(scores, share, scope="global", multiple=8, groups=groups).items()}
+        assert all(k % 8 == 0 and 8 <= k <= original[n] for n, k in kept.items()), (share, kept)
+        assert abs(S.channel_share_removed(original, kept, groups) - 100 * share) < 10
+    vit = build_model("vit_scratch", depth=2, embed_dim=48, num_heads=3, drop_path_rate=0.0)
+    vgroups = S.channel_groups(vit)
+    vscores = {n: torch.rand(g.size) for n, g in vgroups.items()}
+    kept = {n: len(k) for n, k in S.select(vscores, 0.4, scope="global", multiple=8, groups=vgroups).items()}
+    assert all(kept[n] % 8 == 0 for n in kept if n.endswith(".mlp"))
+    assert all(1 <= kept[n] <= 3 for n in kept if n.endswith(".heads"))  # whole heads, not multiples
+
+
+def test_fractional_unit_indices_and_non_finite_scores_are_refused():
+    """[0.9, 1.7, 2.2] kept units 0, 1, 2 (truncated); NaN scores ranked least important (review)."""
+    model = trained_like_resnet()
+    for call in (S.remove_units, S.apply_unit_masks, S.zero_producers):
+        with pytest.raises(ValueError, match="layer1.0.inner: unit indices must be whole numbers"):
+            call(_copy(model), {"layer1.0.inner": [0.9, 1.7, 2.2]})
+    assert S.widths(S.remove_units(model, {"layer1.0.inner": torch.tensor([0, 2])}))["layer1.0.inner"] == 2
+    for bad in (float("nan"), float("inf")):
+        for scope in ("uniform", "global"):
+            with pytest.raises(ValueError, match=r"b: scores contain NaN/inf \(a diverged model\?\)"):
+                S.select({"a": torch.ones(4), "b": torch.tensor([1.0, bad, 2.0, 3.0])}, 0.5, scope=scope)
+
+
+def test_recalibrate_batchnorm_without_a_batch_keeps_the_old_statistics_and_says_so():
+    """A loader that yields no batch (fewer images than a batch, the last dropped) left mean 0 and
+    variance 1 silently; an interrupt left momentum None and the model in training mode (review)."""
+    conv, bn = nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4, momentum=0.1)
+    model = nn.Sequential(conv, bn).eval()
+    with torch.no_grad():
+        bn.running_mean.fill_(5.0)
+        bn.running_var.fill_(3.0)
+    old = {k: v.clone() for k, v in bn.state_dict().items()}
+    with pytest.raises(ValueError, match="the loader yielded no batches"):
+        S.recalibrate_batchnorm(model, [], batches=3)
+
+    def interrupted():
+        yield torch.randn(8, 3, 10, 10), None
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        S.recalibrate_batchnorm(model, interrupted(), batches=3)
+    for k, v in bn.state_dict().items():
+        assert torch.equal(v, old[k]), k
+    assert bn.momentum == 0.1 and not model.training

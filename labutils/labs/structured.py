@@ -22,14 +22,16 @@ import torch
 from torch import nn
 
 from ..accel import full_float32
-from ..course import AFTER_PRUNING_MIN, SPARSITY_MIN, meets_minimum
+from ..artifacts import read_json, write_json
+from ..course import AFTER_PRUNING_MIN, MODEL_NAMES, SPARSITY_MIN, meets_minimum
+from ..errors import SettingsError
 from ..measure import NOISY_WHY, compare_latency, count_macs, measure_throughput
 from ..models import build_model, count_parameters
 from ..plots import COLORS, finish, log_tick_labels, named_styles, panels, style_for
-from ..profile_check import check_settings
+from ..profile_check import check_settings, schema
 from ..profiles import format_settings
 from ..prune import structured as S
-from ..session import Session
+from ..session import Session, _check_model, check_models
 from ..train import evaluate, fit, seed_everything
 
 STAGE = "after_structured_pruning"
@@ -48,7 +50,7 @@ def print_cnn_groups(session: Session) -> None:
 def print_recipes(session: Session, models: list[str]) -> None:
     """Each model's structured recipe (criterion, cuts, latency settings) and its fine-tuning,
     checked (``check_recipe``)."""
-    for name in models:
+    for name in check_models(models):
         cfg = check_recipe(session.profile["structured"][name], name)
         print(f"{name:12s} {format_settings({k: v for k, v in cfg.items() if k != 'finetune'})}")
         print(f"{'':12s} fine-tuning: {format_settings(cfg['finetune'], indent=26)}")
@@ -67,6 +69,28 @@ def check_recipe(cfg: dict, name: str) -> dict:
     return cfg
 
 
+# The recipe's values the cuts' logic rests on: an empty ``steps`` returned the dense model itself,
+# unfine-tuned (exercise 3 then trained the baseline in place), and a share going down made a cut
+# that removed nothing, recorded under the share asked. The profile check's rules, not a copy.
+CHECKED_VALUES = ("criterion", "scope", "steps", "compare", "compare_shares")
+
+
+def check_values(cfg: dict, path: str = "cfg") -> None:
+    """SettingsError naming each of ``CHECKED_VALUES`` in ``cfg`` that the profile check would
+    refuse (``check_settings`` checks the keys only). Other values keep an exercise's freedom
+    (half an epoch); a numpy array of shares is read as its list."""
+    rules = schema().rules["structured"].rules[MODEL_NAMES[0]].rules
+    found = []
+    for key in CHECKED_VALUES:
+        if key in cfg:
+            value = cfg[key].tolist() if isinstance(cfg[key], (np.ndarray, torch.Tensor)) else cfg[key]
+            if (why := rules[key](value)) is not None:
+                found.append(f'{path}["{key}"] = {cfg[key]!r} {why}')
+    if found:
+        raise SettingsError("\n".join(found) + "\nnothing was cut: correct the recipe (steps: shares of the ORIGINAL "
+                            "units, each above the one before, such as [0.25, 0.5])")
+
+
 def criteria_for(model: nn.Module, names: list[str]) -> list[str]:
     """The criteria of ``names`` that apply to ``model`` (bn_scale needs BatchNorm: CNN only)."""
     return [c for c in names if c != "bn_scale" or S.family(model) == "resnet"]
@@ -77,12 +101,14 @@ def compare_criteria(model: nn.Module, train, test, cfg: dict) -> dict:
     and share in ``cfg["compare_shares"]``: which criterion picks the units that matter least.
 
     Returns {"dense_accuracy", "images" (how many test images scored it), "unit" (what
-    ``reported_percentage`` counts: "channels" or "heads"), "criteria": {criterion: [{"share",
-    "pruning_percentage" (channels: a ViT's head channels and MLP neurons), "reported_percentage"
-    (the share as report.json counts it, ``S.reported_share_removed``: a ViT's heads), "accuracy"},
-    ...]}}.
+    ``pruning_percentage`` counts: "channels" or "heads"), "criteria": {criterion: [{"share",
+    "pruning_percentage" (the share as report.json counts it, ``S.reported_share_removed``: a
+    ViT's heads), "channels_removed_percentage" (``S.channel_share_removed``: a ViT's head
+    channels and MLP neurons), "accuracy"}, ...]}}. Records written before the rename hold the
+    channels under "pruning_percentage" and the heads under "reported_percentage" (``_shares``).
     """
     check_settings("structured", cfg)  # an exercise's recipe, edited by hand
+    check_values(cfg)
     groups, original = S.channel_groups(model), S.widths(model)
     unit = S.reported_unit(groups)
     study = {"dense_accuracy": evaluate(model, test)["accuracy"], "images": len(test.labels), "unit": unit,
@@ -93,28 +119,47 @@ def compare_criteria(model: nn.Module, train, test, cfg: dict) -> dict:
         for share in cfg["compare_shares"]:
             keep = S.select(scores, share, original, cfg["scope"], cfg["multiple"], groups=groups)
             small = S.recalibrate_batchnorm(S.remove_units(model, keep), train, cfg["bn_batches"])
-            points.append({"share": share,
-                           "pruning_percentage": S.channel_share_removed(original, S.widths(small), groups),
-                           "reported_percentage": S.reported_share_removed(original, S.widths(small), groups),
+            points.append({"share": share, **_removed(original, S.widths(small), groups),
                            "accuracy": evaluate(small, test)["accuracy"]})
         study["criteria"][criterion] = points
         print(f"  {criterion:8s} " + "  ".join(_point(p, unit) for p in points) + f"  ({study['images']:,} test images)")
     return study
 
 
+def _removed(original: dict, kept: dict, groups: dict) -> dict:
+    """A cut's shares removed, one key per meaning: "pruning_percentage" as report.json counts it
+    (a ViT's heads; the key means that in every record of this notebook), and
+    "channels_removed_percentage" (a ViT's head channels and MLP neurons; a ResNet's: the same)."""
+    return {"pruning_percentage": S.reported_share_removed(original, kept, groups),
+            "channels_removed_percentage": S.channel_share_removed(original, kept, groups)}
+
+
+def _shares(p: dict) -> tuple[float, float | None]:
+    """(channels removed, share as report.json counts it or None) of a study point or step record.
+    Before "channels_removed_percentage" existed, "pruning_percentage" counted channels there and
+    "reported_percentage" (if any) the heads."""
+    if "channels_removed_percentage" in p:
+        return p["channels_removed_percentage"], p["pruning_percentage"]
+    return p["pruning_percentage"], p.get("reported_percentage")
+
+
 def _point(p: dict, unit: str = "channels") -> str:
     """"34% removed: 61.2%", with the share asked where whole units could not give it, and for a
     ViT the share of heads (report.json's, the figure's x)."""
-    notes = [f"{p['share']:.0%} asked"] if abs(p["pruning_percentage"] - 100 * p["share"]) >= 1 else []
-    if unit == "heads" and "reported_percentage" in p:
-        notes.append(f"{p['reported_percentage']:.0f}% of heads")
+    channels, reported = _shares(p)
+    notes = [f"{p['share']:.0%} asked"] if abs(channels - 100 * p["share"]) >= 1 else []
+    if unit == "heads" and reported is not None:
+        notes.append(f"{reported:.0f}% of heads")
     said = f" ({'; '.join(notes)})" if notes else ""
-    return f"{p['pruning_percentage']:.0f}% removed{said}: {p['accuracy']:.2%}"
+    return f"{channels:.0f}% removed{said}: {p['accuracy']:.2%}"
 
 
 def cut_and_finetune(model: nn.Module, train, test, cfg: dict, device, desc: str = "prune"):
-    """Cut and fine-tune per ``cfg["steps"]``; returns (pruned model, per-step records)."""
+    """Cut and fine-tune per ``cfg["steps"]``; returns (pruned model, per-step records: "share"
+    asked, "pruning_percentage" and "channels_removed_percentage" (``_removed``), accuracies,
+    "epochs", "seconds" (of fine-tuning only) and the fit "history")."""
     check_settings("structured", cfg)  # an exercise's recipe, edited by hand
+    check_values(cfg)
     groups, original = S.channel_groups(model), S.widths(model)
     steps = []
     for i, share in enumerate(cfg["steps"]):
@@ -127,14 +172,13 @@ def cut_and_finetune(model: nn.Module, train, test, cfg: dict, device, desc: str
         start = time.perf_counter()
         history = (fit(model, train, test, device=device, desc=f"{desc} cut {i + 1}",
                        **dict(cfg["finetune"], epochs=epochs)) if epochs else [])
-        steps.append({"step": i + 1, "share": share,
-                      "pruning_percentage": S.channel_share_removed(original, S.widths(model), groups),
+        steps.append({"step": i + 1, "share": share, **_removed(original, S.widths(model), groups),
                       "accuracy_after_cut": cut,
                       "accuracy": history[-1]["test_accuracy"] if history else cut,
                       "epochs": epochs, "seconds": time.perf_counter() - start, "history": history})
         heads = (f" ({S.reported_share_removed(original, S.widths(model), groups):.1f}% of heads)"
                  if S.reported_unit(groups) == "heads" else "")  # the share report.json gives a ViT
-        print(f"{desc}: cut {i + 1} removes {steps[-1]['pruning_percentage']:.1f}% of channels{heads} -> "
+        print(f"{desc}: cut {i + 1} removes {steps[-1]['channels_removed_percentage']:.1f}% of channels{heads} -> "
               f"{cut:.2%} right after the cut, {steps[-1]['accuracy']:.2%} after {_length(epochs, train, cfg)} "
               f"of fine-tuning (on {len(test.labels):,} test images)")
     return model, steps
@@ -183,19 +227,44 @@ def throughput(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict) -> dic
     return out
 
 
-def costs(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict) -> dict:
-    """MACs, parameters and measured latency (dense vs pruned) on each device of
-    ``cfg["latency"]`` that is present, at the listed batch sizes; and the ``throughput`` sweep."""
-    macs, macs_dense = count_macs(pruned, size), count_macs(dense, size)
-    latency = compare_latency(dense, pruned, size, cfg, mac_ratio=macs_dense / macs)
-    return {"macs": macs, "macs_original": macs_dense, "latency": latency,
+def timings(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict, mac_ratio: float) -> dict:
+    """Measured latency (dense vs pruned) on each device of ``cfg["latency"]`` that is present, at
+    the listed batch sizes, and the ``throughput`` sweep: {"latency", "throughput"}. ``mac_ratio``:
+    dense MACs over pruned MACs, printed beside the measured speed-ups."""
+    return {"latency": compare_latency(dense, pruned, size, cfg, mac_ratio=mac_ratio),
             "throughput": throughput(dense, pruned, size, cfg)}
+
+
+# What a record saved before its timing holds until the timing is written into it: an interrupted
+# or failed timing leaves the model and its report numbers saved, and says what is missing in the
+# figures and in report_details.json ("not measured: ..." is how a device not timed is recorded).
+TIMING_PENDING = ("not measured: the timing did not finish (interrupted or failed) after the model was "
+                  "saved; run the cell under 'Prune, fine-tune, save' again to time it")
+
+
+def _add_metrics(session: Session, name: str, sha256: str, extra: dict) -> dict:
+    """Merge ``extra`` into the saved record of ``name`` (atomically, as notebook 03 adds its
+    analyses), if the record is still the one of checkpoint ``sha256``."""
+    session.check_still_this_run()
+    path = session.dirs.metrics_file(name, STAGE)
+    record = read_json(path)
+    if (record.get("checkpoint") or {}).get("sha256") != sha256:  # saved again since (another kernel)
+        raise SettingsError(f"{path.name} no longer records the model this cell saved: its timing is not "
+                            f"written there; run the cell under 'Prune, fine-tune, save' again")
+    record |= extra
+    write_json(path, record)
+    return record
 
 
 def prune_structured(session: Session, name: str) -> dict:
     """Prune ``name``'s baseline with the profile's recipe, fine-tune, save as
     ``{name}_after_structured_pruning`` and return the metrics record. A model whose baseline was
-    not produced is recorded as missing (nothing else is pruned under its name)."""
+    not produced is recorded as missing (nothing else is pruned under its name).
+
+    The checkpoint and its metrics are saved before the slow timing (latency, throughput sweep),
+    which is then written into the record: an interrupt there keeps the fine-tuned model, its
+    record saying the timing is missing (``TIMING_PENDING``)."""
+    _check_model(name)  # a misspelt name: before anything is written under it
     if not session.available(name, "before_pruning"):
         record = session.record_missing_baseline(name, STAGE)
         print(f"'{name}' NOT PRODUCED: {record['reason'].splitlines()[0]}")
@@ -217,7 +286,9 @@ def prune_structured(session: Session, name: str) -> dict:
     seconds = time.perf_counter() - start
     final = evaluate(model, test)
     kept = S.widths(model)
-    cost = costs(dense, model, session.input_size(name), cfg)
+    size = session.input_size(name)
+    cost = {"macs": count_macs(model, size), "macs_original": count_macs(dense, size)}  # cheap, unlike the timing
+    pending = {key: {device: TIMING_PENDING for device in cfg[key]} for key in ("latency", "throughput")}
     params, params_dense = count_parameters(model), count_parameters(dense)
     removed_params = 100.0 * (1 - params / params_dense)
     metrics = {
@@ -234,17 +305,26 @@ def prune_structured(session: Session, name: str) -> dict:
         "sparsity_all_parameters": removed_params,
         "macs_removed_percentage": 100.0 * (1 - cost["macs"] / cost["macs_original"]),
         "theoretical_speedup": cost["macs_original"] / cost["macs"],
-        **cost,
+        **cost, **pending,
         "widths": kept, "widths_original": original, "arch": model.arch,
         "criterion": cfg["criterion"], "scope": cfg["scope"], "recipe": cfg,
-        "steps": steps, "finetune_seconds": seconds, "criteria_study": study,
+        # As in notebook 03: the fine-tuning's time; prune_seconds adds scoring, surgery, BN
+        # re-estimation and the evaluation after each cut.
+        "steps": steps, "finetune_seconds": sum(step["seconds"] for step in steps), "prune_seconds": seconds,
+        "criteria_study": study,
     }
     record = session.save(model, name, STAGE, metrics)
     print(f"{name}: {metrics['pruning_percentage']:.1f}% of {S.reported_unit(groups)} removed "
           f"({metrics['weights_removed_percentage']:.1f}% of weights, {metrics['macs_removed_percentage']:.1f}% "
           f"of MACs), accuracy {final['accuracy']:.2%} (dense {metrics['original_accuracy']:.2%}) "
           f"-> {record['checkpoint']['path']}")
-    return record
+    try:
+        measured = timings(dense, model, size, cfg, cost["macs_original"] / cost["macs"])
+    except BaseException:
+        print(f"{name}: the timing did not finish; the model and its metrics are saved, the record says "
+              f"the timing is missing")
+        raise
+    return _add_metrics(session, name, record["checkpoint"]["sha256"], measured)
 
 
 def recorded(session: Session) -> dict[str, dict]:
@@ -256,6 +336,7 @@ def recorded(session: Session) -> dict[str, dict]:
 def equivalence_check(session: Session, name: str, share: float = 0.25) -> dict | None:
     """On ``name``'s baseline: largest output difference between (a) the BN-output / gate mask
     and physical removal, (b) the naive producer-only mask and physical removal."""
+    _check_model(name)  # a misspelt name is not a missing baseline
     if not session.available(name, "before_pruning"):
         print(f"{name}: no baseline in this run, nothing to check")
         return None
@@ -279,7 +360,7 @@ def equivalence_check(session: Session, name: str, share: float = 0.25) -> dict 
 def equivalence_checks(session: Session, models: list[str]) -> dict[str, dict | None]:
     """``equivalence_check`` on each of ``models``' baselines (notebook 04: the session's MODELS):
     {name: its result, None where the run has no baseline}."""
-    return {name: equivalence_check(session, name) for name in models}
+    return {name: equivalence_check(session, name) for name in check_models(models)}
 
 
 def _unit(record: dict) -> str:
@@ -349,12 +430,13 @@ def plot_criteria(results: dict[str, dict], minimums: dict[str, float] | None = 
     fig, axes, _ = panels(len(produced))
     for ax, (name, r) in zip(axes, produced.items()):
         study = r["criteria_study"]
-        if _unit(r) == "heads" and any("reported_percentage" not in p for ps in study["criteria"].values() for p in ps):
+        if _unit(r) == "heads" and any(_shares(p)[1] is None for ps in study["criteria"].values() for p in ps):
             print(f"note: {name}'s criteria study was recorded without the share of heads: its lines count "
                   f"channels and MLP neurons, the star heads (run notebook 04 again for one unit)")
         for criterion, points in study["criteria"].items():
-            # x: the share as report.json counts it, the star's unit (a ViT's heads, not its neurons)
-            ax.plot([0] + [p.get("reported_percentage", p["pruning_percentage"]) for p in points],
+            # x: the share as report.json counts it, the star's unit (a ViT's heads, not its neurons);
+            # a record older than that share has its channels only
+            ax.plot([0] + [_shares(p)[1] if _shares(p)[1] is not None else _shares(p)[0] for p in points],
                     [100 * study["dense_accuracy"]] + [100 * p["accuracy"] for p in points],
                     ms=4, label=criterion, **style_for(CRITERION_STYLES, criterion, study["criteria"]))
         ax.plot(r["pruning_percentage"], 100 * r["accuracy"], "*", ms=12, color="k",
@@ -431,5 +513,6 @@ def plot_throughput(results: dict[str, dict], path=None, caption=None):
             ax.set_xticks(sizes, [str(b) for b in sizes], fontsize=8)
             ax.xaxis.set_minor_locator(plt.NullLocator())
             ax.grid(alpha=0.3, which="both")
-            ax.legend(fontsize=7)
+            if ax.get_legend_handles_labels()[0]:  # none where the timing was not measured
+                ax.legend(fontsize=7)
     return finish(fig, path, caption)
