@@ -34,14 +34,21 @@ else
   profile=(--mode compiled --steps 5) cases=(512 1024 512:trivialaugment)
   train=(--epochs 2 --images 25000 --modes eager,compiled,graphs,compiled+graphs) infer=(--time-limit 75) masks=()
 fi
-SECONDS=0 failed=()
+SECONDS=0 failed=() skipped=()
 budget=${BENCH_BUDGET:-560}
-# A stage is cut at what is left of the budget (its log keeps what it printed) and, once it is
-# spent, the stages after it are skipped: the scripts' own time limits only stop starting cases.
+# A stage is cut at what is left of the budget (its log keeps what it printed) and, with under 10 s
+# left, the stages after it are skipped: the scripts' own time limits only stop starting cases.
 limited() {
   local left=$((budget - SECONDS))
-  if ((left < 10)); then echo "skipped: the ${budget} s budget (BENCH_BUDGET) is spent"; return 124; fi
+  if ((left < 10)); then echo "skipped: under 10 s of the ${budget} s budget (BENCH_BUDGET) left"; return 125; fi
   timeout "$left" "$@"
+}
+# After a stage's non-zero status: skipped (125, above), cut at the budget (124) or failed.
+count() {
+  local status=$1 stage=$2
+  if ((status == 125)); then skipped+=("$stage"); return; fi
+  if ((status == 124)); then echo "$stage cut at the ${budget} s budget: see its log"; else echo "$stage failed: see its log"; fi
+  failed+=("$stage")
 }
 # The profile compiles into a cache of its own, so the training benchmark's compile times stay
 # comparable with earlier runs; a profile that fails does not stop the benchmarks after it.
@@ -52,7 +59,7 @@ for case in "${cases[@]}"; do  # BATCH or BATCH:POLICY
   if [[ $case == "${cases[0]}" ]]; then extra+=(--trace); fi  # one small chrome trace
   limited env TORCHINDUCTOR_CACHE_DIR="$cache/inductor" TRITON_CACHE_DIR="$cache/triton" python benchmarks/profile_step.py \
     "${profile[@]}" --batch-size "$batch" --out "$out" "${extra[@]}" --json "$out/profile_vit_scratch_$name.json" \
-    2>&1 | tee "$out/profile_vit_scratch_$name.log" || { echo "profile_step.py failed for $case: see its log"; failed+=("profile $case"); }
+    2>&1 | tee "$out/profile_vit_scratch_$name.log" || count $? "profile $case"
   pack
 done
 rm -rf "$cache"
@@ -63,7 +70,7 @@ fi
 bench() {
   local name=$1; shift
   limited python "benchmarks/bench_$name.py" "$@" --json "$out/bench_$name.json" 2>&1 | tee "$out/bench_$name.log" \
-    || { echo "bench_$name.py failed: see its log"; failed+=("bench_$name"); }
+    || count $? "bench_$name"
   pack
 }
 bench train "${train[@]}"
@@ -71,5 +78,6 @@ bench infer "${infer[@]}"
 bench masks "${masks[@]}"
 # The device machine's copy has no (or stale) git metadata: LABUTILS_GIT_COMMIT names the code there.
 commit=${LABUTILS_GIT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
-echo "all benchmarks: ${SECONDS} s (commit $commit)${failed[*]:+; failed: ${failed[*]}}" | tee "$out/elapsed.txt"
+echo "all benchmarks: ${SECONDS} s (commit $commit)${failed[*]:+; failed: ${failed[*]}}${skipped[*]:+; skipped: ${skipped[*]}}" \
+  | tee "$out/elapsed.txt"
 [[ ${#failed[@]} -eq 0 ]]

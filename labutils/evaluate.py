@@ -50,10 +50,12 @@ def test_loader_for(ckpt: dict, model, device, data_root: str | os.PathLike | No
             raise ValueError(f"the checkpoint's data folder {root!r} is relative to its run folder: "
                              f"give the checkpoint's path, or pass --data-root")
         run_folder = run_folder_of(checkpoint)
+        where = ("the folder above its models_saved/" if "models_saved" in Path(checkpoint).resolve().parts
+                 else "two levels above this file")
         if not (run_folder / "metrics" / "run.json").is_file():
             # A checkpoint copied out of its run's models_saved/: say so, not "download CIFAR-10".
             raise ValueError(f"the checkpoint's run read its test images from {root!r}, relative to the run "
-                             f"folder, but {run_folder} (the folder above its models_saved/) holds no run. "
+                             f"folder, but {run_folder} ({where}) holds no run. "
                              f"Evaluate the checkpoint where its run left it (RUN/models_saved/), or pass --data-root")
         root = run_folder / root
     try:
@@ -75,7 +77,7 @@ def _recipe_of(path: Path, ckpt: dict) -> dict:
     """The unstructured recipe the checkpoint's run recorded beside it (which layers it pruned), or
     {} (the defaults) for a checkpoint out of its run's folder or of another stage."""
     try:
-        record = read_json(path.parent.parent / "metrics" / f"{path.stem}.json")
+        record = read_json(run_folder_of(path) / "metrics" / f"{path.stem}.json")
     except (OSError, ValueError):  # none there, or damaged: the checkpoint is still measured
         return {}
     same_run = record.get("run", {}).get("run_id") == ckpt.get("meta", {}).get("run_id")

@@ -2,6 +2,7 @@
 so each notebook cell stays a line or two."""
 from __future__ import annotations
 
+import errno
 import json
 import numbers
 import os
@@ -79,6 +80,8 @@ class Session:
         try:
             self.run_id = run_id_for(self.dirs.metrics, self.name, self.seed)
         except OSError as err:  # WriteFailed: the folders exist, but run.json cannot be written there
+            if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):  # a full disk: its own advice
+                raise SettingsError(str(err)) from None
             raise SettingsError(f"cannot write into OUT_DIR {self.dirs.root} ({err.filename}: "
                                 f"{err.strerror or err}): set OUT_DIR to a folder you can write to") from None
         ran = self.pipeline_summary()
@@ -230,14 +233,14 @@ class Session:
 
     # -- models ---------------------------------------------------------------------------
     def model_overrides(self, name: str) -> dict:
-        _check_model(name)
+        check_model(name)
         return dict(self.profile["models"].get(name, {}))
 
     def input_size(self, name: str) -> int:
         return int(self.model_overrides(name).get("img_size", COURSE_MODELS[name]["input_size"]))
 
     def train_config(self, name: str) -> dict:
-        _check_model(name)
+        check_model(name)
         return dict(self.profile["train"][name])
 
     def new_model(self, name: str, pretrained_weights: str | None = None) -> torch.nn.Module:
@@ -271,11 +274,20 @@ class Session:
         _safely_loadable({"arch_kwargs": model.arch["kwargs"], "metrics": _numbers_only(metrics), "meta": record["run"]})
         # "Not produced" while the checkpoint is replaced: an interrupt between the two writes left
         # the new weights beside the old record's numbers.
+        earlier = _readable(self.dirs.metrics_file(name, stage))
         write_json(self.dirs.metrics_file(name, stage), {
             "model": name, "stage": stage, "run": record["run"], "produced": False,
             "reason": f"its save did not finish (interrupted, or the disk was full): run notebook "
                       f"{NOTEBOOK_OF_STAGE[stage]} again"})
-        save_checkpoint(path, model, metrics=_numbers_only(metrics), meta=record["run"], sparse=sparse)
+        try:
+            save_checkpoint(path, model, metrics=_numbers_only(metrics), meta=record["run"], sparse=sparse)
+        except BaseException:
+            # The write failed before its rename (a full disk): the earlier checkpoint is whole, and
+            # so is its record again. Only a checkpoint replaced without its record stays marked.
+            old_sha = ((earlier or {}).get("checkpoint") or {}).get("sha256")
+            if old_sha and path.is_file() and file_sha256(path) == old_sha:
+                write_json(self.dirs.metrics_file(name, stage), earlier)
+            raise
         record["checkpoint"] = {"path": str(path.relative_to(self.dirs.root)), "bytes": path.stat().st_size,
                                 "encoding": "sparse" if sparse else "dense", "sha256": file_sha256(path)}
         if stage != "before_pruning":  # which baseline it was made from: notebook 05 checks it is still the one
@@ -438,16 +450,18 @@ RUN_ID = re.compile(r"[a-z]+-\d{8}T\d{6}-[0-9a-f]{6}")
 def check_artifact(name: str, stage: str) -> None:
     """ValueError unless ``name`` is a course model and ``stage`` a course stage: a misspelt one
     ('before_prunning') was written where no notebook reads it, and a path ('../x') outside the run."""
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}; choose from {list(MODEL_NAMES)}: nothing was written")
+    try:
+        check_model(name)
+    except ValueError as err:
+        raise ValueError(f"{err}: nothing was written") from None
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose from {list(STAGES)}: nothing was written")
 
 
-def _check_model(name: str) -> None:
+def check_model(name: str) -> None:
     """A course model's name, or an error listing them (a bare KeyError 'resnet' said neither)."""
-    if name not in COURSE_MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {sorted(COURSE_MODELS)}")
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; choose from {list(MODEL_NAMES)}")
 
 
 def shown_path(path: str | os.PathLike) -> str:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from .artifacts import read_json
 from .course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOTEBOOKS, REPORT_ENTRY_KEYS,
-                     REPORT_SECTIONS, SPARSITY_MIN, STAGES, checkpoint_names, half_empty_entries, meets_minimum,
+                     REPORT_SECTIONS, SPARSITY_MIN, STAGES, checkpoint_names, empty_entry, half_empty_entries, meets_minimum,
                      removed_text, report_problem)
 
 # A model trained and scored on a GPU and scored again on a CPU may differ by an image or two:
@@ -289,9 +289,10 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
     return findings, expected_run
 
 
-def minimums(report: dict, findings: list[Finding] = ()) -> list[str]:
+def minimums(report: dict, findings: list[Finding] = (), left_out=()) -> list[str]:
     """The course's minimums against report.json, one line per entry (an entry without numbers, a
-    model not produced, is not met); an entry a failed check concerns is marked as not to be
+    model not produced, is not met; one of ``left_out``, the models the run left out on purpose,
+    says so, as notebook 05 does); an entry a failed check concerns is marked as not to be
     trusted."""
     doubtful = {f.about for f in findings if not f.ok}
 
@@ -304,7 +305,8 @@ def minimums(report: dict, findings: list[Finding] = ()) -> list[str]:
         for stage, kind in (("before_pruning", "dense"), *((f"after_{s}", k) for s, k in REPORT_SECTIONS.items())):
             entry = reported.get((m, stage))
             if entry is None:  # said, not skipped: a hand-in without a model listed it nowhere
-                lines.append(f"  {m:12s} {kind:12s} not produced (report.json holds no numbers): NOT met")
+                lines.append(f"  {m:12s} {kind:12s} " + (empty_entry(False) if m in left_out else
+                                                         "not produced (report.json holds no numbers): NOT met"))
                 continue
             if kind == "dense":
                 lines.append(f"  {m:12s} dense        {entry['accuracy']:7.2%} (minimum {BEFORE_PRUNING_MIN[m]:.0%}): "

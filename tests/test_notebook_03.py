@@ -260,3 +260,22 @@ def test_sparsity_labels_tell_levels_above_99_percent_apart(tmp_path, capsys):
     subject.results["sensitivity"] = {"layers": {"conv1.weight": [0.1]}, "sparsities": [0.5], "baseline": 0.1}
     assert "sensitivity" not in subject.magnitude_scopes()  # a scan of other layers than the prunable ones
     assert "sensitivity-chosen curves left out" in capsys.readouterr().out
+
+
+def test_a_frontier_said_dropped_is_not_kept_from_the_record_either(tmp_path, monkeypatch, capsys):
+    """Running the final recipe's cell again said the frontier was dropped, and save_final then kept
+    the record's copy of it (diff review)."""
+    from labutils.labs import unstructured as lab
+
+    monkeypatch.setattr(lab, "frontier_threshold", lambda s, subject: (0.0, "any accuracy"))
+    s, subjects = _one_baseline(tmp_path)
+    subject = subjects["cnn"]
+    subject.cfg["frontier"]["max_trials"] = 1
+    lab.final_recipe(subject, "one_shot")
+    lab.save_final(s, subject)
+    lab.frontier(s, subject)
+    assert "frontier" in s.metrics("cnn", lab.STAGE)
+    lab.final_recipe(subject, "one_shot")  # the same cell again
+    capsys.readouterr()
+    assert "frontier" not in lab.save_final(s, subject)
+    assert "not kept from this run's earlier record: frontier (searched from an earlier final model)" in capsys.readouterr().out

@@ -1097,3 +1097,31 @@ def test_a_lock_that_cannot_be_written_is_not_left_behind(tmp_path, monkeypatch)
     assert list(tmp_path.iterdir()) == []  # neither the lock nor its temporary file
     with RunLock(tmp_path):  # space freed: the next run takes the folder
         assert (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_checkpoint_write_that_fails_keeps_the_earlier_model_and_its_record(tmp_path, monkeypatch):
+    """The record was marked not produced before the checkpoint's write; a full disk then left the
+    earlier, whole checkpoint counted as not produced (diff review)."""
+    import errno
+
+    from labutils import Session
+    from labutils import session as S
+    from labutils.artifacts import WriteFailed
+    from labutils.errors import SettingsError
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    model = s.new_model("cnn")
+    earlier = s.save(model, "cnn", "before_pruning", {"accuracy": 0.5})
+
+    def full(path, *args, **kwargs):
+        raise WriteFailed(OSError(errno.ENOSPC, "No space left on device"), path)
+
+    monkeypatch.setattr(S, "save_checkpoint", full)
+    with pytest.raises(WriteFailed, match="No space left"):
+        s.save(model, "cnn", "before_pruning", {"accuracy": 0.6})
+    assert s.metrics("cnn", "before_pruning") == earlier and s.available("cnn")
+    monkeypatch.undo()
+    monkeypatch.setattr("tempfile.mkstemp", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
+    with pytest.raises(SettingsError) as info:
+        Session("smoke", tmp_path / "other", device="cpu")
+    assert "No space left on device" in str(info.value) and "folder you can write to" not in str(info.value)

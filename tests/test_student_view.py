@@ -168,7 +168,7 @@ def test_final_recipe_after_a_restart_says_what_stands_in_and_keeps_the_runs_ana
     out = capsys.readouterr().out
     assert "no study in this kernel, so no winner to take: pruning with gradual" in out
     assert "kept from this run's earlier record: study (not run in this kernel)" in out
-    assert "not kept from this run's earlier record: frontier (searched from a model of another recipe)" in out
+    assert "not kept from this run's earlier record: frontier (searched from an earlier final model)" in out
     record = s.metrics("cnn", U.STAGE)
     assert record["recipe"]["method"] == "gradual" and record["study"] == first.results["study"]
     assert "frontier" not in record

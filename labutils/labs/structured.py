@@ -31,7 +31,7 @@ from ..plots import COLORS, finish, log_tick_labels, named_styles, panels, style
 from ..profile_check import check_settings, schema
 from ..profiles import format_settings
 from ..prune import structured as S
-from ..session import Session, _check_model, check_models
+from ..session import Session, check_model, check_models
 from ..train import evaluate, fit, seed_everything
 
 STAGE = "after_structured_pruning"
@@ -264,7 +264,7 @@ def prune_structured(session: Session, name: str) -> dict:
     The checkpoint and its metrics are saved before the slow timing (latency, throughput sweep),
     which is then written into the record: an interrupt there keeps the fine-tuned model, its
     record saying the timing is missing (``TIMING_PENDING``)."""
-    _check_model(name)  # a misspelt name: before anything is written under it
+    check_model(name)  # a misspelt name: before anything is written under it
     if not session.available(name, "before_pruning"):
         record = session.record_missing_baseline(name, STAGE)
         print(f"'{name}' NOT PRODUCED: {record['reason'].splitlines()[0]}")
@@ -336,7 +336,7 @@ def recorded(session: Session) -> dict[str, dict]:
 def equivalence_check(session: Session, name: str, share: float = 0.25) -> dict | None:
     """On ``name``'s baseline: largest output difference between (a) the BN-output / gate mask
     and physical removal, (b) the naive producer-only mask and physical removal."""
-    _check_model(name)  # a misspelt name is not a missing baseline
+    check_model(name)  # a misspelt name is not a missing baseline
     if not session.available(name, "before_pruning"):
         print(f"{name}: no baseline in this run, nothing to check")
         return None

@@ -445,6 +445,7 @@ def final_recipe(subject: Subject, method: str | None = None) -> dict:
     subject.results["final"] = {"model": model, "masks": masks, "row": row, "final_method": asked,
                                 "chosen_on": chosen_on}
     if subject.results.pop("frontier", None) is not None:  # searched from the model this one replaces
+        subject.results["final"]["frontier_dropped"] = True  # nor is the record's copy of it kept
         print(f"{subject.name:12s} the frontier searched from the earlier final model is dropped: run its cell again")
     print(f"{subject.name:12s} {method} to {row['measured_sparsity']:.2%}: {row['accuracy']:.2%} "
           f"(baseline {subject.baseline:.2%}, minimum {AFTER_PRUNING_MIN[subject.name]:.0%}) "
@@ -492,11 +493,12 @@ def save_final(s, subject: Subject) -> dict:
     for key in ANALYSES:
         if key in subject.results:
             metrics[key] = subject.results[key]
-        elif key in earlier and (key != "frontier" or earlier.get("recipe") == json.loads(json.dumps(metrics["recipe"]))):
+        elif key in earlier and (key != "frontier" or (not final.get("frontier_dropped") and earlier.get("recipe")
+                                                       == json.loads(json.dumps(metrics["recipe"])))):
             metrics[key] = earlier[key]
             kept.append(key)
         elif key in earlier:
-            dropped.append(f"{key} (searched from a model of another recipe)")
+            dropped.append(f"{key} (searched from an earlier final model)")
     if "latency" in earlier:
         dropped.append("latency (measured on the earlier model)")
     if kept:
