@@ -216,10 +216,15 @@ def test_an_interrupted_timing_keeps_the_fine_tuned_model_and_a_record_the_repor
     details = report.build_details(records, record["run"])["entries"]["cnn_after_structured_pruning"]
     assert details["latency"]["cpu"].startswith("not measured: the timing did not finish")
     for plot in (lab.plot_speed_vs_macs, lab.plot_throughput):  # the figures say it, not a KeyError
-        assert plot({"cnn": record}) is not None
+        title = plot({"cnn": record}).axes[0].get_title()
+        assert title == "cnn\n(not measured on cpu, cuda: the timing did not finish)"  # not 190 characters twice
+    assert lab.plot_speed_vs_macs({"cnn": record}).axes[0].get_legend() is None  # no bars to name
 
     monkeypatch.undo()  # the timing finishes: written into the saved record, the checkpoint as it was
+    saved = s.dirs.checkpoint("cnn", lab.STAGE).read_bytes()
+    monkeypatch.setattr(lab, "cut_and_finetune", interrupt)  # the saved model is timed, not pruned again
     done = lab.prune_structured(s, "cnn")
+    assert s.dirs.checkpoint("cnn", lab.STAGE).read_bytes() == saved and done["checkpoint"] == record["checkpoint"]
     assert done == s.metrics("cnn", lab.STAGE) and done["latency"]["cpu_batch1"]["speedup"] > 0
     assert done["throughput"]["cpu"]["batch_sizes"] == [1]
     assert s.load("cnn", lab.STAGE)[1] is not None
@@ -266,6 +271,10 @@ def test_a_recipe_whose_steps_are_empty_or_go_down_is_refused_before_any_cut():
     with pytest.raises(SettingsError, match=r'cfg\["scope"\] = .globl. must be one of'):
         lab.check_values(cfg | {"scope": "globl"})
     lab.check_values(cfg | {"steps": np.array([0.25, 0.5]), "step_epochs": 0.5})  # an exercise's numpy, half an epoch
+    lab.check_values(cfg | {"compare_shares": np.linspace(0, 0.75, 4)})  # 0: the dense point, as it always was
+    with pytest.raises(SettingsError) as info:
+        lab.check_values(cfg | {"compare_shares": [0.5, 0.25]})
+    assert "must increase" in str(info.value) and "steps:" not in str(info.value)  # the hint is for steps
 
 
 def test_one_key_means_one_share_in_a_vits_steps_and_criteria_study(tmp_path):

@@ -743,14 +743,21 @@ def test_fit_refuses_a_label_smoothing_or_ema_the_profiles_refuse(settings, said
     _refused_before_training(settings, said)
 
 
-def test_the_baseline_and_try_recipe_stop_a_diverged_run_and_leave_it_out_of_recipes(tmp_path):
+def test_the_baseline_stops_a_diverged_run_and_try_recipe_shows_it(tmp_path, monkeypatch, capsys):
+    """The baseline trained on to the end and failed at the save; a tried recipe that diverges is
+    shown (its history, said diverged), not stopped (diff review)."""
     from labutils.labs import baseline as B
     from labutils.profile_check import recipe_problems
     from labutils.session import Session
 
     s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
-    with pytest.raises(FloatingPointError, match=r"cnn \(try\): training diverged at epoch 1 of 2 .*; stopped"):
-        B.try_recipe(s, "cnn", model=_diverged_cnn(), epochs=2)
+    with pytest.warns(RuntimeWarning, match="training diverged"):
+        history = B.try_recipe(s, "cnn", model=_diverged_cnn(), epochs=2)
+    assert len(history) == 2 and "(diverged: its training loss is not a number)" in capsys.readouterr().out
+    monkeypatch.setattr(s, "new_model", lambda name, weights=None: _diverged_cnn())
+    with pytest.raises(FloatingPointError, match=r"^cnn: training diverged at epoch 1 of .*; stopped"):
+        B.train_baseline(s, "cnn")
+    assert s.metrics("cnn", "before_pruning") is None  # nothing written
     assert "stop_if_diverged" not in B.RECIPE_KEYS  # the baseline's choice, not a recipe's
     with pytest.raises(ValueError, match="try_recipe cannot change stop_if_diverged"):
         B.try_recipe(s, "cnn", stop_if_diverged=False)

@@ -9,6 +9,7 @@ scratch). Library pieces: ``Session`` (data, models, checkpoints), ``train.fit``
 from __future__ import annotations
 
 import inspect
+import math
 import time
 
 import matplotlib.pyplot as plt
@@ -25,14 +26,15 @@ from ..session import Session
 from ..train import fit, seed_everything
 
 
-def _train(session: Session, name: str, model, recipe: dict, desc: str):
+def _train(session: Session, name: str, model, recipe: dict, desc: str, stop_if_diverged: bool = False):
     """``model`` trained with ``recipe`` (batch size, augmentation and ``fit``'s arguments) on the
     session's data: (history, test loader, seconds: the wall time, the per-epoch scoring of the test
-    split included). The baseline and ``try_recipe`` share it. A diverged run stops at the epoch
-    its loss turns NaN: its record could not be saved anyway, after the whole run."""
+    split included). The baseline and ``try_recipe`` share it; the baseline stops a diverged run
+    (``stop_if_diverged``: its record could not be saved anyway, after the whole run), where a
+    tried recipe's history is shown, diverged or not."""
     train, test = session.loaders(name, recipe["batch_size"], augmentation_of(recipe))
     start = time.perf_counter()
-    history = fit(model, train, test, device=session.device, desc=desc, stop_if_diverged=True,
+    history = fit(model, train, test, device=session.device, desc=desc, stop_if_diverged=stop_if_diverged,
                   **fit_arguments(recipe))
     return history, test, time.perf_counter() - start
 
@@ -58,7 +60,7 @@ def train_baseline(session: Session, name: str, pretrained_weights: str | None =
             raise
         print(f"'{name}' NOT PRODUCED: {err}")
         return session.record_missing(name, "before_pruning", str(err))
-    history, test, seconds = _train(session, name, model, session.train_config(name), desc=name)
+    history, test, seconds = _train(session, name, model, session.train_config(name), desc=name, stop_if_diverged=True)
     final = history[-1]  # fit evaluates the test split after the last epoch
     record = session.save(model, name, "before_pruning", {
         "accuracy": final["test_accuracy"], "test_loss": final["test_loss"], "test_images": len(test.labels),
@@ -118,6 +120,8 @@ def try_recipe(session: Session, name: str, pretrained_weights: str | None = Non
     than = (f"this run's baseline: {baseline['accuracy']:.2%}" if baseline.get("produced")
             else "no baseline in this run to compare with")
     changed = ", ".join(f"{k}={v!r}" for k, v in changes.items()) or "the recipe unchanged"
+    if not math.isfinite(history[-1]["train_loss"]):  # fit warned; the accuracy below is chance's
+        changed += " (diverged: its training loss is not a number)"
     print(f"{what} with {changed}: {history[-1]['test_accuracy']:.2%}{_train_accuracy(history)} after {len(history)} epoch{'s' * (len(history) != 1)} in "
           f"{seconds:.0f}s ({than}); nothing saved")
     return history

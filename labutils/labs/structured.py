@@ -14,6 +14,7 @@ between cuts, ``finetune["epochs"]`` after the last), so the network recovers be
 from __future__ import annotations
 
 import copy
+import json
 import time
 
 import matplotlib.pyplot as plt
@@ -84,11 +85,14 @@ def check_values(cfg: dict, path: str = "cfg") -> None:
     for key in CHECKED_VALUES:
         if key in cfg:
             value = cfg[key].tolist() if isinstance(cfg[key], (np.ndarray, torch.Tensor)) else cfg[key]
+            if key == "compare_shares" and isinstance(value, list):  # a 0 (np.linspace(0, ...)) is the dense point
+                value = [v for v in value if v != 0] or value
             if (why := rules[key](value)) is not None:
-                found.append(f'{path}["{key}"] = {cfg[key]!r} {why}')
+                found.append((key, f'{path}["{key}"] = {cfg[key]!r} {why}'))
     if found:
-        raise SettingsError("\n".join(found) + "\nnothing was cut: correct the recipe (steps: shares of the ORIGINAL "
-                            "units, each above the one before, such as [0.25, 0.5])")
+        hint = (" (steps: shares of the ORIGINAL units, each above the one before, such as [0.25, 0.5])"
+                if any(key == "steps" for key, _ in found) else "")
+        raise SettingsError("\n".join(line for _, line in found) + f"\nnothing was cut: correct the recipe{hint}")
 
 
 def criteria_for(model: nn.Module, names: list[str]) -> list[str]:
@@ -239,7 +243,18 @@ def timings(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict, mac_ratio
 # or failed timing leaves the model and its report numbers saved, and says what is missing in the
 # figures and in report_details.json ("not measured: ..." is how a device not timed is recorded).
 TIMING_PENDING = ("not measured: the timing did not finish (interrupted or failed) after the model was "
-                  "saved; run the cell under 'Prune, fine-tune, save' again to time it")
+                  "saved; lab.prune_structured(s, name) for this model times the saved one")
+
+
+def _timing_pending(session: Session, name: str, cfg: dict) -> dict | None:
+    """This run's saved record of ``name`` whose timing did not finish, pruned with ``cfg`` from
+    the baseline there now, or None: its model is timed, not pruned and fine-tuned again."""
+    record = session.metrics(name, STAGE)
+    if not session.available(name, STAGE) or record.get("recipe") != json.loads(json.dumps(cfg)):
+        return None
+    before = ((session.metrics(name, "before_pruning") or {}).get("checkpoint") or {}).get("sha256")
+    pending = any(v == TIMING_PENDING for key in ("latency", "throughput") for v in (record.get(key) or {}).values())
+    return record if pending and record.get("baseline_sha256") == before else None
 
 
 def _add_metrics(session: Session, name: str, sha256: str, extra: dict) -> dict:
@@ -272,6 +287,11 @@ def prune_structured(session: Session, name: str) -> dict:
     cfg = check_recipe(session.profile["structured"][name], name)
     dense, _ = session.load(name, "before_pruning")
     dense.eval()
+    if (saved := _timing_pending(session, name, cfg)) is not None:  # its timing was interrupted: only that
+        print(f"{name}: saved by this run without its timing (interrupted): timing the saved model")
+        model, _ = session.load(name, STAGE)
+        measured = timings(dense, model, session.input_size(name), cfg, saved["macs_original"] / saved["macs"])
+        return _add_metrics(session, name, saved["checkpoint"]["sha256"], measured)
     train, test = session.loaders(name, cfg["batch_size"])
     study_test = session.test_subset_loader(cfg["compare_images"], 2 * cfg["batch_size"], session.input_size(name))
     print(f"{name}: criteria, one-shot cut without fine-tuning, on {len(study_test.labels)} test images")
@@ -321,8 +341,8 @@ def prune_structured(session: Session, name: str) -> dict:
     try:
         measured = timings(dense, model, size, cfg, cost["macs_original"] / cost["macs"])
     except BaseException:
-        print(f"{name}: the timing did not finish; the model and its metrics are saved, the record says "
-              f"the timing is missing")
+        print(f"{name}: the timing did not finish; the model and its metrics are saved, the record says the "
+              f"timing is missing: lab.prune_structured(s, {name!r}) times the saved model, without pruning again")
         raise
     return _add_metrics(session, name, record["checkpoint"]["sha256"], measured)
 
@@ -450,6 +470,18 @@ def plot_criteria(results: dict[str, dict], minimums: dict[str, float] | None = 
     return finish(fig, path, caption)
 
 
+def _not_timed(values: dict) -> str:
+    """A panel title's second line naming the devices not timed, in a few words (the pending
+    timing's whole text, twice, ran across the next panel); "" when every device was timed."""
+    why = {device: "the timing did not finish" if v == TIMING_PENDING else str(v).removeprefix("not measured: ")
+           for device, v in values.items() if not isinstance(v, dict)}
+    if not why:
+        return ""
+    if len(set(why.values())) == 1:
+        return f"\n(not measured on {', '.join(why)}: {next(iter(why.values()))})"
+    return "\n(not measured: " + "; ".join(f"{device}: {v}" for device, v in why.items()) + ")"
+
+
 def plot_speed_vs_macs(results: dict[str, dict], path=None, caption=None):
     """Measured speedup of the pruned model next to the theoretical one (MAC ratio), per device
     and batch size."""
@@ -473,11 +505,11 @@ def plot_speed_vs_macs(results: dict[str, dict], path=None, caption=None):
         ax.set_xticks(x, [f"{v['device']}\nbatch {v['batch_size']}"
                           + ("\n(noisy)" if v.get("noisy") else "")
                           for v in runs.values()], fontsize=8)
-        skipped = [f"{k}: {v}" for k, v in r["latency"].items() if not isinstance(v, dict)]
-        ax.set(ylabel="dense time / pruned time", title=f"{name}" + (f"\n({'; '.join(skipped)})" if skipped else ""))
+        ax.set(ylabel="dense time / pruned time", title=name + _not_timed(r["latency"]))
         ax.title.set_fontsize(9)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper center", ncol=2)
+        if runs:  # no legend for bars a panel does not have (its timing not measured)
+            ax.legend(fontsize=7, loc="upper center", ncol=2)
     return finish(fig, path, caption)
 
 
@@ -501,8 +533,7 @@ def plot_throughput(results: dict[str, dict], path=None, caption=None):
         if ratio:
             bottom.axhline(ratio, color="0.4", ls=":", lw=1, label=f"fewer MACs ({ratio:.2f}x)")
         bottom.axhline(1.0, color="k", lw=0.8)
-        skipped = [f"{d}: {v}" for d, v in r["throughput"].items() if not isinstance(v, dict)]
-        top.set(yscale="log", ylabel="images / s", title=name + (f"\n({'; '.join(skipped)})" if skipped else ""))
+        top.set(yscale="log", ylabel="images / s", title=name + _not_timed(r["throughput"]))
         bottom.set(ylabel="speed-up (pruned / dense)", title=f"{name}: speed-up")
         for ax in (top, bottom):
             ax.title.set_fontsize(9)
