@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import math
 import os
-from decimal import Decimal
 from pathlib import Path
 
 from .artifacts import REPO_ROOT, atomic_write_bytes, read_json
-from .course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, SPARSITY_MIN, empty_entry,
+from .course import (AFTER_PRUNING_MIN, accuracy_text, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, SPARSITY_MIN, empty_entry,
                      half_empty_entries, removed_at_least, removed_text, report_problem)
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -83,13 +82,6 @@ def describe_goal(goal: dict | None) -> str:
     if "removed" in goal:
         parts.append(f"at >= {goal['removed']:g}% removed")
     return " ".join(parts)
-
-
-def accuracy_text(accuracy: float) -> str:
-    """An accuracy (a fraction) as a percentage rounded down to 0.01 pp, so that 0.934951, which
-    misses 93.5%, never shows as "93.50%". Floored from the decimal the JSON holds, so no float
-    error can pull an accuracy that is on a goal below it."""
-    return f"{math.floor(Decimal(repr(accuracy)) * 10000) / 100:.2f}%"
 
 
 def _verdict(value: bool | None, produced: bool, in_run: bool = True) -> str:

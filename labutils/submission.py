@@ -285,14 +285,14 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
             say(False, f"its removed channels cannot be counted: {m}_before_pruning.pth {why}")
             continue
         said = entry["pruning_percentage"]
-        say(abs(got - said) <= PERCENT_TOLERANCE, f"report.json says {said:.2f}% removed; {got:.2f}% {how}")
+        say(abs(got - said) <= PERCENT_TOLERANCE, f"report.json says {removed_text(said)} removed; {removed_text(got)} {how}")
     return findings, expected_run
 
 
 def minimums(report: dict, findings: list[Finding] = (), left_out=()) -> list[str]:
     """The course's minimums against report.json, one line per entry (an entry without numbers, a
     model not produced, is not met; one of ``left_out``, the models the run left out on purpose,
-    says so, as notebook 05 does); an entry a failed check concerns is marked as not to be
+    says so too, as notebook 05 does); an entry a failed check concerns is marked as not to be
     trusted."""
     doubtful = {f.about for f in findings if not f.ok}
 
@@ -305,7 +305,8 @@ def minimums(report: dict, findings: list[Finding] = (), left_out=()) -> list[st
         for stage, kind in (("before_pruning", "dense"), *((f"after_{s}", k) for s, k in REPORT_SECTIONS.items())):
             entry = reported.get((m, stage))
             if entry is None:  # said, not skipped: a hand-in without a model listed it nowhere
-                lines.append(f"  {m:12s} {kind:12s} " + (empty_entry(False) if m in left_out else
+                # Left out on purpose (the sidecar says so) or not: the course's minimum is not met.
+                lines.append(f"  {m:12s} {kind:12s} " + (f"{empty_entry(False)}: NOT met" if m in left_out else
                                                          "not produced (report.json holds no numbers): NOT met"))
                 continue
             if kind == "dense":

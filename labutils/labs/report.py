@@ -20,8 +20,8 @@ import matplotlib.pyplot as plt
 
 from ..artifacts import RunDirs, read_json, write_json
 from ..course import (AFTER_PRUNING_MIN, BASELINE_MISSING, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, NOTEBOOK_OF_STAGE,
-                      REPORT_SECTIONS, SPARSITY_MIN, checkpoint_names, empty_entry, meets_minimum, removed_text,
-                      report_problem)
+                      REPORT_SECTIONS, SPARSITY_MIN, accuracy_text, checkpoint_names, empty_entry, half_empty_entries,
+                      meets_minimum, removed_text, report_problem)
 from ..errors import Explained
 from ..evaluate import evaluate_paths, format_table
 from ..plots import finish, minimum_line, model_style
@@ -37,6 +37,9 @@ def validate_report(report: dict) -> None:
     such as an accuracy given as a percent). The schema cannot tell a percent given as a fraction
     (0.935 for 93.5%): build_report takes both from the metrics, which record percents."""
     problem = report_problem(report)
+    if not problem and (mixed := half_empty_entries(report)):  # every reader refuses one: none is written
+        section, model, empty = mixed[0]
+        problem = f"{section}/{model}: {', '.join(empty)} empty beside numbers (an entry is all numbers or all empty)"
     if problem:
         raise ReportError(f"report.json is invalid at {problem}")
 
@@ -87,6 +90,10 @@ def check_one_run(records: dict) -> dict:
                               f"missing, but {model}_before_pruning is there now (at {before['accuracy']:.2%}; "
                               f"notebook 02 ran after notebook {NOTEBOOK_OF_STAGE[stage]}): run notebook "
                               f"{NOTEBOOK_OF_STAGE[stage]} again for {model}")
+        if stage != "before_pruning" and r.get("produced"):
+            if (problem := _older_record(model, stage, r)) is not None:
+                raise ReportError(f"metrics/{model}_{stage}.json {problem} (written by an older labutils): run "
+                                  f"notebook {NOTEBOOK_OF_STAGE[stage]} again for {model}")
         if not r.get("produced") or "original_accuracy" not in r:
             continue
         if not before.get("produced"):
@@ -102,6 +109,21 @@ def check_one_run(records: dict) -> dict:
                           f"{model}_before_pruning {now}: run notebook {NOTEBOOK_OF_STAGE[stage]} again for "
                           f"{model}, so both come from the same baseline")
     return next(r["run"] for r in records.values() if "run" in r)
+
+
+def _older_record(model: str, stage: str, record: dict) -> str | None:
+    """What a produced record of a pruned model lacks for the report, or None: a number the report
+    needs (a half-empty entry, which the report's readers refuse), or, for a ViT's structured
+    pruning, its share of heads (before 2026-12-07 heads and MLP neurons were counted together: an
+    MLP-only cut read as met)."""
+    lacking = [k for k in ("accuracy", "pruning_percentage") if record.get(k) is None]
+    if lacking:
+        return f"has no {' and '.join(lacking)}"
+    heads = (record.get("removed_by_kind") or {}).get("heads")
+    if stage == "after_structured_pruning" and model != "cnn" and (
+            heads is None or abs(heads - record["pruning_percentage"]) > 1e-6):
+        return "counts heads and MLP neurons together, where the course counts a ViT's heads"
+    return None
 
 
 def _value(record: dict, key: str):
@@ -146,7 +168,11 @@ def write_report(out: str | os.PathLike, report: dict, details: dict) -> tuple[P
     """Validate, then write ``report.json`` and ``report_details.json`` atomically."""
     validate_report(report)
     out = Path(out)
-    return write_json(out / "report.json", report), write_json(out / "report_details.json", details)
+    for payload in (report, details):  # both checked before either is written: never one beside the other's run
+        json.dumps(payload, allow_nan=False)
+    (out / "report.json").unlink(missing_ok=True)  # no old report beside the new sidecar if the next write fails
+    details_path = write_json(out / "report_details.json", details)
+    return write_json(out / "report.json", report), details_path
 
 
 def meets_minimums(report: dict) -> dict:
@@ -170,8 +196,8 @@ def checkpoint_table(rows: list[dict], records: dict) -> tuple[list[str], list[l
     table = []
     for r in rows:
         model, stage = next(k for k in records if f"{k[0]}_{k[1]}" == r["name"])
-        removed = records[model, stage].get("sparsity_all_parameters", 0.0)
-        table.append([r["name"], f"{r['accuracy']:.2%}", f"{removed:.1f}%", f"{r['parameters'] / 1e6:.2f}M",
+        removed = records[model, stage].get("sparsity_all_parameters")
+        table.append([r["name"], f"{r['accuracy']:.2%}", "-" if removed is None else f"{removed:.1f}%", f"{r['parameters'] / 1e6:.2f}M",
                       f"{r['nonzero_parameters'] / 1e6:.2f}M", f"{r['macs'] / 1e6:.1f}",
                       f"{r['size_bytes'] / 1e6:.2f}",
                       f"{r['ms_per_image']:.2f}" + (" (noisy)" if r.get("timing_noisy") else "")])
@@ -241,7 +267,8 @@ def print_report(report: dict, records: dict) -> None:
     """The report as JSON (numbers rounded to 4 decimals for reading; the file keeps them whole),
     then each empty entry with the reason it is empty."""
     print(json.dumps(_rounded(report), indent=2))
-    missing = {f"{m}_{st}": r["reason"].splitlines()[0] for (m, st), r in records.items() if not r.get("produced")}
+    missing = {f"{m}_{st}": (r.get("reason") or "no reason recorded").splitlines()[0]
+               for (m, st), r in records.items() if not r.get("produced")}
     for key, reason in missing.items():
         print(f"{key}: {reason}")
     print(f"{len(missing)} of {len(records)} entries not produced")
@@ -251,7 +278,13 @@ def remeasure_checkpoints(session) -> list[dict]:
     """Load every course checkpoint of MODELS back and measure it on the test images its notebook
     used, and print any difference from the recorded accuracy (that checks the files, not just the
     metrics). Raises ReportError when a checkpoint the metrics say was produced is missing or does not load."""
-    paths = [session.dirs.models / n for n in checkpoint_names(session.models) if (session.dirs.models / n).is_file()]
+    # This run's checkpoints only: another run's leftover would be tabled under this run's caption.
+    paths = [session.dirs.checkpoint(m, stage) for m in session.models for stage in NOTEBOOK_OF_STAGE
+             if session.available(m, stage)]
+    others = [n for n in checkpoint_names(session.models) if (session.dirs.models / n).is_file()
+              and session.dirs.models / n not in paths]
+    if others:
+        print(f"not this run's, left out: {', '.join(others)}")
     gone = [session.dirs.checkpoint(m, stage).name for m in session.models for stage in NOTEBOOK_OF_STAGE
             if (session.metrics(m, stage) or {}).get("produced") and not session.available(m, stage)]
     if gone:  # the report would give the numbers of models that are not there
@@ -304,7 +337,8 @@ def plot_accuracy_vs_sparsity(report: dict, after_min: dict = AFTER_PRUNING_MIN,
                 ax.plot([], [], label=f"{model}: {empty_entry(model in models)}", **style)
                 continue
             xs, ys = [0, e["pruning_percentage"]], [100 * e["original_accuracy"], 100 * e["pruned_accuracy"]]
-            ax.plot(xs, ys, label=f"{model}: {ys[1]:.1f}% at {removed_text(xs[1])} removed", **style)
+            # Rounded down, as the verdicts read it: 84.96% showed "85.0%" beside a missed 85% minimum.
+            ax.plot(xs, ys, label=f"{model}: {accuracy_text(e['pruned_accuracy'])} at {removed_text(xs[1])} removed", **style)
         ax.axvline(sparsity_min[kind], color="0.5", ls=":", lw=1)
         # What report.json's pruning_percentage counts: a ViT's heads only, not its MLP neurons.
         what = "prunable weights" if kind == "unstructured" else "channels (CNN) / heads (ViT)"
