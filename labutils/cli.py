@@ -231,6 +231,17 @@ def _run(args) -> int:
         print(f"error: --notebooks names no notebook; choose from {', '.join(NOTEBOOKS)} "
               f"(or leave it out to run all)", file=sys.stderr)
         return 2
+    if args.notebooks:  # "1" is notebook 01
+        args.notebooks = [n.zfill(2) if n.isdigit() else n for n in args.notebooks]
+        if unknown := [n for n in args.notebooks if n not in NOTEBOOKS]:
+            print(f"error: unknown notebook(s) {unknown}; choose from {', '.join(NOTEBOOKS)}", file=sys.stderr)
+            return 2
+    for flag, value in (("--out", args.out), ("--data-root", args.data_root), ("--vit-weights", args.vit_weights)):
+        if value is not None and not value.strip():  # --out "$OUT" with OUT unset meant the default folder
+            print(f"error: {flag} is empty: give a folder, or leave {flag} out for the default", file=sys.stderr)
+            return 2
+    if args.data_root:  # ~ too: the shell leaves --data-root=~/data as it is, and the kernels run elsewhere
+        args.data_root = str(Path(args.data_root).expanduser().resolve())
     # One model list, in the course's order: "vit_scratch,cnn" is the same run as "cnn,vit_scratch".
     args.models = [m for m in MODEL_NAMES if m in args.models]
     # Checked before anything is written: a bad value found by a notebook would have replaced the
@@ -271,6 +282,10 @@ def _run(args) -> int:
     except (NotebooksNotFound, RunLocked, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # stdout closed (| head): not a problem of the output folder
+        print(f"error: the output stream was closed, so the run stopped; continue it with: "
+              f"{resume_command(args, profile)}", file=sys.stderr)
+        return 1
     except OSError as err:  # not a directory, read-only, no space left: one line, no traceback
         print(f"error: {describe_os_error(err, args.out, resolve_out_dir(profile, args.out))}", file=sys.stderr)
         return 1
@@ -283,8 +298,27 @@ def _run(args) -> int:
     times = ", ".join(f"{k[:2]} {format_seconds(v)}" for k, v in summary["notebooks"].items())
     print(f"done: profile {profile}, run {summary['run_id']}, {format_seconds(summary['total_seconds'])} "
           f"({times}); outputs in {summary['out']}")
+    for line in _not_produced(Path(summary["out"]), summary["run_id"], args.models):  # a log's tail says it too
+        print(line)
     print(what_to_open(Path(summary["out"]), report="05_report.ipynb" in summary["finished"]))
     return 0
+
+
+def _not_produced(out: Path, run_id: str, models: list[str]) -> list[str]:
+    """A line for each model of the run whose baseline this run recorded as not produced (say, the
+    pretrained ViT offline), which the "done" line above would otherwise hide."""
+    from .artifacts import read_json
+
+    lines = []
+    for name in models:
+        try:
+            record = read_json(out / "metrics" / f"{name}_before_pruning.json")
+        except (OSError, ValueError):  # not written (02 not run), or damaged: nothing to say here
+            continue
+        if (record.get("run") or {}).get("run_id") == run_id and not record.get("produced"):
+            why = (str(record.get("reason") or "").splitlines() or ["no reason recorded"])[0]
+            lines.append(f"not produced: {name} ({why})")
+    return lines
 
 
 class Terminated(SystemExit):

@@ -162,6 +162,15 @@ def check_same_run(out_dir: Path, identity: dict, starts: bool) -> None:
         + (f" (or delete {out_dir} to start over there)." if starts else "."))
 
 
+def _readable_json(path: Path) -> dict:
+    """The JSON object in ``path``; {} where it is missing, damaged or not an object."""
+    try:
+        data = read_json(path) if path.is_file() else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _run_marker(out_dir: Path, damaged_ok: bool = False) -> dict | None:
     """The folder's ``metrics/run.json`` (its run), None where there is none (or, ``damaged_ok``, where
     it is damaged: a run that starts writes it again); RunRefused where it is damaged."""
@@ -421,6 +430,13 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
     starts = not resume and any(b.name[:2] in ("01", "02") for b in books)
     if not resume:
         check_same_run(out_dir, identity, starts)
+    if starts:  # the same command again after a stop (or a finished run) starts over: say so, not silently
+        marker = out_dir / "metrics" / "pipeline.json"
+        earlier = _readable_json(marker)
+        if earlier.get("finished"):
+            print(f"note: replacing run {earlier.get('run_id')} in {out_dir} (it finished "
+                  f"{', '.join(n[:2] for n in earlier['finished'])}); to continue it instead, stop this and "
+                  f"add --resume", flush=True)
     # The run the notebooks work in: a new one where 01 starts it, else the folder's.
     this_run = run_id if resume else None if starts else (_run_marker(out_dir) or {}).get("run_id")
     ours, others = _baselines_of(out_dir, this_run)
@@ -489,7 +505,7 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
         except BaseException as err:  # interrupted, or the disk is full: never leave half a notebook
             target.unlink(missing_ok=True)
             if not isinstance(err, OSError):  # interrupted: an earlier run's would pass for this run's (a
-                final.unlink(missing_ok=True)  # full disk keeps the earlier files whole, as it promises)
+                _discard(final)  # full disk keeps the earlier files whole, as it promises)
             if isinstance(err, RuntimeError) and "Kernel died" in str(err):  # nbclient: died while starting
                 record(book.name, t0, failed=book.name)
                 raise NotebookFailed(f"{book.name}: its kernel did not start ({err})" + _last_words(kernel_log)) from None
@@ -605,6 +621,14 @@ def _replace_if_written(partial: Path, final: Path) -> None:
         os.replace(partial, final)
 
 
+def _discard(final: Path) -> None:
+    """Remove an earlier run's executed notebook, unless it is the workbook's own: a full run into
+    the repository root executes the notebooks in place, and Ctrl-C deleted the source notebook
+    (a --resume then ran without it, and said done)."""
+    if final.resolve().parent != NOTEBOOK_DIR.resolve():
+        final.unlink(missing_ok=True)
+
+
 def _keep_partial(partial: Path, final: Path, name: str) -> bool:
     """A failed notebook's executed copy (its outputs up to the failure) in place of ``final``;
     where papermill left none, or not a whole notebook, ``final`` is removed: an earlier run's
@@ -613,7 +637,7 @@ def _keep_partial(partial: Path, final: Path, name: str) -> bool:
         _forget_machine_paths(partial, name)
     except Exception:  # missing, or cut short: nbformat's errors are of many kinds
         partial.unlink(missing_ok=True)
-        final.unlink(missing_ok=True)
+        _discard(final)
         return False
     _replace_if_written(partial, final)
     return True

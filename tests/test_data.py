@@ -599,3 +599,15 @@ def test_subset_refuses_a_count_that_is_not_a_positive_whole_number(n):
     with pytest.raises(ValueError, match=re.escape(f"n={n!r} must be a whole number of examples >= 1, or None")):
         D.subset(np.zeros((20, 3, 32, 32), np.uint8), labels, n)
     assert len(D.subset(np.zeros((20, 3, 32, 32), np.uint8), labels, np.int64(3))[1]) == 3
+
+
+def test_compare_loaders_says_a_batch_larger_than_the_profiles_images(tmp_path):
+    """It failed with a bare StopIteration (review)."""
+    from labutils import Session
+    from labutils.errors import SettingsError
+    from labutils.labs import data as lab
+
+    s = Session("smoke", tmp_path, device="cpu")
+    s.prepare_data()
+    with pytest.raises(SettingsError, match="batch_size 4096 is more than the 1,000 training images of the smoke profile"):
+        lab.compare_loaders(s, batch_size=4096)

@@ -611,3 +611,47 @@ def test_another_runs_baselines_do_not_let_later_notebooks_start(tmp_path, monke
     assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", "01"]) == 0  # a new run
     assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", "03"]) == 1
     assert "left from another run" in capsys.readouterr().err and ran == ["03", "01"]
+
+
+def test_an_interrupt_never_deletes_the_workbooks_own_notebook(tmp_path, monkeypatch):
+    """A full run into the repository root executes the notebooks in place: Ctrl-C deleted the
+    source notebook, and a --resume then ran without it and said done (review)."""
+    books = tmp_path / "books"
+    books.mkdir()
+    source, executed = books / "02_baseline_training.ipynb", tmp_path / "out" / "notebooks" / "02_baseline_training.ipynb"
+    executed.parent.mkdir(parents=True)
+    source.write_text("{}")
+    executed.write_text("{}")
+    monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", books)
+    pipeline._discard(source)
+    pipeline._discard(executed)
+    assert source.exists() and not executed.exists()
+
+
+def test_the_run_command_says_what_it_replaces_and_what_was_not_produced(tmp_path, monkeypatch, capsys):
+    """The same command again silently started over a finished run; "done" hid a model not
+    produced; "--notebooks 1" was unknown, an empty --out meant the default folder (review)."""
+    books = tmp_path / "books"
+    books.mkdir()
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("PROFILE = 'smoke'")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("x = 1")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, books / "01_data.ipynb")
+    monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", books)
+    out = tmp_path / "out"
+    assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", "1"]) == 0
+    run_id = json.loads((out / "metrics" / "pipeline.json").read_text())["run_id"]
+    (out / "metrics" / "vit_before_pruning.json").write_text(json.dumps(
+        {"model": "vit", "produced": False, "reason": "no pretrained weights offline\nmore", "run": {"run_id": run_id}}))
+    from labutils.cli import _not_produced
+    assert _not_produced(out, run_id, ["cnn", "vit"]) == ["not produced: vit (no pretrained weights offline)"]
+    capsys.readouterr()
+    assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", "01"]) == 0
+    assert f"note: replacing run {run_id} in {out} (it finished 01)" in capsys.readouterr().out
+    for flag in ("--out", "--data-root"):
+        assert main(["run", "--profile", "smoke", flag, ""]) == 2
+        assert f"error: {flag} is empty" in capsys.readouterr().err
+    assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", "7"]) == 2
+    assert "unknown notebook(s) ['07']" in capsys.readouterr().err

@@ -51,6 +51,9 @@ def compare_loaders(session: Session, batch_size: int = 128) -> None:
     shape, same normalisation."""
     train_loader, _ = get_loaders(batch_size, session.data_root, num_workers=0)
     fast_train, _ = session.loaders("cnn", batch_size=batch_size)
+    if len(fast_train) == 0 or len(train_loader) == 0:  # whole batches only: a bare StopIteration said nothing
+        raise SettingsError(f"batch_size {batch_size} is more than the {len(fast_train.labels):,} training images "
+                            f"of the {session.name} profile: pass a smaller batch_size")
     x_std, _ = next(iter(train_loader))
     x_fast, _ = next(iter(fast_train))
     print(f"standard: {len(train_loader) * batch_size:,} images an epoch (the split's {len(train_loader.dataset):,}, "
