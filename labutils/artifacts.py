@@ -97,12 +97,17 @@ def process_umask() -> int:
     return mask
 
 
-def write_json(path: str | os.PathLike, payload) -> Path:
+def json_text(path: str | os.PathLike, payload) -> str:
+    """``payload`` as the JSON text ``write_json`` writes to ``path``; NaN refused, naming the file."""
     try:
-        text = json.dumps(payload, indent=2, sort_keys=False, allow_nan=False) + "\n"
+        return json.dumps(payload, indent=2, sort_keys=False, allow_nan=False) + "\n"
     except ValueError as err:  # "Out of range float values are not JSON compliant": say which file
         raise ValueError(f"cannot write {path}: it would hold NaN or an infinity ({err}); "
                          f"a diverged training gives them (lower the learning rate)") from err
+
+
+def write_json(path: str | os.PathLike, payload) -> Path:
+    text = json_text(path, payload)
     return atomic_write_bytes(path, lambda f: f.write(text.encode()))
 
 

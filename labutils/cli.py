@@ -231,17 +231,22 @@ def _run(args) -> int:
         print(f"error: --notebooks names no notebook; choose from {', '.join(NOTEBOOKS)} "
               f"(or leave it out to run all)", file=sys.stderr)
         return 2
-    if args.notebooks:  # "1" is notebook 01
+    if args.notebooks:  # "1" is notebook 01; the numbers are those in notebooks/ (a 07 of one's own too)
+        from .pipeline import available_notebooks
+
         args.notebooks = [n.zfill(2) if n.isdigit() else n for n in args.notebooks]
-        if unknown := [n for n in args.notebooks if n not in NOTEBOOKS]:
-            print(f"error: unknown notebook(s) {unknown}; choose from {', '.join(NOTEBOOKS)}", file=sys.stderr)
+        try:
+            known = available_notebooks()
+        except ValueError as err:  # two notebooks of one number
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        if known and (unknown := [n for n in args.notebooks if n not in known]):
+            print(f"error: unknown notebook(s) {unknown}; available: {', '.join(known)}", file=sys.stderr)
             return 2
     for flag, value in (("--out", args.out), ("--data-root", args.data_root), ("--vit-weights", args.vit_weights)):
         if value is not None and not value.strip():  # --out "$OUT" with OUT unset meant the default folder
             print(f"error: {flag} is empty: give a folder, or leave {flag} out for the default", file=sys.stderr)
             return 2
-    if args.data_root:  # ~ too: the shell leaves --data-root=~/data as it is, and the kernels run elsewhere
-        args.data_root = str(Path(args.data_root).expanduser().resolve())
     # One model list, in the course's order: "vit_scratch,cnn" is the same run as "cnn,vit_scratch".
     args.models = [m for m in MODEL_NAMES if m in args.models]
     # Checked before anything is written: a bad value found by a notebook would have replaced the
@@ -251,6 +256,8 @@ def _run(args) -> int:
         check_seed(args.seed)
         if args.vit_weights:  # ~ too: the shell leaves --vit-weights=~/w.pth as it is
             args.vit_weights = str(Path(args.vit_weights).expanduser().resolve())
+        if args.data_root:  # the same, for the folder the kernels are sent (they run elsewhere)
+            args.data_root = str(Path(args.data_root).expanduser().resolve())
         if args.vit_weights and "vit" in args.models and (untrained := check_vit_weights(args.vit_weights)):
             print(f"warning: --vit-weights {untrained}", file=sys.stderr)
         # "auto" follows the device asked for: --device cpu on a GPU machine is the cpu profile

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .artifacts import read_json
-from .course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOTEBOOKS, REPORT_ENTRY_KEYS,
+from .course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOTEBOOKS, REMOVED_TOLERANCE, REPORT_ENTRY_KEYS,
                      REPORT_SECTIONS, SPARSITY_MIN, STAGES, checkpoint_names, empty_entry, half_empty_entries, meets_minimum,
                      removed_text, report_problem)
 
@@ -45,7 +45,7 @@ from .course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOTEBOO
 IMAGES_OF_SLACK = 2
 # Percentage points: report.json rounds nothing, so this is float error only, and no wider than the
 # verdict's own tolerance (course.removed_at_least): a claim within it cannot cross a minimum.
-PERCENT_TOLERANCE = 1e-6
+PERCENT_TOLERANCE = REMOVED_TOLERANCE
 BASELINE_MAX_ZEROS = 1.0  # percent of prunable weights; a trained dense model has next to none
 ALLOWED_FOLDERS = {"quantization"}  # notebook 06's ResNet-20, kept apart from the course's nine
 WRITE_UP = ("01", "02", "03", "04", "05")  # the notebooks that make report.json; 06 is extra

@@ -654,4 +654,8 @@ def test_the_run_command_says_what_it_replaces_and_what_was_not_produced(tmp_pat
         assert main(["run", "--profile", "smoke", flag, ""]) == 2
         assert f"error: {flag} is empty" in capsys.readouterr().err
     assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", "7"]) == 2
-    assert "unknown notebook(s) ['07']" in capsys.readouterr().err
+    assert "unknown notebook(s) ['07']; available: 01" in capsys.readouterr().err
+    nbformat.write(nb, books / "07_my_extension.ipynb")  # a notebook of one's own is a notebook of the run
+    assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", "7"]) == 0
+    assert main(["run", "--profile", "smoke", "--out", str(out), "--data-root", "~nosuchuser/data"]) == 2
+    assert "error: " in capsys.readouterr().err  # one line, not a traceback

@@ -728,8 +728,20 @@ def test_the_report_is_written_as_a_pair_or_not_at_all(tmp_path):
     beside the previous run's sidecar (review)."""
     (tmp_path / "report.json").write_text("old")
     (tmp_path / "report_details.json").write_text("old")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot write .*report_details.json: it would hold NaN"):
         R.write_report(tmp_path, GOOD, {"run": {"run_id": "B"}, "timings": {"total": float("nan")}})
+    assert (tmp_path / "report.json").read_text() == "old" == (tmp_path / "report_details.json").read_text()
+    real = R.atomic_write_bytes
+
+    def full_at_the_report(path, write):
+        if path.name == "report.json":
+            raise OSError(28, "No space left on device")
+        return real(path, write)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(R, "atomic_write_bytes", full_at_the_report)
+        with pytest.raises(OSError):
+            R.write_report(tmp_path, GOOD, {"run": {"run_id": "B"}})
     assert (tmp_path / "report.json").read_text() == "old" == (tmp_path / "report_details.json").read_text()
     R.write_report(tmp_path, GOOD, {"run": {"run_id": "B"}})
     assert json.loads((tmp_path / "report.json").read_text()) == GOOD
@@ -764,4 +776,7 @@ def test_the_checkpoint_table_leaves_out_another_runs_leftover(tmp_path, capsys)
     assert [r["name"] for r in rows] == ["cnn_before_pruning"]
     assert "not this run's, left out: cnn_after_structured_pruning.pth" in capsys.readouterr().out
     columns, table = R.checkpoint_table(rows, {("cnn", "before_pruning"): {}})
-    assert table[0][columns.index("removed vs dense")] == "-"  # not recorded: not "0.0%"
+    assert table[0][columns.index("removed vs dense")] == "0.0%"  # a baseline removes nothing
+    pruned = dict(rows[0], name="cnn_after_structured_pruning")
+    columns, table = R.checkpoint_table([pruned], {("cnn", "after_structured_pruning"): {}})
+    assert table[0][columns.index("removed vs dense")] == "-"  # a pruned record without its share: not "0.0%"

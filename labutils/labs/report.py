@@ -18,7 +18,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from ..artifacts import RunDirs, read_json, write_json
+from ..artifacts import RunDirs, atomic_write_bytes, json_text, read_json
 from ..course import (AFTER_PRUNING_MIN, BASELINE_MISSING, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, NOTEBOOK_OF_STAGE,
                       REPORT_SECTIONS, SPARSITY_MIN, accuracy_text, checkpoint_names, empty_entry, half_empty_entries,
                       meets_minimum, removed_text, report_problem)
@@ -168,11 +168,21 @@ def write_report(out: str | os.PathLike, report: dict, details: dict) -> tuple[P
     """Validate, then write ``report.json`` and ``report_details.json`` atomically."""
     validate_report(report)
     out = Path(out)
-    for payload in (report, details):  # both checked before either is written: never one beside the other's run
-        json.dumps(payload, allow_nan=False)
-    (out / "report.json").unlink(missing_ok=True)  # no old report beside the new sidecar if the next write fails
-    details_path = write_json(out / "report_details.json", details)
-    return write_json(out / "report.json", report), details_path
+    report_path, details_path = out / "report.json", out / "report_details.json"
+    # Both made before either is written, the sidecar first; a report that cannot be written then
+    # puts the earlier sidecar back: never a report beside another run's sidecar, nor none at all.
+    texts = {report_path: json_text(report_path, report), details_path: json_text(details_path, details)}
+    earlier = details_path.read_bytes() if details_path.is_file() else None
+    atomic_write_bytes(details_path, lambda f: f.write(texts[details_path].encode()))
+    try:
+        atomic_write_bytes(report_path, lambda f: f.write(texts[report_path].encode()))
+    except BaseException:
+        if earlier is None:
+            details_path.unlink(missing_ok=True)
+        else:
+            atomic_write_bytes(details_path, lambda f: f.write(earlier))
+        raise
+    return report_path, details_path
 
 
 def meets_minimums(report: dict) -> dict:
@@ -196,7 +206,8 @@ def checkpoint_table(rows: list[dict], records: dict) -> tuple[list[str], list[l
     table = []
     for r in rows:
         model, stage = next(k for k in records if f"{k[0]}_{k[1]}" == r["name"])
-        removed = records[model, stage].get("sparsity_all_parameters")
+        # A baseline removes nothing (notebook 02 records no share); a pruned record without one: "-".
+        removed = records[model, stage].get("sparsity_all_parameters", 0.0 if stage == "before_pruning" else None)
         table.append([r["name"], f"{r['accuracy']:.2%}", "-" if removed is None else f"{removed:.1f}%", f"{r['parameters'] / 1e6:.2f}M",
                       f"{r['nonzero_parameters'] / 1e6:.2f}M", f"{r['macs'] / 1e6:.1f}",
                       f"{r['size_bytes'] / 1e6:.2f}",
