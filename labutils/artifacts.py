@@ -120,6 +120,16 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def read_json_object(path: str | os.PathLike) -> dict | None:
+    """The JSON object in ``path``; None where the file is missing, damaged or holds no object
+    (a record that may not be there, read where its absence is an answer, not an error)."""
+    try:
+        data = read_json(path) if Path(path).is_file() else None
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def read_json(path: str | os.PathLike):
     """The JSON in ``path``; a damaged file is a ValueError that names it (json's own names none)."""
     with open(path, encoding="utf-8") as f:

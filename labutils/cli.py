@@ -314,14 +314,11 @@ def _run(args) -> int:
 def _not_produced(out: Path, run_id: str, models: list[str]) -> list[str]:
     """A line for each model of the run whose baseline this run recorded as not produced (say, the
     pretrained ViT offline), which the "done" line above would otherwise hide."""
-    from .artifacts import read_json
+    from .artifacts import read_json_object
 
     lines = []
     for name in models:
-        try:
-            record = read_json(out / "metrics" / f"{name}_before_pruning.json")
-        except (OSError, ValueError):  # not written (02 not run), or damaged: nothing to say here
-            continue
+        record = read_json_object(out / "metrics" / f"{name}_before_pruning.json") or {}  # 02 not run: nothing
         if (record.get("run") or {}).get("run_id") == run_id and not record.get("produced"):
             why = (str(record.get("reason") or "").splitlines() or ["no reason recorded"])[0]
             lines.append(f"not produced: {name} ({why})")

@@ -11,7 +11,8 @@ import zipfile
 from pathlib import Path
 
 from .artifacts import (REPO_ROOT, UNCOMMITTED, WriteFailed, atomic_write_bytes, check_output_folder,
-                        damaged_run_marker, git_commit, read_json, record_run, resolve_out_dir, run_id_for, write_json)
+                        damaged_run_marker, git_commit, read_json, read_json_object, record_run, resolve_out_dir,
+                        run_id_for, write_json)
 from .course import MODEL_NAMES, NOTEBOOKS, STAGES
 from .data import BATCH_DIR, DEFAULT_DATA_ROOT, describe_prepared, describe_to_come, run_data_root
 from .profiles import get_profile
@@ -162,15 +163,6 @@ def check_same_run(out_dir: Path, identity: dict, starts: bool) -> None:
         + (f" (or delete {out_dir} to start over there)." if starts else "."))
 
 
-def _readable_json(path: Path) -> dict:
-    """The JSON object in ``path``; {} where it is missing, damaged or not an object."""
-    try:
-        data = read_json(path) if path.is_file() else {}
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _run_marker(out_dir: Path, damaged_ok: bool = False) -> dict | None:
     """The folder's ``metrics/run.json`` (its run), None where there is none (or, ``damaged_ok``, where
     it is damaged: a run that starts writes it again); RunRefused where it is damaged."""
@@ -190,11 +182,8 @@ def _baselines_of(out_dir: Path, run_id: str | None) -> tuple[bool, bool]:
     run's). A record that names no run (not written by a Session) counts as the run's."""
     ours = others = False
     for path in (out_dir / "metrics").glob("*_before_pruning.json"):
-        try:
-            record = read_json(path)
-        except ValueError:  # damaged: --resume runs its notebook again
-            record = {}
-        named = (record.get("run") or {}).get("run_id") if isinstance(record, dict) else None
+        record = read_json_object(path) or {}  # damaged: --resume runs its notebook again
+        named = (record.get("run") or {}).get("run_id")
         if named is None or (run_id is not None and named == run_id):
             ours = True
         else:
@@ -432,7 +421,7 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
         check_same_run(out_dir, identity, starts)
     if starts:  # the same command again after a stop (or a finished run) starts over: say so, not silently
         marker = out_dir / "metrics" / "pipeline.json"
-        earlier = _readable_json(marker)
+        earlier = read_json_object(marker) or {}
         if earlier.get("finished"):
             print(f"note: replacing run {earlier.get('run_id')} in {out_dir} (it finished "
                   f"{', '.join(n[:2] for n in earlier['finished'])}); to continue it instead, stop this and "

@@ -14,8 +14,8 @@ import torch
 
 from . import data as D
 from .accel import memory_format, precision_for
-from .artifacts import (RunDirs, device_name, file_sha256, git_commit, read_json, resolve_out_dir, run_id_for,
-                        run_info, write_json)
+from .artifacts import (RunDirs, device_name, file_sha256, git_commit, read_json, read_json_object, resolve_out_dir,
+                        run_id_for, run_info, write_json)
 from .checkpoint import CheckpointError, _safely_loadable, load_checkpoint, save_checkpoint
 from .course import BASELINE_MISSING, MODEL_NAMES, NOTEBOOK_OF_STAGE, STAGES
 from .errors import SettingsError
@@ -111,7 +111,7 @@ class Session:
         if not ran:
             return models
         in_run = [m for m in models if m in ran.get("models", models)  # another run's records do not count
-                  or any(self._of_this_run(_readable(self.dirs.metrics_file(m, stage))) for stage in NOTEBOOK_OF_STAGE)]
+                  or any(self._of_this_run(read_json_object(self.dirs.metrics_file(m, stage))) for stage in NOTEBOOK_OF_STAGE)]
         if in_run != models:
             print(f"note: this run trained {', '.join(in_run) or 'none of MODELS'}; "
                   f"{', '.join(m for m in models if m not in in_run)} left out, as not in this run")
@@ -274,7 +274,7 @@ class Session:
         _safely_loadable({"arch_kwargs": model.arch["kwargs"], "metrics": _numbers_only(metrics), "meta": record["run"]})
         # "Not produced" while the checkpoint is replaced: an interrupt between the two writes left
         # the new weights beside the old record's numbers.
-        earlier = _readable(self.dirs.metrics_file(name, stage))
+        earlier = read_json_object(self.dirs.metrics_file(name, stage))
         write_json(self.dirs.metrics_file(name, stage), {
             "model": name, "stage": stage, "run": record["run"], "produced": False,
             "reason": f"its save did not finish (interrupted, or the disk was full): run notebook "
@@ -471,14 +471,6 @@ def shown_path(path: str | os.PathLike) -> str:
         return os.path.relpath(path)
     except ValueError:  # another drive (Windows)
         return str(path)
-
-
-def _readable(path: Path):
-    """The JSON in ``path``, None where it is missing or damaged."""
-    try:
-        return read_json(path) if path.is_file() else None
-    except ValueError:
-        return None
 
 
 def _plain(value):
