@@ -163,7 +163,7 @@ def test_kernels_import_the_labutils_that_runs_the_pipeline(tmp_path, monkeypatc
 
 
 def test_unknown_notebook_and_model_are_refused(tmp_path, capsys):
-    assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--notebooks", "99"]) == 1
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--notebooks", "99"]) == 2  # a usage error
     assert "unknown notebook" in capsys.readouterr().err
     assert main(["run", "--profile", "smoke", "--out", str(tmp_path), "--models", "mlp"]) == 2
     capsys.readouterr()

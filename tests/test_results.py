@@ -85,9 +85,11 @@ def test_goals_that_couple_accuracy_share_and_drop():
     cnn = R.PROJECT_GOALS["cnn"]["unstructured"]
     assert R.met(cnn, {"accuracy": 0.930, "removed": 95.0, "dense": 0.934}) is True
     assert R.met(cnn, {"accuracy": 0.928, "removed": 95.0, "dense": 0.934}) is False  # 0.6 pp lost
-    # a share counted from zeros, 89.99999%, is the 90% asked for; 89.9% is not
+    # Counted from zeros: 90% of 5,308,416 weights is 4,777,574.4, and the masks remove 4,777,575
+    # (90.0000113%); the H100 run's older labutils removed 4,777,574 (89.99999246%): short, by 0.4 weight.
     goal = R.PROJECT_GOALS["vit_scratch"]["unstructured"]
-    assert R.met(goal, {"accuracy": 0.87, "removed": 89.99999246479553, "dense": 0.9}) is True
+    assert R.met(goal, {"accuracy": 0.87, "removed": 100 * 4_777_575 / 5_308_416, "dense": 0.9}) is True
+    assert R.met(goal, {"accuracy": 0.87, "removed": 100 * 4_777_574 / 5_308_416, "dense": 0.9}) is False
     assert R.met(goal, {"accuracy": 0.87, "removed": 89.9, "dense": 0.9}) is False
     assert R.met(goal, {"accuracy": None, "removed": None, "dense": None}) is None
     # an exact 0.5 pp drop meets "within 0.5 pp" whatever float subtraction makes of it
@@ -96,13 +98,17 @@ def test_goals_that_couple_accuracy_share_and_drop():
 
 
 def test_the_readme_and_notebook_05_agree_on_the_course_minimum():
-    """One rule for a share removed: 69.95% is short of 70% in both verdicts, 89.99999% reaches 90%."""
+    """One rule for a share removed: 69.95% is short of 70% in both verdicts, and so is 69.99999%
+    (on ResNet-18 about one weight short: the tolerance is float error only); 70% is met."""
     from labutils.labs.report import meets_minimums
 
     report = make_report(cnn=(0.9038, 0.9042, 69.95, 0.902, 50.0))
     assert meets_minimums(report)["unstructured_pruning"]["cnn"] is False
     assert R.met(R.course_goal("cnn", "unstructured"), R.numbers(report, "cnn", "unstructured")) is False
     report = make_report(cnn=(0.9038, 0.9042, 69.99999, 0.902, 50.0))
+    assert meets_minimums(report)["unstructured_pruning"]["cnn"] is False
+    assert R.met(R.course_goal("cnn", "unstructured"), R.numbers(report, "cnn", "unstructured")) is False
+    report = make_report(cnn=(0.9038, 0.9042, 100 * 7_815_047 / 11_164_352, 0.902, 50.0))  # ceil(70% of n)
     assert meets_minimums(report)["unstructured_pruning"]["cnn"] is True
     assert R.met(R.course_goal("cnn", "unstructured"), R.numbers(report, "cnn", "unstructured")) is True
 
