@@ -121,15 +121,6 @@ class Session:
         """Whether a metrics record was written by this run (another run's leftover is not)."""
         return isinstance(record, dict) and (record.get("run") or {}).get("run_id") == self.run_id
 
-    def pruned_from_baseline(self, name: str, stage: str) -> dict:
-        """This run's produced record of ``name`` at ``stage`` made from the baseline there now
-        (its ``baseline_sha256``; older records name none), or {}: what notebooks 03 and 04 may
-        build on after a kernel restart, and nothing of a baseline trained again since."""
-        record = self.metrics(name, stage) or {}
-        before = ((self.metrics(name, "before_pruning") or {}).get("checkpoint") or {}).get("sha256")
-        same = record.get("produced") and self._of_this_run(record) and record.get("baseline_sha256", before) == before
-        return record if same else {}
-
     def pipeline_summary(self) -> dict:
         """``metrics/pipeline.json`` where the pipeline made this run (its models, notebooks,
         timings), else {} (notebooks run by hand, or a summary of an earlier run)."""

@@ -386,6 +386,8 @@ def _pruned_cnn_missing(s: Session) -> str | None:
     if not path.is_file():
         return (f"notebook 03 produced {name} in this run, but its checkpoint "
                 f"{path.relative_to(s.dirs.root)} is missing: run notebook 03 again")
+    if not s.available(*PRUNED_CNN):  # a condition of the Session's own beyond the above
+        return f"notebook 03's {name} is not available in this run"
     return None
 
 

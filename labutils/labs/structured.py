@@ -249,11 +249,12 @@ TIMING_PENDING = ("not measured: the timing did not finish (interrupted or faile
 def _timing_pending(session: Session, name: str, cfg: dict) -> dict | None:
     """This run's saved record of ``name`` whose timing did not finish, pruned with ``cfg`` from
     the baseline there now, or None: its model is timed, not pruned and fine-tuned again."""
-    record = session.pruned_from_baseline(name, STAGE)
+    record = session.metrics(name, STAGE)
     if not session.available(name, STAGE) or record.get("recipe") != json.loads(json.dumps(cfg)):
         return None
+    before = ((session.metrics(name, "before_pruning") or {}).get("checkpoint") or {}).get("sha256")
     pending = any(v == TIMING_PENDING for key in ("latency", "throughput") for v in (record.get(key) or {}).values())
-    return record if pending else None
+    return record if pending and record.get("baseline_sha256") == before else None
 
 
 def _add_metrics(session: Session, name: str, sha256: str, extra: dict) -> dict:

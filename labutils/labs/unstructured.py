@@ -558,8 +558,12 @@ def latency_dense_vs_pruned(s, subject: Subject) -> dict:
 
 def _this_runs_record(s, subject: Subject) -> dict:
     """This run's produced record of ``subject`` pruned from the same baseline, or {}."""
-    earlier = s.pruned_from_baseline(subject.name, STAGE)
-    return earlier if earlier.get("original_accuracy") == subject.baseline else {}
+    earlier = s.metrics(subject.name, STAGE) or {}
+    before = ((s.metrics(subject.name, "before_pruning") or {}).get("checkpoint") or {}).get("sha256")
+    same = (earlier.get("produced") and earlier.get("run", {}).get("run_id") == s.run_id
+            and earlier.get("original_accuracy") == subject.baseline
+            and earlier.get("baseline_sha256", before) == before)
+    return earlier if same else {}
 
 
 def _dense_bytes(model: nn.Module) -> int:
