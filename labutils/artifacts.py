@@ -106,6 +106,12 @@ def json_text(path: str | os.PathLike, payload) -> str:
                          f"a diverged training gives them (lower the learning rate)") from err
 
 
+def as_stored(value):
+    """``value`` as a JSON file gives it back (tuples as lists): what a record read from disk is
+    compared with."""
+    return json.loads(json.dumps(value))
+
+
 def write_json(path: str | os.PathLike, payload) -> Path:
     text = json_text(path, payload)
     return atomic_write_bytes(path, lambda f: f.write(text.encode()))

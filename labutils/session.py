@@ -297,6 +297,21 @@ class Session:
         self._outdate_later_notebooks(stage)
         return record
 
+    def add_to_record(self, name: str, stage: str, extra: dict, checkpoint_sha256: str | None = None) -> dict:
+        """Merge ``extra`` (what a notebook measures after the save: timing, the reload check, the
+        frontier) into the saved record of ``name`` at ``stage``, written atomically. With
+        ``checkpoint_sha256``, only while the record is still that checkpoint's: another kernel may
+        have saved the model again since, and the numbers would join other weights."""
+        self.check_still_this_run()
+        path = self.dirs.metrics_file(name, stage)
+        record = read_json(path)
+        if checkpoint_sha256 and (record.get("checkpoint") or {}).get("sha256") != checkpoint_sha256:
+            raise SettingsError(f"{path.name} no longer records the model this cell saved (it was saved again "
+                                f"since, in another kernel): nothing was added to it; run the cell that saves it again")
+        record |= _plain(extra)
+        write_json(path, record)
+        return record
+
     def figure(self, name: str) -> Path:
         """Where the figure ``name`` is written, once the folder is checked to be still this run's
         (figures are files of the run: one drawn into another run's folder would stand among its

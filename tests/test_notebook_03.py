@@ -203,7 +203,7 @@ def test_after_a_restart_best_takes_the_recorded_study_and_an_old_frontier_is_no
     subjects["cnn"].results["study"] = STUDY_ROWS
     lab.final_recipe(subjects["cnn"])
     lab.save_final(s, subjects["cnn"])
-    lab.add_metrics(s, "cnn", {"frontier": {"trials": []}})
+    s.add_to_record("cnn", lab.STAGE, {"frontier": {"trials": []}})
     # A restarted kernel: a new Session of the same run, the study's cell not run again.
     s, subjects = _one_baseline(tmp_path, Session("smoke", tmp_path, device="cpu", models=["cnn"]))
     assert subjects["cnn"].results["study"] == STUDY_ROWS

@@ -10,6 +10,7 @@ import sys
 import nbformat
 import numpy as np
 import pytest
+import torch
 
 from labutils import data as D
 from labutils import pipeline
@@ -279,7 +280,7 @@ def test_a_notebook_left_open_stops_writing_once_another_run_takes_its_folder(tm
     for write in (lambda: s.save(model, "cnn", "before_pruning", {"accuracy": 0.5}),
                   lambda: s.figure("03_study.png"),
                   lambda: s.record_missing("cnn", "after_structured_pruning", "why"),
-                  lambda: unstructured.add_metrics(s, "cnn", {"latency": {}}),  # notebook 03's later cells
+                  lambda: s.add_to_record("cnn", "after_unstructured_pruning", {"latency": {}}),  # notebook 03's later cells
                   lambda: quantization.write_results(s, {}, {})):  # notebook 06's results file
         with pytest.raises(SettingsError, match=f"now holds run smoke-pipeline, not run {s.run_id} of this notebook's"):
             write()
@@ -317,6 +318,22 @@ def test_the_pipelines_own_notebooks_may_write_the_folder_it_locks(tmp_path, mon
 
 
 # -- a baseline trained again outdates what was made from it ------------------------------------
+def test_what_is_measured_after_a_save_joins_only_the_record_of_that_checkpoint(tmp_path):
+    """Notebook 04 times its model after the save: a model saved again meanwhile (another kernel)
+    would have the first model's timing written beside its own numbers."""
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    model, stage = s.new_model("cnn"), "after_structured_pruning"
+    first = s.save(model, "cnn", stage, {"accuracy": 0.5})["checkpoint"]["sha256"]
+    added = s.add_to_record("cnn", stage, {"latency": {"cpu": np.float64(1.5)}}, first)
+    assert added["latency"] == {"cpu": 1.5} and read_json(s.dirs.metrics_file("cnn", stage)) == added
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    s.save(model, "cnn", stage, {"accuracy": 0.4})  # saved again in another kernel
+    with pytest.raises(SettingsError, match="no longer records the model this cell saved"):
+        s.add_to_record("cnn", stage, {"latency": {"cpu": 9.9}}, first)
+    assert "latency" not in read_json(s.dirs.metrics_file("cnn", stage))
+
+
 def test_a_baseline_saved_again_outdates_the_later_notebooks_for_resume(tmp_path):
     s = Session("smoke", tmp_path, device="cpu")
     books = [p.name for p in pipeline.available_notebooks().values()]

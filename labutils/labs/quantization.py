@@ -15,7 +15,6 @@ width uses string keys ("4") so it is JSON.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import numbers
 import time
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 
 from ..accel import memory_format
-from ..artifacts import write_json
+from ..artifacts import as_stored, write_json
 from ..checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from ..data import augmentation_of, fit_arguments
 from ..errors import SettingsError
@@ -63,6 +62,11 @@ def config(s: Session) -> dict:
 
 def _cfg(s: Session, cfg: dict | None) -> dict:
     return config(s) if cfg is None else cfg
+
+
+def _made_with(cfg: dict) -> dict:
+    """The settings ResNet-20's checkpoint records, as stored (its reuse compares them)."""
+    return as_stored({"resnet20": cfg["resnet20"], "train": cfg["train"]})
 
 
 def _steps(recipe: dict, loader, what: str = "a fine-tuning recipe") -> int:
@@ -147,7 +151,7 @@ def resnet20_baseline(s: Session, cfg: dict | None = None) -> tuple[nn.Module, d
     another run's or an unreadable one is trained again."""
     cfg = _cfg(s, cfg)
     path = s.dirs.models / BASELINE_FILE
-    made_with = json.loads(json.dumps({"resnet20": cfg["resnet20"], "train": cfg["train"]}))  # as stored
+    made_with = _made_with(cfg)
     if path.is_file():
         try:  # its run and recipe first: a file that will be trained again is not built
             ckpt = read_checkpoint(path)
@@ -486,7 +490,7 @@ def write_results(s: Session, r20: dict, cnn: dict, cfg: dict | None = None) -> 
     s.check_still_this_run()
     cfg = _cfg(s, cfg)
     made_with = (r20.get("baseline") or {}).get("made_with")
-    if made_with and made_with != json.loads(json.dumps({"resnet20": cfg["resnet20"], "train": cfg["train"]})):
+    if made_with and made_with != _made_with(cfg):
         print("note: ResNet-20 was trained with other resnet20/train settings than cfg's (the file keeps both: "
               "resnet20.baseline.made_with); lab.resnet20_baseline(s, cfg) trains it with cfg's")
     payload = {"run": s.info, "config": cfg, "seed_study": seed_table(), "resnet20": r20,

@@ -14,7 +14,6 @@ between cuts, ``finetune["epochs"]`` after the last), so the network recovers be
 from __future__ import annotations
 
 import copy
-import json
 import time
 
 import matplotlib.pyplot as plt
@@ -23,7 +22,7 @@ import torch
 from torch import nn
 
 from ..accel import full_float32
-from ..artifacts import read_json, write_json
+from ..artifacts import as_stored
 from ..course import AFTER_PRUNING_MIN, MODEL_NAMES, SPARSITY_MIN, meets_minimum
 from ..errors import SettingsError
 from ..measure import NOISY_WHY, compare_latency, count_macs, measure_throughput
@@ -250,25 +249,11 @@ def _timing_pending(session: Session, name: str, cfg: dict) -> dict | None:
     """This run's saved record of ``name`` whose timing did not finish, pruned with ``cfg`` from
     the baseline there now, or None: its model is timed, not pruned and fine-tuned again."""
     record = session.metrics(name, STAGE)
-    if not session.available(name, STAGE) or record.get("recipe") != json.loads(json.dumps(cfg)):
+    if not session.available(name, STAGE) or record.get("recipe") != as_stored(cfg):
         return None
     before = ((session.metrics(name, "before_pruning") or {}).get("checkpoint") or {}).get("sha256")
     pending = any(v == TIMING_PENDING for key in ("latency", "throughput") for v in (record.get(key) or {}).values())
     return record if pending and record.get("baseline_sha256") == before else None
-
-
-def _add_metrics(session: Session, name: str, sha256: str, extra: dict) -> dict:
-    """Merge ``extra`` into the saved record of ``name`` (atomically, as notebook 03 adds its
-    analyses), if the record is still the one of checkpoint ``sha256``."""
-    session.check_still_this_run()
-    path = session.dirs.metrics_file(name, STAGE)
-    record = read_json(path)
-    if (record.get("checkpoint") or {}).get("sha256") != sha256:  # saved again since (another kernel)
-        raise SettingsError(f"{path.name} no longer records the model this cell saved: its timing is not "
-                            f"written there; run the cell under 'Prune, fine-tune, save' again")
-    record |= extra
-    write_json(path, record)
-    return record
 
 
 def prune_structured(session: Session, name: str) -> dict:
@@ -291,7 +276,7 @@ def prune_structured(session: Session, name: str) -> dict:
         print(f"{name}: saved by this run without its timing (interrupted): timing the saved model")
         model, _ = session.load(name, STAGE)
         measured = timings(dense, model, session.input_size(name), cfg, saved["macs_original"] / saved["macs"])
-        return _add_metrics(session, name, saved["checkpoint"]["sha256"], measured)
+        return session.add_to_record(name, STAGE, measured, saved["checkpoint"]["sha256"])
     train, test = session.loaders(name, cfg["batch_size"])
     study_test = session.test_subset_loader(cfg["compare_images"], 2 * cfg["batch_size"], session.input_size(name))
     print(f"{name}: criteria, one-shot cut without fine-tuning, on {len(study_test.labels)} test images")
@@ -344,7 +329,7 @@ def prune_structured(session: Session, name: str) -> dict:
         print(f"{name}: the timing did not finish; the model and its metrics are saved, the record says the "
               f"timing is missing: lab.prune_structured(s, {name!r}) times the saved model, without pruning again")
         raise
-    return _add_metrics(session, name, record["checkpoint"]["sha256"], measured)
+    return session.add_to_record(name, STAGE, measured, record["checkpoint"]["sha256"])
 
 
 def recorded(session: Session) -> dict[str, dict]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import numbers
 import tempfile
 import time
@@ -31,8 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..artifacts import read_json, write_json
 from ..checkpoint import load_checkpoint, save_checkpoint
+from ..artifacts import as_stored
 from ..course import AFTER_PRUNING_MIN, MODEL_NAMES, SPARSITY_MIN
 from ..data import DeviceLoader, subset
 from ..errors import SettingsError
@@ -494,7 +493,7 @@ def save_final(s, subject: Subject) -> dict:
         if key in subject.results:
             metrics[key] = subject.results[key]
         elif key in earlier and (key != "frontier" or (not final.get("frontier_dropped") and earlier.get("recipe")
-                                                       == json.loads(json.dumps(metrics["recipe"])))):
+                                                       == as_stored(metrics["recipe"]))):
             metrics[key] = earlier[key]
             kept.append(key)
         elif key in earlier:
@@ -516,7 +515,7 @@ def save_final(s, subject: Subject) -> dict:
         s.record_missing(subject.name, STAGE, why)
         path.unlink(missing_ok=True)
         raise AssertionError(f"{subject.name}: {why}; recorded as not produced")
-    record = add_metrics(s, subject.name, {"reload_exact": exact})
+    record = s.add_to_record(subject.name, STAGE, {"reload_exact": exact})
     final["saved_sha256"] = record["checkpoint"]["sha256"]  # which record latency_dense_vs_pruned may add to
     print(f"{subject.name:12s} saved {record['checkpoint']['path']}: "
           f"{record['checkpoint']['bytes'] / 1e6:.2f} MB (dense {metrics['dense_checkpoint_bytes'] / 1e6:.2f} MB), "
@@ -552,7 +551,7 @@ def latency_dense_vs_pruned(s, subject: Subject) -> dict:
                             f"record; run lab.save_final(s, subjects[{subject.name!r}]) first")
     print(f"{subject.name}: dense vs {_pct(final['row']['sparsity'])}-sparse, both stored dense")
     latency = compare_latency(subject.model, final["model"], s.input_size(subject.name), subject.cfg)
-    add_metrics(s, subject.name, {"latency": latency})
+    s.add_to_record(subject.name, STAGE, {"latency": latency})
     return latency
 
 
@@ -570,15 +569,6 @@ def _dense_bytes(model: nn.Module) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = save_checkpoint(Path(tmp) / "dense.pth", model)
         return path.stat().st_size
-
-
-def add_metrics(s, name: str, extra: dict) -> dict:
-    """Merge ``extra`` into the saved metrics file of ``name`` (the checkpoint is unchanged)."""
-    s.check_still_this_run()
-    path = s.dirs.metrics_file(name, STAGE)
-    record = read_json(path) | extra
-    write_json(path, record)
-    return record
 
 
 # -- the extra-credit frontier --------------------------------------------------------------------
@@ -654,7 +644,7 @@ def frontier(s, subject: Subject) -> dict:
               "epochs_per_trial": cfg["epochs"], "epoch_steps": cfg["epoch_steps"], "start": start}
     subject.results["frontier"] = result
     if saved:
-        add_metrics(s, subject.name, {"frontier": result})
+        s.add_to_record(subject.name, STAGE, {"frontier": result})
     else:  # recorded by save_final with the model it was searched from, never beside another one
         print(f"{subject.name:12s} frontier kept in this kernel: the final model is not saved in this run yet "
               f"(lab.save_final records it with the frontier)")
