@@ -595,6 +595,14 @@ def kernel_manager_logging_to(log):
         async def start_kernel(self, **kw):
             return await super().start_kernel(**{"stderr": log, **kw})
 
+        def format_kernel_cmd(self, extra_arguments=None):
+            # This interpreter, which imports labutils: a "python3" kernelspec installed for another
+            # Python (`ipykernel install --user` elsewhere) ran the notebooks there, without it.
+            cmd = super().format_kernel_cmd(extra_arguments)
+            if cmd[1:3] == ["-m", "ipykernel_launcher"]:
+                cmd[0] = sys.executable
+            return cmd
+
     return KernelManager
 
 
