@@ -419,3 +419,14 @@ def test_recalibrate_batchnorm_without_a_batch_keeps_the_old_statistics_and_says
     for k, v in bn.state_dict().items():
         assert torch.equal(v, old[k]), k
     assert bn.momentum == 0.1 and not model.training
+
+
+def test_taylor_docs_say_each_groups_scores_are_divided_by_their_mean():
+    """The docstrings said the first-order loss change, "with no per-layer normalisation", while
+    every group's scores average exactly 1 (review, reproduced): the docs now say what the code does."""
+    model = trained_like_resnet()
+    data = [(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))]
+    for s in S.unit_taylor_scores(model, data, batches=1).values():
+        assert float(s.mean()) == pytest.approx(1.0, rel=1e-5)
+    assert "no per-layer" not in S.__doc__ and "divided by their mean" in S.__doc__
+    assert "scores average 1" in " ".join(S.unit_taylor_scores.__doc__.split())

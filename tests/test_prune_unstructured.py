@@ -741,3 +741,105 @@ def test_gradual_pruning_prunes_at_most_prunings_times_and_ends_at_its_target(mo
     params = prunable_parameters(tiny_cnn())
     assert not GradualPruner(params, 0.5, 2, 6).due(2)  # the schedule is 0 there
     assert GradualPruner(params, 0.5, 2, 6, initial=0.2).due(2)  # an initial sparsity is pruned to at once
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int64])
+def test_hand_made_zero_one_masks_prune_report_and_nest_like_bool_masks(dtype):
+    """A student's (w.abs() > t).float() or .long() mask pruned and fine-tuned, then failed at the
+    report: ~ on a float is a TypeError, on a long a bitwise NOT (indices -1 and -2: a false
+    "pruned weights are not zero"); previous= failed in masked_fill_ (review, reproduced)."""
+    from labutils.prune.masks import apply_masks
+
+    model = tiny_cnn()
+    params = prunable_parameters(model)
+    masks = {n: (p.detach().abs() > p.detach().abs().median()).to(dtype) for n, p in params.items()}
+    apply_masks(model, masks)
+    report = sparsity_report(model, params, masks)
+    assert report["prunable_zeros"] == sum(int((m == 0).sum()) for m in masks.values())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for p in params.values():
+        p.grad = torch.ones_like(p)
+    enforcer = MaskEnforcer(masks)
+    enforcer.before_step(model, opt)
+    opt.step()
+    assert zeros_at(model, {n: m.bool() for n, m in masks.items()}) == {n: 0 for n in params}
+    deeper = one_shot_prune(model, 0.8, params=params, previous=masks)
+    assert all(not (deeper[n] & (masks[n] == 0)).any() for n in params)  # nested in the hand-made masks
+
+
+def test_masks_holding_other_values_than_zero_and_one_are_refused_everywhere():
+    """0.5 was read as True by apply_masks and as a factor of one half by MaskEnforcer."""
+    from labutils.prune.masks import apply_masks
+
+    model = tiny_cnn()
+    params = prunable_parameters(model)
+    masks = {n: torch.full_like(p, 0.5) for n, p in params.items()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for call in (lambda: apply_masks(model, masks), lambda: sparsity_report(model, params, masks),
+                 lambda: MaskEnforcer(masks)(model, opt, 0),
+                 lambda: one_shot_prune(model, 0.5, params=params, previous=masks)):
+        with pytest.raises(ValueError, match=r"masks must be bool tensors \(True = keep\): 2.weight"):
+            call()
+
+
+def test_an_interrupted_sensitivity_scan_restores_the_layer_it_was_pruning(monkeypatch):
+    """A KeyboardInterrupt in the evaluation left that layer pruned in the caller's model."""
+    from labutils.prune import sensitivity as sensitivity_module
+
+    model = tiny_cnn()
+    params = prunable_parameters(model)
+    before = {n: p.detach().clone() for n, p in params.items()}
+    calls = []
+
+    def evaluate(model, loader):
+        calls.append(1)
+        if len(calls) == 3:  # the baseline, the first level, then interrupted at the second
+            raise KeyboardInterrupt
+        return {"accuracy": 0.5}
+
+    monkeypatch.setattr(sensitivity_module, "evaluate", evaluate)
+    with pytest.raises(KeyboardInterrupt):
+        sensitivity_module.sensitivity_scan(model, params, None, [0.5, 0.9])
+    assert all(torch.equal(p, before[n]) for n, p in params.items())
+
+
+def test_sensitivity_levels_must_increase_and_a_scope_reads_any_order_alike(monkeypatch):
+    """Levels in descending order gave other, wrong shares ({'a': 0.583, 'b': 0.417} for
+    {'a': 0.9, 'b': 0.1}): the drops were accumulated in the scan's order (review, reproduced)."""
+    from labutils.prune import sensitivity as sensitivity_module
+
+    monkeypatch.setattr(sensitivity_module, "evaluate", lambda model, loader: {"accuracy": 0.5})
+    model = tiny_cnn()
+    for levels in ([0.9, 0.5], [0.5, 0.5]):
+        with pytest.raises(ValueError, match="must increase from one entry to the next"):
+            sensitivity_module.sensitivity_scan(model, prunable_parameters(model), None, levels)
+    ascending = {"sparsities": [0.3, 0.6, 0.9], "baseline": 0.9, "sizes": {"a": 1000, "b": 1000},
+                 "layers": {"a": [0.9, 0.9, 0.88], "b": [0.6, 0.3, 0.1]}}
+    descending = dict(ascending, sparsities=[0.9, 0.6, 0.3],
+                      layers={n: accs[::-1] for n, accs in ascending["layers"].items()})
+    assert SensitivityScope(descending)(0.5) == pytest.approx(SensitivityScope(ascending)(0.5))
+
+
+@pytest.mark.parametrize("scope", ["global", "layer", "2:4"])
+def test_nan_scores_are_refused_naming_the_layer(scope):
+    """NaN sorts last, so its weights were kept as the most important ([nan, 1, 2, 3] at 50% kept
+    the NaN); the structured select already refused it."""
+    from labutils.prune.schedules import scope_masks
+
+    scores = {"ok": torch.rand(8, 4), "bad": torch.tensor([[float("nan"), 1.0, 2.0, 3.0]] * 8)}
+    with pytest.raises(ValueError, match=r"bad: scores contain NaN/inf \(a diverged model\?\)"):
+        scope_masks(scores, 0.5, scope)
+
+
+@pytest.mark.parametrize("scope, message", [("global", "sparsity 0.95 would remove all 10 prunable weights"),
+                                            ("layer", "sparsity 0.95 would remove all 4 weights of layer small")])
+def test_a_share_just_below_one_that_would_remove_every_weight_is_refused(scope, message):
+    """check_share refuses 1, but ceil(s * n) is n for any s above 1 - 1/n: 0.999999 of 174,336
+    weights removed all 174,336 without a word (review, reproduced)."""
+    from labutils.prune.masks import masks_from_scores
+
+    scores = {"small": torch.rand(4), "big": torch.rand(6)}
+    with pytest.raises(ValueError, match=message + r": give a lower share"):
+        masks_from_scores(scores, 0.95, scope)
+    keep = masks_from_scores(scores, 0.9, "global")  # 9 of 10: one weight stays
+    assert sum(int(m.sum()) for m in keep.values()) == 1

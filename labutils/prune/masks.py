@@ -1,6 +1,7 @@
 """Unstructured pruning masks, written by hand (the course forbids PyTorch's built-in pruning module).
 
-A mask is a bool tensor per prunable weight, True where the weight is kept. Masks come from
+A mask is a bool tensor per prunable weight, True where the weight is kept (one of 0s and 1s, made
+by hand, is converted: ``as_bool_masks``). Masks come from
 scores (bigger = more important) and a target sparsity, under one of two scopes:
 
 * ``"global"`` - one threshold across all prunable weights: exactly ceil(sparsity * N) of the N
@@ -68,6 +69,31 @@ def check_share(value, name: str = "sparsity") -> float:
     raise ValueError(f"{name} {value!r} {what}: {hint}")
 
 
+def as_bool_masks(masks: Masks) -> Masks:
+    """``masks`` as bool tensors. A hand-made mask of 0s and 1s (``(w.abs() > t).float()``) is
+    converted: ``~`` on it is a TypeError (float) or a bitwise NOT (int, -1 and -2 as indices)."""
+    return {name: _as_bool_mask(mask, name) for name, mask in masks.items()}
+
+
+def _as_bool_mask(mask: torch.Tensor, name: str) -> torch.Tensor:
+    if mask.dtype == torch.bool:
+        return mask
+    if mask.is_complex() or not ((mask == 0) | (mask == 1)).all():
+        raise ValueError(f"masks must be bool tensors (True = keep): {name}'s mask ({mask.dtype}) holds values "
+                         f"other than 0 and 1; build it as a comparison, e.g. scores > threshold")
+    return mask != 0
+
+
+def check_finite_scores(scores: dict[str, torch.Tensor]) -> None:
+    """ValueError naming the first layer with a NaN or +inf score: a sort ranks NaN above every
+    number, so its weights were kept as the most important. -inf passes: ``nested_scores`` marks
+    the weights already pruned with it."""
+    for name, s in scores.items():
+        if (s.isnan() | s.isposinf()).any():
+            raise ValueError(f"{name}: scores contain NaN/inf (a diverged model?): check the model's accuracy "
+                             f"and losses, and prune a model that trained normally")
+
+
 NO_PRUNABLE = ("no prunable weights: the first conv and the classifier stay dense unless include_first / "
                "include_classifier (prunable_parameters' arguments, or the profile's) ask for them")
 
@@ -87,6 +113,7 @@ def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float | dict[st
         check_share(sparsity)  # before the check below: 95 (for 0.95) is the slip to name first
     if not scores:
         raise ValueError(NO_PRUNABLE)
+    check_finite_scores(scores)
     if isinstance(sparsity, dict):
         # A misspelt name was ignored (its layer then failed as a bare KeyError, or was pruned by
         # nobody's share): the names must match the scores' both ways.
@@ -109,18 +136,24 @@ def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float | dict[st
             start += s.numel()
         return masks
     if isinstance(sparsity, dict):
-        return {name: _keep_lowest_removed(s.flatten().float(), sparsity[name], f"sparsity[{name!r}]").view_as(s)
+        return {name: _keep_lowest_removed(s.flatten().float(), sparsity[name], f"sparsity[{name!r}]",
+                                           f"weights of layer {name}").view_as(s)
                 for name, s in scores.items()}
-    return {name: _keep_lowest_removed(s.flatten().float(), sparsity).view_as(s) for name, s in scores.items()}
+    return {name: _keep_lowest_removed(s.flatten().float(), sparsity, what=f"weights of layer {name}").view_as(s)
+            for name, s in scores.items()}
 
 
-def _keep_lowest_removed(flat: torch.Tensor, sparsity: float, name: str = "sparsity") -> torch.Tensor:
+def _keep_lowest_removed(flat: torch.Tensor, sparsity: float, name: str = "sparsity",
+                         what: str = "prunable weights") -> torch.Tensor:
     # At least the share asked, never a weight short: round() would leave 69.9999% of some layer
     # sizes for 70%, below the course's minimum. The tolerance absorbs float error (55 / 55296 *
     # 55296 = 55.00000000000001 would take one weight more); it grows with n, as that error does, and
     # stays far below one weight, which a fixed 1e-6 did not (0.7 + 1e-8 of 10 weights removed 7, not 8).
     n = flat.numel()
     k = math.ceil(check_share(sparsity, name) * n - n * 1e-12)
+    if k == n > 0:  # a share just below 1 (0.999999) rounds up to every weight, as 1 would
+        raise ValueError(f"{name} {sparsity!r} would remove all {n} {what}: "
+                         f"give a lower share (at most {n - 1} of {n} may go)")
     keep = torch.ones_like(flat, dtype=torch.bool)
     if k:
         # A stable sort ranks ties by position: exactly k entries go, whatever the ties.
@@ -134,8 +167,8 @@ def apply_masks(model: nn.Module, masks: Masks) -> None:
     """Zero every masked-out weight in place: +0.0, which a multiply by the mask would not give a
     negative weight (-0.0); a sparse checkpoint, which stores only the nonzeros, reloads it bit for bit."""
     params = dict(model.named_parameters())
-    for name, mask in masks.items():
-        params[name].masked_fill_(~mask.to(params[name].device, torch.bool), 0.0)
+    for name, mask in as_bool_masks(masks).items():
+        params[name].masked_fill_(~mask.to(params[name].device), 0.0)
 
 
 class MaskEnforcer:
@@ -185,9 +218,10 @@ class MaskEnforcer:
                     del self._held[name], self._params[name], self._factors[name]
             for name, mask in self.masks.items():
                 if self._held.get(name) is not mask:
+                    keep = _as_bool_mask(mask, name)  # a factor of 0.5 would scale, not mask
                     self._params[name] = params[name]
                     self._held[name] = mask
-                    self._factor(name).copy_(mask)
+                    self._factor(name).copy_(keep)
             changed = True
         for name, p in self._params.items():  # moved or re-laid-out weights (model.to(...))
             f = self._factors[name]
@@ -256,7 +290,7 @@ def sparsity_report(model: nn.Module, params: dict[str, torch.Tensor] | None = N
         zeros = int((p == 0).sum())
         layers[name] = {"zeros": zeros, "total": p.numel(), "sparsity": zeros / p.numel()}
         if masks is not None and name in masks:
-            revived = int((p[~masks[name].to(p.device)] != 0).sum())
+            revived = int((p[~_as_bool_mask(masks[name], name).to(p.device)] != 0).sum())
             if revived:
                 raise AssertionError(f"{name}: {revived} pruned weights are not zero")
     pz, pt = sum(v["zeros"] for v in layers.values()), sum(v["total"] for v in layers.values())

@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 from .criteria import compute_scores
-from .masks import (NO_PRUNABLE, Masks, MaskEnforcer, apply_masks, check_share, masks_from_scores,
-                    prunable_parameters, sparsity_report)
+from .masks import (NO_PRUNABLE, Masks, MaskEnforcer, apply_masks, as_bool_masks, check_finite_scores,
+                    check_share, masks_from_scores, prunable_parameters, sparsity_report)
 from ..train import evaluate, fit, progress, quiet_progress, report_progress
 
 # The ways to reach a sparsity that notebook 03 compares (one_shot_prune, iterative_prune, gradual_prune).
@@ -59,6 +59,7 @@ def nm_masks(scores: dict[str, torch.Tensor], n: int = 2, m: int = 4) -> Masks:
     carry the pattern and is left dense (all True)."""
     if not (isinstance(n, int) and isinstance(m, int) and 1 <= n <= m):
         raise ValueError(f"an N:M pattern keeps n of every m weights, 1 <= n <= m: got n={n!r}, m={m!r} (2:4 is n=2, m=4)")
+    check_finite_scores(scores)  # topk would keep NaN as the largest
     masks = {}
     for name, s in scores.items():
         rows = s.permute(0, 2, 3, 1) if s.dim() == 4 else s.reshape(s.shape[0], -1)
@@ -113,6 +114,7 @@ def nested_scores(scores: dict[str, torch.Tensor], masks: Masks | None) -> dict[
     pattern (N:M) or a smaller per-layer share can keep fewer weights pruned than before."""
     if not masks:
         return scores
+    masks = as_bool_masks(masks)  # ~ of a hand-made 0/1 mask is a TypeError or a bitwise NOT
     return {n: s.float().masked_fill(~masks[n].to(s.device), float("-inf")) if n in masks else s
             for n, s in scores.items()}
 
@@ -122,6 +124,7 @@ def within(masks: Masks, previous: Masks | None) -> Masks:
     so the sparsity reached may exceed the target (it is counted from the zeros, never assumed)."""
     if not previous:
         return masks
+    previous = as_bool_masks(previous)  # & with a float mask is a TypeError
     return {n: m & previous[n].to(m.device) if n in previous else m for n, m in masks.items()}
 
 

@@ -21,8 +21,12 @@ def sensitivity_scan(model: nn.Module, params: dict[str, torch.Tensor], loader,
     Returns {"sparsities": [...], "baseline": accuracy, "sizes": {layer: weights},
     "layers": {layer: [accuracy per sparsity]}}.
     """
+    levels = [float(s) for s in sparsities]
+    if any(b <= a for a, b in zip(levels, levels[1:])):  # the drops are read in order of sparsity
+        raise ValueError(f"sensitivity levels {levels} must increase from one entry to the next, "
+                         f"e.g. {list(DEFAULT_LEVELS)}")
     scores = scores if scores is not None else magnitude_scores(params)
-    result = {"sparsities": [float(s) for s in sparsities], "baseline": evaluate(model, loader)["accuracy"],
+    result = {"sparsities": levels, "baseline": evaluate(model, loader)["accuracy"],
               "sizes": {n: p.numel() for n, p in params.items()}, "layers": {}}
     for name in progress(list(params), desc="sensitivity", unit="layer"):
         p = params[name]
@@ -30,9 +34,11 @@ def sensitivity_scan(model: nn.Module, params: dict[str, torch.Tensor], loader,
         accs = []
         for s in result["sparsities"]:
             keep = masks_from_scores({name: scores[name]}, s, "layer")[name]
-            p.mul_(keep.to(p.device, p.dtype))
-            accs.append(evaluate(model, loader)["accuracy"])
-            p.copy_(original)
+            try:  # an interrupted evaluation (Ctrl-C, a failing loader) must not leave the layer pruned
+                p.mul_(keep.to(p.device, p.dtype))
+                accs.append(evaluate(model, loader)["accuracy"])
+            finally:
+                p.copy_(original)
         result["layers"][name] = accs
     return result
 
@@ -50,14 +56,17 @@ class SensitivityScope:
     """
 
     def __init__(self, scan: dict):
-        self.levels = np.array([0.0] + scan["sparsities"])
+        # Levels in ascending order, each layer's accuracies with them: a scan written in another
+        # order would have its drops accumulated, and interpolated, in the wrong order.
+        order = np.argsort(scan["sparsities"], kind="stable")
+        self.levels = np.array([0.0] + [scan["sparsities"][i] for i in order])
         self.names = list(scan["layers"])
         self.sizes = np.array([scan["sizes"][n] for n in self.names], dtype=float)
         base = scan["baseline"]
         # Drop in accuracy, made non-decreasing in sparsity (a lucky noisy point must not let a
         # layer jump past a level where it already hurt).
-        self.drops = np.array([np.maximum.accumulate(base - np.array([base] + scan["layers"][n]))
-                               for n in self.names])
+        accuracies = {n: [base] + [scan["layers"][n][i] for i in order] for n in self.names}
+        self.drops = np.array([np.maximum.accumulate(base - np.array(accuracies[n])) for n in self.names])
 
     def _shares(self, tolerance: float) -> np.ndarray:
         out = np.empty(len(self.names))

@@ -35,8 +35,11 @@ several layers (a residual stream) averages their scores, each layer's scores di
 first so layers of different scale weigh alike. ``taylor`` - data-aware: the squared first-order
 estimate of the loss change when the unit's mask is applied, (sum over its gate parameters of
 w * dL/dw)^2 averaged over batches (Molchanov et al. 2019); the sum runs over the gates of every
-writer of a stream at once (one mask silences them together), before squaring, with no per-layer
-normalisation.
+writer of a stream at once (one mask silences them together), before squaring. Each group's scores
+are then divided by their mean (each group averages 1, as with the norms): a unit's score says how
+it compares with the other units of its group, not its loss change in absolute terms, so global
+scope does not take more units from a group whose units all matter little than from one whose
+units all matter much; it only sees which units stand out within their group.
 """
 from __future__ import annotations
 
@@ -271,10 +274,13 @@ def bn_scale_scores(model: nn.Module, groups: dict[str, Group] | None = None) ->
 
 def unit_taylor_scores(model: nn.Module, loader, batches: int = 8,
                        groups: dict[str, Group] | None = None) -> dict[str, torch.Tensor]:
-    """E_batch[(sum over the unit's gate parameters of w * dL/dw)^2]: the first-order loss change
-    of applying the unit's mask, squared so that either sign counts, averaged over ``batches``.
-    The gradients are the unstructured criteria's (``criteria.batch_gradients``: eval mode,
-    BatchNorm statistics and ``.grad`` untouched)."""
+    """E_batch[(sum over the unit's gate parameters of w * dL/dw)^2], divided by its mean over the
+    group's units (each group's scores average 1). Before that division it is the first-order loss
+    change of applying the unit's mask, squared so that either sign counts, averaged over
+    ``batches``; after it, only the ranking within a group keeps that meaning (global scope
+    compares units relative to their own group's mean, as for the norms). The gradients are the
+    unstructured criteria's (``criteria.batch_gradients``: eval mode, BatchNorm statistics and
+    ``.grad`` untouched)."""
     groups = groups or channel_groups(model)
     named = dict(model.named_parameters())
     gates = {sl.name: named[sl.name] for g in groups.values() for sl in g.gates}
