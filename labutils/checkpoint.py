@@ -155,6 +155,9 @@ def check_architecture(path: str | os.PathLike, ckpt: dict, model: str) -> None:
 def load_checkpoint(path: str | os.PathLike, device="cpu", expect_model: str | None = None) -> tuple[nn.Module, dict]:
     """Rebuild the model a checkpoint describes and load its weights: (model, checkpoint dict).
 
+    The model is in eval mode, ready to score (no drop-path, BatchNorm's stored statistics kept);
+    call ``model.train()`` before training it.
+
     The architecture must be that of ``expect_model`` (a course model name), or, by default, of
     the model the file's name says (``cnn_*`` a ResNet-18, ...): a checkpoint renamed to another
     model's name is refused."""
@@ -169,4 +172,4 @@ def load_checkpoint(path: str | os.PathLike, device="cpu", expect_model: str | N
         raise CheckpointError(f"{path}: weights do not fit architecture {ckpt['arch']} "
                               f"{ckpt['arch_kwargs']}: {err}") from err
     # The training memory format: the same layout gives the same arithmetic.
-    return model.to(device, memory_format=memory_format(device)), ckpt
+    return model.to(device, memory_format=memory_format(device)).eval(), ckpt

@@ -56,11 +56,35 @@ class PadShortcut(nn.Module):
         return nn.functional.pad(x, (0, 0, 0, 0, 0, self.out_ch - self.in_ch))
 
 
-def _cifar_resnet(blocks_per_stage: list[int], stages: list[int], inner: list[list[int]] | None,
+def _check_widths(name: str, value) -> None:
+    """ValueError for a width below 1 in ``value`` (a width, a list of them, or a list of lists):
+    it builds a layer that passes nothing on."""
+    flat = [w for v in (value if isinstance(value, (list, tuple)) else [value])
+            for w in (v if isinstance(v, (list, tuple)) else [v])]
+    if any(w < 1 for w in flat):
+        raise ValueError(f"{name} is {value!r}: every width must be at least 1")
+
+
+def _check_resnet_widths(arch: str, blocks_per_stage: list[int], stages: list[int],
+                         inner: list[list[int]] | None) -> None:
+    """ValueError before building: a list of another length than the stages (or blocks) indexed
+    past its end, or dropped a stage that ``model.arch`` still recorded."""
+    if len(stages) != len(blocks_per_stage):
+        raise ValueError(f"stages has {len(stages)} entries; {arch} has {len(blocks_per_stage)} stages: "
+                         f"give one width per stage")
+    _check_widths("stages", stages)
+    if inner is None:
+        return
+    if [len(i) if isinstance(i, (list, tuple)) else None for i in inner] != list(blocks_per_stage):
+        raise ValueError(f"inner {inner} does not fit {arch}'s {blocks_per_stage} blocks per stage: give one "
+                         f"list per stage, one width per block")
+    _check_widths("inner", inner)
+
+
+def _cifar_resnet(arch: str, blocks_per_stage: list[int], stages: list[int], inner: list[list[int]] | None,
                   num_classes: int, shortcut: str) -> ResNet:
-    inner = inner or [[w] * n for w, n in zip(stages, blocks_per_stage)]
-    if [len(i) for i in inner] != list(blocks_per_stage):
-        raise ValueError(f"inner widths {inner} do not match blocks per stage {blocks_per_stage}")
+    _check_resnet_widths(arch, blocks_per_stage, stages, inner)
+    inner = inner if inner is not None else [[w] * n for w, n in zip(stages, blocks_per_stage)]
     # Start from torchvision's ResNet (its forward, init and fc), then set the CIFAR parts.
     model = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=num_classes)
     model.conv1 = nn.Conv2d(3, stages[0], 3, 1, 1, bias=False)
@@ -90,20 +114,37 @@ def resnet18(num_classes: int = 10, width: int = 64, stages: list[int] | None = 
              inner: list[list[int]] | None = None) -> ResNet:
     """ResNet-18 for 32x32 input. ``width`` scales the default stages (64, 128, 256, 512);
     ``stages`` (residual-stream widths) and ``inner`` (each block's conv1 width) override it."""
-    stages = stages or [width, 2 * width, 4 * width, 8 * width]
-    return _cifar_resnet([2, 2, 2, 2], stages, inner, num_classes, shortcut="conv")
+    _check_widths("width", width)
+    stages = stages if stages is not None else [width, 2 * width, 4 * width, 8 * width]
+    return _cifar_resnet("resnet18", [2, 2, 2, 2], stages, inner, num_classes, shortcut="conv")
 
 
 def resnet20(num_classes: int = 10, width: int = 16, stages: list[int] | None = None,
              inner: list[list[int]] | None = None) -> ResNet:
     """The classic CIFAR ResNet-20 (3 stages of 3 blocks, 16/32/64 channels, ~0.27M params)."""
-    stages = stages or [width, 2 * width, 4 * width]
-    return _cifar_resnet([3, 3, 3], stages, inner, num_classes, shortcut="pad")
+    _check_widths("width", width)
+    stages = stages if stages is not None else [width, 2 * width, 4 * width]
+    return _cifar_resnet("resnet20", [3, 3, 3], stages, inner, num_classes, shortcut="pad")
 
 
 # ----------------------------------------------------------------------------------------
 # ViT-Tiny (timm)
 # ----------------------------------------------------------------------------------------
+# timm's vit_tiny_patch16_224: 12 transformer blocks.
+VIT_TINY_DEPTH = 12
+
+
+def _check_vit_widths(arch: str, depth: int, heads: list[int] | None, mlp_hidden: list[int] | None) -> None:
+    """ValueError before building: a list longer than the blocks was partly ignored (yet recorded
+    in ``model.arch``), a shorter one indexed past its end."""
+    for name, widths in (("heads", heads), ("mlp_hidden", mlp_hidden)):
+        if widths is None:
+            continue
+        if len(widths) != depth:
+            raise ValueError(f"{name} has {len(widths)} entries; {arch} has {depth} blocks (its depth): give one width per block")
+        _check_widths(name, widths)
+
+
 def set_vit_widths(model: nn.Module, heads: list[int] | None = None,
                    mlp_hidden: list[int] | None = None) -> nn.Module:
     """Give each transformer block its own head count and MLP width (fresh weights)."""
@@ -132,6 +173,7 @@ def vit_tiny_patch16_224(num_classes: int = 10, img_size: int = 224, pretrained:
     file (``weights_path``) or else timm's hub; the classifier is new (``num_classes``)."""
     import timm
 
+    _check_vit_widths("vit_tiny_patch16_224", VIT_TINY_DEPTH, heads, mlp_hidden)
     if weights_path and not pretrained:  # timm would build a random ViT and never read the file
         raise ValueError(f"weights_path {str(weights_path)!r} needs pretrained=True (without it the file is not read)")
     kwargs = dict(num_classes=num_classes, img_size=img_size, drop_path_rate=drop_path_rate)
@@ -312,6 +354,7 @@ def vit_scratch(num_classes: int = 10, img_size: int = 32, patch_size: int = 4,
     """ViT-Tiny (width 192, depth 12, 3 heads) for 32x32 CIFAR images, random init."""
     from timm.models.vision_transformer import VisionTransformer
 
+    _check_vit_widths("vit_scratch", depth, heads, mlp_hidden)
     model = VisionTransformer(img_size=img_size, patch_size=patch_size, num_classes=num_classes,
                               embed_dim=embed_dim, depth=depth, num_heads=num_heads,
                               mlp_ratio=mlp_ratio, drop_path_rate=drop_path_rate)

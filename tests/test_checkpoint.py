@@ -28,6 +28,19 @@ def test_round_trip(tmp_path, arch, kwargs):
     assert _same_outputs(model, loaded)
 
 
+def test_a_loaded_model_is_ready_to_score(tmp_path):
+    """It came back in training mode: drop-path drew anew at every call and BatchNorm scored with
+    the batch's statistics, overwriting the stored ones."""
+    for model in (build_model("vit_scratch", depth=2), build_model("resnet20", width=4)):
+        loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "m.pth", model))
+        assert not any(m.training for m in loaded.modules())
+        stored = {k: v.clone() for k, v in loaded.state_dict().items()}
+        x = torch.randn(2, 3, 32, 32)
+        with torch.no_grad():
+            assert torch.equal(loaded(x), loaded(x))
+        assert all(torch.equal(v, stored[k]) for k, v in loaded.state_dict().items())
+
+
 def test_pruned_widths_round_trip(tmp_path):
     model = build_model("resnet18", stages=[8, 16, 24, 32], inner=[[4, 5], [6, 7], [8, 9], [10, 11]])
     loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "p.pth", model))

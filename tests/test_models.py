@@ -41,6 +41,26 @@ def test_pruned_widths_rebuild():
     assert vit.arch == {"name": "vit_scratch", "kwargs": {"depth": 2, "heads": [1, 2], "mlp_hidden": [100, 7]}}
 
 
+@pytest.mark.parametrize("arch, kwargs, says", [
+    ("resnet20", {"stages": [16, 32, 64, 128]}, "stages has 4 entries; resnet20 has 3 stages"),  # was IndexError
+    ("resnet20", {"stages": [16, 32]}, "stages has 2 entries; resnet20 has 3 stages"),  # blamed inner, not given
+    ("resnet18", {"stages": [8, 16, 32, 64, 128]}, "stages has 5 entries; resnet18 has 4 stages"),  # 5th dropped
+    ("resnet18", {"stages": [8, 16, 32, 64], "inner": [[4, 4], [8], [16, 16], [32, 32]]},
+     r"inner .* does not fit resnet18's \[2, 2, 2, 2\] blocks per stage"),
+    ("resnet18", {"width": 0}, "width is 0: every width must be at least 1"),  # built a 10-parameter model
+    ("resnet20", {"stages": [16, 0, 64]}, "stages is .*: every width must be at least 1"),
+    ("resnet20", {"inner": [[16] * 3, [32, 0, 32], [64] * 3]}, "inner is .*: every width must be at least 1"),
+    ("vit_scratch", {"depth": 2, "heads": [3]}, "heads has 1 entries; vit_scratch has 2 blocks"),  # was IndexError
+    ("vit_scratch", {"depth": 2, "heads": [3, 3, 1]}, "heads has 3 entries; vit_scratch has 2 blocks"),  # 3rd ignored
+    ("vit_scratch", {"depth": 2, "mlp_hidden": [10]}, "mlp_hidden has 1 entries; vit_scratch has 2 blocks"),
+    ("vit_scratch", {"depth": 2, "heads": [0, 3]}, "heads is .*: every width must be at least 1"),
+    ("vit_tiny_patch16_224", {"mlp_hidden": [768] * 11}, "mlp_hidden has 11 entries; vit_tiny_patch16_224 has 12"),
+])
+def test_width_lists_that_do_not_fit_the_architecture_are_refused_by_name(arch, kwargs, says):
+    with pytest.raises(ValueError, match=says):
+        M.build_model(arch, **kwargs)
+
+
 def test_pretrained_vit_from_a_local_file(tmp_path):
     reference = timm.create_model("vit_tiny_patch16_224")
     path = tmp_path / "vit_tiny.pth"

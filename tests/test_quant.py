@@ -468,6 +468,20 @@ def test_sweeps_check_every_point_before_the_first_one_runs(no_work):
     assert no_work == []
 
 
+def test_sweeps_take_a_numpy_array_of_bit_widths_as_quantspec_does(no_work):
+    """np.arange(2, 7) was refused as "not a list of bit widths", though QuantSpec takes its integers."""
+    from labutils.errors import SettingsError
+    from labutils.labs import quantization as lab
+
+    model, _ = _pruned_resnet()
+    out = lab.ptq_sweep(model, None, ["asymmetric/channel/mse"], np.arange(3, 5))
+    assert list(out["asymmetric/channel/mse"]["accuracy"]) == ["3", "4"]
+    assert [type(b) for b in lab._bit_widths(np.arange(2, 4), "ptq_sweep")] == [int, int]
+    for bad in ("42", 4, np.int64(4), np.array(4), np.array([[4, 2]]), [[4, 2]], np.array([4.0])):
+        with pytest.raises(SettingsError, match="ptq_sweep's bits is a list of bit widths"):
+            lab._bit_widths(bad, "ptq_sweep")
+
+
 @pytest.mark.parametrize("change, match", [
     (lambda p: p["variants"]["global_iterative"].update(rounds=0),
      r"cfg\['prune'\]\['variants'\]\['global_iterative'\]: rounds=0 must be a whole number"),

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from torch import nn
 
@@ -103,8 +104,10 @@ def at_bits(recipe: dict, bits: int) -> dict:
 
 
 def _bit_widths(bits, who: str) -> list[int]:
-    """``bits`` as a list of ints: a list, tuple or range of whole numbers."""
-    if not (isinstance(bits, (list, tuple, range))
+    """``bits`` as a list of ints: a list, tuple, range or 1-D NumPy array of whole numbers (as
+    QuantSpec takes them: np.arange's)."""
+    one_d_array = isinstance(bits, np.ndarray) and bits.ndim == 1
+    if not ((isinstance(bits, (list, tuple, range)) or one_d_array)
             and all(isinstance(b, numbers.Integral) and not isinstance(b, bool) for b in bits)):
         raise SettingsError(f"{who}'s bits is a list of bit widths, such as [4, 2]: got {bits!r}")
     return [int(b) for b in bits]
