@@ -206,8 +206,13 @@ class RunDirs:
 UNCOMMITTED = "+changes"
 
 
+# What a copy of the tree without git (a downloaded ZIP, a Colab upload) names its code by, with a
+# fingerprint of its files: edited code never continues a run of other code there either.
+NO_GIT = "no-git"
+
+
 @functools.lru_cache(maxsize=None)
-def git_commit(root: Path = REPO_ROOT, paths: tuple[str, ...] = ("labutils",)) -> str | None:
+def git_commit(root: Path = REPO_ROOT, paths: tuple[str, ...] = ("labutils",)) -> str:
     """The checkout's commit, with ``UNCOMMITTED`` and the first 8 hex digits of the SHA-256 of
     ``git diff HEAD -- <paths>`` appended (``9ea14151ae9f+changes.3fa2b1c0``) where tracked files
     under ``paths`` have uncommitted changes (the notebooks are left out: a full run writes the
@@ -215,7 +220,8 @@ def git_commit(root: Path = REPO_ROOT, paths: tuple[str, ...] = ("labutils",)) -
     --resume compares, and an edited benchmark must not change it; the benchmarks pass
     ``("labutils", "benchmarks")`` so their results never name a clean commit for an edited script.
     ``$LABUTILS_GIT_COMMIT`` names it where git cannot: a copy of the tree sent to a GPU machine
-    has no git metadata, or stale metadata of an older commit."""
+    has no git metadata, or stale metadata of an older commit. Without either, the code is named
+    by its files (``no-git.`` and 12 hex digits, see ``code_fingerprint``)."""
     if os.environ.get("LABUTILS_GIT_COMMIT"):
         return os.environ["LABUTILS_GIT_COMMIT"]
 
@@ -225,16 +231,28 @@ def git_commit(root: Path = REPO_ROOT, paths: tuple[str, ...] = ("labutils",)) -
 
     try:
         commit = git("rev-parse", "--short=12", "HEAD")
-        if not commit:
-            return None
+        if not commit:  # no git metadata
+            return code_fingerprint(root, paths)
         if not git("status", "--porcelain", "--untracked-files=no", "--", *paths):
             return commit
         # The same text whatever the user's git config (colour, prefixes, external diff tools).
         diff = git("diff", "--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/",
                    "HEAD", "--", *paths) or ""
         return f"{commit}{UNCOMMITTED}.{hashlib.sha256(diff.encode()).hexdigest()[:8]}"
-    except (OSError, subprocess.SubprocessError):
-        return None
+    except (OSError, subprocess.SubprocessError):  # no git program
+        return code_fingerprint(root, paths)
+
+
+def code_fingerprint(root: Path, paths: tuple[str, ...]) -> str:
+    """``NO_GIT`` and the first 12 hex digits of the SHA-256 of the ``.py`` files under ``paths``
+    (relative names and contents, in sorted order): the same code, the same name; any edit, another.
+    Hidden folders are left out: JupyterLab's .ipynb_checkpoints/ keep older copies of edited files."""
+    files = sorted(p.relative_to(root).as_posix() for folder in paths for p in (root / folder).rglob("*.py")
+                   if not any(part.startswith(".") for part in p.relative_to(root / folder).parts))
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(f"{name}\0{hashlib.sha256((root / name).read_bytes()).hexdigest()}\n".encode())
+    return f"{NO_GIT}.{digest.hexdigest()[:12]}"
 
 
 def device_name(device) -> str:

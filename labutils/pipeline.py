@@ -10,7 +10,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from .artifacts import (REPO_ROOT, UNCOMMITTED, WriteFailed, atomic_write_bytes, check_output_folder,
+from .artifacts import (NO_GIT, REPO_ROOT, UNCOMMITTED, WriteFailed, atomic_write_bytes, check_output_folder,
                         damaged_run_marker, git_commit, read_json, read_json_object, record_run, resolve_out_dir,
                         run_id_for, write_json)
 from .course import MODEL_NAMES, NOTEBOOKS, STAGES
@@ -201,6 +201,8 @@ def _option(key: str, value) -> str:
         commit, _, fingerprint = str(value).partition(UNCOMMITTED)
         return (f"the code of commit {commit} with the same uncommitted changes to labutils/ "
                 f"(fingerprint {fingerprint.lstrip('.')})")
+    if key == "git_commit" and str(value).startswith(f"{NO_GIT}."):  # a copy without git: its files' fingerprint
+        return f"the same labutils/ code as that run's (fingerprint {str(value).partition('.')[2]}: undo the edits since)"
     if key == "git_commit":
         return f"the code of commit {value} (check it out; commit or stash changes to labutils/)"
     if key == "models":
