@@ -221,6 +221,21 @@ def test_settings_an_exercise_edits_by_hand_are_checked_for_misspelt_keys():
         U.sweep(subject)
 
 
+def test_a_vits_cut_line_says_heads_and_mlp_neurons_not_channels():
+    """"cut 1 removes 33.8% of channels (33.3% of heads)": 33.8% counted heads and MLP neurons
+    together, while report.json's share is the heads'. (Here as the exercises cut ViTs too: the
+    line's tests would sit beside notebook 04's ``_point`` in test_notebook_04.py.)"""
+    from labutils.labs import structured as S
+    from labutils.prune.structured import Group
+
+    groups = {"b.heads": Group("b.heads", "heads", 3, [], [], [], channels_per_unit=4),
+              "b.mlp": Group("b.mlp", "mlp", 12, [], [], [])}
+    said = S._cut_shares({"b.heads": 3, "b.mlp": 12}, {"b.heads": 2, "b.mlp": 7}, groups)
+    assert said == "33.3% of heads (and 41.7% of MLP neurons)"  # together 37.5% of channels
+    cnn = {"c": Group("c", "inner", 8, [], [], [])}
+    assert S._cut_shares({"c": 8}, {"c": 6}, cnn) == "25.0% of channels"
+
+
 def test_a_study_list_passed_with_papermills_p_says_to_use_y():
     """papermill's -p makes "[1]" a string; the message said to use a list, which the student had typed."""
     from labutils.errors import SettingsError

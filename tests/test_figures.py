@@ -146,6 +146,25 @@ def test_the_study_takes_no_more_budgets_than_its_figure_tells_apart():
     assert key[:5] == ["dense", "one-shot", "iterative", "gradual", "fine-tuned 1 epoch"]
 
 
+def test_the_study_figure_says_the_steps_a_reduced_profile_ran_for_its_budgets():
+    """A cpu run's legend said "fine-tuned 3 epochs / 5 epochs" for 12 and 20 steps (an epoch capped
+    at 4), a smoke run's for 1 and 2: its printed lines said so, its figure did not."""
+    def rows(steps):
+        return [{"method": m, "epochs": e, "steps": n, "sparsity": s, "accuracy": 0.5, "ci95": (0.45, 0.55)}
+                for m in ("one_shot", "iterative", "gradual") for e, n in steps.items() for s in (0.5, 0.9)]
+
+    fig = U.plot_study({"cnn": rows({3: 12, 5: 20}), "vit_scratch": rows({3: 12, 5: 16})},
+                       {"cnn": 0.6, "vit_scratch": 0.6}, caption=FULL_CAPTION)
+    legend = fig.axes[-1].get_legend()
+    assert [t.get_text() for t in legend.get_texts()][4:] == ["fine-tuned 3 ep budget = 12 steps",
+                                                             "fine-tuned 5 ep budget = 16-20 steps"]
+    assert "one-shot, 5 ep budget = 16 steps" in fig.axes[1].get_legend_handles_labels()[1]
+    fig.canvas.draw()
+    assert legend.get_window_extent().x1 <= fig.bbox.x1  # the longer labels stay on the figure
+    fig = U.plot_study({"cnn": rows({1: 1})}, {"cnn": 0.6})
+    assert fig.axes[0].get_legend().get_texts()[-1].get_text() == "fine-tuned 1 ep budget = 1 step"
+
+
 def test_notebook_01s_image_grids_draw_a_single_row_or_column():
     """One image, or one image per class (a natural try in notebook 01's exercises), crashed on
     matplotlib's squeezed axes: 'too many indices for array'."""

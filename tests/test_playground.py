@@ -142,6 +142,25 @@ def test_skipped_under_papermill_and_without_models(subjects, monkeypatch, capsy
     assert "no baseline" in capsys.readouterr().out
 
 
+def test_under_the_pipeline_it_names_the_runs_copy_of_the_notebook(tmp_path, monkeypatch, capsys):
+    """A pipeline run told the student to open the workbook's notebooks/03_...: its parameters cell
+    names no run, and it failed with "OUT_DIR .../runs/cpu holds no run"."""
+    monkeypatch.setenv("LABUTILS_PLAIN_PROGRESS", "1")
+    run = tmp_path / "runs" / "cpu"
+    (run / "metrics").mkdir(parents=True)
+    (run / "metrics" / "run.json").write_text("{}")
+    (run / "notebooks").mkdir()
+    monkeypatch.chdir(run / "notebooks")  # where the pipeline's kernel runs the notebook
+    assert P.show({}) is None
+    assert f"(jupyter lab {run.resolve() / 'notebooks' / P.NOTEBOOK})" in capsys.readouterr().out
+    monkeypatch.setattr(P, "REPO_ROOT", tmp_path.resolve())  # a run inside the repository: shown from there
+    P.show({})
+    assert "(jupyter lab runs/cpu/notebooks/03_unstructured_pruning.ipynb)" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)  # not a run's folder (papermill by hand): the workbook's own
+    P.show({})
+    assert "(jupyter lab notebooks/03_unstructured_pruning.ipynb)" in capsys.readouterr().out
+
+
 def test_unknown_scope_is_refused(pg):
     with pytest.raises(ValueError, match="scope"):
         pg.update("cnn", "magnitude", "2:4", 0.5)

@@ -7,6 +7,7 @@ import copy
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from .unstructured import Subject, layer_bars
+from ..artifacts import REPO_ROOT
 from ..data import DeviceLoader
 from ..plots import BAD_COLOR, COLORS
 from ..prune.criteria import compute_scores
@@ -231,6 +233,20 @@ class Playground:
 _shown: dict[tuple[str, ...], Playground] = {}
 
 
+NOTEBOOK = "03_unstructured_pruning.ipynb"
+
+
+def _executed_copy() -> str:
+    """The notebook as it lies in the run's folder, relative to the repository where it is inside:
+    the pipeline runs it in ``<run>/notebooks/``, and that copy carries the run's PROFILE and OUT_DIR,
+    where the workbook's own (its defaults) names no run, or another. The workbook's own elsewhere."""
+    here = Path.cwd()
+    if here.name != "notebooks" or not (here.parent / "metrics" / "run.json").is_file():
+        return f"notebooks/{NOTEBOOK}"
+    path = here.resolve() / NOTEBOOK
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def show(subjects: dict[str, Subject], probe_images: int = 256) -> Playground | None:
     """The playground's widget shown in the notebook (``unstructured.playground``); under papermill
     one line instead: widgets need a live kernel."""
@@ -238,8 +254,8 @@ def show(subjects: dict[str, Subject], probe_images: int = 256) -> Playground | 
     if (earlier := _shown.pop(tuple(subjects), None)) is not None:
         earlier.close()
     if plain_progress():
-        print("the pruning playground runs only interactively: open this notebook in JupyterLab "
-              "(jupyter lab notebooks/03_unstructured_pruning.ipynb) or Colab and run this cell")
+        print(f"the pruning playground runs only interactively: open this notebook in JupyterLab "
+              f"(jupyter lab {_executed_copy()}) or Colab and run this cell")
         return None
     if not subjects:
         print("pruning playground skipped: no baseline to prune (run notebook 02 first)")

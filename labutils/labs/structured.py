@@ -179,12 +179,19 @@ def cut_and_finetune(model: nn.Module, train, test, cfg: dict, device, desc: str
                       "accuracy_after_cut": cut,
                       "accuracy": history[-1]["test_accuracy"] if history else cut,
                       "epochs": epochs, "seconds": time.perf_counter() - start, "history": history})
-        heads = (f" ({S.reported_share_removed(original, S.widths(model), groups):.1f}% of heads)"
-                 if S.reported_unit(groups) == "heads" else "")  # the share report.json gives a ViT
-        print(f"{desc}: cut {i + 1} removes {steps[-1]['channels_removed_percentage']:.1f}% of channels{heads} -> "
+        print(f"{desc}: cut {i + 1} removes {_cut_shares(original, S.widths(model), groups)} -> "
               f"{cut:.2%} right after the cut, {steps[-1]['accuracy']:.2%} after {_length(epochs, train, cfg)} "
               f"of fine-tuning (on {len(test.labels):,} test images)")
     return model, steps
+
+
+def _cut_shares(original: dict, kept: dict, groups: dict) -> str:
+    """"25.0% of channels", or for a ViT "33.3% of heads (and 34.1% of MLP neurons)": heads first,
+    the share report.json gives it; its channels would count heads and neurons together."""
+    if S.reported_unit(groups) != "heads":
+        return f"{S.channel_share_removed(original, kept, groups):.1f}% of channels"
+    return (f"{S.kind_share_removed(original, kept, groups, 'heads'):.1f}% of heads "
+            f"(and {S.kind_share_removed(original, kept, groups, 'mlp'):.1f}% of MLP neurons)")
 
 
 def _length(epochs: int, train, cfg: dict) -> str:

@@ -857,7 +857,7 @@ def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path
                     ax.errorbar([100 * p[0] + dx for p in pts], [100 * p[1] for p in pts],
                                 yerr=[[100 * (p[1] - p[2]) for p in pts], [100 * (p[3] - p[1]) for p in pts]],
                                 ms=5, capsize=2, lw=1, **style, fillstyle=_budget_fill(j, len(budgets)),
-                                label=f"{method.replace('_', '-')}, {_epochs_text(e)}")
+                                label=f"{method.replace('_', '-')}, {_budget_text(e, rows)}")
         ax.axhline(100 * baselines[name], color="0.3", ls="--", lw=0.8, label="dense")
         ax.set(title=f"{name}: prune + fine-tune (95% intervals)", xlabel="sparsity (%)",
                ylabel="probe accuracy (%)")
@@ -866,11 +866,12 @@ def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path
     # not a list of series: a method's colour and marker, a budget's fill (3 + 6 entries where
     # 3 x 6 ran past the figure's foot onto the caption).
     methods = {r["method"] for rows in studies.values() for r in rows}
+    every_row = [r for rows in studies.values() for r in rows]
     key = [Line2D([], [], color="0.3", ls="--", lw=0.8, label="dense")]
     key += [Line2D([], [], ms=5, lw=1, **style, label=method.replace("_", "-"))
             for method, style in styles.items() if method in methods]
     key += [Line2D([], [], color="0.3", marker="o", ls="none", ms=5, fillstyle=_budget_fill(j, len(budgets)),
-                   label=f"fine-tuned {_epochs_text(e)}") for j, e in enumerate(budgets)]
+                   label=f"fine-tuned {_budget_text(e, every_row)}") for j, e in enumerate(budgets)]
     if spare:
         spare[0].legend(handles=key, fontsize=8, loc="center")
     else:
@@ -881,6 +882,17 @@ def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path
 def _epochs_text(epochs: float) -> str:
     """"1 epoch", "0.5 epochs", "3 epochs"."""
     return f"{epochs:g} epoch" + ("" if epochs == 1 else "s")
+
+
+def _budget_text(epochs: float, rows: list[dict]) -> str:
+    """The budget as ``rows`` ran it: "3 ep budget = 12 steps" (a range where rows differ) where they
+    record their optimizer steps, as the study's do: reduced profiles cap an epoch at a few steps, and
+    "3 epochs" read as 3 passes over the training set; "3 epochs" where they record none."""
+    steps = sorted({r["steps"] for r in rows if r["epochs"] == epochs and "steps" in r})
+    if not steps:
+        return _epochs_text(epochs)
+    counts = str(steps[0]) if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
+    return f"{epochs:g} ep budget = {counts} step" + ("" if counts == "1" else "s")
 
 
 TRIAL_STYLES = {True: {"color": GOOD_COLOR, "marker": "o"}, False: {"color": BAD_COLOR, "marker": "X"}}
