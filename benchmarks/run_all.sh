@@ -13,9 +13,51 @@
 # BENCH_TAR: the folder is tarred there after each benchmark. The device tool brings back at most
 # 8 files from $OUT (this writes about 17), and a call stopped at its time limit still brings back
 # what is in $OUT: the tar then holds every benchmark that finished.
+# RESULTS_FOLDER: what an earlier run_all.sh wrote there is removed first (the tar must not mix two
+# runs); a folder holding anything else is refused. Where .gpu/MANIFEST is (prepare.sh's; the device
+# call carries .gpu/COMMIT and .gpu/MANIFEST), the tree must be the commit it records, which names it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: bash benchmarks/run_all.sh RESULTS_FOLDER}
+# The device machine's copy has no (or stale) git metadata, and LABUTILS_GIT_COMMIT typed by hand
+# named a tree edited since as the clean commit: prepare.sh's commit names the code once its hashes
+# show this tree is that commit, as run_on_gpu.sh checks.
+if [[ -f .gpu/MANIFEST ]]; then
+  recorded=$(cat .gpu/COMMIT 2>/dev/null || true)
+  if [[ -z "$recorded" ]]; then
+    echo "error: .gpu/COMMIT is missing beside .gpu/MANIFEST: run benchmarks/gpu/prepare.sh again" >&2
+    exit 1
+  fi
+  bash benchmarks/gpu/check_tree.sh "$recorded"
+  if [[ -n "${LABUTILS_GIT_COMMIT:-}" && $LABUTILS_GIT_COMMIT != "$recorded" ]]; then
+    echo "error: LABUTILS_GIT_COMMIT is $LABUTILS_GIT_COMMIT, but this tree is commit $recorded (.gpu/COMMIT):" \
+         "leave the variable unset, this script takes the commit from .gpu" >&2
+    exit 1
+  fi
+  export LABUTILS_GIT_COMMIT=$recorded
+fi
+# An earlier run's files (the device's /tmp/bench reused after a failed call, say) would be packed
+# beside this run's: this script's own outputs are removed (their atomic writes' temporary files
+# too), nothing else, and a folder holding anything else is refused before anything is removed.
+dir=$(realpath -m -- "$out")
+if [[ $dir == / || $dir == "$(pwd -P)" || $dir == "$(realpath -m -- "${HOME:-/}")" ]]; then
+  echo "error: $out is /, the repository or your home folder: give a folder of its own, e.g. /tmp/bench" >&2
+  exit 1
+fi
+own=() foreign=()
+shopt -s nullglob dotglob
+for f in "$dir"/*; do
+  case ${f##*/} in
+  profile_*|bench_*|elapsed.txt|.profile_*.tmp|.bench_*.tmp) if [[ -f $f ]]; then own+=("$f"); else foreign+=("${f##*/}"); fi ;;
+  *) foreign+=("${f##*/}") ;;
+  esac
+done
+shopt -u nullglob dotglob
+if [[ ${#foreign[@]} -gt 0 ]]; then
+  echo "error: $out holds what run_all.sh does not write (${foreign[*]:0:5}): give a new or empty folder" >&2
+  exit 1
+fi
+rm -f -- "${own[@]}"
 mkdir -p "$out"
 # Written beside and renamed (as gpu/collect.sh does): a call stopped mid-tar still brings back the
 # last whole tar. GNU tar exits 1 when a log grew while it read it: that tar is whole, so it is kept.
@@ -57,7 +99,7 @@ for case in "${cases[@]}"; do  # BATCH or BATCH:POLICY
   batch=${case%%:*} extra=() name=b$batch
   if [[ $case == *:* ]]; then extra=(--augment "${case#*:}") name=${name}_${case#*:}; fi
   if [[ $case == "${cases[0]}" ]]; then extra+=(--trace); fi  # one small chrome trace
-  limited env TORCHINDUCTOR_CACHE_DIR="$cache/inductor" TRITON_CACHE_DIR="$cache/triton" python benchmarks/profile_step.py \
+  limited env TORCHINDUCTOR_CACHE_DIR="$cache/inductor" TRITON_CACHE_DIR="$cache/triton" python3 benchmarks/profile_step.py \
     "${profile[@]}" --batch-size "$batch" --out "$out" "${extra[@]}" --json "$out/profile_vit_scratch_$name.json" \
     2>&1 | tee "$out/profile_vit_scratch_$name.log" || count $? "profile $case"
   pack
@@ -69,7 +111,7 @@ fi
 # A benchmark that fails does not stop the ones after it; its log keeps the traceback.
 bench() {
   local name=$1; shift
-  limited python "benchmarks/bench_$name.py" "$@" --json "$out/bench_$name.json" 2>&1 | tee "$out/bench_$name.log" \
+  limited python3 "benchmarks/bench_$name.py" "$@" --json "$out/bench_$name.json" 2>&1 | tee "$out/bench_$name.log" \
     || count $? "bench_$name"
   pack
 }
@@ -77,7 +119,8 @@ bench train "${train[@]}"
 bench infer "${infer[@]}"
 bench masks "${masks[@]}"
 # The device machine's copy has no (or stale) git metadata: LABUTILS_GIT_COMMIT names the code there.
-commit=${LABUTILS_GIT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+# 12 digits, as the JSON's.
+commit=${LABUTILS_GIT_COMMIT:-$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}
 echo "all benchmarks: ${SECONDS} s (commit $commit)${failed[*]:+; failed: ${failed[*]}}${skipped[*]:+; skipped: ${skipped[*]}}" \
   | tee "$out/elapsed.txt"
 [[ ${#failed[@]} -eq 0 ]]

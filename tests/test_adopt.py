@@ -179,3 +179,21 @@ def test_a_report_edited_apart_from_its_sidecar_is_refused(repo, tmp_path, monke
     with pytest.raises(adopt.Refused, match="from different runs"):
         adopt.adopt(make_tar(tmp_path / "r.tar"), repo=repo)
     assert snapshot(repo) == before
+
+
+def test_a_missing_tar_is_named_and_a_relative_path_is_the_callers(repo, tmp_path, capsys):
+    """adopt.sh cd'd to the repository before passing the path on: a relative PATH was looked for
+    there, and the error read "it cannot be unpacked safely (FileNotFoundError ...)"."""
+    import subprocess
+
+    missing = tmp_path / "nowhere.tar"
+    with pytest.raises(adopt.Refused, match=f"^no such file: {missing}$"):
+        adopt.adopt(missing, repo=repo)
+    assert adopt.main([str(missing)]) == 1
+    assert capsys.readouterr().err == f"error: no such file: {missing}\n"
+    script = REPO_ROOT / "benchmarks" / "gpu" / "adopt.sh"
+    lost = subprocess.run(["bash", str(script), "nowhere.tar"], cwd=tmp_path, capture_output=True, text=True)
+    assert lost.returncode == 1 and lost.stderr == f"error: no such file: {missing.resolve()}\n"
+    make_tar(tmp_path / "r.tar", full=False)  # found in the caller's folder, then refused: nothing changed
+    found = subprocess.run(["bash", str(script), "r.tar"], cwd=tmp_path, capture_output=True, text=True)
+    assert found.returncode == 1 and "it holds neither a run (full/) nor a sweep" in found.stderr

@@ -252,4 +252,159 @@ def test_run_all_cuts_its_stages_at_what_is_left_of_its_budget(tmp_path):
     spent = run("budget=100; SECONDS=95; limited touch " + str(tmp_path / "ran"))
     assert spent.returncode == 125 and "under 10 s of the 100 s budget (BENCH_BUDGET) left" in spent.stdout
     assert not (tmp_path / "ran").exists()
-    assert "limited python \"benchmarks/bench_$name.py\"" in script and "limited env TORCHINDUCTOR" in script
+    assert "limited python3 \"benchmarks/bench_$name.py\"" in script and "limited env TORCHINDUCTOR" in script
+
+
+def _script_tree(root):
+    """A copy of the GPU scripts, with one more tracked file, to run them where .gpu/ is the test's."""
+    import shutil
+
+    (root / "benchmarks" / "gpu").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "benchmarks" / "run_all.sh", root / "benchmarks")
+    for script in (REPO_ROOT / "benchmarks" / "gpu").glob("*.sh"):
+        shutil.copy(script, root / "benchmarks" / "gpu")
+    (root / "f.py").write_text("committed\n")
+    return root
+
+
+def _bash(script, *args, cwd=None, **env):
+    import os
+    import subprocess
+
+    keep = {k: v for k, v in os.environ.items() if k not in ("LABUTILS_GIT_COMMIT", "WORK", "OUT", "BENCH_TAR")}
+    return subprocess.run(["bash", str(script), *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          env=keep | {k: str(v) for k, v in env.items()}, timeout=60)
+
+
+def _prepared(root, commit="abcdef123456"):
+    """.gpu/ as prepare.sh leaves it: COMMIT and the tracked files' hashes."""
+    import subprocess
+
+    (root / ".gpu").mkdir()
+    (root / ".gpu" / "COMMIT").write_text(commit + "\n")
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and ".gpu" not in p.parts)
+    (root / ".gpu" / "MANIFEST").write_text(subprocess.run(["sha256sum", *files], cwd=root, check=True,
+                                                           capture_output=True, text=True).stdout)
+
+
+def test_run_all_names_prepares_commit_and_refuses_a_tree_edited_since(tmp_path):
+    """LABUTILS_GIT_COMMIT typed by hand named an edited benchmark as the clean commit (review):
+    run_all.sh now checks .gpu/MANIFEST as run_on_gpu.sh does, with the same script and message."""
+    root = _script_tree(tmp_path / "repo")
+    _prepared(root)
+    run_all, out = root / "benchmarks" / "run_all.sh", tmp_path / "bench"
+    quick = dict(BENCH_SMOKE=1, BENCH_BUDGET=5)  # every stage skipped: seconds
+    done = _bash(run_all, out, **quick)
+    assert done.returncode == 0, done.stderr
+    assert "(commit abcdef123456)" in (out / "elapsed.txt").read_text()
+    wrong = _bash(run_all, out, **quick, LABUTILS_GIT_COMMIT="68992e75ab12")
+    assert wrong.returncode == 1
+    assert "LABUTILS_GIT_COMMIT is 68992e75ab12, but this tree is commit abcdef123456" in wrong.stderr
+    (root / "f.py").write_text("edited\n")
+    refused = "error: this tree is not commit abcdef123456, which prepare.sh recorded; changed since: f.py: FAILED"
+    for env in ({}, {"LABUTILS_GIT_COMMIT": "abcdef123456"}):
+        edited = _bash(run_all, tmp_path / "again", **quick, **env)
+        assert edited.returncode == 1 and refused in edited.stderr, edited.stderr
+        assert not (tmp_path / "again").exists()
+    # run_on_gpu.sh's check is the same script: same refusal, and no $WORK left for collect.sh to tar
+    work, results = tmp_path / "work", tmp_path / "out"
+    results.mkdir()
+    gpu = _bash(root / "benchmarks" / "gpu" / "run_on_gpu.sh", DRY_RUN=1, WORK=work)
+    assert gpu.returncode == 1 and refused in gpu.stderr and not work.exists()
+    collect = _bash(root / "benchmarks" / "gpu" / "collect.sh", WORK=work, OUT=results)
+    assert collect.returncode == 2 and "nothing to collect" in collect.stderr and "tar failed" not in collect.stderr
+    work.mkdir()  # made, then the wheels' install failed, say: empty
+    collect = _bash(root / "benchmarks" / "gpu" / "collect.sh", WORK=work, OUT=results)
+    assert collect.returncode == 2 and "error: nothing to collect: the stages never started" in collect.stderr
+    assert "Cowardly" not in collect.stderr and not list(results.iterdir())
+
+
+def test_run_all_clears_its_earlier_results_and_refuses_a_folder_it_did_not_write(tmp_path):
+    """A second run into the same folder packed the first run's JSON beside its own logs (review)."""
+    import subprocess
+
+    root = _script_tree(tmp_path / "repo")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "add", "."], cwd=root, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"], cwd=root, check=True)
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, check=True,
+                          capture_output=True, text=True).stdout.strip()
+    run_all, out, tar = root / "benchmarks" / "run_all.sh", tmp_path / "bench", tmp_path / "bench.tar"
+    out.mkdir()
+    earlier = ["bench_train.json", "bench_train.log", "profile_vit_scratch_b32.json",
+               "profile_vit_scratch_compiled_b32_smoke.trace.json.gz", ".bench_infer.json.x1y2.tmp", "elapsed.txt"]
+    for name in earlier:
+        (out / name).write_text("earlier run")
+    done = _bash(run_all, out, BENCH_SMOKE=1, BENCH_BUDGET=5, BENCH_TAR=tar)
+    assert done.returncode == 0, done.stderr
+    logs = {f"bench_{b}.log" for b in ("train", "infer", "masks")} | {
+        f"profile_vit_scratch_{c}.log" for c in ("b32", "b64", "b32_trivialaugment")}  # "skipped: ..."
+    assert {p.name for p in out.iterdir()} == logs | {"elapsed.txt"}
+    assert all("earlier run" not in p.read_text() for p in out.iterdir())
+    assert f"(commit {head})" in (out / "elapsed.txt").read_text()  # 12 digits, as the JSON's
+    packed = subprocess.run(["tar", "tf", tar], capture_output=True, text=True).stdout.split()
+    assert sorted(packed) == sorted(["bench/", "bench/elapsed.txt", *(f"bench/{n}" for n in logs)])
+    (out / "README.md").write_text("written by hand")
+    (out / "bench_masks.json").write_text("earlier run")
+    foreign = _bash(run_all, out, BENCH_SMOKE=1, BENCH_BUDGET=5)
+    assert foreign.returncode == 1 and "holds what run_all.sh does not write (README.md)" in foreign.stderr
+    assert (out / "bench_masks.json").exists()  # refused before anything was removed
+    home = tmp_path / "home"
+    home.mkdir()
+    for folder in ("/", root, ".", home):
+        refused = _bash(run_all, folder, BENCH_SMOKE=1, BENCH_BUDGET=5, HOME=home)
+        assert refused.returncode == 1 and "the repository or your home folder" in refused.stderr, folder
+
+
+def test_the_gpu_scripts_call_python3():
+    """run_all.sh called `python`, which the device machine may not have."""
+    import re
+
+    for path in [REPO_ROOT / "benchmarks" / "run_all.sh", *(REPO_ROOT / "benchmarks" / "gpu").glob("*.sh")]:
+        assert not re.findall(r"(?<![\w./-])python(?![\w.-])", path.read_text()), path.name
+
+
+def test_wait_says_still_running_by_its_status_and_shows_the_sweeps_progress(tmp_path):
+    """wait.sh exited 0 whether the run had finished or not, and showed no line of a sweep."""
+    import subprocess
+
+    wait = REPO_ROOT / "benchmarks" / "gpu" / "wait.sh"
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "run.log").write_text("cutout 16: started (log: cnn/cutout_16/log.txt)\n"
+                                  "today: 93.10% [92.60%, 93.58%] on 5000 images, 2 epochs, 9 s, 1,200 images/s\n"
+                                  "airbench94: not run (no CUDA)\nepoch 2/5 loss 1.2\n")
+    assert _bash(wait, 0, WORK=work).returncode == 2  # no stages.pid: a fresh machine
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        (work / "stages.pid").write_text(f"{child.pid}\n")
+        running = _bash(wait, 0, WORK=work)
+    finally:
+        child.kill()
+        child.wait()
+    assert running.returncode == 3 and "STILL RUNNING" in running.stdout
+    progress = running.stdout.split("--- progress\n")[1].split("--- last lines")[0]
+    assert progress.splitlines() == ["cutout 16: started (log: cnn/cutout_16/log.txt)",
+                                     "today: 93.10% [92.60%, 93.58%] on 5000 images, 2 epochs, 9 s, 1,200 images/s",
+                                     "airbench94: not run (no CUDA)"]
+    finished = _bash(wait, 0, WORK=work)  # the pid has ended
+    assert finished.returncode == 0 and "FINISHED" in finished.stdout
+    doc = (REPO_ROOT / "benchmarks" / "GPU_SESSION.md").read_text()
+    assert "wait.sh 480; bash benchmarks/gpu/collect.sh" in doc and "wait.sh N; bash benchmarks/gpu/collect.sh" in doc
+
+
+@pytest.mark.parametrize("stages, models", [("sweep", None), ("sweep full", "cnn"), ("full", "cnn")])
+def test_run_on_gpu_names_the_models_only_for_a_full_run(stages, models, tmp_path):
+    """A sweep alone was announced with "models cnn,vit,vit_scratch", which it does not run."""
+    root = _script_tree(tmp_path / "repo")
+    (root / "benchmarks" / "gpu" / "stages.sh").write_text("exit 0\n")  # no stage runs
+    (root / "labutils").mkdir()
+    (root / "notebooks").mkdir()
+    (root / "pyproject.toml").write_text("")
+    env = dict(DRY_RUN=1, WORK=tmp_path / "work", STAGES=stages, LABUTILS_GIT_COMMIT="abcdef123456")
+    if models:
+        env["MODELS"] = models
+    started = _bash(root / "benchmarks" / "gpu" / "run_on_gpu.sh", **env)
+    assert started.returncode == 0, started.stderr
+    assert ("models" in started.stdout) == bool(models)
+    assert (f"profile smoke, models {models})" in started.stdout) == bool(models)

@@ -162,6 +162,8 @@ def unpack(tar: Path, into: Path) -> None:
 
 def adopt(tar: Path, folder_name: str | None = None, repo: Path = REPO) -> Path:
     """File ``tar`` into ``repo``; the results folder it wrote. Refused: nothing changed."""
+    if not Path(tar).is_file():  # tarfile's FileNotFoundError read as an unsafe tar
+        raise Refused(f"no such file: {tar}")
     if folder_name is not None and (Path(folder_name).name != folder_name or folder_name in ("", ".", "..")):
         raise Refused(f"FOLDER {folder_name!r} must be one folder name, such as h100-2026-12-07: it is made "
                       f"in benchmarks/results/ (the tar's own folder goes first)")
@@ -204,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("tar", type=Path, help="results.tar from collect.sh")
     parser.add_argument("folder", nargs="?", help="benchmarks/results/FOLDER (default: <gpu>-<date>)")
     args = parser.parse_args(argv)
+    if not args.tar.is_file():
+        print(f"error: no such file: {args.tar}", file=sys.stderr)
+        return 1
     try:
         folder = adopt(args.tar, args.folder).relative_to(REPO)
     except Refused as err:

@@ -4,6 +4,9 @@
 #
 #   bash benchmarks/gpu/adopt.sh PATH/results.tar [FOLDER]
 set -euo pipefail
+# PATH is the caller's: made absolute before the cd to the repository root (-m: a missing one too,
+# for adopt.py to name it).
+if [ $# -ge 1 ] && [[ $1 != -* ]]; then set -- "$(realpath -m -- "$1")" "${@:2}"; fi
 cd "$(dirname "$0")/../.."
 python3 benchmarks/gpu/adopt.py "$@"
 python3 -m pytest -q tests/test_results.py

@@ -6,10 +6,14 @@
 set -euo pipefail
 WORK=${WORK:-/tmp/gpu}
 dest=${OUT:?OUT is not set: run this as a device command, whose \$OUT comes back}/results.tar
-cd "$WORK" 2>/dev/null || { echo "error: $WORK is missing: no run on this machine (a fresh one?)" >&2; exit 2; }
+# run_on_gpu.sh makes $WORK only once the tree passed its checks: a refused call leaves none.
+cd "$WORK" 2>/dev/null || { echo "error: nothing to collect: $WORK is missing: the stages never started" \
+    "(see the error above), or this is a fresh machine (the one that ran them went back)" >&2; exit 2; }
 want=(run.log stages full/notebooks full/figures full/report.json full/report_details.json full/metrics sweep)
 have=()
 for p in "${want[@]}"; do [ -e "$p" ] && have+=("$p"); done
+# tar refuses an empty list with a message of its own that says nothing of why.
+if [ ${#have[@]} -eq 0 ]; then echo "error: nothing to collect: the stages never started (see the error above)" >&2; exit 2; fi
 # Written beside and renamed: wait.sh refreshes it while the run goes on, and a call stopped at its
 # time limit must still bring back a whole tar (the last one).
 # GNU tar exits 1 when a file changed while it read it (run.log grows, papermill rewrites the

@@ -16,7 +16,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export WORK=${WORK:-/tmp/gpu} DRY_RUN=${DRY_RUN:-0} MODELS=${MODELS:-cnn,vit,vit_scratch}
-mkdir -p "$WORK"
 if [ -f "$WORK/stages.pid" ] && kill -0 "$(cat "$WORK/stages.pid")" 2>/dev/null; then
     echo "error: the stages are already running (pid $(cat "$WORK/stages.pid")): poll with wait.sh" >&2
     exit 1
@@ -29,15 +28,13 @@ fi
 # The copy sent to the GPU machine has no (or stale) git metadata: the variable names the code, and
 # prepare.sh's hashes of that commit's files check that this tree is it.
 if [ -f .gpu/MANIFEST ]; then
-    if ! changed=$(sha256sum --quiet -c .gpu/MANIFEST 2>/dev/null); then
-        echo "error: this tree is not commit $LABUTILS_GIT_COMMIT, which prepare.sh recorded; changed since:" \
-             "$(echo "$changed" | head -5 | tr '\n' ' ')- commit, run prepare.sh again, then call again" >&2
-        exit 1
-    fi
+    bash benchmarks/gpu/check_tree.sh "$LABUTILS_GIT_COMMIT"
 elif [ "$DRY_RUN" != 1 ]; then
     echo "error: .gpu/MANIFEST is missing: run benchmarks/gpu/prepare.sh again and carry .gpu" >&2
     exit 1
 fi
+# Made only now: a refused tree leaves no $WORK, so collect.sh says the stages never started.
+mkdir -p "$WORK"
 export LABUTILS_GIT_COMMIT PYTHONUNBUFFERED=1
 # The stages run a copy of the code: the device tool lays the tree anew at every call, and a later
 # call must not change the code under a run in progress (the notebooks after it would run other code).
@@ -57,4 +54,6 @@ else
 fi
 setsid nohup bash "$src/benchmarks/gpu/stages.sh" >> "$WORK/run.log" 2>&1 < /dev/null &
 echo $! > "$WORK/stages.pid"
-echo "started stages '${STAGES:-full}' (pid $!, commit $LABUTILS_GIT_COMMIT, profile $PROFILE, models $MODELS); log $WORK/run.log"
+# MODELS is the full run's: a sweep alone does not use it.
+models=; for s in ${STAGES:-full}; do if [ "$s" = full ]; then models=", models $MODELS"; fi; done
+echo "started stages '${STAGES:-full}' (pid $!, commit $LABUTILS_GIT_COMMIT, profile $PROFILE$models); log $WORK/run.log"

@@ -5,6 +5,9 @@
 # call stopped at its time limit still brings back the run as it was a minute before.
 #
 #   bash benchmarks/gpu/wait.sh [SECONDS]
+#
+# Exit status: 0 the stages ended (whether or not they succeeded: see the stages' lines), 3 still
+# running, 2 no run on this machine. Chain collect.sh with ";", not "&&": it must run in every case.
 WORK=${WORK:-/tmp/gpu}
 end=$((SECONDS + ${1:-540})) collected=$SECONDS
 if [ ! -f "$WORK/stages.pid" ]; then  # a fresh machine: the one that ran the stages went back
@@ -22,6 +25,10 @@ while running && [ $SECONDS -lt $end ]; do
     fi
 done
 echo "--- stages"; cat "$WORK/stages" 2>/dev/null
-echo "--- progress"; grep -E "^== |^done:|^error|Error" "$WORK/run.log" 2>/dev/null | tail -15
+# The pipeline's notebook lines, and the sweep's per candidate (sweep.py: "NAME: started (log: ...)",
+# then "NAME: 93.10% [...] on ..." or "NAME: failed (...)", "skipped (...)", "not run (...)").
+echo "--- progress"; grep -E "^== |^done:|^error|Error|: [0-9.]+% \[|: (started|failed|skipped|not run) \(" \
+    "$WORK/run.log" 2>/dev/null | tail -15
 echo "--- last lines"; tail -n 4 "$WORK/run.log" 2>/dev/null
-if running; then echo "STILL RUNNING: call wait.sh again now"; else echo "FINISHED: run collect.sh"; fi
+if running; then echo "STILL RUNNING: call wait.sh again now"; exit 3; fi
+echo "FINISHED: run collect.sh"
