@@ -14,9 +14,11 @@ Both read the official "python version" batches from ``DATA_ROOT/cifar-10-batche
 """
 from __future__ import annotations
 
+import hashlib
 import numbers
 import os
 import pickle
+import shlex
 import re
 import shutil
 import socket
@@ -39,6 +41,7 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILES = ("test_batch",)
+CIFAR10_IMAGES = {True: 50_000, False: 10_000}  # keyed as load_cifar10's train: the whole dataset's splits
 # The repository's (git-ignored) data/ folder unless LABUTILS_DATA says otherwise (a relative one
 # is read from the working folder of the process that imports labutils).
 DEFAULT_DATA_ROOT = Path(os.environ.get("LABUTILS_DATA") or Path(__file__).resolve().parents[1] / "data"
@@ -62,7 +65,8 @@ def _manual_instructions(root: Path, reason: str = "", files=TRAIN_FILES + TEST_
     what = f"{folder} lacks {missing} (it holds {', '.join(present)})" if present else f"CIFAR-10 is not in {folder}"
     return (f"{what}{f' and could not be downloaded ({reason})' if reason else ''}.\n"
             f"Put it there by hand: download {CIFAR10_URL} on a machine with internet and "
-            f"unpack it into {root} (it creates {BATCH_DIR}/), or write a copy you already have "
+            f"unpack it into {root} (it creates {BATCH_DIR}/: mkdir -p {shlex.quote(str(root))} && tar -xzf "
+            f"cifar-10-python.tar.gz -C {shlex.quote(str(root))}), or write a copy you already have "
             f"with labutils.data.write_cifar10(root, train_images, train_labels, test_images, "
             f"test_labels), then run again (or pass the folder as DATA_ROOT / --data-root).")
 
@@ -102,12 +106,17 @@ def download_cifar10(root: str | os.PathLike, timeout: float | None = None) -> P
 
 def check_data_folder(root: str | os.PathLike, origin: str | None = None) -> None:
     """DataNotFoundError (or DataError) for a data folder that is certainly wrong, found without
-    reading or downloading anything: a file, the batches' own folder, a batch that is a folder.
+    reading or downloading anything: a file (as the folder or as its batches' folder), the
+    batches' own folder, a batch that is a folder.
     A missing or empty folder passes (the batches are downloaded into it). ``origin``: where the
     folder came from when no option named it ("$LABUTILS_DATA"), said in the message; None: the
     default folder is taken to come from $LABUTILS_DATA where that is set (a notebook's DATA_ROOT "")."""
     root = Path(root)
     folder = root / BATCH_DIR
+    if folder.exists() and not folder.is_dir():  # else "CIFAR-10 is not in" it, as if it were an empty folder
+        raise DataNotFoundError(f"{folder} is a file, not the folder of the CIFAR-10 batches: move or delete it "
+                                f"(the batches are then downloaded there), or set DATA_ROOT (--data-root) to "
+                                f"another folder")
     for f in TRAIN_FILES + TEST_FILES:
         if (folder / f).exists() and not (folder / f).is_file():
             raise _invalid(folder / f, "it is a folder, not a file")
@@ -301,6 +310,12 @@ def write_cifar10(root: str | os.PathLike, train_images: np.ndarray, train_label
                          f"{len(TRAIN_FILES)} training images (one per data_batch_N); nothing was written")
     if len(test_images) == 0:
         raise ValueError("no test_images: pass at least one test image (test_batch); nothing was written")
+    # x[:10000] of the training images passed as the test split scored the model on what it trained on.
+    # Up to 1% passes: a real dataset may hold a few identical images in both splits.
+    if (shared := _shared_images(train_images, test_images)) * 100 > len(test_images):
+        raise ValueError(f"{shared:,} of the {len(test_images):,} test_images are also in train_images: every "
+                         f"accuracy would count images the model trained on; pass a test split held out of "
+                         f"the training images (CIFAR-10's own test_batch); nothing was written")
     folder = Path(root) / BATCH_DIR
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -318,6 +333,15 @@ def write_cifar10(root: str | os.PathLike, train_images: np.ndarray, train_label
             "label_names": [str(c) for c in classes]}
     atomic_write_bytes(folder / "batches.meta", lambda f: pickle.dump(meta, f, protocol=4))
     return folder
+
+
+def _shared_images(train: np.ndarray, test: np.ndarray) -> int:
+    """How many ``test`` images are, byte for byte, also in ``train`` (hashed: 60,000 take ~0.3 s)."""
+    def digest(image: np.ndarray) -> bytes:
+        return hashlib.blake2b(image.tobytes(), digest_size=16).digest()
+
+    seen = {digest(x) for x in train}
+    return sum(digest(x) in seen for x in test)
 
 
 def write_synthetic_cifar10(root: str | os.PathLike, n_train: int = 1000, n_test: int = 500,

@@ -23,11 +23,13 @@ class ProfileError(Explained, ValueError):
 
 
 # -- rules: each returns what is wrong with a value, or None -------------------------------------
-def whole(minimum: int = 1, none: bool = False):
+def whole(minimum: int = 1, none: bool = False, maximum: int | None = None):
     def rule(v):
-        if (v is None and none) or (isinstance(v, int) and not isinstance(v, bool) and v >= minimum):
+        if (v is None and none) or (isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+                                    and (maximum is None or v <= maximum)):
             return None
-        return f"must be a whole number >= {minimum}" + (" (or None)" if none else "")
+        bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        return f"must be a whole number {bounds}" + (" (or None)" if none else "")
     return rule
 
 
@@ -156,7 +158,8 @@ def _fit_rules() -> dict:
         "eval_every": whole(1), "graphs": flag, "ema": FRACTION,
         "compile": _compile_mode,
         "precision": choice(None, "bf16", "fp16", "fp32"),
-        "cutout": whole(0), "augment": choice(None, *AUGMENT_POLICIES), "repeats": whole(1),
+        # cutout: a square erased in the stored 32x32 image (DeviceLoader refuses a larger one, at training).
+        "cutout": whole(0, maximum=32), "augment": choice(None, *AUGMENT_POLICIES), "repeats": whole(1),
         "augment_groups": whole(1)}
 
 

@@ -299,7 +299,9 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     ``accel.precision_for(device)``) sets the autocast. ``graphs`` captures the whole step in a
     CUDA graph (``accel.GraphedStep``; eager, with a warning, where it cannot be: see
     ``_graphs_obstacle``). ``ema`` > 0 keeps an exponential moving average of the weights (and
-    BatchNorm statistics) with that decay per step; it is what gets evaluated, and it is copied
+    BatchNorm statistics) with that decay per step, after a warm-up
+    (``WeightAverage.decay_at``: update t, from 0, decays by min(ema, (1 + t) / (10 + t)), so the
+    average of a short run is not its first step's weights); it is what gets evaluated, and it is copied
     into ``model`` at the end; a callback's ``masks`` (``MaskEnforcer``, ``GradualPruner``) are
     applied to the average after every update, so weights pruned during the run are zero in it
     too. The step loop
@@ -503,12 +505,15 @@ class WeightAverage:
     after each step by one multi-tensor lerp, with no host sync: torch's ``AveragedModel`` reads
     its step count on the host at every update (``bool(n_averaged == 0)``, a device-to-host copy
     that waits for the GPU: pytorch/pytorch#157705). The first update copies the weights; integer
-    buffers (BatchNorm's batch counts) are copied, not averaged."""
+    buffers (BatchNorm's batch counts) are copied, not averaged.
+
+    The decay warms up (``decay_at``), as timm's ``ModelEmaV3`` does: with 0.999 from the start, a
+    150-step run still held 86% of the first step's weights, and scored at chance."""
 
     def __init__(self, model: nn.Module, decay: float):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"ema must lie between 0 and 1 (for example 0.999), got {decay}")
-        self.module, self.decay, self._started = copy.deepcopy(model), decay, False
+        self.module, self.decay, self.updates = copy.deepcopy(model), decay, 0
         # Which tensors are averaged and which copied is fixed by the copy: sorted once, not per step.
         tensors = list(itertools.chain(self.module.parameters(), self.module.buffers()))
         self._lerp_at = [i for i, t in enumerate(tensors) if t.is_floating_point()]
@@ -521,14 +526,20 @@ class WeightAverage:
     def update_parameters(self, model: nn.Module) -> None:
         # The live model's tensors are read every time: a callback may have replaced them.
         current = list(itertools.chain(model.parameters(), model.buffers()))
-        if not self._started:  # the first update copies everything
+        t, self.updates = self.updates, self.updates + 1
+        if t == 0:  # the first update copies everything
             torch._foreach_copy_(self._all, current)
-            self._started = True
             return
         if self._copied:  # integer buffers (BatchNorm's batch counts)
             torch._foreach_copy_(self._copied, [current[i] for i in self._copy_at])
-        if self._lerped:
-            torch._foreach_lerp_(self._lerped, [current[i] for i in self._lerp_at], 1.0 - self.decay)
+        if self._lerped:  # a host float: no sync
+            torch._foreach_lerp_(self._lerped, [current[i] for i in self._lerp_at], 1.0 - self.decay_at(t))
+
+    def decay_at(self, t: int) -> float:
+        """The decay of update ``t`` (counted from 0; update 0 copies the weights):
+        min(decay, (1 + t) / (10 + t)), so the average follows the model early in a run
+        (0.18 at update 1, 0.5 at 8, 0.9 at 80, 0.99 at 890) instead of keeping its first weights."""
+        return min(self.decay, (1 + t) / (10 + t))
 
 
 HEARTBEAT_SECONDS = 60.0

@@ -1,5 +1,6 @@
 import pickle
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,9 @@ def test_missing_data_without_download_says_what_to_do(tmp_path):
     with pytest.raises(D.DataNotFoundError, match="Put it there by hand") as err:
         D.load_cifar10(tmp_path, download=False)
     assert "could not be downloaded" not in str(err.value)  # no download was tried
+    # The folder may not exist yet (a fresh clone has no data/): tar -C alone failed there.
+    folder = shlex.quote(str(tmp_path))
+    assert f"mkdir -p {folder} && tar -xzf cifar-10-python.tar.gz -C {folder}" in str(err.value)
 
 
 def test_a_folder_missing_some_batches_names_them_and_a_test_split_needs_only_its_own(tmp_path, monkeypatch, capsys):
@@ -214,7 +218,7 @@ def test_the_data_is_named_by_where_it_came_from(tmp_path):
     for name, expected in [("synthetic", "synthetic CIFAR-shaped data"),
                            ("cifar10_q75", "CIFAR-10 (offline JPEG-q75 copy)"),
                            ("cifar10_mycopy", "CIFAR-10 (copy: cifar10_mycopy)")]:
-        D.write_cifar10(tmp_path / name, images, labels, images, labels, name=name)
+        D.write_cifar10(tmp_path / name, images, labels, images + 1, labels, name=name)
         assert describe_data(tmp_path / name) == expected
     assert describe_data(tmp_path / "nothing") == "unknown"
 
@@ -493,6 +497,14 @@ def test_a_data_folder_from_labutils_data_says_where_it_came_from(tmp_path, monk
         D.cifar10_dir(a_file)  # a notebook's DATA_ROOT "": its Session reads the default folder
 
 
+def test_a_batches_folder_that_is_a_file_is_named_as_a_file(tmp_path):
+    """DATA_ROOT/cifar-10-batches-py as a file said "CIFAR-10 is not in .../cifar-10-batches-py"."""
+    (tmp_path / D.BATCH_DIR).write_text("not a folder")
+    with pytest.raises(D.DataNotFoundError, match=re.escape(f"{tmp_path / D.BATCH_DIR} is a file, not the folder "
+                                                            f"of the CIFAR-10 batches: move or delete it")):
+        D.cifar10_dir(tmp_path)
+
+
 @pytest.mark.parametrize("images", [np.random.default_rng(0).random((10, 3, 32, 32)).astype(np.float32),
                                     torch.rand(10, 32, 32, 3), np.full((10, 3, 32, 32), 300, np.int64)],
                          ids=["float-numpy", "float-torch", "int64-over-255"])
@@ -507,7 +519,7 @@ def test_write_cifar10_refuses_images_that_are_not_uint8_and_writes_nothing(tmp_
     assert not (tmp_path / D.BATCH_DIR).exists()
     # uint8 tensors still pass, channels-last too
     x = torch.randint(0, 256, (10, 32, 32, 3), dtype=torch.uint8)
-    D.write_cifar10(tmp_path, x, torch.arange(10), x, list(range(10)))
+    D.write_cifar10(tmp_path, x, torch.arange(10), 255 - x, list(range(10)))
     read, read_labels = D.load_cifar10(tmp_path, train=True, download=False)
     assert np.array_equal(read, x.permute(0, 3, 1, 2).numpy()) and read_labels.tolist() == list(range(10))
 
@@ -577,7 +589,7 @@ def test_write_cifar10_refuses_fewer_training_images_than_batch_files_and_writes
     with pytest.raises(ValueError, match="pass at least 5 training images"):
         D.write_synthetic_cifar10(tmp_path, n_train=n_train)
     assert not (tmp_path / D.BATCH_DIR).exists()
-    D.write_cifar10(tmp_path, images[:5], np.arange(5), images[:1], np.arange(1))  # one a file: it reads back
+    D.write_cifar10(tmp_path, images[:5], np.arange(5), images[:1] + 1, np.arange(1))  # one a file: it reads back
     assert len(D.load_cifar10(tmp_path, True, download=False)[1]) == 5
 
 
@@ -611,3 +623,19 @@ def test_compare_loaders_says_a_batch_larger_than_the_profiles_images(tmp_path):
     s.prepare_data()
     with pytest.raises(SettingsError, match="batch_size 4096 is more than the 1,000 training images of the smoke profile"):
         lab.compare_loaders(s, batch_size=4096)
+
+
+def test_write_cifar10_refuses_a_test_split_that_holds_training_images_and_writes_nothing(tmp_path):
+    """x[:10000] of the training images passed as the test split was written without a word: every
+    accuracy then counted images the model trained on."""
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, size=(20, 3, 32, 32), dtype=np.uint8)
+    test = np.concatenate([train[:3], rng.integers(0, 256, size=(5, 32, 32, 3), dtype=np.uint8).transpose(0, 3, 1, 2)])
+    with pytest.raises(ValueError, match=re.escape("3 of the 8 test_images are also in train_images: every accuracy "
+                                                   "would count images the model trained on")):
+        D.write_cifar10(tmp_path, train, np.arange(20) % 10, test, np.arange(8))
+    assert not (tmp_path / D.BATCH_DIR).exists()
+    D.write_cifar10(tmp_path, train, np.arange(20) % 10, test[3:], np.arange(5))  # held out: written
+    # One image in both of 200 (1%) passes: real datasets hold a few such duplicates.
+    few = np.concatenate([train[:1], rng.integers(0, 256, size=(199, 3, 32, 32), dtype=np.uint8)])
+    D.write_cifar10(tmp_path / "few", train, np.arange(20) % 10, few, np.arange(200) % 10)

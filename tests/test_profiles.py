@@ -134,6 +134,8 @@ MISTAKES = [  # (where, value, what the message must say): each once went unnoti
     (("train", "cnn", "compile"), "reduce_overhead", 'TRAIN["smoke"]["cnn"]["compile"] = \'reduce_overhead\' must be '
      "True, False or a torch.compile mode: one of 'default', "),
     (("structured", "vit", "finetune", "compile"), 1, "= 1 must be True, False or a torch.compile mode"),
+    # Accepted, then refused by DeviceLoader when training began: a square larger than the 32x32 image.
+    (("train", "cnn", "cutout"), 40, 'TRAIN["smoke"]["cnn"]["cutout"] = 40 must be a whole number from 0 to 32'),
 ]
 
 

@@ -411,8 +411,9 @@ def test_graphed_step_recaptures_when_the_version_changes_and_falls_back_when_ca
     assert broken.reason == "capture failed: RuntimeError: operation not permitted when stream is capturing"
 
 def test_ema_weights_are_what_is_scored_and_kept(synthetic_root):
-    """With ema=0.5 over three steps the model ends as 1/4 w1 + 1/4 w2 + 1/2 w3 of the weights
-    w1..w3 that plain training passes through, and that average is what the history scores."""
+    """With ema=0.5 over three steps, warmed up (decays 2/11 then 3/12), the model ends as
+    (2/11 w1 + 9/11 w2) 1/4 + 3/4 w3 of the weights w1..w3 that plain training passes through,
+    and that average is what the history scores."""
     trajectory = []
 
     def run(**kw):
@@ -425,7 +426,7 @@ def test_ema_weights_are_what_is_scored_and_kept(synthetic_root):
     averaged, history = run(ema=0.5)
     w1, w2, w3 = trajectory
     for a, b, c, q, p in zip(w1, w2, w3, averaged.parameters(), plain.parameters()):
-        assert torch.allclose(q, a / 4 + b / 4 + c / 2, atol=1e-6)
+        assert torch.allclose(q, (a * 2 / 11 + b * 9 / 11) / 4 + c * 3 / 4, atol=1e-6)
     assert any(not torch.equal(q, p) for q, p in zip(averaged.parameters(), plain.parameters()))
     _, test = _loaders(synthetic_root)
     assert history[-1]["test_accuracy"] == evaluate(averaged, test)["accuracy"]
@@ -444,6 +445,28 @@ def test_weight_average_copies_integer_buffers_and_refuses_a_bad_decay():
     assert counts == {5}
     with pytest.raises(ValueError, match="ema must lie between 0 and 1"):
         WeightAverage(model, 1.5)
+
+
+def test_a_short_run_with_ema_keeps_the_trained_weights_not_the_first_steps():
+    """With ema=0.999 and no warm-up, 20 steps kept 98% of the first step's weights, and fit copied
+    that into the model (review: a 150-step run scored 10%, chance, against 20% without ema)."""
+    from tiny import tiny_cnn, tiny_loaders
+
+    from labutils.train import WeightAverage
+
+    trajectory = []
+    train, test = tiny_loaders()  # 4 steps an epoch
+    model = tiny_cnn()
+    fit(model, train, test, epochs=5, lr=0.05, ema=0.999, device=torch.device("cpu"),
+        callback=lambda m, opt, step: trajectory.append([p.detach().clone() for p in m.parameters()]))
+    first, last = trajectory[0], trajectory[-1]
+    kept = [p.detach() for p in model.parameters()]
+    far = sum(float((p - a).norm()) for p, a in zip(kept, first))
+    near = sum(float((p - b).norm()) for p, b in zip(kept, last))
+    assert near < far / 2  # nearer the trained weights than the first step's
+    average = WeightAverage(model, 0.999)
+    assert [round(average.decay_at(t), 3) for t in (1, 8, 80)] == [0.182, 0.5, 0.9]
+    assert average.decay_at(10**6) == 0.999
 
 
 class _Mirrored(torch.nn.Module):
@@ -800,3 +823,22 @@ def test_the_baselines_train_seconds_are_its_training_time_and_seconds_its_wall_
     out = capsys.readouterr().out
     assert (f"trained in {record['train_seconds']:.0f}s ({record['images_per_second']:,.0f} training images/s; "
             f"{record['seconds']:.0f}s with the test split's scoring)") in out
+
+
+def test_the_baselines_record_and_printout_name_the_settings_taken_from_fits_defaults(tmp_path, capsys):
+    """Label smoothing 0.1, warm-up 0.2 and momentum 0.9 came from fit's defaults: neither printed nor
+    in the metrics' train_config, which held the profile's six keys alone (review, notebook 02)."""
+    from labutils.labs import baseline as B
+    from labutils.session import Session
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    s.profile["train"]["cnn"].update(max_steps=2, warmup=0.5)
+    config = B.train_baseline(s, "cnn")["train_config"]
+    assert config == s.train_config("cnn") | config  # the profile's recipe, as it sets it
+    assert (config["warmup"], config["label_smoothing"], config["momentum"], config["ema"]) == (0.5, 0.1, 0.9, 0.0)
+    assert not {"callback", "device", "desc", "grad_clip", "precision"} & set(config)  # plain settings only
+    capsys.readouterr()
+    B.print_recipes(s, ["cnn"])
+    recipe, defaults = capsys.readouterr().out.split("fit's defaults: ")
+    assert "warmup=0.5" in recipe and "warmup" not in defaults
+    assert defaults.startswith("momentum=0.9, label_smoothing=0.1, mixup=0.0")

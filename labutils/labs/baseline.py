@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 import time
 
 import matplotlib.pyplot as plt
@@ -69,7 +70,7 @@ def train_baseline(session: Session, name: str, pretrained_weights: str | None =
         "parameters": count_parameters(model), "train_seconds": sum(h["train_seconds"] for h in history),
         "seconds": seconds,
         "images_per_second": sum(h["images"] for h in history) / sum(h["train_seconds"] for h in history),
-        "train_config": session.train_config(name), "arch": model.arch, "history": history,
+        "train_config": effective_recipe(session.train_config(name)), "arch": model.arch, "history": history,
         "initial_weights": getattr(model, "initial_weights", f"random (seed {session.seed})")})
     print(f"{name}: test accuracy {record['accuracy']:.2%} on {record['test_images']} images{_train_accuracy(history)} "
           f"after {len(history)} epoch{'s' * (len(history) != 1)} in {seconds:.0f}s -> {record['checkpoint']['path']}")
@@ -91,6 +92,19 @@ RECIPE_KEYS = tuple(name for name, p in inspect.signature(fit).parameters.items(
                     if p.kind is p.KEYWORD_ONLY
                     and name not in ("callback", "device", "desc", "max_steps", "num_classes", "stop_if_diverged")
                     ) + ("batch_size",) + AUGMENTATION
+
+
+def fit_defaults(recipe: dict) -> dict:
+    """``fit``'s defaults for the recipe keys ``recipe`` leaves out (label smoothing 0.1, warm-up
+    0.2, momentum 0.9...): settings the model trains with that no profile names. Plain values
+    only (numbers, strings, bools); a None default (grad_clip, precision) sets nothing."""
+    return {k: p.default for k, p in inspect.signature(fit).parameters.items()
+            if k in RECIPE_KEYS and k not in recipe and isinstance(p.default, (numbers.Number, str))}
+
+
+def effective_recipe(recipe: dict) -> dict:
+    """``recipe`` with ``fit_defaults``: what the model trained with, as its metrics record it."""
+    return recipe | fit_defaults(recipe)
 
 
 def try_recipe(session: Session, name: str, pretrained_weights: str | None = None, model=None,
@@ -128,10 +142,14 @@ def try_recipe(session: Session, name: str, pretrained_weights: str | None = Non
 
 
 def print_recipes(session: Session, models: list[str]) -> None:
-    """Each model's training recipe and architecture overrides, as the profile sets them."""
+    """Each model's training recipe and architecture overrides, as the profile sets them, and the
+    settings it takes from ``fit``'s defaults."""
     for name in models:
         overrides = session.model_overrides(name)
-        print(f"{name:12s} {format_settings(session.train_config(name))}")
+        recipe = session.train_config(name)
+        print(f"{name:12s} {format_settings(recipe)}")
+        if defaults := fit_defaults(recipe):
+            print(f"{'':12s} fit's defaults: {format_settings(defaults, indent=29)}")
         if overrides:
             print(f"{'':12s} model: {format_settings(overrides, indent=20)}")
 
