@@ -322,6 +322,7 @@ def _cross_checks(profile: dict, name: str, found: list[str]) -> None:
         elif isinstance(recipe, dict) and recipe.get("steps") and recipe.get("epochs"):
             found.append(f'{path}: give "steps" or "epochs", not both (steps would win, epochs be ignored)')
     _batches_fit_the_data(profile, name, found)
+    _vit_shapes_fit(profile, name, found)
     bits = {b for key in ("qat_bits", "cnn_qat_bits") for b in quant.get(key) or []} | set(prune.get("bits") or [])
     for key, per_bits in (quant.get("qat") or {}).items():
         if key in ("steps", "epochs") and isinstance(per_bits, dict):
@@ -333,6 +334,25 @@ def _cross_checks(profile: dict, name: str, found: list[str]) -> None:
             if variant not in prune["variants"]:
                 found.append(f'{at}["prune"]["qat_variants"] names {variant!r}, which is not one of its '
                              f'variants {sorted(prune["variants"])}')
+
+
+def _vit_shapes_fit(profile: dict, name: str, found: list[str]) -> None:
+    """A ViT's width must split into its heads and its image into patches: timm's bare
+    AssertionError came in notebook 02, after the CNN had trained."""
+    from . import models
+
+    for model, builder, patch in (("vit_scratch", models.vit_scratch, None), ("vit", models.vit_tiny_patch16_224, 16)):
+        overrides = ((profile.get("models") or {}).get(model))
+        if not isinstance(overrides, dict) or not overrides:
+            continue
+        shape = {p.name: p.default for p in inspect.signature(builder).parameters.values()} | overrides
+        at = f'MODELS["{name}"]["{model}"]'
+        dim, heads, size = shape.get("embed_dim"), shape.get("num_heads"), shape.get("img_size")
+        patch = shape.get("patch_size", patch)
+        if all(isinstance(v, int) and v > 0 for v in (dim, heads)) and dim % heads:
+            found.append(f"{at}: embed_dim {dim} does not split into num_heads {heads} (give a multiple of {heads})")
+        if all(isinstance(v, int) and v > 0 for v in (size, patch)) and size % patch:
+            found.append(f"{at}: img_size {size} is not a whole number of {patch}-pixel patches (patch_size)")
 
 
 def _batches_fit_the_data(profile: dict, name: str, found: list[str]) -> None:

@@ -136,6 +136,10 @@ MISTAKES = [  # (where, value, what the message must say): each once went unnoti
     (("structured", "vit", "finetune", "compile"), 1, "= 1 must be True, False or a torch.compile mode"),
     # Accepted, then refused by DeviceLoader when training began: a square larger than the 32x32 image.
     (("train", "cnn", "cutout"), 40, 'TRAIN["smoke"]["cnn"]["cutout"] = 40 must be a whole number from 0 to 32'),
+    # timm's bare AssertionError in notebook 02, after the CNN had trained.
+    (("models", "vit_scratch", "embed_dim"), 50,
+     'MODELS["smoke"]["vit_scratch"]: embed_dim 50 does not split into num_heads 3'),
+    (("models", "vit", "img_size"), 40, 'MODELS["smoke"]["vit"]: img_size 40 is not a whole number of 16-pixel patches'),
 ]
 
 
