@@ -70,8 +70,12 @@ class Session:
             # the folder to this profile and seed.
             relative = out_dir and not Path(out_dir).expanduser().is_absolute()
             where = f" (a relative one is read from the working folder, {Path.cwd()})" if relative else ""
+            # An empty OUT_DIR follows PROFILE (runs/<profile>/): a PROFILE set in 01-02 and not here
+            # looked for the run in another profile's folder.
+            default = "" if out_dir else (f"; an empty OUT_DIR is the {self.name} profile's folder: set PROFILE "
+                                          f"as the run's notebooks 01 and 02 had it")
             raise SettingsError(f"OUT_DIR {root} holds no run (no metrics/run.json): set OUT_DIR to the folder "
-                                f"of a run{where}, or run notebooks 01 and 02 there first")
+                                f"of a run{where}, or run notebooks 01 and 02 there first{default}")
         self.dirs = RunDirs(root)
         self.data_root = D.run_data_root(self.profile["data"]["source"], self.dirs.root, data_root)
         if data_root and Path(data_root).expanduser().resolve() != self.data_root:

@@ -53,6 +53,17 @@ def test_the_report_of_an_absolute_folder_without_a_run_does_not_talk_of_relativ
     assert not (tmp_path / "empty").exists()
 
 
+def test_an_empty_out_dir_without_a_run_says_it_follows_profile(tmp_path, monkeypatch):
+    """PROFILE = "smoke" set in notebooks 01-02 and not in 03: OUT_DIR "" looked in another
+    profile's folder, and the message spoke of OUT_DIR only."""
+    import labutils.session as session_module
+
+    monkeypatch.setattr(session_module, "resolve_out_dir", lambda profile, out=None: tmp_path / "runs" / profile)
+    with pytest.raises(SettingsError, match=r"there first; an empty OUT_DIR is the cpu profile's folder: set "
+                                            r"PROFILE as the run's notebooks 01 and 02 had it$"):
+        Session("cpu", "", device="cpu", start_run=False)
+
+
 def test_the_report_of_a_run_without_metrics_points_at_out_dir(tmp_path, monkeypatch):
     from labutils.labs import report
 
