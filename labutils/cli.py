@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "has the course's format; models_saved/ holds the course's file names "
                                      "for its entries and nothing else; every checkpoint loads and comes "
                                      "from one run; every accuracy is the one its checkpoint recorded, and "
-                                     "every share removed is the one its weights show; baselines are dense; "
+                                     "every share removed is the one its weights show; baselines are dense; a vit "
+                                     "started from pretrained weights; "
                                      "the executed notebooks show no error and show the report's run. "
                                      "Then the course's minimums. Exit status 1 when a check fails.")
     chk.add_argument("root", metavar="DIR", help="the run's folder (report.json and models_saved/ inside)")
@@ -169,6 +170,10 @@ def _check(args) -> int:
     if args.notebook_dir and not Path(args.notebook_dir).is_dir():
         print(f"error: --notebook-dir {args.notebook_dir} is not a folder: pass the folder holding the executed "
               f"notebooks", file=sys.stderr)
+        return 2
+    if args.data_root and not Path(args.data_root).is_dir():  # said now, not once per checkpoint measured
+        print(f"error: --data-root {args.data_root} is not a folder: pass the folder holding cifar-10-batches-py "
+              f"(for a smoke run, its data-synthetic/)", file=sys.stderr)
         return 2
     try:
         device = get_device(args.device)

@@ -25,6 +25,34 @@ def empty_entry(in_run: bool) -> str:
     run left out (notebook 05's verdict and figure, README's results table)."""
     return "not produced" if in_run else NOT_IN_RUN
 
+# How notebook 02 marks a ViT that started from weights never pretrained (models.UNTRAINED_NOTE
+# begins so): a baseline records it in its initial_weights.
+NOT_PRETRAINED = "NOT pretrained"
+# CIFAR-10's whole splits: a run that recorded another count (n_train, n_test) scored on a subset.
+CIFAR10_SPLITS = {"n_train": ("training", 50_000), "n_test": ("test", 10_000)}
+
+
+def not_pretrained(initial_weights) -> str | None:
+    """What to say of a ViT whose baseline recorded ``initial_weights`` that were never pretrained
+    (a stand-in file of timm's random initialisation: its numbers are a ViT's from scratch), None
+    for any other (check, notebook 05's verdict)."""
+    text = str(initial_weights or "")
+    if NOT_PRETRAINED not in text:
+        return None
+    where = text.split(NOT_PRETRAINED)[0].rstrip(": ") or "no file named"
+    return (f"its weights were {NOT_PRETRAINED} ({where}): not the course's pretrained ViT-Tiny; train it from "
+            f"the pretrained weights (VIT_WEIGHTS, or --vit-weights)")
+
+
+def subset_text(run: dict) -> str | None:
+    """How a run's record (a checkpoint's meta, the sidecar's run) says it used part of a CIFAR-10
+    split ("scored on 400 of the test images, not all 10,000"), None for whole splits (or none
+    recorded): such numbers are not the course's, whatever the profile's name says."""
+    parts = [f"{'scored' if key == 'n_test' else 'trained'} on {run[key]:,} of the {split} images, not all {whole:,}"
+             for key, (split, whole) in CIFAR10_SPLITS.items() if isinstance(run.get(key), int) and run[key] < whole]
+    return " and ".join(parts) or None
+
+
 # Test accuracy (fraction) each model must reach before pruning ...
 BEFORE_PRUNING_MIN = {"cnn": 0.90, "vit": 0.92, "vit_scratch": 0.85}
 # ... and after pruning and fine-tuning.
@@ -68,7 +96,11 @@ def report_problem(report) -> str | None:
     try:
         jsonschema.validate(report, REPORT_SCHEMA)
     except jsonschema.ValidationError as err:
-        return f"{'/'.join(str(p) for p in err.absolute_path) or 'the top level'}: {err.message}"
+        hint = ""
+        if err.validator == "maximum" and err.validator_value == 1 and isinstance(err.instance, (int, float)):
+            # 90.4 for 90.4%: the schema's words alone did not say that accuracies are fractions
+            hint = f": accuracies are fractions (write {err.instance / 100:g})"
+        return f"{'/'.join(str(p) for p in err.absolute_path) or 'the top level'}: {err.message}{hint}"
     # The schema's bounds let NaN through (every comparison with it is false); JSON has no NaN.
     for path, value in [(f"initial_accuracies/{k}", v) for k, v in report["initial_accuracies"].items()] + \
             [(f"{section}/{m}/{k}", v) for section in REPORT_SECTIONS for m, e in report[section].items()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .artifacts import REPO_ROOT, atomic_write_bytes, read_json
 from .course import (AFTER_PRUNING_MIN, accuracy_text, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, SPARSITY_MIN, empty_entry,
-                     half_empty_entries, removed_at_least, removed_text, report_problem)
+                     half_empty_entries, removed_at_least, removed_text, report_problem, subset_text)
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -90,9 +90,28 @@ def _verdict(value: bool | None, produced: bool, in_run: bool = True) -> str:
     return {True: "**met**", False: "missed", None: "-"}[value]
 
 
+def sidecar_problem(details: dict) -> str | None:
+    """Which of report_details.json's keys is not what notebook 05 writes (a damaged or edited
+    sidecar), or None: its readers then say so, not a traceback."""
+    entries = details.get("entries", {})
+    if not isinstance(entries, dict):
+        return f'"entries" is {type(entries).__name__}, not an object'
+    if bad := next((name for name, e in entries.items() if not isinstance(e, dict)), None):
+        return f'"entries"/"{bad}" is {type(entries[bad]).__name__}, not an object'
+    if not isinstance(details.get("timings", {}), dict):
+        return f'"timings" is {type(details["timings"]).__name__}, not an object'
+    return None
+
+
+def _sidecar_entries(details: dict) -> dict:
+    """The sidecar's entries that are objects ({} for a damaged "entries")."""
+    entries = details.get("entries")
+    return {k: e for k, e in entries.items() if isinstance(e, dict)} if isinstance(entries, dict) else {}
+
+
 def models_left_out(details: dict) -> list[str]:
     """The course models a run left out on purpose (MODELS, --models), from the sidecar's reasons."""
-    entries = details.get("entries", {})
+    entries = _sidecar_entries(details)
     return [m for m in MODEL_NAMES
             if str(entries.get(f"{m}_before_pruning", {}).get("reason", "")).startswith(NOT_IN_RUN)]
 
@@ -118,7 +137,8 @@ def results_table(report: dict, left_out: list[str] = ()) -> str:
 def run_line(details: dict) -> str:
     """Which run the table shows: profile, device, data, commit, date, run id and time."""
     run = details.get("run", {})
-    total = details.get("timings", {}).get("total_seconds")
+    timings = details.get("timings")
+    total = timings.get("total_seconds") if isinstance(timings, dict) else None
     took = f", {int(total) // 60} min {int(total) % 60:02d} s for the notebooks" if total else ""
     left_out = models_left_out(details)
     models = (f" Models: {', '.join(m for m in MODEL_NAMES if m not in left_out)} "
@@ -149,6 +169,9 @@ def load_reference(root: str | os.PathLike = REPO_ROOT, full_only: bool = True) 
     if not isinstance(details, dict) or not isinstance(details.get("run"), dict):
         raise ResultsError(f"{root / 'report_details.json'} does not hold a run's details (no \"run\" "
                            f"entry); run notebook 05 again to write it")
+    if problem := sidecar_problem(details):
+        raise ResultsError(f"{root / 'report_details.json'} is damaged: its {problem}; run notebook 05 again to "
+                           f"write it")
     check_same_run(report, details, root)
     profile = details["run"].get("profile")
     if full_only and profile != "full":
@@ -158,6 +181,10 @@ def load_reference(root: str | os.PathLike = REPO_ROOT, full_only: bool = True) 
         raise ResultsError(f"the report in {root} comes from a reduced run (its sidecar says \"reduced\": true, "
                            f"though its profile says {profile!r}): the reference results must come from a full "
                            f"run (python -m labutils run --profile full).")
+    if full_only and (subset := subset_text(details["run"])):  # a full profile edited to score on part of the split
+        raise ResultsError(f"the report in {root} was {subset} (its sidecar's run says so, though its profile says "
+                           f"{profile!r}): the reference results must come from a full run (python -m labutils run "
+                           f"--profile full).")
     return report, details
 
 
@@ -214,9 +241,10 @@ def results_section(root: str | os.PathLike = REPO_ROOT, full_only: bool = True)
     else:
         report, details = reference
         body = f"{run_line(details)}\n\n{results_table(report, models_left_out(details))}"
-        if details["run"].get("profile") != "full" or details["run"].get("reduced"):
-            body = (f"A reduced run (profile {details['run'].get('profile')}): its numbers are not the "
-                    f"course's results, and it cannot be the repository's reference run.\n\n{body}")
+        subset = subset_text(details["run"])
+        if details["run"].get("profile") != "full" or details["run"].get("reduced") or subset:
+            body = (f"A reduced run (profile {details['run'].get('profile')}{f', {subset}' if subset else ''}): its "
+                    f"numbers are not the course's results, and it cannot be the repository's reference run.\n\n{body}")
     elsewhere = "\n".join(f"- {goal}" for goal in GOALS_ELSEWHERE)
     return (f"{START}\n<!-- generated by `python -m labutils results-table --write-readme`; do not edit -->\n"
             f"{body}\n\nProject goals that report.json does not hold:\n\n{elsewhere}\n{END}")

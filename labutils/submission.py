@@ -21,6 +21,7 @@ weights where the weights can say it:
   structured one is the share of channels (a ViT's heads) the checkpoint lacks against its
   baseline (``prune.structured.reported_share_removed``);
 * a baseline is dense;
+* a ``vit`` started from pretrained weights (its baseline's ``initial_weights`` do not say "NOT pretrained");
 * the write-up (the executed notebooks, ``notebooks/`` or another folder): 01-05 are there, each
   shows no error, and each shows the run that wrote report.json (06 too, when it was run).
 
@@ -37,8 +38,9 @@ from pathlib import Path
 
 from .artifacts import read_json
 from .course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOTEBOOKS, REMOVED_TOLERANCE, REPORT_ENTRY_KEYS,
-                     REPORT_SECTIONS, SPARSITY_MIN, STAGES, checkpoint_names, empty_entry, half_empty_entries, meets_minimum,
-                     removed_text, report_problem)
+                     REPORT_SECTIONS, SPARSITY_MIN, STAGES, accuracy_text, checkpoint_names, empty_entry,
+                     half_empty_entries, meets_minimum, not_pretrained, removed_text, report_problem, subset_text)
+from .results import sidecar_problem
 
 # A model trained and scored on a GPU and scored again on a CPU may differ by an image or two:
 # the two run slightly different arithmetic (notebook 05 says the same of its table).
@@ -88,6 +90,12 @@ def _reported(report: dict) -> dict[tuple[str, str], dict]:
     return out
 
 
+def _exactly(accuracy: float) -> str:
+    """An accuracy as the verdicts read it, then as the file holds it: two that differ past the
+    second decimal (0.53501 and 0.535) both read "53.50%"."""
+    return f"{accuracy_text(accuracy)} ({accuracy!r})"
+
+
 def _read(path: Path) -> tuple[dict | None, str | None]:
     """(JSON object, None) or (None, what is wrong with the file)."""
     if not path.is_file():
@@ -107,7 +115,9 @@ def check_report_file(root: Path) -> tuple[dict | None, dict, list[Finding]]:
     problem = report_problem(report)
     if problem:
         return None, {}, [Finding(False, f"report.json breaks the course's format at {problem}")]
-    findings = [Finding(True, "report.json has exactly the course's keys, accuracies as fractions, percentages as percents")]
+    # What the schema checks: it cannot tell an accuracy of 0.7% from one of 70% (0.007 and 0.7 are both fractions).
+    findings = [Finding(True, "report.json has exactly the course's keys, and values in range (accuracies 0 to 1, "
+                              "percentages 0 to 100)")]
     findings += [Finding(False, f"{m}_after_{section}: report.json has numbers and nulls in one entry "
                                 f"({', '.join(empty)} empty): all three or none", (m, f"after_{section}"))
                  for section, m, empty in half_empty_entries(report)]
@@ -122,6 +132,9 @@ def check_report_file(root: Path) -> tuple[dict | None, dict, list[Finding]]:
     if not run_id:
         findings.append(Finding(False, f"report_details.json {wrong or 'names no run'} (notebook 05 writes it "
                                        f"beside report.json): which run wrote the report cannot be checked"))
+    if details and (damaged := sidecar_problem(details)):
+        findings.append(Finding(False, f"report_details.json is damaged: its {damaged} (run notebook 05 again to "
+                                       f"write it): which models the run left out cannot be read"))
     return report, run if run_id else {}, findings
 
 
@@ -179,8 +192,8 @@ def _baseline_problem(root: Path, m: str, stage: str, ckpt: dict, reported: dict
     pruned_from = ckpt.get("metrics", {}).get("original_accuracy")
     baseline = reported.get((m, "before_pruning"), {}).get("accuracy")
     if pruned_from is not None and baseline is not None and abs(pruned_from - baseline) > 1e-9:
-        return (f"was pruned from a baseline at {pruned_from:.2%}, but {m}_before_pruning is at {baseline:.2%}: "
-                f"another baseline's pruned model")
+        return (f"was pruned from a baseline at {_exactly(pruned_from)}, but {m}_before_pruning is at "
+                f"{_exactly(baseline)}: another baseline's pruned model")
     record, _ = _read(root / "metrics" / f"{m}_{stage}.json")
     sha = (record or {}).get("baseline_sha256")
     path = root / "models_saved" / f"{m}_before_pruning.pth"
@@ -207,6 +220,7 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
     from .prune import structured as S
 
     findings, loaded, broken = [], {}, set()
+    unmeasured: dict[str, list[tuple[str, str]]] = {}  # why -> the checkpoints it stopped
     for name in names:
         try:
             loaded[_model_stage(name)] = load_checkpoint(root / "models_saved" / name, device)
@@ -223,7 +237,9 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
                                     (m, stage)))
     if loaded and not broken and all(rid == expected_run for rid in runs.values()):
         meta = next(iter(loaded.values()))[1].get("meta", {})
-        reduced = ", a reduced run: its numbers are not the course's results" if meta.get("reduced") else ""
+        subset = subset_text(meta)  # a full profile scored on part of the test split is no more the course's
+        reduced = (", a reduced run: its numbers are not the course's results" if meta.get("reduced") else
+                   f", {subset}: its numbers are not the course's results" if subset else "")
         findings.append(Finding(True, f"every checkpoint loads and comes from run {expected_run} "
                                       f"(profile {meta.get('profile')}{reduced})"))
         differ = [f"{key} {run_info.get(key)!r} where its checkpoints say {meta.get(key)!r}"
@@ -241,20 +257,24 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
             findings.append(Finding(ok, f"{name}: {what}", (m, stage)))
 
         recorded = ckpt.get("metrics", {}).get("accuracy")
-        say(recorded is not None and abs(entry["accuracy"] - recorded) < 1e-9,
-            f"report.json says {entry['accuracy']:.2%}, the checkpoint recorded "
-            + (f"{recorded:.2%}" if recorded is not None else "no accuracy"))
+        same = recorded is not None and abs(entry["accuracy"] - recorded) < 1e-9
+        shown = accuracy_text if same else _exactly  # a difference is shown, never rounded away
+        say(same, f"report.json says {shown(entry['accuracy'])}, the checkpoint recorded "
+            + (shown(recorded) if recorded is not None else "no accuracy"))
+        if m == "vit" and (untrained := not_pretrained(_initial_weights(m, ckpt, loaded))):
+            say(False, untrained)
         if measure:
             if progress:
                 progress(name)
             try:
                 right, n = _measured(root, f"{name}.pth", model, ckpt, device, data_root)
-            except Exception as err:  # no data, another copy of it: said, and the others go on
-                say(False, f"could not measure its accuracy: {err}")
+            except Exception as err:  # no data, another copy of it: said once below, and the others go on
+                unmeasured.setdefault(_why_unmeasured(err, ckpt, data_root, root), []).append((m, stage))
             else:  # in images, not rounded first (2.4 images off passed): 2 of 5,000 is not always 0.0004
                 close = abs(right - entry["accuracy"] * n) <= IMAGES_OF_SLACK + 1e-6
                 say(close,
-                    f"measured {right / n:.2%} ({right:,} of {n:,} test images), report.json {entry['accuracy']:.2%}"
+                    f"measured {accuracy_text(right / n)} ({right:,} of {n:,} test images), "
+                    f"report.json {accuracy_text(entry['accuracy'])}"
                     + ("" if close or not data_root else
                        f"; the run used {ckpt.get('meta', {}).get('data')}: is the copy in --data-root the same?"))
         if stage != "before_pruning" and (problem := _baseline_problem(root, m, stage, ckpt, reported)):
@@ -286,7 +306,33 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
             continue
         said = entry["pruning_percentage"]
         say(abs(got - said) <= PERCENT_TOLERANCE, f"report.json says {removed_text(said)} removed; {removed_text(got)} {how}")
+    for why, keys in unmeasured.items():  # one missing data folder: one line, not one per checkpoint
+        which = ", ".join(f"{m}_{stage}" for m, stage in keys)
+        findings.append(Finding(False, f"{which}: could not measure its accuracy: {why}", keys[0]) if len(keys) == 1
+                        else Finding(False, f"could not measure the accuracies of {which}: {why}", EVERY_ENTRY))
     return findings, expected_run
+
+
+def _initial_weights(m: str, ckpt: dict, loaded: dict) -> str | None:
+    """Where ``m``'s weights started, as its checkpoint recorded it, or for a pruned one its
+    baseline's (pruning records none of its own); None when neither says."""
+    baseline = loaded.get((m, "before_pruning"), (None, {}))[1]
+    return (ckpt.get("metrics", {}).get("initial_weights")
+            or baseline.get("metrics", {}).get("initial_weights"))
+
+
+def _why_unmeasured(err: Exception, ckpt: dict, data_root, root: Path) -> str:
+    """Why a checkpoint could not be measured: for a run on synthetic data whose images are not
+    there, where to find them (CIFAR-10's download instructions would not bring them back)."""
+    from .data import SYNTHETIC, DataNotFoundError
+
+    meta = ckpt.get("meta", {})
+    if isinstance(err, DataNotFoundError) and meta.get("data") == SYNTHETIC:
+        where = data_root or root / meta.get("data_root", "")  # the run records it relative to its folder
+        return (f"its run was on synthetic data, whose test images are not in {where}: pass --data-root with the "
+                f"run's synthetic data folder (a smoke run writes it as data-synthetic/ in its folder; python -m "
+                f"labutils run --profile smoke --notebooks 01 --out ANOTHER_FOLDER writes the same images there)")
+    return str(err)
 
 
 def minimums(report: dict, findings: list[Finding] = (), left_out=()) -> list[str]:
@@ -301,20 +347,25 @@ def minimums(report: dict, findings: list[Finding] = (), left_out=()) -> list[st
         return ("met" if ok else "NOT met") + (" (unverified: a check above failed)" if unverified else "")
 
     reported, lines = _reported(report), []
+    incomplete = {(m, f"after_{section}"): empty for section, m, empty in half_empty_entries(report)}
     for m in MODEL_NAMES:
         for stage, kind in (("before_pruning", "dense"), *((f"after_{s}", k) for s, k in REPORT_SECTIONS.items())):
             entry = reported.get((m, stage))
             if entry is None:  # said, not skipped: a hand-in without a model listed it nowhere
                 # Left out on purpose (the sidecar says so) or not: the course's minimum is not met.
-                lines.append(f"  {m:12s} {kind:12s} " + (f"{empty_entry(False)}: NOT met" if m in left_out else
-                                                         "not produced (report.json holds no numbers): NOT met"))
+                why = (empty_entry(False) if m in left_out else
+                       f"incomplete entry ({', '.join(incomplete[m, stage])} empty)" if (m, stage) in incomplete else
+                       "not produced (report.json holds no numbers)")
+                lines.append(f"  {m:12s} {kind:12s} {why}: NOT met")
                 continue
+            # Rounded down, as the verdicts read it: 0.89996 showed "90.00%" beside a missed 90% minimum.
+            accuracy = f"{accuracy_text(entry['accuracy']):>7s}"
             if kind == "dense":
-                lines.append(f"  {m:12s} dense        {entry['accuracy']:7.2%} (minimum {BEFORE_PRUNING_MIN[m]:.0%}): "
+                lines.append(f"  {m:12s} dense        {accuracy} (minimum {BEFORE_PRUNING_MIN[m]:.0%}): "
                              + verdict(entry["accuracy"] >= BEFORE_PRUNING_MIN[m], (m, stage)))
             else:
                 ok = meets_minimum(m, kind, entry["accuracy"], entry["pruning_percentage"])
-                lines.append(f"  {m:12s} {kind:12s} {entry['accuracy']:7.2%} at {removed_text(entry['pruning_percentage'])} "
+                lines.append(f"  {m:12s} {kind:12s} {accuracy} at {removed_text(entry['pruning_percentage'])} "
                              f"removed (minimum {AFTER_PRUNING_MIN[m]:.0%} at {SPARSITY_MIN[kind]:.0f}%): "
                              + verdict(ok, (m, stage)))
     return lines

@@ -225,10 +225,14 @@ def test_invalid_report_is_not_written(tmp_path):
 @pytest.fixture(scope="module")
 def full_smoke_run(tmp_path_factory):
     """01 -> 05 in the smoke profile, with a stand-in ViT-Tiny weights file (random init) so that
-    the `vit` path runs too. The file is a test fixture; real runs use timm's weights."""
+    the `vit` path runs too. The file is a test fixture; real runs use timm's weights. Its class
+    token is moved off timm's 1e-6 scale, as pretraining moves it: check fails a vit that was never
+    pretrained (test_check.py), and this run is the whole run that passes."""
     out = tmp_path_factory.mktemp("full_smoke")
     weights = out / "vit_tiny_random_init.pth"
-    torch.save(timm.create_model("vit_tiny_patch16_224").state_dict(), weights)
+    state = timm.create_model("vit_tiny_patch16_224").state_dict()
+    state["cls_token"].normal_(std=0.02)
+    torch.save(state, weights)
     rc = main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", "01,02,03,04,05",
                "--vit-weights", str(weights)])
     assert rc == 0

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 from ..artifacts import RunDirs, atomic_write_bytes, json_text, read_json
 from ..course import (AFTER_PRUNING_MIN, BASELINE_MISSING, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, NOTEBOOK_OF_STAGE,
                       REPORT_SECTIONS, SPARSITY_MIN, accuracy_text, checkpoint_names, empty_entry, half_empty_entries,
-                      meets_minimum, removed_text, report_problem)
+                      meets_minimum, not_pretrained, removed_text, report_problem)
 from ..errors import Explained
 from ..evaluate import evaluate_paths, format_table
 from ..plots import finish, minimum_line, model_style
@@ -155,7 +155,7 @@ def build_details(records: dict, run: dict, checkpoints: list[dict] | None = Non
         keep = ("produced", "reason", "accuracy", "original_accuracy", "pruning_percentage",
                 "pruning_unit", "removed_by_kind", "sparsity_all_parameters", "weights_removed_percentage", "parameters",
                 "nonzero_parameters", "parameters_original", "macs", "macs_original", "latency",
-                "checkpoint", "train_seconds", "seconds")
+                "checkpoint", "train_seconds", "seconds", "initial_weights")  # a vit NOT pretrained says so
         entries[f"{model}_{stage}"] = {k: r[k] for k in keep if k in r}
         if "run" in r:  # notebooks re-run by hand after an edit: each entry says which code made it
             entries[f"{model}_{stage}"]["git_commit"] = r["run"].get("git_commit")
@@ -283,6 +283,14 @@ def print_report(report: dict, records: dict) -> None:
     for key, reason in missing.items():
         print(f"{key}: {reason}")
     print(f"{len(missing)} of {len(records)} entries not produced")
+    if untrained := _vit_not_pretrained(records):
+        print(f"vit: {untrained}")
+
+
+def _vit_not_pretrained(records: dict | None) -> str | None:
+    """What to say of vit when its baseline's record says its weights were never pretrained, else None."""
+    baseline = (records or {}).get(("vit", "before_pruning")) or {}
+    return not_pretrained(baseline.get("initial_weights")) if baseline.get("produced") else None
 
 
 def remeasure_checkpoints(session) -> list[dict]:
@@ -322,14 +330,20 @@ def write(session, report: dict, records: dict, run: dict, rows: list[dict]) -> 
     return paths
 
 
-def print_verdict(report: dict, reduced: bool, models=MODEL_NAMES) -> None:
+def print_verdict(report: dict, reduced: bool, models=MODEL_NAMES, records: dict | None = None) -> None:
     """Each entry against the course's minimums: met, NOT met, not produced, or not in this run
     (a model outside ``models``: one the run did not train, since ``load_run`` refuses a MODELS
-    that leaves out one it trained)."""
+    that leaves out one it trained); ``records``: the run's, whose vit baseline may say that its
+    weights were never pretrained (said beside its verdicts)."""
     words = {True: "met", False: "NOT met"}
+    untrained = _vit_not_pretrained(records)
     for section, verdicts in meets_minimums(report).items():
         print(f"{section:22s}",
-              "  ".join(f"{m}: {words.get(v) or empty_entry(m in models)}" for m, v in verdicts.items()))
+              "  ".join(f"{m}: {words.get(v) or empty_entry(m in models)}"
+                        + (" (NOT pretrained)" if m == "vit" and v is not None and untrained else "")
+                        for m, v in verdicts.items()))
+    if untrained:
+        print(f"\nvit: {untrained}")
     if reduced:
         print("\nThis is a reduced run: its numbers are not the course's results.")
 
@@ -342,8 +356,14 @@ def plot_accuracy_vs_sparsity(report: dict, after_min: dict = AFTER_PRUNING_MIN,
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
     for ax, (section, kind) in zip(axes, REPORT_SECTIONS.items()):
         for model, e in report[section].items():
-            style = model_style(model)
-            minimum_line(ax, model, 100 * after_min[model])
+            style, dense = model_style(model), report["initial_accuracies"][f"{model}_before_pruning"]
+            if model in models:  # a model left out of the run has no minimum to reach here
+                minimum_line(ax, model, 100 * after_min[model])
+            if e["pruned_accuracy"] is None and dense is not None and model in models:
+                # dense (0%) without its pruned model: the point, not an empty panel under that title
+                ax.plot([0], [100 * dense], label=f"{model}: dense {accuracy_text(dense)}, pruned "
+                                                  f"{empty_entry(True)}", **style)
+                continue
             if e["pruned_accuracy"] is None:
                 ax.plot([], [], label=f"{model}: {empty_entry(model in models)}", **style)
                 continue
