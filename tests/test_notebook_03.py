@@ -46,6 +46,14 @@ def test_pruned_checkpoint_and_metrics(run03, name):
         assert point["pruned"]["ms_per_image"] > 0 and point["mac_ratio"] is None
 
 
+def test_the_executed_notebook_names_no_folder_of_the_machine(run03):
+    """The playground's line under the pipeline named the run's copy of the notebook by its
+    absolute path (a review of 2026-12-07), which the README says an executed notebook never holds."""
+    text = (run03 / "notebooks" / "03_unstructured_pruning.ipynb").read_text()
+    assert str(run03) not in text and str(run03.resolve()) not in text
+    assert "of the run's folder) or Colab" in text
+
+
 def test_vit_recorded_as_not_produced(run03):
     m = read_json(run03 / "metrics" / "vit_after_unstructured_pruning.json")
     assert m["produced"] is False and m["reason"].startswith("baseline not produced")

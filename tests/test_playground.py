@@ -152,7 +152,8 @@ def test_under_the_pipeline_it_names_the_runs_copy_of_the_notebook(tmp_path, mon
     (run / "notebooks").mkdir()
     monkeypatch.chdir(run / "notebooks")  # where the pipeline's kernel runs the notebook
     assert P.show({}) is None
-    assert f"(jupyter lab {run.resolve() / 'notebooks' / P.NOTEBOOK})" in capsys.readouterr().out
+    said = capsys.readouterr().out  # outside the repository: named from the run's folder, no machine path
+    assert f"(jupyter lab notebooks/{P.NOTEBOOK} of the run's folder)" in said and str(tmp_path) not in said
     monkeypatch.setattr(P, "REPO_ROOT", tmp_path.resolve())  # a run inside the repository: shown from there
     P.show({})
     assert "(jupyter lab runs/cpu/notebooks/03_unstructured_pruning.ipynb)" in capsys.readouterr().out
