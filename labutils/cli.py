@@ -171,7 +171,7 @@ def _check(args) -> int:
         print(f"error: --notebook-dir {args.notebook_dir} is not a folder: pass the folder holding the executed "
               f"notebooks", file=sys.stderr)
         return 2
-    if args.data_root and not Path(args.data_root).is_dir():  # said now, not once per checkpoint measured
+    if args.measure and args.data_root and not Path(args.data_root).is_dir():  # said now, not once per checkpoint
         print(f"error: --data-root {args.data_root} is not a folder: pass the folder holding cifar-10-batches-py "
               f"(for a smoke run, its data-synthetic/)", file=sys.stderr)
         return 2

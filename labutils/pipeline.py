@@ -601,7 +601,8 @@ def kernel_manager_logging_to(log):
             # This interpreter, which imports labutils: a "python3" kernelspec installed for another
             # Python (`ipykernel install --user` elsewhere) ran the notebooks there, without it.
             cmd = super().format_kernel_cmd(extra_arguments)
-            if cmd[1:3] == ["-m", "ipykernel_launcher"]:
+            # ipykernel writes Python flags before "-m" (-Xfrozen_modules=off): looked for anywhere.
+            if any(cmd[i:i + 2] == ["-m", "ipykernel_launcher"] for i in range(1, len(cmd))):
                 cmd[0] = sys.executable
             return cmd
 

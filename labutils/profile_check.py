@@ -337,12 +337,16 @@ def _cross_checks(profile: dict, name: str, found: list[str]) -> None:
 
 
 def _vit_shapes_fit(profile: dict, name: str, found: list[str]) -> None:
-    """A ViT's width must split into its heads and its image into patches: timm's bare
-    AssertionError came in notebook 02, after the CNN had trained."""
+    """A ViT's width must split into its heads (timm's bare AssertionError came in notebook 02,
+    after the CNN had trained) and its image into patches (the patch convolution would silently
+    drop the pixels past the last whole patch)."""
     from . import models
 
+    table = profile.get("models")
+    if not isinstance(table, dict):
+        return  # named already: "must be a dict of settings"
     for model, builder, patch in (("vit_scratch", models.vit_scratch, None), ("vit", models.vit_tiny_patch16_224, 16)):
-        overrides = ((profile.get("models") or {}).get(model))
+        overrides = table.get(model)
         if not isinstance(overrides, dict) or not overrides:
             continue
         shape = {p.name: p.default for p in inspect.signature(builder).parameters.values()} | overrides
@@ -352,7 +356,8 @@ def _vit_shapes_fit(profile: dict, name: str, found: list[str]) -> None:
         if all(isinstance(v, int) and v > 0 for v in (dim, heads)) and dim % heads:
             found.append(f"{at}: embed_dim {dim} does not split into num_heads {heads} (give a multiple of {heads})")
         if all(isinstance(v, int) and v > 0 for v in (size, patch)) and size % patch:
-            found.append(f"{at}: img_size {size} is not a whole number of {patch}-pixel patches (patch_size)")
+            found.append(f"{at}: img_size {size} is not a whole number of {patch}-pixel patches (patch_size): the "
+                         f"last {size % patch} pixels of each row and column would be dropped unseen")
 
 
 def _batches_fit_the_data(profile: dict, name: str, found: list[str]) -> None:

@@ -241,8 +241,9 @@ def results_section(root: str | os.PathLike = REPO_ROOT, full_only: bool = True)
     else:
         report, details = reference
         body = f"{run_line(details)}\n\n{results_table(report, models_left_out(details))}"
-        subset = subset_text(details["run"])
-        if details["run"].get("profile") != "full" or details["run"].get("reduced") or subset:
+        reduced = details["run"].get("profile") != "full" or details["run"].get("reduced")
+        subset = None if reduced else subset_text(details["run"])  # a reduced run's subset goes without saying
+        if reduced or subset:
             body = (f"A reduced run (profile {details['run'].get('profile')}{f', {subset}' if subset else ''}): its "
                     f"numbers are not the course's results, and it cannot be the repository's reference run.\n\n{body}")
     elsewhere = "\n".join(f"- {goal}" for goal in GOALS_ELSEWHERE)

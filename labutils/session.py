@@ -104,8 +104,6 @@ class Session:
         self._arrays: dict[bool, tuple[np.ndarray, np.ndarray]] = {}
         self._on_device: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
         self._data_description: str | None = None
-        # Images of each split a profile using all of them (``full``) read: fewer than CIFAR-10's are named.
-        self._whole_split_counts: dict[bool, int] = {}
         self._baselines: dict[str, str | None] = {}  # the recorded SHA-256 of each baseline this kernel loaded
         seed_everything(seed)
 
@@ -160,16 +158,7 @@ class Session:
             self._data_description = D.describe_prepared(self.data_root)
         if self._data_description is None:
             return f"{D.describe_to_come(self.profile['data']['source'])} (not prepared yet)"
-        return self._partial_copy_words() or self._data_description
-
-    def _partial_copy_words(self) -> str:
-        """"CIFAR-10 (copy: cifar10; 10,000 train / 2,000 test images, not the whole dataset)" where a
-        profile using all images read fewer than CIFAR-10's, else ""."""
-        counts, described = self._whole_split_counts, self._data_description
-        if not any(n < D.CIFAR10_IMAGES[train] for train, n in counts.items()):
-            return ""
-        words = f"{_split_counts(counts)}, not the whole dataset"
-        return f"{described[:-1]}; {words})" if described.endswith(")") else f"{described} ({words})"
+        return self._data_description
 
     def caption(self, run: dict | None = None, measured_here: bool = False) -> str:
         """One line naming the run, for the foot of every figure. ``run``: the run a metrics file
@@ -211,26 +200,16 @@ class Session:
                                   f"{self.data_root / D.BATCH_DIR} holds {len(labels):,}; use the whole "
                                   f"CIFAR-10 (see the README's Data section) or another DATA_ROOT / --data-root")
             self._arrays[train] = D.subset(images, labels, n)  # the same images for every seed
-            if n is None and self.data_description != D.SYNTHETIC:
-                self._count_whole_split(train, len(labels))
+            whole = D.CIFAR10_IMAGES[train]
+            if n is None and len(labels) < whole and self.data_description != D.SYNTHETIC:
+                # Said, not refused (tests run a toy full profile on a few images), and not put in the
+                # data description: records written before and after the images are read would then
+                # name two datasets, and notebook 05 would see two runs.
+                split = "training" if train else "test"
+                print(f"note: the {self.name} profile uses all {whole:,} {split} images of CIFAR-10, but "
+                      f"{self.data_root / D.BATCH_DIR} holds {len(labels):,}: this run is on a partial copy "
+                      f"(its baselines' records say how many test images scored them)")
         return self._arrays[train]
-
-    def _count_whole_split(self, train: bool, count: int) -> None:
-        """A profile using all images (``full``) on a smaller copy: said once, and named in the data
-        description (captions, records), not refused (tests run a toy ``full`` on a few images)."""
-        counts = self._whole_split_counts
-        counts[train] = count
-        if len(counts) == 1:
-            if count >= D.CIFAR10_IMAGES[train]:
-                return  # the whole split; the other says so or not when it is read
-            self.arrays(not train)  # the other split's count too, where it is read whole: every record names both
-            if len(counts) == 2:
-                return  # said as the other split was counted
-        elif not self._partial_copy_words():
-            return
-        print(f"note: the {self.name} profile uses all of CIFAR-10 ({_split_counts(D.CIFAR10_IMAGES)}), but "
-              f"{self.data_root / D.BATCH_DIR} holds {_split_counts(counts)}: this run is on a partial copy, "
-              f"and its captions and records say so")
 
     def class_names(self) -> list[str]:
         return D.class_names(self.data_root)
@@ -537,8 +516,3 @@ def _plain(value):
 def _numbers_only(metrics: dict) -> dict:
     """The scalar part of a metrics dict (histories and lists stay in the JSON file)."""
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
-
-
-def _split_counts(counts: dict[bool, int]) -> str:
-    """{True: 10000, False: 2000} (keyed as ``arrays``'s train) as "10,000 train / 2,000 test images"."""
-    return " / ".join(f"{counts[t]:,} {'train' if t else 'test'}" for t in (True, False) if t in counts) + " images"

@@ -507,8 +507,9 @@ class WeightAverage:
     that waits for the GPU: pytorch/pytorch#157705). The first update copies the weights; integer
     buffers (BatchNorm's batch counts) are copied, not averaged.
 
-    The decay warms up (``decay_at``), as timm's ``ModelEmaV3`` does: with 0.999 from the start, a
-    150-step run still held 86% of the first step's weights, and scored at chance."""
+    The decay warms up (``decay_at``: the num_updates rule of TensorFlow's ExponentialMovingAverage):
+    with 0.999 from the start, a 150-step run still held 86% of the first step's weights, and scored
+    at chance."""
 
     def __init__(self, model: nn.Module, decay: float):
         if not 0.0 < decay < 1.0:

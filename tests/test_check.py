@@ -127,6 +127,9 @@ def test_a_full_run_scored_on_part_of_the_test_split_is_not_the_courses(tmp_path
                                               "from a full run"):
         RT.results_section(tmp_path)
     assert "A reduced run (profile full, scored on 400 of the test images" in RT.results_section(tmp_path, False)
+    details["run"].update(profile="cpu", reduced=True, n_test=5000)  # a reduced run's subset goes without saying
+    write_run(tmp_path, details=details)
+    assert "A reduced run (profile cpu): its numbers" in RT.results_section(tmp_path, False)
 
 
 def test_an_entry_with_numbers_and_nulls_is_called_incomplete_not_empty():
@@ -152,6 +155,9 @@ def test_measuring_without_the_runs_synthetic_data_says_where_it_is_once(tmp_pat
     assert "download" not in out
     assert main(["check", str(handin), "--measure", "--data-root", str(tmp_path / "nowhere")]) == 2
     assert "--data-root" in capsys.readouterr().err
+    # Without --measure it is not read: a script that always passes it still checks the rest.
+    assert main(["check", str(handin), "--data-root", str(tmp_path / "nowhere")]) == 1
+    assert "--data-root" not in capsys.readouterr().err
 
 
 def test_the_format_line_claims_only_what_the_schema_checks_and_a_percent_says_write_a_fraction(tmp_path, capsys):
@@ -166,6 +172,9 @@ def test_the_format_line_claims_only_what_the_schema_checks_and_a_percent_says_w
     write_json(handin / "report.json", report)
     assert ("FAIL  report.json breaks the course's format at initial_accuracies/cnn_before_pruning: 90.4 is greater "
             "than the maximum of 1: accuracies are fractions (write 0.904)") in check(handin, capsys)[2]
+    report["initial_accuracies"]["cnn_before_pruning"] = 89.99996  # never rounded up to the 90% minimum
+    write_json(handin / "report.json", report)
+    assert "(write 0.8999996)" in check(handin, capsys)[2][0]
 
 
 def test_the_figure_draws_a_dense_model_without_its_pruned_one_and_only_the_runs_minimums():

@@ -663,17 +663,20 @@ def test_the_run_command_says_what_it_replaces_and_what_was_not_produced(tmp_pat
 
 def test_the_kernels_run_this_python_whatever_python3_kernelspec_is_installed(tmp_path, monkeypatch):
     """A "python3" kernelspec installed for another Python (`ipykernel install --user` from
-    elsewhere) ran the notebooks in that Python, which has no labutils."""
+    elsewhere) ran the notebooks in that Python, which has no labutils. The spec is ipykernel's own
+    (its argv puts -Xfrozen_modules=off before -m), pointed at another interpreter."""
     import io
     import sys
 
-    spec = tmp_path / "kernels" / "python3"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": ["/elsewhere/python3.9", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "another Python", "language": "python"}))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    from ipykernel.kernelspec import install
+
+    spec = Path(install(prefix=str(tmp_path)))
+    described = json.loads((spec / "kernel.json").read_text())
+    described["argv"][0] = "/elsewhere/python3.9"
+    (spec / "kernel.json").write_text(json.dumps(described))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share" / "jupyter"))
     manager = pipeline.kernel_manager_logging_to(io.BytesIO())(kernel_name="python3")
     manager._launch_args = {}  # what start_kernel sets before it formats the command
     assert manager.kernel_spec.argv[0] == "/elsewhere/python3.9"
-    assert manager.format_kernel_cmd()[:3] == [sys.executable, "-m", "ipykernel_launcher"]
+    command = manager.format_kernel_cmd()
+    assert command[0] == sys.executable and command[1:-2] == described["argv"][1:-2]

@@ -140,6 +140,7 @@ MISTAKES = [  # (where, value, what the message must say): each once went unnoti
     (("models", "vit_scratch", "embed_dim"), 50,
      'MODELS["smoke"]["vit_scratch"]: embed_dim 50 does not split into num_heads 3'),
     (("models", "vit", "img_size"), 40, 'MODELS["smoke"]["vit"]: img_size 40 is not a whole number of 16-pixel patches'),
+    (("models",), ["vit"], 'MODELS["smoke"] must be a dict of settings'),  # no traceback from the ViT rule above
 ]
 
 

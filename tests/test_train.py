@@ -842,3 +842,4 @@ def test_the_baselines_record_and_printout_name_the_settings_taken_from_fits_def
     recipe, defaults = capsys.readouterr().out.split("fit's defaults: ")
     assert "warmup=0.5" in recipe and "warmup" not in defaults
     assert defaults.startswith("momentum=0.9, label_smoothing=0.1, mixup=0.0")
+    assert "momentum" not in B.fit_defaults({"optimizer": "adamw"})  # AdamW has none to take

@@ -98,8 +98,9 @@ def fit_defaults(recipe: dict) -> dict:
     """``fit``'s defaults for the recipe keys ``recipe`` leaves out (label smoothing 0.1, warm-up
     0.2, momentum 0.9...): settings the model trains with that no profile names. Plain values
     only (numbers, strings, bools); a None default (grad_clip, precision) sets nothing."""
+    unused = set() if recipe.get("optimizer", "sgd") == "sgd" else {"momentum"}  # SGD's alone
     return {k: p.default for k, p in inspect.signature(fit).parameters.items()
-            if k in RECIPE_KEYS and k not in recipe and isinstance(p.default, (numbers.Number, str))}
+            if k in RECIPE_KEYS and k not in recipe and k not in unused and isinstance(p.default, (numbers.Number, str))}
 
 
 def effective_recipe(recipe: dict) -> dict:
