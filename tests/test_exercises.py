@@ -192,7 +192,7 @@ def test_exercise_helpers_refuse_bad_arguments_in_words():
         quant_lab.float_control(torch.nn.Linear(2, 2), None, None, 3, {})
     with pytest.raises(ValueError, match="keeps n of every m weights, 1 <= n <= m: got n=4, m=2"):
         nm_masks({"w": torch.rand(4, 8)}, 4, 2)
-    with pytest.raises(SettingsError, match="cutout='16' must be a whole number >= 0"):
+    with pytest.raises(SettingsError, match="cutout='16' must be a whole number from 0 to 32"):
         data_lab.augmentation_draws(np.zeros((2, 3, 32, 32), np.uint8), cutout="16")
 
 
