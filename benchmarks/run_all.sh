@@ -19,17 +19,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: bash benchmarks/run_all.sh RESULTS_FOLDER}
-# The device machine's copy has no (or stale) git metadata, and LABUTILS_GIT_COMMIT typed by hand
-# named a tree edited since as the clean commit: prepare.sh's commit names the code once its hashes
-# show this tree is that commit, as run_on_gpu.sh checks.
-if [[ -f .gpu/MANIFEST ]]; then
+# The device machine's copy has no git metadata, and LABUTILS_GIT_COMMIT typed by hand named a tree
+# edited since as the clean commit: there, prepare.sh's commit names the code once its hashes show
+# this tree is that commit, as run_on_gpu.sh checks. Where git can name the tree (a run here, after
+# later commits too), it does, and .gpu/ (another commit's, perhaps) is not read.
+if [[ -f .gpu/MANIFEST ]] && ! git rev-parse --git-dir >/dev/null 2>&1; then
   recorded=$(cat .gpu/COMMIT 2>/dev/null || true)
   if [[ -z "$recorded" ]]; then
     echo "error: .gpu/COMMIT is missing beside .gpu/MANIFEST: run benchmarks/gpu/prepare.sh again" >&2
     exit 1
   fi
   bash benchmarks/gpu/check_tree.sh "$recorded"
-  if [[ -n "${LABUTILS_GIT_COMMIT:-}" && $LABUTILS_GIT_COMMIT != "$recorded" ]]; then
+  if [[ -n "${LABUTILS_GIT_COMMIT:-}" ]] && ! bash benchmarks/gpu/same_commit.sh "$LABUTILS_GIT_COMMIT" "$recorded"; then
     echo "error: LABUTILS_GIT_COMMIT is $LABUTILS_GIT_COMMIT, but this tree is commit $recorded (.gpu/COMMIT):" \
          "leave the variable unset, this script takes the commit from .gpu" >&2
     exit 1
@@ -118,7 +119,7 @@ bench() {
 bench train "${train[@]}"
 bench infer "${infer[@]}"
 bench masks "${masks[@]}"
-# The device machine's copy has no (or stale) git metadata: LABUTILS_GIT_COMMIT names the code there.
+# The device machine's copy has no git metadata: LABUTILS_GIT_COMMIT names the code there.
 # 12 digits, as the JSON's.
 commit=${LABUTILS_GIT_COMMIT:-$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}
 echo "all benchmarks: ${SECONDS} s (commit $commit)${failed[*]:+; failed: ${failed[*]}}${skipped[*]:+; skipped: ${skipped[*]}}" \

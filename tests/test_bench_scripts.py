@@ -319,6 +319,30 @@ def test_run_all_names_prepares_commit_and_refuses_a_tree_edited_since(tmp_path)
     assert "Cowardly" not in collect.stderr and not list(results.iterdir())
 
 
+def test_commits_are_compared_by_prefix_and_git_names_a_tree_here_whatever_gpu_says(tmp_path):
+    """run_all.sh refused a 7-digit LABUTILS_GIT_COMMIT of the very commit prepare.sh wrote with 12,
+    and refused every local run once .gpu/ was a commit behind; run_on_gpu.sh took a typed commit
+    other than .gpu/COMMIT (review)."""
+    import subprocess
+
+    same = REPO_ROOT / "benchmarks" / "gpu" / "same_commit.sh"
+    assert _bash(same, "abcdef1", "abcdef123456").returncode == 0
+    assert _bash(same, "abcdef123456", "abcdef123456789").returncode == 0
+    assert _bash(same, "abcdef0", "abcdef123456").returncode == 1 and _bash(same, "abc", "abcdef123").returncode == 1
+    root = _script_tree(tmp_path / "repo")
+    _prepared(root)
+    quick = dict(BENCH_SMOKE=1, BENCH_BUDGET=5)
+    assert _bash(root / "benchmarks" / "run_all.sh", tmp_path / "b1", **quick, LABUTILS_GIT_COMMIT="abcdef1").returncode == 0
+    typed = _bash(root / "benchmarks" / "gpu" / "run_on_gpu.sh", WORK=tmp_path / "w", LABUTILS_GIT_COMMIT="deadbeef0000")
+    assert typed.returncode == 1 and "but prepare.sh recorded commit abcdef123456" in typed.stderr
+    for command in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"]):
+        subprocess.run(["git", *command], cwd=root, check=True)
+    (root / "f.py").write_text("a later edit\n")  # .gpu/ is now another tree's: git names this one
+    local = _bash(root / "benchmarks" / "run_all.sh", tmp_path / "b2", **quick)
+    assert local.returncode == 0, local.stderr
+    assert "abcdef123456" not in (tmp_path / "b2" / "elapsed.txt").read_text()
+
+
 def test_run_all_clears_its_earlier_results_and_refuses_a_folder_it_did_not_write(tmp_path):
     """A second run into the same folder packed the first run's JSON beside its own logs (review)."""
     import subprocess
@@ -371,7 +395,10 @@ def test_wait_says_still_running_by_its_status_and_shows_the_sweeps_progress(tmp
     wait = REPO_ROOT / "benchmarks" / "gpu" / "wait.sh"
     work = tmp_path / "work"
     work.mkdir()
-    (work / "run.log").write_text("cutout 16: started (log: cnn/cutout_16/log.txt)\n"
+    # Notebook 03's 18 study lines ("...: 15.62% [...]") pushed the notebooks' lines out (review).
+    study = "".join(f"cnn          one_shot    {p}% 5 ep (2 steps): 15.62% [12.1%, 19.9%] (3s)\n" for p in range(18))
+    (work / "run.log").write_text("== 02_baseline_training.ipynb done in 35s\n" + study +
+                                  "cutout 16: started (log: cnn/cutout_16/log.txt)\n"
                                   "today: 93.10% [92.60%, 93.58%] on 5000 images, 2 epochs, 9 s, 1,200 images/s\n"
                                   "airbench94: not run (no CUDA)\nepoch 2/5 loss 1.2\n")
     assert _bash(wait, 0, WORK=work).returncode == 2  # no stages.pid: a fresh machine
@@ -384,7 +411,8 @@ def test_wait_says_still_running_by_its_status_and_shows_the_sweeps_progress(tmp
         child.wait()
     assert running.returncode == 3 and "STILL RUNNING" in running.stdout
     progress = running.stdout.split("--- progress\n")[1].split("--- last lines")[0]
-    assert progress.splitlines() == ["cutout 16: started (log: cnn/cutout_16/log.txt)",
+    assert progress.splitlines() == ["== 02_baseline_training.ipynb done in 35s",
+                                     "cutout 16: started (log: cnn/cutout_16/log.txt)",
                                      "today: 93.10% [92.60%, 93.58%] on 5000 images, 2 epochs, 9 s, 1,200 images/s",
                                      "airbench94: not run (no CUDA)"]
     finished = _bash(wait, 0, WORK=work)  # the pid has ended

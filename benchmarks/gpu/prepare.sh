@@ -19,7 +19,7 @@ if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
     exit 1
 fi
 mkdir -p .gpu/wheels
-cp "$pack/cifar10_q75.npz" "$pack/make_cifar10.py" .gpu/
+cp -f "$pack/cifar10_q75.npz" "$pack/make_cifar10.py" .gpu/  # -f: copies of read-only files are read-only
 git rev-parse --short=12 HEAD > .gpu/COMMIT
 # Every tracked file's hash: run_on_gpu.sh checks the tree the device tool lays there against it, so a
 # commit or an edit made after this script cannot run under this commit's name.

@@ -20,13 +20,24 @@ if [ -f "$WORK/stages.pid" ] && kill -0 "$(cat "$WORK/stages.pid")" 2>/dev/null;
     echo "error: the stages are already running (pid $(cat "$WORK/stages.pid")): poll with wait.sh" >&2
     exit 1
 fi
-LABUTILS_GIT_COMMIT=${LABUTILS_GIT_COMMIT:-$(cat .gpu/COMMIT 2>/dev/null || true)}
+# The copy sent to the GPU machine has no git metadata: prepare.sh's commit names the code there, and
+# its hashes of that commit's files check that this tree is it (a typed LABUTILS_GIT_COMMIT of another
+# commit is refused). The dry run here names what LABUTILS_GIT_COMMIT says.
+recorded=$(cat .gpu/COMMIT 2>/dev/null || true)
+if [ "$DRY_RUN" = 1 ]; then
+    LABUTILS_GIT_COMMIT=${LABUTILS_GIT_COMMIT:-$recorded}
+elif [ -n "${LABUTILS_GIT_COMMIT:-}" ] && [ -n "$recorded" ] \
+        && ! bash benchmarks/gpu/same_commit.sh "$LABUTILS_GIT_COMMIT" "$recorded"; then
+    echo "error: LABUTILS_GIT_COMMIT is $LABUTILS_GIT_COMMIT, but prepare.sh recorded commit $recorded (.gpu/COMMIT):" \
+         "leave the variable unset, this script takes the commit from .gpu" >&2
+    exit 1
+else
+    LABUTILS_GIT_COMMIT=${recorded:-${LABUTILS_GIT_COMMIT:-}}
+fi
 if [ -z "$LABUTILS_GIT_COMMIT" ]; then
     echo "error: .gpu/COMMIT is missing: run benchmarks/gpu/prepare.sh before the session and carry .gpu" >&2
     exit 1
 fi
-# The copy sent to the GPU machine has no (or stale) git metadata: the variable names the code, and
-# prepare.sh's hashes of that commit's files check that this tree is it.
 if [ -f .gpu/MANIFEST ]; then
     bash benchmarks/gpu/check_tree.sh "$LABUTILS_GIT_COMMIT"
 elif [ "$DRY_RUN" != 1 ]; then

@@ -25,10 +25,13 @@ while running && [ $SECONDS -lt $end ]; do
     fi
 done
 echo "--- stages"; cat "$WORK/stages" 2>/dev/null
-# The pipeline's notebook lines, and the sweep's per candidate (sweep.py: "NAME: started (log: ...)",
-# then "NAME: 93.10% [...] on ..." or "NAME: failed (...)", "skipped (...)", "not run (...)").
-echo "--- progress"; grep -E "^== |^done:|^error|Error|: [0-9.]+% \[|: (started|failed|skipped|not run) \(" \
-    "$WORK/run.log" 2>/dev/null | tail -15
+# The pipeline's notebook lines, then the sweep's per candidate (sweep.py: "NAME: started (log: ...)",
+# then "NAME: 93.10% [92.60%, 93.58%] on 10000 images, ..." or "NAME: failed (...)", "skipped (...)",
+# "not run (...)"), each tailed on its own: notebook 03's 18 study lines ("...: 15.62% [...]") must
+# not push the notebooks' lines out.
+echo "--- progress"; grep -E "^== |^done:|^error|Error" "$WORK/run.log" 2>/dev/null | tail -12
+grep -E ": [0-9.]+% \[[0-9.]+%, [0-9.]+%\] on [0-9]+ images|: (started \(log:|failed \(|skipped \(|not run \()" \
+    "$WORK/run.log" 2>/dev/null | tail -12
 echo "--- last lines"; tail -n 4 "$WORK/run.log" 2>/dev/null
 if running; then echo "STILL RUNNING: call wait.sh again now"; exit 3; fi
 echo "FINISHED: run collect.sh"
