@@ -2,11 +2,18 @@
 synthetic data) so the later notebooks' tests can continue that run in the same folder."""
 import os
 import subprocess
+import tempfile
 
 import pytest
 import torch
 
 torch.set_num_threads(2)
+# The tests need no network: the pretrained ViT is looked for in an empty cache, and its hub is a
+# local port that refuses at once (the smoke run dialled huggingface.co, and a machine with the
+# weights cached would have fine-tuned a 224x224 ViT on its CPU). The kernels inherit this.
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="labutils-tests-hf-")
+os.environ["HF_ENDPOINT"] = "https://127.0.0.1:9"
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 @pytest.fixture(scope="session")
