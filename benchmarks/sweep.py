@@ -19,16 +19,23 @@ A winner enters the ``full`` profile as the same keys, except ``tta_flip``: a sw
 option (``evaluate(tta_flip=True)``, the mean of each image's and its mirror's logits) that no
 profile key sets, so the workbook's run does not score that way.
 Columns: accuracy on the held-out images with its Wilson 95% interval, epochs, seconds of
-training (the first epoch's warm-up and compilation included; wall time with building and
-scoring in the JSON's ``wall_seconds``) and training images/s.
+training (the first epoch's warm-up and compilation included: torch.compile's first compile falls
+in the first compiling candidate of a process; the JSON splits ``first_epoch_seconds`` from
+``later_epochs_seconds``; wall time with building and scoring in each row's ``wall_seconds``) and training images/s.
 ``{"name": "airbench94", "airbench": true}`` (or airbench96) runs the airbench peer on the same
 data: trained on the candidates' training images, scored on the same held-out images
 (``benchmarks/airbench_peer.py``; CUDA only, otherwise the row says why it did not run).
 
 Built-in lists per model (``CANDIDATES``), or ``--candidates FILE`` (a JSON list, or a Python
 file defining ``CANDIDATES``: a list, or a dict of lists by model like the built-in one);
-``--only NAME`` keeps the named ones. When the budget is spent no new candidate starts: the rest
-are listed as skipped. A table of the model already in ``--out`` is refused unless ``--force``.
+``--only NAME`` keeps the named ones. The budget's clock starts after the airbench rows; when it is
+spent no new candidate starts (the rest are listed as skipped), but none is cut: a sweep lasts its
+budget plus the longest candidate started before it ran out, and a row that ended after it says by
+how much (the sweep's own wall time is in the header and the JSON's ``wall_seconds``). A table of
+the model already in ``--out`` is refused unless ``--force``.
+
+Exit status: 0 when no row failed (rows not run or skipped included), 3 when some row failed, 1
+when some failed and none is done, or when the list or an option is refused.
 
 ``--jobs N`` trains N candidates at a time on the device, each in a process of its own: these
 models are too small to keep a large GPU busy (a training step is bound by kernel launches, not
@@ -76,6 +83,7 @@ LOADER_KEYS, EVAL_KEYS = {"batch_size", *AUGMENTATION}, {"tta_flip"}
 FIT_KEYS = set(inspect.signature(fit).parameters) - {"model", "train_loader", "test_loader", "callback",
                                                      "device", "desc"}
 AIRBENCH = [{"name": "airbench94", "airbench": True}, {"name": "airbench96", "airbench": True}]
+SOME_FAILED, NONE_DONE = 3, 1  # exit statuses (0: no row failed)
 CANDIDATE_KEYS = {"name", "train", "model", "airbench"}
 HOLDOUT = 5000  # training images held out to score the candidates on (--holdout)
 SMOKE_HOLDOUT = 100  # of the smoke data's 200
@@ -162,7 +170,13 @@ def model_rules(model: str) -> dict:
     return node.rules
 
 
-def check(candidates: list[dict], model: str) -> list[dict]:
+def train_rules(model: str) -> dict:
+    """The training recipe keys a profile takes for ``model``, each with its rule (None: fit checks it)."""
+    node = schema().rules["quant"].rules["train"] if model == "resnet20" else schema().rules["train"].rules[model]
+    return node.rules
+
+
+def check(candidates: list[dict], model: str, profile: str = "full") -> list[dict]:
     """Refuse, naming the candidate, what the sweep could not run (before any candidate runs)."""
     if not all(isinstance(c, dict) for c in candidates):
         raise SweepError(f"every candidate is a dict such as {{'name': 'cutout', 'train': {{'cutout': 16}}}}; "
@@ -171,6 +185,7 @@ def check(candidates: list[dict], model: str) -> list[dict]:
     if not all(names) or len(set(names)) != len(names):
         raise SweepError(f"every candidate needs a name of its own; got {names}")
     arch = model_rules(model)  # a misspelt key failed its row only after the candidates before it had run
+    rules = train_rules(model)
     for c in candidates:
         if extra := set(c) - CANDIDATE_KEYS:  # a misspelt "train" would run the base recipe under the new name
             raise SweepError(f"candidate {c['name']!r}: unknown key(s) {sorted(extra)}; known: {sorted(CANDIDATE_KEYS)}")
@@ -184,6 +199,9 @@ def check(candidates: list[dict], model: str) -> list[dict]:
             raise SweepError(f"candidate {c['name']!r}: unknown model key(s) {sorted(unknown)} for {model}; "
                              f"known: {sorted(arch)}")
         if bad := [f"{k}={v!r} {why}" for k, v in c.get("model", {}).items() if (why := arch[k](v))]:
+            raise SweepError(f"candidate {c['name']!r}: {'; '.join(bad)}")
+        recipe = base_recipe(model, profile)[0] | c.get("train", {})  # a bad value failed only at its turn
+        if bad := [f"{k}={v!r} {why}" for k, v in recipe.items() if rules.get(k) and (why := rules[k](v))]:
             raise SweepError(f"candidate {c['name']!r}: {'; '.join(bad)}")
         if c.get("airbench") and c["name"] not in airbench_peer.VARIANTS:
             raise SweepError(f"candidate {c['name']!r}: an airbench row is named one of {airbench_peer.VARIANTS}")
@@ -261,7 +279,10 @@ def train_candidate(model_name: str, candidate: dict, data: dict, device: torch.
     seconds = sum(h["train_seconds"] for h in history)
     return {"accuracy": score["accuracy"], "interval": list(accuracy_interval(score["accuracy"], score["n"])),
             "scored_images": score["n"], "epochs": len(history), "seconds": seconds,
-            "images_per_second": sum(h["images"] for h in history) / seconds}
+            "images_per_second": sum(h["images"] for h in history) / seconds,
+            # the first epoch holds the warm-up and any compile: the later ones are the steady state
+            "first_epoch_seconds": history[0]["train_seconds"],
+            "later_epochs_seconds": seconds - history[0]["train_seconds"]}
 
 
 def run_row(model_name: str, candidate: dict, data: dict, device, smoke: bool, airbench_dir,
@@ -295,7 +316,7 @@ def sweep(model_name: str, candidates: list[dict], data_root: Path, out: Path, b
     """Run the candidates in order until the budget is spent (``jobs`` at a time, each in a
     process of its own, when more than one); write the JSON and markdown tables. A table of
     ``model_name`` already in ``out`` is refused unless ``force``: the first row would replace it."""
-    check(candidates, model_name)
+    check(candidates, model_name, profile)
     if jobs < 1:
         raise SweepError(f"--jobs must be 1 or more, got {jobs}")
     if math.isnan(budget_s) or budget_s < 0:
@@ -316,11 +337,13 @@ def sweep(model_name: str, candidates: list[dict], data_root: Path, out: Path, b
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
               "budget_seconds": None if math.isinf(budget_s) else budget_s, "jobs": jobs,  # null: no limit
               "training_images": len(data["train"][1]), "holdout": holdout, "scored_on": data["scored_on"],
-              "base_recipe": dict(zip(("train", "model"), base_recipe(model_name, profile))), "rows": []}
-    start = time.perf_counter()
+              "base_recipe": dict(zip(("train", "model"), base_recipe(model_name, profile))),
+              "wall_seconds": 0.0, "rows": []}
+    began = time.perf_counter()
 
     def add(row: dict) -> None:
         result["rows"].append(row)
+        result["wall_seconds"] = time.perf_counter() - began  # the budget cuts no candidate: the whole sweep's
         print(format_row(row), flush=True)
         write_tables(result, out)  # after every row: a run cut short keeps what it measured
 
@@ -331,15 +354,33 @@ def sweep(model_name: str, candidates: list[dict], data_root: Path, out: Path, b
         return {"name": candidate["name"], "overrides": overrides(candidate), "status": "skipped",
                 "note": f"time budget spent ({spent:.0f} of {budget_s:.0f} s)", "wall_seconds": 0.0}
 
-    in_processes = [c for c in candidates if not c.get("airbench")] if jobs > 1 else []
-    for candidate in candidates:  # airbench rows alone, first; everything when jobs == 1
-        if candidate not in in_processes:
-            add(skipped(candidate) or run_row(model_name, candidate, data, device, smoke, airbench_dir, profile))
-    if in_processes:
-        for row in run_in_processes(model_name, in_processes, data_root, out, budget_s, device, smoke,
-                                    jobs, skipped, profile, holdout):
+    def ended(row: dict) -> dict:  # started within the budget, it ran to its end: say by how much it overran
+        over = time.perf_counter() - start - budget_s
+        if over > 0 and row["status"] != "skipped":
+            row["note"] = "; ".join(filter(None, (row.get("note"), f"ended {over:.0f} s after the budget")))
+        return row
+
+    for candidate in [c for c in candidates if c.get("airbench")]:  # alone, first, outside the budget
+        add(run_row(model_name, candidate, data, device, smoke, airbench_dir, profile))
+    start = time.perf_counter()
+    trained = [c for c in candidates if not c.get("airbench")]
+    if jobs == 1:
+        for candidate in trained:
+            add(skipped(candidate) or ended(run_row(model_name, candidate, data, device, smoke, airbench_dir, profile)))
+    else:
+        for row in run_in_processes(model_name, trained, data_root, out, budget_s, device, smoke,
+                                    jobs, skipped, profile, holdout, ended):
             add(row)
     return result
+
+
+def exit_status(result: dict) -> int:
+    """0 when no row failed (rows not run or skipped included); otherwise SOME_FAILED, or NONE_DONE
+    when no row is done either: a failed sweep must not read as a finished one."""
+    statuses = [r["status"] for r in result["rows"]]
+    if "failed" not in statuses:
+        return 0
+    return SOME_FAILED if "done" in statuses else NONE_DONE
 
 
 def job_folders(candidates: list[dict], out: Path, model_name: str) -> dict[str, Path]:
@@ -350,13 +391,15 @@ def job_folders(candidates: list[dict], out: Path, model_name: str) -> dict[str,
 
 
 def run_in_processes(model_name: str, candidates: list[dict], data_root: Path, out: Path, budget_s: float,
-                     device, smoke: bool, jobs: int, skipped, profile: str = "full", holdout: int = HOLDOUT):
+                     device, smoke: bool, jobs: int, skipped, profile: str = "full", holdout: int = HOLDOUT,
+                     ended=lambda row: row):
     """Yield the candidates' rows in their order, training ``jobs`` at a time: each in a child
-    ``sweep.py --only NAME`` writing its own table and log under ``out/jobs/MODEL/``, read back when it ends."""
+    ``sweep.py --only NAME`` writing its own table and log under ``out/jobs/MODEL/``, read back when
+    it ends (and passed to ``ended`` then, not when its turn in the order comes)."""
     listed = write_json(out / "jobs" / model_name / "candidates.json", candidates)
     folders = job_folders(candidates, out, model_name)
     base = [sys.executable, str(Path(__file__).resolve()), "--model", model_name, "--candidates", str(listed),
-            "--data-root", str(data_root), "--device", str(device), "--budget-s", str(budget_s),
+            "--data-root", str(data_root), "--device", str(device), "--budget-s", "inf",  # this clock decides
             "--profile", profile, "--holdout", str(holdout), "--force"]  # a rerun's folders: this sweep's now
     base += ["--smoke"] if smoke else []
     rows: dict[str, dict] = {}
@@ -372,6 +415,8 @@ def run_in_processes(model_name: str, candidates: list[dict], data_root: Path, o
                     continue
                 folder = folders[candidate["name"]]
                 folder.mkdir(parents=True, exist_ok=True)
+                for stale in table_paths(folder, model_name):  # an earlier run's table is not this child's row
+                    stale.unlink(missing_ok=True)
                 with open(folder / "log.txt", "wb") as log:  # its epochs, not interleaved with the others'
                     running[candidate["name"]] = subprocess.Popen(base + ["--only", candidate["name"], "--out", str(folder)],
                                                                   stdout=log, stderr=subprocess.STDOUT)
@@ -383,6 +428,7 @@ def run_in_processes(model_name: str, candidates: list[dict], data_root: Path, o
                     rows[name] = _child_row(name, child.returncode, folders[name], model_name)
                     rows[name].setdefault("wall_seconds", time.perf_counter() - started[name])
                     rows[name].setdefault("overrides", overrides(next(c for c in candidates if c["name"] == name)))
+                    ended(rows[name])
             while given < len(candidates) and candidates[given]["name"] in rows:  # in order, once known
                 yield rows[candidates[given]["name"]]
                 given += 1
@@ -394,7 +440,7 @@ def run_in_processes(model_name: str, candidates: list[dict], data_root: Path, o
 
 def _child_row(name: str, returncode: int, child_out: Path, model_name: str) -> dict:
     table = child_out / f"sweep_{model_name}.json"
-    if returncode == 0 and table.is_file():
+    if returncode in (0, SOME_FAILED, NONE_DONE) and table.is_file():  # a failed row exits non-zero too
         return json.loads(table.read_text())["rows"][0]
     tail = (child_out / "log.txt").read_text(errors="replace").strip().splitlines()[-1:] or [""]
     return {"name": name, "status": "failed",
@@ -415,7 +461,12 @@ def markdown(result: dict) -> str:
              f"{result.get('training_images', 0):,} training images, scored on {result['scored_on']}, "
              f"commit `{result['git_commit']}`, {result['date'][:10]}, "
              f"torch {result['torch']}, "
-             + ("no time budget" if result["budget_seconds"] is None else f"budget {result['budget_seconds']:.0f} s")
+             + ("no time budget" if result["budget_seconds"] is None else
+                f"budget {result['budget_seconds']:.0f} s, counted after the airbench rows (no candidate is cut: "
+                f"one started within it runs to its end)")
+             + (f", {result['wall_seconds']:.0f} s in all" if "wall_seconds" in result else "")
+             + "; seconds include the first epoch (warm-up; torch.compile's first compile falls in the first "
+               "compiling candidate of a process: the JSON's first_epoch_seconds)"
              + (f", {result['jobs']} candidates at a time on the one device (seconds and images/s are "
                 f"shared-device figures; the airbench rows ran alone)" if result.get("jobs", 1) > 1 else "")
              + (" (smoke: a couple of steps, narrow models; the numbers mean nothing)" if result["smoke"] else ""),
@@ -452,7 +503,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="folder holding cifar-10-batches-py")
     ap.add_argument("--out", metavar="DIR", required=True, help="where sweep_MODEL.json and .md go")
     ap.add_argument("--budget-s", type=float, default=540.0,
-                    help="start no candidate after this many seconds (default 540; inf: no limit)")
+                    help="start no candidate after this many seconds, counted after the airbench rows "
+                         "(default 540; inf: no limit); a candidate started runs to its end")
     ap.add_argument("--force", action="store_true", help="replace a table of --model already in --out")
     ap.add_argument("--airbench", action="store_true", help="add airbench94 and airbench96 rows first (CUDA)")
     ap.add_argument("--only", metavar="NAME", action="append", default=None,
@@ -499,4 +551,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

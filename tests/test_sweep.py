@@ -2,7 +2,9 @@
 import importlib.util
 import json
 import pickle
+import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -21,6 +23,7 @@ def _module(name):
 
 sweep = _module("sweep")
 peer = _module("airbench_peer")
+BROKEN = {"mixup": 1.0, "num_classes": 2}  # passes check(); labels up to 9 fail one_hot at the first step
 
 
 @pytest.mark.parametrize("model", sweep.MODELS)
@@ -70,12 +73,15 @@ def test_jobs_train_candidates_side_by_side_and_keep_their_order(tmp_path):
 
 
 def test_a_job_that_fails_is_a_failed_row_saying_why(tmp_path):
-    bad = tmp_path / "bad.json"  # a value fit refuses, in the child
-    bad.write_text(json.dumps([{"name": "fine", "train": {}}, {"name": "broken", "train": {"optimizer": "lion"}}]))
+    bad = tmp_path / "bad.json"  # values no rule refuses, that fail in training, in the child
+    bad.write_text(json.dumps([{"name": "fine", "train": {}}, {"name": "broken", "train": BROKEN}]))
     result = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path / "out"), "--device", "cpu",
                          "--candidates", str(bad), "--jobs", "2"])
     fine, broken = result["rows"]
-    assert fine["status"] == "done" and broken["status"] == "failed" and "lion" in broken["note"]
+    assert fine["status"] == "done" and broken["status"] == "failed" and "num_classes" in broken["note"]
+    # The child exits non-zero on its failed row (exit_status): its own row is still the one read back.
+    child = json.loads(next((tmp_path / "out" / "jobs" / "resnet20").glob("02_*/sweep_resnet20.json")).read_text())
+    assert broken == child["rows"][0] and broken["note"].startswith("RuntimeError: ")
     # A child that dies (killed, out of memory) leaves no table: its row names the exit and the log's end.
     dead = tmp_path / "dead"
     dead.mkdir()
@@ -271,7 +277,7 @@ def test_a_candidates_file_is_a_list_or_a_dict_of_lists_by_model(tmp_path, capsy
 def test_every_row_carries_the_same_keys(tmp_path):
     """Airbench and skipped rows had no wall_seconds, skipped ones no overrides."""
     mine = tmp_path / "mine.json"
-    mine.write_text(json.dumps([{"name": "fine", "train": {}}, {"name": "broken", "train": {"optimizer": "lion"}}]))
+    mine.write_text(json.dumps([{"name": "fine", "train": {}}, {"name": "broken", "train": BROKEN}]))
     ran = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path / "ran"), "--candidates", str(mine),
                       "--airbench", "--only", "airbench94", "--only", "fine", "--only", "broken"])["rows"]
     skipped = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path / "skipped"), "--candidates",
@@ -279,7 +285,7 @@ def test_every_row_carries_the_same_keys(tmp_path):
     assert [r["status"] for r in ran + skipped] == ["not run", "done", "failed", "skipped", "skipped"]
     for row in ran + skipped:
         assert {"name", "overrides", "status", "wall_seconds"} <= set(row), row
-    assert skipped[1]["overrides"] == {"train": {"optimizer": "lion"}}
+    assert skipped[1]["overrides"] == {"train": BROKEN}
 
 
 def test_a_smoke_table_names_the_data_it_ran_on(tmp_path, synthetic_root, monkeypatch):
@@ -298,3 +304,107 @@ def test_airbench_peer_refuses_an_unknown_variant_before_anything_runs(synthetic
     captured = capsys.readouterr()
     assert "unknown variant(s) airbench95; choose from airbench94, airbench96" in captured.err
     assert captured.out == "" and not (tmp_path / "ab").exists()
+
+
+def _done_in(seconds):
+    """train_candidate's stand-in: a done row after ``seconds`` (the budget's tests need time, not training)."""
+    def train(model_name, candidate, data, device, smoke, profile="full"):
+        time.sleep(seconds)
+        return {"accuracy": 0.5, "interval": [0.4, 0.6], "scored_images": 100, "epochs": 1, "seconds": seconds,
+                "images_per_second": 1.0, "first_epoch_seconds": seconds, "later_epochs_seconds": 0.0}
+    return train
+
+
+def _listed(tmp_path, *candidates):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(list(candidates)))
+    return str(path)
+
+
+def test_a_row_that_ended_after_the_budget_says_so_and_the_table_gives_the_sweeps_wall_time(tmp_path, monkeypatch):
+    """The budget cuts no candidate: one ran 23 s past a 1 s budget, and neither table nor JSON said so."""
+    monkeypatch.setattr(sweep, "train_candidate", _done_in(1.6))
+    mine = _listed(tmp_path, {"name": "long", "train": {}}, {"name": "short", "train": {}})
+    long, short = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path / "one"), "--candidates", mine,
+                              "--budget-s", "1"])["rows"]
+    assert long["status"] == "done" and long["note"].startswith("ended ") and long["note"].endswith(" s after the budget")
+    assert short["status"] == "skipped"
+    saved = json.loads((tmp_path / "one" / "sweep_resnet20.json").read_text())
+    assert saved["rows"][0]["note"] == long["note"] and saved["wall_seconds"] >= 1.6
+    table = (tmp_path / "one" / "sweep_resnet20.md").read_text()
+    assert f"{saved['wall_seconds']:.0f} s in all" in table and "no candidate is cut" in table
+    assert f"| {long['note']} |" in table
+    # --jobs: the parent's clock, not the child's (which has no budget of its own), dates the row's end.
+    monkeypatch.undo()
+    row, = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path / "jobs"), "--device", "cpu",
+                       "--jobs", "2", "--only", "today", "--budget-s", "0.2"])["rows"]
+    assert row["status"] == "done" and row["note"].startswith("ended ") and row["note"].count("after the budget") == 1
+
+
+def test_the_budget_clock_starts_after_the_airbench_rows(tmp_path, monkeypatch):
+    """Two 1.2 s airbench rows spent a 1 s budget: every candidate was skipped."""
+    def airbench(variant, folder):
+        time.sleep(1.2)
+        return {"name": variant, "status": "done", "accuracy": 0.9, "interval": [0.8, 0.95], "scored_images": 100,
+                "epochs": 1, "seconds": 1.2, "images_per_second": 1.0}
+
+    monkeypatch.setattr(sweep.airbench_peer, "not_run_reason", lambda: None)
+    monkeypatch.setattr(sweep.airbench_peer, "run_airbench", airbench)
+    monkeypatch.setattr(sweep, "train_candidate", _done_in(0.0))
+    result = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path), "--airbench",
+                         "--only", "airbench94", "--only", "airbench96", "--only", "today", "--budget-s", "1"])
+    assert [r["status"] for r in result["rows"]] == ["done", "done", "done"], result["rows"]
+    assert result["wall_seconds"] >= 2.4 and "note" not in result["rows"][2]
+    assert "budget 1 s, counted after the airbench rows" in (tmp_path / "sweep_resnet20.md").read_text()
+
+
+def test_the_exit_status_says_whether_a_row_failed(tmp_path):
+    """Every candidate failed, and the sweep exited 0."""
+    rows = lambda *statuses: {"rows": [{"status": s} for s in statuses]}  # noqa: E731
+    assert sweep.exit_status(rows("done", "not run", "skipped")) == 0 and sweep.exit_status(rows()) == 0
+    assert sweep.exit_status(rows("done", "failed", "skipped")) == sweep.SOME_FAILED == 3
+    assert sweep.exit_status(rows("not run", "failed", "skipped")) == sweep.NONE_DONE == 1
+    mine = _listed(tmp_path, {"name": "fine", "train": {}}, {"name": "broken", "train": BROKEN})
+    ran = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "sweep.py"), "--model", "resnet20", "--smoke",
+                          "--out", str(tmp_path / "out"), "--device", "cpu", "--candidates", mine],
+                         capture_output=True, text=True)
+    assert ran.returncode == 3, ran.stderr[-2000:]
+    assert "broken: failed (RuntimeError" in ran.stdout
+    assert "Exit status: 0 when no row failed" in sweep.__doc__
+
+
+def test_rows_split_the_first_epoch_from_the_steady_ones(tmp_path, monkeypatch):
+    """torch.compile's first compile fell in whichever candidate compiled first (23 s, then 10 s, 10 s)."""
+    real_fit = sweep.fit
+
+    def two_epochs(model, *args, **kwargs):  # a smoke run trains one epoch: give it a warm-up and a steady one
+        real_fit(model, *args, **kwargs)
+        return [{"train_seconds": 3.0, "images": 60}, {"train_seconds": 1.0, "images": 60}]
+
+    monkeypatch.setattr(sweep, "fit", two_epochs)
+    row, = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path), "--only", "today"])["rows"]
+    assert (row["seconds"], row["first_epoch_seconds"], row["later_epochs_seconds"]) == (4.0, 3.0, 1.0)
+    table = (tmp_path / "sweep_resnet20.md").read_text()
+    assert "torch.compile's first compile falls in the first compiling candidate" in table
+
+
+def test_training_values_are_checked_before_any_candidate_runs(tmp_path, capsys):
+    """A misspelt augment policy or a negative step size failed only at its turn, after the rows before it."""
+    for name, train, said in (("typo", {"augment": "trivalaugment"}, "augment='trivalaugment' must be one of"),
+                              ("negative lr", {"lr": -0.1}, "lr=-0.1 ")):
+        mine = _listed(tmp_path, {"name": "fine", "train": {}}, {"name": name, "train": train})
+        with pytest.raises(SystemExit):
+            sweep.main(["--model", "vit_scratch", "--smoke", "--out", str(tmp_path / "out"), "--candidates", mine])
+        assert f"candidate {name!r}: {said}" in capsys.readouterr().err
+        assert not list((tmp_path / "out").glob("sweep_*"))
+    with pytest.raises(sweep.SweepError, match="candidate 'big cutout': cutout=40 "):
+        sweep.check([{"name": "big cutout", "train": {"cutout": 40}}], "resnet20", "cpu")
+
+
+def test_the_cpu_sweep_write_up_says_its_gains_were_scored_on_the_split_that_chose_them():
+    """Its tables were scored on the whole test split (no scored_on), and its before/after on the cpu
+    run's 5,000 test images drawn from that split: the write-up compared them without a word."""
+    folder = REPO_ROOT / "benchmarks" / "results" / "cpu-sweep-2026-12-06"
+    assert all("scored_on" not in json.loads(p.read_text()) for p in folder.glob("sweep_*.json"))
+    text = " ".join((folder / "README.md").read_text().split())
+    assert "chosen on the test split" in text and "flatter" in text
