@@ -133,6 +133,13 @@ def test_a_notebook_after_05_the_tar_missed_counts_as_unfinished(repo, tmp_path)
     adopt.adopt(make_tar(tmp_path / "r.tar", finished=NOTEBOOKS, lacking=["06_quantization.ipynb"]), repo=repo)
     quant = nbformat.read(repo / "notebooks" / "06_quantization.ipynb", as_version=4)
     assert all(not c.get("outputs") for c in quant.cells)
+    # 01-05 were adopted: the tar's executed notebooks, the injected cell dropped, and their figures.
+    for name in NOTEBOOKS[:5]:
+        nb = nbformat.read(repo / "notebooks" / name, as_version=4)
+        assert not any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+        outputs = [c.outputs for c in nb.cells if c.cell_type == "code"]
+        assert outputs and all(f"ran {name}" in json.dumps(o) for o in outputs), name
+    assert sorted(p.name for p in (repo / "figures").iterdir()) == ["03_study.png"]  # 06's stays out
 
 
 def test_a_sweep_alone_files_its_tables_and_touches_nothing_else(repo, tmp_path):

@@ -616,16 +616,29 @@ def test_another_runs_baselines_do_not_let_later_notebooks_start(tmp_path, monke
 def test_an_interrupt_never_deletes_the_workbooks_own_notebook(tmp_path, monkeypatch):
     """A full run into the repository root executes the notebooks in place: Ctrl-C deleted the
     source notebook, and a --resume then ran without it and said done (review)."""
-    books = tmp_path / "books"
-    books.mkdir()
-    source, executed = books / "02_baseline_training.ipynb", tmp_path / "out" / "notebooks" / "02_baseline_training.ipynb"
-    executed.parent.mkdir(parents=True)
-    source.write_text("{}")
-    executed.write_text("{}")
+    import shutil
+
+    import papermill
+
+    # The --out folder is the workbook: its notebooks/ is NOTEBOOK_DIR, so the executed notebook is the source.
+    out = tmp_path / "out"
+    books = out / "notebooks"
+    books.mkdir(parents=True)
+    source = books / "01_data.ipynb"
+    shutil.copy(REPO_ROOT / "notebooks" / "01_data.ipynb", source)
+    text = source.read_bytes()
     monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", books)
-    pipeline._discard(source)
-    pipeline._discard(executed)
-    assert source.exists() and not executed.exists()
+    ran = []
+
+    def execute(src, dst, parameters, **kw):  # Ctrl-C while the kernel runs: no real kernel
+        ran.append(Path(src).name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", "01"]) == 130
+    assert ran == ["01_data.ipynb"]
+    assert source.read_bytes() == text  # the workbook's own notebook is still there, untouched
+    assert not list(books.glob(".*"))  # no partial left either
 
 
 def test_the_run_command_says_what_it_replaces_and_what_was_not_produced(tmp_path, monkeypatch, capsys):

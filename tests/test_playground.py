@@ -128,8 +128,13 @@ def test_widget_updates_the_accuracy_line_when_the_slider_moves(subjects):
     pg.controls["sparsity"].value = 0.95  # observers run synchronously in-process
     assert pg.label.value.startswith("probe accuracy") and pg.label.value != start
     assert "at 95.0% sparsity" in pg.label.value
+    cnn_line = pg.label.value
     pg.controls["model"].value = "vit_scratch"
-    assert "at 95.0% sparsity" in pg.label.value
+    # The line is vit_scratch's at these settings (all but the timing), not the cnn line left over.
+    want = pg.describe(pg.update("vit_scratch", pg.controls["criterion"].value, pg.controls["scope"].value, 0.95))
+    got = pg.label.value
+    assert got.rsplit(" · ", 1)[0] == want.rsplit(" · ", 1)[0] != cnn_line.rsplit(" · ", 1)[0]
+    assert "at 95.0% sparsity" in got
     assert plt.get_fignums() == figures  # every drawn figure was closed
 
 
