@@ -41,7 +41,6 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILES = ("test_batch",)
-CIFAR10_IMAGES = {True: 50_000, False: 10_000}  # keyed as load_cifar10's train: the whole dataset's splits
 # The repository's (git-ignored) data/ folder unless LABUTILS_DATA says otherwise (a relative one
 # is read from the working folder of the process that imports labutils).
 DEFAULT_DATA_ROOT = Path(os.environ.get("LABUTILS_DATA") or Path(__file__).resolve().parents[1] / "data"

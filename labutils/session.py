@@ -17,7 +17,7 @@ from .accel import memory_format, precision_for
 from .artifacts import (RunDirs, device_name, file_sha256, git_commit, read_json, read_json_object, resolve_out_dir,
                         run_id_for, run_info, write_json)
 from .checkpoint import CheckpointError, _safely_loadable, load_checkpoint, save_checkpoint
-from .course import BASELINE_MISSING, MODEL_NAMES, NOTEBOOK_OF_STAGE, STAGES
+from .course import BASELINE_MISSING, CIFAR10_IMAGES, MODEL_NAMES, NOTEBOOK_OF_STAGE, STAGES
 from .errors import SettingsError
 from .models import COURSE_MODELS, course_model, input_size
 from .profile_check import check_profile
@@ -200,7 +200,7 @@ class Session:
                                   f"{self.data_root / D.BATCH_DIR} holds {len(labels):,}; use the whole "
                                   f"CIFAR-10 (see the README's Data section) or another DATA_ROOT / --data-root")
             self._arrays[train] = D.subset(images, labels, n)  # the same images for every seed
-            whole = D.CIFAR10_IMAGES[train]
+            whole = CIFAR10_IMAGES[train]
             if n is None and len(labels) < whole and self.data_description != D.SYNTHETIC:
                 # Said, not refused (tests run a toy full profile on a few images), and not put in the
                 # data description: records written before and after the images are read would then
