@@ -119,9 +119,9 @@ bench() {
 bench train "${train[@]}"
 bench infer "${infer[@]}"
 bench masks "${masks[@]}"
-# The device machine's copy has no git metadata: LABUTILS_GIT_COMMIT names the code there.
-# 12 digits, as the JSON's.
-commit=${LABUTILS_GIT_COMMIT:-$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}
+# Named as the benchmarks' JSON names it (one function: uncommitted edits and a copy without git too).
+commit=$(python3 -c 'from labutils.artifacts import git_commit; print(git_commit(paths=("labutils", "benchmarks")))' \
+  2>/dev/null || echo unknown)
 echo "all benchmarks: ${SECONDS} s (commit $commit)${failed[*]:+; failed: ${failed[*]}}${skipped[*]:+; skipped: ${skipped[*]}}" \
   | tee "$out/elapsed.txt"
 [[ ${#failed[@]} -eq 0 ]]

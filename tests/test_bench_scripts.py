@@ -256,10 +256,12 @@ def test_run_all_cuts_its_stages_at_what_is_left_of_its_budget(tmp_path):
 
 
 def _script_tree(root):
-    """A copy of the GPU scripts, with one more tracked file, to run them where .gpu/ is the test's."""
+    """A copy of the GPU scripts, with one more tracked file, to run them where .gpu/ is the test's
+    (and labutils, which names the code in run_all.sh's last line)."""
     import shutil
 
     (root / "benchmarks" / "gpu").mkdir(parents=True)
+    shutil.copytree(REPO_ROOT / "labutils", root / "labutils", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO_ROOT / "benchmarks" / "run_all.sh", root / "benchmarks")
     for script in (REPO_ROOT / "benchmarks" / "gpu").glob("*.sh"):
         shutil.copy(script, root / "benchmarks" / "gpu")
@@ -341,6 +343,26 @@ def test_commits_are_compared_by_prefix_and_git_names_a_tree_here_whatever_gpu_s
     local = _bash(root / "benchmarks" / "run_all.sh", tmp_path / "b2", **quick)
     assert local.returncode == 0, local.stderr
     assert "abcdef123456" not in (tmp_path / "b2" / "elapsed.txt").read_text()
+
+
+def test_run_all_names_the_code_as_the_benchmarks_json_does(tmp_path):
+    """Its last line said "commit unknown" for a copy without git, and the clean commit for an
+    edited benchmark, where every JSON beside it said no-git.<hash> or <commit>+changes (review)."""
+    import subprocess
+
+    from labutils.artifacts import code_fingerprint
+
+    root = _script_tree(tmp_path / "repo")
+    quick = dict(BENCH_SMOKE=1, BENCH_BUDGET=5)
+    assert _bash(root / "benchmarks" / "run_all.sh", tmp_path / "b1", **quick).returncode == 0
+    named = code_fingerprint(root, ("labutils", "benchmarks"))
+    assert f"(commit {named})" in (tmp_path / "b1" / "elapsed.txt").read_text()
+    for command in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"]):
+        subprocess.run(["git", *command], cwd=root, check=True)
+    with open(root / "benchmarks" / "run_all.sh", "a") as script:
+        script.write("# an edit\n")
+    assert _bash(root / "benchmarks" / "run_all.sh", tmp_path / "b2", **quick).returncode == 0
+    assert "+changes." in (tmp_path / "b2" / "elapsed.txt").read_text()
 
 
 def test_run_all_clears_its_earlier_results_and_refuses_a_folder_it_did_not_write(tmp_path):
@@ -426,7 +448,6 @@ def test_run_on_gpu_names_the_models_only_for_a_full_run(stages, models, tmp_pat
     """A sweep alone was announced with "models cnn,vit,vit_scratch", which it does not run."""
     root = _script_tree(tmp_path / "repo")
     (root / "benchmarks" / "gpu" / "stages.sh").write_text("exit 0\n")  # no stage runs
-    (root / "labutils").mkdir()
     (root / "notebooks").mkdir()
     (root / "pyproject.toml").write_text("")
     env = dict(DRY_RUN=1, WORK=tmp_path / "work", STAGES=stages, LABUTILS_GIT_COMMIT="abcdef123456")
