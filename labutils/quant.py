@@ -165,11 +165,12 @@ def search_clip(w: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
     w = w.detach().float()
     flat = w.reshape(lo.shape[0], -1)                          # [groups, n]
     ratios = torch.tensor(CLIP_GRID, device=w.device).view(-1, 1, 1)
+    shape = lo.shape
     lo, hi = lo.reshape(1, -1, 1) * ratios, hi.reshape(1, -1, 1) * ratios  # [R, groups, 1]
     scale, zero = _scale_zero(lo, hi, spec)  # all candidate ranges at once
     err = ((_levels(flat, scale, zero, qmin, qmax) - zero) * scale - flat).pow(2).sum(-1)  # [R, groups]
     best = err.argmin(0)  # the first (smallest) ratio among equals
-    return ratios.flatten()[best].view(_range(w, spec.granularity)[0].shape)
+    return ratios.flatten()[best].view(shape)
 
 
 @torch.no_grad()

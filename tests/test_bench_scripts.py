@@ -1,7 +1,6 @@
 """What the benchmark scripts record beside their numbers: the code that made them (an edited
 script is not the commit), noisy timings marked, and bench_masks' arguments and partial results."""
 import json
-import sys
 
 import pytest
 
@@ -33,11 +32,7 @@ def test_git_commit_of_benchmarks_sees_an_edited_script_but_a_run_does_not(tmp_p
 
 @pytest.fixture()
 def sweep_module():
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # sweep imports airbench_peer beside it
-    try:
-        yield _bench("sweep")
-    finally:
-        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+    return _bench("sweep")
 
 
 def test_every_benchmark_names_the_code_of_labutils_and_benchmarks(tmp_path, monkeypatch, sweep_module):
@@ -142,11 +137,7 @@ SCRIPTS = ("bench_train", "bench_masks", "bench_infer", "profile_step")
 def test_every_benchmark_refuses_an_unwritable_json_before_its_work(name, tmp_path, monkeypatch, capsys):
     """A folder or an unwritable place given to --json was found after the work: bench_train after
     its first case, bench_masks after the dense training, profile_step after the whole profile."""
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # profile_step imports bench_train beside it
-    try:
-        bench = _bench(name)
-    finally:
-        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+    bench = _bench(name)
     _no_work(monkeypatch, bench)
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -165,11 +156,7 @@ def test_every_benchmark_refuses_an_unwritable_json_before_its_work(name, tmp_pa
 def test_benchmarks_refuse_counts_below_one_instead_of_taking_the_default(name, args, monkeypatch, capsys):
     """`args.x or default` made 0 the default (--images 0: 50,000 images); --repeats 0 divided by
     zero after three training runs; --threads -1 was torch's RuntimeError."""
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    try:
-        bench = _bench(name)
-    finally:
-        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+    bench = _bench(name)
     _no_work(monkeypatch, bench)
     with pytest.raises(SystemExit):
         bench.main(["--smoke", *args])

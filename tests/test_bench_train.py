@@ -1,6 +1,7 @@
 """The benchmarks in smoke size: every case that can run here reports a positive throughput
 (training: every model, variant and mode; inference: dense and pruned at each batch size)."""
 import importlib.util
+import sys
 import json
 import types
 
@@ -10,9 +11,15 @@ from labutils.artifacts import REPO_ROOT
 
 
 def _bench(name="bench_train"):
+    """benchmarks/NAME.py, imported without leaving benchmarks/ on sys.path for the other tests
+    (sweep.py and profile_step.py put their folder there to import the scripts beside them)."""
     spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    saved = list(sys.path)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved
     return module
 
 
@@ -190,3 +197,12 @@ def test_a_compile_mode_with_cuda_graphs_says_so_where_it_cannot_have_them(monke
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a mode without CUDA graphs has nothing to say
         CompiledForward(build_model("resnet20", width=4), "max-autotune-no-cudagraphs")
+
+
+def test_importing_a_benchmark_leaves_sys_path_as_it_was():
+    """sweep.py and profile_step.py put benchmarks/ first on sys.path, and the tests that imported
+    them left it there for every test after them."""
+    before = list(sys.path)
+    for name in ("sweep", "profile_step", "bench_train"):
+        _bench(name)
+        assert sys.path == before, name

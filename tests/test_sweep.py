@@ -1,5 +1,4 @@
 """The recipe sweep and the airbench peer in smoke size (CPU, synthetic data)."""
-import importlib.util
 import json
 import pickle
 import subprocess
@@ -11,18 +10,11 @@ import torch
 
 from labutils.artifacts import REPO_ROOT
 from labutils.data import load_cifar10
+from test_bench_train import _bench
 
 
-def _module(name):
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-sweep = _module("sweep")
-peer = _module("airbench_peer")
+sweep = _bench("sweep")
+peer = _bench("airbench_peer")
 BROKEN = {"mixup": 1.0, "num_classes": 2}  # passes check(); labels up to 9 fail one_hot at the first step
 
 
