@@ -21,21 +21,11 @@ cd "$(dirname "$0")/.."
 out=${1:?usage: bash benchmarks/run_all.sh RESULTS_FOLDER}
 # The device machine's copy has no git metadata, and LABUTILS_GIT_COMMIT typed by hand named a tree
 # edited since as the clean commit: there, prepare.sh's commit names the code once its hashes show
-# this tree is that commit, as run_on_gpu.sh checks. Where git can name the tree (a run here, after
-# later commits too), it does, and .gpu/ (another commit's, perhaps) is not read.
+# this tree is that commit (tree_commit.sh, as run_on_gpu.sh). Where git can name the tree (a run
+# here, after later commits too), it does, and .gpu/ (another commit's, perhaps) is not read.
 if [[ -f .gpu/MANIFEST ]] && ! git rev-parse --git-dir >/dev/null 2>&1; then
-  recorded=$(cat .gpu/COMMIT 2>/dev/null || true)
-  if [[ -z "$recorded" ]]; then
-    echo "error: .gpu/COMMIT is missing beside .gpu/MANIFEST: run benchmarks/gpu/prepare.sh again" >&2
-    exit 1
-  fi
-  bash benchmarks/gpu/check_tree.sh "$recorded"
-  if [[ -n "${LABUTILS_GIT_COMMIT:-}" ]] && ! bash benchmarks/gpu/same_commit.sh "$LABUTILS_GIT_COMMIT" "$recorded"; then
-    echo "error: LABUTILS_GIT_COMMIT is $LABUTILS_GIT_COMMIT, but this tree is commit $recorded (.gpu/COMMIT):" \
-         "leave the variable unset, this script takes the commit from .gpu" >&2
-    exit 1
-  fi
-  export LABUTILS_GIT_COMMIT=$recorded
+  LABUTILS_GIT_COMMIT=$(bash benchmarks/gpu/tree_commit.sh)
+  export LABUTILS_GIT_COMMIT
 fi
 # An earlier run's files (the device's /tmp/bench reused after a failed call, say) would be packed
 # beside this run's: this script's own outputs are removed (their atomic writes' temporary files

@@ -288,7 +288,7 @@ def test_run_all_names_prepares_commit_and_refuses_a_tree_edited_since(tmp_path)
     assert "(commit abcdef123456)" in (out / "elapsed.txt").read_text()
     wrong = _bash(run_all, out, **quick, LABUTILS_GIT_COMMIT="68992e75ab12")
     assert wrong.returncode == 1
-    assert "LABUTILS_GIT_COMMIT is 68992e75ab12, but this tree is commit abcdef123456" in wrong.stderr
+    assert "LABUTILS_GIT_COMMIT is 68992e75ab12, but prepare.sh recorded commit abcdef123456" in wrong.stderr
     (root / "f.py").write_text("edited\n")
     refused = "error: this tree is not commit abcdef123456, which prepare.sh recorded; changed since: f.py: FAILED"
     for env in ({}, {"LABUTILS_GIT_COMMIT": "abcdef123456"}):
@@ -314,12 +314,17 @@ def test_commits_are_compared_by_prefix_and_git_names_a_tree_here_whatever_gpu_s
     other than .gpu/COMMIT (review)."""
     import subprocess
 
-    same = REPO_ROOT / "benchmarks" / "gpu" / "same_commit.sh"
-    assert _bash(same, "abcdef1", "abcdef123456").returncode == 0
-    assert _bash(same, "abcdef123456", "abcdef123456789").returncode == 0
-    assert _bash(same, "abcdef0", "abcdef123456").returncode == 1 and _bash(same, "abc", "abcdef123").returncode == 1
     root = _script_tree(tmp_path / "repo")
     _prepared(root)
+    tree_commit = root / "benchmarks" / "gpu" / "tree_commit.sh"
+    for typed, same in (("abcdef1", True), ("abcdef123456789", True), ("", True), ("abcdef0", False), ("abc", False)):
+        named = _bash(tree_commit, cwd=root, LABUTILS_GIT_COMMIT=typed)
+        assert (named.returncode, named.stdout) == ((0, "abcdef123456\n") if same else (1, "")), typed
+    bare = _script_tree(tmp_path / "bare")  # no .gpu/: only a dry run named by hand starts
+    for env, said in (({}, "error: .gpu/COMMIT or .gpu/MANIFEST is missing: run benchmarks/gpu/prepare.sh"),
+                      ({"DRY_RUN": 1}, "error: no .gpu/: run benchmarks/gpu/prepare.sh first, or name the code")):
+        refused = _bash(bare / "benchmarks" / "gpu" / "run_on_gpu.sh", WORK=tmp_path / "w0", **env)
+        assert refused.returncode == 1 and said in refused.stderr and not (tmp_path / "w0").exists(), env
     quick = dict(BENCH_SMOKE=1, BENCH_BUDGET=5)
     assert _bash(root / "benchmarks" / "run_all.sh", tmp_path / "b1", **quick, LABUTILS_GIT_COMMIT="abcdef1").returncode == 0
     typed = _bash(root / "benchmarks" / "gpu" / "run_on_gpu.sh", WORK=tmp_path / "w", LABUTILS_GIT_COMMIT="deadbeef0000")

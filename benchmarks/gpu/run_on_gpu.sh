@@ -20,29 +20,17 @@ if [ -f "$WORK/stages.pid" ] && kill -0 "$(cat "$WORK/stages.pid")" 2>/dev/null;
     echo "error: the stages are already running (pid $(cat "$WORK/stages.pid")): poll with wait.sh" >&2
     exit 1
 fi
-# The copy sent to the GPU machine has no git metadata: prepare.sh's commit names the code there, and
-# its hashes of that commit's files check that this tree is it (a typed LABUTILS_GIT_COMMIT of another
-# commit is refused). The dry run here names what LABUTILS_GIT_COMMIT says.
-recorded=$(cat .gpu/COMMIT 2>/dev/null || true)
-if [ "$DRY_RUN" = 1 ]; then
-    LABUTILS_GIT_COMMIT=${LABUTILS_GIT_COMMIT:-$recorded}
-elif [ -n "${LABUTILS_GIT_COMMIT:-}" ] && [ -n "$recorded" ] \
-        && ! bash benchmarks/gpu/same_commit.sh "$LABUTILS_GIT_COMMIT" "$recorded"; then
-    echo "error: LABUTILS_GIT_COMMIT is $LABUTILS_GIT_COMMIT, but prepare.sh recorded commit $recorded (.gpu/COMMIT):" \
-         "leave the variable unset, this script takes the commit from .gpu" >&2
-    exit 1
+# The copy sent to the GPU machine has no git metadata: prepare.sh's commit names the code there,
+# once its hashes of that commit's files show this tree is it (tree_commit.sh; a typed
+# LABUTILS_GIT_COMMIT of another commit is refused). A dry run here without .gpu/ names what
+# LABUTILS_GIT_COMMIT says.
+if [ "$DRY_RUN" = 1 ] && [ ! -f .gpu/MANIFEST ]; then
+    if [ -z "${LABUTILS_GIT_COMMIT:-}" ]; then
+        echo "error: no .gpu/: run benchmarks/gpu/prepare.sh first, or name the code with LABUTILS_GIT_COMMIT" >&2
+        exit 1
+    fi
 else
-    LABUTILS_GIT_COMMIT=${recorded:-${LABUTILS_GIT_COMMIT:-}}
-fi
-if [ -z "$LABUTILS_GIT_COMMIT" ]; then
-    echo "error: .gpu/COMMIT is missing: run benchmarks/gpu/prepare.sh before the session and carry .gpu" >&2
-    exit 1
-fi
-if [ -f .gpu/MANIFEST ]; then
-    bash benchmarks/gpu/check_tree.sh "$LABUTILS_GIT_COMMIT"
-elif [ "$DRY_RUN" != 1 ]; then
-    echo "error: .gpu/MANIFEST is missing: run benchmarks/gpu/prepare.sh again and carry .gpu" >&2
-    exit 1
+    LABUTILS_GIT_COMMIT=$(bash benchmarks/gpu/tree_commit.sh)
 fi
 # Made only now: a refused tree leaves no $WORK, so collect.sh says the stages never started.
 mkdir -p "$WORK"
