@@ -14,6 +14,7 @@ from labutils import Session
 from labutils.labs import playground as P
 from labutils.labs import unstructured as lab
 from labutils.labs.playground import Playground
+from labutils.prune.criteria import CRITERIA, SCORERS
 from labutils.train import evaluate, fit
 from tiny import tiny_cnn, tiny_loaders
 
@@ -135,6 +136,11 @@ def test_widget_updates_the_accuracy_line_when_the_slider_moves(subjects):
     got = pg.label.value
     assert got.rsplit(" · ", 1)[0] == want.rsplit(" · ", 1)[0] != cnn_line.rsplit(" · ", 1)[0]
     assert "at 95.0% sparsity" in got
+    # Every criterion of SCORERS, one an instructor adds there too (it offered magnitude and Taylor only).
+    assert pg.controls["criterion"].options == CRITERIA == tuple(SCORERS)
+    pg.controls["criterion"].value = "fisher"
+    assert pg.label.value.startswith("probe accuracy") and ("cnn", "fisher") not in pg._scores
+    assert ("vit_scratch", "fisher") in pg._scores
     assert plt.get_fignums() == figures  # every drawn figure was closed
 
 

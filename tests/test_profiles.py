@@ -33,7 +33,11 @@ def test_every_profile_covers_every_model_and_notebook(name):
     p = get_profile(name)
     assert p["name"] == name and set(p["models"]) == set(p["train"]) == set(MODEL_NAMES)
     assert {"unstructured", "structured", "quant"} <= set(p)
-    assert p["reduced"] == (name != "full")
+    # results.py labels a run by its profile's name: only full is the course's recipe (the reference
+    # run); any other profile, a new one too, is reduced.
+    assert p["reduced"] or name == "full", (f"REDUCED[{name!r}] is False, but only full is not reduced: a new "
+                                            f"profile sets REDUCED[{name!r}] = True (its runs are labelled reduced)")
+    assert name != "full" or not p["reduced"], "REDUCED['full'] must be False: full makes the reference results"
 
 
 def test_unknown_profile_is_explained():
@@ -107,13 +111,31 @@ MISTAKES = [  # (where, value, what the message must say): each once went unnoti
     (("structured", "vit", "steps"), 0.5, 'STRUCTURED["smoke"]["vit"]["steps"] = 0.5 must be a non-empty list'),
     (("structured", "cnn", "steps"), [0.5, 0.25], "must increase from one entry to the next"),
     (("structured", "cnn", "scope"), "globl", "must be one of 'uniform', 'global'"),
-    (("structured", "vit_scratch", "criterion"), "l3", "must be one of 'l1', 'l2', 'bn_scale', 'taylor'"),
+    (("structured", "cnn", "criterion"), "l3", "must be one of 'l1', 'l2', 'bn_scale', 'taylor'"),
+    (("structured", "vit_scratch", "criterion"), "l3", "must be one of 'l1', 'l2', 'taylor'"),
+    # Refused by notebook 04 only, after notebooks 02 and 03: a ViT has no BatchNorm to score.
+    (("structured", "vit", "criterion"), "bn_scale", 'STRUCTURED["smoke"]["vit"]["criterion"] = \'bn_scale\' must '
+     "be one of 'l1', 'l2', 'taylor' (bn_scale scores BatchNorms: the CNN only)"),
+    (("structured", "vit_scratch", "criterion"), "bn_scale", "must be one of 'l1', 'l2', 'taylor' (bn_scale"),
     (("quant", "qat", "steps"), {5: 1}, "is keyed by bit widths as strings ({'4': 1}), not 5"),
     (("quant", "ptq_methods"), ["symmetric/tensor"], "must read scheme/granularity/clip"),
     (("quant", "prune", "qat_variants"), ["global"], "names 'global', which is not one of its variants"),
     (("quant", "cnn_qat_bits"), DELETE, 'QUANT["smoke"]: missing setting "cnn_qat_bits"'),
     (("models", "cnn", "widht"), 8, 'MODELS["smoke"]["cnn"]: unknown setting "widht" (did you mean "width"?)'),
     (("data", "n_train"), 0, 'DATA["smoke"]["n_train"] = 0 must be a whole number >= 1 (or None)'),
+    # notebook 01's TypeError: None is "the whole split", which only CIFAR-10 has.
+    (("data", "n_train"), None, 'DATA["smoke"]["n_train"] = None: synthetic data needs a count'),
+    (("data", "n_test"), None, 'DATA["smoke"]["n_test"] = None: synthetic data needs a count'),
+    # The run failed with advice to use the whole CIFAR-10, which it was.
+    (("data",), {"source": "cifar10", "n_train": 60000, "n_test": 400},
+     'DATA["smoke"]["n_train"] = 60000 is more than the 50,000 images of CIFAR-10\'s training split'),
+    (("data",), {"source": "cifar10", "n_train": 1000, "n_test": 20000},
+     'DATA["smoke"]["n_test"] = 20000 is more than the 10,000 images of CIFAR-10\'s test split'),
+    # timm's bernoulli_ failed in notebook 02, after the CNN had trained: a rate is a probability.
+    (("models", "vit_scratch", "drop_path_rate"), 10,
+     'MODELS["smoke"]["vit_scratch"]["drop_path_rate"] = 10 must be a number in [0, 1) (a share: write 0.1 for 10%)'),
+    (("models", "vit", "drop_path_rate"), 1.5, 'MODELS["smoke"]["vit"]["drop_path_rate"] = 1.5 must be a number in [0, 1)'),
+    (("models", "vit_scratch", "mlp_ratio"), 0.0, 'MODELS["smoke"]["vit_scratch"]["mlp_ratio"] = 0.0 must be a number in (0,'),
     # Accepted, then failing minutes into a run (a loader with no batch, fit's TypeError, a grid of 9 bits)
     # or silently ignored (epochs beside steps):
     (("train", "cnn", "batch_size"), 5000, 'TRAIN["smoke"]["cnn"]["batch_size"] = 5000 is more than the '
@@ -155,6 +177,39 @@ def test_a_mistake_in_a_profile_is_named_where_it_is(path, value, said):
     message = str(refused.value)
     assert said in message, message
     assert message.startswith("the smoke profile in labutils/profiles.py has 1 mistake") or "bits" in message
+
+
+@pytest.mark.parametrize("path, value, said", [
+    (("quant", "prune", "bits"), [[4, 2]], "holds [4, 2], which must be a bit width"),
+    (("quant", "cnn_qat_bits"), [[4, 2]], "holds [4, 2], which must be a bit width"),
+    (("quant", "qat_bits"), [4, [2]], "holds [2], which must be a bit width"),
+    (("quant", "prune", "qat_variants"), "global_iterative", "qat_variants\"] = 'global_iterative' must be a non-empty list"),
+], ids=["prune-bits", "cnn_qat_bits", "qat_bits", "qat_variants"])
+def test_a_value_of_the_wrong_type_is_named_once_not_cross_checked(path, value, said):
+    """A list for a bit width gave a traceback (unhashable type: 'list') from the cross-checks, a string
+    for the list of variants one line per letter ("names 'g'..."): the cross-checks read only values
+    that passed their own rule."""
+    from labutils.profile_check import problems
+
+    profile = get_profile("smoke")
+    _set(profile, path, value)
+    found = problems(profile)
+    assert len(found) == 1 and said in found[0], found
+
+
+def test_the_percent_hint_suggests_only_a_value_its_rule_takes():
+    """"sparsity = 100" was told to "write 1 for 100%", which the same rule refuses."""
+    from labutils.profile_check import FRACTION, SHARE, number, problems
+
+    assert SHARE(95) == "must be a number in (0, 1) (a share: write 0.95 for 95%)"
+    assert SHARE(100) == "must be a number in (0, 1)"
+    assert FRACTION(100) == "must be a number in [0, 1)"  # warmup
+    assert number(0, 1, low_open=True, high_open=False)(100).endswith("(a share: write 1 for 100%)")  # gradual_end
+    profile = get_profile("smoke")
+    profile["unstructured"]["final"]["cnn"]["sparsity"] = 100
+    profile["train"]["cnn"]["warmup"] = 100
+    assert [line.split(" = ")[1] for line in problems(profile)] == [
+        "100 must be a number in [0, 1)", "100 must be a number in (0, 1)"]
 
 
 def test_a_broken_profile_stops_the_run_and_the_notebook_before_any_work(tmp_path, monkeypatch, capsys):

@@ -18,12 +18,11 @@ from .unstructured import Subject, layer_bars
 from ..artifacts import REPO_ROOT
 from ..data import DeviceLoader
 from ..plots import BAD_COLOR, COLORS
-from ..prune.criteria import compute_scores
+from ..prune.criteria import CRITERIA, compute_scores
 from ..prune.masks import sparsity_report
 from ..prune.schedules import one_shot_prune
 from ..train import evaluate, plain_progress
 
-PLAYGROUND_CRITERIA = ("magnitude", "taylor")
 SCOPES = ("global", "layer")
 
 
@@ -78,7 +77,7 @@ class Playground:
     """
 
     def __init__(self, subjects: dict[str, Subject], probe_images: int = 256,
-                 criteria: tuple[str, ...] = PLAYGROUND_CRITERIA):
+                 criteria: tuple[str, ...] = CRITERIA):  # a criterion added to SCORERS too
         _check_subjects(subjects)
         self.subjects, self.probe_images, self.criteria = subjects, probe_images, criteria
         self._live: dict[str, _Live] = {}
