@@ -65,6 +65,11 @@ def point(model, mode: str, batch: int, device, iters: int) -> dict:
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             return {"images_per_second": None, "note": "out of memory"}
+        except Exception as err:  # one point that breaks (a CPU out of memory, a capture error) ends only its cell
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            return {"images_per_second": None, "note": "failed",
+                    "reason": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
     if mode == "graphs" and not r["graphs"]:
         return {"images_per_second": None, "note": "fell back to eager",
                 "reason": next((str(w.message) for w in caught if "CUDA graphs" in str(w.message)), "")}

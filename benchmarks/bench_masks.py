@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
     width = (64 if cuda else 16) if args.width is None else args.width
     batch = (512 if cuda else 128) if args.batch is None else args.batch
     images = (25_000 if cuda else 2_560) if args.images is None else args.images
+    if images < batch and not args.ops_only:  # else fit's error, naming a batch_size this script has no flag for
+        ap.error(f"--images {images} is fewer than one batch ({batch}, --batch): give --images {batch} or more")
     start = time.perf_counter()
     print(f"device {device_name(device)} | torch {torch.__version__} | threads {torch.get_num_threads()} | "
           f"resnet18 width {width} batch {batch} | 90% masks", flush=True)

@@ -107,6 +107,29 @@ def test_bench_infer_marks_noisy_points_and_says_what_that_means(monkeypatch, ca
     assert f"\n* noisy: {bench.NOISY_WHY}" in printed
 
 
+def test_bench_infer_keeps_the_other_points_when_one_fails(monkeypatch, capsys):
+    """Only CUDA's out-of-memory was caught: a CPU allocation error at one batch size ended the
+    script, and every later batch and model was lost (review)."""
+    bench = _bench("bench_infer")
+    real = bench.measure_latency
+
+    def breaks_at_two(model, size, batch, *a, **k):
+        if batch == 2:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory\nsecond line")
+        return real(model, size, batch, *a, **k)
+
+    monkeypatch.setattr(bench, "measure_latency", breaks_at_two)
+    rows = bench.main(["--smoke", "--modes", "eager", "--batches", "1,2"])
+    assert {(r["model"], r["batch_size"]) for r in rows} == {(m, b) for m in bench.MODELS for b in (1, 2)}
+    for r in rows:
+        if r["batch_size"] == 2:
+            assert r["dense"] == {"images_per_second": None, "note": "failed",
+                                  "reason": "RuntimeError: DefaultCPUAllocator: can't allocate memory"}
+        else:
+            assert r["dense"]["images_per_second"] > 0
+    assert "| 2 | failed | failed |" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("args, said", [(["--batches", "0"], "'0' is not a whole number of 1 or more"),
                                         (["--batches", "1,x"], "'x' is not a whole number of 1 or more"),
                                         (["--iters", "0"], "'0' is not a whole number of 1 or more")])
@@ -170,6 +193,15 @@ def test_bench_train_refuses_fewer_images_than_a_batch_naming_images(monkeypatch
     with pytest.raises(SystemExit):
         bench.main(["--smoke", "--models", "resnet20", "--modes", "eager", "--images", "16"])
     assert "--images 16 is fewer than one batch of resnet20 (32): give --images 32 or more" in capsys.readouterr().err
+
+
+def test_bench_masks_refuses_fewer_images_than_a_batch_naming_images(monkeypatch, capsys):
+    """It trained, then fit's traceback told of a batch_size, where its flag is --batch (review)."""
+    bench = _bench("bench_masks")
+    monkeypatch.setattr(bench, "fit", lambda *a, **k: pytest.fail("trained with fewer images than a batch"))
+    with pytest.raises(SystemExit):
+        bench.main(["--smoke", "--images", "16"])
+    assert "--images 16 is fewer than one batch (32, --batch): give --images 32 or more" in capsys.readouterr().err
 
 
 def test_benchmarks_record_smoke_the_command_line_and_the_model_size(tmp_path, monkeypatch):
