@@ -43,7 +43,9 @@ def number(low: float = 0.0, high: float = math.inf, low_open: bool = False, hig
         if ok:
             return None
         where = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        hint = f" (a share: write {v / 100:g} for {v:g}%)" if share_hint and high == 1 and _real(v) and 1 < v <= 100 else ""
+        # Only a share the rule takes: "write 1 for 100%" for a sparsity, which must stay below 1, misled.
+        hint = (f" (a share: write {v / 100:g} for {v:g}%)" if share_hint and high == 1 and _real(v) and 1 < v <= 100
+                and rule(v / 100) is None else "")
         return f"must be a number in {where}{hint}"
     return rule
 
@@ -186,12 +188,30 @@ def recipe_problems(changes: dict) -> list[str]:
 
 def _model_kwargs(builder, skip=("num_classes", "pretrained", "weights_path", "heads", "mlp_hidden",
                                  "stages", "inner")) -> Keys:
-    """A course model's overrides: its builder's arguments (widths and sizes, whole numbers; rates)."""
+    """A course model's overrides: its builder's arguments (widths and sizes, whole numbers; a rate,
+    a probability: drop_path_rate=10, meant 10%, failed in timm's bernoulli_ after the CNN had trained;
+    a ratio, a size: mlp_ratio=0 leaves no MLP)."""
     rules = {}
     for p in inspect.signature(builder).parameters.values():
         if p.name not in skip:
-            rules[p.name] = whole(1) if isinstance(p.default, int) else number(0)
+            rules[p.name] = (whole(1) if isinstance(p.default, int) else FRACTION if p.name.endswith("_rate")
+                             else POSITIVE)
     return Keys(rules, optional=set(rules))
+
+
+def _structured_criterion(model: str):
+    """The CNN's criteria, less bn_scale for a ViT: it scores BatchNorms, which a ViT has none of
+    (notebook 04 refused it, after notebooks 02 and 03 had run)."""
+    from .prune import structured as S
+
+    if model == "cnn":
+        return choice(*S.CRITERIA)
+    fits = choice(*(c for c in S.CRITERIA if c != "bn_scale"))
+
+    def rule(v):
+        why = fits(v)
+        return why and why + (" (bn_scale scores BatchNorms: the CNN only)" if v == "bn_scale" else "")
+    return rule
 
 
 def schema() -> Keys:
@@ -216,13 +236,13 @@ def schema() -> Keys:
         "frontier": Keys({"step_keep": SHARE, "refine": whole(0), "max_trials": whole(1), "max_sparsity": SHARE,
                           "epochs": whole(1), "epoch_steps": whole(1, none=True), "drop": SHARE}),
         **timing}, optional={"study_models"})
-    structured = per_model(Keys({
-        "criterion": choice(*S.CRITERIA), "scope": choice("uniform", "global"),
+    structured = Keys({model: Keys({
+        "criterion": _structured_criterion(model), "scope": choice("uniform", "global"),
         "steps": list_of(SHARE, increasing=True), "step_epochs": whole(0), "batch_size": whole(1),
         "taylor_batches": whole(1), "bn_batches": whole(0), "multiple": whole(1),
         "finetune": fit_recipe(drop=_loader_keys()), "compare": list_of(choice(*S.CRITERIA)),
         "compare_shares": list_of(SHARE, increasing=True), "compare_images": whole(1),
-        "throughput": batches, "throughput_iters": whole(1), **timing}))
+        "throughput": batches, "throughput_iters": whole(1), **timing}) for model in MODEL_NAMES})
     # QAT's length may differ per bit width; the pruning study's fine-tune runs before any grid.
     qat_recipe = dict(steps=bits_map, epochs=bits_map, refresh_every=whole(1))
     prune_recipe = dict(steps=whole(1), epochs=whole(1))
@@ -251,12 +271,13 @@ def problems(profile: dict) -> list[str]:
     """Every mistake in ``profile`` (as ``get_profile`` returns it), one line each."""
     found: list[str] = []
     name = profile.get("name", "?")
-    for section, node in schema().rules.items():
+    rules = schema()
+    for section, node in rules.rules.items():
         if section not in profile:
             found.append(f"{TABLES[section]}: no entry for profile {name!r}")
         else:
             _walk(profile[section], node, f'{TABLES[section]}["{name}"]', found)
-    _cross_checks(profile, name, found)
+    _cross_checks(profile, name, found, rules)
     return found
 
 
@@ -309,9 +330,18 @@ def _walk(value, node, path: str, found: list[str], keys_only: bool = False) -> 
         found.append(f"{path} = {value!r} {why}")
 
 
-def _cross_checks(profile: dict, name: str, found: list[str]) -> None:
-    """What no single value shows: quantization settings that must agree with each other."""
+def _passed(table, key: str, node: Keys) -> bool:
+    """Whether ``table[key]`` is there and passed its own rule: the cross-checks read no other value
+    (a mistake there is named already; a list for a bit width crashed them, unhashable, and a string
+    for a list of names gave one line per letter)."""
+    return isinstance(table, dict) and key in table and node.rules[key](table[key]) is None
+
+
+def _cross_checks(profile: dict, name: str, found: list[str], rules: Keys) -> None:
+    """What no single value shows: quantization settings that must agree with each other, data
+    counts that must fit their source."""
     quant = profile.get("quant") or {}
+    quant_rules = rules.rules["quant"]
     at = f'QUANT["{name}"]'
     prune = quant.get("prune") if isinstance(quant.get("prune"), dict) else {}
     recipes = {f'{at}["train"]': quant.get("train"), f'{at}["qat"]': quant.get("qat"),
@@ -321,19 +351,44 @@ def _cross_checks(profile: dict, name: str, found: list[str]) -> None:
             found.append(f'{path}: give "steps" or "epochs"')
         elif isinstance(recipe, dict) and recipe.get("steps") and recipe.get("epochs"):
             found.append(f'{path}: give "steps" or "epochs", not both (steps would win, epochs be ignored)')
+    _counts_fit_the_source(profile, name, found, rules.rules["data"])
     _batches_fit_the_data(profile, name, found)
     _vit_shapes_fit(profile, name, found)
-    bits = {b for key in ("qat_bits", "cnn_qat_bits") for b in quant.get(key) or []} | set(prune.get("bits") or [])
-    for key, per_bits in (quant.get("qat") or {}).items():
-        if key in ("steps", "epochs") and isinstance(per_bits, dict):
+    prune_rules = quant_rules.rules["prune"]
+    bits = {b for key in ("qat_bits", "cnn_qat_bits") if _passed(quant, key, quant_rules) for b in quant[key]}
+    bits |= set(prune["bits"]) if _passed(prune, "bits", prune_rules) else set()
+    qat = quant.get("qat") if isinstance(quant.get("qat"), dict) else {}
+    for key, per_bits in qat.items():
+        if key in ("steps", "epochs") and isinstance(per_bits, dict) and _passed(qat, key, quant_rules.rules["qat"]):
             missing = sorted(b for b in bits if isinstance(b, int) and str(b) not in per_bits)
             if missing:
                 found.append(f'{at}["qat"]["{key}"] has no entry for {missing} bits')
-    if isinstance(prune.get("variants"), dict):
-        for variant in prune.get("qat_variants") or []:
+    if isinstance(prune.get("variants"), dict) and _passed(prune, "qat_variants", prune_rules):
+        for variant in prune["qat_variants"]:
             if variant not in prune["variants"]:
                 found.append(f'{at}["prune"]["qat_variants"] names {variant!r}, which is not one of its '
                              f'variants {sorted(prune["variants"])}')
+
+
+def _counts_fit_the_source(profile: dict, name: str, found: list[str], rules: Keys) -> None:
+    """None, the whole split, is CIFAR-10's: synthetic data has none (notebook 01's TypeError on
+    None). A count past CIFAR-10's split failed the run with advice to use the whole CIFAR-10, which
+    it was."""
+    from .course import CIFAR10_IMAGES
+
+    data = profile.get("data")
+    if not _passed(data, "source", rules):
+        return  # named already
+    for key, train in (("n_train", True), ("n_test", False)):
+        if not _passed(data, key, rules):
+            continue
+        n, at, split = data[key], f'DATA["{name}"]["{key}"]', "training" if train else "test"
+        if n is None and data["source"] == "synthetic":
+            found.append(f"{at} = None: synthetic data needs a count (None, the whole split, is for cifar10 "
+                         f"only); write how many {split} images to make, such as {1000 if train else 400}")
+        elif n is not None and data["source"] == "cifar10" and n > CIFAR10_IMAGES[train]:
+            found.append(f"{at} = {n} is more than the {CIFAR10_IMAGES[train]:,} images of CIFAR-10's {split} "
+                         f"split: write at most {CIFAR10_IMAGES[train]} (or None, the whole split)")
 
 
 def _vit_shapes_fit(profile: dict, name: str, found: list[str]) -> None:
@@ -353,9 +408,9 @@ def _vit_shapes_fit(profile: dict, name: str, found: list[str]) -> None:
         at = f'MODELS["{name}"]["{model}"]'
         dim, heads, size = shape.get("embed_dim"), shape.get("num_heads"), shape.get("img_size")
         patch = shape.get("patch_size", patch)
-        if all(isinstance(v, int) and v > 0 for v in (dim, heads)) and dim % heads:
+        if all(whole(1)(v) is None for v in (dim, heads)) and dim % heads:
             found.append(f"{at}: embed_dim {dim} does not split into num_heads {heads} (give a multiple of {heads})")
-        if all(isinstance(v, int) and v > 0 for v in (size, patch)) and size % patch:
+        if all(whole(1)(v) is None for v in (size, patch)) and size % patch:
             found.append(f"{at}: img_size {size} is not a whole number of {patch}-pixel patches (patch_size): the "
                          f"last {size % patch} pixels of each row and column would be dropped unseen")
 

@@ -184,7 +184,8 @@ def test_a_mistake_in_a_profile_is_named_where_it_is(path, value, said):
     (("quant", "cnn_qat_bits"), [[4, 2]], "holds [4, 2], which must be a bit width"),
     (("quant", "qat_bits"), [4, [2]], "holds [2], which must be a bit width"),
     (("quant", "prune", "qat_variants"), "global_iterative", "qat_variants\"] = 'global_iterative' must be a non-empty list"),
-], ids=["prune-bits", "cnn_qat_bits", "qat_bits", "qat_variants"])
+    (("models", "vit_scratch", "embed_dim"), True, "embed_dim\"] = True must be a whole number >= 1"),
+], ids=["prune-bits", "cnn_qat_bits", "qat_bits", "qat_variants", "embed_dim"])
 def test_a_value_of_the_wrong_type_is_named_once_not_cross_checked(path, value, said):
     """A list for a bit width gave a traceback (unhashable type: 'list') from the cross-checks, a string
     for the list of variants one line per letter ("names 'g'..."): the cross-checks read only values
