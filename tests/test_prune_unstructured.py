@@ -414,6 +414,63 @@ def test_enforcer_reuses_its_buffers_and_follows_mask_changes():
     assert enforcer.graph_version() != layout and list(enforcer._factors) == ["2.weight"]
 
 
+# Ways a student prunes further by hand, editing the masks in place (same tensor objects).
+IN_PLACE_EDITS = {
+    "setitem": lambda m, new: m.__setitem__(..., False),
+    "and": lambda m, new: m.__iand__(new),
+    "copy_": lambda m, new: m.copy_(m & new),
+    "fill_": lambda m, new: m.fill_(False),
+    "zero_": lambda m, new: m.zero_(),
+}
+
+
+@pytest.mark.parametrize("edit", list(IN_PLACE_EDITS))
+def test_enforcer_follows_masks_edited_in_place_between_fits(edit):
+    """The enforcer noticed only masks replaced by other tensors: after ``masks[n][...] = False``
+    a second fit with the same enforcer kept the old factors and the newly pruned weights trained
+    (review, reproduced: "107 of 144" nonzero where the mask was now False)."""
+    model = tiny_cnn()
+    params = prunable_parameters(model)
+    masks = one_shot_prune(model, 0.5)
+    enforcer, (train, _) = MaskEnforcer(masks), tiny_loaders()
+    fit(model, train, epochs=1, lr=0.05, momentum=0.9, weight_decay=0.05, callback=enforcer)
+    torch.manual_seed(1)
+    IN_PLACE_EDITS[edit](masks["2.weight"], torch.rand(masks["2.weight"].shape) < 0.5)
+    assert int((~masks["2.weight"]).sum()) > masks["2.weight"].numel() // 2  # sparser than before
+    fit(model, train, epochs=1, lr=0.05, momentum=0.9, weight_decay=0.05, callback=enforcer)
+    assert zeros_at(model, masks) == {"2.weight": 0, "6.weight": 0}
+    sparsity_report(model, params, masks)  # raises on a revived weight
+
+
+def test_enforcer_copies_an_in_place_edit_into_its_buffers_once():
+    """An in-place edit is copied into the same factor buffers (what a captured CUDA graph reads)
+    and re-masks weights and state once; an unchanged mask costs no re-masking."""
+    model = tiny_cnn()
+    masks = one_shot_prune(model, 0.5)
+    opt, enforcer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), MaskEnforcer(masks)
+    params, x, y = dict(model.named_parameters()), torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+
+    def step(i):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        enforcer.before_step(model, opt)
+        opt.step()
+        enforcer(model, opt, i)
+
+    step(1)
+    step(2)
+    assert enforcer.full_passes == 1  # unchanged masks: no re-masking after the first step
+    layout, factor = enforcer.graph_version(), enforcer._factors["2.weight"]
+    masks["2.weight"][0] = False  # a whole filter pruned by hand
+    step(3)
+    assert enforcer.full_passes == 2 and enforcer.graph_version() == layout
+    assert enforcer._factors["2.weight"] is factor and not factor[0].any()  # same buffer, new values
+    assert int((params["2.weight"][~masks["2.weight"]] != 0).sum()) == 0
+    assert int((opt.state[params["2.weight"]]["momentum_buffer"][0] != 0).sum()) == 0
+    step(4)
+    assert enforcer.full_passes == 2  # the edit is copied once, not at every step
+
+
 def test_gradual_pruner_masks_gradients_and_stays_exact():
     model = tiny_cnn()
     params = prunable_parameters(model)

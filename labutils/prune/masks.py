@@ -187,9 +187,10 @@ class MaskEnforcer:
     every step when ``before_step`` never ran (a training loop of one's own): always exact.
 
     The masks are kept as multiplicative factors laid out like their weights (channels_last
-    included), so the multi-tensor kernels take their fast path; a mask changed in place of an
-    existing one is copied into the same buffer, which is what a captured CUDA graph reads
-    (``graph_version`` changes only when the layout of the buffers does).
+    included), so the multi-tensor kernels take their fast path; a mask replaced in the dict, or
+    edited in place (``masks[n][...] = False``, ``masks[n] &= new``: seen by torch's version
+    counter, with no device sync), is copied into the same buffer, which is what a captured CUDA
+    graph reads (``graph_version`` changes only when the layout of the buffers does).
 
     >>> fit(model, train, test, epochs=3, lr=0.01, callback=MaskEnforcer(masks))  # doctest: +SKIP
     """
@@ -202,6 +203,7 @@ class MaskEnforcer:
         self._model: nn.Module | None = None
         self._optimizer = None  # the optimizer whose gradients before_step masks
         self._held: dict[str, torch.Tensor] = {}  # name -> the mask its factor holds
+        self._versions: dict[str, int | None] = {}  # name -> that mask's version when copied
         self._params: dict[str, torch.Tensor] = {}
         self._factors: dict[str, torch.Tensor] = {}  # name -> mask as p's dtype, device and strides
         self._layout: tuple = ()
@@ -209,18 +211,18 @@ class MaskEnforcer:
     def _sync(self, model: nn.Module) -> bool:
         """Bring the factors up to date with the masks and ``model``; True if anything changed."""
         if model is not self._model:
-            self._model, self._held, self._params, self._factors = model, {}, {}, {}
+            self._model, self._held, self._versions, self._params, self._factors = model, {}, {}, {}, {}
         changed = False
-        if len(self._held) != len(self.masks) or any(self._held.get(n) is not m for n, m in self.masks.items()):
+        if len(self._held) != len(self.masks) or any(self._stale(n, m) for n, m in self.masks.items()):
             params = dict(model.named_parameters())
             for name in list(self._held):
                 if name not in self.masks:
-                    del self._held[name], self._params[name], self._factors[name]
+                    del self._held[name], self._versions[name], self._params[name], self._factors[name]
             for name, mask in self.masks.items():
-                if self._held.get(name) is not mask:
+                if self._stale(name, mask):
                     keep = _as_bool_mask(mask, name)  # a factor of 0.5 would scale, not mask
                     self._params[name] = params[name]
-                    self._held[name] = mask
+                    self._held[name], self._versions[name] = mask, _version(mask)
                     self._factor(name).copy_(keep)
             changed = True
         for name, p in self._params.items():  # moved or re-laid-out weights (model.to(...))
@@ -231,6 +233,12 @@ class MaskEnforcer:
         if changed:
             self._layout = tuple((n, f.data_ptr()) for n, f in self._factors.items())
         return changed
+
+    def _stale(self, name: str, mask: torch.Tensor) -> bool:
+        """Whether ``mask`` is not what ``name``'s factor holds: another tensor, or the same one
+        edited in place since (in-place ops bump its version; a check on the host, no device sync)."""
+        held = self._versions.get(name)
+        return self._held.get(name) is not mask or held is None or held != _version(mask)
 
     def _factor(self, name: str) -> torch.Tensor:
         p, f = self._params[name], self._factors.get(name)
@@ -272,6 +280,12 @@ class MaskEnforcer:
     def __call__(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
         if self._sync(model) or optimizer is not self._optimizer:
             self.enforce(optimizer)
+
+
+def _version(mask: torch.Tensor) -> int | None:
+    """``mask``'s in-place version counter; None for an inference tensor, which keeps none (it is
+    then copied afresh at every sync: an edit of it inside ``torch.inference_mode`` is not missed)."""
+    return None if mask.is_inference() else mask._version
 
 
 @torch.no_grad()
