@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 
+from .errors import SettingsError
+
 DESCRIPTIONS = {
     "smoke": "smoke test: synthetic data, narrow models, a few steps (numbers mean nothing)",
     "cpu": ("reduced CPU run: 10k/5k-image CIFAR-10 subsets, ResNet-18 at 1/4 width, "
@@ -91,7 +93,9 @@ UNSTRUCTURED = {
     "smoke": {  # an "epoch" of fine-tuning is capped at epoch_steps steps
         "include_first": False, "include_classifier": False,
         "probe_images": 64, "sensitivity_images": 64, "criteria": ["magnitude", "taylor", "fisher"],
-        "score_batches": 1,
+        # Two, not one: on one batch Fisher's 0.5*g^2*w^2 ranks weights as Taylor's |w*g| does, and
+        # their curves lay one on the other.
+        "score_batches": 2,
         "sensitivity_levels": [0.5, 0.9], "sweep_levels": [0.5, 0.9],
         "epoch_steps": 1, "study_epoch_scale": 0.4, "rounds": 3, "gradual_end": 0.7,
         "finetune": {"cnn": {"lr": 0.01, "optimizer": "sgd", "schedule": "cosine", "weight_decay": 5e-4},
@@ -328,6 +332,9 @@ PROFILES: dict[str, dict] = {
 
 def get_profile(name: str) -> dict:
     """A copy of profile ``name`` (callers may change it freely), with its name recorded."""
+    if not isinstance(name, str):  # PROFILE = ["smoke"] gave a bare TypeError (unhashable type: 'list')
+        raise SettingsError(f"PROFILE (--profile) = {name!r}: give one profile's name as a string, one of "
+                            f"{sorted(PROFILES)}, such as PROFILE = \"smoke\"")
     if name not in PROFILES:
         raise ValueError(f"unknown PROFILE (--profile) {name!r}; choose one of {sorted(PROFILES)}")
     profile = copy.deepcopy(PROFILES[name])

@@ -391,10 +391,15 @@ class Session:
     def load(self, name: str, stage: str) -> tuple[torch.nn.Module, dict]:
         """This run's checkpoint of ``name`` at ``stage``: CheckpointError for one its record does not
         name (replaced, copied from another run, or its save interrupted), whose numbers would be
-        reported for other weights."""
+        reported for other weights, and for one this run recorded as not produced (with its reason)."""
         path = self.dirs.checkpoint(name, stage)
-        model, ckpt = load_checkpoint(path, self.device, expect_model=name)
         record = self.metrics(name, stage)
+        if self._of_this_run(record) and record.get("produced") is False:
+            # Before the file: "no checkpoint at ...; run the notebook that writes it first" sent a student
+            # back to a notebook that records the same reason again (no pretrained ViT weights, say).
+            raise CheckpointError(f"{name}_{stage}: this run ({self.run_id}) recorded it as not produced: "
+                                  f"{record.get('reason')} (its record {self.dirs.metrics_file(name, stage).name})")
+        model, ckpt = load_checkpoint(path, self.device, expect_model=name)
         again = f"run notebook {NOTEBOOK_OF_STAGE[stage]} of this run again" if stage in NOTEBOOK_OF_STAGE else \
             "run the notebook that writes it again"
         written_by = (ckpt.get("meta") or {}).get("run_id")

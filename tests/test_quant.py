@@ -425,6 +425,33 @@ def test_a_recipe_length_is_refused_rather_than_altered(recipe, match):
         lab._steps(recipe, [None] * 4, "the QAT recipe")
 
 
+def test_a_recipe_with_both_steps_and_epochs_is_refused_where_it_is_used(no_work):
+    """cfg["qat"] | {"epochs": 3} on a profile that counts steps ran the profile's 2 steps, and the
+    results file recorded epochs 3 for them."""
+    from labutils.errors import SettingsError
+    from labutils.labs import quantization as lab
+    from labutils.profiles import get_profile
+
+    cfg = get_profile("smoke")["quant"]
+    longer = cfg["qat"] | {"epochs": 3}
+    both = r"gives both steps=2 and epochs=3: give one, not both; drop the other, e\.g\. "
+    with pytest.raises(SettingsError, match="^cfg\\['qat'\\] " + both):
+        lab._steps(longer, [None] * 4, "cfg['qat']")
+    model, _ = _pruned_resnet()
+    with pytest.raises(SettingsError, match="^qat_sweep's recipe at 4 bits " + both):
+        lab.qat_sweep(model, _loader(), None, cfg["qat_method"], [4, 2], longer)
+    with pytest.raises(SettingsError, match="^float_control's recipe at 4 bits " + both):
+        lab.float_control(model, _loader(), None, [4, 2], longer)
+    with pytest.raises(SettingsError, match="^a fine-tuning recipe " + both):
+        lab.qat(model, _loader(), None, QuantSpec.parse(cfg["qat_method"], 4), longer)
+    cfg["prune"]["finetune"] |= {"epochs": 3}
+    with pytest.raises(SettingsError, match=r"^cfg\['prune'\]\['finetune'\] " + both):
+        lab.pruning_study(None, _loader(), None, cfg)
+    assert no_work == []
+    # The way the message gives: the recipe counts epochs alone.
+    assert lab._steps({k: v for k, v in cfg["qat"].items() if k != "steps"} | {"epochs": 3}, [None] * 4) == 12
+
+
 def test_prune_refuses_zero_rounds_before_dividing_by_them():
     from labutils.labs import quantization as lab
 

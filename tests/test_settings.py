@@ -3,6 +3,7 @@ the Session (or the lab's first cell) with a message naming the parameter, befor
 is written, and a folder keeps holding one run."""
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -32,6 +33,15 @@ def test_a_seed_numpy_cannot_take_is_refused_before_any_folder_exists(tmp_path, 
 def test_a_profile_typo_is_one_line_naming_the_parameter(tmp_path):
     with pytest.raises(SettingsError, match=r"unknown PROFILE \(--profile\) 'smok'") as err:
         Session("smok", tmp_path / "out", device="cpu")
+    assert len(err.value._render_traceback_()) == 1 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("profile", [["smoke"], {"smoke"}, None])
+def test_a_profile_that_is_not_a_string_is_one_line_naming_the_parameter(tmp_path, profile):
+    """PROFILE = ["smoke"] gave a bare TypeError: unhashable type: 'list'."""
+    with pytest.raises(SettingsError, match=rf"^PROFILE \(--profile\) = {re.escape(repr(profile))}: give one "
+                                            r"profile's name as a string, one of \['cpu', 'full', 'smoke'\]") as err:
+        Session(profile, tmp_path / "out", device="cpu")
     assert len(err.value._render_traceback_()) == 1 and not (tmp_path / "out").exists()
 
 

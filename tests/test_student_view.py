@@ -252,6 +252,41 @@ def test_notebook_03_with_no_baseline_draws_nothing_and_an_exercise_says_why(tmp
         U.playground(subjects, enabled="yes")
 
 
+def test_loading_a_model_the_run_recorded_as_not_produced_gives_its_reason(tmp_path):
+    """Notebook 04's exercise, s.load("vit", "before_pruning") with no pretrained weights, said
+    "no checkpoint at ...; run the notebook that writes it first", and notebook 02 again would not help."""
+    from labutils.checkpoint import CheckpointError
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn", "vit"])
+    s.record_missing("vit", "before_pruning", "no pretrained ViT-Tiny weights: set VIT_WEIGHTS in notebook 02")
+    said = (r"^vit_before_pruning: this run \(.+\) recorded it as not produced: no pretrained ViT-Tiny weights: "
+            r"set VIT_WEIGHTS in notebook 02 \(its record vit_before_pruning.json\)$")
+    with pytest.raises(CheckpointError, match=said):
+        s.load("vit", "before_pruning")
+    with pytest.raises(FileNotFoundError, match="run the notebook that writes it first"):  # no record: not run yet
+        s.load("cnn", "before_pruning")
+
+
+def test_the_smoke_profile_scores_taylor_and_fisher_so_they_rank_weights_apart():
+    """On one batch 0.5*mean(g^2)*w^2 is 0.5*|w*g|^2: the same ranking as Taylor, and notebook 03's
+    smoke figure drew "global taylor" exactly under "global fisher" (identical accuracies)."""
+    from labutils.prune import masks_from_scores, prunable_parameters
+    from labutils.prune.criteria import compute_scores
+    from labutils.profiles import get_profile
+    from labutils.train import seed_everything
+    from tiny import tiny_cnn, tiny_loaders
+
+    batches = get_profile("smoke")["unstructured"]["score_batches"]
+    model, (train, _) = tiny_cnn(), tiny_loaders()
+    assert len(train) >= batches  # every batch it asks for is there (smoke's own loaders: 15 or more)
+    params, masks = prunable_parameters(model), {}
+    for c in ("taylor", "fisher"):
+        seed_everything(0, train)  # both on the same batches, as notebook 03 scores them (Subject.reseed)
+        masks[c] = masks_from_scores(compute_scores(c, model, params, train, batches), 0.5, "global")
+    differ = sum(int((masks["taylor"][n] != masks["fisher"][n]).sum()) for n in params)
+    assert differ > 0, f"taylor and fisher prune the same weights on {batches} scoring batch(es)"
+
+
 def test_learning_curves_tell_try_recipe_histories_apart_without_colour():
     """Every name that is not a course model was drawn grey, "x", solid: two try_recipe runs of
     notebook 02's exercises looked the same (review)."""

@@ -73,6 +73,12 @@ def _made_with(cfg: dict) -> dict:
 def _steps(recipe: dict, loader, what: str = "a fine-tuning recipe") -> int:
     """A recipe gives either ``steps`` or ``epochs`` (converted with the loader's length)."""
     steps = recipe.get("steps")
+    if steps is not None and recipe.get("epochs") is not None:
+        # Steps won and epochs were ignored: cfg["qat"] | {"epochs": 3} ran the profile's steps, and
+        # the results file recorded epochs 3 for them.
+        raise SettingsError(f"{what} gives both steps={steps!r} and epochs={recipe['epochs']!r}: give one, not both; "
+                            f"drop the other, e.g. {{k: v for k, v in recipe.items() if k != 'steps'}} | {{'epochs': 3}} "
+                            f"({recipe!r})")
     if steps is not None:
         # int() made 2.7 two steps and True one.
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
