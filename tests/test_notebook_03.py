@@ -287,3 +287,68 @@ def test_a_frontier_said_dropped_is_not_kept_from_the_record_either(tmp_path, mo
     capsys.readouterr()
     assert "frontier" not in lab.save_final(s, subject)
     assert "not kept from this run's earlier record: frontier (searched from an earlier final model)" in capsys.readouterr().out
+
+
+def test_a_frontier_search_where_every_trial_passed_says_it_is_a_lower_bound(tmp_path, monkeypatch, capsys):
+    """The search stopped after its trials with none failed, and the last pass was printed,
+    recorded and drawn as "the highest sparsity meeting the threshold" (review of a smoke run:
+    vit_scratch 50 -> 75 -> 87.5%, all passing, shown as the frontier 87.50%)."""
+    from labutils.labs import unstructured as lab
+
+    monkeypatch.setattr(lab, "frontier_threshold", lambda s, subject: (0.0, "any accuracy"))
+    s, subjects = _one_baseline(tmp_path)
+    subject = subjects["cnn"]
+    subject.cfg["frontier"]["max_trials"] = 2
+    lab.final_recipe(subject, "one_shot")
+    lab.save_final(s, subject)
+    capsys.readouterr()
+    result = lab.frontier(s, subject)
+    assert result["cut_short"] is True and result["nearest_failure"] is None and len(result["trials"]) == 2
+    assert s.metrics("cnn", lab.STAGE)["frontier"]["cut_short"] is True
+    at_least = f"frontier at least {result['frontier_sparsity']:.2%} at {result['frontier_accuracy']:.2%}"
+    why = "(the search stopped after its 2 trials, none failed)"
+    assert f"cnn          {at_least} {why}" in capsys.readouterr().out
+    lab.summary(s, ["cnn"])
+    assert f"; {at_least} (threshold 0.00%) {why}" in capsys.readouterr().out
+    ax = lab.plot_frontier({"cnn": result}).axes[0]
+    assert at_least in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert ax.get_title() == f"cnn: frontier at least {result['frontier_sparsity']:.2%}\n{why}"
+    # Trials enough to reach the ceiling, none failing: the search ended where it may, no bound.
+    subject.cfg["frontier"]["max_trials"] = 8
+    result = lab.frontier(s, subject)
+    assert result["frontier_sparsity"] == pytest.approx(subject.cfg["frontier"]["max_sparsity"], abs=1e-3)
+    assert result["cut_short"] is False and "at least" not in capsys.readouterr().out
+    assert lab.plot_frontier({"cnn": result}).axes[0].get_title() == "cnn: highest sparsity meeting the threshold"
+
+
+def test_the_frontier_arrows_start_at_the_model_each_trial_pruned(tmp_path, monkeypatch):
+    """Every arrow was drawn flat from (its start's sparsity, the trial's own accuracy): the first
+    from 0% at the trial's accuracy, not the dense model's, and a failure from its own accuracy,
+    not the pass it pruned further; the dense start was not drawn (review)."""
+    from matplotlib.text import Annotation
+
+    from labutils.labs import unstructured as lab
+
+    s, subjects = _one_baseline(tmp_path)
+    subject = subjects["cnn"]
+    subject.cfg["frontier"]["max_trials"] = 4
+
+    def sparsity(model):
+        params = subject.params(model)
+        return sum(int((p == 0).sum()) for p in params.values()) / sum(p.numel() for p in params.values())
+
+    monkeypatch.setattr(lab, "frontier_threshold", lambda session, subj: (0.6, "test"))
+    monkeypatch.setattr(lab, "finetune_masked", lambda *args, **kwargs: None)
+    monkeypatch.setattr(lab, "evaluate", lambda model, loader: {"accuracy": 0.9 if sparsity(model) <= 0.8 else 0.1})
+    result = lab.frontier(s, subject)
+    trials = result["trials"]
+    assert result["start"] == "the dense baseline" and [t["passed"] for t in trials] == [True, True, False, False]
+    # Each trial started from the dense baseline (the first) or the last trial that passed.
+    started = [subject.baseline, 0.9, 0.9, 0.9]
+    assert [t["from_accuracy"] for t in trials] == started
+    ax = lab.plot_frontier({"cnn": result}).axes[0]
+    arrows = [a for a in ax.texts if isinstance(a, Annotation)]
+    assert [a.xyann for a in arrows] == [pytest.approx((100 * t["from_sparsity"], 100 * a)) for t, a in zip(trials, started)]
+    assert [a.xy for a in arrows] == [pytest.approx((100 * t["sparsity"], 100 * t["accuracy"])) for t in trials]
+    start = next(c for c in ax.collections if c.get_label() == "start: the dense baseline")
+    assert start.get_offsets().tolist() == [pytest.approx([0.0, 100 * subject.baseline])]

@@ -596,6 +596,9 @@ def frontier(s, subject: Subject) -> dict:
     Accuracy on the whole test split. When nothing meets the threshold, the dense baseline
     included, there is no frontier: ``frontier_sparsity`` is None. ``nearest_failure``: the lowest
     sparsity that failed (the frontier lies between it and ``frontier_sparsity``), None if none did.
+    ``cut_short``: every trial passed and the search ran out of trials below ``max_sparsity``, so
+    ``frontier_sparsity`` is only a lower bound (said so wherever it is shown). Each trial records
+    the sparsity and accuracy of the model it started from (``from_sparsity``, ``from_accuracy``).
     """
     cfg = subject.cfg["frontier"]
     threshold, rule = frontier_threshold(s, subject)
@@ -621,7 +624,8 @@ def frontier(s, subject: Subject) -> dict:
         measured = sparsity_report(model, params, masks)["pruning_percentage"] / 100
         acc = evaluate(model, subject.test)["accuracy"]
         passed = acc >= threshold
-        trials.append({"from_sparsity": level, "sparsity": measured, "accuracy": acc, "passed": passed})
+        trials.append({"from_sparsity": level, "from_accuracy": current[3], "sparsity": measured, "accuracy": acc,
+                       "passed": passed})
         bar.update()
         print(f"{subject.name:12s} frontier {level:.2%} -> {measured:.2%}: {acc:.2%} "
               f"({'meets' if passed else 'below'} {threshold:.2%})")
@@ -638,10 +642,15 @@ def frontier(s, subject: Subject) -> dict:
     if not found:
         print(f"{subject.name:12s} no frontier: the dense baseline ({current[3]:.2%}) is below the threshold "
               f"({threshold:.2%}) and no trial met it")
+    # No failure yet below the ceiling: the search stopped for want of trials, not at the frontier.
+    cut_short = bool(trials) and failed is None and current[2] < cfg["max_sparsity"] - 1e-9
     result = {"threshold": threshold, "threshold_rule": rule,
               "frontier_sparsity": current[2] if found else None,
-              "frontier_accuracy": current[3] if found else None, "nearest_failure": failed, "trials": trials,
-              "epochs_per_trial": cfg["epochs"], "epoch_steps": cfg["epoch_steps"], "start": start}
+              "frontier_accuracy": current[3] if found else None, "nearest_failure": failed, "cut_short": cut_short,
+              "trials": trials, "epochs_per_trial": cfg["epochs"], "epoch_steps": cfg["epoch_steps"], "start": start}
+    if cut_short:
+        print(f"{subject.name:12s} frontier {_frontier_text(current[2], True)} at {current[3]:.2%}"
+              f"{_cut_short_note(True, len(trials))}")
     subject.results["frontier"] = result
     if saved:
         s.add_to_record(subject.name, STAGE, {"frontier": result})
@@ -649,6 +658,16 @@ def frontier(s, subject: Subject) -> dict:
         print(f"{subject.name:12s} frontier kept in this kernel: the final model is not saved in this run yet "
               f"(lab.save_final records it with the frontier)")
     return result
+
+
+def _frontier_text(sparsity: float, cut_short: bool) -> str:
+    """The frontier's sparsity, "at least ..." where every trial passed until the trials ran out."""
+    return ("at least " if cut_short else "") + f"{sparsity:.2%}"
+
+
+def _cut_short_note(cut_short: bool, trials: int) -> str:
+    """Why a frontier is only a lower bound, or "" where it is not."""
+    return f" (the search stopped after its {trials} trials, none failed)" if cut_short else ""
 
 
 def _frontier_start(s, subject: Subject, threshold: float) -> tuple[tuple, str, bool]:
@@ -717,13 +736,16 @@ def summary(s, models: list[str]) -> list[dict]:
                      "checkpoint_mb": m["checkpoint"]["bytes"] / 1e6,
                      "dense_checkpoint_mb": m["dense_checkpoint_bytes"] / 1e6,
                      "frontier_sparsity": f.get("frontier_sparsity"), "frontier_accuracy": f.get("frontier_accuracy"),
-                     "frontier_threshold": f.get("threshold")})
+                     "frontier_threshold": f.get("threshold"), "frontier_cut_short": bool(f.get("cut_short")),
+                     "frontier_trials": len(f.get("trials", []))})
     for r in rows:
         if not r["produced"]:
             print(f"{r['model']:12s} not produced: {r['reason'].splitlines()[0] if r['reason'] else ''}")
             continue
-        front = (f"; frontier {r['frontier_sparsity']:.2%} at {r['frontier_accuracy']:.2%} "
-                 f"(threshold {r['frontier_threshold']:.2%})" if r["frontier_sparsity"] is not None else "")
+        cut = r["frontier_cut_short"]  # False in records written before it was recorded
+        front = (f"; frontier {_frontier_text(r['frontier_sparsity'], cut)} at {r['frontier_accuracy']:.2%} "
+                 f"(threshold {r['frontier_threshold']:.2%}){_cut_short_note(cut, r['frontier_trials'])}"
+                 if r["frontier_sparsity"] is not None else "")
         print(f"{r['model']:12s} {r['original_accuracy']:.2%} -> {r['accuracy']:.2%} at "
               f"{r['pruning_percentage']:.2f}% of prunable weights ({r['sparsity_all_parameters']:.2f}% of all), "
               f"checkpoint {r['checkpoint_mb']:.2f} MB vs dense {r['dense_checkpoint_mb']:.2f} MB{front}")
@@ -896,30 +918,41 @@ def _budget_text(epochs: float, rows: list[dict]) -> str:
 
 
 TRIAL_STYLES = {True: {"color": GOOD_COLOR, "marker": "o"}, False: {"color": BAD_COLOR, "marker": "X"}}
+START_STYLE = {"color": "0.3", "marker": "s"}  # the model the search started from
 
 
 def plot_frontier(results: dict[str, dict], path=None, caption=None):
-    """The frontier search: each trial's sparsity and accuracy, the threshold, the winner."""
+    """The frontier search: the model it started from, each trial's sparsity and accuracy (an arrow
+    from the model it started from), the threshold, the winner."""
     if _nothing_to_draw(results):
         return None
     fig, axes, _ = panels(len(results), height=4.6)
     for ax, (name, res) in zip(axes, results.items()):
+        if res["trials"]:
+            first = res["trials"][0]
+            ax.scatter(100 * first["from_sparsity"], 100 * first["from_accuracy"], zorder=3,
+                       label=f"start: {res['start']}", **START_STYLE)
         for t in res["trials"]:
             ax.scatter(100 * t["sparsity"], 100 * t["accuracy"], zorder=3, **TRIAL_STYLES[t["passed"]])
-            start = (100 * t["from_sparsity"], 100 * t["accuracy"])
+            # From the model the trial pruned further (the start, else the last pass), not its own accuracy.
+            start = (100 * t["from_sparsity"], 100 * t["from_accuracy"])
             ax.annotate("", (100 * t["sparsity"], 100 * t["accuracy"]), start,
                         arrowprops={"arrowstyle": "->", "color": "0.6", "lw": 0.6})
             ax.update_datalim([start])  # annotations do not widen the axes: keep each arrow inside
         ax.axhline(100 * res["threshold"], color=BAD_COLOR, ls="--", lw=0.8, label=f"threshold ({res['threshold_rule']})")
+        cut = bool(res.get("cut_short"))  # False in records written before it was recorded
+        title = f"{name}: highest sparsity meeting the threshold"
         if res["frontier_sparsity"] is not None:  # None: not even the dense model met the threshold
             ax.axvline(100 * res["frontier_sparsity"], color=GOOD_COLOR, lw=0.8,
-                       label=f"frontier {res['frontier_sparsity']:.2%} at {res['frontier_accuracy']:.2%}")
+                       label=f"frontier {_frontier_text(res['frontier_sparsity'], cut)} at {res['frontier_accuracy']:.2%}")
             # The frontier point itself, so the axes always hold it and every arrow's start.
             ax.scatter(100 * res["frontier_sparsity"], 100 * res["frontier_accuracy"], marker="*", s=120,
                        color=GOOD_COLOR, zorder=4)
+            if cut:  # a lower bound, not the frontier (on two lines, to fit the panel)
+                title = (f"{name}: frontier at least {res['frontier_sparsity']:.2%}\n"
+                         f"{_cut_short_note(True, len(res['trials'])).strip()}")
         ax.margins(x=0.1, y=0.15)
-        ax.set(title=f"{name}: highest sparsity meeting the threshold", xlabel="sparsity (%)",
-               ylabel="test accuracy (%)")
+        ax.set(title=title, xlabel="sparsity (%)", ylabel="test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.scatter([], [], label="trial that met it", **TRIAL_STYLES[True])  # legend entries for the dots
         ax.scatter([], [], label="trial that fell short", **TRIAL_STYLES[False])
