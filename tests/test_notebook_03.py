@@ -289,6 +289,31 @@ def test_a_frontier_said_dropped_is_not_kept_from_the_record_either(tmp_path, mo
     assert "not kept from this run's earlier record: frontier (searched from an earlier final model)" in capsys.readouterr().out
 
 
+def test_a_frontier_searched_from_the_dense_baseline_outlives_a_new_final_model_that_falls_short(tmp_path, capsys):
+    """After a restart, the frontier (searched from the dense baseline: the saved final model fell
+    short) was dropped, "searched from the earlier final model", when the final recipe's cell ran
+    after it, though the search did not start from that model (interactive review)."""
+    from labutils.labs import unstructured as lab
+
+    s, subjects = _one_baseline(tmp_path)
+    subject = subjects["cnn"]
+    for start, threshold, kept in (("the dense baseline", 2.0, True), ("the dense baseline", -1.0, False),
+                                   ("the final model", 2.0, False), ("this run's saved final model", 2.0, False)):
+        searched = {"start": start, "threshold": threshold, "frontier_sparsity": 0.5}
+        subject.results["frontier"] = searched
+        lab.final_recipe(subject, "one_shot")  # below 2.0 always; above -1.0: the search would start from it
+        assert (subject.results.get("frontier") is searched) == kept, (start, threshold)
+        assert ("is dropped" in capsys.readouterr().out) != kept
+    # The record's copy too, for a final model of another recipe that also falls short.
+    subject.results["frontier"] = {"start": "the dense baseline", "threshold": 2.0, "frontier_sparsity": 0.5}
+    lab.final_recipe(subject, "one_shot")
+    lab.save_final(s, subject)
+    lab.final_recipe(subject, "gradual")
+    subject.results.pop("frontier")  # a restarted kernel: only the record holds it
+    assert lab.save_final(s, subject)["frontier"]["start"] == "the dense baseline"
+    assert "kept from this run's earlier record: frontier" in capsys.readouterr().out
+
+
 def test_a_frontier_search_where_every_trial_passed_says_it_is_a_lower_bound(tmp_path, monkeypatch, capsys):
     """The search stopped after its trials with none failed, and the last pass was printed,
     recorded and drawn as "the highest sparsity meeting the threshold" (review of a smoke run:

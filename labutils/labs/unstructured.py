@@ -443,7 +443,10 @@ def final_recipe(subject: Subject, method: str | None = None) -> dict:
                                            subject.cfg["final_epoch_steps"], eval_loader=subject.test)
     subject.results["final"] = {"model": model, "masks": masks, "row": row, "final_method": asked,
                                 "chosen_on": chosen_on}
-    if subject.results.pop("frontier", None) is not None:  # searched from the model this one replaces
+    frontier = subject.results.pop("frontier", None)
+    if frontier is not None and _frontier_holds(frontier, row):
+        subject.results["frontier"] = frontier
+    elif frontier is not None:  # searched from the model this one replaces
         subject.results["final"]["frontier_dropped"] = True  # nor is the record's copy of it kept
         print(f"{subject.name:12s} the frontier searched from the earlier final model is dropped: run its cell again")
     print(f"{subject.name:12s} {method} to {row['measured_sparsity']:.2%}: {row['accuracy']:.2%} "
@@ -453,6 +456,13 @@ def final_recipe(subject: Subject, method: str | None = None) -> dict:
 
 
 ANALYSES = ("sensitivity", "sweep", "study", "frontier")  # what notebook 03 records beside the final model
+
+
+def _frontier_holds(frontier: dict, row: dict) -> bool:
+    """Whether a frontier searched before this final model (``row``) was made still stands: one
+    searched from the dense baseline does while the new model also falls short of its threshold
+    (the search would start from the dense model again); one searched from a final model does not."""
+    return frontier.get("start") == "the dense baseline" and row["accuracy"] < frontier["threshold"]
 
 
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -486,14 +496,15 @@ def save_final(s, subject: Subject) -> dict:
         metrics["recipe"]["chosen_on"] = final["chosen_on"]
     # The analyses of this kernel; those it did not run (restarted, cells skipped) are kept from
     # this run's earlier record of the same baseline, not dropped from the metrics. The frontier
-    # starts from the final model: kept only when that model was made by the same recipe.
+    # starts from the final model: kept only when that model was made by the same recipe, or when it
+    # started from the dense baseline and still would.
     earlier = _this_runs_record(s, subject)
     kept, dropped = [], []
     for key in ANALYSES:
         if key in subject.results:
             metrics[key] = subject.results[key]
-        elif key in earlier and (key != "frontier" or (not final.get("frontier_dropped") and earlier.get("recipe")
-                                                       == as_stored(metrics["recipe"]))):
+        elif key in earlier and (key != "frontier" or (not final.get("frontier_dropped") and (
+                earlier.get("recipe") == as_stored(metrics["recipe"]) or _frontier_holds(earlier[key], row)))):
             metrics[key] = earlier[key]
             kept.append(key)
         elif key in earlier:
