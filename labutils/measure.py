@@ -12,6 +12,8 @@
   a small model stops being bound by per-layer launch overhead and its MACs start to count.
 * ``compare_latency(dense, pruned, input_size, cfg)`` - dense against pruned latency at a profile's
   batch sizes, the two taking turns, each keeping its median round (notebooks 03 and 04).
+* ``take_turns(measure, dense, pruned, rounds)`` - the two models measured in turn, round after
+  round: how ``compare_latency`` and notebook 04's throughput sweep time a pair.
 
 The theoretical speedup of a structurally pruned model is ``count_macs(dense) / count_macs(pruned)``;
 the measured one is the ratio of their ``ms_per_batch``. Only physically smaller tensors can make the
@@ -217,6 +219,13 @@ def measure_throughput(model: nn.Module, input_size, batch_sizes, device="cpu", 
             for b in batch_sizes]
 
 
+def take_turns(measure, dense: nn.Module, pruned: nn.Module, rounds: int) -> list[tuple]:
+    """``rounds`` pairs (``measure(dense)``, ``measure(pruned)``), the two measured one right after
+    the other in every round: a burst of load from elsewhere hits both alike. Timing all of one
+    model's rounds (or sizes) before the other's lets it hit one side of the comparison only."""
+    return [(measure(dense), measure(pruned)) for _ in range(rounds)]
+
+
 def compare_latency(dense: nn.Module, pruned: nn.Module, input_size, cfg: dict,
                     mac_ratio: float | None = None) -> dict:
     """Dense against pruned latency at each batch size of ``cfg["latency"]`` ({device: [sizes]}),
@@ -236,8 +245,8 @@ def compare_latency(dense: nn.Module, pruned: nn.Module, input_size, cfg: dict,
             continue
         for b in batch_sizes:
             kw = dict(warmup=cfg["latency_warmup"], iters=cfg["latency_iters"])
-            runs = [(measure_latency(dense, input_size, b, device, **kw),
-                     measure_latency(pruned, input_size, b, device, **kw)) for _ in range(cfg["latency_rounds"])]
+            runs = take_turns(lambda m: measure_latency(m, input_size, b, device, **kw), dense, pruned,
+                              cfg["latency_rounds"])
             d = sorted((r[0] for r in runs), key=lambda r: r["ms_per_batch"])[len(runs) // 2]
             p = sorted((r[1] for r in runs), key=lambda r: r["ms_per_batch"])[len(runs) // 2]
             point = {"device": device, "batch_size": b, "threads": torch.get_num_threads(), "dense": d,

@@ -187,6 +187,31 @@ def test_the_verdict_and_the_figure_tell_a_model_left_out_from_one_not_produced(
     assert assert_series_apart(fig) == 6
 
 
+def _minimums_drawn(ax) -> list[str]:
+    """Whose course minimums ``ax`` draws: ``minimum_line``'s dashed line and right-edge marker are
+    placed in axes/data coordinates, not data ones, in the model's colour (once each per model)."""
+    from matplotlib.colors import to_rgba
+
+    from labutils.plots import MODEL_STYLES
+
+    whose = {to_rgba(style["color"]): model for model, style in MODEL_STYLES.items()}
+    return sorted(whose[to_rgba(line.get_color())] for line in ax.get_lines()
+                  if line.get_transform() is not ax.transData and to_rgba(line.get_color()) in whose)
+
+
+def test_the_figure_draws_a_minimum_only_for_a_model_with_an_accuracy_to_compare(tmp_path):
+    """vit, not produced, had its minimum drawn in both panels beside "vit: not produced" (review);
+    notebook 02's learning curves draw minimums for the models produced only. A baseline alone (its
+    pruned model not produced) keeps its minimum, beside its dense point."""
+    fig = R.plot_accuracy_vs_sparsity(GOOD, path=tmp_path / "f.png")  # vit not produced
+    assert [_minimums_drawn(ax) for ax in fig.axes] == [["cnn", "cnn", "vit_scratch", "vit_scratch"]] * 2
+    report = copy.deepcopy(GOOD)
+    for section in ("unstructured_pruning", "structured_pruning"):
+        report[section]["vit_scratch"] = dict.fromkeys(report[section]["vit_scratch"])
+    fig = R.plot_accuracy_vs_sparsity(report)
+    assert [_minimums_drawn(ax) for ax in fig.axes] == [["cnn", "cnn", "vit_scratch", "vit_scratch"]] * 2
+
+
 def test_the_figures_axes_name_what_the_reports_percentages_count(tmp_path):
     """The structured panel said "channels / heads / neurons" where a ViT's pruning_percentage
     counts its heads only (review)."""

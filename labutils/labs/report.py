@@ -352,12 +352,15 @@ def print_verdict(report: dict, reduced: bool, models=MODEL_NAMES, records: dict
 def plot_accuracy_vs_sparsity(report: dict, after_min: dict = AFTER_PRUNING_MIN, sparsity_min: dict = SPARSITY_MIN,
                                 path=None, caption=None, models=MODEL_NAMES):
     """Each model's dense accuracy (at 0%) and pruned accuracy (at its pruning percentage), for
-    unstructured and structured pruning; dashed lines are the course's minimums."""
+    unstructured and structured pruning; dashed lines are the course's minimums (of the models
+    with an accuracy to show)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
     for ax, (section, kind) in zip(axes, REPORT_SECTIONS.items()):
         for model, e in report[section].items():
             style, dense = model_style(model), report["initial_accuracies"][f"{model}_before_pruning"]
-            if model in models:  # a model left out of the run has no minimum to reach here
+            # A minimum where the model has an accuracy to compare with it (dense or pruned), as
+            # notebook 02's curves: not for one left out of the run, nor for one not produced.
+            if model in models and (dense is not None or e["pruned_accuracy"] is not None):
                 minimum_line(ax, model, 100 * after_min[model])
             if e["pruned_accuracy"] is None and dense is not None and model in models:
                 # dense (0%) without its pruned model: the point, not an empty panel under that title

@@ -25,7 +25,7 @@ from ..accel import full_float32
 from ..artifacts import as_stored
 from ..course import AFTER_PRUNING_MIN, MODEL_NAMES, SPARSITY_MIN, meets_minimum
 from ..errors import SettingsError
-from ..measure import NOISY_WHY, compare_latency, count_macs, measure_throughput
+from ..measure import NOISY_WHY, compare_latency, count_macs, measure_throughput, take_turns
 from ..models import build_model, count_parameters
 from ..plots import COLORS, finish, log_tick_labels, named_styles, panels, style_for
 from ..profile_check import check_settings, schema
@@ -204,8 +204,9 @@ def _length(epochs: int, train, cfg: dict) -> str:
 
 def throughput(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict) -> dict:
     """Images/s of dense and pruned at each batch size of ``cfg["throughput"][device]``, on each
-    listed device that is present (CUDA graphs on a GPU: launch overhead removed). Each round
-    sweeps dense, then pruned; each point keeps its median over ``cfg["latency_rounds"]`` rounds.
+    listed device that is present (CUDA graphs on a GPU: launch overhead removed). At each batch
+    size dense and pruned take turns (``measure.take_turns``) for ``cfg["latency_rounds"]`` rounds;
+    each point keeps its median round.
 
     Returns {device: {"batch_sizes", "dense", "pruned" (images/s), "speedup" (pruned / dense),
     "mac_ratio", "graphs", "precision", "threads", "noisy" (``measure.is_noisy`` for any pass)}}
@@ -219,12 +220,14 @@ def throughput(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict) -> dic
         # Two warm-up passes, not latency_warmup's: at the sweep's large batches one pass takes
         # seconds on a CPU, and a captured CUDA graph is warm after its first replay.
         kw = dict(warmup=2, iters=cfg["throughput_iters"])
-        rounds = [(measure_throughput(dense, size, batch_sizes, device, **kw),
-                   measure_throughput(pruned, size, batch_sizes, device, **kw)) for _ in range(cfg["latency_rounds"])]
-        d = [float(np.median([r[0][i]["images_per_second"] for r in rounds])) for i in range(len(batch_sizes))]
-        p = [float(np.median([r[1][i]["images_per_second"] for r in rounds])) for i in range(len(batch_sizes))]
-        first = rounds[0][0][0]
-        noisy = any(r["noisy"] for pair in rounds for sweep in pair for r in sweep)
+        # Turns at each batch size, as compare_latency takes them: a round sweeping dense over every
+        # size, then pruned, timed a point's two sides far apart, and a burst of load skewed it.
+        runs = [take_turns(lambda m: measure_throughput(m, size, [b], device, **kw)[0], dense, pruned,
+                           cfg["latency_rounds"]) for b in batch_sizes]
+        d = [float(np.median([r[0]["images_per_second"] for r in turns])) for turns in runs]
+        p = [float(np.median([r[1]["images_per_second"] for r in turns])) for turns in runs]
+        first = runs[0][0][0]
+        noisy = any(r["noisy"] for turns in runs for pair in turns for r in pair)
         out[device] = {"batch_sizes": list(batch_sizes), "dense": d, "pruned": p,
                        "speedup": [b / a for a, b in zip(d, p)], "mac_ratio": mac_ratio,
                        "graphs": first["graphs"], "precision": first["precision"], "threads": torch.get_num_threads(),
