@@ -330,3 +330,21 @@ def test_one_key_means_one_share_in_a_vits_steps_and_criteria_study(tmp_path):
     del old["channels_removed_percentage"]
     assert lab._shares(point) == lab._shares(old)
     assert lab._point(point, "heads") == lab._point(old, "heads")
+
+
+def test_a_cut_run_twice_on_the_same_loaders_gives_the_same_model_and_study(tmp_path):
+    """Exercise 2 reused exercise 1's loader: each run scored, re-estimated and fine-tuned on later
+    batches, so the cell run again gave another model (25.75% then 40.75%) and exercise 3's
+    comparison another winner (interactive review); notebooks 03 and 06 reset the seeds."""
+    from labutils import Session
+    from labutils.labs import structured as lab
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    model = s.new_model("cnn").eval()
+    cfg = s.profile["structured"]["cnn"] | {"criterion": "taylor", "compare": ["taylor"], "steps": [0.5]}
+    cfg["finetune"] = cfg["finetune"] | {"max_steps": 2}
+    train, test = s.loaders("cnn", cfg["batch_size"])
+    runs = [lab.cut_and_finetune(model, train, test, cfg, "cpu")[0].state_dict() for _ in range(2)]
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    studies = [lab.compare_criteria(model, train, test, cfg)["criteria"] for _ in range(2)]
+    assert studies[0] == studies[1]

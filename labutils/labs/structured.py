@@ -112,6 +112,7 @@ def compare_criteria(model: nn.Module, train, test, cfg: dict) -> dict:
     """
     check_settings("structured", cfg)  # an exercise's recipe, edited by hand
     check_values(cfg)
+    _reseed(train)
     groups, original = S.channel_groups(model), S.widths(model)
     unit = S.reported_unit(groups)
     study = {"dense_accuracy": evaluate(model, test)["accuracy"], "images": len(test.labels), "unit": unit,
@@ -127,6 +128,14 @@ def compare_criteria(model: nn.Module, train, test, cfg: dict) -> dict:
         study["criteria"][criterion] = points
         print(f"  {criterion:8s} " + "  ".join(_point(p, unit) for p in points) + f"  ({study['images']:,} test images)")
     return study
+
+
+def _reseed(train) -> None:
+    """Seeds reset from the training loader's: a cut's Taylor scores, BatchNorm re-estimation and
+    fine-tuning draw the same batches (and drop-path and Mixup the same numbers) whatever ran
+    before, so a cell run twice gives the same model, as in notebooks 03 and 06 (an exercise that
+    reused the loader got another model at each run, and its comparison another winner)."""
+    seed_everything(getattr(train, "seed", 0), train)
 
 
 def _removed(original: dict, kept: dict, groups: dict) -> dict:
@@ -163,6 +172,7 @@ def cut_and_finetune(model: nn.Module, train, test, cfg: dict, device, desc: str
     "epochs", "seconds" (of fine-tuning only) and the fit "history")."""
     check_settings("structured", cfg)  # an exercise's recipe, edited by hand
     check_values(cfg)
+    _reseed(train)
     groups, original = S.channel_groups(model), S.widths(model)
     steps = []
     for i, share in enumerate(cfg["steps"]):
@@ -293,10 +303,7 @@ def prune_structured(session: Session, name: str) -> dict:
     study = compare_criteria(dense, train, study_test, cfg)
 
     groups, original = S.channel_groups(dense), S.widths(dense)
-    # Seeds reset: the pruned model depends neither on the comparison above nor on the models
-    # pruned before it (drop-path and Mixup draw from the global generator): a re-run matches.
-    seed_everything(session.seed, train)
-    start = time.perf_counter()
+    start = time.perf_counter()  # cut_and_finetune resets the seeds: the comparison above does not move it
     model, steps = cut_and_finetune(dense, train, test, cfg, session.device, desc=name)
     seconds = time.perf_counter() - start
     final = evaluate(model, test)
