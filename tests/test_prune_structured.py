@@ -367,6 +367,23 @@ def test_a_multiple_never_skips_the_cut_nor_leaves_a_layer_one_unit_wide():
     assert S._kept_count(64, 0.0, 8, 1) == 64 and S._kept_count(512, 0.5, 8, 1) == 256
 
 
+def test_select_refuses_a_multiple_or_floor_below_one_and_a_model_with_nothing_to_prune():
+    """multiple 0 and -8 rounded like 1 and 2.5 truncated widths, all accepted by an exercise's
+    recipe check; a ViT of depth 0 got to a ZeroDivisionError in the accounting (review)."""
+    from labutils.errors import SettingsError
+    from labutils.labs import structured as lab
+
+    for name, value in (("multiple", 0), ("multiple", -8), ("multiple", 2.5), ("multiple", True), ("min_keep", 0)):
+        with pytest.raises(ValueError, match=f"{name} must be a whole number >= 1"):
+            S.select({"g": torch.rand(16)}, 0.5, **{name: value})
+    with pytest.raises(SettingsError, match=r'cfg\["multiple"\] = 0 must be a whole number >= 1'):
+        lab.check_values({"multiple": 0})
+    empty = build_model("vit_scratch", embed_dim=24, depth=0)
+    assert S.channel_groups(empty) == {}
+    with pytest.raises(ValueError, match="the model has no prunable channels, heads or MLP neurons"):
+        S.select(S.importance(empty, "l1"), 0.5)
+
+
 def test_global_scope_rounds_each_groups_width_to_the_multiple_but_not_the_heads():
     """The full profile's multiple 8 with exercise 1's scope "global" gave widths 7, 9 (review)."""
     torch.manual_seed(0)

@@ -72,7 +72,7 @@ def check_recipe(cfg: dict, name: str) -> dict:
 # The recipe's values the cuts' logic rests on: an empty ``steps`` returned the dense model itself,
 # unfine-tuned (exercise 3 then trained the baseline in place), and a share going down made a cut
 # that removed nothing, recorded under the share asked. The profile check's rules, not a copy.
-CHECKED_VALUES = ("criterion", "scope", "steps", "compare", "compare_shares")
+CHECKED_VALUES = ("criterion", "scope", "steps", "compare", "compare_shares", "multiple")
 
 
 def check_values(cfg: dict, path: str = "cfg") -> None:

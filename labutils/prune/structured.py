@@ -44,6 +44,7 @@ units all matter much; it only sees which units stand out within their group.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import torch
@@ -356,6 +357,12 @@ def select(scores: dict[str, torch.Tensor], share: float, original: dict[str, in
     """
     if not 0.0 <= share < 1.0:
         raise ValueError(f"share must be in [0, 1), got {share}")
+    # 0 and -8 rounded like 1 and 2.5 truncated widths, all without a word.
+    for name, value in (("multiple", multiple), ("min_keep", min_keep)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1 (1: no rounding), got {value!r}")
+    if not scores:
+        raise ValueError("the model has no prunable channels, heads or MLP neurons (channel_groups found none)")
     for n, s in scores.items():
         if not torch.isfinite(s).all():  # NaN would rank as least important, and sort arbitrarily
             raise ValueError(f"{n}: scores contain NaN/inf (a diverged model?): check the model's accuracy "
