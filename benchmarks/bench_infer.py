@@ -27,6 +27,7 @@ import torch
 from labutils.accel import graphs_unavailable, precision_for
 from labutils.artifacts import device_name, git_commit, write_json
 from labutils.cli import positive, unwritable_json
+from labutils.errors import one_line
 from labutils.measure import NOISY_WHY, count_macs, measure_latency
 from labutils.models import build_model, count_parameters
 from labutils.prune import structured as S
@@ -69,7 +70,7 @@ def point(model, mode: str, batch: int, device, iters: int) -> dict:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             return {"images_per_second": None, "note": "failed",
-                    "reason": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
+                    "reason": one_line(err)}
     if mode == "graphs" and not r["graphs"]:
         return {"images_per_second": None, "note": "fell back to eager",
                 "reason": next((str(w.message) for w in caught if "CUDA graphs" in str(w.message)), "")}

@@ -36,6 +36,7 @@ from labutils.accel import compile_uses_cudagraphs, graphs_unavailable, precisio
 from labutils.artifacts import device_name, git_commit, write_json
 from labutils.cli import positive, unwritable_json
 from labutils.data import DeviceLoader
+from labutils.errors import one_line
 from labutils.models import build_model
 from labutils.profiles import get_profile
 from labutils.prune import MaskEnforcer, one_shot_prune
@@ -137,7 +138,7 @@ def run_mode(model_name: str, variant: str, mode: str, device: torch.device, ima
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             return {"model": model_name, "variant": variant, "mode": mode, "images_per_second": None,
-                    "note": "failed", "reason": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
+                    "note": "failed", "reason": one_line(err)}
     fallbacks = [str(w.message) for w in caught if str(w.message).startswith(FALLBACKS)]
     row["mode"] = mode
     if fallbacks:  # what ran was eager: its number does not belong in this column

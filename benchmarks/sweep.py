@@ -69,6 +69,7 @@ import torch
 from labutils.artifacts import atomic_write_bytes, device_name, git_commit, write_json
 from labutils.data import (AUGMENTATION, DeviceLoader, augmentation_of, describe_data, fit_arguments, load_cifar10,
                            subset, subset_indices, write_synthetic_cifar10)
+from labutils.errors import one_line
 from labutils.measure import accuracy_interval
 from labutils.models import build_model, course_model
 from labutils.profile_check import schema
@@ -298,7 +299,7 @@ def run_row(model_name: str, candidate: dict, data: dict, device, smoke: bool, a
         else:
             row |= {"status": "done", **train_candidate(model_name, candidate, data, device, smoke, profile)}
     except (RuntimeError, ValueError, TypeError, OSError) as err:  # out of memory, a bad value...
-        row |= {"status": "failed", "note": f"{type(err).__name__}: {str(err).splitlines()[0]}"}
+        row |= {"status": "failed", "note": one_line(err)}
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     finally:  # every row, airbench's too, carries it

@@ -32,6 +32,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .errors import one_line
+
 
 def memory_format(device) -> torch.memory_format:
     """channels_last on CUDA, where the tensor cores want NHWC; the default layout elsewhere. On a
@@ -92,7 +94,7 @@ class CompiledForward:
             self._fall_back("torch.compile is not available here", err)
 
     def _fall_back(self, what: str, err: Exception) -> None:
-        warnings.warn(f"{what} ({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}); "
+        warnings.warn(f"{what} ({one_line(err, 200)}); "
                       f"training continues without it", RuntimeWarning, stacklevel=3)
         self.working = False
 

@@ -2,6 +2,14 @@
 from __future__ import annotations
 
 
+def one_line(err: BaseException, width: int = 300) -> str:
+    """"TypeName: the first line of its message" (at most ``width`` characters of it), for a
+    table cell or a warning; the name alone for an empty message (``MemoryError()``, whose
+    ``splitlines()[0]`` raised IndexError in the very handler meant to report it)."""
+    line = (str(err).splitlines() or [""])[0][:width]
+    return f"{type(err).__name__}: {line}" if line else type(err).__name__
+
+
 class Explained(Exception):
     """Mixin: IPython (JupyterLab, Colab, papermill) shows the message instead of the traceback,
     which would bury the instructions under library internals."""

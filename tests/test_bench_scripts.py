@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from labutils.artifacts import REPO_ROOT, UNCOMMITTED, git_commit
+from labutils.artifacts import REPO_ROOT, UNCOMMITTED, code_fingerprint, git_commit
 from test_bench_train import _bench
 from tiny import committed_repo
 
@@ -113,21 +113,24 @@ def test_bench_infer_keeps_the_other_points_when_one_fails(monkeypatch, capsys):
     bench = _bench("bench_infer")
     real = bench.measure_latency
 
-    def breaks_at_two(model, size, batch, *a, **k):
+    def breaks_at_two_and_three(model, size, batch, *a, **k):
         if batch == 2:
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory\nsecond line")
+        if batch == 3:  # Python's own, with no message: the handler's splitlines()[0] raised IndexError
+            raise MemoryError()
         return real(model, size, batch, *a, **k)
 
-    monkeypatch.setattr(bench, "measure_latency", breaks_at_two)
-    rows = bench.main(["--smoke", "--modes", "eager", "--batches", "1,2"])
-    assert {(r["model"], r["batch_size"]) for r in rows} == {(m, b) for m in bench.MODELS for b in (1, 2)}
+    monkeypatch.setattr(bench, "measure_latency", breaks_at_two_and_three)
+    rows = bench.main(["--smoke", "--modes", "eager", "--batches", "1,2,3"])
+    assert {(r["model"], r["batch_size"]) for r in rows} == {(m, b) for m in bench.MODELS for b in (1, 2, 3)}
+    reasons = {2: "RuntimeError: DefaultCPUAllocator: can't allocate memory", 3: "MemoryError"}
     for r in rows:
-        if r["batch_size"] == 2:
-            assert r["dense"] == {"images_per_second": None, "note": "failed",
-                                  "reason": "RuntimeError: DefaultCPUAllocator: can't allocate memory"}
+        if r["batch_size"] in reasons:
+            assert r["dense"] == {"images_per_second": None, "note": "failed", "reason": reasons[r["batch_size"]]}
         else:
             assert r["dense"]["images_per_second"] > 0
-    assert "| 2 | failed | failed |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| 2 | failed | failed |" in printed and "| 3 | failed | failed |" in printed
 
 
 @pytest.mark.parametrize("args, said", [(["--batches", "0"], "'0' is not a whole number of 1 or more"),
@@ -352,11 +355,26 @@ def test_commits_are_compared_by_prefix_and_git_names_a_tree_here_whatever_gpu_s
     for typed, same in (("abcdef1", True), ("abcdef123456789", True), ("", True), ("abcdef0", False), ("abc", False)):
         named = _bash(tree_commit, cwd=root, LABUTILS_GIT_COMMIT=typed)
         assert (named.returncode, named.stdout) == ((0, "abcdef123456\n") if same else (1, "")), typed
-    bare = _script_tree(tmp_path / "bare")  # no .gpu/: only a dry run named by hand starts
-    for env, said in (({}, "error: .gpu/COMMIT or .gpu/MANIFEST is missing: run benchmarks/gpu/prepare.sh"),
-                      ({"DRY_RUN": 1}, "error: no .gpu/: run benchmarks/gpu/prepare.sh first, or name the code")):
-        refused = _bash(bare / "benchmarks" / "gpu" / "run_on_gpu.sh", WORK=tmp_path / "w0", **env)
-        assert refused.returncode == 1 and said in refused.stderr and not (tmp_path / "w0").exists(), env
+    # A dry run on a tree without git: .gpu/ names it, a typed commit included (review: a dry run
+    # with a typed commit skipped the check), and a .gpu/ short of MANIFEST is named as such.
+    gpu = root / "benchmarks" / "gpu" / "run_on_gpu.sh"
+    dry = _bash(gpu, DRY_RUN=1, WORK=tmp_path / "w1", LABUTILS_GIT_COMMIT="deadbeef0000")
+    assert dry.returncode == 1 and "but prepare.sh recorded commit abcdef123456" in dry.stderr
+    assert not (tmp_path / "w1").exists()
+    (root / ".gpu" / "MANIFEST").rename(root / "MANIFEST.away")
+    partial = _bash(gpu, DRY_RUN=1, WORK=tmp_path / "w1")
+    assert partial.returncode == 1 and "error: .gpu/COMMIT or .gpu/MANIFEST is missing" in partial.stderr
+    (root / "MANIFEST.away").rename(root / ".gpu" / "MANIFEST")
+    bare = _script_tree(tmp_path / "bare")  # no .gpu/: the real run is refused, a dry run named by its files
+    (bare / "benchmarks" / "gpu" / "stages.sh").write_text("exit 0\n")  # no stage runs
+    (bare / "notebooks").mkdir()
+    (bare / "pyproject.toml").write_text("")
+    refused = _bash(bare / "benchmarks" / "gpu" / "run_on_gpu.sh", WORK=tmp_path / "w0")
+    assert refused.returncode == 1 and not (tmp_path / "w0").exists()
+    assert "error: .gpu/COMMIT or .gpu/MANIFEST is missing: run benchmarks/gpu/prepare.sh" in refused.stderr
+    started = _bash(bare / "benchmarks" / "gpu" / "run_on_gpu.sh", WORK=tmp_path / "w0", DRY_RUN=1)
+    assert started.returncode == 0, started.stderr
+    assert f"commit {code_fingerprint(bare, ('labutils',))}," in started.stdout
     quick = dict(BENCH_SMOKE=1, BENCH_BUDGET=5)
     assert _bash(root / "benchmarks" / "run_all.sh", tmp_path / "b1", **quick, LABUTILS_GIT_COMMIT="abcdef1").returncode == 0
     typed = _bash(root / "benchmarks" / "gpu" / "run_on_gpu.sh", WORK=tmp_path / "w", LABUTILS_GIT_COMMIT="deadbeef0000")
@@ -374,7 +392,6 @@ def test_run_all_names_the_code_as_the_benchmarks_json_does(tmp_path):
     edited benchmark, where every JSON beside it said no-git.<hash> or <commit>+changes (review)."""
     import subprocess
 
-    from labutils.artifacts import code_fingerprint
 
     root = _script_tree(tmp_path / "repo")
     quick = dict(BENCH_SMOKE=1, BENCH_BUDGET=5)

@@ -22,13 +22,11 @@ if [ -f "$WORK/stages.pid" ] && kill -0 "$(cat "$WORK/stages.pid")" 2>/dev/null;
 fi
 # The copy sent to the GPU machine has no git metadata: prepare.sh's commit names the code there,
 # once its hashes of that commit's files show this tree is it (tree_commit.sh; a typed
-# LABUTILS_GIT_COMMIT of another commit is refused). A dry run here without .gpu/ names what
-# LABUTILS_GIT_COMMIT says.
-if [ "$DRY_RUN" = 1 ] && [ ! -f .gpu/MANIFEST ]; then
-    if [ -z "${LABUTILS_GIT_COMMIT:-}" ]; then
-        echo "error: no .gpu/: run benchmarks/gpu/prepare.sh first, or name the code with LABUTILS_GIT_COMMIT" >&2
-        exit 1
-    fi
+# LABUTILS_GIT_COMMIT of another commit is refused). A dry run here is named as a run here would
+# be (git, or the files' fingerprint without it; a typed LABUTILS_GIT_COMMIT wins), and a .gpu/ of
+# an earlier commit is not read where git names the tree.
+if [ "$DRY_RUN" = 1 ] && { [ ! -d .gpu ] || git rev-parse --git-dir >/dev/null 2>&1; }; then
+    LABUTILS_GIT_COMMIT=${LABUTILS_GIT_COMMIT:-$(python3 -c 'from labutils.artifacts import git_commit; print(git_commit())')}
 else
     LABUTILS_GIT_COMMIT=$(bash benchmarks/gpu/tree_commit.sh)
 fi
