@@ -355,6 +355,10 @@ def test_commits_are_compared_by_prefix_and_git_names_a_tree_here_whatever_gpu_s
     for typed, same in (("abcdef1", True), ("abcdef123456789", True), ("", True), ("abcdef0", False), ("abc", False)):
         named = _bash(tree_commit, cwd=root, LABUTILS_GIT_COMMIT=typed)
         assert (named.returncode, named.stdout) == ((0, "abcdef123456\n") if same else (1, "")), typed
+    (root / "labutils" / "extra_patch.py").write_text("print('new code')\n")  # untracked: carried all the same
+    added = _bash(tree_commit, cwd=root)
+    assert added.returncode == 1 and "added since: labutils/extra_patch.py" in added.stderr
+    (root / "labutils" / "extra_patch.py").unlink()
     # A dry run on a tree without git: .gpu/ names it, a typed commit included (review: a dry run
     # with a typed commit skipped the check), and a .gpu/ short of MANIFEST is named as such.
     gpu = root / "benchmarks" / "gpu" / "run_on_gpu.sh"

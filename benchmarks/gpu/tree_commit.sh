@@ -23,4 +23,14 @@ if ! changed=$(sha256sum --quiet -c .gpu/MANIFEST 2>/dev/null); then
          "$(echo "$changed" | head -5 | tr '\n' ' ')- commit, run prepare.sh again, then call again" >&2
     exit 1
 fi
+# A file added since is code too (the device tool carries untracked files): the code's folders
+# hold no file the commit lacks.
+added=$(comm -13 <(sed 's/^[0-9a-f]*  //' .gpu/MANIFEST | sort) \
+    <(find labutils benchmarks notebooks -type f \( -name '*.py' -o -name '*.sh' -o -name '*.ipynb' \) \
+          -not -path '*/__pycache__/*' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort))
+if [[ -n $added ]]; then
+    echo "error: this tree is not commit $recorded, which prepare.sh recorded; added since:" \
+         "$(echo "$added" | head -5 | tr '\n' ' ')- commit or remove them, run prepare.sh again, then call again" >&2
+    exit 1
+fi
 echo "$recorded"
