@@ -2,6 +2,7 @@
 synthetic data) so the later notebooks' tests can continue that run in the same folder."""
 import os
 import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -14,6 +15,15 @@ torch.set_num_threads(2)
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="labutils-tests-hf-")
 os.environ["HF_ENDPOINT"] = "https://127.0.0.1:9"
 os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Figures a test drew and kept (to read their axes) are closed after it: they piled up past
+    matplotlib's 20 and warned in a later test."""
+    yield
+    if (pyplot := sys.modules.get("matplotlib.pyplot")) is not None:
+        pyplot.close("all")
 
 
 @pytest.fixture(scope="session")

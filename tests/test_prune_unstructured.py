@@ -421,6 +421,9 @@ IN_PLACE_EDITS = {
     "copy_": lambda m, new: m.copy_(m & new),
     "fill_": lambda m, new: m.fill_(False),
     "zero_": lambda m, new: m.zero_(),
+    # Not seen by the version counter: caught when the next fit's optimizer arrives (diff review).
+    "data": lambda m, new: m.data.__setitem__(..., False),
+    "numpy": lambda m, new: m.numpy().__setitem__(..., False),
 }
 
 

@@ -190,7 +190,9 @@ class MaskEnforcer:
     included), so the multi-tensor kernels take their fast path; a mask replaced in the dict, or
     edited in place (``masks[n][...] = False``, ``masks[n] &= new``: seen by torch's version
     counter, with no device sync), is copied into the same buffer, which is what a captured CUDA
-    graph reads (``graph_version`` changes only when the layout of the buffers does).
+    graph reads (``graph_version`` changes only when the layout of the buffers does). An edit the
+    counter does not see (through ``mask.data`` or ``mask.numpy()``) is copied when the next
+    optimizer (the next ``fit``) arrives, not within a fit.
 
     >>> fit(model, train, test, epochs=3, lr=0.01, callback=MaskEnforcer(masks))  # doctest: +SKIP
     """
@@ -268,9 +270,18 @@ class MaskEnforcer:
             torch._foreach_mul_(tensors, factors)
         self.full_passes += 1
 
+    def _stale_for(self, model: nn.Module, optimizer) -> bool:
+        """``_sync`` for a step of ``optimizer``; True if the weights and its state need re-masking.
+        A new optimizer (a new fit) copies every mask afresh: an edit its version counter does not
+        see (through ``mask.data`` or ``mask.numpy()``) is caught where students make them, between
+        fits."""
+        if optimizer is not self._optimizer:
+            self._versions.clear()
+        return self._sync(model) or optimizer is not self._optimizer
+
     @torch.no_grad()
     def before_step(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        if self._sync(model) or optimizer is not self._optimizer:
+        if self._stale_for(model, optimizer):
             self.enforce(optimizer)
             self._optimizer = optimizer
         pairs = [(p.grad, self._factors[n]) for n, p in self._params.items() if p.grad is not None]
@@ -278,7 +289,7 @@ class MaskEnforcer:
             torch._foreach_mul_([g for g, _ in pairs], [f for _, f in pairs])
 
     def __call__(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
-        if self._sync(model) or optimizer is not self._optimizer:
+        if self._stale_for(model, optimizer):
             self.enforce(optimizer)
 
 
