@@ -299,6 +299,7 @@ def test_a_recipe_whose_steps_are_empty_or_go_down_is_refused_before_any_cut():
         lab.check_values(cfg | {"scope": "globl"})
     lab.check_values(cfg | {"steps": np.array([0.25, 0.5]), "step_epochs": 0.5})  # an exercise's numpy, half an epoch
     lab.check_values(cfg | {"compare_shares": np.linspace(0, 0.75, 4)})  # 0: the dense point, as it always was
+    lab.check_values(cfg | {"multiple": np.int64(8)})  # from a loop over np.array([1, 4, 8]) (diff review)
     with pytest.raises(SettingsError) as info:
         lab.check_values(cfg | {"compare_shares": [0.5, 0.25]})
     assert "must increase" in str(info.value) and "steps:" not in str(info.value)  # the hint is for steps

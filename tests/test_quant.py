@@ -434,13 +434,20 @@ def test_a_recipe_with_both_steps_and_epochs_is_refused_where_it_is_used(no_work
 
     cfg = get_profile("smoke")["quant"]
     longer = cfg["qat"] | {"epochs": 3}
-    both = r"gives both steps=2 and epochs=3: give one, not both; drop the other, e\.g\. "
+    both = r"gives both steps and epochs \(steps would win, epochs be ignored\): keep one, e\.g\. "
     with pytest.raises(SettingsError, match="^cfg\\['qat'\\] " + both):
         lab._steps(longer, [None] * 4, "cfg['qat']")
     model, _ = _pruned_resnet()
-    with pytest.raises(SettingsError, match="^qat_sweep's recipe at 4 bits " + both):
+    # The recipe as the student wrote it, before a per-bit-width value is read (the full profile's
+    # epochs per bit width: the message showed epochs=2 for the 3-bit entry of the dict).
+    with pytest.raises(SettingsError, match="^qat_sweep's recipe " + both) as info:
         lab.qat_sweep(model, _loader(), None, cfg["qat_method"], [4, 2], longer)
-    with pytest.raises(SettingsError, match="^float_control's recipe at 4 bits " + both):
+    assert str(info.value).endswith(f"got {longer!r}")
+    full = get_profile("full")["quant"]["qat"] | {"steps": 20}
+    with pytest.raises(SettingsError, match="^qat_sweep's recipe " + both) as info:
+        lab.qat_sweep(model, _loader(), None, cfg["qat_method"], [3], full)
+    assert "'epochs': {" in str(info.value) and "{'steps': 100} for steps" in str(info.value)
+    with pytest.raises(SettingsError, match="^float_control's recipe " + both):
         lab.float_control(model, _loader(), None, [4, 2], longer)
     with pytest.raises(SettingsError, match="^a fine-tuning recipe " + both):
         lab.qat(model, _loader(), None, QuantSpec.parse(cfg["qat_method"], 4), longer)

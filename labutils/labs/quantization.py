@@ -70,15 +70,21 @@ def _made_with(cfg: dict) -> dict:
     return as_stored({"resnet20": cfg["resnet20"], "train": cfg["train"]})
 
 
+def _one_length(recipe: dict, what: str) -> None:
+    """SettingsError for a recipe that gives both ``steps`` and ``epochs``: steps won and epochs
+    were ignored (cfg["qat"] | {"epochs": 3} ran the profile's steps, and the results file recorded
+    epochs 3 for them). Checked on the recipe as written, before any per-bit-width value is read."""
+    if isinstance(recipe, dict) and recipe.get("steps") is not None and recipe.get("epochs") is not None:
+        raise SettingsError(
+            f"{what} gives both steps and epochs (steps would win, epochs be ignored): keep one, e.g. "
+            f"{{k: v for k, v in recipe.items() if k != 'steps'}} | {{'epochs': 3}} for epochs, or "
+            f"{{k: v for k, v in recipe.items() if k != 'epochs'}} | {{'steps': 100}} for steps; got {recipe!r}")
+
+
 def _steps(recipe: dict, loader, what: str = "a fine-tuning recipe") -> int:
     """A recipe gives either ``steps`` or ``epochs`` (converted with the loader's length)."""
+    _one_length(recipe, what)
     steps = recipe.get("steps")
-    if steps is not None and recipe.get("epochs") is not None:
-        # Steps won and epochs were ignored: cfg["qat"] | {"epochs": 3} ran the profile's steps, and
-        # the results file recorded epochs 3 for them.
-        raise SettingsError(f"{what} gives both steps={steps!r} and epochs={recipe['epochs']!r}: give one, not both; "
-                            f"drop the other, e.g. {{k: v for k, v in recipe.items() if k != 'steps'}} | {{'epochs': 3}} "
-                            f"({recipe!r})")
     if steps is not None:
         # int() made 2.7 two steps and True one.
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
@@ -217,6 +223,7 @@ def ptq_sweep(model: nn.Module, test, methods: list[str], bits: list[int],
 
 def _check_qat(method: str, bits: list[int], recipe: dict, train, what: str) -> None:
     """Every bit width's grid and fine-tuning length, before the first one trains."""
+    _one_length(recipe, what)
     for b in bits:
         QuantSpec.parse(method, b)
         _steps(at_bits(recipe, b), train, f"{what} at {b} bits")
@@ -257,6 +264,7 @@ def float_control(model: nn.Module, train, test, bits: list[int], recipe: dict) 
     {"accuracy": {bits: acc}, "steps": {bits: n}}."""
     acc, by_steps = {}, {}
     bits = _bit_widths(bits, "float_control")
+    _one_length(recipe, "float_control's recipe")
     # Every width's length first: one missing from a per-bits dict failed after the others trained.
     steps = {str(b): _steps(at_bits(recipe, b), train, f"float_control's recipe at {b} bits") for b in bits}
     for b in bits:

@@ -83,7 +83,8 @@ def check_values(cfg: dict, path: str = "cfg") -> None:
     found = []
     for key in CHECKED_VALUES:
         if key in cfg:
-            value = cfg[key].tolist() if isinstance(cfg[key], (np.ndarray, torch.Tensor)) else cfg[key]
+            # numpy's scalars too: a multiple from np.array([1, 4, 8]) is a whole number.
+            value = cfg[key].tolist() if isinstance(cfg[key], (np.ndarray, np.generic, torch.Tensor)) else cfg[key]
             if key == "compare_shares" and isinstance(value, list):  # a 0 (np.linspace(0, ...)) is the dense point
                 value = [v for v in value if v != 0] or value
             if (why := rules[key](value)) is not None:
