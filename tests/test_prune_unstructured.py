@@ -388,11 +388,10 @@ def test_masking_gradients_equals_masking_after_the_step(name):
         assert torch.equal(runs[0][key], runs[1][key]), key
 
 
-def test_enforcer_reuses_its_buffers_and_follows_mask_changes():
-    model = tiny_cnn().to(memory_format=torch.channels_last)
-    masks = one_shot_prune(model, 0.5)
+def _stepper(model, masks):
+    """(optimizer, enforcer, parameters, step(i)): one SGD step of a fixed batch, as fit takes it."""
     opt, enforcer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), MaskEnforcer(masks)
-    params, x, y = dict(model.named_parameters()), torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
 
     def step(i):
         opt.zero_grad(set_to_none=True)
@@ -400,6 +399,13 @@ def test_enforcer_reuses_its_buffers_and_follows_mask_changes():
         enforcer.before_step(model, opt)
         opt.step()
         enforcer(model, opt, i)
+    return opt, enforcer, dict(model.named_parameters()), step
+
+
+def test_enforcer_reuses_its_buffers_and_follows_mask_changes():
+    model = tiny_cnn().to(memory_format=torch.channels_last)
+    masks = one_shot_prune(model, 0.5)
+    opt, enforcer, params, step = _stepper(model, masks)
 
     step(1)
     layout = enforcer.graph_version()
@@ -450,15 +456,7 @@ def test_enforcer_copies_an_in_place_edit_into_its_buffers_once():
     and re-masks weights and state once; an unchanged mask costs no re-masking."""
     model = tiny_cnn()
     masks = one_shot_prune(model, 0.5)
-    opt, enforcer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), MaskEnforcer(masks)
-    params, x, y = dict(model.named_parameters()), torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
-
-    def step(i):
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        enforcer.before_step(model, opt)
-        opt.step()
-        enforcer(model, opt, i)
+    opt, enforcer, params, step = _stepper(model, masks)
 
     step(1)
     step(2)
