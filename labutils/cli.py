@@ -288,8 +288,8 @@ def _run(args) -> int:
                                    args.vit_weights,
                                    resume=args.resume)
     except NotebookFailed as err:
-        print(f"error: {err}\nTo go on from there, continue the run with: {resume_command(args, profile)}",
-              file=sys.stderr)
+        print(f"error: {err}\nTo go on from there, continue the run with: "
+              f"{resume_command(args, profile, failed=True)}", file=sys.stderr)
         return 1
     except (NotebooksNotFound, RunLocked, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -356,15 +356,24 @@ def _sigterm_unwinds():
         signal.signal(signal.SIGTERM, previous)
 
 
-def resume_command(args, profile: str) -> str:
+def resume_command(args, profile: str, failed: bool = False) -> str:
     """The command that continues this run: the same options, with --resume (a profile that was
-    "auto" named as the one it chose, so the machine's GPU cannot change it)."""
+    "auto" named as the one it chose, so the machine's GPU cannot change it). After a ``failed``
+    notebook, --notebooks also names the finished ones before it: the cause may be one of their
+    outputs, damaged since, which --resume runs again only when they are asked for (else it
+    refuses, and the same command would fail the same way)."""
+    notebooks = args.notebooks
+    if failed and notebooks:
+        from .artifacts import read_json_object, resolve_out_dir
+
+        saved = read_json_object(resolve_out_dir(profile, args.out) / "metrics" / "pipeline.json") or {}
+        notebooks = sorted(set(notebooks) | {n[:2] for n in saved.get("finished", []) if n[:2] < max(notebooks)})
     parts = ["python", "-m", "labutils", "run", "--resume", "--profile", profile]
     for option, value in (("--out", args.out), ("--data-root", args.data_root), ("--vit-weights", args.vit_weights),
                           ("--device", None if args.device == "auto" else args.device),
                           ("--seed", str(args.seed) if args.seed else None),
                           ("--models", None if args.models == list(MODEL_NAMES) else ",".join(args.models)),
-                          ("--notebooks", ",".join(args.notebooks) if args.notebooks else None)):
+                          ("--notebooks", ",".join(notebooks) if notebooks else None)):
         if value:  # --out=-x: argparse takes a separate '-x' for an option
             parts += [f"{option}={value}"] if value.startswith("-") else [option, value]
     return shlex.join(parts)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import sys
 import tempfile
@@ -14,7 +15,7 @@ from .artifacts import (NO_GIT, REPO_ROOT, UNCOMMITTED, WriteFailed, atomic_writ
                         damaged_run_marker, git_commit, read_json, read_json_object, record_run, resolve_out_dir,
                         run_id_for, write_json)
 from .course import MODEL_NAMES, NOTEBOOKS, STAGES
-from .data import BATCH_DIR, DEFAULT_DATA_ROOT, describe_prepared, describe_to_come, run_data_root
+from .data import BATCH_DIR, DEFAULT_DATA_ROOT, SYNTHETIC, describe_prepared, describe_to_come, run_data_root
 from .profiles import get_profile
 from .runlock import RUN_TOKEN_ENV, RunLock
 from .train import check_seed
@@ -72,16 +73,21 @@ class ResumeRefused(RunRefused):
 
 def _identity(profile: str, models: list[str], seed: int, data: str | None = None) -> dict:
     """What must match for a run to be continued: same profile, code, models, seed and data
-    (``data_of_run``; None while the data is not there yet, see ``_differs``)."""
+    (``data_of_run``; None while a CIFAR-10 profile's data is not there yet, see ``_differs``)."""
     return {"profile": profile, "git_commit": git_commit(), "models": list(models), "seed": seed,
             "data": data}
 
 
 def data_of_run(profile: str, out_dir: Path, data_root=None) -> str | None:
-    """What the run's data is (``describe_data``), or None before notebook 01 has prepared it.
+    """What the run's data is (``describe_data``), or None before notebook 01 has prepared a
+    CIFAR-10 profile's.
     Read from the files, not the folder's name: a run resumed on another machine may find the
-    same data elsewhere, and the same folder may hold another copy."""
-    return describe_prepared(run_data_root(get_profile(profile)["data"]["source"], out_dir, data_root))
+    same data elsewhere, and the same folder may hold another copy. A smoke run's synthetic data
+    is known before it is there: any notebook writes the same images where they are gone
+    (``Session.prepare_data``, seed 0), so a deleted data-synthetic/ does not stop a resume."""
+    source = get_profile(profile)["data"]["source"]
+    prepared = describe_prepared(run_data_root(source, out_dir, data_root))
+    return prepared or (SYNTHETIC if source == "synthetic" else None)
 
 
 def _differs(key: str, saved: dict, identity: dict, continuing: bool) -> bool:
@@ -208,7 +214,9 @@ def _option(key: str, value) -> str:
     if key == "models":
         return f"--models {','.join(value)}"
     if key == "data" and value.startswith("synthetic"):  # smoke: its own data-synthetic/, never --data-root
-        return "the run folder's own synthetic data (data-synthetic/ as the run wrote it)"
+        # No option names it; the next notebook writes the same images into an empty folder.
+        return ("--profile smoke with the run folder's data-synthetic/ deleted (the next notebook writes its "
+                "images again)")
     if key == "data":
         return f"--data-root of a folder holding {value}"
     return f"--{key} {value}"
@@ -497,6 +505,8 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
             target.unlink(missing_ok=True)
             if not isinstance(err, OSError):  # interrupted: an earlier run's would pass for this run's (a
                 _discard(final)  # full disk keeps the earlier files whole, as it promises)
+            if isinstance(err, (KeyboardInterrupt, SystemExit)):  # Ctrl-C, SIGTERM (cli.Terminated)
+                _quiet_leftover_cell_task()
             if isinstance(err, RuntimeError) and "Kernel died" in str(err):  # nbclient: died while starting
                 record(book.name, t0, failed=book.name)
                 raise NotebookFailed(f"{book.name}: its kernel did not start ({err})" + _last_words(kernel_log)) from None
@@ -536,9 +546,22 @@ def _plan_resume(out_dir: Path, identity: dict, books: list[Path], models: list[
     asked = {b.name for b in books}
     timings = {n: t for n, t in timings.items()
                if n in skipped or (n not in asked and (first is None or n < first))}
+    # Those kept before the last one asked for made what it reads: theirs must be whole too.
+    # --notebooks keeps them finished, so a gone or damaged one is refused, not run again.
+    for name in sorted(n for n in timings if n not in asked and n < max(asked)):
+        executed = out_dir / "notebooks" / name  # gone: plain --resume runs it again, as it does here
+        damaged = ((name, executed, "gone") if not executed.is_file()
+                   else _first_missing_output(out_dir, [name], models))
+        if damaged:
+            on = ",".join(n for n in available_notebooks() if name[:2] <= n <= max(asked)[:2])
+            raise ResumeRefused(
+                f"{damaged[1]} of {name} is {damaged[2]}, and the notebooks asked for (--notebooks) read what "
+                f"{name} made. Resume without --notebooks (it runs {name} again and those after it), or with "
+                f"--notebooks {on}.")
     books = [b for b in books if b.name not in skipped]
-    print(f"resuming run {saved['run_id']} in {out_dir}: {len(skipped)} notebook(s) already finished "
-          f"({', '.join(skipped) or 'none'}), {len(books)} to run", flush=True)
+    kept = sorted(timings)
+    print(f"resuming run {saved['run_id']} in {out_dir}: {len(kept)} notebook(s) already finished and kept "
+          f"({', '.join(n[:2] for n in kept) or 'none'}), {len(books)} to run", flush=True)
     if vit_weights and "vit" in models and any(n[:2] == "02" for n in skipped):
         _say_vit_weights_unused(out_dir)
     return saved["run_id"], books, timings
@@ -607,6 +630,27 @@ def kernel_manager_logging_to(log):
             return cmd
 
     return KernelManager
+
+
+class _LeftoverCellTask(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" for a cell's task that failed with
+    DeadKernelError: interrupted, papermill leaves nbclient's ``async_execute_cell`` task behind, and
+    when it is collected (sometimes at exit) its traceback buried the "continue this run with" line.
+    Any other error of asyncio's is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from nbclient.exceptions import DeadKernelError
+
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, DeadKernelError)
+                    and record.getMessage().startswith("Task exception was never retrieved"))
+
+
+def _quiet_leftover_cell_task() -> None:
+    """After an interrupt: the kernel is gone, so its leftover task's error says nothing new."""
+    log = logging.getLogger("asyncio")  # where asyncio's default exception handler writes
+    if not any(isinstance(f, _LeftoverCellTask) for f in log.filters):
+        log.addFilter(_LeftoverCellTask())
 
 
 def _last_words(log) -> str:

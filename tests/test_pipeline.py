@@ -693,3 +693,147 @@ def test_the_kernels_run_this_python_whatever_python3_kernelspec_is_installed(tm
     assert manager.kernel_spec.argv[0] == "/elsewhere/python3.9"
     command = manager.format_kernel_cmd()
     assert command[0] == sys.executable and command[1:-2] == described["argv"][1:-2]
+
+
+@pytest.fixture()
+def fake_books(monkeypatch):
+    """papermill replaced by notebooks that only write what the real ones leave for the cnn (a
+    record and a whole checkpoint per stage, the report, 06's files; the synthetic data if gone);
+    03-05 fail, as the real ones do, on a baseline checkpoint that is not whole. Returns the
+    numbers of those run."""
+    import zipfile
+
+    import papermill
+
+    ran = []
+
+    def checkpoint(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("data.pkl", "weights")
+
+    def execute(src, dst, parameters, **kw):
+        from labutils.artifacts import write_json
+        from labutils.data import write_synthetic_cifar10
+
+        number, out = Path(src).name[:2], Path(dst).parents[1]
+        ran.append(number)
+        if number in ("03", "04", "05") and not zipfile.is_zipfile(out / "models_saved" / "cnn_before_pruning.pth"):
+            raise papermill.PapermillExecutionError(3, 2, "model = load_checkpoint(...)", "BadZipFile",
+                                                    "File is not a zip file", [])
+        if not (out / "data-synthetic").is_dir():  # as every notebook's Session.prepare_data does
+            write_synthetic_cifar10(out / "data-synthetic", n_train=20, n_test=10)
+        stage = dict(zip(("02", "03", "04"), ("before_pruning", "after_unstructured_pruning",
+                                              "after_structured_pruning"))).get(number)
+        if stage:
+            write_json(out / "metrics" / f"cnn_{stage}.json", {"produced": True})
+            checkpoint(out / "models_saved" / f"cnn_{stage}.pth")
+        if number == "05":
+            write_json(out / "report.json", {})
+            write_json(out / "report_details.json", {})
+        if number == "06":
+            write_json(out / "metrics" / "quantization.json", {})
+            checkpoint(out / "models_saved" / "quantization" / "resnet20_baseline.pth")
+        nbformat.write(nbformat.v4.new_notebook(), dst)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    return ran
+
+
+def smoke(out, *args):
+    return main(["run", "--profile", "smoke", "--models", "cnn", "--out", str(out), *args])
+
+
+def test_resuming_later_notebooks_alone_checks_the_earlier_notebooks_outputs(tmp_path, fake_books, capsys):
+    """--resume --notebooks 05 looked only at 05's own outputs: with 03's checkpoint deleted it said
+    done and kept 03 finished (review). It now refuses, naming the file and what repairs it."""
+    out = tmp_path / "out"
+    assert smoke(out) == 0
+    finished = read_json(out / "metrics" / "pipeline.json")["finished"]
+    (out / "models_saved" / "cnn_after_unstructured_pruning.pth").unlink()
+    fake_books.clear()
+    capsys.readouterr()
+    assert smoke(out, "--resume", "--notebooks", "05") == 1
+    err = capsys.readouterr().err
+    assert "cnn_after_unstructured_pruning.pth of 03_unstructured_pruning.ipynb is gone" in err
+    assert "Resume without --notebooks (it runs 03_unstructured_pruning.ipynb again" in err
+    assert "or with --notebooks 03,04,05." in err
+    assert fake_books == [] and read_json(out / "metrics" / "pipeline.json")["finished"] == finished
+    # What it advises works.
+    assert smoke(out, "--resume", "--notebooks", "03,04,05") == 0 and fake_books == ["03", "04", "05"]
+
+    # The resume line counts the finished notebooks kept, --notebooks or not (it said "0 already
+    # finished (none)" though 01-04 were kept).
+    (out / "report.json").write_text("{cut short")
+    capsys.readouterr()
+    assert smoke(out, "--resume", "--notebooks", "05") == 0
+    assert "4 notebook(s) already finished and kept (01, 02, 03, 04), 1 to run" in capsys.readouterr().out
+
+
+def test_the_advice_after_a_failure_is_a_command_that_gets_past_it(tmp_path, fake_books, capsys):
+    """03 failing on a damaged checkpoint of 02 advised --resume --notebooks 03, which repeated the
+    failure forever: the advice names the finished notebooks before it, so --resume checks them."""
+    import shlex
+
+    out = tmp_path / "out"
+    assert smoke(out, "--notebooks", "01,02") == 0
+    ckpt = out / "models_saved" / "cnn_before_pruning.pth"
+    ckpt.write_bytes(ckpt.read_bytes()[:20])  # a copy cut short
+    assert smoke(out, "--notebooks", "03") == 1
+    advice = capsys.readouterr().err.rstrip().splitlines()[-1]
+    assert advice.endswith("--notebooks 01,02,03"), advice
+    fake_books.clear()
+    command = shlex.split(advice.partition("continue the run with: ")[2])
+    assert main(command[3:]) == 0 and fake_books == ["02", "03"]
+
+
+def test_a_smoke_run_whose_synthetic_data_was_deleted_resumes(tmp_path, fake_books, capsys):
+    """Refused with advice no option follows ("pass the run folder's own synthetic data"), even with
+    nothing left to run: any notebook writes the same synthetic images again (review)."""
+    import shutil
+
+    out = tmp_path / "out"
+    assert smoke(out, "--notebooks", "01,02,03") == 0
+    shutil.rmtree(out / "data-synthetic")
+    fake_books.clear()
+    assert smoke(out, "--resume") == 0 and fake_books == ["04", "05", "06"]
+    assert read_json(out / "metrics" / "pipeline.json")["data"] == "synthetic CIFAR-shaped data"
+    shutil.rmtree(out / "data-synthetic")
+    assert smoke(out, "--resume") == 0 and "0 to run" in capsys.readouterr().out
+    # Damaged, it is refused with advice that can be followed: delete it.
+    (out / "data-synthetic" / "cifar-10-batches-py").mkdir(parents=True)
+    (out / "data-synthetic" / "cifar-10-batches-py" / "test_batch").write_bytes(b"cut short")
+    assert smoke(out, "--resume") == 1
+    assert "pass --profile smoke with the run folder's data-synthetic/ deleted" in capsys.readouterr().err
+    shutil.rmtree(out / "data-synthetic")
+    assert smoke(out, "--resume") == 0
+
+
+def test_an_interrupt_does_not_end_with_the_leftover_cell_tasks_traceback(tmp_path, monkeypatch, caplog):
+    """Ctrl-C sometimes ended with asyncio's "Task exception was never retrieved ... DeadKernelError"
+    after the "continue this run with" line: papermill's cell task, collected late. Other errors stay."""
+    import asyncio
+    import gc
+
+    import papermill
+    from nbclient.exceptions import DeadKernelError
+
+    left = []
+
+    def execute(src, dst, parameters, **kw):
+        loop = asyncio.new_event_loop()
+
+        async def fails(error):
+            raise error
+
+        left.extend(loop.create_task(fails(e)) for e in (DeadKernelError("Kernel died"), ValueError("other")))
+        loop.run_until_complete(asyncio.sleep(0))  # the tasks end with their errors, never retrieved
+        loop.close()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    assert smoke(tmp_path / "out", "--notebooks", "01") == 130
+    left.clear()
+    gc.collect()  # the tasks go, and asyncio logs what they never delivered
+    logged = [r.exc_info[1] for r in caplog.records if r.name == "asyncio" and r.exc_info]
+    assert [type(e) for e in logged] == [ValueError]
