@@ -12,6 +12,10 @@ NOTEBOOK_OF_STAGE = dict(zip(STAGES, ("02", "03", "04")))
 NOTEBOOKS = {name[:2]: name for name in (
     "01_data.ipynb", "02_baseline_training.ipynb", "03_unstructured_pruning.ipynb",
     "04_structured_pruning.ipynb", "05_report.ipynb", "06_quantization.ipynb")}
+# Which earlier notebooks' outputs each one reads (06: notebook 02's recipe for the CNN and 03's
+# pruned CNN; its ResNet-20 is its own): a resume of some notebooks checks those.
+READS = {"01": (), "02": ("01",), "03": ("01", "02"), "04": ("01", "02"), "05": ("01", "02", "03", "04"),
+         "06": ("01", "02", "03")}
 # How a record's reason begins for a model the run left out on purpose (MODELS, --models): the
 # README's results table tells those from models that failed.
 NOT_IN_RUN = "not in this run"

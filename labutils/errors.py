@@ -3,10 +3,10 @@ from __future__ import annotations
 
 
 def one_line(err: BaseException, width: int = 300) -> str:
-    """"TypeName: the first line of its message" (at most ``width`` characters of it), for a
+    """"TypeName: the first non-blank line of its message" (at most ``width`` characters), for a
     table cell or a warning; the name alone for an empty message (``MemoryError()``, whose
     ``splitlines()[0]`` raised IndexError in the very handler meant to report it)."""
-    line = (str(err).splitlines() or [""])[0][:width]
+    line = next((line.strip() for line in str(err).splitlines() if line.strip()), "")[:width]  # "\nCUDA error..."
     return f"{type(err).__name__}: {line}" if line else type(err).__name__
 
 

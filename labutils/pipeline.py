@@ -14,7 +14,7 @@ from pathlib import Path
 from .artifacts import (NO_GIT, REPO_ROOT, UNCOMMITTED, WriteFailed, atomic_write_bytes, check_output_folder,
                         damaged_run_marker, git_commit, read_json, read_json_object, record_run, resolve_out_dir,
                         run_id_for, write_json)
-from .course import MODEL_NAMES, NOTEBOOKS, STAGES
+from .course import MODEL_NAMES, NOTEBOOKS, READS, STAGES
 from .data import BATCH_DIR, DEFAULT_DATA_ROOT, SYNTHETIC, describe_prepared, describe_to_come, run_data_root
 from .profiles import get_profile
 from .runlock import RUN_TOKEN_ENV, RunLock
@@ -546,16 +546,17 @@ def _plan_resume(out_dir: Path, identity: dict, books: list[Path], models: list[
     asked = {b.name for b in books}
     timings = {n: t for n, t in timings.items()
                if n in skipped or (n not in asked and (first is None or n < first))}
-    # Those kept before the last one asked for made what it reads: theirs must be whole too.
-    # --notebooks keeps them finished, so a gone or damaged one is refused, not run again.
-    for name in sorted(n for n in timings if n not in asked and n < max(asked)):
+    # Those kept that the ones asked for read (course.READS) must be whole too: --notebooks keeps
+    # them finished, so a gone or damaged one is refused, not run again (06 reads neither 04 nor 05).
+    read = {r for a in asked for r in READS[a[:2]]}
+    for name in sorted(n for n in timings if n not in asked and n[:2] in read):
         executed = out_dir / "notebooks" / name  # gone: plain --resume runs it again, as it does here
         damaged = ((name, executed, "gone") if not executed.is_file()
                    else _first_missing_output(out_dir, [name], models))
         if damaged:
             on = ",".join(n for n in available_notebooks() if name[:2] <= n <= max(asked)[:2])
             raise ResumeRefused(
-                f"{damaged[1]} of {name} is {damaged[2]}, and the notebooks asked for (--notebooks) read what "
+                f"{damaged[1]} of {name} is {damaged[2]}, and a notebook asked for (--notebooks) reads what "
                 f"{name} made. Resume without --notebooks (it runs {name} again and those after it), or with "
                 f"--notebooks {on}.")
     books = [b for b in books if b.name not in skipped]

@@ -131,6 +131,9 @@ def test_bench_infer_keeps_the_other_points_when_one_fails(monkeypatch, capsys):
             assert r["dense"]["images_per_second"] > 0
     printed = capsys.readouterr().out
     assert "| 2 | failed | failed |" in printed and "| 3 | failed | failed |" in printed
+    from labutils.errors import one_line  # a message that starts with a newline keeps its words
+
+    assert one_line(RuntimeError("\nCUDA error: out of memory\nmore")) == "RuntimeError: CUDA error: out of memory"
 
 
 @pytest.mark.parametrize("args, said", [(["--batches", "0"], "'0' is not a whole number of 1 or more"),

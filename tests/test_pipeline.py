@@ -769,6 +769,15 @@ def test_resuming_later_notebooks_alone_checks_the_earlier_notebooks_outputs(tmp
     assert smoke(out, "--resume", "--notebooks", "05") == 0
     assert "4 notebook(s) already finished and kept (01, 02, 03, 04), 1 to run" in capsys.readouterr().out
 
+    # Only what the notebooks asked for read (course.READS): 06 reads 02's and 03's, not 05's report
+    # (--notebooks 06 was refused over a damaged report.json, and told to run 05 again; diff review).
+    (out / "report.json").write_text("{cut short")
+    fake_books.clear()
+    assert smoke(out, "--resume", "--notebooks", "06") == 0 and fake_books == ["06"]
+    (out / "models_saved" / "cnn_after_unstructured_pruning.pth").unlink()
+    assert smoke(out, "--resume", "--notebooks", "06") == 1
+    assert "cnn_after_unstructured_pruning.pth of 03_unstructured_pruning.ipynb is gone" in capsys.readouterr().err
+
 
 def test_the_advice_after_a_failure_is_a_command_that_gets_past_it(tmp_path, fake_books, capsys):
     """03 failing on a damaged checkpoint of 02 advised --resume --notebooks 03, which repeated the

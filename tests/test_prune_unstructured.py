@@ -901,3 +901,23 @@ def test_a_share_just_below_one_that_would_remove_every_weight_is_refused(scope,
         masks_from_scores(scores, 0.95, scope)
     keep = masks_from_scores(scores, 0.9, "global")  # 9 of 10: one weight stays
     assert sum(int(m.sum()) for m in keep.values()) == 1
+
+
+def test_a_loop_that_only_calls_the_enforcer_back_copies_the_masks_once(monkeypatch):
+    """Copying every mask afresh for a new optimizer took each step of a loop that never calls
+    before_step for a new one, and copied every mask at every step (4x slower; diff review)."""
+    from labutils.prune import masks as M
+
+    model = tiny_cnn()
+    masks = one_shot_prune(model, 0.5)
+    copied, real = [], M._as_bool_mask
+    monkeypatch.setattr(M, "_as_bool_mask", lambda mask, name: copied.append(name) or real(mask, name))
+    opt, enforcer = torch.optim.SGD(model.parameters(), lr=0.1), MaskEnforcer(masks)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    for i in range(5):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        enforcer(model, opt, i)  # re-masks every step, as documented, but copies the masks once
+    assert sorted(copied) == sorted(masks) and enforcer.full_passes == 5
+    assert zeros_at(model, masks) == dict.fromkeys(masks, 0)

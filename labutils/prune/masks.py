@@ -204,6 +204,7 @@ class MaskEnforcer:
         self.full_passes = 0  # how often weights and optimizer state were re-masked (tests, benchmarks)
         self._model: nn.Module | None = None
         self._optimizer = None  # the optimizer whose gradients before_step masks
+        self._copied_for = None  # the optimizer whose arrival last copied every mask afresh
         self._held: dict[str, torch.Tensor] = {}  # name -> the mask its factor holds
         self._versions: dict[str, int | None] = {}  # name -> that mask's version when copied
         self._params: dict[str, torch.Tensor] = {}
@@ -275,8 +276,9 @@ class MaskEnforcer:
         A new optimizer (a new fit) copies every mask afresh: an edit its version counter does not
         see (through ``mask.data`` or ``mask.numpy()``) is caught where students make them, between
         fits."""
-        if optimizer is not self._optimizer:
+        if optimizer is not self._copied_for:  # not _optimizer: a loop that only calls back never sets it
             self._versions.clear()
+            self._copied_for = optimizer
         return self._sync(model) or optimizer is not self._optimizer
 
     @torch.no_grad()
