@@ -206,11 +206,11 @@ def _structured_criterion(model: str):
 
     if model == "cnn":
         return choice(*S.CRITERIA)
-    fits = choice(*(c for c in S.CRITERIA if c != "bn_scale"))
+    fits = choice(*S.VIT_CRITERIA)
 
     def rule(v):
         why = fits(v)
-        return why and why + (" (bn_scale scores BatchNorms: the CNN only)" if v == "bn_scale" else "")
+        return why and why + (f" ({v} scores BatchNorms: the CNN only)" if v in S.BATCHNORM_CRITERIA else "")
     return rule
 
 

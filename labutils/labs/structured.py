@@ -63,9 +63,9 @@ def check_recipe(cfg: dict, name: str) -> dict:
     if unknown:
         raise ValueError(f"{name}: unknown criterion {unknown[0]!r} in the profile's structured recipe; "
                          f"choose from {S.CRITERIA}")
-    if cfg["criterion"] == "bn_scale" and name != "cnn":
-        raise ValueError(f"{name}: criterion 'bn_scale' needs BatchNorm (the CNN only); choose one of "
-                         f"{tuple(c for c in S.CRITERIA if c != 'bn_scale')}")
+    if cfg["criterion"] in S.BATCHNORM_CRITERIA and name != "cnn":
+        raise ValueError(f"{name}: criterion {cfg['criterion']!r} needs BatchNorm (the CNN only); choose one of "
+                         f"{S.VIT_CRITERIA}")
     return cfg
 
 
@@ -97,7 +97,7 @@ def check_values(cfg: dict, path: str = "cfg") -> None:
 
 def criteria_for(model: nn.Module, names: list[str]) -> list[str]:
     """The criteria of ``names`` that apply to ``model`` (bn_scale needs BatchNorm: CNN only)."""
-    return [c for c in names if c != "bn_scale" or S.family(model) == "resnet"]
+    return [c for c in names if c not in S.BATCHNORM_CRITERIA or S.family(model) == "resnet"]
 
 
 def compare_criteria(model: nn.Module, train, test, cfg: dict) -> dict:

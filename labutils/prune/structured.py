@@ -55,6 +55,10 @@ from ..accel import memory_format
 from ..models import build_model
 
 CRITERIA = ("l1", "l2", "bn_scale", "taylor")
+# Those that score BatchNorms: the CNN's only (a ViT has none); the profile check, notebook 04's
+# recipe check and its criteria comparison read this.
+BATCHNORM_CRITERIA = ("bn_scale",)
+VIT_CRITERIA = tuple(c for c in CRITERIA if c not in BATCHNORM_CRITERIA)
 
 
 @dataclass(frozen=True)
