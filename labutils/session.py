@@ -399,9 +399,14 @@ class Session:
             # back to a notebook that records the same reason again (no pretrained ViT weights, say).
             raise CheckpointError(f"{name}_{stage}: this run ({self.run_id}) recorded it as not produced: "
                                   f"{record.get('reason')} (its record {self.dirs.metrics_file(name, stage).name})")
-        model, ckpt = load_checkpoint(path, self.device, expect_model=name)
         again = f"run notebook {NOTEBOOK_OF_STAGE[stage]} of this run again" if stage in NOTEBOOK_OF_STAGE else \
             "run the notebook that writes it again"
+        if self._of_this_run(record) and not path.is_file():
+            # checkpoint.py's "run the notebook that writes it first" sent a student in notebook 03,
+            # whose saved model was deleted, off to look for another notebook.
+            raise FileNotFoundError(f"no checkpoint at {path}, though this run's record "
+                                    f"{self.dirs.metrics_file(name, stage).name} names it (deleted?): {again}")
+        model, ckpt = load_checkpoint(path, self.device, expect_model=name)
         written_by = (ckpt.get("meta") or {}).get("run_id")
         if not self._of_this_run(record) or not record.get("produced"):
             if record is None:

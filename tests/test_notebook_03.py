@@ -338,12 +338,19 @@ def test_a_frontier_search_where_every_trial_passed_says_it_is_a_lower_bound(tmp
     ax = lab.plot_frontier({"cnn": result}).axes[0]
     assert at_least in [t.get_text() for t in ax.get_legend().get_texts()]
     assert ax.get_title() == f"cnn: frontier at least {result['frontier_sparsity']:.2%}\n{why}"
-    # Trials enough to reach the ceiling, none failing: the search ended where it may, no bound.
+    # Trials enough to reach the ceiling, none failing: not cut short, but still a lower bound, since
+    # sparser models were not tried (it was drawn as "highest sparsity meeting the threshold").
     subject.cfg["frontier"]["max_trials"] = 8
     result = lab.frontier(s, subject)
     assert result["frontier_sparsity"] == pytest.approx(subject.cfg["frontier"]["max_sparsity"], abs=1e-3)
-    assert result["cut_short"] is False and "at least" not in capsys.readouterr().out
-    assert lab.plot_frontier({"cnn": result}).axes[0].get_title() == "cnn: highest sparsity meeting the threshold"
+    assert result["cut_short"] is False and result["at_ceiling"] is True
+    ceiling = "(the search's ceiling, max_sparsity: sparser was not tried)"
+    at_least = f"frontier at least {result['frontier_sparsity']:.2%} at {result['frontier_accuracy']:.2%}"
+    assert f"cnn          {at_least} {ceiling}" in capsys.readouterr().out
+    lab.summary(s, ["cnn"])
+    assert f"; {at_least} (threshold 0.00%) {ceiling}" in capsys.readouterr().out
+    ax = lab.plot_frontier({"cnn": result}).axes[0]
+    assert ax.get_title() == f"cnn: frontier at least {result['frontier_sparsity']:.2%}\n{ceiling}"
 
 
 def test_the_frontier_arrows_start_at_the_model_each_trial_pruned(tmp_path, monkeypatch):

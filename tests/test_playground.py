@@ -227,6 +227,7 @@ def test_the_frontier_records_the_nearest_failure(subjects, monkeypatch, tmp_pat
     result = lab.frontier(Session("smoke", tmp_path, device="cpu"), subject)
     failures = [t["sparsity"] for t in result["trials"] if not t["passed"]]
     assert len(failures) >= 2 and result["nearest_failure"] == min(failures) > result["frontier_sparsity"]
+    assert result["cut_short"] is False and result["at_ceiling"] is False  # a failure bounds it: no "at least"
 
 
 def test_rerunning_the_cell_frees_the_previous_playground(monkeypatch, capsys):

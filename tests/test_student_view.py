@@ -267,6 +267,18 @@ def test_loading_a_model_the_run_recorded_as_not_produced_gives_its_reason(tmp_p
         s.load("cnn", "before_pruning")
 
 
+def test_loading_a_recorded_model_whose_checkpoint_was_deleted_names_the_notebook_to_run_again(tmp_path):
+    """Notebook 03's frontier after a kernel restart, its saved model deleted: "run the notebook that
+    writes it first" sent the student, already in that notebook, off to look for another one."""
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    s.save(s.new_model("cnn"), "cnn", "after_unstructured_pruning", {"accuracy": 0.1})
+    s.dirs.checkpoint("cnn", "after_unstructured_pruning").unlink()
+    said = (r"^no checkpoint at .+cnn_after_unstructured_pruning\.pth, though this run's record "
+            r"cnn_after_unstructured_pruning\.json names it \(deleted\?\): run notebook 03 of this run again$")
+    with pytest.raises(FileNotFoundError, match=said):
+        s.load("cnn", "after_unstructured_pruning")
+
+
 def test_the_smoke_profile_scores_taylor_and_fisher_so_they_rank_weights_apart():
     """On one batch 0.5*mean(g^2)*w^2 is 0.5*|w*g|^2: the same ranking as Taylor, and notebook 03's
     smoke figure drew "global taylor" exactly under "global fisher" (identical accuracies)."""

@@ -608,7 +608,9 @@ def frontier(s, subject: Subject) -> dict:
     included, there is no frontier: ``frontier_sparsity`` is None. ``nearest_failure``: the lowest
     sparsity that failed (the frontier lies between it and ``frontier_sparsity``), None if none did.
     ``cut_short``: every trial passed and the search ran out of trials below ``max_sparsity``, so
-    ``frontier_sparsity`` is only a lower bound (said so wherever it is shown). Each trial records
+    ``frontier_sparsity`` is only a lower bound (said so wherever it is shown). ``at_ceiling``: no
+    trial failed up to ``max_sparsity``, where the search stops: a lower bound too, since sparser
+    models were not tried (the cnn's project goal is 99.5%, its ceiling). Each trial records
     the sparsity and accuracy of the model it started from (``from_sparsity``, ``from_accuracy``).
     """
     cfg = subject.cfg["frontier"]
@@ -655,13 +657,14 @@ def frontier(s, subject: Subject) -> dict:
               f"({threshold:.2%}) and no trial met it")
     # No failure yet below the ceiling: the search stopped for want of trials, not at the frontier.
     cut_short = bool(trials) and failed is None and current[2] < cfg["max_sparsity"] - 1e-9
+    at_ceiling = found and failed is None and current[2] >= cfg["max_sparsity"] - 1e-9
     result = {"threshold": threshold, "threshold_rule": rule,
               "frontier_sparsity": current[2] if found else None,
               "frontier_accuracy": current[3] if found else None, "nearest_failure": failed, "cut_short": cut_short,
-              "trials": trials, "epochs_per_trial": cfg["epochs"], "epoch_steps": cfg["epoch_steps"], "start": start}
-    if cut_short:
+              "at_ceiling": at_ceiling, "trials": trials, "epochs_per_trial": cfg["epochs"], "epoch_steps": cfg["epoch_steps"], "start": start}
+    if cut_short or at_ceiling:
         print(f"{subject.name:12s} frontier {_frontier_text(current[2], True)} at {current[3]:.2%}"
-              f"{_cut_short_note(True, len(trials))}")
+              f"{_bound_note(cut_short, at_ceiling, len(trials))}")
     subject.results["frontier"] = result
     if saved:
         s.add_to_record(subject.name, STAGE, {"frontier": result})
@@ -671,14 +674,18 @@ def frontier(s, subject: Subject) -> dict:
     return result
 
 
-def _frontier_text(sparsity: float, cut_short: bool) -> str:
-    """The frontier's sparsity, "at least ..." where every trial passed until the trials ran out."""
-    return ("at least " if cut_short else "") + f"{sparsity:.2%}"
+def _frontier_text(sparsity: float, lower_bound: bool) -> str:
+    """The frontier's sparsity, "at least ..." where no trial failed (see ``_bound_note``)."""
+    return ("at least " if lower_bound else "") + f"{sparsity:.2%}"
 
 
-def _cut_short_note(cut_short: bool, trials: int) -> str:
+def _bound_note(cut_short: bool, at_ceiling: bool, trials: int) -> str:
     """Why a frontier is only a lower bound, or "" where it is not."""
-    return f" (the search stopped after its {trials} trials, none failed)" if cut_short else ""
+    if cut_short:
+        return f" (the search stopped after its {trials} trials, none failed)"
+    if at_ceiling:
+        return " (the search's ceiling, max_sparsity: sparser was not tried)"
+    return ""
 
 
 def _frontier_start(s, subject: Subject, threshold: float) -> tuple[tuple, str, bool]:
@@ -748,14 +755,16 @@ def summary(s, models: list[str]) -> list[dict]:
                      "dense_checkpoint_mb": m["dense_checkpoint_bytes"] / 1e6,
                      "frontier_sparsity": f.get("frontier_sparsity"), "frontier_accuracy": f.get("frontier_accuracy"),
                      "frontier_threshold": f.get("threshold"), "frontier_cut_short": bool(f.get("cut_short")),
+                     "frontier_at_ceiling": bool(f.get("at_ceiling")),
                      "frontier_trials": len(f.get("trials", []))})
     for r in rows:
         if not r["produced"]:
             print(f"{r['model']:12s} not produced: {r['reason'].splitlines()[0] if r['reason'] else ''}")
             continue
-        cut = r["frontier_cut_short"]  # False in records written before it was recorded
-        front = (f"; frontier {_frontier_text(r['frontier_sparsity'], cut)} at {r['frontier_accuracy']:.2%} "
-                 f"(threshold {r['frontier_threshold']:.2%}){_cut_short_note(cut, r['frontier_trials'])}"
+        # Both False in records written before they were recorded.
+        cut, ceiling = r["frontier_cut_short"], r["frontier_at_ceiling"]
+        front = (f"; frontier {_frontier_text(r['frontier_sparsity'], cut or ceiling)} at {r['frontier_accuracy']:.2%} "
+                 f"(threshold {r['frontier_threshold']:.2%}){_bound_note(cut, ceiling, r['frontier_trials'])}"
                  if r["frontier_sparsity"] is not None else "")
         print(f"{r['model']:12s} {r['original_accuracy']:.2%} -> {r['accuracy']:.2%} at "
               f"{r['pruning_percentage']:.2f}% of prunable weights ({r['sparsity_all_parameters']:.2f}% of all), "
@@ -951,17 +960,18 @@ def plot_frontier(results: dict[str, dict], path=None, caption=None):
                         arrowprops={"arrowstyle": "->", "color": "0.6", "lw": 0.6})
             ax.update_datalim([start])  # annotations do not widen the axes: keep each arrow inside
         ax.axhline(100 * res["threshold"], color=BAD_COLOR, ls="--", lw=0.8, label=f"threshold ({res['threshold_rule']})")
-        cut = bool(res.get("cut_short"))  # False in records written before it was recorded
+        # Both False in records written before they were recorded.
+        cut, ceiling = bool(res.get("cut_short")), bool(res.get("at_ceiling"))
         title = f"{name}: highest sparsity meeting the threshold"
         if res["frontier_sparsity"] is not None:  # None: not even the dense model met the threshold
             ax.axvline(100 * res["frontier_sparsity"], color=GOOD_COLOR, lw=0.8,
-                       label=f"frontier {_frontier_text(res['frontier_sparsity'], cut)} at {res['frontier_accuracy']:.2%}")
+                       label=f"frontier {_frontier_text(res['frontier_sparsity'], cut or ceiling)} at {res['frontier_accuracy']:.2%}")
             # The frontier point itself, so the axes always hold it and every arrow's start.
             ax.scatter(100 * res["frontier_sparsity"], 100 * res["frontier_accuracy"], marker="*", s=120,
                        color=GOOD_COLOR, zorder=4)
-            if cut:  # a lower bound, not the frontier (on two lines, to fit the panel)
+            if cut or ceiling:  # a lower bound, not the frontier (on two lines, to fit the panel)
                 title = (f"{name}: frontier at least {res['frontier_sparsity']:.2%}\n"
-                         f"{_cut_short_note(True, len(res['trials'])).strip()}")
+                         f"{_bound_note(cut, ceiling, len(res['trials'])).strip()}")
         ax.margins(x=0.1, y=0.15)
         ax.set(title=title, xlabel="sparsity (%)", ylabel="test accuracy (%)")
         ax.grid(alpha=0.3)
