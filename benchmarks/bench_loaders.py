@@ -1,15 +1,18 @@
 """Training throughput: the fast device path against the course's standard DataLoader path.
 
 Same model, same batch size, same number of optimizer steps; each path is warmed up first, then
-timed over ``--steps`` steps (images/s = steps x batch / seconds). Run from the repository root:
+timed over ``--steps`` steps (images/s = steps x batch / seconds). Reads the CIFAR-10 batches
+from the data folder every labutils tool reads ($LABUTILS_DATA, else the repository's data/)
+unless --data-root names another:
 
-    python benchmarks/bench_loaders.py --data-root data --arch resnet18 --width 16 --steps 40
+    python benchmarks/bench_loaders.py --arch resnet18 --width 16 --steps 40
 
 On a GPU add --device cuda (and a larger --batch-size). Prints a table; --json FILE keeps it.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
@@ -17,7 +20,7 @@ import torch.nn.functional as F
 
 from labutils.accel import memory_format
 from labutils.artifacts import device_name, write_json
-from labutils.data import DeviceLoader, get_loaders, load_cifar10
+from labutils.data import DEFAULT_DATA_ROOT, DataError, DataNotFoundError, DeviceLoader, get_loaders, load_cifar10
 from labutils.models import build_model
 from labutils.train import autocast, get_device, make_optimizer
 
@@ -54,9 +57,12 @@ def time_steps(model, loader, device, steps: int, warmup: int) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-root", default="data")
+    # "data" of the current folder was another folder than every other tool's outside the repository root
+    ap.add_argument("--data-root", metavar="DIR", default=None,
+                    help=f"folder holding cifar-10-batches-py (default: $LABUTILS_DATA, else the repository's "
+                         f"data/, here {DEFAULT_DATA_ROOT})")
     ap.add_argument("--arch", default="resnet18")
     ap.add_argument("--width", type=int, default=16, help="ResNet width (64 = full ResNet-18)")
     ap.add_argument("--batch-size", type=int, default=128)
@@ -65,12 +71,17 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers for the standard path")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", default=None)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    args.data_root = data_root = str(args.data_root or DEFAULT_DATA_ROOT)  # --json records the folder read
 
     device = get_device(args.device)
     torch.manual_seed(0)
-    images, labels = load_cifar10(args.data_root, train=True, download=False)
-    standard, _ = get_loaders(args.batch_size, args.data_root, num_workers=args.workers, download=False)
+    try:
+        images, labels = load_cifar10(data_root, train=True, download=False)
+        standard, _ = get_loaders(args.batch_size, data_root, num_workers=args.workers, download=False)
+    except (DataNotFoundError, DataError) as err:  # the message says what to do; a traceback buried it
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
     fast = DeviceLoader(images, labels, args.batch_size, True, device)
     rows = []
     for name, loader in (("standard DataLoader", standard), ("fast device path", fast)):

@@ -106,7 +106,7 @@ def download_cifar10(root: str | os.PathLike, timeout: float | None = None) -> P
 def check_data_folder(root: str | os.PathLike, origin: str | None = None) -> None:
     """DataNotFoundError (or DataError) for a data folder that is certainly wrong, found without
     reading or downloading anything: a file (as the folder or as its batches' folder), the
-    batches' own folder, a batch that is a folder.
+    batches' own folder, batches one folder too deep, a batch that is a folder.
     A missing or empty folder passes (the batches are downloaded into it). ``origin``: where the
     folder came from when no option named it ("$LABUTILS_DATA"), said in the message; None: the
     default folder is taken to come from $LABUTILS_DATA where that is set (a notebook's DATA_ROOT "")."""
@@ -131,6 +131,13 @@ def check_data_folder(root: str | os.PathLike, origin: str | None = None) -> Non
         where = (f"set DATA_ROOT (--data-root) to the folder above it, {root.parent}" if root.name == BATCH_DIR
                  else f"move them into {folder}/")
         raise DataNotFoundError(f"{named} holds the CIFAR-10 batches themselves, not a {BATCH_DIR}/ folder: {where}")
+    nested = folder / BATCH_DIR
+    if any((nested / f).is_file() for f in TRAIN_FILES + TEST_FILES):
+        # The archive unpacked into a folder already named for it (tar -xzf ... -C data/cifar-10-batches-py):
+        # this said "CIFAR-10 is not in" the folder holding it, or downloaded 163 MB again.
+        raise DataNotFoundError(f"the CIFAR-10 batches are one folder too deep, in {nested}/: move them up into "
+                                f"{folder}/ (mv {shlex.quote(str(nested))}/* {shlex.quote(str(folder))}/ && rmdir "
+                                f"{shlex.quote(str(nested))}), then run again")
 
 
 def cifar10_dir(root: str | os.PathLike = DEFAULT_DATA_ROOT, download: bool = True,

@@ -1,6 +1,7 @@
 """What the benchmark scripts record beside their numbers: the code that made them (an edited
 script is not the commit), noisy timings marked, and bench_masks' arguments and partial results."""
 import json
+import sys
 
 import pytest
 
@@ -505,3 +506,33 @@ def test_run_on_gpu_names_the_models_only_for_a_full_run(stages, models, tmp_pat
     assert started.returncode == 0, started.stderr
     assert ("models" in started.stdout) == bool(models)
     assert (f"profile smoke, models {models})" in started.stdout) == bool(models)
+
+
+def test_bench_loaders_reads_the_default_data_folder_and_says_missing_data_without_a_traceback(
+        tmp_path, monkeypatch, capsys):
+    """--data-root defaulted to data/ of the current folder, not labutils' ($LABUTILS_DATA, else the
+    repository's data/), and a missing dataset ended in a traceback."""
+    from labutils.data import write_synthetic_cifar10
+
+    bench = _bench("bench_loaders")
+    default = tmp_path / "default"
+    write_synthetic_cifar10(default, n_train=64, n_test=16)
+    monkeypatch.setattr(bench, "DEFAULT_DATA_ROOT", default, raising=False)  # as read when labutils was imported
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no data/ here
+
+    def run(*args):  # as from the command line
+        monkeypatch.setattr(sys, "argv", ["bench_loaders.py", *args])
+        bench.main()
+
+    tiny = ["--width", "4", "--batch-size", "8", "--steps", "1", "--warmup", "0", "--workers", "0", "--device", "cpu"]
+    run(*tiny)
+    assert "fast / standard" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        run("--help")
+    assert exit_.value.code == 0 and "$LABUTILS_DATA, else the repository's data/" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        run("--data-root", str(elsewhere), *tiny)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and err.startswith(f"error: CIFAR-10 is not in {elsewhere}") and "Traceback" not in err

@@ -505,6 +505,30 @@ def test_a_batches_folder_that_is_a_file_is_named_as_a_file(tmp_path):
         D.cifar10_dir(tmp_path)
 
 
+def test_batches_one_folder_too_deep_are_named_before_any_download(tmp_path, monkeypatch):
+    """mkdir -p data/cifar-10-batches-py && tar -xzf ... -C data/cifar-10-batches-py left the batches in
+    data/cifar-10-batches-py/cifar-10-batches-py/: offline that said "CIFAR-10 is not in" the folder
+    holding them, online it downloaded 163 MB again."""
+    import torchvision.datasets.utils as U
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("downloaded although the batches are there, one folder down")
+
+    monkeypatch.setattr(U, "download_and_extract_archive", no_download)
+    D.write_synthetic_cifar10(tmp_path / D.BATCH_DIR, n_train=50, n_test=20)
+    folder, nested = tmp_path / D.BATCH_DIR, tmp_path / D.BATCH_DIR / D.BATCH_DIR
+    for download in (True, False):
+        with pytest.raises(D.DataNotFoundError, match=re.escape(
+                f"the CIFAR-10 batches are one folder too deep, in {nested}/: move them up into {folder}/")):
+            D.load_cifar10(tmp_path, download=download)
+    assert sorted(p.name for p in folder.iterdir()) == [D.BATCH_DIR]  # nothing moved for the user
+    # moved up as the message says, they are read
+    for f in nested.iterdir():
+        f.rename(folder / f.name)
+    nested.rmdir()
+    assert len(D.load_cifar10(tmp_path, train=False, download=False)[1]) == 20
+
+
 @pytest.mark.parametrize("images", [np.random.default_rng(0).random((10, 3, 32, 32)).astype(np.float32),
                                     torch.rand(10, 32, 32, 3), np.full((10, 3, 32, 32), 300, np.int64)],
                          ids=["float-numpy", "float-torch", "int64-over-255"])
