@@ -220,8 +220,9 @@ def git_commit(root: Path = REPO_ROOT, paths: tuple[str, ...] = ("labutils",)) -
     --resume compares, and an edited benchmark must not change it; the benchmarks pass
     ``("labutils", "benchmarks")`` so their results never name a clean commit for an edited script.
     ``$LABUTILS_GIT_COMMIT`` names it where git cannot: a copy of the tree sent to a GPU machine
-    has no git metadata, or stale metadata of an older commit. Without either, the code is named
-    by its files (``no-git.`` and 12 hex digits, see ``code_fingerprint``)."""
+    has no git metadata, or stale metadata of an older commit. Without either, or where git does
+    not track ``paths`` (a copy inside another repository), the code is named by its files
+    (``no-git.`` and 12 hex digits, see ``code_fingerprint``)."""
     if os.environ.get("LABUTILS_GIT_COMMIT"):
         return os.environ["LABUTILS_GIT_COMMIT"]
 
@@ -231,7 +232,9 @@ def git_commit(root: Path = REPO_ROOT, paths: tuple[str, ...] = ("labutils",)) -
 
     try:
         commit = git("rev-parse", "--short=12", "HEAD")
-        if not commit:  # no git metadata
+        # No git metadata; or a copy that git does not track, unpacked inside another repository
+        # (a student's own): it was named by that repository's commit, which no edit here changed.
+        if not commit or not git("ls-files", "--", *paths):
             return code_fingerprint(root, paths)
         if not git("status", "--porcelain", "--untracked-files=no", "--", *paths):
             return commit

@@ -29,6 +29,28 @@ def test_a_copy_without_git_names_its_code_by_its_files(tmp_path, monkeypatch):
     assert edited.startswith(NO_GIT + ".") and edited != code
 
 
+def test_a_copy_unpacked_inside_another_repository_is_named_by_its_files(tmp_path, monkeypatch):
+    """A ZIP unpacked inside a student's own repository, which does not track it, took that
+    repository's commit as its code: an edit to profiles.py kept the name, and --resume went on."""
+    import subprocess
+
+    monkeypatch.delenv("LABUTILS_GIT_COMMIT", raising=False)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    outer = tmp_path / "coursework"
+    outer.mkdir()
+    git = ["git", "-c", "user.name=s", "-c", "user.email=s@example.org"]
+    subprocess.run([*git, "init", "-q"], cwd=outer, check=True)
+    (outer / "notes.md").write_text("mine")
+    subprocess.run([*git, "add", "notes.md"], cwd=outer, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "notes"], cwd=outer, check=True)
+    copy = _copy_without_git(outer / "workbook")
+    code = git_commit.__wrapped__(copy)
+    assert code.startswith(NO_GIT + ".")
+    profiles = copy / "labutils" / "profiles.py"
+    profiles.write_text(profiles.read_text().replace('"lr": 0.2', '"lr": 0.9', 1))
+    assert git_commit.__wrapped__(copy) not in (code, None)
+
+
 def test_without_a_git_program_the_code_is_named_by_its_files_and_the_variable_wins(tmp_path, monkeypatch):
     monkeypatch.delenv("LABUTILS_GIT_COMMIT", raising=False)
     copy = _copy_without_git(tmp_path)
