@@ -53,6 +53,9 @@ class Session:
         self.models = check_models(models)
         if not isinstance(device, (str, torch.device)):  # None: torch's own error is a dozen lines of overloads
             raise SettingsError(f"DEVICE = {device!r}: use auto, cpu, cuda, cuda:N or mps (a string)")
+        for what, path in (("OUT_DIR", out_dir), ("DATA_ROOT", data_root)):  # else a bare TypeError from pathlib
+            if path is not None and not isinstance(path, (str, os.PathLike)):
+                raise SettingsError(f"{what} = {path!r}: a folder's path, as a string (\"\" for the default)")
         try:
             self.device = get_device(device)
             self.profile = check_profile(get_profile(auto_profile(device) if profile == "auto" else profile))

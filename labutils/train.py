@@ -40,13 +40,13 @@ def get_device(preference: str | torch.device = "auto") -> torch.device:
             raise ValueError(f"unknown DEVICE (--device) {str(preference)!r}: use auto, cpu, cuda, cuda:N "
                              f"or mps") from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"DEVICE={preference!r} but no CUDA GPU is visible; use DEVICE='auto' or 'cpu'")
+            raise RuntimeError(f"DEVICE (--device) {str(preference)!r}, but no CUDA GPU is visible: use auto or cpu")
         if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-            raise RuntimeError(f"DEVICE={preference!r} but this machine has {torch.cuda.device_count()} CUDA "
+            raise RuntimeError(f"DEVICE (--device) {str(preference)!r}, but this machine has {torch.cuda.device_count()} CUDA "
                                f"GPU(s), numbered from 0")
         mps = getattr(torch.backends, "mps", None)
         if device.type == "mps" and not (mps and mps.is_available()):
-            raise RuntimeError(f"DEVICE={preference!r} but Apple's MPS is not available here; use DEVICE='auto' or 'cpu'")
+            raise RuntimeError(f"DEVICE (--device) {str(preference)!r}, but Apple's MPS is not available here: use auto or cpu")
         if device.type not in ("cpu", "cuda", "mps"):
             raise ValueError(f"device {str(preference)!r} is not one the workbook runs on: use auto, cpu, cuda, cuda:N or mps")
         return device

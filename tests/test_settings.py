@@ -482,6 +482,11 @@ def test_out_dir_at_the_repository_root_and_a_device_that_is_no_string_are_one_l
             Session("smoke", tmp_path / "out", device=device)
         assert len(str(info.value).splitlines()) == 1
     assert not (tmp_path / "out").exists()
+    # pathlib's bare TypeError ("expected str, bytes or os.PathLike object, not int") named no parameter
+    for name, kw in (("OUT_DIR", {"out_dir": 5}), ("DATA_ROOT", {"out_dir": tmp_path / "out", "data_root": ["d"]})):
+        with pytest.raises(SettingsError, match=rf"^{name} = .+: a folder's path, as a string"):
+            Session("smoke", device="cpu", **kw)
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_out_dir_whose_files_cannot_be_written_names_the_file_not_a_temporary_one(tmp_path, monkeypatch):

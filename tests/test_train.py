@@ -690,7 +690,7 @@ def test_fit_on_a_missing_gpu_says_so_in_words():
     """torch said "Found no NVIDIA driver" (or that it was not compiled with CUDA)."""
     from tiny import tiny_cnn
 
-    with pytest.raises(RuntimeError, match="DEVICE='cuda' but no CUDA GPU is visible; use DEVICE='auto' or 'cpu'"):
+    with pytest.raises(RuntimeError, match=r"^DEVICE \(--device\) 'cuda', but no CUDA GPU is visible: use auto or cpu$"):
         fit(tiny_cnn(), _tiny_train(), None, epochs=1, lr=0.1, device="cuda")
 
 
