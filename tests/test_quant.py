@@ -263,6 +263,14 @@ def test_ste_gradient_reaches_weights_the_clamp_leaves_alone(scheme):
     assert w.grad.tolist() == [0.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.0]
 
 
+def _save_pruned_cnn(s):
+    """Notebook 03's pruned ResNet-18, as it saves it (80% of the weights zero)."""
+    model = s.new_model("cnn")
+    masks = masks_from_scores(magnitude_scores(prunable_parameters(model)), 0.8, "global")
+    apply_masks(model, masks)
+    s.save(model, "cnn", "after_unstructured_pruning", {"accuracy": 0.1})
+
+
 def test_pruned_cnn_study_quantizes_the_pruned_resnet18(tmp_path):
     from labutils import Session
     from labutils.labs import quantization as quant_lab
@@ -271,10 +279,7 @@ def test_pruned_cnn_study_quantizes_the_pruned_resnet18(tmp_path):
     s.profile["quant"].update(ptq_methods=["asymmetric/channel/mse"], ptq_bits=[3], cnn_qat_bits=[2],
                               qat={"steps": 1, "lr": 0.01, "warmup": 0.0})
     assert quant_lab.pruned_cnn_study(s)["skipped"]
-    model = s.new_model("cnn")
-    masks = masks_from_scores(magnitude_scores(prunable_parameters(model)), 0.8, "global")
-    apply_masks(model, masks)
-    s.save(model, "cnn", "after_unstructured_pruning", {"accuracy": 0.1})
+    _save_pruned_cnn(s)
     out = quant_lab.pruned_cnn_study(s)
     assert not out.get("skipped")
     assert out["zeros"] >= 0.7 * out["weights"]
@@ -479,9 +484,11 @@ def no_work(monkeypatch):
     return work
 
 
-def test_sweeps_check_every_point_before_the_first_one_runs(no_work):
+def test_sweeps_check_every_point_before_the_first_one_runs(no_work, tmp_path):
     """A bad last method, bit width or per-bits length failed after the points before it had been
-    evaluated or trained (review: PTQ 5/6 done, then "bits must be an integer from 2 to 8")."""
+    evaluated or trained (review: PTQ 5/6 done, then "bits must be an integer from 2 to 8"); the
+    pruned ResNet-18's QAT settings were checked only after its whole PTQ sweep had run."""
+    from labutils import Session
     from labutils.errors import SettingsError
     from labutils.labs import quantization as lab
 
@@ -499,6 +506,36 @@ def test_sweeps_check_every_point_before_the_first_one_runs(no_work):
         lab.float_control(model, _loader(), None, [4, 2], recipe)
     with pytest.raises(SettingsError, match=r"float_control's recipe at 2 bits: epochs=0.001"):
         lab.float_control(model, _loader(), None, [4, 2], {"epochs": {"4": 1, "2": 0.001}})
+    s = Session("smoke", tmp_path, device="cpu")
+    _save_pruned_cnn(s)
+    for change, match in [
+            ({"cnn_qat_bits": [4, 1]}, "got 1"),
+            ({"cnn_qat_bits": 4}, r"cfg's cnn_qat_bits is a list of bit widths, such as \[4, 2\]: got 4"),
+            ({"qat_method": ["asymmetric/channel/mse"]}, r"cfg\['qat_method'\] takes one method"),
+            ({"qat_method": "asymetric/channel/mse"}, "unknown scheme 'asymetric'"),
+            ({"qat": {"lr": 0.01}}, r"cfg\['qat'\] \(the pruned ResNet-18's QAT\) at 4 bits needs its length"),
+            ({"qat": {"steps": {"4": 1}, "lr": 0.01}}, "no entry for 2 bits"),
+            ({"ptq_bits": [6, 1]}, "got 1")]:
+        with pytest.raises(ValueError, match=match):  # SettingsError is a ValueError too
+            lab.pruned_cnn_study(s, lab.config(s) | change)
+    assert no_work == []
+
+
+def test_empty_bit_widths_methods_and_variants_are_refused(no_work):
+    """bits=[] or methods=[] returned empty results without a word, and a pruning study with no
+    variants an empty dict on which the accuracy-vs-bits figure failed with a bare StopIteration."""
+    from labutils.errors import SettingsError
+    from labutils.labs import quantization as lab
+
+    model, _ = _pruned_resnet()
+    with pytest.raises(SettingsError, match=r"ptq_sweep's bits is empty: give at least one bit width"):
+        lab.ptq_sweep(model, None, ["asymmetric/channel/mse"], [])
+    with pytest.raises(SettingsError, match=r"ptq_sweep's methods is a list of strings, .*: got \[\]"):
+        lab.ptq_sweep(model, None, [], [4])
+    with pytest.raises(SettingsError, match=r"qat_sweep's bits is empty"):
+        lab.qat_sweep(model, _loader(), None, "asymmetric/channel/mse", np.arange(0), {"steps": 1})
+    with pytest.raises(SettingsError, match=r"float_control's bits is empty"):
+        lab.float_control(model, _loader(), None, (), {"steps": 1})
     assert no_work == []
 
 
@@ -524,6 +561,9 @@ def test_sweeps_take_a_numpy_array_of_bit_widths_as_quantspec_does(no_work):
     (lambda p: p["variants"]["global_iterative"].pop("rounds"), "a dict with 'scope' and 'rounds'"),
     (lambda p: p.update(qat_variants=["global_iterativ"]), r"names \['global_iterativ'\], not among the variants"),
     (lambda p: p.update(bits=[4, 1]), "got 1"),
+    (lambda p: p.update(bits=[]), r"cfg\['prune'\]'s bits is empty"),
+    (lambda p: p.update(variants={}, qat_variants=[]),
+     r"cfg\['prune'\]\['variants'\] is a dict of at least one pruning variant, such as .*: got \{\}"),
     (lambda p: p["finetune"].update(steps=0), r"cfg\['prune'\]\['finetune'\]: steps"),
 ])
 def test_the_pruning_study_checks_every_variant_before_the_first_prunes(no_work, change, match):

@@ -115,13 +115,15 @@ def at_bits(recipe: dict, bits: int) -> dict:
     return out
 
 
-def _bit_widths(bits, who: str) -> list[int]:
-    """``bits`` as a list of ints: a list, tuple, range or 1-D NumPy array of whole numbers (as
-    QuantSpec takes them: np.arange's)."""
+def _bit_widths(bits, who: str, name: str = "bits") -> list[int]:
+    """``bits`` as a list of ints: a non-empty list, tuple, range or 1-D NumPy array of whole
+    numbers (as QuantSpec takes them: np.arange's). The message names it ``{who}'s {name}``."""
     one_d_array = isinstance(bits, np.ndarray) and bits.ndim == 1
     if not ((isinstance(bits, (list, tuple, range)) or one_d_array)
             and all(isinstance(b, numbers.Integral) and not isinstance(b, bool) for b in bits)):
-        raise SettingsError(f"{who}'s bits is a list of bit widths, such as [4, 2]: got {bits!r}")
+        raise SettingsError(f"{who}'s {name} is a list of bit widths, such as [4, 2]: got {bits!r}")
+    if len(bits) == 0:  # [] ran nothing and returned empty results without a word
+        raise SettingsError(f"{who}'s {name} is empty: give at least one bit width, such as [4, 2]")
     return [int(b) for b in bits]
 
 
@@ -203,13 +205,7 @@ def resnet20_baseline(s: Session, cfg: dict | None = None) -> tuple[nn.Module, d
 def ptq_sweep(model: nn.Module, test, methods: list[str], bits: list[int],
               masks: dict | None = None) -> dict:
     """Post-training quantization: {method: {"accuracy": {bits: acc}, "size_bits": {bits: n}}}."""
-    if not (isinstance(methods, (list, tuple)) and all(isinstance(m, str) for m in methods)):  # a string iterates its letters
-        raise SettingsError(f"ptq_sweep's methods is a list of strings, such as ['asymmetric/channel/mse']: "
-                            f"got {methods!r}")
-    bits, out = _bit_widths(bits, "ptq_sweep"), {}
-    for method in methods:  # every point checked first: a typo in the last one threw the others' work away
-        for b in bits:
-            QuantSpec.parse(method, b)
+    bits, out = _check_ptq(methods, bits), {}
     for method in methods:
         acc, size = {}, {}
         for b in progress(bits, desc=f"PTQ {method}"):
@@ -219,6 +215,20 @@ def ptq_sweep(model: nn.Module, test, methods: list[str], bits: list[int],
         out[method] = {"accuracy": acc, "size_bits": size}
         print(f"PTQ {method:28s} " + "  ".join(f"{b}b {a:.2%}" for b, a in acc.items()))
     return out
+
+
+def _check_ptq(methods: list[str], bits) -> list[int]:
+    """Every method and bit width of a PTQ sweep, before the first one is evaluated: a typo in the
+    last one threw the others' work away. Returns the bit widths as ints."""
+    if not (isinstance(methods, (list, tuple)) and methods  # [] returned an empty sweep without a word
+            and all(isinstance(m, str) for m in methods)):  # a string iterates its letters
+        raise SettingsError(f"ptq_sweep's methods is a list of strings, such as ['asymmetric/channel/mse']: "
+                            f"got {methods!r}")
+    bits = _bit_widths(bits, "ptq_sweep")
+    for method in methods:
+        for b in bits:
+            QuantSpec.parse(method, b)
+    return bits
 
 
 def _check_qat(method: str, bits: list[int], recipe: dict, train, what: str) -> None:
@@ -307,6 +317,10 @@ def _check_pruning_study(cfg: dict, train) -> None:
     """SettingsError for any variant, bit width or recipe the study would fail on, before the first
     variant prunes and fine-tunes: a bad last variant threw away the others' work."""
     p = cfg["prune"]
+    # variants={} returned an empty study, and the figure's pruning panel then failed (StopIteration).
+    if not isinstance(p["variants"], dict) or not p["variants"]:
+        raise SettingsError(f"cfg['prune']['variants'] is a dict of at least one pruning variant, such as "
+                            f"{{'global_iterative': {{'scope': 'global', 'rounds': 3}}}}: got {p['variants']!r}")
     for name, variant in p["variants"].items():
         where = f"cfg['prune']['variants'][{name!r}]"
         if not isinstance(variant, dict) or {"scope", "rounds"} - set(variant):
@@ -423,6 +437,12 @@ def pruned_cnn_study(s: Session, cfg: dict | None = None) -> dict:
     model, ckpt = s.load(*PRUNED_CNN)
     masks = zero_masks(model)
     train, test = s.loaders("cnn", s.train_config("cnn")["batch_size"])
+    # Every PTQ and QAT point before the first evaluation: cnn_qat_bits = [1] failed only after the
+    # whole PTQ sweep had run.
+    _check_ptq(cfg["ptq_methods"], cfg["ptq_bits"])
+    qat_method = _one_method(cfg["qat_method"], "cfg['qat_method']")
+    _check_qat(qat_method, _bit_widths(cfg["cnn_qat_bits"], "cfg", "cnn_qat_bits"), cfg["qat"], train,
+               "cfg['qat'] (the pruned ResNet-18's QAT)")
     test = loaders(s, cfg)[1] if cfg.get("eval_images") else test
     before = sparsity_report(model, quantized_parameters(model))
     out = {"accuracy": _acc(model, test), "test_images": len(test.labels), "recorded_accuracy": ckpt["metrics"].get("accuracy"),
