@@ -20,3 +20,8 @@ class Explained(Exception):
 
 class SettingsError(Explained, ValueError):
     """A notebook parameter (or command-line option) that cannot work."""
+
+
+class TrainingDiverged(Explained, FloatingPointError):
+    """A training whose loss turned NaN or infinite, stopped (``fit(stop_if_diverged=True)``): its
+    message says what to change, which the traceback through ``fit`` buried."""

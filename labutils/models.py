@@ -273,6 +273,9 @@ def check_vit_weights(path: str | os.PathLike) -> str | None:
             state = state[wrapper]
     if not isinstance(state, dict):
         raise PretrainedWeightsUnavailable(_no_weights_message(where, f"it holds a {type(state).__name__}, not a state dict"))
+    # Saved from a DataParallel/DDP model: timm strips the prefix as it loads (clean_state_dict), and
+    # this check refused the file, every tensor "missing".
+    state = {k.removeprefix("module.") if isinstance(k, str) else k: v for k, v in state.items()}
     expected = {k: v.shape for k, v in timm.create_model("vit_tiny_patch16_224").state_dict().items()
                 if not k.startswith("head.")}  # the classifier is replaced anyway
     missing = [k for k in expected if k not in state]

@@ -26,7 +26,7 @@ from torch import nn
 
 from .accel import (GraphedStep, autocast, compile_uses_cudagraphs, forward_runner, full_float32, fused_optimizer,
                     grad_scaler, graphs_unavailable, memory_format, precision_for, tune_backends)
-from .errors import SettingsError
+from .errors import SettingsError, TrainingDiverged
 
 StepCallback = Callable[[nn.Module, torch.optim.Optimizer, int], None]
 
@@ -308,7 +308,7 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     never waits for the device: losses and counts are summed there and read once per epoch.
 
     An epoch whose training loss is NaN or infinite (a diverged run: it will score at chance) is
-    warned of once; ``stop_if_diverged`` raises FloatingPointError there instead. It is off by
+    warned of once; ``stop_if_diverged`` raises ``TrainingDiverged`` (a FloatingPointError) there instead. It is off by
     default: a sweep (notebook 06's) goes on past a diverged run and reports it.
     """
     _check_lengths(epochs, max_steps, eval_every)
@@ -347,54 +347,57 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     # the run inside an epoch (a bar wrapping the loops would close short, in red).
     bar = progress(total=total, desc=desc, unit="step")
     beat, shown_epochs = Heartbeat(desc), math.ceil(total / max(len(train_loader), 1))
-    for epoch in range(epochs):
-        start, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
-        beat.restart()
-        for i, (x, y) in enumerate(train_loader, 1):
-            x, y = to_device(x, y, device)
-            target = y
-            if mixup:
-                x, target = mix_batch(x, y, num_classes, mixup, label_smoothing)
-            loss, logits = train_step(x, target)
-            sched.step()
-            step += 1
-            bar.update()
-            beat(f"epoch {epoch + 1}/{shown_epochs}, step {i}/{len(train_loader)}")
-            if callback is not None:
-                callback(model, opt, step)
-            if averaged is not None:
-                averaged.update_parameters(model)
-                if masks:  # the average still holds weights pruned since it began: zero them there too
-                    apply_masks(averaged.module, masks)
-            loss_sum += loss.detach() * len(y)  # no .item(): a sync per step would stall the GPU
-            correct += (logits.argmax(1) == y).sum()
-            seen += len(y)
+    # Closed however the loop ends: an interrupted or failed cell kept a live widget, which a saved
+    # notebook shows as "Error displaying widget" (closed short, the bar turns red instead).
+    try:
+        for epoch in range(epochs):
+            start, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
+            beat.restart()
+            for i, (x, y) in enumerate(train_loader, 1):
+                x, y = to_device(x, y, device)
+                target = y
+                if mixup:
+                    x, target = mix_batch(x, y, num_classes, mixup, label_smoothing)
+                loss, logits = train_step(x, target)
+                sched.step()
+                step += 1
+                bar.update()
+                beat(f"epoch {epoch + 1}/{shown_epochs}, step {i}/{len(train_loader)}")
+                if callback is not None:
+                    callback(model, opt, step)
+                if averaged is not None:
+                    averaged.update_parameters(model)
+                    if masks:  # the average still holds weights pruned since it began: zero them there too
+                        apply_masks(averaged.module, masks)
+                loss_sum += loss.detach() * len(y)  # no .item(): a sync per step would stall the GPU
+                correct += (logits.argmax(1) == y).sum()
+                seen += len(y)
+                if step >= total:
+                    break
+            last_lr = float(sched.base_lrs[0]) * sched.lr_lambdas[0](step - 1)  # this epoch's last step's (get_last_lr: the next's)
+            record = {"epoch": epoch + 1, "train_loss": float(loss_sum) / max(seen, 1),
+                      "images": seen, "train_seconds": time.perf_counter() - start, "lr": last_lr}
+            if not mixup:  # against mixed targets, accuracy on the unmixed labels means little
+                record["train_accuracy"] = float(correct) / max(seen, 1)
+            if not math.isfinite(record["train_loss"]):  # read once an epoch above: no sync of its own
+                where = (f"{desc}: training diverged at epoch {epoch + 1} of {shown_epochs} (training loss "
+                         f"{record['train_loss']}; lower lr, or set grad_clip)")
+                if stop_if_diverged:
+                    raise TrainingDiverged(f"{where}; stopped")
+                if not warned:  # once: the epochs after it say the same
+                    warnings.warn(f"{where}; training on, the model will score at chance", RuntimeWarning, stacklevel=2)
+                    warned = True
+            last = epoch == epochs - 1 or step >= total
+            if test_loader is not None and ((epoch + 1) % eval_every == 0 or last):
+                ev = evaluate(scored, test_loader, device, precision=precision)  # as it trains
+                record.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])
+            record["seconds"] = time.perf_counter() - start
+            history.append(record)
+            _report(desc, shown_epochs, record, bar)
             if step >= total:
                 break
-        last_lr = float(sched.base_lrs[0]) * sched.lr_lambdas[0](step - 1)  # this epoch's last step's (get_last_lr: the next's)
-        record = {"epoch": epoch + 1, "train_loss": float(loss_sum) / max(seen, 1),
-                  "images": seen, "train_seconds": time.perf_counter() - start, "lr": last_lr}
-        if not mixup:  # against mixed targets, accuracy on the unmixed labels means little
-            record["train_accuracy"] = float(correct) / max(seen, 1)
-        if not math.isfinite(record["train_loss"]):  # read once an epoch above: no sync of its own
-            where = (f"{desc}: training diverged at epoch {epoch + 1} of {shown_epochs} (training loss "
-                     f"{record['train_loss']}; lower lr, or set grad_clip)")
-            if stop_if_diverged:
-                bar.close()
-                raise FloatingPointError(f"{where}; stopped")
-            if not warned:  # once: the epochs after it say the same
-                warnings.warn(f"{where}; training on, the model will score at chance", RuntimeWarning, stacklevel=2)
-                warned = True
-        last = epoch == epochs - 1 or step >= total
-        if test_loader is not None and ((epoch + 1) % eval_every == 0 or last):
-            ev = evaluate(scored, test_loader, device, precision=precision)  # as it trains
-            record.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])
-        record["seconds"] = time.perf_counter() - start
-        history.append(record)
-        _report(desc, shown_epochs, record, bar)
-        if step >= total:
-            break
-    bar.close()
+    finally:
+        bar.close()
     if averaged is not None:
         model.load_state_dict(averaged.module.state_dict())
     return history

@@ -79,6 +79,10 @@ def test_pretrained_vit_from_a_local_file(tmp_path):
     assert M.check_vit_weights(path) is None
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     assert M.course_model("vit", pretrained_weights=str(path)).initial_weights == f"the file vit_tiny.pth, sha256 {digest}"
+    # Saved from a DataParallel/DDP model: timm loads it, and the check refused it, every tensor "missing".
+    torch.save({f"module.{k}": v for k, v in trained.items()}, path)
+    assert M.check_vit_weights(path) is None
+    assert torch.equal(M.course_model("vit", pretrained_weights=str(path)).cls_token, trained["cls_token"])
 
 
 def test_pretrained_vit_unavailable_names_both_options(tmp_path, monkeypatch):

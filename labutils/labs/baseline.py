@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..course import BEFORE_PRUNING_MIN
 from ..data import AUGMENTATION, augmentation_of, fit_arguments
-from ..errors import SettingsError
+from ..errors import SettingsError, TrainingDiverged
 from ..models import PretrainedWeightsUnavailable, check_vit_weights, count_parameters
 from ..plots import MODEL_STYLES, finish, minimum_line, style_for
 from ..profile_check import recipe_problems
@@ -61,7 +61,14 @@ def train_baseline(session: Session, name: str, pretrained_weights: str | None =
             raise
         print(f"'{name}' NOT PRODUCED: {err}")
         return session.record_missing(name, "before_pruning", str(err))
-    history, test, seconds = _train(session, name, model, session.train_config(name), desc=name, stop_if_diverged=True)
+    try:
+        history, test, seconds = _train(session, name, model, session.train_config(name), desc=name,
+                                        stop_if_diverged=True)
+    except TrainingDiverged as err:
+        # Notebook 02 trains MODELS in one loop: those after this one were skipped without a word.
+        later = session.models[session.models.index(name) + 1:] if name in session.models else []
+        skipped = f"; {', '.join(later)}, after it in MODELS, not trained yet" if later else ""
+        raise TrainingDiverged(f"{err}: nothing saved for {name}{skipped}") from None
     final = history[-1]  # fit evaluates the test split after the last epoch
     record = session.save(model, name, "before_pruning", {
         "accuracy": final["test_accuracy"], "test_loss": final["test_loss"], "test_images": len(test.labels),
