@@ -195,10 +195,12 @@ def _same(a, b) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
-def check_same_run(report: dict, details: dict, root: str | os.PathLike = REPO_ROOT) -> None:
+def check_same_run(report: dict, details: dict, root: str | os.PathLike = REPO_ROOT,
+                   remedy: str = "commit both files of one run") -> None:
     """ResultsError unless every number of report.json is its sidecar's (notebook 05 writes both
     from the same records): a report of one run beside the sidecar of another, or an edited number,
-    would show numbers that no run gave under another run's name."""
+    would show numbers that no run gave under another run's name. ``remedy``: what the message says
+    to do (``check`` grades a hand-in, which is not committed)."""
     entries = details.get("entries")
     entries = entries if isinstance(entries, dict) else {}
 
@@ -220,14 +222,14 @@ def check_same_run(report: dict, details: dict, root: str | os.PathLike = REPO_R
         if not _same(got, expected):
             raise ResultsError(f"{Path(root) / 'report.json'}: {where} is {got} in report.json but {expected} in "
                                f"report_details.json: report.json and report_details.json are from different runs "
-                               f"(or one was edited): commit both files of one run")
+                               f"(or one was edited): {remedy}")
     for model in MODEL_NAMES:  # both files edited alike: a pruned entry's dense accuracy is still the dense one
         for section in ("unstructured_pruning", "structured_pruning"):
             original = report[section][model]["original_accuracy"]
             if original is not None and not _same(original, dense_of[model]):
                 raise ResultsError(f"{Path(root) / 'report.json'}: {section}/{model}/original_accuracy is {original}, "
                                    f"but the dense accuracy is {dense_of[model]}: report.json and report_details.json "
-                                   f"are from different runs (or one was edited): commit both files of one run")
+                                   f"are from different runs (or one was edited): {remedy}")
 
 
 def results_section(root: str | os.PathLike = REPO_ROOT, full_only: bool = True) -> str:
@@ -293,7 +295,11 @@ def read_readme(path: str | os.PathLike) -> str:
 def updated_readme(root: str | os.PathLike = REPO_ROOT, run: str | os.PathLike | None = None) -> str:
     """The text of README.md in ``root`` with the results section that the run in ``run`` (default
     ``root``) gives, in the file's own newline style; ResultsError where either cannot give it."""
-    text = read_readme(Path(root) / "README.md")
+    path = Path(root) / "README.md"
+    if not path.is_file():  # a plain pip install: REPO_ROOT is in site-packages, where no README.md is
+        raise ResultsError(f"there is no README.md at {path}: --write-readme writes the README of the "
+                           f"repository's checkout; run it there, with labutils installed from it (pip install -e .)")
+    text = read_readme(path)
     start, end = _section_span(text)
     newline = "\r\n" if "\r\n" in text else "\n"
     return text[:start] + results_section(root if run is None else run).replace("\n", newline) + text[end:]

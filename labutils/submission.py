@@ -5,7 +5,8 @@ hand in. Every number of report.json is traced to the checkpoint it names and re
 weights where the weights can say it:
 
 * report.json has exactly the course's keys and valid values (``course.report_problem``), each
-  entry all numbers or all empty, and ``report_details.json`` beside it names the run;
+  entry all numbers or all empty, and ``report_details.json`` beside it names the run and holds
+  report.json's numbers (``results.check_same_run``);
 * ``models_saved/`` holds the course's file names, one for each entry with numbers, and nothing
   else (notebook 06's ``quantization/`` folder aside);
 * every checkpoint loads safely, holds the architecture its name says, and comes from the run that
@@ -40,7 +41,7 @@ from .artifacts import read_json
 from .course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOTEBOOKS, REMOVED_TOLERANCE, REPORT_ENTRY_KEYS,
                      REPORT_SECTIONS, SPARSITY_MIN, STAGES, accuracy_text, checkpoint_names, empty_entry,
                      half_empty_entries, meets_minimum, not_pretrained, removed_text, report_problem, subset_text)
-from .results import sidecar_problem
+from .results import ResultsError, check_same_run, sidecar_problem
 
 # A model trained and scored on a GPU and scored again on a CPU may differ by an image or two:
 # the two run slightly different arithmetic (notebook 05 says the same of its table).
@@ -98,8 +99,8 @@ def _exactly(accuracy: float) -> str:
 
 def _read(path: Path) -> tuple[dict | None, str | None]:
     """(JSON object, None) or (None, what is wrong with the file)."""
-    if not path.is_file():
-        return None, "is missing"
+    if not path.is_file():  # a folder of that name was called missing
+        return None, "is not a file" if path.exists() else "is missing"
     try:
         data = read_json(path)
     except ValueError as err:
@@ -132,9 +133,19 @@ def check_report_file(root: Path) -> tuple[dict | None, dict, list[Finding]]:
     if not run_id:
         findings.append(Finding(False, f"report_details.json {wrong or 'names no run'} (notebook 05 writes it "
                                        f"beside report.json): which run wrote the report cannot be checked"))
-    if details and (damaged := sidecar_problem(details)):
+    damaged = sidecar_problem(details) if details else None
+    if damaged:
         findings.append(Finding(False, f"report_details.json is damaged: its {damaged} (run notebook 05 again to "
                                        f"write it): which models the run left out cannot be read"))
+    elif run_id and all(f.ok for f in findings):  # a problem already named is not said twice
+        # An edited sidecar number passed check, then results-table refused it: the same cross-check.
+        try:
+            check_same_run(report, details, root, remedy="hand in both files of one run (notebook 05 writes them "
+                                                         "together)")
+        except ResultsError as err:
+            # About no entry: whichever file was edited, the checks below trace report.json's numbers
+            # to the checkpoints, and mark the entries they find wrong.
+            findings.append(Finding(False, str(err)))
     return report, run if run_id else {}, findings
 
 
@@ -183,10 +194,11 @@ def _unstructured_recipe(root: Path, m: str) -> dict:
     return (record or {}).get("recipe") or {}
 
 
-def _baseline_problem(root: Path, m: str, stage: str, ckpt: dict, reported: dict) -> str | None:
+def _baseline_problem(root: Path, m: str, stage: str, ckpt: dict, reported: dict,
+                      baseline_loads: bool = True) -> str | None:
     """Why the pruned checkpoint ``m``_``stage`` was not made from the baseline handed in beside it,
     or None: the baseline's accuracy it recorded, and the baseline file's SHA-256 its metrics
-    record names (when ``metrics/`` is handed in)."""
+    record names (when ``metrics/`` is handed in and the baseline file loads)."""
     from .artifacts import file_sha256
 
     pruned_from = ckpt.get("metrics", {}).get("original_accuracy")
@@ -197,7 +209,9 @@ def _baseline_problem(root: Path, m: str, stage: str, ckpt: dict, reported: dict
     record, _ = _read(root / "metrics" / f"{m}_{stage}.json")
     sha = (record or {}).get("baseline_sha256")
     path = root / "models_saved" / f"{m}_before_pruning.pth"
-    if not (sha and path.is_file()):
+    # A baseline that does not load (corrupt, empty, another model's) is failed once, by name: its
+    # SHA-256 differs for that reason alone, not because the baseline "was trained again".
+    if not (sha and baseline_loads and path.is_file()):
         return None
     found = file_sha256(path)  # read once: a dense baseline is tens of MB
     if found != sha:
@@ -277,7 +291,8 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
                     f"report.json {accuracy_text(entry['accuracy'])}"
                     + ("" if close or not data_root else
                        f"; the run used {ckpt.get('meta', {}).get('data')}: is the copy in --data-root the same?"))
-        if stage != "before_pruning" and (problem := _baseline_problem(root, m, stage, ckpt, reported)):
+        if stage != "before_pruning" and (problem := _baseline_problem(
+                root, m, stage, ckpt, reported, baseline_loads=(m, "before_pruning") not in broken)):
             say(False, problem)
         if stage == "before_pruning":
             zeros = sparsity_report(model, prunable_parameters(model))["pruning_percentage"]

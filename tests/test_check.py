@@ -39,7 +39,20 @@ def vit_handin(folder, reported=0.5, recorded=0.5, meta=None, initial_weights=No
         report["structured_pruning"]["vit"] = {"original_accuracy": reported, "pruned_accuracy": reported,
                                                "pruning_percentage": 0.0}
     write_json(folder / "report.json", report)
-    write_json(folder / "report_details.json", {"run": meta, "entries": {}, "timings": {}})
+    from test_results import sidecar_entries  # the sidecar's numbers are report.json's, as notebook 05 writes them
+
+    write_json(folder / "report_details.json", {"run": meta, "entries": sidecar_entries(report), "timings": {}})
+    return folder
+
+
+def write_up(folder):
+    """Executed notebooks 01-05 that show run ``RUN``, as check reads them (one code cell each)."""
+    from labutils.course import NOTEBOOKS
+
+    session = {"cell_type": "code", "execution_count": 1, "source": "s = Session()", "metadata": {},
+               "outputs": [{"output_type": "stream", "name": "stdout", "text": f"Session(run_id='{RUN}')"}]}
+    for number in ("01", "02", "03", "04", "05"):
+        write_json(folder / "notebooks" / NOTEBOOKS[number], {"cells": [session], "nbformat": 4})
     return folder
 
 
@@ -192,3 +205,67 @@ def test_the_figure_draws_a_dense_model_without_its_pruned_one_and_only_the_runs
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["cnn: dense 91.00%, pruned not produced", "vit: not in this run",
                       "vit_scratch: dense 86.00%, pruned not produced"]
+
+
+def test_a_baseline_that_does_not_load_is_failed_once_not_called_retrained(tmp_path, capsys):
+    """A corrupt, empty or swapped baseline also failed its pruned models as "pruned from another file
+    ...: the baseline was trained or replaced again since", which its SHA-256 differed for only
+    because the file is broken (review)."""
+    from labutils.artifacts import file_sha256
+
+    handin = write_up(vit_handin(tmp_path, pruned=True))
+    baseline = handin / "models_saved" / "vit_before_pruning.pth"
+    record = handin / "metrics" / "vit_after_structured_pruning.json"
+    write_json(record, {"baseline_sha256": file_sha256(baseline)})  # as notebook 04 records it
+    for broken in (b"hello", b""):
+        baseline.write_bytes(broken)
+        rc, out, fails = check(handin, capsys)
+        assert rc == 1 and fails[0].startswith("FAIL  vit_before_pruning.pth does not load: CheckpointError:")
+        assert fails[1:] == ["FAIL  vit_after_structured_pruning: its removed channels cannot be counted: "
+                             "vit_before_pruning.pth does not load"]
+    # A baseline that loads but is another file than the one pruned: still told apart by its SHA-256.
+    vit_handin(tmp_path, pruned=True)
+    write_json(record, {"baseline_sha256": "0" * 64})
+    fails = check(handin, capsys)[2]
+    assert fails == ["FAIL  vit_after_structured_pruning: was pruned from another file than "
+                     "models_saved/vit_before_pruning.pth (its record metrics/vit_after_structured_pruning.json names "
+                     f"a baseline of SHA-256 000000000000..., the file's is {file_sha256(baseline)[:12]}...): the "
+                     "baseline was trained or replaced again since"]
+
+
+def test_a_sidecar_whose_numbers_are_not_the_reports_fails_as_results_table_refuses_it(tmp_path, capsys):
+    """A sidecar entry edited to 0.9 beside report.json's 0.5 passed check ("0 failed", status 0), then
+    results-table refused the same hand-in (review)."""
+    handin = write_up(vit_handin(tmp_path))
+    assert check(handin, capsys)[0] == 0
+    details = json.loads((handin / "report_details.json").read_text())
+    details["entries"]["vit_before_pruning"]["accuracy"] = 0.9
+    write_json(handin / "report_details.json", details)
+    rc, out, fails = check(handin, capsys)
+    assert rc == 1 and fails == [
+        f"FAIL  {handin / 'report.json'}: initial_accuracies/vit_before_pruning is 0.5 in report.json but 0.9 in "
+        "report_details.json: report.json and report_details.json are from different runs (or one was edited): hand "
+        "in both files of one run (notebook 05 writes them together)"]
+    # report.json's number is the checkpoint's: its verdict is not doubted for the sidecar's
+    assert "ok    vit_before_pruning: report.json says 50.00%" in out and "unverified" not in out
+    assert main(["results-table", "--root", str(handin)]) == 1
+    assert "is 0.5 in report.json but 0.9 in report_details.json" in capsys.readouterr().err
+
+
+def test_a_report_json_that_is_a_folder_is_not_called_missing(tmp_path, capsys):
+    handin = vit_handin(tmp_path)
+    (handin / "report.json").unlink()
+    assert check(handin, capsys)[2] == ["FAIL  report.json is missing: notebook 05 writes it"]
+    (handin / "report.json").mkdir()
+    assert check(handin, capsys)[2] == ["FAIL  report.json is not a file: notebook 05 writes it"]
+
+
+def test_minimums_not_met_leave_the_exit_status_at_0_as_the_help_says(tmp_path, capsys):
+    """The help read "Then the course's minimums. Exit status 1 when a check fails.", as if a
+    minimum not met failed the check (review)."""
+    rc, out, fails = check(write_up(vit_handin(tmp_path, reported=0.5, recorded=0.5)), capsys)
+    assert rc == 0 and not fails and "vit          dense         50.00% (minimum 92%): NOT met" in out
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    assert "a minimum not met (a model not produced, an accuracy too low) does not change it" in " ".join(
+        capsys.readouterr().out.split())

@@ -505,11 +505,14 @@ def test_check_measure_counts_images_and_compares_on_a_data_root_too(full_smoke_
     # models were made from it.
     n = json.loads((handin / "metrics" / "cnn_after_structured_pruning.json").read_text())["test_images"]
     report = json.loads((handin / "report.json").read_text())
+    details = json.loads((handin / "report_details.json").read_text())
     right = round(report["structured_pruning"]["cnn"]["pruned_accuracy"] * n)
     for off, passes in ((2, True), (2.4, False), (3, False)):  # 2.4 was rounded to 2 and passed
-        forged = (right - off) / n  # recorded and reported alike: only measuring finds it
+        forged = (right - off) / n  # recorded, reported and in the sidecar alike: only measuring finds it
         report["structured_pruning"]["cnn"]["pruned_accuracy"] = forged
+        details["entries"]["cnn_after_structured_pruning"]["accuracy"] = forged
         (handin / "report.json").write_text(json.dumps(report))
+        (handin / "report_details.json").write_text(json.dumps(details))
         _forge(handin / "models_saved" / "cnn_after_structured_pruning.pth", accuracy=forged)
         assert main(["check", str(handin), "--measure", "--data-root", str(handin / "data-synthetic")]) == (0 if passes else 1)
         line = next(x for x in capsys.readouterr().out.splitlines() if "cnn_after_structured_pruning: measured" in x)

@@ -300,3 +300,29 @@ def test_write_readme_keeps_crlf_and_utf8(tmp_path):
     assert data.startswith("# Élagage\r\n".encode("utf-8")) and data.endswith(b"\r\nafter\r\n")
     assert data.count(b"\n") == data.count(b"\r\n") and b"\r\nold\r\n" not in data
     assert R.readme_section(data.decode("utf-8").replace("\r\n", "\n")) == R.results_section(tmp_path)
+
+
+def test_write_readme_without_a_readme_says_it_needs_the_checkout(tmp_path, monkeypatch, capsys):
+    """A plain pip install puts REPO_ROOT in site-packages, where no README.md is: --write-readme
+    ended in a FileNotFoundError traceback (review)."""
+    import labutils.artifacts
+
+    write_run(tmp_path)
+    with pytest.raises(R.ResultsError, match=f"there is no README.md at {tmp_path / 'README.md'}: "
+                                             "--write-readme writes the README of the repository's checkout"):
+        R.write_readme(tmp_path)
+    monkeypatch.setattr(labutils.artifacts, "REPO_ROOT", tmp_path)  # as cli reads it
+    assert main(["results-table", "--write-readme"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: there is no README.md at") and len(err.splitlines()) == 1
+
+
+def test_the_readme_says_whether_a_run_is_committed_only_in_its_generated_section():
+    """Prose outside the markers said "none is committed yet", which --write-readme never rewrites:
+    it would have gone on saying so beside a committed run's results (review)."""
+    import re
+
+    text = (REPO_ROOT / "README.md").read_text()
+    outside = text.replace(R.readme_section(text), "")
+    assert not re.findall(r"[^.(]*\b(?:none is(?: committed)? yet|committed yet|no run is committed)[^.)]*",
+                          outside, re.IGNORECASE)
