@@ -435,8 +435,9 @@ def check_notebooks(folder: Path, run_id: str | None) -> list[Finding]:
     missing = [NOTEBOOKS[n] for n in WRITE_UP if n not in books]
     if missing:
         return [Finding(False, f"{folder} lacks {', '.join(missing)}: hand in the executed notebooks of the run (one "
-                               f"run by hand in JupyterLab leaves them in the workbook's notebooks/: pass that "
-                               f"folder with --notebook-dir)")]
+                               f"run by hand in JupyterLab leaves them in the workbook's notebooks/, one on Colab "
+                               f"in your own copies of them: put those in one folder; pass that folder with "
+                               f"--notebook-dir)")]
     findings, runs, unrun = [], set(), []
     for number, book in books.items():
         problem, shown = _notebook_problem(book, run_id)
