@@ -536,3 +536,104 @@ def test_bench_loaders_reads_the_default_data_folder_and_says_missing_data_witho
         run("--data-root", str(elsewhere), *tiny)
     err = capsys.readouterr().err
     assert exit_.value.code == 1 and err.startswith(f"error: CIFAR-10 is not in {elsewhere}") and "Traceback" not in err
+
+
+def _committed_script_tree(root):
+    """_script_tree as a git checkout, everything committed (prepare.sh asks git)."""
+    import subprocess
+
+    _script_tree(root)
+    (root / ".gitignore").write_text("/.gpu/\n.*.partial.ipynb\n__pycache__/\n")
+    for command in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"]):
+        subprocess.run(["git", *command], cwd=root, check=True)
+    return root
+
+
+def test_prepare_refuses_untracked_code_files_the_device_would_refuse(tmp_path):
+    """prepare.sh checked tracked files only, but the device tool carries untracked files git does not
+    ignore, and tree_commit.sh refused one there ("added since: benchmarks/scratch_note.py"), after
+    the machine's start (review)."""
+    root = _committed_script_tree(tmp_path / "repo")
+    prepare, pack = root / "benchmarks" / "gpu" / "prepare.sh", tmp_path / "no-pack"
+    (root / "benchmarks" / "scratch_note.py").write_text("print('not committed')\n")
+    (root / "notebooks").mkdir()
+    (root / "notebooks" / "99_mine.ipynb").write_text("{}\n")
+    refused = _bash(prepare, pack)
+    assert refused.returncode == 1 and not (root / ".gpu").exists()
+    assert ("error: untracked code files, which the device tool would carry and run_on_gpu.sh refuse as not the"
+            " commit: benchmarks/scratch_note.py notebooks/99_mine.ipynb - commit, delete or git-ignore them"
+            in refused.stderr), refused.stderr
+    # Not carried (ignored), or not code: accepted; it goes on to the pack, which this test lacks.
+    (root / "benchmarks" / "scratch_note.py").unlink()
+    (root / "notebooks" / "99_mine.ipynb").rename(root / "notebooks" / ".99_mine.partial.ipynb")
+    (root / "benchmarks" / "notes.txt").write_text("a note\n")
+    passed = _bash(prepare, pack)
+    assert passed.returncode == 1 and "untracked code" not in passed.stderr and "cifar10_q75.npz" in passed.stderr
+
+
+@pytest.mark.parametrize("settings, said", [
+    ({"MODELS": "cnn vit_scratch"}, "error: MODELS='cnn vit_scratch' names unknown model(s) ['cnn vit_scratch']: "
+                                    "give comma-separated names of: cnn,vit,vit_scratch"),
+    ({"MODELS": ","}, "error: MODELS=',' names no model"),
+    ({"STAGES": "sweep fulll"}, "error: STAGES='sweep fulll' names unknown stage(s) fulll: "
+                                "give space-separated words of: sweep full"),
+    ({"STAGES": "sweep,full"}, "names unknown stage(s) sweep,full"),
+    ({"STAGES": " "}, "error: STAGES=' ' names no stage"),
+])
+def test_run_on_gpu_refuses_unknown_models_and_stages_before_anything_starts(settings, said, tmp_path):
+    """MODELS="cnn vit_scratch" (spaces, as SWEEP_MODELS) failed the full run with exit status 2 and
+    an unknown STAGES word was only "skipped", both on the device after the machine's start; the dry
+    run here did the same, so its rehearsal did not catch them (review)."""
+    root = _script_tree(tmp_path / "repo")
+    work = tmp_path / "work"
+    for dry_run in ("1", "0"):
+        refused = _bash(root / "benchmarks" / "gpu" / "run_on_gpu.sh", DRY_RUN=dry_run, WORK=work,
+                        LABUTILS_GIT_COMMIT="abcdef123456", **settings)
+        assert refused.returncode == 2 and said in refused.stderr, refused.stderr
+        assert not work.exists()
+
+
+@pytest.mark.parametrize("stages, models", [("full", "cnn"), (None, "cnn, vit_scratch"), ("sweep full", "vit"),
+                                            ("sweep", "any thing: unused"), ("  sweep\tfull ", None)])
+def test_stages_check_accepts_what_the_stages_and_the_cli_take(stages, models):
+    """The check refuses no call that would have run: MODELS as the CLI's --models reads it, and
+    unused by a sweep alone."""
+    env = {k: v for k, v in (("STAGES", stages), ("MODELS", models)) if v is not None}
+    if "MODELS" not in env:
+        env["MODELS"] = "cnn,vit,vit_scratch"  # run_on_gpu.sh's default
+    checked = _bash(REPO_ROOT / "benchmarks" / "gpu" / "stages.sh", "--check", **env)
+    assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", "")
+
+
+def test_wait_shows_the_lines_of_the_stages_the_last_call_started(tmp_path):
+    """run.log is appended to by every call: after a resume, or a refused second sweep, wait.sh showed
+    the earlier stages' notebook and score lines as current (review)."""
+    import os
+    import time
+
+    root = _script_tree(tmp_path / "repo")
+    (root / "benchmarks" / "gpu" / "stages.sh").write_text(  # this call's stage: a refused sweep
+        '[ "${1:-}" = --check ] && exit 0\necho "error: $WORK/sweep holds a sweep already"\n')
+    (root / "notebooks").mkdir()
+    (root / "pyproject.toml").write_text("")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "run.log").write_text("== 02_baseline_training.ipynb done in 35s\n"
+                                  "today: 93.10% [92.60%, 93.58%] on 5000 images, 2 epochs, 9 s, 1,200 images/s\n"
+                                  "epoch 2/5 loss 1.2\n")
+    started = _bash(root / "benchmarks" / "gpu" / "run_on_gpu.sh", DRY_RUN=1, WORK=work, STAGES="sweep",
+                    LABUTILS_GIT_COMMIT="abcdef123456")
+    assert started.returncode == 0, started.stderr
+    pid = int((work / "stages.pid").read_text())
+    for _ in range(100):  # the fake stage ends at once
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    waited = _bash(REPO_ROOT / "benchmarks" / "gpu" / "wait.sh", 0, WORK=work)
+    assert waited.returncode == 0, waited.stdout
+    progress = waited.stdout.split("--- progress\n")[1].split("--- last lines")[0]
+    assert progress.splitlines() == [f"error: {work}/sweep holds a sweep already"]
+    assert waited.stdout.split("--- last lines\n")[1].splitlines()[0] == f"error: {work}/sweep holds a sweep already"
+    assert (work / "run.log").read_text().startswith("== 02_baseline_training.ipynb")  # still appended to

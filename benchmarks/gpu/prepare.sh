@@ -10,12 +10,22 @@
 # jsonschema, ipywidgets and what they need, plus airbench built from its sdist), leaving out what
 # its image already holds (torch, torchvision, timm, numpy, matplotlib, requests, ...).
 # .gpu/COMMIT names the commit the run will record and .gpu/MANIFEST its files' hashes: the working
-# tree must be clean, so that commit is the code that runs.
+# tree must be clean, with no untracked code file either, so that commit is the code that runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 pack=${1:?usage: bash benchmarks/gpu/prepare.sh PACK_DIR (the folder with cifar10_q75.npz and make_cifar10.py)}
 if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
     echo "error: the working tree has uncommitted changes: commit them first, so the run names the code it ran" >&2
+    exit 1
+fi
+# The device tool carries untracked files git does not ignore, and tree_commit.sh refuses a code file
+# the commit lacks under labutils/, benchmarks/ or notebooks/ (the same rule as here): found there,
+# it cost the machine's start and the call. An ignored file is not carried, so not refused.
+untracked=$(git ls-files --others --exclude-standard -- labutils benchmarks notebooks |
+    grep -E '\.(py|sh|ipynb)$' | grep -vE '(^|/)(__pycache__|\.ipynb_checkpoints)/' || true)
+if [ -n "$untracked" ]; then
+    echo "error: untracked code files, which the device tool would carry and run_on_gpu.sh refuse as not the" \
+         "commit: $(echo "$untracked" | head -10 | tr '\n' ' ')- commit, delete or git-ignore them, then run prepare.sh again" >&2
     exit 1
 fi
 mkdir -p .gpu/wheels

@@ -16,6 +16,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export WORK=${WORK:-/tmp/gpu} DRY_RUN=${DRY_RUN:-0} MODELS=${MODELS:-cnn,vit,vit_scratch}
+# A mistyped STAGES or MODELS is refused first (stages.sh holds the words), and a dry run here
+# refuses it as the device would, before the booking.
+bash benchmarks/gpu/stages.sh --check || exit 2
 if [ -f "$WORK/stages.pid" ] && kill -0 "$(cat "$WORK/stages.pid")" 2>/dev/null; then
     echo "error: the stages are already running (pid $(cat "$WORK/stages.pid")): poll with wait.sh" >&2
     exit 1
@@ -49,6 +52,9 @@ else
     [ -f "$WORK/data/cifar-10-batches-py/test_batch" ] || python3 .gpu/make_cifar10.py "$WORK/data"
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 fi
+# Where this call's stages begin in run.log, which every call appends to: wait.sh reads their lines
+# alone (it showed a resumed run's earlier lines, or a refused second sweep's scores, as current).
+if [ -f "$WORK/run.log" ]; then stat -c %s "$WORK/run.log"; else echo 0; fi > "$WORK/run.log.offset"
 setsid nohup bash "$src/benchmarks/gpu/stages.sh" >> "$WORK/run.log" 2>&1 < /dev/null &
 echo $! > "$WORK/stages.pid"
 # MODELS is the full run's: a sweep alone does not use it.

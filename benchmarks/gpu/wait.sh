@@ -14,6 +14,11 @@ if [ ! -f "$WORK/stages.pid" ]; then  # a fresh machine: the one that ran the st
     echo "NO RUN ON THIS MACHINE: $WORK/stages.pid is missing (a fresh machine? the run and its outputs are lost)"
     exit 2
 fi
+# The lines of the stages the last run_on_gpu.sh started (run.log.offset: where they begin): run.log
+# is appended to, and a resumed run's earlier lines, or a refused second sweep's first scores, were
+# shown as current.
+from=$(cat "$WORK/run.log.offset" 2>/dev/null || echo 0)
+log() { tail -c +"$((from + 1))" "$WORK/run.log" 2>/dev/null; }
 # Alive and not a zombie (ended, not yet reaped: kill -0 still finds it).
 running() { kill -0 "$(cat "$WORK/stages.pid")" 2>/dev/null &&
             [ "$(awk '{print $3}' "/proc/$(cat "$WORK/stages.pid")/stat" 2>/dev/null)" != Z ]; }
@@ -29,9 +34,9 @@ echo "--- stages"; cat "$WORK/stages" 2>/dev/null
 # then "NAME: 93.10% [92.60%, 93.58%] on 10000 images, ..." or "NAME: failed (...)", "skipped (...)",
 # "not run (...)"), each tailed on its own: notebook 03's 18 study lines ("...: 15.62% [...]") must
 # not push the notebooks' lines out.
-echo "--- progress"; grep -E "^== |^done:|^error|Error" "$WORK/run.log" 2>/dev/null | tail -12
-grep -E ": [0-9.]+% \[[0-9.]+%, [0-9.]+%\] on [0-9]+ images|: (started \(log:|failed \(|skipped \(|not run \()" \
-    "$WORK/run.log" 2>/dev/null | tail -12
-echo "--- last lines"; tail -n 4 "$WORK/run.log" 2>/dev/null
+echo "--- progress"; log | grep -E "^== |^done:|^error|Error" | tail -12
+log | grep -E ": [0-9.]+% \[[0-9.]+%, [0-9.]+%\] on [0-9]+ images|: (started \(log:|failed \(|skipped \(|not run \()" |
+    tail -12
+echo "--- last lines"; log | tail -n 4
 if running; then echo "STILL RUNNING: call wait.sh again now"; exit 3; fi
 echo "FINISHED: run collect.sh"
