@@ -625,7 +625,7 @@ def test_wait_shows_the_lines_of_the_stages_the_last_call_started(tmp_path):
                     LABUTILS_GIT_COMMIT="abcdef123456")
     assert started.returncode == 0, started.stderr
     pid = int((work / "stages.pid").read_text())
-    for _ in range(100):  # the fake stage ends at once
+    for _ in range(600):  # the fake stage ends at once (30 s: a loaded machine)
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
