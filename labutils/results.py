@@ -9,6 +9,7 @@ committed yet.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -218,11 +219,14 @@ def check_same_run(report: dict, details: dict, root: str | os.PathLike = REPO_R
             pairs += [(f"{section}/{model}/{key}", got[key], sidecar(model, stage, side))
                       for key, side in (("pruned_accuracy", "accuracy"), ("pruning_percentage", "pruning_percentage"),
                                         ("original_accuracy", "original_accuracy"))]
+    def shown(value) -> str:  # as the files spell it: "0.5" read "0.5 ... but 0.5", and null read None
+        return "no number" if value is None else json.dumps(value)
+
     for where, got, expected in pairs:
         if not _same(got, expected):
-            raise ResultsError(f"{Path(root) / 'report.json'}: {where} is {got} in report.json but {expected} in "
-                               f"report_details.json: report.json and report_details.json are from different runs "
-                               f"(or one was edited): {remedy}")
+            raise ResultsError(f"{Path(root) / 'report.json'}: {where} is {shown(got)} in report.json but "
+                               f"{shown(expected)} in report_details.json: report.json and report_details.json are "
+                               f"from different runs (or one was edited): {remedy}")
     for model in MODEL_NAMES:  # both files edited alike: a pruned entry's dense accuracy is still the dense one
         for section in ("unstructured_pruning", "structured_pruning"):
             original = report[section][model]["original_accuracy"]

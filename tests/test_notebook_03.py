@@ -1,7 +1,7 @@
 """Notebook 03 end to end in the smoke profile, continuing the shared 01-02 smoke run."""
 import pytest
 
-from figure_check import assert_series_apart
+from figure_check import assert_series_apart, assert_within_figure
 from labutils.artifacts import read_json
 from labutils.checkpoint import load_checkpoint
 from labutils.models import count_parameters
@@ -344,13 +344,20 @@ def test_a_frontier_search_where_every_trial_passed_says_it_is_a_lower_bound(tmp
     result = lab.frontier(s, subject)
     assert result["frontier_sparsity"] == pytest.approx(subject.cfg["frontier"]["max_sparsity"], abs=1e-3)
     assert result["cut_short"] is False and result["at_ceiling"] is True
-    ceiling = "(the search's ceiling, max_sparsity: sparser was not tried)"
+    ceiling = "(the search's ceiling: sparser was not tried)"
     at_least = f"frontier at least {result['frontier_sparsity']:.2%} at {result['frontier_accuracy']:.2%}"
     assert f"cnn          {at_least} {ceiling}" in capsys.readouterr().out
     lab.summary(s, ["cnn"])
     assert f"; {at_least} (threshold 0.00%) {ceiling}" in capsys.readouterr().out
     ax = lab.plot_frontier({"cnn": result}).axes[0]
     assert ax.get_title() == f"cnn: frontier at least {result['frontier_sparsity']:.2%}\n{ceiling}"
+    # Side by side (a cpu run's two models), each title whole on the figure and clear of the other's:
+    # a longer note ran off the right edge and into the left panel's title (review).
+    fig = lab.plot_frontier({"cnn": result, "vit_scratch": result})
+    titles = [ax.title for ax in fig.axes[:2]]
+    for title in titles:
+        assert_within_figure(fig, title)
+    assert not titles[0].get_window_extent().overlaps(titles[1].get_window_extent())
 
 
 def test_the_frontier_arrows_start_at_the_model_each_trial_pruned(tmp_path, monkeypatch):

@@ -511,11 +511,13 @@ def test_sweeps_check_every_point_before_the_first_one_runs(no_work, tmp_path):
     for change, match in [
             ({"cnn_qat_bits": [4, 1]}, "got 1"),
             ({"cnn_qat_bits": 4}, r"cfg's cnn_qat_bits is a list of bit widths, such as \[4, 2\]: got 4"),
-            ({"qat_method": ["asymmetric/channel/mse"]}, r"cfg\['qat_method'\] takes one method"),
+            ({"qat_method": ["asymmetric/channel/mse"]}, r"cfg's qat_method takes one method"),
             ({"qat_method": "asymetric/channel/mse"}, "unknown scheme 'asymetric'"),
             ({"qat": {"lr": 0.01}}, r"cfg\['qat'\] \(the pruned ResNet-18's QAT\) at 4 bits needs its length"),
             ({"qat": {"steps": {"4": 1}, "lr": 0.01}}, "no entry for 2 bits"),
-            ({"ptq_bits": [6, 1]}, "got 1")]:
+            ({"ptq_bits": [6, 1]}, "got 1"),
+            ({"ptq_bits": []}, "cfg's ptq_bits is empty"),  # the cfg's names, not ptq_sweep's arguments
+            ({"ptq_methods": []}, "cfg's ptq_methods is empty: give at least one method")]:
         with pytest.raises(ValueError, match=match):  # SettingsError is a ValueError too
             lab.pruned_cnn_study(s, lab.config(s) | change)
     assert no_work == []
@@ -530,7 +532,7 @@ def test_empty_bit_widths_methods_and_variants_are_refused(no_work):
     model, _ = _pruned_resnet()
     with pytest.raises(SettingsError, match=r"ptq_sweep's bits is empty: give at least one bit width"):
         lab.ptq_sweep(model, None, ["asymmetric/channel/mse"], [])
-    with pytest.raises(SettingsError, match=r"ptq_sweep's methods is a list of strings, .*: got \[\]"):
+    with pytest.raises(SettingsError, match=r"ptq_sweep's methods is empty: give at least one method"):
         lab.ptq_sweep(model, None, [], [4])
     with pytest.raises(SettingsError, match=r"qat_sweep's bits is empty"):
         lab.qat_sweep(model, _loader(), None, "asymmetric/channel/mse", np.arange(0), {"steps": 1})

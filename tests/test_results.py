@@ -252,7 +252,13 @@ def test_a_report_and_a_sidecar_of_different_runs_are_refused(tmp_path):
     details = make_details(report=report)
     del details["entries"]["cnn_after_structured_pruning"]
     write_run(tmp_path, report, details)
-    with pytest.raises(R.ResultsError, match="structured_pruning/cnn/pruned_accuracy is 0.902 in report.json but None"):
+    with pytest.raises(R.ResultsError, match="structured_pruning/cnn/pruned_accuracy is 0.902 in report.json but no "
+                                             "number in report_details.json"):
+        R.results_section(tmp_path)
+    details = make_details(report=report)  # a number as a string: it read "is 0.902 ... but 0.902"
+    details["entries"]["cnn_after_structured_pruning"]["accuracy"] = "0.902"
+    write_run(tmp_path, report, details)
+    with pytest.raises(R.ResultsError, match='pruned_accuracy is 0.902 in report.json but "0.902" in report_details'):
         R.results_section(tmp_path)
 
 

@@ -785,6 +785,17 @@ def test_an_interrupted_training_closes_its_progress_bar(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         fit(tiny_cnn(), train, None, epochs=2, lr=0.05, device=torch.device("cpu"), callback=interrupt)
     assert len(bars) == 1 and bars[0].closed
+    # A study's own bar, the one shown while its fits run without theirs (review): iterative pruning's.
+    from labutils.prune import schedules
+
+    def interrupted_fit(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(schedules, "progress", Bar)
+    monkeypatch.setattr(schedules, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        schedules.iterative_prune(tiny_cnn(), train, None, 0.5, rounds=2, epochs_per_round=1)
+    assert len(bars) == 2 and bars[1].closed
 
 
 @pytest.mark.parametrize("settings, said", [

@@ -18,6 +18,7 @@ import copy
 import math
 import numbers
 import time
+from contextlib import closing
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -217,14 +218,16 @@ def ptq_sweep(model: nn.Module, test, methods: list[str], bits: list[int],
     return out
 
 
-def _check_ptq(methods: list[str], bits) -> list[int]:
+def _check_ptq(methods: list[str], bits, who: str = "ptq_sweep", names: tuple[str, str] = ("methods", "bits")) -> list[int]:
     """Every method and bit width of a PTQ sweep, before the first one is evaluated: a typo in the
-    last one threw the others' work away. Returns the bit widths as ints."""
-    if not (isinstance(methods, (list, tuple)) and methods  # [] returned an empty sweep without a word
-            and all(isinstance(m, str) for m in methods)):  # a string iterates its letters
-        raise SettingsError(f"ptq_sweep's methods is a list of strings, such as ['asymmetric/channel/mse']: "
+    last one threw the others' work away. Returns the bit widths as ints. The messages name them
+    ``{who}'s {names[0]}`` and ``{who}'s {names[1]}``."""
+    if not (isinstance(methods, (list, tuple)) and all(isinstance(m, str) for m in methods)):  # a string: its letters
+        raise SettingsError(f"{who}'s {names[0]} is a list of strings, such as ['asymmetric/channel/mse']: "
                             f"got {methods!r}")
-    bits = _bit_widths(bits, "ptq_sweep")
+    if not methods:  # [] returned an empty sweep without a word
+        raise SettingsError(f"{who}'s {names[0]} is empty: give at least one method, such as ['asymmetric/channel/mse']")
+    bits = _bit_widths(bits, who, names[1])
     for method in methods:
         for b in bits:
             QuantSpec.parse(method, b)
@@ -351,25 +354,24 @@ def pruning_study(model: nn.Module, train, test, cfg: dict) -> dict:
     p = cfg["prune"]
     out = {}
     # One bar for the study and its printed lines; the fits and sweeps inside show no bar of their own.
-    bar = progress(total=len(p["variants"]), desc="pruning study", unit="variant")
-    for name, variant in p["variants"].items():
-        start = time.perf_counter()
-        with quiet_progress():
-            pruned, masks = prune(model, train, p["sparsity"], variant["scope"], variant["rounds"], p["finetune"])
-        report = sparsity_report(pruned, prunable_parameters(pruned), masks)
-        record = {"scope": variant["scope"], "rounds": variant["rounds"], "accuracy": _acc(pruned, test),
-                  "pruning_percentage": report["pruning_percentage"],
-                  "sparsity_all_parameters": report["sparsity_all_parameters"],
-                  "size_bits_fp32": model_size_bits(pruned)["total_bits"]}
-        print(f"{name}: {record['pruning_percentage']:.1f}% pruned, float {record['accuracy']:.2%}")
-        with quiet_progress():
-            record["ptq"] = ptq_sweep(pruned, test, [cfg["qat_method"]], p["bits"], masks)[cfg["qat_method"]]
-            if name in p["qat_variants"]:
-                record["qat"] = qat_sweep(pruned, train, test, cfg["qat_method"], p["bits"], cfg["qat"], masks)
-        record["seconds"] = time.perf_counter() - start
-        out[name] = record
-        bar.update()
-    bar.close()
+    with closing(progress(total=len(p["variants"]), desc="pruning study", unit="variant")) as bar:
+        for name, variant in p["variants"].items():
+            start = time.perf_counter()
+            with quiet_progress():
+                pruned, masks = prune(model, train, p["sparsity"], variant["scope"], variant["rounds"], p["finetune"])
+            report = sparsity_report(pruned, prunable_parameters(pruned), masks)
+            record = {"scope": variant["scope"], "rounds": variant["rounds"], "accuracy": _acc(pruned, test),
+                      "pruning_percentage": report["pruning_percentage"],
+                      "sparsity_all_parameters": report["sparsity_all_parameters"],
+                      "size_bits_fp32": model_size_bits(pruned)["total_bits"]}
+            print(f"{name}: {record['pruning_percentage']:.1f}% pruned, float {record['accuracy']:.2%}")
+            with quiet_progress():
+                record["ptq"] = ptq_sweep(pruned, test, [cfg["qat_method"]], p["bits"], masks)[cfg["qat_method"]]
+                if name in p["qat_variants"]:
+                    record["qat"] = qat_sweep(pruned, train, test, cfg["qat_method"], p["bits"], cfg["qat"], masks)
+            record["seconds"] = time.perf_counter() - start
+            out[name] = record
+            bar.update()
     return out
 
 
@@ -439,8 +441,8 @@ def pruned_cnn_study(s: Session, cfg: dict | None = None) -> dict:
     train, test = s.loaders("cnn", s.train_config("cnn")["batch_size"])
     # Every PTQ and QAT point before the first evaluation: cnn_qat_bits = [1] failed only after the
     # whole PTQ sweep had run.
-    _check_ptq(cfg["ptq_methods"], cfg["ptq_bits"])
-    qat_method = _one_method(cfg["qat_method"], "cfg['qat_method']")
+    _check_ptq(cfg["ptq_methods"], cfg["ptq_bits"], "cfg", ("ptq_methods", "ptq_bits"))
+    qat_method = _one_method(cfg["qat_method"], "cfg's qat_method")
     _check_qat(qat_method, _bit_widths(cfg["cnn_qat_bits"], "cfg", "cnn_qat_bits"), cfg["qat"], train,
                "cfg['qat'] (the pruned ResNet-18's QAT)")
     test = loaders(s, cfg)[1] if cfg.get("eval_images") else test

@@ -21,6 +21,7 @@ import itertools
 import numbers
 import tempfile
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -315,18 +316,17 @@ def study(subject: Subject, sparsities: list[float], epochs: list[float], record
     rows, correct, scale, cap = [], [], subject.cfg["study_epoch_scale"], subject.cfg["epoch_steps"]
     points = [(e, level, method) for e in epochs for level in sparsities for method in METHODS]
     # One bar for the study and a line per point: a bar per fine-tune would bury the figure.
-    bar = progress(total=len(points), desc=f"{subject.name} study", unit="fit")
-    for e, level, method in points:
-        with quiet_progress():
-            _, _, row = prune_and_finetune(subject, method, level, e * scale, cap, per_image=True)
-        correct.append(row.pop("correct"))  # for the verdict's paired tests; not recorded
-        row.update(epochs=e, steps=budget_steps(e * scale, subject.train, cap))  # the same for every method
-        rows.append(row)
-        bar.update()
-        low, high = row["ci95"]
-        print(f"{subject.name:12s} {method:9s} {_pct(level):>5s} {e} ep ({row['steps']} step{'s' * (row['steps'] != 1)}): {row['accuracy']:.2%} "
-              f"[{low:.2%}, {high:.2%}] ({row['seconds']:.0f}s)", flush=True)
-    bar.close()
+    with closing(progress(total=len(points), desc=f"{subject.name} study", unit="fit")) as bar:
+        for e, level, method in points:
+            with quiet_progress():
+                _, _, row = prune_and_finetune(subject, method, level, e * scale, cap, per_image=True)
+            correct.append(row.pop("correct"))  # for the verdict's paired tests; not recorded
+            row.update(epochs=e, steps=budget_steps(e * scale, subject.train, cap))  # the same for every method
+            rows.append(row)
+            bar.update()
+            low, high = row["ci95"]
+            print(f"{subject.name:12s} {method:9s} {_pct(level):>5s} {e} ep ({row['steps']} step{'s' * (row['steps'] != 1)}): {row['accuracy']:.2%} "
+                  f"[{low:.2%}, {high:.2%}] ({row['seconds']:.0f}s)", flush=True)
     if record:  # the correctness stays in the kernel, for the final recipe's choice ("best")
         subject.results["study"], subject.results["study_correct"] = rows, correct
     print(study_table(rows))
@@ -610,7 +610,7 @@ def frontier(s, subject: Subject) -> dict:
     ``cut_short``: every trial passed and the search ran out of trials below ``max_sparsity``, so
     ``frontier_sparsity`` is only a lower bound (said so wherever it is shown). ``at_ceiling``: no
     trial failed up to ``max_sparsity``, where the search stops: a lower bound too, since sparser
-    models were not tried (the cnn's project goal is 99.5%, its ceiling). Each trial records
+    models were not tried (the profiles' ceilings are at or above the cnn's 99.5% goal). Each trial records
     the sparsity and accuracy of the model it started from (``from_sparsity``, ``from_accuracy``).
     """
     cfg = subject.cfg["frontier"]
@@ -618,39 +618,39 @@ def frontier(s, subject: Subject) -> dict:
     current, start, saved = _frontier_start(s, subject, threshold)
     print(f"{subject.name:12s} frontier starts from {start} ({current[2]:.2%} sparse, {current[3]:.2%})")
     trials, failed = [], None
-    bar = progress(desc=f"{subject.name} frontier", unit="trial")  # no total: the search stops when it may
-    for _ in range(cfg["max_trials"]):
-        level = current[2]
-        if failed is None:
-            target = min(1 - (1 - level) * cfg["step_keep"], cfg["max_sparsity"])
-        else:
-            target = (level + failed) / 2
-        if target <= level + 1e-6:
-            break
-        subject.reseed()
-        model = copy.deepcopy(current[0])
-        params = subject.params(model)
-        masks = one_shot_prune(model, target, "global", params=params, previous=current[1])
-        with quiet_progress():
-            finetune_masked(model, subject.train, cfg["epochs"], masks, f"{subject.name} frontier {target:.2%}",
-                            cfg["epoch_steps"], **subject.fit_kwargs)
-        measured = sparsity_report(model, params, masks)["pruning_percentage"] / 100
-        acc = evaluate(model, subject.test)["accuracy"]
-        passed = acc >= threshold
-        trials.append({"from_sparsity": level, "from_accuracy": current[3], "sparsity": measured, "accuracy": acc,
-                       "passed": passed})
-        bar.update()
-        print(f"{subject.name:12s} frontier {level:.2%} -> {measured:.2%}: {acc:.2%} "
-              f"({'meets' if passed else 'below'} {threshold:.2%})")
-        if passed:
-            current = (model, masks, measured, acc)
-        else:
-            failed = measured if failed is None else min(failed, measured)
-            if len([t for t in trials if not t["passed"]]) > cfg["refine"]:
+    # No total: the search stops when it may. Closed however it ends (an interrupt kept a live widget).
+    with closing(progress(desc=f"{subject.name} frontier", unit="trial")) as bar:
+        for _ in range(cfg["max_trials"]):
+            level = current[2]
+            if failed is None:
+                target = min(1 - (1 - level) * cfg["step_keep"], cfg["max_sparsity"])
+            else:
+                target = (level + failed) / 2
+            if target <= level + 1e-6:
                 break
-        if current[2] >= cfg["max_sparsity"] - 1e-9:
-            break
-    bar.close()
+            subject.reseed()
+            model = copy.deepcopy(current[0])
+            params = subject.params(model)
+            masks = one_shot_prune(model, target, "global", params=params, previous=current[1])
+            with quiet_progress():
+                finetune_masked(model, subject.train, cfg["epochs"], masks, f"{subject.name} frontier {target:.2%}",
+                                cfg["epoch_steps"], **subject.fit_kwargs)
+            measured = sparsity_report(model, params, masks)["pruning_percentage"] / 100
+            acc = evaluate(model, subject.test)["accuracy"]
+            passed = acc >= threshold
+            trials.append({"from_sparsity": level, "from_accuracy": current[3], "sparsity": measured, "accuracy": acc,
+                           "passed": passed})
+            bar.update()
+            print(f"{subject.name:12s} frontier {level:.2%} -> {measured:.2%}: {acc:.2%} "
+                  f"({'meets' if passed else 'below'} {threshold:.2%})")
+            if passed:
+                current = (model, masks, measured, acc)
+            else:
+                failed = measured if failed is None else min(failed, measured)
+                if len([t for t in trials if not t["passed"]]) > cfg["refine"]:
+                    break
+            if current[2] >= cfg["max_sparsity"] - 1e-9:
+                break
     found = current[3] >= threshold  # False only when the dense start is below it and no trial passed
     if not found:
         print(f"{subject.name:12s} no frontier: the dense baseline ({current[3]:.2%}) is below the threshold "
@@ -684,7 +684,7 @@ def _bound_note(cut_short: bool, at_ceiling: bool, trials: int) -> str:
     if cut_short:
         return f" (the search stopped after its {trials} trials, none failed)"
     if at_ceiling:
-        return " (the search's ceiling, max_sparsity: sparser was not tried)"
+        return " (the search's ceiling: sparser was not tried)"  # fits a panel's title, as the note above
     return ""
 
 

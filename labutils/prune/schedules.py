@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from contextlib import closing
 from typing import Callable
 
 import torch
@@ -219,23 +220,22 @@ def iterative_prune(model: nn.Module, train_loader, test_loader, sparsity: float
     # Rounded to 9 places: (e / rounds) * rounds is not always e in floats (0.45 / 3 * 3 gave one
     # step fewer than one-shot's 0.45 epochs, where a budget lands on half a step).
     total = budget_steps(round(epochs_per_round * rounds, 9), train_loader, epoch_steps) if epochs_per_round > 0 else 0
-    bar = progress(total=rounds, desc=desc, unit="round")
-    for r, target in enumerate(targets, 1):
-        scores = compute_scores(criterion, model, params, score_loader or train_loader, score_batches)
-        masks = one_shot_prune(model, target, scope, scores, params, previous=masks)
-        steps = total * r // rounds - total * (r - 1) // rounds  # this round's share of the total
-        with quiet_progress():
-            fits = fit(model, train_loader, None, callback=MaskEnforcer(masks), desc=f"{desc} round {r}/{rounds}",
-                       **steps_budget(steps, train_loader), **fit_kwargs) if steps else []
-        report = sparsity_report(model, params, masks)
-        entry = {"round": r, "target_sparsity": target,
-                 "measured_sparsity": report["pruning_percentage"] / 100, "fit": fits}
-        if test_loader is not None:
-            entry["accuracy"] = evaluate(model, test_loader)["accuracy"]
-        history.append(entry)
-        bar.update()
-        report_progress(bar, desc, f"round {r}/{rounds} {entry['measured_sparsity']:.1%} zero")
-    bar.close()
+    with closing(progress(total=rounds, desc=desc, unit="round")) as bar:
+        for r, target in enumerate(targets, 1):
+            scores = compute_scores(criterion, model, params, score_loader or train_loader, score_batches)
+            masks = one_shot_prune(model, target, scope, scores, params, previous=masks)
+            steps = total * r // rounds - total * (r - 1) // rounds  # this round's share of the total
+            with quiet_progress():
+                fits = fit(model, train_loader, None, callback=MaskEnforcer(masks), desc=f"{desc} round {r}/{rounds}",
+                           **steps_budget(steps, train_loader), **fit_kwargs) if steps else []
+            report = sparsity_report(model, params, masks)
+            entry = {"round": r, "target_sparsity": target,
+                     "measured_sparsity": report["pruning_percentage"] / 100, "fit": fits}
+            if test_loader is not None:
+                entry["accuracy"] = evaluate(model, test_loader)["accuracy"]
+            history.append(entry)
+            bar.update()
+            report_progress(bar, desc, f"round {r}/{rounds} {entry['measured_sparsity']:.1%} zero")
     return masks, history
 
 
