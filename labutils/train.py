@@ -14,7 +14,7 @@ import random
 import sys
 import time
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import closing, contextmanager, nullcontext
 from contextvars import ContextVar
 from html import unescape
 from typing import Callable, Iterable
@@ -343,13 +343,12 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
         from .prune.masks import apply_masks  # here: labutils.prune imports this module
     scored = averaged.module if averaged is not None else model
     history, step, warned = [], 0, False
-    # One bar counting optimizer steps, updated by hand: it ends full even when max_steps stops
-    # the run inside an epoch (a bar wrapping the loops would close short, in red).
-    bar = progress(total=total, desc=desc, unit="step")
     beat, shown_epochs = Heartbeat(desc), math.ceil(total / max(len(train_loader), 1))
-    # Closed however the loop ends: an interrupted or failed cell kept a live widget, which a saved
-    # notebook shows as "Error displaying widget" (closed short, the bar turns red instead).
-    try:
+    # One bar counting optimizer steps, updated by hand: it ends full even when max_steps stops
+    # the run inside an epoch (a bar wrapping the loops would close short, in red). Closed however
+    # the loop ends: an interrupted or failed cell kept a live widget, which a saved notebook shows
+    # as "Error displaying widget" (closed short, the bar turns red instead).
+    with closing(progress(total=total, desc=desc, unit="step")) as bar:
         for epoch in range(epochs):
             start, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
             beat.restart()
@@ -396,8 +395,6 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
             _report(desc, shown_epochs, record, bar)
             if step >= total:
                 break
-    finally:
-        bar.close()
     if averaged is not None:
         model.load_state_dict(averaged.module.state_dict())
     return history
