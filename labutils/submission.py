@@ -103,8 +103,9 @@ def _read(path: Path) -> tuple[dict | None, str | None]:
         return None, "is not a file" if path.exists() else "is missing"
     try:
         data = read_json(path)
-    except ValueError as err:
-        return None, f"is not valid JSON ({err})"
+    except ValueError as err:  # its text names the file and says it again: only json's own reason here
+        reason = str(err.__context__ or err).splitlines()[0]
+        return None, f"is not valid JSON ({reason})"
     return (data, None) if isinstance(data, dict) else (None, "does not hold a JSON object")
 
 

@@ -258,6 +258,10 @@ def test_a_report_json_that_is_a_folder_is_not_called_missing(tmp_path, capsys):
     assert check(handin, capsys)[2] == ["FAIL  report.json is missing: notebook 05 writes it"]
     (handin / "report.json").mkdir()
     assert check(handin, capsys)[2] == ["FAIL  report.json is not a file: notebook 05 writes it"]
+    (handin / "report.json").rmdir()
+    (handin / "report.json").write_text('{"initial_accuracies": ')  # it said "not valid JSON (...not valid JSON (...)...)"
+    assert check(handin, capsys)[2] == ["FAIL  report.json is not valid JSON (Expecting value: line 1 column 24 "
+                                        "(char 23)): notebook 05 writes it"]
 
 
 def test_minimums_not_met_leave_the_exit_status_at_0_as_the_help_says(tmp_path, capsys):
