@@ -227,13 +227,14 @@ def take_turns(measure, dense: nn.Module, pruned: nn.Module, rounds: int) -> lis
 
 
 def compare_latency(dense: nn.Module, pruned: nn.Module, input_size, cfg: dict,
-                    mac_ratio: float | None = None) -> dict:
+                    mac_ratio: float | None = None, explain_noise: bool = True) -> dict:
     """Dense against pruned latency at each batch size of ``cfg["latency"]`` ({device: [sizes]}),
     on each listed device that is present, printing a line per point. The two take turns for
     ``cfg["latency_rounds"]`` rounds (a burst of load from elsewhere hits both alike) and each
     keeps its median round; ``cfg["latency_warmup"]`` and ``cfg["latency_iters"]`` go to
     ``measure_latency``. ``mac_ratio``: dense MACs over pruned MACs, recorded and printed beside
-    the measured speed-up.
+    the measured speed-up. ``explain_noise``: print ``NOISY_WHY`` under lines marked noisy (False:
+    the caller prints it once for several sweeps).
 
     Returns {"<device>_batch<b>": {"device", "batch_size", "threads", "dense", "pruned" (the
     ``measure_latency`` records), "speedup" (dense time / pruned time), "mac_ratio"}}, and
@@ -258,7 +259,7 @@ def compare_latency(dense: nn.Module, pruned: nn.Module, input_size, cfg: dict,
                   f"{point['speedup']:.2f}x measured"
                   + (f" ({mac_ratio:.2f}x fewer MACs)" if mac_ratio is not None else "")
                   + (" *" if point["noisy"] else ""))
-    if any(isinstance(v, dict) and v["noisy"] for v in latency.values()):
+    if explain_noise and any(isinstance(v, dict) and v["noisy"] for v in latency.values()):
         print(f"  * noisy: {NOISY_WHY}")  # once, under the lines it marks
     return latency
 

@@ -205,6 +205,24 @@ def test_the_throughput_sweep_times_dense_and_pruned_in_turns_at_each_batch_size
     assert out["batch_sizes"] == [1, 8] and len(out["dense"]) == len(out["pruned"]) == len(out["speedup"]) == 2
 
 
+def test_the_timings_explain_a_noisy_timing_once(monkeypatch, capsys):
+    """The latency comparison and the throughput sweep each printed the whole noisy-timing paragraph
+    under their lines: twice a model, four times in a cpu run's notebook 04."""
+    from torch import nn
+
+    from labutils import measure
+    from labutils.labs import structured as lab
+
+    monkeypatch.setattr(measure, "is_noisy", lambda *args, **kwargs: True)
+    monkeypatch.setattr(lab, "count_macs", lambda model, size: 1)
+    cfg = {"throughput": {"cpu": [1]}, "throughput_iters": 1, "latency_rounds": 1, "latency": {"cpu": [1]},
+           "latency_warmup": 0, "latency_iters": 1}
+    out = lab.timings(nn.Identity(), nn.Identity(), 8, cfg, mac_ratio=1.0)
+    said = capsys.readouterr().out
+    assert out["latency"]["cpu_batch1"]["noisy"] and out["throughput"]["cpu"]["noisy"]
+    assert said.count(measure.NOISY_WHY) == 1 and said.rstrip().endswith(measure.NOISY_WHY), said
+
+
 def _session_with_a_cnn_baseline(tmp_path):
     """A smoke Session with an untrained CNN saved as its baseline and a lighter recipe (one
     criterion, one CPU batch size): prune_structured in seconds, without the shared smoke run."""
