@@ -642,3 +642,20 @@ def test_recipe_mistakes_are_refused_before_any_work(tmp_path):
     s.profile["structured"]["vit"]["criterion"] = "bn_scale"
     with pytest.raises(ValueError, match=r"vit: criterion 'bn_scale' needs BatchNorm \(the CNN only\)"):
         structured.print_recipes(s, s.models)
+
+
+def test_a_new_run_beside_another_profiles_run_says_how_to_go_on_with_that_one(tmp_path, monkeypatch, capsys):
+    """PROFILE = "smoke" set in notebook 01 alone: notebook 02, left at "auto" (cpu on a CPU), started
+    a cpu run in runs/cpu, with a CIFAR-10 download and minutes of training, without a word (review)."""
+    from labutils import artifacts
+
+    monkeypatch.setattr(artifacts, "REPO_ROOT", tmp_path)
+    Session("smoke", device="cpu")  # notebook 01's, in runs/smoke
+    assert "note: a new" not in capsys.readouterr().out  # no other run yet
+    Session("cpu", device="cpu")
+    assert (f"note: a new cpu run starts in {tmp_path / 'runs' / 'cpu'}; another profile's run is there already "
+            f"(smoke in {tmp_path / 'runs' / 'smoke'}): to go on with it, set PROFILE in this notebook's parameters "
+            f"cell as in its other notebooks") in capsys.readouterr().out
+    Session("cpu", device="cpu")  # that run again: not new
+    Session("smoke", tmp_path / "elsewhere", device="cpu")  # a folder of its own choosing
+    assert "note: a new" not in capsys.readouterr().out
