@@ -79,16 +79,16 @@ class Session:
                                           f"as the run's notebooks 01 and 02 had it")
             raise SettingsError(f"OUT_DIR {root} holds no run (no metrics/run.json): set OUT_DIR to the folder "
                                 f"of a run{where}, or run notebooks 01 and 02 there first{default}")
-        if new_run and not out_dir:
+        if new_run and not out_dir and self.profile["reduced"]:
             # PROFILE = "smoke" set in notebook 01 alone: notebook 02, left at "auto", started a cpu run
-            # (a CIFAR-10 download, minutes of training) without a word.
-            others = [f"{name} in {folder}" for name, profile in PROFILES.items()
-                      if name != self.name and profile["reduced"]
-                      and ((folder := resolve_out_dir(name)) / "metrics" / "run.json").is_file()]
+            # (a CIFAR-10 download, minutes of training) without a word. Profiles, not paths: the note
+            # stays in the executed notebook.
+            others = [name for name, profile in PROFILES.items() if name != self.name and profile["reduced"]
+                      and (resolve_out_dir(name) / "metrics" / "run.json").is_file()]
             if others:
-                print(f"note: a new {self.name} run starts in {root}; another profile's run is there already "
-                      f"({', '.join(others)}): to go on with it, set PROFILE in this notebook's parameters cell "
-                      f"as in its other notebooks")
+                print(f"note: a new {self.name} run starts in its profile's folder, beside a run of profile "
+                      f"{' and '.join(map(repr, others))}: to go on with that one, set PROFILE as in its notebooks "
+                      f"(PROFILE = {others[0]!r}) in this notebook's parameters cell")
         self.dirs = RunDirs(root)
         self.data_root = D.run_data_root(self.profile["data"]["source"], self.dirs.root, data_root)
         if data_root and Path(data_root).expanduser().resolve() != self.data_root:

@@ -653,9 +653,10 @@ def test_a_new_run_beside_another_profiles_run_says_how_to_go_on_with_that_one(t
     Session("smoke", device="cpu")  # notebook 01's, in runs/smoke
     assert "note: a new" not in capsys.readouterr().out  # no other run yet
     Session("cpu", device="cpu")
-    assert (f"note: a new cpu run starts in {tmp_path / 'runs' / 'cpu'}; another profile's run is there already "
-            f"(smoke in {tmp_path / 'runs' / 'smoke'}): to go on with it, set PROFILE in this notebook's parameters "
-            f"cell as in its other notebooks") in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert ("note: a new cpu run starts in its profile's folder, beside a run of profile 'smoke': to go on with "
+            "that one, set PROFILE as in its notebooks (PROFILE = 'smoke') in this notebook's parameters cell") in said
+    assert str(tmp_path) not in said  # the note stays in the executed notebook: no machine path
     Session("cpu", device="cpu")  # that run again: not new
     Session("smoke", tmp_path / "elsewhere", device="cpu")  # a folder of its own choosing
     assert "note: a new" not in capsys.readouterr().out
