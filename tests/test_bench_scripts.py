@@ -283,12 +283,14 @@ def test_run_all_cuts_its_stages_at_what_is_left_of_its_budget(tmp_path):
 
 def _script_tree(root):
     """A copy of the GPU scripts, with one more tracked file, to run them where .gpu/ is the test's
-    (and labutils, which names the code in run_all.sh's last line)."""
+    (and labutils, which names the code in run_all.sh's last line; sweep.py, whose models
+    run_on_gpu.sh's check reads)."""
     import shutil
 
     (root / "benchmarks" / "gpu").mkdir(parents=True)
     shutil.copytree(REPO_ROOT / "labutils", root / "labutils", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO_ROOT / "benchmarks" / "run_all.sh", root / "benchmarks")
+    for script in ("run_all.sh", "sweep.py"):
+        shutil.copy(REPO_ROOT / "benchmarks" / script, root / "benchmarks")
     for script in (REPO_ROOT / "benchmarks" / "gpu").glob("*.sh"):
         shutil.copy(script, root / "benchmarks" / "gpu")
     (root / "f.py").write_text("committed\n")
@@ -569,6 +571,9 @@ def test_prepare_refuses_untracked_code_files_the_device_would_refuse(tmp_path):
     (root / "benchmarks" / "notes.txt").write_text("a note\n")
     passed = _bash(prepare, pack)
     assert passed.returncode == 1 and "untracked code" not in passed.stderr and "cifar10_q75.npz" in passed.stderr
+    (root / "notebooks" / "08_élagage.ipynb").write_text("{}\n")  # git quoted the name, and the filter missed it
+    refused = _bash(prepare, pack)
+    assert refused.returncode == 1 and "commit: notebooks/08_élagage.ipynb - commit, delete" in refused.stderr
 
 
 @pytest.mark.parametrize("settings, said", [
@@ -579,6 +584,11 @@ def test_prepare_refuses_untracked_code_files_the_device_would_refuse(tmp_path):
                                 "give space-separated words of: sweep full"),
     ({"STAGES": "sweep,full"}, "names unknown stage(s) sweep,full"),
     ({"STAGES": " "}, "error: STAGES=' ' names no stage"),
+    ({"STAGES": "sweep", "SWEEP_MODELS": "cnn,vit_scratch"},  # commas, as MODELS: sweep.py refused it on the device
+     "error: SWEEP_MODELS='cnn,vit_scratch' names unknown model(s) ['cnn,vit_scratch']: give space-separated names of: "
+     "cnn vit_scratch resnet20"),
+    ({"STAGES": "sweep full", "SWEEP_JOBS": "0"}, "error: SWEEP_JOBS='0': a whole number of 1 or more"),
+    ({"STAGES": "sweep", "SWEEP_BUDGET_S": "3m"}, "error: SWEEP_BUDGET_S='3m': 0 or more seconds a model"),
 ])
 def test_run_on_gpu_refuses_unknown_models_and_stages_before_anything_starts(settings, said, tmp_path):
     """MODELS="cnn vit_scratch" (spaces, as SWEEP_MODELS) failed the full run with exit status 2 and

@@ -21,7 +21,8 @@ fi
 # The device tool carries untracked files git does not ignore, and tree_commit.sh refuses a code file
 # the commit lacks under labutils/, benchmarks/ or notebooks/ (the same rule as here): found there,
 # it cost the machine's start and the call. An ignored file is not carried, so not refused.
-untracked=$(git ls-files --others --exclude-standard -- labutils benchmarks notebooks |
+# quotePath off: a name such as 08_élagage.ipynb came quoted ("...\303\251..."), and the filter missed it.
+untracked=$(git -c core.quotePath=false ls-files --others --exclude-standard -- labutils benchmarks notebooks |
     grep -E '\.(py|sh|ipynb)$' | grep -vE '(^|/)(__pycache__|\.ipynb_checkpoints)/' || true)
 if [ -n "$untracked" ]; then
     echo "error: untracked code files, which the device tool would carry and run_on_gpu.sh refuse as not the" \

@@ -11,28 +11,54 @@ cd "$(dirname "$0")/../.."
 # found on the device after the machine had started.
 known_stages="sweep full"
 check_settings() {
-    local s named=() unknown=() full=0
+    local s named=() unknown=() full=0 sweep=0
     for s in ${STAGES:-full}; do
         named+=("$s")
-        if [[ " $known_stages " == *" $s "* ]]; then [ "$s" = full ] && full=1; else unknown+=("$s"); fi
+        if [[ " $known_stages " == *" $s "* ]]; then
+            [ "$s" = full ] && full=1
+            [ "$s" = sweep ] && sweep=1
+        else
+            unknown+=("$s")
+        fi
     done
     if [ ${#unknown[@]} -gt 0 ] || [ ${#named[@]} -eq 0 ]; then
         echo "error: STAGES='${STAGES:-}' names ${unknown[*]:+unknown stage(s) }${unknown[*]:-no stage}: give space-separated words of:" \
              "$known_stages (e.g. STAGES=\"sweep full\"; unset, it is full)" >&2
         return 2
     fi
-    [ $full = 1 ] || return 0  # a sweep alone does not use MODELS
-    # course.py run alone, with no torch to import: its MODEL_NAMES are the names --models takes.
-    python3 - "${MODELS:-}" <<'EOF'
-import runpy, sys
-names = runpy.run_path("labutils/course.py")["MODEL_NAMES"]
-given = [m.strip() for m in sys.argv[1].split(",") if m.strip()]  # as labutils.cli's _csv
-unknown = [m for m in given if m not in names]
-if unknown or not given:
-    print(f"error: MODELS={sys.argv[1]!r} names {'unknown model(s) ' + repr(unknown) if unknown else 'no model'}:"
-          f" give comma-separated names of: {','.join(names)} (e.g. MODELS=cnn,vit_scratch; unset, all three)",
-          file=sys.stderr)
-    sys.exit(2)
+    # course.py run alone and sweep.py's MODELS read from its text, with no torch to import: the names
+    # --models and sweep.py's --model take. Each stage's settings only where it runs (a sweep alone
+    # does not use MODELS); SWEEP_MODELS="cnn,vit_scratch" (commas, as MODELS) failed on the device too.
+    python3 - "$full" "${MODELS:-}" "$sweep" "${SWEEP_MODELS:-cnn}" "${SWEEP_JOBS:-3}" "${SWEEP_BUDGET_S:-180}" <<'EOF'
+import ast, math, runpy, sys
+full, models, sweep, sweep_models, jobs, budget = sys.argv[1:]
+problems = []
+if full == "1":
+    names = runpy.run_path("labutils/course.py")["MODEL_NAMES"]
+    given = [m.strip() for m in models.split(",") if m.strip()]  # as labutils.cli's _csv
+    unknown = [m for m in given if m not in names]
+    if unknown or not given:
+        problems.append(f"MODELS={models!r} names {'unknown model(s) ' + repr(unknown) if unknown else 'no model'}:"
+                        f" give comma-separated names of: {','.join(names)} (e.g. MODELS=cnn,vit_scratch; unset, all three)")
+if sweep == "1":
+    tree = ast.parse(open("benchmarks/sweep.py", encoding="utf-8").read())
+    names = next(ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+                 and any(getattr(target, "id", None) == "MODELS" for target in node.targets))
+    unknown = [m for m in sweep_models.split() if m not in names]
+    if unknown or not sweep_models.split():
+        problems.append(f"SWEEP_MODELS={sweep_models!r} names {'unknown model(s) ' + repr(unknown) if unknown else 'no model'}:"
+                        f" give space-separated names of: {' '.join(names)} (e.g. SWEEP_MODELS=\"cnn vit_scratch\")")
+    if not (jobs.isdigit() and int(jobs) >= 1):
+        problems.append(f"SWEEP_JOBS={jobs!r}: a whole number of 1 or more (candidates trained at a time)")
+    try:
+        seconds = float(budget)
+    except ValueError:
+        seconds = math.nan
+    if math.isnan(seconds) or seconds < 0:
+        problems.append(f"SWEEP_BUDGET_S={budget!r}: 0 or more seconds a model (inf: no limit)")
+for problem in problems:
+    print(f"error: {problem}", file=sys.stderr)
+sys.exit(2 if problems else 0)
 EOF
 }
 if [ "${1:-}" = --check ]; then check_settings; exit; fi

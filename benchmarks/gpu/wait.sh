@@ -34,7 +34,7 @@ echo "--- stages"; cat "$WORK/stages" 2>/dev/null
 # then "NAME: 93.10% [92.60%, 93.58%] on 10000 images, ..." or "NAME: failed (...)", "skipped (...)",
 # "not run (...)"), each tailed on its own: notebook 03's 18 study lines ("...: 15.62% [...]") must
 # not push the notebooks' lines out.
-echo "--- progress"; log | grep -E "^== |^done:|^error|Error" | tail -12
+echo "--- progress"; log | grep -E "^== |^done:|^error|: error:|Error" | tail -12  # ": error:": argparse's
 log | grep -E ": [0-9.]+% \[[0-9.]+%, [0-9.]+%\] on [0-9]+ images|: (started \(log:|failed \(|skipped \(|not run \()" |
     tail -12
 echo "--- last lines"; log | tail -n 4
