@@ -662,9 +662,8 @@ def frontier(s, subject: Subject) -> dict:
               "frontier_sparsity": current[2] if found else None,
               "frontier_accuracy": current[3] if found else None, "nearest_failure": failed, "cut_short": cut_short,
               "at_ceiling": at_ceiling, "trials": trials, "epochs_per_trial": cfg["epochs"], "epoch_steps": cfg["epoch_steps"], "start": start}
-    if cut_short or at_ceiling:
-        print(f"{subject.name:12s} frontier {_frontier_text(current[2], True)} at {current[3]:.2%}"
-              f"{_bound_note(cut_short, at_ceiling, len(trials))}")
+    if note := _bound_note(cut_short, at_ceiling, len(trials)):
+        print(f"{subject.name:12s} frontier {_frontier_text(current[2], note)} at {current[3]:.2%}{note}")
     subject.results["frontier"] = result
     if saved:
         s.add_to_record(subject.name, STAGE, {"frontier": result})
@@ -674,9 +673,9 @@ def frontier(s, subject: Subject) -> dict:
     return result
 
 
-def _frontier_text(sparsity: float, lower_bound: bool) -> str:
-    """The frontier's sparsity, "at least ..." where no trial failed (see ``_bound_note``)."""
-    return ("at least " if lower_bound else "") + f"{sparsity:.2%}"
+def _frontier_text(sparsity: float, bound_note: str) -> str:
+    """The frontier's sparsity, "at least ..." where ``_bound_note`` says why it is a lower bound."""
+    return ("at least " if bound_note else "") + f"{sparsity:.2%}"
 
 
 def _bound_note(cut_short: bool, at_ceiling: bool, trials: int) -> str:
@@ -762,9 +761,9 @@ def summary(s, models: list[str]) -> list[dict]:
             print(f"{r['model']:12s} not produced: {r['reason'].splitlines()[0] if r['reason'] else ''}")
             continue
         # Both False in records written before they were recorded.
-        cut, ceiling = r["frontier_cut_short"], r["frontier_at_ceiling"]
-        front = (f"; frontier {_frontier_text(r['frontier_sparsity'], cut or ceiling)} at {r['frontier_accuracy']:.2%} "
-                 f"(threshold {r['frontier_threshold']:.2%}){_bound_note(cut, ceiling, r['frontier_trials'])}"
+        note = _bound_note(r["frontier_cut_short"], r["frontier_at_ceiling"], r["frontier_trials"])
+        front = (f"; frontier {_frontier_text(r['frontier_sparsity'], note)} at {r['frontier_accuracy']:.2%} "
+                 f"(threshold {r['frontier_threshold']:.2%}){note}"
                  if r["frontier_sparsity"] is not None else "")
         print(f"{r['model']:12s} {r['original_accuracy']:.2%} -> {r['accuracy']:.2%} at "
               f"{r['pruning_percentage']:.2f}% of prunable weights ({r['sparsity_all_parameters']:.2f}% of all), "
@@ -961,17 +960,16 @@ def plot_frontier(results: dict[str, dict], path=None, caption=None):
             ax.update_datalim([start])  # annotations do not widen the axes: keep each arrow inside
         ax.axhline(100 * res["threshold"], color=BAD_COLOR, ls="--", lw=0.8, label=f"threshold ({res['threshold_rule']})")
         # Both False in records written before they were recorded.
-        cut, ceiling = bool(res.get("cut_short")), bool(res.get("at_ceiling"))
+        note = _bound_note(bool(res.get("cut_short")), bool(res.get("at_ceiling")), len(res["trials"]))
         title = f"{name}: highest sparsity meeting the threshold"
         if res["frontier_sparsity"] is not None:  # None: not even the dense model met the threshold
             ax.axvline(100 * res["frontier_sparsity"], color=GOOD_COLOR, lw=0.8,
-                       label=f"frontier {_frontier_text(res['frontier_sparsity'], cut or ceiling)} at {res['frontier_accuracy']:.2%}")
+                       label=f"frontier {_frontier_text(res['frontier_sparsity'], note)} at {res['frontier_accuracy']:.2%}")
             # The frontier point itself, so the axes always hold it and every arrow's start.
             ax.scatter(100 * res["frontier_sparsity"], 100 * res["frontier_accuracy"], marker="*", s=120,
                        color=GOOD_COLOR, zorder=4)
-            if cut or ceiling:  # a lower bound, not the frontier (on two lines, to fit the panel)
-                title = (f"{name}: frontier at least {res['frontier_sparsity']:.2%}\n"
-                         f"{_bound_note(cut, ceiling, len(res['trials'])).strip()}")
+            if note:  # a lower bound, not the frontier (on two lines, to fit the panel)
+                title = f"{name}: frontier at least {res['frontier_sparsity']:.2%}\n{note.strip()}"
         ax.margins(x=0.1, y=0.15)
         ax.set(title=title, xlabel="sparsity (%)", ylabel="test accuracy (%)")
         ax.grid(alpha=0.3)
