@@ -1,6 +1,6 @@
 """Run profiles: how big each run is, one small table per notebook with the three profiles side by side.
 
-* ``smoke`` - seconds on a CPU: synthetic data, narrow models, a few steps. For tests and CI.
+* ``smoke`` - about 1.5 minutes on an idle 2-core CPU: synthetic data, narrow models, a few steps. For tests and CI.
 * ``cpu``   - the main job on a machine without a GPU: real CIFAR-10 subsets, reduced widths,
               every artifact produced in 26 to 34 minutes on 2 cores without the pretrained ViT's
               weights (37.5 with them, measured at an earlier commit); labelled a reduced run.
@@ -116,7 +116,7 @@ UNSTRUCTURED = {
         "probe_images": 500, "sensitivity_images": 400, "criteria": ["magnitude", "taylor", "fisher"],
         "score_batches": 4, "sensitivity_levels": [0.3, 0.6, 0.9],
         "sweep_levels": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
-        # The study fine-tunes on slices: one "epoch" is 4 steps (512 images) here.
+        # The study fine-tunes on slices: one "epoch" is 4 steps (512 images at batch 128) here.
         "epoch_steps": 4, "study_epoch_scale": 1.0, "rounds": 3, "gradual_end": 0.7,
         "finetune": {"cnn": {"lr": 0.02, "optimizer": "sgd", "schedule": "cosine", "weight_decay": 5e-4},
                      "vit": {"lr": 0.003, "optimizer": "sgd", "schedule": "cosine", "weight_decay": 0.0},

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +25,22 @@ def _close_figures():
     yield
     if (pyplot := sys.modules.get("matplotlib.pyplot")) is not None:
         pyplot.close("all")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _repository_outputs_untouched():
+    """The suite writes its runs into temporary folders only: a test's Session without a folder left
+    a cpu run in the repository's runs/cpu, and a student's next cpu run with another seed was refused."""
+    root = Path(__file__).resolve().parents[1]
+
+    def outputs():
+        return {p for name in ("runs", "models_saved", "figures", "metrics") for p in (root / name).rglob("*")} | {
+            p for p in (root / "report.json", root / "report_details.json") if p.exists()}
+
+    before = outputs()
+    yield
+    assert not (added := sorted(str(p.relative_to(root)) for p in outputs() - before)), (
+        f"the tests wrote into the repository: {added[:5]}")
 
 
 @pytest.fixture(scope="session")

@@ -46,7 +46,7 @@ def test_unknown_profile_is_explained():
     assert auto_profile() == ("full" if torch.cuda.is_available() else "cpu")
 
 
-def test_auto_profile_follows_the_device_asked_for(monkeypatch, capsys):
+def test_auto_profile_follows_the_device_asked_for(monkeypatch, capsys, tmp_path):
     """--device cpu on a GPU machine is the cpu profile (it was full: 150 epochs on the CPU, into
     the repository root); --device cuda without a GPU is a clear error."""
     import torch
@@ -57,7 +57,7 @@ def test_auto_profile_follows_the_device_asked_for(monkeypatch, capsys):
     assert auto_profile() == "full" and auto_profile("cuda") == "full" and auto_profile("cpu") == "cpu"
     from labutils import Session
 
-    assert Session("auto", device="cpu").name == "cpu"
+    assert Session("auto", tmp_path, device="cpu").name == "cpu"  # its own folder: not the repository's runs/cpu
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert auto_profile() == "cpu"
     assert main(["run", "--device", "cuda", "--notebooks", "05"]) == 2
