@@ -391,3 +391,50 @@ def test_the_frontier_arrows_start_at_the_model_each_trial_pruned(tmp_path, monk
     assert [a.xy for a in arrows] == [pytest.approx((100 * t["sparsity"], 100 * t["accuracy"])) for t in trials]
     start = next(c for c in ax.collections if c.get_label() == "start: the dense baseline")
     assert start.get_offsets().tolist() == [pytest.approx([0.0, 100 * subject.baseline])]
+
+
+def _notebook_cells() -> list[dict]:
+    import json
+
+    from labutils.pipeline import available_notebooks
+
+    return json.loads(open(available_notebooks()["03"]).read())["cells"]
+
+
+def test_a_playground_setting_that_is_no_bool_is_refused_before_the_sweeps():
+    """papermill's -p PLAYGROUND false stays the string 'false': it was refused only in the
+    playground's cell, after the sensitivity scans and sweeps had run (review)."""
+    from labutils.errors import SettingsError
+    from labutils.labs import unstructured as lab
+
+    with pytest.raises(SettingsError, match=r"^PLAYGROUND = 'false': use True or False .*-p PLAYGROUND False"):
+        lab.check_playground("false")
+    lab.check_playground(False)
+    code = "\n".join("".join(c["source"]) for c in _notebook_cells() if c["cell_type"] == "code")
+    assert -1 < code.find("lab.check_playground(PLAYGROUND)") < code.find("s = Session(") < code.find("lab.sensitivity(")
+
+
+@pytest.mark.parametrize("sparsities, epochs, said", [
+    ([0.5, 0.5], [3], r"^STUDY_SPARSITIES = \[0.5, 0.5\]: 0.5 is listed more than once"),
+    ([0.5, 0.9], [3, 5, 3.0], r"^STUDY_EPOCHS = \[3, 5, 3.0\]: 3.0 is listed more than once"),
+    ([0.5], [float("inf")], r"^STUDY_EPOCHS = \[inf\]: inf epochs would never end: use finite epoch counts"),
+])
+def test_study_lists_with_a_repeat_or_endless_epochs_are_refused_before_any_fit(sparsities, epochs, said):
+    """[0.5, 0.5] or [3, 3] ran the same fine-tunes twice ("ahead of iterative and iterative"), and
+    [inf] was refused only at the study's first fine-tune, after the sweeps (review)."""
+    from labutils.errors import SettingsError
+    from labutils.labs import unstructured as lab
+
+    with pytest.raises(SettingsError, match=said):
+        lab.check_study(sparsities, epochs)
+    with pytest.raises(SettingsError, match=said):
+        lab.study(None, sparsities, epochs)  # refused before it reads its subject
+
+
+def test_the_frontier_says_its_sparsest_model_is_not_saved():
+    """A student looked for the frontier's best model among the checkpoints (review): the saved
+    model and report.json are the final recipe's."""
+    markdown = ("".join(c["source"]) for c in _notebook_cells() if c["cell_type"] == "markdown")
+    text = next(m for m in markdown if m.startswith("## Extra credit: the sparsity frontier"))
+    assert "its sparsest passing model is not saved" in text
+    assert "`models_saved/<model>_after_unstructured_pruning.pth`" in text and "the final recipe's model" in text

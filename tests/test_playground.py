@@ -1,6 +1,7 @@
 """Notebook 03's live pruning playground: the logic without a browser (smoke-sized models trained
 for a few steps here), the widget wiring in-process, and the papermill / no-model skips."""
 import gc
+import sys
 import weakref
 
 import matplotlib
@@ -171,6 +172,35 @@ def test_under_the_pipeline_it_names_the_runs_copy_of_the_notebook(tmp_path, mon
     monkeypatch.chdir(tmp_path)  # not a run's folder (papermill by hand): the workbook's own
     P.show({})
     assert "(jupyter lab notebooks/03_unstructured_pruning.ipynb)" in capsys.readouterr().out
+
+
+def test_under_the_pipeline_it_says_which_cells_to_run_before_it(monkeypatch, capsys):
+    """It said "open this notebook ... and run this cell": in a fresh kernel that cell alone failed
+    with NameError ('lab' not defined) (review)."""
+    import json
+
+    from labutils.pipeline import available_notebooks
+
+    monkeypatch.setenv("LABUTILS_PLAIN_PROGRESS", "1")
+    P.show({})
+    assert ("or Colab, run its cells from the top through the one that loads the subjects (lab.load_subjects), "
+            "then this one (the sensitivity and sweep cells can be skipped)") in capsys.readouterr().out
+    # The cells it names, in the notebook's order: only the scans and sweeps lie between.
+    code = ["".join(c["source"]) for c in json.loads(open(available_notebooks()["03"]).read())["cells"]
+            if c["cell_type"] == "code"]
+    loads = next(i for i, c in enumerate(code) if "lab.load_subjects(s, s.models)" in c)
+    shows = next(i for i, c in enumerate(code) if "lab.playground(" in c)
+    assert [c.split(" = ")[0] for c in code[loads + 1:shows]] == ["scans", "sweeps"]
+
+
+def test_without_ipywidgets_it_says_so_in_a_line_and_a_run_all_goes_on(monkeypatch, capsys):
+    """A kernel built outside the workbook's install stopped a Run All with ModuleNotFoundError (review)."""
+    monkeypatch.delenv("LABUTILS_PLAIN_PROGRESS", raising=False)
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # import ipywidgets raises ImportError
+    assert lab.playground({"tiny": tiny_subject()}) is None
+    said = capsys.readouterr().out
+    assert said.count("\n") == 1 and said.startswith("pruning playground skipped: ipywidgets is not installed")
+    assert "pip install ipywidgets" in said and "set PLAYGROUND = False" in said
 
 
 def test_unknown_scope_is_refused(pg):

@@ -255,11 +255,19 @@ def show(subjects: dict[str, Subject], probe_images: int = 256) -> Playground | 
     if (earlier := _shown.pop(tuple(subjects), None)) is not None:
         earlier.close()
     if plain_progress():
+        # Names the setup cells too: this cell alone, in a fresh kernel, fails on the undefined `lab`.
         print(f"the pruning playground runs only interactively: open this notebook in JupyterLab "
-              f"(jupyter lab {_executed_copy()}) or Colab and run this cell")
+              f"(jupyter lab {_executed_copy()}) or Colab, run its cells from the top through the one that "
+              f"loads the subjects (lab.load_subjects), then this one (the sensitivity and sweep cells can be skipped)")
         return None
     if not subjects:
         print("pruning playground skipped: no baseline to prune (run notebook 02 first)")
+        return None
+    try:
+        import ipywidgets  # noqa: F401  (imported again by the widget; here to say what to do without it)
+    except ImportError:  # a kernel built outside the workbook's install: a Run All goes on without it
+        print("pruning playground skipped: ipywidgets is not installed in this kernel "
+              "(pip install ipywidgets, then restart the kernel), or set PLAYGROUND = False")
         return None
     from IPython.display import display
 

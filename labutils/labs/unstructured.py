@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import numbers
 import tempfile
 import time
@@ -292,9 +293,24 @@ def check_study(sparsities, epochs) -> None:
     the study itself comes after the sensitivity scans and sweeps."""
     _check_numbers("STUDY_SPARSITIES", sparsities, lambda v: 0 < v < 1, "fractions between 0 and 1, such as [0.5, 0.9]")
     _check_numbers("STUDY_EPOCHS", epochs, lambda v: v > 0, "epoch counts above 0, such as [3, 5]")
-    if len(set(epochs)) > len(BUDGET_FILLS):  # its figure would draw two budgets alike
+    if endless := [e for e in epochs if not math.isfinite(e)]:  # else refused only at the first fine-tune
+        raise SettingsError(f"STUDY_EPOCHS = {epochs!r}: {endless[0]!r} epochs would never end: "
+                            f"use finite epoch counts, such as [3, 5]")
+    for name, values in (("STUDY_SPARSITIES", sparsities), ("STUDY_EPOCHS", epochs)):
+        if repeated := [v for i, v in enumerate(values) if v in values[:i]]:
+            raise SettingsError(f"{name} = {values!r}: {repeated[0]!r} is listed more than once: list each value "
+                                f"once (a repeat runs the same fine-tunes again)")
+    if len(epochs) > len(BUDGET_FILLS):  # its figure would draw two budgets alike
         raise SettingsError(f"STUDY_EPOCHS = {epochs!r}: at most {len(BUDGET_FILLS)} different budgets, "
                             f"the most the study's figure tells apart (by how much of a marker is filled)")
+
+
+def check_playground(enabled) -> None:
+    """SettingsError unless PLAYGROUND is True or False; the notebook calls it where it starts, as
+    the playground comes after the sensitivity scans and sweeps."""
+    if not isinstance(enabled, bool):  # papermill's -p passes "false" as a string
+        raise SettingsError(f"PLAYGROUND = {enabled!r}: use True or False "
+                            f"(with papermill: -p PLAYGROUND False, capitalised as in Python)")
 
 
 def _check_numbers(name: str, values, ok, rule: str) -> None:
@@ -986,8 +1002,7 @@ def playground(subjects: dict[str, Subject], probe_images: int = 256, enabled: b
     on a fixed probe slice, the |w| histogram with the threshold and the per-layer sparsity.
     Under papermill (the pipeline) it prints one line instead: widgets need a live kernel.
     ``enabled=False`` (the notebook's ``PLAYGROUND``) shows nothing and says so."""
-    if not isinstance(enabled, bool):
-        raise SettingsError(f"PLAYGROUND = {enabled!r}: use True or False")
+    check_playground(enabled)
     if not enabled:
         print("pruning playground off (PLAYGROUND = False in the parameters cell)")
         return None
