@@ -1,6 +1,7 @@
 """Notebook 04 in the smoke profile, continuing the shared smoke run (01-02): checkpoints of the
 smaller models, metrics with the structured accounting, figures; vit recorded as not produced."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -235,7 +236,8 @@ def _session_with_a_cnn_baseline(tmp_path):
     return s
 
 
-def test_an_interrupted_timing_keeps_the_fine_tuned_model_and_a_record_the_report_reads(tmp_path, monkeypatch):
+def test_an_interrupted_timing_keeps_the_fine_tuned_model_and_a_record_the_report_reads(tmp_path, monkeypatch,
+                                                                                      capsys):
     """The timing ran before the save: an interrupt of a slow CPU sweep lost the fine-tuned model
     (review). Now it is saved first, its record saying the timing is missing."""
     from labutils.labs import report
@@ -249,6 +251,10 @@ def test_an_interrupted_timing_keeps_the_fine_tuned_model_and_a_record_the_repor
     monkeypatch.setattr(lab, "compare_latency", interrupt)
     with pytest.raises(KeyboardInterrupt):
         lab.prune_structured(s, "cnn")
+    # The call for that model, not the cell: run again, it prunes the models it finished again (review).
+    said = capsys.readouterr().out
+    assert "lab.prune_structured(s, 'cnn') times the saved model without pruning it again" in said
+    assert "the cell, run again, would prune and fine-tune again the models it finished" in said
     assert s.available("cnn", lab.STAGE)
     model, _ = s.load("cnn", lab.STAGE)  # the checkpoint its record names
     record = s.metrics("cnn", lab.STAGE)
@@ -276,6 +282,102 @@ def test_an_interrupted_timing_keeps_the_fine_tuned_model_and_a_record_the_repor
     # finetune_seconds is the fine-tuning's, as in notebook 03; prune_seconds the whole cut-and-fine-tune.
     assert done["finetune_seconds"] == sum(step["seconds"] for step in done["steps"])
     assert done["prune_seconds"] > done["finetune_seconds"] > 0
+
+
+def test_the_advice_after_an_interrupted_timing_names_the_call_for_that_model_only():
+    """'Run the cell again to time the saved model without pruning it again': the cell prunes,
+    fine-tunes and saves again every model it had finished; only the one whose timing is pending
+    is just timed (review)."""
+    from labutils.labs import structured as lab
+
+    cells = json.loads((Path(__file__).parents[1] / "notebooks" / "04_structured_pruning.ipynb").read_text())["cells"]
+    text = next("".join(c["source"]) for c in cells if "".join(c["source"]).startswith("## Prune, fine-tune, save"))
+    assert 'times the saved model\nwithout pruning it again' in text
+    assert '`lab.prune_structured(s, "<that model>")` times' in text
+    assert "run the cell again" not in text.lower().replace("\n", " ")
+    assert "Running the cell again\nprunes and fine-tunes again every model it had finished" in text
+    assert "lab.prune_structured(s, name) for this model times the saved one" in lab.TIMING_PENDING
+
+
+def _session_with_a_vit_scratch_baseline(tmp_path):
+    """As ``_session_with_a_cnn_baseline``, for the smoke vit_scratch (3 heads per block)."""
+    from labutils import Session
+
+    s = Session("smoke", tmp_path, device="cpu", models=["vit_scratch"])
+    s.save(s.new_model("vit_scratch"), "vit_scratch", "before_pruning", {"accuracy": 0.1})
+    s.profile["structured"]["vit_scratch"].update(compare=["l1"], criterion="l1", latency={"cpu": [1], "cuda": [1]},
+                                                  throughput={"cpu": [1], "cuda": [1]})
+    return s
+
+
+def test_a_step_that_removes_no_head_or_channel_is_refused_before_fine_tuning_and_saving(tmp_path, monkeypatch):
+    """vit_scratch, steps [0.1]: 'cut 1 removes 0.0% of heads (and 9.9% of MLP neurons)', fine-tuned,
+    then saved over the pruned model and its metrics as a 0.0% result; scope "global" alike (review)."""
+    from labutils.errors import SettingsError
+    from labutils.labs import structured as lab
+
+    s = _session_with_a_vit_scratch_baseline(tmp_path)
+    s.save(s.new_model("vit_scratch"), "vit_scratch", lab.STAGE, {"accuracy": 0.5})  # pruned before
+    saved = s.dirs.checkpoint("vit_scratch", lab.STAGE).read_bytes(), s.metrics("vit_scratch", lab.STAGE)
+
+    def never(*args, **kwargs):
+        raise AssertionError("refused before this")
+
+    monkeypatch.setattr(lab, "fit", never)
+    recipe = s.profile["structured"]["vit_scratch"]
+    recipe["steps"] = [0.1]
+    with monkeypatch.context() as m:  # uniform: its counts need no scores, refused before the loaders
+        m.setattr(s, "loaders", never)
+        with pytest.raises(SettingsError, match=r"^vit_scratch: step 0.1 removes no head \(3 heads per block: one "
+                                                r"head is 33%\): use a share of at least 0.17; nothing was"):
+            lab.prune_structured(s, "vit_scratch")
+    recipe["scope"] = "global"  # its ranking removed MLP neurons only: refused at the cut
+    with pytest.raises(SettingsError, match=r"step 0.1 removes no head .*: scope 'global' ranked no head low "
+                                            r"enough: use a larger share, or scope 'uniform' with at least 0.17"):
+        lab.prune_structured(s, "vit_scratch")
+    assert (s.dirs.checkpoint("vit_scratch", lab.STAGE).read_bytes(), s.metrics("vit_scratch", lab.STAGE)) == saved
+
+    cnn = s.new_model("cnn").eval()  # a ResNet's channels: 0.5% of 64 rounds to none
+    train, test = s.loaders("cnn", 64)
+    with pytest.raises(SettingsError, match=r"^cnn 0.5%: step 0.005 removes no channel \(up to 64 channels per "
+                                            r"group: one channel is 1.6%\): use a share of at least 0.01;"):
+        lab.cut_and_finetune(cnn, train, test, s.profile["structured"]["cnn"] | {"steps": [0.005]}, "cpu",
+                             desc="cnn 0.5%")
+
+
+def test_a_criterion_in_compare_that_does_not_fit_the_model_is_refused_like_the_criterion(tmp_path, monkeypatch):
+    """bn_scale in a ViT's compare was dropped without a word; as its criterion it was refused (review)."""
+    from labutils.errors import SettingsError
+    from labutils.labs import structured as lab
+
+    s = _session_with_a_vit_scratch_baseline(tmp_path)
+    monkeypatch.setattr(s, "loaders", lambda *args, **kwargs: pytest.fail("refused before the loaders"))
+    s.profile["structured"]["vit_scratch"]["compare"] = ["l1", "bn_scale"]
+    for call in (lambda: lab.print_recipes(s, ["vit_scratch"]), lambda: lab.prune_structured(s, "vit_scratch")):
+        with pytest.raises(SettingsError, match=r"^vit_scratch: criterion 'bn_scale' in compare needs BatchNorm "
+                                                r"\(the CNN only\); choose one of \('l1', 'l2', 'taylor'\)$"):
+            call()
+    assert not s.available("vit_scratch", lab.STAGE)
+    lab.check_recipe(s.profile["structured"]["cnn"] | {"compare": ["l1", "bn_scale"]}, "cnn")  # the CNN has BatchNorms
+
+
+def test_a_bad_steps_scope_or_multiple_is_refused_before_the_loaders_and_the_study(tmp_path, monkeypatch, capsys):
+    """Refused only after the criteria study had printed its first line and the loaders were built
+    (review): now by the recipe check, with the same messages."""
+    from labutils.errors import SettingsError
+    from labutils.labs import structured as lab
+
+    s = _session_with_a_cnn_baseline(tmp_path)
+    monkeypatch.setattr(s, "loaders", lambda *args, **kwargs: pytest.fail("refused before the loaders"))
+    good = s.profile["structured"]["cnn"]
+    for key, value, why in (("steps", [], "must be a non-empty list"), ("scope", "globl", "must be one of"),
+                            ("multiple", 0, "must be")):
+        s.profile["structured"]["cnn"] = good | {key: value}
+        for call in (lambda: lab.print_recipes(s, ["cnn"]), lambda: lab.prune_structured(s, "cnn")):
+            with pytest.raises(SettingsError, match=rf'^cfg\["{key}"\] = .* {why}'):
+                call()
+    assert capsys.readouterr().out == ""
+    assert not s.available("cnn", lab.STAGE)
 
 
 def test_a_misspelt_model_name_writes_nothing(tmp_path):

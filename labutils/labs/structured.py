@@ -57,15 +57,20 @@ def print_recipes(session: Session, models: list[str]) -> None:
 
 
 def check_recipe(cfg: dict, name: str) -> dict:
-    """``cfg`` if its criteria exist and fit ``name`` (bn_scale needs the CNN's BatchNorms), else a
-    ValueError now, not after the criteria comparison's minutes."""
+    """``cfg`` if its criteria exist and fit ``name`` (bn_scale needs the CNN's BatchNorms, in
+    ``criterion`` and in ``compare`` alike) and its keys and values pass (``check_settings``,
+    ``check_values``), else a SettingsError now, before the loaders and the criteria comparison's minutes."""
+    check_settings("structured", cfg)  # a key misspelt by hand
     unknown = [c for c in [cfg["criterion"], *cfg["compare"]] if c not in S.CRITERIA]
     if unknown:
-        raise ValueError(f"{name}: unknown criterion {unknown[0]!r} in the profile's structured recipe; "
-                         f"choose from {S.CRITERIA}")
-    if cfg["criterion"] in S.BATCHNORM_CRITERIA and name != "cnn":
-        raise ValueError(f"{name}: criterion {cfg['criterion']!r} needs BatchNorm (the CNN only); choose one of "
-                         f"{S.VIT_CRITERIA}")
+        raise SettingsError(f"{name}: unknown criterion {unknown[0]!r} in the profile's structured recipe; "
+                            f"choose from {S.CRITERIA}")
+    if name != "cnn":  # a ViT has no BatchNorm: bn_scale in compare was dropped without a word
+        for key, criteria in (("criterion", [cfg["criterion"]]), ("compare", cfg["compare"])):
+            if unfit := [c for c in criteria if c in S.BATCHNORM_CRITERIA]:
+                raise SettingsError(f"{name}: criterion {unfit[0]!r}{' in compare' if key == 'compare' else ''} "
+                                    f"needs BatchNorm (the CNN only); choose one of {S.VIT_CRITERIA}")
+    check_values(cfg)  # steps, scope, multiple: refused before the study prints, not after
     return cfg
 
 
@@ -179,6 +184,7 @@ def cut_and_finetune(model: nn.Module, train, test, cfg: dict, device, desc: str
     for i, share in enumerate(cfg["steps"]):
         scores = S.importance(model, cfg["criterion"], train, cfg["taylor_batches"])
         keep = S.select(scores, share, original, cfg["scope"], cfg["multiple"], groups=groups)
+        check_cut_removes_units(original, keep, groups, share, cfg["scope"], desc)
         model = S.recalibrate_batchnorm(S.remove_units(model, keep), train, cfg["bn_batches"])
         cut = evaluate(model, test)["accuracy"]
         last = i == len(cfg["steps"]) - 1
@@ -194,6 +200,26 @@ def cut_and_finetune(model: nn.Module, train, test, cfg: dict, device, desc: str
               f"{cut:.2%} right after the cut, {steps[-1]['accuracy']:.2%} after {_length(epochs, train, cfg)} "
               f"of fine-tuning (on {len(test.labels):,} test images)")
     return model, steps
+
+
+def check_cut_removes_units(original: dict, keep: dict, groups: dict, share: float, scope: str, desc: str) -> None:
+    """SettingsError where the cut ``keep`` leaves every unit of the kind report.json counts (a
+    ViT's heads, a ResNet's channels): it would be fine-tuned and saved as a 0.0% pruned model,
+    over the one saved before. A later step removing MLP neurons only, after an earlier one removed
+    heads, passes (the full profile's ViT steps [0.2, 0.34])."""
+    if S.reported_share_removed(original, {n: len(k) for n, k in keep.items()}, groups) > 0:
+        return
+    unit = S.reported_unit(groups)
+    sizes = [original[n] for n, g in groups.items() if unit == "channels" or g.kind == "heads"]
+    widest = max(sizes)
+    # A group of w units loses one once w * (1 - share) rounds below w (half up): share > 0.5 / w.
+    least = (50 // widest + 1) / 100
+    per = f"{'' if min(sizes) == widest else 'up to '}{widest} {unit} per {'block' if unit == 'heads' else 'group'}"
+    advice = (f"use a share of at least {least:g}" if scope == "uniform" else
+              f"scope 'global' ranked no {unit[:-1]} low enough: use a larger share, or scope 'uniform' "
+              f"with at least {least:g}")
+    raise SettingsError(f"{desc}: step {share:g} removes no {unit[:-1]} ({per}: one {unit[:-1]} is "
+                        f"{100 / widest:.2g}%): {advice}; nothing was fine-tuned or saved")
 
 
 def _cut_shares(original: dict, kept: dict, groups: dict) -> str:
@@ -302,6 +328,12 @@ def prune_structured(session: Session, name: str) -> dict:
         model, _ = session.load(name, STAGE)
         measured = timings(dense, model, session.input_size(name), cfg, saved["macs_original"] / saved["macs"])
         return session.add_to_record(name, STAGE, measured, saved["checkpoint"]["sha256"])
+    if cfg["scope"] == "uniform":  # its counts do not depend on the scores: a first cut removing nothing is
+        # refused before the loaders and the criteria study (global scope: at the cut, in cut_and_finetune)
+        original = S.widths(dense)
+        uniform = S.select({n: torch.zeros(w) for n, w in original.items()}, cfg["steps"][0], original,
+                           "uniform", cfg["multiple"])
+        check_cut_removes_units(original, uniform, S.channel_groups(dense), cfg["steps"][0], "uniform", name)
     train, test = session.loaders(name, cfg["batch_size"])
     study_test = session.test_subset_loader(cfg["compare_images"], 2 * cfg["batch_size"], session.input_size(name))
     print(f"{name}: criteria, one-shot cut without fine-tuning, on {len(study_test.labels)} test images")
@@ -349,7 +381,8 @@ def prune_structured(session: Session, name: str) -> dict:
         measured = timings(dense, model, size, cfg, cost["macs_original"] / cost["macs"])
     except BaseException:
         print(f"{name}: the timing did not finish; the model and its metrics are saved, the record says the "
-              f"timing is missing: lab.prune_structured(s, {name!r}) times the saved model, without pruning again")
+              f"timing is missing: lab.prune_structured(s, {name!r}) times the saved model without pruning it "
+              f"again (the cell, run again, would prune and fine-tune again the models it finished)")
         raise
     return session.add_to_record(name, STAGE, measured, record["checkpoint"]["sha256"])
 
