@@ -9,8 +9,8 @@ airbench 0.1.8 (``airbench/utils.py``, ``CifarLoader``) reads ``cifar10/train.pt
 ``train94()`` / ``train96()`` build their loaders from the relative path ``cifar10``, so they run
 from the folder that holds it. They need a CUDA GPU (the networks are built with ``.cuda()``).
 
-    python benchmarks/airbench_peer.py --data-root data --out /tmp/airbench     # writes the files
-    python benchmarks/airbench_peer.py --data-root data --out /tmp/airbench --run airbench94,airbench96
+    python benchmarks/airbench_peer.py --data-root data --out runs/airbench     # writes the files
+    python benchmarks/airbench_peer.py --data-root data --out runs/airbench --run airbench94,airbench96
 
 airbench is not a dependency of the workbook: install it only where this runs (``pip install airbench``).
 """
@@ -24,13 +24,14 @@ import importlib.util
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from labutils.artifacts import atomic_write_bytes
-from labutils.data import class_names, load_cifar10
+from labutils.artifacts import WriteFailed, atomic_write_bytes
+from labutils.data import DataError, DataNotFoundError, class_names, load_cifar10
 from labutils.measure import accuracy_interval
 
 VARIANTS = ("airbench94", "airbench96")
@@ -115,7 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     variants = [v.strip() for v in args.run.split(",") if v.strip()]
     if unknown := [v for v in variants if v not in VARIANTS]:  # before any data is written or trained on
         ap.error(f"--run: unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    print(f"wrote {write_airbench_data(args.data_root, args.out)}")
+    try:
+        print(f"wrote {write_airbench_data(args.data_root, args.out)}")
+    except (DataNotFoundError, DataError) as err:  # the message says what to do; a traceback buried it
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except WriteFailed as err:  # --out a file, say
+        print(f"error: {err}{'' if err.advice else ': give --out a folder you can write to'}", file=sys.stderr)
+        return 1
     for variant in variants:
         reason = not_run_reason()
         print(json.dumps({"name": variant, "status": "not run", "note": reason} if reason

@@ -19,10 +19,13 @@ import torch
 import torch.nn.functional as F
 
 from labutils.accel import memory_format
-from labutils.artifacts import device_name, write_json
+from labutils.artifacts import device_name, git_commit, write_json
+from labutils.cli import positive, unwritable_json
 from labutils.data import DEFAULT_DATA_ROOT, DataError, DataNotFoundError, DeviceLoader, get_loaders, load_cifar10
 from labutils.models import build_model
 from labutils.train import autocast, get_device, make_optimizer
+
+ARCHS = ("resnet18", "resnet20")  # the architectures built from a width (--width)
 
 
 def time_steps(model, loader, device, steps: int, warmup: int) -> float:
@@ -63,15 +66,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data-root", metavar="DIR", default=None,
                     help=f"folder holding cifar-10-batches-py (default: $LABUTILS_DATA, else the repository's "
                          f"data/, here {DEFAULT_DATA_ROOT})")
-    ap.add_argument("--arch", default="resnet18")
-    ap.add_argument("--width", type=int, default=16, help="ResNet width (64 = full ResNet-18)")
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers for the standard path")
+    ap.add_argument("--arch", default="resnet18", choices=ARCHS)
+    ap.add_argument("--width", type=positive, default=16, help="ResNet width (64 = full ResNet-18)")
+    ap.add_argument("--batch-size", type=positive, default=128)
+    ap.add_argument("--steps", type=positive, default=40, help="timed steps per path")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed steps before them (0 or more)")
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers for the standard path (0 or more)")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--json", metavar="FILE", default=None)
     args = ap.parse_args(argv)
+    if args.warmup < 0 or args.workers < 0:
+        ap.error(f"--warmup and --workers take 0 or more, got {args.warmup} and {args.workers}")
+    if args.json and (problem := unwritable_json(args.json, "bench_loaders.json")):  # before, not after, the work
+        ap.error(problem)
     args.data_root = data_root = str(args.data_root or DEFAULT_DATA_ROOT)  # --json records the folder read
 
     device = get_device(args.device)
@@ -96,7 +103,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {r['path']:20s} {r['images_per_second']:9.1f} images/s  ({r['seconds']:.1f}s)")
     print(f"  fast / standard: {speedup:.2f}x")
     if args.json:
-        write_json(args.json, {"args": vars(args), "device": device_name(device), "rows": rows, "speedup": speedup})
+        code = git_commit(paths=("labutils", "benchmarks"))  # an edited script is not the commit
+        write_json(args.json, {"args": vars(args), "device": device_name(device), "torch": torch.__version__,
+                               "threads": torch.get_num_threads(), "git_commit": code, "rows": rows, "speedup": speedup})
 
 
 if __name__ == "__main__":

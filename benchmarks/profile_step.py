@@ -211,8 +211,9 @@ def profile_case(args, device: torch.device) -> dict:
         result["note"] = f"fell back to eager: {fallbacks[0]}"
     elif dropped := [str(w.message) for w in caught if str(w.message).startswith("torch.compile mode")]:
         result["note"] = dropped[0]  # compiled, but without the CUDA graphs its mode names
+    if args.json:  # before the tables: a table that cannot be written must not take the result with it
+        write_json(args.json, result)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
         stem = (f"profile_{args.model}_{args.mode}{f'-{args.compile_mode}' if args.compile_mode else ''}_b{batch}"
                 f"{f'_{args.augment}' if args.augment else ''}{'_smoke' if args.smoke else ''}")  # not a real run's
         if args.trace:
@@ -278,10 +279,15 @@ def main(argv: list[str] | None = None) -> dict:
                  f"with it, or max-autotune-no-cudagraphs with {args.mode}")
     if args.trace and not args.out:
         ap.error("--trace needs --out DIR")
+    if args.out:  # after the other checks; a file there was found after the whole profile, and --json lost
+        if args.out.exists() and not args.out.is_dir():
+            ap.error(f"--out {args.out} is a file: give a folder (the table goes into it)")
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            ap.error(f"cannot make the folder --out {args.out} ({err.strerror or err}): give a folder you can write to")
     result = profile_case(args, train.get_device(args.device))
     print(report(result, args.top), flush=True)
-    if args.json:
-        write_json(args.json, result)
     return result
 
 

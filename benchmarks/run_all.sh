@@ -16,9 +16,20 @@
 # RESULTS_FOLDER: what an earlier run_all.sh wrote there is removed first (the tar must not mix two
 # runs); a folder holding anything else is refused. Where .gpu/MANIFEST is (prepare.sh's; the device
 # call carries .gpu/COMMIT and .gpu/MANIFEST), the tree must be the commit it records, which names it.
+#
+# Exit status: 0 when every benchmark ran; 1 when one failed or was cut at the budget, or the folder,
+# the tree or BENCH_BUDGET was refused (before anything ran); 4 when none failed but the budget ran
+# out before one started (skipped: the last line names it). BENCH_TAR is written whatever the status
+# once the benchmarks have started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: bash benchmarks/run_all.sh RESULTS_FOLDER}
+budget=${BENCH_BUDGET:-560}
+# Checked before an earlier run's results are removed: "9min" removed them, then every stage failed.
+if ! [[ $budget =~ ^[1-9][0-9]*$ ]]; then
+  echo "error: BENCH_BUDGET=$budget: give whole seconds for all the benchmarks, e.g. 560 (the default)" >&2
+  exit 1
+fi
 # The device machine's copy has no git metadata, and LABUTILS_GIT_COMMIT typed by hand named a tree
 # edited since as the clean commit: there, prepare.sh's commit names the code once its hashes show
 # this tree is that commit (tree_commit.sh, as run_on_gpu.sh). Where git can name the tree (a run
@@ -68,7 +79,6 @@ else
   train=(--epochs 2 --images 25000 --modes eager,compiled,graphs,compiled+graphs) infer=(--time-limit 75) masks=()
 fi
 SECONDS=0 failed=() skipped=()
-budget=${BENCH_BUDGET:-560}
 # A stage is cut at what is left of the budget (its log keeps what it printed) and, with under 10 s
 # left, the stages after it are skipped: the scripts' own time limits only stop starting cases.
 limited() {
@@ -112,6 +122,8 @@ bench masks "${masks[@]}"
 # Named as the benchmarks' JSON names it (one function: uncommitted edits and a copy without git too).
 commit=$(python3 -c 'from labutils.artifacts import git_commit; print(git_commit(paths=("labutils", "benchmarks")))' \
   2>/dev/null || echo unknown)
-echo "all benchmarks: ${SECONDS} s (commit $commit)${failed[*]:+; failed: ${failed[*]}}${skipped[*]:+; skipped: ${skipped[*]}}" \
+not_run="; not run, the ${budget} s budget (BENCH_BUDGET) spent: ${skipped[*]}"
+echo "all benchmarks: ${SECONDS} s (commit $commit)${failed[*]:+; failed: ${failed[*]}}${skipped[*]:+$not_run}" \
   | tee "$out/elapsed.txt"
-[[ ${#failed[@]} -eq 0 ]]
+if ((${#failed[@]})); then exit 1; fi
+if ((${#skipped[@]})); then exit 4; fi  # a rehearsal that skipped a stage has not passed

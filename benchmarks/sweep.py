@@ -35,7 +35,9 @@ how much (the sweep's own wall time is in the header and the JSON's ``wall_secon
 the model already in ``--out`` is refused unless ``--force``.
 
 Exit status: 0 when no row failed (rows not run or skipped included), 3 when some row failed, 1
-when some failed and none is done, or when the list or an option is refused.
+when some failed and none is done, or when sweep.py refuses the candidate list or a value (--out,
+--jobs, --budget-s, --holdout, --only, a table already in --out), 2 when argparse refuses the command
+line (an unknown option or --model, a missing --out or --data-root, --jobs that is no whole number...).
 
 ``--jobs N`` trains N candidates at a time on the device, each in a process of its own: these
 models are too small to keep a large GPU busy (a training step is bound by kernel launches, not
@@ -43,10 +45,10 @@ arithmetic), so several at once finish a list sooner. Each still sees its own se
 seconds and images/s are then those of a shared device, not comparable with a run alone (the
 table says so). The airbench rows always run alone, first.
 
-    python benchmarks/sweep.py --model cnn --data-root /tmp/data --out /tmp/sweep --budget-s 300 --airbench
-    python benchmarks/sweep.py --model vit_scratch --data-root /tmp/data --out /tmp/sweep --jobs 3
-    python benchmarks/sweep.py --model resnet20 --smoke --out /tmp/sweep    # seconds on a CPU
-    python benchmarks/sweep.py --model cnn --profile cpu --data-root /tmp/data --out /tmp/sweep-cpu
+    python benchmarks/sweep.py --model cnn --data-root data --out runs/sweep --budget-s 300 --airbench
+    python benchmarks/sweep.py --model vit_scratch --data-root data --out runs/sweep --jobs 3
+    python benchmarks/sweep.py --model resnet20 --smoke --out runs/sweep    # seconds on a CPU
+    python benchmarks/sweep.py --model cnn --profile cpu --data-root data --out runs/sweep-cpu
 """
 from __future__ import annotations
 
@@ -495,6 +497,19 @@ def write_tables(result: dict, out: Path) -> tuple[Path, Path]:
     return js, atomic_write_bytes(md, lambda f: f.write(text.encode()))
 
 
+def make_out_folder(out: Path) -> None:
+    """Make ``out``, or say why it cannot be the tables' folder: a file there was found only when the
+    first row's table was written, after its training."""
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"--out {out} is a file: give a folder (sweep_MODEL.json and .md go into it)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SweepError(f"cannot make the folder --out {out} ({err.strerror or err}): give a folder you can write to")
+    if not os.access(out, os.W_OK):
+        raise SweepError(f"cannot write into --out {out}: give a folder you can write to")
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, choices=MODELS)
@@ -523,17 +538,15 @@ def main(argv: list[str] | None = None) -> dict:
                     help="synthetic data, narrow models, two steps per candidate (tests, CPU)")
     args = ap.parse_args(argv)
     os.environ.setdefault("LABUTILS_PLAIN_PROGRESS", "1")  # one printed line per epoch in the log
-    out = Path(args.out)
-    if args.data_root:
-        data_root = Path(args.data_root)
-    elif args.smoke:
-        data_root = out / "data-synthetic"
-        if not (data_root / "cifar-10-batches-py" / "test_batch").is_file():
-            write_synthetic_cifar10(data_root, n_train=200, n_test=100, seed=0)
-    else:
+    if not (args.data_root or args.smoke):
         ap.error("--data-root is required (or --smoke)")
+    out = Path(args.out)
     holdout = args.holdout if args.holdout is not None else SMOKE_HOLDOUT if args.smoke else HOLDOUT
     try:
+        make_out_folder(out)
+        data_root = Path(args.data_root) if args.data_root else out / "data-synthetic"
+        if not args.data_root and not (data_root / "cifar-10-batches-py" / "test_batch").is_file():
+            write_synthetic_cifar10(data_root, n_train=200, n_test=100, seed=0)
         built_in = CPU_CANDIDATES if args.profile == "cpu" else CANDIDATES
         if not args.candidates and args.model not in built_in:
             raise SweepError(f"no built-in {args.profile} candidates for {args.model}: pass --candidates FILE")

@@ -263,6 +263,9 @@ def test_run_all_writes_its_tar_beside_and_renames_it(tmp_path):
     assert tar.read_text() == "new\n" and not (tmp_path / "bench.tar.partial").exists()
 
 
+SKIPPED = 4  # run_all.sh's exit status when a stage was skipped (BENCH_BUDGET=5: every one)
+
+
 def test_run_all_cuts_its_stages_at_what_is_left_of_its_budget(tmp_path):
     """The docs said the benchmarks were bounded under 10 minutes, but two scripts had no limit and
     the others only stopped starting cases (review): each stage now runs under timeout."""
@@ -325,7 +328,7 @@ def test_run_all_names_prepares_commit_and_refuses_a_tree_edited_since(tmp_path)
     run_all, out = root / "benchmarks" / "run_all.sh", tmp_path / "bench"
     quick = dict(BENCH_SMOKE=1, BENCH_BUDGET=5)  # every stage skipped: seconds
     done = _bash(run_all, out, **quick)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == SKIPPED, done.stderr
     assert "(commit abcdef123456)" in (out / "elapsed.txt").read_text()
     wrong = _bash(run_all, out, **quick, LABUTILS_GIT_COMMIT="68992e75ab12")
     assert wrong.returncode == 1
@@ -386,14 +389,15 @@ def test_commits_are_compared_by_prefix_and_git_names_a_tree_here_whatever_gpu_s
     assert started.returncode == 0, started.stderr
     assert f"commit {code_fingerprint(bare, ('labutils',))}," in started.stdout
     quick = dict(BENCH_SMOKE=1, BENCH_BUDGET=5)
-    assert _bash(root / "benchmarks" / "run_all.sh", tmp_path / "b1", **quick, LABUTILS_GIT_COMMIT="abcdef1").returncode == 0
+    typed = _bash(root / "benchmarks" / "run_all.sh", tmp_path / "b1", **quick, LABUTILS_GIT_COMMIT="abcdef1")
+    assert typed.returncode == SKIPPED, typed.stderr
     typed = _bash(root / "benchmarks" / "gpu" / "run_on_gpu.sh", WORK=tmp_path / "w", LABUTILS_GIT_COMMIT="deadbeef0000")
     assert typed.returncode == 1 and "but prepare.sh recorded commit abcdef123456" in typed.stderr
     for command in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"]):
         subprocess.run(["git", *command], cwd=root, check=True)
     (root / "f.py").write_text("a later edit\n")  # .gpu/ is now another tree's: git names this one
     local = _bash(root / "benchmarks" / "run_all.sh", tmp_path / "b2", **quick)
-    assert local.returncode == 0, local.stderr
+    assert local.returncode == SKIPPED, local.stderr
     assert "abcdef123456" not in (tmp_path / "b2" / "elapsed.txt").read_text()
 
 
@@ -405,14 +409,14 @@ def test_run_all_names_the_code_as_the_benchmarks_json_does(tmp_path):
 
     root = _script_tree(tmp_path / "repo")
     quick = dict(BENCH_SMOKE=1, BENCH_BUDGET=5)
-    assert _bash(root / "benchmarks" / "run_all.sh", tmp_path / "b1", **quick).returncode == 0
+    assert _bash(root / "benchmarks" / "run_all.sh", tmp_path / "b1", **quick).returncode == SKIPPED
     named = code_fingerprint(root, ("labutils", "benchmarks"))
     assert f"(commit {named})" in (tmp_path / "b1" / "elapsed.txt").read_text()
     for command in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"]):
         subprocess.run(["git", *command], cwd=root, check=True)
     with open(root / "benchmarks" / "run_all.sh", "a") as script:
         script.write("# an edit\n")
-    assert _bash(root / "benchmarks" / "run_all.sh", tmp_path / "b2", **quick).returncode == 0
+    assert _bash(root / "benchmarks" / "run_all.sh", tmp_path / "b2", **quick).returncode == SKIPPED
     assert "+changes." in (tmp_path / "b2" / "elapsed.txt").read_text()
 
 
@@ -433,7 +437,7 @@ def test_run_all_clears_its_earlier_results_and_refuses_a_folder_it_did_not_writ
     for name in earlier:
         (out / name).write_text("earlier run")
     done = _bash(run_all, out, BENCH_SMOKE=1, BENCH_BUDGET=5, BENCH_TAR=tar)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == SKIPPED, done.stderr
     logs = {f"bench_{b}.log" for b in ("train", "infer", "masks")} | {
         f"profile_vit_scratch_{c}.log" for c in ("b32", "b64", "b32_trivialaugment")}  # "skipped: ..."
     assert {p.name for p in out.iterdir()} == logs | {"elapsed.txt"}
@@ -451,6 +455,53 @@ def test_run_all_clears_its_earlier_results_and_refuses_a_folder_it_did_not_writ
     for folder in ("/", root, ".", home):
         refused = _bash(run_all, folder, BENCH_SMOKE=1, BENCH_BUDGET=5, HOME=home)
         assert refused.returncode == 1 and "the repository or your home folder" in refused.stderr, folder
+
+
+def _fake_benchmarks(root):
+    """Stand-ins for the four scripts run_all.sh runs: SLEEP_<name> seconds, then exit status RC_<name>."""
+    for name in ("profile_step", "bench_train", "bench_infer", "bench_masks"):
+        (root / "benchmarks" / f"{name}.py").write_text(
+            "import os, sys, time\n"
+            f"time.sleep(float(os.environ.get('SLEEP_{name}', 0)))\n"
+            f"print('{name} ran')\n"
+            f"sys.exit(int(os.environ.get('RC_{name}', 0)))\n")
+    return root
+
+
+def test_run_all_exits_non_zero_when_a_stage_was_skipped_and_its_last_line_says_so(tmp_path):
+    """A stage skipped for lack of budget exited 0: a smoke rehearsal "passed" that never ran bench_masks."""
+    import subprocess
+
+    root = _fake_benchmarks(_script_tree(tmp_path / "repo"))
+    run_all = root / "benchmarks" / "run_all.sh"
+    ran = _bash(run_all, tmp_path / "all", BENCH_SMOKE=1, BENCH_BUDGET=100)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert ran.stdout.splitlines()[-1].startswith("all benchmarks: ") and "not run" not in ran.stdout.splitlines()[-1]
+    # bench_infer leaves under 10 s of the 16: bench_masks is skipped, the tar still written
+    tar = tmp_path / "bench.tar"
+    short = _bash(run_all, tmp_path / "short", BENCH_SMOKE=1, BENCH_BUDGET=16, SLEEP_bench_infer=7, BENCH_TAR=tar)
+    assert short.returncode == SKIPPED, short.stdout + short.stderr
+    assert short.stdout.splitlines()[-1].endswith("; not run, the 16 s budget (BENCH_BUDGET) spent: bench_masks")
+    assert "bench_infer ran" in (tmp_path / "short" / "bench_infer.log").read_text()
+    packed = subprocess.run(["tar", "tf", tar], capture_output=True, text=True).stdout.split()
+    assert "short/elapsed.txt" in packed and "short/bench_masks.log" in packed
+    failed = _bash(run_all, tmp_path / "failed", BENCH_SMOKE=1, BENCH_BUDGET=100, RC_bench_train=1)
+    assert failed.returncode == 1 and failed.stdout.splitlines()[-1].endswith("; failed: bench_train")
+    doc = " ".join((REPO_ROOT / "benchmarks" / "GPU_SESSION.md").read_text().split())
+    assert "exit status 4" in doc and "# Exit status: 0 when every benchmark ran" in run_all.read_text()
+
+
+@pytest.mark.parametrize("budget", ["9min", "abc", "0", "1.5", "-60", "0560"])
+def test_run_all_refuses_a_budget_that_is_not_whole_seconds_before_removing_anything(budget, tmp_path):
+    """BENCH_BUDGET=9min or abc removed the previous results, then every stage failed."""
+    root = _script_tree(tmp_path / "repo")
+    out = tmp_path / "bench"
+    out.mkdir()
+    (out / "bench_train.json").write_text("an earlier run")
+    refused = _bash(root / "benchmarks" / "run_all.sh", out, BENCH_SMOKE=1, BENCH_BUDGET=budget)
+    assert refused.returncode == 1
+    assert f"error: BENCH_BUDGET={budget}: give whole seconds for all the benchmarks, e.g. 560" in refused.stderr
+    assert [p.name for p in out.iterdir()] == ["bench_train.json"]
 
 
 def test_the_gpu_scripts_call_python3():
@@ -538,6 +589,41 @@ def test_bench_loaders_reads_the_default_data_folder_and_says_missing_data_witho
         run("--data-root", str(elsewhere), *tiny)
     err = capsys.readouterr().err
     assert exit_.value.code == 1 and err.startswith(f"error: CIFAR-10 is not in {elsewhere}") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--arch", "resnet99"], "invalid choice: 'resnet99'"),
+    (["--arch", "vit_scratch"], "invalid choice: 'vit_scratch'"),
+    (["--width", "0"], "'0' is not a whole number of 1 or more"),
+    (["--steps", "0"], "'0' is not a whole number of 1 or more"),
+    (["--batch-size", "-2"], "'-2' is not a whole number of 1 or more"),
+    (["--workers", "-1"], "--warmup and --workers take 0 or more"),
+    (["--json", "."], "cannot write .: it is a folder; give a file name, e.g. bench_loaders.json")])
+def test_bench_loaders_refuses_what_it_cannot_measure_before_loading_data(args, said, monkeypatch, capsys):
+    """--arch resnet99 or vit_scratch were tracebacks after the data was loaded, --width 0 a ValueError,
+    --steps 0 a ZeroDivisionError, --json naming a folder an error after the measurement."""
+    bench = _bench("bench_loaders")
+    _no_work(monkeypatch, bench)
+    monkeypatch.setattr(bench, "load_cifar10", lambda *a, **k: pytest.fail("loaded the data before refusing"))
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(args)
+    assert exit_.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_bench_loaders_records_the_code_and_torch_it_measured(tmp_path, monkeypatch):
+    """The benchmarks' README cites a commit and a torch version for its numbers; its JSON held neither."""
+    import torch
+    from labutils.data import write_synthetic_cifar10
+
+    bench = _bench("bench_loaders")
+    monkeypatch.setattr(bench, "git_commit", _named_paths)
+    write_synthetic_cifar10(tmp_path / "data", n_train=64, n_test=16)
+    out = tmp_path / "loaders.json"
+    bench.main(["--data-root", str(tmp_path / "data"), "--arch", "resnet20", "--width", "4", "--batch-size", "8",
+                "--steps", "1", "--warmup", "0", "--workers", "0", "--device", "cpu", "--json", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["git_commit"] == "labutils+benchmarks" and saved["torch"] == torch.__version__
+    assert [r["path"] for r in saved["rows"]] == ["standard DataLoader", "fast device path"]
 
 
 def _committed_script_tree(root):

@@ -78,6 +78,34 @@ def test_profile_step_refuses_bad_arguments_and_says_why(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_profile_step_refuses_an_out_that_is_a_file_before_profiling(tmp_path, monkeypatch, capsys):
+    """--out naming a file: a FileExistsError traceback after the whole profile, and --json never written."""
+    prof = _bench("profile_step")
+    monkeypatch.setattr(prof, "profile_case", lambda *a: pytest.fail("profiled before refusing --out"))
+    blocker = tmp_path / "file"
+    blocker.write_text("kept")
+    for out, said in ((blocker, f"--out {blocker} is a file: give a folder"),
+                      (blocker / "tables", f"cannot make the folder --out {blocker / 'tables'} (Not a directory)")):
+        with pytest.raises(SystemExit) as exit_:
+            prof.main(["--smoke", "--device", "cpu", "--out", str(out), "--json", str(tmp_path / "p.json")])
+        assert exit_.value.code == 2 and said in capsys.readouterr().err
+    assert blocker.read_text() == "kept"
+
+
+def test_profile_step_writes_its_json_before_the_tables(tmp_path, monkeypatch):
+    """A table that could not be written (a full disk, say) took the profile's --json result with it."""
+    prof = _bench("profile_step")
+
+    def full_disk(path, write):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(prof, "atomic_write_bytes", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        prof.main(["--smoke", "--device", "cpu", "--model", "resnet20", "--warmup", "2", "--steps", "1",
+                   "--out", str(tmp_path / "tables"), "--json", str(tmp_path / "p.json")])
+    assert json.loads((tmp_path / "p.json").read_text())["model"] == "resnet20"
+
+
 def _event(name, start, end, parent=None, device=DeviceType.CPU, annotation=False):
     e = FunctionEvent(id=0, name=name, thread=0, start_us=start, end_us=end, device_type=device,
                       use_device="cuda", is_user_annotation=annotation)

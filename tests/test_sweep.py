@@ -225,6 +225,21 @@ def test_a_rerun_into_the_same_folder_refuses_the_table_there_unless_forced(tmp_
     assert len(json.loads((out / "sweep_resnet20.json").read_text())["rows"]) == 1
 
 
+def test_an_out_that_is_a_file_is_refused_before_any_training(tmp_path, synthetic_root, monkeypatch, capsys):
+    """--out naming a file: the first candidate trained, then a WriteFailed traceback (with --smoke
+    and no --data-root, a NotADirectoryError writing the synthetic data)."""
+    monkeypatch.setattr(sweep, "train_candidate", lambda *a, **k: pytest.fail("trained before refusing --out"))
+    blocker = tmp_path / "file"
+    blocker.write_text("kept")
+    for out, said in ((blocker, f"--out {blocker} is a file: give a folder"),
+                      (blocker / "sub", f"cannot make the folder --out {blocker / 'sub'} (Not a directory)")):
+        for data in ([], ["--data-root", str(synthetic_root)]):
+            with pytest.raises(SystemExit) as exit_:
+                sweep.main(["--model", "resnet20", "--smoke", "--out", str(out), "--only", "today", *data])
+            assert exit_.value.code == 1 and said in capsys.readouterr().err, (out, data)
+    assert blocker.read_text() == "kept"
+
+
 def test_model_keys_are_checked_before_any_candidate_runs(tmp_path, capsys):
     """A misspelt drop_path_rate became a failed row after the candidates before it had trained."""
     bad = tmp_path / "bad.json"
@@ -298,6 +313,21 @@ def test_airbench_peer_refuses_an_unknown_variant_before_anything_runs(synthetic
     assert captured.out == "" and not (tmp_path / "ab").exists()
 
 
+def test_airbench_peer_says_missing_data_or_an_unwritable_out_without_a_traceback(synthetic_root, tmp_path, capsys):
+    """Run on its own, a missing dataset (DataNotFoundError) and --out naming a file (WriteFailed) were tracebacks."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert peer.main(["--data-root", str(empty), "--out", str(tmp_path / "ab")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: CIFAR-10 is not in {empty}") and "Traceback" not in err
+    blocker = tmp_path / "file"
+    blocker.write_text("kept")
+    assert peer.main(["--data-root", str(synthetic_root), "--out", str(blocker)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write {blocker / 'cifar10' / 'train.pt'}: ")
+    assert err.rstrip().endswith("give --out a folder you can write to") and blocker.read_text() == "kept"
+
+
 def _done_in(seconds):
     """train_candidate's stand-in: a done row after ``seconds`` (the budget's tests need time, not training)."""
     def train(model_name, candidate, data, device, smoke, profile="full"):
@@ -365,6 +395,20 @@ def test_the_exit_status_says_whether_a_row_failed(tmp_path):
     assert "Exit status: 0 when no row failed" in sweep.__doc__
 
 
+def test_the_docstring_gives_the_exit_status_of_each_refusal(tmp_path):
+    """It said 1 "when the list or an option is refused", but argparse's refusals exit 2."""
+    def status(*args):
+        with pytest.raises(SystemExit) as exit_:
+            sweep.main(["--smoke", "--out", str(tmp_path / "out"), *args])
+        return exit_.value.code
+
+    assert status("--model", "resnet99") == status("--model", "resnet20", "--jobs", "two") == 2  # argparse's
+    assert status("--model", "resnet20", "--jobs", "0") == status("--model", "resnet20", "--only", "nope") == 1
+    doc = " ".join(sweep.__doc__.split())
+    assert "1 when some failed and none is done, or when sweep.py refuses the candidate list or a value" in doc
+    assert "2 when argparse refuses the command line" in doc
+
+
 def test_rows_split_the_first_epoch_from_the_steady_ones(tmp_path, monkeypatch):
     """torch.compile's first compile fell in whichever candidate compiled first (23 s, then 10 s, 10 s)."""
     real_fit = sweep.fit
@@ -400,3 +444,16 @@ def test_the_cpu_sweep_write_up_says_its_gains_were_scored_on_the_split_that_cho
     assert all("scored_on" not in json.loads(p.read_text()) for p in folder.glob("sweep_*.json"))
     text = " ".join((folder / "README.md").read_text().split())
     assert "chosen on the test split" in text and "flatter" in text
+
+
+def test_the_cpu_sweep_write_up_gives_the_commit_its_commands_ran_at():
+    """Its "Commands, one per table" no longer made its tables at a later commit (another holdout
+    default, the cpu profile's step sizes, CPU_CANDIDATES), and it did not say where they do."""
+    folder = REPO_ROOT / "benchmarks" / "results" / "cpu-sweep-2026-12-06"
+    tables = {p.stem: json.loads(p.read_text()) for p in folder.glob("sweep_*.json")}
+    assert {t["git_commit"] for t in tables.values()} == {"ac707227fac1"}
+    text = " ".join((folder / "README.md").read_text().split())
+    assert "Commands, one per table, as run at commit `ac70722` (the tables' `git_commit`)" in text
+    assert "git worktree add ../sweep-ac70722 ac70722" in text and "PYTHONPATH=$PWD" in text
+    for model in (t["model"] for t in tables.values()):
+        assert f"--model {model} --profile cpu" in text, model
