@@ -12,12 +12,13 @@ import zipfile
 from pathlib import Path
 
 from .artifacts import (NO_GIT, REPO_ROOT, UNCOMMITTED, WriteFailed, atomic_write_bytes, check_output_folder,
-                        damaged_run_marker, git_commit, read_json, read_json_object, record_run, resolve_out_dir,
-                        run_id_for, write_json)
+                        damaged_run_marker, file_sha256, git_commit, read_json, read_json_object, record_run,
+                        resolve_out_dir, run_id_for, write_json)
 from .course import MODEL_NAMES, NOTEBOOKS, READS, STAGES
 from .data import BATCH_DIR, DEFAULT_DATA_ROOT, SYNTHETIC, describe_prepared, describe_to_come, run_data_root
 from .profiles import get_profile
 from .runlock import RUN_TOKEN_ENV, RunLock
+from .session import SAVE_NOT_FINISHED
 from .train import check_seed
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -116,10 +117,14 @@ def _asked(key: str, identity: dict) -> str:
 def previous_run(out_dir: Path, identity: dict) -> dict:
     """The summary of the run in ``out_dir`` that ``--resume`` may continue, or ResumeRefused."""
     path = out_dir / "metrics" / "pipeline.json"
-    if not path.is_file():
+    if not path.is_file() and not (out_dir / "metrics" / "run.json").is_file():
         raise ResumeRefused(f"nothing to resume in {out_dir}: it has no metrics/pipeline.json. "
                             f"Start the run without --resume.")
-    saved = read_json(path)
+    saved = read_json_object(path)
+    if saved is None:  # gone or damaged, with the run's records and checkpoints perhaps whole
+        problem = f"{path} is not valid JSON (damaged)" if path.is_file() else "it has no metrics/pipeline.json"
+        raise ResumeRefused(f"--resume cannot tell which notebooks of the run in {out_dir} finished: {problem}. "
+                            + _going_on_without_summary(out_dir, identity["models"]))
     if "finished" not in saved:
         raise ResumeRefused(f"the run in {out_dir} was made by an older version of the workbook that "
                             f"did not record finished notebooks; start it again without --resume.")
@@ -136,6 +141,27 @@ def previous_run(out_dir: Path, identity: dict) -> dict:
     return saved
 
 
+def _going_on_without_summary(out_dir: Path, models: list[str]) -> str:
+    """How to go on where pipeline.json is gone or damaged: later notebooks run alone (--notebooks,
+    no --resume) continue the run of metrics/run.json, from the first notebook whose executed copy
+    or outputs are not whole; starting over would train every model again."""
+    marker = _run_marker(out_dir, damaged_ok=True)
+    whole = []
+    for number, book in available_notebooks().items():
+        if not (out_dir / "notebooks" / book.name).is_file() or _first_missing_output(out_dir, [book.name], models):
+            break
+        whole.append(number)
+    rest = [n for n in available_notebooks() if n not in whole]
+    if not marker or "02" not in whole or not _baselines_of(out_dir, marker.get("run_id"))[0]:
+        return "Its baselines of notebook 02 are not all there either: start the run again without --resume."
+    if not rest:
+        return ("Its notebooks' outputs are all there: nothing is left to run (to run one again, pass "
+                "--notebooks with its number, without --resume).")
+    return (f"Its notebooks {_joined(whole)} left their outputs whole, and later notebooks run alone "
+            f"continue its run ({marker.get('run_id')}): run the same command without --resume, with "
+            f"--notebooks {','.join(rest)}.")
+
+
 _WORDS = {"profile": "profile", "git_commit": "commit", "models": "model list", "seed": "seed", "data": "data copy"}
 
 
@@ -148,8 +174,8 @@ def check_same_run(out_dir: Path, identity: dict, starts: bool) -> None:
     leave the old run's other files beside its own, so it is refused too. Notebooks run by hand leave
     no pipeline.json: a run that starts reads their run's profile and seed from metrics/run.json (later
     notebooks alone continue that run, and ``run_id_for`` refuses another profile or seed)."""
-    path = out_dir / "metrics" / "pipeline.json"
-    saved = read_json(path) if path.is_file() else {}
+    # A damaged pipeline.json (timings only: run.json names the run) is written again, as a missing one.
+    saved = read_json_object(out_dir / "metrics" / "pipeline.json") or {}
     marker = _run_marker(out_dir, damaged_ok=True) if starts else None
     if marker and saved.get("run_id") != marker.get("run_id"):  # a hand run, or one started since by hand
         saved = {k: marker[k] for k in ("run_id", "profile", "seed") if k in marker}
@@ -228,11 +254,13 @@ _OUTPUTS_BESIDE_RECORDS = {"05": ("report.json", "report_details.json"),
 
 
 def _first_missing_output(out_dir: Path, book_names: list[str], models: list[str]) -> tuple[str, Path, str] | None:
-    """(notebook, file, "gone" or "damaged") for the first of ``book_names`` whose outputs are gone
-    or cannot be read, or None. 02-04 leave one metrics record per model, and a checkpoint for
-    each one produced; 05 the report and its sidecar; 06 its metrics and ResNet-20. Files are
-    written atomically, so a damaged one was damaged afterwards (a copy cut short, a disk error): it
-    must not count as finished."""
+    """(notebook, file, what is wrong) for the first of ``book_names`` whose outputs are gone, cannot
+    be read or are not what their record names, or None. 02-04 leave one metrics record per model,
+    and a checkpoint for each one produced; 05 the report and its sidecar; 06 its metrics and
+    ResNet-20. Files are written atomically, so a damaged one was damaged afterwards (a copy cut
+    short, a disk error), and a record still saying its save did not finish was left by a kernel
+    killed inside ``Session.save`` (a notebook run by hand, which pipeline.json still counts
+    finished): neither must count as finished."""
     stage_of = dict(zip(("02", "03", "04"), STAGES))
     for name in book_names:
         stage = stage_of.get(name[:2])
@@ -241,7 +269,10 @@ def _first_missing_output(out_dir: Path, book_names: list[str], models: list[str
             ckpt = out_dir / "models_saved" / f"{model}_{stage}.pth"
             if fault := _fault(record):
                 return name, record, fault
-            if read_json(record).get("produced") and (fault := _fault(ckpt)):
+            saved = read_json_object(record) or {}
+            if str(saved.get("reason", "")).startswith(SAVE_NOT_FINISHED):  # a kernel killed inside Session.save
+                return name, record, "left by a save that did not finish"
+            if saved.get("produced") and (fault := _fault(ckpt, (saved.get("checkpoint") or {}).get("sha256"))):
                 return name, ckpt, fault
         for path in (out_dir / f for f in _OUTPUTS_BESIDE_RECORDS.get(name[:2], ())):
             if fault := _fault(path):
@@ -249,13 +280,16 @@ def _first_missing_output(out_dir: Path, book_names: list[str], models: list[str
     return None
 
 
-def _fault(path: Path) -> str | None:
+def _fault(path: Path, sha256: str | None = None) -> str | None:
     """"gone", "damaged" (JSON that does not parse, a checkpoint that is not a whole zip archive:
-    torch.save's format ends with the archive's directory), or None."""
+    torch.save's format ends with the archive's directory, or, given its record's ``sha256``, not
+    that file: bytes flipped inside still make a readable zip), or None."""
     if not path.is_file():
         return "gone"
     if path.suffix == ".pth":
-        return None if zipfile.is_zipfile(path) else "damaged"
+        if not zipfile.is_zipfile(path):
+            return "damaged"
+        return "damaged (not the SHA-256 its record names)" if sha256 and file_sha256(path) != sha256 else None
     try:
         read_json(path)
     except ValueError:  # UnicodeDecodeError too
@@ -454,8 +488,7 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
     lock.name_run(run_id)
     _remove_leftovers(out_dir)
     if not resume and not starts:  # later notebooks alone: the run's earlier times still count
-        marker = out_dir / "metrics" / "pipeline.json"
-        saved = read_json(marker) if marker.is_file() else {}
+        saved = read_json_object(out_dir / "metrics" / "pipeline.json") or {}  # damaged: as gone
         timings = _finished_timings(saved) if saved.get("run_id") == run_id else {}
     for book in books:  # about to run again: not finished until it has (a kill must not say so)
         timings.pop(book.name, None)
@@ -470,7 +503,10 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
         """The notebook's time into the summary, written (finished, or ``failed``)."""
         _forget_outdated(out_dir, timings, name)
         timings[name] = time.perf_counter() - t0
-        return _write_summary(out_dir, summary, start, failed=failed)
+        written = _write_summary(out_dir, summary, start, failed=failed)
+        if not failed:
+            _time_the_report(out_dir, written)
+        return written
 
     for book in books:
         final = out_dir / "notebooks" / book.name
@@ -507,6 +543,9 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
                 _discard(final)  # full disk keeps the earlier files whole, as it promises)
             if isinstance(err, (KeyboardInterrupt, SystemExit)):  # Ctrl-C, SIGTERM (cli.Terminated)
                 _quiet_leftover_cell_task()
+                with contextlib.suppress(Exception):  # session_seconds up to now: the last write's was kept
+                    _forget_outdated(out_dir, timings, book.name)
+                    _write_summary(out_dir, summary, start)
             if isinstance(err, RuntimeError) and "Kernel died" in str(err):  # nbclient: died while starting
                 record(book.name, t0, failed=book.name)
                 raise NotebookFailed(f"{book.name}: its kernel did not start ({err})" + _last_words(kernel_log)) from None
@@ -523,7 +562,8 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
         written = record(book.name, t0)
         print(f"== {book.name} done in {format_seconds(timings[book.name])} "
               f"(run total {format_seconds(written['total_seconds'])})", flush=True)
-    return _write_summary(out_dir, summary, start) | {"out": str(out_dir)}
+    _time_the_report(out_dir, written := _write_summary(out_dir, summary, start))
+    return written | {"out": str(out_dir)}
 
 
 def _plan_resume(out_dir: Path, identity: dict, books: list[Path], models: list[str], vit_weights=None
@@ -715,10 +755,15 @@ def _write_summary(out_dir: Path, summary: dict, start: float, failed: str | Non
                    total_seconds=sum(summary["notebooks"].values()),
                    session_seconds=time.perf_counter() - start, failed=failed)
     write_json(out_dir / "metrics" / "pipeline.json", summary)
-    # The report's sidecar carries the run's timings; the report notebook cannot time itself.
+    return summary
+
+
+def _time_the_report(out_dir: Path, summary: dict) -> None:
+    """The run's timings into the report's sidecar (the report notebook cannot time itself): called
+    after a notebook finished, and only while the summary counts 05 finished. A failed session, or
+    one that outdated the report (--notebooks 03 after a whole run), gave it its own few minutes."""
     details = out_dir / "report_details.json"
-    if details.is_file():
+    if any(n[:2] == "05" for n in summary["finished"]) and details.is_file():
         sidecar = read_json(details)
         if sidecar.get("run", {}).get("run_id") == summary["run_id"]:
             write_json(details, dict(sidecar, timings=summary))
-    return summary

@@ -30,6 +30,9 @@ from .train import check_seed, get_device, seed_everything
 # evaluate) runs the same arithmetic and reproduces the recorded accuracy exactly.
 EVAL_BATCH_SIZE = 500
 
+# How the record written while a checkpoint is replaced begins: found after a kill, --resume runs its notebook again.
+SAVE_NOT_FINISHED = "its save did not finish"
+
 
 class Session:
     """Everything a notebook needs to know about its run.
@@ -124,13 +127,22 @@ class Session:
         """``models`` less those the folder's run leaves out: a model the pipeline did not run
         (``--models``) and no notebook ran by hand for. Notebooks 03-05 of a ``--models cnn`` run,
         whose parameters cell lists all three, then prune and report cnn alone, the others not in
-        this run (not "not produced", which would read as a failure). ``ran``: ``pipeline_summary()``."""
+        this run (not "not produced", which would read as a failure). ``ran``: ``pipeline_summary()``.
+        A MODELS of none of the run's models is a SettingsError naming them."""
         if not ran:
             return models
-        in_run = [m for m in models if m in ran.get("models", models)  # another run's records do not count
-                  or any(self._of_this_run(read_json_object(self.dirs.metrics_file(m, stage))) for stage in NOTEBOOK_OF_STAGE)]
+
+        def trained(m):  # another run's records do not count
+            return m in ran.get("models", models) or any(
+                self._of_this_run(read_json_object(self.dirs.metrics_file(m, stage))) for stage in NOTEBOOK_OF_STAGE)
+
+        in_run = [m for m in models if trained(m)]
+        if not in_run:  # an empty MODELS failed two cells later, naming a value nobody typed
+            run_models = [m for m in MODEL_NAMES if trained(m)]
+            raise SettingsError(f"MODELS = {models!r}: this run trained {run_models}: set MODELS = {run_models}, or "
+                                f"train {', '.join(models)} in notebook 02 of this run first")
         if in_run != models:
-            print(f"note: this run trained {', '.join(in_run) or 'none of MODELS'}; "
+            print(f"note: this run trained {', '.join(in_run)}; "
                   f"{', '.join(m for m in models if m not in in_run)} left out, as not in this run")
         return in_run
 
@@ -303,7 +315,7 @@ class Session:
         earlier = read_json_object(self.dirs.metrics_file(name, stage))
         write_json(self.dirs.metrics_file(name, stage), {
             "model": name, "stage": stage, "run": record["run"], "produced": False,
-            "reason": f"its save did not finish (interrupted, or the disk was full): run notebook "
+            "reason": f"{SAVE_NOT_FINISHED} (interrupted, or the disk was full): run notebook "
                       f"{NOTEBOOK_OF_STAGE[stage]} again"})
         try:
             save_checkpoint(path, model, metrics=_numbers_only(metrics), meta=record["run"], sparse=sparse)

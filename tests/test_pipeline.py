@@ -698,9 +698,9 @@ def test_the_kernels_run_this_python_whatever_python3_kernelspec_is_installed(tm
 @pytest.fixture()
 def fake_books(monkeypatch):
     """papermill replaced by notebooks that only write what the real ones leave for the cnn (a
-    record and a whole checkpoint per stage, the report, 06's files; the synthetic data if gone);
-    03-05 fail, as the real ones do, on a baseline checkpoint that is not whole. Returns the
-    numbers of those run."""
+    record naming its whole checkpoint's SHA-256 per stage, the report and its sidecar of the run,
+    06's files; the synthetic data if gone); 03-05 fail, as the real ones do, on a baseline
+    checkpoint that is not whole or not the one its record names. Returns the numbers of those run."""
     import zipfile
 
     import papermill
@@ -713,24 +713,30 @@ def fake_books(monkeypatch):
             archive.writestr("data.pkl", "weights")
 
     def execute(src, dst, parameters, **kw):
-        from labutils.artifacts import write_json
+        from labutils.artifacts import file_sha256, read_json_object, write_json
         from labutils.data import write_synthetic_cifar10
 
         number, out = Path(src).name[:2], Path(dst).parents[1]
         ran.append(number)
-        if number in ("03", "04", "05") and not zipfile.is_zipfile(out / "models_saved" / "cnn_before_pruning.pth"):
+        baseline = out / "models_saved" / "cnn_before_pruning.pth"
+        if number in ("03", "04", "05") and not zipfile.is_zipfile(baseline):
             raise papermill.PapermillExecutionError(3, 2, "model = load_checkpoint(...)", "BadZipFile",
                                                     "File is not a zip file", [])
+        recorded = (read_json_object(out / "metrics" / "cnn_before_pruning.json") or {}).get("checkpoint", {})
+        if number in ("03", "04", "05") and file_sha256(baseline) != recorded.get("sha256"):
+            raise papermill.PapermillExecutionError(3, 2, "model = s.load(...)", "CheckpointError",
+                                                    "not the checkpoint its record records (another SHA-256)", [])
         if not (out / "data-synthetic").is_dir():  # as every notebook's Session.prepare_data does
             write_synthetic_cifar10(out / "data-synthetic", n_train=20, n_test=10)
         stage = dict(zip(("02", "03", "04"), ("before_pruning", "after_unstructured_pruning",
                                               "after_structured_pruning"))).get(number)
         if stage:
-            write_json(out / "metrics" / f"cnn_{stage}.json", {"produced": True})
-            checkpoint(out / "models_saved" / f"cnn_{stage}.pth")
+            checkpoint(ckpt := out / "models_saved" / f"cnn_{stage}.pth")
+            write_json(out / "metrics" / f"cnn_{stage}.json", {"produced": True, "checkpoint": {"sha256": file_sha256(ckpt)}})
         if number == "05":
             write_json(out / "report.json", {})
-            write_json(out / "report_details.json", {})
+            run = read_json_object(out / "metrics" / "run.json")
+            write_json(out / "report_details.json", {"run": {"run_id": run["run_id"]}, "timings": {}})
         if number == "06":
             write_json(out / "metrics" / "quantization.json", {})
             checkpoint(out / "models_saved" / "quantization" / "resnet20_baseline.pth")
@@ -779,21 +785,95 @@ def test_resuming_later_notebooks_alone_checks_the_earlier_notebooks_outputs(tmp
     assert "cnn_after_unstructured_pruning.pth of 03_unstructured_pruning.ipynb is gone" in capsys.readouterr().err
 
 
-def test_the_advice_after_a_failure_is_a_command_that_gets_past_it(tmp_path, fake_books, capsys):
+@pytest.mark.parametrize("damage", ["cut short", "bytes flipped"])
+def test_the_advice_after_a_failure_is_a_command_that_gets_past_it(tmp_path, fake_books, capsys, damage):
     """03 failing on a damaged checkpoint of 02 advised --resume --notebooks 03, which repeated the
-    failure forever: the advice names the finished notebooks before it, so --resume checks them."""
+    failure forever: the advice names the finished notebooks before it, so --resume checks them.
+    Bytes flipped inside a checkpoint leave a readable zip: --resume compares its record's SHA-256."""
     import shlex
 
     out = tmp_path / "out"
     assert smoke(out, "--notebooks", "01,02") == 0
     ckpt = out / "models_saved" / "cnn_before_pruning.pth"
-    ckpt.write_bytes(ckpt.read_bytes()[:20])  # a copy cut short
+    if damage == "cut short":  # a copy cut short
+        ckpt.write_bytes(ckpt.read_bytes()[:20])
+    else:  # a disk error inside the weights
+        ckpt.write_bytes(ckpt.read_bytes().replace(b"weights", b"weighTs"))
     assert smoke(out, "--notebooks", "03") == 1
     advice = capsys.readouterr().err.rstrip().splitlines()[-1]
     assert advice.endswith("--notebooks 01,02,03"), advice
     fake_books.clear()
     command = shlex.split(advice.partition("continue the run with: ")[2])
     assert main(command[3:]) == 0 and fake_books == ["02", "03"]
+
+
+@pytest.mark.parametrize("summary", ["gone", "damaged"])
+def test_a_resume_without_its_pipeline_json_names_the_notebooks_that_continue_the_run(tmp_path, fake_books, capsys,
+                                                                                     summary):
+    """It said "nothing to resume ... Start the run without --resume" (or, damaged, "delete it and run
+    again what wrote it"), which trains everything again, though the records and checkpoints were
+    whole and later notebooks run alone continue the run (review)."""
+    out = tmp_path / "out"
+    assert smoke(out, "--notebooks", "01,02,03") == 0
+    marker = out / "metrics" / "pipeline.json"
+    run_id = read_json(marker)["run_id"]
+    if summary == "gone":
+        marker.unlink()
+    else:
+        marker.write_text('{"run_id": ')
+    fake_books.clear()
+    capsys.readouterr()
+    assert smoke(out, "--resume") == 1
+    err = capsys.readouterr().err
+    assert "--resume cannot tell which notebooks" in err and "Its notebooks 01, 02 and 03 left their outputs whole" in err
+    assert err.rstrip().endswith("run the same command without --resume, with --notebooks 04,05,06.")
+    # What it advises continues the same run.
+    assert smoke(out, "--notebooks", "04,05,06") == 0 and fake_books == ["04", "05", "06"]
+    assert read_json(marker)["run_id"] == run_id and read_json(marker)["finished"] == ALL_BOOKS[3:]
+    # From the first notebook whose outputs are not whole; without whole baselines, start over.
+    marker.unlink()
+    (out / "models_saved" / "cnn_after_unstructured_pruning.pth").unlink()
+    assert smoke(out, "--resume") == 1 and "with --notebooks 03,04,05,06." in capsys.readouterr().err
+    (out / "models_saved" / "cnn_before_pruning.pth").unlink()
+    assert smoke(out, "--resume") == 1
+    assert "baselines of notebook 02 are not all there either: start the run again" in capsys.readouterr().err
+
+
+def test_a_record_left_by_a_save_that_did_not_finish_runs_its_notebook_again(tmp_path, fake_books, capsys):
+    """A kernel killed inside Session.save (notebook 02 run again by hand) leaves the record that says
+    so, which pipeline.json does not know of: --resume counted 02 and the later ones finished."""
+    from labutils.artifacts import write_json
+    from labutils.session import SAVE_NOT_FINISHED
+
+    out = tmp_path / "out"
+    assert smoke(out) == 0
+    write_json(out / "metrics" / "cnn_before_pruning.json", {  # as Session.save writes it before the checkpoint
+        "model": "cnn", "stage": "before_pruning", "produced": False,
+        "reason": f"{SAVE_NOT_FINISHED} (interrupted, or the disk was full): run notebook 02 again"})
+    fake_books.clear()
+    capsys.readouterr()
+    assert smoke(out, "--resume") == 0 and fake_books == ["02", "03", "04", "05", "06"]
+    assert "cnn_before_pruning.json of 02_baseline_training.ipynb is left by a save that did not finish" in (
+        capsys.readouterr().out)
+
+
+def test_the_reports_timings_are_those_of_the_run_that_made_it(tmp_path, fake_books, capsys):
+    """A failed --notebooks 03 after a whole run gave the report's sidecar its own few minutes (the
+    results table said "6 min 18 s for the notebooks" of a 22-minute run). A later session that
+    finishes with 05 still finished (06 alone) adds its time."""
+    out = tmp_path / "out"
+    assert smoke(out) == 0
+    details = out / "report_details.json"
+    assert read_json(details)["timings"] == read_json(out / "metrics" / "pipeline.json")
+    assert read_json(details)["timings"]["finished"] == ALL_BOOKS
+    before = details.read_bytes()
+    ckpt = out / "models_saved" / "cnn_before_pruning.pth"
+    ckpt.write_bytes(ckpt.read_bytes()[:20])  # 03 fails on it
+    assert smoke(out, "--notebooks", "03") == 1
+    assert details.read_bytes() == before
+    assert smoke(out, "--resume") == 0
+    assert smoke(out, "--notebooks", "06") == 0
+    assert read_json(details)["timings"] == read_json(out / "metrics" / "pipeline.json")
 
 
 def test_a_smoke_run_whose_synthetic_data_was_deleted_resumes(tmp_path, fake_books, capsys):
@@ -816,6 +896,24 @@ def test_a_smoke_run_whose_synthetic_data_was_deleted_resumes(tmp_path, fake_boo
     assert "pass --profile smoke with the run folder's data-synthetic/ deleted" in capsys.readouterr().err
     shutil.rmtree(out / "data-synthetic")
     assert smoke(out, "--resume") == 0
+
+
+def test_an_interrupted_session_records_its_time_up_to_the_interrupt(tmp_path, monkeypatch):
+    """pipeline.json's session_seconds kept the value of its last write, after notebook 01 (review)."""
+    import time
+
+    import papermill
+
+    def execute(src, dst, parameters, **kw):
+        if Path(src).name.startswith("02"):
+            time.sleep(0.5)
+            raise KeyboardInterrupt
+        nbformat.write(nbformat.v4.new_notebook(), dst)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    assert smoke(tmp_path / "out", "--notebooks", "01,02") == 130
+    summary = read_json(tmp_path / "out" / "metrics" / "pipeline.json")
+    assert summary["session_seconds"] >= 0.5 and summary["finished"] == ALL_BOOKS[:1]
 
 
 def test_an_interrupt_does_not_end_with_the_leftover_cell_tasks_traceback(tmp_path, monkeypatch, caplog):

@@ -622,6 +622,19 @@ def test_notebooks_03_to_05_continue_a_run_and_take_its_models(tmp_path, capsys)
     assert Session("smoke", tmp_path, device="cpu").models == ["cnn", "vit", "vit_scratch"]  # 01 and 02 start runs
 
 
+def test_a_models_list_of_none_of_the_runs_models_is_refused_naming_them(tmp_path, capsys):
+    """Notebook 04 with MODELS = ["vit_scratch"] on a --models cnn run said "this run trained none of
+    MODELS" and two cells later "MODELS = []: it names no model", a value nobody typed."""
+    from labutils.artifacts import write_json
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    write_json(s.dirs.metrics / "pipeline.json", {"run_id": s.run_id, "models": ["cnn"]})
+    with pytest.raises(SettingsError) as refused:
+        Session("smoke", tmp_path, device="cpu", models=["vit_scratch"], start_run=False)
+    assert str(refused.value) == ("MODELS = ['vit_scratch']: this run trained ['cnn']: set MODELS = ['cnn'], or "
+                                  "train vit_scratch in notebook 02 of this run first")
+
+
 def test_recipe_mistakes_are_refused_before_any_work(tmp_path):
     """They surfaced after the sensitivity scans and the study (notebook 03, 2 minutes in smoke), or
     after the criteria comparison (notebook 04)."""
