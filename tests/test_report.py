@@ -84,6 +84,22 @@ def test_one_run_on_two_data_copies_is_refused(tmp_path):
         R.check_one_run(R.load_records(dirs))
 
 
+def test_records_an_older_labutils_wrote_in_the_same_run_are_named_not_called_another_run(tmp_path):
+    """Records without data and seed beside this labutils' records of the same run id read as "2 different
+    runs" with one run id twice; the files to write again are the older ones."""
+    dirs = RunDirs(tmp_path)
+    now = _record("cnn", "before_pruning", "A", accuracy=0.9)
+    now["run"].update(data="CIFAR-10", seed=0)
+    write_json(dirs.metrics_file("cnn", "before_pruning"), now)
+    write_json(dirs.metrics_file("cnn", "after_unstructured_pruning"),
+               _record("cnn", "after_unstructured_pruning", "A", accuracy=0.8, pruning_percentage=80.0))
+    with pytest.raises(R.ReportError) as refused:
+        R.check_one_run(R.load_records(dirs))
+    assert str(refused.value) == (
+        "metrics/cnn_after_unstructured_pruning.json record no data copy or seed (written by an older labutils), "
+        "the rest of run A do: run notebook 03 again for cnn")
+
+
 @pytest.mark.parametrize("baseline, message", [
     ({"produced": True, "accuracy": 0.93}, r"baseline at 91\.00%.* now at 93\.00% \(trained again after it\)"),
     ({"produced": False, "reason": "no weights"}, r"baseline at 91\.00%.* is not produced now \(no weights\)")])

@@ -69,13 +69,20 @@ def check_one_run(records: dict) -> dict:
     for (model, stage), r in records.items():
         if "run" in r:
             key = (r["run"]["run_id"], r["run"]["profile"], r["run"].get("data"), r["run"].get("seed"))
-            runs.setdefault(key, []).append(f"{model}_{stage}")
+            runs.setdefault(key, []).append((model, stage))
     if not runs:
         raise ReportError("no metrics files found: run notebooks 02-04 first")
+    older = [ms for key, found in runs.items() if None in key[2:] for ms in found]
+    if len({key[0] for key in runs}) == 1 and 0 < len(older) < sum(map(len, runs.values())):
+        # One run, but an older labutils wrote some of its records without their data copy and seed:
+        # files to write again, not "2 different runs".
+        raise ReportError(f"{', '.join(f'metrics/{m}_{s}.json' for m, s in older)} record no data copy or seed "
+                          f"(written by an older labutils), the rest of run {next(iter(runs))[0]} do: "
+                          + "; ".join(f"run notebook {NOTEBOOK_OF_STAGE[s]} again for {m}" for m, s in older))
     if len(runs) > 1:
         seeds_differ = len({key[3] for key in runs}) > 1
         listing = "; ".join(f"run {rid} (profile {prof}, data {data}{f', seed {seed}' if seeds_differ else ''}): "
-                            f"{', '.join(files)}" for (rid, prof, data, seed), files in runs.items())
+                            f"{', '.join(f'{m}_{s}' for m, s in found)}" for (rid, prof, data, seed), found in runs.items())
         raise ReportError(f"the metrics come from {len(runs)} different runs and will not be combined: "
                           f"{listing}. Re-run the notebooks of one run (python -m labutils run) "
                           f"or delete the stale metrics files.")
