@@ -4,6 +4,7 @@ student moves the controls (model, criterion, scope, sparsity). ``unstructured.p
 from __future__ import annotations
 
 import copy
+import importlib.util
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -263,9 +264,7 @@ def show(subjects: dict[str, Subject], probe_images: int = 256) -> Playground | 
     if not subjects:
         print("pruning playground skipped: no baseline to prune (run notebook 02 first)")
         return None
-    try:
-        import ipywidgets  # noqa: F401  (imported again by the widget; here to say what to do without it)
-    except ImportError:  # a kernel built outside the workbook's install: a Run All goes on without it
+    if importlib.util.find_spec("ipywidgets") is None:  # a kernel not from the workbook's install: Run All goes on
         print("pruning playground skipped: ipywidgets is not installed in this kernel "
               "(pip install ipywidgets, then restart the kernel), or set PLAYGROUND = False")
         return None
