@@ -152,6 +152,26 @@ def check_architecture(path: str | os.PathLike, ckpt: dict, model: str) -> None:
                               f"the notebook that writes it")
 
 
+def _misfit(saved: dict, expected: dict, err: RuntimeError) -> str:
+    """How many of the saved tensors do not fit the model's, with the first of each kind: torch's
+    own text lists every one (a hundred lines for a ResNet-18 of another width)."""
+    def shape(t):
+        return list(t.shape) if isinstance(t, torch.Tensor) else f"a {type(t).__name__}"
+
+    def tensors(names: list) -> str:
+        return f"{len(names)} tensor{'s' if len(names) > 1 else ''}"
+
+    other = [k for k in expected if k in saved and shape(saved[k]) != shape(expected[k])]
+    missing = [k for k in expected if k not in saved]
+    unknown = [k for k in saved if k not in expected]
+    parts = [f"{tensors(other)} of another shape, such as {other[0]} {shape(saved[other[0]])} where the "
+             f"architecture has {shape(expected[other[0]])}"] if other else []
+    parts += [f"{tensors(missing)} missing, such as {missing[0]}"] if missing else []
+    parts += [f"{tensors(unknown)} the architecture does not have, such as {unknown[0]}"] if unknown else []
+    lines = str(err).splitlines()  # nothing found above: torch's first complaint
+    return ", ".join(parts) or (lines[1] if len(lines) > 1 else lines[0] if lines else type(err).__name__).strip()[:200]
+
+
 def load_checkpoint(path: str | os.PathLike, device="cpu", expect_model: str | None = None) -> tuple[nn.Module, dict]:
     """Rebuild the model a checkpoint describes and load its weights: (model, checkpoint dict).
 
@@ -165,11 +185,18 @@ def load_checkpoint(path: str | os.PathLike, device="cpu", expect_model: str | N
     model_name = expect_model or course_model_of(path)
     if model_name:
         check_architecture(path, ckpt, model_name)
-    model = build_model(ckpt["arch"], **ckpt["arch_kwargs"])
+    try:
+        model = build_model(ckpt["arch"], **ckpt["arch_kwargs"])
+    except (TypeError, ValueError) as err:  # an architecture this labutils lacks, an argument it does not take
+        raise CheckpointError(f"{path}: its architecture {ckpt['arch']!r} {ckpt['arch_kwargs']} cannot be built "
+                              f"({type(err).__name__}: {err}); it was damaged or edited, or written by another "
+                              f"labutils: delete it and re-run the notebook that writes it") from err
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as err:
-        raise CheckpointError(f"{path}: weights do not fit architecture {ckpt['arch']} "
-                              f"{ckpt['arch_kwargs']}: {err}") from err
+        misfit = _misfit(ckpt["state_dict"], model.state_dict(), err)
+        raise CheckpointError(f"{path}: its weights do not fit its architecture {ckpt['arch']} {ckpt['arch_kwargs']}: "
+                              f"{misfit}; it was damaged or edited, or written by another labutils: delete it and "
+                              f"re-run the notebook that writes it") from err
     # The training memory format: the same layout gives the same arithmetic.
     return model.to(device, memory_format=memory_format(device)).eval(), ckpt

@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="measure saved checkpoints",
                         description="Load each checkpoint safely and measure test accuracy, sparsity, "
                                     "parameters, MACs, size on disk and time per image. A missing, "
-                                    "corrupt or foreign file is reported by name; the others still run.")
+                                    "corrupt or foreign file is reported by name; the others still run. "
+                                    "Ctrl-C stops and shows (and writes to --json) the finished ones.")
     ev.add_argument("paths", nargs="+", metavar="PATH", help="checkpoint files (.pth)")
     ev.add_argument("--data-root", metavar="DIR", default=None,
                     help="evaluate on the whole test split in DIR (default: the data and test subset "
@@ -132,8 +133,11 @@ def unwritable_json(path: str | os.PathLike, example: str = "results.json") -> s
 
 
 def _evaluate(args) -> int:
+    import time
+
     from .artifacts import device_name, git_commit, write_json
-    from .evaluate import evaluate_paths, format_table
+    from .data import TEST_FILES, cifar10_dir
+    from .evaluate import evaluate_each, format_table
     from .train import get_device
 
     try:
@@ -144,20 +148,60 @@ def _evaluate(args) -> int:
     if args.json and (problem := unwritable_json(args.json, "evaluate.json")):  # before, not after, the work
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    rows, failures = evaluate_paths(args.paths, device, args.data_root, accuracy=not args.no_accuracy)
+    if args.data_root and not args.no_accuracy:  # every checkpoint's test images come from it: checked once, now
+        try:
+            cifar10_dir(args.data_root, download=False, files=TEST_FILES)
+        except (ValueError, OSError) as err:  # DataNotFoundError is an OSError
+            print(f"error: --data-root {args.data_root}: {err}\nOr pass --no-accuracy: the other numbers need no "
+                  f"test images", file=sys.stderr)
+            return 2
+    rows, failures, done, interrupted = [], [], 0, False
+    total = len(args.paths)
+    print(f"evaluating {total} checkpoint(s) on {device}; Ctrl-C stops and shows those finished",
+          file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    try:
+        for path, row, error in evaluate_each(args.paths, device, args.data_root, accuracy=not args.no_accuracy):
+            done += 1
+            rows += [row] if row else []
+            failures += [{"checkpoint": str(path), "error": error}] if error else []
+            print(f"[{done}/{total}] {Path(path).stem}: {_evaluated(row, error)}, "
+                  f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+    except KeyboardInterrupt:  # keep what is finished: each checkpoint takes seconds to minutes
+        interrupted = True
+    not_evaluated = args.paths[done:] if interrupted else []
     if rows:
         print(format_table(rows))
     for f in failures:
         print(f"error: {f['checkpoint']}: {f['error']}", file=sys.stderr)
+    if any(r.get("accuracy_error") for r in rows):
+        print("the table shows the other numbers of the checkpoints whose accuracy was not measured "
+              "(--no-accuracy leaves accuracy out)", file=sys.stderr)
+    if interrupted:
+        print(f"interrupted: {len(not_evaluated)} of {total} checkpoint(s) not evaluated: {shlex.join(not_evaluated)}",
+              file=sys.stderr)
     if args.json:
         try:
             # How the times were taken: on which machine, with which code (each row: batch, precision, threads).
             write_json(args.json, {"device": device_name(device), "git_commit": git_commit(),
-                                   "results": rows, "failures": failures})
+                                   "results": rows, "failures": failures,
+                                   "interrupted": interrupted, "not_evaluated": not_evaluated})
         except OSError as err:
             print(f"error: {describe_os_error(err, args.json)}", file=sys.stderr)
-            return 1
-    return 1 if failures else 0
+            return 130 if interrupted else 1
+    return 130 if interrupted else 1 if failures else 0
+
+
+def _evaluated(row: dict | None, error: str | None) -> str:
+    """How one checkpoint's evaluation ended, for its progress line (the errors follow the table)."""
+    if row is None:
+        return "failed (see below)"
+    if error:
+        return "accuracy not measured (see below)"
+    if row.get("accuracy") is None:
+        return "measured (--no-accuracy)"
+    return f"{row['accuracy']:.2%} on {row['test_images']} images"
 
 
 def _check(args) -> int:

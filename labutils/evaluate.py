@@ -2,7 +2,7 @@
 
 Used by ``python -m labutils evaluate PATH...`` (the course's "evaluate pruned models") and by the
 report notebook's table of checkpoints. A missing, corrupt or foreign file is reported by name and
-the others still run.
+the others still run; a checkpoint whose test images are not found keeps its other numbers.
 """
 from __future__ import annotations
 
@@ -102,8 +102,13 @@ def evaluate_checkpoint(path: str | os.PathLike, device="cpu", data_root=None, a
            "prunable_sparsity": prunable["pruning_percentage"],
            "macs": count_macs(model, size), "size_bytes": path.stat().st_size, "input_size": size}
     if accuracy:
-        result = evaluate(model, test_loader_for(ckpt, model, device, data_root, path), device)
-        row.update(accuracy=result["accuracy"], test_images=result["n"])
+        try:
+            loader = test_loader_for(ckpt, model, device, data_root, path)
+        except (ValueError, OSError) as err:  # no test images found: the other numbers need none, so keep them
+            row.update(accuracy=None, accuracy_error=f"accuracy not measured: {type(err).__name__}: {err}")
+        else:
+            result = evaluate(model, loader, device)
+            row.update(accuracy=result["accuracy"], test_images=result["n"])
     timing = measure_latency(model, size, latency_batch, device)
     # How it was timed: a time per image means little without the batch, device, precision and threads.
     row.update(ms_per_image=timing["ms_per_image"], timing_noisy=timing["noisy"], latency_batch=timing["batch_size"],
@@ -111,14 +116,28 @@ def evaluate_checkpoint(path: str | os.PathLike, device="cpu", data_root=None, a
     return row
 
 
-def evaluate_paths(paths, device="cpu", data_root=None, accuracy: bool = True) -> tuple[list[dict], list[dict]]:
-    """(rows, failures): every path is tried; a failure is {"checkpoint", "error"}."""
-    rows, failures = [], []
+def evaluate_each(paths, device="cpu", data_root=None, accuracy: bool = True):
+    """For each path, as it is done: (path, row, error); the row is None where the checkpoint could not
+    be measured (missing, corrupt, foreign), the error (text) None unless something went wrong. A row
+    whose test images were not found comes with its error: its accuracy None, its other numbers measured."""
     for p in paths:
         try:
-            rows.append(evaluate_checkpoint(p, device, data_root, accuracy))
+            row = evaluate_checkpoint(p, device, data_root, accuracy)
         except Exception as err:  # report it by name and go on with the others
-            failures.append({"checkpoint": str(p), "error": f"{type(err).__name__}: {err}"})
+            yield p, None, f"{type(err).__name__}: {err}"
+        else:
+            yield p, row, row.get("accuracy_error")
+
+
+def evaluate_paths(paths, device="cpu", data_root=None, accuracy: bool = True) -> tuple[list[dict], list[dict]]:
+    """(rows, failures): every path is tried; a failure is {"checkpoint", "error"} (a row without its
+    accuracy is in both)."""
+    rows, failures = [], []
+    for p, row, error in evaluate_each(paths, device, data_root, accuracy):
+        if row:
+            rows.append(row)
+        if error:
+            failures.append({"checkpoint": str(p), "error": error})
     return rows, failures
 
 

@@ -131,6 +131,26 @@ def test_a_damaged_labutils_checkpoint_is_a_checkpoint_error(tmp_path):
         read_json(tmp_path / "r.json")
 
 
+def test_a_checkpoint_whose_record_does_not_build_its_model_says_so_in_one_line(tmp_path):
+    """Weights of another width gave torch's whole text, a "size mismatch" line for each of ~100
+    tensors; an unknown architecture a bare ValueError, a misspelt argument a TypeError (review)."""
+    ckpt = torch.load(save_checkpoint(tmp_path / "m.pth", build_model("resnet18", width=8)), weights_only=True)
+    advice = "it was damaged or edited, or written by another labutils: delete it and re-run the notebook that writes it"
+    for edit, said in (({"arch_kwargs": {"width": 16}}, r"its weights do not fit its architecture resnet18 \{'width': "
+                        r"16\}: 101 tensors of another shape, such as conv1.weight \[8, 3, 3, 3\] where the "
+                        r"architecture has \[16, 3, 3, 3\]; "),
+                       ({"state_dict": {k: v for k, v in ckpt["state_dict"].items() if k != "fc.bias"}},
+                        r"1 tensor missing, such as fc.bias; "),
+                       ({"arch": "resnet99"}, r"its architecture 'resnet99' \{'width': 8\} cannot be built "
+                        r"\(ValueError: unknown architecture 'resnet99'"),
+                       ({"arch_kwargs": {"widht": 8}}, r"cannot be built \(TypeError: .*unexpected keyword argument "
+                        r"'widht'\); ")):
+        torch.save(ckpt | edit, tmp_path / "edited.pth")
+        with pytest.raises(CheckpointError, match=said + ".*" + advice) as err:
+            load_checkpoint(tmp_path / "edited.pth")
+        assert len(str(err.value).splitlines()) == 1
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the notebook"):
         load_checkpoint(tmp_path / "nope.pth")

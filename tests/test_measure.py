@@ -334,3 +334,65 @@ def test_evaluate_records_how_it_timed_each_checkpoint(tmp_path, capsys):
     row = saved["results"][0]
     assert row["latency_batch"] == 1 and row["device"] == "cpu" and row["precision"] == "fp32"
     assert row["threads"] == torch.get_num_threads() and row["ms_per_image"] > 0
+
+
+def test_evaluate_shows_each_checkpoint_as_it_finishes_and_keeps_them_on_ctrl_c(synthetic_root, capsys, monkeypatch):
+    """Nothing was printed until every checkpoint was done (20 s each on a CPU), and Ctrl-C ended in
+    a traceback, the finished rows and the --json lost (review)."""
+    import json
+
+    import labutils.evaluate as E
+    from labutils.checkpoint import save_checkpoint
+    from labutils.cli import main
+
+    models = synthetic_root / "models"
+    paths = [str(save_checkpoint(models / f"{name}.pth", build_model("resnet20", width=4))) for name in "abc"]
+    real, said_before_b = E.evaluate_checkpoint, []
+
+    def ctrl_c_at_b(path, *args, **kwargs):
+        if path.endswith("b.pth"):
+            said_before_b.append(capsys.readouterr().err)
+            raise KeyboardInterrupt
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(E, "evaluate_checkpoint", ctrl_c_at_b)
+    out = synthetic_root / "evaluate.json"
+    try:
+        rc = main(["evaluate", *paths, "--data-root", str(synthetic_root), "--device", "cpu", "--json", str(out)])
+    except KeyboardInterrupt:  # not let through: it would stop the whole test session
+        pytest.fail("Ctrl-C ended labutils evaluate in a traceback")
+    assert rc == 130
+    assert "\n[1/3] a: " in said_before_b[0] and "% on 100 images, " in said_before_b[0]  # as a finished
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[2].split()[0] == "a"  # the table of the finished one
+    assert f"interrupted: 2 of 3 checkpoint(s) not evaluated: {paths[1]} {paths[2]}" in captured.err
+    saved = json.loads(out.read_text())
+    assert [r["name"] for r in saved["results"]] == ["a"] and saved["results"][0]["test_images"] == 100
+    assert saved["interrupted"] is True and saved["not_evaluated"] == paths[1:]
+
+
+def test_evaluate_keeps_the_other_numbers_of_a_checkpoint_whose_test_images_are_not_found(tmp_path, capsys):
+    """Its whole row was dropped, though parameters, MACs, zeros and size need no test images; a
+    --data-root without CIFAR-10 said so once per checkpoint, after the work (review)."""
+    import json
+
+    from labutils.checkpoint import save_checkpoint
+    from labutils.cli import main
+
+    model = str(save_checkpoint(tmp_path / "m.pth", build_model("resnet20", width=4)))  # records no data folder
+    out = tmp_path / "evaluate.json"
+    assert main(["evaluate", model, "--device", "cpu", "--json", str(out)]) == 1
+    captured = capsys.readouterr()
+    row = captured.out.splitlines()[2].split()
+    assert row[:3] == ["m", "-", "-"] and row[3].endswith("%") and row[4].endswith("M")  # no accuracy, the rest
+    assert (f"error: {model}: accuracy not measured: ValueError: the checkpoint does not say which data it was "
+            f"measured on; pass --data-root") in captured.err
+    assert "[1/1] m: accuracy not measured (see below)" in captured.err
+    saved = json.loads(out.read_text())
+    assert saved["results"][0]["accuracy"] is None and saved["results"][0]["parameters"] > 0
+    assert saved["failures"][0]["error"].startswith("accuracy not measured: ValueError")
+    (tmp_path / "empty").mkdir()
+    assert main(["evaluate", model, "--device", "cpu", "--data-root", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --data-root {tmp_path / 'empty'}: CIFAR-10 is not in")
+    assert "Or pass --no-accuracy: the other numbers need no test images" in err and "evaluating" not in err
