@@ -284,8 +284,9 @@ def problems(profile: dict) -> list[str]:
 def check_settings(section: str, cfg: dict, path: str = "cfg") -> None:
     """SettingsError naming every unknown key in settings a notebook's exercise edits by hand (no
     profile check sees them: a misspelt key, "include_frist", was silently ignored): the whole
-    ``"unstructured"`` section, or one model's ``"structured"`` recipe. Keys only: an exercise
-    may pass fewer settings, or values a profile would not hold (numpy's, half an epoch)."""
+    ``"unstructured"`` section, or one model's ``"structured"`` recipe. Keys, and the True/False
+    settings' values: an exercise may pass fewer settings, or other values a profile would not hold
+    (numpy's, half an epoch)."""
     from .errors import SettingsError
 
     node = schema().rules[section]
@@ -293,6 +294,8 @@ def check_settings(section: str, cfg: dict, path: str = "cfg") -> None:
         node = node.rules[MODEL_NAMES[0]]  # one recipe, the same rules for every model
     found: list[str] = []
     _walk(cfg, node, path, found, keys_only=True)
+    # True/False settings too: "yes" (or "False", a string) read as true, without a word.
+    found += [f'{path}["{k}"] = {v!r} {why}' for k, v in cfg.items() if node.rules.get(k) is flag and (why := flag(v))]
     if found:
         raise SettingsError("\n".join(found))
 

@@ -113,7 +113,7 @@ def test_exercises_run_and_save_nothing(stem, smoke_run, tmp_path, capsys):
         assert len(plt.get_fignums()) == 3  # a figure per set of draws
     if stem.startswith("02"):
         assert len(ns["longer"]) == 2 * s.train_config("cnn")["epochs"]
-        assert printed.count("nothing saved") == 4 and "cutout=16" in printed
+        assert printed.count("nothing saved") == 5 and "cutout=16" in printed
     if stem.startswith("03"):
         assert re.search(r"yours \d+\.\d+%, global magnitude \d+\.\d+%, layer-wise \d+\.\d+% at 90%", printed)
         assert {r["sparsity"] for r in ns["rows"]} == {0.95, 0.98}
@@ -122,10 +122,56 @@ def test_exercises_run_and_save_nothing(stem, smoke_run, tmp_path, capsys):
         assert all(re.search(rf"{label} +\d+\.\d+%", printed) for label in ("2:4", "global 50%", "layer-wise 50%"))
     if stem.startswith("04"):
         assert ns["steps"][-1]["pruning_percentage"] > ns["steps"][0]["pruning_percentage"] >= 40
-        assert "cnn (the model given) with the recipe unchanged" in printed and "pruned and fine-tuned" in printed
-        assert sum(p.numel() for p in ns["scratch"].parameters()) == sum(p.numel() for p in ns["small"].parameters())
+        assert "cnn (the architecture given, new random weights) with the recipe unchanged" in printed
+        assert "pruned and fine-tuned" in printed
     if stem.startswith("06"):
         assert "PTQ symmetric/channel/minmax" in printed and "QAT asymmetric/tensor/minmax" in printed
+
+
+def test_notebook_01s_augmentation_exercises_name_their_policy_on_each_figure():
+    """RandAugment's, AutoAugment's and Cutout's figures had no title: such figures look alike (review)."""
+    import ast
+
+    calls = [node for block in exercises("01_data") for node in ast.walk(ast.parse(block))
+             if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "plot_augmentation"]
+    assert len(calls) == 3
+    for call in calls:
+        title = call.args[2] if len(call.args) > 2 else next((k.value for k in call.keywords if k.arg == "title"), None)
+        assert isinstance(title, ast.Constant) and title.value, ast.unparse(call)
+
+
+def test_notebook_02s_augmentation_exercise_trains_the_cnn_beside_the_vit():
+    """"Does TrivialAugment help the ViT more than it helps the CNN?" ran the ViT alone (review)."""
+    block = exercises("02_baseline_training")[2]
+    assert re.findall(r'try_recipe\(s, "(\w+)", augment="trivialaugment"\)', block) == ["cnn", "vit_scratch"]
+
+
+def test_notebook_04s_scratch_exercise_draws_the_same_weights_whatever_ran_before(tmp_path, monkeypatch):
+    """Exercise 3 built its random model before try_recipe seeded: its weights hung on the cells run
+    before, and two runs gave 30.00% and 28.50% (review). Here the training is left out: the
+    weights it would start from are compared."""
+    import torch
+
+    from labutils.errors import SettingsError
+    from labutils.labs import baseline
+
+    drawn = []
+
+    def weights_only(session, name, model, recipe, desc):
+        drawn.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        return [{"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.3, "test_accuracy": 0.3}], None, 0.0
+
+    monkeypatch.setattr(baseline, "_train", weights_only)
+    s = Session("smoke", tmp_path / "run", "", "cpu", 0, ["cnn"])
+    small = s.new_model("cnn")
+    for _ in range(2):
+        torch.rand(7)  # whatever ran before
+        exec(exercises("04_structured_pruning")[2], {"s": s, "small": small, "steps": [{"accuracy": 0.3}]})
+    assert len(drawn) == 2 and torch.equal(*drawn)
+    with pytest.raises(SettingsError, match=r"arch is a model's \.arch record, such as small\.arch: got 'resnet18'"):
+        baseline.try_recipe(s, "cnn", arch="resnet18")
+    with pytest.raises(SettingsError, match="give one of model, arch and pretrained_weights, not several"):
+        baseline.try_recipe(s, "cnn", model=small, arch=small.arch)
 
 
 def test_notebook_06s_qat_exercise_fine_tunes_on_the_grid_the_seed_fine_tuned_on():
@@ -219,6 +265,19 @@ def test_settings_an_exercise_edits_by_hand_are_checked_for_misspelt_keys():
     subject = U.Subject("cnn", None, None, None, None, 0.5, dict(profile["unstructured"], include_frist=True))
     with pytest.raises(SettingsError, match='cnn\'s cfg: unknown setting "include_frist" \\(did you mean "include_first"\\?\\)'):
         U.sweep(subject)
+
+
+def test_a_true_or_false_setting_edited_by_hand_refuses_a_string():
+    """include_first="yes" was read as true without a word (review): the keys were checked, not the flags."""
+    from labutils.errors import SettingsError
+    from labutils.profile_check import check_settings
+    from labutils.profiles import get_profile
+
+    cfg = dict(get_profile("smoke")["unstructured"], include_first="yes", include_classifier="False")
+    with pytest.raises(SettingsError, match=r'^cfg\["include_first"\] = \'yes\' must be True or False\n'
+                                            r'cfg\["include_classifier"\] = \'False\' must be True or False$'):
+        check_settings("unstructured", cfg)
+    check_settings("unstructured", {"include_first": True, "sweep_levels": [0.5]})  # other values stay free
 
 
 def test_a_vits_cut_line_says_heads_and_mlp_neurons_not_channels():

@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator
 from ..course import BEFORE_PRUNING_MIN
 from ..data import AUGMENTATION, augmentation_of, fit_arguments
 from ..errors import SettingsError, TrainingDiverged
-from ..models import PretrainedWeightsUnavailable, check_vit_weights, count_parameters
+from ..models import PretrainedWeightsUnavailable, build_model, check_vit_weights, count_parameters
 from ..plots import MODEL_STYLES, finish, minimum_line, style_for
 from ..profile_check import recipe_problems
 from ..profiles import format_settings
@@ -116,13 +116,13 @@ def effective_recipe(recipe: dict) -> dict:
 
 
 def try_recipe(session: Session, name: str, pretrained_weights: str | None = None, model=None,
-               **changes) -> list[dict]:
+               arch: dict | None = None, **changes) -> list[dict]:
     """Train a fresh ``name`` with its profile's recipe changed by ``changes`` (``epochs=12``,
     ``label_smoothing=0.0``, ``cutout=16``, ``augment="trivialaugment"``...) and say how it compares
-    with this run's baseline; ``model`` trains that model instead of a fresh ``name`` (a pruned
-    architecture with new random weights, say). Nothing is saved: the run's checkpoints, metrics
-    and figures stay as ``train_baseline`` wrote them. Returns the history (one dict per epoch, as
-    ``fit``'s)."""
+    with this run's baseline. ``arch`` (a model's ``.arch`` record, such as a pruned model's) trains
+    that architecture from new random weights, drawn from the session's seed; ``model`` trains that
+    model as it is. Nothing is saved: the run's checkpoints, metrics and figures stay as
+    ``train_baseline`` wrote them. Returns the history (one dict per epoch, as ``fit``'s)."""
     unknown = sorted(set(changes) - set(RECIPE_KEYS))
     if unknown:
         raise ValueError(f"try_recipe cannot change {', '.join(unknown)}: a recipe holds "
@@ -130,13 +130,19 @@ def try_recipe(session: Session, name: str, pretrained_weights: str | None = Non
     wrong = recipe_problems(changes)  # checked as a profile's recipe is: epochs=0 was an IndexError at the end
     if wrong:
         raise SettingsError(f"try_recipe: {'; '.join(wrong)}")
-    given = model is not None
-    if given and pretrained_weights:
-        raise ValueError("try_recipe: give a model or pretrained_weights, not both")
-    model = model if given else session.new_model(name, pretrained_weights)
-    if given:  # new_model reseeds; without it the augmentation and drop-path draws hung on what ran before
-        seed_everything(session.seed)  # _train's loaders are new, their generators seeded by the session
-    what = f"{name} (the model given)" if given else name
+    if sum(x is not None for x in (model, arch, pretrained_weights or None)) > 1:
+        raise SettingsError("try_recipe: give one of model, arch and pretrained_weights, not several")
+    if arch is not None and not (isinstance(arch, dict) and {"name", "kwargs"} <= arch.keys()):
+        raise SettingsError(f"try_recipe: arch is a model's .arch record, such as small.arch: got {arch!r}")
+    if arch is not None:  # seeded here: weights built before the call hung on what ran before (30.00% vs 28.50%)
+        seed_everything(session.seed)
+        model = build_model(arch["name"], **arch["kwargs"])
+        what = f"{name} (the architecture given, new random weights)"
+    elif model is not None:  # new_model reseeds; without it the augmentation and drop-path draws hung on
+        seed_everything(session.seed)  # what ran before (_train's loaders are new, seeded by the session)
+        what = f"{name} (the model given)"
+    else:
+        model, what = session.new_model(name, pretrained_weights), name
     history, _, seconds = _train(session, name, model, session.train_config(name) | changes, desc=f"{name} (try)")
     baseline = recorded(session).get(name, {})  # another run's file in the folder is not this run's baseline
     than = (f"this run's baseline: {baseline['accuracy']:.2%}" if baseline.get("produced")
