@@ -7,7 +7,7 @@
 # pruned, eager vs graphs), and the cost of keeping masks.
 #
 #   bash benchmarks/run_all.sh benchmarks/results/h100-YYYY-MM-DD     # logs and JSON land there
-#   BENCH_SMOKE=1 bash benchmarks/run_all.sh /tmp/bench               # seconds on a CPU: the code paths
+#   BENCH_SMOKE=1 bash benchmarks/run_all.sh /tmp/bench               # ~3 minutes on 2 CPU cores: the code paths
 #   BENCH_TAR=$OUT/bench.tar bash benchmarks/run_all.sh /tmp/bench     # on the device machine (below)
 #
 # BENCH_TAR: the folder is tarred there after each benchmark. The device tool brings back at most

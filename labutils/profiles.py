@@ -116,7 +116,7 @@ UNSTRUCTURED = {
         "probe_images": 500, "sensitivity_images": 400, "criteria": ["magnitude", "taylor", "fisher"],
         "score_batches": 4, "sensitivity_levels": [0.3, 0.6, 0.9],
         "sweep_levels": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
-        # The study fine-tunes on slices: one "epoch" is 4 steps (512 images at batch 128) here.
+        # The study fine-tunes on slices: one "epoch" is 4 steps (512 images at batch 128, 256 for vit).
         "epoch_steps": 4, "study_epoch_scale": 1.0, "rounds": 3, "gradual_end": 0.7,
         "finetune": {"cnn": {"lr": 0.02, "optimizer": "sgd", "schedule": "cosine", "weight_decay": 5e-4},
                      "vit": {"lr": 0.003, "optimizer": "sgd", "schedule": "cosine", "weight_decay": 0.0},
