@@ -62,6 +62,14 @@ def test_loader_for(ckpt: dict, model, device, data_root: str | os.PathLike | No
         split = D.load_cifar10(root, train=False, download=False)
     except D.DataNotFoundError as err:
         folder_run = checkpoint and _run_of(run_folder_of(checkpoint))
+        if not data_root and folder_run and folder_run == meta.get("run_id") and meta.get("data") == D.SYNTHETIC:
+            # Not "download CIFAR-10": real images would score a model trained on synthetic ones (8% for 54%).
+            run = str(run_folder_of(checkpoint))
+            rewrite = (f"from labutils import Session; Session({meta.get('profile')!r}, {run!r}, "
+                       f"seed={meta.get('seed', 0)}, start_run=False).prepare_data()")
+            raise D.DataNotFoundError(f"the checkpoint's run measured it on synthetic images, written into {root}, "
+                                      f"which are gone: any notebook of the run writes the same images again, as "
+                                      f"does python -c \"{rewrite}\"") from None
         if data_root or not folder_run or folder_run == meta.get("run_id"):
             raise
         # Its data folder is relative to its own run's folder, which this one is not: not "download it".

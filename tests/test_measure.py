@@ -396,3 +396,30 @@ def test_evaluate_keeps_the_other_numbers_of_a_checkpoint_whose_test_images_are_
     err = capsys.readouterr().err
     assert err.startswith(f"error: --data-root {tmp_path / 'empty'}: CIFAR-10 is not in")
     assert "Or pass --no-accuracy: the other numbers need no test images" in err and "evaluating" not in err
+
+
+def test_evaluate_of_a_smoke_checkpoint_whose_synthetic_images_are_gone_says_how_to_write_them_again(tmp_path, capsys):
+    """It said "CIFAR-10 is not in .../data-synthetic ... download" it: real images scored the
+    synthetic model 8.00% for its recorded 53.75% (review)."""
+    import re
+    import shutil
+
+    from labutils import Session
+    from labutils.cli import main
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"], seed=3)
+    s.prepare_data()
+    model = str(s.dirs.checkpoint("cnn", "before_pruning"))
+    s.save(s.new_model("cnn"), "cnn", "before_pruning", {"accuracy": 0.1})
+    assert main(["evaluate", model, "--device", "cpu"]) == 0
+    measured = capsys.readouterr().out.splitlines()[2].split()[1]
+    shutil.rmtree(s.data_root)
+    assert main(["evaluate", model, "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert (f"accuracy not measured: DataNotFoundError: the checkpoint's run measured it on synthetic images, "
+            f"written into {s.data_root}, which are gone: any notebook of the run writes the same images again, "
+            f"as does python -c") in err
+    assert "download" not in err and "CIFAR-10" not in err
+    exec(re.search(r'python -c "(.*?)"', err).group(1))  # the advice, followed: the same images as the run's
+    assert main(["evaluate", model, "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.splitlines()[2].split()[1] == measured

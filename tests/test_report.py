@@ -828,3 +828,32 @@ def test_the_checkpoint_table_leaves_out_another_runs_leftover(tmp_path, capsys)
     pruned = dict(rows[0], name="cnn_after_structured_pruning")
     columns, table = R.checkpoint_table([pruned], {("cnn", "after_structured_pruning"): {}})
     assert table[0][columns.index("removed vs dense")] == "-"  # a pruned record without its share: not "0.0%"
+
+
+def test_the_report_writes_a_smoke_runs_synthetic_images_again_and_names_test_images_not_found(tmp_path, capsys,
+                                                                                              monkeypatch):
+    """With data-synthetic/ deleted (the README: the next notebook writes the same images again),
+    notebook 05 timed every checkpoint, then said they "do not load"; so did a CIFAR-10 run whose
+    test images are gone (review)."""
+    from labutils import Session
+
+    s = Session("smoke", tmp_path / "smoke", device="cpu", models=["cnn"])
+    s.prepare_data()
+    s.save(s.new_model("cnn"), "cnn", "before_pruning", {"accuracy": 0.1})
+    measured = R.remeasure_checkpoints(s)[0]["accuracy"]
+    shutil.rmtree(s.data_root)
+    rows = R.remeasure_checkpoints(Session("smoke", tmp_path / "smoke", device="cpu", models=["cnn"], start_run=False))
+    assert rows[0]["accuracy"] == measured and (s.data_root / "cifar-10-batches-py" / "test_batch").is_file()
+
+    s = Session("cpu", tmp_path / "cpu", tmp_path / "gone", device="cpu", models=["cnn"])
+    s.save(s.new_model("cnn"), "cnn", "before_pruning", {"accuracy": 0.1})
+    s = Session("cpu", tmp_path / "cpu", tmp_path / "gone", device="cpu", start_run=False)
+    with monkeypatch.context() as m:  # a checkpoint whose test images are not found, though its run's are
+        m.setattr(R, "_prepare_test_images", lambda *args: None)
+        with pytest.raises(R.ReportError, match=r"^test images not found for cnn_before_pruning: accuracy not "
+                                                r"measured: DataNotFoundError: CIFAR-10 is not in "):
+            R.remeasure_checkpoints(s)
+    monkeypatch.setattr(R, "evaluate_paths", lambda *a, **k: pytest.fail("timed before its test images were found"))
+    with pytest.raises(R.ReportError, match=f"^test images not found at {tmp_path / 'gone'}: CIFAR-10 is not in "):
+        R.remeasure_checkpoints(s)
+    assert not (tmp_path / "gone").exists()  # nothing downloaded: the run's own copy scored its checkpoints

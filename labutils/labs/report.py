@@ -18,6 +18,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from .. import data as D
 from ..artifacts import RunDirs, atomic_write_bytes, json_text, read_json
 from ..course import (AFTER_PRUNING_MIN, BASELINE_MISSING, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, NOTEBOOK_OF_STAGE,
                       REPORT_SECTIONS, SPARSITY_MIN, accuracy_text, checkpoint_names, empty_entry, half_empty_entries,
@@ -303,10 +304,11 @@ def _vit_not_pretrained(records: dict | None) -> str | None:
 def remeasure_checkpoints(session) -> list[dict]:
     """Load every course checkpoint of MODELS back and measure it on the test images its notebook
     used, and print any difference from the recorded accuracy (that checks the files, not just the
-    metrics). Raises ReportError when a checkpoint the metrics say was produced is missing or does not load."""
+    metrics). Raises ReportError when a checkpoint the metrics say was produced is missing or does not load,
+    or its test images are not found (a smoke run's are written again first, as in notebooks 01-04)."""
     # This run's checkpoints only: another run's leftover would be tabled under this run's caption.
-    paths = [session.dirs.checkpoint(m, stage) for m in session.models for stage in NOTEBOOK_OF_STAGE
-             if session.available(m, stage)]
+    produced = [(m, stage) for m in session.models for stage in NOTEBOOK_OF_STAGE if session.available(m, stage)]
+    paths = [session.dirs.checkpoint(m, stage) for m, stage in produced]
     others = [n for n in checkpoint_names(session.models) if (session.dirs.models / n).is_file()
               and session.dirs.models / n not in paths]
     if others:
@@ -316,16 +318,35 @@ def remeasure_checkpoints(session) -> list[dict]:
     if gone:  # the report would give the numbers of models that are not there
         raise ReportError(f"the metrics say {', '.join(gone)} were produced, but {session.dirs.models} does not "
                           f"hold them: run the notebooks that write them again (python -m labutils run --resume does)")
+    _prepare_test_images(session, produced)
     rows, failures = evaluate_paths(paths, session.device)
     for r in rows:  # the rows go into the sidecar, which names no folder of the machine
         r["checkpoint"] = os.path.relpath(r["checkpoint"], session.dirs.root)
     print(format_table(rows))
-    if failures:  # the metrics say these were produced: they must load
-        raise ReportError(f"checkpoints that do not load: {failures}")
+    loaded = {r["name"] for r in rows}  # a row without its accuracy is among the failures too
+    if not_loading := [f for f in failures if Path(f["checkpoint"]).stem not in loaded]:
+        raise ReportError(f"checkpoints that do not load: {not_loading}")  # the metrics say they were produced
+    if unmeasured := [f"{r['name']}: {r['accuracy_error']}" for r in rows if r.get("accuracy_error")]:
+        raise ReportError(f"test images not found for {'; '.join(unmeasured)}")  # they load, unchecked
     differ = {r["name"]: (r["recorded_accuracy"], r["accuracy"]) for r in rows if r["accuracy"] != r["recorded_accuracy"]}
     print("every checkpoint reproduces its recorded accuracy exactly" if not differ
           else f"recorded vs re-measured: {differ}")
     return rows
+
+
+def _prepare_test_images(session, produced: list[tuple[str, str]]) -> None:
+    """The test images every checkpoint is measured on, there before any is timed. A smoke run's synthetic
+    images are written again where they are gone, as notebooks 01-04 do (``Session.prepare_data``); CIFAR-10
+    is never downloaded here (the run's own copy scored the checkpoints): what is missing is said."""
+    if session.profile["data"]["source"] == "synthetic":
+        session.prepare_data()
+        return
+    recorded = {(session.metrics(m, stage) or {}).get("run", {}).get("data_root") for m, stage in produced}
+    for folder in sorted({(session.dirs.root / r).resolve() for r in recorded if r}):  # relative to the run folder
+        try:
+            D.cifar10_dir(folder, download=False, files=D.TEST_FILES)
+        except (ValueError, OSError) as err:  # DataNotFoundError is an OSError
+            raise ReportError(f"test images not found at {folder}: {err}") from None
 
 
 def write(session, report: dict, records: dict, run: dict, rows: list[dict]) -> tuple[Path, Path]:
