@@ -294,8 +294,6 @@ def check_settings(section: str, cfg: dict, path: str = "cfg") -> None:
         node = node.rules[MODEL_NAMES[0]]  # one recipe, the same rules for every model
     found: list[str] = []
     _walk(cfg, node, path, found, keys_only=True)
-    # True/False settings too: "yes" (or "False", a string) read as true, without a word.
-    found += [f'{path}["{k}"] = {v!r} {why}' for k, v in cfg.items() if node.rules.get(k) is flag and (why := flag(v))]
     if found:
         raise SettingsError("\n".join(found))
 
@@ -329,7 +327,8 @@ def _walk(value, node, path: str, found: list[str], keys_only: bool = False) -> 
             elif key not in node.optional and not keys_only:
                 found.append(f'{path}: missing setting "{key}"')
         return
-    if not keys_only and (why := node(value)) is not None:
+    # Keys only still checks True/False settings, at any depth: "yes" (or "False", a string) read as true.
+    if (not keys_only or node is flag) and (why := node(value)) is not None:
         found.append(f"{path} = {value!r} {why}")
 
 

@@ -280,6 +280,24 @@ def test_a_true_or_false_setting_edited_by_hand_refuses_a_string():
     check_settings("unstructured", {"include_first": True, "sweep_levels": [0.5]})  # other values stay free
 
 
+def test_a_nested_true_or_false_setting_edited_by_hand_refuses_a_string():
+    """finetune.cnn.graphs = "no" (unstructured) or a recipe's finetune.graphs = "no" was read as true:
+    only the top level's True/False settings were checked (review)."""
+    from labutils.errors import SettingsError
+    from labutils.profile_check import check_settings
+    from labutils.profiles import get_profile
+
+    profile = get_profile("smoke")
+    cfg = profile["unstructured"]
+    cfg = dict(cfg, finetune=dict(cfg["finetune"], cnn=dict(cfg["finetune"]["cnn"], graphs="no")))
+    with pytest.raises(SettingsError, match=r'^cfg\["finetune"\]\["cnn"\]\["graphs"\] = \'no\' must be True or False$'):
+        check_settings("unstructured", cfg)
+    recipe = profile["structured"]["cnn"]
+    with pytest.raises(SettingsError, match=r'^cfg\["finetune"\]\["graphs"\] = \'no\' must be True or False$'):
+        check_settings("structured", recipe | {"finetune": recipe["finetune"] | {"graphs": "no"}})
+    check_settings("structured", recipe | {"finetune": recipe["finetune"] | {"graphs": False, "epochs": 0.5}})
+
+
 def test_a_vits_cut_line_says_heads_and_mlp_neurons_not_channels():
     """"cut 1 removes 33.8% of channels (33.3% of heads)": 33.8% counted heads and MLP neurons
     together, while report.json's share is the heads'. (Here as the exercises cut ViTs too: the

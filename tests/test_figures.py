@@ -167,17 +167,22 @@ def test_the_study_figure_says_the_steps_a_reduced_profile_ran_for_its_budgets()
 
 def test_the_study_figure_keeps_each_levels_points_nearest_that_level():
     """Each method sat a fixed 1.2 points aside: at the exercise's levels 0.95 and 0.98, gradual's 95%
-    point fell 0.6 points from one-shot's 98%, and the ticks misread (review)."""
-    levels = [0.95, 0.98]
-    rows = [{"method": m, "epochs": e, "sparsity": s, "accuracy": 0.5, "ci95": (0.45, 0.55)}
-            for m in ("one_shot", "iterative", "gradual") for e in (1, 3, 5) for s in levels]
-    fig = U.plot_study({"cnn": rows}, {"cnn": 0.6})
-    series = fig.axes[0].containers
-    assert len(series) == 3 * 3
-    for bars in series:
-        for x, level in zip(bars.lines[0].get_xdata(), levels):
-            nearest = min(levels, key=lambda other: abs(x - 100 * other))
-            assert nearest == level, f"{bars.get_label()}: its {level:.0%} point drawn at {x:.2f}"
+    point fell 0.6 points from one-shot's 98%, and the ticks misread (review). Then one slot for all
+    levels, from the closest gap, squeezed the points at 50% and 90% onto each other (review): each
+    level's slot comes from its own nearest level."""
+    for levels in ([0.95, 0.98], [0.5, 0.9, 0.95, 0.98]):
+        rows = [{"method": m, "epochs": e, "sparsity": s, "accuracy": 0.5, "ci95": (0.45, 0.55)}
+                for m in ("one_shot", "iterative", "gradual") for e in (1, 3, 5) for s in levels]
+        fig = U.plot_study({"cnn": rows}, {"cnn": 0.6})
+        series = fig.axes[0].containers
+        assert len(series) == 3 * 3
+        for bars in series:
+            for x, level in zip(bars.lines[0].get_xdata(), levels):
+                nearest = min(levels, key=lambda other: abs(x - 100 * other))
+                assert nearest == level, f"{bars.get_label()}: its {level:.0%} point drawn at {x:.2f}"
+    # At 50% (40 points from 90%) the whole 1.2-point slot: a method 1.2 aside, a budget 0.4 within it.
+    at_50 = sorted(bars.lines[0].get_xdata()[0] - 50 for bars in series)
+    assert at_50 == pytest.approx([1.2 * (m + b / 3) for m in (-1, 0, 1) for b in (-1, 0, 1)])
 
 
 def test_notebook_01s_image_grids_draw_a_single_row_or_column():

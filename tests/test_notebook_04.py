@@ -312,7 +312,9 @@ def _session_with_a_vit_scratch_baseline(tmp_path):
 
 def test_a_step_that_removes_no_head_or_channel_is_refused_before_fine_tuning_and_saving(tmp_path, monkeypatch):
     """vit_scratch, steps [0.1]: 'cut 1 removes 0.0% of heads (and 9.9% of MLP neurons)', fine-tuned,
-    then saved over the pruned model and its metrics as a 0.0% result; scope "global" alike (review)."""
+    then saved over the pruned model and its metrics as a 0.0% result; scope "global" alike (review).
+    Only the last step is checked, the one saved: steps [0.1, 0.34] (MLP neurons only, then a third
+    of the heads) were refused at their first cut (review)."""
     from labutils.errors import SettingsError
     from labutils.labs import structured as lab
 
@@ -325,17 +327,34 @@ def test_a_step_that_removes_no_head_or_channel_is_refused_before_fine_tuning_an
 
     monkeypatch.setattr(lab, "fit", never)
     recipe = s.profile["structured"]["vit_scratch"]
-    recipe["steps"] = [0.1]
+    recipe["steps"] = [0.05, 0.1]  # the last step removes no head: the model saved would be a 0.0% one
     with monkeypatch.context() as m:  # uniform: its counts need no scores, refused before the loaders
         m.setattr(s, "loaders", never)
         with pytest.raises(SettingsError, match=r"^vit_scratch: step 0.1 removes no head \(3 heads per block: one "
                                                 r"head is 33%\): use a share of at least 0.17; nothing was"):
             lab.prune_structured(s, "vit_scratch")
-    recipe["scope"] = "global"  # its ranking removed MLP neurons only: refused at the cut
+    recipe["scope"] = "global"  # its ranking removed MLP neurons only: refused at the last cut, before its fit
     with pytest.raises(SettingsError, match=r"step 0.1 removes no head .*: scope 'global' ranked no head low "
                                             r"enough: use a larger share, or scope 'uniform' with at least 0.17"):
         lab.prune_structured(s, "vit_scratch")
     assert (s.dirs.checkpoint("vit_scratch", lab.STAGE).read_bytes(), s.metrics("vit_scratch", lab.STAGE)) == saved
+
+    recipe.update(steps=[0.1, 0.34], scope="uniform")  # MLP neurons only, then a third of the heads: accepted
+
+    class PastTheCheck(Exception):
+        pass
+
+    def past_the_check(*args, **kwargs):
+        raise PastTheCheck
+
+    with monkeypatch.context() as m:  # the uniform pre-check lets it through to the loaders
+        m.setattr(s, "loaders", past_the_check)
+        with pytest.raises(PastTheCheck):
+            lab.prune_structured(s, "vit_scratch")
+    train, test = s.loaders("vit_scratch", recipe["batch_size"])
+    _, steps = lab.cut_and_finetune(s.new_model("vit_scratch").eval(), train, test,
+                                    recipe | {"finetune": recipe["finetune"] | {"epochs": 0}}, "cpu")
+    assert [step["pruning_percentage"] for step in steps] == [0, pytest.approx(100 / 3)]
 
     cnn = s.new_model("cnn").eval()  # a ResNet's channels: 0.5% of 64 rounds to none
     train, test = s.loaders("cnn", 64)
@@ -359,6 +378,9 @@ def test_a_criterion_in_compare_that_does_not_fit_the_model_is_refused_like_the_
             call()
     assert not s.available("vit_scratch", lab.STAGE)
     lab.check_recipe(s.profile["structured"]["cnn"] | {"compare": ["l1", "bn_scale"]}, "cnn")  # the CNN has BatchNorms
+    # The exercises' way in, compare_criteria: it dropped bn_scale for a ViT, without a word (review).
+    with pytest.raises(SettingsError, match=r"^vit_scratch: criterion 'bn_scale' in compare needs BatchNorm"):
+        lab.compare_criteria(s.new_model("vit_scratch").eval(), None, None, s.profile["structured"]["vit_scratch"])
 
 
 def test_a_bad_steps_scope_or_multiple_is_refused_before_the_loaders_and_the_study(tmp_path, monkeypatch, capsys):

@@ -100,11 +100,6 @@ def check_values(cfg: dict, path: str = "cfg") -> None:
         raise SettingsError("\n".join(line for _, line in found) + f"\nnothing was cut: correct the recipe{hint}")
 
 
-def criteria_for(model: nn.Module, names: list[str]) -> list[str]:
-    """The criteria of ``names`` that apply to ``model`` (bn_scale needs BatchNorm: CNN only)."""
-    return [c for c in names if c not in S.BATCHNORM_CRITERIA or S.family(model) == "resnet"]
-
-
 def compare_criteria(model: nn.Module, train, test, cfg: dict) -> dict:
     """Accuracy right after a one-shot cut (BN re-estimated, no fine-tuning) for each criterion
     and share in ``cfg["compare_shares"]``: which criterion picks the units that matter least.
@@ -115,15 +110,18 @@ def compare_criteria(model: nn.Module, train, test, cfg: dict) -> dict:
     ViT's heads), "channels_removed_percentage" (``S.channel_share_removed``: a ViT's head
     channels and MLP neurons), "accuracy"}, ...]}}. Records written before the rename hold the
     channels under "pruning_percentage" and the heads under "reported_percentage" (``_shares``).
+    A criterion that does not fit ``model`` (bn_scale on a ViT) is refused, as in ``check_recipe``.
     """
     check_settings("structured", cfg)  # an exercise's recipe, edited by hand
     check_values(cfg)
+    if S.family(model) != "resnet":  # bn_scale in compare, on a ViT: refused as by the recipe, not dropped
+        check_recipe(cfg, model.arch["name"])
     _reseed(train)
     groups, original = S.channel_groups(model), S.widths(model)
     unit = S.reported_unit(groups)
     study = {"dense_accuracy": evaluate(model, test)["accuracy"], "images": len(test.labels), "unit": unit,
              "criteria": {}}
-    for criterion in criteria_for(model, cfg["compare"]):
+    for criterion in cfg["compare"]:
         scores = S.importance(model, criterion, train, cfg["taylor_batches"])
         points = []
         for share in cfg["compare_shares"]:
@@ -182,12 +180,13 @@ def cut_and_finetune(model: nn.Module, train, test, cfg: dict, device, desc: str
     groups, original = S.channel_groups(model), S.widths(model)
     steps = []
     for i, share in enumerate(cfg["steps"]):
+        last = i == len(cfg["steps"]) - 1
         scores = S.importance(model, cfg["criterion"], train, cfg["taylor_batches"])
         keep = S.select(scores, share, original, cfg["scope"], cfg["multiple"], groups=groups)
-        check_cut_removes_units(original, keep, groups, share, cfg["scope"], desc)
+        if last:  # the model saved and reported; an earlier cut may remove MLP neurons only
+            check_cut_removes_units(original, keep, groups, share, cfg["scope"], desc)
         model = S.recalibrate_batchnorm(S.remove_units(model, keep), train, cfg["bn_batches"])
         cut = evaluate(model, test)["accuracy"]
-        last = i == len(cfg["steps"]) - 1
         epochs = cfg["finetune"]["epochs"] if last else cfg["step_epochs"]
         start = time.perf_counter()
         history = (fit(model, train, test, device=device, desc=f"{desc} cut {i + 1}",
@@ -203,10 +202,11 @@ def cut_and_finetune(model: nn.Module, train, test, cfg: dict, device, desc: str
 
 
 def check_cut_removes_units(original: dict, keep: dict, groups: dict, share: float, scope: str, desc: str) -> None:
-    """SettingsError where the cut ``keep`` leaves every unit of the kind report.json counts (a
-    ViT's heads, a ResNet's channels): it would be fine-tuned and saved as a 0.0% pruned model,
-    over the one saved before. A later step removing MLP neurons only, after an earlier one removed
-    heads, passes (the full profile's ViT steps [0.2, 0.34])."""
+    """SettingsError where the last cut ``keep`` (its share of the original widths: all the cuts
+    together) leaves every unit of the kind report.json counts (a ViT's heads, a ResNet's channels):
+    it would be fine-tuned and saved as a 0.0% pruned model, over the one saved before. Earlier
+    cuts are not checked: only the last step's model is saved, and a ViT's first cut may remove MLP
+    neurons only (steps [0.1, 0.34]: the second removes a third of the heads)."""
     if S.reported_share_removed(original, {n: len(k) for n, k in keep.items()}, groups) > 0:
         return
     unit = S.reported_unit(groups)
@@ -328,12 +328,12 @@ def prune_structured(session: Session, name: str) -> dict:
         model, _ = session.load(name, STAGE)
         measured = timings(dense, model, session.input_size(name), cfg, saved["macs_original"] / saved["macs"])
         return session.add_to_record(name, STAGE, measured, saved["checkpoint"]["sha256"])
-    if cfg["scope"] == "uniform":  # its counts do not depend on the scores: a first cut removing nothing is
-        # refused before the loaders and the criteria study (global scope: at the cut, in cut_and_finetune)
+    if cfg["scope"] == "uniform":  # its counts do not depend on the scores: a last cut removing nothing is
+        # refused before the loaders and the criteria study (global scope: at the last cut, in cut_and_finetune)
         original = S.widths(dense)
-        uniform = S.select({n: torch.zeros(w) for n, w in original.items()}, cfg["steps"][0], original,
+        uniform = S.select({n: torch.zeros(w) for n, w in original.items()}, cfg["steps"][-1], original,
                            "uniform", cfg["multiple"])
-        check_cut_removes_units(original, uniform, S.channel_groups(dense), cfg["steps"][0], "uniform", name)
+        check_cut_removes_units(original, uniform, S.channel_groups(dense), cfg["steps"][-1], "uniform", name)
     train, test = session.loaders(name, cfg["batch_size"])
     study_test = session.test_subset_loader(cfg["compare_images"], 2 * cfg["batch_size"], session.input_size(name))
     print(f"{name}: criteria, one-shot cut without fine-tuning, on {len(study_test.labels)} test images")

@@ -901,11 +901,11 @@ def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path
     styles = named_styles(["one_shot", "iterative", "gradual"])
     # One look per budget across the panels, whose legend is shared: ranked over every study.
     budgets = sorted({r["epochs"] for rows in studies.values() for r in rows})
-    # Each method's slot: 1.2 points, or a tenth of the closest two levels' gap (0.95 and 0.98: 0.3
-    # points), so a level's points stay nearer one another than another level's.
+    # Each method's slot at a level: 1.2 points, or a fifth of the gap to its nearest level (0.95 beside
+    # 0.98: 0.6 points), so a level's points stay nearer it than another level's (at most 0.3 of the
+    # gap away), and apart where there is room (0.5 beside 0.9: 1.2 points, one slot for all squeezed them).
     levels = sorted({100 * r["sparsity"] for rows in studies.values() for r in rows})
-    slot = min([1.2] + [(b - a) / 10 for a, b in zip(levels, levels[1:])])
-    step = slot / len(budgets) if budgets else 0  # a method's points within its slot
+    slots = {x: min([1.2] + [abs(x - other) / 5 for other in levels if other != x]) for x in levels}
     for ax, (name, rows) in zip(axes, studies.items()):
         for method, style in styles.items():
             for j, e in enumerate(budgets):
@@ -914,8 +914,9 @@ def plot_study(studies: dict[str, list[dict]], baselines: dict[str, float], path
                 if pts:
                     # Error bars: each point's 95% interval; a shift within them is noise.
                     # Side by side at each sparsity (method, then budget), so no interval hides another.
-                    dx = slot * (list(styles).index(method) - 1) + step * (j - (len(budgets) - 1) / 2)
-                    ax.errorbar([100 * p[0] + dx for p in pts], [100 * p[1] for p in pts],
+                    # How many of the level's slots aside: the method's, then the budget's within it.
+                    aside = list(styles).index(method) - 1 + (j - (len(budgets) - 1) / 2) / len(budgets)
+                    ax.errorbar([100 * p[0] + slots[100 * p[0]] * aside for p in pts], [100 * p[1] for p in pts],
                                 yerr=[[100 * (p[1] - p[2]) for p in pts], [100 * (p[3] - p[1]) for p in pts]],
                                 ms=5, capsize=2, lw=1, **style, fillstyle=_budget_fill(j, len(budgets)),
                                 label=f"{method.replace('_', '-')}, {_budget_text(e, rows)}")
