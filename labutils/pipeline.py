@@ -124,7 +124,7 @@ def previous_run(out_dir: Path, identity: dict) -> dict:
     if saved is None:  # gone or damaged, with the run's records and checkpoints perhaps whole
         problem = f"{path} is not valid JSON (damaged)" if path.is_file() else "it has no metrics/pipeline.json"
         raise ResumeRefused(f"--resume cannot tell which notebooks of the run in {out_dir} finished: {problem}. "
-                            + _going_on_without_summary(out_dir, identity["models"]))
+                            + _going_on_without_summary(out_dir, identity))
     if "finished" not in saved:
         raise ResumeRefused(f"the run in {out_dir} was made by an older version of the workbook that "
                             f"did not record finished notebooks; start it again without --resume.")
@@ -141,25 +141,53 @@ def previous_run(out_dir: Path, identity: dict) -> dict:
     return saved
 
 
-def _going_on_without_summary(out_dir: Path, models: list[str]) -> str:
+def _going_on_without_summary(out_dir: Path, identity: dict) -> str:
     """How to go on where pipeline.json is gone or damaged: later notebooks run alone (--notebooks,
     no --resume) continue the run of metrics/run.json, from the first notebook whose executed copy
-    or outputs are not whole; starting over would train every model again."""
-    marker = _run_marker(out_dir, damaged_ok=True)
-    whole = []
-    for number, book in available_notebooks().items():
-        if not (out_dir / "notebooks" / book.name).is_file() or _first_missing_output(out_dir, [book.name], models):
-            break
-        whole.append(number)
+    or outputs of that run are not whole; starting over would train every model again. The run's
+    profile and seed (run.json) and models (its baselines' records) are named where the command's differ."""
+    marker = _run_marker(out_dir, damaged_ok=True) or {}
+    run_id = marker.get("run_id")
+    models = _models_of_run(out_dir, run_id)
+    whole = [n[:2] for n in _whole_notebooks(out_dir, models, run_id)]
     rest = [n for n in available_notebooks() if n not in whole]
-    if not marker or "02" not in whole or not _baselines_of(out_dir, marker.get("run_id"))[0]:
+    if not run_id or "02" not in whole or not models:
         return "Its baselines of notebook 02 are not all there either: start the run again without --resume."
+    run = {"profile": marker.get("profile", identity["profile"]), "seed": marker.get("seed", identity["seed"]),
+           "models": models}
+    differ = [k for k in run if run[k] != identity[k]]
+    made = (f"It was made with {', '.join(f'{_WORDS[k]} {run[k]!r}' for k in differ)}; this command has "
+            f"{', '.join(_asked(k, identity) for k in differ)}. " if differ else "")
+    options = [_option(k, run[k]) for k in differ]
+    later = ",".join(rest)
     if not rest:
-        return ("Its notebooks' outputs are all there: nothing is left to run (to run one again, pass "
-                "--notebooks with its number, without --resume).")
-    return (f"Its notebooks {_joined(whole)} left their outputs whole, and later notebooks run alone "
-            f"continue its run ({marker.get('run_id')}): run the same command without --resume, with "
-            f"--notebooks {','.join(rest)}.")
+        return (f"{made}Its notebooks' outputs are all there: nothing is left to run (to run one again, pass "
+                f"{_joined(['--notebooks with its number', *options])}, without --resume).")
+    return (f"{made}Its notebooks {_joined(whole)} left their outputs whole, and later notebooks run alone "
+            f"continue its run ({run_id}): run the same command without --resume, with "
+            f"{_joined([f'--notebooks {later}', *options])}.")
+
+
+def _whole_notebooks(out_dir: Path, models: list[str], run_id: str | None) -> list[str]:
+    """The notebooks, from the first on, whose executed copy is there and whose outputs are whole
+    outputs of run ``run_id``, up to the first that is not: what a run without its pipeline.json finished."""
+    whole = []
+    for book in available_notebooks().values():
+        if not (out_dir / "notebooks" / book.name).is_file() or _first_missing_output(out_dir, [book.name], models,
+                                                                                       run_id=run_id):
+            break
+        whole.append(book.name)
+    return whole
+
+
+def _models_of_run(out_dir: Path, run_id: str | None) -> list[str]:
+    """The models notebook 02 of run ``run_id`` recorded (trained, or not produced and why)."""
+    return [m for m in MODEL_NAMES if run_id and _run_named(out_dir / "metrics" / f"{m}_before_pruning.json") == run_id]
+
+
+def _run_named(path: Path) -> str | None:
+    """The run id a JSON output names (its ``run``), None where it names none or cannot be read."""
+    return ((read_json_object(path) or {}).get("run") or {}).get("run_id")
 
 
 _WORDS = {"profile": "profile", "git_commit": "commit", "models": "model list", "seed": "seed", "data": "data copy"}
@@ -251,16 +279,20 @@ def _option(key: str, value) -> str:
 # What 05 and 06 leave besides metrics records, relative to the run's folder.
 _OUTPUTS_BESIDE_RECORDS = {"05": ("report.json", "report_details.json"),
                            "06": ("metrics/quantization.json", "models_saved/quantization/resnet20_baseline.pth")}
+# Those of them that name their run (report.json does not: its sidecar, written with it, does).
+_NAMING_THEIR_RUN = ("report_details.json", "quantization.json")
 
 
-def _first_missing_output(out_dir: Path, book_names: list[str], models: list[str]) -> tuple[str, Path, str] | None:
+def _first_missing_output(out_dir: Path, book_names: list[str], models: list[str],
+                          run_id: str | None = None) -> tuple[str, Path, str] | None:
     """(notebook, file, what is wrong) for the first of ``book_names`` whose outputs are gone, cannot
     be read or are not what their record names, or None. 02-04 leave one metrics record per model,
     and a checkpoint for each one produced; 05 the report and its sidecar; 06 its metrics and
     ResNet-20. Files are written atomically, so a damaged one was damaged afterwards (a copy cut
     short, a disk error), and a record still saying its save did not finish was left by a kernel
     killed inside ``Session.save`` (a notebook run by hand, which pipeline.json still counts
-    finished): neither must count as finished."""
+    finished): neither must count as finished. Given ``run_id`` (no pipeline.json says which run
+    finished them), records and outputs that name another run are not whole either."""
     stage_of = dict(zip(("02", "03", "04"), STAGES))
     for name in book_names:
         stage = stage_of.get(name[:2])
@@ -269,6 +301,8 @@ def _first_missing_output(out_dir: Path, book_names: list[str], models: list[str
             ckpt = out_dir / "models_saved" / f"{model}_{stage}.pth"
             if fault := _fault(record):
                 return name, record, fault
+            if run_id and (named := _run_named(record)) != run_id:
+                return name, record, f"of another run ({named})"
             saved = read_json_object(record) or {}
             if str(saved.get("reason", "")).startswith(SAVE_NOT_FINISHED):  # a kernel killed inside Session.save
                 return name, record, "left by a save that did not finish"
@@ -277,6 +311,8 @@ def _first_missing_output(out_dir: Path, book_names: list[str], models: list[str
         for path in (out_dir / f for f in _OUTPUTS_BESIDE_RECORDS.get(name[:2], ())):
             if fault := _fault(path):
                 return name, path, fault
+            if run_id and path.name in _NAMING_THEIR_RUN and (named := _run_named(path)) != run_id:
+                return name, path, f"of another run ({named})"
     return None
 
 
@@ -489,7 +525,11 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
     _remove_leftovers(out_dir)
     if not resume and not starts:  # later notebooks alone: the run's earlier times still count
         saved = read_json_object(out_dir / "metrics" / "pipeline.json") or {}  # damaged: as gone
-        timings = _finished_timings(saved) if saved.get("run_id") == run_id else {}
+        if saved.get("run_id") == run_id:
+            timings = _finished_timings(saved)
+        else:  # its pipeline.json lost: the earlier notebooks whose outputs are whole stay finished, time unknown
+            timings = {n: None for n in _whole_notebooks(out_dir, _models_of_run(out_dir, run_id), run_id)
+                       if n < books[0].name}
     for book in books:  # about to run again: not finished until it has (a kill must not say so)
         timings.pop(book.name, None)
     record_run(out_dir / "metrics", run_id, profile, seed)  # the kernels read the run id there
@@ -728,8 +768,10 @@ def _keep_partial(partial: Path, final: Path, name: str) -> bool:
     return True
 
 
-def format_seconds(seconds: float) -> str:
-    """``95s`` or ``4m 05s``."""
+def format_seconds(seconds: float | None) -> str:
+    """``95s`` or ``4m 05s`` (None: a notebook finished in a session whose pipeline.json was lost)."""
+    if seconds is None:
+        return "time unknown"
     seconds = int(round(seconds))
     return f"{seconds}s" if seconds < 60 else f"{seconds // 60}m {seconds % 60:02d}s"
 
@@ -750,9 +792,12 @@ def _finished_timings(saved: dict) -> dict[str, float]:
 
 def _write_summary(out_dir: Path, summary: dict, start: float, failed: str | None = None) -> dict:
     # finished: every timed notebook but a failed one; total_seconds: all notebooks of the run,
-    # earlier sessions included (--resume); session_seconds: this invocation's wall time.
-    summary = dict(summary, finished=[n for n in summary["notebooks"] if n != failed],
-                   total_seconds=sum(summary["notebooks"].values()),
+    # earlier sessions included (--resume), but the untimed ones (None: finished in a session whose
+    # pipeline.json was lost), so it is partial while there are any; session_seconds: this invocation's wall time.
+    times = summary["notebooks"]
+    summary = dict(summary, finished=[n for n in times if n != failed],
+                   total_seconds=sum(t for t in times.values() if t is not None),
+                   untimed=[n for n, t in times.items() if t is None],
                    session_seconds=time.perf_counter() - start, failed=failed)
     write_json(out_dir / "metrics" / "pipeline.json", summary)
     return summary

@@ -141,6 +141,9 @@ def run_line(details: dict) -> str:
     timings = details.get("timings")
     total = timings.get("total_seconds") if isinstance(timings, dict) else None
     took = f", {int(total) // 60} min {int(total) % 60:02d} s for the notebooks" if total else ""
+    untimed = timings.get("untimed") if isinstance(timings, dict) else None
+    if took and isinstance(untimed, list) and untimed:  # finished in a session whose pipeline.json was lost
+        took += f" (not counting {', '.join(str(n)[:2] for n in untimed)}: their time is unknown)"
     left_out = models_left_out(details)
     models = (f" Models: {', '.join(m for m in MODEL_NAMES if m not in left_out)} "
               f"({', '.join(left_out)} not in this run)." if left_out else "")

@@ -698,8 +698,8 @@ def test_the_kernels_run_this_python_whatever_python3_kernelspec_is_installed(tm
 @pytest.fixture()
 def fake_books(monkeypatch):
     """papermill replaced by notebooks that only write what the real ones leave for the cnn (a
-    record naming its whole checkpoint's SHA-256 per stage, the report and its sidecar of the run,
-    06's files; the synthetic data if gone); 03-05 fail, as the real ones do, on a baseline
+    record naming its run and its whole checkpoint's SHA-256 per stage, the report and its sidecar
+    of the run, 06's files; the synthetic data if gone); 03-05 fail, as the real ones do, on a baseline
     checkpoint that is not whole or not the one its record names. Returns the numbers of those run."""
     import zipfile
 
@@ -730,15 +730,16 @@ def fake_books(monkeypatch):
             write_synthetic_cifar10(out / "data-synthetic", n_train=20, n_test=10)
         stage = dict(zip(("02", "03", "04"), ("before_pruning", "after_unstructured_pruning",
                                               "after_structured_pruning"))).get(number)
+        run = {"run_id": read_json_object(out / "metrics" / "run.json")["run_id"]}
         if stage:
             checkpoint(ckpt := out / "models_saved" / f"cnn_{stage}.pth")
-            write_json(out / "metrics" / f"cnn_{stage}.json", {"produced": True, "checkpoint": {"sha256": file_sha256(ckpt)}})
+            write_json(out / "metrics" / f"cnn_{stage}.json", {"run": run, "produced": True,
+                                                               "checkpoint": {"sha256": file_sha256(ckpt)}})
         if number == "05":
             write_json(out / "report.json", {})
-            run = read_json_object(out / "metrics" / "run.json")
-            write_json(out / "report_details.json", {"run": {"run_id": run["run_id"]}, "timings": {}})
+            write_json(out / "report_details.json", {"run": run, "timings": {}})
         if number == "06":
-            write_json(out / "metrics" / "quantization.json", {})
+            write_json(out / "metrics" / "quantization.json", {"run": run})
             checkpoint(out / "models_saved" / "quantization" / "resnet20_baseline.pth")
         nbformat.write(nbformat.v4.new_notebook(), dst)
 
@@ -829,7 +830,7 @@ def test_a_resume_without_its_pipeline_json_names_the_notebooks_that_continue_th
     assert err.rstrip().endswith("run the same command without --resume, with --notebooks 04,05,06.")
     # What it advises continues the same run.
     assert smoke(out, "--notebooks", "04,05,06") == 0 and fake_books == ["04", "05", "06"]
-    assert read_json(marker)["run_id"] == run_id and read_json(marker)["finished"] == ALL_BOOKS[3:]
+    assert read_json(marker)["run_id"] == run_id and read_json(marker)["finished"] == ALL_BOOKS
     # From the first notebook whose outputs are not whole; without whole baselines, start over.
     marker.unlink()
     (out / "models_saved" / "cnn_after_unstructured_pruning.pth").unlink()
@@ -837,6 +838,66 @@ def test_a_resume_without_its_pipeline_json_names_the_notebooks_that_continue_th
     (out / "models_saved" / "cnn_before_pruning.pth").unlink()
     assert smoke(out, "--resume") == 1
     assert "baselines of notebook 02 are not all there either: start the run again" in capsys.readouterr().err
+
+
+def test_later_notebooks_that_continue_a_run_without_its_pipeline_json_keep_the_earlier_ones_finished(
+        tmp_path, fake_books, capsys):
+    """Following the advice (--notebooks 05,06) wrote a pipeline.json that counted 05 and 06 alone
+    finished: the next --resume said "0 kept, 6 to run" and trained everything again, and the
+    results table gave 05-06's minutes as the run's (review). The earlier notebooks whose outputs of
+    the run are whole stay finished, their time unknown."""
+    from labutils.results import run_line
+
+    out = tmp_path / "out"
+    assert smoke(out, "--notebooks", "01,02,03,04") == 0
+    marker = out / "metrics" / "pipeline.json"
+    marker.unlink()
+    assert smoke(out, "--notebooks", "05,06") == 0
+    summary = read_json(marker)
+    assert summary["finished"] == ALL_BOOKS and summary["untimed"] == ALL_BOOKS[:4]
+    assert [summary["notebooks"][n] for n in ALL_BOOKS[:4]] == [None] * 4
+    assert "(not counting 01, 02, 03, 04: their time is unknown)" in run_line(read_json(out / "report_details.json"))
+    fake_books.clear()
+    capsys.readouterr()
+    assert smoke(out, "--resume") == 0 and fake_books == []
+    assert "6 notebook(s) already finished and kept" in capsys.readouterr().out
+
+
+def test_a_resume_without_its_pipeline_json_counts_only_the_outputs_of_its_run(tmp_path, fake_books, capsys):
+    """After a new run replaced 01-02, the old run's 03-06 outputs still there counted as whole:
+    the advice said "nothing is left to run" (review)."""
+    out = tmp_path / "out"
+    assert smoke(out) == 0
+    assert smoke(out, "--notebooks", "01,02") == 0  # a new run
+    marker = out / "metrics" / "pipeline.json"
+    marker.unlink()
+    capsys.readouterr()
+    assert smoke(out, "--resume") == 1
+    err = capsys.readouterr().err
+    assert "Its notebooks 01 and 02 left their outputs whole" in err, err
+    assert err.rstrip().endswith("with --notebooks 03,04,05,06."), err
+    # Later notebooks alone count the new run's 01 and 02 finished, not the old run's 03.
+    assert smoke(out, "--notebooks", "04,05,06") == 0
+    assert read_json(marker)["finished"] == ALL_BOOKS[:2] + ALL_BOOKS[3:]
+
+
+def test_a_resume_without_its_pipeline_json_names_the_runs_profile_seed_and_models(tmp_path, fake_books, capsys):
+    """The advice ignored the command's options: with the default models on a --models cnn run it said
+    start again (training three models), with --profile cpu on a smoke run "nothing is left to run" (review)."""
+    out = tmp_path / "out"
+    assert smoke(out, "--notebooks", "01,02,03") == 0
+    (out / "metrics" / "pipeline.json").unlink()
+    capsys.readouterr()
+    assert main(["run", "--profile", "smoke", "--seed", "1", "--out", str(out), "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "It was made with seed 0, model list ['cnn']; this command has seed 1, model list" in err, err
+    assert err.rstrip().endswith("with --notebooks 04,05,06, --seed 0 and --models cnn."), err
+    assert smoke(out, "--notebooks", "04,05,06") == 0
+    (out / "metrics" / "pipeline.json").unlink()
+    assert main(["run", "--profile", "cpu", "--models", "cnn", "--out", str(out), "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "It was made with profile 'smoke'; this command has profile 'cpu'." in err, err
+    assert "pass --notebooks with its number and --profile smoke, without --resume" in err, err
 
 
 def test_a_record_left_by_a_save_that_did_not_finish_runs_its_notebook_again(tmp_path, fake_books, capsys):
