@@ -176,7 +176,11 @@ def test_profile_with_a_policy_counts_its_cost_as_data(tmp_path):
     plain = prof.main(common)
     strong = prof.main(common + ["--augment", "trivialaugment"])
     assert plain["augment"] is None and strong["augment"] == "trivialaugment"
-    # 16 policy calls per batch on top of crop and flip: the data share grows
-    assert strong["categories"]["data"]["ms_per_step"] > plain["categories"]["data"]["ms_per_step"]
+    # 16 policy calls per batch on top of crop and flip: more data ops a step. Counted, not timed: on a
+    # shared CPU the plain run's data took 9.3 ms a step and the policy's 4.2 (CI, 2026-12-07).
+    def data_calls(result):
+        return sum(t["calls_per_step"] for t in result["top"] if t["category"] == "data")
+
+    assert data_calls(strong) > data_calls(plain)
     assert (tmp_path / "profile_resnet20_eager_b16_trivialaugment_smoke.txt").is_file()
     assert ", trivialaugment" in (tmp_path / "profile_resnet20_eager_b16_trivialaugment_smoke.txt").read_text()
