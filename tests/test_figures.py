@@ -197,3 +197,19 @@ def test_notebook_01s_image_grids_draw_a_single_row_or_column():
     assert len(fig.axes) == 1 + 2
     fig = lab.plot_samples(images, np.array([0, 1, 0, 1]), ["a", "b"], per_class=1)
     assert len(fig.axes) == 2 and all(ax.images for ax in fig.axes)
+
+
+def test_the_sweep_figure_says_which_curves_are_drawn_as_one():
+    """A model at chance under every criterion drew its five curves on one another: the legend
+    listed five, the reader saw one and could not tell which it was."""
+    at_chance = {"sparsities": [0.5, 0.9], "baseline": 0.1,
+                 "accuracy": {name: [0.1, 0.1] for name in ("global magnitude", "layer magnitude", "global taylor")}}
+    apart = {"sparsities": [0.5, 0.9], "baseline": 0.6,
+             "accuracy": {"global magnitude": [0.6, 0.3], "layer magnitude": [0.58, 0.2], "global taylor": [0.6, 0.3]}}
+    fig = U.plot_accuracy_vs_sparsity({"cnn": apart, "vit_scratch": at_chance})
+    titles = [ax.get_legend().get_title().get_text().replace("\u00a0", " ").replace("\n", " ") for ax in fig.axes[:2]]
+    assert titles == ["drawn as one: global magnitude = global taylor",
+                      "drawn as one: global magnitude = layer magnitude = global taylor"]
+    apart["accuracy"]["global taylor"] = [0.6, 0.31]  # a point apart: its own curve
+    fig = U.plot_accuracy_vs_sparsity({"cnn": apart})
+    assert fig.axes[0].get_legend().get_title().get_text() == ""

@@ -21,6 +21,7 @@ import itertools
 import math
 import numbers
 import tempfile
+import textwrap
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -850,8 +851,21 @@ def plot_accuracy_vs_sparsity(sweeps: dict[str, dict], path=None, caption=None):
         ax.axhline(10, color="0.6", ls=":", lw=0.8, label="chance (10 classes)")
         ax.set(title=f"{name}: no fine-tuning", xlabel="sparsity (%)", ylabel="probe accuracy (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        same = coinciding_curves(sw["accuracy"])
+        # Curves drawn on one another show as one: the legend says which, or five entries read as one
+        # curve. Non-breaking spaces keep each name on one line.
+        ax.legend(fontsize=7, title_fontsize=7,
+                  title="\n".join(textwrap.fill("drawn as one: " + " = ".join(n.replace(" ", "\u00a0") for n in group), 40) for group in same) or None)
     return finish(fig, path, caption)
+
+
+def coinciding_curves(accuracy: dict[str, list[float]]) -> list[list[str]]:
+    """Groups of labels whose curves are the same at the plotted resolution (0.1 percentage
+    point), in the order they are drawn; a model at chance under every criterion gives one group."""
+    groups: dict[tuple, list[str]] = {}
+    for label, accs in accuracy.items():
+        groups.setdefault(tuple(round(100 * a, 1) for a in accs), []).append(label)
+    return [labels for labels in groups.values() if len(labels) > 1]
 
 
 def layer_bars(curves: dict[str, dict[str, float]], title: str = "", ax=None):
