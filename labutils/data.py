@@ -14,6 +14,7 @@ Both read the official "python version" batches from ``DATA_ROOT/cifar-10-batche
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import numbers
 import os
@@ -56,6 +57,11 @@ class DataError(Explained, ValueError):
     """A data file that is not a valid CIFAR-10 batch (the message names it and what to do)."""
 
 
+def _from_labutils_data(root: str | os.PathLike) -> bool:
+    """Whether ``root`` is the default folder and $LABUTILS_DATA set it (the message then names the variable)."""
+    return bool(os.environ.get("LABUTILS_DATA")) and Path(root).resolve() == Path(DEFAULT_DATA_ROOT).resolve()
+
+
 def _manual_instructions(root: Path, reason: str = "", files=TRAIN_FILES + TEST_FILES) -> str:
     # No reason: no download was tried (a checkpoint's test images are never downloaded).
     folder = root / BATCH_DIR
@@ -67,7 +73,8 @@ def _manual_instructions(root: Path, reason: str = "", files=TRAIN_FILES + TEST_
             f"unpack it into {root} (it creates {BATCH_DIR}/: mkdir -p {shlex.quote(str(root))} && tar -xzf "
             f"cifar-10-python.tar.gz -C {shlex.quote(str(root))}), or write a copy you already have "
             f"with labutils.data.write_cifar10(root, train_images, train_labels, test_images, "
-            f"test_labels), then run again (or pass the folder as DATA_ROOT / --data-root).")
+            f"test_labels), then run again (or pass the folder as DATA_ROOT / --data-root"
+            f"{', or fix $LABUTILS_DATA' if _from_labutils_data(root) else ''}).")
 
 
 def _why_download_failed(err: BaseException, timeout: float) -> str:
@@ -92,11 +99,19 @@ def download_cifar10(root: str | os.PathLike, timeout: float | None = None) -> P
     try:
         download_and_extract_archive(CIFAR10_URL, str(root), md5=CIFAR10_MD5)
     except Exception as err:  # no network, proxy, silent server, checksum mismatch ...
+        from_env = _from_labutils_data(root)
+        named = f"{root} (from $LABUTILS_DATA)" if from_env else str(root)
         message = _manual_instructions(root, _why_download_failed(err, timeout))
-        if made is not None:  # a mistyped --data-root: say so, and leave no empty folder behind it
+        if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            # The instructions' mkdir and tar would fail the same way.
+            message = (f"{named} is not writable ({err.filename or root}: {err.strerror or err}), so CIFAR-10 "
+                       f"could not be downloaded into it: set DATA_ROOT (--data-root) to a folder you can write to"
+                       f"{', or fix $LABUTILS_DATA' if from_env else ''}, or have the batches placed in "
+                       f"{root / BATCH_DIR}")
+        if made is not None:  # a mistyped folder: say so, and leave no empty folder behind it
             shutil.rmtree(made, ignore_errors=True)  # a partial archive too
-            if root.resolve() != Path(DEFAULT_DATA_ROOT).resolve():
-                message = f"{root} does not exist: check the path if you meant a folder you have. " + message
+            if from_env or root.resolve() != Path(DEFAULT_DATA_ROOT).resolve():  # not a fresh clone's data/
+                message = f"{named} does not exist: check the path if you meant a folder you have. " + message
         raise DataNotFoundError(message) from None
     finally:
         socket.setdefaulttimeout(previous)
@@ -106,7 +121,8 @@ def download_cifar10(root: str | os.PathLike, timeout: float | None = None) -> P
 def check_data_folder(root: str | os.PathLike, origin: str | None = None) -> None:
     """DataNotFoundError (or DataError) for a data folder that is certainly wrong, found without
     reading or downloading anything: a file (as the folder or as its batches' folder), the
-    batches' own folder, batches one folder too deep, a batch that is a folder.
+    batches' own folder, batches one folder too deep, a batch that is a folder, a folder one level too high
+    (its subfolder holds the batches).
     A missing or empty folder passes (the batches are downloaded into it). ``origin``: where the
     folder came from when no option named it ("$LABUTILS_DATA"), said in the message; None: the
     default folder is taken to come from $LABUTILS_DATA where that is set (a notebook's DATA_ROOT "")."""
@@ -121,7 +137,7 @@ def check_data_folder(root: str | os.PathLike, origin: str | None = None) -> Non
             raise _invalid(folder / f, "it is a folder, not a file")
     if all((folder / f).is_file() for f in TRAIN_FILES + TEST_FILES):
         return
-    if origin is None and os.environ.get("LABUTILS_DATA") and root.resolve() == Path(DEFAULT_DATA_ROOT).resolve():
+    if origin is None and _from_labutils_data(root):
         origin = "$LABUTILS_DATA"
     named = f"{root} (from {origin})" if origin else str(root)
     if root.is_file():
@@ -138,6 +154,13 @@ def check_data_folder(root: str | os.PathLike, origin: str | None = None) -> Non
         raise DataNotFoundError(f"the CIFAR-10 batches are one folder too deep, in {nested}/: move them up into "
                                 f"{folder}/ (mv {shlex.quote(str(nested))}/* {shlex.quote(str(folder))}/ && rmdir "
                                 f"{shlex.quote(str(nested))}), then run again")
+    if root.is_dir() and not any((folder / f).is_file() for f in TRAIN_FILES + TEST_FILES):
+        # A folder one level too high (the repository instead of its data/): this downloaded a second copy.
+        below = next((sub for sub in sorted(root.glob(f"*/{BATCH_DIR}"))
+                      if any((sub / f).is_file() for f in TRAIN_FILES + TEST_FILES)), None)
+        if below is not None:
+            raise DataNotFoundError(f"{named} holds no {BATCH_DIR}/, but the CIFAR-10 batches are in {below}/: set "
+                                    f"DATA_ROOT (--data-root) to {below.parent}")
 
 
 def cifar10_dir(root: str | os.PathLike = DEFAULT_DATA_ROOT, download: bool = True,
@@ -184,8 +207,10 @@ _EXPECTED = {"batch": "A batch is a dict with 'data', uint8 [N, 3072] (N 32x32 R
 
 
 def _invalid(path: Path, found: str, kind: str = "batch") -> DataError:
+    # That file alone: deleting the folder lost the good ones too, for good on a machine offline.
+    after = "CIFAR-10's own class names are used without it" if kind == "batches.meta" else "it is downloaded again"
     return DataError(f"{path} is not a valid CIFAR-10 {kind}: {found}. {_EXPECTED[kind]}. Fetch the data again "
-                     f"(delete {path.parent} and run again), or rewrite your copy with "
+                     f"(delete {path} alone and run again: {after}), or rewrite your copy with "
                      f"labutils.data.write_cifar10")
 
 

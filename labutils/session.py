@@ -117,6 +117,11 @@ class Session:
             # elsewhere (papermill without --cwd) would start a new run there, not continue its own.
             print(f"note: a new run starts in {self.dirs.root} (OUT_DIR {str(out_dir)!r} is relative to "
                   f"the working folder {Path.cwd()})")
+        # The same for a relative DATA_ROOT: from notebooks/, "data" is notebooks/data, and CIFAR-10 is fetched there.
+        if (data_root and not Path(data_root).expanduser().is_absolute()
+                and self.profile["data"]["source"] != "synthetic" and not D.describe_prepared(self.data_root)):
+            print(f"note: CIFAR-10 is read from {self.data_root} (DATA_ROOT {str(data_root)!r} is relative to the "
+                  f"working folder {Path.cwd()}), which holds no batches yet")
         self._arrays: dict[bool, tuple[np.ndarray, np.ndarray]] = {}
         self._on_device: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
         self._data_description: str | None = None

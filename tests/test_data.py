@@ -1,3 +1,5 @@
+import errno
+import os
 import pickle
 import re
 import shlex
@@ -528,6 +530,93 @@ def test_batches_one_folder_too_deep_are_named_before_any_download(tmp_path, mon
     nested.rmdir()
     assert len(D.load_cifar10(tmp_path, train=False, download=False)[1]) == 20
 
+
+
+def test_a_mistyped_labutils_data_folder_is_named_when_the_download_fails(tmp_path, monkeypatch):
+    """LABUTILS_DATA=/mistyped/folder said only "CIFAR-10 is not in ... could not be downloaded": its
+    "does not exist" was skipped for the default folder, which is where the variable points."""
+    import torchvision.datasets.utils as U
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    typo = tmp_path / "dta"
+    monkeypatch.setattr(U, "download_and_extract_archive", offline)
+    monkeypatch.setenv("LABUTILS_DATA", str(typo))
+    monkeypatch.setattr(D, "DEFAULT_DATA_ROOT", typo)  # as read when labutils was imported
+    with pytest.raises(D.DataNotFoundError, match=re.escape(f"{typo} (from $LABUTILS_DATA) does not exist: check "
+                                                            f"the path")) as err:
+        D.cifar10_dir(typo)  # a notebook's DATA_ROOT "": its Session reads the default folder
+    assert str(err.value).endswith("(or pass the folder as DATA_ROOT / --data-root, or fix $LABUTILS_DATA).")
+    assert not typo.exists()
+
+
+def test_a_data_folder_one_level_too_high_names_the_folder_below_before_any_download(tmp_path, monkeypatch):
+    """DATA_ROOT set to the folder above data/ said "CIFAR-10 is not in" it, or downloaded a second copy."""
+    import torchvision.datasets.utils as U
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("downloaded although the batches are there, one folder below")
+
+    monkeypatch.setattr(U, "download_and_extract_archive", no_download)
+    D.write_synthetic_cifar10(tmp_path / "data", n_train=50, n_test=20)
+    for download in (True, False):
+        with pytest.raises(D.DataNotFoundError, match=re.escape(
+                f"the CIFAR-10 batches are in {tmp_path / 'data' / D.BATCH_DIR}/: set DATA_ROOT (--data-root) to "
+                f"{tmp_path / 'data'}")):
+            D.load_cifar10(tmp_path, download=download)
+    assert len(D.load_cifar10(tmp_path / "data", train=False, download=False)[1]) == 20  # as the message says
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
+def test_a_data_folder_that_is_not_writable_says_so_instead_of_unpacking_there(tmp_path, code, monkeypatch):
+    """A read-only folder without the batches was told to "mkdir -p ... && tar -xzf ... -C" it, which fails
+    the same way as the download did."""
+    import torchvision.datasets.utils as U
+
+    def read_only(url, root, **kwargs):
+        raise OSError(code, os.strerror(code), str(Path(root) / "cifar-10-python.tar.gz"))
+
+    monkeypatch.setattr(U, "download_and_extract_archive", read_only)
+    with pytest.raises(D.DataNotFoundError, match=re.escape(
+            f"{tmp_path} is not writable ({tmp_path / 'cifar-10-python.tar.gz'}: {os.strerror(code)}), so CIFAR-10 "
+            f"could not be downloaded into it: set DATA_ROOT (--data-root) to a folder you can write to, or have "
+            f"the batches placed in {tmp_path / D.BATCH_DIR}")) as err:
+        D.load_cifar10(tmp_path)
+    assert "tar -xzf" not in str(err.value)
+
+
+def test_a_damaged_batch_is_to_be_deleted_alone_not_with_its_folder(tmp_path, monkeypatch):
+    """One truncated batch said to delete the whole cifar-10-batches-py folder: offline, that lost five good
+    files; the one missing file is downloaded again."""
+    import torchvision.datasets.utils as U
+
+    D.write_synthetic_cifar10(tmp_path, n_train=50, n_test=20)
+    damaged = tmp_path / D.BATCH_DIR / "data_batch_3"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    with pytest.raises(D.DataError, match=re.escape(f"(delete {damaged} alone and run again: it is downloaded "
+                                                    f"again)")) as err:
+        D.load_cifar10(tmp_path, download=False)
+    assert f"delete {damaged.parent} " not in str(err.value)
+    # done as it says: the download brings that file back
+    monkeypatch.setattr(U, "download_and_extract_archive",
+                        lambda url, root, **kwargs: D.write_synthetic_cifar10(root, n_train=50, n_test=20))
+    damaged.unlink()
+    assert len(D.load_cifar10(tmp_path)[1]) == 50
+
+
+def test_a_relative_data_root_without_the_batches_says_where_it_is_read(tmp_path, monkeypatch, capsys):
+    """As for a relative OUT_DIR: from notebooks/, DATA_ROOT = "data" is notebooks/data, and CIFAR-10 was
+    downloaded there without a word."""
+    from labutils.session import Session
+
+    monkeypatch.chdir(tmp_path)
+    Session("cpu", tmp_path / "run", "data", "cpu")
+    assert (f"note: CIFAR-10 is read from {tmp_path / 'data'} (DATA_ROOT 'data' is relative to the working folder "
+            f"{tmp_path}), which holds no batches yet") in capsys.readouterr().out
+    D.write_synthetic_cifar10(tmp_path / "data", n_train=50, n_test=20)
+    Session("cpu", tmp_path / "run", "data", "cpu")  # the batches are there: nothing to say
+    assert "DATA_ROOT" not in capsys.readouterr().out
 
 @pytest.mark.parametrize("images", [np.random.default_rng(0).random((10, 3, 32, 32)).astype(np.float32),
                                     torch.rand(10, 32, 32, 3), np.full((10, 3, 32, 32), 300, np.int64)],
