@@ -235,7 +235,7 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 
 
 def make_schedule(optimizer, schedule: str, total_steps: int, warmup: float = 0.1):
-    """"onecycle" (linear up for ``warmup`` of the steps, then linear down to zero), "cosine"
+    """"onecycle" (linear up for ``warmup`` of the steps, then linear down toward zero), "cosine"
     (linear warm-up, cosine decay) or "constant"; as a LambdaLR stepped every batch (with tensor
     learning rates, ``make_optimizer(graphs=True)``, it fills them in place: same values)."""
     if schedule not in SCHEDULES:  # now: the warm-up would not read the name, and it would fail after it
@@ -249,8 +249,9 @@ def make_schedule(optimizer, schedule: str, total_steps: int, warmup: float = 0.
             return 1.0
         if step < warm:
             return (step + 1) / warm
-        # Step warm - 1 is the peak, the last step (total_steps - 1) reaches the end: 0.
-        t = min(1.0, (step - warm + 1) / max(1, total_steps - warm))
+        # Step warm - 1 is the peak; the step after the last would reach the end, 0: a last step at 0
+        # changed no weight (a 2-step fine-tune made one update).
+        t = min(1.0, (step - warm + 1) / (total_steps - warm + 1))
         if schedule == "onecycle":
             return 1.0 - t
         return 0.5 * (1 + math.cos(math.pi * t))  # cosine

@@ -51,12 +51,15 @@ def test_schedules_shape():
         lrs.append(sched.get_last_lr()[0])
         opt.step()
         sched.step()
-    assert max(lrs) == pytest.approx(1.0) and lrs.index(max(lrs)) == 19 and lrs[-1] < 0.02
-    # The peak is one step, the last step reaches zero (it held the peak two steps and ended at 1/80).
-    assert lrs[20] < lrs[19] and lrs[-1] == 0.0
+    assert max(lrs) == pytest.approx(1.0) and lrs.index(max(lrs)) == 19
+    # The peak is one step (it was held two); the last step is the smallest, yet not 0 (a step at 0 changed
+    # nothing: a 2-step fine-tune made one update): one step of the 81-step decay before its end.
+    assert lrs[20] < lrs[19] and lrs[-1] == pytest.approx(1 / 81) and min(lrs) == lrs[-1]
     cosine = make_schedule(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), "cosine", 4, warmup=0.1)
     used = [cosine.lr_lambdas[0](i) for i in range(4)]
-    assert used == pytest.approx([1.0, 0.75, 0.25, 0.0])  # a 4-step fine-tune decays: it used 1, 1, 0.75, 0.25
+    assert used == pytest.approx([1.0, 0.853553, 0.5, 0.146447], abs=1e-6)  # it used 1, 0.75, 0.25 and a last step at 0
+    two = make_schedule(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), "onecycle", 2, warmup=0.1)
+    assert [two.lr_lambdas[0](i) for i in range(2)] == pytest.approx([1.0, 0.5])  # two updates, not one
     with pytest.raises(ValueError, match="unknown schedule 'cosin'"):  # at once, not after the warm-up's 20 steps
         make_schedule(opt, "cosin", 200, warmup=0.1)
 
@@ -510,7 +513,7 @@ def test_each_epoch_logs_the_rate_its_last_step_used():
     history = fit(tiny_cnn(), train, None, epochs=2, lr=0.1, schedule="onecycle", warmup=0.25, device=torch.device("cpu"))
     factor = make_schedule(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), "onecycle", 8, 0.25).lr_lambdas[0]
     assert [h["lr"] for h in history] == pytest.approx([0.1 * factor(3), 0.1 * factor(7)])  # steps 4 and 8
-    assert history[-1]["lr"] == 0.0 and history[0]["lr"] == pytest.approx(0.1 * 4 / 6)
+    assert history[-1]["lr"] == pytest.approx(0.1 / 7) and history[0]["lr"] == pytest.approx(0.1 * 5 / 7)  # 6 decay steps
 
 
 def test_a_loader_without_a_whole_batch_is_refused_not_trained_on():
