@@ -188,7 +188,9 @@ def test_training_prints_the_training_accuracy_beside_the_test_accuracy(tmp_path
     ({"epochs": 0}, "epochs=0 must be a whole number >= 1"),  # was IndexError at history[-1]
     ({"epochs": 0.5}, "epochs=0.5 must be a whole number >= 1"),  # was a TypeError inside fit
     ({"cutout": 0.5}, "cutout=0.5 must be a whole number from 0 to 32"),  # was accepted
-    ({"weight_decay": 5}, "weight_decay=5 must be a number in [0, 1)")])
+    ({"weight_decay": 5}, "weight_decay=5 must be a number in [0, 1)"),
+    # fit's ValueError, named no image count (review)
+    ({"batch_size": 5000}, "batch_size=5000 is more than the profile's 1,000 training images")])
 def test_try_recipe_checks_its_values_as_a_profile_is_checked(tmp_path, changes, said):
 
     s = Session("smoke", tmp_path, device="cpu", models=["cnn"])

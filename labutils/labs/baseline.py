@@ -130,6 +130,10 @@ def try_recipe(session: Session, name: str, pretrained_weights: str | None = Non
     wrong = recipe_problems(changes)  # checked as a profile's recipe is: epochs=0 was an IndexError at the end
     if wrong:
         raise SettingsError(f"try_recipe: {'; '.join(wrong)}")
+    n_train, batch = session.profile["data"]["n_train"], changes.get("batch_size")  # n_train None: 50,000 images
+    if n_train is not None and isinstance(batch, int) and batch > n_train:  # fit's ValueError named no count
+        raise SettingsError(f"try_recipe: batch_size={batch} is more than the profile's {n_train:,} training images: "
+                            f"an epoch would hold no whole batch; use at most {n_train:,}")
     if sum(x is not None for x in (model, arch, pretrained_weights or None)) > 1:
         raise SettingsError("try_recipe: give one of model, arch and pretrained_weights, not several")
     if arch is not None and not (isinstance(arch, dict) and {"name", "kwargs"} <= arch.keys()):
