@@ -281,17 +281,20 @@ def problems(profile: dict) -> list[str]:
     return found
 
 
-def check_settings(section: str, cfg: dict, path: str = "cfg") -> None:
+def check_settings(section: str, cfg: dict, path: str = "cfg", part: str | None = None) -> None:
     """SettingsError naming every unknown key in settings a notebook's exercise edits by hand (no
     profile check sees them: a misspelt key, "include_frist", was silently ignored): the whole
-    ``"unstructured"`` section, or one model's ``"structured"`` recipe. Keys, and the True/False
-    settings' values: an exercise may pass fewer settings, or other values a profile would not hold
-    (numpy's, half an epoch)."""
+    ``"unstructured"`` or ``"quant"`` section, one model's ``"structured"`` recipe, or the section's
+    ``part`` alone (``"qat"``: a QAT recipe passed by itself). Keys, and the True/False settings'
+    values: an exercise may pass fewer settings, or other values a profile would not hold (numpy's,
+    half an epoch)."""
     from .errors import SettingsError
 
     node = schema().rules[section]
     if section == "structured":
         node = node.rules[MODEL_NAMES[0]]  # one recipe, the same rules for every model
+    if part is not None:
+        node = node.rules[part]
     found: list[str] = []
     _walk(cfg, node, path, found, keys_only=True)
     if found:

@@ -291,3 +291,32 @@ def test_a_missing_pruned_cnn_says_which_way_it_is_missing(tmp_path):
     _record(s, run=s.info, produced=True)
     out = lab.pruned_cnn_study(s)
     assert out["skipped"] and "its checkpoint models_saved/cnn_after_unstructured_pruning.pth is missing" in out["reason"]
+
+
+def test_an_unreadable_pruned_cnn_checkpoint_skips_the_section(tmp_path, capsys):
+    """A cut-off cnn_after_unstructured_pruning.pth failed the cell with a CheckpointError, so
+    write_results never ran and quantization.json (all the ResNet-20 results) was lost (review)."""
+    from labutils import Session
+    from labutils.labs import quantization as lab
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    s.save(s.new_model("cnn"), "cnn", "after_unstructured_pruning", {"accuracy": 0.1})
+    path = s.dirs.checkpoint("cnn", "after_unstructured_pruning")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    out = lab.pruned_cnn_study(s)
+    assert out["skipped"] and out["reason"].startswith(
+        "notebook 03's checkpoint models_saved/cnn_after_unstructured_pruning.pth cannot be loaded (")
+    assert out["reason"].endswith("run notebook 03 again")
+    assert "pruned ResNet-18 section skipped: notebook 03's checkpoint" in capsys.readouterr().out
+
+
+def test_a_run_without_cnn_says_so_where_the_pruned_cnn_is_missing(tmp_path):
+    """A --models vit_scratch run was told "run notebook 03 first", though 03 prunes the run's models only."""
+    from labutils import Session
+    from labutils.artifacts import write_json
+    from labutils.labs import quantization as lab
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    write_json(s.dirs.metrics / "pipeline.json", {"run_id": s.run_id, "models": ["vit_scratch"]})
+    assert lab.pruned_cnn_study(s)["reason"] == ("this run's models (vit_scratch) leave out cnn: start a run that "
+                                                 "includes cnn to quantize the pruned ResNet-18")

@@ -579,6 +579,48 @@ def test_the_pruning_study_checks_every_variant_before_the_first_prunes(no_work,
     assert no_work == []
 
 
+def test_cfg_edited_by_hand_is_checked_before_any_work(no_work, tmp_path):
+    """cfg["eval_image"] = 100 was silently ignored by loaders, cfg["qat"]["refresh_evry"] failed in fit
+    after the whole pruning study had run, refresh_every=0 passed, and qat_variants="global_iterative"
+    gave "names ['g', 'l', 'o', ...] not among the variants" (review)."""
+    from labutils import Session
+    from labutils.errors import SettingsError
+    from labutils.labs import quantization as lab
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    did_you_mean = r'unknown setting "{}" \(did you mean "{}"\?\)'
+    cfg = lab.config(s) | {"eval_image": 100}
+    for call in (lambda: lab.loaders(s, cfg), lambda: lab.resnet20_baseline(s, cfg),
+                 lambda: lab.pruned_cnn_study(s, cfg), lambda: lab.write_results(s, {}, {}, cfg)):
+        with pytest.raises(SettingsError, match="^cfg: " + did_you_mean.format("eval_image", "eval_images")):
+            call()
+    cfg = lab.config(s)
+    cfg["qat"]["refresh_evry"] = 1
+    with pytest.raises(SettingsError, match=r'^cfg\["qat"\]: ' + did_you_mean.format("refresh_evry", "refresh_every")):
+        lab.pruning_study(None, _loader(), None, cfg)
+    for every in (0, -3, 2.5):
+        cfg = lab.config(s)
+        cfg["qat"]["refresh_every"] = every
+        with pytest.raises(SettingsError, match=rf"^cfg\['qat'\]: refresh_every is a whole number .*: got {every}$"):
+            lab.pruning_study(None, _loader(), None, cfg)
+    cfg = lab.config(s)
+    cfg["prune"]["qat_variants"] = "global_iterative"
+    with pytest.raises(SettingsError, match=r"^cfg\['prune'\]\['qat_variants'\] is a list of variant names, "
+                                            r"e\.g\. \['global_iterative'\]: got 'global_iterative'$"):
+        lab.pruning_study(None, _loader(), None, cfg)
+    # A recipe passed alone: by the QAT recipe's rules.
+    model, _ = _pruned_resnet()
+    typo, zero = {"steps": 1, "refresh_evry": 1}, {"steps": 1, "refresh_every": 0}
+    refresh_typo = did_you_mean.format("refresh_evry", "refresh_every")
+    with pytest.raises(SettingsError, match="^qat_sweep's recipe: " + refresh_typo):
+        lab.qat_sweep(model, _loader(), None, "asymmetric/channel/mse", [4], typo)
+    with pytest.raises(SettingsError, match="^float_control's recipe: " + refresh_typo):
+        lab.float_control(model, _loader(), None, [4], typo)
+    with pytest.raises(SettingsError, match="^qat_sweep's recipe: refresh_every is a whole number"):
+        lab.qat_sweep(model, _loader(), None, "asymmetric/channel/mse", [4], zero)
+    assert no_work == []
+
+
 def test_the_lab_says_which_of_its_numbers_are_percents():
     """pruning.<variant>.sparsity_all_parameters (78.1) sat beside config.prune.sparsity (0.8) in
     quantization.json under a docstring that read as "every number is a fraction" (review). The

@@ -33,6 +33,7 @@ from ..data import augmentation_of, fit_arguments
 from ..errors import SettingsError
 from ..models import build_model, count_parameters
 from ..plots import COLORS, FLOAT_COLOR, finish, log_tick_labels, named_styles, panels, style_for
+from ..profile_check import check_settings, whole
 from ..prune import prunable_parameters, sparsity_report
 from ..prune.masks import left_dense
 from ..prune.schedules import check_growable, check_scope, iterative_prune, round_targets, steps_budget
@@ -63,7 +64,43 @@ def config(s: Session) -> dict:
 
 
 def _cfg(s: Session, cfg: dict | None) -> dict:
-    return config(s) if cfg is None else cfg
+    return config(s) if cfg is None else check_config(cfg)
+
+
+def check_config(cfg: dict, path: str = "cfg") -> dict:
+    """``cfg`` if its keys are the profile's ``quant`` keys and the values no later check reads
+    follow the profile's rules, else a SettingsError before any work: "eval_image" was silently
+    ignored, and "refresh_evry" failed in fit after the whole pruning study had run. Other values are
+    checked where they are used, and keep an exercise's freedom (half an epoch)."""
+    check_settings("quant", cfg, path)
+    if isinstance(cfg.get("qat"), dict):
+        _check_refresh(cfg["qat"], f"{path}['qat']")
+    if whole(1, none=True)(cfg.get("eval_images")) is not None:
+        raise SettingsError(f"{path}['eval_images'] is a number of test images, a whole number of at least 1, or "
+                            f"None for the whole test set: got {cfg['eval_images']!r}")
+    names = (cfg.get("prune") or {}).get("qat_variants", [])
+    if not (isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names)):
+        # A string was read letter by letter: "names ['g', 'l', 'o', ...] not among the variants".
+        example = [names] if isinstance(names, str) else ["global_iterative"]
+        raise SettingsError(f"{path}['prune']['qat_variants'] is a list of variant names, e.g. {example!r}: "
+                            f"got {names!r}")
+    return cfg
+
+
+def _check_refresh(recipe: dict, what: str) -> None:
+    """A QAT recipe's ``refresh_every``, by the profile's rule (0 or 2.5 reached the quantizer)."""
+    every = recipe.get("refresh_every", 100)
+    if whole(1)(every) is not None:
+        raise SettingsError(f"{what}: refresh_every is a whole number of at least 1 (optimizer steps between "
+                            f"clipping-range searches): got {every!r}")
+
+
+def _check_qat_recipe(recipe: dict, what: str) -> None:
+    """A QAT recipe passed by itself, by the profile's QAT rules: a misspelt key failed in fit,
+    after the bit widths before it had trained."""
+    if isinstance(recipe, dict):
+        check_settings("quant", recipe, what, part="qat")
+        _check_refresh(recipe, what)
 
 
 def _made_with(cfg: dict) -> dict:
@@ -235,7 +272,8 @@ def _check_ptq(methods: list[str], bits, who: str = "ptq_sweep", names: tuple[st
 
 
 def _check_qat(method: str, bits: list[int], recipe: dict, train, what: str) -> None:
-    """Every bit width's grid and fine-tuning length, before the first one trains."""
+    """Every bit width's grid and fine-tuning length, and the recipe's keys, before the first one trains."""
+    _check_qat_recipe(recipe, what)
     _one_length(recipe, what)
     for b in bits:
         QuantSpec.parse(method, b)
@@ -277,6 +315,7 @@ def float_control(model: nn.Module, train, test, bits: list[int], recipe: dict) 
     {"accuracy": {bits: acc}, "steps": {bits: n}}."""
     acc, by_steps = {}, {}
     bits = _bit_widths(bits, "float_control")
+    _check_qat_recipe(recipe, "float_control's recipe")
     _one_length(recipe, "float_control's recipe")
     # Every width's length first: one missing from a per-bits dict failed after the others trained.
     steps = {str(b): _steps(at_bits(recipe, b), train, f"float_control's recipe at {b} bits") for b in bits}
@@ -319,6 +358,7 @@ def prune(model: nn.Module, train, sparsity: float, scope: str, rounds: int, rec
 def _check_pruning_study(cfg: dict, train) -> None:
     """SettingsError for any variant, bit width or recipe the study would fail on, before the first
     variant prunes and fine-tunes: a bad last variant threw away the others' work."""
+    check_config(cfg)
     p = cfg["prune"]
     # variants={} returned an empty study, and the figure's pruning panel then failed (StopIteration).
     if not isinstance(p["variants"], dict) or not p["variants"]:
@@ -412,6 +452,11 @@ def _pruned_cnn_missing(s: Session) -> str | None:
     """Why notebook 03's pruned ResNet-18 cannot be studied, or None when it can."""
     name = "_".join(PRUNED_CNN)
     m = s.metrics(*PRUNED_CNN)
+    run_models = s.pipeline_summary().get("models")
+    if run_models and "cnn" not in run_models and ((m or {}).get("run") or {}).get("run_id") != s.run_id:
+        # Notebook 03 prunes the run's models only: "run notebook 03 first" would never help.
+        return (f"this run's models ({', '.join(run_models)}) leave out cnn: start a run that includes cnn "
+                f"to quantize the pruned ResNet-18")
     if not m:
         return f"notebook 03 has not written {name} (no metrics/{name}.json): run notebook 03 first"
     if (m.get("run") or {}).get("run_id") != s.run_id:
@@ -431,12 +476,17 @@ def _pruned_cnn_missing(s: Session) -> str | None:
 def pruned_cnn_study(s: Session, cfg: dict | None = None) -> dict:
     """PTQ and QAT of notebook 03's pruned ResNet-18 with its zeros kept, with ``cfg``'s settings
     (default: the profile's); skipped, saying why, when this run has none."""
+    cfg = _cfg(s, cfg)
     reason = _pruned_cnn_missing(s)
+    if not reason:
+        try:
+            model, ckpt = s.load(*PRUNED_CNN)
+        except (CheckpointError, FileNotFoundError) as err:  # cut short, say: the ResNet-20 results still get written
+            path = s.dirs.checkpoint(*PRUNED_CNN).relative_to(s.dirs.root)
+            reason = f"notebook 03's checkpoint {path} cannot be loaded ({err}): run notebook 03 again"
     if reason:
         print(f"pruned ResNet-18 section skipped: {reason}")
         return {"skipped": True, "reason": reason}
-    cfg = _cfg(s, cfg)
-    model, ckpt = s.load(*PRUNED_CNN)
     masks = zero_masks(model)
     train, test = s.loaders("cnn", s.train_config("cnn")["batch_size"])
     # Every PTQ and QAT point before the first evaluation: cnn_qat_bits = [1] failed only after the
