@@ -4,6 +4,7 @@ import importlib.util
 import io
 import json
 import shutil
+import subprocess
 import tarfile
 
 import nbformat
@@ -38,12 +39,18 @@ def executed(name: str) -> bytes:
     return nbformat.writes(nb).encode()
 
 
+def git(root, *args):
+    return subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", "-c",
+                           "commit.gpgsign=false", *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
 def make_tar(path, finished=NOTEBOOKS[:5], profile="full", report_run="R1", full=True, sweep=False, lacking=(),
-             run_profile=None, smoke_sweep=False, extra=None):
+             run_profile=None, smoke_sweep=False, extra=None, commit=None, report=True):
     files = {"run.log": b"log\n", "stages": b"start full\n"}
     if full:
+        commit = commit or git(path.parent / "repo", "rev-parse", "--short=12", "HEAD")  # the repo fixture's HEAD
         details = {"run": {"run_id": report_run, "profile": profile, "device": "NVIDIA H100 80GB HBM3",
-                           "date": "2026-12-06T01:00:00+00:00", "data": "CIFAR-10", "git_commit": "abc",
+                           "date": "2026-12-06T01:00:00+00:00", "data": "CIFAR-10", "git_commit": commit,
                            "reduced": profile != "full"},
                    "entries": {"cnn_before_pruning": {"produced": True, "accuracy": 0.91}}
                    | {f"cnn_after_{s}": {"produced": True, "accuracy": 0.9, "original_accuracy": 0.91,
@@ -54,6 +61,8 @@ def make_tar(path, finished=NOTEBOOKS[:5], profile="full", report_run="R1", full
                   "full/metrics/pipeline.json": json.dumps({"run_id": "R1", "profile": run_profile or profile,
                                                             "finished": list(finished)}).encode(),
                   "full/figures/03_study.png": b"png", "full/figures/06_accuracy_vs_bits.png": b"png"}
+        if not report:  # a run stopped before notebook 05
+            del files["full/report.json"], files["full/report_details.json"]
         files |= {f"full/notebooks/{n}": executed(n) for n in finished if n not in lacking}
     if sweep:
         files |= {"sweep/sweep_cnn.json": json.dumps({"smoke": smoke_sweep}).encode(), "sweep/sweep_cnn.md": b"| a |"}
@@ -68,17 +77,21 @@ def make_tar(path, finished=NOTEBOOKS[:5], profile="full", report_run="R1", full
 
 @pytest.fixture
 def repo(tmp_path):
-    """A repository as adopt finds it: the workbook's notebooks and README, an older figure."""
+    """A repository as adopt finds it: the workbook's notebooks and README, an older figure, committed
+    (the run's commit is HEAD unless a test says otherwise)."""
     root = tmp_path / "repo"
     shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks")
     shutil.copy(REPO_ROOT / "README.md", root / "README.md")
     (root / "figures").mkdir()
     (root / "figures" / "04_old_run.png").write_bytes(b"old")
+    git(root, "init", "-q")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "the run's commit")
     return root
 
 
 def snapshot(root):
-    return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file() and ".git" not in p.parts}
 
 
 def test_a_full_run_becomes_the_reference_and_only_its_finished_notebooks_show(repo, tmp_path):
@@ -165,7 +178,7 @@ def test_a_run_whose_notebooks_changed_since_its_commit_is_refused(repo, tmp_pat
     nb.cells[2].source += "\nA fix added after the run's commit."
     nbformat.write(nb, path)
     before = snapshot(repo)
-    with pytest.raises(adopt.Refused, match=r"03_unstructured_pruning.ipynb changed since the run's commit abc "
+    with pytest.raises(adopt.Refused, match=r"03_unstructured_pruning.ipynb changed since the run's commit \w+ "
                                             r"\(cell 2 first\): adopting the run would put its older text back"):
         adopt.adopt(tar, repo=repo)
     assert snapshot(repo) == before
@@ -204,3 +217,88 @@ def test_a_missing_tar_is_named_and_a_relative_path_is_the_callers(repo, tmp_pat
     make_tar(tmp_path / "r.tar", full=False)  # found in the caller's folder, then refused: nothing changed
     found = subprocess.run(["bash", str(script), "r.tar"], cwd=tmp_path, capture_output=True, text=True)
     assert found.returncode == 1 and "it holds neither a run (full/) nor a sweep" in found.stderr
+
+
+def test_a_run_that_did_not_reach_05_still_files_the_sweep_before_it(repo, tmp_path, monkeypatch, capsys):
+    """STAGES="sweep full" in a 15-minute booking: the full run stopped before 05, and the whole tar
+    was refused, the finished sweep with it (review)."""
+    tar = make_tar(tmp_path / "r.tar", finished=NOTEBOOKS[:3], report=False, sweep=True)
+    before = snapshot(repo)
+    with pytest.raises(adopt.Refused, match="did not reach notebook 05; its sweep can be filed alone: name the folder"):
+        adopt.adopt(tar, repo=repo)
+    assert snapshot(repo) == before
+    with pytest.raises(adopt.SweepFiledAlone, match="did not reach notebook 05") as filed:
+        adopt.adopt(tar, "h100-2026-12-06-sweep", repo=repo)
+    assert filed.value.folder == repo / "benchmarks" / "results" / "h100-2026-12-06-sweep"
+    assert sorted(p.name for p in filed.value.folder.iterdir()) == ["pipeline.json", "run.log", "stages",
+                                                                   "sweep_cnn.json", "sweep_cnn.md"]
+    assert {k: v for k, v in snapshot(repo).items() if "benchmarks" not in k.parts} == before
+    # The command says so by its exit status: 2, neither adopted (0) nor refused with nothing changed (1).
+    original = adopt.adopt
+    monkeypatch.setattr(adopt, "REPO", repo)
+    monkeypatch.setattr(adopt, "adopt", lambda tar, folder: original(tar, folder, repo=repo))
+    assert adopt.main([str(tar), "h100-2026-12-07-sweep"]) == 2
+    out, err = capsys.readouterr()
+    assert "error: the run in" in err and "is not adopted: it holds no full/report.json" in err
+    assert "filed its sweep alone in benchmarks/results/h100-2026-12-07-sweep/" in out
+
+
+@pytest.mark.parametrize("change, message", [
+    ("made-up", r"its commit 0123456789ab is not a commit of this repository \(HEAD \w{12}\): .* run again on HEAD"),
+    ("code", r"labutils/ or notebooks/ changed between the run's commit (\w{12}) and HEAD \w{12}: .*"
+             r"Adopt it in a checkout of \1"),
+    ("no-git", r"its commit no-git.0123 is not a commit of this repository"),
+])
+def test_a_run_of_another_code_than_head_is_refused(repo, tmp_path, change, message):
+    """adopt compared only the notebooks' text: a made-up commit was adopted and written into README,
+    and a run of an earlier commit after labutils/course.py changed, without a word (review)."""
+    commit = {"made-up": "0123456789ab", "no-git": "no-git.0123"}.get(change)
+    if change == "code":
+        commit = git(repo, "rev-parse", "--short=12", "HEAD")
+        (repo / "labutils").mkdir()
+        (repo / "labutils" / "course.py").write_text("FIXED = True\n")
+        git(repo, "add", "labutils")
+        git(repo, "commit", "-qm", "a fix after the run")
+    tar = make_tar(tmp_path / "r.tar", commit=commit)
+    before = snapshot(repo)
+    with pytest.raises(adopt.Refused, match=message):
+        adopt.adopt(tar, repo=repo)
+    assert snapshot(repo) == before
+
+
+def test_a_docs_only_commit_after_the_run_is_fine(repo, tmp_path):
+    tar = make_tar(tmp_path / "r.tar")
+    (repo / "NOTES.md").write_text("written after the run\n")
+    git(repo, "add", "NOTES.md")
+    git(repo, "commit", "-qm", "docs")
+    adopt.adopt(tar, repo=repo)
+    assert json.loads((repo / "report.json").read_text()) == REPORT
+
+
+def test_a_notebook_renamed_since_the_run_is_refused_not_a_traceback(repo, tmp_path):
+    tar = make_tar(tmp_path / "r.tar")
+    notebooks = repo / "notebooks"
+    (notebooks / "03_unstructured_pruning.ipynb").rename(notebooks / "03_pruning.ipynb")
+    before = snapshot(repo)
+    with pytest.raises(adopt.Refused, match=r"03_unstructured_pruning.ipynb finished in the run but is not in "
+                                            r"notebooks/: it was renamed or removed since the run's commit \w{12}"):
+        adopt.adopt(tar, repo=repo)
+    assert snapshot(repo) == before
+
+
+def test_prepare_names_the_pack_it_needs_when_given_a_cifar10_folder(tmp_path):
+    """`prepare.sh /tmp/data` (a CIFAR-10 data root, the natural guess) failed with cp's "cannot stat"."""
+    root = tmp_path / "repo"
+    (root / "benchmarks" / "gpu").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "benchmarks" / "gpu" / "prepare.sh", root / "benchmarks" / "gpu")
+    git(root, "init", "-q")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "c")
+    data = tmp_path / "data"
+    (data / "cifar-10-batches-py").mkdir(parents=True)
+    done = subprocess.run(["bash", str(root / "benchmarks" / "gpu" / "prepare.sh"), str(data)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1 and not (root / ".gpu").exists()
+    assert done.stderr == (f"error: {data} has no cifar10_q75.npz: PACK_DIR must hold cifar10_q75.npz and "
+                           f"make_cifar10.py (the course's offline CIFAR-10 pack); a cifar-10-batches-py folder is "
+                           f"not it\n")

@@ -13,8 +13,15 @@ results table is written again. The sweep's tables, the logs and ``pipeline.json
 A tar with the sweep alone (``STAGES=sweep``) files just that folder (FOLDER is then required).
 Refused, with nothing changed: a reduced run (by its sidecar or its pipeline.json), a --smoke
 sweep, a report without its sidecar, a run whose notebook 05 did not finish, a report of another
-run than the pipeline's, a run whose notebooks' text is not the repository's (they changed since
-its commit), a tar whose members would land outside its folder, a FOLDER that is not one name.
+run than the pipeline's, a run whose commit is not one of this repository's or whose labutils/ or
+notebooks/ changed since (a docs-only commit after it is fine), a run whose notebooks' text is not
+the repository's (edited since, or renamed), a tar whose members would land outside its folder,
+a FOLDER that is not one name.
+
+A run refused for itself (it did not reach notebook 05, say: ``STAGES="sweep full"`` in a short
+booking) does not lose the sweep before it: the sweep's tables are filed alone in FOLDER (required,
+as for a sweep alone), nothing else changes, and the exit status is 2 (0: adopted or a sweep alone
+filed; 1: refused, nothing changed).
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ import argparse
 import json
 import re
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -40,6 +48,14 @@ REPORT_NOTEBOOK = "05_report.ipynb"
 
 class Refused(Exception):
     """The tar cannot be adopted; nothing was changed."""
+
+
+class SweepFiledAlone(Exception):
+    """The tar's run was refused (the message says why), but its sweep was filed in ``folder``."""
+
+    def __init__(self, folder: Path, reason: str):
+        super().__init__(reason)
+        self.folder = folder
 
 
 def default_folder(details: dict) -> str:
@@ -77,6 +93,24 @@ def check_run(run: Path) -> tuple[dict, list[str]]:
     return details, [n for n in summary["finished"] if n not in missing]
 
 
+def check_commit(repo: Path, commit: str | None) -> None:
+    """Refused unless ``commit`` is a commit of ``repo`` whose labutils/ and notebooks/ are HEAD's: the
+    results README and report.json would otherwise credit other code to this commit."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+
+    head = git("rev-parse", "--short=12", "HEAD").stdout.strip() or "unknown (no git checkout)"
+    # Hex only: "+changes" or "no-git." names code that is no commit, and nothing reaches git as an option.
+    if not re.fullmatch(r"[0-9a-f]{7,40}", str(commit)) or git("rev-parse", "--quiet", "--verify",
+                                                              f"{commit}^{{commit}}").returncode:
+        raise Refused(f"its commit {commit} is not a commit of this repository (HEAD {head}): the run's code is "
+                      f"unknown here. Fetch that commit and adopt again, or run again on HEAD")
+    if git("diff", "--quiet", commit, "HEAD", "--", "labutils", "notebooks").returncode:
+        raise Refused(f"labutils/ or notebooks/ changed between the run's commit {commit} and HEAD {head}: its "
+                      f"results would be filed as this code's. Adopt it in a checkout of {commit} "
+                      f"(git worktree add DIR {commit}), or run again on HEAD")
+
+
 def sources(path: Path) -> list[tuple[str, str]]:
     """A notebook's text: each cell's type and source, papermill's injected cell left out."""
     nb = nbformat.read(path, as_version=4)
@@ -87,6 +121,9 @@ def check_sources(run: Path, repo: Path, finished: list[str], commit: str) -> No
     """Refused when a finished notebook's text differs from the repository's: the workbook's
     notebooks changed since the run's commit, and adopting it would put their older text back."""
     for name in finished:
+        if not (repo / "notebooks" / name).is_file():
+            raise Refused(f"{name} finished in the run but is not in notebooks/: it was renamed or removed since "
+                          f"the run's commit {commit}. Adopt it in a checkout of {commit}, or run again")
         ran, now = sources(run / "notebooks" / name), sources(repo / "notebooks" / name)
         if ran != now:
             cell = next((i for i, (a, b) in enumerate(zip(ran, now)) if a != b), min(len(ran), len(now)))
@@ -175,6 +212,7 @@ def adopt(tar: Path, folder_name: str | None = None, repo: Path = REPO) -> Path:
             raise Refused(f"its sweep tables {', '.join(smoke)} come from a --smoke sweep (synthetic data, "
                           f"numbers that mean nothing)")
         run = unpacked / "full"
+        not_adopted = None  # why the run is refused where its sweep is filed alone
         if not run.is_dir():
             if not (unpacked / "sweep").is_dir():
                 raise Refused("it holds neither a run (full/) nor a sweep (sweep/)")
@@ -183,11 +221,20 @@ def adopt(tar: Path, folder_name: str | None = None, repo: Path = REPO) -> Path:
                               "e.g. h100-2026-12-06-sweep")
             details, finished = None, []
         else:
-            details, finished = check_run(run)
+            try:
+                details, finished = check_run(run)
+            except Refused as err:  # a run that did not finish must not take a finished sweep with it
+                if not list((unpacked / "sweep").glob("*.json")):
+                    raise
+                if not folder_name:
+                    raise Refused(f"{err}; its sweep can be filed alone: name the folder as the second argument, "
+                                  f"e.g. h100-2026-12-06-sweep") from None
+                details, finished, not_adopted = None, [], str(err)
         folder = repo / "benchmarks" / "results" / (folder_name or default_folder(details))
         if folder.exists():
             raise Refused(f"{folder.relative_to(repo)} exists already: name another folder as the second argument")
         if details is not None:
+            check_commit(repo, details["run"].get("git_commit"))
             check_sources(run, repo, finished, details["run"].get("git_commit"))
             try:  # README's new text before anything is copied: a README it cannot be written into is refused
                 readme = updated_readme(repo, run)
@@ -198,6 +245,8 @@ def adopt(tar: Path, folder_name: str | None = None, repo: Path = REPO) -> Path:
                 shutil.copy(run / name, repo / name)
             print(f"wrote the results section of {write_readme(repo, readme)}")
         file_logs(unpacked, folder)
+    if not_adopted:
+        raise SweepFiledAlone(folder, not_adopted)
     return folder
 
 
@@ -214,6 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     except Refused as err:
         print(f"error: {args.tar} is not adopted: {err}; nothing was changed", file=sys.stderr)
         return 1
+    except SweepFiledAlone as err:
+        folder = err.folder.relative_to(REPO)
+        print(f"error: the run in {args.tar} is not adopted: {err}; notebooks/, figures/, report.json and "
+              f"README.md are unchanged", file=sys.stderr)
+        print(f"filed its sweep alone in {folder}/")
+        print(f"next: write {folder}/README.md (machine, data, commit, what the sweep showed), review git diff, commit")
+        return 2
     if (REPO / folder / "pipeline.json").exists():
         print(f"adopted: notebooks/, figures/, report.json, report_details.json, README.md, {folder}/")
     else:

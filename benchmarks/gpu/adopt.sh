@@ -3,6 +3,9 @@
 # results table against it. What is adopted, and what is refused: benchmarks/gpu/adopt.py.
 #
 #   bash benchmarks/gpu/adopt.sh PATH/results.tar [FOLDER]
+#
+# Exit status: 0 adopted (or a sweep alone filed), then the results test's; 1 refused, nothing changed;
+# 2 the run refused but the sweep before it filed in FOLDER (nothing else changed, so no test is run).
 set -euo pipefail
 # PATH is the caller's: made absolute before the cd to the repository root (-m: a missing one too,
 # for adopt.py to name it).

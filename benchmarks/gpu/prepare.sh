@@ -29,6 +29,13 @@ if [ -n "$untracked" ]; then
          "commit: $(echo "$untracked" | head -10 | tr '\n' ' ')- commit, delete or git-ignore them, then run prepare.sh again" >&2
     exit 1
 fi
+for file in cifar10_q75.npz make_cifar10.py; do
+    if [ ! -f "$pack/$file" ]; then
+        echo "error: $pack has no $file: PACK_DIR must hold cifar10_q75.npz and make_cifar10.py (the course's" \
+             "offline CIFAR-10 pack); a cifar-10-batches-py folder is not it" >&2
+        exit 1
+    fi
+done
 mkdir -p .gpu/wheels
 cp -f "$pack/cifar10_q75.npz" "$pack/make_cifar10.py" .gpu/  # -f: copies of read-only files are read-only
 git rev-parse --short=12 HEAD > .gpu/COMMIT
