@@ -27,7 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="execute the notebooks in order with papermill",
                          description="Execute the workbook's notebooks in order with papermill. "
                                      "Writes DIR/notebooks (executed), DIR/models_saved, "
-                                     "DIR/figures, DIR/metrics and, with notebook 05, DIR/report.json.")
+                                     "DIR/figures, DIR/metrics and, with notebook 05, DIR/report.json.",
+                         epilog="exit status: 0 done; 1 a notebook failed, or the run was refused or could not "
+                                "write (its error says why); 2 a bad option, refused before anything is written; "
+                                "130 Ctrl-C; 143 SIGTERM (both: the run can be continued with --resume)")
     run.add_argument("--profile", default="auto", choices=["auto", *PROFILES],
                      help="auto (default): full on a CUDA GPU, cpu otherwise")
     run.add_argument("--out", metavar="DIR", default=None,
@@ -53,12 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Load each checkpoint safely and measure test accuracy, sparsity, "
                                     "parameters, MACs, size on disk and time per image. A missing, "
                                     "corrupt or foreign file is reported by name; the others still run. "
-                                    "Ctrl-C stops and shows (and writes to --json) the finished ones.")
+                                    "Ctrl-C stops and shows (and writes to --json) the finished ones.",
+                        epilog="exit status: 0 every checkpoint measured; 1 a checkpoint failed, or its accuracy "
+                               "was not measured, or --json could not be written; 2 a bad option (--device, --json, "
+                               "--data-root), refused before any work; 130 Ctrl-C")
     ev.add_argument("paths", nargs="+", metavar="PATH", help="checkpoint files (.pth)")
     ev.add_argument("--data-root", metavar="DIR", default=None,
                     help="evaluate on the whole test split in DIR (default: the data and test subset "
                          "each checkpoint was measured on)")
-    ev.add_argument("--device", default="auto")
+    ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
     ev.add_argument("--no-accuracy", action="store_true", help="skip the test-set pass")
     ev.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
     chk = sub.add_parser("check", help="check a hand-in: report.json against its checkpoints and the course",
@@ -69,9 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "every share removed is the one its weights show; baselines are dense; a vit "
                                      "started from pretrained weights; "
                                      "the executed notebooks show no error and show the report's run. "
-                                     "Then the course's minimums, met or not. Exit status 1 when a check fails, "
-                                     "else 0: a minimum not met (a model not produced, an accuracy too low) "
-                                     "does not change it.")
+                                     "Then the course's minimums, met or not.",
+                         epilog="exit status: 0 no check failed: a minimum not met (a model not produced, an "
+                                "accuracy too low) does not change it; 1 a check failed; 2 a bad option or folder "
+                                "(DIR, --notebook-dir, --data-root, --device), refused before any check")
     chk.add_argument("root", metavar="DIR", help="the run's folder (report.json and models_saved/ inside)")
     chk.add_argument("--measure", action="store_true",
                      help="also measure each checkpoint's accuracy on its run's test images (minutes on a CPU)")
@@ -81,11 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--notebook-dir", metavar="NB_DIR", default=None,
                      help="the folder of the executed notebooks (default: DIR/notebooks, where python -m "
                           "labutils run writes them; a run made by hand in JupyterLab: the workbook's notebooks/)")
-    chk.add_argument("--device", default="auto")
+    chk.add_argument("--device", default="auto",
+                     help="where the checkpoints are loaded and measured: auto (default), cpu, cuda, cuda:1, mps")
     res = sub.add_parser("results-table", help="the README's results table from report.json",
                          description="Print the results section (for every number of report.json, "
                                      "the course's minimum and the project's goal, and whether each "
-                                     "is met) from report.json and report_details.json in DIR.")
+                                     "is met) from report.json and report_details.json in DIR.",
+                         epilog="exit status: 0 printed (or written); 1 no report.json in DIR, a damaged one, or "
+                                "--write-readme with another --root")
     res.add_argument("--root", metavar="DIR", default=None,
                      help="a run's folder holding report.json (a reduced run is shown, marked as one; "
                           "default: the repository root, whose reference run must be a full one)")
@@ -221,6 +231,8 @@ def _check(args) -> int:
         print(f"error: --data-root {args.data_root} is not a folder: pass the folder holding cifar-10-batches-py "
               f"(for a smoke run, its data-synthetic/)", file=sys.stderr)
         return 2
+    if args.data_root and not args.measure:  # as run's note for a profile that does not read it
+        print("note: --data-root is read only with --measure; it is not used", file=sys.stderr)
     try:
         device = get_device(args.device)
     except (RuntimeError, ValueError) as err:
@@ -304,12 +316,16 @@ def _run(args) -> int:
     # folder's run (its id, its finished notebooks) with a failed one.
     try:
         get_device(args.device)
-        check_seed(args.seed)
+        try:
+            check_seed(args.seed)
+        except ValueError as err:  # it names the notebooks' SEED: say the option given here, as argparse would
+            raise ValueError(f"--seed: {err}") from None
         if args.vit_weights:  # ~ too: the shell leaves --vit-weights=~/w.pth as it is
             args.vit_weights = str(Path(args.vit_weights).expanduser().resolve())
         if args.data_root:  # the same, for the folder the kernels are sent (they run elsewhere)
             args.data_root = str(Path(args.data_root).expanduser().resolve())
-        if args.vit_weights and "vit" in args.models and (untrained := check_vit_weights(args.vit_weights)):
+        # Checked whatever --models: a file that is not there is a mistake even where no vit runs
+        if args.vit_weights and (untrained := check_vit_weights(args.vit_weights)) and "vit" in args.models:
             print(f"warning: --vit-weights {untrained}", file=sys.stderr)
         # "auto" follows the device asked for: --device cpu on a GPU machine is the cpu profile
         profile = auto_profile(args.device) if args.profile == "auto" else args.profile

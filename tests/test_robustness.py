@@ -958,7 +958,11 @@ def test_kernels_print_plain_progress_but_the_caller_keeps_its_bars(tmp_path, mo
                                              (["--models", ","], "--models names no model"),
                                              (["--notebooks", ","], "--notebooks names no notebook"),
                                              (["--notebooks", " "], "--notebooks names no notebook"),
-                                             (["--vit-weights", "no_such_file.pth"], "which does not exist: check the path")])
+                                             (["--vit-weights", "no_such_file.pth"], "which does not exist: check the path"),
+                                             # checked though no vit runs: it was accepted without a word
+                                             (["--models", "cnn", "--vit-weights", "no_such_file.pth"],
+                                              "which does not exist: check the path"),
+                                             (["--seed", "-1"], "--seed: SEED = -1: use a whole number from 0 to")])
 def test_a_bad_option_leaves_the_folders_run_as_it_was(tmp_path, ran, capsys, option, message):
     """A bad --device failed in notebook 01 after the run had been replaced: a new run id, nothing
     finished, so --resume would have started over."""
@@ -1012,6 +1016,30 @@ def test_evaluate_refuses_a_bad_device_or_an_unwritable_json_before_measuring(re
     assert f"cannot write {tmp_path}: it is a folder; give a file name" in out.err and "m.pth" not in out.out
     assert main(["evaluate", str(model), "--no-accuracy", "--json", str(tmp_path / "new" / "r.json")]) == 0
     assert (tmp_path / "new" / "r.json").is_file()  # a folder that does not exist yet is made, as before
+
+
+def test_each_command_lists_its_exit_statuses_and_returns_them(tmp_path, capsys):
+    """check's help and README said "1 when a check fails, else 0", though check exits 2 for a folder it
+    refuses, and README listed only run's 143; evaluate's and check's --device had no help."""
+    for command in ("run", "evaluate", "check", "results-table"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        shown = capsys.readouterr().out
+        assert "exit status: 0 " in shown and (command == "results-table" or "cuda:1, mps" in shown)
+    readme = (ROOT / "README.md").read_text()
+    assert all(f"- `{status}`: " in readme for status in (0, 1, 2, 130, 143))  # 0, 130, 143: tested elsewhere
+    assert main(["check", str(tmp_path)]) == 1  # a check failed: no report.json
+    assert main(["check", str(tmp_path / "nope")]) == 2
+    assert main(["check", str(tmp_path), "--device", "gpu"]) == 2
+    assert main(["results-table", "--root", str(tmp_path)]) == 1
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "run"), "--resume"]) == 1  # no run to continue
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "run"), "--seed", "-1"]) == 2
+
+
+def test_check_says_data_root_is_not_used_without_measure(tmp_path, capsys):
+    """It was ignored without a word, as if the checkpoints had been measured on it."""
+    assert main(["check", str(tmp_path), "--data-root", str(tmp_path / "nope")]) == 1
+    assert "note: --data-root is read only with --measure; it is not used" in capsys.readouterr().err
 
 
 def test_uncommitted_changes_to_labutils_are_part_of_the_commit_a_run_records(tmp_path, monkeypatch):
