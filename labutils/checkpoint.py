@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -104,13 +105,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch's own text can be a bare number (pickle's opcode): name the type
-        if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
-            # torch's text here: ANSI codes and advice to load unsafely, cut off mid-word.
+        # A safe load's refusal: torch's text has ANSI codes and advice to load unsafely, so only its reason is kept.
+        refused = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(err))
+        if refused and refused[1].startswith("Unsupported global"):  # random bytes are "Unsupported operand 103"
             raise CheckpointError(f"{path} holds Python objects a safe load refuses (a whole pickled model, "
                                   f"numpy values): save models with labutils.checkpoint.save_checkpoint, which "
                                   f"stores weights and plain numbers only") from err
+        reason = refused[1] if refused else str(err)
         raise CheckpointError(f"{path} is not a readable checkpoint (corrupt, truncated or not a torch "
-                              f"file: {type(err).__name__}: {str(err)[:200]}); delete it and re-run the "
+                              f"file: {type(err).__name__}: {reason[:200]}); delete it and re-run the "
                               f"notebook that writes it") from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         keys = sorted(map(str, ckpt))[:6] if isinstance(ckpt, dict) else type(ckpt).__name__  # keys of any type

@@ -10,7 +10,7 @@ weights where the weights can say it:
 * ``models_saved/`` holds the course's file names, one for each entry with numbers, and nothing
   else (notebook 06's ``quantization/`` folder aside);
 * every checkpoint loads safely, holds the architecture its name says, and comes from the run that
-  wrote report.json;
+  wrote report.json: the very file it wrote, when report_details.json or ``metrics/`` records its SHA-256;
 * ``original_accuracy`` is the model's ``initial_accuracies`` entry, and each pruned checkpoint was
   made from the baseline beside it (the baseline accuracy it recorded; the baseline file's SHA-256
   its metrics record names, when ``metrics/`` is handed in);
@@ -91,6 +91,16 @@ def _reported(report: dict) -> dict[tuple[str, str], dict]:
     return out
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _not_a(kind: str, value, where: str) -> str:
+    """What a FAIL line says of a damaged value: "metrics/x.json's recipe is 'oops' (str), not an object"."""
+    return (f"{where} is {value!r} ({type(value).__name__}), not {kind}: the file was edited or damaged (re-run "
+            f"the notebook that writes it)")
+
+
 def _exactly(accuracy: float) -> str:
     """An accuracy as the verdicts read it, then as the file holds it: two that differ past the
     second decimal (0.53501 and 0.535) both read "53.50%"."""
@@ -143,11 +153,17 @@ def check_report_file(root: Path) -> tuple[dict | None, dict, list[Finding]]:
         try:
             check_same_run(report, details, root, remedy="hand in both files of one run (notebook 05 writes them "
                                                          "together)")
-        except ResultsError as err:
-            # About no entry: whichever file was edited, the checks below trace report.json's numbers
-            # to the checkpoints, and mark the entries they find wrong.
-            findings.append(Finding(False, str(err)))
+        except ResultsError as err:  # the entry it names is not to be trusted, whichever file was edited
+            findings.append(Finding(False, str(err), _entry_named(str(err))))
     return report, run if run_id else {}, findings
+
+
+def _entry_named(text: str) -> tuple[str, str]:
+    """The (model, stage) of the one report.json entry ``check_same_run``'s text names (": vit_scratch/..."),
+    or every entry when it names none or several."""
+    named = [(m, "before_pruning") for m in MODEL_NAMES if f" initial_accuracies/{m}_before_pruning " in text]
+    named += [(m, f"after_{s}") for s in REPORT_SECTIONS for m in MODEL_NAMES if f" {s}/{m}/" in text]
+    return named[0] if len(named) == 1 else EVERY_ENTRY
 
 
 def check_files(root: Path, reported: dict, half_empty=()) -> tuple[list[str], list[Finding]]:
@@ -188,11 +204,20 @@ def _measured(root: Path, name: str, model, ckpt: dict, device, data_root) -> tu
     return round(result["accuracy"] * result["n"]), result["n"]
 
 
-def _unstructured_recipe(root: Path, m: str) -> dict:
-    """``m``'s unstructured recipe from the run's metrics ({} when they are not there: the
-    workbook's defaults)."""
+def _checkpoint_sha256(record) -> str | None:
+    """The checkpoint SHA-256 a metrics record or a sidecar entry names (None when it names none)."""
+    written = record.get("checkpoint") if isinstance(record, dict) else None
+    return written.get("sha256") if isinstance(written, dict) else None
+
+
+def _unstructured_recipe(root: Path, m: str) -> tuple[dict, str | None]:
+    """(``m``'s unstructured recipe from the run's metrics ({} when they are not there: the
+    workbook's defaults), what is wrong with it or None)."""
     record, _ = _read(root / "metrics" / f"{m}_after_unstructured_pruning.json")
-    return (record or {}).get("recipe") or {}
+    recipe = (record or {}).get("recipe") or {}
+    if not isinstance(recipe, dict):
+        return {}, _not_a("an object", recipe, f"metrics/{m}_after_unstructured_pruning.json's recipe")
+    return recipe, None
 
 
 def _baseline_problem(root: Path, m: str, stage: str, ckpt: dict, reported: dict,
@@ -203,12 +228,16 @@ def _baseline_problem(root: Path, m: str, stage: str, ckpt: dict, reported: dict
     from .artifacts import file_sha256
 
     pruned_from = ckpt.get("metrics", {}).get("original_accuracy")
+    if pruned_from is not None and not _is_number(pruned_from):
+        return _not_a("a number", pruned_from, f"models_saved/{m}_{stage}.pth's metrics.original_accuracy")
     baseline = reported.get((m, "before_pruning"), {}).get("accuracy")
     if pruned_from is not None and baseline is not None and abs(pruned_from - baseline) > 1e-9:
         return (f"was pruned from a baseline at {_exactly(pruned_from)}, but {m}_before_pruning is at "
                 f"{_exactly(baseline)}: another baseline's pruned model")
     record, _ = _read(root / "metrics" / f"{m}_{stage}.json")
     sha = (record or {}).get("baseline_sha256")
+    if sha is not None and not isinstance(sha, str):
+        return _not_a("a SHA-256 (a string)", sha, f"metrics/{m}_{stage}.json's baseline_sha256")
     path = root / "models_saved" / f"{m}_before_pruning.pth"
     # A baseline that does not load (corrupt, empty, another model's) is failed once, by name: its
     # SHA-256 differs for that reason alone, not because the baseline "was trained again".
@@ -228,6 +257,7 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
     """(findings, the run the checkpoints should come from): each present checkpoint against its
     report entry, recomputed from its weights (``run_info``: report_details.json's run, whose
     profile, seed and data the checkpoints must share)."""
+    from .artifacts import file_sha256
     from .checkpoint import load_checkpoint
     from .prune import prunable_parameters, sparsity_report
     from .prune.masks import prunable_under
@@ -235,10 +265,16 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
     from .prune import structured as S
 
     findings, loaded, broken = [], {}, set()
+    details, _ = _read(root / "report_details.json")
+    sidecar = details.get("entries") if details else None
+    sidecar = sidecar if isinstance(sidecar, dict) else {}  # a damaged one is failed by check_report_file
     unmeasured: dict[str, list[tuple[str, str]]] = {}  # why -> the checkpoints it stopped
     for name in names:
         try:
-            loaded[_model_stage(name)] = load_checkpoint(root / "models_saved" / name, device)
+            model, ckpt = load_checkpoint(root / "models_saved" / name, device)
+            if damaged := next((k for k in ("metrics", "meta") if not isinstance(ckpt.get(k, {}), dict)), None):
+                raise ValueError(_not_a("an object", ckpt[damaged], f"its {damaged}"))  # every check below reads them
+            loaded[_model_stage(name)] = model, ckpt
         except Exception as err:  # reported by name; the others go on
             broken.add(_model_stage(name))
             findings.append(Finding(False, f"{name} does not load: {type(err).__name__}: {err}", _model_stage(name)))
@@ -271,57 +307,78 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
         def say(ok: bool, what: str) -> None:
             findings.append(Finding(ok, f"{name}: {what}", (m, stage)))
 
-        recorded = ckpt.get("metrics", {}).get("accuracy")
-        same = recorded is not None and abs(entry["accuracy"] - recorded) < 1e-9
-        shown = accuracy_text if same else _exactly  # a difference is shown, never rounded away
-        say(same, f"report.json says {shown(entry['accuracy'])}, the checkpoint recorded "
-            + (shown(recorded) if recorded is not None else "no accuracy"))
-        if m == "vit" and (untrained := not_pretrained(_initial_weights(m, ckpt, loaded))):
-            say(False, untrained)
-        if measure:
-            if progress:
-                progress(name)
-            try:
-                right, n = _measured(root, f"{name}.pth", model, ckpt, device, data_root)
-            except Exception as err:  # no data, another copy of it: said once below, and the others go on
-                unmeasured.setdefault(_why_unmeasured(err, ckpt, data_root, root), []).append((m, stage))
-            else:  # in images, not rounded first (2.4 images off passed): 2 of 5,000 is not always 0.0004
-                close = abs(right - entry["accuracy"] * n) <= IMAGES_OF_SLACK + 1e-6
-                say(close,
-                    f"measured {accuracy_text(right / n)} ({right:,} of {n:,} test images), "
-                    f"report.json {accuracy_text(entry['accuracy'])}"
-                    + ("" if close or not data_root else
-                       f"; the run used {ckpt.get('meta', {}).get('data')}: is the copy in --data-root the same?"))
-        if stage != "before_pruning" and (problem := _baseline_problem(
-                root, m, stage, ckpt, reported, baseline_loads=(m, "before_pruning") not in broken)):
-            say(False, problem)
-        if stage == "before_pruning":
-            zeros = sparsity_report(model, prunable_parameters(model))["pruning_percentage"]
-            say(zeros <= BASELINE_MAX_ZEROS, f"{zeros:.1f}% of its prunable weights are zero"
-                + ("" if zeros <= BASELINE_MAX_ZEROS else ": not a dense baseline (a pruned model under its name?)"))
-            continue
-        if stage == "after_unstructured_pruning":
-            recipe = _unstructured_recipe(root, m)
-            got = sparsity_report(model, prunable_under(model, recipe))["pruning_percentage"]
-            left_out = left_dense(recipe)
-            how = "of its prunable weights are zero" + (f" ({' and '.join(left_out)} left out)" if left_out else "")
-        elif (m, "before_pruning") in loaded:
-            dense = loaded[m, "before_pruning"][0]
-            groups, original, kept = S.channel_groups(dense), S.widths(dense), S.widths(model)
-            unit = S.reported_unit(groups)
-            got = S.reported_share_removed(original, kept, groups)
-            how = f"of {m}_before_pruning's {unit} are gone"
-            if unit == "heads" and abs(S.channel_share_removed(original, kept, groups)
-                                       - entry["pruning_percentage"]) <= PERCENT_TOLERANCE:
-                # a run made before the course's definition was followed
-                how += (" (report.json counts heads and MLP neurons together, as labutils did before "
-                        "2026-12-07; the course counts a ViT's heads: run notebooks 04 and 05 again)")
-        else:
-            why = "does not load" if (m, "before_pruning") in broken else "is missing"
-            say(False, f"its removed channels cannot be counted: {m}_before_pruning.pth {why}")
-            continue
-        said = entry["pruning_percentage"]
-        say(abs(got - said) <= PERCENT_TOLERANCE, f"report.json says {removed_text(said)} removed; {removed_text(got)} {how}")
+        try:
+            # The run recorded each checkpoint's SHA-256 (an older labutils did not): a file changed since is not its.
+            recorded_sha = {where: sha for where, sha in (
+                ("report_details.json", _checkpoint_sha256(sidecar.get(name))),
+                (f"metrics/{name}.json", _checkpoint_sha256(_read(root / "metrics" / f"{name}.json")[0])))
+                if sha is not None}
+            found = file_sha256(root / "models_saved" / f"{name}.pth") if recorded_sha else None
+            if differs := [where for where, sha in recorded_sha.items() if sha != found]:
+                say(False, f"not the file run {expected_run} wrote (its SHA-256 {found[:12]}... differs from "
+                           f"{' / '.join(differs)}): it was changed since; hand in the run's own file")
+            recorded = ckpt.get("metrics", {}).get("accuracy")
+            if recorded is not None and not _is_number(recorded):
+                say(False, _not_a("a number", recorded, f"models_saved/{name}.pth's metrics.accuracy"))
+            else:
+                same = recorded is not None and abs(entry["accuracy"] - recorded) < 1e-9
+                shown = accuracy_text if same else _exactly  # a difference is shown, never rounded away
+                say(same, f"report.json says {shown(entry['accuracy'])}, the checkpoint recorded "
+                    + (shown(recorded) if recorded is not None else "no accuracy"))
+            if m == "vit" and (untrained := not_pretrained(_initial_weights(m, ckpt, loaded))):
+                say(False, untrained)
+            if measure:
+                if progress:
+                    progress(name)
+                try:
+                    right, n = _measured(root, f"{name}.pth", model, ckpt, device, data_root)
+                except Exception as err:  # no data, another copy of it: said once below, and the others go on
+                    unmeasured.setdefault(_why_unmeasured(err, ckpt, data_root, root), []).append((m, stage))
+                else:  # in images, not rounded first (2.4 images off passed): 2 of 5,000 is not always 0.0004
+                    close = abs(right - entry["accuracy"] * n) <= IMAGES_OF_SLACK + 1e-6
+                    say(close,
+                        f"measured {accuracy_text(right / n)} ({right:,} of {n:,} test images), "
+                        f"report.json {accuracy_text(entry['accuracy'])}"
+                        + ("" if close or not data_root else
+                           f"; the run used {ckpt.get('meta', {}).get('data')}: is the copy in --data-root the same?"))
+            if stage != "before_pruning" and (problem := _baseline_problem(
+                    root, m, stage, ckpt, reported, baseline_loads=(m, "before_pruning") not in broken)):
+                say(False, problem)
+            if stage == "before_pruning":
+                zeros = sparsity_report(model, prunable_parameters(model))["pruning_percentage"]
+                dense_enough = zeros <= BASELINE_MAX_ZEROS
+                say(dense_enough, f"{zeros:.1f}% of its prunable weights are zero"
+                    + ("" if dense_enough else ": not a dense baseline (a pruned model under its name?)"))
+                continue
+            if stage == "after_unstructured_pruning":
+                recipe, damaged = _unstructured_recipe(root, m)
+                if damaged:
+                    say(False, f"its pruned weights cannot be counted: {damaged}")
+                    continue
+                got = sparsity_report(model, prunable_under(model, recipe))["pruning_percentage"]
+                left_out = left_dense(recipe)
+                how = "of its prunable weights are zero" + (f" ({' and '.join(left_out)} left out)" if left_out else "")
+            elif (m, "before_pruning") in loaded:
+                dense = loaded[m, "before_pruning"][0]
+                groups, original, kept = S.channel_groups(dense), S.widths(dense), S.widths(model)
+                unit = S.reported_unit(groups)
+                got = S.reported_share_removed(original, kept, groups)
+                how = f"of {m}_before_pruning's {unit} are gone"
+                if unit == "heads" and abs(S.channel_share_removed(original, kept, groups)
+                                           - entry["pruning_percentage"]) <= PERCENT_TOLERANCE:
+                    # a run made before the course's definition was followed
+                    how += (" (report.json counts heads and MLP neurons together, as labutils did before "
+                            "2026-12-07; the course counts a ViT's heads: run notebooks 04 and 05 again)")
+            else:
+                why = "does not load" if (m, "before_pruning") in broken else "is missing"
+                say(False, f"its removed channels cannot be counted: {m}_before_pruning.pth {why}")
+                continue
+            said = entry["pruning_percentage"]
+            say(abs(got - said) <= PERCENT_TOLERANCE,
+                f"report.json says {removed_text(said)} removed; {removed_text(got)} {how}")
+        except Exception as err:  # a damaged value no check above foresaw: this checkpoint fails, the others go on
+            say(False, f"its checks stopped at an unexpected {type(err).__name__}: {err} (models_saved/{name}.pth or "
+                       f"its records in metrics/ were edited or damaged)")
     for why, keys in unmeasured.items():  # one missing data folder: one line, not one per checkpoint
         which = ", ".join(f"{m}_{stage}" for m, stage in keys)
         findings.append(Finding(False, f"{which}: could not measure its accuracy: {why}", keys[0]) if len(keys) == 1

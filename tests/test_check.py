@@ -168,9 +168,9 @@ def test_measuring_without_the_runs_synthetic_data_says_where_it_is_once(tmp_pat
     assert "download" not in out
     assert main(["check", str(handin), "--measure", "--data-root", str(tmp_path / "nowhere")]) == 2
     assert "--data-root" in capsys.readouterr().err
-    # Without --measure it is not read: a script that always passes it still checks the rest.
+    # Without --measure it is not read: a script that always passes it still checks the rest, told so.
     assert main(["check", str(handin), "--data-root", str(tmp_path / "nowhere")]) == 1
-    assert "--data-root" not in capsys.readouterr().err
+    assert "note: --data-root is read only with --measure; it is not used" in capsys.readouterr().err
 
 
 def test_the_format_line_claims_only_what_the_schema_checks_and_a_percent_says_write_a_fraction(tmp_path, capsys):
@@ -233,9 +233,91 @@ def test_a_baseline_that_does_not_load_is_failed_once_not_called_retrained(tmp_p
                      "baseline was trained or replaced again since"]
 
 
+def test_a_damaged_value_is_a_fail_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    """baseline_sha256 12345, a recipe "oops", metrics.accuracy '0.5375' or original_accuracy 'x' crashed check
+    with a traceback, no result printed (review)."""
+    from labutils.checkpoint import load_checkpoint
+    from test_results import sidecar_entries
+
+    handin = write_up(vit_handin(tmp_path, pruned=True))
+    saved = handin / "models_saved"
+    # the same dense model as an unstructured entry too, 0% removed: a record of it can then be damaged
+    (saved / "vit_after_unstructured_pruning.pth").write_bytes((saved / "vit_after_structured_pruning.pth").read_bytes())
+    report = json.loads((handin / "report.json").read_text())
+    report["unstructured_pruning"]["vit"] = report["structured_pruning"]["vit"]
+    write_json(handin / "report.json", report)
+    write_json(handin / "report_details.json", {"run": {"run_id": RUN, **SYNTHETIC}, "entries": sidecar_entries(report),
+                                                "timings": {}})
+    assert check(handin, capsys)[0] == 0
+    write_json(handin / "metrics" / "vit_after_structured_pruning.json", {"baseline_sha256": 12345})
+    write_json(handin / "metrics" / "vit_after_unstructured_pruning.json", {"recipe": "oops"})
+    model, ckpt = load_checkpoint(saved / "vit_after_structured_pruning.pth")
+    save_checkpoint(saved / "vit_after_structured_pruning.pth", model, ckpt["metrics"] | {"original_accuracy": "x"},
+                    ckpt["meta"])
+    save_checkpoint(saved / "vit_before_pruning.pth", model, {"accuracy": "0.5375"}, ckpt["meta"])
+    rc, out, fails = check(handin, capsys)
+    edited = "the file was edited or damaged (re-run the notebook that writes it)"
+    assert rc == 1 and fails == [
+        f"FAIL  vit_before_pruning: models_saved/vit_before_pruning.pth's metrics.accuracy is '0.5375' (str), not a "
+        f"number: {edited}",
+        f"FAIL  vit_after_unstructured_pruning: its pruned weights cannot be counted: "
+        f"metrics/vit_after_unstructured_pruning.json's recipe is 'oops' (str), not an object: {edited}",
+        f"FAIL  vit_after_structured_pruning: models_saved/vit_after_structured_pruning.pth's "
+        f"metrics.original_accuracy is 'x' (str), not a number: {edited}"]
+    save_checkpoint(saved / "vit_after_structured_pruning.pth", model, ckpt["metrics"], ckpt["meta"])
+    assert check(handin, capsys)[2][-1] == (
+        f"FAIL  vit_after_structured_pruning: metrics/vit_after_structured_pruning.json's baseline_sha256 is 12345 "
+        f"(int), not a SHA-256 (a string): {edited}")
+
+    # What no check foresaw fails its checkpoint alone: the other lines and the minimums still print.
+    def unforeseen(*args, **kwargs):
+        raise KeyError("heads")
+
+    for record in (handin / "metrics").iterdir():
+        record.unlink()
+    monkeypatch.setattr("labutils.prune.structured.reported_share_removed", unforeseen)
+    rc, out, fails = check(handin, capsys)
+    assert rc == 1 and ("FAIL  vit_after_structured_pruning: its checks stopped at an unexpected KeyError: 'heads' "
+                        "(models_saved/vit_after_structured_pruning.pth or its records in metrics/ were edited or "
+                        "damaged)") in fails
+    assert len(fails) == 2 and "ok    vit_after_unstructured_pruning: report.json says 0.00% removed" in out
+    assert ("vit          structured    50.00% at 0.00% removed (minimum 88% at 25%): NOT met (unverified: a check "
+            "above failed)") in out
+
+
+def test_a_checkpoint_changed_after_the_run_is_not_the_file_its_records_name(tmp_path, capsys):
+    """Every weight negated and the file saved again, metrics and meta kept, passed check (exit 0) though
+    report_details.json and metrics/ hold the file's SHA-256: only --measure caught it (review)."""
+    from labutils.artifacts import file_sha256
+    from labutils.checkpoint import load_checkpoint
+
+    handin = write_up(vit_handin(tmp_path))
+    path = handin / "models_saved" / "vit_before_pruning.pth"
+    details = json.loads((handin / "report_details.json").read_text())
+    details["entries"]["vit_before_pruning"]["checkpoint"] = {"sha256": file_sha256(path)}  # as notebook 05 writes it
+    write_json(handin / "report_details.json", details)
+    write_json(handin / "metrics" / "vit_before_pruning.json", {"checkpoint": {"sha256": file_sha256(path)}})
+    assert check(handin, capsys)[0] == 0
+    model, ckpt = load_checkpoint(path)
+    for p in model.parameters():
+        p.data.neg_()
+    save_checkpoint(path, model, ckpt["metrics"], ckpt["meta"])
+    rc, out, fails = check(handin, capsys)
+    assert rc == 1 and fails == [
+        f"FAIL  vit_before_pruning: not the file run {RUN} wrote (its SHA-256 {file_sha256(path)[:12]}... differs "
+        f"from report_details.json / metrics/vit_before_pruning.json): it was changed since; hand in the run's own file"]
+    assert "NOT met (unverified: a check above failed)" in out
+    # An older labutils recorded no SHA-256: nothing to compare, nothing failed.
+    write_json(handin / "metrics" / "vit_before_pruning.json", {"checkpoint": {"path": "models_saved/x.pth"}})
+    del details["entries"]["vit_before_pruning"]["checkpoint"]
+    write_json(handin / "report_details.json", details)
+    assert check(handin, capsys)[0] == 0
+
+
 def test_a_sidecar_whose_numbers_are_not_the_reports_fails_as_results_table_refuses_it(tmp_path, capsys):
     """A sidecar entry edited to 0.9 beside report.json's 0.5 passed check ("0 failed", status 0), then
-    results-table refused the same hand-in (review)."""
+    results-table refused the same hand-in; once failed, the entry still read "met" without "(unverified)"
+    (review)."""
     handin = write_up(vit_handin(tmp_path))
     assert check(handin, capsys)[0] == 0
     details = json.loads((handin / "report_details.json").read_text())
@@ -246,8 +328,16 @@ def test_a_sidecar_whose_numbers_are_not_the_reports_fails_as_results_table_refu
         f"FAIL  {handin / 'report.json'}: initial_accuracies/vit_before_pruning is 0.5 in report.json but 0.9 in "
         "report_details.json: report.json and report_details.json are from different runs (or one was edited): hand "
         "in both files of one run (notebook 05 writes them together)"]
-    # report.json's number is the checkpoint's: its verdict is not doubted for the sidecar's
-    assert "ok    vit_before_pruning: report.json says 50.00%" in out and "unverified" not in out
+    # The entry the failure names is unverified, as the README promises, though report.json's number is the
+    # checkpoint's: it read "met" beside a failed check (review); the entries it does not name are not doubted.
+    assert "ok    vit_before_pruning: report.json says 50.00%" in out
+    assert "vit          dense         50.00% (minimum 92%): NOT met (unverified: a check above failed)" in out
+    assert out.count("unverified") == 1
+    from labutils.submission import EVERY_ENTRY, _entry_named
+
+    assert _entry_named(": unstructured_pruning/vit/pruning_percentage is 1 ") == ("vit", "after_unstructured_pruning")
+    assert _entry_named(": structured_pruning/vit_scratch/x is 1 ") == ("vit_scratch", "after_structured_pruning")
+    assert _entry_named("names no entry") == EVERY_ENTRY
     assert main(["results-table", "--root", str(handin)]) == 1
     assert "is 0.5 in report.json but 0.9 in report_details.json" in capsys.readouterr().err
 

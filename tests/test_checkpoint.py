@@ -75,6 +75,18 @@ def test_corrupt_file_is_rejected_clearly(tmp_path):
         load_checkpoint(tmp_path)
 
 
+def test_random_bytes_are_called_corrupt_not_pickled_objects(tmp_path):
+    """3 KB of random bytes, or the text "garbage", read "holds Python objects a safe load refuses (a
+    whole pickled model...)": torch's reason was "Unsupported operand 103" (review)."""
+    (tmp_path / "garbage.pth").write_text("garbage")
+    (tmp_path / "bytes.pth").write_bytes(bytes(range(256)) * 12)
+    for name, operand in (("garbage.pth", 103), ("bytes.pth", 0)):  # "g", "\x00": no operand pickle has
+        with pytest.raises(CheckpointError, match=rf"not a readable checkpoint \(corrupt, truncated or not a torch "
+                                                  rf"file: UnpicklingError: Unsupported operand {operand}\)") as err:
+            load_checkpoint(tmp_path / name)
+        assert "weights_only" not in str(err.value)
+
+
 def test_foreign_file_is_rejected_clearly(tmp_path):
     torch.save(build_model("resnet20").state_dict(), tmp_path / "plain.pth")
     with pytest.raises(CheckpointError, match="not written by labutils"):
