@@ -158,6 +158,8 @@ def _evaluate(args) -> int:
     if args.json and (problem := unwritable_json(args.json, "evaluate.json")):  # before, not after, the work
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    if args.data_root and args.no_accuracy:  # as check's note without --measure
+        print("note: --data-root is read only for the accuracy; with --no-accuracy it is not used", file=sys.stderr)
     if args.data_root and not args.no_accuracy:  # every checkpoint's test images come from it: checked once, now
         try:
             cifar10_dir(args.data_root, download=False, files=TEST_FILES)

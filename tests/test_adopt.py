@@ -245,20 +245,24 @@ def test_a_run_that_did_not_reach_05_still_files_the_sweep_before_it(repo, tmp_p
 
 @pytest.mark.parametrize("change, message", [
     ("made-up", r"its commit 0123456789ab is not a commit of this repository \(HEAD \w{12}\): .* run again on HEAD"),
-    ("code", r"labutils/ or notebooks/ changed between the run's commit (\w{12}) and HEAD \w{12}: .*"
-             r"Adopt it in a checkout of \1"),
-    ("no-git", r"its commit no-git.0123 is not a commit of this repository"),
+    ("code", r"labutils/ or notebooks/ here \(HEAD \w{12}, with any uncommitted edits\) differ from the run's "
+             r"commit (\w{12}): .*Adopt it in a checkout of \1"),
+    # Uncommitted: the next commit would have filed the results as its code's (review).
+    ("uncommitted", r"labutils/ or notebooks/ here \(HEAD \w{12}, with any uncommitted edits\) differ"),
+    ("no-git", r"it ran code that was no commit \(no-git.0123: uncommitted changes, or no git\)"),
+    ("+changes", r"it ran code that was no commit \(0123456789ab\+changes.3fa2: uncommitted changes"),
 ])
 def test_a_run_of_another_code_than_head_is_refused(repo, tmp_path, change, message):
     """adopt compared only the notebooks' text: a made-up commit was adopted and written into README,
     and a run of an earlier commit after labutils/course.py changed, without a word (review)."""
-    commit = {"made-up": "0123456789ab", "no-git": "no-git.0123"}.get(change)
-    if change == "code":
+    commit = {"made-up": "0123456789ab", "no-git": "no-git.0123", "+changes": "0123456789ab+changes.3fa2"}.get(change)
+    if change in ("code", "uncommitted"):
         commit = git(repo, "rev-parse", "--short=12", "HEAD")
         (repo / "labutils").mkdir()
         (repo / "labutils" / "course.py").write_text("FIXED = True\n")
         git(repo, "add", "labutils")
-        git(repo, "commit", "-qm", "a fix after the run")
+        if change == "code":
+            git(repo, "commit", "-qm", "a fix after the run")
     tar = make_tar(tmp_path / "r.tar", commit=commit)
     before = snapshot(repo)
     with pytest.raises(adopt.Refused, match=message):

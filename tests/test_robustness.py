@@ -1040,6 +1040,9 @@ def test_check_says_data_root_is_not_used_without_measure(tmp_path, capsys):
     """It was ignored without a word, as if the checkpoints had been measured on it."""
     assert main(["check", str(tmp_path), "--data-root", str(tmp_path / "nope")]) == 1
     assert "note: --data-root is read only with --measure; it is not used" in capsys.readouterr().err
+    # evaluate's likewise with --no-accuracy (review); the missing file still fails as before
+    assert main(["evaluate", str(tmp_path / "none.pth"), "--no-accuracy", "--data-root", str(tmp_path / "nope")]) == 1
+    assert "note: --data-root is read only for the accuracy; with --no-accuracy it is not used" in capsys.readouterr().err
 
 
 def test_uncommitted_changes_to_labutils_are_part_of_the_commit_a_run_records(tmp_path, monkeypatch):

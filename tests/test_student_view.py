@@ -198,6 +198,13 @@ def test_try_recipe_checks_its_values_as_a_profile_is_checked(tmp_path, changes,
         B.try_recipe(s, "cnn", **changes)
 
 
+def test_try_recipe_counts_the_full_profiles_training_images(tmp_path):
+    """The full profile's n_train is None (the whole split): the batch_size check was skipped (review)."""
+    s = Session("full", tmp_path, device="cpu", models=["cnn"])
+    with pytest.raises(SettingsError, match="batch_size=60000 is more than the profile's 50,000 training images"):
+        B.try_recipe(s, "cnn", batch_size=60000)
+
+
 def test_notebook_03_cells_run_out_of_order_say_what_to_run_first(tmp_path):
     """The study's chart read the sweep's baseline (KeyError: 'sweep' after the whole study had
     run), and the cell after the final recipe failed with KeyError: 'final' (interactive review)."""

@@ -94,21 +94,25 @@ def check_run(run: Path) -> tuple[dict, list[str]]:
 
 
 def check_commit(repo: Path, commit: str | None) -> None:
-    """Refused unless ``commit`` is a commit of ``repo`` whose labutils/ and notebooks/ are HEAD's: the
-    results README and report.json would otherwise credit other code to this commit."""
+    """Refused unless ``commit`` is a commit of ``repo`` whose labutils/ and notebooks/ are this working
+    tree's: the results README and report.json would otherwise credit other code to this checkout (an
+    uncommitted edit too: the next commit would file the results as its code's)."""
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
 
     head = git("rev-parse", "--short=12", "HEAD").stdout.strip() or "unknown (no git checkout)"
-    # Hex only: "+changes" or "no-git." names code that is no commit, and nothing reaches git as an option.
+    if re.fullmatch(r"[0-9a-f]{7,40}\+changes\..*|no-git\..*", str(commit)):
+        raise Refused(f"it ran code that was no commit ({commit}: uncommitted changes, or no git): its code is "
+                      f"unknown here. Commit, run prepare.sh, and run again")
+    # Hex only: nothing reaches git as an option.
     if not re.fullmatch(r"[0-9a-f]{7,40}", str(commit)) or git("rev-parse", "--quiet", "--verify",
                                                               f"{commit}^{{commit}}").returncode:
         raise Refused(f"its commit {commit} is not a commit of this repository (HEAD {head}): the run's code is "
                       f"unknown here. Fetch that commit and adopt again, or run again on HEAD")
-    if git("diff", "--quiet", commit, "HEAD", "--", "labutils", "notebooks").returncode:
-        raise Refused(f"labutils/ or notebooks/ changed between the run's commit {commit} and HEAD {head}: its "
-                      f"results would be filed as this code's. Adopt it in a checkout of {commit} "
-                      f"(git worktree add DIR {commit}), or run again on HEAD")
+    if git("diff", "--quiet", commit, "--", "labutils", "notebooks").returncode:  # against the working tree
+        raise Refused(f"labutils/ or notebooks/ here (HEAD {head}, with any uncommitted edits) differ from the "
+                      f"run's commit {commit}: its results would be filed as this code's. Adopt it in a checkout "
+                      f"of {commit} (git worktree add DIR {commit}), or run again on this code")
 
 
 def sources(path: Path) -> list[tuple[str, str]]:
@@ -234,8 +238,9 @@ def adopt(tar: Path, folder_name: str | None = None, repo: Path = REPO) -> Path:
         if folder.exists():
             raise Refused(f"{folder.relative_to(repo)} exists already: name another folder as the second argument")
         if details is not None:
-            check_commit(repo, details["run"].get("git_commit"))
+            # The notebooks first: their refusal names the cell that changed.
             check_sources(run, repo, finished, details["run"].get("git_commit"))
+            check_commit(repo, details["run"].get("git_commit"))
             try:  # README's new text before anything is copied: a README it cannot be written into is refused
                 readme = updated_readme(repo, run)
             except (ResultsError, OSError) as err:

@@ -16,7 +16,7 @@ import time
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
-from ..course import BEFORE_PRUNING_MIN
+from ..course import BEFORE_PRUNING_MIN, CIFAR10_IMAGES
 from ..data import AUGMENTATION, augmentation_of, fit_arguments
 from ..errors import SettingsError, TrainingDiverged
 from ..models import PretrainedWeightsUnavailable, build_model, check_vit_weights, count_parameters
@@ -130,8 +130,9 @@ def try_recipe(session: Session, name: str, pretrained_weights: str | None = Non
     wrong = recipe_problems(changes)  # checked as a profile's recipe is: epochs=0 was an IndexError at the end
     if wrong:
         raise SettingsError(f"try_recipe: {'; '.join(wrong)}")
-    n_train, batch = session.profile["data"]["n_train"], changes.get("batch_size")  # n_train None: 50,000 images
-    if n_train is not None and isinstance(batch, int) and batch > n_train:  # fit's ValueError named no count
+    # n_train None: the whole training split
+    n_train, batch = session.profile["data"]["n_train"] or CIFAR10_IMAGES[True], changes.get("batch_size")
+    if isinstance(batch, int) and batch > n_train:  # fit's ValueError named no count
         raise SettingsError(f"try_recipe: batch_size={batch} is more than the profile's {n_train:,} training images: "
                             f"an epoch would hold no whole batch; use at most {n_train:,}")
     if sum(x is not None for x in (model, arch, pretrained_weights or None)) > 1:

@@ -75,7 +75,7 @@ def check_config(cfg: dict, path: str = "cfg") -> dict:
     check_settings("quant", cfg, path)
     if isinstance(cfg.get("qat"), dict):
         _check_refresh(cfg["qat"], f"{path}['qat']")
-    if whole(1, none=True)(cfg.get("eval_images")) is not None:
+    if whole(1, none=True)(_plain(cfg.get("eval_images"))) is not None:
         raise SettingsError(f"{path}['eval_images'] is a number of test images, a whole number of at least 1, or "
                             f"None for the whole test set: got {cfg['eval_images']!r}")
     names = (cfg.get("prune") or {}).get("qat_variants", [])
@@ -87,10 +87,15 @@ def check_config(cfg: dict, path: str = "cfg") -> dict:
     return cfg
 
 
+def _plain(value):
+    """numpy's whole numbers as Python's: an exercise may pass np.int64(100), which the code takes."""
+    return int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
+
+
 def _check_refresh(recipe: dict, what: str) -> None:
     """A QAT recipe's ``refresh_every``, by the profile's rule (0 or 2.5 reached the quantizer)."""
     every = recipe.get("refresh_every", 100)
-    if whole(1)(every) is not None:
+    if whole(1)(_plain(every)) is not None:
         raise SettingsError(f"{what}: refresh_every is a whole number of at least 1 (optimizer steps between "
                             f"clipping-range searches): got {every!r}")
 
