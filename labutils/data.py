@@ -44,8 +44,8 @@ TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILES = ("test_batch",)
 # The repository's (git-ignored) data/ folder unless LABUTILS_DATA says otherwise (a relative one
 # is read from the working folder of the process that imports labutils).
-DEFAULT_DATA_ROOT = Path(os.environ.get("LABUTILS_DATA") or Path(__file__).resolve().parents[1] / "data"
-                         ).expanduser().resolve()
+REPOSITORY_DATA_ROOT = Path(__file__).resolve().parents[1] / "data"
+DEFAULT_DATA_ROOT = Path(os.environ.get("LABUTILS_DATA") or REPOSITORY_DATA_ROOT).expanduser().resolve()
 
 
 class DataNotFoundError(Explained, FileNotFoundError):
@@ -62,7 +62,21 @@ def _from_labutils_data(root: str | os.PathLike) -> bool:
     return bool(os.environ.get("LABUTILS_DATA")) and Path(root).resolve() == Path(DEFAULT_DATA_ROOT).resolve()
 
 
-def _manual_instructions(root: Path, reason: str = "", files=TRAIN_FILES + TEST_FILES) -> str:
+def _origin(root: str | os.PathLike, origin: str | None) -> str:
+    """Where ``root`` came from, for messages: ``origin`` as given ("" for a folder an option or argument named);
+    None (not known): "$LABUTILS_DATA" for the default folder where that variable is set, else ""."""
+    if origin is None:
+        return "$LABUTILS_DATA" if _from_labutils_data(root) else ""
+    return origin
+
+
+def _writable(folder: Path) -> bool:
+    """Whether files can be made in ``folder`` (access(2): False on a read-only mount, even for root)."""
+    return os.access(folder, os.W_OK)
+
+
+def _manual_instructions(root: Path, reason: str = "", files=TRAIN_FILES + TEST_FILES,
+                         origin: str | None = None) -> str:
     # No reason: no download was tried (a checkpoint's test images are never downloaded).
     folder = root / BATCH_DIR
     present = [f for f in TRAIN_FILES + TEST_FILES if (folder / f).is_file()]
@@ -74,7 +88,7 @@ def _manual_instructions(root: Path, reason: str = "", files=TRAIN_FILES + TEST_
             f"cifar-10-python.tar.gz -C {shlex.quote(str(root))}), or write a copy you already have "
             f"with labutils.data.write_cifar10(root, train_images, train_labels, test_images, "
             f"test_labels), then run again (or pass the folder as DATA_ROOT / --data-root"
-            f"{', or fix $LABUTILS_DATA' if _from_labutils_data(root) else ''}).")
+            f"{f', or fix {origin}' if (origin := _origin(root, origin)) else ''}).")
 
 
 def _why_download_failed(err: BaseException, timeout: float) -> str:
@@ -86,9 +100,10 @@ def _why_download_failed(err: BaseException, timeout: float) -> str:
     return f"download failed: {type(err).__name__}: {text[0] if text else ''}"
 
 
-def download_cifar10(root: str | os.PathLike, timeout: float | None = None) -> Path:
+def download_cifar10(root: str | os.PathLike, timeout: float | None = None, origin: str | None = None) -> Path:
     """Fetch and unpack the official archive (MD5 checked by torchvision's utility). A server that
-    stops answering for ``timeout`` seconds ($LABUTILS_DOWNLOAD_TIMEOUT, default 60) ends it."""
+    stops answering for ``timeout`` seconds ($LABUTILS_DOWNLOAD_TIMEOUT, default 60) ends it.
+    ``origin``: where ``root`` came from, for the messages (see ``check_data_folder``)."""
     from torchvision.datasets.utils import download_and_extract_archive
 
     root = Path(root)
@@ -99,18 +114,24 @@ def download_cifar10(root: str | os.PathLike, timeout: float | None = None) -> P
     try:
         download_and_extract_archive(CIFAR10_URL, str(root), md5=CIFAR10_MD5)
     except Exception as err:  # no network, proxy, silent server, checksum mismatch ...
-        from_env = _from_labutils_data(root)
-        named = f"{root} (from $LABUTILS_DATA)" if from_env else str(root)
-        message = _manual_instructions(root, _why_download_failed(err, timeout))
-        if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            # The instructions' mkdir and tar would fail the same way.
-            message = (f"{named} is not writable ({err.filename or root}: {err.strerror or err}), so CIFAR-10 "
-                       f"could not be downloaded into it: set DATA_ROOT (--data-root) to a folder you can write to"
-                       f"{', or fix $LABUTILS_DATA' if from_env else ''}, or have the batches placed in "
-                       f"{root / BATCH_DIR}")
+        origin = _origin(root, origin)
+        named = f"{root} (from {origin})" if origin else str(root)
+        reason = _why_download_failed(err, timeout)
+        message = _manual_instructions(root, reason, origin=origin)
+        denied = isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+        target = root if made is None else made.parent  # the folder the download writes in, or makes its own in
+        # Offline, the network error comes before any write: the folder is asked whatever the error.
+        if denied or not _writable(target):  # the instructions' mkdir and tar would fail the same way
+            detail = f" ({err.filename or root}: {err.strerror or err})" if denied else ""
+            result = ("CIFAR-10 could not be downloaded into it" if target == root
+                      else f"{root} could not be made there for CIFAR-10")
+            result += "" if denied else f" even online ({reason})"
+            message = (f"{named if target == root else target} is not writable{detail}, so {result}: set DATA_ROOT "
+                       f"(--data-root) to a folder you can write to{f', or fix {origin}' if origin else ''}, or "
+                       f"have the batches placed in {root / BATCH_DIR}")
         if made is not None:  # a mistyped folder: say so, and leave no empty folder behind it
             shutil.rmtree(made, ignore_errors=True)  # a partial archive too
-            if from_env or root.resolve() != Path(DEFAULT_DATA_ROOT).resolve():  # not a fresh clone's data/
+            if root.resolve() != REPOSITORY_DATA_ROOT.resolve():  # not a fresh clone's data/
                 message = f"{named} does not exist: check the path if you meant a folder you have. " + message
         raise DataNotFoundError(message) from None
     finally:
@@ -121,8 +142,8 @@ def download_cifar10(root: str | os.PathLike, timeout: float | None = None) -> P
 def check_data_folder(root: str | os.PathLike, origin: str | None = None) -> None:
     """DataNotFoundError (or DataError) for a data folder that is certainly wrong, found without
     reading or downloading anything: a file (as the folder or as its batches' folder), the
-    batches' own folder, batches one folder too deep, a batch that is a folder, a folder one level too high
-    (its subfolder holds the batches).
+    batches' own folder, batches one folder too deep, a batch that is a folder, a folder one or two levels too
+    high (a folder below holds the batches).
     A missing or empty folder passes (the batches are downloaded into it). ``origin``: where the
     folder came from when no option named it ("$LABUTILS_DATA"), said in the message; None: the
     default folder is taken to come from $LABUTILS_DATA where that is set (a notebook's DATA_ROOT "")."""
@@ -137,8 +158,7 @@ def check_data_folder(root: str | os.PathLike, origin: str | None = None) -> Non
             raise _invalid(folder / f, "it is a folder, not a file")
     if all((folder / f).is_file() for f in TRAIN_FILES + TEST_FILES):
         return
-    if origin is None and _from_labutils_data(root):
-        origin = "$LABUTILS_DATA"
+    origin = _origin(root, origin)
     named = f"{root} (from {origin})" if origin else str(root)
     if root.is_file():
         raise DataNotFoundError(f"the data folder {named} is a file: set DATA_ROOT (--data-root) to the folder "
@@ -155,8 +175,9 @@ def check_data_folder(root: str | os.PathLike, origin: str | None = None) -> Non
                                 f"{folder}/ (mv {shlex.quote(str(nested))}/* {shlex.quote(str(folder))}/ && rmdir "
                                 f"{shlex.quote(str(nested))}), then run again")
     if root.is_dir() and not any((folder / f).is_file() for f in TRAIN_FILES + TEST_FILES):
-        # A folder one level too high (the repository instead of its data/): this downloaded a second copy.
-        below = next((sub for sub in sorted(root.glob(f"*/{BATCH_DIR}"))
+        # A folder one or two levels too high (the repository instead of its data/): this downloaded a second
+        # copy. One level is looked at first, two only then.
+        below = next((sub for pattern in (f"*/{BATCH_DIR}", f"*/*/{BATCH_DIR}") for sub in sorted(root.glob(pattern))
                       if any((sub / f).is_file() for f in TRAIN_FILES + TEST_FILES)), None)
         if below is not None:
             raise DataNotFoundError(f"{named} holds no {BATCH_DIR}/, but the CIFAR-10 batches are in {below}/: set "
@@ -164,19 +185,20 @@ def check_data_folder(root: str | os.PathLike, origin: str | None = None) -> Non
 
 
 def cifar10_dir(root: str | os.PathLike = DEFAULT_DATA_ROOT, download: bool = True,
-                files: tuple[str, ...] = TRAIN_FILES + TEST_FILES) -> Path:
+                files: tuple[str, ...] = TRAIN_FILES + TEST_FILES, origin: str | None = None) -> Path:
     """Folder with the official batches (``files``: those needed, default all six); downloads them
-    when one is absent and that is allowed."""
+    when one is absent and that is allowed. ``origin``: where ``root`` came from, for the messages
+    (see ``check_data_folder``: "" for a folder the caller was given)."""
     root = Path(root)
-    check_data_folder(root)
+    check_data_folder(root, origin)
     missing = [f for f in files if not (root / BATCH_DIR / f).is_file()]
     if not missing:
         return root / BATCH_DIR
     if not download:
-        raise DataNotFoundError(_manual_instructions(root, files=files))
+        raise DataNotFoundError(_manual_instructions(root, files=files, origin=origin))
     if any((root / BATCH_DIR / f).is_file() for f in TRAIN_FILES + TEST_FILES):  # say why it downloads
         print(f"{root / BATCH_DIR} lacks {', '.join(missing)}: downloading CIFAR-10 again")
-    return download_cifar10(root)
+    return download_cifar10(root, origin=origin)
 
 
 class _BatchUnpickler(pickle.Unpickler):
@@ -281,11 +303,12 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
-def load_cifar10(root: str | os.PathLike = DEFAULT_DATA_ROOT, train: bool = True,
-                 download: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """One split as (images uint8 [N, 3, 32, 32], labels int64 [N]) in the official order."""
+def load_cifar10(root: str | os.PathLike = DEFAULT_DATA_ROOT, train: bool = True, download: bool = True,
+                 origin: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One split as (images uint8 [N, 3, 32, 32], labels int64 [N]) in the official order (``origin``:
+    see ``cifar10_dir``)."""
     files = TRAIN_FILES if train else TEST_FILES
-    folder = cifar10_dir(root, download, files)  # the split's own batches: a test split needs no training data
+    folder = cifar10_dir(root, download, files, origin)  # the split's own batches: a test split needs no training data
     parts = [_read_batch(folder / f) for f in files]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 

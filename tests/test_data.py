@@ -568,6 +568,22 @@ def test_a_data_folder_one_level_too_high_names_the_folder_below_before_any_down
     assert len(D.load_cifar10(tmp_path / "data", train=False, download=False)[1]) == 20  # as the message says
 
 
+def test_a_data_folder_two_levels_too_high_names_the_folder_below_before_any_download(tmp_path, monkeypatch):
+    """Only one level down was looked at: DATA_ROOT two folders above the batches downloaded a second copy."""
+    import torchvision.datasets.utils as U
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("downloaded although the batches are there, two folders below")
+
+    monkeypatch.setattr(U, "download_and_extract_archive", no_download)
+    below = tmp_path / "two" / "a" / "data"
+    D.write_synthetic_cifar10(below, n_train=50, n_test=20)
+    with pytest.raises(D.DataNotFoundError, match=re.escape(
+            f"{tmp_path / 'two'} holds no {D.BATCH_DIR}/, but the CIFAR-10 batches are in {below / D.BATCH_DIR}/: "
+            f"set DATA_ROOT (--data-root) to {below}")):
+        D.load_cifar10(tmp_path / "two")
+
+
 @pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
 def test_a_data_folder_that_is_not_writable_says_so_instead_of_unpacking_there(tmp_path, code, monkeypatch):
     """A read-only folder without the batches was told to "mkdir -p ... && tar -xzf ... -C" it, which fails
@@ -584,6 +600,63 @@ def test_a_data_folder_that_is_not_writable_says_so_instead_of_unpacking_there(t
             f"the batches placed in {tmp_path / D.BATCH_DIR}")) as err:
         D.load_cifar10(tmp_path)
     assert "tar -xzf" not in str(err.value)
+
+
+def test_a_read_only_data_folder_offline_says_it_is_not_writable(tmp_path, monkeypatch):
+    """Offline, an existing read-only folder still got the mkdir/tar advice: torchvision asks the server before
+    it writes, so the error was the network's, not EROFS. A missing folder under a read-only one was said to be
+    the folder not writable, not the one it is to be made in."""
+    import urllib.error
+
+    import torchvision.datasets.utils as U
+
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+
+    def offline(url, root, **kwargs):  # torchvision's order: the folder made first, then the server asked
+        if not Path(root).exists():
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), root)  # os.makedirs in the read-only folder
+        raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(U, "download_and_extract_archive", offline)
+    monkeypatch.setattr(D, "_writable", lambda folder: folder != read_only)  # chmod stops no write by root
+    with pytest.raises(D.DataNotFoundError, match=re.escape(
+            f"{read_only} is not writable, so CIFAR-10 could not be downloaded into it even online (download "
+            f"failed: URLError: [Errno -3] Temporary failure in name resolution): set DATA_ROOT (--data-root) to a "
+            f"folder you can write to, or have the batches placed in {read_only / D.BATCH_DIR}")) as err:
+        D.load_cifar10(read_only)
+    assert "tar -xzf" not in str(err.value)
+    typo = read_only / "dta"
+    with pytest.raises(D.DataNotFoundError, match=re.escape(
+            f"{typo} does not exist: check the path if you meant a folder you have. {read_only} is not writable "
+            f"({typo}: {os.strerror(errno.EROFS)}), so {typo} could not be made there for CIFAR-10: set DATA_ROOT")):
+        D.load_cifar10(typo)
+    monkeypatch.setattr(D, "_writable", lambda folder: True)  # a writable folder offline: the usual advice
+    with pytest.raises(D.DataNotFoundError, match="tar -xzf"):
+        D.load_cifar10(read_only)
+
+
+def test_a_data_root_given_as_labutils_data_folder_is_not_said_to_come_from_the_variable(tmp_path, monkeypatch):
+    """LABUTILS_DATA=/x/typo and DATA_ROOT '/x/typo' given too: the messages said "(from $LABUTILS_DATA)" and
+    "or fix $LABUTILS_DATA", the paths alone compared; the caller now says where the folder came from."""
+    import torchvision.datasets.utils as U
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    typo = tmp_path / "dta"
+    monkeypatch.setattr(U, "download_and_extract_archive", offline)
+    monkeypatch.setenv("LABUTILS_DATA", str(typo))
+    monkeypatch.setattr(D, "DEFAULT_DATA_ROOT", typo)  # as read when labutils was imported
+    for download in (False, True):
+        with pytest.raises(D.DataNotFoundError) as err:
+            D.load_cifar10(typo, download=download, origin="")
+        assert "LABUTILS_DATA" not in str(err.value)
+        assert str(err.value).endswith("(or pass the folder as DATA_ROOT / --data-root).")
+    assert str(err.value).startswith(f"{typo} does not exist: check the path")  # though the default folder
+    # No origin given: the default folder is the variable's, as before.
+    with pytest.raises(D.DataNotFoundError, match=re.escape("or fix $LABUTILS_DATA")):
+        D.cifar10_dir(typo)
 
 
 def test_a_damaged_batch_is_to_be_deleted_alone_not_with_its_folder(tmp_path, monkeypatch):
