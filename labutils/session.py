@@ -33,6 +33,9 @@ EVAL_BATCH_SIZE = 500
 # How the record written while a checkpoint is replaced begins: found after a kill, --resume runs its notebook again.
 SAVE_NOT_FINISHED = "its save did not finish"
 
+# What a session's data description adds before the data is there (shown, never recorded: ``Session.info``).
+NOT_PREPARED = " (not prepared yet)"
+
 
 class Session:
     """Everything a notebook needs to know about its run.
@@ -165,7 +168,10 @@ class Session:
     # -- identity -------------------------------------------------------------------------
     @property
     def info(self) -> dict:
-        return run_info(self.name, self.data_description, self.device, self.run_id) | {
+        # The records name the data without NOT_PREPARED: one written before the data was there and one
+        # after would name two datasets, and notebook 05 saw two runs of one run id.
+        data = self.data_description.removesuffix(NOT_PREPARED)
+        return run_info(self.name, data, self.device, self.run_id) | {
             "reduced": self.profile["reduced"], "seed": self.seed, "data_root": self.data_root_from_run,
             "n_test": self.profile["data"]["n_test"], "precision": precision_for(self.device)}
 
@@ -187,7 +193,7 @@ class Session:
         if self._data_description is None:
             self._data_description = D.describe_prepared(self.data_root)
         if self._data_description is None:
-            return f"{D.describe_to_come(self.profile['data']['source'])} (not prepared yet)"
+            return D.describe_to_come(self.profile["data"]["source"]) + NOT_PREPARED
         return self._data_description
 
     def caption(self, run: dict | None = None, measured_here: bool = False) -> str:
@@ -409,7 +415,9 @@ class Session:
         return record
 
     def record_missing_baseline(self, name: str, stage: str) -> dict:
-        """``record_missing`` for a model whose baseline notebook 02 did not produce, with its reason."""
+        """``record_missing`` for a model whose baseline notebook 02 did not produce, with its reason;
+        SettingsError, nothing written, where notebook 02 has not run in this run (``check_baselines_recorded``)."""
+        self.check_baselines_recorded()
         before = self.metrics(name, "before_pruning")
         if before is not None and not self._of_this_run(before):  # its reason would be another run's
             reason = (f"{name}_before_pruning is left from run {(before.get('run') or {}).get('run_id')}, not "
@@ -417,6 +425,15 @@ class Session:
         else:
             reason = (before or {}).get("reason", "no before_pruning checkpoint in this run; run notebook 02 first")
         return self.record_missing(name, stage, f"{BASELINE_MISSING}: {reason}")
+
+    def check_baselines_recorded(self) -> None:
+        """SettingsError unless notebook 02 of this run recorded a baseline of some model of MODELS
+        (trained, or not produced and why): notebooks 03-05 run before 02 recorded every model as not
+        produced and finished, as if that were the run's result (the command line refuses them)."""
+        if not any(self._of_this_run(read_json_object(self.dirs.metrics_file(m, "before_pruning")))
+                   for m in self.models):
+            raise SettingsError(f"no baseline of this run ({self.run_id}) for MODELS ({', '.join(self.models)}) in "
+                                f"{self.dirs.metrics}: run notebook 02 first")
 
     def load(self, name: str, stage: str) -> tuple[torch.nn.Module, dict]:
         """This run's checkpoint of ``name`` at ``stage``: CheckpointError for one its record does not

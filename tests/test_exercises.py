@@ -209,6 +209,10 @@ def test_load_subjects_for_an_exercise_writes_nothing_and_refuses_a_wrong_name(t
         with pytest.raises(SettingsError):
             lab.load_subjects(s, wrong)
     assert sorted((tmp_path / "run").rglob("*")) == before
+    with pytest.raises(SettingsError, match="no baseline of this run"):  # 02 not run: nothing recorded
+        lab.load_subjects(s, ["cnn"])
+    assert sorted((tmp_path / "run").rglob("*")) == before
+    s.record_missing("cnn", "before_pruning", "diverged")  # 02 ran and produced no cnn
     lab.load_subjects(s, ["cnn"])  # a model of the run without its baseline: recorded, as notebook 03 does
     assert (tmp_path / "run" / "metrics" / "cnn_after_unstructured_pruning.json").is_file()
 

@@ -149,6 +149,25 @@ def _one_baseline(tmp_path, session=None):
     return s, lab.load_subjects(s, ["cnn"])
 
 
+def test_notebook_03_before_02_stops_and_records_nothing(tmp_path, capsys):
+    """Run before notebook 02 it recorded every model as not produced and finished, and notebook 05
+    reported nine empty entries (interactive review); with some baseline recorded (the vit offline),
+    a model without one is still recorded as not produced."""
+    from labutils import Session
+    from labutils.errors import SettingsError
+    from labutils.labs import unstructured as lab
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn", "vit"])  # notebook 01 ran here, not 02
+    with pytest.raises(SettingsError, match=rf"no baseline of this run \({s.run_id}\) for MODELS \(cnn, vit\) in "
+                                            rf".*: run notebook 02 first"):
+        lab.load_subjects(s, s.models)
+    assert sorted(p.name for p in s.dirs.metrics.iterdir()) == ["run.json"]
+    s.record_missing("vit", "before_pruning", "no pretrained weights")  # notebook 02, offline
+    assert not lab.load_subjects(s, s.models) and "vit          skipped: baseline not produced: no pretrained" in (
+        capsys.readouterr().out)
+    assert read_json(s.dirs.metrics_file("cnn", lab.STAGE))["produced"] is False
+
+
 # The study's rows as its cell records them (no per-image scores): one_shot wins at its top point.
 STUDY_ROWS = [{"method": m, "sparsity": 0.9, "epochs": 1, "accuracy": a, "test_images": 64}
               for m, a in (("one_shot", 0.4), ("iterative", 0.2), ("gradual", 0.3))]

@@ -402,6 +402,22 @@ def test_a_bad_steps_scope_or_multiple_is_refused_before_the_loaders_and_the_stu
     assert not s.available("cnn", lab.STAGE)
 
 
+def test_notebook_04_before_02_stops_and_records_nothing(tmp_path):
+    """Its loop printed "'cnn' NOT PRODUCED: ... run notebook 02 first" for each model, wrote their
+    records and finished (interactive review): the first model now stops it, nothing written."""
+    from labutils import Session
+    from labutils.errors import SettingsError
+    from labutils.labs import structured as lab
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn", "vit"])  # notebook 01 ran here, not 02
+    with pytest.raises(SettingsError, match=r"no baseline of this run .* for MODELS \(cnn, vit\) .*: run notebook 02 "
+                                            r"first"):
+        lab.prune_structured(s, "cnn")
+    assert sorted(p.name for p in s.dirs.metrics.iterdir()) == ["run.json"]
+    s.record_missing("vit", "before_pruning", "no pretrained weights")  # notebook 02, offline: per model
+    assert [lab.prune_structured(s, m)["produced"] for m in s.models] == [False, False]
+
+
 def test_a_misspelt_model_name_writes_nothing(tmp_path):
     """prune_structured(s, "resnet") wrote a "not produced" record saying to run notebook 02; the
     equivalence check said "no baseline in this run" (review)."""

@@ -148,6 +148,21 @@ def test_a_model_skipped_before_its_baseline_existed_is_refused(tmp_path):
         R.check_one_run(R.load_records(dirs))
 
 
+def test_a_model_skipped_before_the_data_was_prepared_gets_the_advice_not_two_runs(tmp_path):
+    """Its record named the data "... (not prepared yet)": notebook 05 said "the metrics come from 2
+    different runs", naming the same run id twice (interactive review)."""
+    dirs = RunDirs(tmp_path)
+    run = {"run_id": "A", "profile": "smoke", "data": "synthetic CIFAR-shaped data", "seed": 0}
+    write_json(dirs.metrics_file("cnn", "before_pruning"), _record("cnn", "before_pruning", "A", accuracy=0.93) | {
+        "run": run})
+    write_json(dirs.metrics_file("cnn", "after_structured_pruning"), {
+        "model": "cnn", "stage": "after_structured_pruning", "produced": False,
+        "reason": "baseline not produced: no before_pruning checkpoint in this run; run notebook 02 first",
+        "run": run | {"data": "synthetic CIFAR-shaped data (not prepared yet)"}})
+    with pytest.raises(R.ReportError, match=r"cnn_before_pruning is there now .*: run notebook 04 again for cnn"):
+        R.check_one_run(R.load_records(dirs))
+
+
 def test_two_seeds_under_one_run_id_are_refused(tmp_path):
     dirs = RunDirs(tmp_path)
     for model, seed in (("cnn", 0), ("vit_scratch", 1)):
@@ -188,6 +203,9 @@ def test_models_outside_the_runs_models_are_not_in_the_report(tmp_path):
                                             "vit_scratch_before_pruning": None}
     assert records["vit_scratch", "before_pruning"]["reason"] == "not in this run: its models are cnn"
     assert "notebook 03 did not run for cnn" in records["cnn", "after_unstructured_pruning"]["reason"]
+    # MODELS naming a model the run did not train: the reason names the run's, as report_details.json keeps it
+    records = R.load_records(dirs, ["cnn", "vit"])
+    assert records["vit_scratch", "before_pruning"]["reason"] == "not in this run: its models are cnn"
 
 
 def test_the_verdict_and_the_figure_tell_a_model_left_out_from_one_not_produced(capsys, tmp_path):
@@ -253,6 +271,39 @@ def test_a_run_without_checkpoints_gets_no_table_figure_and_goes_on(tmp_path, ca
     assert R.plot_table(["checkpoint", "accuracy"], [], "checkpoints", path=tmp_path / "t.png") is None
     assert "no figure: no checkpoint of this run to tabulate" in capsys.readouterr().out
     assert not (tmp_path / "t.png").exists()
+
+
+def test_notebook_05_before_02_stops_and_its_last_cells_read_the_report_back(tmp_path, capsys):
+    """Notebook 05 after 03-04 had run before 02 wrote nine "not produced" entries; with no checkpoint it
+    said every checkpoint reproduces its accuracy; its last cells failed with NameError: 'report' after a
+    kernel restart (interactive review)."""
+    import json
+
+    from labutils import Session
+    from labutils.course import BASELINE_MISSING
+    from labutils.errors import SettingsError
+
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    s.prepare_data()
+    s.record_missing("cnn", "after_unstructured_pruning", f"{BASELINE_MISSING}: run notebook 02 first")  # an older 03
+    with pytest.raises(SettingsError, match=r"no baseline of this run .* for MODELS \(cnn\) .*: run notebook 02 first"):
+        R.load_run(s)
+    cells = ["".join(c["source"]) for c in json.loads((NOTEBOOK_DIR / "05_report.ipynb").read_text())["cells"]]
+    after_restart = {"s": s, "lab": R}  # the setup cells only
+    with pytest.raises(R.ReportError, match=r"no report of this run .* yet: run the cells from 'One run, or nothing'"):
+        exec(cells[14], after_restart)
+
+    s.record_missing("cnn", "before_pruning", "diverged")  # notebook 02 ran: cnn not produced
+    records, run = R.load_run(s)
+    report = R.build_report(records)
+    assert R.remeasure_checkpoints(s) == []
+    said = capsys.readouterr().out
+    assert "no checkpoint of this run to measure" in said and "reproduces" not in said
+    R.write(s, report, records, run, [])
+    for cell in (cells[14], cells[16]):
+        exec(cell, after_restart)
+    assert after_restart["report"] == report and (tmp_path / "figures" / "05_accuracy_vs_sparsity.png").is_file()
+    assert "initial_accuracies     cnn: not produced  vit: not in this run" in capsys.readouterr().out
 
 
 def test_invalid_report_is_not_written(tmp_path):

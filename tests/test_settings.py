@@ -541,6 +541,10 @@ def test_another_runs_leftovers_are_not_this_runs_baselines(tmp_path, capsys):
     b = Session("smoke", tmp_path, device="cpu", start_run=False)
     assert not b.available("cnn") and not b.recorded("before_pruning", "x")["cnn"]["produced"]
     assert b.models == ["cnn", "vit", "vit_scratch"]  # no pipeline.json: nothing narrowed
+    with pytest.raises(SettingsError, match=rf"no baseline of this run \({b.run_id}\) for MODELS"):
+        structured.prune_structured(b, "cnn")  # notebook 04 before this run's 02: nothing recorded
+    assert not b.dirs.metrics_file("cnn", "after_structured_pruning").exists()
+    b.record_missing("vit", "before_pruning", "no weights")  # 02 ran for this run: the leftover is named
     record = structured.prune_structured(b, "cnn")
     assert record["produced"] is False and record["run"]["run_id"] == b.run_id
     assert record["reason"] == (f"baseline not produced: cnn_before_pruning is left from run {a.run_id}, not this "

@@ -23,6 +23,8 @@ def test_session_shown_before_its_data_names_the_data_once_prepared(tmp_path):
     s = Session("smoke", tmp_path)
     before = repr(s)  # notebook 01 shows the session before prepare_data writes the data
     assert "not prepared yet" in before and "unknown" not in before
+    # Never in a record: records written before and after the data was prepared named two runs of one id.
+    assert s.record_missing("cnn", "before_pruning", "x")["run"]["data"] == "synthetic CIFAR-shaped data"
     s.prepare_data()
     assert s.data_description == "synthetic CIFAR-shaped data"
     assert "synthetic CIFAR-shaped data" in s.caption() and "not prepared" not in s.caption()
@@ -238,7 +240,8 @@ def test_notebook_03_with_no_baseline_draws_nothing_and_an_exercise_says_why(tmp
     skip themselves, and an exercise's ``subjects["cnn"]`` said only KeyError: 'cnn'."""
     import matplotlib.pyplot as plt
 
-    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])  # notebook 02 never ran here
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    s.record_missing("cnn", "before_pruning", "diverged")  # notebook 02 ran, and produced no baseline
     subjects = U.load_subjects(s, ["cnn"])
     assert not subjects and "cnn          skipped: " in capsys.readouterr().out
     figures = plt.get_fignums()

@@ -49,6 +49,9 @@ def load_records(dirs: RunDirs, models=MODEL_NAMES) -> dict:
     """{(model, stage): record} for every course model; a missing file becomes a not-produced
     record saying which notebook would have written it, and a model outside ``models`` (the
     notebook's MODELS) one saying that it is not in this run."""
+    # The run's models are those notebook 02 recorded: MODELS may also name one it did not train.
+    trained = [m for m in models if dirs.metrics_file(m, "before_pruning").is_file()]
+    not_in_run = f"its models are {', '.join(trained)}" if trained else f"not in MODELS ({', '.join(models)})"
     records = {}
     for model in MODEL_NAMES:
         for stage, notebook in NOTEBOOK_OF_STAGE.items():
@@ -57,7 +60,7 @@ def load_records(dirs: RunDirs, models=MODEL_NAMES) -> dict:
                 records[model, stage] = read_json(path)
                 continue
             reason = (f"no metrics file {path.name}: notebook {notebook} did not run for {model}" if model in models
-                      else f"{NOT_IN_RUN}: its models are {', '.join(models)}")
+                      else f"{NOT_IN_RUN}: {not_in_run}")
             records[model, stage] = {"model": model, "stage": stage, "produced": False, "reason": reason}
     return records
 
@@ -80,6 +83,18 @@ def check_one_run(records: dict) -> dict:
         raise ReportError(f"{', '.join(f'metrics/{m}_{s}.json' for m, s in older)} record no data copy or seed "
                           f"(written by an older labutils), the rest of run {next(iter(runs))[0]} do: "
                           + "; ".join(f"run notebook {NOTEBOOK_OF_STAGE[s]} again for {m}" for m, s in older))
+    # Notebook 03/04 ran before 02 had trained the model: its "not produced" record would stand for a
+    # model that is there. Before the runs are compared: such a record written before the data was
+    # prepared named it "... (not prepared yet)", and read as another run of the same run id.
+    for (model, stage), r in records.items():
+        before = records.get((model, "before_pruning"), {})
+        if (stage != "before_pruning" and not r.get("produced") and before.get("produced")
+                and r.get("reason", "").startswith(BASELINE_MISSING)
+                and (r.get("run") or {}).get("run_id") == (before.get("run") or {}).get("run_id")):
+            raise ReportError(f"{model}_{stage} was recorded as not produced because {model}'s baseline was "
+                              f"missing, but {model}_before_pruning is there now (at {before['accuracy']:.2%}; "
+                              f"notebook 02 ran after notebook {NOTEBOOK_OF_STAGE[stage]}): run notebook "
+                              f"{NOTEBOOK_OF_STAGE[stage]} again for {model}")
     if len(runs) > 1:
         seeds_differ = len({key[3] for key in runs}) > 1
         listing = "; ".join(f"run {rid} (profile {prof}, data {data}{f', seed {seed}' if seeds_differ else ''}): "
@@ -88,16 +103,9 @@ def check_one_run(records: dict) -> dict:
                           f"{listing}. Re-run the notebooks of one run (python -m labutils run) "
                           f"or delete the stale metrics files.")
     # One run id, but a baseline trained again by hand after its pruned models were made: the
-    # report would pair the new baseline with pruned models of the old one. Or notebook 03/04 ran
-    # before 02 had trained the model: its "not produced" record would stand for a model that is there.
+    # report would pair the new baseline with pruned models of the old one.
     for (model, stage), r in records.items():
         before = records.get((model, "before_pruning"), {})
-        if (stage != "before_pruning" and not r.get("produced") and before.get("produced")
-                and r.get("reason", "").startswith(BASELINE_MISSING)):
-            raise ReportError(f"{model}_{stage} was recorded as not produced because {model}'s baseline was "
-                              f"missing, but {model}_before_pruning is there now (at {before['accuracy']:.2%}; "
-                              f"notebook 02 ran after notebook {NOTEBOOK_OF_STAGE[stage]}): run notebook "
-                              f"{NOTEBOOK_OF_STAGE[stage]} again for {model}")
         if stage != "before_pruning" and r.get("produced"):
             if (problem := _older_record(model, stage, r)) is not None:
                 raise ReportError(f"metrics/{model}_{stage}.json {problem} (written by an older labutils): run "
@@ -225,8 +233,9 @@ def checkpoint_table(rows: list[dict], records: dict) -> tuple[list[str], list[l
 
 # -- the notebook's steps -------------------------------------------------------------------------
 def load_run(session) -> tuple[dict, dict]:
-    """The run's metrics records and its identity (refused if they come from several runs, or if
-    MODELS leaves out a model the pipeline ran: it would read as left out of the run). A session
+    """The run's metrics records and its identity (refused if they come from several runs, if
+    MODELS leaves out a model the pipeline ran: it would read as left out of the run, or if notebook
+    02 has not run: every entry would be "not produced"). A session
     that continues a run (``start_run=False``) has already left out the models the run never trained."""
     ran = session.pipeline_summary()
     if ran:
@@ -256,6 +265,7 @@ def load_run(session) -> tuple[dict, dict]:
         raise ReportError(f"the metrics in {session.dirs.metrics} are run {run['run_id']}'s, but the folder now "
                           f"holds run {session.run_id} (its metrics/run.json): run notebooks 02-04 of that run "
                           f"before its report, or report on run {run['run_id']} from a folder of its own")
+    session.check_baselines_recorded()  # notebooks 03-04 run before 02 recorded nothing but "not produced"
     print(f"run {run['run_id']}: profile {run['profile']}, {run['data']}, {run['device']}, "
           f"commit {run['git_commit']}")
     return records, run
@@ -329,8 +339,11 @@ def remeasure_checkpoints(session) -> list[dict]:
     if unmeasured := [f"{r['name']}: {r['accuracy_error']}" for r in rows if r.get("accuracy_error")]:
         raise ReportError(f"test images not found for {'; '.join(unmeasured)}")  # they load, unchecked
     differ = {r["name"]: (r["recorded_accuracy"], r["accuracy"]) for r in rows if r["accuracy"] != r["recorded_accuracy"]}
-    print("every checkpoint reproduces its recorded accuracy exactly" if not differ
-          else f"recorded vs re-measured: {differ}")
+    if differ:
+        print(f"recorded vs re-measured: {differ}")
+    else:
+        print("every checkpoint reproduces its recorded accuracy exactly" if rows else
+              "no checkpoint of this run to measure")
     return rows
 
 
@@ -356,6 +369,21 @@ def write(session, report: dict, records: dict, run: dict, rows: list[dict]) -> 
     for p in paths:
         print("wrote", p.relative_to(session.dirs.root))
     return paths
+
+
+def recorded_report(session) -> tuple[dict, dict, dict]:
+    """This run's ``report.json`` read back, with the records it was made from and the run (as its
+    sidecar keeps them), so the cells after 'Write the report' also work after a kernel restart."""
+    report_path, details_path = session.dirs.root / "report.json", session.dirs.root / "report_details.json"
+    details = read_json(details_path) if details_path.is_file() else {}
+    if (details.get("run") or {}).get("run_id") != session.run_id or not report_path.is_file():
+        raise ReportError(f"no report of this run ({session.run_id}) in {session.dirs.root} yet: run the cells "
+                          f"from 'One run, or nothing' to 'Write the report' first")
+    report = read_json(report_path)
+    validate_report(report)
+    entries = details["entries"]
+    records = {(m, stage): entries.get(f"{m}_{stage}", {}) for m in MODEL_NAMES for stage in NOTEBOOK_OF_STAGE}
+    return report, records, details["run"]
 
 
 def print_verdict(report: dict, reduced: bool, models=MODEL_NAMES, records: dict | None = None) -> None:

@@ -317,7 +317,7 @@ def prune_structured(session: Session, name: str) -> dict:
     record saying the timing is missing (``TIMING_PENDING``)."""
     check_model(name)  # a misspelt name: before anything is written under it
     if not session.available(name, "before_pruning"):
-        record = session.record_missing_baseline(name, STAGE)
+        record = session.record_missing_baseline(name, STAGE)  # SettingsError where notebook 02 has not run
         print(f"'{name}' NOT PRODUCED: {record['reason'].splitlines()[0]}")
         return record
     cfg = check_recipe(session.profile["structured"][name], name)

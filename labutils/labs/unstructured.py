@@ -167,7 +167,8 @@ class Subjects(dict):
 
 def load_subjects(s, models: list[str]) -> Subjects:
     """Baselines of ``models``; a model of the run whose baseline was not produced is recorded as
-    missing (an exercise's call for a model outside ``MODELS`` records nothing: it saves nothing)."""
+    missing (an exercise's call for a model outside ``MODELS`` records nothing: it saves nothing).
+    SettingsError, nothing recorded, where notebook 02 has not run in this run."""
     models = check_models(models)
     cfg, subjects = settings(s), Subjects(models, {})
     for name in models:
