@@ -22,7 +22,7 @@ from .errors import SettingsError
 from .models import COURSE_MODELS, course_model, input_size
 from .profile_check import check_profile
 from .profiles import PROFILES, auto_profile, get_profile
-from .runlock import check_free
+from .runlock import RUN_TOKEN_ENV, check_free
 from .train import check_seed, get_device, seed_everything
 
 
@@ -97,6 +97,7 @@ class Session:
                       f"(PROFILE = {others[0]!r}) in this notebook's parameters cell")
         self.dirs = RunDirs(root)
         self.data_root = D.run_data_root(self.profile["data"]["source"], self.dirs.root, data_root)
+        self._data_origin = "" if data_root else None  # named by DATA_ROOT; else perhaps $LABUTILS_DATA's
         if data_root and Path(data_root).expanduser().resolve() != self.data_root:
             print(f"note: the {self.name} profile writes and reads its own synthetic data "
                   f"({self.data_root.name}/ in the run's folder); DATA_ROOT is not used")
@@ -121,7 +122,8 @@ class Session:
             print(f"note: a new run starts in {self.dirs.root} (OUT_DIR {str(out_dir)!r} is relative to "
                   f"the working folder {Path.cwd()})")
         # The same for a relative DATA_ROOT: from notebooks/, "data" is notebooks/data, and CIFAR-10 is fetched there.
-        if (data_root and not Path(data_root).expanduser().is_absolute()
+        # Not in a pipeline's kernel: the pipeline makes --data-root relative itself, a path nobody typed.
+        if (data_root and not Path(data_root).expanduser().is_absolute() and not os.environ.get(RUN_TOKEN_ENV)
                 and self.profile["data"]["source"] != "synthetic" and not D.describe_prepared(self.data_root)):
             print(f"note: CIFAR-10 is read from {self.data_root} (DATA_ROOT {str(data_root)!r} is relative to the "
                   f"working folder {Path.cwd()}), which holds no batches yet")
@@ -222,14 +224,14 @@ class Session:
                                           n_train=self.profile["data"]["n_train"],
                                           n_test=self.profile["data"]["n_test"])
             return self.data_root / D.BATCH_DIR
-        return D.cifar10_dir(self.data_root)
+        return D.cifar10_dir(self.data_root, origin=self._data_origin)
 
     def arrays(self, train: bool) -> tuple[np.ndarray, np.ndarray]:
         """The profile's (balanced subset of the) split as uint8 images and labels."""
         if train not in self._arrays:
             self.prepare_data()
             n = self.profile["data"]["n_train" if train else "n_test"]
-            images, labels = D.load_cifar10(self.data_root, train)
+            images, labels = D.load_cifar10(self.data_root, train, origin=self._data_origin)
             if n is not None and len(labels) < n:  # a smaller copy would silently shrink the run
                 split = "training" if train else "test"
                 raise D.DataError(f"the {self.name} profile uses {n:,} {split} images, but "

@@ -690,6 +690,33 @@ def test_a_relative_data_root_without_the_batches_says_where_it_is_read(tmp_path
     D.write_synthetic_cifar10(tmp_path / "data", n_train=50, n_test=20)
     Session("cpu", tmp_path / "run", "data", "cpu")  # the batches are there: nothing to say
     assert "DATA_ROOT" not in capsys.readouterr().out
+    # In a pipeline's kernel the relative path is the pipeline's own, not typed by anyone (review).
+    from labutils.runlock import RUN_TOKEN_ENV
+    monkeypatch.setenv(RUN_TOKEN_ENV, "token")
+    Session("cpu", tmp_path / "run2", "elsewhere", "cpu")
+    assert "DATA_ROOT" not in capsys.readouterr().out
+
+
+def test_a_data_root_given_to_a_session_is_not_said_to_come_from_labutils_data(tmp_path, monkeypatch):
+    """LABUTILS_DATA and DATA_ROOT naming one missing folder: the message blamed the variable (review)."""
+    from labutils.session import Session
+
+    typo = tmp_path / "typo"
+    monkeypatch.setenv("LABUTILS_DATA", str(typo))
+    monkeypatch.setattr(D, "DEFAULT_DATA_ROOT", typo)
+    import urllib.error
+
+    import torchvision.datasets.utils as tv_utils
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
+    with pytest.raises(D.DataNotFoundError) as err:
+        Session("cpu", tmp_path / "run", str(typo), "cpu").prepare_data()
+    assert "does not exist" in str(err.value) and "LABUTILS_DATA" not in str(err.value)
+    with pytest.raises(D.DataNotFoundError, match=r"\(from \$LABUTILS_DATA\) does not exist"):  # no DATA_ROOT
+        Session("cpu", tmp_path / "run2", "", "cpu").prepare_data()
 
 @pytest.mark.parametrize("images", [np.random.default_rng(0).random((10, 3, 32, 32)).astype(np.float32),
                                     torch.rand(10, 32, 32, 3), np.full((10, 3, 32, 32), 300, np.int64)],
