@@ -8,8 +8,6 @@
   inference conditions: eval mode, no_grad, channels_last on CUDA, the device's mixed precision
   (``accel.precision_for``: bf16 or fp16 on CUDA, fp32 elsewhere); CUDA events after a warm-up on
   GPU, ``time.perf_counter`` on CPU; optionally replayed from a CUDA graph (``graphs=True``).
-* ``measure_throughput(model, input_size, batch_sizes, device)`` - images/s at each batch size: where
-  a small model stops being bound by per-layer launch overhead and its MACs start to count.
 * ``compare_latency(dense, pruned, input_size, cfg)`` - dense against pruned latency at a profile's
   batch sizes, the two taking turns, each keeping its median round (notebooks 03 and 04).
 * ``take_turns(measure, dense, pruned, rounds)`` - the two models measured in turn, round after
@@ -31,7 +29,7 @@ import psutil
 import torch
 from torch import nn
 
-from .accel import autocast, graphed_call, graphs_unavailable, memory_format, precision_for, tune_backends
+from .accel import autocast, graphed_call, memory_format, precision_for, tune_backends
 
 
 def _input_shape(input_size) -> tuple[int, int, int]:
@@ -204,19 +202,6 @@ def is_noisy(spread: float, device, elsewhere: float = 0.0) -> bool:
     load = getattr(os, "getloadavg", None)  # not on Windows
     busy_load = cpu and load is not None and load()[0] > cores + 1
     return spread > 0.25 or elsewhere > free + 0.25 or busy_load
-
-
-def measure_throughput(model: nn.Module, input_size, batch_sizes, device="cpu", graphs: bool | None = None,
-                       warmup: int = 3, iters: int = 10) -> list[dict]:
-    """``measure_latency`` at each batch size: one record per size, images/s included.
-    ``graphs`` None: CUDA graphs wherever they can be captured (a CUDA device), eager elsewhere.
-
-    Small batches show a model's fixed cost per pass (one launch per layer, Python, the framework);
-    large ones its cost per image, which is where fewer MACs can turn into speed."""
-    if graphs is None:
-        graphs = graphs_unavailable(device) is None
-    return [measure_latency(model, input_size, b, device, warmup=warmup, iters=iters, graphs=graphs)
-            for b in batch_sizes]
 
 
 def take_turns(measure, dense: nn.Module, pruned: nn.Module, rounds: int) -> list[tuple]:

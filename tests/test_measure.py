@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from labutils.measure import compare_latency, count_macs, measure_latency, measure_throughput
+from labutils.measure import compare_latency, count_macs, measure_latency
 from labutils.models import build_model
 
 
@@ -86,8 +86,8 @@ def test_measure_latency_reports_consistent_numbers():
     assert model.training  # the caller's model is untouched (a copy was measured)
 
 
-def test_measure_throughput_sweeps_batch_sizes_eagerly_on_cpu():
-    rows = measure_throughput(tiny_cnn(), 8, [1, 4, 16], "cpu", warmup=1, iters=2)
+def test_measure_latency_sweeps_batch_sizes_eagerly_on_cpu():
+    rows = [measure_latency(tiny_cnn(), 8, b, "cpu", warmup=1, iters=2) for b in (1, 4, 16)]
     assert [r["batch_size"] for r in rows] == [1, 4, 16]
     assert all(r["images_per_second"] > 0 and r["graphs"] is False and r["precision"] == "fp32" for r in rows)
     with pytest.warns(RuntimeWarning, match="CUDA graphs not used .*CUDA device"):

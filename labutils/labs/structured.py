@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..accel import full_float32
+from ..accel import full_float32, graphs_unavailable
 from ..artifacts import as_stored
 from ..course import AFTER_PRUNING_MIN, MODEL_NAMES, SPARSITY_MIN, meets_minimum
 from ..errors import SettingsError
-from ..measure import NOISY_WHY, compare_latency, count_macs, measure_throughput, take_turns
+from ..measure import NOISY_WHY, compare_latency, count_macs, measure_latency, take_turns
 from ..models import build_model, count_parameters
 from ..plots import COLORS, finish, log_tick_labels, named_styles, panels, style_for
 from ..profile_check import check_settings, schema
@@ -256,10 +256,10 @@ def throughput(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict, explai
             continue
         # Two warm-up passes, not latency_warmup's: at the sweep's large batches one pass takes
         # seconds on a CPU, and a captured CUDA graph is warm after its first replay.
-        kw = dict(warmup=2, iters=cfg["throughput_iters"])
+        kw = dict(warmup=2, iters=cfg["throughput_iters"], graphs=graphs_unavailable(device) is None)
         # Turns at each batch size, as compare_latency takes them: a round sweeping dense over every
         # size, then pruned, timed a point's two sides far apart, and a burst of load skewed it.
-        runs = [take_turns(lambda m: measure_throughput(m, size, [b], device, **kw)[0], dense, pruned,
+        runs = [take_turns(lambda m: measure_latency(m, size, b, device, **kw), dense, pruned,
                            cfg["latency_rounds"]) for b in batch_sizes]
         d = [float(np.median([r[0]["images_per_second"] for r in turns])) for turns in runs]
         p = [float(np.median([r[1]["images_per_second"] for r in turns])) for turns in runs]

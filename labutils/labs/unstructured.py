@@ -603,7 +603,7 @@ def _dense_bytes(model: nn.Module) -> int:
 # -- the extra-credit frontier --------------------------------------------------------------------
 def frontier_threshold(s, subject: Subject) -> tuple[float, str]:
     """The course's minimum; in reduced profiles, where the small baseline may sit below it,
-    the baseline minus ``frontier_drop`` if that is lower (said so in the result)."""
+    the baseline minus ``cfg["frontier"]["drop"]`` if that is lower (said so in the result)."""
     course = AFTER_PRUNING_MIN[subject.name]
     if not s.profile["reduced"]:
         return course, "course minimum"
