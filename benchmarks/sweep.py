@@ -371,7 +371,7 @@ def sweep(model_name: str, candidates: list[dict], data_root: Path, out: Path, b
         for candidate in trained:
             add(skipped(candidate) or ended(run_row(model_name, candidate, data, device, smoke, airbench_dir, profile)))
     else:
-        for row in run_in_processes(model_name, trained, data_root, out, budget_s, device, smoke,
+        for row in run_in_processes(model_name, trained, data_root, out, device, smoke,
                                     jobs, skipped, profile, holdout, ended):
             add(row)
     return result
@@ -393,9 +393,8 @@ def job_folders(candidates: list[dict], out: Path, model_name: str) -> dict[str,
             for i, c in enumerate(candidates)}
 
 
-def run_in_processes(model_name: str, candidates: list[dict], data_root: Path, out: Path, budget_s: float,
-                     device, smoke: bool, jobs: int, skipped, profile: str = "full", holdout: int = HOLDOUT,
-                     ended=lambda row: row):
+def run_in_processes(model_name: str, candidates: list[dict], data_root: Path, out: Path,
+                     device, smoke: bool, jobs: int, skipped, profile: str, holdout: int, ended):
     """Yield the candidates' rows in their order, training ``jobs`` at a time: each in a child
     ``sweep.py --only NAME`` writing its own table and log under ``out/jobs/MODEL/``, read back when
     it ends (and passed to ``ended`` then, not when its turn in the order comes)."""

@@ -85,7 +85,7 @@ def _cifar_resnet(arch: str, blocks_per_stage: list[int], stages: list[int], inn
                   num_classes: int, shortcut: str) -> ResNet:
     _check_resnet_widths(arch, blocks_per_stage, stages, inner)
     inner = inner if inner is not None else [[w] * n for w, n in zip(stages, blocks_per_stage)]
-    # Start from torchvision's ResNet (its forward, init and fc), then set the CIFAR parts.
+    # torchvision's ResNet for its forward only: every layer below is replaced, and initialised here.
     model = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=num_classes)
     model.conv1 = nn.Conv2d(3, stages[0], 3, 1, 1, bias=False)
     model.bn1 = nn.BatchNorm2d(stages[0])

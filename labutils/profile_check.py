@@ -186,11 +186,11 @@ def recipe_problems(changes: dict) -> list[str]:
             if rules.get(key) is not None and (why := rules[key](value)) is not None]
 
 
-def _model_kwargs(builder, skip=("num_classes", "pretrained", "weights_path", "heads", "mlp_hidden",
-                                 "stages", "inner")) -> Keys:
+def _model_kwargs(builder) -> Keys:
     """A course model's overrides: its builder's arguments (widths and sizes, whole numbers; a rate,
     a probability: drop_path_rate=10, meant 10%, failed in timm's bernoulli_ after the CNN had trained;
     a ratio, a size: mlp_ratio=0 leaves no MLP)."""
+    skip = ("num_classes", "pretrained", "weights_path", "heads", "mlp_hidden", "stages", "inner")
     rules = {}
     for p in inspect.signature(builder).parameters.values():
         if p.name not in skip:

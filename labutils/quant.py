@@ -194,11 +194,9 @@ def quantized_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
 
 
 @torch.no_grad()
-def quantize_model_(model: nn.Module, spec: QuantSpec, masks: dict | None = None,
-                    params: dict[str, nn.Parameter] | None = None) -> nn.Module:
+def quantize_model_(model: nn.Module, spec: QuantSpec, masks: dict | None = None) -> nn.Module:
     """Post-training quantization in place: every conv/linear weight rounded onto its grid."""
-    params = quantized_parameters(model) if params is None else params
-    for name, p in params.items():
+    for name, p in quantized_parameters(model).items():
         p.copy_(quantize_tensor(p, spec, (masks or {}).get(name), name=name))
     return model
 
@@ -206,13 +204,6 @@ def quantize_model_(model: nn.Module, spec: QuantSpec, masks: dict | None = None
 def quantized_copy(model: nn.Module, spec: QuantSpec, masks: dict | None = None) -> nn.Module:
     """A post-training-quantized copy; ``model`` is left as it was."""
     return quantize_model_(copy.deepcopy(model), spec, masks)
-
-
-def distinct_levels(w: torch.Tensor, granularity: str = "tensor") -> int:
-    """Most distinct values in the tensor (or in any one output channel)."""
-    if granularity == "channel" and w.ndim > 1:
-        return max(int(torch.unique(row).numel()) for row in w.detach().flatten(1))
-    return int(torch.unique(w.detach()).numel())
 
 
 # ----------------------------------------------------------------------------------------

@@ -287,12 +287,6 @@ def _section_span(readme_text: str) -> tuple[int, int]:
     return starts[0], ends[0] + len(END)
 
 
-def readme_section(readme_text: str) -> str:
-    """The part of README.md between the markers, markers included: each marker alone on its line."""
-    start, end = _section_span(readme_text)
-    return readme_text[start:end]
-
-
 def read_readme(path: str | os.PathLike) -> str:
     """README.md's text as it is on disk (newline="" keeps its CRLFs, so writing it back keeps them)."""
     with open(path, encoding="utf-8", newline="") as f:

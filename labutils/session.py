@@ -144,7 +144,7 @@ class Session:
 
         def trained(m):  # another run's records do not count
             return m in ran.get("models", models) or any(
-                self._of_this_run(read_json_object(self.dirs.metrics_file(m, stage))) for stage in NOTEBOOK_OF_STAGE)
+                self.of_this_run(read_json_object(self.dirs.metrics_file(m, stage))) for stage in NOTEBOOK_OF_STAGE)
 
         in_run = [m for m in models if trained(m)]
         if not in_run:  # an empty MODELS failed two cells later, naming a value nobody typed
@@ -156,7 +156,7 @@ class Session:
                   f"{', '.join(m for m in models if m not in in_run)} left out, as not in this run")
         return in_run
 
-    def _of_this_run(self, record) -> bool:
+    def of_this_run(self, record) -> bool:
         """Whether a metrics record was written by this run (another run's leftover is not)."""
         return isinstance(record, dict) and (record.get("run") or {}).get("run_id") == self.run_id
 
@@ -407,7 +407,7 @@ class Session:
             saved = None
         if (isinstance(saved, dict) and saved.get("produced") is False and saved.get("reason") == reason
                 and saved.get("model") == name and saved.get("stage") == stage
-                and (saved.get("run") or {}).get("run_id") == self.run_id):
+                and self.of_this_run(saved)):
             # The same record again (notebook 03's cells run from the top after a restart): writing
             # it would outdate notebooks 04-06, which read nothing it changed, and --resume ran them again.
             return saved
@@ -421,7 +421,7 @@ class Session:
         SettingsError, nothing written, where notebook 02 has not run in this run (``check_baselines_recorded``)."""
         self.check_baselines_recorded()
         before = self.metrics(name, "before_pruning")
-        if before is not None and not self._of_this_run(before):  # its reason would be another run's
+        if before is not None and not self.of_this_run(before):  # its reason would be another run's
             reason = (f"{name}_before_pruning is left from run {(before.get('run') or {}).get('run_id')}, not "
                       f"this run ({self.run_id}): run notebook 02 of this run first")
         else:
@@ -432,7 +432,7 @@ class Session:
         """SettingsError unless notebook 02 of this run recorded a baseline of some model of MODELS
         (trained, or not produced and why): notebooks 03-05 run before 02 recorded every model as not
         produced and finished, as if that were the run's result (the command line refuses them)."""
-        if not any(self._of_this_run(read_json_object(self.dirs.metrics_file(m, "before_pruning")))
+        if not any(self.of_this_run(read_json_object(self.dirs.metrics_file(m, "before_pruning")))
                    for m in self.models):
             raise SettingsError(f"no baseline of this run ({self.run_id}) for MODELS ({', '.join(self.models)}) in "
                                 f"{self.dirs.metrics}: run notebook 02 first")
@@ -443,24 +443,24 @@ class Session:
         reported for other weights, and for one this run recorded as not produced (with its reason)."""
         path = self.dirs.checkpoint(name, stage)
         record = self.metrics(name, stage)
-        if self._of_this_run(record) and record.get("produced") is False:
+        if self.of_this_run(record) and record.get("produced") is False:
             # Before the file: "no checkpoint at ...; run the notebook that writes it first" sent a student
             # back to a notebook that records the same reason again (no pretrained ViT weights, say).
             raise CheckpointError(f"{name}_{stage}: this run ({self.run_id}) recorded it as not produced: "
                                   f"{record.get('reason')} (its record {self.dirs.metrics_file(name, stage).name})")
         again = f"run notebook {NOTEBOOK_OF_STAGE[stage]} of this run again" if stage in NOTEBOOK_OF_STAGE else \
             "run the notebook that writes it again"
-        if self._of_this_run(record) and not path.is_file():
+        if self.of_this_run(record) and not path.is_file():
             # checkpoint.py's "run the notebook that writes it first" sent a student in notebook 03,
             # whose saved model was deleted, off to look for another notebook.
             raise FileNotFoundError(f"no checkpoint at {path}, though this run's record "
                                     f"{self.dirs.metrics_file(name, stage).name} names it (deleted?): {again}")
         model, ckpt = load_checkpoint(path, self.device, expect_model=name)
         written_by = (ckpt.get("meta") or {}).get("run_id")
-        if not self._of_this_run(record) or not record.get("produced"):
+        if not self.of_this_run(record) or not record.get("produced"):
             if record is None:
                 said = "none"
-            elif not self._of_this_run(record):
+            elif not self.of_this_run(record):
                 said = f"run {(record.get('run') or {}).get('run_id')}'s"
             else:
                 said = f"not produced: {record.get('reason')}"
@@ -489,7 +489,7 @@ class Session:
         records = {}
         for name in self.models:
             record = self.metrics(name, stage)
-            if not record or record.get("run", {}).get("run_id") != self.run_id:
+            if not self.of_this_run(record):
                 record = {"model": name, "stage": stage, "produced": False, "reason": not_yet}
             records[name] = record
         return records
@@ -498,7 +498,7 @@ class Session:
         """True when an earlier notebook produced ``name`` at ``stage`` in this run (another run's
         leftover files do not count: they would be pruned and recorded under this run's id)."""
         m = self.metrics(name, stage)
-        return bool(m and m.get("produced") and self._of_this_run(m) and self.dirs.checkpoint(name, stage).is_file())
+        return bool(m and m.get("produced") and self.of_this_run(m) and self.dirs.checkpoint(name, stage).is_file())
 
     def __repr__(self) -> str:
         return (f"Session(profile={self.name!r}, device={self.device}, data={self.data_description!r}, "

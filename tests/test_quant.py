@@ -10,9 +10,9 @@ from torch import nn
 from labutils.data import DeviceLoader
 from labutils.models import build_model
 from labutils.prune import apply_masks, magnitude_scores, masks_from_scores, prunable_parameters
-from labutils.quant import (FakeQuantizer, QuantSpec, distinct_levels, fake_quantize, model_size_bits,
-                            qparams, quantize_model_, quantize_tensor, quantized_parameters,
-                            relative_index_entries, search_clip, tensor_size_bits)
+from labutils.quant import (FakeQuantizer, QuantSpec, fake_quantize, model_size_bits, qparams, quantize_model_,
+                            quantize_tensor, quantized_parameters, relative_index_entries, search_clip,
+                            tensor_size_bits)
 from labutils.train import fit
 
 METHODS = [f"{s}/{g}/{c}" for s, g, c in itertools.product(("symmetric", "asymmetric"),
@@ -25,6 +25,13 @@ def weights(seed=0, shape=(6, 4, 3, 3)):
     w[0] *= 10  # one channel with a much wider range than the others
     w[1] = w[1].abs()  # one channel with no negative weights (asymmetric zero-point at the edge)
     return w
+
+
+def distinct_levels(w: torch.Tensor, granularity: str = "tensor") -> int:
+    """Most distinct values in the tensor (or in any one output channel)."""
+    if granularity == "channel" and w.ndim > 1:
+        return max(int(torch.unique(row).numel()) for row in w.detach().flatten(1))
+    return int(torch.unique(w.detach()).numel())
 
 
 def pruned(w, sparsity=0.7):

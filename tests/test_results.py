@@ -8,6 +8,12 @@ from labutils.artifacts import REPO_ROOT, write_json
 from labutils.cli import main
 
 
+def readme_section(readme_text: str) -> str:
+    """The part of README.md between the markers, markers included."""
+    start, end = R._section_span(readme_text)
+    return readme_text[start:end]
+
+
 def make_report(cnn=(0.9038, 0.9042, 95.0000017925156, 0.902, 50.0),
                 vit_scratch=(0.8593, 0.8472, 89.99999246479553, 0.8559, 34.166666666666664)) -> dict:
     """A report.json with the H100 run's numbers (2026-11-23); vit not produced."""
@@ -58,7 +64,7 @@ def row(table: str, model: str, stage: str) -> list[str]:
 
 def test_readme_matches_what_the_repository_root_holds():
     """With a committed report.json the README shows its numbers; without one it says so."""
-    section = R.readme_section((REPO_ROOT / "README.md").read_text())
+    section = readme_section((REPO_ROOT / "README.md").read_text())
     assert section == R.results_section(REPO_ROOT), (
         "README.md's results section is stale: run python -m labutils results-table --write-readme")
     if not (REPO_ROOT / "report.json").exists():
@@ -222,7 +228,7 @@ def test_write_readme_replaces_only_the_section(tmp_path):
     R.write_readme(tmp_path)
     text = (tmp_path / "README.md").read_text()
     assert text.startswith("# title\n\nbefore\n\n") and text.endswith("\n\nafter\n")
-    assert R.readme_section(text) == R.results_section(tmp_path) and "\nold\n" not in text
+    assert readme_section(text) == R.results_section(tmp_path) and "\nold\n" not in text
     (tmp_path / "README.md").write_text("# no markers\n")
     with pytest.raises(R.ResultsError, match="no results section"):
         R.write_readme(tmp_path)
@@ -305,7 +311,7 @@ def test_write_readme_keeps_crlf_and_utf8(tmp_path):
     data = readme.read_bytes()
     assert data.startswith("# Élagage\r\n".encode("utf-8")) and data.endswith(b"\r\nafter\r\n")
     assert data.count(b"\n") == data.count(b"\r\n") and b"\r\nold\r\n" not in data
-    assert R.readme_section(data.decode("utf-8").replace("\r\n", "\n")) == R.results_section(tmp_path)
+    assert readme_section(data.decode("utf-8").replace("\r\n", "\n")) == R.results_section(tmp_path)
 
 
 def test_write_readme_without_a_readme_says_it_needs_the_checkout(tmp_path, monkeypatch, capsys):
@@ -329,6 +335,6 @@ def test_the_readme_says_whether_a_run_is_committed_only_in_its_generated_sectio
     import re
 
     text = (REPO_ROOT / "README.md").read_text()
-    outside = text.replace(R.readme_section(text), "")
+    outside = text.replace(readme_section(text), "")
     assert not re.findall(r"[^.(]*\b(?:none is(?: committed)? yet|committed yet|no run is committed)[^.)]*",
                           outside, re.IGNORECASE)

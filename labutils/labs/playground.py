@@ -77,10 +77,9 @@ class Playground:
     batches whether the playground ran or not.
     """
 
-    def __init__(self, subjects: dict[str, Subject], probe_images: int = 256,
-                 criteria: tuple[str, ...] = CRITERIA):  # a criterion added to SCORERS too
+    def __init__(self, subjects: dict[str, Subject], probe_images: int = 256):
         _check_subjects(subjects)
-        self.subjects, self.probe_images, self.criteria = subjects, probe_images, criteria
+        self.subjects, self.probe_images = subjects, probe_images
         self._live: dict[str, _Live] = {}
         self._scores: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
         self.controls: dict = {}
@@ -184,7 +183,7 @@ class Playground:
 
         self.controls = {
             "model": W.Dropdown(options=list(self.subjects), description="model"),
-            "criterion": W.ToggleButtons(options=list(self.criteria), description="criterion"),
+            "criterion": W.ToggleButtons(options=list(CRITERIA), description="criterion"),
             "scope": W.ToggleButtons(options=list(SCOPES), description="scope"),
             # Released, not dragged: one update per move instead of a queue of them.
             "sparsity": W.FloatSlider(value=0.5, min=0.0, max=0.99, step=0.01, description="sparsity",

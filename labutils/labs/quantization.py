@@ -67,22 +67,22 @@ def _cfg(s: Session, cfg: dict | None) -> dict:
     return config(s) if cfg is None else check_config(cfg)
 
 
-def check_config(cfg: dict, path: str = "cfg") -> dict:
+def check_config(cfg: dict) -> dict:
     """``cfg`` if its keys are the profile's ``quant`` keys and the values no later check reads
     follow the profile's rules, else a SettingsError before any work: "eval_image" was silently
     ignored, and "refresh_evry" failed in fit after the whole pruning study had run. Other values are
     checked where they are used, and keep an exercise's freedom (half an epoch)."""
-    check_settings("quant", cfg, path)
+    check_settings("quant", cfg, "cfg")
     if isinstance(cfg.get("qat"), dict):
-        _check_refresh(cfg["qat"], f"{path}['qat']")
+        _check_refresh(cfg["qat"], "cfg['qat']")
     if whole(1, none=True)(_plain(cfg.get("eval_images"))) is not None:
-        raise SettingsError(f"{path}['eval_images'] is a number of test images, a whole number of at least 1, or "
+        raise SettingsError("cfg['eval_images'] is a number of test images, a whole number of at least 1, or "
                             f"None for the whole test set: got {cfg['eval_images']!r}")
     names = (cfg.get("prune") or {}).get("qat_variants", [])
     if not (isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names)):
         # A string was read letter by letter: "names ['g', 'l', 'o', ...] not among the variants".
         example = [names] if isinstance(names, str) else ["global_iterative"]
-        raise SettingsError(f"{path}['prune']['qat_variants'] is a list of variant names, e.g. {example!r}: "
+        raise SettingsError(f"cfg['prune']['qat_variants'] is a list of variant names, e.g. {example!r}: "
                             f"got {names!r}")
     return cfg
 
@@ -458,13 +458,13 @@ def _pruned_cnn_missing(s: Session) -> str | None:
     name = "_".join(PRUNED_CNN)
     m = s.metrics(*PRUNED_CNN)
     run_models = s.pipeline_summary().get("models")
-    if run_models and "cnn" not in run_models and ((m or {}).get("run") or {}).get("run_id") != s.run_id:
+    if run_models and "cnn" not in run_models and not s.of_this_run(m):
         # Notebook 03 prunes the run's models only: "run notebook 03 first" would never help.
         return (f"this run's models ({', '.join(run_models)}) leave out cnn: start a run that includes cnn "
                 f"to quantize the pruned ResNet-18")
     if not m:
         return f"notebook 03 has not written {name} (no metrics/{name}.json): run notebook 03 first"
-    if (m.get("run") or {}).get("run_id") != s.run_id:
+    if not s.of_this_run(m):
         return (f"notebook 03 has not written {name} in this run (metrics/{name}.json is from run "
                 f"{(m.get('run') or {}).get('run_id')}): run notebook 03 in this run first")
     if not m.get("produced"):

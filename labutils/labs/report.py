@@ -247,7 +247,7 @@ def load_run(session) -> tuple[dict, dict]:
                               f"report covers the run's models")
     # A run made by hand has no pipeline.json: its baselines' records say which models it trained.
     trained = [m for m in MODEL_NAMES if m not in session.models
-               and (session.metrics(m, "before_pruning") or {}).get("run", {}).get("run_id") == session.run_id]
+               and session.of_this_run(session.metrics(m, "before_pruning"))]
     if trained:
         raise ReportError(f"notebook 02 of run {session.run_id} in {session.dirs.root} recorded "
                           f"{', '.join(trained)} (trained, or not produced and why), but MODELS leaves "

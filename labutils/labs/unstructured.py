@@ -574,7 +574,7 @@ def latency_dense_vs_pruned(s, subject: Subject) -> dict:
     final = subject.final()
     record = s.metrics(subject.name, STAGE) or {}
     if (not final.get("saved_sha256") or not record.get("produced")
-            or record.get("run", {}).get("run_id") != s.run_id
+            or not s.of_this_run(record)
             or (record.get("checkpoint") or {}).get("sha256") != final["saved_sha256"]):
         raise SettingsError(f"{subject.name}: the final model of this kernel is not the one saved in this run's "
                             f"record; run lab.save_final(s, subjects[{subject.name!r}]) first")
@@ -588,7 +588,7 @@ def _this_runs_record(s, subject: Subject) -> dict:
     """This run's produced record of ``subject`` pruned from the same baseline, or {}."""
     earlier = s.metrics(subject.name, STAGE) or {}
     before = ((s.metrics(subject.name, "before_pruning") or {}).get("checkpoint") or {}).get("sha256")
-    same = (earlier.get("produced") and earlier.get("run", {}).get("run_id") == s.run_id
+    same = (earlier.get("produced") and s.of_this_run(earlier)
             and earlier.get("original_accuracy") == subject.baseline
             and earlier.get("baseline_sha256", before) == before)
     return earlier if same else {}

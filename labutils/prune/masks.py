@@ -201,7 +201,7 @@ class MaskEnforcer:
 
     def __init__(self, masks: Masks):
         self.masks = masks
-        self.full_passes = 0  # how often weights and optimizer state were re-masked (tests, benchmarks)
+        self.full_passes = 0  # how often weights and optimizer state were re-masked (tests)
         self._model: nn.Module | None = None
         self._optimizer = None  # the optimizer whose gradients before_step masks
         self._copied_for = None  # the optimizer whose arrival last copied every mask afresh

@@ -27,14 +27,13 @@ from __future__ import annotations
 import math
 import numbers
 from contextlib import closing
-from typing import Callable
 
 import torch
 from torch import nn
 
 from .criteria import compute_scores
 from .masks import (NO_PRUNABLE, Masks, MaskEnforcer, apply_masks, as_bool_masks, check_finite_scores,
-                    check_share, masks_from_scores, prunable_parameters, sparsity_report)
+                    check_share, magnitude_scores, masks_from_scores, prunable_parameters, sparsity_report)
 from ..train import evaluate, fit, progress, quiet_progress, report_progress
 
 # The ways to reach a sparsity that notebook 03 compares (one_shot_prune, iterative_prune, gradual_prune).
@@ -254,17 +253,16 @@ class GradualPruner:
     """``fit`` callback that raises sparsity on the cubic schedule and keeps pruned weights at zero.
 
     Every ``frequency`` optimizer steps between ``begin`` and ``end``, and at ``end``, it rescores the
-    weights (``score_fn(model, params)``, magnitude by default) and prunes to the schedule's sparsity;
-    masks only grow. At ``begin`` the schedule is still ``initial``: with the default 0 that step
-    prunes nothing and is no event. Its ``MaskEnforcer`` masks the gradients before every step and
-    re-masks weights and optimizer state after the steps that changed the masks.
+    weights by magnitude and prunes to the schedule's sparsity; masks only grow. At ``begin`` the
+    schedule is still ``initial``: with the default 0 that step prunes nothing and is no event. Its
+    ``MaskEnforcer`` masks the gradients before every step and re-masks weights and optimizer state
+    after the steps that changed the masks.
     """
 
     graph_safe = True  # new masks are copied into the enforcer's buffers; new buffers re-capture
 
     def __init__(self, params: dict[str, torch.Tensor], final: float, begin: int, end: int,
-                 frequency: int = 1, scope="global", initial: float = 0.0,
-                 score_fn: Callable | None = None):
+                 frequency: int = 1, scope="global", initial: float = 0.0):
         if end < begin:
             raise ValueError(f"gradual pruning must end after it begins (begin={begin}, end={end})")
         # Checked now, not at the first pruning event deep into fine-tuning.
@@ -272,7 +270,6 @@ class GradualPruner:
         check_scope(scope)
         self.names, self.final, self.begin, self.end = list(params), final, begin, end
         self.frequency, self.scope, self.initial = max(1, frequency), scope, initial
-        self.score_fn = score_fn or (lambda model, p: compute_scores("magnitude", model, p))
         self.masks: Masks = {}
         self.enforcer = MaskEnforcer(self.masks)
         self.events: list[dict] = []
@@ -289,7 +286,7 @@ class GradualPruner:
             all_params = dict(model.named_parameters())
             params = {n: all_params[n] for n in self.names}
             target = cubic_sparsity(step, self.final, self.begin, self.end, self.initial)
-            scores = nested_scores(self.score_fn(model, params), self.masks)
+            scores = nested_scores(magnitude_scores(params), self.masks)
             self.masks.update(within(scope_masks(scores, target, self.scope), self.masks))
             self.events.append({"step": step, "sparsity": target})
         if self.masks:

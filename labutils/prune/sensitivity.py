@@ -14,9 +14,9 @@ DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 @torch.no_grad()
 def sensitivity_scan(model: nn.Module, params: dict[str, torch.Tensor], loader,
-                     sparsities=DEFAULT_LEVELS, scores: dict[str, torch.Tensor] | None = None) -> dict:
-    """Accuracy on ``loader`` with each layer pruned alone (lowest ``scores``, magnitude by
-    default) at each of ``sparsities``; every layer is restored afterwards.
+                     sparsities=DEFAULT_LEVELS) -> dict:
+    """Accuracy on ``loader`` with each layer pruned alone (smallest magnitudes first) at each of
+    ``sparsities``; every layer is restored afterwards.
 
     Returns {"sparsities": [...], "baseline": accuracy, "sizes": {layer: weights},
     "layers": {layer: [accuracy per sparsity]}}.
@@ -25,7 +25,7 @@ def sensitivity_scan(model: nn.Module, params: dict[str, torch.Tensor], loader,
     if any(b <= a for a, b in zip(levels, levels[1:])):  # the drops are read in order of sparsity
         raise ValueError(f"sensitivity levels {levels} must increase from one entry to the next, "
                          f"e.g. {list(DEFAULT_LEVELS)}")
-    scores = scores if scores is not None else magnitude_scores(params)
+    scores = magnitude_scores(params)
     result = {"sparsities": levels, "baseline": evaluate(model, loader)["accuracy"],
               "sizes": {n: p.numel() for n, p in params.items()}, "layers": {}}
     for name in progress(list(params), desc="sensitivity", unit="layer"):

@@ -254,9 +254,9 @@ def _normalised_mean(per_layer: list[torch.Tensor]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def norm_scores(model: nn.Module, p: int = 1, groups: dict[str, Group] | None = None) -> dict[str, torch.Tensor]:
+def norm_scores(model: nn.Module, p: int = 1) -> dict[str, torch.Tensor]:
     """L1 (``p=1``) or L2 norm of the weights producing each unit."""
-    groups = groups or channel_groups(model)
+    groups = channel_groups(model)
     state = model.state_dict()
     out = {}
     for name, g in groups.items():
@@ -267,9 +267,9 @@ def norm_scores(model: nn.Module, p: int = 1, groups: dict[str, Group] | None = 
 
 
 @torch.no_grad()
-def bn_scale_scores(model: nn.Module, groups: dict[str, Group] | None = None) -> dict[str, torch.Tensor]:
+def bn_scale_scores(model: nn.Module) -> dict[str, torch.Tensor]:
     """|gamma| of the BatchNorms behind each channel (network slimming). CNN only."""
-    groups = groups or channel_groups(model)
+    groups = channel_groups(model)
     if not all(g.bn for g in groups.values()):
         raise ValueError("bn_scale needs BatchNorm after every pruned layer (the ResNet); "
                          "for a ViT use l1, l2 or taylor")
@@ -277,8 +277,7 @@ def bn_scale_scores(model: nn.Module, groups: dict[str, Group] | None = None) ->
     return {name: _normalised_mean([state[n].float().abs() for n in g.bn]).cpu() for name, g in groups.items()}
 
 
-def unit_taylor_scores(model: nn.Module, loader, batches: int = 8,
-                       groups: dict[str, Group] | None = None) -> dict[str, torch.Tensor]:
+def unit_taylor_scores(model: nn.Module, loader, batches: int = 8) -> dict[str, torch.Tensor]:
     """E_batch[(sum over the unit's gate parameters of w * dL/dw)^2], divided by its mean over the
     group's units (each group's scores average 1). Before that division it is the first-order loss
     change of applying the unit's mask, squared so that either sign counts, averaged over
@@ -286,7 +285,7 @@ def unit_taylor_scores(model: nn.Module, loader, batches: int = 8,
     compares units relative to their own group's mean, as for the norms). The gradients are the
     unstructured criteria's (``criteria.batch_gradients``: eval mode, BatchNorm statistics and
     ``.grad`` untouched)."""
-    groups = groups or channel_groups(model)
+    groups = channel_groups(model)
     named = dict(model.named_parameters())
     gates = {sl.name: named[sl.name] for g in groups.values() for sl in g.gates}
     device = next(model.parameters()).device
