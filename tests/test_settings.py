@@ -677,3 +677,12 @@ def test_a_new_run_beside_another_profiles_run_says_how_to_go_on_with_that_one(t
     Session("cpu", device="cpu")  # that run again: not new
     Session("smoke", tmp_path / "elsewhere", device="cpu")  # a folder of its own choosing
     assert "note: a new" not in capsys.readouterr().out
+
+
+def test_a_record_whose_run_is_null_is_not_this_runs(tmp_path):
+    """Copies of the run check read record.get("run", {}): a damaged record with "run": null raised
+    AttributeError in recorded() where of_this_run says False (dead-code review)."""
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    write_json(s.dirs.metrics_file("cnn", "before_pruning"), {"produced": True, "run": None, "accuracy": 0.5})
+    assert not s.of_this_run(s.metrics("cnn", "before_pruning"))
+    assert s.recorded("before_pruning", "run notebook 02")["cnn"]["produced"] is False
