@@ -44,13 +44,14 @@ def number(low: float = 0.0, high: float = math.inf, low_open: bool = False, hig
             return None
         where = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         # Only a share the rule takes: "write 1 for 100%" for a sparsity, which must stay below 1, misled.
-        hint = (f" (a share: write {v / 100:g} for {v:g}%)" if share_hint and high == 1 and _real(v) and 1 < v <= 100
+        hint = (f" (a share: write {v / 100:g} for {v:g}%)" if share_hint and high == 1 and real_number(v) and 1 < v <= 100
                 and rule(v / 100) is None else "")
         return f"must be a number in {where}{hint}"
     return rule
 
 
-def _real(v) -> bool:
+def real_number(v) -> bool:
+    """A real number that is not True/False (bool is an int to Python)."""
     return isinstance(v, Real) and not isinstance(v, bool)
 
 

@@ -41,6 +41,7 @@ from .artifacts import read_json
 from .course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOTEBOOKS, REMOVED_TOLERANCE, REPORT_ENTRY_KEYS,
                      REPORT_SECTIONS, SPARSITY_MIN, STAGES, accuracy_text, checkpoint_names, empty_entry,
                      half_empty_entries, meets_minimum, not_pretrained, removed_text, report_problem, subset_text)
+from .profile_check import real_number
 from .results import ResultsError, check_same_run, sidecar_problem
 
 # A model trained and scored on a GPU and scored again on a CPU may differ by an image or two:
@@ -89,10 +90,6 @@ def _reported(report: dict) -> dict[tuple[str, str], dict]:
         if all(e[k] is not None for k in REPORT_ENTRY_KEYS):
             out[m, stage] = {"accuracy": e["pruned_accuracy"], "pruning_percentage": e["pruning_percentage"]}
     return out
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _not_a(kind: str, value, where: str) -> str:
@@ -228,7 +225,7 @@ def _baseline_problem(root: Path, m: str, stage: str, ckpt: dict, reported: dict
     from .artifacts import file_sha256
 
     pruned_from = ckpt.get("metrics", {}).get("original_accuracy")
-    if pruned_from is not None and not _is_number(pruned_from):
+    if pruned_from is not None and not real_number(pruned_from):
         return _not_a("a number", pruned_from, f"models_saved/{m}_{stage}.pth's metrics.original_accuracy")
     baseline = reported.get((m, "before_pruning"), {}).get("accuracy")
     if pruned_from is not None and baseline is not None and abs(pruned_from - baseline) > 1e-9:
@@ -318,7 +315,7 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
                 say(False, f"not the file run {expected_run} wrote (its SHA-256 {found[:12]}... differs from "
                            f"{' / '.join(differs)}): it was changed since; hand in the run's own file")
             recorded = ckpt.get("metrics", {}).get("accuracy")
-            if recorded is not None and not _is_number(recorded):
+            if recorded is not None and not real_number(recorded):
                 say(False, _not_a("a number", recorded, f"models_saved/{name}.pth's metrics.accuracy"))
             else:
                 same = recorded is not None and abs(entry["accuracy"] - recorded) < 1e-9
