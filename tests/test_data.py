@@ -532,9 +532,9 @@ def test_batches_one_folder_too_deep_are_named_before_any_download(tmp_path, mon
 
 
 
-def test_a_mistyped_labutils_data_folder_is_named_when_the_download_fails(tmp_path, monkeypatch):
-    """LABUTILS_DATA=/mistyped/folder said only "CIFAR-10 is not in ... could not be downloaded": its
-    "does not exist" was skipped for the default folder, which is where the variable points."""
+@pytest.fixture
+def mistyped_labutils_data(tmp_path, monkeypatch):
+    """$LABUTILS_DATA set to a folder that does not exist, on a machine offline: the folder."""
     import torchvision.datasets.utils as U
 
     def offline(*args, **kwargs):
@@ -544,6 +544,13 @@ def test_a_mistyped_labutils_data_folder_is_named_when_the_download_fails(tmp_pa
     monkeypatch.setattr(U, "download_and_extract_archive", offline)
     monkeypatch.setenv("LABUTILS_DATA", str(typo))
     monkeypatch.setattr(D, "DEFAULT_DATA_ROOT", typo)  # as read when labutils was imported
+    return typo
+
+
+def test_a_mistyped_labutils_data_folder_is_named_when_the_download_fails(mistyped_labutils_data):
+    """LABUTILS_DATA=/mistyped/folder said only "CIFAR-10 is not in ... could not be downloaded": its
+    "does not exist" was skipped for the default folder, which is where the variable points."""
+    typo = mistyped_labutils_data
     with pytest.raises(D.DataNotFoundError, match=re.escape(f"{typo} (from $LABUTILS_DATA) does not exist: check "
                                                             f"the path")) as err:
         D.cifar10_dir(typo)  # a notebook's DATA_ROOT "": its Session reads the default folder
@@ -636,18 +643,10 @@ def test_a_read_only_data_folder_offline_says_it_is_not_writable(tmp_path, monke
         D.load_cifar10(read_only)
 
 
-def test_a_data_root_given_as_labutils_data_folder_is_not_said_to_come_from_the_variable(tmp_path, monkeypatch):
+def test_a_data_root_given_as_labutils_data_folder_is_not_said_to_come_from_the_variable(mistyped_labutils_data):
     """LABUTILS_DATA=/x/typo and DATA_ROOT '/x/typo' given too: the messages said "(from $LABUTILS_DATA)" and
     "or fix $LABUTILS_DATA", the paths alone compared; the caller now says where the folder came from."""
-    import torchvision.datasets.utils as U
-
-    def offline(*args, **kwargs):
-        raise OSError("network unreachable")
-
-    typo = tmp_path / "dta"
-    monkeypatch.setattr(U, "download_and_extract_archive", offline)
-    monkeypatch.setenv("LABUTILS_DATA", str(typo))
-    monkeypatch.setattr(D, "DEFAULT_DATA_ROOT", typo)  # as read when labutils was imported
+    typo = mistyped_labutils_data
     for download in (False, True):
         with pytest.raises(D.DataNotFoundError) as err:
             D.load_cifar10(typo, download=download, origin="")
