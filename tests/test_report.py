@@ -512,7 +512,10 @@ def test_check_names_every_tampering_and_distrusts_what_it_touches(full_smoke_ru
                  "cnn_after_unstructured_pruning: was pruned from another file than models_saved/cnn_before_pruning.pth",
                  "cnn_after_structured_pruning: was pruned from another file than models_saved/cnn_before_pruning.pth"):
         assert said in fails, said
-    assert len(fails.splitlines()) == 10 and "10 failed" in out  # the nine above and the zeros the swap moved
+    for swapped in ("cnn_before_pruning", "cnn_after_unstructured_pruning"):  # their SHA-256 is the other's
+        assert f"FAIL  {swapped}: not the file run " in fails, swapped
+    # The nine above, the zeros the swap moved and the two files' SHA-256
+    assert len(fails.splitlines()) == 12 and "12 failed" in out
     assert "cnn          unstructured  99.00%" in out and "met (unverified: a check above failed)" in out
 
 
@@ -563,6 +566,18 @@ def _forge(path, **metrics):
     torch.save(ckpt, path)
 
 
+def _record_sha256(handin, name):
+    """The checkpoint's SHA-256 written into report_details.json and its metrics, as the run would."""
+    from labutils.artifacts import file_sha256
+
+    sha = file_sha256(handin / "models_saved" / f"{name}.pth")
+    for path, entry in ((handin / "report_details.json", lambda d: d["entries"][name]),
+                        (handin / "metrics" / f"{name}.json", lambda d: d)):
+        data = json.loads(path.read_text())
+        entry(data)["checkpoint"]["sha256"] = sha
+        path.write_text(json.dumps(data))
+
+
 def test_check_measure_counts_images_and_compares_on_a_data_root_too(full_smoke_run, tmp_path, capsys):
     """With --data-root every measured line passed, so a forged accuracy did too; and a 2-image
     difference failed half the time on float error (review of the check)."""
@@ -581,6 +596,7 @@ def test_check_measure_counts_images_and_compares_on_a_data_root_too(full_smoke_
         (handin / "report.json").write_text(json.dumps(report))
         (handin / "report_details.json").write_text(json.dumps(details))
         _forge(handin / "models_saved" / "cnn_after_structured_pruning.pth", accuracy=forged)
+        _record_sha256(handin, "cnn_after_structured_pruning")  # a forger who rewrites the records too
         assert main(["check", str(handin), "--measure", "--data-root", str(handin / "data-synthetic")]) == (0 if passes else 1)
         line = next(x for x in capsys.readouterr().out.splitlines() if "cnn_after_structured_pruning: measured" in x)
         assert line.startswith("ok  " if passes else "FAIL") and f"({right:,} of {n:,} test images)" in line
@@ -619,7 +635,8 @@ def test_check_refuses_pruned_models_of_another_baseline_and_a_sidecar_of_anothe
     shutil.copy(full_smoke_run / "report_details.json", handin / "report_details.json")
     out, fails = _failed_check(handin, capsys)
     assert "cnn_after_unstructured_pruning: was pruned from another file than models_saved/cnn_before_pruning.pth" in fails
-    assert len(fails.splitlines()) == 2  # the two pruned models; nothing else is wrong
+    assert "FAIL  cnn_before_pruning: not the file run " in fails
+    assert len(fails.splitlines()) == 3  # the two pruned models and the baseline's own SHA-256; nothing else
 
 
 def test_check_counts_shares_as_strictly_as_the_verdict(full_smoke_run, tmp_path, capsys):
