@@ -22,6 +22,9 @@ NOT_IN_RUN = "not in this run"
 # How a pruned stage's reason begins when its baseline was not there: notebook 05 tells such a
 # record, made before notebook 02 had trained the model, from a real failure.
 BASELINE_MISSING = "baseline not produced"
+# What a session's data description adds before the data is there: shown, never recorded (an older
+# labutils recorded it, and notebook 05 takes such records for the same data).
+NOT_PREPARED = " (not prepared yet)"
 
 
 def empty_entry(in_run: bool) -> str:

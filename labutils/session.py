@@ -17,7 +17,7 @@ from .accel import memory_format, precision_for
 from .artifacts import (RunDirs, device_name, file_sha256, git_commit, read_json, read_json_object, resolve_out_dir,
                         run_id_for, run_info, write_json)
 from .checkpoint import CheckpointError, _safely_loadable, load_checkpoint, save_checkpoint
-from .course import BASELINE_MISSING, CIFAR10_IMAGES, MODEL_NAMES, NOTEBOOK_OF_STAGE, STAGES
+from .course import BASELINE_MISSING, CIFAR10_IMAGES, MODEL_NAMES, NOT_PREPARED, NOTEBOOK_OF_STAGE, STAGES
 from .errors import SettingsError
 from .models import COURSE_MODELS, course_model, input_size
 from .profile_check import check_profile
@@ -32,9 +32,6 @@ EVAL_BATCH_SIZE = 500
 
 # How the record written while a checkpoint is replaced begins: found after a kill, --resume runs its notebook again.
 SAVE_NOT_FINISHED = "its save did not finish"
-
-# What a session's data description adds before the data is there (shown, never recorded: ``Session.info``).
-NOT_PREPARED = " (not prepared yet)"
 
 
 class Session:

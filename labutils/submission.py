@@ -39,7 +39,7 @@ from pathlib import Path
 
 from .artifacts import read_json
 from .course import (AFTER_PRUNING_MIN, BEFORE_PRUNING_MIN, MODEL_NAMES, NOTEBOOKS, REMOVED_TOLERANCE, REPORT_ENTRY_KEYS,
-                     REPORT_SECTIONS, SPARSITY_MIN, STAGES, accuracy_text, checkpoint_names, empty_entry,
+                     NOTEBOOK_OF_STAGE, REPORT_SECTIONS, SPARSITY_MIN, STAGES, accuracy_text, checkpoint_names, empty_entry,
                      half_empty_entries, meets_minimum, not_pretrained, removed_text, report_problem, subset_text)
 from .profile_check import real_number
 from .results import ResultsError, check_same_run, sidecar_problem
@@ -312,8 +312,13 @@ def check_checkpoints(root: Path, names: list[str], reported: dict, report_run: 
                 if sha is not None}
             found = file_sha256(root / "models_saved" / f"{name}.pth") if recorded_sha else None
             if differs := [where for where, sha in recorded_sha.items() if sha != found]:
-                say(False, f"not the file run {expected_run} wrote (its SHA-256 {found[:12]}... differs from "
-                           f"{' / '.join(differs)}): it was changed since; hand in the run's own file")
+                if differs == ["report_details.json"] and len(recorded_sha) == 2:  # metrics/ names this file
+                    say(False, f"saved again since report.json was written (its SHA-256 {found[:12]}... is the one "
+                               f"metrics/{name}.json records, not report_details.json's: notebook "
+                               f"{NOTEBOOK_OF_STAGE[stage]} ran again after 05): run notebook 05 again")
+                else:
+                    say(False, f"not the file run {expected_run} wrote (its SHA-256 {found[:12]}... differs from "
+                               f"{' / '.join(differs)}): it was changed since; hand in the run's own file")
             recorded = ckpt.get("metrics", {}).get("accuracy")
             if recorded is not None and not real_number(recorded):
                 say(False, _not_a("a number", recorded, f"models_saved/{name}.pth's metrics.accuracy"))

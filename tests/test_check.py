@@ -307,6 +307,13 @@ def test_a_checkpoint_changed_after_the_run_is_not_the_file_its_records_name(tmp
         f"FAIL  vit_before_pruning: not the file run {RUN} wrote (its SHA-256 {file_sha256(path)[:12]}... differs "
         f"from report_details.json / metrics/vit_before_pruning.json): it was changed since; hand in the run's own file"]
     assert "NOT met (unverified: a check above failed)" in out
+    # Saved again by its own notebook after 05 (re-run to experiment): metrics/ names the file, the
+    # report is older. It was told to "hand in the run's own file", which it is (review).
+    write_json(handin / "metrics" / "vit_before_pruning.json", {"checkpoint": {"sha256": file_sha256(path)}})
+    assert check(handin, capsys)[2] == [
+        f"FAIL  vit_before_pruning: saved again since report.json was written (its SHA-256 {file_sha256(path)[:12]}... "
+        f"is the one metrics/vit_before_pruning.json records, not report_details.json's: notebook 02 ran again "
+        f"after 05): run notebook 05 again"]
     # An older labutils recorded no SHA-256: nothing to compare, nothing failed.
     write_json(handin / "metrics" / "vit_before_pruning.json", {"checkpoint": {"path": "models_saved/x.pth"}})
     del details["entries"]["vit_before_pruning"]["checkpoint"]

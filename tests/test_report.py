@@ -163,6 +163,19 @@ def test_a_model_skipped_before_the_data_was_prepared_gets_the_advice_not_two_ru
         R.check_one_run(R.load_records(dirs))
 
 
+def test_an_older_labutils_records_of_data_not_prepared_yet_are_the_same_run(tmp_path):
+    """An older labutils recorded vit's 'not produced' baseline, written before the data was prepared,
+    with "(not prepared yet)": its report still said "2 different runs" of one run id (review)."""
+    dirs = RunDirs(tmp_path)
+    run = {"run_id": "A", "profile": "smoke", "data": "synthetic CIFAR-shaped data", "seed": 0}
+    write_json(dirs.metrics_file("cnn", "before_pruning"), _record("cnn", "before_pruning", "A", accuracy=0.93) | {
+        "run": run})
+    write_json(dirs.metrics_file("vit", "before_pruning"), {
+        "model": "vit", "stage": "before_pruning", "produced": False, "reason": "no weights",
+        "run": run | {"data": "synthetic CIFAR-shaped data (not prepared yet)"}})
+    assert R.check_one_run(R.load_records(dirs))["run_id"] == "A"
+
+
 def test_two_seeds_under_one_run_id_are_refused(tmp_path):
     dirs = RunDirs(tmp_path)
     for model, seed in (("cnn", 0), ("vit_scratch", 1)):

@@ -20,9 +20,9 @@ import matplotlib.pyplot as plt
 
 from .. import data as D
 from ..artifacts import RunDirs, atomic_write_bytes, json_text, read_json
-from ..course import (AFTER_PRUNING_MIN, BASELINE_MISSING, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, NOTEBOOK_OF_STAGE,
-                      REPORT_SECTIONS, SPARSITY_MIN, accuracy_text, checkpoint_names, empty_entry, half_empty_entries,
-                      meets_minimum, not_pretrained, removed_text, report_problem)
+from ..course import (AFTER_PRUNING_MIN, BASELINE_MISSING, BEFORE_PRUNING_MIN, MODEL_NAMES, NOT_IN_RUN, NOT_PREPARED,
+                      NOTEBOOK_OF_STAGE, REPORT_SECTIONS, SPARSITY_MIN, accuracy_text, checkpoint_names, empty_entry,
+                      half_empty_entries, meets_minimum, not_pretrained, removed_text, report_problem)
 from ..errors import Explained
 from ..evaluate import evaluate_paths, format_table
 from ..plots import finish, minimum_line, model_style
@@ -72,7 +72,8 @@ def check_one_run(records: dict) -> dict:
     runs = {}
     for (model, stage), r in records.items():
         if "run" in r:
-            key = (r["run"]["run_id"], r["run"]["profile"], r["run"].get("data"), r["run"].get("seed"))
+            data = r["run"].get("data")  # an older labutils recorded data not yet prepared as such: the same data
+            key = (r["run"]["run_id"], r["run"]["profile"], data and data.removesuffix(NOT_PREPARED), r["run"].get("seed"))
             runs.setdefault(key, []).append((model, stage))
     if not runs:
         raise ReportError("no metrics files found: run notebooks 02-04 first")
