@@ -170,7 +170,8 @@ def check_files(root: Path, reported: dict, half_empty=()) -> tuple[list[str], l
     present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     findings = []
     if reported and not any(_model_stage(n) for n in present):  # one line, not one per checkpoint
-        where = "holds none of them" if folder.is_dir() else "is missing"
+        where = ("holds none of them" if folder.is_dir() else "is a file, not a folder" if folder.exists()
+                 else "is missing")
         findings.append(Finding(False, f"report.json has numbers for {len(reported)} checkpoints, but models_saved/ "
                                        f"{where}: a hand-in keeps them there, beside report.json (a clone of the "
                                        f"workbook's repository has none: git does not keep checkpoints)", EVERY_ENTRY))

@@ -560,6 +560,9 @@ def test_check_without_any_checkpoint_says_so_once_and_trusts_no_verdict(full_sm
                      "keep checkpoints)")
     verdicts = [line for line in out.splitlines() if "(minimum " in line]
     assert len(verdicts) == 9 and all(line.endswith("(unverified: a check above failed)") for line in verdicts)
+    (handin / "models_saved").write_text("")  # it said "is missing" of a file (review)
+    assert "models_saved/ is a file, not a folder:" in _failed_check(handin, capsys)[1]
+    (handin / "models_saved").unlink()
     (handin / "models_saved").mkdir()
     assert "models_saved/ holds none of them:" in _failed_check(handin, capsys)[1]
 
