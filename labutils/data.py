@@ -57,17 +57,13 @@ class DataError(Explained, ValueError):
     """A data file that is not a valid CIFAR-10 batch (the message names it and what to do)."""
 
 
-def _from_labutils_data(root: str | os.PathLike) -> bool:
-    """Whether ``root`` is the default folder and $LABUTILS_DATA set it (the message then names the variable)."""
-    return bool(os.environ.get("LABUTILS_DATA")) and Path(root).resolve() == Path(DEFAULT_DATA_ROOT).resolve()
-
-
 def _origin(root: str | os.PathLike, origin: str | None) -> str:
     """Where ``root`` came from, for messages: ``origin`` as given ("" for a folder an option or argument named);
     None (not known): "$LABUTILS_DATA" for the default folder where that variable is set, else ""."""
-    if origin is None:
-        return "$LABUTILS_DATA" if _from_labutils_data(root) else ""
-    return origin
+    if origin is not None:
+        return origin
+    from_env = os.environ.get("LABUTILS_DATA") and Path(root).resolve() == Path(DEFAULT_DATA_ROOT).resolve()
+    return "$LABUTILS_DATA" if from_env else ""
 
 
 def _writable(folder: Path) -> bool:

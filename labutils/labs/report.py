@@ -373,15 +373,16 @@ def write(session, report: dict, records: dict, run: dict, rows: list[dict]) -> 
 
 
 def recorded_report(session) -> tuple[dict, dict, dict]:
-    """This run's ``report.json`` read back, with the records it was made from and the run (as its
-    sidecar keeps them), so the cells after 'Write the report' also work after a kernel restart."""
-    report_path, details_path = session.dirs.root / "report.json", session.dirs.root / "report_details.json"
-    details = read_json(details_path) if details_path.is_file() else {}
-    if (details.get("run") or {}).get("run_id") != session.run_id or not report_path.is_file():
+    """This run's ``report.json`` read back (checked as ``results.load_reference`` checks it), with the
+    records it was made from and the run (as its sidecar keeps them), so the cells after 'Write the
+    report' also work after a kernel restart."""
+    from ..results import load_reference
+
+    loaded = load_reference(session.dirs.root, full_only=False)
+    if loaded is None or loaded[1]["run"].get("run_id") != session.run_id:
         raise ReportError(f"no report of this run ({session.run_id}) in {session.dirs.root} yet: run the cells "
                           f"from 'One run, or nothing' to 'Write the report' first")
-    report = read_json(report_path)
-    validate_report(report)
+    report, details = loaded
     entries = details["entries"]
     records = {(m, stage): entries.get(f"{m}_{stage}", {}) for m in MODEL_NAMES for stage in NOTEBOOK_OF_STAGE}
     return report, records, details["run"]
