@@ -135,6 +135,16 @@ def results_table(report: dict, left_out: list[str] = ()) -> str:
     return "\n".join(rows)
 
 
+def goals_table() -> str:
+    """The goals alone (no run to measure them yet): what a full run is held to, model by model."""
+    rows = ["| model | stage | course minimum | project goal |", "|---|---|---|---|"]
+    for model in MODEL_NAMES:
+        for stage, label in TABLE_ROWS:
+            rows.append(f"| {model} | {label} | {describe_goal(course_goal(model, stage))} | "
+                        f"{describe_goal(PROJECT_GOALS.get(model, {}).get(stage))} |")
+    return "\n".join(rows)
+
+
 def run_line(details: dict) -> str:
     """Which run the table shows: profile, device, data, commit, date, run id and time."""
     run = details.get("run", {})
@@ -246,7 +256,8 @@ def results_section(root: str | os.PathLike = REPO_ROOT, full_only: bool = True)
     if reference is None:
         body = ("No full GPU run is committed yet: the repository root holds no `report.json`, so "
                 "there are no reference results to show. A full run's results appear here when one "
-                "is committed (see `benchmarks/GPU_SESSION.md`).")
+                "is committed (see `benchmarks/GPU_SESSION.md`). It will be held to these goals:\n\n"
+                f"{goals_table()}")
     else:
         report, details = reference
         body = f"{run_line(details)}\n\n{results_table(report, models_left_out(details))}"

@@ -71,6 +71,17 @@ def test_readme_matches_what_the_repository_root_holds():
         assert "No full GPU run is committed yet" in section
 
 
+def test_without_a_run_the_section_lists_every_goal(tmp_path):
+    """Before any run is committed the README still says what a run will be held to, row by row."""
+    section = R.results_section(tmp_path)
+    assert "No full GPU run is committed yet" in section
+    assert row(section, "cnn", "dense") == ["cnn", "dense", ">= 90.0%", ">= 93.5%"]
+    assert row(section, "vit", "structured") == ["vit", "structured", ">= 88.0% at >= 25% removed", "-"]
+    assert row(section, "vit_scratch", "unstructured")[2:] == [">= 80.0% at >= 70% removed",
+                                                             ">= 86.0% at >= 90% removed"]
+    assert sum(line.startswith("| ") for line in section.splitlines()) == 1 + 3 * 3  # header and nine rows
+
+
 def test_every_number_with_both_goals():
     table = R.results_table(make_report())
     # model, stage, accuracy, removed, course minimum, met, project goal, met
