@@ -447,3 +447,15 @@ def test_taylor_docs_say_each_groups_scores_are_divided_by_their_mean():
         assert float(s.mean()) == pytest.approx(1.0, rel=1e-5)
     assert "no per-layer" not in S.__doc__ and "divided by their mean" in S.__doc__
     assert "scores average 1" in " ".join(S.unit_taylor_scores.__doc__.split())
+
+
+def test_select_reads_a_share_as_the_unstructured_functions_do():
+    """select(scores, 50) said "share must be in [0, 1), got 50" without the hint, and '0.5' was a
+    TypeError (review, reproduced)."""
+    scores = {"g": torch.rand(16)}
+    with pytest.raises(ValueError, match=r"share 50 is not a share: give 0.5 for 50%"):
+        S.select(scores, 50)
+    for bad in ("0.5", 1.0, -0.1):
+        with pytest.raises(ValueError, match=rf"share {bad!r} "):
+            S.select(scores, bad)
+    assert len(S.select(scores, 0.5)["g"]) == 8

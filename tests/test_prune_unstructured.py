@@ -921,3 +921,53 @@ def test_a_loop_that_only_calls_the_enforcer_back_copies_the_masks_once(monkeypa
         enforcer(model, opt, i)  # re-masks every step, as documented, but copies the masks once
     assert sorted(copied) == sorted(masks) and enforcer.full_passes == 5
     assert zeros_at(model, masks) == dict.fromkeys(masks, 0)
+
+
+def test_a_mask_or_score_not_shaped_like_its_weight_is_refused_naming_the_layer():
+    """A per-row (6,) mask on a square (6, 6) weight was broadcast across its columns: half the
+    inputs zeroed, no error, then sparsity_report blamed revived weights; a per-filter (8, 1, 1, 1)
+    score competed, summed, with per-weight scores; a misspelt name was a bare KeyError (review,
+    reproduced)."""
+    from labutils.prune.masks import apply_masks, masks_from_scores
+
+    torch.manual_seed(0)
+    square = nn.Sequential(nn.Linear(4, 6), nn.Linear(6, 6), nn.Linear(6, 2))
+    w = square[1].weight
+    before = w.detach().clone()
+    row = masks_from_scores({"1.weight": w.detach().abs().sum(1)}, 0.5, "layer")
+    shape = r"1\.weight: mask shape \(6,\) but the weight is \(6, 6\); a mask \(or score\) needs one entry per weight"
+    with pytest.raises(ValueError, match=shape + r".*\.reshape\(6, 1\)\.expand_as\(weight\)"):
+        apply_masks(square, row)
+    with pytest.raises(ValueError, match=shape):
+        sparsity_report(square, {"1.weight": w}, row)
+    with pytest.raises(ValueError, match=shape):
+        MaskEnforcer(row)(square, torch.optim.SGD(square.parameters(), lr=0.1), 1)
+    assert torch.equal(w, before)  # refused before anything was zeroed
+    # The hint's way: whole rows go.
+    apply_masks(square, masks_from_scores({"1.weight": w.detach().abs().sum(1).reshape(6, 1).expand_as(w)}, 0.5, "layer"))
+    assert int((w == 0).all(1).sum()) == 3 and int((w == 0).sum()) == 18
+
+    model = tiny_cnn()
+    params = prunable_parameters(model)
+    conv = params["2.weight"].detach().clone()
+    with pytest.raises(ValueError, match=r"2\.weight: score shape \(8, 1, 1, 1\) but the weight is \(8, 8, 3, 3\)"):
+        one_shot_prune(model, 0.5, scores={"2.weight": conv.abs().sum((1, 2, 3), keepdim=True),
+                                           "6.weight": params["6.weight"].detach().abs()})
+    assert torch.equal(params["2.weight"], conv)
+    with pytest.raises(ValueError, match=r"mask for '2\.weigth': the model has no such parameter "
+                                         r"\(did you mean '2\.weight'\?\).*'0\.weight', '2\.weight'"):
+        MaskEnforcer({"2.weigth": torch.ones(8, 8, 3, 3, dtype=torch.bool)})(model, None, 1)
+
+
+def test_sensitivity_levels_are_checked_before_anything_is_evaluated(monkeypatch):
+    """levels [0.5, 1.0] scored the baseline and a whole layer before failing on 1.0 (review)."""
+    from labutils.prune import sensitivity as sensitivity_module
+
+    calls = []
+    monkeypatch.setattr(sensitivity_module, "evaluate", lambda model, loader: calls.append(1) or {"accuracy": 0.5})
+    model = tiny_cnn()
+    for levels, message in (([0.5, 1.0], "sensitivity level 1.0 would remove every prunable weight"),
+                            ([0.5, 90], "sensitivity level 90 is not a share: give 0.9 for 90%")):
+        with pytest.raises(ValueError, match=message):
+            sensitivity_module.sensitivity_scan(model, prunable_parameters(model), None, levels)
+    assert calls == []

@@ -15,6 +15,7 @@ momentum nor weight decay can revive a pruned weight.
 """
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 
@@ -82,6 +83,39 @@ def _as_bool_mask(mask: torch.Tensor, name: str) -> torch.Tensor:
         raise ValueError(f"masks must be bool tensors (True = keep): {name}'s mask ({mask.dtype}) holds values "
                          f"other than 0 and 1; build it as a comparison, e.g. scores > threshold")
     return mask != 0
+
+
+def check_fits_weights(masks: dict[str, torch.Tensor], params: dict[str, torch.Tensor],
+                       what: str = "mask") -> None:
+    """ValueError naming the layer unless each of ``masks`` (or scores: ``what``) names one of
+    ``params`` and has its weight's shape. Shapes only, no values: cheap enough for every step.
+    Without it a (192,) row mask broadcast across a (192, 192) weight's columns without a word."""
+    for name, mask in masks.items():
+        p = params.get(name)
+        if p is None:
+            raise ValueError(_not_a_weight(name, params, what))
+        if mask.shape != p.shape:
+            raise ValueError(f"{name}: {what} shape {tuple(mask.shape)} but the weight is {tuple(p.shape)}; "
+                             f"a mask (or score) needs one entry per weight: {_expand_hint(mask, p)}")
+
+
+def _not_a_weight(name: str, params: dict[str, torch.Tensor], what: str) -> str:
+    close = difflib.get_close_matches(str(name), list(params), n=1)
+    weights = [n for n, p in params.items() if n.endswith("weight") and p.dim() > 1] or list(params)  # conv, linear
+    shown = weights if len(weights) <= 5 else weights[:5] + ["..."]
+    guess = f" (did you mean {close[0]!r}?)" if close else ""
+    return (f"{what} for {name!r}: the model has no such parameter{guess}; name layers as "
+            f"model.named_parameters() does, e.g. {shown}")
+
+
+def _expand_hint(mask: torch.Tensor, p: torch.Tensor) -> str:
+    if mask.dim() == 1 and mask.numel() == p.numel():  # flattened
+        return "reshape it with .view_as(weight)"
+    if mask.dim() < p.dim() and mask.shape == p.shape[:mask.dim()]:  # per row / per filter, dims dropped
+        kept = tuple(mask.shape) + (1,) * (p.dim() - mask.dim())
+        return (f"expand a per-row or per-filter score with .reshape{kept}.expand_as(weight) "
+                f"(or compute it with keepdim=True): .expand_as alone would spread it along the last dimension")
+    return "expand a per-row or per-filter score with .expand_as(weight), or score each weight (weight.abs())"
 
 
 def check_finite_scores(scores: dict[str, torch.Tensor]) -> None:
@@ -167,6 +201,7 @@ def apply_masks(model: nn.Module, masks: Masks) -> None:
     """Zero every masked-out weight in place: +0.0, which a multiply by the mask would not give a
     negative weight (-0.0); a sparse checkpoint, which stores only the nonzeros, reloads it bit for bit."""
     params = dict(model.named_parameters())
+    check_fits_weights(masks, params)
     for name, mask in as_bool_masks(masks).items():
         params[name].masked_fill_(~mask.to(params[name].device), 0.0)
 
@@ -218,6 +253,7 @@ class MaskEnforcer:
         changed = False
         if len(self._held) != len(self.masks) or any(self._stale(n, m) for n, m in self.masks.items()):
             params = dict(model.named_parameters())
+            check_fits_weights({n: m for n, m in self.masks.items() if self._stale(n, m)}, params)
             for name in list(self._held):
                 if name not in self.masks:
                     del self._held[name], self._versions[name], self._params[name], self._factors[name]
@@ -312,6 +348,8 @@ def sparsity_report(model: nn.Module, params: dict[str, torch.Tensor] | None = N
     masked-out weight is zero and raises if one is not.
     """
     params = params if params is not None else prunable_parameters(model)
+    if masks is not None:  # masks for layers outside ``params`` are not checked here, as before
+        check_fits_weights({n: m for n, m in masks.items() if n in params}, params)
     layers = {}
     for name, p in params.items():
         zeros = int((p == 0).sum())

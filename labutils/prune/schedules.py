@@ -33,7 +33,8 @@ from torch import nn
 
 from .criteria import compute_scores
 from .masks import (NO_PRUNABLE, Masks, MaskEnforcer, apply_masks, as_bool_masks, check_finite_scores,
-                    check_share, magnitude_scores, masks_from_scores, prunable_parameters, sparsity_report)
+                    check_fits_weights, check_share, magnitude_scores, masks_from_scores, prunable_parameters,
+                    sparsity_report)
 from ..train import evaluate, fit, progress, quiet_progress, report_progress
 
 # The ways to reach a sparsity that notebook 03 compares (one_shot_prune, iterative_prune, gradual_prune).
@@ -140,6 +141,9 @@ def one_shot_prune(model: nn.Module, sparsity: float | None, scope="global",
     missing = set(params) - set(scores)
     if missing:
         raise ValueError(f"scores are missing for {sorted(missing)[:3]}...; score the same parameters you prune")
+    # A per-filter score (8, 1, 1, 1) competed, summed, with per-weight ones under global scope.
+    check_fits_weights({n: scores[n] for n in params}, params, "score")
+    check_fits_weights({n: m for n, m in (previous or {}).items() if n in params}, params, "previous mask")
     masks = within(scope_masks(nested_scores({n: scores[n] for n in params}, previous), sparsity, scope), previous)
     apply_masks(model, masks)
     return masks

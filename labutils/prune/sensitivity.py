@@ -21,7 +21,8 @@ def sensitivity_scan(model: nn.Module, params: dict[str, torch.Tensor], loader,
     Returns {"sparsities": [...], "baseline": accuracy, "sizes": {layer: weights},
     "layers": {layer: [accuracy per sparsity]}}.
     """
-    levels = [float(s) for s in sparsities]
+    # Every level before the first evaluation: 1.0 failed only after the baseline and a layer.
+    levels = [check_share(s, "sensitivity level") for s in sparsities]
     if any(b <= a for a, b in zip(levels, levels[1:])):  # the drops are read in order of sparsity
         raise ValueError(f"sensitivity levels {levels} must increase from one entry to the next, "
                          f"e.g. {list(DEFAULT_LEVELS)}")

@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from .criteria import batch_gradients
+from .masks import check_share
 from ..accel import memory_format
 from ..models import build_model
 
@@ -358,8 +359,7 @@ def select(scores: dict[str, torch.Tensor], share: float, original: dict[str, in
     10% of its original size. Then each group's count, heads apart, is rounded to ``multiple`` by
     the same rule (never above its current size), so the share removed is near ``share``, not exact.
     """
-    if not 0.0 <= share < 1.0:
-        raise ValueError(f"share must be in [0, 1), got {share}")
+    share = check_share(share, "share")  # 50 (for 0.5) is the usual slip: its words say so
     # 0 and -8 rounded like 1 and 2.5 truncated widths, all without a word.
     for name, value in (("multiple", multiple), ("min_keep", min_keep)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
