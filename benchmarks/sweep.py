@@ -11,10 +11,17 @@ held-out images), or another profile's with ``--profile`` (``cpu``: its reduced 
 
     {"name": "cutout+ema", "train": {"cutout": 16, "ema": 0.999}, "model": {"drop_path_rate": 0.2}}
 
-``train`` keys are ``labutils.train.fit``'s arguments (epochs, lr, weight_decay, label_smoothing,
-mixup, ema, ...) plus the training loader's (``batch_size`` and ``labutils.data.AUGMENTATION``:
-``cutout``, ``augment`` = trivialaugment | randaugment | autoaugment, ``repeats``) and
-``tta_flip``; ``model`` keys are those a profile takes for the architecture (``drop_path_rate``...).
+``train`` keys are those a profile's training recipe takes (``labutils.train.fit``'s arguments:
+epochs, lr, weight_decay, label_smoothing, mixup, ema, ...; the training loader's: ``batch_size``
+and ``labutils.data.AUGMENTATION``: ``cutout``, ``augment`` = trivialaugment | randaugment |
+autoaugment, ``repeats``) and ``tta_flip`` (True or False); ``model`` keys are those a profile
+takes for the architecture (``drop_path_rate``...). Every candidate is checked before any runs:
+each value by its rule, then the profile with the candidate in it by ``labutils.profile_check``'s
+cross-checks (a ViT's width that its heads do not split, a batch larger than the training images;
+with ``--smoke``, on smoke's widths as well, which the candidate's model keys override). Names
+are strings, one per candidate. A candidate whose training loss went NaN or infinite is done,
+with the note "diverged (training loss nan): scores at chance"; one that raises is a failed row,
+and the sweep goes on.
 A winner enters the ``full`` profile as the same keys, except ``tta_flip``: a sweep-only scoring
 option (``evaluate(tta_flip=True)``, the mean of each image's and its mirror's logits) that no
 profile key sets, so the workbook's run does not score that way.
@@ -74,7 +81,7 @@ from labutils.data import (AUGMENTATION, DeviceLoader, augmentation_of, describe
 from labutils.errors import one_line
 from labutils.measure import accuracy_interval
 from labutils.models import build_model, course_model
-from labutils.profile_check import schema
+from labutils.profile_check import flag, problems, schema
 from labutils.profiles import PROFILES, get_profile
 from labutils.train import evaluate, fit, get_device, seed_everything
 
@@ -84,7 +91,7 @@ import airbench_peer  # noqa: E402  (beside this file)
 MODELS = ("cnn", "vit_scratch", "resnet20")
 LOADER_KEYS, EVAL_KEYS = {"batch_size", *AUGMENTATION}, {"tta_flip"}
 FIT_KEYS = set(inspect.signature(fit).parameters) - {"model", "train_loader", "test_loader", "callback",
-                                                     "device", "desc"}
+                                                     "device", "desc"}  # what the sweep may pass fit
 AIRBENCH = [{"name": "airbench94", "airbench": True}, {"name": "airbench96", "airbench": True}]
 SOME_FAILED, NONE_DONE = 3, 1  # exit statuses (0: no row failed)
 CANDIDATE_KEYS = {"name", "train", "model", "airbench"}
@@ -174,19 +181,40 @@ def model_rules(model: str) -> dict:
 
 
 def train_rules(model: str) -> dict:
-    """The training recipe keys a profile takes for ``model``, each with its rule (None: fit checks it)."""
+    """The training keys a candidate may set for ``model``, each with its rule: the profile's recipe
+    keys (profile_check's: not num_classes or stop_if_diverged, the caller's) that fit or the
+    loader takes (not QUANT's "steps"), and ``tta_flip`` (bool("False") is true)."""
     node = schema().rules["quant"].rules["train"] if model == "resnet20" else schema().rules["train"].rules[model]
-    return node.rules
+    return {k: rule for k, rule in node.rules.items() if k in FIT_KEYS | LOADER_KEYS} | {"tta_flip": flag}
 
 
-def check(candidates: list[dict], model: str, profile: str = "full") -> list[dict]:
-    """Refuse, naming the candidate, what the sweep could not run (before any candidate runs)."""
+def smoke_widths(model: str) -> dict:
+    """The smoke profile's narrow architecture of ``model``."""
+    smoke = get_profile("smoke")
+    return dict(smoke["quant"]["resnet20"] if model == "resnet20" else smoke["models"][model])
+
+
+def candidate_profile(model: str, candidate: dict, profile: str = "full", smoke: bool = False) -> dict:
+    """``profile`` with ``candidate``'s overrides in ``model``'s recipe and architecture (on smoke's
+    widths with ``smoke``, as train_candidate builds it), for profile_check's cross-checks."""
+    applied = get_profile(profile)  # a copy
+    recipe = applied["quant"]["train"] if model == "resnet20" else applied["train"][model]
+    recipe.update({k: v for k, v in candidate.get("train", {}).items() if k not in EVAL_KEYS})
+    archs = applied["quant"] if model == "resnet20" else applied["models"]
+    archs[model] = (smoke_widths(model) if smoke else archs[model]) | candidate.get("model", {})
+    return applied
+
+
+def check(candidates: list[dict], model: str, profile: str = "full", smoke: bool = False) -> list[dict]:
+    """Refuse, naming the candidate, what the sweep could not run (before any candidate runs): each
+    key by its rule, then the candidate in ``profile`` by profile_check's cross-checks."""
     if not all(isinstance(c, dict) for c in candidates):
         raise SweepError(f"every candidate is a dict such as {{'name': 'cutout', 'train': {{'cutout': 16}}}}; "
                          f"got {candidates}")
-    names = [c.get("name") for c in candidates]
-    if not all(names) or len(set(names)) != len(names):
-        raise SweepError(f"every candidate needs a name of its own; got {names}")
+    names = [c.get("name") for c in candidates]  # a string: --only and the job folders (--jobs) take it
+    if not all(isinstance(n, str) and n.strip() for n in names) or len(set(names)) != len(names):
+        raise SweepError(f"every candidate needs a name of its own, a non-empty string such as 'cutout 16'; "
+                         f"got {names}")
     arch = model_rules(model)  # a misspelt key failed its row only after the candidates before it had run
     rules = train_rules(model)
     for c in candidates:
@@ -194,10 +222,8 @@ def check(candidates: list[dict], model: str, profile: str = "full") -> list[dic
             raise SweepError(f"candidate {c['name']!r}: unknown key(s) {sorted(extra)}; known: {sorted(CANDIDATE_KEYS)}")
         if not all(isinstance(c.get(k, {}), dict) for k in ("train", "model")):
             raise SweepError(f"candidate {c['name']!r}: 'train' and 'model' are dicts of overrides")
-        unknown = set(c.get("train", {})) - FIT_KEYS - LOADER_KEYS - EVAL_KEYS
-        if unknown:
-            raise SweepError(f"candidate {c['name']!r}: unknown train key(s) {sorted(unknown)}; "
-                             f"known: {sorted(FIT_KEYS | LOADER_KEYS | EVAL_KEYS)}")
+        if unknown := set(c.get("train", {})) - set(rules):
+            raise SweepError(f"candidate {c['name']!r}: unknown train key(s) {sorted(unknown)}; known: {sorted(rules)}")
         if unknown := set(c.get("model", {})) - set(arch):
             raise SweepError(f"candidate {c['name']!r}: unknown model key(s) {sorted(unknown)} for {model}; "
                              f"known: {sorted(arch)}")
@@ -206,6 +232,12 @@ def check(candidates: list[dict], model: str, profile: str = "full") -> list[dic
         recipe = base_recipe(model, profile)[0] | c.get("train", {})  # a bad value failed only at its turn
         if bad := [f"{k}={v!r} {why}" for k, v in recipe.items() if rules.get(k) and (why := rules[k](v))]:
             raise SweepError(f"candidate {c['name']!r}: {'; '.join(bad)}")
+        # What no single value shows (a ViT width its heads do not split, a batch larger than the
+        # data) failed with a bare AssertionError that ended the sweep; smoke runs on smoke's widths.
+        for on_smoke in (False, True) if smoke else (False,):
+            if found := problems(candidate_profile(model, c, profile, on_smoke)):
+                where = f"the {profile} profile" + (" with smoke's widths" if on_smoke else "")
+                raise SweepError(f"candidate {c['name']!r} on {where}: {'; '.join(found)}; change the candidate")
         if c.get("airbench") and c["name"] not in airbench_peer.VARIANTS:
             raise SweepError(f"candidate {c['name']!r}: an airbench row is named one of {airbench_peer.VARIANTS}")
     return candidates
@@ -266,11 +298,10 @@ def train_candidate(model_name: str, candidate: dict, data: dict, device: torch.
     """Train one candidate from ``profile``'s recipe and score it on ``data["scored"]``."""
     recipe, arch = base_recipe(model_name, profile)
     recipe.update(candidate.get("train", {}))
-    arch.update(candidate.get("model", {}))
     if smoke:  # a couple of steps, narrow models: the workflow, not the numbers
         recipe.update(epochs=1, max_steps=2, batch_size=32, compile=False)
-        arch.update(get_profile("smoke")["quant"]["resnet20"] if model_name == "resnet20"
-                    else get_profile("smoke")["models"][model_name])
+        arch = smoke_widths(model_name)  # under the candidate's keys: they are what it tries
+    arch.update(candidate.get("model", {}))
     tta = bool(recipe.pop("tta_flip", False))
     seed_everything(0)
     train = DeviceLoader(*data["train"], recipe["batch_size"], True, device, seed=0, **augmentation_of(recipe))
@@ -280,12 +311,16 @@ def train_candidate(model_name: str, candidate: dict, data: dict, device: torch.
                   **fit_arguments(recipe))
     score = evaluate(model, scored, device, tta_flip=tta)
     seconds = sum(h["train_seconds"] for h in history)
-    return {"accuracy": score["accuracy"], "interval": list(accuracy_interval(score["accuracy"], score["n"])),
-            "scored_images": score["n"], "epochs": len(history), "seconds": seconds,
-            "images_per_second": sum(h["images"] for h in history) / seconds,
-            # the first epoch holds the warm-up and any compile: the later ones are the steady state
-            "first_epoch_seconds": history[0]["train_seconds"],
-            "later_epochs_seconds": seconds - history[0]["train_seconds"]}
+    row = {"accuracy": score["accuracy"], "interval": list(accuracy_interval(score["accuracy"], score["n"])),
+           "scored_images": score["n"], "epochs": len(history), "seconds": seconds,
+           "images_per_second": sum(h["images"] for h in history) / seconds,
+           # the first epoch holds the warm-up and any compile: the later ones are the steady state
+           "first_epoch_seconds": history[0]["train_seconds"],
+           "later_epochs_seconds": seconds - history[0]["train_seconds"]}
+    # fit's warning went to stderr (a child's log with --jobs): the table read as a finished recipe.
+    if lost := [h["train_loss"] for h in history if not math.isfinite(h["train_loss"])]:
+        row["note"] = f"diverged (training loss {lost[0]}): scores at chance"
+    return row
 
 
 def run_row(model_name: str, candidate: dict, data: dict, device, smoke: bool, airbench_dir,
@@ -300,7 +335,7 @@ def run_row(model_name: str, candidate: dict, data: dict, device, smoke: bool, a
                 candidate["name"], airbench_dir())
         else:
             row |= {"status": "done", **train_candidate(model_name, candidate, data, device, smoke, profile)}
-    except (RuntimeError, ValueError, TypeError, OSError) as err:  # out of memory, a bad value...
+    except Exception as err:  # out of memory, a bad value...: one failed row; the sweep goes on (not on Ctrl-C)
         row |= {"status": "failed", "note": one_line(err)}
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -319,7 +354,7 @@ def sweep(model_name: str, candidates: list[dict], data_root: Path, out: Path, b
     """Run the candidates in order until the budget is spent (``jobs`` at a time, each in a
     process of its own, when more than one); write the JSON and markdown tables. A table of
     ``model_name`` already in ``out`` is refused unless ``force``: the first row would replace it."""
-    check(candidates, model_name, profile)
+    check(candidates, model_name, profile, smoke)
     if jobs < 1:
         raise SweepError(f"--jobs must be 1 or more, got {jobs}")
     if math.isnan(budget_s) or budget_s < 0:
@@ -454,7 +489,8 @@ def format_row(row: dict) -> str:
         return f"{row['name']}: {row['status']} ({row.get('note', '')})"
     lo, hi = row["interval"]
     return (f"{row['name']}: {row['accuracy']:.2%} [{lo:.2%}, {hi:.2%}] on {row['scored_images']} images, "
-            f"{row['epochs']:g} epochs, {row['seconds']:.0f} s, {row['images_per_second']:,.0f} images/s")
+            f"{row['epochs']:g} epochs, {row['seconds']:.0f} s, {row['images_per_second']:,.0f} images/s"
+            + (f" ({row['note']})" if row.get("note") else ""))
 
 
 def markdown(result: dict) -> str:

@@ -15,7 +15,9 @@ from test_bench_train import _bench
 
 sweep = _bench("sweep")
 peer = _bench("airbench_peer")
-BROKEN = {"mixup": 1.0, "num_classes": 2}  # passes check(); labels up to 9 fail one_hot at the first step
+# vit_scratch overrides that pass check() and fail at the first step (timm: "Input height (32) doesn't
+# match model (64)"); if a rule comes to refuse them, any other such value will do.
+BROKEN = {"model": {"img_size": 64}}
 
 
 @pytest.mark.parametrize("model", sweep.MODELS)
@@ -66,14 +68,14 @@ def test_jobs_train_candidates_side_by_side_and_keep_their_order(tmp_path):
 
 def test_a_job_that_fails_is_a_failed_row_saying_why(tmp_path):
     bad = tmp_path / "bad.json"  # values no rule refuses, that fail in training, in the child
-    bad.write_text(json.dumps([{"name": "fine", "train": {}}, {"name": "broken", "train": BROKEN}]))
-    result = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path / "out"), "--device", "cpu",
+    bad.write_text(json.dumps([{"name": "fine", "train": {}}, {"name": "broken", **BROKEN}]))
+    result = sweep.main(["--model", "vit_scratch", "--smoke", "--out", str(tmp_path / "out"), "--device", "cpu",
                          "--candidates", str(bad), "--jobs", "2"])
     fine, broken = result["rows"]
-    assert fine["status"] == "done" and broken["status"] == "failed" and "num_classes" in broken["note"]
+    assert fine["status"] == "done" and broken["status"] == "failed" and "Input height" in broken["note"]
     # The child exits non-zero on its failed row (exit_status): its own row is still the one read back.
-    child = json.loads(next((tmp_path / "out" / "jobs" / "resnet20").glob("02_*/sweep_resnet20.json")).read_text())
-    assert broken == child["rows"][0] and broken["note"].startswith("RuntimeError: ")
+    child = json.loads(next((tmp_path / "out" / "jobs" / "vit_scratch").glob("02_*/sweep_vit_scratch.json")).read_text())
+    assert broken == child["rows"][0] and broken["note"].startswith("AssertionError: ")
     # A child that dies (killed, out of memory) leaves no table: its row names the exit and the log's end.
     dead = tmp_path / "dead"
     dead.mkdir()
@@ -284,15 +286,15 @@ def test_a_candidates_file_is_a_list_or_a_dict_of_lists_by_model(tmp_path, capsy
 def test_every_row_carries_the_same_keys(tmp_path):
     """Airbench and skipped rows had no wall_seconds, skipped ones no overrides."""
     mine = tmp_path / "mine.json"
-    mine.write_text(json.dumps([{"name": "fine", "train": {}}, {"name": "broken", "train": BROKEN}]))
-    ran = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path / "ran"), "--candidates", str(mine),
+    mine.write_text(json.dumps([{"name": "fine", "train": {}}, {"name": "broken", **BROKEN}]))
+    ran = sweep.main(["--model", "vit_scratch", "--smoke", "--out", str(tmp_path / "ran"), "--candidates", str(mine),
                       "--airbench", "--only", "airbench94", "--only", "fine", "--only", "broken"])["rows"]
-    skipped = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path / "skipped"), "--candidates",
+    skipped = sweep.main(["--model", "vit_scratch", "--smoke", "--out", str(tmp_path / "skipped"), "--candidates",
                           str(mine), "--budget-s", "0"])["rows"]
     assert [r["status"] for r in ran + skipped] == ["not run", "done", "failed", "skipped", "skipped"]
     for row in ran + skipped:
         assert {"name", "overrides", "status", "wall_seconds"} <= set(row), row
-    assert skipped[1]["overrides"] == {"train": BROKEN}
+    assert skipped[1]["overrides"] == BROKEN
 
 
 def test_a_smoke_table_names_the_data_it_ran_on(tmp_path, synthetic_root, monkeypatch):
@@ -386,12 +388,12 @@ def test_the_exit_status_says_whether_a_row_failed(tmp_path):
     assert sweep.exit_status(rows("done", "not run", "skipped")) == 0 and sweep.exit_status(rows()) == 0
     assert sweep.exit_status(rows("done", "failed", "skipped")) == sweep.SOME_FAILED == 3
     assert sweep.exit_status(rows("not run", "failed", "skipped")) == sweep.NONE_DONE == 1
-    mine = _listed(tmp_path, {"name": "fine", "train": {}}, {"name": "broken", "train": BROKEN})
-    ran = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "sweep.py"), "--model", "resnet20", "--smoke",
+    mine = _listed(tmp_path, {"name": "fine", "train": {}}, {"name": "broken", **BROKEN})
+    ran = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "sweep.py"), "--model", "vit_scratch", "--smoke",
                           "--out", str(tmp_path / "out"), "--device", "cpu", "--candidates", mine],
                          capture_output=True, text=True)
     assert ran.returncode == 3, ran.stderr[-2000:]
-    assert "broken: failed (RuntimeError" in ran.stdout
+    assert "broken: failed (AssertionError" in ran.stdout
     assert "Exit status: 0 when no row failed" in sweep.__doc__
 
 
@@ -415,7 +417,8 @@ def test_rows_split_the_first_epoch_from_the_steady_ones(tmp_path, monkeypatch):
 
     def two_epochs(model, *args, **kwargs):  # a smoke run trains one epoch: give it a warm-up and a steady one
         real_fit(model, *args, **kwargs)
-        return [{"train_seconds": 3.0, "images": 60}, {"train_seconds": 1.0, "images": 60}]
+        return [{"train_seconds": 3.0, "images": 60, "train_loss": 2.0},
+                {"train_seconds": 1.0, "images": 60, "train_loss": 1.5}]
 
     monkeypatch.setattr(sweep, "fit", two_epochs)
     row, = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path), "--only", "today"])["rows"]
@@ -457,3 +460,73 @@ def test_the_cpu_sweep_write_up_gives_the_commit_its_commands_ran_at():
     assert "git worktree add ../sweep-ac70722 ac70722" in text and "PYTHONPATH=$PWD" in text
     for model in (t["model"] for t in tables.values()):
         assert f"--model {model} --profile cpu" in text, model
+
+
+def test_candidates_the_profile_check_would_refuse_are_refused_before_any_runs(tmp_path, capsys, monkeypatch):
+    """A ViT width its heads do not split passed check() and ended the sweep with a bare
+    AssertionError; a batch larger than the cpu profile's 10,000 images too; with --smoke, smoke's
+    widths replaced the candidate's model keys, so it read as done."""
+    too_big = "batch_size\"] = 20000 is more than the profile's 10,000 training images"
+    for model, candidate, said in (
+            ("vit_scratch", {"model": {"embed_dim": 100}}, "embed_dim 100 does not split into num_heads 3"),
+            ("cnn", {"train": {"batch_size": 20000}}, too_big), ("resnet20", {"train": {"batch_size": 20000}}, too_big)):
+        with pytest.raises(sweep.SweepError, match=f"candidate 'c' on the cpu profile: .*{said}"):
+            sweep.check([{"name": "c", **candidate}], model, "cpu")
+    monkeypatch.setattr(sweep, "train_candidate", lambda *a, **k: pytest.fail("trained before refusing"))
+    for heads, widths in ((5, ""), (64, " with smoke's widths")):  # 192 splits into 64 heads, smoke's 48 does not
+        mine = _listed(tmp_path, {"name": "fine", "train": {}}, {"name": "heads", "model": {"num_heads": heads}})
+        with pytest.raises(SystemExit):
+            sweep.main(["--model", "vit_scratch", "--smoke", "--out", str(tmp_path / "out"), "--candidates", mine])
+        assert f"candidate 'heads' on the full profile{widths}: " in capsys.readouterr().err
+    assert not list((tmp_path / "out").glob("sweep_*"))
+    monkeypatch.undo()
+    built = []
+    monkeypatch.setattr(sweep, "build", lambda model, arch: built.append(arch) or sweep.course_model(model, **arch))
+    mine = _listed(tmp_path, {"name": "width 96", "model": {"embed_dim": 96}})  # smoke's is 48
+    row, = sweep.main(["--model", "vit_scratch", "--smoke", "--out", str(tmp_path / "ok"), "--candidates", mine])["rows"]
+    assert row["status"] == "done" and built == [{"embed_dim": 96, "depth": 2}]
+
+
+def test_train_keys_are_the_profiles_and_a_row_that_raises_anything_fails_alone(tmp_path, monkeypatch):
+    """stop_if_diverged (and num_classes), which the profile check leaves to the caller, passed;
+    the TrainingDiverged (a FloatingPointError) it raised was no caught error: a traceback, and
+    the later candidates never ran."""
+    for key, value in (("stop_if_diverged", True), ("num_classes", 2)):
+        with pytest.raises(sweep.SweepError, match=f"candidate 'c': unknown train key\\(s\\) \\['{key}'\\]"):
+            sweep.check([{"name": "c", "train": {"lr": 1e30, key: value}}], "cnn", "cpu")
+
+    def train(model_name, candidate, data, device, smoke, profile="full"):
+        if candidate["name"] == "raises":
+            raise FloatingPointError("diverged")
+        if candidate["name"] == "interrupted":
+            raise KeyboardInterrupt
+        return _done_in(0.0)(model_name, candidate, data, device, smoke, profile)
+
+    monkeypatch.setattr(sweep, "train_candidate", train)
+    mine = _listed(tmp_path, {"name": "raises", "train": {}}, {"name": "after", "train": {}},
+                   {"name": "interrupted", "train": {}})
+    args = ["--model", "resnet20", "--smoke", "--candidates", mine, "--only", "raises", "--only", "after"]
+    rows = sweep.main([*args, "--out", str(tmp_path / "a")])["rows"]
+    assert [(r["status"], r.get("note")) for r in rows] == [("failed", "FloatingPointError: diverged"), ("done", None)]
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C still stops the sweep
+        sweep.main([*args, "--only", "interrupted", "--out", str(tmp_path / "b")])
+
+
+def test_a_diverged_candidate_is_done_with_a_note_saying_so(tmp_path):
+    """lr 1e30 (loss nan) read as a finished recipe at 10%: fit's warning went to stderr only."""
+    mine = _listed(tmp_path, {"name": "huge lr", "train": {"lr": 1e30}})
+    with pytest.warns(RuntimeWarning, match="training diverged"):  # fit's warning, on stderr only
+        row, = sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path), "--candidates", mine])["rows"]
+    assert row["status"] == "done" and row["note"] == "diverged (training loss nan): scores at chance"
+    assert "| diverged (training loss nan): scores at chance |" in (tmp_path / "sweep_resnet20.md").read_text()
+
+
+def test_tta_flip_and_names_are_checked_before_any_candidate_runs():
+    """tta_flip "False" turned TTA on (bool("False")) and 0.5 passed; a name 5 passed and crashed
+    job_folders (--jobs) with a TypeError."""
+    for value in ("False", 0.5):
+        with pytest.raises(sweep.SweepError, match=f"candidate 'c': tta_flip={value!r} must be True or False"):
+            sweep.check([{"name": "c", "train": {"tta_flip": value}}], "cnn")
+    for name in (5, "", None):
+        with pytest.raises(sweep.SweepError, match="every candidate needs a name of its own, a non-empty string"):
+            sweep.check([{"name": name, "train": {}}], "cnn")
