@@ -81,6 +81,7 @@ class CompiledForward:
                              f"False (no compilation) or one of {', '.join(map(repr, compile_modes()))}")
         self.model = model
         self.working: bool | None = None
+        self.reason: str | None = None  # why it fell back to the eager model (fit's history records it)
         self.cudagraphs = compile_uses_cudagraphs(mode)  # fixed by the mode: not looked up every step
         param = next(model.parameters(), None)
         if self.cudagraphs and (reason := graphs_unavailable(param.device if param is not None else "cpu")):
@@ -94,8 +95,8 @@ class CompiledForward:
             self._fall_back("torch.compile is not available here", err)
 
     def _fall_back(self, what: str, err: Exception) -> None:
-        warnings.warn(f"{what} ({one_line(err, 200)}); "
-                      f"training continues without it", RuntimeWarning, stacklevel=3)
+        self.reason = f"{what} ({one_line(err, 200)})"
+        warnings.warn(f"{self.reason}; training continues without it", RuntimeWarning, stacklevel=3)
         self.working = False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -273,7 +274,8 @@ class GraphedStep:
     enforcer's layout): when it changes, the graphs are dropped and captured again.
 
     Where graphs are unavailable (not CUDA) or a capture fails, ``step`` runs eagerly from then on,
-    with a warning; ``self.reason`` says why (None while graphs are in use).
+    with a warning; ``self.reason`` says why (None while graphs are in use). ``self.replayed``
+    counts the calls a graph ran (0: every call ran eagerly).
     """
 
     def __init__(self, step: Callable, device, warmup: int = 3, version: Callable | None = None):
@@ -285,6 +287,7 @@ class GraphedStep:
         self.calls: Counter = Counter()
         self._version = None
         self._side = None
+        self.replayed = 0
 
     def __call__(self, *inputs):
         if self.reason:
@@ -297,6 +300,7 @@ class GraphedStep:
             for buffer, t in zip(static_in, inputs):
                 buffer.copy_(t)
             graph.replay()
+            self.replayed += 1
             return out
         if self.calls[key] < self.warmup:
             self.calls[key] += 1
@@ -311,6 +315,7 @@ class GraphedStep:
             return self.step(*inputs)
         self.graphs[key] = (graph, static_in, out)
         graph.replay()  # capturing records the step without running it: run it now
+        self.replayed += 1
         return out
 
 

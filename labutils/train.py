@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .accel import (GraphedStep, autocast, compile_uses_cudagraphs, forward_runner, full_float32, fused_optimizer,
-                    grad_scaler, graphs_unavailable, memory_format, precision_for, tune_backends)
+from .accel import (CompiledForward, GraphedStep, autocast, compile_uses_cudagraphs, forward_runner, full_float32,
+                    fused_optimizer, grad_scaler, graphs_unavailable, memory_format, precision_for, tune_backends)
 from .errors import SettingsError, TrainingDiverged
 
 StepCallback = Callable[[nn.Module, torch.optim.Optimizer, int], None]
@@ -308,6 +308,9 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     too. The step loop
     never waits for the device: losses and counts are summed there and read once per epoch.
 
+    The last epoch's record also holds "ran" (``_speed_modes_ran``): whether the compiled forward
+    and the captured step actually ran, and "why" where one asked fell back to eager.
+
     An epoch whose training loss is NaN or infinite (a diverged run: it will score at chance) is
     warned of once; ``stop_if_diverged`` raises ``TrainingDiverged`` (a FloatingPointError) there instead. It is off by
     default: a sweep (notebook 06's) goes on past a diverged run and reports it.
@@ -326,6 +329,7 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
     model.to(device, memory_format=memory_format(device)).train()
     forward = forward_runner(model, compile)
     precision = precision or precision_for(device)
+    graphs_asked, obstacle = graphs, None
     if graphs and (obstacle := _graphs_obstacle(device, precision, callback, compile)):
         warnings.warn(f"CUDA graphs not used ({obstacle}); training eagerly", RuntimeWarning, stacklevel=2)
         graphs = False
@@ -396,9 +400,38 @@ def fit(model: nn.Module, train_loader, test_loader=None, *, epochs: int, lr: fl
             _report(desc, shown_epochs, record, bar)
             if step >= total:
                 break
+    history[-1]["ran"] = _speed_modes_ran(forward, train_step, compile, graphs_asked, obstacle)
     if averaged is not None:
         model.load_state_dict(averaged.module.state_dict())
     return history
+
+
+def _speed_modes_ran(forward, train_step, compile, graphs_asked: bool, obstacle: str | None) -> dict:
+    """{"compile", "graphs"}: whether the compiled forward and the captured step ran (not whether
+    they were asked: both fall back to eager with a warning alone), and "why" where one asked did not."""
+    compiled = isinstance(forward, CompiledForward) and forward.working is True
+    graphed = isinstance(train_step, GraphedStep) and train_step.reason is None and train_step.replayed > 0
+    why = []
+    if compile and not compiled:
+        why.append(f"compile: {getattr(forward, 'reason', None) or 'the compiled forward never ran'}")
+    if graphs_asked and not graphed:
+        reason = obstacle or getattr(train_step, "reason", None) or (
+            f"the run ended before a step was captured (each batch shape first runs "
+            f"{train_step.warmup} eager warm-up steps)")
+        why.append(f"graphs: {reason}")
+    return {"compile": compiled, "graphs": graphed} | ({"why": "; ".join(why)} if why else {})
+
+
+def speed_modes_ran(*histories: list[dict]) -> dict | None:
+    """What ran of the speed modes over several fits (their histories' last "ran"): compiled or
+    graphed only where every fit was, with each distinct "why"; None where no fit ran (or none
+    recorded it: an older record)."""
+    ran = [h[-1]["ran"] for h in histories if h and "ran" in h[-1]]
+    if not ran:
+        return None
+    why = list(dict.fromkeys(r["why"] for r in ran if r.get("why")))
+    return ({"compile": all(r["compile"] for r in ran), "graphs": all(r["graphs"] for r in ran)}
+            | ({"why": "; ".join(why)} if why else {}))
 
 
 def _whole(v) -> bool:

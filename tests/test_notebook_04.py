@@ -69,7 +69,8 @@ def test_figures_tell_series_apart_without_colour(run04):
     assert assert_series_apart(lab.plot_channels_kept(results)) == 2 * 2  # original and kept bars
     assert assert_series_apart(lab.plot_speed_vs_macs(results)) == 2 * 2  # theory and measured bars
     for r in results.values():  # as a GPU run records it: a second device beside the CPU
-        r["throughput"]["cuda"] = dict(r["throughput"]["cpu"], graphs=True)
+        cpu = r["throughput"]["cpu"]
+        r["throughput"]["cuda"] = dict(cpu, graphs=True, graphs_per_batch=[True] * len(cpu["batch_sizes"]))
     assert assert_series_apart(lab.plot_throughput(results)) >= 2 * (4 + 3)
 
 
@@ -507,3 +508,56 @@ def test_a_cut_run_twice_on_the_same_loaders_gives_the_same_model_and_study(tmp_
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     studies = [lab.compare_criteria(model, train, test, cfg)["criteria"] for _ in range(2)]
     assert studies[0] == studies[1]
+
+
+def test_the_throughput_sweep_marks_the_points_that_fell_back_to_eager(monkeypatch, capsys):
+    """The sweep's "CUDA graphs" label and record came from its first point: a capture that failed
+    at a larger batch (out of memory at 4096) timed that point eagerly, and the line, the figure and
+    the metrics still said "CUDA graphs" (review). Faked here: capture works at batch 1, fails at 8."""
+    from torch import nn
+
+    from labutils import measure
+    from labutils.labs import structured as lab
+
+    def graphed_call(fn, device, warmup=3):  # as accel.graphed_call: (call, None) or (fn, why not)
+        return (fn, None) if fn().shape[0] == 1 else (fn, "capture failed: OutOfMemoryError: CUDA out of memory")
+
+    monkeypatch.setattr(lab, "graphs_unavailable", lambda device: None)  # as on a GPU
+    monkeypatch.setattr(measure, "graphed_call", graphed_call)
+    monkeypatch.setattr(lab, "count_macs", lambda model, size: 1)
+    cfg = {"throughput": {"cpu": [1, 8]}, "throughput_iters": 1, "latency_rounds": 2}
+    sweep = lab.throughput(nn.Identity(), nn.Identity(), 8, cfg)["cpu"]
+    assert sweep["graphs"] is False and sweep["graphs_per_batch"] == [True, False]
+    assert "cpu (CUDA graphs except batch 8: eager) images/s dense -> pruned: batch 1" in capsys.readouterr().out
+    fig = lab.plot_throughput({"cnn": {"produced": True, "throughput": {"cpu": dict(sweep, noisy=False)}}})
+    top, bottom = fig.axes[:2]
+    assert "cpu (CUDA graphs except batch 8: eager) dense" in top.get_legend_handles_labels()[1]
+    assert [(t.get_text(), t.xy[0]) for t in bottom.texts] == [("eager", 8)]  # the point that fell back
+    # Every point graphed: "CUDA graphs", no point marked; a record of an earlier version, one flag.
+    assert lab._graphs_note(dict(sweep, graphs=True, graphs_per_batch=[True, True])) == " (CUDA graphs)"
+    assert lab._graphs_note({"batch_sizes": [1, 8], "graphs": True}) == " (CUDA graphs)"
+    assert lab._graphs_note({"batch_sizes": [1, 8], "graphs": False, "graphs_per_batch": [False, False]}) == ""
+    assert lab._graphs_note(dict(sweep, graphs_per_batch=[False, True, False], batch_sizes=[1, 8, 64])) == (
+        " (CUDA graphs except batches 1, 64: eager)")
+
+
+def test_the_pruned_record_says_which_speed_modes_its_fine_tunes_ran(tmp_path, monkeypatch):
+    """The recipe's compile=True was recorded where torch.compile failed and the fine-tunes ran
+    eagerly (review): the record's "ran" says what ran."""
+    from labutils.labs import structured as lab
+
+    def broken_compile(model, mode=None):
+        def call(x):
+            raise RuntimeError("no C++ compiler found")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(lab, "timings", lambda *args, **kwargs: {})  # not what is tested: no timing
+    s = _session_with_a_cnn_baseline(tmp_path)
+    s.profile["structured"]["cnn"]["finetune"]["compile"] = True
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        record = lab.prune_structured(s, "cnn")
+    assert record["recipe"]["finetune"]["compile"] is True  # asked
+    assert record["ran"] == {"compile": False, "graphs": False,
+                             "why": "compile: torch.compile failed on the first step (RuntimeError: no C++ compiler found)"}
+    assert all(step["history"][-1]["ran"] == record["ran"] for step in record["steps"] if step["history"])

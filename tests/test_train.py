@@ -898,3 +898,61 @@ def test_the_baselines_record_and_printout_name_the_settings_taken_from_fits_def
     assert "warmup=0.5" in recipe and "warmup" not in defaults
     assert defaults.startswith("momentum=0.9, label_smoothing=0.1, mixup=0.0")
     assert "momentum" not in B.fit_defaults({"optimizer": "adamw"})  # AdamW has none to take
+
+
+def _broken_compile(model, mode=None):
+    def call(x):
+        raise RuntimeError("no C++ compiler found")
+    return call
+
+
+def test_fits_history_records_the_speed_modes_that_ran_not_those_asked(monkeypatch):
+    """compile and graphs fell back to eager with a warning alone: nothing kept what ran, and the
+    metrics recorded the modes asked with eager speeds (review). The last epoch's "ran" says."""
+    from labutils import accel
+    import labutils.train as T
+
+    train = _tiny_train()  # 2 steps an epoch
+    run = dict(epochs=3, lr=0.05, max_steps=6)
+    assert fit(build_model("resnet20", width=4), train, None, **run)[-1]["ran"] == {"compile": False, "graphs": False}
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: model)  # compiles, and works
+    assert fit(build_model("resnet20", width=4), train, None, compile=True, **run)[-1]["ran"] == {
+        "compile": True, "graphs": False}
+    monkeypatch.setattr(torch, "compile", _broken_compile)
+    with pytest.warns(RuntimeWarning):
+        ran = fit(build_model("resnet20", width=4), train, None, compile=True, graphs=True, **run)[-1]["ran"]
+    assert ran["compile"] is False and ran["graphs"] is False
+    assert ran["why"] == ("compile: torch.compile failed on the first step (RuntimeError: no C++ compiler found); "
+                          "graphs: CUDA graphs need a CUDA device, this is cpu")
+    monkeypatch.undo()
+    # As on a GPU (the capture faked): used after 3 warm-up steps, or not at all in a shorter run.
+    for module in (accel, T):
+        monkeypatch.setattr(module, "graphs_unavailable", lambda device: None)
+    monkeypatch.setattr(accel, "_SideStream", lambda: (lambda fn, *args: fn(*args)))
+    def fake_capture(fn, *static):
+        graph = _FakeGraph(fn, static)
+        return graph, graph.out
+
+    monkeypatch.setattr(accel, "_capture", fake_capture)
+    assert fit(build_model("resnet20", width=4), train, None, graphs=True, **run)[-1]["ran"] == {
+        "compile": False, "graphs": True}
+    short = fit(build_model("resnet20", width=4), train, None, graphs=True, **dict(run, max_steps=3))[-1]["ran"]
+    assert short == {"compile": False, "graphs": False, "why": "graphs: the run ended before a step was captured "
+                                                               "(each batch shape first runs 3 eager warm-up steps)"}
+
+
+def test_the_baseline_records_the_speed_modes_that_ran_beside_those_asked(tmp_path, monkeypatch):
+    """A smoke baseline with compile=True, graphs=True where torch.compile fails and there is no
+    CUDA recorded train_config compile/graphs True True, and images/s as if they ran (review)."""
+    from labutils.labs import baseline as B
+    from labutils.session import Session
+
+    monkeypatch.setattr(torch, "compile", _broken_compile)
+    s = Session("smoke", tmp_path, device="cpu", models=["cnn"])
+    s.profile["train"]["cnn"].update(max_steps=2, compile=True, graphs=True)
+    with pytest.warns(RuntimeWarning):
+        record = B.train_baseline(s, "cnn")
+    assert record["train_config"]["compile"] is True and record["train_config"]["graphs"] is True  # asked
+    assert record["ran"]["compile"] is False and record["ran"]["graphs"] is False  # ran
+    assert "torch.compile failed" in record["ran"]["why"] and "CUDA graphs need a CUDA device" in record["ran"]["why"]
+    assert s.metrics("cnn", "before_pruning")["ran"] == record["ran"]  # saved with the metrics

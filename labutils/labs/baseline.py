@@ -77,7 +77,10 @@ def train_baseline(session: Session, name: str, pretrained_weights: str | None =
         "parameters": count_parameters(model), "train_seconds": sum(h["train_seconds"] for h in history),
         "seconds": seconds,
         "images_per_second": sum(h["images"] for h in history) / sum(h["train_seconds"] for h in history),
-        "train_config": effective_recipe(session.train_config(name)), "arch": model.arch, "history": history,
+        # ran: the speed modes that ran; train_config's compile and graphs are those asked (either
+        # falls back to eager with a warning alone, and images_per_second is the eager speed then).
+        "train_config": effective_recipe(session.train_config(name)), "ran": final["ran"],
+        "arch": model.arch, "history": history,
         "initial_weights": getattr(model, "initial_weights", f"random (seed {session.seed})")})
     print(f"{name}: test accuracy {record['accuracy']:.2%} on {record['test_images']} images{_train_accuracy(history)} "
           f"after {len(history)} epoch{'s' * (len(history) != 1)} in {seconds:.0f}s -> {record['checkpoint']['path']}")

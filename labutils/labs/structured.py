@@ -32,7 +32,7 @@ from ..profile_check import check_settings, schema
 from ..profiles import format_settings
 from ..prune import structured as S
 from ..session import Session, check_model, check_models
-from ..train import evaluate, fit, seed_everything
+from ..train import evaluate, fit, seed_everything, speed_modes_ran
 
 STAGE = "after_structured_pruning"
 
@@ -246,7 +246,9 @@ def throughput(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict, explai
     each point keeps its median round.
 
     Returns {device: {"batch_sizes", "dense", "pruned" (images/s), "speedup" (pruned / dense),
-    "mac_ratio", "graphs", "precision", "threads", "noisy" (``measure.is_noisy`` for any pass)}}
+    "mac_ratio", "graphs" (every point replayed a CUDA graph), "graphs_per_batch" (per point: all
+    its passes did; a capture that fails, as an out-of-memory one at a large batch, times that point
+    eagerly), "precision", "threads", "noisy" (``measure.is_noisy`` for any pass)}}
     or {device: "not measured: ..."}."""
     mac_ratio = count_macs(dense, size) / count_macs(pruned, size)
     out = {}
@@ -265,16 +267,30 @@ def throughput(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict, explai
         p = [float(np.median([r[1]["images_per_second"] for r in turns])) for turns in runs]
         first = runs[0][0][0]
         noisy = any(r["noisy"] for turns in runs for pair in turns for r in pair)
+        graphed = [all(r["graphs"] for pair in turns for r in pair) for turns in runs]
         out[device] = {"batch_sizes": list(batch_sizes), "dense": d, "pruned": p,
                        "speedup": [b / a for a, b in zip(d, p)], "mac_ratio": mac_ratio,
-                       "graphs": first["graphs"], "precision": first["precision"], "threads": torch.get_num_threads(),
-                       "noisy": noisy}
-        print(f"  {device}{' (CUDA graphs)' if first['graphs'] else ''} images/s dense -> pruned: "
+                       "graphs": all(graphed), "graphs_per_batch": graphed, "precision": first["precision"],
+                       "threads": torch.get_num_threads(), "noisy": noisy}
+        print(f"  {device}{_graphs_note(out[device])} images/s dense -> pruned: "
               + ", ".join(f"batch {b} {a:,.0f} -> {c:,.0f}" for b, a, c in zip(batch_sizes, d, p))
               + f" ({mac_ratio:.2f}x fewer MACs)" + (" *" if noisy else ""))
         if noisy and explain_noise:
             print(f"  * noisy: {NOISY_WHY}")
     return out
+
+
+def _graphs_note(sweep: dict) -> str:
+    """" (CUDA graphs)" where every point of a throughput sweep replayed one, " (CUDA graphs except
+    batch 4096: eager)" where some fell back, "" where none did (a CPU, or every capture failed)."""
+    # A record of an earlier version has one flag, "graphs" (it was the first point's).
+    per = sweep.get("graphs_per_batch") or [sweep["graphs"]] * len(sweep["batch_sizes"])
+    eager = [str(b) for b, g in zip(sweep["batch_sizes"], per) if not g]
+    if len(eager) == len(per):
+        return ""
+    if not eager:
+        return " (CUDA graphs)"
+    return f" (CUDA graphs except batch{'es' * (len(eager) > 1)} {', '.join(eager)}: eager)"
 
 
 def timings(dense: nn.Module, pruned: nn.Module, size: int, cfg: dict, mac_ratio: float) -> dict:
@@ -370,6 +386,8 @@ def prune_structured(session: Session, name: str) -> dict:
         # As in notebook 03: the fine-tuning's time; prune_seconds adds scoring, surgery, BN
         # re-estimation and the evaluation after each cut.
         "steps": steps, "finetune_seconds": sum(step["seconds"] for step in steps), "prune_seconds": seconds,
+        # The speed modes the fine-tunes ran (the recipe's compile and graphs are those asked).
+        **({"ran": ran} if (ran := speed_modes_ran(*(step["history"] for step in steps))) else {}),
         "criteria_study": study,
     }
     record = session.save(model, name, STAGE, metrics)
@@ -564,11 +582,17 @@ def plot_throughput(results: dict[str, dict], path=None, caption=None):
         top, bottom = axes[2 * row], axes[2 * row + 1]
         sweeps = {d: v for d, v in r["throughput"].items() if isinstance(v, dict)}
         for device, v in sweeps.items():
-            label = f"{device}{' (CUDA graphs)' if v['graphs'] else ''}{' (noisy)' if v.get('noisy') else ''}"
+            label = f"{device}{_graphs_note(v)}{' (noisy)' if v.get('noisy') else ''}"
             style = style_for(DEVICE_STYLES, device.split(":")[0], [d.split(":")[0] for d in sweeps])
             top.plot(v["batch_sizes"], v["dense"], ms=4, **dict(style, ls="-"), label=f"{label} dense")
             top.plot(v["batch_sizes"], v["pruned"], ms=4, **dict(style, ls="--"), mfc="white", label=f"{label} pruned")
             bottom.plot(v["batch_sizes"], v["speedup"], ms=4, label=label, **style)
+            per = v.get("graphs_per_batch") or []
+            if any(per) and not all(per):  # the points timed eagerly, where the others replayed a graph
+                for b, graphed, speedup in zip(v["batch_sizes"], per, v["speedup"]):
+                    if not graphed:
+                        bottom.annotate("eager", (b, speedup), textcoords="offset points", xytext=(0, 6),
+                                        ha="center", fontsize=7)
         ratio = next(iter(sweeps.values()))["mac_ratio"] if sweeps else None
         if ratio:
             bottom.axhline(ratio, color="0.4", ls=":", lw=1, label=f"fewer MACs ({ratio:.2f}x)")
