@@ -359,25 +359,40 @@ def _run(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # stdout closed (| head): not a problem of the output folder
-        print(f"error: the output stream was closed, so the run stopped; continue it with: "
-              f"{resume_command(args, profile)}", file=sys.stderr)
+        print(f"error: the output stream was closed, so the run stopped; {_go_on(args, profile)}", file=sys.stderr)
         return 1
     except OSError as err:  # not a directory, read-only, no space left: one line, no traceback
         print(f"error: {describe_os_error(err, args.out, resolve_out_dir(profile, args.out))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"interrupted: continue this run with: {resume_command(args, profile)}", file=sys.stderr)
+        print(f"interrupted: {_go_on(args, profile)}", file=sys.stderr)
         return 130
     except Terminated as stop:
-        print(f"terminated (SIGTERM): continue this run with: {resume_command(args, profile)}", file=sys.stderr)
+        print(f"terminated (SIGTERM): {_go_on(args, profile)}", file=sys.stderr)
         return stop.code
     times = ", ".join(f"{k[:2]} {format_seconds(v)}" for k, v in summary["notebooks"].items())
     print(f"done: profile {profile}, run {summary['run_id']}, {format_seconds(summary['total_seconds'])} "
           f"({times}); outputs in {summary['out']}")
     for line in _not_produced(Path(summary["out"]), summary["run_id"], args.models):  # a log's tail says it too
         print(line)
+    if outdated := summary.get("outdated"):  # finished before this command, no longer: say what to run
+        again = resume_command(argparse.Namespace(**{**vars(args), "notebooks": None}), profile)
+        stale = " and report.json are" if any(n[:2] == "05" for n in outdated) else " are"
+        print(f"note: notebook(s) {', '.join(n[:2] for n in outdated)} no longer count as finished (a notebook "
+              f"before them saved again what they read): their executed notebooks{stale} out of date until they "
+              f"run again, with: {again}")
     print(what_to_open(Path(summary["out"]), report="05_report.ipynb" in summary["finished"]))
     return 0
+
+
+def _go_on(args, profile: str) -> str:
+    """How to go on after a run stopped: with --resume where the folder records a run to continue
+    (metrics/pipeline.json); stopped before it wrote that, --resume would find nothing to resume."""
+    from .artifacts import resolve_out_dir
+
+    if (resolve_out_dir(profile, args.out) / "metrics" / "pipeline.json").is_file():
+        return f"continue this run with: {resume_command(args, profile)}"
+    return f"nothing of this run was recorded yet; run it again with: {resume_command(args, profile, resume=False)}"
 
 
 def _not_produced(out: Path, run_id: str, models: list[str]) -> list[str]:
@@ -420,19 +435,20 @@ def _sigterm_unwinds():
         signal.signal(signal.SIGTERM, previous)
 
 
-def resume_command(args, profile: str, failed: bool = False) -> str:
+def resume_command(args, profile: str, failed: bool = False, resume: bool = True) -> str:
     """The command that continues this run: the same options, with --resume (a profile that was
     "auto" named as the one it chose, so the machine's GPU cannot change it). After a ``failed``
     notebook, --notebooks also names the finished ones before it: the cause may be one of their
     outputs, damaged since, which --resume runs again only when they are asked for (else it
-    refuses, and the same command would fail the same way)."""
+    refuses, and the same command would fail the same way). ``resume`` False: the same command without
+    --resume (no run recorded yet to continue)."""
     notebooks = args.notebooks
     if failed and notebooks:
         from .artifacts import read_json_object, resolve_out_dir
 
         saved = read_json_object(resolve_out_dir(profile, args.out) / "metrics" / "pipeline.json") or {}
         notebooks = sorted(set(notebooks) | {n[:2] for n in saved.get("finished", []) if n[:2] < max(notebooks)})
-    parts = ["python", "-m", "labutils", "run", "--resume", "--profile", profile]
+    parts = ["python", "-m", "labutils", "run", *(["--resume"] if resume else []), "--profile", profile]
     for option, value in (("--out", args.out), ("--data-root", args.data_root), ("--vit-weights", args.vit_weights),
                           ("--device", None if args.device == "auto" else args.device),
                           ("--seed", str(args.seed) if args.seed else None),

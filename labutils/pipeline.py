@@ -128,16 +128,15 @@ def previous_run(out_dir: Path, identity: dict) -> dict:
     if "finished" not in saved:
         raise ResumeRefused(f"the run in {out_dir} was made by an older version of the workbook that "
                             f"did not record finished notebooks; start it again without --resume.")
-    for key, word in _WORDS.items():
-        if _differs(key, saved, identity, continuing=True):
-            raise ResumeRefused(
-                f"cannot resume run {saved.get('run_id')} in {out_dir}: it was made with {word} "
-                f"{saved.get(key)!r}, this invocation has {_asked(key, identity)}. A report must come from "
-                f"one {word}: "
-                + (f"resume it with {_option(key, saved[key])}, or start a new run without --resume."
-                   if key == "git_commit" else
-                   f"pass {_option(key, saved[key])} to resume it, or start a new run without --resume "
-                   f"in another --out folder."))
+    differ = [k for k in _WORDS if _differs(k, saved, identity, continuing=True)]
+    if differ:
+        found, asked, same = _mismatch(saved, identity, differ)
+        # Newer code may replace the folder's run; other settings would leave its files beside the new one's.
+        elsewhere = "" if differ == ["git_commit"] else " in another --out folder"
+        raise ResumeRefused(
+            f"cannot resume run {saved.get('run_id')} in {out_dir}: it was made with {found}; this invocation has "
+            f"{asked}. A report must come from one run's settings: resume it with {same}, or start a new run "
+            f"without --resume{elsewhere}.")
     return saved
 
 
@@ -211,16 +210,23 @@ def check_same_run(out_dir: Path, identity: dict, starts: bool) -> None:
     differ = [k for k in keys if k in saved and _differs(k, saved, identity, continuing=not starts)]
     if not differ:
         return
-    found = ", ".join(f"{_WORDS[k]} {saved[k]!r}" for k in differ)
-    asked = ", ".join(_asked(k, identity) for k in differ)
-    # The saved profile brings back the run folder's own synthetic data: no second item for it.
-    follows = "profile" in differ and str(saved.get("data", "")).startswith("synthetic")
-    same = _joined([_option(k, saved[k]) for k in differ if not (follows and k == "data")])
+    found, asked, same = _mismatch(saved, identity, differ)
     raise RunRefused(
         f"{out_dir} holds run {saved.get('run_id')} made with {found}; this invocation has {asked}. "
         + ("One folder holds one run: " if starts else "Notebooks run alone continue the folder's run: ")
         + f"pass {same} to {'replace' if starts else 'continue'} it, or write into another --out folder"
         + (f" (or delete {out_dir} to start over there)." if starts else "."))
+
+
+def _mismatch(saved: dict, identity: dict, differ: list[str]) -> tuple[str, str, str]:
+    """(what the saved run was made with, what this invocation has, the options that match the run)
+    for every key in ``differ``, as the refusals of ``check_same_run`` and ``previous_run`` name them."""
+    found = ", ".join(f"{_WORDS[k]} {saved.get(k)!r}" for k in differ)
+    asked = ", ".join(_asked(k, identity) for k in differ)
+    # The saved profile brings back the run folder's own synthetic data: no second item for it.
+    follows = "profile" in differ and str(saved.get("data", "")).startswith("synthetic")
+    same = _joined([_option(k, saved.get(k)) for k in differ if not (follows and k == "data")])
+    return found, asked, same
 
 
 def _run_marker(out_dir: Path, damaged_ok: bool = False) -> dict | None:
@@ -431,9 +437,10 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     seed or data is refused (``ResumeRefused``). So a long run can be split across several short GPU
     sessions that keep ``out`` (checkpoints included).
 
-    Returns {"run_id", "out", "notebooks": {name: seconds}, "finished", "total_seconds", ...}; the
-    same but "out" (no folder of the machine in the files) is written to
-    ``out/metrics/pipeline.json`` after every notebook.
+    Returns {"run_id", "out", "notebooks": {name: seconds}, "finished", "total_seconds", ...,
+    "outdated": the notebooks finished before and no longer}; the same but "out" and "outdated" (no
+    folder of the machine in the files) is written to ``out/metrics/pipeline.json`` after every
+    notebook. A ``resume`` with nothing left to run writes nothing and returns the saved summary.
     """
     select_notebooks(notebooks)  # unknown ones, or none beside this labutils: refused before any write
     check_seed(seed)
@@ -492,20 +499,21 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
     books = select_notebooks(notebooks)
     models = list(models or MODEL_NAMES)
     identity = _identity(profile, models, seed, data_of_run(profile, out_dir, data_root))
+    earlier = read_json_object(out_dir / "metrics" / "pipeline.json") or {}  # damaged: as gone
     run_id, books, timings = (_plan_resume(out_dir, identity, books, models, vit_weights) if resume
                               else (None, books, {}))
+    if resume and not books:  # nothing to run: the run stays as it is, its timings included
+        return earlier | {"out": str(out_dir), "outdated": []}
     # A run starts where the baseline is trained (notebook 01 or 02); later notebooks run alone
     # continue the run already in out_dir.
     starts = not resume and any(b.name[:2] in ("01", "02") for b in books)
     if not resume:
         check_same_run(out_dir, identity, starts)
-    if starts:  # the same command again after a stop (or a finished run) starts over: say so, not silently
-        marker = out_dir / "metrics" / "pipeline.json"
-        earlier = read_json_object(marker) or {}
-        if earlier.get("finished"):
-            print(f"note: replacing run {earlier.get('run_id')} in {out_dir} (it finished "
-                  f"{', '.join(n[:2] for n in earlier['finished'])}); to continue it instead, stop this and "
-                  f"add --resume", flush=True)
+    # The same command again after a stop (or a finished run) starts over: say so, not silently.
+    if starts and earlier.get("finished"):
+        print(f"note: replacing run {earlier.get('run_id')} in {out_dir} (it finished "
+              f"{', '.join(n[:2] for n in earlier['finished'])}); to continue it instead, stop this and "
+              f"add --resume", flush=True)
     # The run the notebooks work in: a new one where 01 starts it, else the folder's.
     this_run = run_id if resume else None if starts else (_run_marker(out_dir) or {}).get("run_id")
     ours, others = _baselines_of(out_dir, this_run)
@@ -524,19 +532,20 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
     lock.name_run(run_id)
     _remove_leftovers(out_dir)
     if not resume and not starts:  # later notebooks alone: the run's earlier times still count
-        saved = read_json_object(out_dir / "metrics" / "pipeline.json") or {}  # damaged: as gone
-        if saved.get("run_id") == run_id:
-            timings = _finished_timings(saved)
+        if earlier.get("run_id") == run_id:
+            timings = _finished_timings(earlier)
         else:  # its pipeline.json lost: the earlier notebooks whose outputs are whole stay finished, time unknown
             timings = {n: None for n in _whole_notebooks(out_dir, _models_of_run(out_dir, run_id), run_id)
                        if n < books[0].name}
-    for book in books:  # about to run again: not finished until it has (a kill must not say so)
-        timings.pop(book.name, None)
+    # Finished notebooks about to run again: not finished until they have (a kill must not say so),
+    # unless interrupted before any output was replaced (``_outputs_state``): then the run is as it was.
+    again = {b.name: timings.pop(b.name) for b in books if b.name in timings}
     record_run(out_dir / "metrics", run_id, profile, seed)  # the kernels read the run id there
     # No folder of this machine in the files: the run's folder is where they lie.
     summary = {"run_id": run_id, **identity, "notebooks": timings}
     start = time.perf_counter()
     _write_summary(out_dir, summary, start)  # the folder names its run from the start
+    outputs = _outputs_state(out_dir)
     kernel = kernel_config()
 
     def record(name: str, t0: float, failed: str | None = None) -> dict:
@@ -579,12 +588,20 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
                 + _last_words(kernel_log)) from None
         except BaseException as err:  # interrupted, or the disk is full: never leave half a notebook
             target.unlink(missing_ok=True)
-            if not isinstance(err, OSError):  # interrupted: an earlier run's would pass for this run's (a
-                _discard(final)  # full disk keeps the earlier files whole, as it promises)
-            if isinstance(err, (KeyboardInterrupt, SystemExit)):  # Ctrl-C, SIGTERM (cli.Terminated)
+            interrupted = isinstance(err, (KeyboardInterrupt, SystemExit))  # Ctrl-C, SIGTERM (cli.Terminated)
+            # Nothing replaced since this session started: the earlier executed copy is still the run's own.
+            untouched = interrupted and _same_outputs(out_dir, outputs)
+            # Else an earlier run's would pass for this run's (a full disk keeps the earlier files whole,
+            # as it promises).
+            if not isinstance(err, OSError) and not (untouched and book.name in again):
+                _discard(final)
+            if interrupted:
                 _quiet_leftover_cell_task()
                 with contextlib.suppress(Exception):  # session_seconds up to now: the last write's was kept
-                    _forget_outdated(out_dir, timings, book.name)
+                    if untouched:  # those not run again yet count finished again, as before this session
+                        _restore(timings, again)
+                    else:
+                        _forget_outdated(out_dir, timings, book.name)
                     _write_summary(out_dir, summary, start)
             if isinstance(err, RuntimeError) and "Kernel died" in str(err):  # nbclient: died while starting
                 record(book.name, t0, failed=book.name)
@@ -603,7 +620,10 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
         print(f"== {book.name} done in {format_seconds(timings[book.name])} "
               f"(run total {format_seconds(written['total_seconds'])})", flush=True)
     _time_the_report(out_dir, written := _write_summary(out_dir, summary, start))
-    return written | {"out": str(out_dir)}
+    # Finished before this session and no longer (a notebook before them saved again what they read).
+    was = earlier.get("finished", []) if earlier.get("run_id") == run_id else []
+    outdated = [n for n in was if n not in written["finished"] and (out_dir / "notebooks" / n).is_file()]
+    return written | {"out": str(out_dir), "outdated": outdated}
 
 
 def _plan_resume(out_dir: Path, identity: dict, books: list[Path], models: list[str], vit_weights=None
@@ -783,6 +803,40 @@ def _forget_outdated(out_dir: Path, timings: dict[str, float], ran: str) -> None
     finished = set(read_json(out_dir / "metrics" / "pipeline.json").get("finished", [])) | {ran}
     for name in [n for n in timings if n not in finished]:
         del timings[name]
+
+
+def _outputs_state(out_dir: Path) -> dict[str, tuple[int, int, int]]:
+    """What later notebooks and the report read of what the notebooks write (metrics records,
+    checkpoints, the report and its sidecar) as each file's (inode, size, mtime): an atomic write
+    renames a new file over the old one (another inode), a write in place changes its mtime.
+    pipeline.json (the pipeline's own) and temporary files are left out; so are figures, which a
+    notebook draws again from the same inputs before it saves anything."""
+    files = [*out_dir.glob("*.json"), *(out_dir / "metrics").rglob("*"), *(out_dir / "models_saved").rglob("*")]
+    state = {}
+    for path in files:
+        if path.name.startswith(".") or path == out_dir / "metrics" / "pipeline.json":
+            continue
+        with contextlib.suppress(OSError):  # gone meanwhile
+            if path.is_file():
+                st = path.stat()
+                state[str(path)] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return state
+
+
+def _same_outputs(out_dir: Path, before: dict) -> bool:
+    """Whether the notebooks' outputs are those of ``_outputs_state`` ``before`` (False where unsure)."""
+    try:
+        return _outputs_state(out_dir) == before
+    except OSError:
+        return False
+
+
+def _restore(timings: dict[str, float | None], again: dict[str, float | None]) -> None:
+    """``again``'s notebooks that this session has not finished anew count finished again, with their
+    earlier times; ``timings`` (the summary's, changed in place) in the notebooks' order."""
+    merged = sorted((again | timings).items())
+    timings.clear()
+    timings.update(merged)
 
 
 def _finished_timings(saved: dict) -> dict[str, float]:

@@ -1005,3 +1005,119 @@ def test_an_interrupt_does_not_end_with_the_leftover_cell_tasks_traceback(tmp_pa
     gc.collect()  # the tasks go, and asyncio logs what they never delivered
     logged = [r.exc_info[1] for r in caplog.records if r.name == "asyncio" and r.exc_info]
     assert [type(e) for e in logged] == [ValueError]
+
+
+def test_an_interrupt_before_a_notebook_replaced_anything_keeps_its_earlier_executed_copy(tmp_path, fake_books,
+                                                                                           monkeypatch, capsys):
+    """Ctrl-C 20 s into --notebooks 03 of a finished run, before 03 saved anything, deleted its executed
+    notebook (checkpoint and record untouched), and `check` then failed on it (review). The run stays as
+    it was; once a notebook has replaced one of its outputs, its earlier copy goes, as before."""
+    import papermill
+
+    from labutils.artifacts import write_json
+
+    out = tmp_path / "out"
+    assert smoke(out) == 0
+    marker, executed = out / "metrics" / "pipeline.json", out / "notebooks" / "03_unstructured_pruning.ipynb"
+    before, text = read_json(marker), executed.read_bytes()
+
+    def interrupted(src, dst, parameters, **kw):  # 03 draws its first figure, then Ctrl-C before its first save
+        (out / "figures").mkdir(exist_ok=True)
+        (out / "figures" / "03_sensitivity.png").write_bytes(b"drawn again from the same inputs")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(papermill, "execute_notebook", interrupted)
+    assert smoke(out, "--notebooks", "03,04") == 130
+    assert executed.read_bytes() == text
+    after = read_json(marker)
+    assert after["finished"] == before["finished"] == ALL_BOOKS and after["notebooks"] == before["notebooks"]
+    assert "continue this run with: python -m labutils run --resume" in capsys.readouterr().err
+
+    def saves_then_interrupted(src, dst, parameters, **kw):  # Session.save's first write, then Ctrl-C
+        write_json(out / "metrics" / "cnn_after_unstructured_pruning.json", {"produced": False})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(papermill, "execute_notebook", saves_then_interrupted)
+    assert smoke(out, "--notebooks", "03") == 130
+    assert not executed.exists() and executed.name not in read_json(marker)["finished"]
+
+
+def test_a_notebook_run_again_names_the_later_ones_it_outdated_and_how_to_run_them(tmp_path, fake_books,
+                                                                                 monkeypatch, capsys):
+    """--notebooks 04 on a finished run left 05 and 06 unfinished and report.json stale without a word;
+    `check` then failed ("saved again since report.json was written") (review)."""
+    import shlex
+
+    import papermill
+
+    from labutils.artifacts import write_json
+
+    out = tmp_path / "out"
+    assert smoke(out) == 0
+    fake = papermill.execute_notebook
+
+    def execute(src, dst, parameters, **kw):  # as Session.save marks the notebooks after a stage unfinished
+        fake(src, dst, parameters, **kw)
+        number, marker = Path(src).name[:2], out / "metrics" / "pipeline.json"
+        if number in ("02", "03", "04"):
+            saved = read_json(marker)
+            write_json(marker, saved | {"finished": [n for n in saved["finished"] if n[:2] <= number]})
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    capsys.readouterr()
+    assert smoke(out, "--notebooks", "04") == 0
+    printed = capsys.readouterr().out
+    assert "note: notebook(s) 05, 06 no longer count as finished" in printed, printed
+    assert "their executed notebooks and report.json are out of date until they run again" in printed
+    command = shlex.split(printed.partition("run again, with: ")[2].splitlines()[0])
+    assert "--resume" in command and "--notebooks" not in command and command[command.index("--models") + 1] == "cnn"
+    fake_books.clear()
+    assert main(command[3:]) == 0 and fake_books == ["05", "06"]
+    assert "no longer count" not in capsys.readouterr().out
+    assert read_json(out / "metrics" / "pipeline.json")["finished"] == ALL_BOOKS
+
+
+def test_a_resume_with_nothing_to_run_writes_nothing(tmp_path, fake_books, capsys):
+    """It rewrote pipeline.json and the report's timings: session_seconds 290.73 became 0.0007 (review)."""
+    out = tmp_path / "out"
+    assert smoke(out) == 0
+    run_id = read_json(out / "metrics" / "pipeline.json")["run_id"]
+    files = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert smoke(out, "--resume") == 0
+    printed = capsys.readouterr().out
+    assert "6 notebook(s) already finished and kept" in printed and "0 to run" in printed
+    assert f"done: profile smoke, run {run_id}" in printed
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()} == files
+
+
+def test_an_interrupt_before_the_run_wrote_anything_advises_the_same_command_again(tmp_path, fake_books,
+                                                                                  monkeypatch, capsys):
+    """The advice was --resume, which then failed "nothing to resume" (review)."""
+    import shlex
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "_identity", interrupted)  # Ctrl-C before the run's first write
+        assert smoke(out, "--notebooks", "01,02") == 130
+    assert not out.exists()
+    err = capsys.readouterr().err
+    assert "nothing of this run was recorded yet; run it again with: python -m labutils run --profile" in err
+    command = shlex.split(err.partition("run it again with: ")[2].splitlines()[0])
+    assert "--resume" not in command
+    assert main(command[3:]) == 0 and fake_books == ["01", "02"]
+
+
+def test_a_refused_resume_names_every_setting_that_differs(tmp_path, fake_books, capsys):
+    """--resume --seed 2 on a --models cnn seed-0 run named the model list alone; the seed came next time."""
+    out = tmp_path / "out"
+    assert smoke(out, "--notebooks", "01") == 0
+    capsys.readouterr()
+    assert main(["run", "--profile", "smoke", "--seed", "2", "--out", str(out), "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert ("it was made with model list ['cnn'], seed 0; this invocation has model list "
+            "['cnn', 'vit', 'vit_scratch'], seed 2.") in err, err
+    assert "resume it with --models cnn and --seed 0, or start a new run without --resume in another --out" in err
