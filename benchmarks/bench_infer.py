@@ -21,6 +21,7 @@ import platform
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -31,11 +32,18 @@ from labutils.errors import one_line
 from labutils.measure import NOISY_WHY, count_macs, measure_latency
 from labutils.models import build_model, count_parameters
 from labutils.prune import structured as S
-from labutils.train import get_device, seed_everything
+from labutils.train import seed_everything
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import device_or_error  # noqa: E402  (beside this file)
 
 MODELS = {"resnet18": 0.5, "vit_scratch": 0.34}  # model -> share of units removed
 MODES = ("eager", "graphs")
 BATCHES = {"cuda": [1, 4, 16, 64, 256, 1024, 4096], "cpu": [1, 4, 16, 64, 256], "smoke": [1, 4]}
+POINT_FAILED, FELL_BACK = 3, 5  # exit statuses (EPILOG)
+EPILOG = ("exit status: 0 every point measured (or n/a here, out of memory, or skipped at --time-limit); 1 an "
+          "error ended the run; 2 a bad option, refused before any work; 3 a point failed; 5 none failed, but a "
+          "graphs point fell back to eager. Failed and fallen-back points are listed on stderr at the end.")
 
 
 def positives(text: str) -> list[int]:
@@ -113,8 +121,26 @@ def table(rows: list[dict], modes: list[str]) -> str:
     return "\n".join(out)
 
 
+def _points(rows: list[dict]):
+    """(label, point) of every measurement: dense and pruned of each row."""
+    return [(f"{r['model']} {variant} batch {r['batch_size']} {r['mode']}", r[variant])
+            for r in rows for variant in ("dense", "pruned")]
+
+
+def problems(rows: list[dict]) -> list[str]:
+    """A line for each point that failed or fell back, for stderr at the end."""
+    return [f"{p['note']}: {label}" + (f": {p['reason']}" if p.get("reason") else "") for label, p in _points(rows)
+            if p.get("note") == "failed" or p.get("note", "").startswith("fell back")]
+
+
+def exit_status(rows: list[dict]) -> int:
+    notes = [p.get("note", "") for _, p in _points(rows)]
+    return POINT_FAILED if "failed" in notes else FELL_BACK if any(n.startswith("fell back") for n in notes) else 0
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=EPILOG)
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES))
     ap.add_argument("--batches", type=positives, default=None,
@@ -132,7 +158,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if unknown := [m for m in models if m not in MODELS] + [m for m in modes if m not in MODES]:
         ap.error(f"unknown model(s) or mode(s) {unknown}; models: {', '.join(MODELS)}; modes: {', '.join(MODES)}")
-    device = get_device(args.device)
+    device = device_or_error(ap, args.device)
     batches = args.batches or BATCHES["smoke" if args.smoke else "cuda" if device.type == "cuda" else "cpu"]
     iters = args.iters if args.iters is not None else 2 if args.smoke else 20
     info = {"device": device_name(device), "torch": torch.__version__, "python": platform.python_version(),
@@ -163,8 +189,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 write_json(args.json, {"settings": info, "iters": iters, "rows": rows})
     print(table(rows, modes), flush=True)
     print(f"elapsed {time.perf_counter() - start:.0f} s", flush=True)
+    for line in problems(rows):  # after the table, not only among the progress lines above it
+        print(line, file=sys.stderr, flush=True)
     return rows
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

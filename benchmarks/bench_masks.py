@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +31,10 @@ from labutils.data import DeviceLoader
 from labutils.measure import NOISY_WHY, busy_elsewhere, cpu_snapshot, is_noisy
 from labutils.models import build_model
 from labutils.prune import MaskEnforcer, one_shot_prune
-from labutils.train import fit, get_device, make_optimizer, seed_everything
+from labutils.train import fit, make_optimizer, seed_everything
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import device_or_error  # noqa: E402  (beside this file)
 
 
 class AfterStepOnly:
@@ -135,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error("--epochs must be at least 2: the first epoch is warm-up")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    device = get_device(args.device)
+    device = device_or_error(ap, args.device)
     cuda = device.type == "cuda"
     width = (64 if cuda else 16) if args.width is None else args.width
     batch = (512 if cuda else 128) if args.batch is None else args.batch

@@ -15,8 +15,9 @@ Cases (recipes from the ``full`` profile, batch sizes included):
 Modes, one column each: ``eager``; ``compiled`` (torch.compile, default mode); ``reduce-overhead``
 (torch.compile with CUDA graphs for forward and backward); ``graphs`` (``fit(graphs=True)``: the
 whole step, optimizer included, captured in a CUDA graph); ``compiled+graphs``. A mode that cannot
-run here says so ("n/a (needs CUDA)"); one where ``fit`` fell back to eager says that instead of a
-number.
+run here says so ("n/a (needs CUDA)"); one where ``fit`` dropped part of it says what ran instead
+("fell back to eager", "fell back to compiled, without CUDA graphs") in place of a number: that
+number, the other mode's, is in the JSON as ``fallback_images_per_second`` beside ``fallback_mode``.
 
     python benchmarks/bench_train.py                      # CUDA: eager, compiled, graphs; CPU: eager, graphs (n/a)
     python benchmarks/bench_train.py --models resnet20 --modes eager,reduce-overhead --json bench.json
@@ -32,6 +33,7 @@ import warnings
 
 import torch
 
+from labutils import train
 from labutils.accel import compile_uses_cudagraphs, graphs_unavailable, precision_for
 from labutils.artifacts import device_name, git_commit, write_json
 from labutils.cli import positive, unwritable_json
@@ -41,7 +43,7 @@ from labutils.models import build_model
 from labutils.profiles import get_profile
 from labutils.prune import MaskEnforcer, one_shot_prune
 from labutils.quant import FakeQuantizer, QuantSpec
-from labutils.train import fit, get_device, seed_everything
+from labutils.train import fit, seed_everything
 
 MODELS = ("resnet18", "vit_scratch", "resnet20")
 
@@ -118,6 +120,32 @@ def measure(model_name: str, variant: str, device: torch.device, compile: bool |
 MODES = {"eager": {}, "compiled": {"compile": True}, "reduce-overhead": {"compile": "reduce-overhead"},
          "graphs": {"graphs": True}, "compiled+graphs": {"compile": True, "graphs": True}}
 FALLBACKS = ("CUDA graphs not used", "torch.compile is not available", "torch.compile failed")
+CELL_FAILED, FELL_BACK = 3, 5  # exit statuses (EPILOG)
+EPILOG = ("exit status: 0 every cell measured (or n/a here, or skipped at --time-limit); 1 an error ended the run; "
+          "2 a bad option, refused before any work; 3 a cell failed; 5 none failed, but a cell fell back to "
+          "another mode (its number is that mode's). Failed and fallen-back cells are listed on stderr at the end.")
+
+
+def device_or_error(ap: argparse.ArgumentParser, preference: str):
+    """The device --device names, or the parser's one-line error (exit status 2) saying what to use
+    (no CUDA GPU, an unknown name): the benchmarks' other bad options end that way too."""
+    try:
+        return train.get_device(preference)  # looked up at the call: tests replace it
+    except (RuntimeError, ValueError) as err:
+        ap.error(str(err))
+
+
+def fallback(mode: str, warned: list[str]) -> tuple[str, str]:
+    """(the mode that ran, its note) where ``warned`` (messages starting with FALLBACKS) dropped part
+    of ``mode``: a step whose CUDA graphs were dropped still ran the compiled code, and one whose
+    compilation failed still ran in CUDA graphs."""
+    graphs = MODES[mode].get("graphs") and not any(w.startswith(FALLBACKS[0]) for w in warned)
+    compiled = MODES[mode].get("compile") and not any(w.startswith(FALLBACKS[1:]) for w in warned)
+    if compiled:
+        return "compiled", "fell back to compiled, without CUDA graphs"
+    if graphs:
+        return "graphs", "fell back to graphs, without torch.compile"
+    return "eager", "fell back to eager"
 
 
 def run_mode(model_name: str, variant: str, mode: str, device: torch.device, images: int, epochs: int,
@@ -141,9 +169,10 @@ def run_mode(model_name: str, variant: str, mode: str, device: torch.device, ima
                     "note": "failed", "reason": one_line(err)}
     fallbacks = [str(w.message) for w in caught if str(w.message).startswith(FALLBACKS)]
     row["mode"] = mode
-    if fallbacks:  # what ran was eager: its number does not belong in this column
-        row.update(fallback_images_per_second=row["images_per_second"], images_per_second=None,
-                   note="fell back to eager", reason=fallbacks[0])
+    if fallbacks:  # what ran was another mode: its number does not belong in this column
+        ran, note = fallback(mode, fallbacks)
+        row.update(fallback_images_per_second=row["images_per_second"], fallback_mode=ran, images_per_second=None,
+                   note=note, reason=fallbacks[0])
     return row
 
 
@@ -161,6 +190,17 @@ def table(rows: list[dict], modes: list[str]) -> str:
     return "\n".join(lines)
 
 
+def problems(rows: list[dict]) -> list[str]:
+    """A line for each cell that failed or fell back, for stderr at the end."""
+    return [f"{r['note']}: {r['model']} {r['variant']} {r['mode']}" + (f": {r['reason']}" if r.get("reason") else "")
+            for r in rows if r.get("note") == "failed" or r.get("note", "").startswith("fell back")]
+
+
+def exit_status(rows: list[dict]) -> int:
+    notes = [r.get("note", "") for r in rows]
+    return CELL_FAILED if "failed" in notes else FELL_BACK if any(n.startswith("fell back") for n in notes) else 0
+
+
 def settings(device: torch.device, smoke: bool = False) -> dict:
     """What the numbers were measured with (``smoke``: narrow models, not the real ones' numbers)."""
     cuda = device.type == "cuda"
@@ -172,7 +212,8 @@ def settings(device: torch.device, smoke: bool = False) -> dict:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=EPILOG)
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
     ap.add_argument("--modes", default="auto",
                     help="comma-separated subset of " + ",".join(MODES) + "; auto (default): eager, compiled, "
@@ -194,7 +235,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ap.error(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
     if args.epochs < 2:
         ap.error("--epochs must be at least 2: the first epoch is warm-up")
-    device = get_device(args.device)
+    device = device_or_error(ap, args.device)
     modes = ((["eager", "compiled", "graphs"] if device.type == "cuda" else ["eager", "graphs"])
              if args.modes == "auto" else [m.strip() for m in args.modes.split(",") if m.strip()])
     if unknown := [m for m in modes if m not in MODES]:
@@ -227,8 +268,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                        "modes": modes, "rows": rows})
     print("\ntraining images/s (the first epoch not counted)\n" + table(rows, modes), flush=True)
     print(f"elapsed {time.perf_counter() - start:.0f} s", flush=True)
+    for line in problems(rows):  # after the table, not only among the progress lines above it
+        print(line, file=sys.stderr, flush=True)
     return rows
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

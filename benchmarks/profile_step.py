@@ -31,7 +31,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import FALLBACKS, MODES, _arch, _recipe, settings  # noqa: E402
+from bench_train import FALLBACKS, FELL_BACK, MODES, _arch, _recipe, device_or_error, fallback, settings  # noqa: E402
 
 from labutils import train  # noqa: E402
 from labutils.accel import compile_modes, compile_uses_cudagraphs, known_compile_mode  # noqa: E402
@@ -208,7 +208,8 @@ def profile_case(args, device: torch.device) -> dict:
     elif cuda:
         result["note"] = "the profiler recorded no device kernel (CUPTI unavailable?): CPU time shown"
     if fallbacks := [str(w.message) for w in caught if str(w.message).startswith(FALLBACKS)]:
-        result["note"] = f"fell back to eager: {fallbacks[0]}"
+        result["ran_mode"], note = fallback(args.mode, fallbacks)  # the step time and images/s are its
+        result["note"] = f"{note}: {fallbacks[0]}"
     elif dropped := [str(w.message) for w in caught if str(w.message).startswith("torch.compile mode")]:
         result["note"] = dropped[0]  # compiled, but without the CUDA graphs its mode names
     if args.json:  # before the tables: a table that cannot be written must not take the result with it
@@ -229,7 +230,10 @@ def report(r: dict, top: int = 15) -> str:
     lines += [f"| {t['name'][:90]} | {t['category']} | {t['calls_per_step']:.0f} | {t['ms_per_step']:.3f} | "
               f"{t['share']:.1%} |" for t in r["top"][:top]]
     busy = f", device busy {r['device_busy']:.0%} of it" if "device_busy" in r else ""
-    mode = r["mode"] + (f" ({r['compile_mode']})" if r["compile_mode"] not in (None, "default") else "")
+    # Labelled by what ran: compiled+graphs that dropped its graphs timed compiled code
+    compiled = r["compile_mode"] not in (None, "default") and r.get("ran_mode", "compiled") == "compiled"
+    mode = r.get("ran_mode", r["mode"]) + (f" ({r['compile_mode']})" if compiled else "")
+    mode += f", asked for {r['mode']}" if r.get("ran_mode") else ""
     mode += f", {r['augment']}" if r.get("augment") else ""
     attn = r["attention"]
     lines += ["", f"{r['model']} {mode}, batch {r['batch_size']}, {r['settings']['device']} "
@@ -246,7 +250,10 @@ def report(r: dict, top: int = 15) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="exit status: 0 profiled in --mode; 1 an error ended it; 2 a bad option, "
+                                        "refused before any work; 5 fit fell back to another mode, which is what "
+                                        "was profiled (the note says which, and why)")
     ap.add_argument("--model", default="vit_scratch", choices=MODELS)
     ap.add_argument("--mode", default="eager", choices=list(MODES), help="as bench_train.py names them")
     ap.add_argument("--compile-mode", default=None, metavar="NAME",
@@ -286,10 +293,12 @@ def main(argv: list[str] | None = None) -> dict:
             args.out.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             ap.error(f"cannot make the folder --out {args.out} ({err.strerror or err}): give a folder you can write to")
-    result = profile_case(args, train.get_device(args.device))
+    result = profile_case(args, device_or_error(ap, args.device))
     print(report(result, args.top), flush=True)
+    if result.get("ran_mode"):
+        print(result["note"], file=sys.stderr, flush=True)
     return result
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(FELL_BACK if main().get("ran_mode") else 0)

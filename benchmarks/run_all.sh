@@ -17,10 +17,12 @@
 # runs); a folder holding anything else is refused. Where .gpu/MANIFEST is (prepare.sh's; the device
 # call carries .gpu/COMMIT and .gpu/MANIFEST), the tree must be the commit it records, which names it.
 #
-# Exit status: 0 when every benchmark ran; 1 when one failed or was cut at the budget, or the folder,
-# the tree or BENCH_BUDGET was refused (before anything ran); 4 when none failed but the budget ran
-# out before one started (skipped: the last line names it). BENCH_TAR is written whatever the status
-# once the benchmarks have started.
+# Exit status: 0 when every benchmark ran; 1 when one failed (bench_train's or bench_infer's exit
+# status 3 too: a cell failed) or was cut at the budget, or the folder, the tree or BENCH_BUDGET was
+# refused (before anything ran); 4 when none failed but the budget ran out before one started
+# (skipped: the last line names it). A benchmark that exits 5 (a cell fell back to another mode, whose
+# number it gave) ran: the last line, also in elapsed.txt, lists it under "fell back". BENCH_TAR is
+# written whatever the status once the benchmarks have started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: bash benchmarks/run_all.sh RESULTS_FOLDER}
@@ -78,7 +80,7 @@ else
   profile=(--mode compiled --steps 5) cases=(512 1024 512:trivialaugment)
   train=(--epochs 2 --images 25000 --modes eager,compiled,graphs,compiled+graphs) infer=(--time-limit 75) masks=()
 fi
-SECONDS=0 failed=() skipped=()
+SECONDS=0 failed=() skipped=() fell_back=()
 # A stage is cut at what is left of the budget (its log keeps what it printed) and, with under 10 s
 # left, the stages after it are skipped: the scripts' own time limits only stop starting cases.
 limited() {
@@ -86,11 +88,15 @@ limited() {
   if ((left < 10)); then echo "skipped: under 10 s of the ${budget} s budget (BENCH_BUDGET) left"; return 125; fi
   timeout "$left" "$@"
 }
-# After a stage's non-zero status: skipped (125, above), cut at the budget (124) or failed.
+# After a stage's non-zero status: skipped (125, above), fell back (5: measured, but in another mode
+# for some cells), cut at the budget (124) or failed (the scripts' 3: a cell failed).
 count() {
   local status=$1 stage=$2
   if ((status == 125)); then skipped+=("$stage"); return; fi
-  if ((status == 124)); then echo "$stage cut at the ${budget} s budget: see its log"; else echo "$stage failed: see its log"; fi
+  if ((status == 5)); then echo "$stage: some of it fell back to another mode, whose numbers it gave: see its log"
+    fell_back+=("$stage"); return; fi
+  if ((status == 124)); then echo "$stage cut at the ${budget} s budget: see its log"
+  elif ((status == 3)); then echo "$stage: a cell failed: see its log"; else echo "$stage failed: see its log"; fi
   failed+=("$stage")
 }
 # The profile compiles into a cache of its own, so the training benchmark's compile times stay
@@ -123,7 +129,8 @@ bench masks "${masks[@]}"
 commit=$(python3 -c 'from labutils.artifacts import git_commit; print(git_commit(paths=("labutils", "benchmarks")))' \
   2>/dev/null || echo unknown)
 not_run="; not run, the ${budget} s budget (BENCH_BUDGET) spent: ${skipped[*]}"
-echo "all benchmarks: ${SECONDS} s (commit $commit)${failed[*]:+; failed: ${failed[*]}}${skipped[*]:+$not_run}" \
+fell="; fell back (cells that measured another mode than their column's: see the logs): ${fell_back[*]}"
+echo "all benchmarks: ${SECONDS} s (commit $commit)${failed[*]:+; failed: ${failed[*]}}${fell_back[*]:+$fell}${skipped[*]:+$not_run}" \
   | tee "$out/elapsed.txt"
 if ((${#failed[@]})); then exit 1; fi
 if ((${#skipped[@]})); then exit 4; fi  # a rehearsal that skipped a stage has not passed

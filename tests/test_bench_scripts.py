@@ -178,6 +178,21 @@ def test_every_benchmark_refuses_an_unwritable_json_before_its_work(name, tmp_pa
         assert said in capsys.readouterr().err, (name, path)
 
 
+@pytest.mark.parametrize("name", [*SCRIPTS, "bench_loaders"])
+@pytest.mark.parametrize("device, said", [("cuda", "error: DEVICE (--device) 'cuda', but no CUDA GPU is visible: use auto or cpu"),
+                                          ("tpu", "error: unknown DEVICE (--device) 'tpu': use auto, cpu, cuda")])
+def test_every_benchmark_refuses_a_device_it_cannot_use_in_one_line(name, device, said, monkeypatch, capsys):
+    """--device cuda without a GPU was a 9-line traceback and exit status 1, where every other bad
+    option is the parser's one line and exit status 2 (review)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exit_:
+        _bench(name).main(["--device", device])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and said in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("name, args", [
     ("bench_train", ["--images", "0"]), ("bench_train", ["--images", "-5"]), ("bench_train", ["--epochs", "0"]),
     ("bench_masks", ["--images", "0"]), ("bench_masks", ["--batch", "0"]), ("bench_masks", ["--width", "0"]),
@@ -491,6 +506,22 @@ def test_run_all_exits_non_zero_when_a_stage_was_skipped_and_its_last_line_says_
     assert "exit status 4" in doc and "# Exit status: 0 when every benchmark ran" in run_all.read_text()
 
 
+def test_run_all_counts_a_failed_cell_as_failed_and_lists_a_fallback(tmp_path):
+    """bench_train and bench_infer exit 3 when a cell failed, 5 when one fell back to another mode
+    (review: every cell "failed" and the run passed). 3 fails the run; 5 is listed, not failed."""
+    root = _fake_benchmarks(_script_tree(tmp_path / "repo"))
+    run_all = root / "benchmarks" / "run_all.sh"
+    ran = _bash(run_all, tmp_path / "a", BENCH_SMOKE=1, BENCH_BUDGET=100, RC_bench_train=3, RC_bench_infer=5)
+    last = ran.stdout.splitlines()[-1]
+    assert ran.returncode == 1 and "; failed: bench_train;" in last, ran.stdout + ran.stderr
+    assert last.endswith("; fell back (cells that measured another mode than their column's: see the logs): "
+                         "bench_infer") and last == (tmp_path / "a" / "elapsed.txt").read_text().strip()
+    assert "bench_train: a cell failed: see its log" in ran.stdout
+    fell = _bash(run_all, tmp_path / "b", BENCH_SMOKE=1, BENCH_BUDGET=100, RC_bench_infer=5, RC_profile_step=5)
+    assert fell.returncode == 0 and "failed" not in fell.stdout.splitlines()[-1], fell.stdout + fell.stderr
+    assert fell.stdout.splitlines()[-1].endswith("profile 32 profile 64 profile 32:trivialaugment bench_infer")
+
+
 @pytest.mark.parametrize("budget", ["9min", "abc", "0", "1.5", "-60", "0560"])
 def test_run_all_refuses_a_budget_that_is_not_whole_seconds_before_removing_anything(budget, tmp_path):
     """BENCH_BUDGET=9min or abc removed the previous results, then every stage failed."""
@@ -624,6 +655,50 @@ def test_bench_loaders_records_the_code_and_torch_it_measured(tmp_path, monkeypa
     saved = json.loads(out.read_text())
     assert saved["git_commit"] == "labutils+benchmarks" and saved["torch"] == torch.__version__
     assert [r["path"] for r in saved["rows"]] == ["standard DataLoader", "fast device path"]
+
+
+@pytest.mark.parametrize("noisy", [True, False])
+def test_bench_loaders_marks_timings_other_processes_may_have_slowed(noisy, tmp_path, monkeypatch, capsys):
+    """The other benchmarks mark such timings `*`; bench_loaders marked none (review)."""
+    from labutils.data import write_synthetic_cifar10
+
+    bench = _bench("bench_loaders")
+    monkeypatch.setattr(bench, "is_noisy", lambda *a, **k: noisy)
+    write_synthetic_cifar10(tmp_path / "data", n_train=64, n_test=16)
+    out = tmp_path / "loaders.json"
+    bench.main(["--data-root", str(tmp_path / "data"), "--arch", "resnet20", "--width", "4", "--batch-size", "8",
+                "--steps", "1", "--warmup", "0", "--workers", "0", "--device", "cpu", "--json", str(out)])
+    assert [r["noisy"] for r in json.loads(out.read_text())["rows"]] == [noisy, noisy]
+    printed = capsys.readouterr().out
+    assert printed.count("* images/s") == (2 if noisy else 0) and ("x*\n" in printed) == noisy
+    assert (f"* noisy: {bench.NOISY_WHY}" in printed) == noisy
+
+
+def test_bench_loaders_counts_its_dataloader_workers_as_its_own_work(monkeypatch):
+    """busy_elsewhere counts child processes as other work: the standard path's workers would mark
+    its every timing noisy on a 2-core CPU."""
+    import subprocess
+
+    bench = _bench("bench_loaders")
+    before = bench.children_cpu_seconds()
+    burn = "import time\nwhile time.process_time() < 0.3: pass\nprint('done', flush=True)\ntime.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", burn], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "done\n"
+        assert bench.children_cpu_seconds() - before >= 0.25  # running
+    finally:
+        child.kill()
+        child.wait()
+    assert bench.children_cpu_seconds() - before >= 0.25  # ended and reaped
+    seen = []
+    monkeypatch.setattr(bench, "busy_elsewhere", lambda since: 2.0)  # two cores busy, all of it the workers'
+    monkeypatch.setattr(bench, "children_cpu_seconds", iter([0.0, 1e6]).__next__)
+    monkeypatch.setattr(bench, "is_noisy", lambda spread, device, elsewhere: seen.append(elsewhere) or False)
+    import torch
+
+    loader = [(torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,)))]
+    bench.time_steps(bench.build_model("resnet20", width=4), loader, torch.device("cpu"), 1, 0)
+    assert seen == [0.0]
 
 
 def _committed_script_tree(root):

@@ -4,6 +4,7 @@ import importlib.util
 import sys
 import json
 import types
+import warnings
 
 import torch
 
@@ -206,3 +207,71 @@ def test_importing_a_benchmark_leaves_sys_path_as_it_was():
     for name in ("sweep", "profile_step", "bench_train"):
         _bench(name)
         assert sys.path == before, name
+
+
+def _run_as_script(name, args, monkeypatch, capsys):
+    """benchmarks/NAME.py run as from the command line; (its exit status, its stderr)."""
+    import runpy
+
+    import pytest
+
+    monkeypatch.setattr(sys, "argv", [f"{name}.py", *args])
+    monkeypatch.setattr(sys, "path", list(sys.path))  # bench_infer puts benchmarks/ there
+    with pytest.raises(SystemExit) as exit_:  # no SystemExit at all: it exited 0
+        runpy.run_path(str(REPO_ROOT / "benchmarks" / f"{name}.py"), run_name="__main__")
+    return exit_.value.code, capsys.readouterr().err
+
+
+def test_bench_train_exits_3_when_a_cell_failed_and_5_when_one_fell_back(monkeypatch, capsys):
+    """Every cell "failed" and it exited 0, so run_all.sh counted the stage as passed (review)."""
+    from labutils import train
+
+    real = train.fit
+
+    def broken(*a, **k):
+        raise RuntimeError("CUDA error: an illegal memory access")
+
+    args = ["--smoke", "--epochs", "2", "--models", "resnet20", "--modes", "eager", "--images", "64"]
+    monkeypatch.setattr(train, "fit", broken)  # bench_train imports it when run
+    status, err = _run_as_script("bench_train", args, monkeypatch, capsys)
+    assert status == 3 and "failed: resnet20 dense eager: RuntimeError: CUDA error: an illegal memory access" in err
+
+    def graphs_dropped(*a, **k):
+        warnings.warn("CUDA graphs not used (a test); training eagerly", RuntimeWarning)
+        return real(*a, **k)
+
+    monkeypatch.setattr(train, "fit", graphs_dropped)
+    status, err = _run_as_script("bench_train", args, monkeypatch, capsys)
+    assert status == 5 and "fell back to eager: resnet20 qat-4bit eager: CUDA graphs not used (a test)" in err
+
+
+def test_bench_infer_exits_3_when_a_point_failed_and_5_when_one_fell_back(monkeypatch, capsys):
+    from labutils import accel, measure
+
+    def broken(*a, **k):
+        raise RuntimeError("capture failed")
+
+    args = ["--smoke", "--models", "resnet18", "--batches", "1"]
+    monkeypatch.setattr(measure, "measure_latency", broken)  # bench_infer imports it when run
+    status, err = _run_as_script("bench_infer", args + ["--modes", "eager"], monkeypatch, capsys)
+    assert status == 3 and "failed: resnet18 dense batch 1 eager: RuntimeError: capture failed" in err
+    monkeypatch.setattr(accel, "graphs_unavailable", lambda device: None)  # as if on a GPU
+    monkeypatch.setattr(measure, "measure_latency", lambda *a, **k: {"images_per_second": 10.0, "graphs": False})
+    status, err = _run_as_script("bench_infer", args + ["--modes", "graphs"], monkeypatch, capsys)
+    assert status == 5 and "fell back to eager: resnet18 pruned batch 1 graphs" in err
+
+
+def test_bench_train_labels_a_fallback_by_the_mode_that_ran(monkeypatch):
+    """compiled+graphs whose graphs alone were dropped ran the compiled code, and said "fell back to
+    eager", filing compiled images/s as eager's (review)."""
+    bench = _bench()
+    monkeypatch.setattr(bench, "graphs_unavailable", lambda device: None)  # fit still drops them on a CPU
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: model)  # compiles, in no time
+    row = bench.run_mode("resnet20", "dense", "compiled+graphs", torch.device("cpu"), 64, 2, True)
+    assert row["note"] == "fell back to compiled, without CUDA graphs" and row["reason"].startswith("CUDA graphs not used")
+    assert row["fallback_mode"] == "compiled" and row["fallback_images_per_second"] > 0
+    assert row["images_per_second"] is None and row["compile_mode"] == "default"
+    graphs, failed = "CUDA graphs not used (x)", "torch.compile failed on the first step (y)"
+    assert bench.fallback("compiled+graphs", [failed]) == ("graphs", "fell back to graphs, without torch.compile")
+    assert bench.fallback("compiled+graphs", [graphs, failed])[0] == bench.fallback("graphs", [graphs])[0] == "eager"
+    assert bench.fallback("reduce-overhead", [failed]) == ("eager", "fell back to eager")

@@ -63,6 +63,26 @@ def test_profile_resnet20_graphs_falls_back_and_finds_no_attention(monkeypatch):
     _check_shares(r)
 
 
+def test_profile_compiled_graphs_that_drop_the_graphs_say_compiled_ran(monkeypatch, capsys):
+    """Only the CUDA graphs failed, yet the note said "fell back to eager" while the compiled code ran
+    (review): the note and the headline name the mode that ran, and the script exits 5."""
+    import runpy
+    import sys
+
+    import torch
+
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: model)  # compiles, in no time
+    args = ["--smoke", "--device", "cpu", "--model", "resnet20", "--mode", "compiled+graphs", "--steps", "1"]
+    r = _bench("profile_step").main(args)
+    assert r["note"].startswith("fell back to compiled, without CUDA graphs: CUDA graphs not used")
+    assert r["ran_mode"] == "compiled" and "resnet20 compiled, asked for compiled+graphs, batch 32" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["profile_step.py", *args])
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(_bench("profile_step").__file__), run_name="__main__")
+    assert exit_.value.code == 5 and "fell back to compiled, without CUDA graphs" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--model", "resnet50"], "invalid choice: 'resnet50'"),
     (["--mode", "eager", "--compile-mode", "max-autotune"], "--compile-mode needs a compiling --mode"),
