@@ -18,7 +18,7 @@ from .artifacts import (RunDirs, device_name, file_sha256, git_commit, read_json
                         run_id_for, run_info, write_json)
 from .checkpoint import CheckpointError, _safely_loadable, load_checkpoint, save_checkpoint
 from .course import BASELINE_MISSING, CIFAR10_IMAGES, MODEL_NAMES, NOT_PREPARED, NOTEBOOK_OF_STAGE, STAGES
-from .errors import SettingsError
+from .errors import Explained, SettingsError
 from .models import COURSE_MODELS, course_model, input_size
 from .profile_check import check_profile
 from .profiles import PROFILES, auto_profile, get_profile
@@ -54,6 +54,9 @@ class Session:
         # Every parameter is checked before the first folder or file is written.
         self.seed = check_seed(seed)
         self.models = check_models(models)
+        self._asked = tuple(self.models)  # MODELS as passed, before _models_of_run narrows it
+        # Notebooks 01 and 06 pass no MODELS: their Session line named all three in a run of one.
+        self._models_given = models is not MODEL_NAMES
         if not isinstance(device, (str, torch.device)):  # None: torch's own error is a dozen lines of overloads
             raise SettingsError(f"DEVICE = {device!r}: use auto, cpu, cuda, cuda:N or mps (a string)")
         for what, path in (("OUT_DIR", out_dir), ("DATA_ROOT", data_root)):  # else a bare TypeError from pathlib
@@ -447,6 +450,10 @@ class Session:
                                   f"{record.get('reason')} (its record {self.dirs.metrics_file(name, stage).name})")
         again = f"run notebook {NOTEBOOK_OF_STAGE[stage]} of this run again" if stage in NOTEBOOK_OF_STAGE else \
             "run the notebook that writes it again"
+        if not self.of_this_run(record) and not path.is_file() and name not in self.models:
+            # checkpoint.py's "run the notebook that writes it first" sent the student back to a notebook
+            # that had run, for a model outside its MODELS.
+            raise FileNotFoundError(f"no {path.name} in this run: {self._not_in_models(name, stage)}")
         if self.of_this_run(record) and not path.is_file():
             # checkpoint.py's "run the notebook that writes it first" sent a student in notebook 03,
             # whose saved model was deleted, off to look for another notebook.
@@ -482,14 +489,25 @@ class Session:
         """This run's record of each model at ``stage``, read back from ``metrics/`` (what the
         notebook's producing cell returned), so the cells after it also work after a kernel
         restart. A model without one in this run (another run's file does not count) is recorded
-        as not produced, ``not_yet`` saying which cell to run."""
-        records = {}
+        as not produced, ``not_yet`` saying which cell to run; one outside MODELS is a KeyError saying so."""
+        records = Records(lambda name: f"no {name!r} record: {self._not_in_models(name, stage)}")
         for name in self.models:
             record = self.metrics(name, stage)
             if not self.of_this_run(record):
                 record = {"model": name, "stage": stage, "produced": False, "reason": not_yet}
             records[name] = record
         return records
+
+    def _not_in_models(self, name: str, stage: str) -> str:
+        """Why this run has nothing of ``name``, a model outside MODELS, and what to do."""
+        if name not in MODEL_NAMES:
+            return f"{name!r} is not a course model; the course's models are {', '.join(MODEL_NAMES)}"
+        if name in self._asked:  # narrowed out by _models_of_run (notebooks 03-05)
+            return (f"{name} is in MODELS, but notebook 02 of this run left it out: add it to notebook 02's "
+                    f"MODELS and run the notebooks from 02 again")
+        notebook = f"notebook {NOTEBOOK_OF_STAGE[stage]}" if stage in NOTEBOOK_OF_STAGE else "the notebook"
+        return (f"{name} is not in this run's MODELS ({', '.join(self.models)}): add it to MODELS and run "
+                f"{notebook} again")
 
     def available(self, name: str, stage: str = "before_pruning") -> bool:
         """True when an earlier notebook produced ``name`` at ``stage`` in this run (another run's
@@ -499,8 +517,27 @@ class Session:
 
     def __repr__(self) -> str:
         return (f"Session(profile={self.name!r}, device={self.device}, data={self.data_description!r}, "
-                f"out={shown_path(self.dirs.root)!r}, run_id={self.run_id!r}, seed={self.seed}, "
-                f"models={self.models!r})")
+                f"out={shown_path(self.dirs.root)!r}, run_id={self.run_id!r}, seed={self.seed}"
+                + (f", models={self.models!r})" if self._models_given else ")"))
+
+
+class NotInModels(Explained, KeyError):
+    """A model a dict by model name lacks, said in words (a KeyError's own text is the quoted key)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class Records(dict):
+    """``Session.recorded``'s records by model name: a model without one raises ``NotInModels`` with
+    ``why(name)``, where a bare KeyError('cnn') left the student guessing (as notebook 03's ``Subjects``)."""
+
+    def __init__(self, why):
+        super().__init__()
+        self._why = why
+
+    def __missing__(self, name):
+        raise NotInModels(self._why(name))
 
 
 def check_models(models) -> list[str]:

@@ -326,3 +326,25 @@ def test_a_study_list_passed_with_papermills_p_says_to_use_y():
         U.check_study([0.5], "[1]")
     with pytest.raises(SettingsError, match=r"use a non-empty list of epoch counts above 0, such as \[3, 5\]$"):
         U.check_study([0.5], [0])
+
+
+@pytest.mark.parametrize("stem", ["02_baseline_training", "03_unstructured_pruning", "04_structured_pruning"])
+def test_exercises_on_the_runs_cnn_say_to_keep_it_in_models(stem):
+    """Notebooks 02 and 04's exercises failed in a --models vit_scratch run; only 03's intro said why (review)."""
+    intro = " ".join(_notebook(stem).cells[-1].source.split("\n1. ")[0].split())
+    assert 'keep `"cnn"` in `MODELS`' in intro
+
+
+def test_notebook_02s_first_exercise_reads_the_cnn_baseline_before_training(tmp_path):
+    """A --models vit_scratch run: the doubled-epoch training ran (minutes on a GPU), and only then
+    results["cnn"] failed with a bare KeyError (review)."""
+    from types import SimpleNamespace
+
+    s = Session("smoke", tmp_path, device="cpu", models=["vit_scratch"])
+    trained = []
+    lab = SimpleNamespace(try_recipe=lambda *args, **changes: trained.append(args),
+                          plot_learning_curves=lambda *args, **kwargs: None)
+    ns = {"s": s, "lab": lab, "results": s.recorded("before_pruning", "x")}
+    with pytest.raises(KeyError, match=r"no 'cnn' record: cnn is not in this run's MODELS \(vit_scratch\)"):
+        exec(exercises("02_baseline_training")[0], ns)
+    assert not trained

@@ -451,10 +451,11 @@ def test_the_default_study_lists_pass():
     unstructured.check_study([0.5, 0.75, 0.9], [3, 5])
 
 
-def test_a_vit_weights_file_is_checked_only_when_the_vit_is_trained(tmp_path):
-    with pytest.raises(PretrainedWeightsUnavailable, match="which does not exist: check the path"):
-        baseline.check_weights(str(tmp_path / "typo.pth"), ["cnn", "vit"])
-    baseline.check_weights(str(tmp_path / "typo.pth"), ["cnn", "vit_scratch"])
+def test_a_vit_weights_file_is_checked_even_when_the_vit_is_not_trained(tmp_path):
+    """As --vit-weights is: a typo with MODELS ["cnn"] passed until "vit" was added (review rv123)."""
+    for models in (["cnn", "vit"], ["cnn", "vit_scratch"]):
+        with pytest.raises(PretrainedWeightsUnavailable, match="which does not exist: check the path"):
+            baseline.check_weights(str(tmp_path / "typo.pth"), models)
     baseline.check_weights("", ["vit"])
 
 
@@ -686,3 +687,43 @@ def test_a_record_whose_run_is_null_is_not_this_runs(tmp_path):
     write_json(s.dirs.metrics_file("cnn", "before_pruning"), {"produced": True, "run": None, "accuracy": 0.5})
     assert not s.of_this_run(s.metrics("cnn", "before_pruning"))
     assert s.recorded("before_pruning", "run notebook 02")["cnn"]["produced"] is False
+
+
+def test_a_model_outside_models_says_so_in_recorded_and_load(tmp_path):
+    """A --models vit_scratch run: notebook 02's exercise 1 failed with a bare KeyError('cnn') after
+    minutes of training, and notebook 04's s.load("cnn", ...) sent the student back to notebook 02,
+    which had run, to "run the notebook that writes it first" (review)."""
+    s = Session("smoke", tmp_path, device="cpu", models=["vit_scratch"])
+    results = s.recorded("before_pruning", "run the cell under 'Train' first")
+    with pytest.raises(KeyError) as err:
+        results["cnn"]
+    assert str(err.value) == ("no 'cnn' record: cnn is not in this run's MODELS (vit_scratch): add it to MODELS "
+                              "and run notebook 02 again")
+    assert err.value._render_traceback_() == [f"NotInModels: {err.value}"]  # the words, not a traceback
+    assert results.get("cnn") is None and "cnn" not in results and list(results) == ["vit_scratch"]
+    with pytest.raises(KeyError, match=r"the course's models are cnn, vit, vit_scratch"):
+        results["resnet"]
+    with pytest.raises(FileNotFoundError) as err:
+        s.load("cnn", "before_pruning")
+    assert str(err.value) == ("no cnn_before_pruning.pth in this run: cnn is not in this run's MODELS (vit_scratch): "
+                              "add it to MODELS and run notebook 02 again")
+    # Notebooks 03-05 narrow MODELS to the run's: cnn is in their MODELS, but notebook 02 left it out.
+    write_json(s.dirs.metrics / "pipeline.json", {"run_id": s.run_id, "models": ["vit_scratch"]})
+    s.record_missing("vit_scratch", "before_pruning", "stand-in")
+    later = Session("smoke", tmp_path, device="cpu", start_run=False)
+    with pytest.raises(FileNotFoundError, match=r"^no cnn_before_pruning.pth in this run: cnn is in MODELS, but "
+                                                r"notebook 02 of this run left it out: add it to notebook 02's "
+                                                r"MODELS and run the notebooks from 02 again$"):
+        later.load("cnn", "before_pruning")
+    with pytest.raises(KeyError, match=r"no 'cnn' record: cnn is in MODELS, but notebook 02 of this run left it out"):
+        later.recorded("after_structured_pruning", "x")["cnn"]
+    # A model of MODELS whose notebook has not run yet keeps checkpoint.py's advice.
+    with pytest.raises(FileNotFoundError, match=r"run the notebook that writes it first"):
+        s.load("vit_scratch", "after_structured_pruning")
+
+
+def test_the_session_line_names_models_only_where_the_notebook_passes_them(tmp_path):
+    """Notebooks 01 and 06 pass no MODELS: their Session line of a --models cnn run said
+    models=['cnn', 'vit', 'vit_scratch'] under the injected MODELS = ["cnn"] (review)."""
+    assert "models=['cnn']" in repr(Session("smoke", tmp_path, device="cpu", models=["cnn"]))
+    assert "models=" not in repr(Session("smoke", tmp_path, device="cpu"))

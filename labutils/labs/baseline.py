@@ -42,8 +42,9 @@ def _train(session: Session, name: str, model, recipe: dict, desc: str, stop_if_
 
 def check_weights(vit_weights: str, models) -> None:
     """A VIT_WEIGHTS file checked where the notebook starts (``models.check_vit_weights``), not
-    when the ViT's turn comes after the CNN has trained."""
-    if vit_weights and "vit" in models and (untrained := check_vit_weights(vit_weights)):
+    when the ViT's turn comes after the CNN has trained; checked even when MODELS leaves out
+    "vit", as --vit-weights is: a typo would otherwise wait for the day "vit" is added."""
+    if vit_weights and (untrained := check_vit_weights(vit_weights)) and "vit" in models:
         print(f"warning: VIT_WEIGHTS {untrained}")
 
 
