@@ -13,6 +13,7 @@ Files are written to a temporary name and renamed, so a crash never leaves half 
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 import re
@@ -68,17 +69,46 @@ def unpack_sparse(packed: dict) -> dict:
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, metrics: dict | None = None,
                     meta: dict | None = None, sparse: bool = False) -> Path:
-    """Write ``model`` (built by ``build_model``) with its metrics; ``sparse`` packs zeros away."""
+    """Write ``model`` (built by ``build_model``) with its metrics; ``sparse`` packs zeros away.
+    0-d tensors and numpy scalars in ``metrics`` and ``meta`` are stored as Python numbers; a NaN or
+    infinite metric is refused (ValueError), nothing written."""
     arch = getattr(model, "arch", None)
     if not arch:
         raise ValueError("the model has no .arch record; build it with labutils.models.build_model")
-    _safely_loadable({"arch_kwargs": arch["kwargs"], "metrics": metrics or {}, "meta": meta or {}})
+    metrics, meta = plain_numbers(metrics or {}), plain_numbers(meta or {})
+    if bad := _not_finite(metrics):
+        raise ValueError(f"metric {bad[0]} is {bad[1]}: nothing was written. NaN or an infinity comes from a "
+                         f"diverged training (lower the learning rate)")
+    _safely_loadable({"arch_kwargs": arch["kwargs"], "metrics": metrics, "meta": meta})
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "version": VERSION, "arch": arch["name"],
                "arch_kwargs": arch["kwargs"], "encoding": "sparse" if sparse else "dense",
                "state_dict": pack_sparse(state) if sparse else state,
-               "metrics": metrics or {}, "meta": meta or {}}
+               "metrics": metrics, "meta": meta}
     return atomic_write_bytes(path, lambda f: torch.save(payload, f))
+
+
+def plain_numbers(value):
+    """``value`` with 0-d tensors and numpy scalars made Python numbers, in dicts and lists too:
+    JSON and a safe checkpoint load take plain numbers only."""
+    if isinstance(value, dict):
+        return {k: plain_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_numbers(v) for v in value]
+    if (isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0) or isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _not_finite(value, where: str = "") -> tuple[str, float] | None:
+    """(where, value) of the first NaN or infinity in ``value`` (after ``plain_numbers``), or None."""
+    if isinstance(value, dict):
+        items = ((f"{where}[{k!r}]" if where else repr(k), v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return (where, value) if isinstance(value, float) and not math.isfinite(value) else None
+    return next(filter(None, (_not_finite(v, w) for w, v in items)), None)
 
 
 def _safely_loadable(small: dict) -> None:
@@ -91,8 +121,8 @@ def _safely_loadable(small: dict) -> None:
         torch.load(buf, weights_only=True)
     except pickle.UnpicklingError as err:
         raise TypeError(f"the checkpoint's arch_kwargs, metrics or meta hold a value a safe load refuses "
-                        f"({str(err).splitlines()[-1][:200]}): pass plain numbers, e.g. float(x) for a "
-                        f"numpy one; nothing was written") from err
+                        f"({str(err).splitlines()[-1][:200]}): pass plain numbers, strings, lists and dicts "
+                        f"(x.tolist() for a numpy array); nothing was written") from err
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:

@@ -202,6 +202,10 @@ def _evaluate(args) -> int:
         except OSError as err:
             print(f"error: {describe_os_error(err, args.json)}", file=sys.stderr)
             return 130 if interrupted else 1
+        except (TypeError, ValueError) as err:  # a value JSON cannot hold (NaN, an object): one line, no traceback
+            problem = err if isinstance(err, ValueError) else f"cannot write {args.json}: {err}"  # json_text names the file
+            print(f"error: {problem}; nothing was written to it, the results are printed above", file=sys.stderr)
+            return 130 if interrupted else 1
     return 130 if interrupted else 1 if failures else 0
 
 

@@ -6,6 +6,7 @@ the others still run; a checkpoint whose test images are not found keeps its oth
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 
 from . import data as D
 from .artifacts import read_json
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, plain_numbers
 from .measure import NOISY_WHY, count_macs, measure_latency
 from .models import count_parameters, input_size
 from .prune import sparsity_report
@@ -92,6 +93,14 @@ def _recipe_of(path: Path, ckpt: dict) -> dict:
     return record.get("recipe") or {} if same_run and "unstructured" in path.stem else {}
 
 
+def _finite_number(value) -> float | None:
+    """``value`` as a float, or None where it is no finite real number: files written before
+    save_checkpoint refused them may hold a tensor or a NaN, which a JSON file cannot."""
+    value = plain_numbers(value)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
 def evaluate_checkpoint(path: str | os.PathLike, device="cpu", data_root=None, accuracy: bool = True,
                         latency_batch: int = 1) -> dict:
     """One checkpoint's numbers. Raises (FileNotFoundError, CheckpointError, ...) on a bad file."""
@@ -103,7 +112,7 @@ def evaluate_checkpoint(path: str | os.PathLike, device="cpu", data_root=None, a
     prunable = sparsity_report(model, prunable_under(model, _recipe_of(path, ckpt)))
     row = {"checkpoint": str(path), "name": path.stem, "arch": ckpt["arch"],
            "profile": ckpt.get("meta", {}).get("profile"), "run_id": ckpt.get("meta", {}).get("run_id"),
-           "recorded_accuracy": ckpt.get("metrics", {}).get("accuracy"),
+           "recorded_accuracy": _finite_number(ckpt.get("metrics", {}).get("accuracy")),
            "parameters": count_parameters(model),
            "nonzero_parameters": prunable["all_total"] - prunable["all_zeros"],
            "sparsity_all_parameters": prunable["sparsity_all_parameters"],

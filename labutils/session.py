@@ -16,7 +16,7 @@ from . import data as D
 from .accel import memory_format, precision_for
 from .artifacts import (RunDirs, device_name, file_sha256, git_commit, read_json, read_json_object, resolve_out_dir,
                         run_id_for, run_info, write_json)
-from .checkpoint import CheckpointError, _safely_loadable, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, _safely_loadable, load_checkpoint, plain_numbers, save_checkpoint
 from .course import BASELINE_MISSING, CIFAR10_IMAGES, MODEL_NAMES, NOT_PREPARED, NOTEBOOK_OF_STAGE, STAGES
 from .errors import Explained, SettingsError
 from .models import COURSE_MODELS, course_model, input_size
@@ -308,7 +308,7 @@ class Session:
         check_artifact(name, stage)
         self.check_still_this_run()
         path = self.dirs.checkpoint(name, stage)
-        metrics = _plain(metrics)  # a tensor accuracy, (pred == y).float().mean(), is a number here
+        metrics = plain_numbers(metrics)  # a tensor accuracy, (pred == y).float().mean(), is a number here
         record = {"model": name, "stage": stage, "run": self.info, "produced": True, **metrics}
         try:  # before the checkpoint: a record that cannot be written would leave it without one
             json.dumps(record, allow_nan=False)
@@ -359,7 +359,7 @@ class Session:
         if checkpoint_sha256 and (record.get("checkpoint") or {}).get("sha256") != checkpoint_sha256:
             raise SettingsError(f"{path.name} no longer records the model this cell saved (it was saved again "
                                 f"since, in another kernel): nothing was added to it; run the cell that saves it again")
-        record |= _plain(extra)
+        record |= plain_numbers(extra)
         write_json(path, record)
         return record
 
@@ -592,18 +592,6 @@ def shown_path(path: str | os.PathLike) -> str:
         return os.path.relpath(path)
     except ValueError:  # another drive (Windows)
         return str(path)
-
-
-def _plain(value):
-    """``value`` with 0-d tensors and numpy scalars made Python numbers, in dicts and lists too:
-    JSON and a safe checkpoint load take plain numbers only."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if (isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0) or isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _numbers_only(metrics: dict) -> dict:

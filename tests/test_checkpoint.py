@@ -115,9 +115,57 @@ def test_a_pickled_model_is_named_as_such_and_keys_of_any_type_are_listed(tmp_pa
 def test_a_checkpoint_a_safe_load_could_not_read_is_not_written(tmp_path):
     """A numpy float among the metrics was saved, then every load refused the file, and re-running
     the notebook (as the message said) wrote the same unreadable file again."""
-    with pytest.raises(TypeError, match=r"a value a safe load refuses .* float\(x\) for a numpy one; nothing was written"):
-        save_checkpoint(tmp_path / "m.pth", build_model("resnet20"), metrics={"accuracy": np.float64(0.5)})
+    with pytest.raises(TypeError, match=r"a value a safe load refuses .* \(x\.tolist\(\) for a numpy array\); nothing was written"):
+        save_checkpoint(tmp_path / "m.pth", build_model("resnet20"), metrics={"accuracies": np.array([0.5, 0.6])})
     assert not list(tmp_path.iterdir())
+
+
+def test_tensor_and_numpy_metrics_are_stored_as_numbers_and_nan_is_refused(tmp_path):
+    """A tensor accuracy, (pred == y).float().mean(), was stored as a tensor, and a NaN as NaN:
+    ``labutils evaluate --json`` then failed on the file with a traceback (review)."""
+    path = save_checkpoint(tmp_path / "m.pth", build_model("resnet20", width=4),
+                           metrics={"accuracy": torch.tensor(0.5), "loss": np.float64(1.5), "hist": [np.float32(2)]},
+                           meta={"seed": np.int64(3)})
+    ckpt = read_checkpoint(path)
+    assert ckpt["metrics"] == {"accuracy": 0.5, "loss": 1.5, "hist": [2.0]} and ckpt["meta"] == {"seed": 3}
+    assert type(ckpt["metrics"]["accuracy"]) is float and type(ckpt["meta"]["seed"]) is int
+    for bad, where in ((float("nan"), "'accuracy' is nan"), ({"top1": torch.tensor(float("inf"))}, r"'accuracy'\['top1'\] is inf")):
+        with pytest.raises(ValueError, match=f"metric {where}: nothing was written. .* diverged training \\(lower the learning rate\\)"):
+            save_checkpoint(tmp_path / "bad.pth", build_model("resnet20", width=4), metrics={"accuracy": bad})
+    assert not (tmp_path / "bad.pth").exists()
+
+
+def test_evaluate_json_takes_odd_recorded_accuracies_of_older_files(tmp_path, capsys, monkeypatch):
+    """A recorded accuracy kept as a tensor or NaN (written before save_checkpoint refused them)
+    ended ``evaluate --json`` in a traceback or a ValueError, no file, the good checkpoint's row lost."""
+    import json
+
+    from labutils import evaluate as E
+    from labutils.cli import main
+
+    good = save_checkpoint(tmp_path / "good.pth", build_model("resnet20", width=4), metrics={"accuracy": 0.5})
+    paths = [str(good)]
+    for name, value in (("tensor", torch.tensor(0.25)), ("nan", float("nan")), ("text", "n/a")):
+        ckpt = torch.load(good, weights_only=True)
+        torch.save(ckpt | {"metrics": {"accuracy": value}}, tmp_path / f"{name}.pth")  # as an older labutils wrote it
+        paths.append(str(tmp_path / f"{name}.pth"))
+    out = tmp_path / "evaluate.json"
+    assert main(["evaluate", *paths, "--no-accuracy", "--device", "cpu", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["name"], r["recorded_accuracy"]) for r in rows] == [("good", 0.5), ("tensor", 0.25), ("nan", None),
+                                                                    ("text", None)]
+    # Whatever else JSON cannot hold: one error line, the table printed, exit status 1 as for an unwritable --json.
+    measured = E.evaluate_checkpoint
+    for odd, said in ((torch.tensor([1.0]), f"error: cannot write {out}: Object of type Tensor is not JSON serializable"),
+                      (float("nan"), f"error: cannot write {out}: it would hold NaN")):
+        monkeypatch.setattr(E, "evaluate_checkpoint", lambda *a, **k: measured(*a, **k) | {"odd": odd})
+        out.unlink(missing_ok=True)
+        capsys.readouterr()
+        assert main(["evaluate", str(good), "--no-accuracy", "--device", "cpu", "--json", str(out)]) == 1
+        captured = capsys.readouterr()
+        assert "good " in captured.out and not out.exists()
+        assert [line for line in captured.err.splitlines() if line.startswith("error:")][0].startswith(said)
+        assert "Traceback" not in captured.err
 
 
 def test_a_damaged_labutils_checkpoint_is_a_checkpoint_error(tmp_path):

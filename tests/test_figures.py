@@ -199,6 +199,33 @@ def test_notebook_01s_image_grids_draw_a_single_row_or_column():
     assert len(fig.axes) == 2 and all(ax.images for ax in fig.axes)
 
 
+def test_figures_of_empty_or_nan_records_say_so_or_draw_a_dash(capsys):
+    """A model scanned over no layers crashed on min() of an empty sequence, a NaN probe accuracy on
+    round(), a model without layer sparsities on a division by zero, notebook 01's grids of no class
+    or no image on matplotlib's "Number of rows must be a positive integer" (review)."""
+    import numpy as np
+
+    from labutils.labs import data as lab
+
+    figures = plt.get_fignums()
+    empty = sensitivity_scan() | {"layers": {}}
+    assert U.plot_sensitivity({"cnn": empty, "vit": sensitivity_scan() | {"layers": {"a": []}}}) is None
+    assert U.plot_layer_sparsity({"cnn": {}, "vit": {"global": {}}}, 0.5) is None
+    assert lab.plot_samples(np.zeros((0, 3, 32, 32), np.uint8), np.zeros(0, int), []) is None
+    assert lab.plot_augmentation(np.zeros((0, 3, 32, 32), np.uint8), []) is None
+    said = capsys.readouterr().out.splitlines()
+    assert len(said) == 4 and all(line.startswith("no figure: ") for line in said)
+    assert plt.get_fignums() == figures
+    # Beside a model with something to draw: that one drawn, a NaN cell shown as a dash.
+    scan = sensitivity_scan()
+    scan["layers"]["b"] = [float("nan"), 0.2]
+    fig = U.plot_sensitivity({"cnn": empty, "vit": scan})
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert len(fig.axes) == 2 and texts == ["0", "30", "\u2013", "40"]  # one panel and its colour bar
+    fig = U.plot_layer_sparsity({"cnn": {}, "vit": {"global": {"a": 0.5}, "layer": {}}}, 0.5)
+    assert len(fig.axes) == 1 and len(fig.axes[0].patches) == 1
+
+
 def test_the_sweep_figure_says_which_curves_are_drawn_as_one():
     """A model at chance under every criterion drew its five curves on one another: the legend
     listed five, the reader saw one and could not tell which it was."""

@@ -68,6 +68,10 @@ def compare_loaders(session: Session, batch_size: int = 128) -> None:
 def plot_samples(images: np.ndarray, labels: np.ndarray, classes: list[str], per_class: int = 8,
                 path=None, caption=None):
     """``per_class`` images of each class, one row per class."""
+    if not len(classes) or per_class < 1:  # matplotlib's "Number of rows must be a positive integer" said nothing
+        print(f"no figure: nothing to draw ({len(classes)} classes, per_class={per_class}): pass the class names "
+              f"(the data's \"classes\") and a per_class of 1 or more")
+        return None
     fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9, len(classes) * 0.95), squeeze=False)
     for c, name in enumerate(classes):
         idx = np.flatnonzero(labels == c)[:per_class]
@@ -103,6 +107,9 @@ def plot_augmentation(originals: np.ndarray, augmented: list[np.ndarray], title:
     """Each original image next to several augmented draws of it (crop and flip, or whatever
     policy made ``augmented``, which ``title`` names: two such figures look alike on their own)."""
     n, k = len(originals), len(augmented)
+    if not n:  # matplotlib's "Number of rows must be a positive integer" said nothing
+        print("no figure: no original images to draw: pass at least one image")
+        return None
     fig, axes = plt.subplots(n, k + 1, figsize=((k + 1) * 1.1, n * 1.1), squeeze=False)  # one image: a row still
     for i in range(n):
         axes[i, 0].imshow(originals[i].transpose(1, 2, 0))

@@ -806,23 +806,27 @@ def plot_sensitivity(scans: dict[str, dict], path=None, caption=None):
     """Accuracy lost with each layer pruned alone: one row per layer, one column per sparsity, the
     colour and the number in percentage points below the dense model. A heat map reads at 19
     (ResNet-18) or 48 (ViT) layers, where as many lines and their legend would not."""
+    # A model or layer with nothing scanned (no sparsities) has no cells: left out, not a crash.
+    scans = {name: scan | {"layers": layers} for name, scan in scans.items()
+             if (layers := {k: v for k, v in scan["layers"].items() if len(v)})}
     if _nothing_to_draw(scans):
         return None
     rows = max(len(scan["layers"]) for scan in scans.values())
     fig, axes, _ = panels(len(scans), width=5.2, height=max(3.6, 1.6 + 0.2 * rows))  # 2 a row at most
+    lost_of = {name: 100 * (scan["baseline"] - np.array(list(scan["layers"].values()), dtype=float))
+               for name, scan in scans.items()}
     # One colour scale for every panel, never below 5 pp: a layer's colour says how much accuracy it
-    # costs, not how it ranks within its own model (1 pp, four probe images, drew dark red).
-    vmax = max([5.0] + [100 * (scan["baseline"] - min(scan["layers"][layer][j] for layer in scan["layers"]))
-                        for scan in scans.values() for j in range(len(scan["sparsities"]))])
+    # costs, not how it ranks within its own model (1 pp, four probe images, drew dark red). NaN
+    # (a diverged probe) is left out of it.
+    vmax = max([5.0] + [v for lost in lost_of.values() for v in lost[np.isfinite(lost)]])
     for ax, (name, scan) in zip(axes, scans.items()):
-        layers = list(scan["layers"])
-        lost = 100 * (scan["baseline"] - np.array([scan["layers"][layer] for layer in layers]))
+        layers, lost = list(scan["layers"]), lost_of[name]
         image = ax.imshow(lost, cmap="Reds", vmin=0, vmax=vmax, aspect="auto")
         if lost.size <= 600:  # numbers stay legible up to the full profile's 48 x 9
             # White text from 0.67 of "Reds" on: there white and black contrast alike (4.6:1).
             for (i, j), v in np.ndenumerate(lost):
-                ax.text(j, i, f"{round(v):d}", ha="center", va="center", fontsize=6,  # no "-0"
-                        color="white" if v > 0.67 * image.get_clim()[1] else "black")
+                ax.text(j, i, f"{round(v):d}" if np.isfinite(v) else "\u2013", ha="center", va="center",
+                        fontsize=6, color="white" if v > 0.67 * image.get_clim()[1] else "black")  # no "-0"
         ax.set_xticks(range(len(scan["sparsities"])), [f"{100 * v:.0f}" for v in scan["sparsities"]])
         ax.set_yticks(range(len(layers)), [_short(layer) for layer in layers], fontsize=7)
         on = f" on {scan['images']:,} probe images" if "images" in scan else ""  # older runs did not record it
@@ -891,6 +895,9 @@ def layer_bars(curves: dict[str, dict[str, float]], title: str = "", ax=None):
 
 def plot_layer_sparsity(data: dict[str, dict[str, dict[str, float]]], level: float, path=None, caption=None):
     """Per-layer sparsity at ``level`` overall: global threshold vs uniform vs sensitivity ratios."""
+    # Labels and models without layers have no bars: left out (a model of none divided by zero).
+    data = {name: kept for name, curves in data.items()
+            if (kept := {label: layers for label, layers in curves.items() if layers})}
     if _nothing_to_draw(data):
         return None
     fig, axes = plt.subplots(len(data), 1, figsize=(11, 3.4 * len(data)), squeeze=False)
