@@ -254,8 +254,9 @@ def test_notebook_03_with_no_baseline_draws_nothing_and_an_exercise_says_why(tmp
     assert plt.get_fignums() == figures
     assert U.playground(subjects, enabled=False) is None
     assert "playground off (PLAYGROUND = False" in capsys.readouterr().out
-    with pytest.raises(KeyError, match="no 'cnn' subject here; its baseline was not loaded: "):
+    with pytest.raises(KeyError, match="^no 'cnn' subject here; its baseline was not loaded: ") as err:
         subjects["cnn"]
+    assert err.value._render_traceback_()[0].startswith("NotInModels: no 'cnn'")  # words, not a traceback
     with pytest.raises(KeyError, match=r"'vit' subject here; it was not asked for \(loaded from \['cnn'\]\)"):
         subjects["vit"]
     with pytest.raises(KeyError, match="the course's models are cnn, vit, vit_scratch"):

@@ -47,7 +47,7 @@ from ..prune.masks import prunable_parameters, sparsity_report
 from ..prune.schedules import METHODS, budget_steps, finetune_masked, gradual_prune, iterative_prune, one_shot_prune
 from ..prune.sensitivity import SensitivityScope, sensitivity_scan
 from ..train import evaluate, progress, quiet_progress, seed_everything
-from ..session import check_models
+from ..session import NotInModels, check_models
 
 STAGE = "after_unstructured_pruning"
 
@@ -162,7 +162,7 @@ class Subjects(dict):
         else:
             why = (f"it was not asked for (loaded from {self.asked}): keep it in MODELS, or load it with "
                    f"lab.load_subjects(s, [{name!r}])")
-        raise KeyError(f"no {name!r} subject here; {why}")
+        raise NotInModels(f"no {name!r} subject here; {why}")
 
 
 def load_subjects(s, models: list[str]) -> Subjects:
