@@ -100,6 +100,8 @@ def test_bench_train_a_case_that_breaks_ends_only_its_cell(tmp_path, monkeypatch
     assert compiled and all(r["note"] == "failed" and r["images_per_second"] is None
                             and r["reason"] == "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
                             for r in compiled)
+    # Every case has both cells, in order: the failed compiled cell ended nothing else.
+    assert [r["mode"] for r in rows] == ["compiled", "eager"] * len(compiled)
     assert all(r["images_per_second"] > 0 for r in rows if r["mode"] == "eager")
 
 

@@ -1,4 +1,5 @@
-"""The course forbids PyTorch's built-in pruning module: no code in labutils or the notebooks uses it."""
+"""The course forbids PyTorch's built-in pruning module: no code in labutils, the benchmarks or the notebooks
+uses it."""
 import ast
 import json
 from pathlib import Path
@@ -36,8 +37,8 @@ def test_detector_finds_the_forbidden_module():
     assert any(n.startswith(FORBIDDEN) for n in _imports_and_attributes("from torch.nn.utils import prune"))
 
 
-def test_labutils_and_notebooks_do_not_use_it():
-    sources = {p: p.read_text() for p in (ROOT / "labutils").rglob("*.py")}
+def test_labutils_benchmarks_and_notebooks_do_not_use_it():
+    sources = {p: p.read_text() for folder in ("labutils", "benchmarks") for p in (ROOT / folder).rglob("*.py")}
     for nb in (ROOT / "notebooks").glob("*.ipynb"):
         sources.update({f"{nb}#{i}": code for i, code in enumerate(_code_cells(nb))})
     offenders = [where for where, code in sources.items()

@@ -131,7 +131,9 @@ def test_a_lock_of_a_live_process_is_kept_by_the_one_that_fails_to_take_it(tmp_p
 
 def test_two_runs_never_both_take_over_the_same_stale_lock(tmp_path, monkeypatch):
     """Both see the stale lock; without the folder's flock the second deleted the lock the first
-    had just created, and both ran (9 of 30 trials)."""
+    had just created, and both ran (9 of 30 trials). Between reading the lock and replacing it each
+    run waits for the other: without the flock both are there, meet, and both take over, every time;
+    with it only one is, and its wait times out."""
     import threading
     from labutils import runlock
 
@@ -139,15 +141,27 @@ def test_two_runs_never_both_take_over_the_same_stale_lock(tmp_path, monkeypatch
     dead.wait()
     real_runs = runlock._runs
 
-    def slow_runs(holder):  # widens the window between reading the lock and replacing it
-        time.sleep(0.05)
+    def replaced():
+        try:
+            return json.loads((tmp_path / LOCK_NAME).read_text())["token"] != "x"
+        except (OSError, ValueError):
+            return False
+
+    def meeting_runs(holder):
+        try:
+            if inside.wait() == 0:  # both got here: this one goes on once the other has replaced the lock
+                deadline = time.monotonic() + 2
+                while not replaced() and time.monotonic() < deadline:
+                    time.sleep(0.005)
+        except threading.BrokenBarrierError:  # alone inside (the flock works), or the one after it
+            pass
         return real_runs(holder)
 
-    monkeypatch.setattr(runlock, "_runs", slow_runs)
-    for trial in range(5):
+    monkeypatch.setattr(runlock, "_runs", meeting_runs)
+    for trial in range(2):
         write_json(tmp_path / LOCK_NAME, {"pid": dead.pid, "host": socket.gethostname(), "run_id": "killed",
                                           "started": "then", "token": "x"})
-        start, outcomes = threading.Barrier(2), []
+        start, inside, outcomes = threading.Barrier(2), threading.Barrier(2, timeout=0.5), []
 
         def take():
             lock = RunLock(tmp_path)
@@ -1002,18 +1016,24 @@ def test_a_damaged_record_is_named(tmp_path, ran, capsys):
     assert f"{tmp_path / 'metrics' / 'pipeline.json'} is not valid JSON" in capsys.readouterr().err
 
 
-def test_evaluate_refuses_a_bad_device_or_an_unwritable_json_before_measuring(read_only_dir, tmp_path, capsys):
+def test_evaluate_refuses_a_bad_device_or_an_unwritable_json_before_measuring(read_only_dir, tmp_path, capsys,
+                                                                               monkeypatch):
     """Both were tracebacks; the unwritable --json one came after every measurement was done."""
+    import labutils.evaluate
+
     model = tmp_path / "m.pth"
     save_checkpoint(model, build_model("vit_scratch", embed_dim=48, depth=1, num_heads=3))
-    assert main(["evaluate", str(model), "--no-accuracy", "--device", "gpu"]) == 2
-    assert "unknown DEVICE (--device) 'gpu'" in capsys.readouterr().err
-    assert main(["evaluate", str(model), "--no-accuracy", "--json", str(read_only_dir / "r.json")]) == 2
-    out = capsys.readouterr()
-    assert "cannot write" in out.err and "m.pth" not in out.out  # refused before any measurement
-    assert main(["evaluate", str(model), "--no-accuracy", "--json", str(tmp_path)]) == 2  # a folder
-    out = capsys.readouterr()
-    assert f"cannot write {tmp_path}: it is a folder; give a file name" in out.err and "m.pth" not in out.out
+    with monkeypatch.context() as refusing:  # any measurement before the refusal fails the test
+        refusing.setattr(labutils.evaluate, "evaluate_each",
+                         lambda *args, **kw: pytest.fail("evaluate measured before refusing"))
+        assert main(["evaluate", str(model), "--no-accuracy", "--device", "gpu"]) == 2
+        assert "unknown DEVICE (--device) 'gpu'" in capsys.readouterr().err
+        assert main(["evaluate", str(model), "--no-accuracy", "--json", str(read_only_dir / "r.json")]) == 2
+        out = capsys.readouterr()
+        assert "cannot write" in out.err and "[1/" not in out.err
+        assert main(["evaluate", str(model), "--no-accuracy", "--json", str(tmp_path)]) == 2  # a folder
+        out = capsys.readouterr()
+        assert f"cannot write {tmp_path}: it is a folder; give a file name" in out.err and "[1/" not in out.err
     assert main(["evaluate", str(model), "--no-accuracy", "--json", str(tmp_path / "new" / "r.json")]) == 0
     assert (tmp_path / "new" / "r.json").is_file()  # a folder that does not exist yet is made, as before
 
