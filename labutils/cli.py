@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "DIR/figures, DIR/metrics and, with notebook 05, DIR/report.json.",
                          epilog="exit status: 0 done; 1 a notebook failed, or the run was refused or could not "
                                 "write (its error says why); 2 a bad option, refused before anything is written; "
-                                "130 Ctrl-C; 143 SIGTERM (both: the run can be continued with --resume)")
+                                "130 Ctrl-C; 143 SIGTERM (both: the run can be continued, or run again, with the command its "
+                                "message prints)")
     run.add_argument("--profile", default="auto", choices=["auto", *PROFILES],
                      help="auto (default): full on a CUDA GPU, cpu otherwise")
     run.add_argument("--out", metavar="DIR", default=None,
@@ -385,18 +386,48 @@ def _run(args) -> int:
         print(f"note: notebook(s) {', '.join(n[:2] for n in outdated)} no longer count as finished (a notebook "
               f"before them saved again what they read): their executed notebooks{stale} out of date until they "
               f"run again, with: {again}")
+    if summary.get("left"):  # a new run beside the replaced one's executed notebooks: say which
+        print(_left_note(summary, args, profile))
     print(what_to_open(Path(summary["out"]), report="05_report.ipynb" in summary["finished"]))
     return 0
 
 
+def _left_note(summary: dict, args, profile: str) -> str:
+    """The note after a command that started a new run over another (--notebooks 02 after a whole
+    run): which executed notebooks are still the replaced run's, and what --resume would run."""
+    left, rest = [n[:2] for n in summary["left"]], [n[:2] for n in summary.get("resume_runs", [])]
+    old = f"run {summary['replaced_run']}" if summary.get("replaced_run") else "an earlier run"
+    report = " (and report.json)" if "05" in left else ""
+    note = (f"note: this started run {summary['run_id']}; the executed notebook(s) {', '.join(left)} in "
+            f"notebooks/{report} are still those of {old}, which it replaced, until they run again")
+    if not rest:
+        return note
+    again = [n for n in rest if n in {f[:2] for f in summary["finished"]}]
+    why = (f"; {', '.join(again)} again too, as this run has not finished {rest[0]} before "
+           f"{'it' if len(again) == 1 else 'them'}" if again else "")
+    command = resume_command(argparse.Namespace(**{**vars(args), "notebooks": None}), profile)
+    return f"{note}. To run the rest of this run: {command} (it runs {', '.join(rest)}{why})"
+
+
 def _go_on(args, profile: str) -> str:
     """How to go on after a run stopped: with --resume where the folder records a run to continue
-    (metrics/pipeline.json); stopped before it wrote that, --resume would find nothing to resume."""
-    from .artifacts import resolve_out_dir
+    (metrics/pipeline.json); stopped before it wrote that, --resume would find nothing to resume.
+    Stopped before the notebooks asked for replaced anything, they count finished as before, and
+    --resume would run nothing: the same command again is what runs them."""
+    from .artifacts import read_json_object, resolve_out_dir
+    from .pipeline import available_notebooks
 
-    if (resolve_out_dir(profile, args.out) / "metrics" / "pipeline.json").is_file():
-        return f"continue this run with: {resume_command(args, profile)}"
-    return f"nothing of this run was recorded yet; run it again with: {resume_command(args, profile, resume=False)}"
+    marker = resolve_out_dir(profile, args.out) / "metrics" / "pipeline.json"
+    if not marker.is_file():
+        return (f"nothing of this run was recorded yet; run it again with: "
+                f"{resume_command(args, profile, resume=False)}")
+    finished = {n[:2] for n in (read_json_object(marker) or {}).get("finished", [])}
+    asked = args.notebooks or list(available_notebooks())
+    if asked and set(asked) <= finished:
+        return (f"{', '.join(asked)} had replaced nothing yet, so the run is as it was ({', '.join(asked)} "
+                f"still finished); to run {'it' if len(asked) == 1 else 'them'} again: "
+                f"{resume_command(args, profile, resume=False)}")
+    return f"continue this run with: {resume_command(args, profile)}"
 
 
 def _not_produced(out: Path, run_id: str, models: list[str]) -> list[str]:

@@ -438,9 +438,11 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     sessions that keep ``out`` (checkpoints included).
 
     Returns {"run_id", "out", "notebooks": {name: seconds}, "finished", "total_seconds", ...,
-    "outdated": the notebooks finished before and no longer}; the same but "out" and "outdated" (no
-    folder of the machine in the files) is written to ``out/metrics/pipeline.json`` after every
-    notebook. A ``resume`` with nothing left to run writes nothing and returns the saved summary.
+    "outdated": the notebooks finished before and no longer, "left": where this started a new run,
+    the executed notebooks of the run it replaced that it did not run again ("replaced_run" its id),
+    "resume_runs": the notebooks a plain --resume would now run}; the same but "out", "outdated",
+    "left", "replaced_run" and "resume_runs" (no folder of the machine in the files) is written to
+    ``out/metrics/pipeline.json`` after every notebook. A ``resume`` with nothing left to run writes nothing and returns the saved summary.
     """
     select_notebooks(notebooks)  # unknown ones, or none beside this labutils: refused before any write
     check_seed(seed)
@@ -623,7 +625,21 @@ def _run_pipeline(profile: str, out_dir: Path, data_root: str | None, models: li
     # Finished before this session and no longer (a notebook before them saved again what they read).
     was = earlier.get("finished", []) if earlier.get("run_id") == run_id else []
     outdated = [n for n in was if n not in written["finished"] and (out_dir / "notebooks" / n).is_file()]
-    return written | {"out": str(out_dir), "outdated": outdated}
+    # A new run over another: the executed notebooks this command did not run are the replaced run's.
+    ran = {b.name for b in books}
+    left = [b.name for b in select_notebooks(None) if starts and b.name not in ran
+            and (out_dir / "notebooks" / b.name).is_file()]
+    return written | {"out": str(out_dir), "outdated": outdated, "left": left,
+                      "replaced_run": earlier.get("run_id") if left else None,
+                      "resume_runs": _resume_runs(written["finished"])}
+
+
+def _resume_runs(finished: list[str]) -> list[str]:
+    """The notebooks a plain ``--resume`` would run (outputs whole): from the first one not finished
+    on, every later one too (``_plan_resume``), finished or not."""
+    names = [b.name for b in select_notebooks(None)]
+    first = next((n for n in names if n not in finished), None)
+    return [n for n in names if first is not None and n >= first]
 
 
 def _plan_resume(out_dir: Path, identity: dict, books: list[Path], models: list[str], vit_weights=None

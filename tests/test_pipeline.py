@@ -954,7 +954,7 @@ def test_a_smoke_run_whose_synthetic_data_was_deleted_resumes(tmp_path, fake_boo
     (out / "data-synthetic" / "cifar-10-batches-py").mkdir(parents=True)
     (out / "data-synthetic" / "cifar-10-batches-py" / "test_batch").write_bytes(b"cut short")
     assert smoke(out, "--resume") == 1
-    assert "pass --profile smoke with the run folder's data-synthetic/ deleted" in capsys.readouterr().err
+    assert "resume it with --profile smoke with the run folder's data-synthetic/ deleted" in capsys.readouterr().err
     shutil.rmtree(out / "data-synthetic")
     assert smoke(out, "--resume") == 0
 
@@ -1012,6 +1012,8 @@ def test_an_interrupt_before_a_notebook_replaced_anything_keeps_its_earlier_exec
     """Ctrl-C 20 s into --notebooks 03 of a finished run, before 03 saved anything, deleted its executed
     notebook (checkpoint and record untouched), and `check` then failed on it (review). The run stays as
     it was; once a notebook has replaced one of its outputs, its earlier copy goes, as before."""
+    import shlex
+
     import papermill
 
     from labutils.artifacts import write_json
@@ -1020,6 +1022,7 @@ def test_an_interrupt_before_a_notebook_replaced_anything_keeps_its_earlier_exec
     assert smoke(out) == 0
     marker, executed = out / "metrics" / "pipeline.json", out / "notebooks" / "03_unstructured_pruning.ipynb"
     before, text = read_json(marker), executed.read_bytes()
+    fake = papermill.execute_notebook
 
     def interrupted(src, dst, parameters, **kw):  # 03 draws its first figure, then Ctrl-C before its first save
         (out / "figures").mkdir(exist_ok=True)
@@ -1031,7 +1034,12 @@ def test_an_interrupt_before_a_notebook_replaced_anything_keeps_its_earlier_exec
     assert executed.read_bytes() == text
     after = read_json(marker)
     assert after["finished"] == before["finished"] == ALL_BOOKS and after["notebooks"] == before["notebooks"]
-    assert "continue this run with: python -m labutils run --resume" in capsys.readouterr().err
+    # --resume would run nothing (both count finished): the advice is the same command again (review)
+    err = capsys.readouterr().err
+    assert "interrupted: 03, 04 had replaced nothing yet, so the run is as it was (03, 04 still finished); to run " \
+           "them again: python -m labutils run --profile smoke" in err, err
+    command = shlex.split(err.partition("to run them again: ")[2].splitlines()[0])
+    assert "--resume" not in command and command[command.index("--notebooks") + 1] == "03,04"
 
     def saves_then_interrupted(src, dst, parameters, **kw):  # Session.save's first write, then Ctrl-C
         write_json(out / "metrics" / "cnn_after_unstructured_pruning.json", {"produced": False})
@@ -1040,6 +1048,10 @@ def test_an_interrupt_before_a_notebook_replaced_anything_keeps_its_earlier_exec
     monkeypatch.setattr(papermill, "execute_notebook", saves_then_interrupted)
     assert smoke(out, "--notebooks", "03") == 130
     assert not executed.exists() and executed.name not in read_json(marker)["finished"]
+    assert "interrupted: continue this run with: python -m labutils run --resume" in capsys.readouterr().err
+    monkeypatch.setattr(papermill, "execute_notebook", fake)  # the command advised first runs 03 and 04
+    fake_books.clear()
+    assert main(command[3:]) == 0 and fake_books == ["03", "04"]
 
 
 def test_a_notebook_run_again_names_the_later_ones_it_outdated_and_how_to_run_them(tmp_path, fake_books,
@@ -1121,3 +1133,31 @@ def test_a_refused_resume_names_every_setting_that_differs(tmp_path, fake_books,
     assert ("it was made with model list ['cnn'], seed 0; this invocation has model list "
             "['cnn', 'vit', 'vit_scratch'], seed 2.") in err, err
     assert "resume it with --models cnn and --seed 0, or start a new run without --resume in another --out" in err
+
+
+@pytest.mark.parametrize("asked, left, runs", [("02", "01, 03, 04, 05, 06", "01, 02, 03, 04, 05, 06"),
+                                                ("01,02", "03, 04, 05, 06", "03, 04, 05, 06")])
+def test_a_new_run_over_a_finished_one_names_the_executed_notebooks_it_left_and_what_resume_runs(
+        tmp_path, fake_books, capsys, asked, left, runs):
+    """--notebooks 02 on a finished run started a new run and left the old run's executed 01, 03-06
+    in notebooks/ without a word at the end (review)."""
+    import shlex
+
+    out = tmp_path / "out"
+    assert smoke(out) == 0
+    old_id = read_json(out / "metrics" / "pipeline.json")["run_id"]
+    capsys.readouterr()
+    assert smoke(out, "--notebooks", asked) == 0
+    printed = capsys.readouterr().out
+    new_id = read_json(out / "metrics" / "pipeline.json")["run_id"]
+    assert new_id != old_id
+    assert (f"note: this started run {new_id}; the executed notebook(s) {left} in notebooks/ (and report.json) are "
+            f"still those of run {old_id}, which it replaced, until they run again") in printed, printed
+    assert f"(it runs {runs}" in printed
+    assert ("02 again too, as this run has not finished 01 before it" in printed) == (asked == "02")
+    command = shlex.split(printed.partition("To run the rest of this run: ")[2].partition(" (it runs")[0])
+    assert "--resume" in command and "--notebooks" not in command
+    fake_books.clear()
+    assert main(command[3:]) == 0 and ", ".join(fake_books) == runs  # what the note said it runs
+    assert "still those of" not in capsys.readouterr().out
+    assert read_json(out / "metrics" / "pipeline.json")["finished"] == ALL_BOOKS

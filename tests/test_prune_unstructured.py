@@ -647,6 +647,33 @@ def test_shares_and_rounds_are_refused_with_a_hint_that_works():
     assert round_targets(0.5, 2)[-1] == 0.5
 
 
+def test_a_share_may_be_a_0d_tensor_or_array_and_a_non_number_is_named_by_its_type(monkeypatch):
+    """check_share refused torch.linspace's levels and select(scores, torch.tensor(0.5)), which worked
+    before, as "tensor(0.1000) is not a share: give a number from 0 up to ... 1" (review, reproduced)."""
+    import json
+
+    import numpy as np
+
+    from labutils.prune import sensitivity as sensitivity_module
+    from labutils.prune import structured
+    from labutils.prune.masks import check_share
+
+    for share in (torch.tensor(0.5), np.array(0.5), np.float32(0.5), torch.tensor(0.5, dtype=torch.float64)):
+        assert check_share(share) == 0.5 and type(check_share(share)) is float
+    assert len(structured.select({"g": torch.rand(16)}, torch.tensor(0.5))["g"]) == 8
+    monkeypatch.setattr(sensitivity_module, "evaluate", lambda model, loader: {"accuracy": 0.5})
+    model = tiny_cnn()
+    scan = sensitivity_module.sensitivity_scan(model, prunable_parameters(model), None, torch.linspace(0.1, 0.5, 3))
+    assert scan["sparsities"] == pytest.approx([0.1, 0.3, 0.5]) and json.dumps(scan)  # plain numbers
+    with pytest.raises(ValueError, match=r"sparsity 95.0 is not a share: give 0.95 for 95%"):
+        check_share(torch.tensor(95.0))  # the value, not its tensor, as for a float
+    for bad, kind in (("0.5", "str"), ([0.5], "list"), (torch.ones(3), "Tensor"), (None, "NoneType")):
+        with pytest.raises(ValueError, match=rf"^sparsity .* is a {kind}: give a number such as 0.5$"):
+            check_share(bad)
+    with pytest.raises(ValueError, match=r"^share '0.5' is a str: give a number such as 0.5$"):
+        structured.select({"g": torch.rand(16)}, "0.5")
+
+
 def test_a_misspelt_scope_is_refused_before_any_fine_tuning(monkeypatch):
     """scope="Global" failed only when the ramp began, deep into fine-tuning."""
     from labutils.prune import schedules

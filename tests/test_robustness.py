@@ -859,9 +859,10 @@ def test_written_files_follow_the_umask(tmp_path, umask, mode):
         assert path.stat().st_mode & 0o777 == mode, path
 
 
-def _fake_notebooks(monkeypatch, interrupt=()):
+def _fake_notebooks(monkeypatch, interrupt=(), after_saving=False):
     """papermill replaced: each notebook writes the outputs --resume checks for (not-produced
-    records, the report, the quantization metrics); a name in ``interrupt`` is Ctrl-C instead."""
+    records, the report, the quantization metrics); a name in ``interrupt`` is Ctrl-C instead
+    (``after_saving``: once it has written its stage's records)."""
     import papermill
 
     from labutils.course import MODEL_NAMES, STAGES
@@ -870,11 +871,13 @@ def _fake_notebooks(monkeypatch, interrupt=()):
 
     def execute(src, dst, parameters, cwd, **kw):
         name = Path(src).name
-        if name[:2] in interrupt:
-            raise KeyboardInterrupt
-        ran.append(name[:2])
         out = Path(cwd).parent
         stage = dict(zip(("02", "03", "04"), STAGES)).get(name[:2])
+        if name[:2] in interrupt:
+            for model in MODEL_NAMES if stage and after_saving else ():
+                write_json(out / "metrics" / f"{model}_{stage}.json", {"produced": False})
+            raise KeyboardInterrupt
+        ran.append(name[:2])
         for model in MODEL_NAMES if stage else ():
             write_json(out / "metrics" / f"{model}_{stage}.json", {"produced": False})
         _write_extras(out, name[:2])
@@ -885,12 +888,13 @@ def _fake_notebooks(monkeypatch, interrupt=()):
 
 
 def test_a_notebook_run_again_counts_as_finished_only_once_it_has(tmp_path, monkeypatch):
-    """A later notebook run alone and interrupted (Ctrl-C, a GPU session ending) is not recorded
-    as finished from its earlier run; --resume then runs it again, and every notebook after it,
-    whose outputs were made from the ones it replaces."""
+    """A later notebook run alone and interrupted (Ctrl-C, a GPU session ending) once it has saved
+    a record is not recorded as finished from its earlier run; --resume then runs it again, and every
+    notebook after it, whose outputs were made from the ones it replaces. (Interrupted before it
+    replaced anything, the run stays as it was: tests/test_pipeline.py.)"""
     ran = _fake_notebooks(monkeypatch)
     assert run(tmp_path) == 0 and ran == ["01", "02", "03", "04", "05", "06"]
-    _fake_notebooks(monkeypatch, interrupt=("03",))
+    _fake_notebooks(monkeypatch, interrupt=("03",), after_saving=True)
     assert run(tmp_path, "--notebooks", "03") == 130
     finished = json.loads((tmp_path / "metrics" / "pipeline.json").read_text())["finished"]
     assert [n[:2] for n in finished] == ["01", "02", "04", "05", "06"]

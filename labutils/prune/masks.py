@@ -22,6 +22,8 @@ import numbers
 import torch
 from torch import nn
 
+from ..checkpoint import plain_numbers
+
 Masks = dict[str, torch.Tensor]
 
 
@@ -59,8 +61,13 @@ def magnitude_scores(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 def check_share(value, name: str = "sparsity") -> float:
     """``value`` as a float in [0, 1): the share of weights to remove. A percentage (90) is the
-    usual slip; 1 would zero every weight, which no pruning schedule means."""
-    number = isinstance(value, numbers.Real) and not isinstance(value, bool)  # True is not 100%
+    usual slip; 1 would zero every weight, which no pruning schedule means. A 0-d tensor or numpy
+    value (an element of ``torch.linspace``) counts as its number."""
+    kind = type(value).__name__
+    value = plain_numbers(value) if not isinstance(value, (list, tuple, dict)) else value
+    if not isinstance(value, numbers.Real):  # a string, a list, a tensor of several values: the type is wrong
+        raise ValueError(f"{name} {value!r} is a {kind}: give a number such as 0.5")
+    number = not isinstance(value, bool)  # True is not 100%
     if number and 0.0 <= value < 1.0:
         return float(value)
     everything = number and value in (1, 100)  # 100 (for 100%) means 1, refused too
