@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Print the results section (for every number of report.json, "
                                      "the course's minimum and the project's goal, and whether each "
                                      "is met) from report.json and report_details.json in DIR.",
-                         epilog="exit status: 0 printed (or written); 1 no report.json in DIR, a damaged one, or "
+                         epilog="exit status: 0 printed (or written; at the repository root, with no report.json, the goals "
+                                "a run will be held to); 1 a --root DIR without report.json, a damaged one, or "
                                 "--write-readme with another --root")
     res.add_argument("--root", metavar="DIR", default=None,
                      help="a run's folder holding report.json (a reduced run is shown, marked as one; "
@@ -327,10 +328,10 @@ def _run(args) -> int:
             check_seed(args.seed)
         except ValueError as err:  # it names the notebooks' SEED: say the option given here, as argparse would
             raise ValueError(f"--seed: {err}") from None
-        if args.vit_weights:  # ~ too: the shell leaves --vit-weights=~/w.pth as it is
-            args.vit_weights = str(Path(args.vit_weights).expanduser().resolve())
-        if args.data_root:  # the same, for the folder the kernels are sent (they run elsewhere)
-            args.data_root = str(Path(args.data_root).expanduser().resolve())
+        # ~ too: the shell leaves --vit-weights=~/w.pth as it is; --data-root is sent to the kernels (they run elsewhere)
+        for option, key in (("--vit-weights", "vit_weights"), ("--data-root", "data_root")):
+            if getattr(args, key):
+                setattr(args, key, _expanded(option, getattr(args, key)))
         # Checked whatever --models: a file that is not there is a mistake even where no vit runs
         if args.vit_weights and (untrained := check_vit_weights(args.vit_weights)) and "vit" in args.models:
             print(f"warning: --vit-weights {untrained}", file=sys.stderr)
@@ -390,6 +391,15 @@ def _run(args) -> int:
         print(_left_note(summary, args, profile))
     print(what_to_open(Path(summary["out"]), report="05_report.ipynb" in summary["finished"]))
     return 0
+
+
+def _expanded(option: str, value: str) -> str:
+    """``value`` with ~ expanded, absolute; ValueError naming ``option`` where ~user names no user
+    (pathlib's own text, "Could not determine home directory.", named neither)."""
+    try:
+        return str(Path(value).expanduser().resolve())
+    except RuntimeError:
+        raise ValueError(f"{option} {value}: the ~ in it names no user of this machine; give the full path") from None
 
 
 def _left_note(summary: dict, args, profile: str) -> str:

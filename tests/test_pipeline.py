@@ -671,7 +671,8 @@ def test_the_run_command_says_what_it_replaces_and_what_was_not_produced(tmp_pat
     nbformat.write(nb, books / "07_my_extension.ipynb")  # a notebook of one's own is a notebook of the run
     assert main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", "7"]) == 0
     assert main(["run", "--profile", "smoke", "--out", str(out), "--data-root", "~nosuchuser/data"]) == 2
-    assert "error: " in capsys.readouterr().err  # one line, not a traceback
+    err = capsys.readouterr().err  # one line naming the option, not a traceback nor pathlib's bare words
+    assert err == "error: --data-root ~nosuchuser/data: the ~ in it names no user of this machine; give the full path\n"
 
 
 def test_the_kernels_run_this_python_whatever_python3_kernelspec_is_installed(tmp_path, monkeypatch):
