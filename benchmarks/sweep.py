@@ -83,10 +83,11 @@ from labutils.measure import accuracy_interval
 from labutils.models import build_model, course_model
 from labutils.profile_check import flag, problems, schema
 from labutils.profiles import PROFILES, get_profile
-from labutils.train import evaluate, fit, get_device, seed_everything
+from labutils.train import evaluate, fit, seed_everything
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import airbench_peer  # noqa: E402  (beside this file)
+from bench_train import device_or_error  # noqa: E402
 
 MODELS = ("cnn", "vit_scratch", "resnet20")
 LOADER_KEYS, EVAL_KEYS = {"batch_size", *AUGMENTATION}, {"tta_flip"}
@@ -575,6 +576,7 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("LABUTILS_PLAIN_PROGRESS", "1")  # one printed line per epoch in the log
     if not (args.data_root or args.smoke):
         ap.error("--data-root is required (or --smoke)")
+    device = device_or_error(ap, args.device)  # a GPU this machine lacks: one line (exit 2), not a traceback
     out = Path(args.out)
     holdout = args.holdout if args.holdout is not None else SMOKE_HOLDOUT if args.smoke else HOLDOUT
     try:
@@ -592,7 +594,7 @@ def main(argv: list[str] | None = None) -> dict:
             if unknown := [n for n in args.only if n not in known]:
                 raise SweepError(f"--only {', '.join(unknown)}: no such candidate; the list has {known}")
             candidates = [c for c in candidates if c.get("name") in args.only]
-        return sweep(args.model, candidates, data_root, out, args.budget_s, get_device(args.device),
+        return sweep(args.model, candidates, data_root, out, args.budget_s, device,
                      args.smoke, args.jobs, args.profile, holdout, args.force)
     except (SweepError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -530,3 +530,15 @@ def test_tta_flip_and_names_are_checked_before_any_candidate_runs():
     for name in (5, "", None):
         with pytest.raises(sweep.SweepError, match="every candidate needs a name of its own, a non-empty string"):
             sweep.check([{"name": name, "train": {}}], "cnn")
+
+
+@pytest.mark.parametrize("device, said", [("cuda", "no CUDA GPU is visible: use auto or cpu"),
+                                          ("tpu", "unknown DEVICE (--device) 'tpu'")])
+def test_a_device_the_machine_lacks_is_one_line_before_any_folder_is_made(tmp_path, monkeypatch, capsys, device, said):
+    """--device cuda on a machine without a GPU was a traceback after the output folder was made (review rv129)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exit_:
+        sweep.main(["--model", "resnet20", "--smoke", "--out", str(tmp_path / "out"), "--device", device])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and said in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
