@@ -195,9 +195,10 @@ def smoke_widths(model: str) -> dict:
     return dict(smoke["quant"]["resnet20"] if model == "resnet20" else smoke["models"][model])
 
 
-def candidate_profile(model: str, candidate: dict, profile: str = "full", smoke: bool = False) -> dict:
+def candidate_profile(model: str, candidate: dict, profile: str, smoke: bool) -> dict:
     """``profile`` with ``candidate``'s overrides in ``model``'s recipe and architecture (on smoke's
-    widths with ``smoke``, as train_candidate builds it), for profile_check's cross-checks."""
+    widths with ``smoke``, as train_candidate builds its model; the recipe keeps the candidate's
+    batch size, which smoke's training replaces), for profile_check's cross-checks."""
     applied = get_profile(profile)  # a copy
     recipe = applied["quant"]["train"] if model == "resnet20" else applied["train"][model]
     recipe.update({k: v for k, v in candidate.get("train", {}).items() if k not in EVAL_KEYS})

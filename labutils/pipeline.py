@@ -442,7 +442,8 @@ def run_pipeline(profile: str, out: str | os.PathLike | None = None, data_root: 
     the executed notebooks of the run it replaced that it did not run again ("replaced_run" its id),
     "resume_runs": the notebooks a plain --resume would now run}; the same but "out", "outdated",
     "left", "replaced_run" and "resume_runs" (no folder of the machine in the files) is written to
-    ``out/metrics/pipeline.json`` after every notebook. A ``resume`` with nothing left to run writes nothing and returns the saved summary.
+    ``out/metrics/pipeline.json`` after every notebook. A ``resume`` with nothing left to run writes
+    nothing and returns the saved summary with "out" and an empty "outdated".
     """
     select_notebooks(notebooks)  # unknown ones, or none beside this labutils: refused before any write
     check_seed(seed)
